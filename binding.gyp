@@ -1,0 +1,49 @@
+{
+  # The engine core (native/src) is plain C++17. Kernels that use wide vector instructions live in their own
+  # static libraries so that only they are compiled with -mavx512*/-mavx2; the rest of the addon stays portable and
+  # picks a kernel set at run time (see native/src/kernels/cpu/dispatch.cpp).
+  "target_defaults": {
+    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+    "cflags": ["-O3"],
+    "defines": ["NAPI_VERSION=8"]
+  },
+  "targets": [
+    {
+      "target_name": "tl_kernels_avx512",
+      "type": "static_library",
+      "sources": ["native/src/kernels/cpu/matmul_avx512.cpp"],
+      "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16", "-mfma", "-mf16c", "-mavx2"]
+    },
+    {
+      "target_name": "tl_kernels_avx2",
+      "type": "static_library",
+      "sources": ["native/src/kernels/cpu/matmul_avx2.cpp"],
+      "cflags_cc": ["-mavx2", "-mfma", "-mf16c"]
+    },
+    {
+      "target_name": "tuneloop_native",
+      "dependencies": ["tl_kernels_avx512", "tl_kernels_avx2"],
+      "sources": [
+        "native/binding/addon.cpp",
+        "native/binding/engine_wrap.cpp",
+        "native/src/errors.cpp",
+        "native/src/gguf.cpp",
+        "native/src/tensor_convert.cpp",
+        "native/src/tokenizer.cpp",
+        "native/src/sampler.cpp",
+        "native/src/threadpool.cpp",
+        "native/src/model_loader.cpp",
+        "native/src/model.cpp",
+        "native/src/engine.cpp",
+        "native/src/membench.cpp",
+        "native/src/kernels/cpu/quantize.cpp",
+        "native/src/kernels/cpu/matmul_scalar.cpp",
+        "native/src/kernels/cpu/dispatch.cpp"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native/src"],
+      "defines": ["NAPI_CPP_EXCEPTIONS"],
+      "libraries": ["-lpthread"]
+    }
+  ]
+}

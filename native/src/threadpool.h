@@ -1,0 +1,41 @@
+// A fixed pool of worker threads for data-parallel loops inside one forward pass. Decode runs ~10 parallel
+// regions per layer, each a few tens of microseconds, so workers spin briefly on an epoch counter before sleeping
+// on a condition variable: waking a sleeping thread costs more than the work itself.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace tl {
+
+class ThreadPool {
+public:
+    explicit ThreadPool(int n_threads); // n_threads >= 1; the calling thread is worker 0
+    ~ThreadPool();
+    ThreadPool(const ThreadPool &) = delete;
+    ThreadPool & operator=(const ThreadPool &) = delete;
+
+    int size() const { return n_threads_; }
+    // Run fn(thread_index, n_threads) on every worker (the caller is index 0) and wait for all.
+    void run(const std::function<void(int, int)> & fn);
+    // Split [0, n) into contiguous chunks of at least `grain` items, one per thread: fn(begin, end).
+    void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> & fn);
+
+private:
+    int n_threads_;
+    std::vector<std::thread> workers_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::atomic<uint64_t> epoch_{0};
+    std::atomic<int> pending_{0};
+    std::atomic<bool> stop_{false};
+    const std::function<void(int, int)> * job_ = nullptr;
+
+    void worker_main(int index);
+};
+
+} // namespace tl
