@@ -47,6 +47,7 @@ public:
 private:
     std::vector<std::string> stops_;
     std::string pending_;
+    bool stopped_ = false; // a stop sequence was seen: everything after it is dropped
 };
 
 } // namespace tl

@@ -22,6 +22,13 @@ public:
     // Throws EngineException(MODEL_CORRUPT) on missing/inconsistent metadata, UNSUPPORTED_ARCHITECTURE for an
     // unknown tokenizer.ggml.model.
     static Tokenizer from_gguf(const GgufFile & file);
+    // The one construction path (from_gguf reads the metadata and calls this; tests build small vocabularies with
+    // it). `scores` and `token_types` may be empty (all 0 / all normal) or must have one entry per token; `merges`
+    // ("left right") is required for GPT2. bos/eos/unk: -1 for none, else must be a valid id (MODEL_CORRUPT
+    // otherwise). unk -1 means: the first token typed 2 (unknown), if any.
+    static Tokenizer from_vocab(TokenizerKind kind, std::vector<std::string> tokens, std::vector<float> scores,
+                                std::vector<int32_t> token_types, std::vector<std::string> merges, int32_t bos,
+                                int32_t eos, bool add_bos, bool add_space_prefix, int32_t unk = -1);
 
     TokenizerKind kind() const { return kind_; }
     int32_t n_vocab() const { return (int32_t) tokens_.size(); }
@@ -47,13 +54,18 @@ private:
     std::vector<int32_t> token_types_; // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
     std::unordered_map<std::string, int32_t> token_to_id_;
     std::unordered_map<std::string, int32_t> merge_rank_; // gpt2: "left right" -> rank
-    int32_t byte_tokens_[256];                            // llama: <0xXX> ids (-1 if absent)
+    int32_t byte_tokens_[256];                            // llama: <0xXX> ids; gpt2: the byte's mapped symbol (-1 if absent)
+    std::vector<int32_t> eog_ids_;                        // EOS plus control tokens like <|eot_id|> (small, scanned)
     int32_t bos_ = -1, eos_ = -1, unk_ = -1;
     bool add_bos_ = true;
     bool add_space_prefix_ = true;
 
     std::vector<int32_t> encode_llama(const std::string & text) const;
     std::vector<int32_t> encode_gpt2(const std::string & text) const;
+    // Id of a token that may appear as ordinary text (not control/unknown/unused/byte), or -1.
+    int32_t text_token(const std::string & s) const;
+    void push_byte(uint8_t b, std::vector<int32_t> & out) const; // byte fallback: byte token, else unk, else fail
+    void bpe_piece(const std::string & piece, std::vector<int32_t> & out) const; // gpt2: merge one pre-token
 };
 
 } // namespace tl

@@ -1,0 +1,358 @@
+#include "engine_wrap.h"
+
+#include <mutex>
+#include <vector>
+
+namespace tl_binding {
+
+namespace {
+
+std::string get_string(const Napi::Object & o, const char * key, const std::string & def = "") {
+    Napi::Value v = o.Get(key);
+    return v.IsString() ? v.As<Napi::String>().Utf8Value() : def;
+}
+double get_number(const Napi::Object & o, const char * key, double def) {
+    Napi::Value v = o.Get(key);
+    return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : def;
+}
+bool get_bool(const Napi::Object & o, const char * key, bool def) {
+    Napi::Value v = o.Get(key);
+    return v.IsBoolean() ? v.As<Napi::Boolean>().Value() : def;
+}
+
+std::vector<int32_t> to_tokens(const Napi::Value & v) {
+    std::vector<int32_t> out;
+    if (v.IsTypedArray()) {
+        Napi::Int32Array a = v.As<Napi::Int32Array>();
+        out.assign(a.Data(), a.Data() + a.ElementLength());
+    } else if (v.IsArray()) {
+        Napi::Array a = v.As<Napi::Array>();
+        out.reserve(a.Length());
+        for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(a.Get(i).As<Napi::Number>().Int32Value());
+    }
+    return out;
+}
+
+[[noreturn]] void throw_engine_error(Napi::Env env, const tl::EngineException & ex) {
+    throw Napi::Error(env, make_engine_error(env, ex.code(), ex.what()));
+}
+
+// Loads the model on a libuv worker thread.
+class LoadWorker : public Napi::AsyncWorker {
+public:
+    LoadWorker(Napi::Env env, tl::EngineConfig cfg)
+        : Napi::AsyncWorker(env, "tuneloop:load"), cfg_(std::move(cfg)), deferred_(Napi::Promise::Deferred::New(env)) {}
+    Napi::Promise promise() { return deferred_.Promise(); }
+
+    void Execute() override {
+        try {
+            engine_ = tl::Engine::load(cfg_);
+        } catch (const tl::EngineException & ex) {
+            code_ = ex.code();
+            SetError(ex.what());
+        } catch (const std::bad_alloc &) {
+            code_ = tl::ErrorCode::OUT_OF_MEMORY;
+            SetError("out of memory while loading '" + cfg_.model_path + "'");
+        } catch (const std::exception & ex) {
+            SetError(std::string("internal error while loading: ") + ex.what());
+        }
+    }
+    void OnOK() override {
+        Napi::Env env = Env();
+        Napi::Object obj = env.GetInstanceData<AddonData>()->native_engine_ctor.New({});
+        NativeEngine::Unwrap(obj)->adopt(std::move(engine_));
+        deferred_.Resolve(obj);
+    }
+    void OnError(const Napi::Error & e) override {
+        deferred_.Reject(make_engine_error(Env(), code_, e.Message()));
+    }
+
+private:
+    tl::EngineConfig cfg_;
+    Napi::Promise::Deferred deferred_;
+    std::unique_ptr<tl::Engine> engine_;
+    tl::ErrorCode code_ = tl::ErrorCode::INTERNAL;
+};
+
+// Closing joins the engine thread, which may be mid-step: done off the event loop.
+class CloseWorker : public Napi::AsyncWorker {
+public:
+    CloseWorker(Napi::Env env, std::unique_ptr<tl::Engine> engine)
+        : Napi::AsyncWorker(env, "tuneloop:close"), engine_(std::move(engine)), deferred_(Napi::Promise::Deferred::New(env)) {}
+    Napi::Promise promise() { return deferred_.Promise(); }
+    void Execute() override {
+        if (engine_) engine_->close();
+        engine_.reset();
+    }
+    void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+
+private:
+    std::unique_ptr<tl::Engine> engine_;
+    Napi::Promise::Deferred deferred_;
+};
+
+Napi::Object logprob_to_js(Napi::Env env, const tl::TokenLogprob & lp) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("token", lp.token);
+    o.Set("logprob", lp.logprob);
+    Napi::Array top = Napi::Array::New(env, lp.top.size());
+    for (size_t i = 0; i < lp.top.size(); ++i) {
+        Napi::Object t = Napi::Object::New(env);
+        t.Set("token", lp.top[i].first);
+        t.Set("logprob", lp.top[i].second);
+        top.Set((uint32_t) i, t);
+    }
+    o.Set("top", top);
+    return o;
+}
+
+Napi::Object event_to_js(Napi::Env env, const tl::GenerateEvent & ev) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("text", ev.text);
+    Napi::Array toks = Napi::Array::New(env, ev.tokens.size());
+    for (size_t i = 0; i < ev.tokens.size(); ++i) toks.Set((uint32_t) i, ev.tokens[i]);
+    o.Set("tokens", toks);
+    if (!ev.logprobs.empty()) {
+        Napi::Array lps = Napi::Array::New(env, ev.logprobs.size());
+        for (size_t i = 0; i < ev.logprobs.size(); ++i) lps.Set((uint32_t) i, logprob_to_js(env, ev.logprobs[i]));
+        o.Set("logprobs", lps);
+    }
+    if (ev.final) {
+        o.Set("final", true);
+        if (ev.failed) {
+            o.Set("error", make_engine_error(env, ev.error_code, ev.error));
+        } else {
+            o.Set("finishReason", tl::finish_reason_name(ev.finish));
+            o.Set("promptTokens", ev.prompt_tokens);
+            o.Set("completionTokens", ev.completion_tokens);
+            Napi::Object t = Napi::Object::New(env);
+            t.Set("queueMs", ev.timings.queue_ms);
+            t.Set("prefillMs", ev.timings.prefill_ms);
+            t.Set("decodeMs", ev.timings.decode_ms);
+            t.Set("timeToFirstTokenMs", ev.timings.ttft_ms);
+            o.Set("timings", t);
+        }
+    }
+    return o;
+}
+
+// Events of one request, batched: the engine thread appends and schedules at most one pending call into JS; that
+// call drains everything appended so far. A slow event loop therefore gets fewer, larger deliveries.
+struct EventChannel {
+    Napi::ThreadSafeFunction tsfn;
+    std::mutex mu;
+    std::vector<tl::GenerateEvent> events;
+    bool scheduled = false;
+};
+
+} // namespace
+
+Napi::Function NativeEngine::define(Napi::Env env) {
+    return DefineClass(env, "NativeEngine", {
+        InstanceMethod<&NativeEngine::info>("info"),
+        InstanceMethod<&NativeEngine::tokenize>("tokenize"),
+        InstanceMethod<&NativeEngine::detokenize>("detokenize"),
+        InstanceMethod<&NativeEngine::generate>("generate"),
+        InstanceMethod<&NativeEngine::cancel>("cancel"),
+        InstanceMethod<&NativeEngine::evaluate>("evaluate"),
+        InstanceMethod<&NativeEngine::close>("close"),
+    });
+}
+
+NativeEngine::NativeEngine(const Napi::CallbackInfo & info) : Napi::ObjectWrap<NativeEngine>(info) {}
+
+NativeEngine::~NativeEngine() {
+    if (engine_) engine_->close();
+}
+
+tl::Engine & NativeEngine::engine(Napi::Env env) {
+    if (!engine_) throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::ENGINE_CLOSED, "the engine is closed"));
+    return *engine_;
+}
+
+Napi::Value NativeEngine::info(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    tl::Engine & e = engine(env);
+    const tl::LlamaHParams & hp = e.model().hparams();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("path", e.config().model_path);
+    o.Set("architecture", e.file().get_string("general.architecture", ""));
+    o.Set("name", e.file().get_string("general.name", ""));
+    o.Set("nVocab", hp.n_vocab);
+    o.Set("dim", hp.dim);
+    o.Set("nLayers", hp.n_layers);
+    o.Set("nHeads", hp.n_heads);
+    o.Set("nKvHeads", hp.n_kv_heads);
+    o.Set("ffnDim", hp.ffn_dim);
+    o.Set("contextLength", e.n_ctx());
+    o.Set("ropeTheta", hp.rope_theta);
+    o.Set("tokenizer", e.tokenizer().kind() == tl::TokenizerKind::LLAMA ? "llama" : "gpt2");
+    o.Set("bos", e.tokenizer().bos());
+    o.Set("eos", e.tokenizer().eos());
+    o.Set("addBos", e.tokenizer().add_bos_default());
+    o.Set("weights", tl::weights_policy_name(e.model().policy()));
+    Napi::Object bytes = Napi::Object::New(env);
+    for (auto & [name, b] : e.model().weight_bytes()) bytes.Set(name, (double) b);
+    o.Set("weightBytes", bytes);
+    o.Set("threads", e.config().threads);
+    o.Set("kernels", tl::cpu_kernels().name);
+    o.Set("loadMs", e.load_ms());
+    return o;
+}
+
+Napi::Value NativeEngine::tokenize(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    tl::Engine & e = engine(env);
+    std::string text = info[0].As<Napi::String>().Utf8Value();
+    bool add_bos = info.Length() > 1 && info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value() : e.tokenizer().add_bos_default();
+    std::vector<int32_t> ids = e.tokenizer().encode(text, add_bos);
+    Napi::Int32Array out = Napi::Int32Array::New(env, ids.size());
+    std::copy(ids.begin(), ids.end(), out.Data());
+    return out;
+}
+
+Napi::Value NativeEngine::detokenize(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    tl::Engine & e = engine(env);
+    std::vector<int32_t> ids = to_tokens(info[0]);
+    for (int32_t t : ids) {
+        if (t < 0 || t >= e.tokenizer().n_vocab())
+            throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT, "token id " + std::to_string(t) + " is outside the vocabulary"));
+    }
+    return Napi::String::New(env, e.tokenizer().decode(ids));
+}
+
+// generate(params, onEvents) -> { id, promptTokens }. onEvents(events[]) is called on the event loop.
+Napi::Value NativeEngine::generate(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    tl::Engine & e = engine(env);
+    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Function cb = info[1].As<Napi::Function>();
+    tl::GenerateParams p;
+    Napi::Value prompt = o.Get("prompt");
+    if (prompt.IsString()) p.prompt = e.tokenizer().encode(prompt.As<Napi::String>().Utf8Value(), get_bool(o, "addBos", e.tokenizer().add_bos_default()));
+    else p.prompt = to_tokens(o.Get("tokens"));
+    p.max_tokens = (int) get_number(o, "maxTokens", 16);
+    p.sampling.temperature = (float) get_number(o, "temperature", 1.0);
+    p.sampling.top_k = (int) get_number(o, "topK", 0);
+    p.sampling.top_p = (float) get_number(o, "topP", 1.0);
+    p.sampling.seed = (uint64_t) get_number(o, "seed", 0);
+    p.sampling.n_logprobs = (int) get_number(o, "logprobs", -1);
+    p.stop_at_eos = get_bool(o, "stopAtEos", true);
+    Napi::Value stop = o.Get("stop");
+    if (stop.IsArray()) {
+        Napi::Array a = stop.As<Napi::Array>();
+        for (uint32_t i = 0; i < a.Length(); ++i) p.stop.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    }
+    const int n_prompt = (int) p.prompt.size();
+
+    auto ch = std::make_shared<EventChannel>();
+    ch->tsfn = Napi::ThreadSafeFunction::New(env, cb, "tuneloop:generate", 0, 1);
+    auto sink = [ch](tl::GenerateEvent && ev) {
+        bool final = ev.final, schedule;
+        {
+            std::lock_guard<std::mutex> lock(ch->mu);
+            ch->events.push_back(std::move(ev));
+            schedule = !ch->scheduled;
+            ch->scheduled = true;
+        }
+        if (schedule) {
+            ch->tsfn.NonBlockingCall([ch](Napi::Env env, Napi::Function fn) {
+                std::vector<tl::GenerateEvent> batch;
+                {
+                    std::lock_guard<std::mutex> lock(ch->mu);
+                    batch.swap(ch->events);
+                    ch->scheduled = false;
+                }
+                if (batch.empty()) return;
+                Napi::Array arr = Napi::Array::New(env, batch.size());
+                for (size_t i = 0; i < batch.size(); ++i) arr.Set((uint32_t) i, event_to_js(env, batch[i]));
+                fn.Call({arr});
+            });
+        }
+        if (final) ch->tsfn.Release();
+    };
+    uint64_t id;
+    try {
+        id = e.submit(std::move(p), sink);
+    } catch (const tl::EngineException & ex) {
+        ch->tsfn.Release();
+        throw_engine_error(env, ex);
+    }
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("id", (double) id);
+    r.Set("promptTokens", n_prompt);
+    return r;
+}
+
+Napi::Value NativeEngine::cancel(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    return Napi::Boolean::New(env, engine(env).cancel((uint64_t) info[0].As<Napi::Number>().Int64Value()));
+}
+
+// evaluate(tokens, allLogits) -> Promise<Float32Array>
+Napi::Value NativeEngine::evaluate(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    tl::Engine & e = engine(env);
+    std::vector<int32_t> tokens = to_tokens(info[0]);
+    bool all = info.Length() > 1 && info[1].ToBoolean().Value();
+    auto deferred = std::make_shared<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
+    auto tsfn = std::make_shared<Napi::ThreadSafeFunction>(
+        Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo &) {}), "tuneloop:evaluate", 0, 1));
+    auto done = [deferred, tsfn](std::vector<float> && logits, const tl::EngineException * err) {
+        auto result = std::make_shared<std::vector<float>>(std::move(logits));
+        bool failed = err != nullptr;
+        tl::ErrorCode code = failed ? err->code() : tl::ErrorCode::INTERNAL;
+        std::string msg = failed ? err->what() : "";
+        tsfn->NonBlockingCall([deferred, result, failed, code, msg](Napi::Env env, Napi::Function) {
+            if (failed) {
+                deferred->Reject(make_engine_error(env, code, msg));
+                return;
+            }
+            Napi::Float32Array out = Napi::Float32Array::New(env, result->size());
+            std::copy(result->begin(), result->end(), out.Data());
+            deferred->Resolve(out);
+        });
+        tsfn->Release();
+    };
+    try {
+        e.submit_evaluate(std::move(tokens), all, done);
+    } catch (const tl::EngineException & ex) {
+        tsfn->Release();
+        throw_engine_error(env, ex);
+    }
+    return deferred->Promise();
+}
+
+Napi::Value NativeEngine::close(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    auto * w = new CloseWorker(env, std::move(engine_));
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
+static Napi::Value load_engine(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = info[0].As<Napi::Object>();
+    tl::EngineConfig cfg;
+    cfg.model_path = get_string(o, "model");
+    std::string policy = get_string(o, "weights", "f32");
+    if (!tl::parse_weights_policy(policy, &cfg.policy))
+        throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT, "unknown weights policy '" + policy + "'"));
+    cfg.threads = (int) get_number(o, "threads", 1);
+    cfg.n_ctx = (int) get_number(o, "contextLength", 0);
+    auto * w = new LoadWorker(env, cfg);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
+void init_engine_wrap(Napi::Env env, Napi::Object exports, AddonData * data) {
+    Napi::Function ctor = NativeEngine::define(env);
+    data->native_engine_ctor = Napi::Persistent(ctor);
+    exports.Set("NativeEngine", ctor);
+    exports.Set("loadEngine", Napi::Function::New(env, load_engine));
+}
+
+} // namespace tl_binding

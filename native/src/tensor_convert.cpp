@@ -1,0 +1,138 @@
+#include "tensor_convert.h"
+
+#include <cstring>
+
+namespace tl {
+
+float fp16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t) (h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t mant = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else { // subnormal: normalise
+            exp = 127 - 15 + 1;
+            while ((mant & 0x400) == 0) { mant <<= 1; --exp; }
+            mant &= 0x3ff;
+            bits = sign | (exp << 23) | (mant << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000 | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t f32_to_fp16(float f) {
+    uint32_t x;
+    std::memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    int32_t exp = (int32_t) ((x >> 23) & 0xff) - 127 + 15;
+    uint32_t mant = x & 0x7fffff;
+    if (((x >> 23) & 0xff) == 0xff) return (uint16_t) (sign | 0x7c00 | (mant ? 0x200 : 0));
+    if (exp >= 31) return (uint16_t) (sign | 0x7c00);
+    if (exp <= 0) {
+        if (exp < -10) return (uint16_t) sign;
+        mant |= 0x800000;
+        uint32_t shift = (uint32_t) (14 - exp);
+        uint32_t half = mant >> shift;
+        uint32_t rem = mant & ((1u << shift) - 1);
+        uint32_t mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) ++half;
+        return (uint16_t) (sign | half);
+    }
+    uint32_t half = sign | ((uint32_t) exp << 10) | (mant >> 13);
+    uint32_t rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) ++half; // may carry into the exponent: still correct
+    return (uint16_t) half;
+}
+
+float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t) h << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t f32_to_bf16(float f) {
+    uint32_t x;
+    std::memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t) ((x >> 16) | 0x40); // quiet NaN
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t) (x >> 16);
+}
+
+bool ggml_type_supported(uint32_t type) {
+    switch ((GgmlType) type) {
+        case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q8_0: case GgmlType::Q4_0: return true;
+        default: return false;
+    }
+}
+
+const char * ggml_type_name(uint32_t type) {
+    switch (type) {
+        case 0: return "F32"; case 1: return "F16"; case 2: return "Q4_0"; case 3: return "Q4_1";
+        case 6: return "Q5_0"; case 7: return "Q5_1"; case 8: return "Q8_0"; case 9: return "Q8_1";
+        case 10: return "Q2_K"; case 11: return "Q3_K"; case 12: return "Q4_K"; case 13: return "Q5_K";
+        case 14: return "Q6_K"; case 15: return "Q8_K"; case 30: return "BF16";
+        default: return "unknown";
+    }
+}
+
+int64_t ggml_block_size(uint32_t type) {
+    switch ((GgmlType) type) {
+        case GgmlType::Q8_0: case GgmlType::Q4_0: return 32;
+        default: return 1;
+    }
+}
+
+uint64_t ggml_row_bytes(uint32_t type, int64_t n) {
+    switch ((GgmlType) type) {
+        case GgmlType::F32: return 4ull * n;
+        case GgmlType::F16: case GgmlType::BF16: return 2ull * n;
+        case GgmlType::Q8_0: return (uint64_t) (n / 32) * 34; // f16 scale + 32 x int8
+        case GgmlType::Q4_0: return (uint64_t) (n / 32) * 18; // f16 scale + 16 bytes of nibbles
+        default: return 0;
+    }
+}
+
+void dequantize_row(uint32_t type, const uint8_t * src, float * dst, int64_t n) {
+    switch ((GgmlType) type) {
+        case GgmlType::F32: std::memcpy(dst, src, 4 * n); return;
+        case GgmlType::F16:
+            for (int64_t i = 0; i < n; ++i) { uint16_t h; std::memcpy(&h, src + 2 * i, 2); dst[i] = fp16_to_f32(h); }
+            return;
+        case GgmlType::BF16:
+            for (int64_t i = 0; i < n; ++i) { uint16_t h; std::memcpy(&h, src + 2 * i, 2); dst[i] = bf16_to_f32(h); }
+            return;
+        case GgmlType::Q8_0:
+            for (int64_t b = 0; b < n / 32; ++b) {
+                const uint8_t * blk = src + 34 * b;
+                uint16_t h; std::memcpy(&h, blk, 2);
+                float d = fp16_to_f32(h);
+                const int8_t * q = reinterpret_cast<const int8_t *>(blk + 2);
+                for (int j = 0; j < 32; ++j) dst[32 * b + j] = d * q[j];
+            }
+            return;
+        case GgmlType::Q4_0:
+            for (int64_t b = 0; b < n / 32; ++b) {
+                const uint8_t * blk = src + 18 * b;
+                uint16_t h; std::memcpy(&h, blk, 2);
+                float d = fp16_to_f32(h);
+                for (int j = 0; j < 16; ++j) {
+                    dst[32 * b + j] = d * ((blk[2 + j] & 0x0f) - 8);
+                    dst[32 * b + j + 16] = d * ((blk[2 + j] >> 4) - 8);
+                }
+            }
+            return;
+        default:
+            fail(ErrorCode::UNSUPPORTED_TENSOR_TYPE, std::string("cannot decode tensor type ") + ggml_type_name(type));
+    }
+}
+
+} // namespace tl

@@ -1,0 +1,643 @@
+// Tokenizers for GGUF vocabularies: SentencePiece-style ("llama") and GPT-2 byte-level BPE ("gpt2").
+// Both merge with a priority queue over adjacent symbol pairs (as llama.cpp does), so encoding is
+// O(n log n) in the text length rather than rescanning the text after every merge.
+#include "tokenizer.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <queue>
+
+#include "errors.h"
+
+namespace tl {
+
+namespace {
+
+// Token types as written by llama.cpp's converters (tokenizer.ggml.token_type).
+constexpr int32_t TT_UNDEFINED = 0;
+constexpr int32_t TT_NORMAL = 1;
+constexpr int32_t TT_UNKNOWN = 2;
+constexpr int32_t TT_CONTROL = 3;
+constexpr int32_t TT_USER_DEFINED = 4;
+constexpr int32_t TT_UNUSED = 5;
+constexpr int32_t TT_BYTE = 6;
+
+const char * const SPM_SPACE = "\xE2\x96\x81"; // U+2581 "▁", SentencePiece's visible space
+constexpr size_t SPM_SPACE_LEN = 3;
+const char * const REPLACEMENT_CHAR = "\xEF\xBF\xBD"; // U+FFFD, what an <unk> token decodes to
+
+// Length of the UTF-8 sequence starting with lead byte `c`. Invalid lead bytes count as one byte so that
+// arbitrary input still splits into symbols (byte fallback then covers them).
+size_t utf8_len(unsigned char c) {
+    if (c < 0x80) return 1;
+    if ((c & 0xE0) == 0xC0) return 2;
+    if ((c & 0xF0) == 0xE0) return 3;
+    if ((c & 0xF8) == 0xF0) return 4;
+    return 1;
+}
+
+void append_utf8(std::string & out, uint32_t cp) {
+    if (cp < 0x80) {
+        out += (char) cp;
+    } else if (cp < 0x800) {
+        out += (char) (0xC0 | (cp >> 6));
+        out += (char) (0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        out += (char) (0xE0 | (cp >> 12));
+        out += (char) (0x80 | ((cp >> 6) & 0x3F));
+        out += (char) (0x80 | (cp & 0x3F));
+    } else {
+        out += (char) (0xF0 | (cp >> 18));
+        out += (char) (0x80 | ((cp >> 12) & 0x3F));
+        out += (char) (0x80 | ((cp >> 6) & 0x3F));
+        out += (char) (0x80 | (cp & 0x3F));
+    }
+}
+
+// Decodes one code point at s[i]; *len gets its byte length. Malformed sequences decode as U+FFFD, one byte long.
+uint32_t decode_utf8(const std::string & s, size_t i, size_t * len) {
+    const unsigned char c = (unsigned char) s[i];
+    size_t n = utf8_len(c);
+    if (n == 1 || i + n > s.size()) {
+        *len = 1;
+        return c < 0x80 ? c : 0xFFFD;
+    }
+    uint32_t cp = c & (0x7F >> n);
+    for (size_t k = 1; k < n; k++) {
+        const unsigned char cc = (unsigned char) s[i + k];
+        if ((cc & 0xC0) != 0x80) {
+            *len = 1;
+            return 0xFFFD;
+        }
+        cp = (cp << 6) | (cc & 0x3F);
+    }
+    *len = n;
+    return cp;
+}
+
+// Parses "<0xXX>" (SentencePiece byte tokens); -1 if `s` is not one.
+int parse_byte_token(const std::string & s) {
+    if (s.size() != 6 || s[0] != '<' || s[1] != '0' || s[2] != 'x' || s[5] != '>') return -1;
+    auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        return -1;
+    };
+    const int hi = hex(s[3]), lo = hex(s[4]);
+    if (hi < 0 || lo < 0) return -1;
+    return hi * 16 + lo;
+}
+
+// GPT-2's bytes_to_unicode(): printable Latin-1 bytes stand for themselves, the other 68 bytes are moved to
+// U+0100.. in byte order, so every byte has a visible, non-space code point and BPE never sees raw whitespace.
+struct Gpt2ByteMap {
+    std::string byte_utf8[256]; // byte -> UTF-8 of its code point
+    int16_t cp_to_byte[512];    // code point -> byte (-1 if none); all mapped code points are < 0x144
+
+    Gpt2ByteMap() {
+        std::fill(std::begin(cp_to_byte), std::end(cp_to_byte), (int16_t) -1);
+        int next = 0;
+        for (int b = 0; b < 256; b++) {
+            const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+            const uint32_t cp = printable ? (uint32_t) b : (uint32_t) (256 + next++);
+            append_utf8(byte_utf8[b], cp);
+            cp_to_byte[cp] = (int16_t) b;
+        }
+    }
+};
+
+const Gpt2ByteMap & gpt2_bytes() {
+    static const Gpt2ByteMap map;
+    return map;
+}
+
+// Character classes for the GPT-2 pre-tokenizer. The original pattern uses \p{L}, \p{N} and \s; without Unicode
+// tables we approximate: ASCII letters and every non-ASCII code point are letters, except Unicode whitespace and
+// a few well-known punctuation/symbol/mark blocks (Latin-1 punctuation, combining marks, general punctuation,
+// currency, arrows/math/box-drawing/dingbats, CJK punctuation, variation selectors, emoji), which are "other"
+// as in the real pattern. Non-ASCII digits (e.g. Arabic-Indic) count as letters, and letters inside the symbol
+// blocks as other; this only changes where pieces are split, never the round trip.
+enum class CharClass { LETTER, DIGIT, SPACE, OTHER };
+
+bool is_unicode_space(uint32_t cp) {
+    return (cp >= 9 && cp <= 13) || cp == 32 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+
+CharClass classify(uint32_t cp) {
+    if (cp < 0x80) {
+        if ((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z')) return CharClass::LETTER;
+        if (cp >= '0' && cp <= '9') return CharClass::DIGIT;
+        if (is_unicode_space(cp)) return CharClass::SPACE;
+        return CharClass::OTHER;
+    }
+    if (is_unicode_space(cp)) return CharClass::SPACE;
+    if (cp < 0xA0) return CharClass::OTHER; // C1 controls
+    if (cp < 0xC0) {
+        if (cp == 0xAA || cp == 0xB5 || cp == 0xBA) return CharClass::LETTER; // ª µ º
+        if (cp == 0xB2 || cp == 0xB3 || cp == 0xB9 || (cp >= 0xBC && cp <= 0xBE)) return CharClass::DIGIT; // ²³¹¼½¾
+        return CharClass::OTHER;
+    }
+    if (cp == 0xD7 || cp == 0xF7) return CharClass::OTHER; // × ÷
+    if ((cp >= 0x0300 && cp <= 0x036F) ||   // combining diacritics
+        (cp >= 0x2000 && cp <= 0x206F) ||   // general punctuation (incl. ZWJ and other format chars)
+        (cp >= 0x20A0 && cp <= 0x20FF) ||   // currency, combining marks for symbols
+        (cp >= 0x2190 && cp <= 0x2BFF) ||   // arrows, math operators, technical, box drawing, shapes, dingbats
+        (cp >= 0x3001 && cp <= 0x303F) ||   // CJK symbols and punctuation
+        (cp >= 0xFE00 && cp <= 0xFE0F) ||   // variation selectors (emoji presentation)
+        (cp >= 0xFFF0 && cp <= 0xFFFF) ||   // specials, incl. U+FFFD for malformed input
+        (cp >= 0x1F000 && cp <= 0x1FAFF) || // emoji and pictographs
+        (cp >= 0xE0000 && cp <= 0xE007F))   // tag characters (flag sequences)
+        return CharClass::OTHER;
+    return CharClass::LETTER;
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// Construction
+
+Tokenizer Tokenizer::from_gguf(const GgufFile & file) {
+    const std::string model = file.get_string("tokenizer.ggml.model", "");
+    TokenizerKind kind;
+    if (model.empty()) {
+        fail(ErrorCode::MODEL_CORRUPT, "GGUF has no tokenizer.ggml.model: the file carries no vocabulary");
+    } else if (model == "llama") {
+        kind = TokenizerKind::LLAMA;
+    } else if (model == "gpt2") {
+        kind = TokenizerKind::GPT2;
+    } else {
+        fail(ErrorCode::UNSUPPORTED_ARCHITECTURE,
+             "tokenizer model '" + model + "' is not supported (supported: llama, gpt2)");
+    }
+
+    std::vector<std::string> tokens = file.get_string_array("tokenizer.ggml.tokens");
+    if (tokens.empty()) fail(ErrorCode::MODEL_CORRUPT, "GGUF has no tokenizer.ggml.tokens");
+    const int64_t n_vocab = (int64_t) tokens.size();
+
+    std::vector<float> scores;
+    for (double s : file.get_float_array("tokenizer.ggml.scores")) scores.push_back((float) s);
+    std::vector<int32_t> types;
+    for (int64_t t : file.get_int_array("tokenizer.ggml.token_type")) {
+        // Values outside int32 cannot be a type; keep them out of range so they read as "normal" below.
+        types.push_back(t < INT32_MIN || t > INT32_MAX ? TT_NORMAL : (int32_t) t);
+    }
+    std::vector<std::string> merges;
+    if (kind == TokenizerKind::GPT2) merges = file.get_string_array("tokenizer.ggml.merges");
+
+    // Special ids: llama.cpp writes "none" as -1 or as uint32 0xFFFFFFFF. SentencePiece vocabularies default to
+    // <unk>=0, <s>=1, </s>=2 when the keys are absent (as llama.cpp assumes); GPT-2 ones have no defaults.
+    const bool spm = kind == TokenizerKind::LLAMA;
+    auto read_id = [&](const char * key, int64_t def) -> int32_t {
+        int64_t v;
+        if (file.find(key) == nullptr) {
+            v = def < n_vocab ? def : -1;
+        } else {
+            v = file.get_int(key, -1);
+        }
+        if (v < 0 || v == 0xFFFFFFFFLL) return -1;
+        if (v >= n_vocab) {
+            fail(ErrorCode::MODEL_CORRUPT, std::string(key) + " = " + std::to_string(v) + " is outside the vocabulary (" +
+                                               std::to_string(n_vocab) + " tokens)");
+        }
+        return (int32_t) v;
+    };
+    const int32_t bos = read_id("tokenizer.ggml.bos_token_id", spm ? 1 : -1);
+    const int32_t eos = read_id("tokenizer.ggml.eos_token_id", spm ? 2 : -1);
+    const int32_t unk = read_id("tokenizer.ggml.unknown_token_id", spm ? 0 : -1);
+    const bool add_bos = file.get_bool("tokenizer.ggml.add_bos_token", spm);
+    const bool add_space_prefix = file.get_bool("tokenizer.ggml.add_space_prefix", spm);
+
+    return from_vocab(kind, std::move(tokens), std::move(scores), std::move(types), std::move(merges), bos, eos,
+                      add_bos, add_space_prefix, unk);
+}
+
+Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tokens, std::vector<float> scores,
+                                std::vector<int32_t> token_types, std::vector<std::string> merges, int32_t bos,
+                                int32_t eos, bool add_bos, bool add_space_prefix, int32_t unk) {
+    if (tokens.empty()) fail(ErrorCode::MODEL_CORRUPT, "tokenizer vocabulary is empty");
+    if (tokens.size() > (size_t) INT32_MAX) fail(ErrorCode::MODEL_CORRUPT, "tokenizer vocabulary is too large");
+    const size_t n = tokens.size();
+    if (!scores.empty() && scores.size() != n) {
+        fail(ErrorCode::MODEL_CORRUPT, "tokenizer.ggml.scores has " + std::to_string(scores.size()) +
+                                           " entries for " + std::to_string(n) + " tokens");
+    }
+    if (!token_types.empty() && token_types.size() != n) {
+        fail(ErrorCode::MODEL_CORRUPT, "tokenizer.ggml.token_type has " + std::to_string(token_types.size()) +
+                                           " entries for " + std::to_string(n) + " tokens");
+    }
+    auto check_id = [&](int32_t id, const char * what) {
+        if (id < -1 || id >= (int32_t) n) {
+            fail(ErrorCode::MODEL_CORRUPT, std::string(what) + " token id " + std::to_string(id) +
+                                               " is outside the vocabulary (" + std::to_string(n) + " tokens)");
+        }
+    };
+    check_id(bos, "BOS");
+    check_id(eos, "EOS");
+    check_id(unk, "unknown");
+    if (kind == TokenizerKind::GPT2 && merges.empty()) {
+        fail(ErrorCode::MODEL_CORRUPT, "gpt2 tokenizer has no tokenizer.ggml.merges");
+    }
+
+    Tokenizer t;
+    t.kind_ = kind;
+    t.bos_ = bos;
+    t.eos_ = eos;
+    t.add_bos_ = add_bos;
+    t.add_space_prefix_ = add_space_prefix;
+    t.scores_ = scores.empty() ? std::vector<float>(n, 0.0f) : std::move(scores);
+
+    const bool typed = !token_types.empty();
+    t.token_types_ = typed ? std::move(token_types) : std::vector<int32_t>(n, TT_NORMAL);
+    if (!typed) {
+        // Without types, recognise what we can so that specials and byte tokens do not decode as literal text.
+        if (kind == TokenizerKind::LLAMA) {
+            for (size_t i = 0; i < n; i++) {
+                if (parse_byte_token(tokens[i]) >= 0) t.token_types_[i] = TT_BYTE;
+            }
+        }
+        if (bos >= 0) t.token_types_[bos] = TT_CONTROL;
+        if (eos >= 0) t.token_types_[eos] = TT_CONTROL;
+        if (unk >= 0) t.token_types_[unk] = TT_UNKNOWN;
+    }
+    if (unk < 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (t.token_types_[i] == TT_UNKNOWN) {
+                unk = (int32_t) i;
+                break;
+            }
+        }
+    }
+    t.unk_ = unk;
+    t.tokens_ = std::move(tokens);
+
+    // token_to_id_ holds only tokens that ordinary text may produce: control, unknown, unused and byte tokens are
+    // left out so that text such as "</s>" or "<0x41>" in a prompt encodes as plain characters, never as the
+    // special token. The first of duplicate entries wins.
+    t.token_to_id_.reserve(n * 2);
+    for (size_t i = 0; i < n; i++) {
+        const int32_t ty = t.token_types_[i];
+        const bool special = ty == TT_UNKNOWN || ty == TT_CONTROL || ty == TT_UNUSED || ty == TT_BYTE;
+        if (!special && !t.tokens_[i].empty()) t.token_to_id_.emplace(t.tokens_[i], (int32_t) i);
+    }
+
+    std::fill(std::begin(t.byte_tokens_), std::end(t.byte_tokens_), -1);
+    if (kind == TokenizerKind::LLAMA) {
+        for (size_t i = 0; i < n; i++) {
+            if (t.token_types_[i] != TT_BYTE) continue;
+            const int b = parse_byte_token(t.tokens_[i]);
+            if (b >= 0 && t.byte_tokens_[b] < 0) t.byte_tokens_[b] = (int32_t) i;
+        }
+    } else {
+        const Gpt2ByteMap & bm = gpt2_bytes();
+        for (int b = 0; b < 256; b++) t.byte_tokens_[b] = t.text_token(bm.byte_utf8[b]);
+
+        t.merge_rank_.reserve(merges.size() * 2);
+        for (size_t r = 0; r < merges.size(); r++) {
+            const std::string & m = merges[r];
+            // Merged symbols never contain a raw space (bytes_to_unicode maps it to "Ġ"), so exactly one space
+            // separates the halves.
+            const size_t sp = m.find(' ');
+            if (sp == std::string::npos || sp == 0 || sp + 1 >= m.size() || m.find(' ', sp + 1) != std::string::npos) {
+                fail(ErrorCode::MODEL_CORRUPT, "tokenizer.ggml.merges entry " + std::to_string(r) + " ('" + m +
+                                                   "') is not of the form 'left right'");
+            }
+            if (r > (size_t) INT32_MAX) fail(ErrorCode::MODEL_CORRUPT, "too many tokenizer.ggml.merges");
+            t.merge_rank_.emplace(m, (int32_t) r); // first occurrence = lowest rank wins
+        }
+    }
+
+    // End-of-generation: EOS, plus the end-of-turn control tokens chat models emit instead of (or before) EOS.
+    if (eos >= 0) t.eog_ids_.push_back(eos);
+    static const char * const eog_names[] = {"<|endoftext|>", "<|eot_id|>", "<|im_end|>", "</s>",
+                                             "<|end|>",       "<end_of_turn>"};
+    for (size_t i = 0; i < n; i++) {
+        if (t.token_types_[i] != TT_CONTROL || (int32_t) i == eos) continue;
+        for (const char * name : eog_names) {
+            if (t.tokens_[i] == name) {
+                t.eog_ids_.push_back((int32_t) i);
+                break;
+            }
+        }
+    }
+    return t;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Queries
+
+bool Tokenizer::is_end_of_generation(int32_t id) const {
+    return std::find(eog_ids_.begin(), eog_ids_.end(), id) != eog_ids_.end();
+}
+
+int32_t Tokenizer::text_token(const std::string & s) const {
+    auto it = token_to_id_.find(s);
+    return it == token_to_id_.end() ? -1 : it->second;
+}
+
+void Tokenizer::push_byte(uint8_t b, std::vector<int32_t> & out) const {
+    if (byte_tokens_[b] >= 0) {
+        out.push_back(byte_tokens_[b]);
+    } else if (unk_ >= 0) {
+        out.push_back(unk_);
+    } else {
+        char buf[8];
+        snprintf(buf, sizeof buf, "0x%02X", b);
+        fail(ErrorCode::INVALID_ARGUMENT,
+             std::string("cannot encode byte ") + buf + ": the vocabulary has neither a token for it nor an unknown token");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Encoding
+
+std::vector<int32_t> Tokenizer::encode(const std::string & text, bool add_bos) const {
+    std::vector<int32_t> out;
+    out.reserve(text.size() / 3 + 2);
+    if (add_bos && bos_ >= 0) out.push_back(bos_);
+    // Like llama.cpp, empty text has no fragment to prefix: it encodes to BOS alone (or nothing).
+    if (text.empty()) return out;
+    std::vector<int32_t> body = kind_ == TokenizerKind::LLAMA ? encode_llama(text) : encode_gpt2(text);
+    out.insert(out.end(), body.begin(), body.end());
+    return out;
+}
+
+namespace {
+
+// A symbol of the text being merged: a byte range plus doubly linked neighbours (merged-away symbols get n = 0).
+struct Symbol {
+    int32_t prev;
+    int32_t next;
+    size_t off;
+    size_t n;
+};
+
+// A candidate merge of two adjacent symbols. `size` detects stale entries: if either side has changed since the
+// entry was queued, left.n + right.n no longer equals it (symbols only grow, or drop to 0 when absorbed).
+struct Bigram {
+    int32_t left;
+    int32_t right;
+    float score; // SPM: higher merges first; GPT-2: negated rank
+    size_t size;
+};
+
+struct BigramOrder {
+    // Max-heap on score; equal scores merge the leftmost pair first.
+    bool operator()(const Bigram & a, const Bigram & b) const {
+        return a.score < b.score || (a.score == b.score && a.left > b.left);
+    }
+};
+
+using BigramQueue = std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder>;
+
+} // namespace
+
+std::vector<int32_t> Tokenizer::encode_llama(const std::string & text) const {
+    // SentencePiece shows spaces as "▁" and (by default) starts the text with one, so that a word at the start
+    // of the text tokenizes the same as one after a space.
+    std::string s;
+    s.reserve(text.size() + text.size() / 4 + SPM_SPACE_LEN);
+    if (add_space_prefix_) s.append(SPM_SPACE, SPM_SPACE_LEN);
+    for (char c : text) {
+        if (c == ' ') s.append(SPM_SPACE, SPM_SPACE_LEN);
+        else s += c;
+    }
+
+    std::vector<Symbol> syms;
+    syms.reserve(s.size());
+    for (size_t off = 0; off < s.size();) {
+        const size_t len = std::min(utf8_len((unsigned char) s[off]), s.size() - off);
+        const int32_t idx = (int32_t) syms.size();
+        syms.push_back({idx - 1, idx + 1, off, len});
+        off += len;
+    }
+    syms.back().next = -1;
+
+    std::vector<Bigram> heap_storage;
+    heap_storage.reserve(syms.size());
+    BigramQueue queue(BigramOrder(), std::move(heap_storage));
+    std::string buf; // reused so that vocabulary look-ups do not allocate
+    auto try_add = [&](int32_t left, int32_t right) {
+        if (left < 0 || right < 0) return;
+        const size_t size = syms[left].n + syms[right].n;
+        buf.assign(s, syms[left].off, size); // adjacent symbols are contiguous in s
+        const int32_t id = text_token(buf);
+        if (id < 0) return;
+        queue.push({left, right, scores_[id], size});
+    };
+    for (int32_t i = 1; i < (int32_t) syms.size(); i++) try_add(i - 1, i);
+
+    while (!queue.empty()) {
+        const Bigram bg = queue.top();
+        queue.pop();
+        Symbol & l = syms[bg.left];
+        Symbol & r = syms[bg.right];
+        if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size) continue;
+        l.n += r.n;
+        r.n = 0;
+        l.next = r.next;
+        if (r.next >= 0) syms[r.next].prev = bg.left;
+        try_add(l.prev, bg.left);
+        try_add(bg.left, l.next);
+    }
+
+    std::vector<int32_t> out;
+    out.reserve(syms.size() / 2 + 1);
+    for (int32_t i = 0; i >= 0; i = syms[i].next) {
+        const Symbol & sym = syms[i];
+        buf.assign(s, sym.off, sym.n);
+        const int32_t id = text_token(buf);
+        if (id >= 0) {
+            out.push_back(id);
+        } else {
+            // Only single characters can be missing (merges always produce vocabulary tokens): spell them in bytes.
+            for (size_t k = 0; k < sym.n; k++) push_byte((uint8_t) s[sym.off + k], out);
+        }
+    }
+    return out;
+}
+
+std::vector<int32_t> Tokenizer::encode_gpt2(const std::string & text) const {
+    // Decode once: the pre-tokenizer works on code points.
+    std::vector<size_t> offs; // byte offset of each code point, plus text.size() at the end
+    std::vector<CharClass> cls;
+    std::vector<uint32_t> cps;
+    offs.reserve(text.size() + 1);
+    cls.reserve(text.size());
+    cps.reserve(text.size());
+    for (size_t i = 0; i < text.size();) {
+        size_t len;
+        const uint32_t cp = decode_utf8(text, i, &len);
+        offs.push_back(i);
+        cps.push_back(cp);
+        cls.push_back(classify(cp));
+        i += len;
+    }
+    offs.push_back(text.size());
+    const size_t n = cps.size();
+
+    // The GPT-2 pattern, alternatives tried in order at each position, as the regex engine does:
+    //   's|'t|'re|'ve|'m|'ll|'d | ?\p{L}+ | ?\p{N}+ | ?[^\s\p{L}\p{N}]+ | \s+(?!\S) | \s+
+    std::vector<int32_t> out;
+    out.reserve(text.size() / 3 + 1);
+    std::string piece;
+    size_t k = 0;
+    while (k < n) {
+        size_t end = k;
+        if (cps[k] == '\'' && k + 1 < n) {
+            const uint32_t a = cps[k + 1];
+            const uint32_t b = k + 2 < n ? cps[k + 2] : 0;
+            if (a == 's' || a == 't' || a == 'm' || a == 'd') end = k + 2;
+            else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) end = k + 3;
+        }
+        if (end == k) {
+            const size_t start = (cps[k] == ' ' && k + 1 < n) ? k + 1 : k; // the optional leading space
+            const CharClass c = cls[start];
+            if (c != CharClass::SPACE) {
+                end = start + 1;
+                while (end < n && cls[end] == c) end++;
+            } else {
+                // Whitespace run. \s+(?!\S): when a non-space follows, the run gives back its last character so
+                // that " word" can take it (that is why the optional-space alternatives above can match).
+                size_t e = k;
+                while (e < n && cls[e] == CharClass::SPACE) e++;
+                if (e == n || e - k == 1) end = e;
+                else end = e - 1;
+            }
+        }
+        piece.assign(text, offs[k], offs[end] - offs[k]);
+        bpe_piece(piece, out);
+        k = end;
+    }
+    return out;
+}
+
+void Tokenizer::bpe_piece(const std::string & piece, std::vector<int32_t> & out) const {
+    const Gpt2ByteMap & bm = gpt2_bytes();
+    // The piece as byte-mapped code points; moff[i] is where byte i's symbol starts in `mapped`.
+    std::string mapped;
+    std::vector<size_t> moff(piece.size() + 1);
+    for (size_t i = 0; i < piece.size(); i++) {
+        moff[i] = mapped.size();
+        mapped += bm.byte_utf8[(unsigned char) piece[i]];
+    }
+    moff[piece.size()] = mapped.size();
+
+    std::vector<Symbol> syms(piece.size());
+    for (size_t i = 0; i < piece.size(); i++) syms[i] = {(int32_t) i - 1, (int32_t) i + 1, i, 1};
+    syms.back().next = -1;
+
+    BigramQueue queue;
+    std::string key; // "left right", reused
+    auto try_add = [&](int32_t left, int32_t right) {
+        if (left < 0 || right < 0) return;
+        const Symbol & l = syms[left];
+        const Symbol & r = syms[right];
+        key.assign(mapped, moff[l.off], moff[l.off + l.n] - moff[l.off]);
+        key += ' ';
+        key.append(mapped, moff[r.off], moff[r.off + r.n] - moff[r.off]);
+        auto it = merge_rank_.find(key);
+        if (it == merge_rank_.end()) return;
+        // Lowest rank merges first: negate for the max-heap. Ranks beyond 2^24 lose float precision, which can
+        // only reorder merges whose ranks differ by less than that; real vocabularies have < 2^18 merges.
+        queue.push({left, right, -(float) it->second, l.n + r.n});
+    };
+    for (int32_t i = 1; i < (int32_t) syms.size(); i++) try_add(i - 1, i);
+
+    while (!queue.empty()) {
+        const Bigram bg = queue.top();
+        queue.pop();
+        Symbol & l = syms[bg.left];
+        Symbol & r = syms[bg.right];
+        if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size) continue;
+        l.n += r.n;
+        r.n = 0;
+        l.next = r.next;
+        if (r.next >= 0) syms[r.next].prev = bg.left;
+        try_add(l.prev, bg.left);
+        try_add(bg.left, l.next);
+    }
+
+    for (int32_t i = 0; i >= 0; i = syms[i].next) {
+        const Symbol & sym = syms[i];
+        key.assign(mapped, moff[sym.off], moff[sym.off + sym.n] - moff[sym.off]);
+        const int32_t id = text_token(key);
+        if (id >= 0) {
+            out.push_back(id);
+        } else {
+            // A merge whose result is not in the vocabulary (inconsistent merges): spell the bytes instead.
+            for (size_t b = 0; b < sym.n; b++) push_byte((uint8_t) piece[sym.off + b], out);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decoding
+
+std::string Tokenizer::token_to_piece(int32_t id) const {
+    if (id < 0 || id >= n_vocab()) {
+        fail(ErrorCode::INVALID_ARGUMENT,
+             "token id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(n_vocab()) + " tokens)");
+    }
+    const int32_t ty = token_types_[id];
+    const std::string & text = tokens_[id];
+    if (ty == TT_CONTROL || ty == TT_UNUSED) return "";
+    if (ty == TT_UNKNOWN) return REPLACEMENT_CHAR;
+
+    if (kind_ == TokenizerKind::LLAMA) {
+        if (ty == TT_BYTE) {
+            const int b = parse_byte_token(text);
+            if (b >= 0) return std::string(1, (char) b);
+        }
+        std::string out;
+        out.reserve(text.size());
+        for (size_t i = 0; i < text.size();) {
+            if (text.compare(i, SPM_SPACE_LEN, SPM_SPACE) == 0) {
+                out += ' ';
+                i += SPM_SPACE_LEN;
+            } else {
+                out += text[i++];
+            }
+        }
+        return out;
+    }
+
+    // GPT-2: user-defined (added) tokens are stored as plain text, not byte-mapped.
+    if (ty == TT_USER_DEFINED) return text;
+    const Gpt2ByteMap & bm = gpt2_bytes();
+    std::string out;
+    out.reserve(text.size());
+    for (size_t i = 0; i < text.size();) {
+        size_t len;
+        const uint32_t cp = decode_utf8(text, i, &len);
+        if (cp < 512 && bm.cp_to_byte[cp] >= 0) out += (char) bm.cp_to_byte[cp];
+        else out.append(text, i, len); // not a mapped byte: keep the text as written
+        i += len;
+    }
+    return out;
+}
+
+std::string Tokenizer::decode(const std::vector<int32_t> & ids) const {
+    std::string out;
+    // The space prefix encode() added shows up as a leading "▁" on the first real (non-BOS, non-control) token.
+    bool strip_prefix = kind_ == TokenizerKind::LLAMA && add_space_prefix_;
+    for (int32_t id : ids) {
+        std::string piece = token_to_piece(id);
+        if (strip_prefix) {
+            const int32_t ty = token_types_[id];
+            if (id == bos_ || ty == TT_CONTROL || ty == TT_UNUSED) continue; // still before the first real token
+            strip_prefix = false;
+            if (ty != TT_BYTE && tokens_[id].compare(0, SPM_SPACE_LEN, SPM_SPACE) == 0 && !piece.empty() &&
+                piece[0] == ' ') {
+                piece.erase(0, 1);
+            }
+        }
+        out += piece;
+    }
+    return out;
+}
+
+} // namespace tl

@@ -1,0 +1,117 @@
+// The Engine: TypeScript face of the native engine. Validates in TS, then makes one crossing per call.
+import { availableParallelism } from 'node:os';
+import { EngineError } from './errors.js';
+import { Generation } from './generation.js';
+import { native, type NativeEngineHandle } from './native.js';
+import { validateEngineOptions, validateGenerateRequest, validateTokens } from './validate.js';
+import type { EngineOptions, GenerateRequest, ModelInfo } from './types.js';
+
+export class Engine {
+  readonly info: ModelInfo;
+  private closed = false;
+
+  private constructor(private readonly handle: NativeEngineHandle) {
+    this.info = handle.info() as unknown as ModelInfo;
+  }
+
+  /** Load a GGUF model (on a worker thread: the event loop stays free). Rejects with EngineError. */
+  static async load(options: EngineOptions): Promise<Engine> {
+    validateEngineOptions(options);
+    const handle = await native().loadEngine({
+      model: options.model,
+      weights: options.weights ?? 'f32',
+      threads: options.threads ?? availableParallelism(),
+      contextLength: options.contextLength ?? 0,
+    });
+    return new Engine(handle);
+  }
+
+  /** Which kernel set the addon picked for this CPU (avx512-vnni, avx2, scalar). */
+  static kernels(): string {
+    return native().kernels;
+  }
+
+  tokenize(text: string, options: { addBos?: boolean } = {}): number[] {
+    this.checkOpen();
+    if (typeof text !== 'string') throw new EngineError('INVALID_ARGUMENT', `Expected a string for text but received ${typeof text}`);
+    return Array.from(this.handle.tokenize(text, options.addBos));
+  }
+
+  detokenize(ids: number[]): string {
+    this.checkOpen();
+    validateTokens('ids', ids, this.info.nVocab);
+    return this.handle.detokenize(Int32Array.from(ids));
+  }
+
+  /** Start a generation. Invalid requests throw EngineError at once; later failures reject `result`. */
+  generate(request: GenerateRequest): Generation {
+    this.checkOpen();
+    validateGenerateRequest(request, this.info.nVocab);
+    let gen: Generation | undefined;
+    const pending: Parameters<Generation['onEvents']>[0][] = [];
+    const { id, promptTokens } = this.handle.generate(
+      {
+        ...request,
+        tokens: request.tokens ? Int32Array.from(request.tokens) : undefined,
+        maxTokens: request.maxTokens ?? 16,
+        temperature: request.temperature ?? 1,
+        seed: request.seed ?? Math.floor(Math.random() * 2 ** 32),
+        logprobs: request.logprobs ?? -1,
+      },
+      (events) => {
+        // Events are delivered on a later turn of the event loop, so `gen` exists by then; buffer just in case.
+        if (gen) gen.onEvents(events);
+        else pending.push(events);
+      },
+    );
+    gen = new Generation(id, promptTokens, (gid) => this.handle.cancel(gid), request.logprobs !== undefined);
+    for (const evs of pending) gen.onEvents(evs);
+    return gen;
+  }
+
+  /** Cancel a generation by id; false if it already ended. */
+  cancel(id: number): boolean {
+    this.checkOpen();
+    return this.handle.cancel(id);
+  }
+
+  /** Logits of a forward pass over `tokens` from position 0: [tokens.length][nVocab] with allLogits, else the last row. */
+  async evaluate(tokens: number[], options: { allLogits?: boolean } = {}): Promise<Float32Array> {
+    this.checkOpen();
+    validateTokens('tokens', tokens, this.info.nVocab);
+    return this.handle.evaluate(Int32Array.from(tokens), options.allLogits ?? false);
+  }
+
+  /** Mean negative log-likelihood (nats/token) and perplexity of `tokens` (the first token is context only). */
+  async perplexity(tokens: number[]): Promise<{ nll: number; perplexity: number; tokens: number }> {
+    if (tokens.length < 2) throw new EngineError('INVALID_ARGUMENT', 'Expected at least 2 tokens for perplexity');
+    const logits = await this.evaluate(tokens, { allLogits: true });
+    const V = this.info.nVocab;
+    let nll = 0;
+    for (let i = 0; i + 1 < tokens.length; i++) {
+      const row = logits.subarray(i * V, (i + 1) * V);
+      let max = -Infinity;
+      for (const v of row) max = Math.max(max, v);
+      let sum = 0;
+      for (const v of row) sum += Math.exp(v - max);
+      nll += max + Math.log(sum) - row[tokens[i + 1]!]!;
+    }
+    const n = tokens.length - 1;
+    return { nll: nll / n, perplexity: Math.exp(nll / n), tokens: n };
+  }
+
+  /** Cancel everything in flight and free the model. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.handle.close();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new EngineError('ENGINE_CLOSED', 'the engine is closed');
+  }
+}

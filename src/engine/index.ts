@@ -1,0 +1,5 @@
+export { Engine } from './engine.js';
+export { Generation } from './generation.js';
+export { EngineError, ENGINE_ERROR_CODES, isEngineError, type EngineErrorCode } from './errors.js';
+export { native } from './native.js';
+export * from './types.js';

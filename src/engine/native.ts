@@ -1,0 +1,58 @@
+// Loads the compiled addon (build/Release/tuneloop_native.node, built by node-gyp at `npm install`) and hands it the
+// EngineError class so that C++ throws instances of it.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EngineError } from './errors.js';
+
+export interface NativeEvent {
+  text: string;
+  tokens: number[];
+  logprobs?: { token: number; logprob: number; top: { token: number; logprob: number }[] }[];
+  final?: boolean;
+  error?: EngineError;
+  finishReason?: 'stop' | 'length' | 'cancelled';
+  promptTokens?: number;
+  completionTokens?: number;
+  timings?: { queueMs: number; prefillMs: number; decodeMs: number; timeToFirstTokenMs: number };
+}
+
+export interface NativeEngineHandle {
+  info(): Record<string, unknown>;
+  tokenize(text: string, addBos?: boolean): Int32Array;
+  detokenize(ids: Int32Array | number[]): string;
+  generate(params: Record<string, unknown>, onEvents: (events: NativeEvent[]) => void): { id: number; promptTokens: number };
+  cancel(id: number): boolean;
+  evaluate(tokens: Int32Array, allLogits: boolean): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+export interface NativeAddon {
+  setErrorClass(cls: typeof EngineError): void;
+  measureBandwidth(threads: number, megabytes: number, repeats?: number): number;
+  kernels: string;
+  loadEngine(options: Record<string, unknown>): Promise<NativeEngineHandle>;
+}
+
+function findAddon(): string {
+  // From src/engine (tsx) or dist/src/engine (compiled), walk up to the package root.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, 'build', 'Release', 'tuneloop_native.node');
+    if (existsSync(candidate)) return candidate;
+    dir = resolve(dir, '..');
+  }
+  throw new Error('tuneloop native addon not found: run `npm install` (it builds build/Release/tuneloop_native.node)');
+}
+
+let addon: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (!addon) {
+    const require = createRequire(import.meta.url);
+    addon = require(findAddon()) as NativeAddon;
+    addon.setErrorClass(EngineError);
+  }
+  return addon;
+}

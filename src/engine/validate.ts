@@ -1,0 +1,80 @@
+// Validation of everything that crosses into C++: the native side trusts what it receives.
+// Messages name the field, what was expected and what was received (sharp's style).
+import { EngineError } from './errors.js';
+import { WEIGHTS_POLICIES, type EngineOptions, type GenerateRequest } from './types.js';
+
+function describe(v: unknown): string {
+  if (typeof v === 'number') return `${v} of type number`;
+  if (typeof v === 'string') return `'${v.length > 40 ? v.slice(0, 40) + '…' : v}' of type string`;
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return `an array of length ${v.length}`;
+  return `a value of type ${typeof v}`;
+}
+
+function invalid(field: string, expected: string, got: unknown): EngineError {
+  return new EngineError('INVALID_ARGUMENT', `Expected ${expected} for ${field} but received ${describe(got)}`);
+}
+
+function checkInt(field: string, v: unknown, min: number, max: number): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw invalid(field, `an integer between ${min} and ${max}`, v);
+  }
+}
+
+function checkNumber(field: string, v: unknown, min: number, max: number): void {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+    throw invalid(field, `a finite number between ${min} and ${max}`, v);
+  }
+}
+
+export function validateEngineOptions(o: EngineOptions): void {
+  if (typeof o !== 'object' || o === null) throw invalid('options', 'an object', o);
+  if (typeof o.model !== 'string' || o.model.length === 0) throw invalid('model', 'a non-empty path string', o.model);
+  if (o.weights !== undefined && !WEIGHTS_POLICIES.includes(o.weights)) {
+    throw invalid('weights', `one of ${WEIGHTS_POLICIES.join(', ')}`, o.weights);
+  }
+  if (o.threads !== undefined) checkInt('threads', o.threads, 1, 256);
+  if (o.contextLength !== undefined) checkInt('contextLength', o.contextLength, 2, 1 << 20);
+}
+
+export const MAX_STOP_SEQUENCES = 16;
+export const MAX_LOGPROBS = 20;
+
+export function validateGenerateRequest(r: GenerateRequest, nVocab: number): void {
+  if (typeof r !== 'object' || r === null) throw invalid('request', 'an object', r);
+  const hasPrompt = r.prompt !== undefined, hasTokens = r.tokens !== undefined;
+  if (hasPrompt === hasTokens) {
+    throw new EngineError('INVALID_ARGUMENT', 'Expected exactly one of prompt and tokens in the request');
+  }
+  if (hasPrompt && typeof r.prompt !== 'string') throw invalid('prompt', 'a string', r.prompt);
+  if (hasTokens) validateTokens('tokens', r.tokens, nVocab);
+  if (r.addBos !== undefined && typeof r.addBos !== 'boolean') throw invalid('addBos', 'a boolean', r.addBos);
+  if (r.maxTokens !== undefined) checkInt('maxTokens', r.maxTokens, 0, 1 << 20);
+  if (r.temperature !== undefined) checkNumber('temperature', r.temperature, 0, 100);
+  if (r.topK !== undefined) checkInt('topK', r.topK, 0, nVocab);
+  if (r.topP !== undefined) {
+    checkNumber('topP', r.topP, 0, 1);
+    if (r.topP === 0) throw invalid('topP', 'a number in (0, 1]', r.topP);
+  }
+  if (r.seed !== undefined) checkInt('seed', r.seed, 0, Number.MAX_SAFE_INTEGER);
+  if (r.logprobs !== undefined) checkInt('logprobs', r.logprobs, 0, MAX_LOGPROBS);
+  if (r.stopAtEos !== undefined && typeof r.stopAtEos !== 'boolean') throw invalid('stopAtEos', 'a boolean', r.stopAtEos);
+  if (r.stop !== undefined) {
+    if (!Array.isArray(r.stop) || r.stop.length > MAX_STOP_SEQUENCES) {
+      throw invalid('stop', `an array of at most ${MAX_STOP_SEQUENCES} strings`, r.stop);
+    }
+    r.stop.forEach((s, i) => {
+      if (typeof s !== 'string' || s.length === 0) throw invalid(`stop[${i}]`, 'a non-empty string', s);
+    });
+  }
+}
+
+export function validateTokens(field: string, tokens: unknown, nVocab: number): asserts tokens is number[] {
+  if (!Array.isArray(tokens) || tokens.length === 0) throw invalid(field, 'a non-empty array of token ids', tokens);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= nVocab) {
+      throw invalid(`${field}[${i}]`, `a token id between 0 and ${nVocab - 1}`, t);
+    }
+  }
+}
