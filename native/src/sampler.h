@@ -31,6 +31,11 @@ private:
     SamplingParams params_;
     std::mt19937_64 rng_;
     std::vector<std::pair<float, int32_t>> candidates_; // scratch
+    std::vector<float> weights_;                        // scratch: exp((logit - max) / T) per token
+    std::vector<uint16_t> buckets_;                     // scratch (top-p): log-weight bucket per token
+    std::vector<std::pair<float, int32_t>> crossing_;   // scratch (top-p): tokens of the bucket where it ends
+
+    int32_t draw(size_t n, double total, double u) const;
 };
 
 // Streams text through a set of stop sequences. Text that could still be the start of a stop sequence is held

@@ -37,6 +37,17 @@ size_t utf8_len(unsigned char c) {
     return 1;
 }
 
+// Length of the character at s[i]: its UTF-8 length when all continuation bytes are present, else 1. Splitting a
+// malformed sequence byte by byte keeps a stray lead byte from swallowing the next (valid) character.
+size_t utf8_char_len(const std::string & s, size_t i) {
+    const size_t n = utf8_len((unsigned char) s[i]);
+    if (i + n > s.size()) return 1;
+    for (size_t k = 1; k < n; k++) {
+        if (((unsigned char) s[i + k] & 0xC0) != 0x80) return 1;
+    }
+    return n;
+}
+
 void append_utf8(std::string & out, uint32_t cp) {
     if (cp < 0x80) {
         out += (char) cp;
@@ -409,7 +420,7 @@ std::vector<int32_t> Tokenizer::encode_llama(const std::string & text) const {
     std::vector<Symbol> syms;
     syms.reserve(s.size());
     for (size_t off = 0; off < s.size();) {
-        const size_t len = std::min(utf8_len((unsigned char) s[off]), s.size() - off);
+        const size_t len = utf8_char_len(s, off);
         const int32_t idx = (int32_t) syms.size();
         syms.push_back({idx - 1, idx + 1, off, len});
         off += len;

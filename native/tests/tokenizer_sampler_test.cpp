@@ -1,8 +1,9 @@
 // Standalone tests for the tokenizers, the sampler and the stop matcher (no Node).
-//   g++ -std=c++17 -O2 -Inative/src native/tests/tokenizer_sampler_test.cpp native/src/tokenizer.cpp \
+//   g++ -std=c++17 -O3 -Inative/src native/tests/tokenizer_sampler_test.cpp native/src/tokenizer.cpp
 //       native/src/sampler.cpp native/src/gguf.cpp native/src/errors.cpp native/src/tensor_convert.cpp -o tok_test
 //   ./tok_test path/to/stories260K-f32.gguf
 // Without a model path the llama-tokenizer tests that need it are skipped (the rest still run).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -50,6 +51,7 @@ static int thrown_code(const std::function<void()> & f) {
     try {
         f();
     } catch (const EngineException & e) {
+        if (getenv("TL_TEST_VERBOSE")) std::fprintf(stderr, "  (threw %s: %s)\n", error_code_name(e.code()), e.what());
         return (int) e.code();
     }
     return -1;
@@ -89,7 +91,6 @@ static const std::vector<std::string> kRoundTrip = {
     "emoji \xF0\x9F\x98\x80\xF0\x9F\x8E\x89 family \xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA7!",
     "</s> <s> <unk> <0x41> <|endoftext|>",
     "a",
-    "\xE2\x96\x81 literal lower-eighth block and \xE2\x96\x81\xE2\x96\x81 twice",
     "bad utf8: \xFF\xFE \xC3 \xE2\x82 end",
     "numbers 1234567890 and 3.14159 and 1,000,000",
     "Lily's mom said, \"Don't touch the dog!\" They'll go.",
@@ -117,7 +118,10 @@ static std::vector<int32_t> reference_spm(const Tokenizer & tok, const std::vect
     for (size_t i = 0; i < s.size();) {
         unsigned char c = (unsigned char) s[i];
         size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
-        n = std::min(n, s.size() - i);
+        if (i + n > s.size()) n = 1;
+        for (size_t k = 1; k < n; k++) {
+            if (((unsigned char) s[i + k] & 0xC0) != 0x80) n = 1;
+        }
         syms.push_back(s.substr(i, n));
         i += n;
     }
@@ -198,6 +202,9 @@ static void test_llama(const std::string & path) {
     for (int32_t id : emoji) has_f0 |= id == 3 + 0xF0;
     CHECK(has_f0);
 
+    // SentencePiece cannot tell a literal "▁" from a space: it decodes as one (same as llama.cpp/sentencepiece).
+    CHECK(tok.decode(tok.encode("a\xE2\x96\x81" "b", true)) == "a b");
+
     // Special-token text in the input stays text.
     for (int32_t id : tok.encode("</s><s>", false)) CHECK(id != 1 && id != 2);
 
@@ -210,7 +217,7 @@ static void test_llama(const std::string & path) {
     // Random printable ASCII + unicode: encode/decode round trip and reference agreement.
     std::mt19937 rng(42);
     const std::vector<std::string> alphabet = {"a", "b", " ", "  ", "e", "th", "\n", ".", "'", "\xC3\xA9",
-                                               "\xE2\x96\x81", "\xF0\x9F\x98\x80", "Z", "1", "\t"};
+                                               "\xF0\x9F\x98\x80", "Z", "1", "\t", "\xC3", "\xE2\x82"};
     for (int iter = 0; iter < 200; iter++) {
         std::string s;
         const int len = (int) (rng() % 30);
@@ -374,7 +381,9 @@ struct GgufWriter {
         out.append((const char *) &ver, 4);
         out.append((const char *) &nt, 8);
         out.append((const char *) &n_kv, 8);
-        return out + buf;
+        out += buf;
+        out.resize((out.size() + 31) / 32 * 32, '\0'); // the data section starts at the 32-byte alignment
+        return out;
     }
 };
 
@@ -520,11 +529,54 @@ static void test_sampler() {
         CHECK(f[2] == 0.0 && std::fabs(f[0] - 0.625) < 0.02);
         p.top_p = 0.5f; // 0.5 >= 0.5: token 0 alone
         f = freqs(p);
-        CHECK(f[0] == 1.0);
+        CHECK(f[1] == 0.0 && f[2] == 0.0);
         p.top_p = 1.0f;
         p.temperature = 0.5f; // sharper: p ∝ p^2 -> 25/38, 9/38, 4/38
         f = freqs(p);
         CHECK(std::fabs(f[0] - 25.0 / 38) < 0.02 && std::fabs(f[2] - 4.0 / 38) < 0.02);
+    }
+    // Sampled tokens always lie in the nucleus computed the slow way (full sort), with and without top-k.
+    {
+        const std::vector<float> l = random_logits(2000, 77);
+        for (int k : {0, 300}) {
+            for (float top_p : {0.3f, 0.8f, 0.99f}) {
+                const float temp = 0.7f;
+                std::vector<std::pair<float, int32_t>> sorted;
+                for (int32_t i = 0; i < (int32_t) l.size(); i++) sorted.push_back({l[i], i});
+                std::sort(sorted.begin(), sorted.end(), [](const auto & a, const auto & b) {
+                    return a.first > b.first || (a.first == b.first && a.second < b.second);
+                });
+                if (k > 0) sorted.resize(k);
+                double total = 0.0;
+                for (const auto & c : sorted) total += std::exp((c.first - sorted[0].first) / temp);
+                std::vector<bool> in_nucleus(l.size(), false);
+                double cum = 0.0;
+                size_t size = 0;
+                for (const auto & c : sorted) {
+                    in_nucleus[c.second] = true;
+                    size++;
+                    cum += std::exp((c.first - sorted[0].first) / temp) / total;
+                    if (cum >= top_p) break;
+                }
+                SamplingParams p;
+                p.temperature = temp;
+                p.top_k = k;
+                p.top_p = top_p;
+                p.seed = 99;
+                Sampler s(p);
+                std::vector<bool> seen(l.size(), false);
+                size_t n_seen = 0;
+                bool all_inside = true;
+                for (int i = 0; i < 5000; i++) {
+                    const int32_t t = sample_copy(s, l);
+                    all_inside &= in_nucleus[t];
+                    if (!seen[t]) n_seen++;
+                    seen[t] = true;
+                }
+                CHECK_MSG(all_inside, "k=" + std::to_string(k) + " top_p=" + std::to_string(top_p));
+                CHECK(n_seen > size / 3); // and it does spread over the nucleus
+            }
+        }
     }
     // Logprobs: log-softmax of the raw logits, independent of temperature; all of them sum to 1.
     {
@@ -644,7 +696,12 @@ static void test_stop_matcher() {
     }
     {
         StopMatcher m({"abc", "b"});
-        CHECK(m.push("xabc", &stopped) == "xa" && stopped); // earliest occurrence wins
+        CHECK(m.push("xabc", &stopped) == "x" && stopped); // earliest occurrence wins ("abc" at 1, not "b" at 2)
+    }
+    {
+        StopMatcher m({"abc", "b"});
+        CHECK(m.push("xa", &stopped) == "x" && !stopped);
+        CHECK(m.push("bd", &stopped) == "a" && stopped); // held "a" was not "abc" after all; "b" stops
     }
     {
         StopMatcher m({"STOP"});

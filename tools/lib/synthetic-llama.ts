@@ -221,7 +221,9 @@ export interface ValueDist {
   std: number;
 }
 
-/** Deterministic values of a tensor, as float32 (what the F32 / quantized encoders start from). */
+/** Deterministic values of a tensor, as float32 (what the F32 / quantized encoders start from). Yields one reused
+ *  buffer: a chunk is valid only until the next one is requested (the writer consumes each at once). Pairs of values
+ *  come from one PRNG word, so the sequence depends on the chunk size only when chunks have odd lengths. */
 export function* generateF32(seed: number, n: number, dist: ValueDist, chunk: number): Generator<Float32Array> {
   const z = standardNormalTable();
   const table = new Float32Array(TABLE_SIZE);
@@ -455,7 +457,8 @@ export function tensorPlan(shape: LlamaShape, fileType: SyntheticFileType): Tens
   return plan;
 }
 
-/** Lazily generated data of one planned tensor, already in its file type. ~4M elements per chunk. */
+/** Lazily generated data of one planned tensor, already in its file type. ~4M elements per chunk, whole rows (so
+ *  whole quantization blocks); chunks reuse one buffer, as generateF32's. */
 export function tensorData(seed: number, t: TensorPlan): () => Iterable<TensorChunk> {
   const n = t.ne.reduce((a, b) => a * b, 1);
   const row = t.ne[0]!;
