@@ -3,6 +3,7 @@
 //       native/src/sampler.cpp native/src/gguf.cpp native/src/errors.cpp native/src/tensor_convert.cpp -o tok_test
 //   ./tok_test path/to/stories260K-f32.gguf
 // Without a model path the llama-tokenizer tests that need it are skipped (the rest still run).
+// TL_TEST_NO_TIMING=1 skips the speed checks (for sanitizer builds).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -56,6 +57,9 @@ static int thrown_code(const std::function<void()> & f) {
     }
     return -1;
 }
+
+// Timing checks are skipped with TL_TEST_NO_TIMING=1 (sanitizer or debug builds).
+static bool timing_checks() { return std::getenv("TL_TEST_NO_TIMING") == nullptr; }
 
 static double now_ms() {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -236,7 +240,7 @@ static void test_llama(const std::string & path) {
     std::vector<int32_t> big_ids = tok.encode(big, true);
     double t1 = now_ms();
     std::printf("  llama encode: %zu bytes -> %zu tokens in %.1f ms\n", big.size(), big_ids.size(), t1 - t0);
-    CHECK(t1 - t0 < 100.0);
+    if (timing_checks()) CHECK(t1 - t0 < 100.0);
     CHECK(tok.decode(big_ids) == big);
 }
 
@@ -329,7 +333,7 @@ static void test_gpt2() {
     std::vector<int32_t> big_ids = tok.encode(big, false);
     double t1 = now_ms();
     std::printf("  gpt2 encode:  %zu bytes -> %zu tokens in %.1f ms\n", big.size(), big_ids.size(), t1 - t0);
-    CHECK(t1 - t0 < 100.0);
+    if (timing_checks()) CHECK(t1 - t0 < 100.0);
     CHECK(tok.decode(big_ids) == big);
 
     // Construction errors.
@@ -663,7 +667,7 @@ static void test_sampler() {
                 total += now_ms() - t0;
             }
             std::printf("  sample %-24s %.3f ms\n", c.name, total / iters);
-            CHECK(total / iters < 1.0); // target < 0.3 ms; loose bound so a busy machine does not fail the test
+            if (timing_checks()) CHECK(total / iters < 1.0); // target < 0.3 ms at -O3; loose for busy machines
         }
     }
 }

@@ -82,21 +82,26 @@ export class Engine {
     return this.handle.evaluate(Int32Array.from(tokens), options.allLogits ?? false);
   }
 
-  /** Mean negative log-likelihood (nats/token) and perplexity of `tokens` (the first token is context only). */
+  /** Mean negative log-likelihood (nats/token) and perplexity of `tokens`. Inputs longer than the context are
+   *  scored in consecutive windows of `contextLength` tokens; the first token of each window is context only. */
   async perplexity(tokens: number[]): Promise<{ nll: number; perplexity: number; tokens: number }> {
     if (tokens.length < 2) throw new EngineError('INVALID_ARGUMENT', 'Expected at least 2 tokens for perplexity');
-    const logits = await this.evaluate(tokens, { allLogits: true });
-    const V = this.info.nVocab;
-    let nll = 0;
-    for (let i = 0; i + 1 < tokens.length; i++) {
-      const row = logits.subarray(i * V, (i + 1) * V);
-      let max = -Infinity;
-      for (const v of row) max = Math.max(max, v);
-      let sum = 0;
-      for (const v of row) sum += Math.exp(v - max);
-      nll += max + Math.log(sum) - row[tokens[i + 1]!]!;
+    const V = this.info.nVocab, window = this.info.contextLength;
+    let nll = 0, n = 0;
+    for (let start = 0; start + 1 < tokens.length; start += window) {
+      const chunk = tokens.slice(start, start + window);
+      if (chunk.length < 2) break;
+      const logits = await this.evaluate(chunk, { allLogits: true });
+      for (let i = 0; i + 1 < chunk.length; i++) {
+        const row = logits.subarray(i * V, (i + 1) * V);
+        let max = -Infinity;
+        for (const v of row) max = Math.max(max, v);
+        let sum = 0;
+        for (const v of row) sum += Math.exp(v - max);
+        nll += max + Math.log(sum) - row[chunk[i + 1]!]!;
+        n++;
+      }
     }
-    const n = tokens.length - 1;
     return { nll: nll / n, perplexity: Math.exp(nll / n), tokens: n };
   }
 
