@@ -61,7 +61,10 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig & cfg) {
         fail(ErrorCode::MODEL_CORRUPT, "model '" + cfg.model_path + "': tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
              " tokens but token_embd.weight only " + std::to_string(hp.n_vocab) + " rows");
     if (cfg.n_ctx < 0) fail(ErrorCode::INVALID_ARGUMENT, "contextLength must be positive");
-    e->n_ctx_ = cfg.n_ctx > 0 ? std::min(cfg.n_ctx, hp.n_ctx_train) : hp.n_ctx_train;
+    if (cfg.n_ctx > hp.n_ctx_train)
+        fail(ErrorCode::INVALID_ARGUMENT, "contextLength " + std::to_string(cfg.n_ctx) + " exceeds the model's context length of " +
+             std::to_string(hp.n_ctx_train) + " tokens (llama.context_length)");
+    e->n_ctx_ = cfg.n_ctx > 0 ? cfg.n_ctx : hp.n_ctx_train;
     e->pool_ = std::make_unique<ThreadPool>(cfg.threads);
     e->model_ = load_llama(*e->file_, cfg.policy, *e->pool_);
     e->load_ms_ = ms_between(t0, Clock::now());
@@ -223,7 +226,8 @@ void Engine::run_generate(Job & job) {
     for (int i = 0; i < budget; ++i) {
         if (job.cancelled) { reason = FinishReason::CANCELLED; break; }
         TokenLogprob lp;
-        int32_t tok = sampler.sample(logits.data(), hp.n_vocab, p.sampling.n_logprobs >= 0 ? &lp : nullptr);
+        // Only ids the tokenizer knows can be sampled: a vocabulary padded in token_embd has rows beyond it.
+        int32_t tok = sampler.sample(logits.data(), tokenizer_->n_vocab(), p.sampling.n_logprobs >= 0 ? &lp : nullptr);
         if (i == 0) final_ev.timings.ttft_ms = ms_between(job.submitted, Clock::now());
         if (p.stop_at_eos && tokenizer_->is_end_of_generation(tok)) { reason = FinishReason::STOP; break; }
         ++final_ev.completion_tokens;

@@ -180,7 +180,7 @@ void GgufFile::parse() {
     if (alignment <= 0 || alignment > 1 << 20 || (alignment & (alignment - 1)) != 0) c.corrupt("general.alignment " + std::to_string(alignment) + " is not a power of two");
     uint64_t header_end = (uint64_t) (c.p - base_);
     uint64_t data_start = (header_end + alignment - 1) / alignment * alignment;
-    if (data_start > size_) c.corrupt("truncated before the tensor data section");
+    if (!tensors_.empty() && data_start > size_) c.corrupt("truncated before the tensor data section");
 
     for (GgufTensorInfo & t : tensors_) {
         int64_t n = t.n_elements();

@@ -52,7 +52,7 @@ private:
     std::vector<std::string> tokens_;
     std::vector<float> scores_;
     std::vector<int32_t> token_types_; // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
-    std::unordered_map<std::string, int32_t> token_to_id_;
+    std::unordered_map<std::string, int32_t> token_to_id_; // only tokens plain text may produce (no control/byte/unk)
     std::unordered_map<std::string, int32_t> merge_rank_; // gpt2: "left right" -> rank
     int32_t byte_tokens_[256];                            // llama: <0xXX> ids; gpt2: the byte's mapped symbol (-1 if absent)
     std::vector<int32_t> eog_ids_;                        // EOS plus control tokens like <|eot_id|> (small, scanned)

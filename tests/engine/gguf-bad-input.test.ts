@@ -253,18 +253,19 @@ describe('inconsistent models are MODEL_CORRUPT', () => {
     expectEngineError(await loadError({ model: p }), 'MODEL_CORRUPT', [/\.weight|embedding_length/]);
   });
 
-  it('a vocabulary whose size disagrees with token_embd', async () => {
+  it('a tokenizer with more tokens than token_embd has rows', async () => {
+    // (Fewer tokens than rows is legal: padded embedding matrices exist in real models.)
     const p = writeModel('meta-vocab.gguf', (m) => {
-      const toks = m.metadata.find(([k]) => k === 'tokenizer.ggml.tokens')![1];
-      if (toks.type !== 'array' || toks.itemType !== 'string') throw new Error('test bug');
-      // Drop the last 10 tokens (and their scores/types) so that the tokenizer itself stays consistent.
-      const cut = <T>(xs: readonly T[]): T[] => xs.slice(0, xs.length - 10);
-      setMeta(m, 'tokenizer.ggml.tokens', gv.arr('string', cut(toks.items)));
-      for (const key of ['tokenizer.ggml.scores', 'tokenizer.ggml.token_type']) {
+      const extra = Array.from({ length: 10 }, (_, i) => `extra${i}`);
+      const grow = (key: string, items: readonly (string | number)[]): void => {
         const v = m.metadata.find(([k]) => k === key)![1];
         if (v.type !== 'array' || v.itemType === 'array') throw new Error('test bug');
-        setMeta(m, key, gv.arr(v.itemType, cut(v.items)));
-      }
+        setMeta(m, key, gv.arr(v.itemType, [...v.items, ...items]));
+      };
+      // Tokens, scores and types grow together so that the tokenizer itself stays consistent.
+      grow('tokenizer.ggml.tokens', extra);
+      grow('tokenizer.ggml.scores', extra.map(() => -1000));
+      grow('tokenizer.ggml.token_type', extra.map(() => 1));
     });
     expectEngineError(await loadError({ model: p }), 'MODEL_CORRUPT', [/token_embd|vocab/i]);
   });
@@ -308,10 +309,17 @@ describe('invalid options and requests', () => {
     expectEngineError(await loadError({ model: validPath, weights: 'fp8' as never }), 'INVALID_ARGUMENT', ['weights']);
   });
 
-  it('contextLength above the model maximum is INVALID_ARGUMENT', async () => {
-    expectEngineError(await loadError({ model: validPath, contextLength: SHAPE.contextLength * 4 }), 'INVALID_ARGUMENT', [
-      'contextLength',
-    ]);
+  it('contextLength above the model maximum is INVALID_ARGUMENT naming both numbers', async () => {
+    expectEngineError(
+      await loadError({ model: validPath, contextLength: SHAPE.contextLength * 4 }),
+      'INVALID_ARGUMENT',
+      ['contextLength', String(SHAPE.contextLength * 4), String(SHAPE.contextLength)],
+    );
+  });
+
+  it('contextLength 1 or fractional is INVALID_ARGUMENT', async () => {
+    expectEngineError(await loadError({ model: validPath, contextLength: 1 }), 'INVALID_ARGUMENT', ['contextLength']);
+    expectEngineError(await loadError({ model: validPath, contextLength: 8.5 }), 'INVALID_ARGUMENT', ['contextLength']);
   });
 
   it('a prompt (token ids) longer than the context is CONTEXT_OVERFLOW', async () => {

@@ -81,35 +81,61 @@ const HUGE_U64 = [
   1n,
 ];
 
-/** Apply 1-8 random mutations to a copy of `base`; returns the bytes and a description of each mutation. */
+const U32_VALUES = [0, 1, 2, 3, 7, 31, 32, 33, 64, 1000, 65536, 0x7fffffff, 0x80000000, 0xffffffff];
+const F32_VALUES = [0, -1, NaN, Infinity, -Infinity, 1e-30, 1e30, 0.5];
+// Relative weights of the mutation kinds: structural damage (truncation, huge counts) stops the parser early, so
+// value-level mutations that reach hyperparameter validation, the tokenizer and the weights are favoured.
+const KINDS = [
+  ['bitflip', 25],
+  ['random bytes', 10],
+  ['u64 field', 15],
+  ['tensor type', 5],
+  ['metadata value', 20],
+  ['tensor data', 10],
+  ['truncate', 5],
+  ['duplicate', 10],
+] as const;
+type Kind = (typeof KINDS)[number][0];
+const KIND_TOTAL = KINDS.reduce((a, [, w]) => a + w, 0);
+
+function pickKind(rng: Xoshiro128): Kind {
+  let r = rng.nextInt(KIND_TOTAL);
+  for (const [k, w] of KINDS) {
+    if (r < w) return k;
+    r -= w;
+  }
+  return 'bitflip';
+}
+
+/** Apply 1-8 random mutations (fewer more often) to a copy of `base`; returns the bytes and what was done. */
 function mutate(base: Base, rng: Xoshiro128): { bytes: Buffer; log: string[] } {
   let b = Buffer.from(base.bytes);
   const log: string[] = [];
-  const headerEnd = base.layout.tensorInfoEnd;
-  // Most of the interest is in the header: aim 3/4 of the positional mutations there.
-  const pos = (): number => (rng.nextFloat() < 0.75 ? rng.nextInt(Math.min(headerEnd, b.length)) : rng.nextInt(b.length));
-  const n = 1 + rng.nextInt(8);
+  const { layout } = base;
+  // Positional mutations aim at the header 3/4 of the time: that is where the parser's decisions are.
+  const pos = (): number =>
+    rng.nextFloat() < 0.75 ? rng.nextInt(Math.min(layout.tensorInfoEnd, b.length)) : rng.nextInt(b.length);
+  const n = 1 + Math.floor(8 * rng.nextFloat() ** 2);
   for (let k = 0; k < n && b.length > 0; k++) {
-    const kind = rng.nextInt(7);
+    const kind = pickKind(rng);
     switch (kind) {
-      case 0: {
+      case 'bitflip': {
         const p = pos();
         const bit = rng.nextInt(8);
         b[p] = b[p]! ^ (1 << bit);
         log.push(`flip bit ${bit} at ${p}`);
         break;
       }
-      case 1: {
+      case 'random bytes': {
         const p = pos();
         const len = Math.min(1 + rng.nextInt(16), b.length - p);
         for (let i = 0; i < len; i++) b[p + i] = rng.nextInt(256);
         log.push(`${len} random bytes at ${p}`);
         break;
       }
-      case 2:
-      case 3: {
-        // A u64 field of the original layout (counts, string/array lengths, shapes, offsets).
-        const p = base.layout.u64Positions[rng.nextInt(base.layout.u64Positions.length)]!;
+      case 'u64 field': {
+        // A u64 of the original layout: a count, string or array length, tensor dimension or offset.
+        const p = layout.u64Positions[rng.nextInt(layout.u64Positions.length)]!;
         if (p + 8 > b.length) break;
         const choice = rng.nextInt(HUGE_U64.length + 3);
         const v =
@@ -124,9 +150,9 @@ function mutate(base: Base, rng: Xoshiro128): { bytes: Buffer; log: string[] } {
         log.push(`u64 at ${p} = ${v}`);
         break;
       }
-      case 4: {
-        // A tensor's ggml type id (the u32 before its offset).
-        const info = base.layout.tensorInfos[rng.nextInt(base.layout.tensorInfos.length)]!;
+      case 'tensor type': {
+        // A tensor's ggml type id (the u32 before its u64 offset).
+        const info = layout.tensorInfos[rng.nextInt(layout.tensorInfos.length)]!;
         const p = info.end - 12;
         if (p + 4 > b.length) break;
         const t = rng.nextFloat() < 0.5 ? rng.nextInt(40) : rng.nextU32();
@@ -134,13 +160,45 @@ function mutate(base: Base, rng: Xoshiro128): { bytes: Buffer; log: string[] } {
         log.push(`type of ${info.name} = ${t}`);
         break;
       }
-      case 5: {
+      case 'metadata value': {
+        // A scalar hyperparameter or token id: plausible-looking but wrong values reach the model's own checks.
+        const scalars = layout.kv.filter((kv) => kv.end - kv.valueStart === 8 || kv.end - kv.valueStart === 5);
+        const kv = scalars[rng.nextInt(scalars.length)]!;
+        const p = kv.valueStart + 4;
+        if (kv.end > b.length) break;
+        const type = b.readUInt32LE(kv.valueStart);
+        if (type === 6) {
+          const v = F32_VALUES[rng.nextInt(F32_VALUES.length)]!;
+          b.writeFloatLE(v, p);
+          log.push(`${kv.key} = ${v} (f32)`);
+        } else if (kv.end - kv.valueStart === 8) {
+          const v = rng.nextFloat() < 0.8 ? U32_VALUES[rng.nextInt(U32_VALUES.length)]! : rng.nextU32();
+          b.writeUInt32LE(v, p);
+          log.push(`${kv.key} = ${v} (u32)`);
+        } else {
+          const v = rng.nextInt(256);
+          b[p] = v;
+          log.push(`${kv.key} = ${v} (u8)`);
+        }
+        break;
+      }
+      case 'tensor data': {
+        // Weights become arbitrary bit patterns (NaN, inf, huge): loading and evaluating must still be safe.
+        const t = layout.tensors[rng.nextInt(layout.tensors.length)]!;
+        const len = Math.min(1 + rng.nextInt(64), t.nBytes);
+        const p = t.absOffset + rng.nextInt(t.nBytes - len + 1);
+        if (p + len > b.length) break;
+        for (let i = 0; i < len; i++) b[p + i] = rng.nextInt(256);
+        log.push(`${len} random bytes in ${t.name} at ${p}`);
+        break;
+      }
+      case 'truncate': {
         const len = rng.nextInt(b.length);
         b = b.subarray(0, len);
         log.push(`truncate to ${len}`);
         break;
       }
-      case 6: {
+      case 'duplicate': {
         const start = pos();
         const len = Math.min(1 + rng.nextInt(256), b.length - start);
         const at = pos();
@@ -240,6 +298,7 @@ describe('GGUF mutation fuzzing', () => {
       console.log(`fuzz (seed ${BASE_SEED}, ${ITERATIONS} iterations): ${JSON.stringify(Object.fromEntries(outcomes))}`);
       // Some mutations must be rejected and some survive; otherwise the mutator (not the engine) is broken.
       expect(outcomes.get('MODEL_CORRUPT') ?? 0).toBeGreaterThan(0);
+      if (ITERATIONS >= 100) expect(outcomes.get('loaded+evaluated') ?? 0).toBeGreaterThan(0);
       expect(failures, failures.join('\n')).toEqual([]);
       fs.rmSync(lastCase, { force: true });
       fs.rmSync(lastFile, { force: true });

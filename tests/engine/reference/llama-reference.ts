@@ -9,6 +9,7 @@
 //   - grouped-query attention: query head h reads KV head floor(h / (nHeads / nKvHeads));
 //   - SwiGLU FFN: down(silu(gate(x)) * up(x)); the output head is token_embd when output.weight is absent.
 import { readGgufFile, tensorToF32, type GgufReadFile } from '../../../tools/lib/gguf-reader.js';
+import { decodeQ4_0, decodeQ8_0, encodeQ4_0, encodeQ8_0 } from '../../../tools/lib/gguf-writer.js';
 
 export interface ReferenceModel {
   dim: number;
@@ -166,6 +167,31 @@ export function referenceForward(m: ReferenceModel, tokens: readonly number[]): 
     out.push(matvec(weight(m, m.outputName), xo, dim, nVocab));
   });
   return out;
+}
+
+/** The model with every matrix (not the norms) round-tripped through ggml's Q8_0 or Q4_0, group-wise along rows
+ *  with a zero-padded last group for ragged rows: the error an ideal 8- or 4-bit group quantizer would add. Tests
+ *  use it to tell a quantizer that is merely lossy from one that is wrong. */
+export function withGroupQuantizedMatrices(m: ReferenceModel, kind: 'q8_0' | 'q4_0'): ReferenceModel {
+  const [enc, dec] = kind === 'q8_0' ? [encodeQ8_0, decodeQ8_0] : [encodeQ4_0, decodeQ4_0];
+  const weights = new Map<string, Float32Array>();
+  for (const [name, w] of m.weights) {
+    if (name.endsWith('norm.weight')) {
+      weights.set(name, w);
+      continue;
+    }
+    const inF = name.endsWith('ffn_down.weight') ? m.ffnDim : name.endsWith('attn_output.weight') ? m.nHeads * m.headDim : m.dim;
+    const padded = Math.ceil(inF / 32) * 32;
+    const out = new Float32Array(w.length);
+    const row = new Float32Array(padded);
+    for (let r = 0; r < w.length / inF; r++) {
+      row.fill(0);
+      row.set(w.subarray(r * inF, (r + 1) * inF));
+      out.set(dec(enc(row), padded).subarray(0, inF), r * inF);
+    }
+    weights.set(name, out);
+  }
+  return { ...m, weights };
 }
 
 /** Index of the largest logit (first one on ties, as an argmax sampler would do). */
