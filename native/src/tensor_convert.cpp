@@ -2,7 +2,30 @@
 
 #include <cstring>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define TL_HAVE_F16C_PATH 1
+#endif
+
 namespace tl {
+
+#ifdef TL_HAVE_F16C_PATH
+// Loading a 1.1B-parameter F16 file decodes ~1.1e9 halves: the F16C instruction does 8 per cycle where the portable
+// path takes a few ns each. Compiled for F16C only here and chosen at run time.
+__attribute__((target("avx,f16c"))) static void f16_row_f16c(const uint8_t * src, float * dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + 2 * i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+    for (; i < n; ++i) { uint16_t h; std::memcpy(&h, src + 2 * i, 2); dst[i] = fp16_to_f32(h); }
+}
+
+static bool cpu_has_f16c() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+}
+#endif
 
 float fp16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t) (h & 0x8000) << 16;
@@ -105,6 +128,12 @@ void dequantize_row(uint32_t type, const uint8_t * src, float * dst, int64_t n) 
     switch ((GgmlType) type) {
         case GgmlType::F32: std::memcpy(dst, src, 4 * n); return;
         case GgmlType::F16:
+#ifdef TL_HAVE_F16C_PATH
+            {
+                static const bool f16c = cpu_has_f16c();
+                if (f16c) return f16_row_f16c(src, dst, n);
+            }
+#endif
             for (int64_t i = 0; i < n; ++i) { uint16_t h; std::memcpy(&h, src + 2 * i, 2); dst[i] = fp16_to_f32(h); }
             return;
         case GgmlType::BF16:
