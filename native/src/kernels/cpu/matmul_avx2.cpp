@@ -4,7 +4,8 @@
 // Tiles of up to 4 rows x 2 tokens (16 ymm registers). I8: VPMADDUBSW would saturate with u8 weights up to 255, so
 // the weights are turned back into s8 (xor 0x80) and multiplied as |w| * sign(a, w) (the ggml trick; every pair sum
 // stays <= 2 * 128 * 127 < 32767). I4: nibbles <= 15 are safe as the unsigned operand; the zero point is undone
-// by adding -8 * sum(a) (a bias vector shared by the rows) to the int32 group dot.
+// per int16 lane by subtracting 8 * (a[2i] + a[2i+1]) (one VPMADDUBSW per token, shared by the rows), so every lane
+// holds its exact signed partial dot.
 #include <immintrin.h>
 
 #include "matmul_impl.h"
@@ -13,6 +14,9 @@ namespace tl {
 namespace {
 
 constexpr int TMAX = 2;
+// Software prefetch (into L2) of the weights PF_ROWS rows ahead by the first token tile of each block (see the note
+// in matmul_avx512.cpp).
+constexpr int PF_ROWS = 8;
 constexpr int64_t ROW_BLOCK = 64;
 constexpr int TOK_BLOCK = 64;
 
@@ -49,6 +53,7 @@ struct KF32 {
     template <int R, int T>
     static void tile(const Ctx & c, int64_t r0, int t0) {
         const int64_t cols = c.W->cols;
+        const bool pf = t0 % TOK_BLOCK == 0;
         const float * w[R];
         const float * x[T];
         for (int r = 0; r < R; r++) w[r] = (const float *) c.W->data.data() + (r0 + r) * cols;
@@ -59,6 +64,8 @@ struct KF32 {
         int64_t k = 0;
         for (; k + 8 <= cols; k += 8) {
             __m256 wv[R];
+            if (pf)
+                for (int r = 0; r < R; r++) _mm_prefetch((const char *) (w[r] + k + PF_ROWS * cols), _MM_HINT_T1);
             for (int r = 0; r < R; r++) wv[r] = _mm256_loadu_ps(w[r] + k);
             for (int t = 0; t < T; t++) {
                 __m256 xv = _mm256_loadu_ps(x[t] + k);
@@ -86,6 +93,7 @@ struct KBF16 {
     template <int R, int T>
     static void tile(const Ctx & c, int64_t r0, int t0) {
         const int64_t cols = c.W->cols;
+        const bool pf = t0 % TOK_BLOCK == 0;
         const uint16_t * w[R];
         const float * x[T];
         for (int r = 0; r < R; r++) w[r] = (const uint16_t *) c.W->data.data() + (r0 + r) * cols;
@@ -96,6 +104,8 @@ struct KBF16 {
         int64_t k = 0;
         for (; k + 8 <= cols; k += 8) {
             __m256 wv[R];
+            if (pf && (k & 31) == 0)
+                for (int r = 0; r < R; r++) _mm_prefetch((const char *) (w[r] + k + PF_ROWS * cols), _MM_HINT_T1);
             for (int r = 0; r < R; r++) wv[r] = bf16x8_to_f32(_mm_loadu_si128((const __m128i *) (w[r] + k)));
             for (int t = 0; t < T; t++) {
                 __m256 xv = _mm256_loadu_ps(x[t] + k);
@@ -134,7 +144,6 @@ struct KQ {
         const float * sw[R];
         const int8_t * ap[T];
         const float * sa[T];
-        const int32_t * sm[T];
         for (int r = 0; r < R; r++) {
             wp[r] = W.data.data() + (size_t) (r0 + r) * rbytes;
             sw[r] = (const float *) W.scales.data() + (r0 + r) * ng;
@@ -142,21 +151,57 @@ struct KQ {
         for (int t = 0; t < T; t++) {
             ap[t] = (const int8_t *) xq.q.data() + (int64_t) (t0 + t) * cp;
             sa[t] = (const float *) xq.scales.data() + (int64_t) (t0 + t) * ng;
-            sm[t] = (const int32_t *) xq.sums.data() + (int64_t) (t0 + t) * ng;
         }
         __m256 acc[R][T];
         for (int r = 0; r < R; r++)
             for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
         const __m256i ones16 = _mm256_set1_epi16(1);
-        for (int64_t g = 0; g < ng; g++) {
+        const int64_t pf = t0 % TOK_BLOCK == 0 ? PF_ROWS * (int64_t) rbytes : 0; // prefetch offset (0: none)
+        int64_t g = 0;
+        if (I4) {
+            // 2 groups per step: the 32 stored bytes give lo = [g.lo | g+1.lo] and hi = [g.hi | g+1.hi]; the activations
+            // are split to match (one VPERM2I128 each, shared by the rows); both products are summed in int16
+            // (|sum| <= 2 * 2 * 15 * 127), so the conversion and scaling happen once per 2 groups.
+            const __m256i m4 = _mm256_set1_epi8(0x0F);
+            const __m256i zp = _mm256_set1_epi8(kern::ZP_I4);
+            for (; g + 2 <= ng; g += 2) {
+                __m256i alo[T], ahi[T], bv[T];
+                __m256 sav[T];
+                for (int t = 0; t < T; t++) {
+                    const __m256i a0 = _mm256_loadu_si256((const __m256i *) (ap[t] + g * QK));
+                    const __m256i a1 = _mm256_loadu_si256((const __m256i *) (ap[t] + g * QK + QK));
+                    alo[t] = _mm256_permute2x128_si256(a0, a1, 0x20);
+                    ahi[t] = _mm256_permute2x128_si256(a0, a1, 0x31);
+                    bv[t] = _mm256_add_epi16(_mm256_maddubs_epi16(zp, alo[t]), _mm256_maddubs_epi16(zp, ahi[t]));
+                    sav[t] = _mm256_set_m128(_mm_broadcast_ss(sa[t] + g + 1), _mm_broadcast_ss(sa[t] + g));
+                }
+                if (pf && (g & 3) == 0)
+                    for (int r = 0; r < R; r++) _mm_prefetch((const char *) (wp[r] + g * (QK / 2) + pf), _MM_HINT_T1);
+                for (int r = 0; r < R; r++) {
+                    const __m256i b = _mm256_loadu_si256((const __m256i *) (wp[r] + g * (QK / 2)));
+                    const __m256i lo = _mm256_and_si256(b, m4);
+                    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+                    const __m256 swv = _mm256_set_m128(_mm_broadcast_ss(sw[r] + g + 1), _mm_broadcast_ss(sw[r] + g));
+                    for (int t = 0; t < T; t++) {
+                        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo[t]), _mm256_maddubs_epi16(hi, ahi[t]));
+                        const __m256i d = _mm256_madd_epi16(_mm256_sub_epi16(p, bv[t]), ones16);
+                        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(swv, sav[t]), acc[r][t]);
+                    }
+                }
+            }
+        }
+        for (; g < ng; g++) {
             __m256i av[T];
             __m256 sav[T];
             __m256i bv[T];
             for (int t = 0; t < T; t++) {
                 av[t] = _mm256_loadu_si256((const __m256i *) (ap[t] + g * QK));
                 sav[t] = _mm256_broadcast_ss(sa[t] + g);
-                if (I4) bv[t] = _mm256_setr_epi32(-kern::ZP_I4 * sm[t][g], 0, 0, 0, 0, 0, 0, 0);
+                if (I4) bv[t] = _mm256_maddubs_epi16(_mm256_set1_epi8(kern::ZP_I4), av[t]); // 8 * (a[2i] + a[2i+1])
             }
+            if (pf && (I4 ? (g & 3) == 0 : (g & 1) == 0))
+                for (int r = 0; r < R; r++)
+                    _mm_prefetch((const char *) (wp[r] + g * (I4 ? QK / 2 : QK) + pf), _MM_HINT_T1);
             for (int r = 0; r < R; r++) {
                 const __m256 swv = _mm256_broadcast_ss(sw[r] + g);
                 if (I4) {
@@ -164,8 +209,8 @@ struct KQ {
                     const __m128i m4 = _mm_set1_epi8(0x0F);
                     const __m256i w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m4), _mm_and_si128(b, m4));
                     for (int t = 0; t < T; t++) {
-                        __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(w, av[t]), ones16);
-                        d = _mm256_add_epi32(d, bv[t]);
+                        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(w, av[t]), bv[t]);
+                        const __m256i d = _mm256_madd_epi16(p, ones16);
                         acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(swv, sav[t]), acc[r][t]);
                     }
                 } else {

@@ -3,16 +3,18 @@
 //
 // Layout of the work: rows of W are processed in tiles of up to 4 rows x 4 tokens with register accumulators, so
 // that every weight load is shared by the tile's tokens and every activation load by its rows. Rows are the outer
-// loop (a row tile's weights stay in L1 while all token tiles of a block go by), in blocks of 64 rows x 64 tokens.
+// loop (a row tile's weights stay in L1/L2 while all token tiles of a block go by), in blocks of 64 rows x 64 tokens.
+// Decode (n = 1) is memory-bound: the kernels prefetch the rows 8 ahead into L2 (PF_ROWS).
 //
-// I8 / I4 (weights u8 offset-binary, activations s8 per group of 32 with a float scale and an int32 group sum):
-//  * n < PACK_MIN_N (decode): direct. One zmm holds 2 groups; VPDPBUSD starts from a bias vector holding
-//    -zp * sum(a) in one lane of each group (shared by all rows), so the zero point costs nothing per row; the
-//    int32 lanes are converted and multiplied by w_scale * a_scale per lane ([s0 x8 | s1 x8]).
-//  * n >= PACK_MIN_N (prefill / batched decode): the 64-row block of weights and the activations are first
-//    transposed into "16 groups per zmm" order (lane j = group j, 8 registers per 16 groups), I4 nibbles unpacked
-//    to bytes on the way. Then 8 VPDPBUSD accumulate whole group dots in int32 lanes and the float conversion /
-//    scaling happens once per 16 groups instead of once per 2: the inner loop is almost pure VPDPBUSD.
+// I8 / I4 (weights u8 offset-binary, activations s8 per group of 32 with a float scale):
+//  * n < PACK_MIN_N (decode, small batches): "direct", on the stored layout. I8: one zmm = 2 groups; I4: one zmm
+//    load = 4 groups, split into low / high nibbles. VPDPBUSD starts from a per-lane bias -zp * (sum of that lane's
+//    activations), computed once per tile column and shared by the rows, so every int32 lane holds an exact signed
+//    partial dot; lanes are then converted and scaled by w_scale * a_scale once per 2 (I8) or 4 (I4) groups.
+//  * n >= PACK_MIN_N (prefill / larger batches): "packed". The activations, and each row tile just before its first
+//    use, are transposed into "16 groups per zmm" order (int32 lane j = group j, 8 registers per 16 groups; I4
+//    nibbles unpacked to bytes on the way). Then 8 VPDPBUSD accumulate whole group dots per lane and the float
+//    conversion / scaling happens once per 16 groups: the inner loop is almost pure VPDPBUSD (4 x 3 tiles).
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's avx512fintrin.h self-initialises _mm512_undefined_*(), which -Wmaybe-uninitialized reports at -O3.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -27,11 +29,17 @@
 namespace tl {
 namespace {
 
-#ifndef TL_PF_DIST
-#define TL_PF_DIST 0
-#endif
-constexpr int PF_DIST = TL_PF_DIST; // software prefetch distance in bytes along each weight row (0: none)
-constexpr int PACK_MIN_N = 4;
+// Software prefetch (into L2) of the weights PF_ROWS rows ahead, issued by the first token tile of each block. The
+// L2 streamer alone leaves single-core gemv at ~60-75% of the plain-read bandwidth (it restarts at every 4 KiB page
+// and tracks the 4 interleaved row streams poorly); with this, 85-100%.
+constexpr int PF_ROWS = 8;
+// Batches of at least PACK_MIN_N tokens use the packed path (measured: below it the direct kernel is as fast or
+// faster, the weights being streamed from DRAM either way).
+constexpr int PACK_MIN_N = 8;
+// Packed tiles are 4 rows x 3 tokens: 12 int32 + 12 float accumulators + 4 weights + 1 activation fit the 32 zmm
+// registers (4 x 4 spills and measured ~25% slower). Token blocks are a multiple of 3.
+constexpr int PACK_T = 3;
+constexpr int PACK_TOK_BLOCK = 63;
 constexpr int64_t ROW_BLOCK = 64;
 constexpr int TOK_BLOCK = 64;
 
@@ -57,6 +65,7 @@ struct KF32 {
     template <int R, int T>
     static void tile(const Ctx & c, int64_t r0, int t0) {
         const int64_t cols = c.W->cols;
+        const bool pf = t0 % TOK_BLOCK == 0;
         const float * w[R];
         const float * x[T];
         for (int r = 0; r < R; r++) w[r] = (const float *) c.W->data.data() + (r0 + r) * cols;
@@ -67,6 +76,8 @@ struct KF32 {
         int64_t k = 0;
         for (; k + 16 <= cols; k += 16) {
             __m512 wv[R];
+            if (pf)
+                for (int r = 0; r < R; r++) _mm_prefetch((const char *) (w[r] + k + PF_ROWS * cols), _MM_HINT_T1);
             for (int r = 0; r < R; r++) wv[r] = _mm512_loadu_ps(w[r] + k);
             for (int t = 0; t < T; t++) {
                 __m512 xv = _mm512_loadu_ps(x[t] + k);
@@ -94,6 +105,7 @@ struct KBF16 {
     template <int R, int T>
     static void tile(const Ctx & c, int64_t r0, int t0) {
         const int64_t cols = c.W->cols;
+        const bool pf = t0 % TOK_BLOCK == 0;
         const uint16_t * w[R];
         const float * x[T];
         for (int r = 0; r < R; r++) w[r] = (const uint16_t *) c.W->data.data() + (r0 + r) * cols;
@@ -104,6 +116,8 @@ struct KBF16 {
         int64_t k = 0;
         for (; k + 16 <= cols; k += 16) {
             __m512 wv[R];
+            if (pf)
+                for (int r = 0; r < R; r++) _mm_prefetch((const char *) (w[r] + k + PF_ROWS * cols), _MM_HINT_T1);
             for (int r = 0; r < R; r++) wv[r] = bf16x16_to_f32(_mm256_loadu_si256((const __m256i *) (w[r] + k)));
             for (int t = 0; t < T; t++) {
                 __m512 xv = _mm512_loadu_ps(x[t] + k);
@@ -125,50 +139,86 @@ struct KBF16 {
 
 // ------------------------------------------------------------------------------------------ I8 / I4, direct
 
-// Per 2 groups (g, g+1). I8: the zmm holds the 64 bytes as stored, group g in int32 lanes 0-7, g+1 in 8-15.
-// I4: the 32 stored bytes are broadcast to [g | g+1 | g | g+1] and the upper half shifted by 4, so after & 0x0F the
-// 128-bit lanes hold g.lo, (g+1).lo, g.hi, (g+1).hi: group g in int32 lanes 0-3 and 8-11. The activations are
-// permuted to the same order once per tile (qwords 0,1,4,5,2,3,6,7).
-template <bool I4, bool ONE>
-struct QStep {
+// I8, 2 groups (g, g+1) per step: the zmm holds the 64 bytes as stored, group g in int32 lanes 0-7, g+1 in 8-15.
+// Zero point: VPDPBUSD starts from a per-lane bias -128 * (sum of the lane's 4 activations), computed once per tile
+// column with one VPDPBUSD of the activations against 0x80 bytes (shared by the rows). Every int32 lane then holds
+// its exact signed partial dot, so no large offsets reach the float accumulation (a single -zp * sum(a) lane bias
+// would, and loses ~1e-4 relative accuracy for activations with a large mean).
+// ONE: only group g exists; masked loads zero the rest.
+template <bool ONE>
+struct Q8Step2 {
     template <int R, int T>
-    static inline void run(int64_t g, const uint8_t * const * wp, const float * const * sw, const int8_t * const * ap,
-                           const float * const * sa, const int32_t * const * sm, __m512 (&acc)[R][T]) {
-        const __m512i idx_sc = I4 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)
-                                  : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-        const __m512i idx_b = _mm512_setr_epi32(0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0);
-        const __mmask16 mb = I4 ? 0x0011 : 0x0101;
+    static inline void run(int64_t g, int64_t pf, const uint8_t * const * wp, const float * const * sw,
+                           const int8_t * const * ap, const float * const * sa, __m512 (&acc)[R][T]) {
+        const __m512i idx_sc = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
         __m512i av[T], bv[T];
         __m512 sav[T];
         for (int t = 0; t < T; t++) {
-            __m512i a = ONE ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, ap[t] + g * QK)
-                            : _mm512_loadu_si512((const void *) (ap[t] + g * QK));
-            if (I4) a = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 2, 3, 6, 7), a);
-            av[t] = a;
-            __m128i s = ONE ? _mm_maskz_loadu_epi32(1, sm[t] + g) : _mm_loadl_epi64((const __m128i *) (sm[t] + g));
-            s = _mm_sub_epi32(_mm_setzero_si128(), _mm_slli_epi32(s, I4 ? 3 : 7)); // -zp * sum
-            bv[t] = _mm512_maskz_permutexvar_epi32(mb, idx_b, _mm512_castsi128_si512(s));
+            av[t] = ONE ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, ap[t] + g * QK)
+                        : _mm512_loadu_si512((const void *) (ap[t] + g * QK));
+            bv[t] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char) 0x80), av[t]));
             __m128 f = ONE ? _mm_maskz_loadu_ps(1, sa[t] + g) : _mm_castpd_ps(_mm_load_sd((const double *) (sa[t] + g)));
             sav[t] = _mm512_permutexvar_ps(idx_sc, _mm512_castps128_ps512(f));
         }
-        if (PF_DIST > 0 && !ONE)
-            for (int r = 0; r < R; r++) _mm_prefetch((const char *) (wp[r] + g * (I4 ? QK / 2 : QK) + PF_DIST), _MM_HINT_T0);
+        if (pf && !ONE)
+            for (int r = 0; r < R; r++) _mm_prefetch((const char *) (wp[r] + g * QK + pf), _MM_HINT_T1);
         for (int r = 0; r < R; r++) {
-            __m512i w;
-            if (I4) {
-                __m256i b = ONE ? _mm256_maskz_loadu_epi8(0xFFFF, wp[r] + g * (QK / 2))
-                                : _mm256_loadu_si256((const __m256i *) (wp[r] + g * (QK / 2)));
-                w = _mm512_broadcast_i64x4(b);
-                w = _mm512_srlv_epi64(w, _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4));
-                w = _mm512_and_si512(w, _mm512_set1_epi8(0x0F));
-            } else {
-                w = ONE ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, wp[r] + g * QK)
-                        : _mm512_loadu_si512((const void *) (wp[r] + g * QK));
-            }
+            const __m512i w = ONE ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, wp[r] + g * QK)
+                                  : _mm512_loadu_si512((const void *) (wp[r] + g * QK));
             __m128 f = ONE ? _mm_maskz_loadu_ps(1, sw[r] + g) : _mm_castpd_ps(_mm_load_sd((const double *) (sw[r] + g)));
+            const __m512 swv = _mm512_permutexvar_ps(idx_sc, _mm512_castps128_ps512(f));
+            for (int t = 0; t < T; t++) {
+                const __m512i d = _mm512_dpbusd_epi32(bv[t], w, av[t]);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(swv, sav[t]), acc[r][t]);
+            }
+        }
+    }
+};
+
+// I4, 4 groups (g .. g+3) per step: the 64 stored bytes give lo = b & 0x0F and hi = (b >> 4) & 0x0F, both with group
+// g+k in 128-bit lane k; the activations are split into a_lo (elements 0-15 of each group) and a_hi (16-31) by two
+// permutes shared by the rows. Both VPDPBUSD chain into one accumulator, so the int32 -> float conversion and the
+// scaling happen once per 4 groups, with scale vectors [s0 x4, s1 x4, s2 x4, s3 x4].
+// TAIL: only n_valid (1..3) groups exist; masked loads zero the rest.
+template <bool TAIL>
+struct Q4Step4 {
+    template <int R, int T>
+    static inline void run(int64_t g, int64_t n_valid, int64_t pf, const uint8_t * const * wp, const float * const * sw,
+                           const int8_t * const * ap, const float * const * sa, __m512 (&acc)[R][T]) {
+        const __m512i idx_sc = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        const __m512i idx_lo = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
+        const __m512i idx_hi = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        const __m512i zp = _mm512_set1_epi8(kern::ZP_I4);
+        const __mmask64 ma = !TAIL || n_valid >= 2 ? ~0ull : 0xFFFFFFFFull;
+        const __mmask64 mb = !TAIL ? ~0ull : n_valid >= 4 ? ~0ull : n_valid == 3 ? 0xFFFFFFFFull : 0ull;
+        const __mmask64 mw = !TAIL ? ~0ull : (n_valid >= 4 ? ~0ull : ((1ull << (16 * n_valid)) - 1));
+        const __mmask8 ms = (__mmask8) ((1u << (TAIL ? n_valid : 4)) - 1);
+        __m512i alo[T], ahi[T], bv[T];
+        __m512 sav[T];
+        for (int t = 0; t < T; t++) {
+            const int8_t * p = ap[t] + g * QK;
+            __m512i A = TAIL ? _mm512_maskz_loadu_epi8(ma, p) : _mm512_loadu_si512((const void *) p);
+            __m512i B = TAIL ? _mm512_maskz_loadu_epi8(mb, p + 64) : _mm512_loadu_si512((const void *) (p + 64));
+            alo[t] = _mm512_permutex2var_epi64(A, idx_lo, B);
+            ahi[t] = _mm512_permutex2var_epi64(A, idx_hi, B);
+            __m512i z = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), zp, alo[t]), zp, ahi[t]);
+            bv[t] = _mm512_sub_epi32(_mm512_setzero_si512(), z); // per-lane zero-point bias, as in Q8Step2
+            __m128 f = TAIL ? _mm_maskz_loadu_ps(ms, sa[t] + g) : _mm_loadu_ps(sa[t] + g);
+            sav[t] = _mm512_permutexvar_ps(idx_sc, _mm512_castps128_ps512(f));
+        }
+        if (pf && !TAIL)
+            for (int r = 0; r < R; r++) _mm_prefetch((const char *) (wp[r] + g * (QK / 2) + pf), _MM_HINT_T1);
+        for (int r = 0; r < R; r++) {
+            const uint8_t * p = wp[r] + g * (QK / 2);
+            __m512i b = TAIL ? _mm512_maskz_loadu_epi8(mw, p) : _mm512_loadu_si512((const void *) p);
+            __m512i lo = _mm512_and_si512(b, m4);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
+            __m128 f = TAIL ? _mm_maskz_loadu_ps(ms, sw[r] + g) : _mm_loadu_ps(sw[r] + g);
             __m512 swv = _mm512_permutexvar_ps(idx_sc, _mm512_castps128_ps512(f));
             for (int t = 0; t < T; t++) {
-                __m512i d = _mm512_dpbusd_epi32(bv[t], w, av[t]);
+                __m512i d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bv[t], lo, alo[t]), hi, ahi[t]);
                 acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(swv, sav[t]), acc[r][t]);
             }
         }
@@ -187,7 +237,6 @@ struct KQDirect {
         const float * sw[R];
         const int8_t * ap[T];
         const float * sa[T];
-        const int32_t * sm[T];
         for (int r = 0; r < R; r++) {
             wp[r] = W.data.data() + (size_t) (r0 + r) * rbytes;
             sw[r] = (const float *) W.scales.data() + (r0 + r) * ng;
@@ -195,14 +244,20 @@ struct KQDirect {
         for (int t = 0; t < T; t++) {
             ap[t] = (const int8_t *) xq.q.data() + (int64_t) (t0 + t) * cp;
             sa[t] = (const float *) xq.scales.data() + (int64_t) (t0 + t) * ng;
-            sm[t] = (const int32_t *) xq.sums.data() + (int64_t) (t0 + t) * ng;
         }
         __m512 acc[R][T];
         for (int r = 0; r < R; r++)
             for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+        // prefetch offset in bytes (0: none)
+        const int64_t pf = t0 % TOK_BLOCK == 0 ? PF_ROWS * (int64_t) rbytes : 0;
         int64_t g = 0;
-        for (; g + 2 <= ng; g += 2) QStep<I4, false>::template run<R, T>(g, wp, sw, ap, sa, sm, acc);
-        if (g < ng) QStep<I4, true>::template run<R, T>(g, wp, sw, ap, sa, sm, acc);
+        if (I4) {
+            for (; g + 4 <= ng; g += 4) Q4Step4<false>::template run<R, T>(g, 4, pf, wp, sw, ap, sa, acc);
+            if (g < ng) Q4Step4<true>::template run<R, T>(g, ng - g, pf, wp, sw, ap, sa, acc);
+        } else {
+            for (; g + 2 <= ng; g += 2) Q8Step2<false>::template run<R, T>(g, pf, wp, sw, ap, sa, acc);
+            if (g < ng) Q8Step2<true>::template run<R, T>(g, pf, wp, sw, ap, sa, acc);
+        }
         store_tile<R, T>(c, r0, t0, acc);
     }
 };
@@ -233,13 +288,14 @@ inline void call_tile(int R, int T, const Ctx & c, int64_t r0, int t0) {
 
 template <class K>
 void drive(const Ctx & c, int n, int64_t rb, int64_t re) {
+    const int tmax = 4;
     for (int64_t b0 = rb; b0 < re; b0 += ROW_BLOCK) {
         const int64_t b1 = imin(b0 + ROW_BLOCK, re);
         for (int tb = 0; tb < n; tb += TOK_BLOCK) {
             const int te = (int) imin(tb + TOK_BLOCK, n);
             for (int64_t r0 = b0; r0 < b1; r0 += 4) {
                 const int R = (int) imin(4, b1 - r0);
-                for (int t0 = tb; t0 < te; t0 += 4) call_tile<K>(R, (int) imin(4, te - t0), c, r0, t0);
+                for (int t0 = tb; t0 < te; t0 += tmax) call_tile<K>(R, (int) imin(tmax, te - t0), c, r0, t0);
             }
         }
     }
@@ -362,6 +418,10 @@ struct PackCtx {
     int64_t nb;
     float * y;
     int64_t ys;
+    // Stored (unpacked) rows to prefetch into L2 while this tile computes (the next row tile), or null.
+    const uint8_t * pf_rows;
+    int64_t pf_n;          // number of rows at pf_rows
+    int64_t pf_blk_bytes;  // stored bytes per 16 groups (512 for I8, 256 for I4)
 };
 
 struct KQPacked {
@@ -379,7 +439,12 @@ struct KQPacked {
         __m512 acc[R][T];
         for (int r = 0; r < R; r++)
             for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+        const size_t rbytes = c.W->row_bytes();
         for (int64_t b = 0; b < nb; b++) {
+            if (c.pf_rows)
+                for (int64_t r = 0; r < c.pf_n; r++)
+                    for (int64_t i = 0; i < c.pf_blk_bytes; i += 64)
+                        _mm_prefetch((const char *) (c.pf_rows + r * rbytes + b * c.pf_blk_bytes + i), _MM_HINT_T1);
             __m512i ia[R][T];
             for (int t = 0; t < T; t++) {
                 __m512i bias = _mm512_load_si512((const void *) (at[t] + b * ABLK + 512));
@@ -415,7 +480,7 @@ void matmul_packed(const QMatrix & W, const QActs & xq, float * y, int64_t ys, i
     const int64_t rows_blk = imin(ROW_BLOCK, re - rb);
     const size_t abytes = (size_t) n * (size_t) nb * ABLK;
     const size_t wbytes = (size_t) rows_blk * (size_t) nb * WBLK;
-    uint8_t * buf = (uint8_t *) std::aligned_alloc(64, abytes + wbytes);
+    uint8_t * buf = (uint8_t *) std::aligned_alloc(64, (abytes + wbytes + 63) & ~(size_t) 63);
     if (!buf) { // out of memory for scratch: fall back to the direct kernel (no allocation)
         Ctx c{&W, nullptr, &xq, y, ys};
         drive<KQDirect<I4>>(c, n, rb, re);
@@ -426,17 +491,24 @@ void matmul_packed(const QMatrix & W, const QActs & xq, float * y, int64_t ys, i
     uint8_t * apack = buf;
     uint8_t * wpack = buf + abytes;
     pack_acts(xq, n, ng, nb, I4 ? kern::ZP_I4 : kern::ZP_I8, ti, apack);
-    PackCtx c{&W, wpack, 0, apack, nb, y, ys};
+    const size_t rbytes = W.row_bytes();
+    PackCtx c{&W, wpack, 0, apack, nb, y, ys, nullptr, 0, I4 ? 256 : 512};
+    // Rows are packed one row tile at a time, just before the tile's first use; while the first token tile of a row
+    // tile computes, it prefetches the next row tile's stored rows, so that the DRAM stream overlaps the compute.
     for (int64_t b0 = rb; b0 < re; b0 += ROW_BLOCK) {
         const int64_t b1 = imin(b0 + ROW_BLOCK, re);
-        pack_weight_rows<I4>(W, b0, b1, nb, ti, wpack);
         c.wrow0 = b0;
-        for (int tb = 0; tb < n; tb += TOK_BLOCK) {
-            const int te = (int) imin(tb + TOK_BLOCK, n);
+        for (int tb = 0; tb < n; tb += PACK_TOK_BLOCK) {
+            const int te = (int) imin(tb + PACK_TOK_BLOCK, n);
             for (int64_t r0 = b0; r0 < b1; r0 += 4) {
                 const int R = (int) imin(4, b1 - r0);
-                for (int t0 = tb; t0 < te; t0 += 4) {
-                    const int T = (int) imin(4, te - t0);
+                if (tb == 0) pack_weight_rows<I4>(W, r0, r0 + R, nb, ti, wpack + (r0 - b0) * nb * WBLK);
+                for (int t0 = tb, T; t0 < te; t0 += T) {
+                    const int left = te - t0;
+                    T = left == 4 ? 2 : (int) imin(PACK_T, left); // 4 left: 2 + 2 rather than 3 + 1
+                    const bool pf = tb == 0 && t0 == 0 && r0 + R < re;
+                    c.pf_rows = pf ? W.data.data() + (size_t) (r0 + R) * rbytes : nullptr;
+                    c.pf_n = pf ? imin(4, re - r0 - R) : 0;
                     switch ((R - 1) * 4 + (T - 1)) {
                         case 0: KQPacked::tile<1, 1>(c, r0, t0); break;
                         case 1: KQPacked::tile<1, 2>(c, r0, t0); break;
