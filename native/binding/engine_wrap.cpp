@@ -33,6 +33,18 @@ std::vector<int32_t> to_tokens(const Napi::Value & v) {
     return out;
 }
 
+// Settings objects are validated in TypeScript (src/engine/validate.ts); here absent fields keep their defaults.
+tl::SchedulerConfig parse_scheduler(const Napi::Object & o, tl::SchedulerConfig c) {
+    c.max_batch_size = (int32_t) get_number(o, "maxBatchSize", c.max_batch_size);
+    c.max_batch_tokens = (int32_t) get_number(o, "maxBatchTokens", c.max_batch_tokens);
+    c.max_queue_delay_ms = get_number(o, "maxQueueDelayMs", c.max_queue_delay_ms);
+    c.queue_grow_threshold = (int32_t) get_number(o, "queueGrowThreshold", c.queue_grow_threshold);
+    c.max_queue_length = (int32_t) get_number(o, "maxQueueLength", c.max_queue_length);
+    return c;
+}
+
+tl::ModelLayout parse_layout(Napi::Env env, const Napi::Object & o, tl::ModelLayout l);
+
 [[noreturn]] void throw_engine_error(Napi::Env env, const tl::EngineException & ex) {
     throw Napi::Error(env, make_engine_error(env, ex.code(), ex.what()));
 }
@@ -91,6 +103,87 @@ private:
     Napi::Promise::Deferred deferred_;
 };
 
+tl::ModelLayout parse_layout(Napi::Env env, const Napi::Object & o, tl::ModelLayout l) {
+    std::string policy = get_string(o, "weights", tl::weights_policy_name(l.policy));
+    if (!tl::parse_weights_policy(policy, &l.policy))
+        throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT, "unknown weights policy '" + policy + "'"));
+    std::string kv = get_string(o, "kvDtype", tl::kv_dtype_name(l.kv_dtype));
+    if (!tl::parse_kv_dtype(kv, &l.kv_dtype))
+        throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT, "unknown kvDtype '" + kv + "'"));
+    l.tp = (int32_t) get_number(o, "tpDegree", l.tp);
+    l.threads_per_rank = (int32_t) get_number(o, "threadsPerRank", l.threads_per_rank);
+    l.kv_block_size = (int32_t) get_number(o, "kvBlockSizeTokens", l.kv_block_size);
+    l.kv_blocks = (int32_t) get_number(o, "kvCacheBlocks", 0);
+    l.allreduce_delay_us = (int32_t) get_number(o, "allreduceDelayUs", l.allreduce_delay_us);
+    return l;
+}
+
+Napi::Object histogram_to_js(Napi::Env env, const tl::HistogramSnapshot & h) {
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array b = Napi::Array::New(env, h.bounds.size()), c = Napi::Array::New(env, h.counts.size());
+    for (size_t i = 0; i < h.bounds.size(); ++i) b.Set((uint32_t) i, h.bounds[i]);
+    for (size_t i = 0; i < h.counts.size(); ++i) c.Set((uint32_t) i, (double) h.counts[i]);
+    o.Set("bounds", b);
+    o.Set("counts", c);
+    o.Set("sum", h.sum);
+    o.Set("count", (double) h.count);
+    return o;
+}
+
+Napi::Object layout_to_js(Napi::Env env, const tl::ModelLayout & l, int n_ctx) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("weights", tl::weights_policy_name(l.policy));
+    o.Set("kvDtype", tl::kv_dtype_name(l.kv_dtype));
+    o.Set("tpDegree", l.tp);
+    o.Set("threadsPerRank", l.threads_per_rank);
+    o.Set("kvBlockSizeTokens", l.kv_block_size);
+    o.Set("kvCacheBlocks", l.kv_blocks);
+    o.Set("allreduceDelayUs", l.allreduce_delay_us);
+    o.Set("contextLength", n_ctx);
+    return o;
+}
+
+Napi::Object scheduler_to_js(Napi::Env env, const tl::SchedulerConfig & c) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("maxBatchSize", c.max_batch_size);
+    o.Set("maxBatchTokens", c.max_batch_tokens);
+    o.Set("maxQueueDelayMs", c.max_queue_delay_ms);
+    o.Set("queueGrowThreshold", c.queue_grow_threshold);
+    o.Set("maxQueueLength", c.max_queue_length);
+    return o;
+}
+
+// reload() loads the new instance on a libuv worker: the event loop and the engine's step loop keep going.
+class ReloadWorker : public Napi::AsyncWorker {
+public:
+    ReloadWorker(Napi::Env env, tl::Engine * engine, tl::ModelLayout layout, int n_ctx)
+        : Napi::AsyncWorker(env, "tuneloop:reload"), engine_(engine), layout_(layout), n_ctx_(n_ctx),
+          deferred_(Napi::Promise::Deferred::New(env)) {}
+    Napi::Promise promise() { return deferred_.Promise(); }
+    void Execute() override {
+        try {
+            engine_->reload(layout_, n_ctx_);
+        } catch (const tl::EngineException & ex) {
+            code_ = ex.code();
+            SetError(ex.what());
+        } catch (const std::bad_alloc &) {
+            code_ = tl::ErrorCode::OUT_OF_MEMORY;
+            SetError("out of memory while reloading");
+        } catch (const std::exception & ex) {
+            SetError(std::string("internal error while reloading: ") + ex.what());
+        }
+    }
+    void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+    void OnError(const Napi::Error & e) override { deferred_.Reject(make_engine_error(Env(), code_, e.Message())); }
+
+private:
+    tl::Engine * engine_;
+    tl::ModelLayout layout_;
+    int n_ctx_;
+    Napi::Promise::Deferred deferred_;
+    tl::ErrorCode code_ = tl::ErrorCode::INTERNAL;
+};
+
 Napi::Object logprob_to_js(Napi::Env env, const tl::TokenLogprob & lp) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("token", lp.token);
@@ -124,6 +217,7 @@ Napi::Object event_to_js(Napi::Env env, const tl::GenerateEvent & ev) {
         } else {
             o.Set("finishReason", tl::finish_reason_name(ev.finish));
             o.Set("promptTokens", ev.prompt_tokens);
+            o.Set("cachedPromptTokens", ev.cached_prompt_tokens);
             o.Set("completionTokens", ev.completion_tokens);
             Napi::Object t = Napi::Object::New(env);
             t.Set("queueMs", ev.timings.queue_ms);
@@ -156,6 +250,9 @@ Napi::Function NativeEngine::define(Napi::Env env) {
         InstanceMethod<&NativeEngine::cancel>("cancel"),
         InstanceMethod<&NativeEngine::evaluate>("evaluate"),
         InstanceMethod<&NativeEngine::close>("close"),
+        InstanceMethod<&NativeEngine::reconfigure>("reconfigure"),
+        InstanceMethod<&NativeEngine::reload>("reload"),
+        InstanceMethod<&NativeEngine::stats>("stats"),
     });
 }
 
@@ -173,9 +270,10 @@ tl::Engine & NativeEngine::engine(Napi::Env env) {
 Napi::Value NativeEngine::info(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     tl::Engine & e = engine(env);
-    const tl::LlamaHParams & hp = e.model().hparams();
+    const tl::LlamaHParams & hp = e.hparams();
+    const tl::ModelLayout layout = e.layout();
     Napi::Object o = Napi::Object::New(env);
-    o.Set("path", e.config().model_path);
+    o.Set("path", e.model_path());
     o.Set("architecture", e.file().get_string("general.architecture", ""));
     o.Set("name", e.file().get_string("general.name", ""));
     o.Set("nVocab", hp.n_vocab);
@@ -185,18 +283,20 @@ Napi::Value NativeEngine::info(const Napi::CallbackInfo & info) {
     o.Set("nKvHeads", hp.n_kv_heads);
     o.Set("ffnDim", hp.ffn_dim);
     o.Set("contextLength", e.n_ctx());
+    o.Set("trainedContextLength", hp.n_ctx_train);
     o.Set("ropeTheta", hp.rope_theta);
     o.Set("tokenizer", e.tokenizer().kind() == tl::TokenizerKind::LLAMA ? "llama" : "gpt2");
     o.Set("bos", e.tokenizer().bos());
     o.Set("eos", e.tokenizer().eos());
     o.Set("addBos", e.tokenizer().add_bos_default());
-    o.Set("weights", tl::weights_policy_name(e.model().policy()));
+    o.Set("weights", tl::weights_policy_name(layout.policy));
     Napi::Object bytes = Napi::Object::New(env);
-    for (auto & [name, b] : e.model().weight_bytes()) bytes.Set(name, (double) b);
+    for (auto & [name, b] : e.weight_bytes()) bytes.Set(name, (double) b);
     o.Set("weightBytes", bytes);
-    o.Set("threads", e.config().threads);
+    o.Set("threads", layout.tp * layout.threads_per_rank);
     o.Set("kernels", tl::cpu_kernels().name);
     o.Set("loadMs", e.load_ms());
+    o.Set("layout", layout_to_js(env, layout, e.n_ctx()));
     return o;
 }
 
@@ -230,7 +330,13 @@ Napi::Value NativeEngine::generate(const Napi::CallbackInfo & info) {
     Napi::Function cb = info[1].As<Napi::Function>();
     tl::GenerateParams p;
     Napi::Value prompt = o.Get("prompt");
-    if (prompt.IsString()) p.prompt = e.tokenizer().encode(prompt.As<Napi::String>().Utf8Value(), get_bool(o, "addBos", e.tokenizer().add_bos_default()));
+    if (prompt.IsString()) {
+        try {
+            p.prompt = e.tokenizer().encode(prompt.As<Napi::String>().Utf8Value(), get_bool(o, "addBos", e.tokenizer().add_bos_default()));
+        } catch (const tl::EngineException & ex) {
+            throw_engine_error(env, ex);
+        }
+    }
     else p.prompt = to_tokens(o.Get("tokens"));
     p.max_tokens = (int) get_number(o, "maxTokens", 16);
     p.sampling.temperature = (float) get_number(o, "temperature", 1.0);
@@ -239,6 +345,7 @@ Napi::Value NativeEngine::generate(const Napi::CallbackInfo & info) {
     p.sampling.seed = (uint64_t) get_number(o, "seed", 0);
     p.sampling.n_logprobs = (int) get_number(o, "logprobs", -1);
     p.stop_at_eos = get_bool(o, "stopAtEos", true);
+    p.deadline_ms = get_number(o, "deadlineMs", 0);
     Napi::Value stop = o.Get("stop");
     if (stop.IsArray()) {
         Napi::Array a = stop.As<Napi::Array>();
@@ -337,15 +444,125 @@ static Napi::Value load_engine(const Napi::CallbackInfo & info) {
     Napi::Object o = info[0].As<Napi::Object>();
     tl::EngineConfig cfg;
     cfg.model_path = get_string(o, "model");
-    std::string policy = get_string(o, "weights", "f32");
-    if (!tl::parse_weights_policy(policy, &cfg.policy))
-        throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT, "unknown weights policy '" + policy + "'"));
-    cfg.threads = (int) get_number(o, "threads", 1);
+    cfg.layout = parse_layout(env, o, cfg.layout);
     cfg.n_ctx = (int) get_number(o, "contextLength", 0);
+    cfg.kv_cache_max_bytes = (int64_t) get_number(o, "kvCacheMaxBytes", (double) cfg.kv_cache_max_bytes);
+    Napi::Value sched = o.Get("scheduler");
+    if (sched.IsObject()) cfg.scheduler = parse_scheduler(sched.As<Napi::Object>(), cfg.scheduler);
     auto * w = new LoadWorker(env, cfg);
     Napi::Promise p = w->promise();
     w->Queue();
     return p;
+}
+
+Napi::Value NativeEngine::reconfigure(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    tl::Engine & e = engine(env);
+    e.reconfigure(parse_scheduler(info[0].As<Napi::Object>(), e.scheduler_config()));
+    return scheduler_to_js(env, e.scheduler_config());
+}
+
+Napi::Value NativeEngine::reload(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    tl::Engine & e = engine(env);
+    Napi::Object o = info[0].As<Napi::Object>();
+    tl::ModelLayout layout = parse_layout(env, o, e.layout());
+    if (!o.Get("kvCacheBlocks").IsNumber()) layout.kv_blocks = 0; // re-size the pool for the new layout
+    int n_ctx = (int) get_number(o, "contextLength", e.n_ctx());
+    auto * w = new ReloadWorker(env, &e, layout, n_ctx);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
+Napi::Value NativeEngine::stats(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    tl::EngineStatsSnapshot s = engine(env).stats();
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Object req = Napi::Object::New(env);
+    req.Set("submitted", (double) s.requests_submitted);
+    req.Set("finished", (double) s.requests_finished);
+    req.Set("cancelled", (double) s.requests_cancelled);
+    req.Set("timedOut", (double) s.requests_timed_out);
+    req.Set("failed", (double) s.requests_failed);
+    req.Set("running", (double) s.running);
+    req.Set("waiting", (double) s.waiting);
+    Napi::Object rej = Napi::Object::New(env);
+    for (int i = 0; i < tl::N_REJECT_REASONS; ++i) rej.Set(tl::reject_reason_name((tl::RejectReason) i), (double) s.rejected[i]);
+    req.Set("rejected", rej);
+    o.Set("requests", req);
+    Napi::Object tok = Napi::Object::New(env);
+    tok.Set("prompt", (double) s.prompt_tokens);
+    tok.Set("generated", (double) s.generation_tokens);
+    tok.Set("prefillComputed", (double) s.prefill_tokens_computed);
+    tok.Set("promptCached", (double) s.cached_prompt_tokens);
+    o.Set("tokens", tok);
+    Napi::Object lat = Napi::Object::New(env);
+    lat.Set("queueTimeSeconds", histogram_to_js(env, s.queue_time));
+    lat.Set("timeToFirstTokenSeconds", histogram_to_js(env, s.ttft));
+    lat.Set("interTokenSeconds", histogram_to_js(env, s.inter_token));
+    lat.Set("e2eSeconds", histogram_to_js(env, s.e2e));
+    lat.Set("promptTokens", histogram_to_js(env, s.prompt_len));
+    lat.Set("generationTokens", histogram_to_js(env, s.generation_len));
+    o.Set("latency", lat);
+    Napi::Object b = Napi::Object::New(env);
+    b.Set("steps", (double) s.steps);
+    b.Set("size", histogram_to_js(env, s.batch_size));
+    b.Set("tokens", histogram_to_js(env, s.batch_tokens));
+    Napi::Object sd = Napi::Object::New(env);
+    for (int i = 0; i < tl::N_STEP_PHASES; ++i) sd.Set(tl::step_phase_name((tl::StepPhase) i), histogram_to_js(env, s.step_duration[i]));
+    b.Set("stepDurationSeconds", sd);
+    Napi::Object fl = Napi::Object::New(env);
+    for (int i = 0; i < tl::N_FLUSH_REASONS; ++i) fl.Set(tl::flush_reason_name((tl::FlushReason) i), (double) s.flushes[i]);
+    b.Set("flushes", fl);
+    b.Set("preemptions", (double) s.preemptions);
+    o.Set("batches", b);
+    Napi::Object kv = Napi::Object::New(env);
+    kv.Set("blocksTotal", s.kv_blocks_total);
+    kv.Set("blocksUsed", s.kv_blocks_used);
+    kv.Set("blocksCached", s.kv_blocks_cached);
+    kv.Set("blocksFree", s.kv_blocks_free);
+    kv.Set("blockSizeTokens", s.kv_block_size);
+    kv.Set("usageRatio", s.kv_usage_ratio);
+    kv.Set("fragmentationRatio", s.kv_fragmentation_ratio);
+    kv.Set("prefixQueries", (double) s.prefix_queries);
+    kv.Set("prefixHits", (double) s.prefix_hits);
+    o.Set("kvCache", kv);
+    Napi::Object ops = Napi::Object::New(env);
+    ops.Set("matmul", s.op_seconds_matmul);
+    ops.Set("attention", s.op_seconds_attention);
+    ops.Set("norm", s.op_seconds_norm);
+    ops.Set("rope", s.op_seconds_rope);
+    ops.Set("ffn_activation", s.op_seconds_ffn_act);
+    ops.Set("embedding", s.op_seconds_embed);
+    ops.Set("output", s.op_seconds_output);
+    ops.Set("sampling", s.sampling_seconds);
+    o.Set("opSeconds", ops);
+    Napi::Array rb = Napi::Array::New(env, s.rank_busy_seconds.size()), ra = Napi::Array::New(env, s.rank_allreduce_seconds.size());
+    for (size_t i = 0; i < s.rank_busy_seconds.size(); ++i) rb.Set((uint32_t) i, s.rank_busy_seconds[i]);
+    for (size_t i = 0; i < s.rank_allreduce_seconds.size(); ++i) ra.Set((uint32_t) i, s.rank_allreduce_seconds[i]);
+    Napi::Object tp = Napi::Object::New(env);
+    tp.Set("rankBusySeconds", rb);
+    tp.Set("rankAllreduceSeconds", ra);
+    tp.Set("allreduces", (double) s.allreduces);
+    o.Set("tensorParallel", tp);
+    Napi::Object mem = Napi::Object::New(env);
+    mem.Set("weights", (double) s.weight_bytes);
+    mem.Set("kv", (double) s.kv_bytes);
+    mem.Set("scratch", (double) s.scratch_bytes);
+    o.Set("memoryBytes", mem);
+    Napi::Object wb = Napi::Object::New(env);
+    for (auto & [name, bytes] : s.weight_bytes_by_dtype) wb.Set(name, (double) bytes);
+    o.Set("weightBytesByDtype", wb);
+    o.Set("busySeconds", s.busy_seconds);
+    o.Set("uptimeSeconds", s.uptime_seconds);
+    o.Set("reloads", (double) s.reloads);
+    o.Set("reconfigures", (double) s.reconfigures);
+    Napi::Object settings = layout_to_js(env, s.layout, s.n_ctx);
+    Napi::Object sc = scheduler_to_js(env, s.scheduler);
+    for (const char * k : {"maxBatchSize", "maxBatchTokens", "maxQueueDelayMs", "queueGrowThreshold", "maxQueueLength"}) settings.Set(k, sc.Get(k));
+    o.Set("settings", settings);
+    return o;
 }
 
 void init_engine_wrap(Napi::Env env, Napi::Object exports, AddonData * data) {

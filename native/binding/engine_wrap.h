@@ -28,6 +28,9 @@ private:
     Napi::Value cancel(const Napi::CallbackInfo & info);
     Napi::Value evaluate(const Napi::CallbackInfo & info);
     Napi::Value close(const Napi::CallbackInfo & info);
+    Napi::Value reconfigure(const Napi::CallbackInfo & info);
+    Napi::Value reload(const Napi::CallbackInfo & info);
+    Napi::Value stats(const Napi::CallbackInfo & info);
 };
 
 void init_engine_wrap(Napi::Env env, Napi::Object exports, AddonData * data);

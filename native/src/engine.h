@@ -1,6 +1,11 @@
-// The engine: owns a model, its tokenizer and a compute thread pool, and runs requests on its own thread so the
-// caller (Node's event loop) never waits on a forward pass. Requests are queued and served first-come first-served;
-// results stream back through a callback that is invoked on the engine thread.
+// The engine: owns the model instance(s), the tokenizer and the step loop, which runs on its own thread so the
+// caller (Node's event loop) never waits on a forward pass. Requests are scheduled by continuous batching
+// (scheduler.h) over a paged KV cache (block_pool.h, kv_cache.h); results stream back through a callback invoked
+// on the engine thread.
+//
+// Hot settings (SchedulerConfig) change between steps with reconfigure(). Cold settings (ModelLayout, context
+// length) need a new model instance: reload() builds it beside the old one on the caller's thread, then the step loop
+// sends new and waiting requests to it while the old instance finishes its running ones, and frees the old.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -13,18 +18,22 @@
 #include <thread>
 #include <vector>
 
+#include "block_pool.h"
 #include "gguf.h"
 #include "model.h"
 #include "sampler.h"
+#include "scheduler.h"
+#include "stats.h"
 #include "tokenizer.h"
 
 namespace tl {
 
 struct EngineConfig {
     std::string model_path;
-    WeightsPolicy policy = WeightsPolicy::F32;
-    int threads = 1;
-    int n_ctx = 0; // 0 = the model's trained context
+    ModelLayout layout;              // kv_blocks 0 = sized from kv_cache_max_bytes
+    int64_t kv_cache_max_bytes = 256ll << 20;
+    int n_ctx = 0;                   // 0 = the model's trained context
+    SchedulerConfig scheduler;
 };
 
 struct GenerateParams {
@@ -33,6 +42,7 @@ struct GenerateParams {
     SamplingParams sampling;
     std::vector<std::string> stop;
     bool stop_at_eos = true;
+    double deadline_ms = 0;          // 0 = none; from submission
 };
 
 enum class FinishReason { STOP, LENGTH, CANCELLED };
@@ -42,8 +52,8 @@ struct GenerationTimings {
     double queue_ms = 0, prefill_ms = 0, decode_ms = 0, ttft_ms = 0;
 };
 
-// One delivery to the caller. `final` is set on the last event of a request; then either `error` is set
-// (with its code) or finish/usage/timings are.
+// One delivery to the caller. `final` is set on the last event of a request; then either `failed` (with its code)
+// or finish/usage/timings are set.
 struct GenerateEvent {
     std::string text;                    // complete UTF-8, stop sequences removed
     std::vector<int32_t> tokens;
@@ -54,11 +64,37 @@ struct GenerateEvent {
     std::string error;
     FinishReason finish = FinishReason::LENGTH;
     int prompt_tokens = 0;
+    int cached_prompt_tokens = 0;
     int completion_tokens = 0;
     GenerationTimings timings;
 };
 
 using EventSink = std::function<void(GenerateEvent &&)>;
+using EvalDone = std::function<void(std::vector<float> &&, const EngineException *)>;
+
+// One consistent-enough view of the engine for monitoring (each field is read atomically).
+struct EngineStatsSnapshot {
+    uint64_t requests_submitted, requests_finished, requests_cancelled, requests_timed_out, requests_failed;
+    uint64_t rejected[N_REJECT_REASONS];
+    int64_t running, waiting;
+    uint64_t prompt_tokens, generation_tokens, prefill_tokens_computed, cached_prompt_tokens;
+    uint64_t steps, preemptions, flushes[N_FLUSH_REASONS], reloads, reconfigures;
+    double busy_seconds, sampling_seconds, uptime_seconds;
+    HistogramSnapshot queue_time, ttft, inter_token, e2e, prompt_len, generation_len, batch_size, batch_tokens;
+    HistogramSnapshot step_duration[N_STEP_PHASES];
+    int32_t kv_blocks_total, kv_blocks_used, kv_blocks_cached, kv_blocks_free, kv_block_size;
+    double kv_usage_ratio, kv_fragmentation_ratio;
+    uint64_t prefix_queries, prefix_hits;
+    double op_seconds_matmul, op_seconds_attention, op_seconds_norm, op_seconds_rope, op_seconds_ffn_act, op_seconds_embed,
+        op_seconds_output;
+    std::vector<double> rank_busy_seconds, rank_allreduce_seconds;
+    uint64_t allreduces;
+    size_t weight_bytes, kv_bytes, scratch_bytes;
+    std::vector<std::pair<std::string, size_t>> weight_bytes_by_dtype;
+    SchedulerConfig scheduler;
+    ModelLayout layout;
+    int32_t n_ctx;
+};
 
 class Engine {
 public:
@@ -66,46 +102,79 @@ public:
     static std::unique_ptr<Engine> load(const EngineConfig & cfg);
     ~Engine();
 
-    const LlamaModel & model() const { return *model_; }
     const Tokenizer & tokenizer() const { return *tokenizer_; }
     const GgufFile & file() const { return *file_; }
-    const EngineConfig & config() const { return cfg_; }
-    int n_ctx() const { return n_ctx_; }
+    const LlamaHParams & hparams() const { return hparams_; }
+    const std::string & model_path() const { return cfg_.model_path; }
     double load_ms() const { return load_ms_; }
+    // The live settings (cold ones are those of the newest instance).
+    ModelLayout layout() const;
+    SchedulerConfig scheduler_config() const;
+    int n_ctx() const;
+    std::vector<std::pair<std::string, size_t>> weight_bytes() const;
 
-    // Queue a generation. Validation errors throw at once (INVALID_ARGUMENT, CONTEXT_OVERFLOW, ENGINE_CLOSED);
-    // everything after is reported through `sink`, which always receives exactly one final event.
+    // Queue a generation. Validation errors throw at once (INVALID_ARGUMENT, CONTEXT_OVERFLOW, QUEUE_FULL,
+    // ENGINE_CLOSED); everything after is reported through `sink`, which always receives exactly one final event.
     uint64_t submit(GenerateParams params, EventSink sink);
     // Queue a forward pass over `tokens` from position 0; `done` gets the logits ([n or 1][n_vocab]) or an error.
-    void submit_evaluate(std::vector<int32_t> tokens, bool all_logits,
-                         std::function<void(std::vector<float> &&, const EngineException *)> done);
+    uint64_t submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done);
     bool cancel(uint64_t id);
+    // Hot settings: applied at the next step boundary.
+    void reconfigure(const SchedulerConfig & cfg);
+    // Cold settings: blocks the caller while the new instance loads; in-flight requests are not disturbed.
+    void reload(const ModelLayout & layout, int n_ctx);
+    EngineStatsSnapshot stats() const;
     // Stops accepting work, cancels queued and running requests (each gets its final event), joins the thread.
     void close();
 
 private:
-    struct Job;
+    struct Request;
+    struct Instance;
     Engine() = default;
 
     EngineConfig cfg_;
     std::unique_ptr<GgufFile> file_;
-    std::unique_ptr<ThreadPool> pool_;
-    std::unique_ptr<LlamaModel> model_;
     std::unique_ptr<Tokenizer> tokenizer_;
-    int n_ctx_ = 0;
+    LlamaHParams hparams_;
     double load_ms_ = 0;
+    Clock::time_point started_ = Clock::now();
 
-    std::mutex mu_;
+    mutable std::mutex mu_;
     std::condition_variable cv_;
-    std::deque<std::shared_ptr<Job>> queue_;
-    std::shared_ptr<Job> running_;
+    std::deque<std::shared_ptr<Request>> incoming_;
+    std::vector<std::shared_ptr<Request>> cancelled_;  // cancel() of requests already handed to the loop
+    std::unique_ptr<Instance> pending_instance_;        // built by reload(), taken by the loop
+    SchedulerConfig sched_cfg_;
     bool closing_ = false;
     uint64_t next_id_ = 1;
     std::thread thread_;
 
+    // Owned by the engine thread.
+    std::vector<std::unique_ptr<Instance>> instances_; // oldest first; the last one takes new work
+    std::vector<std::shared_ptr<Request>> live_;
+
+    EngineCounters counters_;
+    // Published by the engine thread after each step for stats().
+    std::atomic<int32_t> pub_blocks_total_{0}, pub_blocks_used_{0}, pub_blocks_cached_{0}, pub_blocks_free_{0};
+    std::atomic<uint64_t> pub_prefix_queries_{0}, pub_prefix_hits_{0};
+    std::atomic<double> pub_fragmentation_{1.0};
+    mutable std::mutex pub_mu_; // guards the published model times and memory (copied once per step)
+    ModelTimes pub_times_;
+    size_t pub_kv_bytes_ = 0, pub_scratch_bytes_ = 0, pub_weight_bytes_ = 0;
+    std::vector<std::pair<std::string, size_t>> pub_weight_by_dtype_;
+    ModelLayout pub_layout_;
+    int32_t pub_n_ctx_ = 0;
+
+    std::unique_ptr<Instance> build_instance(const ModelLayout & layout, int n_ctx) const;
+    uint64_t enqueue(std::shared_ptr<Request> r);
     void thread_main();
-    void run_generate(Job & job);
-    void run_evaluate(Job & job);
+    bool run_step(Instance & inst, const SchedulerConfig & cfg);
+    void finish(Instance * inst, Request & r, FinishReason reason);
+    void fail_request(Instance * inst, Request & r, ErrorCode code, const std::string & msg);
+    void fail_running(Instance * inst, ErrorCode code, const std::string & msg);
+    void emit_token(Request & r, int32_t tok, TokenLogprob * lp);
+    void publish(const Instance & inst);
+    Instance * instance_of(const Request & r);
 };
 
 } // namespace tl

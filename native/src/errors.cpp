@@ -13,6 +13,8 @@ const char * error_code_name(ErrorCode code) {
         case ErrorCode::ENGINE_CLOSED: return "ENGINE_CLOSED";
         case ErrorCode::CANCELLED: return "CANCELLED";
         case ErrorCode::OUT_OF_MEMORY: return "OUT_OF_MEMORY";
+        case ErrorCode::QUEUE_FULL: return "QUEUE_FULL";
+        case ErrorCode::TIMEOUT: return "TIMEOUT";
         case ErrorCode::INTERNAL: return "INTERNAL";
     }
     return "INTERNAL";

@@ -16,6 +16,8 @@ enum class ErrorCode {
     ENGINE_CLOSED,            // call after close()
     CANCELLED,                // request cancelled by its caller
     OUT_OF_MEMORY,            // allocation failed
+    QUEUE_FULL,               // admission refused: the waiting queue is at maxQueueLength
+    TIMEOUT,                  // the request's deadline passed before it finished
     INTERNAL,                 // a bug: an invariant did not hold
 };
 

@@ -8,6 +8,13 @@
 
 #include "errors.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+static inline void cpu_relax() { _mm_pause(); }
+#else
+static inline void cpu_relax() {}
+#endif
+
 namespace tl {
 
 namespace {
@@ -15,23 +22,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Small vector helpers. target_clones lets GCC emit AVX-512/AVX2 versions picked at load time, so the portable
-// build still vectorises attention and norms on this CPU.
+// target_clones lets GCC emit AVX-512/AVX2 versions picked at load time, so the portable build still vectorises
+// norms and element-wise ops on this CPU.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define TL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define TL_CLONES
 #endif
-
-TL_CLONES float dot_f32(const float * a, const float * b, int n) {
-    float s = 0.0f;
-    for (int i = 0; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
-
-TL_CLONES void axpy_f32(float * y, const float * x, float a, int n) {
-    for (int i = 0; i < n; ++i) y[i] += a * x[i];
-}
 
 TL_CLONES void rmsnorm(float * out, const float * x, const float * w, int n, float eps) {
     float ss = 0.0f;
@@ -49,6 +46,11 @@ void swiglu(float * gate, const float * up, int64_t n) {
         float g = gate[i];
         gate[i] = g / (1.0f + std::exp(-g)) * up[i];
     }
+}
+
+void spin_for_us(int us) {
+    auto until = Clock::now() + std::chrono::microseconds(us);
+    while (Clock::now() < until) cpu_relax();
 }
 
 } // namespace
@@ -74,24 +76,56 @@ bool parse_weights_policy(const std::string & s, WeightsPolicy * out) {
     return false;
 }
 
-KvCache::KvCache(int32_t n_layers, int32_t n_ctx, int32_t kv_dim)
-    : n_layers_(n_layers), n_ctx_(n_ctx), kv_dim_(kv_dim),
-      k_((size_t) n_layers * n_ctx * kv_dim), v_((size_t) n_layers * n_ctx * kv_dim) {}
+struct LlamaModel::Rank {
+    LlamaShard shard;
+    ThreadPool pool;
+    KvStorage kv;
+    QActs xq;
+    ModelTimes times; // this rank's share (rank_busy / rank_allreduce unused here)
+    double busy = 0, allreduce = 0;
+    // Scratch, grown as needed: x/xn/partial full width; q/k/v/att/gate/up local width.
+    std::vector<float> x, xn, q, k, v, att, gate, up, partial, scores, rope_cos, rope_sin;
 
-LlamaModel::LlamaModel(LlamaHParams hp, LlamaWeights w, WeightsPolicy policy)
-    : hp_(hp), w_(std::move(w)), policy_(policy), kernels_(cpu_kernels()) {}
+    Rank(LlamaShard s, int threads, const LlamaHParams & hp, const ModelLayout & lay)
+        : shard(std::move(s)), pool(threads),
+          kv(hp.n_layers, lay.kv_blocks, lay.kv_block_size, shard.n_kv_heads, hp.head_dim, lay.kv_dtype) {}
+
+    size_t scratch_bytes() const {
+        size_t n = x.capacity() + xn.capacity() + q.capacity() + k.capacity() + v.capacity() + att.capacity() + gate.capacity() +
+                   up.capacity() + partial.capacity() + scores.capacity() + rope_cos.capacity() + rope_sin.capacity();
+        return n * sizeof(float) + xq.q.size + xq.scales.size + xq.sums.size;
+    }
+};
+
+LlamaModel::LlamaModel(LlamaHParams hp, LlamaShared shared, std::vector<LlamaShard> shards, ModelLayout layout)
+    : hp_(hp), shared_(std::move(shared)), layout_(layout), kernels_(cpu_kernels()) {
+    for (auto & s : shards) ranks_.push_back(std::make_unique<Rank>(std::move(s), layout.threads_per_rank, hp_, layout_));
+    reduce_slots_.resize(ranks_.size());
+    for (int r = 1; r < (int) ranks_.size(); ++r) rank_threads_.emplace_back([this, r] { rank_main(r); });
+}
+
+LlamaModel::~LlamaModel() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        stop_ = true;
+        epoch_.fetch_add(1);
+    }
+    cv_.notify_all();
+    for (auto & t : rank_threads_) t.join();
+}
 
 std::vector<std::pair<std::string, size_t>> LlamaModel::weight_bytes() const {
     std::map<std::string, size_t> by;
     auto add = [&](const QMatrix & m) { if (m.rows) by[weight_type_name(m.type)] += m.bytes(); };
-    add(w_.tok_embd);
-    add(w_.output);
-    size_t norms = w_.output_norm.size() * sizeof(float);
-    for (const LlamaLayer & l : w_.layers) {
-        for (const QMatrix * m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) add(*m);
-        norms += (l.attn_norm.size() + l.ffn_norm.size()) * sizeof(float);
-    }
+    add(shared_.tok_embd);
+    size_t norms = shared_.output_norm.size() * sizeof(float);
+    for (size_t l = 0; l < shared_.attn_norm.size(); ++l) norms += (shared_.attn_norm[l].size() + shared_.ffn_norm[l].size()) * sizeof(float);
     by["f32"] += norms;
+    for (const auto & r : ranks_) {
+        if (!r->shard.output_is_tok_embd) add(r->shard.output);
+        for (const auto & L : r->shard.layers)
+            for (const QMatrix * m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) add(*m);
+    }
     return {by.begin(), by.end()};
 }
 
@@ -101,95 +135,190 @@ size_t LlamaModel::weight_bytes_total() const {
     return total;
 }
 
+size_t LlamaModel::kv_bytes() const {
+    size_t b = 0;
+    for (const auto & r : ranks_) b += r->kv.bytes();
+    return b;
+}
+
+size_t LlamaModel::scratch_bytes() const {
+    size_t b = 0;
+    for (const auto & r : ranks_) b += r->scratch_bytes();
+    return b;
+}
+
+ModelTimes LlamaModel::times() const {
+    ModelTimes t;
+    for (const auto & r : ranks_) {
+        t.matmul += r->times.matmul; t.attention += r->times.attention; t.norm += r->times.norm; t.rope += r->times.rope;
+        t.ffn_act += r->times.ffn_act; t.embed += r->times.embed; t.output += r->times.output;
+        t.rank_busy.push_back(r->busy);
+        t.rank_allreduce.push_back(r->allreduce);
+        t.allreduces += r->times.allreduces;
+    }
+    return t;
+}
+
 int64_t LlamaModel::logits_rows(const std::vector<BatchEntry> & batch) {
     int64_t rows = 0;
-    for (const BatchEntry & e : batch) rows += e.all_logits ? e.n_tokens : 1;
+    for (const BatchEntry & e : batch) rows += !e.want_logits ? 0 : e.all_logits ? e.n_tokens : 1;
     return rows;
 }
 
+void LlamaModel::rank_main(int r) {
+    uint64_t seen = 0;
+    for (;;) {
+        // Spin briefly (forward passes come back to back during decode), then sleep.
+        auto t0 = Clock::now();
+        int spins = 0;
+        while (epoch_.load(std::memory_order_acquire) == seen) {
+            cpu_relax();
+            if (++spins % 256 == 0 && Clock::now() - t0 > std::chrono::microseconds(300)) {
+                std::unique_lock<std::mutex> lock(mu_);
+                cv_.wait(lock, [&] { return epoch_.load(std::memory_order_acquire) != seen; });
+                break;
+            }
+        }
+        seen = epoch_.load(std::memory_order_acquire);
+        if (stop_) return;
+        rank_forward(r, *job_batch_, job_logits_);
+        ranks_done_.fetch_add(1, std::memory_order_acq_rel);
+    }
+}
+
+void LlamaModel::forward(const std::vector<BatchEntry> & batch, float * logits) {
+    if (ranks_.size() == 1) {
+        rank_forward(0, batch, logits);
+        return;
+    }
+    job_batch_ = &batch;
+    job_logits_ = logits;
+    ranks_done_.store(0, std::memory_order_release);
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        epoch_.fetch_add(1, std::memory_order_acq_rel);
+    }
+    cv_.notify_all();
+    rank_forward(0, batch, logits);
+    while (ranks_done_.load(std::memory_order_acquire) != (int) ranks_.size() - 1) cpu_relax();
+}
+
+// Sense-reversing spin barrier over the tp ranks.
+void LlamaModel::barrier() {
+    const int n = (int) ranks_.size();
+    uint64_t phase = barrier_phase_.load(std::memory_order_acquire);
+    if (barrier_count_.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+        barrier_count_.store(0, std::memory_order_relaxed);
+        barrier_phase_.fetch_add(1, std::memory_order_acq_rel);
+    } else {
+        while (barrier_phase_.load(std::memory_order_acquire) == phase) cpu_relax();
+    }
+}
+
+// x += sum over ranks of their `partial` (n floats). Every rank sums in rank order, so all ranks end with the same x.
+// The second barrier keeps a fast rank from overwriting its partial while a slower one is still reading it.
+void LlamaModel::all_reduce(Rank & rank, float * x, float * partial, size_t n) {
+    auto t0 = Clock::now();
+    if (layout_.allreduce_delay_us > 0) spin_for_us(layout_.allreduce_delay_us);
+    int self = 0;
+    for (int i = 0; i < (int) ranks_.size(); ++i) if (ranks_[i].get() == &rank) self = i;
+    reduce_slots_[self] = partial;
+    barrier();
+    for (const float * p : reduce_slots_) add_inplace(x, p, (int64_t) n);
+    barrier();
+    rank.allreduce += seconds_since(t0);
+    ++rank.times.allreduces;
+}
+
 // Several products that share one input (Q/K/V, or gate/up) in one parallel region: one barrier instead of three,
-// and the input is quantized once.
-void LlamaModel::matmuls(ThreadPool & pool, const float * x, int n, int64_t cols,
-                         std::initializer_list<std::pair<const QMatrix *, float *>> outs) {
+// and the input is quantized once. y_stride 0 means each output is [n][rows] (else rows are written at that stride).
+void LlamaModel::matmuls(Rank & rank, const float * x, int n, int64_t cols,
+                         std::initializer_list<std::pair<const QMatrix *, float *>> outs, int64_t y_stride) {
     auto t0 = Clock::now();
     const QActs * xq = nullptr;
     for (auto & [m, y] : outs) {
-        if (m->type == WeightType::I8 || m->type == WeightType::I4) {
-            qacts_quantize(xq_, x, n, cols, m->cols_padded);
-            xq = &xq_;
+        if (m->rows && (m->type == WeightType::I8 || m->type == WeightType::I4)) {
+            qacts_quantize(rank.xq, x, n, cols, m->cols_padded);
+            xq = &rank.xq;
             break;
         }
     }
     // Rows are handed out in tiles of 16 so that each thread streams a contiguous part of every matrix.
-    pool.run([&](int idx, int nth) {
+    rank.pool.run([&](int idx, int nth) {
         for (auto & [m, y] : outs) {
             int64_t tiles = (m->rows + 15) / 16;
             int64_t b = tiles * idx / nth * 16, e = std::min<int64_t>(m->rows, tiles * (idx + 1) / nth * 16);
-            if (b < e) kernels_.matmul(*m, x, xq, y, m->rows, n, b, e);
+            if (b < e) kernels_.matmul(*m, x, xq, y, y_stride ? y_stride : m->rows, n, b, e);
         }
     });
-    times_.matmul += seconds_since(t0);
+    rank.times.matmul += seconds_since(t0);
 }
 
-void LlamaModel::forward(const std::vector<BatchEntry> & batch, float * logits, ThreadPool & pool) {
-    const int dim = hp_.dim, q_dim = hp_.q_dim(), kv_dim = hp_.kv_dim(), hd = hp_.head_dim, ffn = hp_.ffn_dim;
+void LlamaModel::rank_forward(int r, const std::vector<BatchEntry> & batch, float * logits) {
+    Rank & R = *ranks_[r];
+    const LlamaShard & S = R.shard;
+    const auto t_start = Clock::now();
+    const double allreduce_before = R.allreduce;
+    const int dim = hp_.dim, hd = hp_.head_dim;
+    const int q_loc = S.n_heads * hd, kv_loc = S.n_kv_heads * hd, ffn = S.ffn;
+    const bool tp = ranks_.size() > 1;
     int n = 0;
     for (const BatchEntry & e : batch) n += e.n_tokens;
     if (n == 0) return;
 
-    x_.resize((size_t) n * dim); xn_.resize((size_t) n * dim); tmp_.resize((size_t) n * dim);
-    q_.resize((size_t) n * q_dim); k_.resize((size_t) n * kv_dim); v_.resize((size_t) n * kv_dim);
-    att_.resize((size_t) n * q_dim); gate_.resize((size_t) n * ffn); up_.resize((size_t) n * ffn);
-    pos_.resize(n);
+    R.x.resize((size_t) n * dim); R.xn.resize((size_t) n * dim);
+    R.q.resize((size_t) n * q_loc); R.k.resize((size_t) n * kv_loc); R.v.resize((size_t) n * kv_loc);
+    R.att.resize((size_t) n * q_loc); R.gate.resize((size_t) n * ffn); R.up.resize((size_t) n * ffn);
+    R.partial.resize((size_t) n * dim);
 
-    // Token rows: embedding lookup, and each token's position and cache.
+    // Per token: its entry and position.
     auto t0 = Clock::now();
-    std::vector<KvCache *> tok_kv(n);
+    std::vector<int32_t> tok_entry(n), tok_pos(n);
+    int max_ctx = 0;
     {
         int t = 0;
-        for (const BatchEntry & e : batch) {
+        for (int32_t b = 0; b < (int32_t) batch.size(); ++b) {
+            const BatchEntry & e = batch[b];
             for (int i = 0; i < e.n_tokens; ++i, ++t) {
-                qmatrix_get_row(w_.tok_embd, e.tokens[i], x_.data() + (size_t) t * dim);
-                pos_[t] = e.pos0 + i;
-                tok_kv[t] = e.kv;
+                qmatrix_get_row(shared_.tok_embd, e.tokens[i], R.x.data() + (size_t) t * dim);
+                tok_entry[t] = b;
+                tok_pos[t] = e.pos0 + i;
             }
+            max_ctx = std::max(max_ctx, e.pos0 + e.n_tokens);
         }
     }
     // RoPE angles per token and rotated pair: pos * theta^(-2i / rope_dim).
     const int n_pairs = hp_.rope_dim / 2;
-    rope_cos_.resize((size_t) n * n_pairs); rope_sin_.resize((size_t) n * n_pairs);
+    R.rope_cos.resize((size_t) n * n_pairs); R.rope_sin.resize((size_t) n * n_pairs);
     for (int t = 0; t < n; ++t) {
         for (int i = 0; i < n_pairs; ++i) {
-            double freq = std::pow((double) hp_.rope_theta, -2.0 * i / hp_.rope_dim);
-            double a = pos_[t] * freq;
-            rope_cos_[(size_t) t * n_pairs + i] = (float) std::cos(a);
-            rope_sin_[(size_t) t * n_pairs + i] = (float) std::sin(a);
+            double a = tok_pos[t] * std::pow((double) hp_.rope_theta, -2.0 * i / hp_.rope_dim);
+            R.rope_cos[(size_t) t * n_pairs + i] = (float) std::cos(a);
+            R.rope_sin[(size_t) t * n_pairs + i] = (float) std::sin(a);
         }
     }
-    times_.embed += seconds_since(t0);
+    R.scores.resize((size_t) R.pool.size() * max_ctx);
+    R.times.embed += seconds_since(t0);
 
     const float att_scale = 1.0f / std::sqrt((float) hd);
     const int group = hp_.n_heads / hp_.n_kv_heads;
-    // Per-thread attention score scratch, [n_threads][max context seen in this batch].
-    int max_ctx = 0;
-    for (const BatchEntry & e : batch) max_ctx = std::max(max_ctx, e.pos0 + e.n_tokens);
-    std::vector<float> scores((size_t) pool.size() * max_ctx);
+    const int bs = layout_.kv_block_size;
 
     for (int l = 0; l < hp_.n_layers; ++l) {
-        const LlamaLayer & L = w_.layers[l];
+        const LlamaShard::Layer & L = S.layers[l];
         t0 = Clock::now();
-        for (int t = 0; t < n; ++t) rmsnorm(xn_.data() + (size_t) t * dim, x_.data() + (size_t) t * dim, L.attn_norm.data(), dim, hp_.rms_eps);
-        times_.norm += seconds_since(t0);
+        for (int t = 0; t < n; ++t) rmsnorm(R.xn.data() + (size_t) t * dim, R.x.data() + (size_t) t * dim, shared_.attn_norm[l].data(), dim, hp_.rms_eps);
+        R.times.norm += seconds_since(t0);
 
-        matmuls(pool, xn_.data(), n, dim, {{&L.wq, q_.data()}, {&L.wk, k_.data()}, {&L.wv, v_.data()}});
+        matmuls(R, R.xn.data(), n, dim, {{&L.wq, R.q.data()}, {&L.wk, R.k.data()}, {&L.wv, R.v.data()}});
 
         t0 = Clock::now();
         for (int t = 0; t < n; ++t) {
-            const float * cs = rope_cos_.data() + (size_t) t * n_pairs;
-            const float * sn = rope_sin_.data() + (size_t) t * n_pairs;
-            auto rotate = [&](float * v, int heads) {
+            const float * cs = R.rope_cos.data() + (size_t) t * n_pairs;
+            const float * sn = R.rope_sin.data() + (size_t) t * n_pairs;
+            auto rotate = [&](float * vec, int heads) {
                 for (int h = 0; h < heads; ++h) {
-                    float * p = v + (size_t) h * hd;
+                    float * p = vec + (size_t) h * hd;
                     for (int i = 0; i < n_pairs; ++i) {
                         float a = p[2 * i], b = p[2 * i + 1];
                         p[2 * i] = a * cs[i] - b * sn[i];
@@ -197,71 +326,67 @@ void LlamaModel::forward(const std::vector<BatchEntry> & batch, float * logits, 
                     }
                 }
             };
-            rotate(q_.data() + (size_t) t * q_dim, hp_.n_heads);
-            rotate(k_.data() + (size_t) t * kv_dim, hp_.n_kv_heads);
-            std::memcpy(tok_kv[t]->k_at(l, pos_[t]), k_.data() + (size_t) t * kv_dim, sizeof(float) * kv_dim);
-            std::memcpy(tok_kv[t]->v_at(l, pos_[t]), v_.data() + (size_t) t * kv_dim, sizeof(float) * kv_dim);
+            rotate(R.q.data() + (size_t) t * q_loc, S.n_heads);
+            rotate(R.k.data() + (size_t) t * kv_loc, S.n_kv_heads);
+            const BatchEntry & e = batch[tok_entry[t]];
+            R.kv.write(l, e.block_table[tok_pos[t] / bs], tok_pos[t] % bs, R.k.data() + (size_t) t * kv_loc, R.v.data() + (size_t) t * kv_loc);
         }
-        times_.rope += seconds_since(t0);
+        R.times.rope += seconds_since(t0);
 
-        // Causal attention: token t sees positions 0..pos_t of its own sequence. Work items are (token, head).
+        // Causal attention over the paged cache: token t sees positions 0..pos_t of its own sequence.
         t0 = Clock::now();
-        const int64_t items = (int64_t) n * hp_.n_heads;
-        pool.run([&](int idx, int nth) {
-            float * sc = scores.data() + (size_t) idx * max_ctx;
+        const int64_t items = (int64_t) n * S.n_heads;
+        R.pool.run([&](int idx, int nth) {
+            float * sc = R.scores.data() + (size_t) idx * max_ctx;
             for (int64_t it = items * idx / nth; it < items * (idx + 1) / nth; ++it) {
-                int t = (int) (it / hp_.n_heads), h = (int) (it % hp_.n_heads), g = h / group;
-                const float * q = q_.data() + (size_t) t * q_dim + (size_t) h * hd;
-                KvCache * kv = tok_kv[t];
-                int n_ctx = pos_[t] + 1;
-                float mx = -INFINITY;
-                for (int j = 0; j < n_ctx; ++j) {
-                    sc[j] = dot_f32(q, kv->k_at(l, j) + (size_t) g * hd, hd) * att_scale;
-                    mx = std::max(mx, sc[j]);
-                }
-                float sum = 0.0f;
-                for (int j = 0; j < n_ctx; ++j) { sc[j] = std::exp(sc[j] - mx); sum += sc[j]; }
-                float * out = att_.data() + (size_t) t * q_dim + (size_t) h * hd;
-                std::fill(out, out + hd, 0.0f);
-                float inv = 1.0f / sum;
-                for (int j = 0; j < n_ctx; ++j) axpy_f32(out, kv->v_at(l, j) + (size_t) g * hd, sc[j] * inv, hd);
+                int t = (int) (it / S.n_heads), h = (int) (it % S.n_heads);
+                const BatchEntry & e = batch[tok_entry[t]];
+                R.kv.attend(l, e.block_table, tok_pos[t] + 1, h / group, R.q.data() + (size_t) t * q_loc + (size_t) h * hd, att_scale,
+                            R.att.data() + (size_t) t * q_loc + (size_t) h * hd, sc);
             }
         });
-        times_.attention += seconds_since(t0);
+        R.times.attention += seconds_since(t0);
 
-        matmuls(pool, att_.data(), n, q_dim, {{&L.wo, tmp_.data()}});
-        add_inplace(x_.data(), tmp_.data(), (int64_t) n * dim);
+        float * part = R.partial.data();
+        matmuls(R, R.att.data(), n, q_loc, {{&L.wo, part}});
+        if (tp) all_reduce(R, R.x.data(), part, (size_t) n * dim);
+        else add_inplace(R.x.data(), part, (int64_t) n * dim);
 
         t0 = Clock::now();
-        for (int t = 0; t < n; ++t) rmsnorm(xn_.data() + (size_t) t * dim, x_.data() + (size_t) t * dim, L.ffn_norm.data(), dim, hp_.rms_eps);
-        times_.norm += seconds_since(t0);
+        for (int t = 0; t < n; ++t) rmsnorm(R.xn.data() + (size_t) t * dim, R.x.data() + (size_t) t * dim, shared_.ffn_norm[l].data(), dim, hp_.rms_eps);
+        R.times.norm += seconds_since(t0);
 
-        matmuls(pool, xn_.data(), n, dim, {{&L.w_gate, gate_.data()}, {&L.w_up, up_.data()}});
+        matmuls(R, R.xn.data(), n, dim, {{&L.w_gate, R.gate.data()}, {&L.w_up, R.up.data()}});
         t0 = Clock::now();
-        swiglu(gate_.data(), up_.data(), (int64_t) n * ffn);
-        times_.ffn_act += seconds_since(t0);
-        matmuls(pool, gate_.data(), n, ffn, {{&L.w_down, tmp_.data()}});
-        add_inplace(x_.data(), tmp_.data(), (int64_t) n * dim);
+        swiglu(R.gate.data(), R.up.data(), (int64_t) n * ffn);
+        R.times.ffn_act += seconds_since(t0);
+        matmuls(R, R.gate.data(), n, ffn, {{&L.w_down, part}});
+        if (tp) all_reduce(R, R.x.data(), part, (size_t) n * dim);
+        else add_inplace(R.x.data(), part, (int64_t) n * dim);
     }
 
-    // Output head only for the rows the caller wants.
+    // Output head: only the rows wanted; each rank writes its vocabulary columns of the shared logits buffer.
     t0 = Clock::now();
     int rows = 0;
     {
         int t = 0;
         for (const BatchEntry & e : batch) {
             for (int i = 0; i < e.n_tokens; ++i, ++t) {
-                if (e.all_logits || i == e.n_tokens - 1) {
-                    rmsnorm(xn_.data() + (size_t) rows * dim, x_.data() + (size_t) t * dim, w_.output_norm.data(), dim, hp_.rms_eps);
+                if (e.want_logits && (e.all_logits || i == e.n_tokens - 1)) {
+                    rmsnorm(R.xn.data() + (size_t) rows * dim, R.x.data() + (size_t) t * dim, shared_.output_norm.data(), dim, hp_.rms_eps);
                     ++rows;
                 }
             }
         }
     }
-    times_.norm += seconds_since(t0);
-    t0 = Clock::now();
-    matmuls(pool, xn_.data(), rows, dim, {{&w_.output_matrix(), logits}});
-    times_.output += seconds_since(t0);
+    R.times.norm += seconds_since(t0);
+    if (rows > 0) {
+        t0 = Clock::now();
+        const QMatrix & out = S.output_is_tok_embd ? shared_.tok_embd : S.output;
+        matmuls(R, R.xn.data(), rows, dim, {{&out, logits + S.vocab_begin}}, hp_.n_vocab);
+        R.times.output += seconds_since(t0);
+    }
+    R.busy += seconds_since(t_start) - (R.allreduce - allreduce_before);
 }
 
 } // namespace tl

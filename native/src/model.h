@@ -1,13 +1,27 @@
 // Llama-family decoder: RMSNorm, RoPE (adjacent-pair rotation, as GGUF llama files expect), grouped-query
-// attention, SwiGLU MLP, tied or untied output head. The forward pass takes a batch of sequence chunks so that one
-// call can prefill one sequence and decode others (the scheduler builds such batches).
+// attention, SwiGLU MLP, tied or untied output head.
+//
+// Tensor parallelism (Megatron-LM style) over `tp` ranks. Each rank owns a shard of every weight matrix:
+//   column-split (by output rows): Q, K, V (by heads), gate and up (by FFN columns), the output head (by vocabulary);
+//   row-split (by input columns):  O and down — their partial products are summed across ranks (all-reduce).
+// Every rank keeps a full copy of the residual stream, so norms and the embedding are computed on each rank and
+// the only communication is two all-reduces per layer. Rank 0 runs on the caller's thread; ranks 1.. on their own
+// leader threads; each rank has a pool of `threads_per_rank` threads for its matmuls and attention heads.
+//
+// The KV cache is paged: a sequence's positions live in fixed-size blocks named by its block table; each rank stores
+// the keys/values of its own KV heads (kv_cache.h).
 #pragma once
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kv_cache.h"
 #include "threadpool.h"
 
 namespace tl {
@@ -35,80 +49,108 @@ enum class WeightsPolicy { F32, BF16, INT8, INT4, MIXED };
 const char * weights_policy_name(WeightsPolicy p);
 bool parse_weights_policy(const std::string & s, WeightsPolicy * out);
 
-struct LlamaLayer {
-    std::vector<float> attn_norm; // [dim]
-    std::vector<float> ffn_norm;  // [dim]
-    QMatrix wq, wk, wv, wo;       // [q_dim x dim], [kv_dim x dim] x2, [dim x q_dim]
-    QMatrix w_gate, w_up, w_down; // [ffn x dim] x2, [dim x ffn]
+// How the model is laid out in memory: everything that needs a new instance to change ("cold" settings).
+struct ModelLayout {
+    WeightsPolicy policy = WeightsPolicy::F32;
+    int32_t tp = 1;
+    int32_t threads_per_rank = 1;
+    KvDtype kv_dtype = KvDtype::F32;
+    int32_t kv_block_size = 16;
+    int32_t kv_blocks = 0;          // blocks in the pool (each rank stores its heads of every block)
+    int32_t allreduce_delay_us = 0; // injected per all-reduce: emulates a slow interconnect (seed 001)
 };
 
-struct LlamaWeights {
-    QMatrix tok_embd;               // [n_vocab x dim]; rows are decoded on lookup
+// Weights every rank reads in full.
+struct LlamaShared {
+    QMatrix tok_embd;               // [n_vocab x dim]; rows decoded on lookup
     std::vector<float> output_norm; // [dim]
-    QMatrix output;                 // [n_vocab x dim]; empty when tied (tok_embd is used)
-    std::vector<LlamaLayer> layers;
-
-    const QMatrix & output_matrix() const { return output.rows ? output : tok_embd; }
+    std::vector<std::vector<float>> attn_norm, ffn_norm; // [n_layers][dim]
 };
 
-// Key/value cache of one sequence: contiguous f32, [n_layers][n_ctx][kv_dim] for K and for V.
-class KvCache {
-public:
-    KvCache(int32_t n_layers, int32_t n_ctx, int32_t kv_dim);
-    float * k_at(int32_t layer, int32_t pos) { return k_.data() + ((size_t) layer * n_ctx_ + pos) * kv_dim_; }
-    float * v_at(int32_t layer, int32_t pos) { return v_.data() + ((size_t) layer * n_ctx_ + pos) * kv_dim_; }
-    int32_t n_ctx() const { return n_ctx_; }
-    size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
-private:
-    int32_t n_layers_, n_ctx_, kv_dim_;
-    std::vector<float> k_, v_;
+// One rank's shard.
+struct LlamaShard {
+    struct Layer {
+        QMatrix wq, wk, wv;         // [local heads * head_dim x dim]
+        QMatrix wo;                 // [dim x local heads * head_dim]
+        QMatrix w_gate, w_up;       // [local ffn x dim]
+        QMatrix w_down;             // [dim x local ffn]
+    };
+    int32_t head_begin = 0, n_heads = 0;       // query heads owned
+    int32_t kv_head_begin = 0, n_kv_heads = 0; // KV heads owned
+    int32_t ffn_begin = 0, ffn = 0;
+    int32_t vocab_begin = 0, vocab = 0;
+    std::vector<Layer> layers;
+    QMatrix output;                 // [vocab x dim] rows of the output head (a copy of tok_embd rows when tied and tp > 1)
+    bool output_is_tok_embd = false;
 };
 
-// One sequence's part of a forward batch: tokens at positions pos0 .. pos0 + n_tokens - 1.
+// One sequence's part of a forward batch: tokens at positions pos0 .. pos0 + n_tokens - 1. Positions below pos0
+// are already in the cache; block_table covers every position up to pos0 + n_tokens - 1.
 struct BatchEntry {
-    KvCache * kv = nullptr;
+    const int32_t * block_table = nullptr;
     int32_t pos0 = 0;
     const int32_t * tokens = nullptr;
     int32_t n_tokens = 0;
-    bool all_logits = false;       // logits for every token (perplexity, verification) or only the last
+    bool want_logits = true;  // false: a prefill chunk that is not the prompt's last
+    bool all_logits = false;  // logits for every token (perplexity, verification) or only the last
 };
 
-// Time spent per operation, accumulated over forward calls (seconds). Read by stats.
-struct OpTimes {
+// Seconds spent per operation (summed over ranks) and per rank. Written only by the forward pass; read racily by stats
+// (doubles are written atomically on x86-64 and a slightly stale value is fine for monitoring).
+struct ModelTimes {
     double matmul = 0, attention = 0, norm = 0, rope = 0, ffn_act = 0, embed = 0, output = 0;
+    std::vector<double> rank_busy, rank_allreduce;
+    uint64_t allreduces = 0;
 };
 
 class LlamaModel {
 public:
-    LlamaModel(LlamaHParams hp, LlamaWeights w, WeightsPolicy policy);
+    LlamaModel(LlamaHParams hp, LlamaShared shared, std::vector<LlamaShard> shards, ModelLayout layout);
+    ~LlamaModel();
 
     const LlamaHParams & hparams() const { return hp_; }
-    WeightsPolicy policy() const { return policy_; }
-    // Bytes held per storage type name ("f32", "bf16", "int8", "int4").
+    const ModelLayout & layout() const { return layout_; }
+    // Bytes held per storage type name ("f32", "bf16", "int8", "int4"), all ranks together.
     std::vector<std::pair<std::string, size_t>> weight_bytes() const;
     size_t weight_bytes_total() const;
+    size_t kv_bytes() const;
+    size_t scratch_bytes() const;
 
-    // Runs the batch; writes logits rows in batch order: for each entry, n_tokens rows if all_logits else 1 row.
-    // logits: float[n_rows][n_vocab]. Positions must be < kv->n_ctx() (the caller checks).
-    void forward(const std::vector<BatchEntry> & batch, float * logits, ThreadPool & pool);
     static int64_t logits_rows(const std::vector<BatchEntry> & batch);
+    // Runs the batch. logits: float[logits_rows(batch)][n_vocab], rows in batch order.
+    void forward(const std::vector<BatchEntry> & batch, float * logits);
 
-    OpTimes op_times() const { return times_; }
+    ModelTimes times() const;
 
 private:
+    struct Rank;
     LlamaHParams hp_;
-    LlamaWeights w_;
-    WeightsPolicy policy_;
+    LlamaShared shared_;
+    ModelLayout layout_;
     const CpuKernels & kernels_;
-    OpTimes times_;
+    std::vector<std::unique_ptr<Rank>> ranks_;
 
-    // Scratch, grown as needed (forward is called from one thread at a time).
-    std::vector<float> x_, xn_, q_, k_, v_, att_, gate_, up_, tmp_, rope_cos_, rope_sin_;
-    std::vector<int32_t> pos_;
-    QActs xq_;
+    // Rank threads (1..tp-1) wait for a forward job by epoch.
+    std::vector<std::thread> rank_threads_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::atomic<uint64_t> epoch_{0};
+    std::atomic<int> ranks_done_{0};
+    bool stop_ = false;
+    const std::vector<BatchEntry> * job_batch_ = nullptr;
+    float * job_logits_ = nullptr;
 
-    void matmuls(ThreadPool & pool, const float * x, int n, int64_t cols,
-                 std::initializer_list<std::pair<const QMatrix *, float *>> outs);
+    // All-reduce: each rank publishes its partial sum; a spinning barrier orders the reads.
+    std::atomic<int> barrier_count_{0};
+    std::atomic<uint64_t> barrier_phase_{0};
+    std::vector<const float *> reduce_slots_;
+
+    void rank_main(int r);
+    void rank_forward(int r, const std::vector<BatchEntry> & batch, float * logits);
+    void barrier();
+    void all_reduce(Rank & rank, float * x, float * partial, size_t n);
+    void matmuls(Rank & rank, const float * x, int n, int64_t cols, std::initializer_list<std::pair<const QMatrix *, float *>> outs,
+                 int64_t y_stride = 0);
 };
 
 } // namespace tl

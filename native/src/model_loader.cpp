@@ -47,20 +47,27 @@ std::vector<float> load_vector(const GgufFile & f, const std::string & name, int
     return out;
 }
 
-// Decode and quantize a [rows x cols] tensor in parallel, a band of rows per thread at a time.
+// Decode and quantize the [row_begin, row_end) x [col_begin, col_end) part of a [rows x cols] tensor, in parallel,
+// a band of rows per thread at a time. Tensor-parallel shards take a range of rows (column-split) or of columns
+// (row-split); the whole matrix is the full range of both.
+struct Range { int64_t begin, end; int64_t size() const { return end - begin; } };
+
 void load_matrix(const GgufFile & f, const std::string & name, int64_t rows, int64_t cols, WeightType type,
-                 QMatrix & out, ThreadPool & pool) {
+                 QMatrix & out, ThreadPool & pool, Range rr, Range cr) {
     const GgufTensorInfo & t = require_tensor(f, name, cols, rows);
-    qmatrix_alloc(out, type, rows, cols);
+    qmatrix_alloc(out, type, rr.size(), cr.size());
     const uint64_t row_bytes = ggml_row_bytes(t.type, cols);
     std::vector<std::string> errors(pool.size());
     pool.run([&](int idx, int nth) {
-        const int64_t band = 64;
-        std::vector<float> buf((size_t) band * cols);
-        for (int64_t r0 = rows * idx / nth; r0 < rows * (idx + 1) / nth; r0 += band) {
-            int64_t r1 = std::min<int64_t>(rows * (idx + 1) / nth, r0 + band);
-            for (int64_t r = r0; r < r1; ++r) dequantize_row(t.type, t.data + r * row_bytes, buf.data() + (r - r0) * cols, cols);
-            for (int64_t i = 0; i < (r1 - r0) * cols; ++i) {
+        const int64_t band = 64, n = rr.size();
+        std::vector<float> row(cols), buf((size_t) band * cr.size());
+        for (int64_t r0 = n * idx / nth; r0 < n * (idx + 1) / nth; r0 += band) {
+            int64_t r1 = std::min<int64_t>(n * (idx + 1) / nth, r0 + band);
+            for (int64_t r = r0; r < r1; ++r) {
+                dequantize_row(t.type, t.data + (rr.begin + r) * row_bytes, row.data(), cols);
+                std::copy(row.begin() + cr.begin, row.begin() + cr.end, buf.begin() + (r - r0) * cr.size());
+            }
+            for (int64_t i = 0; i < (r1 - r0) * cr.size(); ++i) {
                 if (!std::isfinite(buf[i])) { errors[idx] = "tensor '" + name + "' holds a non-finite value"; return; }
             }
             qmatrix_set_rows(out, buf.data(), r0, r1);
@@ -112,28 +119,66 @@ WeightType weight_type_for(WeightsPolicy policy, bool attention_projection) {
     return WeightType::F32;
 }
 
-std::unique_ptr<LlamaModel> load_llama(const GgufFile & f, WeightsPolicy policy, ThreadPool & pool) {
+void check_layout(const LlamaHParams & hp, const ModelLayout & lay) {
+    auto invalid = [](const std::string & m) { fail(ErrorCode::INVALID_ARGUMENT, m); };
+    if (lay.tp < 1 || lay.tp > 64) invalid("tpDegree must be between 1 and 64");
+    if (lay.threads_per_rank < 1 || lay.threads_per_rank > 256) invalid("threadsPerRank must be between 1 and 256");
+    if (hp.n_kv_heads % lay.tp != 0)
+        invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's " + std::to_string(hp.n_kv_heads) + " KV heads");
+    if (hp.ffn_dim % lay.tp != 0)
+        invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's FFN width " + std::to_string(hp.ffn_dim));
+    if (lay.kv_block_size < 1 || lay.kv_block_size > 1024) invalid("kvBlockSizeTokens must be between 1 and 1024");
+    if (lay.kv_blocks < 1) invalid("the KV cache needs at least one block");
+}
+
+std::unique_ptr<LlamaModel> load_llama(const GgufFile & f, const ModelLayout & lay, ThreadPool & pool) {
     LlamaHParams hp = read_llama_hparams(f);
-    const WeightType attn_t = weight_type_for(policy, true), other_t = weight_type_for(policy, false);
-    LlamaWeights w;
-    load_matrix(f, "token_embd.weight", hp.n_vocab, hp.dim, other_t, w.tok_embd, pool);
-    w.output_norm = load_vector(f, "output_norm.weight", hp.dim);
-    if (!hp.tied_output) load_matrix(f, "output.weight", hp.n_vocab, hp.dim, other_t, w.output, pool);
-    w.layers.resize(hp.n_layers);
+    check_layout(hp, lay);
+    const WeightType attn_t = weight_type_for(lay.policy, true), other_t = weight_type_for(lay.policy, false);
+    const Range all_dim{0, hp.dim};
+    LlamaShared sh;
+    load_matrix(f, "token_embd.weight", hp.n_vocab, hp.dim, other_t, sh.tok_embd, pool, {0, hp.n_vocab}, all_dim);
+    sh.output_norm = load_vector(f, "output_norm.weight", hp.dim);
     for (int l = 0; l < hp.n_layers; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
-        LlamaLayer & L = w.layers[l];
-        L.attn_norm = load_vector(f, p + "attn_norm.weight", hp.dim);
-        L.ffn_norm = load_vector(f, p + "ffn_norm.weight", hp.dim);
-        load_matrix(f, p + "attn_q.weight", hp.q_dim(), hp.dim, attn_t, L.wq, pool);
-        load_matrix(f, p + "attn_k.weight", hp.kv_dim(), hp.dim, attn_t, L.wk, pool);
-        load_matrix(f, p + "attn_v.weight", hp.kv_dim(), hp.dim, attn_t, L.wv, pool);
-        load_matrix(f, p + "attn_output.weight", hp.dim, hp.q_dim(), attn_t, L.wo, pool);
-        load_matrix(f, p + "ffn_gate.weight", hp.ffn_dim, hp.dim, other_t, L.w_gate, pool);
-        load_matrix(f, p + "ffn_up.weight", hp.ffn_dim, hp.dim, other_t, L.w_up, pool);
-        load_matrix(f, p + "ffn_down.weight", hp.dim, hp.ffn_dim, other_t, L.w_down, pool);
+        sh.attn_norm.push_back(load_vector(f, p + "attn_norm.weight", hp.dim));
+        sh.ffn_norm.push_back(load_vector(f, p + "ffn_norm.weight", hp.dim));
     }
-    return std::make_unique<LlamaModel>(hp, std::move(w), policy);
+    std::vector<LlamaShard> shards(lay.tp);
+    const int hd = hp.head_dim;
+    for (int r = 0; r < lay.tp; ++r) {
+        LlamaShard & S = shards[r];
+        S.n_kv_heads = hp.n_kv_heads / lay.tp;
+        S.kv_head_begin = r * S.n_kv_heads;
+        S.n_heads = hp.n_heads / lay.tp;
+        S.head_begin = r * S.n_heads;
+        S.ffn = hp.ffn_dim / lay.tp;
+        S.ffn_begin = r * S.ffn;
+        S.vocab_begin = (int32_t) ((int64_t) hp.n_vocab * r / lay.tp);
+        S.vocab = (int32_t) ((int64_t) hp.n_vocab * (r + 1) / lay.tp) - S.vocab_begin;
+        const Range q_rows{(int64_t) S.head_begin * hd, (int64_t) (S.head_begin + S.n_heads) * hd};
+        const Range kv_rows{(int64_t) S.kv_head_begin * hd, (int64_t) (S.kv_head_begin + S.n_kv_heads) * hd};
+        const Range ffn_range{S.ffn_begin, S.ffn_begin + S.ffn};
+        const Range vocab_rows{S.vocab_begin, S.vocab_begin + S.vocab};
+        if (hp.tied_output && lay.tp == 1) {
+            S.output_is_tok_embd = true;
+        } else {
+            load_matrix(f, hp.tied_output ? "token_embd.weight" : "output.weight", hp.n_vocab, hp.dim, other_t, S.output, pool, vocab_rows, all_dim);
+        }
+        S.layers.resize(hp.n_layers);
+        for (int l = 0; l < hp.n_layers; ++l) {
+            const std::string p = "blk." + std::to_string(l) + ".";
+            LlamaShard::Layer & L = S.layers[l];
+            load_matrix(f, p + "attn_q.weight", hp.q_dim(), hp.dim, attn_t, L.wq, pool, q_rows, all_dim);
+            load_matrix(f, p + "attn_k.weight", hp.kv_dim(), hp.dim, attn_t, L.wk, pool, kv_rows, all_dim);
+            load_matrix(f, p + "attn_v.weight", hp.kv_dim(), hp.dim, attn_t, L.wv, pool, kv_rows, all_dim);
+            load_matrix(f, p + "attn_output.weight", hp.dim, hp.q_dim(), attn_t, L.wo, pool, all_dim, q_rows);
+            load_matrix(f, p + "ffn_gate.weight", hp.ffn_dim, hp.dim, other_t, L.w_gate, pool, ffn_range, all_dim);
+            load_matrix(f, p + "ffn_up.weight", hp.ffn_dim, hp.dim, other_t, L.w_up, pool, ffn_range, all_dim);
+            load_matrix(f, p + "ffn_down.weight", hp.dim, hp.ffn_dim, other_t, L.w_down, pool, all_dim, ffn_range);
+        }
+    }
+    return std::make_unique<LlamaModel>(hp, std::move(sh), std::move(shards), lay);
 }
 
 } // namespace tl

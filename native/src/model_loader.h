@@ -12,6 +12,9 @@ namespace tl {
 LlamaHParams read_llama_hparams(const GgufFile & file);
 // Weight type per matrix under a policy. `mixed` keeps attention projections at 16-bit and the rest in int8.
 WeightType weight_type_for(WeightsPolicy policy, bool attention_projection);
-std::unique_ptr<LlamaModel> load_llama(const GgufFile & file, WeightsPolicy policy, ThreadPool & pool);
+// Checks that the layout can shard this model (heads, KV heads and FFN divisible by tp), then loads every rank's
+// shard. `pool` is used for decoding and quantizing in parallel.
+void check_layout(const LlamaHParams & hp, const ModelLayout & layout);
+std::unique_ptr<LlamaModel> load_llama(const GgufFile & file, const ModelLayout & layout, ThreadPool & pool);
 
 } // namespace tl

@@ -48,6 +48,7 @@ public:
     std::string push(const std::string & text, bool * stopped);
     // End of generation without a stop: everything held back.
     std::string flush();
+    bool stopped() const { return stopped_; }
 
 private:
     std::vector<std::string> stops_;

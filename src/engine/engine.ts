@@ -3,24 +3,32 @@ import { availableParallelism } from 'node:os';
 import { EngineError } from './errors.js';
 import { Generation } from './generation.js';
 import { native, type NativeEngineHandle } from './native.js';
-import { validateEngineOptions, validateGenerateRequest, validateTokens } from './validate.js';
-import type { EngineOptions, GenerateRequest, ModelInfo } from './types.js';
+import { validateEngineOptions, validateGenerateRequest, validateLayout, validateScheduler, validateTokens } from './validate.js';
+import type { EngineOptions, EngineStats, GenerateRequest, ModelInfo, ModelLayoutSettings, SchedulerSettings } from './types.js';
 
 export class Engine {
-  readonly info: ModelInfo;
+  private infoCache: ModelInfo;
   private closed = false;
 
   private constructor(private readonly handle: NativeEngineHandle) {
-    this.info = handle.info() as unknown as ModelInfo;
+    this.infoCache = handle.info() as unknown as ModelInfo;
+  }
+
+  /** The model and its live layout (refreshed after reload()). */
+  get info(): ModelInfo {
+    return this.infoCache;
   }
 
   /** Load a GGUF model (on a worker thread: the event loop stays free). Rejects with EngineError. */
   static async load(options: EngineOptions): Promise<Engine> {
     validateEngineOptions(options);
+    const tp = options.tpDegree ?? 1;
+    const threads = options.threads ?? availableParallelism();
     const handle = await native().loadEngine({
-      model: options.model,
+      ...options,
       weights: options.weights ?? 'f32',
-      threads: options.threads ?? availableParallelism(),
+      tpDegree: tp,
+      threadsPerRank: options.threadsPerRank ?? Math.max(1, Math.floor(threads / tp)),
       contextLength: options.contextLength ?? 0,
     });
     return new Engine(handle);
@@ -103,6 +111,29 @@ export class Engine {
       }
     }
     return { nll: nll / n, perplexity: Math.exp(nll / n), tokens: n };
+  }
+
+  /** Change batching knobs live; applied at the next step boundary. Returns the settings now in force. */
+  reconfigure(settings: Partial<SchedulerSettings>): SchedulerSettings {
+    this.checkOpen();
+    validateScheduler(settings);
+    return this.handle.reconfigure(settings) as unknown as SchedulerSettings;
+  }
+
+  /** Change cold settings: a new model instance is built beside the old one, new and waiting requests move to it,
+   *  running ones finish on the old one, which is then freed. No request fails because of a reload. */
+  async reload(settings: Partial<ModelLayoutSettings> & { kvCacheBlocks?: number; allreduceDelayUs?: number }): Promise<ModelInfo> {
+    this.checkOpen();
+    validateLayout(settings);
+    await this.handle.reload({ ...settings });
+    this.infoCache = this.handle.info() as unknown as ModelInfo;
+    return this.infoCache;
+  }
+
+  /** One snapshot of the engine's counters and histograms; cheap, never waits for a step. */
+  stats(): EngineStats {
+    this.checkOpen();
+    return this.handle.stats() as unknown as EngineStats;
   }
 
   /** Cancel everything in flight and free the model. Idempotent. */

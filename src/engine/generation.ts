@@ -66,7 +66,7 @@ export class Generation implements AsyncIterable<TokenChunk> {
       text: this.text.join(''),
       tokens: [...this.tokens],
       finishReason: ev.finishReason ?? 'stop',
-      usage: { promptTokens: prompt, completionTokens: completion, totalTokens: prompt + completion },
+      usage: { promptTokens: prompt, cachedPromptTokens: ev.cachedPromptTokens ?? 0, completionTokens: completion, totalTokens: prompt + completion },
       timings: {
         queueMs: t.queueMs,
         prefillMs: t.prefillMs,

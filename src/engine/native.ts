@@ -14,6 +14,7 @@ export interface NativeEvent {
   error?: EngineError;
   finishReason?: 'stop' | 'length' | 'cancelled';
   promptTokens?: number;
+  cachedPromptTokens?: number;
   completionTokens?: number;
   timings?: { queueMs: number; prefillMs: number; decodeMs: number; timeToFirstTokenMs: number };
 }
@@ -26,6 +27,9 @@ export interface NativeEngineHandle {
   cancel(id: number): boolean;
   evaluate(tokens: Int32Array, allLogits: boolean): Promise<Float32Array>;
   close(): Promise<void>;
+  reconfigure(settings: Record<string, unknown>): Record<string, unknown>;
+  reload(settings: Record<string, unknown>): Promise<void>;
+  stats(): Record<string, unknown>;
 }
 
 export interface NativeAddon {

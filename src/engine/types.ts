@@ -5,15 +5,51 @@
 export type WeightsPolicy = 'f32' | 'bf16' | 'int8' | 'int4' | 'mixed';
 export const WEIGHTS_POLICIES: readonly WeightsPolicy[] = ['f32', 'bf16', 'int8', 'int4', 'mixed'];
 
-export interface EngineOptions {
+export type KvDtype = 'f32' | 'f16' | 'int8';
+export const KV_DTYPES: readonly KvDtype[] = ['f32', 'f16', 'int8'];
+
+/** Batching knobs: all change live through engine.reconfigure() ("hot" settings). */
+export interface SchedulerSettings {
+  /** Sequences per step. Default 16. */
+  maxBatchSize: number;
+  /** Tokens per step; longer prompts are prefilled in chunks. Default 512. */
+  maxBatchTokens: number;
+  /** How long an under-full batch may wait for more work when nothing is running. Default 2. */
+  maxQueueDelayMs: number;
+  /** When more than this many requests wait, the batch runs at once at up to maxBatchSize. Default 32 (seed 000). */
+  queueGrowThreshold: number;
+  /** Beyond this many waiting requests, new ones are refused with QUEUE_FULL. Default 256. */
+  maxQueueLength: number;
+}
+
+/** Settings that need a new model instance: engine.reload() ("cold" settings). */
+export interface ModelLayoutSettings {
+  /** Weight storage policy; default 'f32'. */
+  weights: WeightsPolicy;
+  /** KV-cache element type; default 'f32'. */
+  kvDtype: KvDtype;
+  /** Tensor-parallel ranks; must divide the model's KV heads and FFN width. Default 1. */
+  tpDegree: number;
+  /** Threads per rank. Default: threads / tpDegree. */
+  threadsPerRank: number;
+  /** Tokens per KV block; default 16. */
+  kvBlockSizeTokens: number;
+  /** Context window in tokens; default and maximum: the model's llama.context_length. */
+  contextLength: number;
+}
+
+export interface EngineOptions extends Partial<ModelLayoutSettings> {
   /** Path to a GGUF v3 file (general.architecture = llama). */
   model: string;
-  /** Weight storage policy; default 'f32'. */
-  weights?: WeightsPolicy;
-  /** Compute threads; default: all cores (os.availableParallelism()). */
+  /** Compute threads in all (tpDegree x threadsPerRank); default: all cores (os.availableParallelism()). */
   threads?: number;
-  /** Context window in tokens; default and maximum: the model's llama.context_length. */
-  contextLength?: number;
+  /** KV pool size in blocks; default: as many as fit kvCacheMaxBytes (at least one full context, at most 64). */
+  kvCacheBlocks?: number;
+  /** Byte budget of the KV pool when kvCacheBlocks is not given; default 256 MiB. */
+  kvCacheMaxBytes?: number;
+  /** Injected delay per all-reduce, microseconds: emulates a slow interconnect in benchmarks (seed 001). */
+  allreduceDelayUs?: number;
+  scheduler?: Partial<SchedulerSettings>;
 }
 
 export interface GenerateRequest {
@@ -39,6 +75,8 @@ export interface GenerateRequest {
   logprobs?: number;
   /** Stop at the end-of-generation token (default true). */
   stopAtEos?: boolean;
+  /** Deadline from submission, ms: refused while waiting or cut while running with code TIMEOUT. */
+  deadlineMs?: number;
 }
 
 export interface TokenLogprob {
@@ -69,6 +107,8 @@ export interface GenerationTimings {
 
 export interface GenerationUsage {
   promptTokens: number;
+  /** Prompt tokens whose KV came from the prefix cache. */
+  cachedPromptTokens: number;
   completionTokens: number;
   totalTokens: number;
 }
@@ -103,4 +143,47 @@ export interface ModelInfo {
   threads: number;
   kernels: string;
   loadMs: number;
+  trainedContextLength: number;
+  layout: ModelLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number };
+}
+
+export interface HistogramSnapshot {
+  /** Upper bounds; a last +Inf bucket is implied. */
+  bounds: number[];
+  /** Per-bucket counts (not cumulative), bounds.length + 1 of them. */
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+/** One snapshot of the engine's counters and histograms (engine.stats()). */
+export interface EngineStats {
+  requests: {
+    submitted: number; finished: number; cancelled: number; timedOut: number; failed: number; running: number; waiting: number;
+    rejected: { queue_full: number; context_overflow: number; invalid: number; closed: number };
+  };
+  tokens: { prompt: number; generated: number; prefillComputed: number; promptCached: number };
+  latency: {
+    queueTimeSeconds: HistogramSnapshot; timeToFirstTokenSeconds: HistogramSnapshot; interTokenSeconds: HistogramSnapshot;
+    e2eSeconds: HistogramSnapshot; promptTokens: HistogramSnapshot; generationTokens: HistogramSnapshot;
+  };
+  batches: {
+    steps: number; size: HistogramSnapshot; tokens: HistogramSnapshot;
+    stepDurationSeconds: { prefill: HistogramSnapshot; decode: HistogramSnapshot; mixed: HistogramSnapshot };
+    flushes: { full: number; timeout: number; queue_threshold: number };
+    preemptions: number;
+  };
+  kvCache: {
+    blocksTotal: number; blocksUsed: number; blocksCached: number; blocksFree: number; blockSizeTokens: number;
+    usageRatio: number; fragmentationRatio: number; prefixQueries: number; prefixHits: number;
+  };
+  opSeconds: Record<'matmul' | 'attention' | 'norm' | 'rope' | 'ffn_activation' | 'embedding' | 'output' | 'sampling', number>;
+  tensorParallel: { rankBusySeconds: number[]; rankAllreduceSeconds: number[]; allreduces: number };
+  memoryBytes: { weights: number; kv: number; scratch: number };
+  weightBytesByDtype: Record<string, number>;
+  busySeconds: number;
+  uptimeSeconds: number;
+  reloads: number;
+  reconfigures: number;
+  settings: SchedulerSettings & ModelLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number };
 }

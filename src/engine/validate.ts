@@ -1,7 +1,7 @@
 // Validation of everything that crosses into C++: the native side trusts what it receives.
 // Messages name the field, what was expected and what was received (sharp's style).
 import { EngineError } from './errors.js';
-import { WEIGHTS_POLICIES, type EngineOptions, type GenerateRequest } from './types.js';
+import { KV_DTYPES, WEIGHTS_POLICIES, type EngineOptions, type GenerateRequest, type ModelLayoutSettings, type SchedulerSettings } from './types.js';
 
 function describe(v: unknown): string {
   if (typeof v === 'number') return `${v} of type number`;
@@ -30,11 +30,39 @@ function checkNumber(field: string, v: unknown, min: number, max: number): void 
 export function validateEngineOptions(o: EngineOptions): void {
   if (typeof o !== 'object' || o === null) throw invalid('options', 'an object', o);
   if (typeof o.model !== 'string' || o.model.length === 0) throw invalid('model', 'a non-empty path string', o.model);
+  validateLayout(o);
+  if (o.threads !== undefined) checkInt('threads', o.threads, 1, 256);
+  if (o.kvCacheBlocks !== undefined) checkInt('kvCacheBlocks', o.kvCacheBlocks, 1, 1 << 24);
+  if (o.kvCacheMaxBytes !== undefined) checkInt('kvCacheMaxBytes', o.kvCacheMaxBytes, 1 << 16, Number.MAX_SAFE_INTEGER);
+  if (o.allreduceDelayUs !== undefined) checkInt('allreduceDelayUs', o.allreduceDelayUs, 0, 1_000_000);
+  if (o.scheduler !== undefined) validateScheduler(o.scheduler);
+}
+
+/** Cold settings (load and reload). */
+export function validateLayout(o: Partial<ModelLayoutSettings> & { kvCacheBlocks?: number; allreduceDelayUs?: number }): void {
+  if (typeof o !== 'object' || o === null) throw invalid('settings', 'an object', o);
   if (o.weights !== undefined && !WEIGHTS_POLICIES.includes(o.weights)) {
     throw invalid('weights', `one of ${WEIGHTS_POLICIES.join(', ')}`, o.weights);
   }
-  if (o.threads !== undefined) checkInt('threads', o.threads, 1, 256);
+  if (o.kvDtype !== undefined && !KV_DTYPES.includes(o.kvDtype)) throw invalid('kvDtype', `one of ${KV_DTYPES.join(', ')}`, o.kvDtype);
+  if (o.tpDegree !== undefined) checkInt('tpDegree', o.tpDegree, 1, 64);
+  if (o.threadsPerRank !== undefined) checkInt('threadsPerRank', o.threadsPerRank, 1, 256);
+  if (o.kvBlockSizeTokens !== undefined) checkInt('kvBlockSizeTokens', o.kvBlockSizeTokens, 1, 1024);
   if (o.contextLength !== undefined) checkInt('contextLength', o.contextLength, 2, 1 << 20);
+  if (o.kvCacheBlocks !== undefined) checkInt('kvCacheBlocks', o.kvCacheBlocks, 1, 1 << 24);
+  if (o.allreduceDelayUs !== undefined) checkInt('allreduceDelayUs', o.allreduceDelayUs, 0, 1_000_000);
+}
+
+/** Hot settings (load and reconfigure). */
+export function validateScheduler(s: Partial<SchedulerSettings>): void {
+  if (typeof s !== 'object' || s === null) throw invalid('scheduler', 'an object', s);
+  const known = ['maxBatchSize', 'maxBatchTokens', 'maxQueueDelayMs', 'queueGrowThreshold', 'maxQueueLength'];
+  for (const k of Object.keys(s)) if (!known.includes(k)) throw new EngineError('INVALID_ARGUMENT', `Unknown scheduler setting '${k}' (known: ${known.join(', ')})`);
+  if (s.maxBatchSize !== undefined) checkInt('maxBatchSize', s.maxBatchSize, 1, 4096);
+  if (s.maxBatchTokens !== undefined) checkInt('maxBatchTokens', s.maxBatchTokens, 1, 1 << 20);
+  if (s.maxQueueDelayMs !== undefined) checkNumber('maxQueueDelayMs', s.maxQueueDelayMs, 0, 60_000);
+  if (s.queueGrowThreshold !== undefined) checkInt('queueGrowThreshold', s.queueGrowThreshold, 0, 1 << 20);
+  if (s.maxQueueLength !== undefined) checkInt('maxQueueLength', s.maxQueueLength, 0, 1 << 20);
 }
 
 export const MAX_STOP_SEQUENCES = 16;
@@ -59,6 +87,7 @@ export function validateGenerateRequest(r: GenerateRequest, nVocab: number): voi
   if (r.seed !== undefined) checkInt('seed', r.seed, 0, Number.MAX_SAFE_INTEGER);
   if (r.logprobs !== undefined) checkInt('logprobs', r.logprobs, 0, MAX_LOGPROBS);
   if (r.stopAtEos !== undefined && typeof r.stopAtEos !== 'boolean') throw invalid('stopAtEos', 'a boolean', r.stopAtEos);
+  if (r.deadlineMs !== undefined) checkNumber('deadlineMs', r.deadlineMs, 0, 86_400_000);
   if (r.stop !== undefined) {
     if (!Array.isArray(r.stop) || r.stop.length > MAX_STOP_SEQUENCES) {
       throw invalid('stop', `an array of at most ${MAX_STOP_SEQUENCES} strings`, r.stop);
