@@ -134,6 +134,7 @@ uint64_t Engine::enqueue(std::shared_ptr<Request> r) {
     if (!r->is_evaluate && r->params.deadline_ms > 0)
         r->deadline = r->seq.arrival + std::chrono::microseconds((int64_t) (r->params.deadline_ms * 1000.0));
     counters_.requests_submitted.fetch_add(1, std::memory_order_relaxed);
+    active_ids_.insert(r->seq.id);
     if (!r->is_evaluate) {
         counters_.prompt_tokens.fetch_add(r->seq.n_prompt, std::memory_order_relaxed);
         counters_.prompt_len.observe(r->seq.n_prompt);
@@ -185,14 +186,10 @@ uint64_t Engine::submit_evaluate(std::vector<int32_t> tokens, bool all_logits, E
 
 bool Engine::cancel(uint64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto & r : incoming_) {
-        if (r->seq.id == id) { cancelled_.push_back(r); cv_.notify_one(); return true; }
-    }
-    // Requests the loop already owns: the loop checks this list at the next step boundary.
-    for (auto & r : live_) {
-        if (r->seq.id == id && !r->done) { cancelled_.push_back(r); cv_.notify_one(); return true; }
-    }
-    return false;
+    if (!active_ids_.count(id)) return false;
+    cancel_ids_.push_back(id);
+    cv_.notify_one();
+    return true;
 }
 
 void Engine::reconfigure(const SchedulerConfig & cfg) {
@@ -299,7 +296,21 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
     auto t0 = Clock::now();
     StepPlan plan = inst.sched->plan(cfg, t0);
     counters_.preemptions.fetch_add(plan.preempted.size(), std::memory_order_relaxed);
-    if (plan.seqs.empty()) return false;
+    for (SeqState * s : plan.preempted) {
+        Request & r = *static_cast<Request *>(s->owner);
+        r.eval_logits.clear(); // an evaluation is recomputed from its first token
+    }
+    if (plan.seqs.empty()) {
+        // A sequence that needs more blocks than the whole pool would wait (or be preempted) forever.
+        if (SeqState * s = inst.sched->unservable()) {
+            Request & r = *static_cast<Request *>(s->owner);
+            fail_request(&inst, r, ErrorCode::OUT_OF_MEMORY, "the KV cache (" + std::to_string(inst.pool->n_blocks()) + " blocks of " +
+                         std::to_string(inst.pool->block_size()) + " tokens) cannot hold a sequence of " + std::to_string(s->tokens.size()) +
+                         " tokens: raise kvCacheBlocks or kvCacheMaxBytes");
+            return true;
+        }
+        return false;
+    }
 
     const int32_t V = hparams_.n_vocab;
     std::vector<BatchEntry> batch;
@@ -409,7 +420,7 @@ void Engine::publish(const Instance & inst) {
 void Engine::thread_main() {
     for (;;) {
         SchedulerConfig cfg;
-        std::vector<std::shared_ptr<Request>> cancels;
+        std::vector<uint64_t> cancels;
         bool closing;
         {
             std::unique_lock<std::mutex> lock(mu_);
@@ -432,14 +443,18 @@ void Engine::thread_main() {
                 target->sched->add(&r->seq);
                 live_.push_back(r);
             }
-            cancels.swap(cancelled_);
+            cancels.swap(cancel_ids_);
             cfg = sched_cfg_;
             closing = closing_;
         }
-        for (auto & r : cancels) finish(r->inst, *r, FinishReason::CANCELLED);
+        for (uint64_t id : cancels)
+            for (auto & r : live_)
+                if (r->seq.id == id) finish(r->inst, *r, FinishReason::CANCELLED);
         if (closing) {
             for (auto & r : live_) finish(r->inst, *r, FinishReason::CANCELLED);
             live_.clear();
+            std::lock_guard<std::mutex> lock(mu_);
+            active_ids_.clear();
             return;
         }
         // Deadlines: refused while waiting, cut while running.
@@ -463,6 +478,11 @@ void Engine::thread_main() {
                 fail_running(inst.get(), ErrorCode::INTERNAL, std::string("engine step failed: ") + ex.what());
             }
         }
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            for (auto & r : live_)
+                if (r->done) active_ids_.erase(r->seq.id);
+        }
         live_.erase(std::remove_if(live_.begin(), live_.end(), [](const std::shared_ptr<Request> & r) { return r->done; }), live_.end());
         // Old instances are freed once drained.
         while (instances_.size() > 1 && instances_.front()->sched->n_running() == 0 && instances_.front()->sched->n_waiting() == 0)
@@ -480,7 +500,7 @@ void Engine::thread_main() {
             for (auto & inst : instances_) wake = std::min(wake, inst->sched->ready_at(cfg));
             for (auto & r : live_) wake = std::min(wake, r->deadline);
             std::unique_lock<std::mutex> lock(mu_);
-            auto pred = [&] { return closing_ || !incoming_.empty() || !cancelled_.empty() || pending_instance_ != nullptr; };
+            auto pred = [&] { return closing_ || !incoming_.empty() || !cancel_ids_.empty() || pending_instance_ != nullptr; };
             if (wake == Clock::time_point::max()) cv_.wait(lock, pred);
             else if (wake > Clock::now()) cv_.wait_until(lock, wake, pred);
         }

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "block_pool.h"
@@ -142,7 +143,8 @@ private:
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<std::shared_ptr<Request>> incoming_;
-    std::vector<std::shared_ptr<Request>> cancelled_;  // cancel() of requests already handed to the loop
+    std::vector<uint64_t> cancel_ids_;                  // cancel() requests, resolved by the loop
+    std::unordered_set<uint64_t> active_ids_;           // submitted and not yet ended
     std::unique_ptr<Instance> pending_instance_;        // built by reload(), taken by the loop
     SchedulerConfig sched_cfg_;
     bool closing_ = false;

@@ -144,6 +144,13 @@ std::deque<SeqState *> Scheduler::take_waiting() {
     return out;
 }
 
+SeqState * Scheduler::unservable() const {
+    if (!running_.empty() || waiting_.empty()) return nullptr;
+    SeqState * s = waiting_.front();
+    const int64_t need = ((int64_t) s->tokens.size() + pool_.block_size() - 1) / pool_.block_size();
+    return need > pool_.n_blocks() ? s : nullptr;
+}
+
 double Scheduler::fragmentation() const {
     int64_t reserved = 0, used = 0;
     for (const SeqState * s : running_) {

@@ -95,6 +95,8 @@ public:
     // Take every waiting sequence (to move them to another instance on reload).
     std::deque<SeqState *> take_waiting();
 
+    // With nothing running: the first waiting sequence if it needs more blocks than the pool holds in all.
+    SeqState * unservable() const;
     // Reserved token slots over used ones across running sequences (1.0 = no waste).
     double fragmentation() const;
 
