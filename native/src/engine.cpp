@@ -236,9 +236,15 @@ void Engine::emit_token(Request & r, int32_t tok, TokenLogprob * lp) {
     if (stopped) finish(r.inst, r, FinishReason::STOP);
 }
 
+void Engine::retire(const Request & r) {
+    std::lock_guard<std::mutex> lock(mu_);
+    active_ids_.erase(r.seq.id);
+}
+
 void Engine::finish(Instance * inst, Request & r, FinishReason reason) {
     if (r.done) return;
     r.done = true;
+    retire(r);
     auto now = Clock::now();
     if (inst) inst->sched->remove(&r.seq);
     if (r.is_evaluate) {
@@ -275,6 +281,7 @@ void Engine::finish(Instance * inst, Request & r, FinishReason reason) {
 void Engine::fail_request(Instance * inst, Request & r, ErrorCode code, const std::string & msg) {
     if (r.done) return;
     r.done = true;
+    retire(r);
     if (inst) inst->sched->remove(&r.seq);
     if (code == ErrorCode::TIMEOUT) counters_.requests_timed_out.fetch_add(1, std::memory_order_relaxed);
     else counters_.requests_failed.fetch_add(1, std::memory_order_relaxed);
@@ -338,6 +345,12 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
     inst.model->forward(batch, inst.logits.data());
     inst.sched->commit(plan);
     auto t1 = Clock::now();
+    // Step counters go in before any result of this step reaches the caller.
+    counters_.steps.fetch_add(1, std::memory_order_relaxed);
+    counters_.flushes[(int) plan.reason].fetch_add(1, std::memory_order_relaxed);
+    counters_.batch_size.observe((double) plan.seqs.size());
+    counters_.batch_tokens.observe((double) plan.n_tokens);
+    counters_.step_duration[(int) plan.phase].observe(s_between(t0, t1));
 
     // Sampling and delivery.
     size_t row = 0;
@@ -352,6 +365,7 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
             row += rows;
             if (q.completes_prefill) {
                 r.done = true;
+                retire(r);
                 inst.sched->remove(&r.seq);
                 counters_.requests_finished.fetch_add(1, std::memory_order_relaxed);
                 r.eval_done(std::move(r.eval_logits), nullptr);
@@ -383,13 +397,9 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         if (r.completion >= r.params.max_tokens || (int) r.seq.tokens.size() >= inst.n_ctx) finish(&inst, r, FinishReason::LENGTH);
     }
 
-    const double step_s = s_between(t0, t1);
-    counters_.steps.fetch_add(1, std::memory_order_relaxed);
-    counters_.flushes[(int) plan.reason].fetch_add(1, std::memory_order_relaxed);
-    counters_.batch_size.observe((double) plan.seqs.size());
-    counters_.batch_tokens.observe((double) plan.n_tokens);
-    counters_.step_duration[(int) plan.phase].observe(step_s);
     counters_.busy_ns.fetch_add((uint64_t) (s_between(t0, Clock::now()) * 1e9), std::memory_order_relaxed);
+    // Stats describe the newest instance: an old one still draining after a reload must not overwrite them.
+    if (&inst == instances_.back().get()) publish(inst);
     return true;
 }
 
@@ -426,16 +436,20 @@ void Engine::thread_main() {
             std::unique_lock<std::mutex> lock(mu_);
             if (pending_instance_) {
                 // Reload: waiting (not yet started) requests move to the new instance with the new arrivals.
+                // Those that would not fit a shorter context stay and finish on the old instance.
                 Instance * old = instances_.back().get();
-                for (SeqState * s : old->sched->take_waiting()) {
+                for (SeqState * s : old->sched->take_waiting((size_t) pending_instance_->n_ctx - 1)) {
                     Request * r = static_cast<Request *>(s->owner);
                     r->inst = pending_instance_.get();
                     pending_instance_->sched->add(s);
                 }
                 instances_.push_back(std::move(pending_instance_));
+                publish(*instances_.back()); // reload() returns after this: info() must show the new layout
                 cv_.notify_all();
             }
             Instance * target = instances_.back().get();
+            // Counted as waiting from now on, so admission control never loses sight of them.
+            counters_.waiting.fetch_add((int64_t) incoming_.size(), std::memory_order_relaxed);
             while (!incoming_.empty()) {
                 std::shared_ptr<Request> r = incoming_.front();
                 incoming_.pop_front();
@@ -453,8 +467,6 @@ void Engine::thread_main() {
         if (closing) {
             for (auto & r : live_) finish(r->inst, *r, FinishReason::CANCELLED);
             live_.clear();
-            std::lock_guard<std::mutex> lock(mu_);
-            active_ids_.clear();
             return;
         }
         // Deadlines: refused while waiting, cut while running.
@@ -477,11 +489,6 @@ void Engine::thread_main() {
                 // A failed step fails the requests it held; the engine goes on.
                 fail_running(inst.get(), ErrorCode::INTERNAL, std::string("engine step failed: ") + ex.what());
             }
-        }
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            for (auto & r : live_)
-                if (r->done) active_ids_.erase(r->seq.id);
         }
         live_.erase(std::remove_if(live_.begin(), live_.end(), [](const std::shared_ptr<Request> & r) { return r->done; }), live_.end());
         // Old instances are freed once drained.

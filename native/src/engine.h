@@ -174,6 +174,7 @@ private:
     void finish(Instance * inst, Request & r, FinishReason reason);
     void fail_request(Instance * inst, Request & r, ErrorCode code, const std::string & msg);
     void fail_running(Instance * inst, ErrorCode code, const std::string & msg);
+    void retire(const Request & r); // its id no longer cancellable
     void emit_token(Request & r, int32_t tok, TokenLogprob * lp);
     void publish(const Instance & inst);
     Instance * instance_of(const Request & r);

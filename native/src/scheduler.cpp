@@ -137,10 +137,17 @@ void Scheduler::remove(SeqState * s) {
     release_blocks(s);
 }
 
-std::deque<SeqState *> Scheduler::take_waiting() {
-    std::deque<SeqState *> out;
-    out.swap(waiting_);
-    for (SeqState * s : out) release_blocks(s);
+std::deque<SeqState *> Scheduler::take_waiting(size_t max_tokens) {
+    std::deque<SeqState *> out, keep;
+    for (SeqState * s : waiting_) {
+        if (s->tokens.size() <= max_tokens) {
+            release_blocks(s);
+            out.push_back(s);
+        } else {
+            keep.push_back(s);
+        }
+    }
+    waiting_.swap(keep);
     return out;
 }
 

@@ -92,8 +92,8 @@ public:
     void commit(const StepPlan & plan);
     // Remove a sequence (finished, cancelled, timed out) and release its blocks.
     void remove(SeqState * s);
-    // Take every waiting sequence (to move them to another instance on reload).
-    std::deque<SeqState *> take_waiting();
+    // Take the waiting sequences of at most `max_tokens` tokens (to move them to another instance on reload).
+    std::deque<SeqState *> take_waiting(size_t max_tokens);
 
     // With nothing running: the first waiting sequence if it needs more blocks than the pool holds in all.
     SeqState * unservable() const;
