@@ -1,5 +1,6 @@
 #include "engine_wrap.h"
 
+#include <functional>
 #include <mutex>
 #include <vector>
 
@@ -49,42 +50,45 @@ tl::ModelLayout parse_layout(Napi::Env env, const Napi::Object & o, tl::ModelLay
     throw Napi::Error(env, make_engine_error(env, ex.code(), ex.what()));
 }
 
-// Loads the model on a libuv worker thread.
-class LoadWorker : public Napi::AsyncWorker {
+// Runs `work` on a libuv worker thread and settles a promise: EngineExceptions become EngineErrors with their code.
+class PromiseWorker : public Napi::AsyncWorker {
 public:
-    LoadWorker(Napi::Env env, tl::EngineConfig cfg)
-        : Napi::AsyncWorker(env, "tuneloop:load"), cfg_(std::move(cfg)), deferred_(Napi::Promise::Deferred::New(env)) {}
+    using Work = std::function<void()>;
+    using Resolve = std::function<Napi::Value(Napi::Env)>;
+    PromiseWorker(Napi::Env env, const char * name, Work work, Resolve resolve)
+        : Napi::AsyncWorker(env, name), work_(std::move(work)), resolve_(std::move(resolve)),
+          deferred_(Napi::Promise::Deferred::New(env)) {}
     Napi::Promise promise() { return deferred_.Promise(); }
 
     void Execute() override {
         try {
-            engine_ = tl::Engine::load(cfg_);
+            work_();
         } catch (const tl::EngineException & ex) {
             code_ = ex.code();
             SetError(ex.what());
         } catch (const std::bad_alloc &) {
             code_ = tl::ErrorCode::OUT_OF_MEMORY;
-            SetError("out of memory while loading '" + cfg_.model_path + "'");
+            SetError("out of memory");
         } catch (const std::exception & ex) {
-            SetError(std::string("internal error while loading: ") + ex.what());
+            SetError(std::string("internal error: ") + ex.what());
         }
     }
-    void OnOK() override {
-        Napi::Env env = Env();
-        Napi::Object obj = env.GetInstanceData<AddonData>()->native_engine_ctor.New({});
-        NativeEngine::Unwrap(obj)->adopt(std::move(engine_));
-        deferred_.Resolve(obj);
-    }
-    void OnError(const Napi::Error & e) override {
-        deferred_.Reject(make_engine_error(Env(), code_, e.Message()));
-    }
+    void OnOK() override { deferred_.Resolve(resolve_(Env())); }
+    void OnError(const Napi::Error & e) override { deferred_.Reject(make_engine_error(Env(), code_, e.Message())); }
 
 private:
-    tl::EngineConfig cfg_;
+    Work work_;
+    Resolve resolve_;
     Napi::Promise::Deferred deferred_;
-    std::unique_ptr<tl::Engine> engine_;
     tl::ErrorCode code_ = tl::ErrorCode::INTERNAL;
 };
+
+Napi::Promise queue_worker(Napi::Env env, const char * name, PromiseWorker::Work work, PromiseWorker::Resolve resolve) {
+    auto * w = new PromiseWorker(env, name, std::move(work), std::move(resolve));
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
 
 // Closing joins the engine thread, which may be mid-step: done off the event loop.
 class CloseWorker : public Napi::AsyncWorker {
@@ -152,37 +156,6 @@ Napi::Object scheduler_to_js(Napi::Env env, const tl::SchedulerConfig & c) {
     o.Set("maxQueueLength", c.max_queue_length);
     return o;
 }
-
-// reload() loads the new instance on a libuv worker: the event loop and the engine's step loop keep going.
-class ReloadWorker : public Napi::AsyncWorker {
-public:
-    ReloadWorker(Napi::Env env, tl::Engine * engine, tl::ModelLayout layout, int n_ctx)
-        : Napi::AsyncWorker(env, "tuneloop:reload"), engine_(engine), layout_(layout), n_ctx_(n_ctx),
-          deferred_(Napi::Promise::Deferred::New(env)) {}
-    Napi::Promise promise() { return deferred_.Promise(); }
-    void Execute() override {
-        try {
-            engine_->reload(layout_, n_ctx_);
-        } catch (const tl::EngineException & ex) {
-            code_ = ex.code();
-            SetError(ex.what());
-        } catch (const std::bad_alloc &) {
-            code_ = tl::ErrorCode::OUT_OF_MEMORY;
-            SetError("out of memory while reloading");
-        } catch (const std::exception & ex) {
-            SetError(std::string("internal error while reloading: ") + ex.what());
-        }
-    }
-    void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-    void OnError(const Napi::Error & e) override { deferred_.Reject(make_engine_error(Env(), code_, e.Message())); }
-
-private:
-    tl::Engine * engine_;
-    tl::ModelLayout layout_;
-    int n_ctx_;
-    Napi::Promise::Deferred deferred_;
-    tl::ErrorCode code_ = tl::ErrorCode::INTERNAL;
-};
 
 Napi::Object logprob_to_js(Napi::Env env, const tl::TokenLogprob & lp) {
     Napi::Object o = Napi::Object::New(env);
@@ -449,10 +422,12 @@ static Napi::Value load_engine(const Napi::CallbackInfo & info) {
     cfg.kv_cache_max_bytes = (int64_t) get_number(o, "kvCacheMaxBytes", (double) cfg.kv_cache_max_bytes);
     Napi::Value sched = o.Get("scheduler");
     if (sched.IsObject()) cfg.scheduler = parse_scheduler(sched.As<Napi::Object>(), cfg.scheduler);
-    auto * w = new LoadWorker(env, cfg);
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
+    auto engine = std::make_shared<std::unique_ptr<tl::Engine>>();
+    return queue_worker(env, "tuneloop:load", [cfg, engine] { *engine = tl::Engine::load(cfg); }, [engine](Napi::Env env) -> Napi::Value {
+        Napi::Object obj = env.GetInstanceData<AddonData>()->native_engine_ctor.New({});
+        NativeEngine::Unwrap(obj)->adopt(std::move(*engine));
+        return obj;
+    });
 }
 
 Napi::Value NativeEngine::reconfigure(const Napi::CallbackInfo & info) {
@@ -469,10 +444,9 @@ Napi::Value NativeEngine::reload(const Napi::CallbackInfo & info) {
     tl::ModelLayout layout = parse_layout(env, o, e.layout());
     if (!o.Get("kvCacheBlocks").IsNumber()) layout.kv_blocks = 0; // re-size the pool for the new layout
     int n_ctx = (int) get_number(o, "contextLength", e.n_ctx());
-    auto * w = new ReloadWorker(env, &e, layout, n_ctx);
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
+    // The new instance loads on a libuv worker: the event loop and the engine's step loop keep going.
+    return queue_worker(env, "tuneloop:reload", [&e, layout, n_ctx] { e.reload(layout, n_ctx); },
+                        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
 }
 
 Napi::Value NativeEngine::stats(const Napi::CallbackInfo & info) {

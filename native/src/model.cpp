@@ -8,12 +8,6 @@
 
 #include "errors.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-static inline void cpu_relax() { _mm_pause(); }
-#else
-static inline void cpu_relax() {}
-#endif
 
 namespace tl {
 

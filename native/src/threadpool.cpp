@@ -3,12 +3,6 @@
 #include <algorithm>
 #include <chrono>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-static inline void cpu_relax() { _mm_pause(); }
-#else
-static inline void cpu_relax() {}
-#endif
 
 namespace tl {
 

@@ -10,7 +10,18 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace tl {
+
+// Pause hint for spin-wait loops (lets the sibling hyper-thread run, saves power).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    _mm_pause();
+#endif
+}
 
 class ThreadPool {
 public:

@@ -9,6 +9,8 @@ import type { EngineOptions, EngineStats, GenerateRequest, ModelInfo, ModelLayou
 export class Engine {
   private infoCache: ModelInfo;
   private closed = false;
+  /** An in-flight reload: close() waits for it, since the native reload reads the engine it runs on. */
+  private reloading: Promise<unknown> | undefined;
 
   private constructor(private readonly handle: NativeEngineHandle) {
     this.infoCache = handle.info() as unknown as ModelInfo;
@@ -125,7 +127,13 @@ export class Engine {
   async reload(settings: Partial<ModelLayoutSettings> & { kvCacheBlocks?: number; allreduceDelayUs?: number }): Promise<ModelInfo> {
     this.checkOpen();
     validateLayout(settings);
-    await this.handle.reload({ ...settings });
+    const done = this.handle.reload({ ...settings });
+    this.reloading = done.catch(() => undefined);
+    try {
+      await done;
+    } finally {
+      this.reloading = undefined;
+    }
     this.infoCache = this.handle.info() as unknown as ModelInfo;
     return this.infoCache;
   }
@@ -140,6 +148,7 @@ export class Engine {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.reloading;
     await this.handle.close();
   }
 
