@@ -1,10 +1,12 @@
-// `tuneloop` command line. Subcommands: generate (one completion from a model).
+// `tuneloop` command line. Subcommands: serve (the OpenAI-compatible server; the default of `npm start`),
+// generate (one completion from a model), load (a load generator against a running server).
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { Engine, EngineError, WEIGHTS_POLICIES, type WeightsPolicy } from './engine/index.js';
 import { defaultModelPath } from './defaults.js';
+import { SERVE_USAGE, serveCommand } from './controlplane/serve.js';
 
-const USAGE = `usage:
+const USAGE = `${SERVE_USAGE}usage:
   tuneloop generate [--model PATH] --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
                     [--seed N] [--quant f32|bf16|int8|int4|mixed] [--threads N] [--json]
 `;
@@ -85,6 +87,8 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {
+      case 'serve':
+        return await serveCommand(rest);
       case 'generate':
         return await generate(rest);
       case undefined:

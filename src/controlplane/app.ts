@@ -1,0 +1,484 @@
+// The OpenAI-compatible HTTP surface (express 5): /v1/completions, /v1/chat/completions (plain and SSE streaming),
+// /v1/models, /healthz, /readyz, and /metrics when a registry is given. Every error leaves in OpenAI's shape
+// (errors.ts). A client that goes away cancels its generation at once, so abandoned requests free their KV blocks
+// and batch slots instead of decoding for nobody.
+import { randomUUID, createHash, timingSafeEqual } from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Logger } from 'pino';
+import { isEngineError } from '../engine/errors.js';
+import type { Engine } from '../engine/engine.js';
+import type { Generation } from '../engine/generation.js';
+import type { FinishReason, GenerateRequest, GenerationResult, TokenLogprob } from '../engine/types.js';
+import { CP_ERRORS, ControlPlaneError, fromEngineError, isControlPlaneError, modelNotFound } from './errors.js';
+import { parseChatRequest, parseCompletionRequest, type ChatRequest, type CompletionRequest } from './openai-schema.js';
+import { DEFAULT_CHAT_TEMPLATE, type ChatTemplate } from './chat-template.js';
+
+/** The settings the HTTP layer needs; serve.ts fills them from the config file or defaults. */
+export interface ServerOptions {
+  host: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  /** Bearer keys accepted on /v1/*; empty = no authentication. */
+  apiKeys: string[];
+  /** express.json limit: bytes, or a string like '1mb'. */
+  bodyLimit: number | string;
+  /** How long a graceful drain waits for in-flight requests before cancelling them. */
+  drainTimeoutMs: number;
+  /** The name /v1/models lists and requests must use. */
+  modelName: string;
+  /** Per-request deadline handed to the engine (0 = none): TIMEOUT → 504. */
+  requestTimeoutMs: number;
+}
+
+export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelName'> = {
+  host: '127.0.0.1',
+  port: 8080,
+  apiKeys: [],
+  bodyLimit: 1024 * 1024,
+  drainTimeoutMs: 30_000,
+  requestTimeoutMs: 0,
+};
+
+/** One finished HTTP generation request, for request-level metrics (metrics.ts counts these). */
+export interface RequestRecord {
+  endpoint: 'completions' | 'chat_completions';
+  status: number;
+  stream: boolean;
+  durationS: number;
+  /** CP_ERR_* code when the request failed. */
+  errorCode?: string;
+  finishReason?: FinishReason;
+  promptTokens?: number;
+  completionTokens?: number;
+  /** True when the client went away before the response finished. */
+  clientDisconnected: boolean;
+}
+
+/** What the app drives in metrics.ts's `Metrics` (structural, so tests can pass a stub or nothing). */
+export interface MetricsHook {
+  /** Every answered HTTP request, by route template (/v1/completions) and status. */
+  observeRequest?(endpoint: string, status: number): void;
+  /** Every error answer, by its stable wire code (invalid_request, queue_full, …). */
+  observeError?(reason: string): void;
+  /** Generation requests, with tokens and finish reason, once their response ends. */
+  onRequest?(record: RequestRecord): void;
+  /** GET /metrics exposition. */
+  metricsText?(): Promise<string>;
+  contentType?: string;
+}
+
+/** Live state shared with server.ts (draining, in-flight accounting). */
+export interface AppState {
+  draining: boolean;
+  /** Generation requests whose response has not finished. */
+  readonly inflight: Set<Generation>;
+  /** HTTP generation requests being handled (including those not yet submitted to the engine). */
+  active: number;
+  /** Resolves the next time `active` drops to 0. */
+  onIdle(): Promise<void>;
+}
+
+export interface AppDeps {
+  engine: Engine;
+  options: ServerOptions;
+  logger: Logger;
+  metrics?: MetricsHook;
+  chatTemplate?: ChatTemplate;
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    id?: string;
+    log?: Logger;
+  }
+}
+
+const REQUEST_ID_RE = /^[\w.:-]{1,128}$/;
+
+function sha(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+function makeAuth(keys: readonly string[]) {
+  // Compare digests in constant time so response timing does not leak how much of a key matched.
+  const digests = keys.map(sha);
+  return (req: Request, _res: Response, next: NextFunction): void => {
+    if (digests.length === 0) return next();
+    const h = req.headers.authorization;
+    const m = typeof h === 'string' ? /^Bearer\s+(.+)$/i.exec(h.trim()) : null;
+    if (!m) {
+      return next(new ControlPlaneError('CP_ERR_UNAUTHORIZED', "You didn't provide an API key: use the header 'Authorization: Bearer KEY'"));
+    }
+    const d = sha(m[1]!);
+    if (!digests.some((k) => timingSafeEqual(k, d))) {
+      return next(new ControlPlaneError('CP_ERR_UNAUTHORIZED', 'Incorrect API key provided'));
+    }
+    next();
+  };
+}
+
+function sendError(res: Response, err: ControlPlaneError, metrics?: MetricsHook): void {
+  metrics?.observeError?.(CP_ERRORS[err.code].code);
+  for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+  res.status(err.status).json(err.toResponse());
+}
+
+/** Body-parser failures carry `type` and `status`; map them into the catalogue. */
+function fromBodyParserError(err: unknown): ControlPlaneError | undefined {
+  if (typeof err !== 'object' || err === null || !('type' in err)) return undefined;
+  const t = (err as { type: unknown }).type;
+  const msg = err instanceof Error ? err.message : String(err);
+  if (t === 'entity.too.large') return new ControlPlaneError('CP_ERR_BODY_TOO_LARGE', `Request body too large: ${msg}`);
+  if (t === 'entity.parse.failed') return new ControlPlaneError('CP_ERR_MALFORMED_JSON', `The request body is not valid JSON: ${msg}`, { param: 'body' });
+  if (t === 'encoding.unsupported' || t === 'charset.unsupported') return new ControlPlaneError('CP_ERR_UNSUPPORTED_MEDIA_TYPE', msg);
+  if (t === 'request.aborted' || t === 'request.size.invalid') return new ControlPlaneError('CP_ERR_INVALID_REQUEST', msg);
+  return undefined;
+}
+
+function toControlPlaneError(err: unknown, promptParam: string): ControlPlaneError {
+  if (isControlPlaneError(err)) return err;
+  if (isEngineError(err)) return fromEngineError(err, promptParam);
+  return fromBodyParserError(err) ?? new ControlPlaneError('CP_ERR_INTERNAL', 'The server had an error while processing your request');
+}
+
+// ---- OpenAI response shapes ---------------------------------------------------------------------------------
+
+interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+function usageOf(promptTokens: number, completionTokens: number): Usage {
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+}
+
+/** 'cancelled' only happens when the client left or the drain deadline passed; OpenAI has no such reason. */
+function finishReasonOf(r: FinishReason): 'stop' | 'length' {
+  return r === 'length' ? 'length' : 'stop';
+}
+
+type Detok = (id: number) => string;
+
+function completionLogprobs(lps: readonly TokenLogprob[], detok: Detok, textOffset: number) {
+  const tokens: string[] = [], token_logprobs: number[] = [], top_logprobs: Record<string, number>[] = [], text_offset: number[] = [];
+  let off = textOffset;
+  for (const lp of lps) {
+    const t = detok(lp.token);
+    tokens.push(t);
+    token_logprobs.push(lp.logprob);
+    top_logprobs.push(Object.fromEntries(lp.top.map((a) => [detok(a.token), a.logprob])));
+    text_offset.push(off);
+    off += t.length;
+  }
+  return { tokens, token_logprobs, top_logprobs, text_offset };
+}
+
+function chatLogprobs(lps: readonly TokenLogprob[], detok: Detok) {
+  const entry = (token: number, logprob: number) => {
+    const t = detok(token);
+    return { token: t, logprob, bytes: [...Buffer.from(t, 'utf8')] };
+  };
+  return {
+    content: lps.map((lp) => ({ ...entry(lp.token, lp.logprob), top_logprobs: lp.top.map((a) => entry(a.token, a.logprob)) })),
+    refusal: null,
+  };
+}
+
+// ---- The app --------------------------------------------------------------------------------------------------
+
+export function createApp(deps: AppDeps): { app: express.Express; state: AppState } {
+  const { engine, options, logger, metrics } = deps;
+  const template = deps.chatTemplate ?? DEFAULT_CHAT_TEMPLATE;
+  let idleWaiters: (() => void)[] = [];
+  const state: AppState = {
+    draining: false,
+    inflight: new Set(),
+    active: 0,
+    onIdle() {
+      if (state.active === 0) return Promise.resolve();
+      return new Promise((res) => idleWaiters.push(res));
+    },
+  };
+  const endActive = (): void => {
+    state.active--;
+    if (state.active === 0) {
+      const w = idleWaiters;
+      idleWaiters = [];
+      for (const f of w) f();
+    }
+  };
+  const detok: Detok = (id) => engine.detokenize([id]);
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  // Request id and a child logger first, so every later log line (errors included) carries the id.
+  app.use((req, res, next) => {
+    const given = req.headers['x-request-id'];
+    const id = typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
+    req.id = id;
+    req.log = logger.child({ reqId: id });
+    res.setHeader('x-request-id', id);
+    const started = performance.now();
+    let counted = false;
+    const done = (): void => {
+      if (counted) return;
+      counted = true;
+      // The route template, never the raw URL: user-controlled paths must not become label values.
+      const route = (req.route as { path?: unknown } | undefined)?.path;
+      metrics?.observeRequest?.(typeof route === 'string' ? `${req.baseUrl}${route}` : 'unmatched', res.statusCode);
+      req.log?.info({ method: req.method, url: req.originalUrl, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request');
+    };
+    res.on('finish', done);
+    res.on('close', done);
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', (_req, res) => {
+    const ready = !state.draining && !engine.isClosed;
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : state.draining ? 'draining' : 'not_loaded', model: options.modelName });
+  });
+
+  if (metrics?.metricsText) {
+    const text = metrics.metricsText.bind(metrics);
+    // Outside /v1: scrapers do not carry API keys.
+    app.get('/metrics', async (_req, res) => {
+      res.setHeader('Content-Type', metrics.contentType ?? 'text/plain; version=0.0.4; charset=utf-8');
+      res.send(await text());
+    });
+  }
+
+  const v1 = express.Router();
+  v1.use((_req, res, next) => {
+    if (state.draining) {
+      res.setHeader('Connection', 'close');
+      return next(new ControlPlaneError('CP_ERR_DRAINING', 'The server is shutting down; retry on another instance', { headers: { 'Retry-After': '1' } }));
+    }
+    next();
+  });
+  v1.use(makeAuth(options.apiKeys));
+  v1.use(express.json({ limit: options.bodyLimit }));
+
+  v1.get('/models', (_req, res) => {
+    res.json({
+      object: 'list',
+      data: [{ id: options.modelName, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'tuneloop' }],
+    });
+  });
+
+  const handle = (endpoint: RequestRecord['endpoint']) => async (req: Request, res: Response) => {
+    const started = performance.now();
+    state.active++;
+    const record: RequestRecord = { endpoint, status: 200, stream: false, durationS: 0, clientDisconnected: false };
+    let gen: Generation | undefined;
+    let ended = false;
+    const finish = (): void => {
+      if (ended) return;
+      ended = true;
+      if (gen) state.inflight.delete(gen);
+      record.status = res.statusCode;
+      record.durationS = (performance.now() - started) / 1000;
+      endActive();
+      metrics?.onRequest?.(record);
+    };
+    res.on('close', () => {
+      // 'close' before the response finished: the client went away. Cancel now; the engine frees the sequence at
+      // its next step boundary.
+      if (!res.writableFinished) {
+        record.clientDisconnected = true;
+        if (gen) {
+          req.log?.info({ generation: gen.id }, 'client disconnected: cancelling generation');
+          gen.cancel();
+        }
+      }
+      finish();
+    });
+    const promptParam = endpoint === 'chat_completions' ? 'messages' : 'prompt';
+    try {
+      if (req.body === undefined) {
+        throw new ControlPlaneError('CP_ERR_INVALID_REQUEST', "Expected a JSON body with 'Content-Type: application/json'", { param: 'body' });
+      }
+      const parsed: CompletionRequest | ChatRequest = endpoint === 'chat_completions' ? parseChatRequest(req.body) : parseCompletionRequest(req.body);
+      record.stream = parsed.stream;
+      if (parsed.model !== options.modelName) throw modelNotFound(parsed.model, options.modelName);
+      const { request, promptTokens } = buildEngineRequest(parsed);
+      record.promptTokens = promptTokens;
+      if (record.clientDisconnected) return;
+      gen = engine.generate(request);
+      state.inflight.add(gen);
+      req.log?.debug({ generation: gen.id, promptTokens, maxTokens: request.maxTokens, stream: parsed.stream }, 'generation started');
+      if (parsed.stream) await streamResponse(req, res, parsed, gen, promptTokens, record);
+      else await plainResponse(res, parsed, gen, promptTokens, record);
+    } catch (err) {
+      const cpe = toControlPlaneError(err, promptParam);
+      record.errorCode = cpe.code;
+      if (cpe.status >= 500) req.log?.error({ err }, 'request failed');
+      else req.log?.info({ code: cpe.code, message: cpe.message }, 'request refused');
+      if (res.headersSent) {
+        // Mid-stream: the status line is gone; report in-band as OpenAI does, then end the stream.
+        if (!res.writableEnded) {
+          metrics?.observeError?.(CP_ERRORS[cpe.code].code);
+          res.write(`data: ${JSON.stringify(cpe.toResponse())}\n\n`);
+          res.end();
+        }
+      } else if (!record.clientDisconnected) {
+        sendError(res, cpe, metrics);
+      }
+    }
+  };
+
+  function buildEngineRequest(p: CompletionRequest | ChatRequest): { request: GenerateRequest; promptTokens: number } {
+    const ctx = engine.info.contextLength;
+    let tokens: number[];
+    let stop = p.stop;
+    if (p.kind === 'chat') {
+      tokens = engine.tokenize(template.render(p.messages));
+      stop = [...(p.stop ?? []), ...template.stop];
+    } else if (typeof p.prompt === 'string') {
+      tokens = engine.tokenize(p.prompt);
+    } else {
+      tokens = p.prompt;
+    }
+    const promptParam = p.kind === 'chat' ? 'messages' : 'prompt';
+    if (tokens.length === 0) throw new ControlPlaneError('CP_ERR_INVALID_REQUEST', `'${promptParam}' must not be empty`, { param: promptParam });
+    if (tokens.length >= ctx) {
+      throw new ControlPlaneError('CP_ERR_CONTEXT_OVERFLOW',
+        `This model's maximum context length is ${ctx} tokens, but your ${promptParam} has ${tokens.length} tokens (at least one must be left to generate)`,
+        { param: promptParam });
+    }
+    let maxTokens: number;
+    if (p.maxTokens === undefined) {
+      // OpenAI's defaults: 16 for completions; chat runs until the context is full.
+      maxTokens = Math.min(p.kind === 'completion' ? 16 : ctx, ctx - tokens.length);
+    } else {
+      if (tokens.length + p.maxTokens > ctx) {
+        throw new ControlPlaneError('CP_ERR_CONTEXT_OVERFLOW',
+          `This model's maximum context length is ${ctx} tokens. However, you requested ${tokens.length + p.maxTokens} tokens (${tokens.length} in the ${promptParam}, ${p.maxTokens} for the completion). Please reduce the ${promptParam} or max_tokens`,
+          { param: 'max_tokens' });
+      }
+      maxTokens = p.maxTokens;
+    }
+    const request: GenerateRequest = { tokens, maxTokens, stopAtEos: !p.ignoreEos };
+    if (p.temperature !== undefined) request.temperature = p.temperature;
+    if (p.topP !== undefined) request.topP = p.topP;
+    if (p.topK !== undefined) request.topK = p.topK;
+    if (p.seed !== undefined) request.seed = p.seed;
+    if (stop !== undefined) request.stop = stop;
+    if (p.logprobs !== undefined) request.logprobs = p.logprobs;
+    if (options.requestTimeoutMs > 0) request.deadlineMs = options.requestTimeoutMs;
+    return { request, promptTokens: tokens.length };
+  }
+
+  async function plainResponse(res: Response, p: CompletionRequest | ChatRequest, gen: Generation, promptTokens: number, record: RequestRecord) {
+    const r: GenerationResult = await gen.result;
+    record.finishReason = r.finishReason;
+    record.completionTokens = r.usage.completionTokens;
+    if (record.clientDisconnected) return;
+    const created = Math.floor(Date.now() / 1000);
+    const usage = usageOf(r.usage.promptTokens || promptTokens, r.usage.completionTokens);
+    if (p.kind === 'completion') {
+      res.json({
+        id: `cmpl-${randomUUID()}`,
+        object: 'text_completion',
+        created,
+        model: options.modelName,
+        choices: [{
+          index: 0,
+          text: r.text,
+          logprobs: p.logprobs !== undefined && r.logprobs ? completionLogprobs(r.logprobs, detok, 0) : null,
+          finish_reason: finishReasonOf(r.finishReason),
+        }],
+        usage,
+      });
+    } else {
+      res.json({
+        id: `chatcmpl-${randomUUID()}`,
+        object: 'chat.completion',
+        created,
+        model: options.modelName,
+        choices: [{
+          index: 0,
+          message: { role: 'assistant', content: r.text, refusal: null },
+          logprobs: p.logprobs !== undefined && r.logprobs ? chatLogprobs(r.logprobs, detok) : null,
+          finish_reason: finishReasonOf(r.finishReason),
+        }],
+        usage,
+      });
+    }
+  }
+
+  async function streamResponse(req: Request, res: Response, p: CompletionRequest | ChatRequest, gen: Generation, promptTokens: number, record: RequestRecord) {
+    const created = Math.floor(Date.now() / 1000);
+    const id = p.kind === 'chat' ? `chatcmpl-${randomUUID()}` : `cmpl-${randomUUID()}`;
+    const object = p.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+    const base = { id, object, created, model: options.modelName };
+    // With include_usage, OpenAI puts `usage: null` on every chunk and the totals on one last chunk.
+    const usageField = p.includeUsage ? { usage: null } : {};
+    const send = (payload: unknown): void => {
+      if (!res.writableEnded) res.write(`data: ${JSON.stringify(payload)}\n\n`);
+    };
+    res.status(200);
+    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-cache');
+    res.setHeader('X-Accel-Buffering', 'no');
+    res.flushHeaders();
+
+    let textOffset = 0;
+    if (p.kind === 'chat') {
+      send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], ...usageField });
+    }
+    for await (const chunk of gen) {
+      if (record.clientDisconnected) break;
+      // Text held back (a possible stop sequence, a partial UTF-8 character) arrives as empty chunks: skip them.
+      if (chunk.text.length === 0 && !(p.logprobs !== undefined && chunk.logprobs?.length)) continue;
+      if (p.kind === 'chat') {
+        const lp = p.logprobs !== undefined && chunk.logprobs ? chatLogprobs(chunk.logprobs, detok) : null;
+        send({ ...base, choices: [{ index: 0, delta: { content: chunk.text }, logprobs: lp, finish_reason: null }], ...usageField });
+      } else {
+        const lp = p.logprobs !== undefined && chunk.logprobs ? completionLogprobs(chunk.logprobs, detok, textOffset) : null;
+        send({ ...base, choices: [{ index: 0, text: chunk.text, logprobs: lp, finish_reason: null }], ...usageField });
+      }
+      textOffset += chunk.text.length;
+    }
+    const r = await gen.result;
+    record.finishReason = r.finishReason;
+    record.completionTokens = r.usage.completionTokens;
+    if (record.clientDisconnected) return;
+    const fr = finishReasonOf(r.finishReason);
+    if (p.kind === 'chat') send({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: fr }], ...usageField });
+    else send({ ...base, choices: [{ index: 0, text: '', logprobs: null, finish_reason: fr }], ...usageField });
+    if (p.includeUsage) send({ ...base, choices: [], usage: usageOf(r.usage.promptTokens || promptTokens, r.usage.completionTokens) });
+    res.write('data: [DONE]\n\n');
+    res.end();
+    req.log?.debug({ generation: gen.id, finishReason: r.finishReason, completionTokens: r.usage.completionTokens }, 'stream finished');
+  }
+
+  v1.post('/completions', handle('completions'));
+  v1.post('/chat/completions', handle('chat_completions'));
+  app.use('/v1', v1);
+
+  app.use((req, _res, next) => {
+    next(new ControlPlaneError('CP_ERR_ROUTE_NOT_FOUND', `Unknown request URL: ${req.method} ${req.path}`));
+  });
+
+  // Errors from middleware (auth, draining, body parsing) and unknown routes; generation errors are answered in
+  // the handler itself.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const cpe = toControlPlaneError(err, 'prompt');
+    if (cpe.status >= 500 && cpe.code !== 'CP_ERR_DRAINING') req.log?.error({ err }, 'request failed');
+    else req.log?.info({ code: cpe.code, message: cpe.message }, 'request refused');
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    sendError(res, cpe, metrics);
+  });
+
+  return { app, state };
+}

@@ -1,0 +1,100 @@
+// One catalogue of every error the HTTP control plane answers with. Each code fixes the HTTP status and the
+// OpenAI error `type`, so clients written against OpenAI (the official SDKs map status → exception class) behave
+// the same here. The wire `code` follows OpenAI's where one exists (model_not_found, context_length_exceeded,
+// invalid_api_key), so tools that branch on it keep working.
+import type { EngineError } from '../engine/errors.js';
+
+export interface ErrorSpec {
+  status: number;
+  /** OpenAI's error.type. */
+  type: string;
+  /** error.code on the wire. */
+  code: string;
+}
+
+export const CP_ERRORS = {
+  CP_ERR_INVALID_REQUEST: { status: 400, type: 'invalid_request_error', code: 'invalid_request' },
+  CP_ERR_MALFORMED_JSON: { status: 400, type: 'invalid_request_error', code: 'malformed_json' },
+  CP_ERR_CONTEXT_OVERFLOW: { status: 400, type: 'invalid_request_error', code: 'context_length_exceeded' },
+  CP_ERR_UNAUTHORIZED: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  CP_ERR_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
+  CP_ERR_ROUTE_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'not_found' },
+  CP_ERR_BODY_TOO_LARGE: { status: 413, type: 'invalid_request_error', code: 'body_too_large' },
+  CP_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type' },
+  CP_ERR_QUEUE_FULL: { status: 429, type: 'rate_limit_error', code: 'queue_full' },
+  CP_ERR_INTERNAL: { status: 500, type: 'server_error', code: 'internal_error' },
+  CP_ERR_DRAINING: { status: 503, type: 'server_error', code: 'server_draining' },
+  CP_ERR_ENGINE_CLOSED: { status: 503, type: 'server_error', code: 'engine_closed' },
+  CP_ERR_TIMEOUT: { status: 504, type: 'timeout_error', code: 'timeout' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ControlPlaneErrorCode = keyof typeof CP_ERRORS;
+
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: string | null; code: string };
+}
+
+export class ControlPlaneError extends Error {
+  readonly code: ControlPlaneErrorCode;
+  readonly status: number;
+  readonly type: string;
+  readonly param: string | null;
+  /** Extra response headers (Retry-After on 429/503). */
+  readonly headers: Record<string, string>;
+
+  constructor(code: ControlPlaneErrorCode, message: string, options: { param?: string | null; headers?: Record<string, string> } = {}) {
+    super(message);
+    this.name = 'ControlPlaneError';
+    this.code = code;
+    this.status = CP_ERRORS[code].status;
+    this.type = CP_ERRORS[code].type;
+    this.param = options.param ?? null;
+    this.headers = options.headers ?? {};
+  }
+
+  toResponse(): OpenAIErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: CP_ERRORS[this.code].code } };
+  }
+}
+
+export function isControlPlaneError(e: unknown): e is ControlPlaneError {
+  return e instanceof ControlPlaneError;
+}
+
+/** Seconds a refused client should wait; the queue drains in well under a second on the models we serve. */
+export const RETRY_AFTER_S = 1;
+
+/**
+ * Translate an engine refusal into the HTTP answer. `promptParam` names the request field that held the prompt
+ * ('prompt' for completions, 'messages' for chat) so a context overflow points at the right field.
+ */
+export function fromEngineError(e: EngineError, promptParam = 'prompt'): ControlPlaneError {
+  switch (e.code) {
+    case 'INVALID_ARGUMENT':
+      return new ControlPlaneError('CP_ERR_INVALID_REQUEST', e.message);
+    case 'CONTEXT_OVERFLOW':
+      return new ControlPlaneError('CP_ERR_CONTEXT_OVERFLOW', e.message, { param: promptParam });
+    case 'QUEUE_FULL':
+      return new ControlPlaneError('CP_ERR_QUEUE_FULL', `Server overloaded: ${e.message}; retry later`, {
+        headers: { 'Retry-After': String(RETRY_AFTER_S) },
+      });
+    case 'TIMEOUT':
+      return new ControlPlaneError('CP_ERR_TIMEOUT', e.message);
+    case 'ENGINE_CLOSED':
+      return new ControlPlaneError('CP_ERR_ENGINE_CLOSED', 'The model is not loaded (the engine is closed)', {
+        headers: { 'Retry-After': String(RETRY_AFTER_S) },
+      });
+    case 'MODEL_NOT_FOUND':
+      return new ControlPlaneError('CP_ERR_MODEL_NOT_FOUND', e.message, { param: 'model' });
+    default:
+      // CANCELLED, OUT_OF_MEMORY, INTERNAL, model-file errors: nothing the client did; report as a server fault.
+      return new ControlPlaneError('CP_ERR_INTERNAL', `${e.code}: ${e.message}`);
+  }
+}
+
+/** The 404 for a request naming a model this server does not serve. */
+export function modelNotFound(requested: string, served: string): ControlPlaneError {
+  return new ControlPlaneError('CP_ERR_MODEL_NOT_FOUND', `The model '${requested}' does not exist (this server serves '${served}')`, {
+    param: 'model',
+  });
+}

@@ -1,0 +1,127 @@
+// `tuneloop serve`: load the engine, start the OpenAI-compatible server, drain gracefully on SIGTERM/SIGINT.
+import { parseArgs } from 'node:util';
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { Engine } from '../engine/engine.js';
+import { EngineError } from '../engine/errors.js';
+import type { EngineOptions } from '../engine/types.js';
+import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './app.js';
+import { installGracefulShutdown, startServer } from './server.js';
+import { createMetrics } from './metrics.js';
+import { ConfigError, engineOptionsFromConfig, loadConfig, type TuneloopConfig } from './config.js';
+
+export const SERVE_USAGE = `usage:
+  tuneloop serve [--config FILE] [--model PATH] [--host H] [--port N] [--threads N]
+                 [--log-level fatal|error|warn|info|debug|trace|silent] [--set SECTION.KEY=VALUE]...
+  Precedence: defaults < --config file < TUNELOOP_<SECTION>_<KEY> env vars < flags (--set, then the named flags).
+`;
+
+export interface ServeSettings {
+  config: TuneloopConfig;
+  engine: EngineOptions;
+  server: ServerOptions;
+}
+
+/** The model's served name: the file name without .gguf ("tuneloop-shakespeare"). */
+export function modelNameOf(path: string): string {
+  return basename(path).replace(/\.gguf$/i, '');
+}
+
+/** The HTTP layer's options from a loaded config. */
+export function serverOptionsFromConfig(cfg: TuneloopConfig): ServerOptions {
+  return {
+    ...DEFAULT_SERVER_OPTIONS,
+    host: cfg.server.host,
+    port: cfg.server.port,
+    apiKeys: [...cfg.server.apiKeys],
+    bodyLimit: cfg.server.requestBodyLimitBytes,
+    drainTimeoutMs: cfg.server.drainTimeoutMs,
+    modelName: cfg.model.name,
+  };
+}
+
+/** Flags become config overrides, so they are validated (and reported) exactly like file and env values. */
+export function resolveServeSettings(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeSettings {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string' },
+      model: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      threads: { type: 'string' },
+      'log-level': { type: 'string' },
+      set: { type: 'string', multiple: true },
+    },
+    strict: true,
+  });
+  const overrides: Record<string, string> = {};
+  for (const kv of values.set ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new ConfigError(kv, "--set expects SECTION.KEY=VALUE, e.g. --set scheduler.maxBatchSize=8");
+    overrides[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  if (values.model !== undefined) {
+    overrides['model.path'] = values.model;
+    // A model given by path is served under its file name unless a name is set explicitly.
+    overrides['model.name'] ??= modelNameOf(values.model);
+  }
+  if (values.host !== undefined) overrides['server.host'] = values.host;
+  if (values.port !== undefined) overrides['server.port'] = values.port;
+  if (values.threads !== undefined) overrides['model.threads'] = values.threads;
+  if (values['log-level'] !== undefined) overrides['logging.level'] = values['log-level'];
+  const config = loadConfig({ ...(values.config !== undefined ? { file: values.config } : {}), env, overrides });
+  if (!existsSync(config.model.path)) {
+    throw new EngineError('MODEL_NOT_FOUND', `model file ${config.model.path} does not exist; pass --model PATH`);
+  }
+  return { config, engine: engineOptionsFromConfig(config), server: serverOptionsFromConfig(config) };
+}
+
+/** Runs until a signal drains the server; the returned promise resolves only when startup fails. */
+export async function serveCommand(argv: string[]): Promise<number> {
+  let settings: ServeSettings;
+  try {
+    settings = resolveServeSettings(argv);
+  } catch (e) {
+    if (e instanceof EngineError) {
+      process.stderr.write(`tuneloop serve: ${e.code}: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      process.stderr.write(`tuneloop serve: config: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof TypeError && String((e as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`tuneloop serve: ${e.message}\n${SERVE_USAGE}`);
+      return 1;
+    }
+    throw e;
+  }
+  const logger: Logger = pino({ level: settings.config.logging.level, base: { service: 'tuneloop' } });
+  let engine: Engine;
+  try {
+    engine = await Engine.load(settings.engine);
+  } catch (e) {
+    if (e instanceof EngineError) {
+      logger.error({ code: e.code, model: settings.engine.model }, e.message);
+      process.stderr.write(`tuneloop serve: ${e.code}: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  logger.info({ model: settings.engine.model, modelName: settings.server.modelName, loadMs: engine.info.loadMs, kernels: engine.info.kernels }, 'model loaded');
+  let server;
+  try {
+    const metrics = createMetrics({ engine, config: settings.config, modelName: settings.server.modelName });
+    server = await startServer({ engine, options: settings.server, logger, metricsHook: metrics });
+  } catch (e) {
+    await engine.close();
+    process.stderr.write(`tuneloop serve: cannot listen on ${settings.server.host}:${settings.server.port}: ${(e as Error).message}\n`);
+    return 1;
+  }
+  installGracefulShutdown({ server, engine, logger, drainTimeoutMs: settings.server.drainTimeoutMs });
+  logger.info({ url: server.url, auth: settings.server.apiKeys.length > 0 }, 'listening');
+  // Never resolves: the shutdown handler exits the process once drained.
+  return new Promise<number>(() => undefined);
+}

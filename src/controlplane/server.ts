@@ -1,0 +1,141 @@
+// The HTTP server around the app: listen, graceful drain, and the SIGTERM/SIGINT handler the CLI installs.
+// Drain order: refuse new work (readyz 503, /v1 503, listener closed so new connections are refused), let in-flight
+// generations finish up to a deadline, cancel what is left, then close the remaining connections.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Engine } from '../engine/engine.js';
+import { createApp, type AppState, type MetricsHook, type ServerOptions } from './app.js';
+
+export interface StartServerArgs {
+  engine: Engine;
+  options: ServerOptions;
+  logger: Logger;
+  metricsHook?: MetricsHook;
+}
+
+export interface DrainResult {
+  /** Generation requests that finished on their own during the drain. */
+  completed: boolean;
+  /** Generations cancelled because the deadline passed. */
+  cancelled: number;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  state: AppState;
+  server: Server;
+  /** Stop accepting, wait for in-flight requests up to `deadlineMs`, cancel the rest, close all connections. */
+  drain(deadlineMs: number): Promise<DrainResult>;
+  /** Drain with no grace: cancel everything now. Does not close the engine (the caller owns it). */
+  close(): Promise<void>;
+}
+
+export async function startServer(args: StartServerArgs): Promise<RunningServer> {
+  const { engine, options, logger } = args;
+  const { app, state } = createApp({ engine, options, logger, ...(args.metricsHook ? { metrics: args.metricsHook } : {}) });
+  const server = createServer(app);
+  // Long streaming responses must not be cut by Node's default request timeout.
+  server.requestTimeout = 0;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `http://${host}:${addr.port}`;
+
+  let draining: Promise<DrainResult> | undefined;
+  const closed = new Promise<void>((res) => server.once('close', () => res()));
+
+  async function doDrain(deadlineMs: number): Promise<DrainResult> {
+    state.draining = true;
+    // Stop listening: new connections are refused from here on. Idle keep-alive sockets are closed; busy ones get
+    // 'Connection: close' on their next response (app.ts) and are closed once idle.
+    server.close();
+    server.closeIdleConnections();
+    logger.info({ inflight: state.active, deadlineMs }, 'draining');
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((res) => (timer = setTimeout(() => res('timeout'), deadlineMs)));
+    const outcome = await Promise.race([state.onIdle().then(() => 'idle' as const), timedOut]);
+    clearTimeout(timer);
+    let cancelled = 0;
+    if (outcome === 'timeout') {
+      for (const g of state.inflight) {
+        g.cancel();
+        cancelled++;
+      }
+      logger.warn({ cancelled }, 'drain deadline passed: cancelled in-flight generations');
+      // Cancelled streams end at the engine's next step; give them a moment to write their final bytes.
+      await Promise.race([state.onIdle(), new Promise((res) => setTimeout(res, 1000))]);
+    }
+    server.closeAllConnections();
+    await closed;
+    logger.info({ cancelled }, 'drained');
+    return { completed: outcome === 'idle', cancelled };
+  }
+
+  return {
+    url,
+    port: addr.port,
+    state,
+    server,
+    drain(deadlineMs) {
+      draining ??= doDrain(deadlineMs);
+      return draining;
+    },
+    async close() {
+      draining ??= doDrain(0);
+      await draining;
+    },
+  };
+}
+
+export interface ShutdownOptions {
+  server: RunningServer;
+  engine: Engine;
+  logger: Logger;
+  drainTimeoutMs: number;
+  /** Injected for tests; default process.exit. */
+  exit?: (code: number) => void;
+  signals?: NodeJS.Signals[];
+}
+
+/**
+ * Install graceful shutdown: the first SIGTERM/SIGINT drains (up to drainTimeoutMs), closes the engine and exits 0;
+ * a second signal exits at once with 130 (the operator insists). Returns a function that removes the handlers.
+ */
+export function installGracefulShutdown(o: ShutdownOptions): () => void {
+  const exit = o.exit ?? ((code: number) => process.exit(code));
+  const signals = o.signals ?? ['SIGTERM', 'SIGINT'];
+  let shuttingDown = false;
+  const handler = (signal: NodeJS.Signals): void => {
+    if (shuttingDown) {
+      o.logger.warn({ signal }, 'second signal: exiting now');
+      exit(130);
+      return;
+    }
+    shuttingDown = true;
+    o.logger.info({ signal, drainTimeoutMs: o.drainTimeoutMs }, 'shutdown requested: draining');
+    void (async () => {
+      let code = 0;
+      try {
+        await o.server.drain(o.drainTimeoutMs);
+        await o.engine.close();
+      } catch (err) {
+        o.logger.error({ err }, 'error during shutdown');
+        code = 1;
+      }
+      o.logger.info({ code }, 'exiting');
+      exit(code);
+    })();
+  };
+  for (const s of signals) process.on(s, handler);
+  return () => {
+    for (const s of signals) process.off(s, handler);
+  };
+}

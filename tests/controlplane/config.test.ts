@@ -1,0 +1,255 @@
+// The YAML config: defaults, precedence of file < env < CLI, and errors that name the field, the reason and where
+// the bad value came from.
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  ConfigError, DEFAULT_CONFIG, configKeyDocs, engineOptionsFromConfig, loadConfig, type TuneloopConfig,
+} from '../../src/controlplane/config.js';
+import { defaultModelPath } from '../../src/defaults.js';
+import { validateEngineOptions } from '../../src/engine/validate.js';
+import { REPO_ROOT } from '../helpers/shared.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tuneloop-config-'));
+let n = 0;
+function yamlFile(text: string): string {
+  const p = join(dir, `c${n++}.yaml`);
+  writeFileSync(p, text);
+  return p;
+}
+
+function configErrorOf(f: () => unknown): ConfigError {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig defaults', () => {
+  it('gives the documented defaults with no file, env or overrides', () => {
+    const cfg = loadConfig({});
+    expect(cfg).toEqual(DEFAULT_CONFIG);
+    expect(cfg.server).toEqual({ host: '127.0.0.1', port: 8080, apiKeys: [], requestBodyLimitBytes: 1048576, drainTimeoutMs: 30000 });
+    expect(cfg.model.path).toBe(defaultModelPath());
+    expect(cfg.model.name).toBe('tuneloop-shakespeare');
+    expect(cfg.scheduler).toEqual({ maxBatchSize: 16, maxBatchTokens: 512, maxQueueDelayMs: 2, queueGrowThreshold: 32, maxQueueLength: 256 });
+    expect(cfg.slo).toEqual({ ttftP99Seconds: 1, interTokenP99Seconds: 0.25, e2eP99Seconds: 10, errorRateBudget: 0.01 });
+    expect(cfg.metrics).toEqual({ compat: 'none', pricePerCoreHour: 0.05 });
+    expect(cfg.logging.level).toBe('info');
+  });
+
+  it('returns a fresh, mutable copy each time', () => {
+    const a = loadConfig({});
+    a.server.apiKeys.push('k');
+    a.scheduler.maxBatchSize = 1;
+    expect(loadConfig({}).server.apiKeys).toEqual([]);
+    expect(DEFAULT_CONFIG.scheduler.maxBatchSize).toBe(16);
+  });
+
+  it('treats an empty file and empty sections as defaults', () => {
+    expect(loadConfig({ file: yamlFile('') })).toEqual(DEFAULT_CONFIG);
+    expect(loadConfig({ file: yamlFile('# only a comment\nscheduler:\n') })).toEqual(DEFAULT_CONFIG);
+  });
+});
+
+describe('loadConfig precedence: CLI > env > file > defaults', () => {
+  const file = yamlFile([
+    'server:',
+    '  port: 7000',
+    '  host: 0.0.0.0',
+    '  apiKeys: [a, b]',
+    'scheduler:',
+    '  maxBatchSize: 8',
+    '  maxQueueDelayMs: 0.5',
+    'model:',
+    '  path: models/x.gguf',
+    '  threads: 2',
+    'metrics:',
+    '  compat: vllm',
+  ].join('\n'));
+
+  it('applies the file over the defaults', () => {
+    const cfg = loadConfig({ file });
+    expect(cfg.server).toMatchObject({ port: 7000, host: '0.0.0.0', apiKeys: ['a', 'b'] });
+    expect(cfg.scheduler).toMatchObject({ maxBatchSize: 8, maxQueueDelayMs: 0.5, maxBatchTokens: 512 });
+    expect(cfg.metrics.compat).toBe('vllm');
+    expect(cfg.model.threads).toBe(2);
+    // A relative model path in the file is relative to the file.
+    expect(cfg.model.path).toBe(join(dir, 'models', 'x.gguf'));
+  });
+
+  it('applies env vars over the file and overrides over env', () => {
+    const env = {
+      TUNELOOP_SERVER_PORT: '9000',
+      TUNELOOP_SCHEDULER_MAX_BATCH_SIZE: '32',
+      TUNELOOP_SERVER_API_KEYS: 'x, y ,z',
+      TUNELOOP_SLO_TTFT_P99_SECONDS: '0.5',
+      TUNELOOP_MODEL_PATH: '/m/env.gguf',
+      TUNELOOP_CONFIG: '/ignored/not/a/setting.yaml',
+      PATH: '/usr/bin',
+    };
+    const cfg = loadConfig({ file, env, overrides: { 'server.port': '9100', 'model.threads': '' } });
+    expect(cfg.server.port).toBe(9100); // CLI beats env beats file
+    expect(cfg.scheduler.maxBatchSize).toBe(32); // env beats file
+    expect(cfg.scheduler.maxQueueDelayMs).toBe(0.5); // file beats default
+    expect(cfg.server.host).toBe('0.0.0.0');
+    expect(cfg.server.apiKeys).toEqual(['x', 'y', 'z']);
+    expect(cfg.slo.ttftP99Seconds).toBe(0.5);
+    expect(cfg.model.path).toBe('/m/env.gguf');
+    expect(cfg.model.threads).toBeUndefined(); // an empty override unsets an optional key
+    expect(cfg.scheduler.maxBatchTokens).toBe(512);
+  });
+
+  it('parses an empty apiKeys env var as "authentication off"', () => {
+    expect(loadConfig({ file, env: { TUNELOOP_SERVER_API_KEYS: '' } }).server.apiKeys).toEqual([]);
+  });
+});
+
+describe('loadConfig errors name the path, the reason and the origin', () => {
+  it('a non-number from env', () => {
+    const e = configErrorOf(() => loadConfig({ env: { TUNELOOP_SCHEDULER_MAX_BATCH_SIZE: 'abc' } }));
+    expect(e.path).toBe('scheduler.maxBatchSize');
+    expect(e.reason).toBe('expected an integer between 1 and 4096, got "abc"');
+    expect(e.message).toBe('scheduler.maxBatchSize: expected an integer between 1 and 4096, got "abc" (env TUNELOOP_SCHEDULER_MAX_BATCH_SIZE)');
+  });
+
+  it('a non-number from a CLI override', () => {
+    const e = configErrorOf(() => loadConfig({ overrides: { 'server.port': '80a' } }));
+    expect(e.path).toBe('server.port');
+    expect(e.reason).toBe('expected an integer between 0 and 65535, got "80a"');
+    expect(e.origin).toBe('override server.port');
+  });
+
+  const cases: [string, string, string, string][] = [
+    ['fraction for an integer', 'scheduler:\n  maxBatchSize: 1.5\n', 'scheduler.maxBatchSize', 'expected an integer between 1 and 4096, got 1.5'],
+    ['out of range', 'scheduler:\n  maxBatchSize: 0\n', 'scheduler.maxBatchSize', 'expected an integer between 1 and 4096, got 0'],
+    ['quoted number in YAML', 'server:\n  port: "9000"\n', 'server.port', 'expected an integer between 0 and 65535, got "9000"'],
+    ['negative delay', 'scheduler:\n  maxQueueDelayMs: -1\n', 'scheduler.maxQueueDelayMs', 'expected a number between 0 and 60000, got -1'],
+    ['zero SLO', 'slo:\n  ttftP99Seconds: 0\n', 'slo.ttftP99Seconds', 'expected a number greater than 0 and at most 3600, got 0'],
+    ['budget over 1', 'slo:\n  errorRateBudget: 2\n', 'slo.errorRateBudget', 'expected a number between 0 and 1, got 2'],
+    ['bad enum', 'model:\n  weights: fp8\n', 'model.weights', 'expected one of f32, bf16, int8, int4, mixed, got "fp8"'],
+    ['bad compat', 'metrics:\n  compat: tgi\n', 'metrics.compat', 'expected one of none, vllm, got "tgi"'],
+    ['empty string', 'model:\n  name: ""\n', 'model.name', 'expected a non-empty string, got ""'],
+    ['number for a string', 'server:\n  host: 12\n', 'server.host', 'expected a non-empty string, got 12'],
+    ['string for a list', 'server:\n  apiKeys: secret\n', 'server.apiKeys', 'expected a list of non-empty strings, got "secret"'],
+    ['bad list item', 'server:\n  apiKeys: [ok, 5]\n', 'server.apiKeys[1]', 'expected a non-empty string, got 5'],
+    ['null for a required key', 'scheduler:\n  maxBatchTokens: null\n', 'scheduler.maxBatchTokens', 'expected an integer between 1 and 1048576, got null'],
+    ['section not a mapping', 'scheduler: 5\n', 'scheduler', 'expected a mapping, got 5'],
+    ['root not a mapping', '- a\n- b\n', '(root)', 'expected a mapping of sections, got a list of 2'],
+  ];
+  for (const [what, text, path, reason] of cases) {
+    it(`${what}: ${path}`, () => {
+      const file = yamlFile(text);
+      const e = configErrorOf(() => loadConfig({ file }));
+      expect(e.path).toBe(path);
+      expect(e.reason).toBe(reason);
+      expect(e.message.startsWith(`${path}: ${reason}`)).toBe(true);
+      expect(e.origin).toContain(file);
+    });
+  }
+
+  it('gives the line of a bad value in the file', () => {
+    const file = yamlFile('server:\n  port: 80\nscheduler:\n  maxBatchTokens: 512\n  maxBatchSize: huge\n');
+    const e = configErrorOf(() => loadConfig({ file }));
+    expect(e.origin).toBe(`${file}:5`);
+  });
+
+  it('allows null for an optional key (engine default)', () => {
+    expect(loadConfig({ file: yamlFile('model:\n  threads: null\n') }).model.threads).toBeUndefined();
+  });
+});
+
+describe('unknown keys are rejected by name', () => {
+  it('in a section, with a suggestion', () => {
+    const e = configErrorOf(() => loadConfig({ file: yamlFile('scheduler:\n  maxBatchSise: 4\n') }));
+    expect(e.path).toBe('scheduler.maxBatchSise');
+    expect(e.reason).toMatch(/^unknown key \(did you mean 'maxBatchSize'\?\) \(known: maxBatchSize, maxBatchTokens/);
+  });
+
+  it('an unknown section', () => {
+    const e = configErrorOf(() => loadConfig({ file: yamlFile('schedular:\n  maxBatchSize: 4\n') }));
+    expect(e.path).toBe('schedular');
+    expect(e.reason).toContain("unknown section (did you mean 'scheduler'?)");
+  });
+
+  it('an unknown env var under a known section prefix', () => {
+    const e = configErrorOf(() => loadConfig({ env: { TUNELOOP_SERVER_PROT: '1' } }));
+    expect(e.reason).toContain('unknown env var TUNELOOP_SERVER_PROT');
+    expect(e.reason).toContain("did you mean 'TUNELOOP_SERVER_PORT'");
+  });
+
+  it('an unknown CLI override', () => {
+    const e = configErrorOf(() => loadConfig({ overrides: { 'server.prot': '1' } }));
+    expect(e.path).toBe('server.prot');
+    expect(e.reason).toContain('unknown key');
+    const e2 = configErrorOf(() => loadConfig({ overrides: { 'nope.port': '1' } }));
+    expect(e2.reason).toContain("unknown section 'nope'");
+  });
+});
+
+describe('file errors', () => {
+  it('names the file and line of a YAML syntax error', () => {
+    const file = yamlFile('server:\n  port: 8080\nscheduler:\n  maxBatchSize: [1, 2\n  maxQueueDelayMs: 3\n');
+    const e = configErrorOf(() => loadConfig({ file }));
+    expect(e.path).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:[4-6]:\\d+$`));
+    expect(e.reason).toMatch(/^invalid YAML: /);
+  });
+
+  it('names the file and line of a duplicate key', () => {
+    const file = yamlFile('server:\n  port: 1\n  port: 2\n');
+    const e = configErrorOf(() => loadConfig({ file }));
+    expect(e.path).toBe(`${file}:3:3`);
+  });
+
+  it('a missing file', () => {
+    const e = configErrorOf(() => loadConfig({ file: join(dir, 'missing.yaml') }));
+    expect(e.path).toBe(join(dir, 'missing.yaml'));
+    expect(e.reason).toContain('ENOENT');
+  });
+});
+
+describe('engineOptionsFromConfig', () => {
+  it('maps the defaults, leaving engine-chosen keys out', () => {
+    const opts = engineOptionsFromConfig(loadConfig({}));
+    expect(opts).toEqual({
+      model: defaultModelPath(), weights: 'f32', kvDtype: 'f32', tpDegree: 1, kvBlockSizeTokens: 16,
+      kvCacheMaxBytes: 256 * 1024 * 1024,
+      scheduler: { maxBatchSize: 16, maxBatchTokens: 512, maxQueueDelayMs: 2, queueGrowThreshold: 32, maxQueueLength: 256 },
+    });
+    expect('threads' in opts).toBe(false);
+    expect(() => validateEngineOptions(opts)).not.toThrow();
+  });
+
+  it('passes set keys through, and the engine validator accepts them', () => {
+    const cfg: TuneloopConfig = loadConfig({
+      overrides: { 'model.threads': '2', 'model.threadsPerRank': '1', 'model.tpDegree': '2', 'model.contextLength': '128',
+        'model.weights': 'int8', 'model.kvDtype': 'f16', 'scheduler.maxQueueDelayMs': '0' },
+    });
+    const opts = engineOptionsFromConfig(cfg);
+    expect(opts).toMatchObject({ threads: 2, threadsPerRank: 1, tpDegree: 2, contextLength: 128, weights: 'int8', kvDtype: 'f16' });
+    expect(opts.scheduler?.maxQueueDelayMs).toBe(0);
+    expect(() => validateEngineOptions(opts)).not.toThrow();
+  });
+});
+
+describe('documentation', () => {
+  it('docs/configuration.md lists every key and its env var', () => {
+    const doc = readFileSync(join(REPO_ROOT, 'docs', 'configuration.md'), 'utf8');
+    for (const row of configKeyDocs()) {
+      expect(doc, row.path).toContain(`\`${row.path}\``);
+      expect(doc, row.env).toContain(`\`${row.env}\``);
+    }
+  });
+
+  it('the example config loads and mentions every key', () => {
+    const file = join(REPO_ROOT, 'config', 'tuneloop.example.yaml');
+    const cfg = loadConfig({ file });
+    expect(cfg.scheduler).toEqual(DEFAULT_CONFIG.scheduler);
+    const text = readFileSync(file, 'utf8');
+    for (const row of configKeyDocs()) expect(text, row.path).toContain(`${row.path.split('.')[1]}:`);
+  });
+});
