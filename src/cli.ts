@@ -5,8 +5,9 @@ import { existsSync } from 'node:fs';
 import { Engine, EngineError, WEIGHTS_POLICIES, type WeightsPolicy } from './engine/index.js';
 import { defaultModelPath } from './defaults.js';
 import { SERVE_USAGE, serveCommand } from './controlplane/serve.js';
+import { LOAD_USAGE, loadCommand } from './loadgen/index.js';
 
-const USAGE = `${SERVE_USAGE}usage:
+const USAGE = `${SERVE_USAGE}${LOAD_USAGE}usage:
   tuneloop generate [--model PATH] --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
                     [--seed N] [--quant f32|bf16|int8|int4|mixed] [--threads N] [--json]
 `;
@@ -91,6 +92,8 @@ export async function main(argv: string[]): Promise<number> {
         return await serveCommand(rest);
       case 'generate':
         return await generate(rest);
+      case 'load':
+        return await loadCommand(rest);
       case undefined:
       case '--help':
       case 'help':
