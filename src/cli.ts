@@ -6,8 +6,9 @@ import { Engine, EngineError, WEIGHTS_POLICIES, type WeightsPolicy } from './eng
 import { defaultModelPath } from './defaults.js';
 import { SERVE_USAGE, serveCommand } from './controlplane/serve.js';
 import { LOAD_USAGE, loadCommand } from './loadgen/index.js';
+import { DASHBOARDS_USAGE, dashboardsCommand } from './observability/dashboards.js';
 
-const USAGE = `${SERVE_USAGE}${LOAD_USAGE}usage:
+const USAGE = `${SERVE_USAGE}${LOAD_USAGE}${DASHBOARDS_USAGE}usage:
   tuneloop generate [--model PATH] --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
                     [--seed N] [--quant f32|bf16|int8|int4|mixed] [--threads N] [--json]
 `;
@@ -94,6 +95,8 @@ export async function main(argv: string[]): Promise<number> {
         return await generate(rest);
       case 'load':
         return await loadCommand(rest);
+      case 'dashboards':
+        return await dashboardsCommand(rest);
       case undefined:
       case '--help':
       case 'help':
