@@ -58,7 +58,7 @@ export function defineEngineFamilies(f: FamilyBuilder): void {
       [{ state: 'free' }, s.stats.kvCache.blocksFree],
     ]);
   f.gauge('tuneloop_kv_cache_usage_ratio', 'Fraction of KV-cache blocks held by requests.', (s) => s.stats.kvCache.usageRatio);
-  f.gauge('tuneloop_kv_cache_fragmentation_ratio', 'Fraction of allocated KV slots left empty inside used blocks.',
+  f.gauge('tuneloop_kv_cache_fragmentation_ratio', 'KV token slots reserved by running sequences over slots they fill (1 = no waste; seed 003 alerts above 1.5).',
     (s) => s.stats.kvCache.fragmentationRatio);
   f.counter('tuneloop_prefix_cache_queries_total', 'Prompt KV blocks looked up in the prefix cache (blocks).', (s) => s.stats.kvCache.prefixQueries);
   f.counter('tuneloop_prefix_cache_hits_total', 'Prompt KV blocks found in the prefix cache (blocks).', (s) => s.stats.kvCache.prefixHits);
