@@ -12,6 +12,7 @@ import type { FinishReason, GenerateRequest, GenerationResult, TokenLogprob } fr
 import { CP_ERRORS, ControlPlaneError, fromEngineError, isControlPlaneError, modelNotFound } from './errors.js';
 import { parseChatRequest, parseCompletionRequest, type ChatRequest, type CompletionRequest } from './openai-schema.js';
 import { DEFAULT_CHAT_TEMPLATE, type ChatTemplate } from './chat-template.js';
+import { alertsRouter, type AlertInbox } from './alerts-api.js';
 
 /** The settings the HTTP layer needs; serve.ts fills them from the config file or defaults. */
 export interface ServerOptions {
@@ -28,6 +29,8 @@ export interface ServerOptions {
   modelName: string;
   /** Per-request deadline handed to the engine (0 = none): TIMEOUT → 504. */
   requestTimeoutMs: number;
+  /** Bearer token Alertmanager must send to /api/alerts; '' = the alerts routes are disabled (404). */
+  alertsWebhookToken: string;
 }
 
 export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelName'> = {
@@ -37,6 +40,7 @@ export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelName'> = {
   bodyLimit: 1024 * 1024,
   drainTimeoutMs: 30_000,
   requestTimeoutMs: 0,
+  alertsWebhookToken: '',
 };
 
 /** One finished HTTP generation request, for request-level metrics (metrics.ts counts these). */
@@ -84,6 +88,8 @@ export interface AppDeps {
   logger: Logger;
   metrics?: MetricsHook;
   chatTemplate?: ChatTemplate;
+  /** Where POST /api/alerts records Alertmanager's alerts (alerts-api.ts); without one the routes are absent. */
+  alerts?: AlertInbox;
 }
 
 declare module 'express-serve-static-core' {
@@ -252,6 +258,11 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
       res.setHeader('Content-Type', metrics.contentType ?? 'text/plain; version=0.0.4; charset=utf-8');
       res.send(await text());
     });
+  }
+
+  if (deps.alerts) {
+    // Outside /v1: Alertmanager authenticates with its own token (alerts.webhookToken), not an API key.
+    app.use('/api', alertsRouter({ inbox: deps.alerts, token: options.alertsWebhookToken ?? '', bodyLimit: options.bodyLimit }));
   }
 
   const v1 = express.Router();

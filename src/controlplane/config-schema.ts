@@ -50,6 +50,11 @@ export interface LoggingConfig {
   level: LogLevel;
 }
 
+export interface AlertsConfig {
+  /** Bearer token Alertmanager sends to POST /api/alerts; '' disables the webhook routes. */
+  webhookToken: string;
+}
+
 export interface TuneloopConfig {
   server: ServerConfig;
   model: ModelConfig;
@@ -57,6 +62,7 @@ export interface TuneloopConfig {
   slo: SloConfig;
   metrics: MetricsConfig;
   logging: LoggingConfig;
+  alerts: AlertsConfig;
 }
 
 export type SectionName = keyof TuneloopConfig;
@@ -72,7 +78,7 @@ export type FieldSpec = FieldBase &
   (
     | { kind: 'integer'; min: number; max: number }
     | { kind: 'number'; min: number; max: number; minExclusive?: boolean }
-    | { kind: 'string' }
+    | { kind: 'string'; allowEmpty?: boolean }
     | { kind: 'enum'; values: readonly string[] }
     | { kind: 'stringList' }
   );
@@ -181,6 +187,13 @@ export const CONFIG_SCHEMA: ConfigSchema = {
   logging: {
     level: { kind: 'enum', values: LOG_LEVELS, doc: 'Log level (pino).' },
   },
+  alerts: {
+    webhookToken: {
+      kind: 'string', allowEmpty: true,
+      doc: 'Bearer token Alertmanager must send (http_config.authorization) to the webhook receiver POST /api/alerts ' +
+        '(and GET /api/alerts). Empty disables both routes (404). Wrong or missing token: 401.',
+    },
+  },
 };
 
 /** Defaults; `model.path` is computed from the package location. Deep-frozen: loadConfig() returns copies. */
@@ -202,6 +215,7 @@ export const DEFAULT_CONFIG: Readonly<TuneloopConfig> = deepFreeze({
   slo: { ttftP99Seconds: 1.0, interTokenP99Seconds: 0.25, e2eP99Seconds: 10, errorRateBudget: 0.01 },
   metrics: { compat: 'none', pricePerCoreHour: 0.05 },
   logging: { level: 'info' },
+  alerts: { webhookToken: '' },
 });
 
 function deepFreeze<T>(o: T): T {
@@ -248,7 +262,7 @@ export function typeDoc(spec: FieldSpec): string {
   switch (spec.kind) {
     case 'integer': return `integer ${spec.min}..${spec.max}`;
     case 'number': return `number ${spec.minExclusive ? '>' : '≥'} ${spec.min}, ≤ ${spec.max}`;
-    case 'string': return 'non-empty string';
+    case 'string': return spec.allowEmpty ? 'string (may be empty)' : 'non-empty string';
     case 'enum': return spec.values.join(' | ');
     case 'stringList': return 'list of non-empty strings';
   }

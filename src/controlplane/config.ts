@@ -12,7 +12,7 @@ import {
 
 export { CONFIG_SCHEMA, DEFAULT_CONFIG, configKeyDocs, envKeyOf } from './config-schema.js';
 export type {
-  ConfigKeyDoc, LoggingConfig, LogLevel, MetricsCompat, MetricsConfig, ModelConfig, ServerConfig, SloConfig, TuneloopConfig,
+  AlertsConfig, ConfigKeyDoc, LoggingConfig, LogLevel, MetricsCompat, MetricsConfig, ModelConfig, ServerConfig, SloConfig, TuneloopConfig,
 } from './config-schema.js';
 
 /** A bad config value. `path` is the field (`scheduler.maxBatchSize`), or `file:line:col` for a YAML syntax error;
@@ -180,7 +180,7 @@ function checkValue(path: string, spec: FieldSpec, v: unknown, origin: string): 
       return v;
     }
     case 'string':
-      if (typeof v !== 'string' || v.length === 0) throw bad('a non-empty string');
+      if (typeof v !== 'string' || (v.length === 0 && !spec.allowEmpty)) throw bad(spec.allowEmpty ? 'a string' : 'a non-empty string');
       return v;
     case 'enum':
       if (typeof v !== 'string' || !spec.values.includes(v)) throw bad(`one of ${spec.values.join(', ')}`);

@@ -9,6 +9,7 @@ import type { EngineOptions } from '../engine/types.js';
 import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './app.js';
 import { installGracefulShutdown, startServer } from './server.js';
 import { createMetrics } from './metrics.js';
+import { AlertInbox } from './alerts-api.js';
 import { ConfigError, engineOptionsFromConfig, loadConfig, type TuneloopConfig } from './config.js';
 
 export const SERVE_USAGE = `usage:
@@ -38,6 +39,7 @@ export function serverOptionsFromConfig(cfg: TuneloopConfig): ServerOptions {
     bodyLimit: cfg.server.requestBodyLimitBytes,
     drainTimeoutMs: cfg.server.drainTimeoutMs,
     modelName: cfg.model.name,
+    alertsWebhookToken: cfg.alerts.webhookToken,
   };
 }
 
@@ -114,14 +116,16 @@ export async function serveCommand(argv: string[]): Promise<number> {
   let server;
   try {
     const metrics = createMetrics({ engine, config: settings.config, modelName: settings.server.modelName });
-    server = await startServer({ engine, options: settings.server, logger, metricsHook: metrics });
+    // The 'alert' event is the tuner's hook for an out-of-schedule analysis; nothing subscribes to it yet.
+    const alerts = new AlertInbox({ registry: metrics.registry });
+    server = await startServer({ engine, options: settings.server, logger, metricsHook: metrics, alerts });
   } catch (e) {
     await engine.close();
     process.stderr.write(`tuneloop serve: cannot listen on ${settings.server.host}:${settings.server.port}: ${(e as Error).message}\n`);
     return 1;
   }
   installGracefulShutdown({ server, engine, logger, drainTimeoutMs: settings.server.drainTimeoutMs });
-  logger.info({ url: server.url, auth: settings.server.apiKeys.length > 0 }, 'listening');
+  logger.info({ url: server.url, auth: settings.server.apiKeys.length > 0, alertsWebhook: settings.server.alertsWebhookToken !== '' }, 'listening');
   // Never resolves: the shutdown handler exits the process once drained.
   return new Promise<number>(() => undefined);
 }

@@ -6,12 +6,15 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Engine } from '../engine/engine.js';
 import { createApp, type AppState, type MetricsHook, type ServerOptions } from './app.js';
+import { AlertInbox } from './alerts-api.js';
 
 export interface StartServerArgs {
   engine: Engine;
   options: ServerOptions;
   logger: Logger;
   metricsHook?: MetricsHook;
+  /** Inbox for POST /api/alerts; default a fresh in-memory one. */
+  alerts?: AlertInbox;
 }
 
 export interface DrainResult {
@@ -26,6 +29,8 @@ export interface RunningServer {
   port: number;
   state: AppState;
   server: Server;
+  /** Alerts received on POST /api/alerts; listen to its 'alert' event for firing ones. */
+  alerts: AlertInbox;
   /** Stop accepting, wait for in-flight requests up to `deadlineMs`, cancel the rest, close all connections. */
   drain(deadlineMs: number): Promise<DrainResult>;
   /** Drain with no grace: cancel everything now. Does not close the engine (the caller owns it). */
@@ -34,7 +39,8 @@ export interface RunningServer {
 
 export async function startServer(args: StartServerArgs): Promise<RunningServer> {
   const { engine, options, logger } = args;
-  const { app, state } = createApp({ engine, options, logger, ...(args.metricsHook ? { metrics: args.metricsHook } : {}) });
+  const alerts = args.alerts ?? new AlertInbox();
+  const { app, state } = createApp({ engine, options, logger, alerts, ...(args.metricsHook ? { metrics: args.metricsHook } : {}) });
   const server = createServer(app);
   // Long streaming responses must not be cut by Node's default request timeout.
   server.requestTimeout = 0;
@@ -84,6 +90,7 @@ export async function startServer(args: StartServerArgs): Promise<RunningServer>
     port: addr.port,
     state,
     server,
+    alerts,
     drain(deadlineMs) {
       draining ??= doDrain(deadlineMs);
       return draining;
