@@ -404,6 +404,24 @@ struct BigramOrder {
 
 using BigramQueue = std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder>;
 
+// The merge loop both tokenizers share: take the best pair, skip it if either side changed since it was queued,
+// merge it into the left symbol, and queue the new pairs it forms with its neighbours (`try_add(left, right)`).
+template <typename TryAdd> void merge_best_first(std::vector<Symbol> & syms, BigramQueue & queue, TryAdd && try_add) {
+    while (!queue.empty()) {
+        const Bigram bg = queue.top();
+        queue.pop();
+        Symbol & l = syms[bg.left];
+        Symbol & r = syms[bg.right];
+        if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size) continue;
+        l.n += r.n;
+        r.n = 0;
+        l.next = r.next;
+        if (r.next >= 0) syms[r.next].prev = bg.left;
+        try_add(l.prev, bg.left);
+        try_add(bg.left, l.next);
+    }
+}
+
 } // namespace
 
 std::vector<int32_t> Tokenizer::encode_llama(const std::string & text) const {
@@ -441,19 +459,7 @@ std::vector<int32_t> Tokenizer::encode_llama(const std::string & text) const {
     };
     for (int32_t i = 1; i < (int32_t) syms.size(); i++) try_add(i - 1, i);
 
-    while (!queue.empty()) {
-        const Bigram bg = queue.top();
-        queue.pop();
-        Symbol & l = syms[bg.left];
-        Symbol & r = syms[bg.right];
-        if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size) continue;
-        l.n += r.n;
-        r.n = 0;
-        l.next = r.next;
-        if (r.next >= 0) syms[r.next].prev = bg.left;
-        try_add(l.prev, bg.left);
-        try_add(bg.left, l.next);
-    }
+    merge_best_first(syms, queue, try_add);
 
     std::vector<int32_t> out;
     out.reserve(syms.size() / 2 + 1);
@@ -558,19 +564,7 @@ void Tokenizer::bpe_piece(const std::string & piece, std::vector<int32_t> & out)
     };
     for (int32_t i = 1; i < (int32_t) syms.size(); i++) try_add(i - 1, i);
 
-    while (!queue.empty()) {
-        const Bigram bg = queue.top();
-        queue.pop();
-        Symbol & l = syms[bg.left];
-        Symbol & r = syms[bg.right];
-        if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size) continue;
-        l.n += r.n;
-        r.n = 0;
-        l.next = r.next;
-        if (r.next >= 0) syms[r.next].prev = bg.left;
-        try_add(l.prev, bg.left);
-        try_add(bg.left, l.next);
-    }
+    merge_best_first(syms, queue, try_add);
 
     for (int32_t i = 0; i >= 0; i = syms[i].next) {
         const Symbol & sym = syms[i];
