@@ -194,7 +194,7 @@ void LlamaModel::forward(const std::vector<BatchEntry> & batch, float * logits) 
     }
     cv_.notify_all();
     rank_forward(0, batch, logits);
-    while (ranks_done_.load(std::memory_order_acquire) != (int) ranks_.size() - 1) cpu_relax();
+    spin_until([&] { return ranks_done_.load(std::memory_order_acquire) == (int) ranks_.size() - 1; });
 }
 
 // Sense-reversing spin barrier over the tp ranks.
@@ -205,7 +205,7 @@ void LlamaModel::barrier() {
         barrier_count_.store(0, std::memory_order_relaxed);
         barrier_phase_.fetch_add(1, std::memory_order_acq_rel);
     } else {
-        while (barrier_phase_.load(std::memory_order_acquire) == phase) cpu_relax();
+        spin_until([&] { return barrier_phase_.load(std::memory_order_acquire) != phase; });
     }
 }
 
