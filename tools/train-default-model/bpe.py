@@ -33,6 +33,20 @@ GPT2_ASCII_PATTERN = re.compile(
 EOT = "<|endoftext|>"
 
 
+
+def merge_pair(ids: List[int], a: int, b: int, new_id: int) -> List[int]:
+    """Replace every non-overlapping occurrence of the pair (a, b), left to right, by new_id (one BPE merge)."""
+    out: List[int] = []
+    i = 0
+    while i < len(ids):
+        if i + 1 < len(ids) and ids[i] == a and ids[i + 1] == b:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
 def pre_split(text: str) -> List[str]:
     pieces = GPT2_ASCII_PATTERN.findall(text)
     assert "".join(pieces) == text, "pre-split lost characters"
@@ -90,15 +104,7 @@ def train_bpe(text: str, n_merges: int, log_every: int = 0) -> List[Tuple[int, i
             for p in zip(w, w[1:]):
                 pair_count[p] -= f
                 changed.add(p)
-            out: List[int] = []
-            i = 0
-            while i < len(w):
-                if i + 1 < len(w) and w[i] == a and w[i + 1] == b:
-                    out.append(new_id)
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
+            out = merge_pair(w, a, b, new_id)
             words[wi] = out
             for p in zip(out, out[1:]):
                 pair_count[p] += f
@@ -157,16 +163,7 @@ class ByteBPE:
                 break
             r, (a, b) = best
             new_id = 256 + r
-            out: List[int] = []
-            i = 0
-            while i < len(ids):
-                if i + 1 < len(ids) and ids[i] == a and ids[i + 1] == b:
-                    out.append(new_id)
-                    i += 2
-                else:
-                    out.append(ids[i])
-                    i += 1
-            ids = out
+            ids = merge_pair(ids, a, b, new_id)
         self._cache[piece] = ids
         return ids
 
