@@ -1,0 +1,42 @@
+// The proposal lifecycle and the approval policy.
+//   proposed → verifying → verified | rejected
+//   verified → approved (a human, or the tuner when policy allows auto-apply) → applying → watching → confirmed | rolled_back
+//   proposed | verified → expired (past its time to live; a verification older than that proves nothing any more)
+// The store enforces "from" atomically; this table says which moves exist at all, so a bug cannot invent one.
+import type { ProposalState, SettingsChange } from './types.js';
+
+export const PROPOSAL_TRANSITIONS: Readonly<Record<ProposalState, readonly ProposalState[]>> = {
+  proposed: ['verifying', 'expired'],
+  // 'expired' from verifying: a verification interrupted by a restart proves nothing.
+  verifying: ['verified', 'rejected', 'expired'],
+  verified: ['approved', 'rejected', 'expired'],
+  approved: ['applying'],
+  // 'rolled_back' from applying: the engine refused the change, or the process died mid-apply (nothing was committed).
+  applying: ['watching', 'rolled_back'],
+  watching: ['confirmed', 'rolled_back'],
+  rejected: [],
+  confirmed: [],
+  rolled_back: [],
+  expired: [],
+};
+
+export const FINAL_STATES: readonly ProposalState[] = ['rejected', 'confirmed', 'rolled_back', 'expired'];
+export const OPEN_STATES: readonly ProposalState[] = ['proposed', 'verifying', 'verified', 'approved', 'applying', 'watching'];
+
+/** States from which `to` can be reached. */
+export function fromStates(to: ProposalState): ProposalState[] {
+  return (Object.keys(PROPOSAL_TRANSITIONS) as ProposalState[]).filter((s) => PROPOSAL_TRANSITIONS[s].includes(to));
+}
+
+export interface ApprovalPolicy {
+  /** Knobs that may be applied without a human once verification passes. */
+  autoApply: readonly string[];
+  /** Knobs that always need an approver. */
+  requireApproval: readonly string[];
+}
+
+/** A change needs a human when any knob it touches requires approval or is not explicitly allowed to auto-apply. */
+export function needsApproval(change: SettingsChange, policy: ApprovalPolicy): boolean {
+  const knobs = [...Object.keys(change.scheduler ?? {}), ...Object.keys(change.layout ?? {})];
+  return knobs.some((k) => policy.requireApproval.includes(k) || !policy.autoApply.includes(k));
+}
