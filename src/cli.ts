@@ -1,5 +1,6 @@
 // `tuneloop` command line. Subcommands: serve (the OpenAI-compatible server; the default of `npm start`),
-// generate (one completion from a model), load (a load generator against a running server).
+// generate (one completion from a model), load (a load generator against a running server), hash-token (the
+// SHA-256 of an API token for auth.tokens).
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { Engine, EngineError, WEIGHTS_POLICIES, type WeightsPolicy } from './engine/index.js';
@@ -7,8 +8,9 @@ import { defaultModelPath } from './defaults.js';
 import { SERVE_USAGE, serveCommand } from './controlplane/serve.js';
 import { LOAD_USAGE, loadCommand } from './loadgen/index.js';
 import { DASHBOARDS_USAGE, dashboardsCommand } from './observability/dashboards.js';
+import { HASH_TOKEN_USAGE, hashTokenCommand } from './controlplane/auth.js';
 
-const USAGE = `${SERVE_USAGE}${LOAD_USAGE}${DASHBOARDS_USAGE}usage:
+const USAGE = `${SERVE_USAGE}${LOAD_USAGE}${DASHBOARDS_USAGE}${HASH_TOKEN_USAGE}usage:
   tuneloop generate [--model PATH] --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
                     [--seed N] [--quant f32|bf16|int8|int4|mixed] [--threads N] [--json]
 `;
@@ -97,6 +99,8 @@ export async function main(argv: string[]): Promise<number> {
         return await loadCommand(rest);
       case 'dashboards':
         return await dashboardsCommand(rest);
+      case 'hash-token':
+        return await hashTokenCommand(rest);
       case undefined:
       case '--help':
       case 'help':

@@ -1,5 +1,6 @@
 // The OpenAI-compatible HTTP surface (express 5): /v1/completions, /v1/chat/completions (plain and SSE streaming),
-// /v1/models, /healthz, /readyz, and /metrics when a registry is given. Every error leaves in OpenAI's shape
+// /v1/models, /healthz, /readyz, /metrics when a registry is given, the Alertmanager webhook (alerts-api.ts) and the
+// tuner's REST API (tuner-api.ts) under /api when their dependencies are given. Every error leaves in OpenAI's shape
 // (errors.ts). A client that goes away cancels its generation at once, so abandoned requests free their KV blocks
 // and batch slots instead of decoding for nobody.
 import { randomUUID, createHash, timingSafeEqual } from 'node:crypto';
@@ -13,6 +14,10 @@ import { CP_ERRORS, ControlPlaneError, fromEngineError, isControlPlaneError, mod
 import { parseChatRequest, parseCompletionRequest, type ChatRequest, type CompletionRequest } from './openai-schema.js';
 import { DEFAULT_CHAT_TEMPLATE, type ChatTemplate } from './chat-template.js';
 import { alertsRouter, type AlertInbox } from './alerts-api.js';
+import type { TunerControl } from '../tuner/control.js';
+import type { ApiToken } from './config-schema.js';
+import { createApiAuth } from './auth.js';
+import { tunerRouter } from './tuner-api.js';
 
 /** The settings the HTTP layer needs; serve.ts fills them from the config file or defaults. */
 export interface ServerOptions {
@@ -58,6 +63,20 @@ export interface RequestRecord {
   clientDisconnected: boolean;
 }
 
+/** One finished generation request as the engine ran it: what the tuner records (request log, shadow mirror). */
+export interface GenerationEvent {
+  /** What was submitted to the engine; `request.tokens` holds the prompt token ids. */
+  request: GenerateRequest;
+  /** The prompt token ids (the same array as request.tokens). */
+  promptTokens: number[];
+  /** Absent when the generation failed before producing a result (ok false). */
+  result?: GenerationResult;
+  /** From the request's arrival to the end of its response, seconds. */
+  durationS: number;
+  /** False when it failed with an error; a client that went away is not an error (result.finishReason 'cancelled'). */
+  ok: boolean;
+}
+
 /** What the app drives in metrics.ts's `Metrics` (structural, so tests can pass a stub or nothing). */
 export interface MetricsHook {
   /** Every answered HTTP request, by route template (/v1/completions) and status. */
@@ -90,6 +109,14 @@ export interface AppDeps {
   chatTemplate?: ChatTemplate;
   /** Where POST /api/alerts records Alertmanager's alerts (alerts-api.ts); without one the routes are absent. */
   alerts?: AlertInbox;
+  /** The tuner behind /api/tuner, /api/proposals, /api/config, /api/audit (tuner-api.ts); without one they are absent. */
+  tuner?: TunerControl;
+  /** auth.tokens for those routes; none = reads open, changes refused (auth.ts). */
+  authTokens?: readonly ApiToken[];
+  /** Called once per generation request that reached the engine, when its response has ended (not for requests
+   *  refused before: validation, context overflow, a full queue). Runs on the response path: keep it cheap. Its
+   *  exceptions are logged and never affect the response. */
+  onGeneration?(e: GenerationEvent): void;
 }
 
 declare module 'express-serve-static-core' {
@@ -265,6 +292,11 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
     app.use('/api', alertsRouter({ inbox: deps.alerts, token: options.alertsWebhookToken ?? '', bodyLimit: options.bodyLimit }));
   }
 
+  if (deps.tuner) {
+    // After the alerts router: it owns /api/alerts; this one matches only its own routes and lets the rest through.
+    app.use('/api', tunerRouter({ tuner: deps.tuner, auth: createApiAuth(deps.authTokens ?? []), bodyLimit: options.bodyLimit }));
+  }
+
   const v1 = express.Router();
   v1.use((_req, res, next) => {
     if (state.draining) {
@@ -288,7 +320,25 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
     state.active++;
     const record: RequestRecord = { endpoint, status: 200, stream: false, durationS: 0, clientDisconnected: false };
     let gen: Generation | undefined;
+    let submitted: GenerateRequest | undefined;
+    let result: GenerationResult | undefined;
     let ended = false;
+    let handled = false;
+    // onGeneration fires once both the response has ended (durationS known) and the handler is done (the result, or
+    // the error, known): after a client disconnect the response ends first and the result arrives a step later.
+    let reported = false;
+    const report = (): void => {
+      if (reported || !ended || !handled || !submitted || !deps.onGeneration) return;
+      reported = true;
+      const e: GenerationEvent = { request: submitted, promptTokens: submitted.tokens ?? [], durationS: record.durationS, ok: record.errorCode === undefined };
+      if (result) e.result = result;
+      try {
+        const r: unknown = deps.onGeneration(e);
+        if (r instanceof Promise) r.catch((err: unknown) => req.log?.error({ err }, 'onGeneration hook failed'));
+      } catch (err) {
+        req.log?.error({ err }, 'onGeneration hook failed');
+      }
+    };
     const finish = (): void => {
       if (ended) return;
       ended = true;
@@ -297,6 +347,7 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
       record.durationS = (performance.now() - started) / 1000;
       endActive();
       metrics?.onRequest?.(record);
+      report();
     };
     res.on('close', () => {
       // 'close' before the response finished: the client went away. Cancel now; the engine frees the sequence at
@@ -322,10 +373,11 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
       record.promptTokens = promptTokens;
       if (record.clientDisconnected) return;
       gen = engine.generate(request);
+      submitted = request;
       state.inflight.add(gen);
       req.log?.debug({ generation: gen.id, promptTokens, maxTokens: request.maxTokens, stream: parsed.stream }, 'generation started');
-      if (parsed.stream) await streamResponse(req, res, parsed, gen, promptTokens, record);
-      else await plainResponse(res, parsed, gen, promptTokens, record);
+      if (parsed.stream) result = await streamResponse(req, res, parsed, gen, promptTokens, record);
+      else result = await plainResponse(res, parsed, gen, promptTokens, record);
     } catch (err) {
       const cpe = toControlPlaneError(err, promptParam);
       record.errorCode = cpe.code;
@@ -341,6 +393,9 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
       } else if (!record.clientDisconnected) {
         sendError(res, cpe, metrics);
       }
+    } finally {
+      handled = true;
+      report();
     }
   };
 
@@ -386,11 +441,11 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
     return { request, promptTokens: tokens.length };
   }
 
-  async function plainResponse(res: Response, p: CompletionRequest | ChatRequest, gen: Generation, promptTokens: number, record: RequestRecord) {
+  async function plainResponse(res: Response, p: CompletionRequest | ChatRequest, gen: Generation, promptTokens: number, record: RequestRecord): Promise<GenerationResult> {
     const r: GenerationResult = await gen.result;
     record.finishReason = r.finishReason;
     record.completionTokens = r.usage.completionTokens;
-    if (record.clientDisconnected) return;
+    if (record.clientDisconnected) return r;
     const created = Math.floor(Date.now() / 1000);
     const usage = usageOf(r.usage.promptTokens || promptTokens, r.usage.completionTokens);
     if (p.kind === 'completion') {
@@ -422,9 +477,10 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
         usage,
       });
     }
+    return r;
   }
 
-  async function streamResponse(req: Request, res: Response, p: CompletionRequest | ChatRequest, gen: Generation, promptTokens: number, record: RequestRecord) {
+  async function streamResponse(req: Request, res: Response, p: CompletionRequest | ChatRequest, gen: Generation, promptTokens: number, record: RequestRecord): Promise<GenerationResult> {
     const created = Math.floor(Date.now() / 1000);
     const id = p.kind === 'chat' ? `chatcmpl-${randomUUID()}` : `cmpl-${randomUUID()}`;
     const object = p.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
@@ -460,7 +516,7 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
     const r = await gen.result;
     record.finishReason = r.finishReason;
     record.completionTokens = r.usage.completionTokens;
-    if (record.clientDisconnected) return;
+    if (record.clientDisconnected) return r;
     const fr = finishReasonOf(r.finishReason);
     if (p.kind === 'chat') send({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: fr }], ...usageField });
     else send({ ...base, choices: [{ index: 0, text: '', logprobs: null, finish_reason: fr }], ...usageField });
@@ -468,6 +524,7 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
     res.write('data: [DONE]\n\n');
     res.end();
     req.log?.debug({ generation: gen.id, finishReason: r.finishReason, completionTokens: r.usage.completionTokens }, 'stream finished');
+    return r;
   }
 
   v1.post('/completions', handle('completions'));

@@ -2,6 +2,7 @@
 // docs/configuration.md and its test all read this table, so a key cannot exist without a type, a default and a doc.
 import { defaultModelPath } from '../defaults.js';
 import { KV_DTYPES, WEIGHTS_POLICIES, type KvDtype, type SchedulerSettings, type WeightsPolicy } from '../engine/types.js';
+import { COLD_KNOBS, HOT_KNOBS, type ColdKnob, type HotKnob } from '../tuner/types.js';
 
 export interface ServerConfig {
   host: string;
@@ -55,6 +56,78 @@ export interface AlertsConfig {
   webhookToken: string;
 }
 
+/** Any knob the tuner manages (hot or cold). */
+export type TunerKnob = HotKnob | ColdKnob;
+export const TUNER_KNOBS: readonly TunerKnob[] = [...HOT_KNOBS, ...COLD_KNOBS];
+
+export type MetricsSource = 'registry' | 'prometheus';
+export const METRICS_SOURCES: readonly MetricsSource[] = ['registry', 'prometheus'];
+
+export interface TunerConfig {
+  enabled: boolean;
+  /** SQLite file of proposals, settings history, rollups and the audit log. */
+  storePath: string;
+  /** IANA zone the three cron schedules are read in. */
+  timezone: string;
+  monitorCron: string;
+  analyzeCron: string;
+  reportCron: string;
+  metricsSource: MetricsSource;
+  /** Base URL of the Prometheus HTTP API; required when metricsSource is 'prometheus'. */
+  prometheusUrl: string;
+  /** Extra PromQL label matchers added to every query, e.g. `job="tuneloop"`. */
+  prometheusSelector: string;
+  analysisWindowMinutes: number;
+  alertTriggersAnalysis: boolean;
+  maxCandidates: number;
+  /** Knobs applied after verification without a human. */
+  autoApply: TunerKnob[];
+  /** Knobs whose proposals wait for an approver. */
+  requireApproval: TunerKnob[];
+  /** Knobs never proposed (wins over autoApply and requireApproval). */
+  forbid: TunerKnob[];
+  failedCooldownHours: number;
+  proposalTtlHours: number;
+  rollupRetentionDays: number;
+  watchChecks: number;
+  watchFailureThreshold: number;
+  watchIntervalSeconds: number;
+  /** Largest relative goodput drop during the watch before a change is rolled back (0..1). */
+  watchMaxGoodputDrop: number;
+}
+
+/** Shadow verification of a candidate (named …Section: `VerifyConfig` reads like a function). */
+export interface VerifyConfigSection {
+  /** Share of live requests mirrored to the shadow engine(s). */
+  shadowShare: number;
+  similarityBar: number;
+  greedyAgreementBar: number;
+  perplexityDeltaBar: number;
+  minSamples: number;
+  confidence: number;
+  effectSizeBar: number;
+  shadowThreads: number;
+  timeoutSeconds: number;
+  seed: number;
+}
+
+export type ApiRole = 'viewer' | 'approver' | 'admin';
+/** Least to most privileged: a role may do everything the roles before it may. */
+export const API_ROLES: readonly ApiRole[] = ['viewer', 'approver', 'admin'];
+
+/** One bearer token of the tuner's REST API: only its SHA-256 is configured, never the token itself. */
+export interface ApiToken {
+  /** Who holds it; recorded in the audit log as the actor. */
+  name: string;
+  role: ApiRole;
+  /** 64 lowercase hex digits: `tuneloop hash-token`. */
+  sha256: string;
+}
+
+export interface AuthConfig {
+  tokens: ApiToken[];
+}
+
 export interface TuneloopConfig {
   server: ServerConfig;
   model: ModelConfig;
@@ -63,6 +136,9 @@ export interface TuneloopConfig {
   metrics: MetricsConfig;
   logging: LoggingConfig;
   alerts: AlertsConfig;
+  tuner: TunerConfig;
+  verify: VerifyConfigSection;
+  auth: AuthConfig;
 }
 
 export type SectionName = keyof TuneloopConfig;
@@ -78,10 +154,17 @@ export type FieldSpec = FieldBase &
   (
     | { kind: 'integer'; min: number; max: number }
     | { kind: 'number'; min: number; max: number; minExclusive?: boolean }
-    | { kind: 'string'; allowEmpty?: boolean }
+    | { kind: 'string'; allowEmpty?: boolean; format?: StringFormat }
     | { kind: 'enum'; values: readonly string[] }
-    | { kind: 'stringList' }
+    /** `values`: every item must be one of them (and the list has no repeats). */
+    | { kind: 'stringList'; values?: readonly string[] }
+    | { kind: 'boolean' }
+    /** A list of {name, role, sha256}; in env vars and overrides comma-separated `name:role:sha256`. */
+    | { kind: 'tokenList' }
   );
+
+/** What a string must also be, beyond its kind (checked in config.ts). */
+export type StringFormat = 'cron' | 'timezone' | 'url';
 
 /** Every key of every section must have a spec: the mapped type makes a missing one a compile error. */
 export type ConfigSchema = { [S in SectionName]: { [K in keyof TuneloopConfig[S]]-?: FieldSpec } };
@@ -194,6 +277,109 @@ export const CONFIG_SCHEMA: ConfigSchema = {
         '(and GET /api/alerts). Empty disables both routes (404). Wrong or missing token: 401.',
     },
   },
+  tuner: {
+    enabled: { kind: 'boolean', doc: 'Run the tuner: scheduled monitoring, analysis and proposals. false leaves the settings alone.' },
+    storePath: {
+      kind: 'string',
+      doc: 'SQLite file of proposals, settings history, rollups and the audit log. A relative path in the config file is ' +
+        'relative to that file; from the default, an env var or CLI override, relative to the working directory.',
+    },
+    timezone: { kind: 'string', format: 'timezone', doc: 'IANA time zone the cron schedules are read in (e.g. Europe/Berlin).' },
+    monitorCron: { kind: 'string', format: 'cron', doc: 'When to roll up the metrics into a window summary (cron, 5 or 6 fields).' },
+    analyzeCron: { kind: 'string', format: 'cron', doc: 'When to analyze the recent windows and propose changes.' },
+    reportCron: { kind: 'string', format: 'cron', doc: 'When to write the periodic report (default Monday 09:00).' },
+    metricsSource: {
+      kind: 'enum', values: METRICS_SOURCES,
+      doc: "Where the tuner reads metrics: registry (this process's own) or prometheus (tuner.prometheusUrl).",
+    },
+    prometheusUrl: {
+      kind: 'string', allowEmpty: true, format: 'url',
+      doc: 'Base URL of the Prometheus HTTP API (http://prometheus:9090); required when metricsSource is prometheus.',
+    },
+    prometheusSelector: {
+      kind: 'string', allowEmpty: true,
+      doc: 'Extra PromQL label matchers added to every query, e.g. job="tuneloop" (without braces).',
+    },
+    analysisWindowMinutes: { kind: 'integer', min: 1, max: 1440, doc: 'How many minutes of recent windows one analysis reads.' },
+    alertTriggersAnalysis: {
+      kind: 'boolean', doc: 'A firing alert on POST /api/alerts starts an analysis at once, outside the schedule.',
+    },
+    maxCandidates: { kind: 'integer', min: 1, max: 10, doc: 'Most candidate changes proposed (and verified) per analysis.' },
+    autoApply: {
+      kind: 'stringList', values: TUNER_KNOBS,
+      doc: 'Knobs whose verified changes are applied without a human. In env vars and CLI overrides: comma-separated.',
+    },
+    requireApproval: {
+      kind: 'stringList', values: TUNER_KNOBS,
+      doc: 'Knobs whose verified changes wait for an approver (POST /api/proposals/:id/approve). ' +
+        'A knob may not be in both autoApply and requireApproval.',
+    },
+    forbid: {
+      kind: 'stringList', values: TUNER_KNOBS,
+      doc: 'Knobs the tuner never proposes; wins over autoApply and requireApproval.',
+    },
+    failedCooldownHours: {
+      kind: 'number', min: 0, max: 8760,
+      doc: 'After a change fails verification or is rolled back, how long the same change is not proposed again.',
+    },
+    proposalTtlHours: {
+      kind: 'number', min: 0, max: 8760, minExclusive: true,
+      doc: 'A proposal not approved or applied within this many hours expires.',
+    },
+    rollupRetentionDays: {
+      kind: 'integer', min: 35, max: 3650,
+      doc: 'Days of per-minute window summaries kept (at least five weeks, for week-over-week reports).',
+    },
+    watchChecks: { kind: 'integer', min: 1, max: 1000, doc: 'Checks after an apply before a change is confirmed.' },
+    watchFailureThreshold: {
+      kind: 'integer', min: 1, max: 1000,
+      doc: 'Failed watch checks that roll a change back; at most watchChecks.',
+    },
+    watchIntervalSeconds: { kind: 'integer', min: 1, max: 86_400, doc: 'Seconds between watch checks.' },
+    watchMaxGoodputDrop: {
+      kind: 'number', min: 0, max: 1,
+      doc: 'A watch check fails when goodput falls by more than this fraction of the pre-change baseline (or an SLO is missed).',
+    },
+  },
+  verify: {
+    shadowShare: {
+      kind: 'number', min: 0, max: 1, minExclusive: true,
+      doc: 'Share of live requests mirrored to the shadow engines while a candidate is verified.',
+    },
+    similarityBar: {
+      kind: 'number', min: 0, max: 1,
+      doc: 'Mean cosine similarity of next-token distributions (candidate vs baseline) the candidate must reach.',
+    },
+    greedyAgreementBar: {
+      kind: 'number', min: 0, max: 1,
+      doc: 'Share of positions where candidate and baseline pick the same greedy token, at least.',
+    },
+    perplexityDeltaBar: {
+      kind: 'number', min: 0, max: 10,
+      doc: 'Relative probe-set perplexity increase allowed (0.05 = 5%).',
+    },
+    minSamples: { kind: 'integer', min: 2, max: 1_000_000, doc: 'Fewest mirrored requests, and replayed requests per arm, for a verdict; fewer: inconclusive.' },
+    confidence: {
+      kind: 'number', min: 0.5, max: 0.9999,
+      doc: 'Confidence of the latency tests (Mann-Whitney U): a difference counts when p < 1 − confidence.',
+    },
+    effectSizeBar: {
+      kind: 'number', min: 0, max: 1,
+      doc: '|Rank-biserial correlation| needed to call a latency difference (a tiny but significant shift is the same).',
+    },
+    shadowThreads: { kind: 'integer', min: 1, max: 256, doc: 'Compute threads of each shadow engine.' },
+    timeoutSeconds: { kind: 'integer', min: 1, max: 86_400, doc: 'A verification not done within this many seconds is inconclusive.' },
+    seed: { kind: 'integer', min: 0, max: 0xffff_ffff, doc: 'Random seed of verification (which requests are mirrored, replay sampling), for reproducible runs.' },
+  },
+  auth: {
+    tokens: {
+      kind: 'tokenList',
+      doc: 'Bearer tokens of the tuner REST API (/api/tuner, /api/proposals, /api/config, /api/audit): entries ' +
+        '{name, role, sha256} with role viewer, approver or admin and sha256 the hex SHA-256 of the token ' +
+        '(`tuneloop hash-token`). Empty: GET routes are open read-only and every change is refused (403). ' +
+        'In env vars and CLI overrides: comma-separated name:role:sha256.',
+    },
+  },
 };
 
 /** Defaults; `model.path` is computed from the package location. Deep-frozen: loadConfig() returns copies. */
@@ -216,6 +402,43 @@ export const DEFAULT_CONFIG: Readonly<TuneloopConfig> = deepFreeze({
   metrics: { compat: 'none', pricePerCoreHour: 0.05 },
   logging: { level: 'info' },
   alerts: { webhookToken: '' },
+  tuner: {
+    enabled: true,
+    storePath: '.tuneloop/tuner.db',
+    timezone: 'UTC',
+    monitorCron: '* * * * *',
+    analyzeCron: '*/15 * * * *',
+    reportCron: '0 9 * * 1',
+    metricsSource: 'registry',
+    prometheusUrl: '',
+    prometheusSelector: '',
+    analysisWindowMinutes: 15,
+    alertTriggersAnalysis: true,
+    maxCandidates: 3,
+    autoApply: ['maxBatchSize', 'maxBatchTokens', 'maxQueueDelayMs', 'queueGrowThreshold', 'maxQueueLength'],
+    requireApproval: ['weights', 'kvDtype', 'tpDegree', 'threadsPerRank'],
+    forbid: [],
+    failedCooldownHours: 24,
+    proposalTtlHours: 72,
+    rollupRetentionDays: 42,
+    watchChecks: 5,
+    watchFailureThreshold: 2,
+    watchIntervalSeconds: 60,
+    watchMaxGoodputDrop: 0.1,
+  },
+  verify: {
+    shadowShare: 0.05,
+    similarityBar: 0.98,
+    greedyAgreementBar: 0.9,
+    perplexityDeltaBar: 0.05,
+    minSamples: 20,
+    confidence: 0.95,
+    effectSizeBar: 0.2,
+    shadowThreads: 1,
+    timeoutSeconds: 600,
+    seed: 0,
+  },
+  auth: { tokens: [] },
 });
 
 function deepFreeze<T>(o: T): T {
@@ -258,12 +481,23 @@ export function configKeyDocs(): ConfigKeyDoc[] {
   return rows;
 }
 
+const STRING_FORMAT_DOCS: Record<StringFormat, string> = {
+  cron: 'cron expression',
+  timezone: 'IANA time zone',
+  url: 'http(s) URL',
+};
+
 export function typeDoc(spec: FieldSpec): string {
   switch (spec.kind) {
     case 'integer': return `integer ${spec.min}..${spec.max}`;
     case 'number': return `number ${spec.minExclusive ? '>' : '≥'} ${spec.min}, ≤ ${spec.max}`;
-    case 'string': return spec.allowEmpty ? 'string (may be empty)' : 'non-empty string';
+    case 'string': {
+      const what = spec.format ? STRING_FORMAT_DOCS[spec.format] : 'string';
+      return spec.allowEmpty ? `${what} (may be empty)` : spec.format ? what : 'non-empty string';
+    }
     case 'enum': return spec.values.join(' | ');
-    case 'stringList': return 'list of non-empty strings';
+    case 'stringList': return spec.values ? `list of: ${spec.values.join(' | ')}` : 'list of non-empty strings';
+    case 'boolean': return 'boolean';
+    case 'tokenList': return `list of {name, role: ${API_ROLES.join(' | ')}, sha256}`;
   }
 }

@@ -5,14 +5,17 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Document, type Node as YamlNode } from 'yaml';
+import { validateDetailed as validateCron } from 'node-cron';
 import type { EngineOptions } from '../engine/types.js';
 import {
-  CONFIG_SCHEMA, DEFAULT_CONFIG, envKeyOf, type FieldSpec, type SectionName, type TuneloopConfig,
+  API_ROLES, CONFIG_SCHEMA, DEFAULT_CONFIG, envKeyOf, type ApiToken, type FieldSpec, type SectionName, type StringFormat,
+  type TuneloopConfig,
 } from './config-schema.js';
 
-export { CONFIG_SCHEMA, DEFAULT_CONFIG, configKeyDocs, envKeyOf } from './config-schema.js';
+export { API_ROLES, CONFIG_SCHEMA, DEFAULT_CONFIG, METRICS_SOURCES, TUNER_KNOBS, configKeyDocs, envKeyOf } from './config-schema.js';
 export type {
-  AlertsConfig, ConfigKeyDoc, LoggingConfig, LogLevel, MetricsCompat, MetricsConfig, ModelConfig, ServerConfig, SloConfig, TuneloopConfig,
+  AlertsConfig, ApiRole, ApiToken, AuthConfig, ConfigKeyDoc, LoggingConfig, LogLevel, MetricsCompat, MetricsConfig, MetricsSource,
+  ModelConfig, ServerConfig, SloConfig, TuneloopConfig, TunerConfig, TunerKnob, VerifyConfigSection,
 } from './config-schema.js';
 
 /** A bad config value. `path` is the field (`scheduler.maxBatchSize`), or `file:line:col` for a YAML syntax error;
@@ -35,12 +38,22 @@ export interface LoadConfigOptions {
 
 const SECTIONS = Object.keys(CONFIG_SCHEMA) as SectionName[];
 
+/** Paths that, set in the file, are relative to the file (elsewhere: to the working directory). */
+const PATH_KEYS = new Set(['model.path', 'tuner.storePath']);
+
+/** The config being built, and where each set value came from (for errors that span several keys). */
+interface Target {
+  cfg: TuneloopConfig;
+  origins: Map<string, string>;
+}
+
 export function loadConfig(opts: LoadConfigOptions = {}): TuneloopConfig {
-  const cfg = structuredClone(DEFAULT_CONFIG) as TuneloopConfig;
-  if (opts.file !== undefined) applyFile(cfg, opts.file);
-  if (opts.env) applyEnv(cfg, opts.env);
-  if (opts.overrides) applyOverrides(cfg, opts.overrides);
-  return cfg;
+  const t: Target = { cfg: structuredClone(DEFAULT_CONFIG) as TuneloopConfig, origins: new Map() };
+  if (opts.file !== undefined) applyFile(t, opts.file);
+  if (opts.env) applyEnv(t, opts.env);
+  if (opts.overrides) applyOverrides(t, opts.overrides);
+  checkCrossField(t);
+  return t.cfg;
 }
 
 /** The engine's load options from a config (undefined keys are left to the engine's own defaults). */
@@ -63,7 +76,7 @@ export function engineOptionsFromConfig(cfg: TuneloopConfig): EngineOptions {
 
 // ---- layers ----
 
-function applyFile(cfg: TuneloopConfig, file: string): void {
+function applyFile(t: Target, file: string): void {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -95,14 +108,16 @@ function applyFile(cfg: TuneloopConfig, file: string): void {
     if (body === null) continue; // `scheduler:` with nothing under it
     if (!isPlainObject(body)) throw new ConfigError(section, `expected a mapping, got ${describe(body)}`, origin([section]));
     for (const [key, value] of Object.entries(body)) {
-      const spec = specOf(section, key, origin([section, key]));
-      const parsed = checkValue(`${section}.${key}`, spec, value, origin([section, key]));
-      set(cfg, section, key, section === 'model' && key === 'path' ? resolve(baseDir, parsed as string) : parsed);
+      const where = origin([section, key]);
+      const spec = specOf(section, key, where);
+      const path = `${section}.${key}`;
+      const parsed = checkValue(path, spec, value, where);
+      set(t, section, key, PATH_KEYS.has(path) ? resolve(baseDir, parsed as string) : parsed, where);
     }
   }
 }
 
-function applyEnv(cfg: TuneloopConfig, env: NodeJS.ProcessEnv): void {
+function applyEnv(t: Target, env: NodeJS.ProcessEnv): void {
   // Only variables under a known section prefix are ours; others (TUNELOOP_CONFIG, …) are left alone.
   for (const [name, raw] of Object.entries(env)) {
     if (raw === undefined) continue;
@@ -114,11 +129,11 @@ function applyEnv(cfg: TuneloopConfig, env: NodeJS.ProcessEnv): void {
       const known = keys.map((k) => envKeyOf(section, k));
       throw new ConfigError(`${section}.?`, `unknown env var ${name}${suggest(name, known)} (known: ${known.join(', ')})`, `env ${name}`);
     }
-    applyString(cfg, section, key, raw, `env ${name}`);
+    applyString(t, section, key, raw, `env ${name}`);
   }
 }
 
-function applyOverrides(cfg: TuneloopConfig, overrides: Record<string, string>): void {
+function applyOverrides(t: Target, overrides: Record<string, string>): void {
   for (const [path, raw] of Object.entries(overrides)) {
     const origin = `override ${path}`;
     const dot = path.indexOf('.');
@@ -128,16 +143,16 @@ function applyOverrides(cfg: TuneloopConfig, overrides: Record<string, string>):
       throw new ConfigError(path, `unknown section '${section}'${suggest(section, SECTIONS)} (known: ${SECTIONS.join(', ')})`, origin);
     }
     specOf(section, key, origin);
-    applyString(cfg, section, key, raw, origin);
+    applyString(t, section, key, raw, origin);
   }
 }
 
 /** Env vars and CLI overrides are strings: parse by the field's type, then check as a file value would be. */
-function applyString(cfg: TuneloopConfig, section: SectionName, key: string, raw: string, origin: string): void {
+function applyString(t: Target, section: SectionName, key: string, raw: string, origin: string): void {
   const path = `${section}.${key}`;
   const spec = (CONFIG_SCHEMA[section] as Record<string, FieldSpec>)[key]!;
   if (raw.trim() === '' && spec.optional) {
-    set(cfg, section, key, undefined);
+    set(t, section, key, undefined, origin);
     return;
   }
   let value: unknown = raw;
@@ -145,10 +160,41 @@ function applyString(cfg: TuneloopConfig, section: SectionName, key: string, raw
     const n = raw.trim() === '' ? NaN : Number(raw);
     value = Number.isNaN(n) ? raw : n; // keep the string so the error shows what was given
   } else if (spec.kind === 'stringList') {
-    value = raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+    value = commaList(raw);
+  } else if (spec.kind === 'boolean') {
+    value = parseBoolean(path, raw, origin);
+  } else if (spec.kind === 'tokenList') {
+    value = parseTokenEntries(path, raw, origin);
   }
   const parsed = checkValue(path, spec, value, origin);
-  set(cfg, section, key, section === 'model' && key === 'path' ? resolve(parsed as string) : parsed);
+  set(t, section, key, PATH_KEYS.has(path) ? resolve(parsed as string) : parsed, origin);
+}
+
+function commaList(raw: string): string[] {
+  return raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+}
+
+const TRUE_WORDS = new Set(['true', '1', 'yes']);
+const FALSE_WORDS = new Set(['false', '0', 'no']);
+
+function parseBoolean(path: string, raw: string, origin: string): boolean {
+  const w = raw.trim().toLowerCase();
+  if (TRUE_WORDS.has(w)) return true;
+  if (FALSE_WORDS.has(w)) return false;
+  throw new ConfigError(path, `expected true or false (or 1/0, yes/no), got ${describe(raw)}`, origin);
+}
+
+/** `name:role:sha256,…` → entries for checkValue. A malformed entry is reported by position, never echoed: it may
+ *  hold a raw token pasted by mistake. */
+function parseTokenEntries(path: string, raw: string, origin: string): Record<string, string>[] {
+  return commaList(raw).map((entry, i) => {
+    const parts = entry.split(':').map((s) => s.trim());
+    if (parts.length !== 3) {
+      throw new ConfigError(`${path}[${i}]`, `expected name:role:sha256, got ${parts.length} ':'-separated part(s)`, origin);
+    }
+    const [name, role, sha256] = parts as [string, string, string];
+    return { name, role, sha256 };
+  });
 }
 
 // ---- checking ----
@@ -179,20 +225,122 @@ function checkValue(path: string, spec: FieldSpec, v: unknown, origin: string): 
       }
       return v;
     }
-    case 'string':
+    case 'string': {
       if (typeof v !== 'string' || (v.length === 0 && !spec.allowEmpty)) throw bad(spec.allowEmpty ? 'a string' : 'a non-empty string');
+      const problem = spec.format && v.length > 0 ? formatProblem(spec.format, v) : undefined;
+      if (problem) throw new ConfigError(path, `${problem}, got ${describe(v)}`, origin);
       return v;
+    }
     case 'enum':
       if (typeof v !== 'string' || !spec.values.includes(v)) throw bad(`one of ${spec.values.join(', ')}`);
       return v;
-    case 'stringList':
+    case 'stringList': {
       if (!Array.isArray(v)) throw bad('a list of non-empty strings');
+      const values = spec.values;
       v.forEach((item, i) => {
+        const at = `${path}[${i}]`;
         if (typeof item !== 'string' || item.length === 0) {
-          throw new ConfigError(`${path}[${i}]`, `expected a non-empty string, got ${describe(item)}`, origin);
+          throw new ConfigError(at, `expected a non-empty string, got ${describe(item)}`, origin);
         }
+        if (values && !values.includes(item)) {
+          throw new ConfigError(at, `unknown name ${describe(item)}${suggest(item, values)} (known: ${values.join(', ')})`, origin);
+        }
+        if (values && v.indexOf(item) !== i) throw new ConfigError(at, `${describe(item)} is listed twice`, origin);
       });
       return [...(v as string[])];
+    }
+    case 'boolean':
+      if (typeof v !== 'boolean') throw bad('true or false');
+      return v;
+    case 'tokenList':
+      return checkTokens(path, v, origin);
+  }
+}
+
+const TOKEN_KEYS = ['name', 'role', 'sha256'];
+const TOKEN_NAME_RE = /^[\w.@-]{1,64}$/;
+const SHA256_RE = /^[0-9a-f]{64}$/;
+
+function checkTokens(path: string, v: unknown, origin: string): ApiToken[] {
+  if (!Array.isArray(v)) throw new ConfigError(path, `expected a list of {name, role, sha256}, got ${describe(v)}`, origin);
+  const out: ApiToken[] = [];
+  v.forEach((item: unknown, i) => {
+    const at = `${path}[${i}]`;
+    const err = (field: string, reason: string): ConfigError => new ConfigError(`${at}.${field}`, reason, origin);
+    if (!isPlainObject(item)) throw new ConfigError(at, `expected a mapping {name, role, sha256}, got ${describe(item)}`, origin);
+    for (const k of Object.keys(item)) {
+      if (!TOKEN_KEYS.includes(k)) throw err(k, `unknown key (known: ${TOKEN_KEYS.join(', ')})`);
+    }
+    const { name, role, sha256 } = item;
+    if (typeof name !== 'string' || !TOKEN_NAME_RE.test(name)) {
+      throw err('name', `expected 1 to 64 letters, digits, '_', '.', '@' or '-', got ${describe(name)}`);
+    }
+    if (typeof role !== 'string' || !(API_ROLES as readonly string[]).includes(role)) {
+      throw err('role', `expected one of ${API_ROLES.join(', ')}, got ${describe(role)}`);
+    }
+    // Never echo the value: a raw token pasted here by mistake must not reach logs.
+    if (typeof sha256 !== 'string' || !SHA256_RE.test(sha256)) {
+      const got = typeof sha256 === 'string' ? `a string of ${sha256.length} characters` : describe(sha256);
+      throw err('sha256', `expected 64 lowercase hex digits, the SHA-256 of the token (tuneloop hash-token), got ${got}`);
+    }
+    const j = out.findIndex((o) => o.name === name);
+    if (j >= 0) throw err('name', `duplicate name ${describe(name)} (also ${path}[${j}])`);
+    const k = out.findIndex((o) => o.sha256 === sha256);
+    if (k >= 0) throw err('sha256', `the same token as ${path}[${k}]: one token, one name and role`);
+    out.push({ name, role: role as ApiToken['role'], sha256 });
+  });
+  return out;
+}
+
+/** Why `v` is not of the format, as "expected …"; undefined when it is. */
+function formatProblem(format: StringFormat, v: string): string | undefined {
+  switch (format) {
+    case 'cron': {
+      const r = validateCron(v);
+      return r.valid ? undefined : `expected a cron expression ([second] minute hour day-of-month month day-of-week): ${r.errors.map((e) => e.message).join('; ')}`;
+    }
+    case 'timezone':
+      try {
+        new Intl.DateTimeFormat('en-US', { timeZone: v });
+        return undefined;
+      } catch {
+        return 'expected an IANA time zone name such as UTC or Europe/Berlin';
+      }
+    case 'url': {
+      let u: URL;
+      try {
+        u = new URL(v);
+      } catch {
+        return 'expected an http(s) URL';
+      }
+      return u.protocol === 'http:' || u.protocol === 'https:' ? undefined : 'expected an http(s) URL';
+    }
+  }
+}
+
+// ---- checks across keys (after every layer, so a later layer may fix an earlier one) ----
+
+function checkCrossField(t: Target): void {
+  const { tuner } = t.cfg;
+  const from = (...paths: string[]): string => {
+    const o = [...new Set(paths.map((p) => t.origins.get(p)).filter((x): x is string => x !== undefined))];
+    return o.length > 0 ? o.join('; ') : 'defaults';
+  };
+  if (tuner.metricsSource === 'prometheus' && tuner.prometheusUrl === '') {
+    throw new ConfigError('tuner.prometheusUrl',
+      "required when tuner.metricsSource is prometheus: the Prometheus HTTP API's base URL, e.g. http://prometheus:9090",
+      from('tuner.metricsSource', 'tuner.prometheusUrl'));
+  }
+  const both = tuner.autoApply.find((k) => tuner.requireApproval.includes(k));
+  if (both !== undefined) {
+    throw new ConfigError('tuner.requireApproval',
+      `knob '${both}' is also in tuner.autoApply; a knob is either applied automatically or waits for approval, not both`,
+      from('tuner.autoApply', 'tuner.requireApproval'));
+  }
+  if (tuner.watchFailureThreshold > tuner.watchChecks) {
+    throw new ConfigError('tuner.watchFailureThreshold',
+      `expected at most tuner.watchChecks (${tuner.watchChecks}), got ${tuner.watchFailureThreshold}: the change could never be rolled back`,
+      from('tuner.watchChecks', 'tuner.watchFailureThreshold'));
   }
 }
 
@@ -233,8 +381,9 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function set(cfg: TuneloopConfig, section: SectionName, key: string, value: unknown): void {
-  (cfg[section] as unknown as Record<string, unknown>)[key] = value;
+function set(t: Target, section: SectionName, key: string, value: unknown, origin: string): void {
+  (t.cfg[section] as unknown as Record<string, unknown>)[key] = value;
+  t.origins.set(`${section}.${key}`, origin);
 }
 
 /** 1-based line of the key at `path` in the YAML document (the value's line if the key has none). */

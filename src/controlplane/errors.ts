@@ -3,6 +3,7 @@
 // the same here. The wire `code` follows OpenAI's where one exists (model_not_found, context_length_exceeded,
 // invalid_api_key), so tools that branch on it keep working.
 import type { EngineError } from '../engine/errors.js';
+import type { TunerError } from '../tuner/control.js';
 
 export interface ErrorSpec {
   status: number;
@@ -17,14 +18,19 @@ export const CP_ERRORS = {
   CP_ERR_MALFORMED_JSON: { status: 400, type: 'invalid_request_error', code: 'malformed_json' },
   CP_ERR_CONTEXT_OVERFLOW: { status: 400, type: 'invalid_request_error', code: 'context_length_exceeded' },
   CP_ERR_UNAUTHORIZED: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  CP_ERR_FORBIDDEN: { status: 403, type: 'permission_error', code: 'forbidden' },
   CP_ERR_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
   CP_ERR_ROUTE_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'not_found' },
+  CP_ERR_RESOURCE_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'resource_not_found' },
+  CP_ERR_CONFLICT: { status: 409, type: 'invalid_request_error', code: 'conflict' },
+  CP_ERR_TUNER_BUSY: { status: 409, type: 'invalid_request_error', code: 'tuner_busy' },
   CP_ERR_BODY_TOO_LARGE: { status: 413, type: 'invalid_request_error', code: 'body_too_large' },
   CP_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type' },
   CP_ERR_QUEUE_FULL: { status: 429, type: 'rate_limit_error', code: 'queue_full' },
   CP_ERR_INTERNAL: { status: 500, type: 'server_error', code: 'internal_error' },
   CP_ERR_DRAINING: { status: 503, type: 'server_error', code: 'server_draining' },
   CP_ERR_ENGINE_CLOSED: { status: 503, type: 'server_error', code: 'engine_closed' },
+  CP_ERR_TUNER_PAUSED: { status: 503, type: 'server_error', code: 'tuner_paused' },
   CP_ERR_TIMEOUT: { status: 504, type: 'timeout_error', code: 'timeout' },
 } as const satisfies Record<string, ErrorSpec>;
 
@@ -97,4 +103,20 @@ export function modelNotFound(requested: string, served: string): ControlPlaneEr
   return new ControlPlaneError('CP_ERR_MODEL_NOT_FOUND', `The model '${requested}' does not exist (this server serves '${served}')`, {
     param: 'model',
   });
+}
+
+/** Translate a tuner refusal (TunerControl) into the HTTP answer; the message is the tuner's own sentence. */
+export function fromTunerError(e: TunerError): ControlPlaneError {
+  switch (e.code) {
+    case 'NOT_FOUND':
+      return new ControlPlaneError('CP_ERR_RESOURCE_NOT_FOUND', e.message);
+    case 'CONFLICT':
+      return new ControlPlaneError('CP_ERR_CONFLICT', e.message);
+    case 'BUSY':
+      return new ControlPlaneError('CP_ERR_TUNER_BUSY', e.message);
+    case 'INVALID':
+      return new ControlPlaneError('CP_ERR_INVALID_REQUEST', e.message);
+    case 'PAUSED':
+      return new ControlPlaneError('CP_ERR_TUNER_PAUSED', e.message);
+  }
 }

@@ -11,6 +11,8 @@ import { installGracefulShutdown, startServer } from './server.js';
 import { createMetrics } from './metrics.js';
 import { AlertInbox } from './alerts-api.js';
 import { ConfigError, engineOptionsFromConfig, loadConfig, type TuneloopConfig } from './config.js';
+import { engineOptionsWithSettings, openTunerStore, startTuner, type RunningTuner } from '../tuner/bootstrap.js';
+import type { TunerStore } from '../tuner/store.js';
 
 export const SERVE_USAGE = `usage:
   tuneloop serve [--config FILE] [--model PATH] [--host H] [--port N] [--threads N]
@@ -101,10 +103,24 @@ export async function serveCommand(argv: string[]): Promise<number> {
     throw e;
   }
   const logger: Logger = pino({ level: settings.config.logging.level, base: { service: 'tuneloop' } });
+  // The store decides the settings the engine starts with: the last committed version (a crash mid-apply never
+  // committed), or the config file when it changed since.
+  let store: TunerStore;
+  let engineOptions: EngineOptions;
+  try {
+    const opened = openTunerStore(settings.config);
+    store = opened.store;
+    engineOptions = engineOptionsWithSettings(settings.engine, opened.live.settings);
+    logger.info({ store: store.path, version: opened.live.version, source: opened.live.source }, 'live settings');
+  } catch (e) {
+    process.stderr.write(`tuneloop serve: tuner store ${settings.config.tuner.storePath}: ${(e as Error).message}\n`);
+    return 2;
+  }
   let engine: Engine;
   try {
-    engine = await Engine.load(settings.engine);
+    engine = await Engine.load(engineOptions);
   } catch (e) {
+    store.close();
     if (e instanceof EngineError) {
       logger.error({ code: e.code, model: settings.engine.model }, e.message);
       process.stderr.write(`tuneloop serve: ${e.code}: ${e.message}\n`);
@@ -114,18 +130,32 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
   logger.info({ model: settings.engine.model, modelName: settings.server.modelName, loadMs: engine.info.loadMs, kernels: engine.info.kernels }, 'model loaded');
   let server;
+  let tuner: RunningTuner;
   try {
     const metrics = createMetrics({ engine, config: settings.config, modelName: settings.server.modelName });
-    // The 'alert' event is the tuner's hook for an out-of-schedule analysis; nothing subscribes to it yet.
     const alerts = new AlertInbox({ registry: metrics.registry });
-    server = await startServer({ engine, options: settings.server, logger, metricsHook: metrics, alerts });
+    tuner = await startTuner({ config: settings.config, engine, store, logger, metrics, alerts });
+    const t = tuner.tuner;
+    server = await startServer({
+      engine, options: settings.server, logger, metricsHook: metrics, alerts,
+      tuner: t, authTokens: settings.config.auth.tokens, onGeneration: (e) => t.onGeneration(e),
+    });
   } catch (e) {
     await engine.close();
+    store.close();
     process.stderr.write(`tuneloop serve: cannot listen on ${settings.server.host}:${settings.server.port}: ${(e as Error).message}\n`);
     return 1;
   }
-  installGracefulShutdown({ server, engine, logger, drainTimeoutMs: settings.server.drainTimeoutMs });
-  logger.info({ url: server.url, auth: settings.server.apiKeys.length > 0, alertsWebhook: settings.server.alertsWebhookToken !== '' }, 'listening');
+  const running = tuner;
+  installGracefulShutdown({
+    server, engine, logger, drainTimeoutMs: settings.server.drainTimeoutMs,
+    beforeEngineClose: async () => {
+      await running.close();
+      store.close();
+    },
+  });
+  logger.info({ url: server.url, auth: settings.server.apiKeys.length > 0, alertsWebhook: settings.server.alertsWebhookToken !== '',
+    tuner: settings.config.tuner.enabled, tunerTokens: settings.config.auth.tokens.length }, 'listening');
   // Never resolves: the shutdown handler exits the process once drained.
   return new Promise<number>(() => undefined);
 }

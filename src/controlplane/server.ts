@@ -5,8 +5,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Engine } from '../engine/engine.js';
-import { createApp, type AppState, type MetricsHook, type ServerOptions } from './app.js';
+import type { TunerControl } from '../tuner/control.js';
+import { createApp, type AppDeps, type AppState, type MetricsHook, type ServerOptions } from './app.js';
 import { AlertInbox } from './alerts-api.js';
+import type { ApiToken } from './config-schema.js';
 
 export interface StartServerArgs {
   engine: Engine;
@@ -15,6 +17,12 @@ export interface StartServerArgs {
   metricsHook?: MetricsHook;
   /** Inbox for POST /api/alerts; default a fresh in-memory one. */
   alerts?: AlertInbox;
+  /** The tuner behind the /api tuner routes (tuner-api.ts); absent: those routes are absent. */
+  tuner?: TunerControl;
+  /** auth.tokens for the tuner routes. */
+  authTokens?: readonly ApiToken[];
+  /** Every finished generation request (app.ts GenerationEvent): the tuner's request log and shadow mirror. */
+  onGeneration?: AppDeps['onGeneration'];
 }
 
 export interface DrainResult {
@@ -40,7 +48,12 @@ export interface RunningServer {
 export async function startServer(args: StartServerArgs): Promise<RunningServer> {
   const { engine, options, logger } = args;
   const alerts = args.alerts ?? new AlertInbox();
-  const { app, state } = createApp({ engine, options, logger, alerts, ...(args.metricsHook ? { metrics: args.metricsHook } : {}) });
+  const deps: AppDeps = { engine, options, logger, alerts };
+  if (args.metricsHook) deps.metrics = args.metricsHook;
+  if (args.tuner) deps.tuner = args.tuner;
+  if (args.authTokens) deps.authTokens = args.authTokens;
+  if (args.onGeneration) deps.onGeneration = args.onGeneration;
+  const { app, state } = createApp(deps);
   const server = createServer(app);
   // Long streaming responses must not be cut by Node's default request timeout.
   server.requestTimeout = 0;
@@ -107,6 +120,8 @@ export interface ShutdownOptions {
   engine: Engine;
   logger: Logger;
   drainTimeoutMs: number;
+  /** Runs after the drain, before the engine closes (stop the tuner, close its store). */
+  beforeEngineClose?: () => Promise<void>;
   /** Injected for tests; default process.exit. */
   exit?: (code: number) => void;
   signals?: NodeJS.Signals[];
@@ -132,6 +147,7 @@ export function installGracefulShutdown(o: ShutdownOptions): () => void {
       let code = 0;
       try {
         await o.server.drain(o.drainTimeoutMs);
+        await o.beforeEngineClose?.();
         await o.engine.close();
       } catch (err) {
         o.logger.error({ err }, 'error during shutdown');

@@ -1,0 +1,577 @@
+// The Tuner: one object that runs the closed loop over the stages (monitor → analyze → optimize → verify → apply →
+// watch), keeps every step in the store, drives the tuner metrics, and answers the REST layer (TunerControl).
+//
+// Concurrency: one cycle (analyze → optimize → verify of its candidates) at a time; a second trigger while one runs
+// is refused (BUSY) or, from cron, recorded as skipped. Changes to the live settings (auto-apply, approval, rollback,
+// watch rollback) go through one serial queue, so two applies never interleave. Monitor ticks run beside both: they
+// only read the engine and append rollups.
+import { availableParallelism } from 'node:os';
+import type { Logger } from 'pino';
+import type { Engine } from '../engine/engine.js';
+import type { GenerateRequest, GenerationResult } from '../engine/types.js';
+import type { TuneloopConfig } from '../controlplane/config-schema.js';
+import type { Metrics } from '../controlplane/metrics.js';
+import { PROPOSAL_STATES } from '../controlplane/metrics/tuner-families.js';
+import { analyze } from './analyze.js';
+import { applySettings, diffSettings, judgeWatchCheck, type WatchBaseline } from './apply.js';
+import { TunerError, type ProposalDetail, type RunOutcome, type TunerControl, type TunerStatus } from './control.js';
+import type { MetricsSource, RegistrySource } from './monitor.js';
+import { applyChange, changeKey, optimize } from './optimize.js';
+import { OPEN_STATES, needsApproval } from './proposals.js';
+import { ShadowVerifier } from './shadow.js';
+import type { VerifyConfig } from './verify.js';
+import type { SettingsSource, SettingsVersion, TunerStore } from './store.js';
+import type { Actor, Finding, LiveSettings, Proposal, ProposalState, RequestSample, SettingsChange, SloTargets, WindowSummary } from './types.js';
+import type { EngineOptions } from '../engine/types.js';
+import { faultPoint } from '../faults.js';
+
+export const SYSTEM: Actor = { name: 'tuner', role: 'system' };
+
+export interface TunerDeps {
+  engine: Engine;
+  store: TunerStore;
+  config: TuneloopConfig;
+  logger: Logger;
+  /** Where window summaries come from (in-process registry, or Prometheus in fleet mode). */
+  source: MetricsSource;
+  /** The in-process request log (always present: the watch window and goodput read it). */
+  requests: RegistrySource;
+  metrics?: Pick<Metrics, 'tuner' | 'attachEngine' | 'observeConfigChange'>;
+  /** Token ids of the fixed perplexity probe set. */
+  probeTokens: number[][];
+  now?: () => number;
+  /** Test hook: how shadow engines are loaded (e.g. a deliberately corrupted candidate). */
+  loadShadowEngine?: (opts: EngineOptions, role: 'baseline' | 'candidate') => Promise<import('../engine/engine.js').Engine>;
+}
+
+/** The tuner-managed knobs of a config (what the engine is started with when the store has nothing newer). */
+export function settingsFromConfig(cfg: TuneloopConfig, threads = availableParallelism()): LiveSettings {
+  const tp = cfg.model.tpDegree;
+  const total = cfg.model.threads ?? threads;
+  return {
+    scheduler: { ...cfg.scheduler },
+    layout: { weights: cfg.model.weights, kvDtype: cfg.model.kvDtype, tpDegree: tp, threadsPerRank: cfg.model.threadsPerRank ?? Math.max(1, Math.floor(total / tp)) },
+  };
+}
+
+function sameSettings(a: LiveSettings, b: LiveSettings): boolean {
+  return diffSettings(a, b).knobs.length === 0;
+}
+
+/**
+ * Which settings the engine must start with. The store's last committed version is the truth (a crash mid-apply
+ * never committed, so this is also the rollback of any half-applied change) — unless the operator edited the config
+ * file since: a config that differs from the last version recorded *from config* is a new decision and wins.
+ */
+export function resolveStartupSettings(store: TunerStore, fromConfig: LiveSettings): SettingsVersion {
+  const current = store.currentSettings();
+  const lastConfig = store.settingsHistory().find((v) => v.source === 'config');
+  if (!current || !lastConfig || !sameSettings(lastConfig.settings, fromConfig)) {
+    return store.commitSettings(fromConfig, 'config', 'config', null, current ? 'the config file changed' : 'initial settings from the config');
+  }
+  return current;
+}
+
+interface ActiveVerification {
+  proposalId: number;
+  verifier: ShadowVerifier;
+}
+
+export class Tuner implements TunerControl {
+  private readonly now: () => number;
+  private cycle: Promise<void> | undefined;
+  private applyChain: Promise<unknown> = Promise.resolve();
+  private verification: ActiveVerification | undefined;
+  private lastFindings: Finding[] = [];
+  private pausedReason = '';
+  private closed = false;
+  private readonly watchTimers = new Set<NodeJS.Timeout>();
+
+  private constructor(private readonly d: TunerDeps) {
+    this.now = d.now ?? Date.now;
+  }
+
+  /** Open the tuner over a store whose current version the engine was started with: finish what a crash left. */
+  static async create(deps: TunerDeps): Promise<Tuner> {
+    const t = new Tuner(deps);
+    t.recover();
+    t.refreshProposalGauge();
+    return t;
+  }
+
+  private get cfg(): TuneloopConfig['tuner'] {
+    return this.d.config.tuner;
+  }
+
+  private get slo(): SloTargets {
+    return this.d.config.slo;
+  }
+
+  private get verifyConfig(): VerifyConfig {
+    const v = this.d.config.verify;
+    return {
+      shadowShare: v.shadowShare, similarityBar: v.similarityBar, greedyAgreementBar: v.greedyAgreementBar,
+      perplexityDeltaBar: v.perplexityDeltaBar, minSamples: v.minSamples, confidence: v.confidence,
+      effectSizeBar: v.effectSizeBar, shadowThreads: v.shadowThreads, maxMirrorQueue: 256,
+    };
+  }
+
+  /** After a crash: an apply that never committed is rolled back (the engine runs the last committed version);
+   *  a verification in flight proves nothing; a watch window starts again. */
+  private recover(): void {
+    const live = this.d.store.currentSettings();
+    for (const p of this.d.store.listProposals({ state: 'applying' })) {
+      this.d.store.transition(p.id, 'applying', 'rolled_back', SYSTEM, {
+        comment: `interrupted: the process exited while applying; live settings are version ${live?.version ?? 0}, unchanged`,
+      });
+    }
+    for (const p of this.d.store.listProposals({ state: 'verifying' })) {
+      this.d.store.transition(p.id, 'verifying', 'expired', SYSTEM, { comment: 'verification interrupted by a restart' });
+    }
+    for (const p of this.d.store.listProposals({ state: 'approved' })) {
+      // Approved but not started: apply it now if it still fits the live settings.
+      this.enqueueApply(p.id, SYSTEM);
+    }
+    for (const p of this.d.store.listProposals({ state: 'watching' })) this.startWatch(p.id);
+  }
+
+  // ---- inputs from the server -----------------------------------------------------------------------------------
+
+  /** Every finished generation request: the request log for goodput and watch checks, and the shadow mirror. */
+  onGeneration(e: { request: GenerateRequest; promptTokens: number[]; result?: GenerationResult; durationS: number; ok: boolean }): void {
+    const r = e.result;
+    const sample: RequestSample = {
+      atMs: this.now(),
+      ok: e.ok,
+      queueS: r ? r.timings.queueMs / 1000 : NaN,
+      ttftS: r ? r.timings.timeToFirstTokenMs / 1000 : NaN,
+      interTokenS: r && r.usage.completionTokens > 1 ? r.timings.decodeMs / 1000 / (r.usage.completionTokens - 1) : NaN,
+      e2eS: e.durationS,
+      promptTokens: e.promptTokens.length,
+      completionTokens: r?.usage.completionTokens ?? 0,
+    };
+    this.d.requests.record(sample);
+    const v = this.verification;
+    if (v && e.ok && r && r.tokens.length > 0 && v.verifier.shouldMirror()) {
+      const m = { tokens: e.promptTokens, maxTokens: e.request.maxTokens ?? r.tokens.length, primaryTokens: r.tokens };
+      v.verifier.mirror(m);
+    }
+  }
+
+  // ---- monitor ---------------------------------------------------------------------------------------------------
+
+  /** One monitor tick: summarise the window, persist it, prune old rollups, expire stale proposals. */
+  async monitorTick(trigger = 'cron'): Promise<WindowSummary | undefined> {
+    const run = this.d.store.startRun('monitor', trigger);
+    try {
+      const w = await this.d.source.collect();
+      w.settingsVersion = this.liveVersion();
+      this.d.store.insertRollup(w);
+      this.d.store.pruneRollups(this.now() - this.cfg.rollupRetentionDays * 86_400_000);
+      this.expireStale();
+      this.pausedReason = '';
+      this.d.store.finishRun(run.id, 'ok', '', { requests: w.requests.finished });
+      this.countRun('monitor', 'ok');
+      return w;
+    } catch (err) {
+      // Fleet mode with Prometheus down: say so and pause; never analyze on guesses.
+      this.pausedReason = `metrics source unavailable: ${(err as Error).message}`;
+      this.d.store.finishRun(run.id, 'error', (err as Error).message);
+      this.countRun('monitor', 'error');
+      this.d.logger.warn({ err: (err as Error).message }, 'tuner monitor failed');
+      return undefined;
+    }
+  }
+
+  private expireStale(): void {
+    const now = this.now();
+    for (const p of this.d.store.listProposals({ state: ['proposed', 'verified'] })) {
+      if (p.expiresMs <= now) this.move(p.id, p.state, 'expired', SYSTEM, 'time to live passed');
+    }
+  }
+
+  // ---- analyze → optimize → verify ------------------------------------------------------------------------------
+
+  async runNow(trigger: 'api' | 'alert' | 'cron', actor: Actor): Promise<RunOutcome> {
+    if (this.closed) throw new TunerError('PAUSED', 'the tuner is shutting down');
+    if (!this.cfg.enabled) throw new TunerError('PAUSED', 'the tuner is disabled (tuner.enabled: false)');
+    if (this.cycle) throw new TunerError('BUSY', 'a tuner cycle is already running (analysis or verification in progress)');
+    if (this.pausedReason) throw new TunerError('PAUSED', `the tuner is paused: ${this.pausedReason}`);
+    const run = this.d.store.startRun('analyze', trigger);
+    this.d.store.audit(actor, 'tuner.run', `run:${run.id}`, { trigger });
+    let findings: Finding[] = [];
+    let proposals: Proposal[] = [];
+    try {
+      ({ findings, proposals } = this.analyzeAndPropose(run.id));
+    } catch (err) {
+      this.d.store.finishRun(run.id, 'error', (err as Error).message);
+      this.countRun('analyze', 'error');
+      this.d.logger.error({ err }, 'tuner analysis failed');
+      return { runId: run.id, outcome: 'error', findings: [], proposals: [], error: (err as Error).message };
+    }
+    this.d.store.finishRun(run.id, 'ok', '', { findings: findings.length, proposals: proposals.map((p) => p.id) });
+    this.countRun('analyze', 'ok');
+    this.d.metrics?.tuner.lastRunTimestamp.set(this.now() / 1000);
+    if (proposals.length > 0) {
+      this.cycle = this.verifyAll(proposals.map((p) => p.id)).finally(() => {
+        this.cycle = undefined;
+      });
+    }
+    return { runId: run.id, outcome: 'ok', findings, proposals };
+  }
+
+  /** Resolves when the current cycle (verification included) has finished. */
+  async idle(): Promise<void> {
+    await this.cycle;
+    await this.applyChain;
+  }
+
+  private analyzeAndPropose(runId: number): { findings: Finding[]; proposals: Proposal[] } {
+    const now = this.now();
+    const windows = this.d.store.rollups(now - this.cfg.analysisWindowMinutes * 60_000, now + 1);
+    const live = this.liveSettings();
+    const findings = analyze({ windows, settings: live, slo: this.slo });
+    this.lastFindings = findings;
+    this.setBottleneckGauge(findings);
+    for (const f of findings) this.d.store.insertFinding(f, runId);
+    const startOptimize = this.d.store.startRun('optimize', 'cycle');
+    const info = this.d.engine.info;
+    const cooldownFrom = now - this.cfg.failedCooldownHours * 3_600_000;
+    const recentlyFailed: SettingsChange[] = this.d.store.listProposals({ state: 'rejected' })
+      .filter((p) => p.updatedMs >= cooldownFrom).map((p) => p.candidate.change);
+    // Anything already open for the same change is not proposed twice.
+    const open = this.d.store.listProposals({ state: [...OPEN_STATES] }).map((p) => p.candidate.change);
+    const candidates = optimize({
+      findings, windows, settings: live, slo: this.slo,
+      policy: { forbid: this.cfg.forbid, maxCandidates: this.cfg.maxCandidates },
+      recentlyFailed: [...recentlyFailed, ...open],
+      model: { nKvHeads: info.nKvHeads, ffnDim: info.ffnDim, cores: availableParallelism() },
+    });
+    const version = this.liveVersion();
+    const proposals = candidates.map((c) => this.d.store.createProposal({
+      candidate: c,
+      baseVersion: version,
+      target: applyChange(live, c.change),
+      needsApproval: needsApproval(c.change, this.cfg),
+      findingId: null,
+      expiresMs: now + this.cfg.proposalTtlHours * 3_600_000,
+    }, SYSTEM));
+    this.d.store.finishRun(startOptimize.id, 'ok', '', { candidates: candidates.map((c) => changeKey(c.change)) });
+    this.countRun('optimize', 'ok');
+    this.refreshProposalGauge();
+    return { findings, proposals };
+  }
+
+  private async verifyAll(ids: number[]): Promise<void> {
+    for (const id of ids) {
+      if (this.closed) return;
+      try {
+        await this.verifyOne(id);
+        this.countRun('verify', 'ok');
+      } catch (err) {
+        this.countRun('verify', 'error');
+        this.d.logger.error({ err, proposal: id }, 'verification failed to run');
+        const p = this.d.store.getProposal(id);
+        if (p && p.state === 'verifying') this.move(id, 'verifying', 'rejected', SYSTEM, `verification could not run: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  private async verifyOne(id: number): Promise<void> {
+    const p = this.d.store.getProposal(id);
+    if (!p || p.state !== 'proposed') return;
+    if (p.baseVersion !== this.liveVersion()) {
+      this.move(id, 'proposed', 'expired', SYSTEM, 'the live settings changed before verification');
+      return;
+    }
+    this.move(id, 'proposed', 'verifying', SYSTEM, '');
+    const live = this.liveSettings();
+    const vc = this.verifyConfig;
+    const info = this.d.engine.info;
+    const verifier = await ShadowVerifier.start({
+      modelPath: info.path,
+      baseline: live,
+      candidate: p.target,
+      config: vc,
+      slo: this.slo,
+      contextLength: info.contextLength,
+      probeTokens: this.d.probeTokens,
+      seed: this.d.config.verify.seed,
+      ...(this.d.loadShadowEngine ? { loadEngine: this.d.loadShadowEngine } : {}),
+      onMirrored: () => this.d.metrics?.tuner.shadowRequests.inc(),
+      onSimilarity: (c: number) => this.d.metrics?.tuner.shadowSimilarity.observe(c),
+    });
+    const detach: (() => void)[] = [];
+    if (this.d.metrics && verifier.engines.candidate) {
+      detach.push(this.d.metrics.attachEngine(verifier.engines.candidate, 'shadow', `${this.d.config.model.name}-candidate`));
+    }
+    this.verification = { proposalId: id, verifier };
+    let evidence;
+    try {
+      const windows = this.d.store.rollups(this.now() - this.cfg.analysisWindowMinutes * 60_000, this.now() + 1);
+      const concurrency = windows.length ? windows.reduce((s, w) => s + w.requests.meanConcurrency, 0) / windows.length : 1;
+      evidence = await verifier.finish({ deadlineMs: this.now() + this.d.config.verify.timeoutSeconds * 1000, observedConcurrency: concurrency });
+    } finally {
+      this.verification = undefined;
+      for (const f of detach) f();
+      await verifier.close();
+    }
+    this.d.metrics?.tuner.verdicts.inc({ verdict: evidence.verdict });
+    if (evidence.verdict !== 'pass') {
+      this.d.store.transition(id, 'verifying', 'rejected', SYSTEM, { comment: `verification ${evidence.verdict}: ${evidence.reasons.join('; ')}`, evidence });
+      this.refreshProposalGauge();
+      return;
+    }
+    const verified = this.d.store.transition(id, 'verifying', 'verified', SYSTEM, { comment: evidence.reasons.join('; '), evidence });
+    this.refreshProposalGauge();
+    if (!verified.needsApproval) {
+      this.d.store.recordApproval({ proposalId: id, decision: 'approve', actor: SYSTEM.name, role: SYSTEM.role, comment: 'policy: auto-apply after a passing verification' });
+      this.move(id, 'verified', 'approved', SYSTEM, 'auto-approved by policy');
+      await this.enqueueApply(id, SYSTEM);
+    }
+  }
+
+  // ---- apply, watch, rollback -------------------------------------------------------------------------------------
+
+  private enqueueApply(id: number, actor: Actor): Promise<void> {
+    const next = this.applyChain.then(() => this.applyProposal(id, actor));
+    this.applyChain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async applyProposal(id: number, actor: Actor): Promise<void> {
+    const p = this.d.store.getProposal(id);
+    if (!p || p.state !== 'approved') return;
+    const live = this.d.store.currentSettings()!;
+    if (p.baseVersion !== live.version) {
+      // Approved against settings that are no longer live: applying it would silently undo the newer change.
+      this.d.store.transition(id, 'approved', 'applying', actor, { comment: 'start' });
+      this.move(id, 'applying', 'rolled_back', SYSTEM, `not applied: live settings moved from version ${p.baseVersion} to ${live.version}`);
+      return;
+    }
+    const before = this.watchBaseline();
+    this.move(id, 'approved', 'applying', actor, `applying ${changeKey(p.candidate.change)}`);
+    let diff;
+    try {
+      diff = await applySettings(this.d.engine, live.settings, p.target);
+      faultPoint('tuner.applying');
+    } catch (err) {
+      // A failed reload keeps the old model; undo whatever hot knobs were set.
+      await applySettings(this.d.engine, p.target, live.settings).catch(() => undefined);
+      this.move(id, 'applying', 'rolled_back', SYSTEM, `the engine refused the change: ${(err as Error).message}`);
+      this.countRun('apply', 'error');
+      return;
+    }
+    this.d.store.transaction(() => {
+      const v = this.d.store.commitSettings(p.target, 'tuner', actor.name, id, p.candidate.rationale);
+      this.d.store.transition(id, 'applying', 'watching', actor, { comment: `live as version ${v.version}`, appliedVersion: v.version });
+    });
+    for (const k of diff.knobs) this.d.metrics?.observeConfigChange(k, 'tuner');
+    this.countRun('apply', 'ok');
+    this.refreshProposalGauge();
+    this.startWatch(id, before);
+  }
+
+  private watchBaseline(): WatchBaseline {
+    const since = this.now() - this.cfg.analysisWindowMinutes * 60_000;
+    const samples = this.d.requests.recentSamples(since);
+    const n = samples.length;
+    const j = judgeWatchCheck(samples, { sloAttainment: NaN, errorRate: 0 }, this.slo, 1, 1);
+    return { sloAttainment: n ? j.sloAttainment : NaN, errorRate: n ? j.errorRate : 0 };
+  }
+
+  private startWatch(id: number, before: WatchBaseline = this.watchBaseline()): void {
+    let checks = 0, failures = 0;
+    let since = this.now();
+    const tick = (): void => {
+      if (this.closed) return;
+      const now = this.now();
+      const samples = this.d.requests.recentSamples(since);
+      since = now;
+      const c = judgeWatchCheck(samples, before, this.slo, this.cfg.watchMaxGoodputDrop);
+      checks++;
+      if (c.ok === false) failures++;
+      this.d.store.audit(SYSTEM, 'proposal.watch_check', `proposal:${id}`, { check: checks, ...c });
+      if (failures >= this.cfg.watchFailureThreshold) {
+        void this.enqueueRollback(id, c.reason);
+        return;
+      }
+      if (checks >= this.cfg.watchChecks) {
+        this.move(id, 'watching', 'confirmed', SYSTEM, `${checks} watch checks, ${failures} failed`);
+        return;
+      }
+      schedule();
+    };
+    const schedule = (): void => {
+      const t = setTimeout(() => {
+        this.watchTimers.delete(t);
+        tick();
+      }, this.cfg.watchIntervalSeconds * 1000);
+      t.unref();
+      this.watchTimers.add(t);
+    };
+    schedule();
+  }
+
+  private enqueueRollback(id: number, reason: string): Promise<void> {
+    const next = this.applyChain.then(async () => {
+      const p = this.d.store.getProposal(id);
+      if (!p || p.state !== 'watching' || p.appliedVersion === null) return;
+      const prev = this.d.store.settingsVersion(p.baseVersion);
+      const live = this.d.store.currentSettings()!;
+      if (!prev) return;
+      const diff = await applySettings(this.d.engine, live.settings, prev.settings);
+      this.d.store.transaction(() => {
+        this.d.store.commitSettings(prev.settings, 'rollback', SYSTEM.name, id, `watch window failed: ${reason}`);
+        this.d.store.transition(id, 'watching', 'rolled_back', SYSTEM, { comment: `watch window failed: ${reason}` });
+      });
+      for (const k of diff.knobs) this.d.metrics?.observeConfigChange(k, 'rollback');
+      this.d.metrics?.tuner.rollbacks.inc();
+      this.refreshProposalGauge();
+    });
+    this.applyChain = next.catch(() => undefined);
+    return next;
+  }
+
+  // ---- REST ------------------------------------------------------------------------------------------------------
+
+  status(): TunerStatus {
+    return {
+      enabled: this.cfg.enabled,
+      state: this.pausedReason || !this.cfg.enabled ? 'paused' : this.cycle ? 'running' : 'idle',
+      pausedReason: this.pausedReason || (this.cfg.enabled ? '' : 'disabled by configuration'),
+      metricsSource: this.d.source.kind,
+      liveVersion: this.liveVersion(),
+      schedule: { monitor: this.cfg.monitorCron, analyze: this.cfg.analyzeCron, report: this.cfg.reportCron, timezone: this.cfg.timezone },
+      lastRuns: this.d.store.runs({ limit: 10 }),
+      findings: this.lastFindings,
+      open: this.d.store.listProposals({ state: [...OPEN_STATES] }),
+      verifying: this.verification ? { proposalId: this.verification.proposalId, mirrored: this.verification.verifier.mirroredCount } : null,
+    };
+  }
+
+  listProposals(state?: ProposalState): Proposal[] {
+    return this.d.store.listProposals(state ? { state } : {});
+  }
+
+  getProposal(id: number): ProposalDetail | undefined {
+    const p = this.d.store.getProposal(id);
+    if (!p) return undefined;
+    return { ...p, transitions: this.d.store.transitions(id), approvals: this.d.store.approvals(id) };
+  }
+
+  async approve(id: number, actor: Actor, comment: string): Promise<Proposal> {
+    const p = this.d.store.getProposal(id);
+    if (!p) throw new TunerError('NOT_FOUND', `proposal ${id} does not exist`);
+    // Approving twice is harmless: the first approval already set it on its way.
+    if (['approved', 'applying', 'watching', 'confirmed'].includes(p.state)) return p;
+    if (p.state === 'verified' && p.expiresMs <= this.now()) {
+      this.move(id, 'verified', 'expired', SYSTEM, 'time to live passed');
+      throw new TunerError('CONFLICT', `proposal ${id} expired at ${new Date(p.expiresMs).toISOString()}; run the tuner again`);
+    }
+    if (p.state !== 'verified') throw new TunerError('CONFLICT', `proposal ${id} is ${p.state}; only a verified proposal can be approved`);
+    const live = this.liveVersion();
+    if (p.baseVersion !== live) {
+      throw new TunerError('CONFLICT', `the live settings changed since proposal ${id} was verified (version ${p.baseVersion} → ${live}); it must be verified again`);
+    }
+    this.d.store.recordApproval({ proposalId: id, decision: 'approve', actor: actor.name, role: actor.role, comment });
+    const approved = this.move(id, 'verified', 'approved', actor, comment);
+    void this.enqueueApply(id, actor).catch((err) => this.d.logger.error({ err, proposal: id }, 'apply failed'));
+    return approved;
+  }
+
+  async reject(id: number, actor: Actor, comment: string): Promise<Proposal> {
+    const p = this.d.store.getProposal(id);
+    if (!p) throw new TunerError('NOT_FOUND', `proposal ${id} does not exist`);
+    if (p.state === 'rejected') return p;
+    if (p.state !== 'verified' && p.state !== 'proposed') {
+      throw new TunerError('CONFLICT', `proposal ${id} is ${p.state}; only a proposed or verified proposal can be rejected`);
+    }
+    this.d.store.recordApproval({ proposalId: id, decision: 'reject', actor: actor.name, role: actor.role, comment });
+    if (p.state === 'proposed') {
+      // Not verified yet: it never runs. 'expired' is the lifecycle's word for "will not be verified".
+      return this.move(id, 'proposed', 'expired', actor, `rejected by ${actor.name}: ${comment}`);
+    }
+    return this.move(id, 'verified', 'rejected', actor, comment);
+  }
+
+  liveConfig(): SettingsVersion {
+    return this.d.store.currentSettings()!;
+  }
+
+  configHistory(limit?: number): SettingsVersion[] {
+    return this.d.store.settingsHistory(limit);
+  }
+
+  rollbackTo(version: number, actor: Actor, comment: string): Promise<SettingsVersion> {
+    const target = this.d.store.settingsVersion(version);
+    if (!target) return Promise.reject(new TunerError('NOT_FOUND', `settings version ${version} does not exist`));
+    const next = this.applyChain.then(async () => {
+      const live = this.d.store.currentSettings()!;
+      if (live.version === version) throw new TunerError('CONFLICT', `version ${version} is already live`);
+      const diff = await applySettings(this.d.engine, live.settings, target.settings).catch(async (err) => {
+        await applySettings(this.d.engine, target.settings, live.settings).catch(() => undefined);
+        throw new TunerError('CONFLICT', `the engine refused version ${version}: ${(err as Error).message}`);
+      });
+      const v = this.d.store.transaction(() => {
+        const committed = this.d.store.commitSettings(target.settings, 'rollback' satisfies SettingsSource, actor.name, null, comment || `rollback to version ${version}`);
+        this.d.store.audit(actor, 'config.rollback', `version:${version}`, { newVersion: committed.version, comment });
+        return committed;
+      });
+      for (const k of diff.knobs) this.d.metrics?.observeConfigChange(k, 'rollback');
+      return v;
+    });
+    this.applyChain = next.catch(() => undefined);
+    return next;
+  }
+
+  auditLog(filter?: { sinceId?: number; limit?: number; action?: string }) {
+    return this.d.store.auditLog(filter);
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------------------------------
+
+  liveVersion(): number {
+    return this.d.store.currentSettings()?.version ?? 0;
+  }
+
+  liveSettings(): LiveSettings {
+    return this.d.store.currentSettings()!.settings;
+  }
+
+  private move(id: number, from: ProposalState, to: ProposalState, actor: Actor, comment: string): Proposal {
+    const p = this.d.store.transition(id, from, to, actor, { comment });
+    this.refreshProposalGauge();
+    return p;
+  }
+
+  private countRun(stage: 'monitor' | 'analyze' | 'optimize' | 'verify' | 'apply', outcome: 'ok' | 'error'): void {
+    this.d.metrics?.tuner.runs.inc({ stage, outcome });
+  }
+
+  private refreshProposalGauge(): void {
+    const g = this.d.metrics?.tuner.proposals;
+    if (!g) return;
+    const counts = new Map<string, number>();
+    for (const p of this.d.store.listProposals({ limit: 100_000 })) counts.set(p.state, (counts.get(p.state) ?? 0) + 1);
+    for (const s of PROPOSAL_STATES) g.set({ state: s }, counts.get(s) ?? 0);
+  }
+
+  private setBottleneckGauge(findings: Finding[]): void {
+    const g = this.d.metrics?.tuner.bottleneck;
+    if (!g) return;
+    g.reset();
+    if (findings[0]) g.set({ kind: findings[0].kind }, 1);
+  }
+
+  /** Stop timers and any verification; the store stays open (the caller owns it). */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.watchTimers) clearTimeout(t);
+    this.watchTimers.clear();
+    await this.verification?.verifier.close();
+    await this.cycle?.catch(() => undefined);
+    await this.applyChain;
+  }
+}
+
