@@ -7,7 +7,7 @@ import { COLD_KNOBS, HOT_KNOBS, type ColdKnob, type HotKnob } from '../tuner/typ
 export interface ServerConfig {
   host: string;
   port: number;
-  /** Bearer tokens accepted on every route; empty = authentication off. */
+  /** Bearer tokens accepted on /v1/*; empty = authentication off there (the tuner API uses auth.tokens). */
   apiKeys: string[];
   requestBodyLimitBytes: number;
   drainTimeoutMs: number;
@@ -177,8 +177,8 @@ export const CONFIG_SCHEMA: ConfigSchema = {
     port: { kind: 'integer', min: 0, max: 65535, doc: 'TCP port; 0 picks a free one (tests).' },
     apiKeys: {
       kind: 'stringList',
-      doc: 'Bearer tokens (Authorization: Bearer …) accepted on the API routes; empty turns authentication off. ' +
-        'In env vars and CLI overrides: comma-separated.',
+      doc: 'Bearer tokens (Authorization: Bearer …) accepted on the OpenAI routes (/v1/*); empty turns authentication off ' +
+        'there. The tuner API under /api uses auth.tokens instead. In env vars and CLI overrides: comma-separated.',
     },
     requestBodyLimitBytes: { kind: 'integer', min: 1, max: 1024 * MiB, doc: 'Largest JSON request body accepted.' },
     drainTimeoutMs: {

@@ -253,3 +253,170 @@ describe('documentation', () => {
     for (const row of configKeyDocs()) expect(text, row.path).toContain(`${row.path.split('.')[1]}:`);
   });
 });
+
+describe('tuner, verify and auth sections', () => {
+  const sha = (c: string): string => c.repeat(64);
+
+  it('defaults', () => {
+    const cfg = loadConfig({});
+    expect(cfg.tuner).toMatchObject({
+      enabled: true, storePath: '.tuneloop/tuner.db', timezone: 'UTC', monitorCron: '* * * * *', analyzeCron: '*/15 * * * *',
+      reportCron: '0 9 * * 1', metricsSource: 'registry', prometheusUrl: '', analysisWindowMinutes: 15, maxCandidates: 3,
+      autoApply: ['maxBatchSize', 'maxBatchTokens', 'maxQueueDelayMs', 'queueGrowThreshold', 'maxQueueLength'],
+      requireApproval: ['weights', 'kvDtype', 'tpDegree', 'threadsPerRank'], forbid: [], rollupRetentionDays: 42,
+      watchChecks: 5, watchFailureThreshold: 2, watchMaxGoodputDrop: 0.1,
+    });
+    expect(cfg.verify).toEqual({
+      shadowShare: 0.05, similarityBar: 0.98, greedyAgreementBar: 0.9, perplexityDeltaBar: 0.05, minSamples: 20,
+      confidence: 0.95, effectSizeBar: 0.2, shadowThreads: 1, timeoutSeconds: 600, seed: 0,
+    });
+    expect(cfg.auth).toEqual({ tokens: [] });
+  });
+
+  it('reads booleans from YAML, and true/false, 1/0, yes/no from env and overrides', () => {
+    expect(loadConfig({ file: yamlFile('tuner:\n  enabled: false\n  alertTriggersAnalysis: false\n') }).tuner)
+      .toMatchObject({ enabled: false, alertTriggersAnalysis: false });
+    const cases: [string, boolean][] = [['true', true], ['FALSE', false], ['1', true], ['0', false], ['yes', true], [' No ', false]];
+    for (const [raw, want] of cases) {
+      expect(loadConfig({ env: { TUNELOOP_TUNER_ENABLED: raw } }).tuner.enabled, raw).toBe(want);
+      expect(loadConfig({ overrides: { 'tuner.alertTriggersAnalysis': raw } }).tuner.alertTriggersAnalysis, raw).toBe(want);
+    }
+  });
+
+  it('refuses a string boolean in the file and an unknown word in env', () => {
+    const f = configErrorOf(() => loadConfig({ file: yamlFile('tuner:\n  enabled: "yes"\n') }));
+    expect([f.path, f.reason]).toEqual(['tuner.enabled', 'expected true or false, got "yes"']);
+    const e = configErrorOf(() => loadConfig({ env: { TUNELOOP_TUNER_ENABLED: 'maybe' } }));
+    expect(e.message).toBe('tuner.enabled: expected true or false (or 1/0, yes/no), got "maybe" (env TUNELOOP_TUNER_ENABLED)');
+  });
+
+  it('reads a token list from YAML and from name:role:sha256 in env', () => {
+    const file = yamlFile([
+      'auth:',
+      '  tokens:',
+      `    - { name: alice, role: approver, sha256: ${sha('a')} }`,
+      '    - name: ci-bot',
+      '      role: viewer',
+      `      sha256: ${sha('b')}`,
+    ].join('\n'));
+    expect(loadConfig({ file }).auth.tokens).toEqual([
+      { name: 'alice', role: 'approver', sha256: sha('a') },
+      { name: 'ci-bot', role: 'viewer', sha256: sha('b') },
+    ]);
+    const env = { TUNELOOP_AUTH_TOKENS: ` ops:admin:${sha('c')} , bob@example.com:viewer:${sha('d')},` };
+    expect(loadConfig({ file, env }).auth.tokens).toEqual([
+      { name: 'ops', role: 'admin', sha256: sha('c') },
+      { name: 'bob@example.com', role: 'viewer', sha256: sha('d') },
+    ]);
+    expect(loadConfig({ file, overrides: { 'auth.tokens': '' } }).auth.tokens).toEqual([]);
+  });
+
+  const tokenErrors: [string, string, string, string][] = [
+    ['not a list', 'auth:\n  tokens: abc\n', 'auth.tokens', 'expected a list of {name, role, sha256}, got "abc"'],
+    ['item not a mapping', 'auth:\n  tokens: [abc]\n', 'auth.tokens[0]', 'expected a mapping {name, role, sha256}, got "abc"'],
+    ['unknown key', `auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${sha('a')}, token: x }\n`, 'auth.tokens[0].token',
+      'unknown key (known: name, role, sha256)'],
+    ['bad role', `auth:\n  tokens:\n    - { name: a, role: root, sha256: ${sha('a')} }\n`, 'auth.tokens[0].role',
+      'expected one of viewer, approver, admin, got "root"'],
+    ['bad name', `auth:\n  tokens:\n    - { name: "a b", role: admin, sha256: ${sha('a')} }\n`, 'auth.tokens[0].name',
+      "expected 1 to 64 letters, digits, '_', '.', '@' or '-', got \"a b\""],
+    ['uppercase hash', `auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${sha('A')} }\n`, 'auth.tokens[0].sha256',
+      'expected 64 lowercase hex digits, the SHA-256 of the token (tuneloop hash-token), got a string of 64 characters'],
+    ['duplicate name', `auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${sha('a')} }\n    - { name: a, role: viewer, sha256: ${sha('b')} }\n`,
+      'auth.tokens[1].name', 'duplicate name "a" (also auth.tokens[0])'],
+    ['duplicate hash', `auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${sha('a')} }\n    - { name: b, role: viewer, sha256: ${sha('a')} }\n`,
+      'auth.tokens[1].sha256', 'the same token as auth.tokens[0]: one token, one name and role'],
+  ];
+  for (const [what, text, path, reason] of tokenErrors) {
+    it(`token list error, ${what}: ${path}`, () => {
+      const e = configErrorOf(() => loadConfig({ file: yamlFile(text) }));
+      expect([e.path, e.reason]).toEqual([path, reason]);
+    });
+  }
+
+  it('never echoes what was given as a hash, or a malformed env entry (either may be a raw token)', () => {
+    const secret = 'my-raw-secret-token';
+    const f = configErrorOf(() => loadConfig({ file: yamlFile(`auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${secret} }\n`) }));
+    expect(f.message).not.toContain(secret);
+    expect(f.reason).toContain(`a string of ${secret.length} characters`);
+    const e = configErrorOf(() => loadConfig({ env: { TUNELOOP_AUTH_TOKENS: `ok:viewer:${sha('a')},${secret}` } }));
+    expect([e.path, e.reason]).toEqual(['auth.tokens[1]', "expected name:role:sha256, got 1 ':'-separated part(s)"]);
+    expect(e.message).not.toContain(secret);
+    const r = configErrorOf(() => loadConfig({ env: { TUNELOOP_AUTH_TOKENS: `a:viewer:${secret}` } }));
+    expect(r.path).toBe('auth.tokens[0].sha256');
+    expect(r.message).not.toContain(secret);
+  });
+
+  it('knob lists take knob names only, each once; env values are comma-separated', () => {
+    expect(loadConfig({ env: { TUNELOOP_TUNER_FORBID: 'tpDegree, kvDtype' } }).tuner.forbid).toEqual(['tpDegree', 'kvDtype']);
+    const e = configErrorOf(() => loadConfig({ file: yamlFile('tuner:\n  forbid: [maxBatchSise]\n') }));
+    expect(e.path).toBe('tuner.forbid[0]');
+    expect(e.reason).toMatch(/^unknown name "maxBatchSise" \(did you mean 'maxBatchSize'\?\) \(known: maxBatchSize, maxBatchTokens, .*threadsPerRank\)$/);
+    const o = configErrorOf(() => loadConfig({ overrides: { 'tuner.autoApply': 'maxBatchSize,bogus' } }));
+    expect([o.path, o.origin]).toEqual(['tuner.autoApply[1]', 'override tuner.autoApply']);
+    expect(o.reason).toContain('"bogus"');
+    const d = configErrorOf(() => loadConfig({ overrides: { 'tuner.forbid': 'weights,weights' } }));
+    expect([d.path, d.reason]).toEqual(['tuner.forbid[1]', '"weights" is listed twice']);
+  });
+
+  it('refuses a knob in both autoApply and requireApproval, naming it', () => {
+    const file = yamlFile('tuner:\n  autoApply: [maxBatchSize, kvDtype]\n');
+    const e = configErrorOf(() => loadConfig({ file }));
+    expect(e.path).toBe('tuner.requireApproval');
+    expect(e.reason).toBe("knob 'kvDtype' is also in tuner.autoApply; a knob is either applied automatically or waits for approval, not both");
+    expect(e.origin).toBe(`${file}:2`);
+    // A later layer may resolve it.
+    expect(loadConfig({ file, env: { TUNELOOP_TUNER_REQUIRE_APPROVAL: 'weights' } }).tuner.autoApply).toEqual(['maxBatchSize', 'kvDtype']);
+  });
+
+  it('requires prometheusUrl with metricsSource prometheus (after all layers)', () => {
+    const file = yamlFile('tuner:\n  metricsSource: prometheus\n');
+    const e = configErrorOf(() => loadConfig({ file }));
+    expect(e.path).toBe('tuner.prometheusUrl');
+    expect(e.reason).toMatch(/^required when tuner\.metricsSource is prometheus/);
+    expect(e.origin).toBe(`${file}:2`);
+    const env = { TUNELOOP_TUNER_PROMETHEUS_URL: 'http://prometheus:9090', TUNELOOP_TUNER_PROMETHEUS_SELECTOR: 'job="tuneloop"' };
+    expect(loadConfig({ file, env }).tuner).toMatchObject({ metricsSource: 'prometheus', prometheusUrl: 'http://prometheus:9090', prometheusSelector: 'job="tuneloop"' });
+    const u = configErrorOf(() => loadConfig({ env: { TUNELOOP_TUNER_PROMETHEUS_URL: 'ftp://x' } }));
+    expect([u.path, u.reason]).toEqual(['tuner.prometheusUrl', 'expected an http(s) URL, got "ftp://x"']);
+  });
+
+  it('refuses a watchFailureThreshold above watchChecks', () => {
+    const e = configErrorOf(() => loadConfig({ overrides: { 'tuner.watchChecks': '2', 'tuner.watchFailureThreshold': '3' } }));
+    expect(e.path).toBe('tuner.watchFailureThreshold');
+    expect(e.reason).toMatch(/^expected at most tuner\.watchChecks \(2\), got 3/);
+    expect(e.origin).toBe('override tuner.watchChecks; override tuner.watchFailureThreshold');
+  });
+
+  it('validates cron expressions and the time zone', () => {
+    expect(loadConfig({ overrides: { 'tuner.monitorCron': '*/30 * * * * *', 'tuner.timezone': 'Europe/Berlin' } }).tuner)
+      .toMatchObject({ monitorCron: '*/30 * * * * *', timezone: 'Europe/Berlin' });
+    const c = configErrorOf(() => loadConfig({ file: yamlFile('tuner:\n  analyzeCron: "61 * * * *"\n') }));
+    expect(c.path).toBe('tuner.analyzeCron');
+    expect(c.reason).toMatch(/^expected a cron expression .*minute.*, got "61 \* \* \* \*"$/);
+    const n = configErrorOf(() => loadConfig({ env: { TUNELOOP_TUNER_REPORT_CRON: 'weekly' } }));
+    expect(n.reason).toContain('expected 5 or 6 fields');
+    const z = configErrorOf(() => loadConfig({ overrides: { 'tuner.timezone': 'Mars/Olympus' } }));
+    expect([z.path, z.reason]).toEqual(['tuner.timezone', 'expected an IANA time zone name such as UTC or Europe/Berlin, got "Mars/Olympus"']);
+  });
+
+  it('resolves storePath like model.path: the file relative to itself, env to the working directory', () => {
+    expect(loadConfig({ file: yamlFile('tuner:\n  storePath: state/t.db\n') }).tuner.storePath).toBe(join(dir, 'state', 't.db'));
+    expect(loadConfig({ env: { TUNELOOP_TUNER_STORE_PATH: 'x/t.db' } }).tuner.storePath).toBe(join(process.cwd(), 'x', 't.db'));
+  });
+
+  const ranges: [string, string, string][] = [
+    ['tuner.rollupRetentionDays', '34', 'expected an integer between 35 and 3650, got 34'],
+    ['tuner.maxCandidates', '11', 'expected an integer between 1 and 10, got 11'],
+    ['tuner.analysisWindowMinutes', '0', 'expected an integer between 1 and 1440, got 0'],
+    ['tuner.watchMaxGoodputDrop', '1.5', 'expected a number between 0 and 1, got 1.5'],
+    ['verify.shadowShare', '0', 'expected a number greater than 0 and at most 1, got 0'],
+    ['tuner.metricsSource', 'datadog', 'expected one of registry, prometheus, got "datadog"'],
+  ];
+  for (const [path, raw, reason] of ranges) {
+    it(`range: ${path}=${raw}`, () => {
+      const e = configErrorOf(() => loadConfig({ overrides: { [path]: raw } }));
+      expect([e.path, e.reason]).toEqual([path, reason]);
+    });
+  }
+});

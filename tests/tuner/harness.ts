@@ -10,7 +10,7 @@ import { hashToken } from '../../src/controlplane/auth.js';
 import { createMetrics, type Metrics } from '../../src/controlplane/metrics.js';
 import { AlertInbox } from '../../src/controlplane/alerts-api.js';
 import { startServer, type RunningServer } from '../../src/controlplane/server.js';
-import { serverOptionsFromConfig } from '../../src/controlplane/serve.js';
+import { modelNameOf, serverOptionsFromConfig } from '../../src/controlplane/serve.js';
 import { engineOptionsWithSettings, openTunerStore, startTuner, type RunningTuner } from '../../src/tuner/bootstrap.js';
 import type { TunerStore } from '../../src/tuner/store.js';
 import { runLoad, type LoadOptions } from '../../src/loadgen/index.js';
@@ -58,15 +58,21 @@ export interface TunedServer {
 
 export async function startTunedServer(o: {
   dir?: string;
+  /** Another GGUF than the shipped model (served under its file name). */
+  model?: string;
   config?: DeepPartial<TuneloopConfig>;
   loadShadowEngine?: (opts: EngineOptions, role: 'baseline' | 'candidate') => Promise<Engine>;
 } = {}): Promise<TunedServer> {
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'tuneloop-tuner-'));
   const config = testConfig(dir, o.config);
+  if (o.model) {
+    config.model.path = o.model;
+    config.model.name = modelNameOf(o.model);
+  }
   const { store, live } = openTunerStore(config);
-  const engine = await Engine.load(engineOptionsWithSettings({ model: MODEL, threads: 1, kvCacheMaxBytes: config.model.kvCacheMaxBytes }, live.settings));
+  const engine = await Engine.load(engineOptionsWithSettings({ model: config.model.path, threads: 1, kvCacheMaxBytes: config.model.kvCacheMaxBytes }, live.settings));
   const logger = pino({ level: 'silent' });
-  const metrics = createMetrics({ engine, config, modelName: MODEL_NAME });
+  const metrics = createMetrics({ engine, config, modelName: config.model.name });
   const alerts = new AlertInbox({ registry: metrics.registry });
   const tuned = await startTuner({ config, engine, store, logger, metrics, alerts, cron: false, ...(o.loadShadowEngine ? { loadShadowEngine: o.loadShadowEngine } : {}) });
   const server = await startServer({
@@ -88,7 +94,7 @@ export async function startTunedServer(o: {
     async load({ clients, seconds, tickS = 1.5, outputLen = 24, signal }) {
       const timer = setInterval(() => void tuned.tuner.monitorTick('test'), tickS * 1000);
       try {
-        const opts: LoadOptions = { url, concurrency: clients, durationS: seconds, outputLen: String(outputLen), ignoreEos: true, temperature: 0, seed: 1, slo: config.slo };
+        const opts: LoadOptions = { url, model: config.model.name, concurrency: clients, durationS: seconds, outputLen: String(outputLen), ignoreEos: true, temperature: 0, seed: 1, slo: config.slo };
         if (signal) opts.signal = signal;
         return await runLoad(opts);
       } finally {
