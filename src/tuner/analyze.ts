@@ -21,7 +21,7 @@
 //   quality_drift: requests per minute served by the drifted settings.
 // Student's t CDF is computed here (regularized incomplete beta, Numerical Recipes' continued fraction): simple-
 // statistics gives t statistics but no t distribution.
-import { gammaln, linearRegression, linearRegressionLine, median, rSquared, sampleVariance } from 'simple-statistics';
+import { gammaln, linearRegression, linearRegressionLine, mean, median, rSquared, sampleVariance } from 'simple-statistics';
 import type { BottleneckKind, Finding, LiveSettings, SloTargets, WindowSummary } from './types.js';
 
 export const MIN_WINDOWS = 3;
@@ -108,19 +108,19 @@ export interface TestResult {
 /** One-sided one-sample t-test, H1: mean > mu0. Identical values: p 0 when above mu0, else 1. */
 export function tTestGreater(values: readonly number[], mu0: number): TestResult & { mean: number } {
   const n = values.length;
-  const mean = values.reduce((a, b) => a + b, 0) / n;
-  if (n < 2) return { n, mean, statistic: NaN, pValue: NaN };
+  if (n < 2) return { n, mean: n ? values[0]! : NaN, statistic: NaN, pValue: NaN };
+  const m = mean([...values]);
   const se = Math.sqrt(sampleVariance([...values]) / n);
-  if (!(se > 0)) return { n, mean, statistic: mean > mu0 ? Infinity : -Infinity, pValue: mean > mu0 ? 0 : 1 };
-  const t = (mean - mu0) / se;
-  return { n, mean, statistic: t, pValue: studentTUpperTail(t, n - 1) };
+  if (!(se > 0)) return { n, mean: m, statistic: m > mu0 ? Infinity : -Infinity, pValue: m > mu0 ? 0 : 1 };
+  const t = (m - mu0) / se;
+  return { n, mean: m, statistic: t, pValue: studentTUpperTail(t, n - 1) };
 }
 
 /** One-sided Welch t-test, H1: mean(after) > mean(before). */
 export function welchGreater(after: readonly number[], before: readonly number[]): TestResult {
   const n1 = after.length, n2 = before.length;
   if (n1 < 2 || n2 < 2) return { n: n1 + n2, statistic: NaN, pValue: NaN };
-  const m1 = after.reduce((a, b) => a + b, 0) / n1, m2 = before.reduce((a, b) => a + b, 0) / n2;
+  const m1 = mean([...after]), m2 = mean([...before]);
   const v1 = sampleVariance([...after]) / n1, v2 = sampleVariance([...before]) / n2;
   const se = Math.sqrt(v1 + v2);
   if (!(se > 0)) return { n: n1 + n2, statistic: m1 > m2 ? Infinity : -Infinity, pValue: m1 > m2 ? 0 : 1 };
@@ -153,7 +153,7 @@ export function slopeTest(xs: readonly number[], ys: readonly number[]): TestRes
   const { m, b } = linearRegression(points);
   const line = linearRegressionLine({ m, b });
   const r2 = rSquared(points, line);
-  const meanX = xs.reduce((a, v) => a + v, 0) / n;
+  const meanX = mean([...xs]);
   const sxx = xs.reduce((a, v) => a + (v - meanX) ** 2, 0);
   const sse = points.reduce((a, [x, y]) => a + (y - line(x)) ** 2, 0);
   const base = { n, slope: m, intercept: b, rSquared: r2 };
@@ -169,10 +169,10 @@ export function slopeTest(xs: readonly number[], ys: readonly number[]): TestRes
 export function changePoint(values: readonly number[]): { index: number; before: number; after: number; pValue: number } | undefined {
   const n = values.length;
   if (n < 4) return undefined;
-  const mean = values.reduce((a, b) => a + b, 0) / n;
+  const m = mean([...values]);
   let cusum = 0, best = -1, bestAbs = -1;
   for (let k = 1; k < n; k++) {
-    cusum += values[k - 1]! - mean;
+    cusum += values[k - 1]! - m;
     if (k >= 2 && k <= n - 2 && Math.abs(cusum) > bestAbs) {
       bestAbs = Math.abs(cusum);
       best = k;
@@ -180,8 +180,7 @@ export function changePoint(values: readonly number[]): { index: number; before:
   }
   if (best < 0) return undefined;
   const before = values.slice(0, best), after = values.slice(best);
-  const avg = (v: readonly number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
-  return { index: best, before: avg(before), after: avg(after), pValue: welchGreater(after, before).pValue };
+  return { index: best, before: mean(before), after: mean(after), pValue: welchGreater(after, before).pValue };
 }
 
 // ---- helpers ---------------------------------------------------------------------------------------------------
@@ -204,28 +203,24 @@ interface Ctx {
 
 /** Where the per-window statistic shifts up significantly (CUSUM change point, Welch-confirmed) and at least
  *  MIN_WINDOWS windows follow, a rule judges only those: a problem that began mid-series is not diluted by the healthy
- *  windows before it. Returns the first window to judge and the change-detection evidence. */
-function focus(rows: readonly WindowSummary[], values: readonly number[]): { from: number; evidence: Record<string, number | boolean> } {
+ *  windows before it. Returns the rows and values to judge, and the change-detection evidence. */
+function focused(rows: readonly WindowSummary[], values: readonly number[]):
+  { rows: WindowSummary[]; values: number[]; evidence: Record<string, number | boolean> } {
   const cp = changePoint(values);
-  if (!cp) return { from: 0, evidence: {} };
+  if (!cp) return { rows: [...rows], values: [...values], evidence: {} };
   const shifted = cp.pValue < ALPHA && values.length - cp.index >= MIN_WINDOWS;
   const evidence: Record<string, number | boolean> = {
     changeDetected: shifted, changeBefore: sig(cp.before), changeAfter: sig(cp.after), changePValue: sig(cp.pValue, 3),
   };
-  if (shifted) evidence['changeAtMs'] = rows[cp.index]!.startMs;
-  return { from: shifted ? cp.index : 0, evidence };
+  if (!shifted) return { rows: [...rows], values: [...values], evidence };
+  evidence['changeAtMs'] = rows[cp.index]!.startMs;
+  return { rows: rows.slice(cp.index), values: values.slice(cp.index), evidence };
 }
 
 /** From the first to the last window that crossed the threshold (all of them when none did on its own). */
 function spanOf(rows: readonly WindowSummary[], flagged: readonly boolean[]): { fromMs: number; toMs: number } {
   const first = flagged.indexOf(true), last = flagged.lastIndexOf(true);
   return { fromMs: rows[first >= 0 ? first : 0]!.startMs, toMs: rows[last >= 0 ? last : rows.length - 1]!.endMs };
-}
-
-/** Rows and their per-window values, cut to the focused part. */
-function focused(rows: readonly WindowSummary[], values: readonly number[]): { rows: WindowSummary[]; values: number[]; evidence: Record<string, number | boolean> } {
-  const f = focus(rows, values);
-  return { rows: rows.slice(f.from), values: values.slice(f.from), evidence: f.evidence };
 }
 
 const queueShareOf = (w: WindowSummary): number => w.latency.queue.mean / w.latency.e2e.mean;
@@ -436,6 +431,12 @@ const RULES: Record<Exclude<BottleneckKind, 'quality_drift'>, (c: Ctx) => Findin
   queueing, batch_starved: batchStarved, compute_bound: computeBound, kv_pressure: kvPressure, tail_latency: tailLatency, errors,
 };
 
+/** JSON has no NaN or Infinity (the store and the REST API would turn them into null): spell them out. */
+function jsonSafe(f: Finding): Finding {
+  const evidence = Object.fromEntries(Object.entries(f.evidence).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? String(v) : v]));
+  return { ...f, evidence };
+}
+
 /** The bottlenecks the windows show, most impact first. Pure. */
 export function analyze(input: AnalyzeInput): Finding[] {
   const c: Ctx = { windows: input.windows, settings: input.settings, slo: input.slo, minRequests: input.minRequests ?? DEFAULT_MIN_REQUESTS };
@@ -448,5 +449,5 @@ export function analyze(input: AnalyzeInput): Finding[] {
   }
   const q = qualityDrift(c, input.quality);
   if (q) findings.push(q);
-  return findings.sort((a, b) => b.impact - a.impact || b.confidence - a.confidence);
+  return findings.map(jsonSafe).sort((a, b) => b.impact - a.impact || b.confidence - a.confidence);
 }

@@ -8,7 +8,7 @@
 //     for any latency the samples do not cover.
 // A fleet (PrometheusSource) has only the histograms; it rebuilds an EngineStats-shaped delta from PromQL and goes
 // through the same summarizeWindow, so both sources compute every field by one rule.
-import { quantileSorted } from 'simple-statistics';
+import { mean, quantileSorted } from 'simple-statistics';
 import type { EngineStats, GenerationResult, HistogramSnapshot } from '../engine/types.js';
 import {
   EMPTY_LATENCY, diffHistogram, emptyHistogram, histogramMean, latencyFromHistogram, shareAtOrBelow,
@@ -47,7 +47,7 @@ export function latencyFromValues(values: readonly number[]): LatencySummary {
   const sorted = [...values].sort((a, b) => a - b);
   return {
     count: sorted.length,
-    mean: sorted.reduce((a, b) => a + b, 0) / sorted.length,
+    mean: mean(sorted),
     p50: quantileSorted(sorted, 0.5),
     p90: quantileSorted(sorted, 0.9),
     p99: quantileSorted(sorted, 0.99),

@@ -10,10 +10,14 @@
 //    distributions are compared (softmax cosine, greedy agreement). No sampling is involved, so the figures are
 //    exact for the traffic seen. A fixed probe set gives the perplexity change.
 //  * Performance (interleaved replay). The mirrored prompts are replayed, greedy (temperature 0, EOS ignored, so
-//    both arms generate the same number of tokens), in rounds of max(1, round(observedConcurrency)) concurrent
-//    requests: round r sends one batch to baseline then candidate, round r + 1 to candidate then baseline, so a
-//    drift in the box's load over time (the primary's traffic) falls on both arms equally. Rounds continue until
-//    each arm has minSamples requests or the deadline passes; latencies are compared with Mann-Whitney U.
+//    both arms generate the same number of tokens), at c = max(1, round(observedConcurrency)) requests in flight.
+//    A round is a batch of REPLAY_ROUND_FACTOR × c prompts sent closed-loop (c in flight, each finished request
+//    replaced by the next), so after the first c the requests queue as they would at a steady mean concurrency of c
+//    (what Little's law measures on the primary), not as one synchronized burst; a burst spreads a FIFO
+//    baseline's e2e evenly from T to c·T and hides a batching gain from a rank test. Round r sends its batch to
+//    baseline then candidate, round r + 1 to candidate then baseline, so a drift in the box's load over time (the
+//    primary's traffic) falls on both arms equally. Rounds continue until each arm has minSamples requests or the
+//    deadline passes; latencies are compared with Mann-Whitney U.
 //  * Guarding the primary. All shadow work goes through one FIFO lock: a mirrored request's quality job (baseline
 //    evaluate, then candidate evaluate), the probe perplexity, or one replay round (baseline arm, then candidate
 //    arm). Jobs are serialized, so between two replay rounds at most one mirrored request is processed, and at any
@@ -78,6 +82,9 @@ export interface ShadowFinishOptions {
 
 /** Default KV pool per shadow: replays run at the live concurrency, far below the primary's pool size. */
 export const SHADOW_KV_CACHE_MAX_BYTES = 64 * 1024 * 1024;
+
+/** Prompts per replay round, in units of the replay concurrency (see the design note). */
+export const REPLAY_ROUND_FACTOR = 2;
 
 /** Deadlines below this are durations, not unix ms (1e12 ms is September 2001). */
 const ABSOLUTE_MS_FLOOR = 1e12;
@@ -405,13 +412,21 @@ export class ShadowVerifier {
     if (qualityFailures(quality, this.cfg).length > 0) skipped = 'skipped: quality already failed';
     else if (this.replayPrompts.length === 0) skipped = 'skipped: no mirrored prompts to replay';
     else {
-      // At least one round (each arm once) even past the deadline, so the evidence always has figures.
-      while ((rounds === 0 || Date.now() < deadline) && Math.min(base.samples.length, cand.samples.length) < minSamples &&
-        this.errors.length === 0 && !this.closed) {
-        const batch = Array.from({ length: concurrency }, (_, i) => this.replayPrompts[(rounds * concurrency + i) % this.replayPrompts.length]!);
+      // At least one round (each arm once) even past the deadline, so the evidence always has figures; and at least
+      // two while time allows, so each arm has gone first once.
+      const wantMore = (): boolean => rounds < 2 || Math.min(base.samples.length, cand.samples.length) < minSamples;
+      // Warm-up, not recorded: the first generations on a fresh engine touch cold KV pages and code paths, and would
+      // bias whichever arm goes first in round 0.
+      const warmup = this.replayPrompts.slice(0, concurrency);
+      await this.work(async () => {
+        for (const role of ['baseline', 'candidate'] as const) await this.replayRound({ samples: [], wallS: 0 }, role, warmup, concurrency);
+      });
+      while ((rounds === 0 || Date.now() < deadline) && wantMore() && this.errors.length === 0 && !this.closed) {
+        const size = REPLAY_ROUND_FACTOR * concurrency;
+        const batch = Array.from({ length: size }, (_, i) => this.replayPrompts[(rounds * size + i) % this.replayPrompts.length]!);
         const order: [ArmRecord, ShadowRole][] = rounds % 2 === 0 ? [[base, 'baseline'], [cand, 'candidate']] : [[cand, 'candidate'], [base, 'baseline']];
         await this.work(async () => {
-          for (const [arm, role] of order) await this.replayRound(arm, role, batch);
+          for (const [arm, role] of order) await this.replayRound(arm, role, batch, concurrency);
         });
         rounds++;
       }
@@ -447,26 +462,32 @@ export class ShadowVerifier {
     };
   }
 
-  /** One arm's share of a round: the whole batch submitted at once, all awaited. */
-  private async replayRound(arm: ArmRecord, role: ShadowRole, batch: readonly { tokens: number[]; maxTokens: number }[]): Promise<void> {
+  /** One arm's share of a round: the batch sent closed-loop, `concurrency` requests in flight. */
+  private async replayRound(
+    arm: ArmRecord, role: ShadowRole, batch: readonly { tokens: number[]; maxTokens: number }[], concurrency: number,
+  ): Promise<void> {
     const engine = this.engines[role];
     if (!engine) return;
     const ctx = engine.info.contextLength;
+    const samples: RequestSample[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      for (let i = next++; i < batch.length; i = next++) {
+        const p = batch[i]!;
+        const start = performance.now();
+        const result = await engine.generate({
+          tokens: p.tokens,
+          // Greedy and blind to EOS: both arms generate exactly the same number of tokens.
+          maxTokens: Math.max(1, Math.min(p.maxTokens, ctx - p.tokens.length)),
+          temperature: 0,
+          seed: 0,
+          stopAtEos: false,
+        }).result;
+        samples.push(toSample(result, (performance.now() - start) / 1000));
+      }
+    };
     const t0 = performance.now();
-    const runs = batch.map(async (p) => {
-      const start = performance.now();
-      const gen = engine.generate({
-        tokens: p.tokens,
-        // Greedy and blind to EOS: both arms generate exactly the same number of tokens.
-        maxTokens: Math.max(1, Math.min(p.maxTokens, ctx - p.tokens.length)),
-        temperature: 0,
-        seed: 0,
-        stopAtEos: false,
-      });
-      const result = await gen.result;
-      return toSample(result, (performance.now() - start) / 1000);
-    });
-    const samples = await Promise.all(runs);
+    await Promise.all(Array.from({ length: Math.min(concurrency, batch.length) }, worker));
     arm.wallS += (performance.now() - t0) / 1000;
     arm.samples.push(...samples);
   }
@@ -496,8 +517,8 @@ export class ShadowVerifier {
 
   private describeMethod(rounds: number, concurrency: number, skipped: string | undefined): string {
     const replay = skipped !== undefined ? `performance replay ${skipped}`
-      : `${rounds} interleaved replay rounds (baseline then candidate, the order alternating each round) of ${concurrency} ` +
-        `concurrent greedy requests from the mirrored prompts`;
+      : `${rounds} interleaved replay rounds (baseline then candidate, the order alternating each round), each ` +
+        `${REPLAY_ROUND_FACTOR * concurrency} greedy requests from the mirrored prompts sent closed-loop at ${concurrency} in flight`;
     const dropped = this.dropped > 0 ? `; ${this.dropped} mirrored requests dropped (queue full or unusable)` : '';
     return `A/B against a fresh baseline shadow with the live settings, not the busy primary (A/A control for the shared CPU): ` +
       `two in-process shadow engines on ${this.cfg.shadowThreads} thread(s) each, one computing at a time; quality by teacher ` +

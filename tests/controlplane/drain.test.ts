@@ -1,32 +1,14 @@
 // Graceful shutdown of the real CLI entry (serveCommand in a child process): on SIGTERM the in-flight streams
 // finish, new connections are refused (or get 503), and the process exits 0. Every JSON log line carries a reqId.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../helpers/shared.js';
+import { startServeChild } from '../helpers/serve-child.js';
 import { MODEL, MODEL_NAME, sseData } from './harness.js';
 
-function startServe(args: string[]): { child: ChildProcess; lines: Record<string, unknown>[]; url: Promise<string>; exit: Promise<number | null> } {
-  const code = `import('./src/controlplane/serve.ts').then((m) => m.serveCommand(${JSON.stringify(args)})).then((c) => process.exit(c))`;
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Record<string, unknown>[] = [];
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exit = new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
-  const url = new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const j = JSON.parse(line) as Record<string, unknown>;
-        lines.push(j);
-        if (j.msg === 'listening') resolve(j.url as string);
-      } catch {
-        lines.push({ raw: line });
-      }
-    });
-    void exit.then((c) => reject(new Error(`serve exited with ${c} before listening: ${stderr}`)));
-  });
-  return { child, lines, url, exit };
-}
+const STORE = join(mkdtempSync(join(tmpdir(), 'tuneloop-drain-')), 'tuner.db');
+const startServe = (args: string[]) => startServeChild([...args, '--set', `tuner.storePath=${STORE}`]);
 
 describe('graceful drain on SIGTERM', () => {
   let proc: ReturnType<typeof startServe> | undefined;
