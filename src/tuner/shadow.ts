@@ -16,8 +16,13 @@
 //    (what Little's law measures on the primary), not as one synchronized burst; a burst spreads a FIFO
 //    baseline's e2e evenly from T to c·T and hides a batching gain from a rank test. Round r sends its batch to
 //    baseline then candidate, round r + 1 to candidate then baseline, so a drift in the box's load over time (the
-//    primary's traffic) falls on both arms equally. Rounds continue until each arm has minSamples requests or the
-//    deadline passes; latencies are compared with Mann-Whitney U.
+//    primary's traffic) falls on both arms equally. Rounds come in such pairs and continue until each arm has
+//    minSamples requests and the replay has run minReplaySeconds in all, or the deadline passes; latencies are
+//    compared with Mann-Whitney U. Why a time floor: requests of one round share the box's momentary load, so the
+//    test's real sample size is closer to the number of rounds than of requests; on a loaded 2-core box a replay
+//    of just 20 requests per arm (~0.4 s) let A/A runs (identical arms) differ by 5-20% in goodput and call
+//    latency shifts of 2% "significant", while 4 s of replay kept 8 of 8 A/A runs within ±4% and 'same'. An
+//    unrecorded warm-up burst per arm comes first, so cold pages do not penalize whichever arm goes first.
 //  * Guarding the primary. All shadow work goes through one FIFO lock: a mirrored request's quality job (baseline
 //    evaluate, then candidate evaluate), the probe perplexity, or one replay round (baseline arm, then candidate
 //    arm). Jobs are serialized, so between two replay rounds at most one mirrored request is processed, and at any
@@ -33,7 +38,7 @@ import type { EngineOptions, GenerationResult } from '../engine/types.js';
 import type { DistributionComparison, LiveSettings, RequestSample, SloTargets, VerificationEvidence } from './types.js';
 import { compareLogitRows } from './stats-tests.js';
 import {
-  compareLatency, decideVerdict, goodputEvidence, goodputPerCore, qualityFailures, qualityPassed,
+  compareLatency, decideVerdict, DEFAULT_MIN_REPLAY_SECONDS, goodputEvidence, goodputPerCore, qualityFailures, qualityPassed,
   type QualityEvidence, type VerifyConfig,
 } from './verify.js';
 
@@ -412,9 +417,11 @@ export class ShadowVerifier {
     if (qualityFailures(quality, this.cfg).length > 0) skipped = 'skipped: quality already failed';
     else if (this.replayPrompts.length === 0) skipped = 'skipped: no mirrored prompts to replay';
     else {
-      // At least one round (each arm once) even past the deadline, so the evidence always has figures; and at least
-      // two while time allows, so each arm has gone first once.
-      const wantMore = (): boolean => rounds < 2 || Math.min(base.samples.length, cand.samples.length) < minSamples;
+      // At least one round (each arm once) even past the deadline, so the evidence always has figures.
+      const minReplayS = this.cfg.minReplaySeconds ?? DEFAULT_MIN_REPLAY_SECONDS;
+      // Whole AB/BA pairs of rounds, minSamples per arm, and minReplaySeconds of replay in all (see the config).
+      const wantMore = (): boolean => rounds < 2 || rounds % 2 === 1 ||
+        Math.min(base.samples.length, cand.samples.length) < minSamples || base.wallS + cand.wallS < minReplayS;
       // Warm-up, not recorded: the first generations on a fresh engine touch cold KV pages and code paths, and would
       // bias whichever arm goes first in round 0.
       const warmup = this.replayPrompts.slice(0, concurrency);
@@ -431,7 +438,9 @@ export class ShadowVerifier {
         rounds++;
       }
     }
+    // Evidence is final from here: later mirrored requests would change nothing.
     this.accepting = false;
+    this.queue.length = 0;
 
     const comparisons: DistributionComparison[] = [
       compareLatency('ttft', base.samples.map((s) => s.ttftS), cand.samples.map((s) => s.ttftS), this.cfg),
@@ -452,7 +461,7 @@ export class ShadowVerifier {
     return {
       verdict,
       reasons,
-      method: this.describeMethod(rounds, concurrency, skipped),
+      method: this.describeMethod(rounds, concurrency, base.wallS + cand.wallS, skipped),
       mirroredRequests: this.processed,
       quality,
       performance: { comparisons, ...goodput },
@@ -470,24 +479,31 @@ export class ShadowVerifier {
     if (!engine) return;
     const ctx = engine.info.contextLength;
     const samples: RequestSample[] = [];
-    let next = 0;
+    let next = 0, broken = false;
     const worker = async (): Promise<void> => {
-      for (let i = next++; i < batch.length; i = next++) {
+      for (let i = next++; i < batch.length && !broken; i = next++) {
         const p = batch[i]!;
         const start = performance.now();
-        const result = await engine.generate({
-          tokens: p.tokens,
-          // Greedy and blind to EOS: both arms generate exactly the same number of tokens.
-          maxTokens: Math.max(1, Math.min(p.maxTokens, ctx - p.tokens.length)),
-          temperature: 0,
-          seed: 0,
-          stopAtEos: false,
-        }).result;
-        samples.push(toSample(result, (performance.now() - start) / 1000));
+        try {
+          const result = await engine.generate({
+            tokens: p.tokens,
+            // Greedy and blind to EOS: both arms generate exactly the same number of tokens.
+            maxTokens: Math.max(1, Math.min(p.maxTokens, ctx - p.tokens.length)),
+            temperature: 0,
+            seed: 0,
+            stopAtEos: false,
+          }).result;
+          samples.push(toSample(result, (performance.now() - start) / 1000));
+        } catch (e) {
+          broken = true;
+          throw e;
+        }
       }
     };
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: Math.min(concurrency, batch.length) }, worker));
+    // allSettled: on a failure, let the other workers stop (`broken`) before the lock is released.
+    const settled = await Promise.allSettled(Array.from({ length: Math.min(concurrency, batch.length) }, worker));
+    for (const s of settled) if (s.status === 'rejected') throw s.reason;
     arm.wallS += (performance.now() - t0) / 1000;
     arm.samples.push(...samples);
   }
@@ -515,10 +531,11 @@ export class ShadowVerifier {
     return { ...q, passed: qualityPassed(q, this.cfg) };
   }
 
-  private describeMethod(rounds: number, concurrency: number, skipped: string | undefined): string {
+  private describeMethod(rounds: number, concurrency: number, replayS: number, skipped: string | undefined): string {
     const replay = skipped !== undefined ? `performance replay ${skipped}`
-      : `${rounds} interleaved replay rounds (baseline then candidate, the order alternating each round), each ` +
-        `${REPLAY_ROUND_FACTOR * concurrency} greedy requests from the mirrored prompts sent closed-loop at ${concurrency} in flight`;
+      : `after an unrecorded warm-up, ${rounds} interleaved replay rounds (baseline then candidate, the order alternating ` +
+        `each round), each ${REPLAY_ROUND_FACTOR * concurrency} greedy requests from the mirrored prompts sent closed-loop at ` +
+        `${concurrency} in flight, ${replayS.toFixed(1)} s of replay in all`;
     const dropped = this.dropped > 0 ? `; ${this.dropped} mirrored requests dropped (queue full or unusable)` : '';
     return `A/B against a fresh baseline shadow with the live settings, not the busy primary (A/A control for the shared CPU): ` +
       `two in-process shadow engines on ${this.cfg.shadowThreads} thread(s) each, one computing at a time; quality by teacher ` +

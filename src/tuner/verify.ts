@@ -15,6 +15,8 @@
 //     GOODPUT_CHANGE_BAR, or e2e significantly better → pass; otherwise inconclusive (no measurable gain, so no
 //     reason to change). When not expectFaster (a memory-saving change, e.g. quantization): quality held and
 //     nothing regressed → pass.
+// Before all of these, ShadowVerifier.finish (shadow.ts) fails a verification whose shadow engine failed to load or
+// failed mid-run, with the engine's error as the first reason.
 // Every reason is a sentence with the numbers behind it, for GET /api/proposals/:id.
 import { median } from 'simple-statistics';
 import type { DistributionComparison, RequestSample, SloTargets, Verdict, VerificationEvidence } from './types.js';
@@ -39,7 +41,12 @@ export interface VerifyConfig {
   shadowThreads: number;
   /** Mirrored requests buffered at most; beyond, new ones are dropped (and counted). */
   maxMirrorQueue: number;
+  /** Performance replay time at least, both arms together, seconds (deadline permitting); default
+   *  DEFAULT_MIN_REPLAY_SECONDS. Short replays are at the mercy of the shared box's momentary load (shadow.ts). */
+  minReplaySeconds?: number;
 }
+
+export const DEFAULT_MIN_REPLAY_SECONDS = 4;
 
 export const DEFAULT_VERIFY_CONFIG: Readonly<VerifyConfig> = Object.freeze({
   shadowShare: 0.05,
@@ -51,6 +58,7 @@ export const DEFAULT_VERIFY_CONFIG: Readonly<VerifyConfig> = Object.freeze({
   effectSizeBar: 0.2,
   shadowThreads: 1,
   maxMirrorQueue: 256,
+  minReplaySeconds: DEFAULT_MIN_REPLAY_SECONDS,
 });
 
 /** Relative goodput-per-core change that counts as better (≥ +5%) or as a regression (< −5%). */

@@ -79,7 +79,10 @@ describe('ShadowVerifier', () => {
   it('an identical candidate: cosine ≈ 1, full agreement, not a failure', async () => {
     let mirrored = 0;
     const sims: number[] = [];
-    const v = await ShadowVerifier.start(startOpts({ onMirrored: () => mirrored++, onSimilarity: (c) => sims.push(c) }));
+    // A longer replay than the default: identical arms differ only by the shared box's noise, and the goodput bar
+    // is ±5% (shadow.ts's design note has the A/A figures).
+    const config = { ...CFG, minReplaySeconds: 6 };
+    const v = await ShadowVerifier.start(startOpts({ config, onMirrored: () => mirrored++, onSimilarity: (c) => sims.push(c) }));
     try {
       expect(v.engines.baseline).toBeInstanceOf(Engine);
       expect(v.engines.candidate).toBeInstanceOf(Engine);
@@ -187,9 +190,12 @@ describe('ShadowVerifier', () => {
     }
   });
 
-  it('drops mirrored requests beyond maxMirrorQueue and unusable ones', async () => {
+  it('drops mirrored requests beyond maxMirrorQueue and unusable ones; shouldMirror follows the seeded sampler', async () => {
     const v = await ShadowVerifier.start(startOpts({ config: { ...CFG, maxMirrorQueue: 2 } }));
     try {
+      const ref = new MirrorSampler(CFG.shadowShare, 7);
+      const picks = Array.from({ length: 2000 }, () => v.shouldMirror());
+      expect(picks).toEqual(Array.from({ length: 2000 }, () => ref.next()));
       for (const r of requests.slice(0, 6)) v.mirror(r);
       v.mirror({ tokens: [999_999], maxTokens: 4, primaryTokens: [] });
       expect(v.droppedCount).toBeGreaterThanOrEqual(4);
