@@ -1,6 +1,6 @@
 // The shadow A/B on real engines (the shipped model, one thread each): quality by teacher forcing, the interleaved
 // performance replay, failure containment, and the deterministic mirror sampler.
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,8 +8,7 @@ import { Engine, EngineError, type EngineOptions } from '../../src/engine/index.
 import type { LiveSettings } from '../../src/tuner/types.js';
 import { MirrorSampler, ShadowVerifier, type MirroredRequest, type ShadowStartOptions } from '../../src/tuner/shadow.js';
 import { DEFAULT_VERIFY_CONFIG, type VerifyConfig } from '../../src/tuner/verify.js';
-import { parseGguf } from '../../tools/lib/gguf-reader.js';
-import { GGML_TYPE, f16ToF32, f32ToF16 } from '../../tools/lib/gguf-writer.js';
+import { writeCorruptedModel } from '../helpers/corrupt-model.js';
 import { MODEL } from '../controlplane/harness.js';
 import { REPO_ROOT } from '../helpers/shared.js';
 
@@ -25,26 +24,6 @@ let requests: MirroredRequest[] = [];
 let probeTokens: number[][] = [];
 let dir = '';
 let corruptModel = '';
-
-/** A copy of the model with Gaussian noise (0.6 × each tensor's RMS) on every FFN down-projection and attention
- *  output: same tokenizer and shape, visibly different next-token distributions. */
-function writeCorruptedModel(path: string): void {
-  const buf = readFileSync(MODEL);
-  const file = parseGguf(buf);
-  let seed = 12345;
-  const uniform = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) + 0.5) / 4294967296;
-  const gauss = (): number => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-  for (const [name, t] of file.tensors) {
-    if (t.type !== GGML_TYPE.F16 || !/ffn_down|attn_output/.test(name)) continue;
-    const view = new DataView(t.bytes.buffer, t.bytes.byteOffset, t.bytes.byteLength);
-    const n = t.bytes.byteLength / 2;
-    let sq = 0;
-    for (let i = 0; i < n; i++) sq += f16ToF32(view.getUint16(2 * i, true)) ** 2;
-    const scale = 0.6 * Math.sqrt(sq / n);
-    for (let i = 0; i < n; i++) view.setUint16(2 * i, f32ToF16(f16ToF32(view.getUint16(2 * i, true)) + scale * gauss()), true);
-  }
-  writeFileSync(path, buf);
-}
 
 function startOpts(over: Partial<ShadowStartOptions> = {}): ShadowStartOptions {
   return { modelPath: MODEL, baseline: BASE, candidate: BASE, config: CFG, slo: SLO, kvCacheMaxBytes: KV_BYTES, probeTokens, seed: 7, ...over };
