@@ -540,7 +540,7 @@ export class ShadowVerifier {
     return `A/B against a fresh baseline shadow with the live settings, not the busy primary (A/A control for the shared CPU): ` +
       `two in-process shadow engines on ${this.cfg.shadowThreads} thread(s) each, one computing at a time; quality by teacher ` +
       `forcing ${this.processed} mirrored requests (share ${this.cfg.shadowShare}) on the primary's tokens; ${replay}; ` +
-      `latency by two-sided Mann-Whitney U (alpha ${+(1 - this.cfg.confidence).toFixed(4)}, |rank-biserial| ≥ ${this.cfg.effectSizeBar})${dropped}.`;
+      `latency by two-sided Mann-Whitney U (alpha ${+(1 - this.cfg.confidence).toFixed(4)} split over the three metrics, |rank-biserial| ≥ ${this.cfg.effectSizeBar})${dropped}.`;
   }
 }
 
