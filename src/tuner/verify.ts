@@ -9,7 +9,7 @@
 //     → inconclusive: too little data to call a regression or an improvement.
 //  3. Regression. Any latency metric (ttft, inter_token, e2e) significantly worse (Mann-Whitney p < alpha / 3 —
 //     Bonferroni over the three metrics tested together, alpha = 1 − confidence — AND |rank-biserial| ≥
-//     effectSizeBar) while goodput per core is not better (by ≥ GOODPUT_CHANGE_BAR), or goodput per core lower by
+//     effectSizeBar AND the median shifted by at least LATENCY_CHANGE_BAR, 10%) while goodput per core is not better (by ≥ GOODPUT_CHANGE_BAR), or goodput per core lower by
 //     more than GOODPUT_NOISE_BAR on its own → fail. Goodput per core is one ratio per arm, not a distribution: an A/A
 //     pair of identical shadows on a busy 2-core box scatters by up to ±8%, so a drop alone must exceed that to count. A worse latency paid for with more goodput (e.g. TTFT
 //     up because batches are bigger) is not a regression by itself; the SLO check inside goodput still counts it.
@@ -67,6 +67,8 @@ export const DEFAULT_VERIFY_CONFIG: Readonly<VerifyConfig> = Object.freeze({
 export const GOODPUT_CHANGE_BAR = 0.05;
 /** A goodput-per-core drop that fails a candidate without a significant latency regression beside it. */
 export const GOODPUT_NOISE_BAR = 0.1;
+/** Smallest relative shift of a latency median called better or worse (practical significance). */
+export const LATENCY_CHANGE_BAR = 0.1;
 /** The latency metrics compared together (Bonferroni correction of alpha). */
 export const LATENCY_METRIC_COUNT = 3;
 
@@ -106,15 +108,21 @@ export function compareLatency(metric: LatencyMetric, baselineS: readonly number
   const alpha = (1 - cfg.confidence) / LATENCY_METRIC_COUNT;
   // Too few samples in an arm cannot call a difference, whatever the test says (rule 2 reports the shortage).
   const enough = base.length >= cfg.minSamples && cand.length >= cfg.minSamples;
+  const relativeChange = (candidateMedianS - baselineMedianS) / baselineMedianS;
   let outcome: DistributionComparison['outcome'] = 'same';
-  if (enough && test.pValue < alpha && Math.abs(test.effectSize) >= cfg.effectSizeBar) outcome = test.effectSize > 0 ? 'worse' : 'better';
+  // Three bars, as Kayenta's judge: significant, a large enough rank effect, and a median shift that matters. Requests
+  // replayed in one round share the box's momentary load, so with ~100 samples an A/A pair can be "significant" at
+  // a 5% shift; below LATENCY_CHANGE_BAR we call it the same.
+  if (enough && test.pValue < alpha && Math.abs(test.effectSize) >= cfg.effectSizeBar && Math.abs(relativeChange) >= LATENCY_CHANGE_BAR) {
+    outcome = test.effectSize > 0 ? 'worse' : 'better';
+  }
   return {
     metric,
     baselineN: base.length,
     candidateN: cand.length,
     baselineMedianS,
     candidateMedianS,
-    relativeChange: (candidateMedianS - baselineMedianS) / baselineMedianS,
+    relativeChange,
     u: test.uX,
     pValue: test.pValue,
     effectSize: test.effectSize,
