@@ -72,6 +72,10 @@ export interface TunerConfig {
   monitorCron: string;
   analyzeCron: string;
   reportCron: string;
+  /** Folder the weekly reports are written to (`<YYYY>-W<ww>.md`, `.html`, `.json`). */
+  reportsDir: string;
+  /** The service's name in report headers. */
+  serviceName: string;
   metricsSource: MetricsSource;
   /** Base URL of the Prometheus HTTP API; required when metricsSource is 'prometheus'. */
   prometheusUrl: string;
@@ -126,6 +130,8 @@ export interface ApiToken {
 
 export interface AuthConfig {
   tokens: ApiToken[];
+  /** Refuse an approval by the identity that requested the change (four-eyes rule). */
+  requireDistinctApprover: boolean;
 }
 
 export interface TuneloopConfig {
@@ -287,7 +293,14 @@ export const CONFIG_SCHEMA: ConfigSchema = {
     timezone: { kind: 'string', format: 'timezone', doc: 'IANA time zone the cron schedules are read in (e.g. Europe/Berlin).' },
     monitorCron: { kind: 'string', format: 'cron', doc: 'When to roll up the metrics into a window summary (cron, 5 or 6 fields).' },
     analyzeCron: { kind: 'string', format: 'cron', doc: 'When to analyze the recent windows and propose changes.' },
-    reportCron: { kind: 'string', format: 'cron', doc: 'When to write the periodic report (default Monday 09:00).' },
+    reportCron: { kind: 'string', format: 'cron', doc: 'When to write the weekly report on the last complete ISO week (default Monday 09:00).' },
+    reportsDir: {
+      kind: 'string',
+      doc: 'Folder the weekly reports are written to (YYYY-Www.md, .html and .json, e.g. 2026-W47.md) and GET /api/reports reads. ' +
+        'A relative path in the config file is relative to that file; from the default, an env var or CLI override, relative ' +
+        'to the working directory.',
+    },
+    serviceName: { kind: 'string', doc: 'The service named in the weekly report header.' },
     metricsSource: {
       kind: 'enum', values: METRICS_SOURCES,
       doc: "Where the tuner reads metrics: registry (this process's own) or prometheus (tuner.prometheusUrl).",
@@ -379,6 +392,11 @@ export const CONFIG_SCHEMA: ConfigSchema = {
         '(`tuneloop hash-token`). Empty: GET routes are open read-only and every change is refused (403). ' +
         'In env vars and CLI overrides: comma-separated name:role:sha256.',
     },
+    requireDistinctApprover: {
+      kind: 'boolean',
+      doc: 'Four-eyes rule: the identity whose POST /api/tuner/run produced a proposal may not approve it (403). ' +
+        'Proposals from scheduled runs are requested by the tuner itself.',
+    },
   },
 };
 
@@ -409,6 +427,8 @@ export const DEFAULT_CONFIG: Readonly<TuneloopConfig> = deepFreeze({
     monitorCron: '* * * * *',
     analyzeCron: '*/15 * * * *',
     reportCron: '0 9 * * 1',
+    reportsDir: 'reports',
+    serviceName: 'tuneloop',
     metricsSource: 'registry',
     prometheusUrl: '',
     prometheusSelector: '',
@@ -438,7 +458,7 @@ export const DEFAULT_CONFIG: Readonly<TuneloopConfig> = deepFreeze({
     timeoutSeconds: 600,
     seed: 0,
   },
-  auth: { tokens: [] },
+  auth: { tokens: [], requireDistinctApprover: false },
 });
 
 function deepFreeze<T>(o: T): T {

@@ -118,5 +118,7 @@ export function fromTunerError(e: TunerError): ControlPlaneError {
       return new ControlPlaneError('CP_ERR_INVALID_REQUEST', e.message);
     case 'PAUSED':
       return new ControlPlaneError('CP_ERR_TUNER_PAUSED', e.message);
+    case 'FORBIDDEN':
+      return new ControlPlaneError('CP_ERR_FORBIDDEN', e.message);
   }
 }

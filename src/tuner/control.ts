@@ -3,9 +3,10 @@
 import type { AuditEntry, Approval, ProposalTransition, RunRecord, SettingsVersion } from './store.js';
 import type { Actor, Finding, Proposal, ProposalState } from './types.js';
 
-export type TunerErrorCode = 'NOT_FOUND' | 'CONFLICT' | 'BUSY' | 'INVALID' | 'PAUSED';
+export type TunerErrorCode = 'NOT_FOUND' | 'CONFLICT' | 'BUSY' | 'INVALID' | 'PAUSED' | 'FORBIDDEN';
 
-/** A refusal the REST layer maps to an HTTP status: NOT_FOUND 404, CONFLICT 409, BUSY 409, INVALID 400, PAUSED 503. */
+/** A refusal the REST layer maps to an HTTP status: NOT_FOUND 404, CONFLICT 409, BUSY 409, INVALID 400, PAUSED 503,
+ *  FORBIDDEN 403 (a policy refusal for this identity, e.g. approving one's own request). */
 export class TunerError extends Error {
   override readonly name = 'TunerError';
   constructor(readonly code: TunerErrorCode, message: string) {

@@ -202,7 +202,7 @@ export class Tuner implements TunerControl {
     let findings: Finding[] = [];
     let proposals: Proposal[] = [];
     try {
-      ({ findings, proposals } = this.analyzeAndPropose(run.id));
+      ({ findings, proposals } = this.analyzeAndPropose(run.id, actor));
     } catch (err) {
       this.d.store.finishRun(run.id, 'error', (err as Error).message);
       this.countRun('analyze', 'error');
@@ -226,7 +226,9 @@ export class Tuner implements TunerControl {
     await this.applyChain;
   }
 
-  private analyzeAndPropose(runId: number): { findings: Finding[]; proposals: Proposal[] } {
+  /** `requester`: who triggered the run (the tuner itself for cron); recorded as the actor of `proposal.proposed`, so
+   *  a distinct-approver policy can tell who asked for the change. */
+  private analyzeAndPropose(runId: number, requester: Actor): { findings: Finding[]; proposals: Proposal[] } {
     const now = this.now();
     const windows = this.d.store.rollups(now - this.cfg.analysisWindowMinutes * 60_000, now + 1);
     const live = this.liveSettings();
@@ -255,7 +257,7 @@ export class Tuner implements TunerControl {
       needsApproval: needsApproval(c.change, this.cfg),
       findingId: null,
       expiresMs: now + this.cfg.proposalTtlHours * 3_600_000,
-    }, SYSTEM));
+    }, requester));
     this.d.store.finishRun(startOptimize.id, 'ok', '', { candidates: candidates.map((c) => changeKey(c.change)) });
     this.countRun('optimize', 'ok');
     this.refreshProposalGauge();
@@ -470,6 +472,10 @@ export class Tuner implements TunerControl {
       throw new TunerError('CONFLICT', `proposal ${id} expired at ${new Date(p.expiresMs).toISOString()}; run the tuner again`);
     }
     if (p.state !== 'verified') throw new TunerError('CONFLICT', `proposal ${id} is ${p.state}; only a verified proposal can be approved`);
+    const requester = this.d.store.transitions(id)[0]?.actor;
+    if (this.d.config.auth.requireDistinctApprover && requester === actor.name) {
+      throw new TunerError('FORBIDDEN', `${actor.name} requested proposal ${id}; auth.requireDistinctApprover needs another approver`);
+    }
     const live = this.liveVersion();
     if (p.baseVersion !== live) {
       throw new TunerError('CONFLICT', `the live settings changed since proposal ${id} was verified (version ${p.baseVersion} → ${live}); it must be verified again`);

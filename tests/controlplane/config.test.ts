@@ -270,7 +270,7 @@ describe('tuner, verify and auth sections', () => {
       shadowShare: 0.05, similarityBar: 0.98, greedyAgreementBar: 0.9, perplexityDeltaBar: 0.05, minSamples: 20,
       confidence: 0.95, effectSizeBar: 0.2, shadowThreads: 1, timeoutSeconds: 600, seed: 0,
     });
-    expect(cfg.auth).toEqual({ tokens: [] });
+    expect(cfg.auth).toEqual({ tokens: [], requireDistinctApprover: false });
   });
 
   it('reads booleans from YAML, and true/false, 1/0, yes/no from env and overrides', () => {
