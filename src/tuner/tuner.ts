@@ -20,7 +20,7 @@ import { applyChange, changeKey, optimize } from './optimize.js';
 import { OPEN_STATES, needsApproval } from './proposals.js';
 import { ShadowVerifier } from './shadow.js';
 import type { VerifyConfig } from './verify.js';
-import type { SettingsSource, SettingsVersion, TunerStore } from './store.js';
+import type { RunRecord, SettingsSource, SettingsVersion, TunerStore } from './store.js';
 import type { Actor, Finding, LiveSettings, Proposal, ProposalState, RequestSample, SettingsChange, SloTargets, WindowSummary } from './types.js';
 import type { EngineOptions } from '../engine/types.js';
 import { faultPoint } from '../faults.js';
@@ -96,6 +96,7 @@ export class Tuner implements TunerControl {
     const t = new Tuner(deps);
     t.recover();
     t.refreshProposalGauge();
+    t.pause('');
     return t;
   }
 
@@ -162,25 +163,61 @@ export class Tuner implements TunerControl {
 
   /** One monitor tick: summarise the window, persist it, prune old rollups, expire stale proposals. */
   async monitorTick(trigger = 'cron'): Promise<WindowSummary | undefined> {
-    const run = this.d.store.startRun('monitor', trigger);
+    // Two ways to fail, each pauses the tuner with its reason until a tick succeeds again: the metrics source (fleet
+    // mode with Prometheus down: never analyze on guesses) and the store (a full disk: serving goes on, nothing is
+    // recorded, so nothing may be decided either).
+    let runId: number;
     try {
-      const w = await this.d.source.collect();
+      runId = this.d.store.startRun('monitor', trigger).id;
+    } catch (err) {
+      this.pause(`store unavailable: ${(err as Error).message}`);
+      this.countRun('monitor', 'error');
+      return undefined;
+    }
+    let w: WindowSummary;
+    try {
+      w = await this.d.source.collect();
+    } catch (err) {
+      this.pause(`metrics source unavailable: ${(err as Error).message}`);
+      this.tryStore(() => this.d.store.finishRun(runId, 'error', (err as Error).message));
+      this.countRun('monitor', 'error');
+      return undefined;
+    }
+    const stored = this.tryStore(() => {
       w.settingsVersion = this.liveVersion();
       this.d.store.insertRollup(w);
       this.d.store.pruneRollups(this.now() - this.cfg.rollupRetentionDays * 86_400_000);
       this.expireStale();
-      this.pausedReason = '';
-      this.d.store.finishRun(run.id, 'ok', '', { requests: w.requests.finished });
-      this.countRun('monitor', 'ok');
-      return w;
-    } catch (err) {
-      // Fleet mode with Prometheus down: say so and pause; never analyze on guesses.
-      this.pausedReason = `metrics source unavailable: ${(err as Error).message}`;
-      this.d.store.finishRun(run.id, 'error', (err as Error).message);
+      this.d.store.finishRun(runId, 'ok', '', { requests: w.requests.finished });
+    });
+    if (!stored) {
       this.countRun('monitor', 'error');
-      this.d.logger.warn({ err: (err as Error).message }, 'tuner monitor failed');
       return undefined;
     }
+    this.pause('');
+    this.countRun('monitor', 'ok');
+    return w;
+  }
+
+  /** Run a store write; on failure pause with the reason and return false (the caller's work is not recorded). */
+  private tryStore(write: () => void): boolean {
+    try {
+      write();
+      return true;
+    } catch (err) {
+      this.pause(`store unavailable: ${(err as Error).message}`);
+      return false;
+    }
+  }
+
+  /** Set (or clear, with '') the reason the tuner is paused; logged once per change, exported as a gauge. */
+  private pause(reason: string): void {
+    if (reason !== this.pausedReason) {
+      if (reason) this.d.logger.warn({ reason }, 'tuner paused');
+      else this.d.logger.info({ was: this.pausedReason }, 'tuner resumed');
+    }
+    this.pausedReason = reason;
+    this.d.metrics?.tuner.paused.set(reason || !this.cfg.enabled ? 1 : 0);
   }
 
   private expireStale(): void {
@@ -197,8 +234,14 @@ export class Tuner implements TunerControl {
     if (!this.cfg.enabled) throw new TunerError('PAUSED', 'the tuner is disabled (tuner.enabled: false)');
     if (this.cycle) throw new TunerError('BUSY', 'a tuner cycle is already running (analysis or verification in progress)');
     if (this.pausedReason) throw new TunerError('PAUSED', `the tuner is paused: ${this.pausedReason}`);
-    const run = this.d.store.startRun('analyze', trigger);
-    this.d.store.audit(actor, 'tuner.run', `run:${run.id}`, { trigger });
+    let run: RunRecord;
+    try {
+      run = this.d.store.startRun('analyze', trigger);
+      this.d.store.audit(actor, 'tuner.run', `run:${run.id}`, { trigger });
+    } catch (err) {
+      this.pause(`store unavailable: ${(err as Error).message}`);
+      throw new TunerError('PAUSED', `the tuner is paused: ${this.pausedReason}`);
+    }
     let findings: Finding[] = [];
     let proposals: Proposal[] = [];
     try {

@@ -13,9 +13,15 @@ export interface ServeChild {
   signal: Promise<NodeJS.Signals | null>;
 }
 
-export function startServeChild(args: string[], env: NodeJS.ProcessEnv = {}): ServeChild {
+/** `fileSizeLimitKiB`: run under `ulimit -f` with SIGXFSZ ignored, so a write past the limit fails with EFBIG as on a
+ *  full disk (the closest to a full disk a test can get without mounting a filesystem). */
+export function startServeChild(args: string[], env: NodeJS.ProcessEnv = {}, opts: { fileSizeLimitKiB?: number } = {}): ServeChild {
   const code = `import('./src/controlplane/serve.ts').then((m) => m.serveCommand(${JSON.stringify(args)})).then((c) => process.exit(c))`;
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const nodeArgs = ['--import', 'tsx', '-e', code];
+  const [cmd, argv] = opts.fileSizeLimitKiB === undefined
+    ? [process.execPath, nodeArgs]
+    : ['bash', ['-c', `ulimit -f ${opts.fileSizeLimitKiB}; trap '' XFSZ; exec "$0" "$@"`, process.execPath, ...nodeArgs]];
+  const child = spawn(cmd, argv, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const lines: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));

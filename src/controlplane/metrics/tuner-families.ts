@@ -19,6 +19,9 @@ export interface TunerMetrics {
   rollbacks: Counter;
   lastRunTimestamp: Gauge;
   bottleneck: Gauge<'kind'>;
+  reportLastTimestamp: Gauge;
+  /** 1 while the tuner is paused (metrics source unreachable, store unwritable, disabled); the reason is in status. */
+  paused: Gauge;
 }
 
 export function defineTunerFamilies(registry: Registry): TunerMetrics {
@@ -43,5 +46,11 @@ export function defineTunerFamilies(registry: Registry): TunerMetrics {
     help: 'Unix time of the last tuner run (0 = never).', registers });
   const bottleneck = new Gauge({ name: 'tuneloop_bottleneck_info',
     help: 'The bottleneck the last analysis named (value 1 on its kind).', labelNames: ['kind'] as const, registers });
-  return { runs, proposals, shadowRequests, shadowSimilarity, verdicts, rollbacks, lastRunTimestamp, bottleneck };
+  // alerts/alerting.rules.yml (TuneloopWeeklyReportOverdue) fires when this is older than 8 days.
+  const reportLastTimestamp = new Gauge({ name: 'tuneloop_report_last_timestamp_seconds',
+    help: 'Unix time the last weekly report was written (0 = never).', registers });
+  const paused = new Gauge({ name: 'tuneloop_tuner_paused',
+    help: 'Whether the tuner is paused (1): its metrics source is unreachable, its store unwritable, or it is disabled. ' +
+      'GET /api/tuner/status gives the reason.', registers });
+  return { runs, proposals, shadowRequests, shadowSimilarity, verdicts, rollbacks, lastRunTimestamp, bottleneck, reportLastTimestamp, paused };
 }
