@@ -1,6 +1,6 @@
 // `tuneloop` command line. Subcommands: serve (the OpenAI-compatible server; the default of `npm start`),
 // generate (one completion from a model), load (a load generator against a running server), hash-token (the
-// SHA-256 of an API token for auth.tokens).
+// SHA-256 of an API token for auth.tokens), report (the weekly performance report from the tuner store).
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { Engine, EngineError, WEIGHTS_POLICIES, type WeightsPolicy } from './engine/index.js';
@@ -9,8 +9,9 @@ import { SERVE_USAGE, serveCommand } from './controlplane/serve.js';
 import { LOAD_USAGE, loadCommand } from './loadgen/index.js';
 import { DASHBOARDS_USAGE, dashboardsCommand } from './observability/dashboards.js';
 import { HASH_TOKEN_USAGE, hashTokenCommand } from './controlplane/auth.js';
+import { REPORT_USAGE, reportCommand } from './tuner/report-command.js';
 
-const USAGE = `${SERVE_USAGE}${LOAD_USAGE}${DASHBOARDS_USAGE}${HASH_TOKEN_USAGE}usage:
+const USAGE = `${SERVE_USAGE}${LOAD_USAGE}${DASHBOARDS_USAGE}${HASH_TOKEN_USAGE}${REPORT_USAGE}usage:
   tuneloop generate [--model PATH] --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
                     [--seed N] [--quant f32|bf16|int8|int4|mixed] [--threads N] [--json]
 `;
@@ -101,6 +102,8 @@ export async function main(argv: string[]): Promise<number> {
         return await dashboardsCommand(rest);
       case 'hash-token':
         return await hashTokenCommand(rest);
+      case 'report':
+        return await reportCommand(rest);
       case undefined:
       case '--help':
       case 'help':

@@ -200,6 +200,7 @@ void Engine::reconfigure(const SchedulerConfig & cfg) {
 }
 
 void Engine::reload(const ModelLayout & layout, int n_ctx) {
+    file_->check_unchanged(); // the new instance re-reads every tensor from the mapping made at load
     check_layout(hparams_, ModelLayout{layout.policy, layout.tp, layout.threads_per_rank, layout.kv_dtype, layout.kv_block_size, 1,
                                        layout.allreduce_delay_us});
     std::unique_ptr<Instance> inst = build_instance(layout, n_ctx);

@@ -110,6 +110,7 @@ GgufFile::GgufFile(const std::string & path) : path_(path) {
         fail(ErrorCode::MODEL_NOT_FOUND, "model path '" + path + "' is not a regular file");
     }
     size_ = (size_t) st.st_size;
+    mtime_ns_ = (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
     if (size_ < 24) {
         ::close(fd_);
         fd_ = -1;
@@ -122,6 +123,7 @@ GgufFile::GgufFile(const std::string & path) : path_(path) {
         fail(ErrorCode::MODEL_NOT_FOUND, "cannot map model file '" + path + "': " + std::strerror(errno));
     }
     base_ = static_cast<const uint8_t *>(m);
+    mapped_ = true;
     try {
         parse();
     } catch (...) {
@@ -133,8 +135,24 @@ GgufFile::GgufFile(const std::string & path) : path_(path) {
     }
 }
 
+GgufFile::GgufFile(const uint8_t * data, size_t size, const std::string & name) : path_(name), base_(data), size_(size) {
+    if (size_ < 24) fail(ErrorCode::MODEL_CORRUPT, "GGUF file '" + path_ + "' is corrupt: only " + std::to_string(size_) + " bytes, too short for a header");
+    parse();
+}
+
+void GgufFile::check_unchanged() const {
+    if (!mapped_) return;
+    struct stat st;
+    if (fstat(fd_, &st) != 0) fail(ErrorCode::MODEL_NOT_FOUND, "cannot stat model file '" + path_ + "': " + std::strerror(errno));
+    const int64_t mtime_ns = (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    if ((size_t) st.st_size != size_ || mtime_ns != mtime_ns_)
+        fail(ErrorCode::MODEL_CORRUPT, "model file '" + path_ + "' was modified in place since it was loaded (" + std::to_string(size_) +
+             " bytes then, " + std::to_string((int64_t) st.st_size) + " now): its weights can no longer be read; replace a model " +
+             "file by renaming the new one over it, and restart to serve a new model");
+}
+
 GgufFile::~GgufFile() {
-    if (base_) munmap(const_cast<uint8_t *>(base_), size_);
+    if (mapped_) munmap(const_cast<uint8_t *>(base_), size_);
     if (fd_ >= 0) ::close(fd_);
 }
 
@@ -183,8 +201,13 @@ void GgufFile::parse() {
     if (!tensors_.empty() && data_start > size_) c.corrupt("truncated before the tensor data section");
 
     for (GgufTensorInfo & t : tensors_) {
-        int64_t n = t.n_elements();
-        if (t.ne[0] * t.ne[1] > (int64_t) 1 << 36 || n > (int64_t) 1 << 36) c.corrupt("tensor '" + t.name + "' is implausibly large");
+        // Multiply with the bound checked at each step: four dimensions of up to 2^32 overflow int64 (undefined
+        // behaviour, found by native/fuzz/gguf_fuzz.cpp under UBSan) before any check on the product could run.
+        int64_t n = 1;
+        for (int64_t ne : t.ne) {
+            if (ne > ((int64_t) 1 << 36) / n) c.corrupt("tensor '" + t.name + "' is implausibly large");
+            n *= ne;
+        }
         // Unsupported types are reported when a tensor is used, with the tensor's name (model_loader.cpp).
         if (!ggml_type_supported(t.type)) continue;
         int64_t bs = ggml_block_size(t.type);

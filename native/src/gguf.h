@@ -49,6 +49,9 @@ class GgufFile {
 public:
     // Throws EngineException: MODEL_NOT_FOUND if the path cannot be opened, MODEL_CORRUPT if malformed.
     explicit GgufFile(const std::string & path);
+    // The same reader over bytes already in memory (the fuzz targets in native/fuzz use it). The bytes are not copied:
+    // they must outlive this object. `name` stands in for the path in error messages.
+    GgufFile(const uint8_t * data, size_t size, const std::string & name);
     ~GgufFile();
     GgufFile(const GgufFile &) = delete;
     GgufFile & operator=(const GgufFile &) = delete;
@@ -56,6 +59,11 @@ public:
     uint32_t version() const { return version_; }
     size_t file_size() const { return size_; }
     const std::string & path() const { return path_; }
+    // The bytes are read through the mapping long after the constructor (a reload re-reads every tensor). A file
+    // replaced by rename or deleted is harmless (the mapping keeps the old inode), but one rewritten in place is not:
+    // its pages now hold other bytes, and past a truncation a read raises SIGBUS. Throws MODEL_CORRUPT when the
+    // file's size or modification time differs from when it was mapped; a no-op for in-memory bytes.
+    void check_unchanged() const;
 
     const std::map<std::string, GgufValue> & metadata() const { return kv_; }
     const GgufValue * find(const std::string & key) const;
@@ -76,6 +84,8 @@ private:
     int fd_ = -1;
     const uint8_t * base_ = nullptr;
     size_t size_ = 0;
+    bool mapped_ = false; // base_ is our mmap (file constructor), not the caller's buffer
+    int64_t mtime_ns_ = 0; // st_mtim when mapped, for check_unchanged()
     uint32_t version_ = 0;
     std::map<std::string, GgufValue> kv_;
     std::vector<GgufTensorInfo> tensors_;

@@ -1,16 +1,16 @@
 // The OpenAI-compatible HTTP surface (express 5): /v1/completions, /v1/chat/completions (plain and SSE streaming),
-// /v1/models, /healthz, /readyz, /metrics when a registry is given, the Alertmanager webhook (alerts-api.ts) and the
-// tuner's REST API (tuner-api.ts) under /api when their dependencies are given. Every error leaves in OpenAI's shape
-// (errors.ts). A client that goes away cancels its generation at once, so abandoned requests free their KV blocks
-// and batch slots instead of decoding for nobody.
-import { randomUUID, createHash, timingSafeEqual } from 'node:crypto';
+// /v1/models, /healthz, /readyz, /metrics when a registry is given, the Alertmanager webhook (alerts-api.ts), the
+// tuner's REST API (tuner-api.ts) and the weekly reports (reports-api.ts) under /api when their dependencies are
+// given. Every error leaves in OpenAI's shape (errors.ts). A client that goes away cancels its generation at once,
+// so abandoned requests free their KV blocks and batch slots instead of decoding for nobody.
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { isEngineError } from '../engine/errors.js';
 import type { Engine } from '../engine/engine.js';
 import type { Generation } from '../engine/generation.js';
 import type { FinishReason, GenerateRequest, GenerationResult, TokenLogprob } from '../engine/types.js';
-import { CP_ERRORS, ControlPlaneError, fromEngineError, isControlPlaneError, modelNotFound } from './errors.js';
+import { CP_ERRORS, ControlPlaneError, RETRY_AFTER_S, fromEngineError, isControlPlaneError, modelNotFound } from './errors.js';
 import { parseChatRequest, parseCompletionRequest, type ChatRequest, type CompletionRequest } from './openai-schema.js';
 import { DEFAULT_CHAT_TEMPLATE, type ChatTemplate } from './chat-template.js';
 import { alertsRouter, type AlertInbox } from './alerts-api.js';
@@ -18,6 +18,8 @@ import type { TunerControl } from '../tuner/control.js';
 import type { ApiToken } from './config-schema.js';
 import { createApiAuth } from './auth.js';
 import { tunerRouter } from './tuner-api.js';
+import { reportsRouter, type ReportsRouterOptions } from './reports-api.js';
+import { ConcurrencyLimiter, RateLimiter, clientKeyOf, cors, credentialDigest, rateLimit, securityHeaders } from './security.js';
 
 /** The settings the HTTP layer needs; serve.ts fills them from the config file or defaults. */
 export interface ServerOptions {
@@ -36,6 +38,20 @@ export interface ServerOptions {
   requestTimeoutMs: number;
   /** Bearer token Alertmanager must send to /api/alerts; '' = the alerts routes are disabled (404). */
   alertsWebhookToken: string;
+  // The limits below are off when absent (an embedding caller opts in); `tuneloop serve` sets them from server.* in
+  // the config, where they are on by default. security.ts has the mechanics.
+  /** Exact browser origins allowed cross-origin; absent or empty: CORS closed. */
+  corsOrigins?: string[];
+  /** Requests per minute per key (or client address) on /v1 and /api; absent or 0: no limit. */
+  rateLimitPerMinute?: number;
+  /** Token-bucket size of that limit (default: one minute's worth). */
+  rateLimitBurst?: number;
+  /** Generation requests in flight per key (or client address); absent or 0: no limit. */
+  maxConcurrentStreamsPerKey?: number;
+  /** Most prompt tokens per request; absent: the context window decides. */
+  maxPromptTokens?: number | undefined;
+  /** Largest max_tokens accepted (and the cap of the default); absent: the context window decides. */
+  maxTokensLimit?: number | undefined;
 }
 
 export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelName'> = {
@@ -113,6 +129,8 @@ export interface AppDeps {
   tuner?: TunerControl;
   /** auth.tokens for those routes; none = reads open, changes refused (auth.ts). */
   authTokens?: readonly ApiToken[];
+  /** The weekly reports behind GET /api/reports (reports-api.ts, same tokens); without it the routes are absent. */
+  reports?: Omit<ReportsRouterOptions, 'auth'>;
   /** Called once per generation request that reached the engine, when its response has ended (not for requests
    *  refused before: validation, context overflow, a full queue). Runs on the response path: keep it cheap. Its
    *  exceptions are logged and never affect the response. */
@@ -128,13 +146,9 @@ declare module 'express-serve-static-core' {
 
 const REQUEST_ID_RE = /^[\w.:-]{1,128}$/;
 
-function sha(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
-
 function makeAuth(keys: readonly string[]) {
   // Compare digests in constant time so response timing does not leak how much of a key matched.
-  const digests = keys.map(sha);
+  const digests = keys.map(credentialDigest);
   return (req: Request, _res: Response, next: NextFunction): void => {
     if (digests.length === 0) return next();
     const h = req.headers.authorization;
@@ -142,12 +156,21 @@ function makeAuth(keys: readonly string[]) {
     if (!m) {
       return next(new ControlPlaneError('CP_ERR_UNAUTHORIZED', "You didn't provide an API key: use the header 'Authorization: Bearer KEY'"));
     }
-    const d = sha(m[1]!);
-    if (!digests.some((k) => timingSafeEqual(k, d))) {
+    const d = credentialDigest(m[1]!);
+    // Every key is compared, always (no early exit at a match): timing does not tell which entry matched.
+    let ok = false;
+    for (const k of digests) ok = timingSafeEqual(k, d) || ok;
+    if (!ok) {
       return next(new ControlPlaneError('CP_ERR_UNAUTHORIZED', 'Incorrect API key provided'));
     }
     next();
   };
+}
+
+/** A refusal's log fields. JSON.parse's message quotes the start of the body (a prompt, say): that one is not logged. */
+function refusalLog(cpe: ControlPlaneError): { code: string; param: string | null; message?: string } {
+  const fields = { code: cpe.code, param: cpe.param };
+  return cpe.code === 'CP_ERR_MALFORMED_JSON' ? fields : { ...fields, message: cpe.message };
 }
 
 function sendError(res: Response, err: ControlPlaneError, metrics?: MetricsHook): void {
@@ -255,6 +278,9 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
     req.log = logger.child({ reqId: id });
     res.setHeader('x-request-id', id);
     const started = performance.now();
+    // The path only: a query string may carry a secret (?token=…) and is not logged. Taken now, before routers
+    // strip their mount paths from req.url.
+    const path = req.path;
     let counted = false;
     const done = (): void => {
       if (counted) return;
@@ -262,12 +288,16 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
       // The route template, never the raw URL: user-controlled paths must not become label values.
       const route = (req.route as { path?: unknown } | undefined)?.path;
       metrics?.observeRequest?.(typeof route === 'string' ? `${req.baseUrl}${route}` : 'unmatched', res.statusCode);
-      req.log?.info({ method: req.method, url: req.originalUrl, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request');
+      req.log?.info({ method: req.method, path, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request');
     };
     res.on('finish', done);
     res.on('close', done);
     next();
   });
+
+  // Headers on every answer, errors and 404s included; preflights answered before any authentication (security.ts).
+  app.use(securityHeaders());
+  app.use(cors(options.corsOrigins ?? []));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -287,14 +317,31 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
     });
   }
 
+  // Per-key limits on /v1 and /api only: probes and scrapers (above) must never be refused for being frequent. Every
+  // credential the server accepts names a key; the limiter runs before authentication so floods of bad tokens are
+  // paced too (they count against the client's address).
+  const known = [
+    ...options.apiKeys.map(credentialDigest),
+    ...(deps.authTokens ?? []).map((t) => Buffer.from(t.sha256, 'hex')),
+    ...(options.alertsWebhookToken ? [credentialDigest(options.alertsWebhookToken)] : []),
+  ];
+  const perMinute = options.rateLimitPerMinute ?? 0;
+  const limiter = perMinute > 0 ? new RateLimiter(perMinute, options.rateLimitBurst ?? perMinute) : undefined;
+  app.use(['/v1', '/api'], rateLimit(clientKeyOf(known), limiter));
+  const streams = new ConcurrencyLimiter(options.maxConcurrentStreamsPerKey ?? 0);
+
   if (deps.alerts) {
     // Outside /v1: Alertmanager authenticates with its own token (alerts.webhookToken), not an API key.
     app.use('/api', alertsRouter({ inbox: deps.alerts, token: options.alertsWebhookToken ?? '', bodyLimit: options.bodyLimit }));
   }
 
-  if (deps.tuner) {
+  const apiAuth = deps.tuner || deps.reports ? createApiAuth(deps.authTokens ?? []) : undefined;
+  if (deps.tuner && apiAuth) {
     // After the alerts router: it owns /api/alerts; this one matches only its own routes and lets the rest through.
-    app.use('/api', tunerRouter({ tuner: deps.tuner, auth: createApiAuth(deps.authTokens ?? []), bodyLimit: options.bodyLimit }));
+    app.use('/api', tunerRouter({ tuner: deps.tuner, auth: apiAuth, bodyLimit: options.bodyLimit }));
+  }
+  if (deps.reports && apiAuth) {
+    app.use('/api', reportsRouter({ ...deps.reports, auth: apiAuth }));
   }
 
   const v1 = express.Router();
@@ -324,6 +371,7 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
     let result: GenerationResult | undefined;
     let ended = false;
     let handled = false;
+    let release: (() => void) | undefined;
     // onGeneration fires once both the response has ended (durationS known) and the handler is done (the result, or
     // the error, known): after a client disconnect the response ends first and the result arrives a step later.
     let reported = false;
@@ -343,6 +391,7 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
       if (ended) return;
       ended = true;
       if (gen) state.inflight.delete(gen);
+      release?.();
       record.status = res.statusCode;
       record.durationS = (performance.now() - started) / 1000;
       endActive();
@@ -363,6 +412,13 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
     });
     const promptParam = endpoint === 'chat_completions' ? 'messages' : 'prompt';
     try {
+      // Counted from arrival, not from submission: a key may not park more requests than its limit in parsing either.
+      release = streams.acquire(req.clientKey ?? 'anonymous');
+      if (!release) {
+        throw new ControlPlaneError('CP_ERR_RATE_LIMITED',
+          `Too many concurrent generation requests: at most ${streams.limit} in flight per API key or client address ` +
+          '(server.maxConcurrentStreamsPerKey); retry when one has finished', { headers: { 'Retry-After': String(RETRY_AFTER_S) } });
+      }
       if (req.body === undefined) {
         throw new ControlPlaneError('CP_ERR_INVALID_REQUEST', "Expected a JSON body with 'Content-Type: application/json'", { param: 'body' });
       }
@@ -382,7 +438,7 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
       const cpe = toControlPlaneError(err, promptParam);
       record.errorCode = cpe.code;
       if (cpe.status >= 500) req.log?.error({ err }, 'request failed');
-      else req.log?.info({ code: cpe.code, message: cpe.message }, 'request refused');
+      else req.log?.info(refusalLog(cpe), 'request refused');
       if (res.headersSent) {
         // Mid-stream: the status line is gone; report in-band as OpenAI does, then end the stream.
         if (!res.writableEnded) {
@@ -413,6 +469,19 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
     }
     const promptParam = p.kind === 'chat' ? 'messages' : 'prompt';
     if (tokens.length === 0) throw new ControlPlaneError('CP_ERR_INVALID_REQUEST', `'${promptParam}' must not be empty`, { param: promptParam });
+    // The operator's limits come before the model's: context_length_exceeded is what clients trim prompts on.
+    const maxPrompt = options.maxPromptTokens;
+    if (maxPrompt !== undefined && tokens.length > maxPrompt) {
+      throw new ControlPlaneError('CP_ERR_CONTEXT_OVERFLOW',
+        `This server accepts at most ${maxPrompt} prompt tokens (server.maxPromptTokens), but your ${promptParam} has ${tokens.length} tokens`,
+        { param: promptParam });
+    }
+    const maxTokensParam = p.maxTokensParam ?? 'max_tokens';
+    const cap = options.maxTokensLimit ?? Infinity;
+    if (p.maxTokens !== undefined && p.maxTokens > cap) {
+      throw new ControlPlaneError('CP_ERR_INVALID_REQUEST',
+        `'${maxTokensParam}' must be at most ${cap} on this server (server.maxTokensLimit), got ${p.maxTokens}`, { param: maxTokensParam });
+    }
     if (tokens.length >= ctx) {
       throw new ControlPlaneError('CP_ERR_CONTEXT_OVERFLOW',
         `This model's maximum context length is ${ctx} tokens, but your ${promptParam} has ${tokens.length} tokens (at least one must be left to generate)`,
@@ -421,12 +490,12 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
     let maxTokens: number;
     if (p.maxTokens === undefined) {
       // OpenAI's defaults: 16 for completions; chat runs until the context is full.
-      maxTokens = Math.min(p.kind === 'completion' ? 16 : ctx, ctx - tokens.length);
+      maxTokens = Math.min(p.kind === 'completion' ? 16 : ctx, ctx - tokens.length, cap);
     } else {
       if (tokens.length + p.maxTokens > ctx) {
         throw new ControlPlaneError('CP_ERR_CONTEXT_OVERFLOW',
-          `This model's maximum context length is ${ctx} tokens. However, you requested ${tokens.length + p.maxTokens} tokens (${tokens.length} in the ${promptParam}, ${p.maxTokens} for the completion). Please reduce the ${promptParam} or max_tokens`,
-          { param: 'max_tokens' });
+          `This model's maximum context length is ${ctx} tokens. However, you requested ${tokens.length + p.maxTokens} tokens (${tokens.length} in the ${promptParam}, ${p.maxTokens} for the completion). Please reduce the ${promptParam} or ${maxTokensParam}`,
+          { param: maxTokensParam });
       }
       maxTokens = p.maxTokens;
     }
@@ -540,7 +609,7 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const cpe = toControlPlaneError(err, 'prompt');
     if (cpe.status >= 500 && cpe.code !== 'CP_ERR_DRAINING') req.log?.error({ err }, 'request failed');
-    else req.log?.info({ code: cpe.code, message: cpe.message }, 'request refused');
+    else req.log?.info(refusalLog(cpe), 'request refused');
     if (res.headersSent) {
       res.end();
       return;

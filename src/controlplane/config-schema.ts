@@ -11,6 +11,18 @@ export interface ServerConfig {
   apiKeys: string[];
   requestBodyLimitBytes: number;
   drainTimeoutMs: number;
+  /** Exact origins allowed cross-origin (CORS); empty = none (security.ts). */
+  corsOrigins: string[];
+  /** Requests per minute per key or client address on /v1 and /api; 0 = no limit. */
+  rateLimitPerMinute: number;
+  /** Requests a key may send at once before the per-minute rate applies. */
+  rateLimitBurst: number;
+  /** Generation requests in flight per key or client address; 0 = no limit. */
+  maxConcurrentStreamsPerKey: number;
+  /** Most prompt tokens per request; undefined = the context window's. */
+  maxPromptTokens: number | undefined;
+  /** Largest max_tokens accepted; undefined = only the context window bounds it. */
+  maxTokensLimit: number | undefined;
 }
 
 /** Engine settings. Keys left undefined are chosen by the engine (see EngineOptions). */
@@ -163,14 +175,14 @@ export type FieldSpec = FieldBase &
     | { kind: 'string'; allowEmpty?: boolean; format?: StringFormat }
     | { kind: 'enum'; values: readonly string[] }
     /** `values`: every item must be one of them (and the list has no repeats). */
-    | { kind: 'stringList'; values?: readonly string[] }
+    | { kind: 'stringList'; values?: readonly string[]; format?: StringFormat }
     | { kind: 'boolean' }
     /** A list of {name, role, sha256}; in env vars and overrides comma-separated `name:role:sha256`. */
     | { kind: 'tokenList' }
   );
 
 /** What a string must also be, beyond its kind (checked in config.ts). */
-export type StringFormat = 'cron' | 'timezone' | 'url';
+export type StringFormat = 'cron' | 'timezone' | 'url' | 'origin';
 
 /** Every key of every section must have a spec: the mapped type makes a missing one a compile error. */
 export type ConfigSchema = { [S in SectionName]: { [K in keyof TuneloopConfig[S]]-?: FieldSpec } };
@@ -190,6 +202,35 @@ export const CONFIG_SCHEMA: ConfigSchema = {
     drainTimeoutMs: {
       kind: 'integer', min: 0, max: 3_600_000,
       doc: 'On SIGTERM, how long in-flight requests may run before they are cancelled.',
+    },
+    corsOrigins: {
+      kind: 'stringList', format: 'origin',
+      doc: 'Browser origins (exact scheme://host[:port], e.g. https://ops.example.com) allowed to call the server cross-origin ' +
+        '(CORS). Empty: CORS is closed, no Access-Control-Allow-Origin is ever sent. In env vars and CLI overrides: comma-separated.',
+    },
+    rateLimitPerMinute: {
+      kind: 'integer', min: 0, max: 1_000_000,
+      doc: 'Requests per minute per API key or token (per client address when anonymous or the token is unknown) on /v1 and ' +
+        '/api, as a token bucket; beyond it 429 rate_limit_exceeded with Retry-After. 0 turns it off. /healthz, /readyz and ' +
+        '/metrics are not limited.',
+    },
+    rateLimitBurst: {
+      kind: 'integer', min: 1, max: 1_000_000,
+      doc: 'Requests a key may send back to back before rateLimitPerMinute paces it (the token bucket\'s size).',
+    },
+    maxConcurrentStreamsPerKey: {
+      kind: 'integer', min: 0, max: 1_000_000,
+      doc: 'Generation requests (/v1/completions, /v1/chat/completions; streamed or not) one API key or client address may have ' +
+        'in flight; one more is 429 rate_limit_exceeded. 0 turns it off.',
+    },
+    maxPromptTokens: {
+      kind: 'integer', min: 1, max: 1 << 20, optional: true, defaultDoc: "the model's context length",
+      doc: 'Most prompt tokens per request (after the chat template); more is 400 context_length_exceeded naming prompt or messages.',
+    },
+    maxTokensLimit: {
+      kind: 'integer', min: 1, max: 1 << 20, optional: true, defaultDoc: 'no limit but the context window',
+      doc: 'Largest max_tokens (max_completion_tokens) a request may ask for; more is 400 naming the field. Requests without ' +
+        'one are capped to it.',
     },
   },
   model: {
@@ -402,7 +443,11 @@ export const CONFIG_SCHEMA: ConfigSchema = {
 
 /** Defaults; `model.path` is computed from the package location. Deep-frozen: loadConfig() returns copies. */
 export const DEFAULT_CONFIG: Readonly<TuneloopConfig> = deepFreeze({
-  server: { host: '127.0.0.1', port: 8080, apiKeys: [], requestBodyLimitBytes: MiB, drainTimeoutMs: 30_000 },
+  server: {
+    host: '127.0.0.1', port: 8080, apiKeys: [], requestBodyLimitBytes: MiB, drainTimeoutMs: 30_000,
+    corsOrigins: [], rateLimitPerMinute: 6000, rateLimitBurst: 200, maxConcurrentStreamsPerKey: 64,
+    maxPromptTokens: undefined, maxTokensLimit: undefined,
+  },
   model: {
     path: defaultModelPath(),
     name: 'tuneloop-shakespeare',
@@ -505,6 +550,7 @@ const STRING_FORMAT_DOCS: Record<StringFormat, string> = {
   cron: 'cron expression',
   timezone: 'IANA time zone',
   url: 'http(s) URL',
+  origin: 'origin (scheme://host[:port])',
 };
 
 export function typeDoc(spec: FieldSpec): string {
@@ -516,7 +562,9 @@ export function typeDoc(spec: FieldSpec): string {
       return spec.allowEmpty ? `${what} (may be empty)` : spec.format ? what : 'non-empty string';
     }
     case 'enum': return spec.values.join(' | ');
-    case 'stringList': return spec.values ? `list of: ${spec.values.join(' | ')}` : 'list of non-empty strings';
+    case 'stringList':
+      if (spec.values) return `list of: ${spec.values.join(' | ')}`;
+      return spec.format ? `list of ${STRING_FORMAT_DOCS[spec.format]}` : 'list of non-empty strings';
     case 'boolean': return 'boolean';
     case 'tokenList': return `list of {name, role: ${API_ROLES.join(' | ')}, sha256}`;
   }

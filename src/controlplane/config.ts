@@ -39,7 +39,7 @@ export interface LoadConfigOptions {
 const SECTIONS = Object.keys(CONFIG_SCHEMA) as SectionName[];
 
 /** Paths that, set in the file, are relative to the file (elsewhere: to the working directory). */
-const PATH_KEYS = new Set(['model.path', 'tuner.storePath']);
+const PATH_KEYS = new Set(['model.path', 'tuner.storePath', 'tuner.reportsDir']);
 
 /** The config being built, and where each set value came from (for errors that span several keys). */
 interface Target {
@@ -246,6 +246,8 @@ function checkValue(path: string, spec: FieldSpec, v: unknown, origin: string): 
           throw new ConfigError(at, `unknown name ${describe(item)}${suggest(item, values)} (known: ${values.join(', ')})`, origin);
         }
         if (values && v.indexOf(item) !== i) throw new ConfigError(at, `${describe(item)} is listed twice`, origin);
+        const problem = spec.format ? formatProblem(spec.format, item) : undefined;
+        if (problem) throw new ConfigError(at, `${problem}, got ${describe(item)}`, origin);
       });
       return [...(v as string[])];
     }
@@ -314,6 +316,16 @@ function formatProblem(format: StringFormat, v: string): string | undefined {
         return 'expected an http(s) URL';
       }
       return u.protocol === 'http:' || u.protocol === 'https:' ? undefined : 'expected an http(s) URL';
+    }
+    case 'origin': {
+      // Browsers send the serialized origin (lower-case host, no default port, no path); anything else never matches.
+      const expected = 'expected an origin such as https://ops.example.com (scheme://host[:port], no path or trailing slash)';
+      try {
+        const u = new URL(v);
+        return (u.protocol === 'http:' || u.protocol === 'https:') && u.origin === v ? undefined : expected;
+      } catch {
+        return expected;
+      }
     }
   }
 }

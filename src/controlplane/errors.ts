@@ -27,6 +27,7 @@ export const CP_ERRORS = {
   CP_ERR_BODY_TOO_LARGE: { status: 413, type: 'invalid_request_error', code: 'body_too_large' },
   CP_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type' },
   CP_ERR_QUEUE_FULL: { status: 429, type: 'rate_limit_error', code: 'queue_full' },
+  CP_ERR_RATE_LIMITED: { status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded' },
   CP_ERR_INTERNAL: { status: 500, type: 'server_error', code: 'internal_error' },
   CP_ERR_DRAINING: { status: 503, type: 'server_error', code: 'server_draining' },
   CP_ERR_ENGINE_CLOSED: { status: 503, type: 'server_error', code: 'engine_closed' },

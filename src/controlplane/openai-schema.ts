@@ -17,6 +17,8 @@ export interface SamplingParams {
   model: string;
   /** Absent: the endpoint's default (16 for completions, the rest of the context for chat). */
   maxTokens?: number;
+  /** The field maxTokens came from (chat takes max_completion_tokens too), so errors name what the client sent. */
+  maxTokensParam?: 'max_tokens' | 'max_completion_tokens';
   temperature?: number;
   topP?: number;
   /** Extension (vLLM's name): top-k sampling. */
@@ -45,6 +47,8 @@ export interface ChatRequest extends SamplingParams {
 }
 
 export const MAX_STOP = 4;
+/** Longest stop sequence: the engine matches every stop string against the text held back at each step. */
+export const MAX_STOP_CHARS = 256;
 export const MAX_COMPLETION_LOGPROBS = 5;
 export const MAX_CHAT_TOP_LOGPROBS = 20;
 
@@ -118,6 +122,7 @@ function parseCommon(body: Body): SamplingParams {
     if (list.length > MAX_STOP) throw bad('stop', `'stop' may hold at most ${MAX_STOP} sequences, got ${list.length}`);
     list.forEach((x: unknown, i) => {
       if (typeof x !== 'string' || x.length === 0) throw bad('stop', `'stop[${i}]' must be a non-empty string, got ${describe(x)}`);
+      if (x.length > MAX_STOP_CHARS) throw bad('stop', `'stop[${i}]' may be at most ${MAX_STOP_CHARS} characters long, got ${x.length}`);
     });
     stop = list.length > 0 ? (list as string[]) : undefined;
   }
@@ -207,12 +212,14 @@ export function parseChatRequest(raw: unknown): ChatRequest {
     return { role: (role === 'developer' ? 'system' : role) as ChatRole, content: parseContent(content, i) };
   });
   // max_completion_tokens replaced max_tokens in OpenAI's chat API; honour both, the newer one first.
-  const maxTokens = optInt(body, 'max_completion_tokens', 0, 1 << 20) ?? optInt(body, 'max_tokens', 0, 1 << 20);
+  const maxCompletionTokens = optInt(body, 'max_completion_tokens', 0, 1 << 20);
+  const maxTokens = maxCompletionTokens ?? optInt(body, 'max_tokens', 0, 1 << 20);
   const wantLogprobs = optBool(body, 'logprobs') ?? false;
   const top = optInt(body, 'top_logprobs', 0, MAX_CHAT_TOP_LOGPROBS);
   if (top !== undefined && !wantLogprobs) throw bad('top_logprobs', "'top_logprobs' requires 'logprobs' to be true");
   const out: ChatRequest = { kind: 'chat', ...common, messages };
   if (maxTokens !== undefined) out.maxTokens = maxTokens;
+  if (maxCompletionTokens !== undefined) out.maxTokensParam = 'max_completion_tokens';
   if (wantLogprobs) out.logprobs = top ?? 0;
   return out;
 }

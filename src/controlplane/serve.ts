@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import { Engine } from '../engine/engine.js';
 import { EngineError } from '../engine/errors.js';
 import type { EngineOptions } from '../engine/types.js';
@@ -11,6 +11,8 @@ import { installGracefulShutdown, startServer } from './server.js';
 import { createMetrics } from './metrics.js';
 import { AlertInbox } from './alerts-api.js';
 import { ConfigError, engineOptionsFromConfig, loadConfig, type TuneloopConfig } from './config.js';
+import type { LogLevel } from './config-schema.js';
+import { LOG_REDACT_PATHS } from './security.js';
 import { engineOptionsWithSettings, openTunerStore, startTuner, type RunningTuner } from '../tuner/bootstrap.js';
 import type { TunerStore } from '../tuner/store.js';
 
@@ -42,7 +44,19 @@ export function serverOptionsFromConfig(cfg: TuneloopConfig): ServerOptions {
     drainTimeoutMs: cfg.server.drainTimeoutMs,
     modelName: cfg.model.name,
     alertsWebhookToken: cfg.alerts.webhookToken,
+    corsOrigins: [...cfg.server.corsOrigins],
+    rateLimitPerMinute: cfg.server.rateLimitPerMinute,
+    rateLimitBurst: cfg.server.rateLimitBurst,
+    maxConcurrentStreamsPerKey: cfg.server.maxConcurrentStreamsPerKey,
+    maxPromptTokens: cfg.server.maxPromptTokens,
+    maxTokensLimit: cfg.server.maxTokensLimit,
   };
+}
+
+/** The server's logger: JSON lines, with credentials and prompts redacted should a log call ever carry them. */
+export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+  const options = { level, base: { service: 'tuneloop' }, redact: { paths: [...LOG_REDACT_PATHS], censor: '[redacted]' } };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 /** Flags become config overrides, so they are validated (and reported) exactly like file and env values. */
@@ -102,7 +116,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const logger: Logger = pino({ level: settings.config.logging.level, base: { service: 'tuneloop' } });
+  const logger = createLogger(settings.config.logging.level);
   // The store decides the settings the engine starts with: the last committed version (a crash mid-apply never
   // committed), or the config file when it changed since.
   let store: TunerStore;
@@ -139,6 +153,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     server = await startServer({
       engine, options: settings.server, logger, metricsHook: metrics, alerts,
       tuner: t, authTokens: settings.config.auth.tokens, onGeneration: (e) => t.onGeneration(e),
+      reports: { dir: settings.config.tuner.reportsDir, timezone: settings.config.tuner.timezone, index: () => store.reports() },
     });
   } catch (e) {
     await engine.close();

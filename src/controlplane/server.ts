@@ -19,8 +19,10 @@ export interface StartServerArgs {
   alerts?: AlertInbox;
   /** The tuner behind the /api tuner routes (tuner-api.ts); absent: those routes are absent. */
   tuner?: TunerControl;
-  /** auth.tokens for the tuner routes. */
+  /** auth.tokens for the tuner and report routes. */
   authTokens?: readonly ApiToken[];
+  /** The weekly reports behind GET /api/reports (reports-api.ts); absent: those routes are absent. */
+  reports?: AppDeps['reports'];
   /** Every finished generation request (app.ts GenerationEvent): the tuner's request log and shadow mirror. */
   onGeneration?: AppDeps['onGeneration'];
 }
@@ -52,6 +54,7 @@ export async function startServer(args: StartServerArgs): Promise<RunningServer>
   if (args.metricsHook) deps.metrics = args.metricsHook;
   if (args.tuner) deps.tuner = args.tuner;
   if (args.authTokens) deps.authTokens = args.authTokens;
+  if (args.reports) deps.reports = args.reports;
   if (args.onGeneration) deps.onGeneration = args.onGeneration;
   const { app, state } = createApp(deps);
   const server = createServer(app);

@@ -124,6 +124,9 @@ export async function streamCompletion(o: StreamOptions): Promise<RequestRecord>
     return o.signal?.aborted ? fail('aborted', 'the run ended first') : fail('network', (e as Error).message);
   }
   if (!res.ok || !res.body) {
+    // A refusal says when to come back; overload runs check that every shed request was told.
+    const retryAfter = res.headers.get('retry-after');
+    if (retryAfter !== null) rec.retryAfterS = Number(retryAfter);
     const text = await res.text().catch(() => '');
     return fail(`http_${res.status}`, text.slice(0, 300));
   }

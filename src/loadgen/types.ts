@@ -19,6 +19,8 @@ export interface RequestRecord {
   /** From the usage chunk when the server sends one, else the number of text chunks. */
   completionTokens: number;
   promptTokens?: number;
+  /** The Retry-After header of a refusal (429/503), seconds; absent when the answer had none. */
+  retryAfterS?: number;
 }
 
 /** Per-request SLO targets; a request is "good" when it meets all three. Names follow the tuner's SLO config. */

@@ -1,17 +1,20 @@
 // Putting the tuner together for `tuneloop serve`: open the store *before* the engine loads (the store decides which
-// settings the engine starts with), then build the metrics source, the tuner and its cron schedule.
+// settings the engine starts with), then build the metrics source, the tuner and its cron schedule (with the weekly
+// report job), and keep every firing alert the inbox receives in the store for the weekly report.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Engine } from '../engine/engine.js';
 import type { EngineOptions } from '../engine/types.js';
-import type { AlertInbox } from '../controlplane/alerts-api.js';
+import type { AlertInbox, ReceivedAlert } from '../controlplane/alerts-api.js';
 import type { TuneloopConfig } from '../controlplane/config-schema.js';
 import type { Metrics } from '../controlplane/metrics.js';
 import { packageRoot } from '../defaults.js';
 import { RegistrySource, type MetricsSource } from './monitor.js';
 import { PrometheusSource } from './prometheus-source.js';
 import { startSchedule, type TunerSchedule } from './schedule.js';
+import { formatIsoWeek, lastCompleteIsoWeek } from './iso-week.js';
+import { reportOptionsFromConfig, writeWeeklyReport, type WrittenReport } from './report-writer.js';
 import { TunerStore, type SettingsVersion } from './store.js';
 import { Tuner, resolveStartupSettings, settingsFromConfig, type TunerDeps } from './tuner.js';
 import type { LiveSettings } from './types.js';
@@ -56,6 +59,8 @@ export interface RunningTuner {
   tuner: Tuner;
   requests: RegistrySource;
   schedule: TunerSchedule | undefined;
+  /** Write one week's report now (default: the last complete ISO week), as the cron job does. */
+  writeReport(week?: string): Promise<WrittenReport>;
   close(): Promise<void>;
 }
 
@@ -89,15 +94,35 @@ export async function startTuner(args: {
     ...(args.now ? { now: args.now } : {}),
     ...(args.loadShadowEngine ? { loadShadowEngine: args.loadShadowEngine } : {}),
   });
+  const now = args.now ?? Date.now;
+  const reportGauge = args.metrics?.tuner.reportLastTimestamp;
+  reportGauge?.set((store.reports(1)[0]?.generatedMs ?? 0) / 1000);
+  const writeReport = async (week?: string): Promise<WrittenReport> => {
+    const written = await writeWeeklyReport(store, { ...reportOptionsFromConfig(config), week: week ?? formatIsoWeek(lastCompleteIsoWeek(now(), t.timezone)) }, now());
+    reportGauge?.set(written.record.generatedMs / 1000);
+    logger.info({ week: written.week, paths: written.paths, rewritten: written.rewritten }, 'weekly report written');
+    return written;
+  };
+  // Alerts are kept for the weekly report; a store failure must not break the webhook (the inbox still has it).
+  const keepAlert = (a: ReceivedAlert): void => {
+    try {
+      store.insertAlert(a);
+    } catch (err) {
+      logger.error({ err, alert: a.labels['alertname'] }, 'could not store a received alert');
+    }
+  };
+  args.alerts?.on('alert', keepAlert);
   const schedule = args.cron === false || !t.enabled ? undefined : startSchedule(
     { monitorCron: t.monitorCron, analyzeCron: t.analyzeCron, reportCron: t.reportCron, timezone: t.timezone, alertTriggersAnalysis: t.alertTriggersAnalysis },
-    { tuner, store, logger, ...(args.alerts ? { alerts: args.alerts } : {}) },
+    { tuner, store, logger, ...(args.alerts ? { alerts: args.alerts } : {}), report: () => writeReport() },
   );
   return {
     tuner,
     requests,
     schedule,
+    writeReport,
     async close() {
+      args.alerts?.off('alert', keepAlert);
       await schedule?.stop();
       await tuner.close();
     },

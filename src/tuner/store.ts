@@ -1,9 +1,10 @@
 // The tuner's durable state in one SQLite file: per-minute rollups, findings, proposals with every state transition,
-// verification evidence, approvals, the audit log, the versioned history of live settings and the tuner's run records.
+// verification evidence, approvals, the audit log, the versioned history of live settings, the tuner's run records,
+// the alerts received from Alertmanager and an index of the weekly reports written.
 // Durability: WAL with synchronous=FULL, and every write is one transaction that has committed (and been fsynced)
 // before the method returns, so a kill -9 (or a power cut) loses nothing a caller was told had been stored.
-// History is append-only: triggers abort UPDATE/DELETE on the audit log, transitions, approvals, verifications and
-// settings versions, so even a second connection with raw SQL cannot rewrite what happened.
+// History is append-only: triggers abort UPDATE/DELETE on the audit log, transitions, approvals, verifications,
+// settings versions and alerts, so even a second connection with raw SQL cannot rewrite what happened.
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
@@ -58,6 +59,31 @@ export interface RunRecord {
   detail: Record<string, unknown>;
 }
 export interface Verification { proposalId: number; verdict: string; evidence: VerificationEvidence; atMs: number }
+/** An alert as the store keeps it (from the inbox's ReceivedAlert). */
+export interface StoredAlert {
+  id: number;
+  receivedMs: number;
+  alertname: string;
+  /** The `severity` label ('' when the rule set none). */
+  severity: string;
+  status: 'firing' | 'resolved';
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  /** Alertmanager's startsAt (RFC 3339), which with the fingerprint identifies one firing episode. */
+  startsAt: string;
+  fingerprint: string;
+}
+/** The alert fields insertAlert reads (structurally the inbox's ReceivedAlert, which the store does not import):
+ *  alertname and severity are read from the labels, the time from receivedAt (ISO). */
+export type AlertInput = Pick<StoredAlert, 'status' | 'labels' | 'annotations' | 'startsAt' | 'fingerprint'> & { receivedAt: string };
+/** One weekly report written: its week, when, the period it covers and a few headline figures. */
+export interface ReportRecord {
+  week: string;
+  generatedMs: number;
+  periodStartMs: number;
+  periodEndMs: number;
+  summary: Record<string, unknown>;
+}
 export type NewProposal = Omit<Proposal, 'id' | 'state' | 'createdMs' | 'updatedMs' | 'evidence' | 'appliedVersion'>;
 
 /** The caller decides the rollup cutoff; the tuner must keep at least this much (5 weeks: a week-over-week report
@@ -149,6 +175,16 @@ export const MIGRATIONS: readonly string[] = [
      action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL);
    CREATE INDEX audit_log_action ON audit_log(action, id);
    ${['audit_log', 'proposal_transitions', 'approvals', 'verifications', 'settings'].map(appendOnly).join('\n')}`,
+  // 2: alerts received from Alertmanager (history, append-only) and the weekly reports written (an index of files that
+  // are regenerated at will, so a row is replaced when its week is written again).
+  `CREATE TABLE alerts (
+     id INTEGER PRIMARY KEY AUTOINCREMENT, received_ms INTEGER NOT NULL, alertname TEXT NOT NULL, severity TEXT NOT NULL,
+     status TEXT NOT NULL, labels TEXT NOT NULL, annotations TEXT NOT NULL, starts_at TEXT NOT NULL, fingerprint TEXT NOT NULL);
+   CREATE INDEX alerts_received ON alerts(received_ms);
+   CREATE TABLE reports (
+     week TEXT PRIMARY KEY, generated_ms INTEGER NOT NULL, period_start_ms INTEGER NOT NULL, period_end_ms INTEGER NOT NULL,
+     summary TEXT NOT NULL);
+   ${appendOnly('alerts')}`,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
@@ -216,6 +252,11 @@ interface RunRow {
   detail: string;
 }
 interface VerificationRow { proposal_id: number; verdict: string; evidence: string; at_ms: number }
+interface AlertRow {
+  id: number; received_ms: number; alertname: string; severity: string; status: StoredAlert['status']; labels: string; annotations: string;
+  starts_at: string; fingerprint: string;
+}
+interface ReportRow { week: string; generated_ms: number; period_start_ms: number; period_end_ms: number; summary: string }
 
 const toSettings = (r: SettingsRow): SettingsVersion => ({
   version: r.version, settings: fromJson(r.settings), source: r.source, actor: r.actor, proposalId: r.proposal_id, note: r.note,
@@ -276,6 +317,13 @@ function prepareStatements(db: SqliteDatabase) {
     getRun: p('SELECT * FROM runs WHERE id = ?'),
     runs: p('SELECT * FROM runs WHERE (@kind IS NULL OR kind = @kind) ORDER BY id DESC LIMIT @limit'),
     interruptRuns: p(`UPDATE runs SET outcome = 'error', error = ?, finished_ms = ? WHERE outcome = 'running'`),
+    insertAlert: p(`INSERT INTO alerts (received_ms, alertname, severity, status, labels, annotations, starts_at, fingerprint)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    alerts: p('SELECT * FROM alerts WHERE received_ms >= ? AND received_ms < ? ORDER BY received_ms, id'),
+    upsertReport: p(`INSERT INTO reports (week, generated_ms, period_start_ms, period_end_ms, summary) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT(week) DO UPDATE SET generated_ms = excluded.generated_ms, period_start_ms = excluded.period_start_ms,
+                     period_end_ms = excluded.period_end_ms, summary = excluded.summary`),
+    reports: p('SELECT * FROM reports ORDER BY period_start_ms DESC, week DESC LIMIT ?'),
   };
 }
 type Statements = ReturnType<typeof prepareStatements>;
@@ -492,6 +540,35 @@ export class TunerStore {
    *  process (the tuner), so any run still 'running' when it opens belongs to a process that died. */
   markInterruptedRuns(): number {
     return this.transaction(() => this.q.interruptRuns.run(INTERRUPTED, this.now()).changes);
+  }
+
+  /** Records one alert as received (firing or resolved); the time is when it arrived (receivedAt), not now. */
+  insertAlert(a: AlertInput): number {
+    const receivedMs = Date.parse(a.receivedAt);
+    if (!Number.isFinite(receivedMs)) throw new StoreError('CONSTRAINT', `alert receivedAt '${a.receivedAt}' is not a time`);
+    return Number(this.transaction(() => this.q.insertAlert.run(receivedMs, a.labels['alertname'] ?? '', a.labels['severity'] ?? '', a.status,
+      toJson(a.labels), toJson(a.annotations), a.startsAt, a.fingerprint)).lastInsertRowid);
+  }
+
+  /** Alerts received in [fromMs, toMs), oldest first. */
+  alerts(fromMs: number, toMs: number): StoredAlert[] {
+    return (this.q.alerts.all(fromMs, toMs) as AlertRow[]).map((r) => ({
+      id: r.id, receivedMs: r.received_ms, alertname: r.alertname, severity: r.severity, status: r.status,
+      labels: fromJson(r.labels), annotations: fromJson(r.annotations), startsAt: r.starts_at, fingerprint: r.fingerprint,
+    }));
+  }
+
+  /** Records (or, for a week written again, replaces) a report's index row. */
+  recordReport(r: ReportRecord): ReportRecord {
+    this.transaction(() => this.q.upsertReport.run(r.week, r.generatedMs, r.periodStartMs, r.periodEndMs, toJson(r.summary)));
+    return r;
+  }
+
+  /** Reports written, newest period first. */
+  reports(limit = DEFAULT_LIST_LIMIT): ReportRecord[] {
+    return (this.q.reports.all(limit) as ReportRow[]).map((r) => ({
+      week: r.week, generatedMs: r.generated_ms, periodStartMs: r.period_start_ms, periodEndMs: r.period_end_ms, summary: fromJson(r.summary),
+    }));
   }
 
   private writeAudit(at: number, actor: string, role: string, action: string, target: string, detail: Record<string, unknown>): AuditEntry {

@@ -33,7 +33,11 @@ describe('loadConfig defaults', () => {
   it('gives the documented defaults with no file, env or overrides', () => {
     const cfg = loadConfig({});
     expect(cfg).toEqual(DEFAULT_CONFIG);
-    expect(cfg.server).toEqual({ host: '127.0.0.1', port: 8080, apiKeys: [], requestBodyLimitBytes: 1048576, drainTimeoutMs: 30000 });
+    expect(cfg.server).toEqual({
+      host: '127.0.0.1', port: 8080, apiKeys: [], requestBodyLimitBytes: 1048576, drainTimeoutMs: 30000,
+      corsOrigins: [], rateLimitPerMinute: 6000, rateLimitBurst: 200, maxConcurrentStreamsPerKey: 64,
+      maxPromptTokens: undefined, maxTokensLimit: undefined,
+    });
     expect(cfg.model.path).toBe(defaultModelPath());
     expect(cfg.model.name).toBe('tuneloop-shakespeare');
     expect(cfg.scheduler).toEqual({ maxBatchSize: 16, maxBatchTokens: 512, maxQueueDelayMs: 2, queueGrowThreshold: 32, maxQueueLength: 256 });

@@ -135,7 +135,7 @@ describe('metrics registry on a real engine', () => {
       tuneloop_config_changes_total: 'counter', tuneloop_slo_target_seconds: 'gauge', tuneloop_slo_error_rate_budget_ratio: 'gauge',
       tuneloop_tuner_runs_total: 'counter', tuneloop_tuner_proposals: 'gauge', tuneloop_shadow_requests_total: 'counter',
       tuneloop_shadow_similarity: 'histogram', tuneloop_verification_verdicts_total: 'counter', tuneloop_rollbacks_total: 'counter',
-      tuneloop_tuner_last_run_timestamp_seconds: 'gauge', tuneloop_bottleneck_info: 'gauge',
+      tuneloop_tuner_last_run_timestamp_seconds: 'gauge', tuneloop_bottleneck_info: 'gauge', tuneloop_report_last_timestamp_seconds: 'gauge',
       tuneloop_engine_up: 'gauge', tuneloop_model_load_seconds: 'gauge', tuneloop_cold_starts_total: 'counter',
       tuneloop_build_info: 'gauge', process_cpu_seconds_total: 'counter', process_resident_memory_bytes: 'gauge',
     };

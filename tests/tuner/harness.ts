@@ -78,6 +78,8 @@ export async function startTunedServer(o: {
   const server = await startServer({
     engine, options: serverOptionsFromConfig(config), logger, metricsHook: metrics, alerts,
     tuner: tuned.tuner, authTokens: config.auth.tokens, onGeneration: (e) => tuned.tuner.onGeneration(e),
+    // As `tuneloop serve` mounts them (serve.ts), so the harness serves every /api route.
+    reports: { dir: config.tuner.reportsDir, timezone: config.tuner.timezone, index: () => store.reports() },
   });
   const url = server.url;
   return {

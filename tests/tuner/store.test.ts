@@ -413,3 +413,75 @@ describe('TunerStore', () => {
     }
   });
 });
+
+describe('TunerStore alerts and report index (migration 2)', () => {
+  let dir: string;
+  let file: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tuneloop-store2-'));
+    file = join(dir, 'tuner.db');
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const alert = (receivedAt: string, alertname: string, severity?: string, status: 'firing' | 'resolved' = 'firing') => ({
+    receivedAt, status, labels: { alertname, ...(severity ? { severity } : {}), instance: 'h:8080' },
+    annotations: { summary: `${alertname} fired`, value: 'NaN' }, startsAt: '2026-03-03T10:00:00Z', fingerprint: `fp-${alertname}`,
+  });
+
+  it('upgrades a version-1 file in place, keeping its data', () => {
+    const raw = new Sqlite(file);
+    migrate(raw, MIGRATIONS.slice(0, 1));
+    raw.prepare(`INSERT INTO settings (version, settings, source, actor, proposal_id, note, created_ms) VALUES (1, '{}', 'config', 'boot', NULL, 'v1 file', 5)`).run();
+    raw.close();
+    const s = TunerStore.open(file);
+    try {
+      expect(s.schemaVersion()).toBe(2);
+      expect(s.settingsVersion(1)?.note).toBe('v1 file');
+      expect(s.alerts(0, Infinity)).toEqual([]);
+      expect(s.reports()).toEqual([]);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('keeps alerts by arrival time, half-open, oldest first, and never rewrites them', () => {
+    const s = TunerStore.open(file);
+    try {
+      const a = s.insertAlert(alert('2026-03-03T10:05:00.000Z', 'TuneloopQueueGrowing', 'warning'));
+      s.insertAlert(alert('2026-03-03T10:01:00.000Z', 'TuneloopTtftP99High', 'critical'));
+      s.insertAlert(alert('2026-03-03T10:10:00.000Z', 'NoSeverity', undefined, 'resolved'));
+      const from = Date.parse('2026-03-03T10:01:00.000Z'), to = Date.parse('2026-03-03T10:10:00.000Z');
+      const got = s.alerts(from, to);
+      expect(got.map((x) => x.alertname)).toEqual(['TuneloopTtftP99High', 'TuneloopQueueGrowing']);
+      expect(got[1]).toEqual({
+        id: a, receivedMs: Date.parse('2026-03-03T10:05:00.000Z'), alertname: 'TuneloopQueueGrowing', severity: 'warning', status: 'firing',
+        labels: { alertname: 'TuneloopQueueGrowing', severity: 'warning', instance: 'h:8080' },
+        annotations: { summary: 'TuneloopQueueGrowing fired', value: 'NaN' }, startsAt: '2026-03-03T10:00:00Z', fingerprint: 'fp-TuneloopQueueGrowing',
+      });
+      expect(s.alerts(to, to + 1)[0]).toMatchObject({ alertname: 'NoSeverity', severity: '', status: 'resolved' });
+      expect(() => s.insertAlert(alert('yesterday', 'X'))).toThrow(expect.objectContaining({ code: 'CONSTRAINT' }) as Error);
+    } finally {
+      s.close();
+    }
+    const raw = new Sqlite(file);
+    expect(() => raw.prepare("UPDATE alerts SET severity = 'info'").run()).toThrow('alerts is append-only: UPDATE refused');
+    expect(() => raw.prepare('DELETE FROM alerts').run()).toThrow('alerts is append-only: DELETE refused');
+    raw.close();
+  });
+
+  it('indexes reports by week, replacing a week written again, newest period first', () => {
+    const s = TunerStore.open(file);
+    try {
+      s.recordReport({ week: '2026-W10', generatedMs: 100, periodStartMs: 1000, periodEndMs: 2000, summary: { requests: 5, sloAttainment: NaN } });
+      s.recordReport({ week: '2026-W11', generatedMs: 200, periodStartMs: 2000, periodEndMs: 3000, summary: {} });
+      s.recordReport({ week: '2026-W10', generatedMs: 300, periodStartMs: 1000, periodEndMs: 2000, summary: { requests: 6 } });
+      expect(s.reports()).toEqual([
+        { week: '2026-W11', generatedMs: 200, periodStartMs: 2000, periodEndMs: 3000, summary: {} },
+        { week: '2026-W10', generatedMs: 300, periodStartMs: 1000, periodEndMs: 2000, summary: { requests: 6 } },
+      ]);
+      expect(s.reports(1).map((r) => r.week)).toEqual(['2026-W11']);
+    } finally {
+      s.close();
+    }
+  });
+});

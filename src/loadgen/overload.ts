@@ -1,0 +1,161 @@
+// Overload: measure what a server sustains (closed loop), then offer `factor` times that as open-loop Poisson
+// arrivals, and watch what a well-behaved server must do: refuse the excess at once (429 with Retry-After) rather than
+// queue it into timeouts, keep admitted requests' latency bounded, keep answering its liveness probe, and give back
+// the memory the burst took. The server is anything at `url` that exposes /healthz and /metrics (`tuneloop serve`).
+import { setTimeout as sleep } from 'node:timers/promises';
+import { firstModel } from './client.js';
+import { metricSamples, metricSum, residentBytes, scrapeMetrics, startLatencyProbe, type ProbeSummary } from './probe.js';
+import type { Distribution, LoadReport } from './report.js';
+import { runLoad } from './run.js';
+
+export interface OverloadOptions {
+  url: string;
+  model?: string;
+  /** Offered rate as a multiple of the measured capacity; default 5. */
+  factor?: number;
+  /** Seconds of overload; default 60. */
+  durationS?: number;
+  /** Closed-loop clients and seconds of the capacity measurement; default 16 clients for 8 s. */
+  capacityClients?: number;
+  capacityS?: number;
+  /** Tokens per request (EOS ignored, so every request costs the same); default 32. */
+  tokens?: number;
+  /** Liveness poll period; default 150 ms. */
+  probeEveryMs?: number;
+  /** Quiet seconds before the baseline and the final memory reading; default 5. */
+  settleS?: number;
+  seed?: number;
+  progress?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface OverloadReport {
+  capacity: { clients: number; requestsPerS: number; outputTokensPerS: number; e2eP99S: number };
+  offeredRate: number;
+  durationS: number;
+  requests: {
+    sent: number;
+    /** Sent minus refused with 429: what the server took on. */
+    admitted: number;
+    completed: number;
+    /** Refused with 429. */
+    shed: number;
+    /** Failures other than a 429 (timeouts, resets, 5xx, stream errors). */
+    failed: number;
+  };
+  shedShare: number;
+  /** 429 answers without a Retry-After header. */
+  shedWithoutRetryAfter: number;
+  /** Client-side failure kinds (http_429, network, ...), as the load report counts them. */
+  errors: Record<string, number>;
+  /** Completed (admitted) requests, seconds. */
+  admittedE2e: Distribution;
+  admittedTtft: Distribution;
+  healthz: ProbeSummary;
+  /** The server's largest event-loop delay during the overload (prom-client's nodejs_eventloop_lag_max_seconds). */
+  serverLoopLagMaxS: number;
+  /** The server's own count of /v1/completions answers by status during the overload. */
+  serverStatuses: Record<string, number>;
+  rss: { beforeBytes: number; peakBytes: number; afterBytes: number };
+  load: LoadReport;
+}
+
+/** /v1/completions answers by status, as the server counts them (tuneloop_requests_total). */
+async function completionStatuses(url: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const s of metricSamples(await scrapeMetrics(url), 'tuneloop_requests_total')) {
+    if (s.labels.endpoint === '/v1/completions') out[s.labels.status!] = (out[s.labels.status!] ?? 0) + s.value;
+  }
+  return out;
+}
+
+export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
+  const factor = o.factor ?? 5, durationS = o.durationS ?? 60, settleS = o.settleS ?? 5;
+  const clients = o.capacityClients ?? 16;
+  const common = {
+    url: o.url, model: o.model ?? (await firstModel(o.url)), outputLen: String(o.tokens ?? 32), ignoreEos: true, temperature: 0.8,
+    seed: o.seed ?? 1, progress: o.progress ?? false, ...(o.signal ? { signal: o.signal } : {}),
+  };
+  const cap = await runLoad({ ...common, concurrency: clients, durationS: o.capacityS ?? 8 });
+  const capacity = cap.throughput.requestsPerS;
+  if (!(capacity > 0)) throw new Error(`the capacity run completed no request (errors: ${JSON.stringify(cap.errors)})`);
+
+  await sleep(settleS * 1000);
+  const beforeBytes = await residentBytes(o.url);
+  const statusesBefore = await completionStatuses(o.url);
+  let peakBytes = beforeBytes, loopLagMaxS = 0;
+  // Once a second, from the server's own gauges: the client's memory is not the server's, and the event-loop lag
+  // (the largest delay since the previous scrape) tells a slow server from a slow client when the probe is slow.
+  const sampling = new AbortController();
+  const sampler = (async () => {
+    while (!sampling.signal.aborted) {
+      const text = await scrapeMetrics(o.url).catch(() => '');
+      peakBytes = Math.max(peakBytes, metricSum(text, 'process_resident_memory_bytes'));
+      loopLagMaxS = Math.max(loopLagMaxS, metricSum(text, 'nodejs_eventloop_lag_max_seconds'));
+      await sleep(1000, undefined, { signal: sampling.signal }).catch(() => undefined);
+    }
+  })();
+  const probe = startLatencyProbe(o.url, { everyMs: o.probeEveryMs ?? 150 });
+  let shedWithoutRetryAfter = 0;
+  const offeredRate = factor * capacity;
+  let load: LoadReport;
+  try {
+    // No cap on requests in flight: an open loop must keep offering whatever the server does with it.
+    load = await runLoad({
+      ...common, rate: offeredRate, durationS, seed: common.seed + 1,
+      onRecord: (r) => {
+        if (r.errorKind === 'http_429' && r.retryAfterS === undefined) shedWithoutRetryAfter++;
+      },
+    });
+  } finally {
+    sampling.abort();
+    await sampler;
+  }
+  const healthz = await probe.stop();
+  const statusesAfter = await completionStatuses(o.url);
+  await sleep(settleS * 1000);
+  const afterBytes = await residentBytes(o.url);
+
+  const serverStatuses: Record<string, number> = {};
+  for (const [k, v] of Object.entries(statusesAfter)) if (v - (statusesBefore[k] ?? 0) > 0) serverStatuses[k] = v - (statusesBefore[k] ?? 0);
+  const shed = load.errors.http_429 ?? 0;
+  return {
+    capacity: { clients, requestsPerS: capacity, outputTokensPerS: cap.throughput.outputTokensPerS, e2eP99S: cap.latency.e2eSeconds.p99 },
+    offeredRate,
+    durationS,
+    requests: { sent: load.requests.sent, admitted: load.requests.sent - shed, completed: load.requests.completed, shed, failed: load.requests.failed - shed },
+    shedShare: load.requests.sent ? shed / load.requests.sent : NaN,
+    shedWithoutRetryAfter,
+    errors: load.errors,
+    admittedE2e: load.latency.e2eSeconds,
+    admittedTtft: load.latency.ttftSeconds,
+    healthz,
+    serverLoopLagMaxS: loopLagMaxS,
+    serverStatuses,
+    rss: { beforeBytes, peakBytes, afterBytes },
+    load,
+  };
+}
+
+const MiB = 1024 * 1024;
+const ms = (s: number): string => (Number.isFinite(s) ? `${(s * 1000).toFixed(1)} ms` : '-');
+const mib = (b: number): string => `${(b / MiB).toFixed(1)} MiB`;
+
+/** The figures as a two-column table. */
+export function formatOverload(r: OverloadReport): string {
+  const rows: [string, string][] = [
+    ['capacity', `${r.capacity.requestsPerS.toFixed(1)} req/s (${r.capacity.clients} closed-loop clients, ${r.capacity.outputTokensPerS.toFixed(0)} tok/s, e2e p99 ${ms(r.capacity.e2eP99S)})`],
+    ['offered', `${r.offeredRate.toFixed(1)} req/s Poisson for ${r.durationS} s`],
+    ['requests', `${r.requests.sent} sent, ${r.requests.admitted} admitted, ${r.requests.completed} completed, ${r.requests.shed} shed (429), ${r.requests.failed} other failures`],
+    ['shed share', `${(r.shedShare * 100).toFixed(1)}% (${r.shedWithoutRetryAfter} without Retry-After)`],
+    ['admitted e2e', `p50 ${ms(r.admittedE2e.p50)}, p99 ${ms(r.admittedE2e.p99)}, max ${ms(r.admittedE2e.max)}`],
+    ['admitted TTFT', `p50 ${ms(r.admittedTtft.p50)}, p99 ${ms(r.admittedTtft.p99)}`],
+    ['healthz', `${r.healthz.count} polls, ${r.healthz.failures} failed; p50 ${ms(r.healthz.p50S)}, p99 ${ms(r.healthz.p99S)}, max ${ms(r.healthz.maxS)}`],
+    ['server loop lag', `max ${ms(r.serverLoopLagMaxS)}`],
+    ['server statuses', Object.entries(r.serverStatuses).map(([k, v]) => `${k}: ${v}`).join(', ') || '-'],
+    ['RSS', `before ${mib(r.rss.beforeBytes)}, peak ${mib(r.rss.peakBytes)}, after ${mib(r.rss.afterBytes)} (${r.rss.afterBytes >= r.rss.beforeBytes ? '+' : ''}${mib(r.rss.afterBytes - r.rss.beforeBytes)})`],
+    ['client errors', Object.entries(r.errors).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'],
+  ];
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');
+}
