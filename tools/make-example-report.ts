@@ -10,7 +10,7 @@
 // webhook delivers two alerts through the real POST /api/alerts. Two tuner cycles run over REST, each verifying its
 // candidates on shadow traffic while the load goes on; the first fixes the batching, the second judges the fixed
 // settings. Then the report of the current ISO week is written from the store, saying in its data line what the
-// data is. Takes about 6 to 8 minutes on two cores.
+// data is. Takes about 6 minutes on two cores.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';

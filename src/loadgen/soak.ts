@@ -3,6 +3,8 @@
 // shows: flat memory once warm, KV blocks all returned, and counters that add up to exactly the traffic sent
 // (checkSoakCounters). The server and what to sample are the caller's (in process: the engine and process RSS).
 import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { Engine } from '../engine/engine.js';
 import { metricSamples, metricSum } from './probe.js';
 import { MIXED_ROUTES, runMixedTraffic, type MixedEndpoint, type MixedOptions, type MixedSummary } from './mixed.js';
@@ -25,6 +27,10 @@ export interface SoakOptions extends Omit<MixedOptions, 'onRecord'> {
   /** Read once every sampleEveryS (default 5) and once at the end. */
   sample: () => Omit<SoakSample, 'tS'> | Promise<Omit<SoakSample, 'tS'>>;
   sampleEveryS?: number;
+  /** Collect this process's garbage (a full V8 GC) before each sample. For in-process runs: between collections the
+   *  V8 heap swings RSS by ±100 MiB, up and down over minutes, which would hide a leak or fake one; after a full
+   *  collection RSS moves by a few MiB. */
+  gcBeforeSample?: boolean;
 }
 
 export interface RssTrend {
@@ -70,11 +76,19 @@ export function rssTrend(samples: readonly SoakSample[]): RssTrend {
   };
 }
 
+/** V8's gc(), without starting node with --expose-gc: the flag can be set at run time, and a new context then sees it. */
+function exposedGc(): () => void {
+  setFlagsFromString('--expose_gc');
+  return runInNewContext('gc') as () => void;
+}
+
 export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   const t0 = performance.now();
   const elapsedS = (): number => (performance.now() - t0) / 1000;
   const samples: SoakSample[] = [];
+  const gc = o.gcBeforeSample ? exposedGc() : undefined;
   const take = async (): Promise<void> => {
+    gc?.();
     samples.push({ tS: elapsedS(), ...(await o.sample()) });
   };
   const stop = new AbortController();

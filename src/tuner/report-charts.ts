@@ -22,7 +22,7 @@ export interface ReportChart {
 const WIDTH = 640;
 const HEIGHT = 170;
 const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif';
-const COLORS = { p50: '#9ecae1', p90: '#4292c6', p99: '#08306b', slo: '#d62728', change: '#6b6b6b', good: '#2ca02c', through: '#1f77b4' };
+const COLORS = { p50: '#9ecae1', p90: '#4292c6', p99: '#08306b', slo: '#d62728', change: '#6b6b6b', good: '#2ca02c', through: '#1f77b4', throughPale: '#9ecae1' };
 
 type Row = Record<string, number | string | null>;
 
@@ -68,7 +68,19 @@ function longRows(r: WeeklyReport, fields: [keyof SeriesPoint, string][]): Row[]
   return rows;
 }
 
-const timeX = { field: 't', type: 'temporal', scale: { type: 'utc' }, title: null, axis: { aria: false, labelOverlap: true } } as const;
+/** The time axis: 24-hour local labels, ticks spaced for the span the data covers (minutes of a load run, a week). */
+function timeX(r: WeeklyReport): object {
+  const pts = r.series.points;
+  const spanMs = pts.length ? pts[pts.length - 1]!.endMs - pts[0]!.startMs : 0;
+  // A tick count, not an interval object (vega 6 cannot render those headless); few enough that a 24-hour label
+  // never repeats (minute labels need ticks at least a minute apart).
+  const minutes = spanMs / 60_000;
+  const [tickCount, format] =
+    minutes <= 120 ? [Math.max(2, Math.min(10, Math.floor(minutes))), '%H:%M']
+      : minutes <= 2 * 1440 ? [Math.min(12, Math.floor(minutes / 60)), '%a %H:%M']
+        : [Math.min(8, Math.ceil(minutes / 1440)), '%a %d'];
+  return { field: 't', type: 'temporal', scale: { type: 'utc' }, title: null, axis: { aria: false, labelOverlap: true, tickCount, format } };
+}
 
 /** Dashed rules at each settings change, labelled with the version. */
 function changeLayers(r: WeeklyReport): object[] {
@@ -96,14 +108,16 @@ function targetLayers(value: number, label: string, color: string, name: string)
 }
 
 /** One line per series of long-format rows, coloured by series, breaking at gaps. */
-function linesLayer(name: string, rows: Row[], yTitle: string, series: string[], colors: string[]): object {
+function linesLayer(r: WeeklyReport, name: string, rows: Row[], yTitle: string, series: string[], colors: string[], widths?: number[]): object {
   return {
     name, data: { values: rows },
     mark: { type: 'line', strokeWidth: 1.6, invalid: 'break-paths-show-domains' },
     encoding: {
-      x: timeX,
+      x: timeX(r),
       y: { field: 'value', type: 'quantitative', title: yTitle },
-      color: { field: 'series', type: 'nominal', scale: { domain: series, range: colors } },
+      // Ordinal for both channels: one merged legend shows each series' colour and width.
+      color: { field: 'series', type: 'ordinal', scale: { domain: series, range: colors } },
+      ...(widths ? { strokeWidth: { field: 'series', type: 'ordinal', scale: { domain: series, range: widths } } } : {}),
     },
   };
 }
@@ -121,7 +135,7 @@ async function latencyChart(r: WeeklyReport, id: 'ttft' | 'inter_token' | 'e2e')
     ...BASE,
     description: `${m.title}: p50, p90 and p99 per window, seconds, with the SLO target`,
     layer: [
-      linesLayer('latency', rows, 'seconds', ['p50', 'p90', 'p99'], [COLORS.p50, COLORS.p90, COLORS.p99]),
+      linesLayer(r, 'latency', rows, 'seconds', ['p50', 'p90', 'p99'], [COLORS.p50, COLORS.p90, COLORS.p99]),
       ...targetLayers(m.target, `SLO p99 ≤ ${seconds(m.target)}`, COLORS.slo, 'slo'),
       ...changeLayers(r),
     ],
@@ -139,7 +153,8 @@ async function throughputChart(r: WeeklyReport): Promise<ReportChart> {
     ...BASE,
     description: 'Generated tokens per second and goodput per window',
     layer: [
-      linesLayer('throughput', rows, 'tokens / s', ['throughput', 'goodput (within SLO)'], [COLORS.through, COLORS.good]),
+      // Goodput is at most throughput and often equal: a thin line over a wide pale one keeps both visible.
+      linesLayer(r, 'throughput', rows, 'tokens / s', ['throughput', 'goodput (within SLO)'], [COLORS.throughPale, COLORS.good], [5, 1.6]),
       ...changeLayers(r),
     ],
   };
@@ -148,18 +163,17 @@ async function throughputChart(r: WeeklyReport): Promise<ReportChart> {
 
 async function batchSizeChart(r: WeeklyReport): Promise<ReportChart> {
   const bins = r.series.batchSizeBins;
-  const whole = bins.every((b) => b.toSize - b.fromSize === 1);
-  const label = (b: (typeof bins)[number]): string => (whole ? String(b.fromSize + 0.5) : `${b.fromSize}–${b.toSize}`);
-  const order = [...new Set([...bins].sort((a, b) => a.fromSize - b.fromSize).map(label))];
   const versions = [...new Set(bins.map((b) => `v${b.version}`))];
+  // Bars on a numeric axis from bin start to end, stacked by version, so empty sizes show as gaps.
   const spec = {
     ...BASE,
     description: 'Engine steps by the mean batch size of their window, per settings version',
-    data: { values: bins.map((b) => ({ size: label(b), version: `v${b.version}`, steps: b.steps })) },
-    mark: { type: 'bar', name: 'bars' },
+    data: { values: bins.map((b) => ({ from: b.fromSize, to: b.toSize, version: `v${b.version}`, steps: b.steps })) },
+    mark: { type: 'bar', name: 'bars', binSpacing: 1 },
     encoding: {
-      x: { field: 'size', type: 'ordinal', sort: order, title: 'mean sequences per step (per window)', axis: { labelAngle: 0 } },
-      y: { field: 'steps', type: 'quantitative', aggregate: 'sum', title: 'engine steps' },
+      x: { field: 'from', type: 'quantitative', bin: { binned: true }, title: 'mean sequences per step (per window)', axis: { tickMinStep: 1 } },
+      x2: { field: 'to' },
+      y: { field: 'steps', type: 'quantitative', aggregate: 'sum', title: 'engine steps', stack: 'zero' },
       color: { field: 'version', type: 'nominal', scale: { domain: versions, scheme: 'tableau10' } },
     },
   };
@@ -178,7 +192,7 @@ async function kvChart(r: WeeklyReport): Promise<ReportChart> {
       {
         name: 'kv', data: { values: rows },
         mark: { type: 'line', strokeWidth: 1.6, color: COLORS.through, invalid: 'break-paths-show-domains' },
-        encoding: { x: timeX, y: { field: 'value', type: 'quantitative', title: 'KV blocks in use', scale: { domain: [0, 1] }, axis: { format: '.0%' } } },
+        encoding: { x: timeX(r), y: { field: 'value', type: 'quantitative', title: 'KV blocks in use', scale: { domain: [0, 1] }, axis: { format: '.0%' } } },
       },
       ...(preempted.length ? [{
         name: 'preemptions', data: { values: preempted },

@@ -60,6 +60,14 @@ function range(c: Ctx, fromMs: number, toMs: number): string {
   const a = at(c, fromMs), b = at(c, toMs);
   return a.slice(0, 10) === b.slice(0, 10) ? `${a}${DASH}${b.slice(11)}` : `${a} ${DASH} ${b}`;
 }
+/** When a settings version was live, naming the week's edges rather than repeating them. */
+function liveSpan(c: Ctx, fromMs: number, toMs: number): string {
+  const startOfWeek = fromMs === c.r.period.startMs, endOfWeek = toMs === c.r.period.endMs;
+  if (startOfWeek && endOfWeek) return 'the whole week';
+  if (endOfWeek) return `from ${at(c, fromMs)} to the end of the week`;
+  if (startOfWeek) return `from the start of the week to ${at(c, toMs)}`;
+  return range(c, fromMs, toMs);
+}
 function minutes(m: number): string {
   if (m < 1) return `${num(m * 60)} s`;
   if (m < 120) return `${num(m)} min`;
@@ -220,6 +228,8 @@ function bottlenecks(c: Ctx): Block[] {
   return out;
 }
 
+const ENDED_SHORT = new Set(['expired', 'rejected', 'rolled_back']);
+
 function changeBlocks(c: Ctx, x: ChangeEntry): Block[] {
   const items: string[] = [
     `**Addresses:** ${x.addresses}; ${x.temperature} change against settings v${x.baseVersion}` +
@@ -230,7 +240,10 @@ function changeBlocks(c: Ctx, x: ChangeEntry): Block[] {
   if (v) {
     items.push(`**Verification:** **${v.verdict}** at ${at(c, v.atMs)}, ${int(v.mirroredRequests)} mirrored requests; quality: mean cosine ` +
       `${v.meanCosine?.toFixed(4) ?? DASH} (min ${v.minCosine?.toFixed(4) ?? DASH}), greedy agreement ${pct(v.greedyAgreement)}, perplexity ` +
-      `${signedPct(v.perplexityDelta)}; goodput per core ${signedPct(v.goodputChange)}.${v.reasons[0] ? ` ${sentence(v.reasons[0])}` : ''}`);
+      `${signedPct(v.perplexityDelta)}` +
+      // The first reason is the verdict's own sentence; it usually states the goodput change already.
+      `${v.reasons[0]?.includes('goodput per core') ? '' : `; goodput per core ${signedPct(v.goodputChange)}`}.` +
+      `${v.reasons[0] ? ` ${sentence(v.reasons[0])}` : ''}`);
   } else {
     items.push('**Verification:** none recorded by the end of the week.');
   }
@@ -238,7 +251,13 @@ function changeBlocks(c: Ctx, x: ChangeEntry): Block[] {
     `${a.actor} (${a.role}) at ${at(c, a.atMs)}${a.comment ? ` ${DASH} "${a.comment}"` : ''}`).join('; ')}.`);
   items.push(`**Applied:** ${x.applied ? `as settings v${x.applied.version} at ${at(c, x.applied.atMs)}` : 'no'}.` +
     ` **Rollback:** ${x.rollback ? `at ${at(c, x.rollback.atMs)} by ${x.rollback.actor}: ${x.rollback.comment}` : 'none'}.`);
-  items.push(`**Trail:** ${x.transitions.map((t) => `${t.to.replace('_', ' ')} ${at(c, t.atMs).slice(11)} (${t.actor})`).join(' → ')}.`);
+  // Where a proposal stopped short, the comment says why (expired: the live settings moved; rolled back: the watch
+  // failed); a rejection after verification is explained by the verification line already.
+  const why = (t: ChangeEntry['transitions'][number]): string => {
+    if (!ENDED_SHORT.has(t.to) || !t.comment || (t.to === 'rejected' && v)) return '';
+    return `: ${t.comment.length > 160 ? `${t.comment.slice(0, 159)}…` : t.comment}`;
+  };
+  items.push(`**Trail:** ${x.transitions.map((t) => `${t.to.replace('_', ' ')} ${at(c, t.atMs).slice(11)} (${t.actor}${why(t)})`).join(' → ')}.`);
   const out: Block[] = [
     { kind: 'h', level: 3, text: `#${x.id} ${describeChanges(x.changes)} ${DASH} ${x.stateAtWeekEnd.replace('_', ' ')}` },
     { kind: 'ul', items },
@@ -261,8 +280,8 @@ function changes(c: Ctx): Block[] {
   out.push({
     kind: 'table', head: ['Version', 'Live', 'Source', 'Changed'], align: ['l', 'l', 'l', 'l'],
     rows: c.r.settings.map((s) => [
-      `v${s.version}`, range(c, s.liveFromMs, s.liveToMs),
-      `${s.source} (${s.actor})${s.proposalId !== null ? `, #${s.proposalId}` : ''}`,
+      `v${s.version}`, liveSpan(c, s.liveFromMs, s.liveToMs),
+      `${s.source}${s.actor !== s.source ? ` (${s.actor})` : ''}${s.proposalId !== null ? `, #${s.proposalId}` : ''}`,
       s.changes.length ? describeChanges(s.changes) : s.note || DASH,
     ]),
   });
@@ -335,6 +354,11 @@ export function renderMarkdown(r: WeeklyReport, charts: ReportChart[] = []): str
       case 'p': out.push(b.tone === 'note' || b.tone === 'warn' ? `> ${mdText(b.text)}` : b.tone === 'muted' ? `_${mdText(b.text)}_` : mdText(b.text)); break;
       case 'ul': out.push(b.items.map((i) => `- ${mdText(i)}`).join('\n')); break;
       case 'table': {
+        // A key/value table (no header) reads better in raw Markdown as a list.
+        if (b.head.every((h) => h === '')) {
+          out.push(b.rows.map(([k, v]) => `- **${mdText(k ?? '')}:** ${mdText(v ?? '')}`).join('\n'));
+          break;
+        }
         const align = b.align ?? b.head.map(() => 'l' as Align);
         out.push([
           `| ${b.head.map(mdCell).join(' | ')} |`,
@@ -381,7 +405,6 @@ table{border-collapse:collapse;font-size:0.92em;min-width:50%}
 th,td{padding:5px 10px;border-bottom:1px solid var(--line);vertical-align:top;text-align:left}
 th{background:#f7f9fa;font-weight:600;white-space:nowrap}
 td.r,th.r{text-align:right;font-variant-numeric:tabular-nums}
-table.kv th:empty{display:none}
 .charts{display:grid;grid-template-columns:1fr;gap:18px}
 figure{margin:0;border:1px solid var(--line);border-radius:6px;padding:10px 10px 6px}
 figure h3{margin:0 0 4px}

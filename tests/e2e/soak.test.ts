@@ -34,12 +34,16 @@ describe('soak: 2 minutes of mixed traffic with live reconfigures and a reload',
       url: h.url, model: h.config.model.name, concurrency: 8, durationS: DURATION_S, maxTokens: 48, seed: 9,
       events: standardSoakEvents(engine, DURATION_S, 15),
       sample: () => ({ rssBytes: process.memoryUsage().rss, kvBlocksUsed: engine.stats().kvCache.blocksUsed }),
+      gcBeforeSample: true,
     });
     // Abandoned generations are cancelled at the engine's next step: give the last ones that long.
     expect(await waitFor(() => engine.stats().kvCache.blocksUsed === 0 && engine.stats().requests.running === 0, 5000, 20)).toBe(true);
     const after = await scrapeMetrics(h.url);
     const problems = checkSoakCounters(r.traffic, before, after);
-    console.log(formatSoak(r, [['counters', problems.length ? problems.join('; ') : 'consistent with the traffic sent']]));
+    console.log(formatSoak(r, [
+      ['RSS samples', r.samples.map((s) => (s.rssBytes / MiB).toFixed(0)).join(' ') + ' MiB'],
+      ['counters', problems.length ? problems.join('; ') : 'consistent with the traffic sent'],
+    ]));
 
     // Traffic of every kind went through, and only the planned disconnects did not complete.
     expect(r.traffic.failed).toBe(0);
@@ -57,13 +61,15 @@ describe('soak: 2 minutes of mixed traffic with live reconfigures and a reload',
     // KV blocks: none held once the traffic is over (the prefix cache may keep some, as evictable 'cached' blocks).
     expect(engine.stats().kvCache.blocksUsed).toBe(0);
 
-    // Memory flat. Warm-up (allocator arenas, JIT, the reload's second instance while the first drains) grows RSS in the
-    // first half; once warm it must not keep growing: the second half's slope stays under 8 MiB/min (a leak of one
-    // 4 KiB buffer per request would show about 4 MiB/min at this request rate; the sampled noise on a shared box is
-    // ±3 MiB/min), and the last reading is within 32 MiB of the first half's peak.
+    // Memory flat (RSS after a full GC at each sample: the V8 heap's garbage alone swings it by ±100 MiB). Warm-up grows
+    // RSS in the first seconds (about 250 → 285 MiB); afterwards it moved by 1-3.5 MiB/min in trial runs, the reload
+    // included (its second instance is freed once the first drains), with other test files sharing the two cores.
+    // Bounds: the second half's slope under 8 MiB/min and the last reading within 16 MiB of the first half's peak.
+    // Two minutes catch gross leaks only (8 MiB/min is ~3 KiB per request at ~2500 requests a minute); the 20-minute
+    // bench:soak is the finer test.
     const firstHalfMax = Math.max(...r.samples.filter((s) => s.tS <= DURATION_S / 2).map((s) => s.rssBytes));
     expect(r.rss.secondHalfMiBPerMin).toBeLessThan(8);
-    expect(r.rss.lastBytes).toBeLessThan(firstHalfMax + 32 * MiB);
+    expect(r.rss.lastBytes).toBeLessThan(firstHalfMax + 16 * MiB);
 
     // No handle left behind: once the server, tuner and engine are stopped, the process holds what it held before.
     await h.stop();

@@ -333,11 +333,16 @@ describe('weekly report from constructed weeks', () => {
 
 describe('weekly report from a real run of the shipped model', () => {
   let h: TunedServer;
+  let dir: string;
   beforeAll(async () => {
-    h = await startTunedServer({ config: { scheduler: { maxBatchSize: 1 }, verify: { shadowShare: 0.5, minSamples: 12 } } });
+    dir = mkdtempSync(join(tmpdir(), 'tuneloop-report-run-'));
+    h = await startTunedServer({
+      dir, config: { scheduler: { maxBatchSize: 1 }, verify: { shadowShare: 0.5, minSamples: 12 }, tuner: { reportsDir: join(dir, 'reports') } },
+    });
   });
   afterAll(async () => {
     await h?.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('names queueing first and shows the applied proposal with its passing verdict', async () => {
@@ -371,5 +376,22 @@ describe('weekly report from a real run of the shipped model', () => {
     expect(r.traffic.requests).toBeGreaterThan(50);
     const charts = await renderReportCharts(r);
     for (const c of charts) expect(XMLValidator.validate(c.svg), c.id).toBe(true);
+  });
+
+  it('keeps received alerts for the report, and the job sets tuneloop_report_last_timestamp_seconds', async () => {
+    const gauge = async (): Promise<number> => Number(/^tuneloop_report_last_timestamp_seconds (\S+)$/m.exec(await (await fetch(`${h.url}/metrics`)).text())?.[1]);
+    expect(await gauge()).toBe(0);
+    h.server.alerts.record({
+      version: '4', receiver: 'tuneloop', status: 'firing', groupLabels: {}, commonLabels: {}, commonAnnotations: {},
+      alerts: [{ status: 'firing', labels: { alertname: 'TuneloopQueueGrowing', severity: 'warning' }, annotations: { summary: 'queue growing' }, startsAt: new Date().toISOString(), endsAt: '', fingerprint: 'f1' }],
+    });
+    const week = formatIsoWeek(isoWeekOf(Date.now(), 'UTC'));
+    const before = Date.now();
+    const written = await h.tuned.writeReport(week);
+    expect(written.paths.html).toBe(join(dir, 'reports', `${week}.html`));
+    expect(existsSync(written.paths.json)).toBe(true);
+    expect(written.report.alerts.bySeverity).toEqual([expect.objectContaining({ severity: 'warning', firings: 1 })]);
+    expect(await gauge()).toBeGreaterThanOrEqual(Math.floor(before / 1000));
+    expect(h.store.reports()[0]).toMatchObject({ week });
   });
 });

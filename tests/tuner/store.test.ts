@@ -1,6 +1,6 @@
 // The tuner store against real files: migrations, round trips (NaN included), proposal state changes with their
-// transition/audit rows, append-only triggers seen from a second connection, crash recovery of runs, and a kill -9
-// of a writing child process that must lose nothing it acknowledged.
+// transition/audit rows, append-only triggers seen from a second connection, crash recovery of runs, a kill -9
+// of a writing child process that must lose nothing it acknowledged, and the alerts and report index of migration 2.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
