@@ -201,8 +201,8 @@ void GgufFile::parse() {
     if (!tensors_.empty() && data_start > size_) c.corrupt("truncated before the tensor data section");
 
     for (GgufTensorInfo & t : tensors_) {
-        // Multiply with the bound checked at each step: four dimensions of up to 2^32 overflow int64 (undefined
-        // behaviour, found by native/fuzz/gguf_fuzz.cpp under UBSan) before any check on the product could run.
+        // Multiply with the bound checked at each step: dimensions of up to 2^32 overflow int64 (undefined behaviour;
+        // native/fuzz/corpus/gguf/crash-shape-overflow.gguf under UBSan) before any check on the product could run.
         int64_t n = 1;
         for (int64_t ne : t.ne) {
             if (ne > ((int64_t) 1 << 36) / n) c.corrupt("tensor '" + t.name + "' is implausibly large");

@@ -191,10 +191,24 @@ function fromBodyParserError(err: unknown): ControlPlaneError | undefined {
   return undefined;
 }
 
+/** Errors from the HTTP stack that carry a 4xx status but no body-parser `type`: a malformed percent-encoding in a
+ *  path parameter (the router's URIError, status 400), a body that is not in its declared Content-Encoding (zlib
+ *  errors wrapped by body-parser). They are the client's fault: answer 4xx, never 500. */
+function fromHttpStatusError(err: unknown): ControlPlaneError | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const st = Number((err as { status?: unknown; statusCode?: unknown }).status ?? (err as { statusCode?: unknown }).statusCode);
+  if (!(st >= 400 && st < 500)) return undefined;
+  const msg = err instanceof URIError ? 'The request path is not valid percent-encoding' : `The request could not be read: ${(err as Error).message ?? 'bad request'}`;
+  if (st === 413) return new ControlPlaneError('CP_ERR_BODY_TOO_LARGE', msg);
+  if (st === 415) return new ControlPlaneError('CP_ERR_UNSUPPORTED_MEDIA_TYPE', msg);
+  return new ControlPlaneError('CP_ERR_INVALID_REQUEST', msg);
+}
+
 function toControlPlaneError(err: unknown, promptParam: string): ControlPlaneError {
   if (isControlPlaneError(err)) return err;
   if (isEngineError(err)) return fromEngineError(err, promptParam);
-  return fromBodyParserError(err) ?? new ControlPlaneError('CP_ERR_INTERNAL', 'The server had an error while processing your request');
+  return fromBodyParserError(err) ?? fromHttpStatusError(err)
+    ?? new ControlPlaneError('CP_ERR_INTERNAL', 'The server had an error while processing your request');
 }
 
 // ---- OpenAI response shapes ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import type { Engine } from '../engine/engine.js';
 import type { TunerControl } from '../tuner/control.js';
 import { createApp, type AppDeps, type AppState, type MetricsHook, type ServerOptions } from './app.js';
 import { AlertInbox } from './alerts-api.js';
+import { ControlPlaneError } from './errors.js';
 import type { ApiToken } from './config-schema.js';
 
 export interface StartServerArgs {
@@ -57,9 +58,21 @@ export async function startServer(args: StartServerArgs): Promise<RunningServer>
   if (args.reports) deps.reports = args.reports;
   if (args.onGeneration) deps.onGeneration = args.onGeneration;
   const { app, state } = createApp(deps);
-  const server = createServer(app);
-  // Long streaming responses must not be cut by Node's default request timeout.
-  server.requestTimeout = 0;
+  // Requests without a Host header are answered by the app (its JSON errors) rather than by Node's bare 400.
+  const server = createServer({ requireHostHeader: false }, app);
+  // Requests Node refuses before the app sees them (an unknown method, an oversized or malformed header) get a JSON
+  // error in the catalogue's shape instead of a bare status line, then the socket closes.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) return socket.destroy();
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const reason = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
+    const body = JSON.stringify(new ControlPlaneError('CP_ERR_INVALID_REQUEST', `The HTTP request is malformed (${err.code ?? 'parse error'})`).toResponse());
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`);
+  });
+  // requestTimeout bounds *receiving* a request (headers and body), not the response: a client that promises a body
+  // and never sends it is cut after a minute, while long streaming responses are unaffected.
+  server.requestTimeout = 60_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {

@@ -4,7 +4,7 @@
 // the memory the burst took. The server is anything at `url` that exposes /healthz and /metrics (`tuneloop serve`).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { firstModel } from './client.js';
-import { metricSamples, metricSum, residentBytes, scrapeMetrics, startLatencyProbe, type ProbeSummary } from './probe.js';
+import { metricSamples, metricSum, scrapeMetrics, startLatencyProbe, type ProbeSummary } from './probe.js';
 import type { Distribution, LoadReport } from './report.js';
 import { runLoad } from './run.js';
 
@@ -56,8 +56,16 @@ export interface OverloadReport {
   serverLoopLagMaxS: number;
   /** The server's own count of /v1/completions answers by status during the overload. */
   serverStatuses: Record<string, number>;
-  rss: { beforeBytes: number; peakBytes: number; afterBytes: number };
+  /** The server's resident memory, and the V8 heap's share of it (nodejs_heap_size_total_bytes): after a burst V8
+   *  may keep its grown heap until a major collection, which an idle server runs late; the rest (the engine, buffers,
+   *  sockets) is what must come back. */
+  rss: { beforeBytes: number; peakBytes: number; afterBytes: number; v8HeapBeforeBytes: number; v8HeapAfterBytes: number };
   load: LoadReport;
+}
+
+async function memory(url: string): Promise<{ rss: number; v8Heap: number }> {
+  const text = await scrapeMetrics(url);
+  return { rss: metricSum(text, 'process_resident_memory_bytes'), v8Heap: metricSum(text, 'nodejs_heap_size_total_bytes') };
 }
 
 /** /v1/completions answers by status, as the server counts them (tuneloop_requests_total). */
@@ -81,7 +89,8 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
   if (!(capacity > 0)) throw new Error(`the capacity run completed no request (errors: ${JSON.stringify(cap.errors)})`);
 
   await sleep(settleS * 1000);
-  const beforeBytes = await residentBytes(o.url);
+  const before = await memory(o.url);
+  const beforeBytes = before.rss;
   const statusesBefore = await completionStatuses(o.url);
   let peakBytes = beforeBytes, loopLagMaxS = 0;
   // Once a second, from the server's own gauges: the client's memory is not the server's, and the event-loop lag
@@ -114,7 +123,7 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
   const healthz = await probe.stop();
   const statusesAfter = await completionStatuses(o.url);
   await sleep(settleS * 1000);
-  const afterBytes = await residentBytes(o.url);
+  const after = await memory(o.url);
 
   const serverStatuses: Record<string, number> = {};
   for (const [k, v] of Object.entries(statusesAfter)) if (v - (statusesBefore[k] ?? 0) > 0) serverStatuses[k] = v - (statusesBefore[k] ?? 0);
@@ -132,7 +141,7 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
     healthz,
     serverLoopLagMaxS: loopLagMaxS,
     serverStatuses,
-    rss: { beforeBytes, peakBytes, afterBytes },
+    rss: { beforeBytes, peakBytes, afterBytes: after.rss, v8HeapBeforeBytes: before.v8Heap, v8HeapAfterBytes: after.v8Heap },
     load,
   };
 }
@@ -140,6 +149,12 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
 const MiB = 1024 * 1024;
 const ms = (s: number): string => (Number.isFinite(s) ? `${(s * 1000).toFixed(1)} ms` : '-');
 const mib = (b: number): string => `${(b / MiB).toFixed(1)} MiB`;
+const signed = (b: number): string => `${b >= 0 ? '+' : ''}${mib(b)}`;
+
+/** Growth of the server's memory outside the V8 heap, before → after: what the engine and sockets kept. */
+export function nativeGrowth(r: OverloadReport): number {
+  return (r.rss.afterBytes - r.rss.v8HeapAfterBytes) - (r.rss.beforeBytes - r.rss.v8HeapBeforeBytes);
+}
 
 /** The figures as a two-column table. */
 export function formatOverload(r: OverloadReport): string {
@@ -153,7 +168,8 @@ export function formatOverload(r: OverloadReport): string {
     ['healthz', `${r.healthz.count} polls, ${r.healthz.failures} failed; p50 ${ms(r.healthz.p50S)}, p99 ${ms(r.healthz.p99S)}, max ${ms(r.healthz.maxS)}`],
     ['server loop lag', `max ${ms(r.serverLoopLagMaxS)}`],
     ['server statuses', Object.entries(r.serverStatuses).map(([k, v]) => `${k}: ${v}`).join(', ') || '-'],
-    ['RSS', `before ${mib(r.rss.beforeBytes)}, peak ${mib(r.rss.peakBytes)}, after ${mib(r.rss.afterBytes)} (${r.rss.afterBytes >= r.rss.beforeBytes ? '+' : ''}${mib(r.rss.afterBytes - r.rss.beforeBytes)})`],
+    ['RSS', `before ${mib(r.rss.beforeBytes)}, peak ${mib(r.rss.peakBytes)}, after ${mib(r.rss.afterBytes)} (${signed(r.rss.afterBytes - r.rss.beforeBytes)})`],
+    ['of which V8 heap', `before ${mib(r.rss.v8HeapBeforeBytes)}, after ${mib(r.rss.v8HeapAfterBytes)}; the rest ${signed(nativeGrowth(r))}`],
     ['client errors', Object.entries(r.errors).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));

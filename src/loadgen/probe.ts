@@ -98,8 +98,3 @@ export function metricSum(text: string, name: string, match: Record<string, stri
     .filter((s) => Object.entries(match).every(([k, v]) => s.labels[k] === v))
     .reduce((a, s) => a + s.value, 0);
 }
-
-/** Resident memory of the server process (prom-client's process_resident_memory_bytes). */
-export async function residentBytes(url: string): Promise<number> {
-  return metricSum(await scrapeMetrics(url), 'process_resident_memory_bytes');
-}

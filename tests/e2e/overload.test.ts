@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatOverload, runOverload } from '../../src/loadgen/overload.js';
+import { formatOverload, nativeGrowth, runOverload } from '../../src/loadgen/overload.js';
 import { startServeChild, type ServeChild } from '../helpers/serve-child.js';
 import { MODEL } from '../controlplane/harness.js';
 
@@ -71,9 +71,12 @@ describe('overload: 5× the measured capacity for 60 s', () => {
     expect(r.healthz.p50S).toBeLessThan(0.1);
     expect(r.healthz.maxS).toBeLessThan(2);
 
-    // Memory back to baseline: within 32 MiB of the resident size before the overload (about 290 MiB, most of it
-    // the KV pool), once the burst is over.
-    expect(r.rss.afterBytes - r.rss.beforeBytes).toBeLessThan(32 * MiB);
+    // Memory back to baseline, 3 s after the burst. Outside the V8 heap (the engine's KV pool and weights, buffers,
+    // sockets) within 16 MiB of before (observed: -12 to +2 MiB). The V8 heap may stay grown until a major collection,
+    // which an idle server runs late: in trial runs RSS ended between -8 and +34 MiB of the ~285 MiB before, and four
+    // overloads in a row left it within that band each time (no accumulation); hence 48 MiB for RSS in all.
+    expect(nativeGrowth(r)).toBeLessThan(16 * MiB);
+    expect(r.rss.afterBytes - r.rss.beforeBytes).toBeLessThan(48 * MiB);
 
     child.child.kill('SIGTERM');
     expect(await child.exit).toBe(0);
