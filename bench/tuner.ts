@@ -102,7 +102,7 @@ async function server(start: Partial<SchedulerSettings>): Promise<TunedServer> {
   return startTunedServer({
     config: {
       // One load client from one address: per-key rate limits would measure the limiter, not the settings.
-      server: { ...DEFAULT_CONFIG.server, rateLimitPerMinute: 0, maxConcurrentStreamsPerKey: 0 },
+      server: { rateLimitPerMinute: 0, maxConcurrentStreamsPerKey: 0 },
       model: { ...DEFAULT_CONFIG.model, threads: Number(values.threads) },
       scheduler: { ...DEFAULT_CONFIG.scheduler, ...start },
       slo: SLO,

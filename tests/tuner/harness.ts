@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Engine, type EngineOptions } from '../../src/engine/index.js';
-import { loadConfig, type TuneloopConfig } from '../../src/controlplane/config.js';
+import { DEFAULT_CONFIG, loadConfig, type TuneloopConfig } from '../../src/controlplane/config.js';
 import { hashToken } from '../../src/controlplane/auth.js';
 import { createMetrics, type Metrics } from '../../src/controlplane/metrics.js';
 import { AlertInbox } from '../../src/controlplane/alerts-api.js';
@@ -38,6 +38,10 @@ export function testConfig(dir: string, over: DeepPartial<TuneloopConfig> = {}):
   c.tuner.watchChecks = 2;
   c.auth.tokens = (Object.keys(TOKENS) as (keyof typeof TOKENS)[]).map((role) => ({ name: `${role}-user`, role, sha256: hashToken(TOKENS[role]) }));
   for (const [section, values] of Object.entries(over)) Object.assign((c as unknown as Record<string, object>)[section]!, values);
+  // An override that spreads a whole default section must not move the store into the working directory or the
+  // server onto port 8080: keep the test's own unless the override names another.
+  if (c.tuner.storePath === DEFAULT_CONFIG.tuner.storePath) c.tuner.storePath = join(dir, 'tuner.db');
+  if (c.server.port === DEFAULT_CONFIG.server.port) c.server.port = 0;
   return c;
 }
 
