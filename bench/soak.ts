@@ -40,7 +40,10 @@ try {
     url: h.url, model: h.config.model.name, concurrency: Number(values.clients), durationS,
     maxTokens: Number(values.tokens), seed: Number(values.seed),
     events: standardSoakEvents(h.engine, durationS, Number(values.every)),
-    sample: () => ({ rssBytes: process.memoryUsage().rss, kvBlocksUsed: h.engine.stats().kvCache.blocksUsed }),
+    sample: () => {
+      const m = process.memoryUsage();
+      return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, kvBlocksUsed: h.engine.stats().kvCache.blocksUsed };
+    },
     sampleEveryS: Math.max(5, durationS / 120), gcBeforeSample: true,
   });
   // Abandoned generations end at the engine's next step.
@@ -50,8 +53,11 @@ try {
     ['KV blocks now', `${h.engine.stats().kvCache.blocksUsed} used, ${h.engine.stats().kvCache.blocksCached} cached (prefix cache)`],
     ['counters', problems.length ? problems.join('; ') : 'consistent with the traffic sent'],
   ]));
-  console.log('\n  t (s)  RSS (MiB, after GC)  KV used');
-  for (const s of r.samples) console.log(`${s.tS.toFixed(0).padStart(7)} ${(s.rssBytes / 2 ** 20).toFixed(1).padStart(21)} ${String(s.kvBlocksUsed).padStart(8)}`);
+  console.log('\n  t (s)  RSS (MiB)  JS heap used (MiB)  KV used   (read after a full GC)');
+  const mib = (b = NaN) => (b / 2 ** 20).toFixed(1);
+  for (const s of r.samples) {
+    console.log(`${s.tS.toFixed(0).padStart(7)} ${mib(s.rssBytes).padStart(10)} ${mib(s.heapUsedBytes).padStart(19)} ${String(s.kvBlocksUsed).padStart(8)}`);
+  }
   if (values.json) {
     writeFileSync(values.json, `${JSON.stringify({ ...r, counterProblems: problems }, null, 2)}\n`);
     console.log(`wrote ${values.json}`);

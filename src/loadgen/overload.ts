@@ -54,6 +54,9 @@ export interface OverloadReport {
   healthz: ProbeSummary;
   /** The server's largest event-loop delay during the overload (prom-client's nodejs_eventloop_lag_max_seconds). */
   serverLoopLagMaxS: number;
+  /** Cores the server process used during the overload (its CPU seconds over the wall time): near the machine's core
+   *  count, its threads were waiting for a CPU as often as not. */
+  serverCpuCores: number;
   /** The server's own count of /v1/completions answers by status during the overload. */
   serverStatuses: Record<string, number>;
   /** The server's resident memory, and the V8 heap's share of it (nodejs_heap_size_total_bytes): after a burst V8
@@ -63,18 +66,17 @@ export interface OverloadReport {
   load: LoadReport;
 }
 
-async function memory(url: string): Promise<{ rss: number; v8Heap: number }> {
+/** What the server says of itself in one scrape: memory, CPU time, and /v1/completions answers by status. */
+async function snapshot(url: string): Promise<{ atMs: number; rss: number; v8Heap: number; cpuS: number; statuses: Record<string, number> }> {
   const text = await scrapeMetrics(url);
-  return { rss: metricSum(text, 'process_resident_memory_bytes'), v8Heap: metricSum(text, 'nodejs_heap_size_total_bytes') };
-}
-
-/** /v1/completions answers by status, as the server counts them (tuneloop_requests_total). */
-async function completionStatuses(url: string): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
-  for (const s of metricSamples(await scrapeMetrics(url), 'tuneloop_requests_total')) {
-    if (s.labels.endpoint === '/v1/completions') out[s.labels.status!] = (out[s.labels.status!] ?? 0) + s.value;
+  const statuses: Record<string, number> = {};
+  for (const s of metricSamples(text, 'tuneloop_requests_total')) {
+    if (s.labels.endpoint === '/v1/completions') statuses[s.labels.status!] = (statuses[s.labels.status!] ?? 0) + s.value;
   }
-  return out;
+  return {
+    atMs: performance.now(), rss: metricSum(text, 'process_resident_memory_bytes'), v8Heap: metricSum(text, 'nodejs_heap_size_total_bytes'),
+    cpuS: metricSum(text, 'process_cpu_seconds_total'), statuses,
+  };
 }
 
 export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
@@ -89,10 +91,8 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
   if (!(capacity > 0)) throw new Error(`the capacity run completed no request (errors: ${JSON.stringify(cap.errors)})`);
 
   await sleep(settleS * 1000);
-  const before = await memory(o.url);
-  const beforeBytes = before.rss;
-  const statusesBefore = await completionStatuses(o.url);
-  let peakBytes = beforeBytes, loopLagMaxS = 0;
+  const before = await snapshot(o.url);
+  let peakBytes = before.rss, loopLagMaxS = 0;
   // Once a second, from the server's own gauges: the client's memory is not the server's, and the event-loop lag
   // (the largest delay since the previous scrape) tells a slow server from a slow client when the probe is slow.
   const sampling = new AbortController();
@@ -107,7 +107,7 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
   const probe = startLatencyProbe(o.url, { everyMs: o.probeEveryMs ?? 150 });
   let shedWithoutRetryAfter = 0;
   const offeredRate = factor * capacity;
-  let load: LoadReport;
+  let load: LoadReport, healthz: ProbeSummary;
   try {
     // No cap on requests in flight: an open loop must keep offering whatever the server does with it.
     load = await runLoad({
@@ -118,15 +118,14 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
     });
   } finally {
     sampling.abort();
-    await sampler;
+    [, healthz] = await Promise.all([sampler, probe.stop()]);
   }
-  const healthz = await probe.stop();
-  const statusesAfter = await completionStatuses(o.url);
+  const end = await snapshot(o.url);
   await sleep(settleS * 1000);
-  const after = await memory(o.url);
+  const after = await snapshot(o.url);
 
   const serverStatuses: Record<string, number> = {};
-  for (const [k, v] of Object.entries(statusesAfter)) if (v - (statusesBefore[k] ?? 0) > 0) serverStatuses[k] = v - (statusesBefore[k] ?? 0);
+  for (const [k, v] of Object.entries(end.statuses)) if (v - (before.statuses[k] ?? 0) > 0) serverStatuses[k] = v - (before.statuses[k] ?? 0);
   const shed = load.errors.http_429 ?? 0;
   return {
     capacity: { clients, requestsPerS: capacity, outputTokensPerS: cap.throughput.outputTokensPerS, e2eP99S: cap.latency.e2eSeconds.p99 },
@@ -140,8 +139,9 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
     admittedTtft: load.latency.ttftSeconds,
     healthz,
     serverLoopLagMaxS: loopLagMaxS,
+    serverCpuCores: (end.cpuS - before.cpuS) / ((end.atMs - before.atMs) / 1000),
     serverStatuses,
-    rss: { beforeBytes, peakBytes, afterBytes: after.rss, v8HeapBeforeBytes: before.v8Heap, v8HeapAfterBytes: after.v8Heap },
+    rss: { beforeBytes: before.rss, peakBytes, afterBytes: after.rss, v8HeapBeforeBytes: before.v8Heap, v8HeapAfterBytes: after.v8Heap },
     load,
   };
 }
@@ -166,7 +166,7 @@ export function formatOverload(r: OverloadReport): string {
     ['admitted e2e', `p50 ${ms(r.admittedE2e.p50)}, p99 ${ms(r.admittedE2e.p99)}, max ${ms(r.admittedE2e.max)}`],
     ['admitted TTFT', `p50 ${ms(r.admittedTtft.p50)}, p99 ${ms(r.admittedTtft.p99)}`],
     ['healthz', `${r.healthz.count} polls, ${r.healthz.failures} failed; p50 ${ms(r.healthz.p50S)}, p99 ${ms(r.healthz.p99S)}, max ${ms(r.healthz.maxS)}`],
-    ['server loop lag', `max ${ms(r.serverLoopLagMaxS)}`],
+    ['server', `event-loop lag max ${ms(r.serverLoopLagMaxS)}; ${r.serverCpuCores.toFixed(2)} cores busy`],
     ['server statuses', Object.entries(r.serverStatuses).map(([k, v]) => `${k}: ${v}`).join(', ') || '-'],
     ['RSS', `before ${mib(r.rss.beforeBytes)}, peak ${mib(r.rss.peakBytes)}, after ${mib(r.rss.afterBytes)} (${signed(r.rss.afterBytes - r.rss.beforeBytes)})`],
     ['of which V8 heap', `before ${mib(r.rss.v8HeapBeforeBytes)}, after ${mib(r.rss.v8HeapAfterBytes)}; the rest ${signed(nativeGrowth(r))}`],

@@ -19,6 +19,8 @@ export interface SoakEvent {
 export interface SoakSample {
   tS: number;
   rssBytes: number;
+  /** Live JS objects (V8 heapUsed; after a full GC with gcBeforeSample): tells a JS leak from a native one. */
+  heapUsedBytes?: number;
   kvBlocksUsed: number;
 }
 
@@ -124,8 +126,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
 }
 
 /** The standard schedule: a reconfigure every `everyS` seconds, alternating two batching settings, and at the slot
- *  nearest the middle a reload instead (KV blocks of 32 tokens, then back to 16 if the run is long enough for a
- *  second reload: a new model instance each time, with the same memory, so RSS stays comparable). */
+ *  nearest the middle one reload instead (KV blocks of 32 tokens: a new model instance, with a pool of the same bytes,
+ *  so RSS before and after stays comparable). */
 export function standardSoakEvents(engine: Pick<Engine, 'reconfigure' | 'reload'>, durationS: number, everyS = 15): SoakEvent[] {
   const events: SoakEvent[] = [];
   const slots = Math.floor((durationS - 1) / everyS);
@@ -182,6 +184,15 @@ export function checkSoakCounters(t: MixedSummary, before: string, after: string
 
 const mib = (b: number): string => `${(b / MiB).toFixed(1)} MiB`;
 
+/** Reconfigures as a count (a 20-minute run has 80), everything else one by one. */
+function describeEvents(events: SoakReport['events']): string {
+  const one = (e: SoakReport['events'][number]): string => `${e.name} @${e.atS.toFixed(0)}s ${e.error ? `FAILED: ${e.error}` : `${e.ms.toFixed(0)} ms`}`;
+  const reconf = events.filter((e) => e.name.startsWith('reconfigure'));
+  const others = events.filter((e) => !e.name.startsWith('reconfigure') || e.error);
+  const parts = reconf.length ? [`${reconf.length} reconfigures (${reconf.filter((e) => e.error).length} failed)`] : [];
+  return [...parts, ...others.map(one)].join('; ') || '-';
+}
+
 export function formatSoak(r: SoakReport, extra: [string, string][] = []): string {
   const t = r.traffic;
   const rows: [string, string][] = [
@@ -190,7 +201,7 @@ export function formatSoak(r: SoakReport, extra: [string, string][] = []): strin
     ['by kind', Object.entries(t.byKind).sort().map(([k, v]) => `${k}=${v}`).join(', ')],
     ['tokens', `${t.okCompletionTokens} in completed requests`],
     ['e2e', `p50 ${(t.e2e.p50 * 1000).toFixed(0)} ms, p99 ${(t.e2e.p99 * 1000).toFixed(0)} ms`],
-    ['events', r.events.map((e) => `${e.name} @${e.atS.toFixed(0)}s ${e.error ? `FAILED: ${e.error}` : `${e.ms.toFixed(0)} ms`}`).join('; ') || '-'],
+    ['events', describeEvents(r.events)],
     ['RSS', `first ${mib(r.rss.firstBytes)}, max ${mib(r.rss.maxBytes)}, last ${mib(r.rss.lastBytes)}; slope ` +
       `${r.rss.firstHalfMiBPerMin.toFixed(2)} MiB/min (first half), ${r.rss.secondHalfMiBPerMin.toFixed(2)} MiB/min (second half)`],
     ['KV blocks used', `max ${Math.max(...r.samples.map((s) => s.kvBlocksUsed))}, at the end ${r.samples[r.samples.length - 1]?.kvBlocksUsed ?? '-'}`],

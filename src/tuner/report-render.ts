@@ -186,8 +186,10 @@ function bottleneckBlocks(c: Ctx, b: Bottleneck): Block[] {
   const shown = b.ranges.slice(0, 6).map((x) => range(c, x.fromMs, x.toMs)).join('; ');
   const more = b.ranges.length > 6 ? ` and ${b.ranges.length - 6} more` : '';
   const items = [
-    `**Impact:** ${int(b.sloViolatingRequests)} SLO-violating requests${b.shareOfViolations !== null ? ` (${pct(b.shareOfViolations, 0)} of the week's)` : ''}; ` +
-      `${int(b.requestSeconds)} request-seconds in the system while active.`,
+    b.sloViolatingRequests === 0
+      ? `**Impact:** no SLO-violating request while it was active (it is ranked by its ${int(b.requestSeconds)} request-seconds in the system).`
+      : `**Impact:** ${int(b.sloViolatingRequests)} SLO-violating requests${b.shareOfViolations !== null ? ` (${pct(b.shareOfViolations, 0)} of the week's)` : ''}; ` +
+        `${int(b.requestSeconds)} request-seconds in the system while active.`,
     `**Active:** ${minutes(b.activeMinutes)} in ${b.ranges.length} range${b.ranges.length === 1 ? '' : 's'}: ${shown}${more}.`,
     `**Evidence:** ${b.findings} finding${b.findings === 1 ? '' : 's'}, confidence up to ${num(b.maxConfidence)}; analyzer impact ` +
       `${num(b.analyzerImpact)} ${b.analyzerUnit}. Strongest: ${ev}.`,

@@ -62,7 +62,7 @@ describe('soak: 2 minutes of mixed traffic with live reconfigures and a reload',
     expect(engine.stats().kvCache.blocksUsed).toBe(0);
 
     // Memory flat (RSS after a full GC at each sample: the V8 heap's garbage alone swings it by ±100 MiB). Warm-up grows
-    // RSS in the first seconds (about 250 → 285 MiB); afterwards it moved by 1-3.5 MiB/min in trial runs, the reload
+    // RSS in the first seconds (about 240 → 270 MiB); afterwards it moved by 1.5-3.5 MiB/min in trial runs, the reload
     // included (its second instance is freed once the first drains), with other test files sharing the two cores.
     // Bounds: the second half's slope under 8 MiB/min and the last reading within 16 MiB of the first half's peak.
     // Two minutes catch gross leaks only (8 MiB/min is ~3 KiB per request at ~2500 requests a minute); the 20-minute
