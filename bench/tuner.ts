@@ -53,7 +53,7 @@ const WORKLOADS: Workload[] = [
 
 const GRID: Record<'maxBatchSize' | 'maxBatchTokens' | 'maxQueueDelayMs' | 'queueGrowThreshold', number[]> = values.quick
   ? { maxBatchSize: [1, 8, 32], maxBatchTokens: [256], maxQueueDelayMs: [2], queueGrowThreshold: [32] }
-  : { maxBatchSize: [1, 2, 4, 8, 16, 32], maxBatchTokens: [64, 256, 1024], maxQueueDelayMs: [0, 4], queueGrowThreshold: [4, 32] };
+  : { maxBatchSize: [1, 2, 4, 8, 16, 32], maxBatchTokens: [64, 512], maxQueueDelayMs: [0, 4], queueGrowThreshold: [4, 32] };
 
 function gridPoints(): Partial<SchedulerSettings>[] {
   const out: Partial<SchedulerSettings>[] = [];
@@ -79,7 +79,10 @@ async function trial(h: TunedServer, w: Workload, seconds: number, opts: { tick?
     const durationS = Math.max(0.5, seconds * p.share);
     const r = opts.tick
       ? await h.load({ clients: p.clients, seconds: durationS, outputLen: TOKENS, ...(opts.signal ? { signal: opts.signal } : {}) })
-      : await runLoad({ url: h.url, model: h.config.model.name, concurrency: p.clients, durationS, outputLen: String(TOKENS), ignoreEos: true, temperature: 0, slo: SLO, ...(opts.signal ? { signal: opts.signal } : {}) });
+      // A request still running a second past the e2e objective cannot count as goodput: cut it there instead of
+      // waiting out the default 30 s drain (a mis-set grid point would otherwise take minutes per trial).
+      : await runLoad({ url: h.url, model: h.config.model.name, concurrency: p.clients, durationS, outputLen: String(TOKENS), ignoreEos: true, temperature: 0, slo: SLO,
+        drainTimeoutS: SLO.e2eP99Seconds + 1, ...(opts.signal ? { signal: opts.signal } : {}) });
     good += r.requests.good;
     all += r.requests.completed + r.requests.failed;
     tokensGood += r.goodput.outputTokensPerS * r.wallSeconds;
