@@ -41,8 +41,10 @@ describe('the event loop stays free while the engine works', () => {
     expect(lags.length).toBeGreaterThan(r.timings.decodeMs / 4);
     // A blocked loop would lag by whole decode steps (~15 ms) or the whole generation; the bars leave room for the
     // scheduler noise of a shared 2-core machine running other test files at the same time.
+    // The max is the least stable figure: a CI box compiling the sanitizer build beside this file descheduled the
+    // process for 131 ms once. A loop blocked for the generation would lag more than the whole decode (> 300 ms).
     expect(p90).toBeLessThan(3);
     expect(p99).toBeLessThan(10);
-    expect(max).toBeLessThan(50);
+    expect(max).toBeLessThan(250);
   });
 });
