@@ -128,11 +128,33 @@ async function sendOne(o: MixedOptions, endpoint: MixedEndpoint, stream: boolean
   }
 }
 
-/** Runs mixed traffic for durationS; resolves once every request has settled. */
+/** Runs mixed traffic for durationS; resolves once every request has settled. Tallies as it goes rather than
+ *  keeping every record: a soak runs in the server's process, and 40 000 records (~4 MiB) would read as server
+ *  memory growth. */
 export async function runMixedTraffic(o: MixedOptions): Promise<MixedSummary> {
   const maxTokens = o.maxTokens ?? 48;
   const rng = createRng(o.seed ?? 0);
-  const records: MixedRecord[] = [];
+  const t: MixedSummary = {
+    sent: 0, ok: 0, disconnected: 0, failed: 0, byKind: {}, byEndpoint: { completions: {}, chat: {} },
+    okCompletionTokens: 0, disconnectedTokensSeen: 0, maxTokens, e2e: summarize([]),
+  };
+  const e2e: number[] = [];
+  const tally = (r: MixedRecord): void => {
+    t.sent++;
+    const k = `${r.endpoint} ${r.stream ? 'stream' : 'plain'} ${r.outcome}`;
+    t.byKind[k] = (t.byKind[k] ?? 0) + 1;
+    t.byEndpoint[r.endpoint][r.outcome] = (t.byEndpoint[r.endpoint][r.outcome] ?? 0) + 1;
+    if (r.outcome === 'ok') {
+      t.ok++;
+      t.okCompletionTokens += r.completionTokens;
+      e2e.push(r.e2eS);
+    } else if (r.outcome === 'disconnected') {
+      t.disconnected++;
+      t.disconnectedTokensSeen += r.completionTokens;
+    } else {
+      t.failed++;
+    }
+  };
   await driveClosedLoop({
     concurrency: o.concurrency,
     durationS: o.durationS,
@@ -143,29 +165,10 @@ export async function runMixedTraffic(o: MixedOptions): Promise<MixedSummary> {
       const stream = rng() < (o.streamShare ?? 0.5);
       const leave = stream && rng() < (o.disconnectShare ?? 0.2);
       const r = await sendOne(o, endpoint, stream, leave, BUILTIN_PROMPTS[i % BUILTIN_PROMPTS.length]!, i, maxTokens);
-      records.push(r);
+      tally(r);
       o.onRecord?.(r);
     },
   });
-  const byKind: Record<string, number> = {};
-  const byEndpoint: MixedSummary['byEndpoint'] = { completions: {}, chat: {} };
-  for (const r of records) {
-    const k = `${r.endpoint} ${r.stream ? 'stream' : 'plain'} ${r.outcome}`;
-    byKind[k] = (byKind[k] ?? 0) + 1;
-    byEndpoint[r.endpoint][r.outcome] = (byEndpoint[r.endpoint][r.outcome] ?? 0) + 1;
-  }
-  const ok = records.filter((r) => r.outcome === 'ok');
-  const left = records.filter((r) => r.outcome === 'disconnected');
-  return {
-    sent: records.length,
-    ok: ok.length,
-    disconnected: left.length,
-    failed: records.length - ok.length - left.length,
-    byKind,
-    byEndpoint,
-    okCompletionTokens: ok.reduce((a, r) => a + r.completionTokens, 0),
-    disconnectedTokensSeen: left.reduce((a, r) => a + r.completionTokens, 0),
-    maxTokens,
-    e2e: summarize(ok.map((r) => r.e2eS)),
-  };
+  t.e2e = summarize(e2e);
+  return t;
 }
