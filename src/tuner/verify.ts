@@ -10,8 +10,10 @@
 //  3. Regression. Any latency metric (ttft, inter_token, e2e) significantly worse (Mann-Whitney p < alpha / 3 —
 //     Bonferroni over the three metrics tested together, alpha = 1 − confidence — AND |rank-biserial| ≥
 //     effectSizeBar AND the median shifted by at least LATENCY_CHANGE_BAR, 10%) while goodput per core is not better (by ≥ GOODPUT_CHANGE_BAR), or goodput per core lower by
-//     more than GOODPUT_NOISE_BAR on its own → fail. Goodput per core is one ratio per arm, not a distribution: an A/A
-//     pair of identical shadows on a busy 2-core box scatters by up to ±8%, so a drop alone must exceed that to count. A worse latency paid for with more goodput (e.g. TTFT
+//     more than GOODPUT_NOISE_BAR (20%) on its own → fail. Goodput per core is one ratio per arm, not a distribution:
+//     an A/A pair of identical shadows scattered by up to ±8% on a busy 2-core box and by 11% once on a box running a
+//     benchmark beside the tests, so a drop alone must exceed that to count; a smaller real regression shows in the
+//     latency distributions and fails there. A worse latency paid for with more goodput (e.g. TTFT
 //     up because batches are bigger) is not a regression by itself; the SLO check inside goodput still counts it.
 //  4. Improvement. When expectFaster (the candidate was proposed to raise goodput): goodput per core up by at least
 //     GOODPUT_CHANGE_BAR, or e2e significantly better → pass; otherwise inconclusive (no measurable gain, so no
@@ -66,7 +68,7 @@ export const DEFAULT_VERIFY_CONFIG: Readonly<VerifyConfig> = Object.freeze({
 /** Relative goodput-per-core change that counts as better (≥ +5%) or as a regression (< −5%). */
 export const GOODPUT_CHANGE_BAR = 0.05;
 /** A goodput-per-core drop that fails a candidate without a significant latency regression beside it. */
-export const GOODPUT_NOISE_BAR = 0.1;
+export const GOODPUT_NOISE_BAR = 0.2;
 /** Smallest relative shift of a latency median called better or worse (practical significance). */
 export const LATENCY_CHANGE_BAR = 0.1;
 /** The latency metrics compared together (Bonferroni correction of alpha). */

@@ -72,12 +72,12 @@ describe('decideVerdict', () => {
     expect(d.verdict).toBe('pass');
   });
 
-  it('rule 3: goodput per core lower by more than the A/A noise (10%) fails on its own', () => {
-    const d = decideVerdict(quality(), comps(), gp(-0.12), 30, cfg, false);
+  it('rule 3: goodput per core lower by more than the A/A noise (20%) fails on its own', () => {
+    const d = decideVerdict(quality(), comps(), gp(-0.25), 30, cfg, false);
     expect(d.verdict).toBe('fail');
-    expect(d.reasons[0]).toMatch(/88\.0 vs 100\.0 tokens\/s\/core baseline \(-12\.0%\).*lower by more than 10\.0%/);
+    expect(d.reasons[0]).toMatch(/75\.0 vs 100\.0 tokens\/s\/core baseline \(-25\.0%\).*lower by more than 20\.0%/);
     // Within the noise and no latency metric significantly worse: not a regression.
-    expect(decideVerdict(quality(), comps(), gp(-0.08), 30, cfg, false).verdict).toBe('pass');
+    expect(decideVerdict(quality(), comps(), gp(-0.15), 30, cfg, false).verdict).toBe('pass');
     // With a significant latency regression beside it, a smaller drop fails.
     expect(decideVerdict(quality(), comps({ e2e: 'worse' }), gp(-0.06), 30, cfg, false).verdict).toBe('fail');
   });
