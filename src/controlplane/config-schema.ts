@@ -114,14 +114,21 @@ export interface TunerConfig {
 
 /** Shadow verification of a candidate (named …Section: `VerifyConfig` reads like a function). */
 export interface VerifyConfigSection {
-  /** Share of live requests mirrored to the shadow engine(s). */
+  /** Share of live requests mirrored to the shadows, 0..1. */
   shadowShare: number;
+  /** Mean cosine similarity of next-token distributions the candidate must reach. */
   similarityBar: number;
+  /** Share of positions where baseline and candidate pick the same greedy token, at least. */
   greedyAgreementBar: number;
+  /** Relative probe-set perplexity increase allowed (0.05 = 5%). */
   perplexityDeltaBar: number;
+  /** Minimum mirrored requests, and minimum replayed requests per arm. */
   minSamples: number;
+  /** Confidence of the latency tests; alpha = 1 − confidence. */
   confidence: number;
+  /** |rank-biserial correlation| needed to call a latency difference (a tiny but significant shift is 'same'). */
   effectSizeBar: number;
+  /** Compute threads per shadow engine. */
   shadowThreads: number;
   timeoutSeconds: number;
   seed: number;

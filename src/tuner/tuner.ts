@@ -109,12 +109,8 @@ export class Tuner implements TunerControl {
   }
 
   private get verifyConfig(): VerifyConfig {
-    const v = this.d.config.verify;
-    return {
-      shadowShare: v.shadowShare, similarityBar: v.similarityBar, greedyAgreementBar: v.greedyAgreementBar,
-      perplexityDeltaBar: v.perplexityDeltaBar, minSamples: v.minSamples, confidence: v.confidence,
-      effectSizeBar: v.effectSizeBar, shadowThreads: v.shadowThreads, maxMirrorQueue: 256,
-    };
+    const { timeoutSeconds: _deadline, seed: _seed, ...settings } = this.d.config.verify;
+    return { ...settings, maxMirrorQueue: 256 };
   }
 
   /** After a crash: an apply that never committed is rolled back (the engine runs the last committed version);

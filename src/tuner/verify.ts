@@ -25,24 +25,11 @@
 import { median } from 'simple-statistics';
 import type { DistributionComparison, RequestSample, SloTargets, Verdict, VerificationEvidence } from './types.js';
 import { mannWhitneyU } from './stats-tests.js';
+import type { VerifyConfigSection } from '../controlplane/config-schema.js';
 
-export interface VerifyConfig {
-  /** Share of live requests mirrored to the shadows, 0..1. */
-  shadowShare: number;
-  /** Mean cosine similarity of next-token distributions the candidate must reach. */
-  similarityBar: number;
-  /** Share of positions where baseline and candidate pick the same greedy token, at least. */
-  greedyAgreementBar: number;
-  /** Relative probe-set perplexity increase allowed (0.05 = 5%). */
-  perplexityDeltaBar: number;
-  /** Minimum mirrored requests, and minimum replayed requests per arm. */
-  minSamples: number;
-  /** Confidence of the latency tests; alpha = 1 − confidence. */
-  confidence: number;
-  /** |rank-biserial correlation| needed to call a latency difference (a tiny but significant shift is 'same'). */
-  effectSizeBar: number;
-  /** Compute threads per shadow engine. */
-  shadowThreads: number;
+/** The verify stage's settings: the config's `verify` section (one definition, config-schema.ts) minus what the
+ *  tuner uses itself (deadline, sampler seed), plus two knobs that are not configuration. */
+export interface VerifyConfig extends Omit<VerifyConfigSection, 'timeoutSeconds' | 'seed'> {
   /** Mirrored requests buffered at most; beyond, new ones are dropped (and counted). */
   maxMirrorQueue: number;
   /** Performance replay time at least, both arms together, seconds (deadline permitting); default
