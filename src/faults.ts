@@ -1,9 +1,11 @@
-// Fault points for crash tests: `TUNELOOP_FAULTS=tuner.applying` makes the process kill itself with SIGKILL when it
+// Fault points for crash tests: `TUNELOOP_FAULTS=tuner.applying` (comma-separated names) makes the process kill itself with SIGKILL when it
 // reaches that named point, exactly as `kill -9` would at that instant (no handlers, no flushing). Off unless the
 // variable is set; the names are listed here so a typo in a test fails loudly instead of silently never firing.
 export const FAULT_POINTS = [
   /** After the engine accepted a change, before the new settings version is committed. */
   'tuner.applying',
+  /** Halfway through writing a report file's temporary copy (before its fsync and rename). */
+  'report.writing',
 ] as const;
 export type FaultPoint = (typeof FAULT_POINTS)[number];
 

@@ -122,8 +122,13 @@ uint64_t Engine::enqueue(std::shared_ptr<Request> r) {
         counters_.rejected[(int) RejectReason::CLOSED].fetch_add(1, std::memory_order_relaxed);
         fail(ErrorCode::ENGINE_CLOSED, "the engine is closed");
     }
-    const int64_t queued = (int64_t) incoming_.size() + counters_.waiting.load(std::memory_order_relaxed);
-    if (queued >= sched_cfg_.max_queue_length) {
+    // maxQueueLength bounds the requests that must wait behind a full batch, not those the next step takes at once:
+    // free batch slots absorb arrivals first (an idle engine with maxQueueLength 0 still serves). Running and waiting
+    // are published together under mu_ after each step, and moved arrivals count as waiting until then, so the sum
+    // seen here never loses a request in flight between the queues.
+    const int64_t free_slots = std::max<int64_t>(0, (int64_t) sched_cfg_.max_batch_size - counters_.running.load(std::memory_order_relaxed));
+    const int64_t queued = (int64_t) incoming_.size() + counters_.waiting.load(std::memory_order_relaxed) - free_slots;
+    if (queued >= sched_cfg_.max_queue_length) { // this request would make queued + 1 wait
         counters_.rejected[(int) RejectReason::QUEUE_FULL].fetch_add(1, std::memory_order_relaxed);
         fail(ErrorCode::QUEUE_FULL, "the engine queue is full (" + std::to_string(queued) + " waiting, maxQueueLength " +
              std::to_string(sched_cfg_.max_queue_length) + ")");
@@ -429,6 +434,7 @@ void Engine::publish(const Instance & inst) {
 }
 
 void Engine::thread_main() {
+    lower_compute_priority(); // this thread is the pool's worker 0: it computes too
     for (;;) {
         SchedulerConfig cfg;
         std::vector<uint64_t> cancels;
@@ -498,8 +504,11 @@ void Engine::thread_main() {
 
         int64_t waiting = 0, running = 0;
         for (auto & inst : instances_) { waiting += inst->sched->n_waiting(); running += inst->sched->n_running(); }
-        counters_.waiting.store(waiting, std::memory_order_relaxed);
-        counters_.running.store(running, std::memory_order_relaxed);
+        {
+            std::lock_guard<std::mutex> lock(mu_); // admission reads both as one pair
+            counters_.waiting.store(waiting, std::memory_order_relaxed);
+            counters_.running.store(running, std::memory_order_relaxed);
+        }
         publish(*instances_.back());
 
         if (!ran) {

@@ -33,6 +33,13 @@ template <typename Pred> inline void spin_until(Pred done) {
     }
 }
 
+// Lower the calling thread's CPU priority (Linux: nice +COMPUTE_NICE for this thread only; elsewhere nothing).
+// Engine compute threads call it so the server's event loop (health checks, admission, 429s, the tuner) wins the
+// CPU when compute saturates the cores: a control plane must stay responsive under the load it manages. Against an
+// idle machine it changes nothing; only contended CPU time shifts toward the control path.
+constexpr int COMPUTE_NICE = 5;
+void lower_compute_priority();
+
 class ThreadPool {
 public:
     explicit ThreadPool(int n_threads); // n_threads >= 1; the calling thread is worker 0

@@ -19,7 +19,7 @@ import type { ApiToken } from './config-schema.js';
 import { createApiAuth } from './auth.js';
 import { tunerRouter } from './tuner-api.js';
 import { reportsRouter, type ReportsRouterOptions } from './reports-api.js';
-import { ConcurrencyLimiter, RateLimiter, clientKeyOf, cors, credentialDigest, rateLimit, securityHeaders } from './security.js';
+import { ConcurrencyLimiter, RateLimiter, apiKeyDigest, clientKeyOf, cors, credentialDigest, rateLimit, securityHeaders } from './security.js';
 
 /** The settings the HTTP layer needs; serve.ts fills them from the config file or defaults. */
 export interface ServerOptions {
@@ -148,7 +148,7 @@ const REQUEST_ID_RE = /^[\w.:-]{1,128}$/;
 
 function makeAuth(keys: readonly string[]) {
   // Compare digests in constant time so response timing does not leak how much of a key matched.
-  const digests = keys.map(credentialDigest);
+  const digests = keys.map(apiKeyDigest);
   return (req: Request, _res: Response, next: NextFunction): void => {
     if (digests.length === 0) return next();
     const h = req.headers.authorization;
@@ -335,7 +335,7 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
   // credential the server accepts names a key; the limiter runs before authentication so floods of bad tokens are
   // paced too (they count against the client's address).
   const known = [
-    ...options.apiKeys.map(credentialDigest),
+    ...options.apiKeys.map(apiKeyDigest),
     ...(deps.authTokens ?? []).map((t) => Buffer.from(t.sha256, 'hex')),
     ...(options.alertsWebhookToken ? [credentialDigest(options.alertsWebhookToken)] : []),
   ];

@@ -109,8 +109,9 @@ export function createApiAuth(tokens: readonly ApiToken[]): ApiAuth {
 
 export const HASH_TOKEN_USAGE = `usage:
   tuneloop hash-token [TOKEN]
-  Prints the hex SHA-256 of TOKEN for auth.tokens[].sha256. Without TOKEN it is read from stdin (surrounding
-  whitespace and the final newline are dropped), which keeps it out of shell history: hash-token < token-file
+  Prints the hex SHA-256 of TOKEN for auth.tokens[].sha256 (and, prefixed with sha256:, for server.apiKeys).
+  Without TOKEN it is read from stdin (surrounding whitespace and the final newline are dropped), which keeps it
+  out of shell history: hash-token < token-file
 `;
 
 export interface HashTokenIo {

@@ -189,7 +189,7 @@ export type FieldSpec = FieldBase &
   );
 
 /** What a string must also be, beyond its kind (checked in config.ts). */
-export type StringFormat = 'cron' | 'timezone' | 'url' | 'origin';
+export type StringFormat = 'cron' | 'timezone' | 'url' | 'origin' | 'apiKey';
 
 /** Every key of every section must have a spec: the mapped type makes a missing one a compile error. */
 export type ConfigSchema = { [S in SectionName]: { [K in keyof TuneloopConfig[S]]-?: FieldSpec } };
@@ -201,9 +201,11 @@ export const CONFIG_SCHEMA: ConfigSchema = {
     host: { kind: 'string', doc: 'Interface to listen on. 127.0.0.1 keeps the server local; 0.0.0.0 exposes it.' },
     port: { kind: 'integer', min: 0, max: 65535, doc: 'TCP port; 0 picks a free one (tests).' },
     apiKeys: {
-      kind: 'stringList',
+      kind: 'stringList', format: 'apiKey',
       doc: 'Bearer tokens (Authorization: Bearer …) accepted on the OpenAI routes (/v1/*); empty turns authentication off ' +
-        'there. The tuner API under /api uses auth.tokens instead. In env vars and CLI overrides: comma-separated.',
+        'there. Give each as sha256:HEX, the output of `tuneloop hash-token KEY` prefixed, so the config never holds the ' +
+        'key itself; a plain key still works but is warned about at startup. The tuner API under /api uses auth.tokens ' +
+        'instead. In env vars and CLI overrides: comma-separated.',
     },
     requestBodyLimitBytes: { kind: 'integer', min: 1, max: 1024 * MiB, doc: 'Largest JSON request body accepted.' },
     drainTimeoutMs: {
@@ -558,6 +560,7 @@ const STRING_FORMAT_DOCS: Record<StringFormat, string> = {
   timezone: 'IANA time zone',
   url: 'http(s) URL',
   origin: 'origin (scheme://host[:port])',
+  apiKey: 'sha256:HEX digest (or a plain key)',
 };
 
 export function typeDoc(spec: FieldSpec): string {

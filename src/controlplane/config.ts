@@ -317,6 +317,9 @@ function formatProblem(format: StringFormat, v: string): string | undefined {
       }
       return u.protocol === 'http:' || u.protocol === 'https:' ? undefined : 'expected an http(s) URL';
     }
+    case 'apiKey':
+      // A prefixed entry must be a whole digest: a typo would otherwise lock every client out with no hint why.
+      return !v.startsWith('sha256:') || /^sha256:[0-9a-f]{64}$/.test(v) ? undefined : 'expected sha256: followed by 64 lowercase hex digits (tuneloop hash-token KEY)';
     case 'origin': {
       // Browsers send the serialized origin (lower-case host, no default port, no path); anything else never matches.
       const expected = 'expected an origin such as https://ops.example.com (scheme://host[:port], no path or trailing slash)';

@@ -97,6 +97,14 @@ export function credentialDigest(token: string): Buffer {
   return sha256(token);
 }
 
+/** A configured server.apiKeys entry's digest: `sha256:HEX` (from `tuneloop hash-token`) is one already; any other
+ *  entry is a plain key, hashed here (still accepted, so existing configs keep working, but warned about at startup). */
+export const HASHED_KEY_PREFIX = 'sha256:';
+export function apiKeyDigest(entry: string): Buffer {
+  return entry.startsWith(HASHED_KEY_PREFIX) ? Buffer.from(entry.slice(HASHED_KEY_PREFIX.length), 'hex') : credentialDigest(entry);
+}
+export const isPlainApiKey = (entry: string): boolean => !entry.startsWith(HASHED_KEY_PREFIX);
+
 // ---- request rate: token buckets ------------------------------------------------------------------------------
 
 interface Bucket {

@@ -12,7 +12,7 @@ import { createMetrics } from './metrics.js';
 import { AlertInbox } from './alerts-api.js';
 import { ConfigError, engineOptionsFromConfig, loadConfig, type TuneloopConfig } from './config.js';
 import type { LogLevel } from './config-schema.js';
-import { LOG_REDACT_PATHS } from './security.js';
+import { LOG_REDACT_PATHS, isPlainApiKey } from './security.js';
 import { engineOptionsWithSettings, openTunerStore, startTuner, type RunningTuner } from '../tuner/bootstrap.js';
 import type { TunerStore } from '../tuner/store.js';
 
@@ -171,6 +171,10 @@ export async function serveCommand(argv: string[]): Promise<number> {
   });
   logger.info({ url: server.url, auth: settings.server.apiKeys.length > 0, alertsWebhook: settings.server.alertsWebhookToken !== '',
     tuner: settings.config.tuner.enabled, tunerTokens: settings.config.auth.tokens.length }, 'listening');
+  const plainKeys = settings.server.apiKeys.filter(isPlainApiKey).length;
+  if (plainKeys > 0) {
+    logger.warn({ plainKeys }, 'server.apiKeys holds plain-text keys: configure sha256:HEX digests instead (tuneloop hash-token KEY)');
+  }
   // Never resolves: the shutdown handler exits the process once drained.
   return new Promise<number>(() => undefined);
 }

@@ -11,7 +11,7 @@ export const ENGINE_ERROR_CODES = {
   ENGINE_CLOSED: 'The engine was closed.',
   CANCELLED: 'The request was cancelled by its caller.',
   OUT_OF_MEMORY: 'An allocation failed.',
-  QUEUE_FULL: 'The waiting queue is at maxQueueLength: the request was refused at once.',
+  QUEUE_FULL: 'maxQueueLength requests already wait behind a full batch: the request was refused at once.',
   TIMEOUT: 'The request deadline passed before it finished (refused while waiting, or cut while running).',
   INTERNAL: 'An engine invariant did not hold: a bug.',
 } as const;

@@ -7,6 +7,7 @@ import { readdirSync, statSync, unlinkSync } from 'node:fs';
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TuneloopConfig } from '../controlplane/config-schema.js';
+import { faultPoint } from '../faults.js';
 import { formatIsoWeek, parseIsoWeek, previousIsoWeek } from './iso-week.js';
 import { buildWeeklyReport, type BuildReportOptions, type ReportStore } from './report.js';
 import { renderReportCharts } from './report-charts.js';
@@ -17,7 +18,7 @@ import type { ReportRecord, TunerStore } from './store.js';
 export type ReportFormat = 'json' | 'md' | 'html';
 export const REPORT_FORMATS: readonly ReportFormat[] = ['json', 'md', 'html'];
 
-/** Temporary files older than this are leftovers of a killed writer and are removed. */
+/** Temporary files older than this, or whose writer process is gone, are leftovers of a killed writer: removed. */
 const STALE_TMP_MS = 60_000;
 
 export function reportPath(dir: string, week: string, format: ReportFormat): string {
@@ -71,7 +72,12 @@ export async function writeFileAtomic(path: string, content: string): Promise<bo
   const tmp = `${path}.${process.pid}.tmp`;
   const fh = await open(tmp, 'w');
   try {
-    await fh.writeFile(content, 'utf8');
+    // In two halves so a crash test can land between them: a torn temporary file, the real one untouched.
+    const bytes = Buffer.from(content, 'utf8');
+    const half = bytes.length >> 1;
+    await fh.write(bytes, 0, half);
+    faultPoint('report.writing');
+    await fh.write(bytes, half, bytes.length - half);
     await fh.sync();
   } finally {
     await fh.close();
@@ -99,11 +105,25 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
+/** False only when no process has that pid (another user's process answers EPERM: alive). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
 function removeStaleTmp(dir: string, week: string, nowMs: number): void {
   for (const name of readdirSync(dir)) {
     if (!name.startsWith(`${week}.`) || !name.endsWith('.tmp')) continue;
+    // `<week>.<format>.<pid>.tmp`: a dead writer's file goes at once, a live one's (another process writing the same
+    // week right now) only once it is too old to be in progress.
+    const pid = Number(/\.(\d+)\.tmp$/.exec(name)?.[1]);
     try {
-      if (nowMs - statSync(join(dir, name)).mtimeMs > STALE_TMP_MS) unlinkSync(join(dir, name));
+      if (pid !== process.pid && Number.isInteger(pid) && pid > 0 && !processAlive(pid)) unlinkSync(join(dir, name));
+      else if (nowMs - statSync(join(dir, name)).mtimeMs > STALE_TMP_MS) unlinkSync(join(dir, name));
     } catch {
       // raced with another writer: its problem
     }

@@ -1,5 +1,6 @@
 // Malformed, unauthorised, oversized and overloading requests: each gets its status and an OpenAI-shaped error
 // naming the field, and overload never turns into a 5xx.
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { DEFAULT_SERVER_OPTIONS } from '../../src/controlplane/app.js';
@@ -10,6 +11,9 @@ interface ErrBody { error: { message: string; type: string; param: string | null
 
 const KEY = 'sk-test-key';
 const AUTH = { authorization: `Bearer ${KEY}` };
+// A second key configured the recommended way, as its digest: the config never holds it.
+const HASHED_KEY = 'sk-hashed-key';
+const HASHED_ENTRY = `sha256:${createHash('sha256').update(HASHED_KEY).digest('hex')}`;
 const OK_CHAT = { model: MODEL_NAME, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 };
 const OK_COMP = { model: MODEL_NAME, prompt: 'hi', max_tokens: 2 };
 
@@ -55,7 +59,7 @@ const CASES: Case[] = [
 describe('bad requests', () => {
   let h: Harness;
   beforeAll(async () => {
-    h = await startHarness({ apiKeys: [KEY], bodyLimit: 16 * 1024 });
+    h = await startHarness({ apiKeys: [KEY, HASHED_ENTRY], bodyLimit: 16 * 1024 });
   });
   afterAll(async () => {
     await h?.stop();
@@ -103,7 +107,8 @@ describe('bad requests', () => {
   });
 
   it('401 without or with a wrong API key; health stays open', async () => {
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: KEY }] as Record<string, string>[]) {
+    // The configured digest is not itself a credential.
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: KEY }, { authorization: `Bearer ${HASHED_ENTRY}` }] as Record<string, string>[]) {
       const r = await postJson(h.url + C, OK_COMP, headers);
       expect(r.status).toBe(401);
       const j = (await r.json()) as ErrBody;
@@ -111,6 +116,7 @@ describe('bad requests', () => {
     }
     expect((await fetch(h.url + '/v1/models')).status).toBe(401);
     expect((await fetch(h.url + '/v1/models', { headers: AUTH })).status).toBe(200);
+    expect((await fetch(h.url + '/v1/models', { headers: { authorization: `Bearer ${HASHED_KEY}` } })).status).toBe(200);
     expect((await fetch(h.url + '/healthz')).status).toBe(200);
     expect((await fetch(h.url + '/readyz')).status).toBe(200);
   });

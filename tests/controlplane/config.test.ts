@@ -121,6 +121,14 @@ describe('loadConfig errors name the path, the reason and the origin', () => {
     expect(e.message).toBe('scheduler.maxBatchSize: expected an integer between 1 and 4096, got "abc" (env TUNELOOP_SCHEDULER_MAX_BATCH_SIZE)');
   });
 
+  it('a truncated sha256: API key digest', () => {
+    const e = configErrorOf(() => loadConfig({ env: { TUNELOOP_SERVER_API_KEYS: `plain-key,sha256:${'ab'.repeat(31)}` } }));
+    expect(e.path).toBe('server.apiKeys[1]');
+    expect(e.reason).toMatch(/expected sha256: followed by 64 lowercase hex digits/);
+    // A whole digest and a plain key both load.
+    expect(loadConfig({ env: { TUNELOOP_SERVER_API_KEYS: `plain-key,sha256:${'ab'.repeat(32)}` } }).server.apiKeys).toHaveLength(2);
+  });
+
   it('a non-number from a CLI override', () => {
     const e = configErrorOf(() => loadConfig({ overrides: { 'server.port': '80a' } }));
     expect(e.path).toBe('server.port');

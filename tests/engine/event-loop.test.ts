@@ -1,4 +1,5 @@
 // Generation runs on engine threads: a long generation must not hold up Node's event loop.
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/index.js';
 import { TempModels } from '../helpers/synthetic.js';
@@ -46,5 +47,25 @@ describe('the event loop stays free while the engine works', () => {
     expect(p90).toBeLessThan(3);
     expect(p99).toBeLessThan(10);
     expect(max).toBeLessThan(250);
+  });
+
+  // Compute threads run at a lower CPU priority than Node's threads (threadpool.cpp: lower_compute_priority), so
+  // when compute saturates the cores the event loop (health checks, admission) still gets the CPU first.
+  it.runIf(process.platform === 'linux')('engine compute threads run niced (+5), the event loop thread does not', async () => {
+    // Field 19 of /proc/<pid>/task/<tid>/stat is the nice value; the comm field (2) may hold spaces, so split after ')'.
+    const niceOf = (tid: string): number => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+    const before = new Set(readdirSync('/proc/self/task'));
+    const mainNice = niceOf(String(process.pid));
+    const other = await Engine.load({ model: models.write({ dim: 64, nLayers: 1, nHeads: 4, nKvHeads: 2, ffnDim: 128, nVocab: 320, contextLength: 64, ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: true }, 'f32'), threads: 2 });
+    try {
+      await other.generate({ tokens: [1, 2, 3], maxTokens: 4, temperature: 0, stopAtEos: false }).result; // workers started
+      const added = readdirSync('/proc/self/task').filter((t) => !before.has(t));
+      const niced = added.filter((t) => niceOf(t) === Math.min(19, mainNice + 5));
+      // The engine loop (pool worker 0) and the one extra pool worker.
+      expect(niced.length, `new threads ${added.map((t) => `${t}:${niceOf(t)}`).join(' ')}`).toBeGreaterThanOrEqual(2);
+      expect(niceOf(String(process.pid)), 'the main (event loop) thread keeps its priority').toBe(mainNice);
+    } finally {
+      await other.close();
+    }
   });
 });

@@ -60,6 +60,47 @@ describe('admission limit (maxQueueLength)', () => {
     }
   });
 
+  // Free batch slots take arrivals before the queue does: maxQueueLength counts only requests that must wait behind a
+  // full batch. (It once counted every not-yet-started request, so maxQueueLength 0 refused all work on an idle engine.)
+  it('free batch slots absorb a burst: an idle engine admits maxBatchSize + maxQueueLength, then refuses', async () => {
+    for (const [maxBatchSize, maxQueueLength] of [[16, 0], [4, 2]] as const) {
+      const engine = await load(slow, { scheduler: { maxBatchSize, maxQueueLength, maxQueueDelayMs: 0 } });
+      try {
+        const accepted: Generation[] = [];
+        let refusal: EngineError | undefined;
+        // Synchronous submissions: none can finish in between, so only the admission arithmetic decides.
+        for (let i = 0; i < maxBatchSize + maxQueueLength + 3 && !refusal; i++) {
+          try {
+            accepted.push(engine.generate(greedy(promptOf(60 + i, 5), 6)));
+          } catch (e) {
+            refusal = e as EngineError;
+          }
+        }
+        expect(accepted.length, `batch ${maxBatchSize}, queue ${maxQueueLength}`).toBe(maxBatchSize + maxQueueLength);
+        expect(refusal?.code).toBe('QUEUE_FULL');
+        for (const g of accepted) expect((await g.result).tokens).toHaveLength(6);
+        expect(engine.stats().requests.rejected.queue_full).toBe(1);
+        await expectNoLeakedBlocks(engine);
+      } finally {
+        await engine.close();
+      }
+    }
+  });
+
+  it('maxQueueLength 0 never queues: with the only batch slot taken the next request is refused, once free it is served', async () => {
+    const engine = await load(slow, { scheduler: { maxBatchSize: 1, maxQueueLength: 0 } });
+    try {
+      const first = await occupy(engine, 300);
+      expect(thrownBy(() => engine.generate(greedy(promptOf(70, 5), 2))).code).toBe('QUEUE_FULL');
+      first.cancel();
+      await first.result;
+      expect(await waitFor(() => engine.stats().requests.running === 0, 2000)).toBe(true);
+      expect((await engine.generate(greedy(promptOf(71, 5), 2)).result).tokens).toHaveLength(2);
+    } finally {
+      await engine.close();
+    }
+  });
+
   it('reconfigure({ maxQueueLength }) changes the limit live', async () => {
     const engine = await load(fast, { scheduler: { maxBatchSize: 1, maxQueueLength: 1 } });
     try {
