@@ -18,9 +18,10 @@
 // An apply is SLO-violating when the applied setting's measured SLO attainment is below the one before it and
 // below 99%. The goal from the issue: ≥ 95% of the grid's best goodput with ≤ 25% of its measurements, and zero
 // SLO-violating applies. The SLO here is tighter than the shipped defaults so that settings differ in goodput.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { runLoad } from '../src/loadgen/index.js';
 import type { SchedulerSettings } from '../src/engine/types.js';
@@ -86,50 +87,77 @@ interface Trial {
 // ---- the load client's process ----
 // The client runs apart from the server so that its fetch/SSE work neither steals the server's event loop nor shows up
 // as the server's latency: on a 2-core machine the in-process client made the same setting measure 209 and 1005 tok/s.
+// One client process serves a whole server's trials (JSON lines on stdin/stdout): a fresh process per trial spent
+// each trial's first second with a cold JIT, and its startup stretched the gaps between interleaved trials.
 if (values['client-of']) {
-  const phases = JSON.parse(values.phases!) as Phase[];
-  const seconds = Number(values.seconds); // 0: until SIGTERM (background traffic while shadows verify)
-  const ac = new AbortController();
-  process.on('SIGTERM', () => ac.abort());
-  let good = 0, all = 0, tokensGood = 0, tokens = 0, wall = 0;
-  do {
-    for (const p of phases) {
-      if (ac.signal.aborted) break;
-      // A request still running a second past the e2e objective cannot count as goodput: cut it there instead of
-      // waiting out the default 30 s drain (a mis-set grid point would otherwise take minutes per trial).
-      const r = await runLoad({ url: values['client-of'], model: values.model!, concurrency: p.clients, durationS: Math.max(0.5, (seconds || 6) * p.share),
-        outputLen: String(TOKENS), ignoreEos: true, temperature: 0, seed: 1, slo: SLO, drainTimeoutS: SLO.e2eP99Seconds + 1, signal: ac.signal });
-      good += r.requests.good;
-      all += r.requests.completed + r.requests.failed;
-      tokensGood += r.goodput.outputTokensPerS * r.wallSeconds;
-      tokens += r.throughput.outputTokensPerS * r.wallSeconds;
-      wall += r.wallSeconds;
-    }
-  } while (seconds === 0 && !ac.signal.aborted);
-  const t: Trial = { goodput: tokensGood / wall, throughput: tokens / wall, attainment: all ? good / all : NaN, requests: all };
-  process.stdout.write(JSON.stringify(t));
-  process.exit(0);
+  let current: AbortController | undefined;
+  const runTrial = async (phases: Phase[], seconds: number): Promise<Trial> => {
+    const ac = (current = new AbortController());
+    let good = 0, all = 0, tokensGood = 0, tokens = 0, wall = 0;
+    do {
+      for (const p of phases) {
+        if (ac.signal.aborted) break;
+        // A request still running a second past the e2e objective cannot count as goodput: cut it there instead of
+        // waiting out the default 30 s drain (a mis-set grid point would otherwise take minutes per trial).
+        const r = await runLoad({ url: values['client-of']!, model: values.model!, concurrency: p.clients, durationS: Math.max(0.5, (seconds || 6) * p.share),
+          outputLen: String(TOKENS), ignoreEos: true, temperature: 0, seed: 1, slo: SLO, drainTimeoutS: SLO.e2eP99Seconds + 1, signal: ac.signal });
+        good += r.requests.good;
+        all += r.requests.completed + r.requests.failed;
+        tokensGood += r.goodput.outputTokensPerS * r.wallSeconds;
+        tokens += r.throughput.outputTokensPerS * r.wallSeconds;
+        wall += r.wallSeconds;
+      }
+    } while (seconds === 0 && !ac.signal.aborted); // 0: until told to stop (background traffic while shadows verify)
+    return { goodput: tokensGood / wall, throughput: tokens / wall, attainment: all ? good / all : NaN, requests: all };
+  };
+  let queue = Promise.resolve();
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    const msg = JSON.parse(line) as { stop?: true; phases?: Phase[]; seconds?: number };
+    if (msg.stop) return current?.abort();
+    queue = queue.then(async () => {
+      process.stdout.write(`${JSON.stringify(await runTrial(msg.phases!, msg.seconds!))}\n`);
+    });
+  }).on('close', () => process.exit(0));
 }
 
-/** Start the workload in the client process; `stop()` ends an open-ended (seconds 0) run early. */
-function client(h: TunedServer, w: Workload, seconds: number): { done: Promise<Trial>; stop(): void } {
-  const args = ['--import', 'tsx', fileURLToPath(import.meta.url), '--client-of', h.url, '--model', h.config.model.name,
-    '--phases', JSON.stringify(w.phases), '--seconds', String(seconds), '--tokens', String(TOKENS)];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const done = new Promise<Trial>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as Trial) : reject(new Error(`load client exited ${code}`))));
-  });
-  return { done, stop: () => child.kill('SIGTERM') };
+class LoadClient {
+  private readonly child: ChildProcess;
+  private readonly waiting: ((t: Trial) => void)[] = [];
+  constructor(h: TunedServer) {
+    const args = ['--import', 'tsx', fileURLToPath(import.meta.url), '--client-of', h.url, '--model', h.config.model.name, '--tokens', String(TOKENS)];
+    this.child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    createInterface({ input: this.child.stdout! }).on('line', (line) => this.waiting.shift()?.(JSON.parse(line) as Trial));
+  }
+  /** Run the workload for `seconds` (0: until `stop()`). */
+  run(w: Workload, seconds: number): Promise<Trial> {
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      this.child.stdin!.write(`${JSON.stringify({ phases: w.phases, seconds })}\n`);
+    });
+  }
+  stop(): void {
+    this.child.stdin!.write('{"stop":true}\n');
+  }
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.child.on('exit', () => resolve());
+      this.child.stdin!.end();
+    });
+  }
+}
+const clients = new Map<TunedServer, LoadClient>();
+const clientOf = (h: TunedServer): LoadClient => clients.get(h) ?? clients.set(h, new LoadClient(h)).get(h)!;
+async function stopServer(h: TunedServer): Promise<void> {
+  await clients.get(h)?.close();
+  clients.delete(h);
+  await h.stop();
 }
 
 /** Run the workload for `seconds` and return the client-side goodput; with `tick`, feed the tuner's monitor. */
 async function trial(h: TunedServer, w: Workload, seconds: number, opts: { tick?: boolean } = {}): Promise<Trial> {
   const timer = opts.tick ? setInterval(() => void h.tuned.tuner.monitorTick('bench'), 1500) : undefined;
   try {
-    return await client(h, w, seconds).done;
+    return await clientOf(h).run(w, seconds);
   } finally {
     if (timer) {
       clearInterval(timer);
@@ -171,7 +199,7 @@ interface TunerResult {
 async function runTuner(w: Workload, startName: string, start: Partial<SchedulerSettings>): Promise<TunerResult> {
   const h = await server(start);
   try {
-    await trial(h, w, 1); // warm-up
+    await trial(h, w, 10); // warm-up: the client process's JIT and the server's both (throughput climbs ~40% over the first 15 s)
     let before = await trial(h, w, TRIAL_S);
     const applies: TunerResult['applies'] = [];
     for (let c = 0; c < CYCLES; c++) {
@@ -186,13 +214,13 @@ async function runTuner(w: Workload, startName: string, start: Partial<Scheduler
       }
       if (started) {
         // Keep the workload running while the shadows verify (they need mirrored traffic) and through the watch.
-        const bg = client(h, w, 0);
+        const bg = clientOf(h).run(w, 0);
         const timer = setInterval(() => void h.tuned.tuner.monitorTick('bench'), 1500);
         await h.tuned.tuner.idle();
         await new Promise((r) => setTimeout(r, 2500)); // the watch window (2 checks, 1 s apart)
         clearInterval(timer);
-        bg.stop();
-        await bg.done.catch(() => undefined);
+        clientOf(h).stop();
+        await bg;
       }
       const live = h.store.currentSettings()!;
       if (live.source === 'tuner' && !applies.some((a) => a.version === live.version)) {
@@ -206,14 +234,14 @@ async function runTuner(w: Workload, startName: string, start: Partial<Scheduler
     const verifications = h.store.listProposals({ limit: 1000 }).filter((p) => p.evidence !== null).length;
     return { start: startName, verifications, applies, final: h.store.currentSettings()!.settings.scheduler };
   } finally {
-    await h.stop();
+    await stopServer(h);
   }
 }
 
 async function runGrid(w: Workload): Promise<{ best: Partial<SchedulerSettings>; bestTrial: Trial; trials: number }> {
   const h = await server({});
   try {
-    await trial(h, w, 1); // warm-up
+    await trial(h, w, 10); // warm-up: the client process's JIT and the server's both (throughput climbs ~40% over the first 15 s)
     const points = gridPoints();
     const singles: { s: Partial<SchedulerSettings>; t: Trial }[] = [];
     for (const [i, s] of points.entries()) {
@@ -234,7 +262,7 @@ async function runGrid(w: Workload): Promise<{ best: Partial<SchedulerSettings>;
     }
     return { best: best!.s, bestTrial: best!.t, trials: points.length };
   } finally {
-    await h.stop();
+    await stopServer(h);
   }
 }
 
@@ -246,7 +274,7 @@ async function runGrid(w: Workload): Promise<{ best: Partial<SchedulerSettings>;
 async function shootout(w: Workload, contenders: Partial<SchedulerSettings>[], gridIndex: number): Promise<{ trials: Trial[][]; ofBest: number[] }> {
   const h = await server({});
   try {
-    await trial(h, w, 1); // warm-up
+    await trial(h, w, 10); // warm-up: the client process's JIT and the server's both (throughput climbs ~40% over the first 15 s)
     const trials: Trial[][] = contenders.map(() => []);
     for (let r = 0; r < ROUNDS; r++) {
       for (let k = 0; k < contenders.length; k++) {
@@ -259,7 +287,7 @@ async function shootout(w: Workload, contenders: Partial<SchedulerSettings>[], g
     const ofBest = trials.map((ts) => median(ts.map((t, r) => t.goodput / trials[gridIndex]![r]!.goodput)));
     return { trials, ofBest };
   } finally {
-    await h.stop();
+    await stopServer(h);
   }
 }
 
@@ -269,32 +297,37 @@ const median = (xs: number[]): number => {
 };
 const fmt = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
 const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
-const rows: string[] = [];
-const json: unknown[] = [];
-for (const w of WORKLOADS) {
-  process.stderr.write(`workload ${w.name}\n`);
-  const grid = await runGrid(w);
-  const tuners = [await runTuner(w, 'defaults', {}), await runTuner(w, 'maxBatchSize=1', { maxBatchSize: 1 })];
-  const contenders = [{ ...DEFAULT_CONFIG.scheduler }, ...tuners.map((t) => t.final), grid.best];
-  const gridIndex = contenders.length - 1;
-  const final = await shootout(w, contenders, gridIndex);
-  const cell = (i: number) => `${fmt(median(final.trials[i]!.map((t) => t.goodput)))} | ${pct(final.ofBest[i]!)} | ${pct(median(final.trials[i]!.map((t) => t.attainment)))}`;
-  const knobs = (s: Partial<SchedulerSettings>) => `${s.maxBatchSize}/${s.maxBatchTokens}/${s.maxQueueDelayMs}/${s.queueGrowThreshold}`;
-  rows.push(`| ${w.name} | defaults | ${cell(0)} | 0 | – | ${knobs(contenders[0]!)} |`);
-  for (const [k, t] of tuners.entries()) {
-    rows.push(`| ${w.name} | tuner from ${t.start}, ${CYCLES} cycles | ${cell(k + 1)} | ${t.verifications} (${pct(t.verifications / grid.trials)}) | ${t.applies.length} / ${t.applies.filter((a) => a.violating).length} | ${knobs(t.final)} |`);
+async function main(): Promise<void> {
+  const rows: string[] = [];
+  const json: unknown[] = [];
+  for (const w of WORKLOADS) {
+    process.stderr.write(`workload ${w.name}\n`);
+    const grid = await runGrid(w);
+    const tuners = [await runTuner(w, 'defaults', {}), await runTuner(w, 'maxBatchSize=1', { maxBatchSize: 1 })];
+    const contenders = [{ ...DEFAULT_CONFIG.scheduler }, ...tuners.map((t) => t.final), grid.best];
+    const gridIndex = contenders.length - 1;
+    const final = await shootout(w, contenders, gridIndex);
+    const cell = (i: number) => `${fmt(median(final.trials[i]!.map((t) => t.goodput)))} | ${pct(final.ofBest[i]!)} | ${pct(median(final.trials[i]!.map((t) => t.attainment)))}`;
+    const knobs = (s: Partial<SchedulerSettings>) => `${s.maxBatchSize}/${s.maxBatchTokens}/${s.maxQueueDelayMs}/${s.queueGrowThreshold}`;
+    rows.push(`| ${w.name} | defaults | ${cell(0)} | 0 | – | ${knobs(contenders[0]!)} |`);
+    for (const [k, t] of tuners.entries()) {
+      rows.push(`| ${w.name} | tuner from ${t.start}, ${CYCLES} cycles | ${cell(k + 1)} | ${t.verifications} (${pct(t.verifications / grid.trials)}) | ${t.applies.length} / ${t.applies.filter((a) => a.violating).length} | ${knobs(t.final)} |`);
+    }
+    rows.push(`| ${w.name} | grid best | ${cell(gridIndex)} | ${grid.trials} (+${3 * REPEATS} re-measures) | – | ${knobs(grid.best)} |`);
+    json.push({ workload: w, grid, tuner: tuners, shootout: { contenders, ...final } });
   }
-  rows.push(`| ${w.name} | grid best | ${cell(gridIndex)} | ${grid.trials} (+${3 * REPEATS} re-measures) | – | ${knobs(grid.best)} |`);
-  json.push({ workload: w, grid, tuner: tuners, shootout: { contenders, ...final } });
+  const table = [
+    `SLO: ttft ≤ ${SLO.ttftP99Seconds} s, inter-token ≤ ${SLO.interTokenP99Seconds} s, e2e ≤ ${SLO.e2eP99Seconds} s; ${TOKENS} tokens per request; ` +
+      `trials ${TRIAL_S} s; figures: medians over ${ROUNDS} interleaved rounds on one server; engine threads ${values.threads}`,
+    'knobs: maxBatchSize/maxBatchTokens/maxQueueDelayMs/queueGrowThreshold; "of grid best": median over rounds of goodput / grid best\'s goodput in the same round',
+    '',
+    '| workload | setting | goodput tok/s | of grid best | SLO attainment | measurements | applies / SLO-violating | hot knobs |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
+  console.log(table);
+  if (values.json) writeFileSync(values.json, JSON.stringify({ slo: SLO, cycles: CYCLES, trialSeconds: TRIAL_S, rounds: ROUNDS, results: json }, null, 2));
 }
-const table = [
-  `SLO: ttft ≤ ${SLO.ttftP99Seconds} s, inter-token ≤ ${SLO.interTokenP99Seconds} s, e2e ≤ ${SLO.e2eP99Seconds} s; ${TOKENS} tokens per request; ` +
-    `trials ${TRIAL_S} s; figures: medians over ${ROUNDS} interleaved rounds on one server; engine threads ${values.threads}`,
-  'knobs: maxBatchSize/maxBatchTokens/maxQueueDelayMs/queueGrowThreshold; "of grid best": median over rounds of goodput / grid best\'s goodput in the same round',
-  '',
-  '| workload | setting | goodput tok/s | of grid best | SLO attainment | measurements | applies / SLO-violating | hot knobs |',
-  '|---|---|---|---|---|---|---|---|',
-  ...rows,
-].join('\n');
-console.log(table);
-if (values.json) writeFileSync(values.json, JSON.stringify({ slo: SLO, cycles: CYCLES, trialSeconds: TRIAL_S, rounds: ROUNDS, results: json }, null, 2));
+
+// Last: main() uses the classes and constants above (a class is not hoisted).
+if (!values['client-of']) await main();
