@@ -280,8 +280,11 @@ export class Tuner implements TunerControl {
     const cooldownFrom = now - this.cfg.failedCooldownHours * 3_600_000;
     const recentlyFailed: SettingsChange[] = this.d.store.listProposals({ state: 'rejected' })
       .filter((p) => p.updatedMs >= cooldownFrom).map((p) => p.candidate.change);
-    // Anything already open for the same change is not proposed twice.
-    const open = this.d.store.listProposals({ state: [...OPEN_STATES] }).map((p) => p.candidate.change);
+    // Anything already open for the same change is not proposed twice. A verified proposal whose base version is no
+    // longer live cannot be approved any more (409): it must not block verifying the same change again.
+    const liveNow = this.liveVersion();
+    const open = this.d.store.listProposals({ state: [...OPEN_STATES] })
+      .filter((p) => !(p.state === 'verified' && p.baseVersion !== liveNow)).map((p) => p.candidate.change);
     const candidates = optimize({
       findings, windows, settings: live, slo: this.slo,
       policy: { forbid: this.cfg.forbid, maxCandidates: this.cfg.maxCandidates },
