@@ -166,8 +166,11 @@ async function trial(h: TunedServer, w: Workload, seconds: number, opts: { tick?
   }
 }
 
-/** The median trial of REPEATS (by goodput): single trials on a shared 2-core machine scatter by tens of percent, and
- *  the grid's single-trial winner is biased upward (winner's curse), so every reported figure is re-measured. */
+/** Warm the client process's JIT and the server's both: throughput climbs ~40% over the first 15 s. */
+const warmUp = (h: TunedServer, w: Workload): Promise<Trial> => trial(h, w, 10);
+
+/** The median trial of REPEATS (by goodput), for re-measuring the grid's front-runners: single trials on a shared
+ *  2-core machine scatter by tens of percent, and the single-trial winner is biased upward (winner's curse). */
 async function measured(h: TunedServer, w: Workload): Promise<Trial> {
   const ts: Trial[] = [];
   for (let i = 0; i < REPEATS; i++) ts.push(await trial(h, w, TRIAL_S));
@@ -199,7 +202,7 @@ interface TunerResult {
 async function runTuner(w: Workload, startName: string, start: Partial<SchedulerSettings>): Promise<TunerResult> {
   const h = await server(start);
   try {
-    await trial(h, w, 10); // warm-up: the client process's JIT and the server's both (throughput climbs ~40% over the first 15 s)
+    await warmUp(h, w);
     let before = await trial(h, w, TRIAL_S);
     const applies: TunerResult['applies'] = [];
     for (let c = 0; c < CYCLES; c++) {
@@ -241,7 +244,7 @@ async function runTuner(w: Workload, startName: string, start: Partial<Scheduler
 async function runGrid(w: Workload): Promise<{ best: Partial<SchedulerSettings>; bestTrial: Trial; trials: number }> {
   const h = await server({});
   try {
-    await trial(h, w, 10); // warm-up: the client process's JIT and the server's both (throughput climbs ~40% over the first 15 s)
+    await warmUp(h, w);
     const points = gridPoints();
     const singles: { s: Partial<SchedulerSettings>; t: Trial }[] = [];
     for (const [i, s] of points.entries()) {
@@ -274,7 +277,7 @@ async function runGrid(w: Workload): Promise<{ best: Partial<SchedulerSettings>;
 async function shootout(w: Workload, contenders: Partial<SchedulerSettings>[], gridIndex: number): Promise<{ trials: Trial[][]; ofBest: number[] }> {
   const h = await server({});
   try {
-    await trial(h, w, 10); // warm-up: the client process's JIT and the server's both (throughput climbs ~40% over the first 15 s)
+    await warmUp(h, w);
     const trials: Trial[][] = contenders.map(() => []);
     for (let r = 0; r < ROUNDS; r++) {
       for (let k = 0; k < contenders.length; k++) {
