@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { DEFAULT_SERVER_OPTIONS } from '../src/controlplane/app.js';
-import { startServer } from '../src/controlplane/server.js';
+import { startServer } from '../src/controlplane/http-server.js';
 import { defaultModelPath } from '../src/defaults.js';
 import { Engine, type WeightsPolicy } from '../src/engine/index.js';
 import { runLoad, runLoadInProcess, type LoadReport, type WorkloadOptions } from '../src/loadgen/index.js';

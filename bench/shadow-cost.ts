@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Engine } from '../src/engine/index.js';
 import { DEFAULT_SERVER_OPTIONS } from '../src/controlplane/app.js';
-import { startServer } from '../src/controlplane/server.js';
+import { startServer } from '../src/controlplane/http-server.js';
 import { defaultModelPath } from '../src/defaults.js';
 import { runLoad, type LoadReport } from '../src/loadgen/index.js';
 import { probeTokens } from '../src/tuner/bootstrap.js';

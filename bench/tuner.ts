@@ -25,7 +25,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { runLoad } from '../src/loadgen/index.js';
 import type { SchedulerSettings } from '../src/engine/types.js';
-import { DEFAULT_CONFIG } from '../src/controlplane/config-schema.js';
+import { DEFAULT_CONFIG } from '../src/config/schema.js';
 import { startTunedServer, type TunedServer } from '../tests/tuner/harness.js';
 
 const { values } = parseArgs({

@@ -5,11 +5,11 @@ import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { Engine, EngineError, WEIGHTS_POLICIES, type WeightsPolicy } from './engine/index.js';
 import { defaultModelPath } from './defaults.js';
-import { SERVE_USAGE, serveCommand } from './controlplane/serve.js';
+import { SERVE_USAGE, serveCommand } from './serve.js';
 import { LOAD_USAGE, loadCommand } from './loadgen/index.js';
 import { DASHBOARDS_USAGE, dashboardsCommand } from './observability/dashboards.js';
 import { HASH_TOKEN_USAGE, hashTokenCommand } from './controlplane/auth.js';
-import { REPORT_USAGE, reportCommand } from './tuner/report-command.js';
+import { REPORT_USAGE, reportCommand } from './tuner/report/command.js';
 
 const USAGE = `${SERVE_USAGE}${LOAD_USAGE}${DASHBOARDS_USAGE}${HASH_TOKEN_USAGE}${REPORT_USAGE}usage:
   tuneloop generate [--model PATH] --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]

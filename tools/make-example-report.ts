@@ -19,18 +19,18 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Engine } from '../src/engine/index.js';
 import { hashToken } from '../src/controlplane/auth.js';
-import { AlertInbox } from '../src/controlplane/alerts-api.js';
-import { engineOptionsFromConfig, loadConfig } from '../src/controlplane/config.js';
-import { createMetrics } from '../src/controlplane/metrics.js';
-import { serverOptionsFromConfig } from '../src/controlplane/serve.js';
-import { startServer } from '../src/controlplane/server.js';
+import { AlertInbox } from '../src/alerts/inbox.js';
+import { engineOptionsFromConfig, loadConfig } from '../src/config/load.js';
+import { createMetrics } from '../src/metrics/registry.js';
+import { serverOptionsFromConfig } from '../src/serve.js';
+import { startServer } from '../src/controlplane/http-server.js';
 import { runLoad } from '../src/loadgen/index.js';
 import type { LoadReport } from '../src/loadgen/report.js';
 import { engineOptionsWithSettings, openTunerStore, startTuner } from '../src/tuner/bootstrap.js';
-import { formatIsoWeek, isoWeekOf } from '../src/tuner/iso-week.js';
-import { reportOptionsFromConfig, writeWeeklyReport } from '../src/tuner/report-writer.js';
+import { formatIsoWeek, isoWeekOf } from '../src/tuner/report/iso-week.js';
+import { reportOptionsFromConfig, writeWeeklyReport } from '../src/tuner/report/writer.js';
 import { TunerStore } from '../src/tuner/store.js';
-import type { TuneloopConfig } from '../src/controlplane/config-schema.js';
+import type { TuneloopConfig } from '../src/config/schema.js';
 
 const { values } = parseArgs({
   options: {

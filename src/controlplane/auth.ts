@@ -8,7 +8,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Actor } from '../tuner/types.js';
-import { API_ROLES, type ApiRole, type ApiToken } from './config-schema.js';
+import { API_ROLES, type ApiRole, type ApiToken } from '../config/schema.js';
 import { ControlPlaneError } from './errors.js';
 
 declare module 'express-serve-static-core' {

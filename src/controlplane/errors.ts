@@ -3,7 +3,7 @@
 // the same here. The wire `code` follows OpenAI's where one exists (model_not_found, context_length_exceeded,
 // invalid_api_key), so tools that branch on it keep working.
 import type { EngineError } from '../engine/errors.js';
-import type { TunerError } from '../tuner/control.js';
+import type { TunerError } from '../tuner/facade.js';
 
 export interface ErrorSpec {
   status: number;

@@ -6,8 +6,8 @@
 import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import { IsoWeekError, isoWeekRange, parseIsoWeek, formatIsoWeek } from '../tuner/iso-week.js';
-import { REPORT_FORMATS, reportPath, type ReportFormat } from '../tuner/report-writer.js';
+import { IsoWeekError, isoWeekRange, parseIsoWeek, formatIsoWeek } from '../tuner/report/iso-week.js';
+import { REPORT_FORMATS, reportPath, type ReportFormat } from '../tuner/report/writer.js';
 import type { ReportRecord } from '../tuner/store.js';
 import type { ApiAuth } from './auth.js';
 import { ControlPlaneError } from './errors.js';

@@ -5,11 +5,11 @@
 // 400, 503), bad input as 400 naming the parameter. Only the routes below are matched: any other /api path falls
 // through (to /api/alerts' router before this one, or to the app's 404).
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import { isTunerError, type TunerControl } from '../tuner/control.js';
+import { isTunerError, type TunerControl } from '../tuner/facade.js';
 import type { Actor, ProposalState } from '../tuner/types.js';
 import type { ApiAuth } from './auth.js';
 import { ControlPlaneError, fromTunerError } from './errors.js';
-import { PROPOSAL_STATES } from './metrics/tuner-families.js';
+import { PROPOSAL_STATES } from '../metrics/tuner-families.js';
 
 export interface TunerRouterOptions {
   tuner: TunerControl;

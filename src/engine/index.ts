@@ -3,3 +3,4 @@ export { Generation } from './generation.js';
 export { EngineError, ENGINE_ERROR_CODES, isEngineError, type EngineErrorCode } from './errors.js';
 export { native } from './native.js';
 export * from './types.js';
+export * from './knobs.js';

@@ -7,7 +7,7 @@
 import type { Engine } from '../engine/engine.js';
 import type { SchedulerSettings } from '../engine/types.js';
 import type { LayoutSettings, LiveSettings, RequestSample, SloTargets } from './types.js';
-import { HOT_KNOBS, COLD_KNOBS } from './types.js';
+import { HOT_KNOBS, COLD_KNOBS } from '../engine/knobs.js';
 import { meetsSlo } from './monitor.js';
 
 export interface SettingsDiff {

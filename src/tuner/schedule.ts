@@ -4,8 +4,8 @@
 // a skipped run), so a long verification never stacks cycles.
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from 'pino';
-import type { AlertInbox, ReceivedAlert } from '../controlplane/alerts-api.js';
-import { isTunerError } from './control.js';
+import type { AlertInbox, ReceivedAlert } from '../alerts/inbox.js';
+import { isTunerError } from './facade.js';
 import type { TunerStore } from './store.js';
 import { SYSTEM, type Tuner } from './tuner.js';
 

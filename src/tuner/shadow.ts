@@ -36,7 +36,7 @@
 import { Engine } from '../engine/engine.js';
 import type { EngineOptions, GenerationResult } from '../engine/types.js';
 import type { DistributionComparison, LiveSettings, RequestSample, SloTargets, VerificationEvidence } from './types.js';
-import { compareLogitRows } from './stats-tests.js';
+import { compareLogitRows } from './logit-similarity.js';
 import {
   compareLatency, decideVerdict, DEFAULT_MIN_REPLAY_SECONDS, goodputEvidence, goodputPerCore, qualityFailures, qualityPassed,
   type QualityEvidence, type VerifyConfig,

@@ -1,21 +1,10 @@
 // The tuner's shared vocabulary: what each stage takes and returns. Stages are functions over these plain,
 // JSON-serialisable shapes (they are what the store persists and what the REST API shows), so each can be tested
 // without a clock, a server or an engine. Times are unix milliseconds (`…Ms`) or seconds (`…S`, `…Seconds`).
-import type { KvDtype, SchedulerSettings, WeightsPolicy } from '../engine/types.js';
+import type { SchedulerSettings } from '../engine/types.js';
+import type { LayoutSettings } from '../engine/knobs.js';
 
-/** Batching knobs: change live through engine.reconfigure(). */
-export type HotKnob = keyof SchedulerSettings;
-export const HOT_KNOBS: readonly HotKnob[] = ['maxBatchSize', 'maxBatchTokens', 'maxQueueDelayMs', 'queueGrowThreshold', 'maxQueueLength'];
-
-/** Model-layout knobs the tuner may change: need engine.reload(). */
-export interface LayoutSettings {
-  weights: WeightsPolicy;
-  kvDtype: KvDtype;
-  tpDegree: number;
-  threadsPerRank: number;
-}
-export type ColdKnob = keyof LayoutSettings;
-export const COLD_KNOBS: readonly ColdKnob[] = ['weights', 'kvDtype', 'tpDegree', 'threadsPerRank'];
+export type { ColdKnob, HotKnob, LayoutSettings } from '../engine/knobs.js';
 
 /** Everything the tuner manages, as it is live (or would be after a change). */
 export interface LiveSettings {

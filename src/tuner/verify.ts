@@ -24,8 +24,8 @@
 // Every reason is a sentence with the numbers behind it, for GET /api/proposals/:id.
 import { median } from 'simple-statistics';
 import type { DistributionComparison, RequestSample, SloTargets, Verdict, VerificationEvidence } from './types.js';
-import { mannWhitneyU } from './stats-tests.js';
-import type { VerifyConfigSection } from '../controlplane/config-schema.js';
+import { mannWhitneyU } from './statistics.js';
+import type { VerifyConfigSection } from '../config/schema.js';
 
 /** The verify stage's settings: the config's `verify` section (one definition, config-schema.ts) minus what the
  *  tuner uses itself (deadline, sampler seed), plus two knobs that are not configuration. */

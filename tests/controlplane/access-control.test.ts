@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Express } from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { roleAtLeast } from '../../src/controlplane/auth.js';
-import { API_ROLES, type ApiRole } from '../../src/controlplane/config-schema.js';
+import { API_ROLES, type ApiRole } from '../../src/config/schema.js';
 import { TOKENS, startTunedServer, type TunedServer } from '../tuner/harness.js';
 import { REPO_ROOT } from '../helpers/shared.js';
 

@@ -5,10 +5,11 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import type { Engine } from '../../src/engine/engine.js';
 import { DEFAULT_SERVER_OPTIONS } from '../../src/controlplane/app.js';
-import { AlertInbox, parseAlertmanagerWebhook, type ReceivedAlert } from '../../src/controlplane/alerts-api.js';
-import { startServer, type RunningServer } from '../../src/controlplane/server.js';
-import { loadConfig } from '../../src/controlplane/config.js';
-import { serverOptionsFromConfig } from '../../src/controlplane/serve.js';
+import { AlertInbox, type ReceivedAlert } from '../../src/alerts/inbox.js';
+import { parseAlertmanagerWebhook } from '../../src/controlplane/alerts-api.js';
+import { startServer, type RunningServer } from '../../src/controlplane/http-server.js';
+import { loadConfig } from '../../src/config/load.js';
+import { serverOptionsFromConfig } from '../../src/serve.js';
 import { ControlPlaneError } from '../../src/controlplane/errors.js';
 
 const TOKEN = 'am-secret-token';

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   ANONYMOUS, createApiAuth, hashToken, hashTokenCommand, roleAtLeast, type ApiAuth, type HashTokenIo,
 } from '../../src/controlplane/auth.js';
-import type { ApiRole, ApiToken } from '../../src/controlplane/config-schema.js';
+import type { ApiRole, ApiToken } from '../../src/config/schema.js';
 import { isControlPlaneError } from '../../src/controlplane/errors.js';
 
 // Wrap the real timingSafeEqual so a test can count the comparisons auth.ts makes.

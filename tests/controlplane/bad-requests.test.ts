@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { DEFAULT_SERVER_OPTIONS } from '../../src/controlplane/app.js';
-import { startServer } from '../../src/controlplane/server.js';
+import { startServer } from '../../src/controlplane/http-server.js';
 import { MODEL_NAME, postJson, sseData, startHarness, type Harness } from './harness.js';
 
 interface ErrBody { error: { message: string; type: string; param: string | null; code: string } }

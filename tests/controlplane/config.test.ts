@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   ConfigError, DEFAULT_CONFIG, configKeyDocs, engineOptionsFromConfig, loadConfig, type TuneloopConfig,
-} from '../../src/controlplane/config.js';
+} from '../../src/config/load.js';
 import { defaultModelPath } from '../../src/defaults.js';
 import { validateEngineOptions } from '../../src/engine/validate.js';
 import { REPO_ROOT } from '../helpers/shared.js';

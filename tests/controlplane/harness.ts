@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { Engine, type EngineOptions } from '../../src/engine/index.js';
 import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from '../../src/controlplane/app.js';
-import { startServer, type RunningServer } from '../../src/controlplane/server.js';
+import { startServer, type RunningServer } from '../../src/controlplane/http-server.js';
 import { REPO_ROOT } from '../helpers/shared.js';
 
 export const MODEL = join(REPO_ROOT, 'models', 'tuneloop-shakespeare.gguf');

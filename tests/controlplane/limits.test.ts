@@ -8,10 +8,10 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/index.js';
 import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from '../../src/controlplane/app.js';
-import { ConfigError, loadConfig } from '../../src/controlplane/config.js';
+import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { ConcurrencyLimiter, RateLimiter } from '../../src/controlplane/security.js';
-import { createLogger, serverOptionsFromConfig } from '../../src/controlplane/serve.js';
-import { startServer, type RunningServer } from '../../src/controlplane/server.js';
+import { createLogger, serverOptionsFromConfig } from '../../src/serve.js';
+import { startServer, type RunningServer } from '../../src/controlplane/http-server.js';
 import { MODEL, MODEL_NAME, postJson, waitFor } from './harness.js';
 
 interface ErrBody { error: { message: string; type: string; param: string | null; code: string } }

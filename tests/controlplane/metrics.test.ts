@@ -5,8 +5,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { engineOptionsFromConfig, loadConfig } from '../../src/controlplane/config.js';
-import { createMetrics, type Metrics, type StatsSource } from '../../src/controlplane/metrics.js';
+import { engineOptionsFromConfig, loadConfig } from '../../src/config/load.js';
+import { createMetrics, type Metrics, type StatsSource } from '../../src/metrics/registry.js';
 import { Engine, type GenerationResult } from '../../src/engine/index.js';
 
 const hasPromtool = spawnSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' }).status === 0;

@@ -16,7 +16,7 @@ export interface ServeChild {
 /** `fileSizeLimitKiB`: run under `ulimit -f` with SIGXFSZ ignored, so a write past the limit fails with EFBIG as on a
  *  full disk (the closest to a full disk a test can get without mounting a filesystem). */
 export function startServeChild(args: string[], env: NodeJS.ProcessEnv = {}, opts: { fileSizeLimitKiB?: number } = {}): ServeChild {
-  const code = `import('./src/controlplane/serve.ts').then((m) => m.serveCommand(${JSON.stringify(args)})).then((c) => process.exit(c))`;
+  const code = `import('./src/serve.ts').then((m) => m.serveCommand(${JSON.stringify(args)})).then((c) => process.exit(c))`;
   const nodeArgs = ['--import', 'tsx', '-e', code];
   const [cmd, argv] = opts.fileSizeLimitKiB === undefined
     ? [process.execPath, nodeArgs]

@@ -304,10 +304,10 @@ describe('runLoad over HTTP (protocol test double)', () => {
 
 describe('runLoad against startServer with the shipped model', () => {
   let engine: import('../../src/engine/index.js').Engine;
-  let server: import('../../src/controlplane/server.js').RunningServer;
+  let server: import('../../src/controlplane/http-server.js').RunningServer;
   beforeAll(async () => {
     const { Engine } = await import('../../src/engine/index.js');
-    const { startServer } = await import('../../src/controlplane/server.js');
+    const { startServer } = await import('../../src/controlplane/http-server.js');
     const { DEFAULT_SERVER_OPTIONS } = await import('../../src/controlplane/app.js');
     const { defaultModelPath } = await import('../../src/defaults.js');
     const { pino } = await import('pino');

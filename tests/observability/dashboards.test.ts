@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type * as dashboard from '@grafana/grafana-foundation-sdk/dashboard';
 import { buildDashboards, renderDashboardJson } from '../../grafana/src/index.js';
-import { engineOptionsFromConfig, loadConfig } from '../../src/controlplane/config.js';
-import { createMetrics } from '../../src/controlplane/metrics.js';
+import { engineOptionsFromConfig, loadConfig } from '../../src/config/load.js';
+import { createMetrics } from '../../src/metrics/registry.js';
 import { Engine } from '../../src/engine/index.js';
 import {
   dashboardsCommand, dashboardsDir, listDashboardQueries, loadDashboards, renderDashboardSummary,

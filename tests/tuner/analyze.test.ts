@@ -1,9 +1,8 @@
 // Analyze stage: window series built so the right answer is known, one per bottleneck kind, plus a healthy series,
 // series too small or too noisy to support a finding, and the statistics behind the tests.
 import { describe, expect, it } from 'vitest';
-import {
-  analyze, binomialUpperTail, changePoint, slopeTest, studentTUpperTail, tTestGreater, welchGreater,
-} from '../../src/tuner/analyze.js';
+import { analyze } from '../../src/tuner/analyze.js';
+import { binomialUpperTail, changePoint, slopeTest, studentTUpperTail, tTestGreater, welchGreater } from '../../src/tuner/statistics.js';
 import type { LatencySummary, LiveSettings, SloTargets, WindowSummary } from '../../src/tuner/types.js';
 
 const SLO: SloTargets = { ttftP99Seconds: 1, interTokenP99Seconds: 0.25, e2eP99Seconds: 10, errorRateBudget: 0.01 };

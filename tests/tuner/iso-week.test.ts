@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import {
   IsoWeekError, formatIsoWeek, formatLocal, isoWeekOf, isoWeekRange, lastCompleteIsoWeek, parseIsoWeek, previousIsoWeek,
   startOfLocalDay, utcOffsetMs, weeksInIsoYear,
-} from '../../src/tuner/iso-week.js';
+} from '../../src/tuner/report/iso-week.js';
 
 const H = 3_600_000;
 const range = (w: string, tz: string) => isoWeekRange(parseIsoWeek(w), tz);

@@ -5,7 +5,7 @@ import { applyChange, changeKey, optimize, type OptimizeInput } from '../../src/
 import { PROPOSAL_TRANSITIONS, fromStates, needsApproval } from '../../src/tuner/proposals.js';
 import { diffSettings, judgeWatchCheck } from '../../src/tuner/apply.js';
 import type { Finding, LiveSettings, RequestSample, SloTargets, WindowSummary } from '../../src/tuner/types.js';
-import { PROPOSAL_STATES } from '../../src/controlplane/metrics/tuner-families.js';
+import { PROPOSAL_STATES } from '../../src/metrics/tuner-families.js';
 
 const SLO: SloTargets = { ttftP99Seconds: 1, interTokenP99Seconds: 0.25, e2eP99Seconds: 10, errorRateBudget: 0.01 };
 const LIVE: LiveSettings = {

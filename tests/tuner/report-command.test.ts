@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli.js';
-import { reportCommand, type ReportIo } from '../../src/tuner/report-command.js';
+import { reportCommand, type ReportIo } from '../../src/tuner/report/command.js';
 import { TunerStore } from '../../src/tuner/store.js';
 import { fillStore } from './report-fixtures.js';
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { reportCommand, type ReportIo } from '../../src/tuner/report-command.js';
+import { reportCommand, type ReportIo } from '../../src/tuner/report/command.js';
 import { TunerStore } from '../../src/tuner/store.js';
 import { REPO_ROOT } from '../helpers/shared.js';
 import { fillStore } from './report-fixtures.js';
@@ -24,7 +24,7 @@ function io(): ReportIo & { err: () => string } {
 
 /** `tuneloop report` as its own process; resolves with how it ended. */
 function reportChild(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
-  const code = `import('./src/tuner/report-command.ts').then((m) => m.reportCommand(${JSON.stringify(args)})).then((c) => process.exit(c))`;
+  const code = `import('./src/tuner/report/command.ts').then((m) => m.reportCommand(${JSON.stringify(args)})).then((c) => process.exit(c))`;
   const child = spawn(process.execPath, ['--import', 'tsx', '-e', code], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -3,7 +3,7 @@
 // (a second trigger while a cycle runs is refused over REST with 409, and recorded as skipped from cron/alerts).
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ReceivedAlert } from '../../src/controlplane/alerts-api.js';
+import type { ReceivedAlert } from '../../src/alerts/inbox.js';
 import { alertWantsAnalysis, startSchedule, type TunerSchedule } from '../../src/tuner/schedule.js';
 import { startTunedServer, type TunedServer } from './harness.js';
 

@@ -3,17 +3,17 @@
 // prom-client's process metrics, and with metrics.compat = vllm the vllm:* names. The registry is injected state of
 // this object, never prom-client's global one, so tests and a shadow server can each have their own.
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import type { TuneloopConfig } from './config-schema.js';
-import { defineConfigFamilies, defineStaticFamilies, defineUpFamily } from './metrics/config-families.js';
-import { defineEngineFamilies } from './metrics/engine-families.js';
-import { FamilyBuilder } from './metrics/families.js';
-import { defineHttpFamilies, type HttpRecorders } from './metrics/http-families.js';
-import { ScrapeSnapshots, type EngineBinding, type Role, type StatsSource } from './metrics/snapshot.js';
-import { defineTunerFamilies, type TunerMetrics } from './metrics/tuner-families.js';
-import { defineVllmFamilies } from './metrics/vllm-families.js';
+import type { TuneloopConfig } from '../config/schema.js';
+import { defineConfigFamilies, defineStaticFamilies, defineUpFamily } from './config-families.js';
+import { defineEngineFamilies } from './engine-families.js';
+import { FamilyBuilder } from './families.js';
+import { defineHttpFamilies, type HttpRecorders } from './http-families.js';
+import { ScrapeSnapshots, type EngineBinding, type Role, type StatsSource } from './snapshot.js';
+import { defineTunerFamilies, type TunerMetrics } from './tuner-families.js';
+import { defineVllmFamilies } from './vllm-families.js';
 
-export type { Role, StatsSource } from './metrics/snapshot.js';
-export type { TunerMetrics } from './metrics/tuner-families.js';
+export type { Role, StatsSource } from './snapshot.js';
+export type { TunerMetrics } from './tuner-families.js';
 
 export interface CreateMetricsOptions {
   /** The engine, or a getter for the one serving now (undefined while none is loaded: engine_up 0). */

@@ -2,7 +2,7 @@
 // docs/configuration.md and its test all read this table, so a key cannot exist without a type, a default and a doc.
 import { defaultModelPath } from '../defaults.js';
 import { KV_DTYPES, WEIGHTS_POLICIES, type KvDtype, type SchedulerSettings, type WeightsPolicy } from '../engine/types.js';
-import { COLD_KNOBS, HOT_KNOBS, type ColdKnob, type HotKnob } from '../tuner/types.js';
+import { COLD_KNOBS, HOT_KNOBS, type ColdKnob, type HotKnob } from '../engine/knobs.js';
 
 export interface ServerConfig {
   host: string;

@@ -6,10 +6,10 @@
 // request, so "share within the TTFT target" is the share of requests served in windows whose p99 TTFT met the
 // target (weighted by requests). The all-objectives attainment is exact: the monitor judged every request of a window
 // against every target at once and stored the share (sloAttainment), so met = round(finished × sloAttainment).
-import type { SloTargets, WindowSummary } from './types.js';
+import type { SloTargets, WindowSummary } from '../types.js';
 import type {
   Coverage, Cost, ObjectiveAttainment, Objective, ReportThresholds, Series, SeriesPoint, SloSection, Throughput, Traffic,
-} from './report-types.js';
+} from './types.js';
 
 export const DEFAULT_REPORT_THRESHOLDS: ReportThresholds = { minRollupMinutes: 30, minRequests: 100 };
 /** Most points a chart draws; a week of one-minute windows (10 080) is bucketed down to this. */

@@ -10,11 +10,11 @@
 // or lie at most MERGE_GAP_MS apart (successive analyses of the same problem). Two kinds active at the same time
 // share those windows, so the impacts are not additive; each is "what was violated while this was going on".
 // The analyzer's own figure (impact × minutes, each minute counted once per kind) is kept beside it as evidence.
-import type { WindowSummary } from './types.js';
-import { BOTTLENECK_KINDS, type BottleneckKind } from './types.js';
-import type { StoredFinding } from './store.js';
-import type { Bottleneck, ChangeEntry, KnobChange, LinkedProposal, TimeRange } from './report-types.js';
-import { requestSecondsIn, violatingIn } from './report-figures.js';
+import type { WindowSummary } from '../types.js';
+import { BOTTLENECK_KINDS, type BottleneckKind } from '../types.js';
+import type { StoredFinding } from '../store.js';
+import type { Bottleneck, ChangeEntry, KnobChange, LinkedProposal, TimeRange } from './types.js';
+import { requestSecondsIn, violatingIn } from './figures.js';
 import { formatLocal } from './iso-week.js';
 
 export const MERGE_GAP_MS = 5 * 60_000;

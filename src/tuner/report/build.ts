@@ -7,20 +7,20 @@
 // transitions). A proposal's state is its state at the week's end, so a past week reads the same when regenerated
 // later; the report carries no "generated at", so identical store data gives identical output. A week under the
 // thresholds (report-figures.ts) says "not enough data" and ranks nothing.
-import type { LiveSettings, SloTargets, WindowSummary } from './types.js';
-import { COLD_KNOBS, HOT_KNOBS } from './types.js';
-import type { SettingsVersion, StoredAlert, StoredFinding, TunerStore, Verification } from './store.js';
+import type { LiveSettings, SloTargets, WindowSummary } from '../types.js';
+import { COLD_KNOBS, HOT_KNOBS } from '../../engine/knobs.js';
+import type { SettingsVersion, StoredAlert, StoredFinding, TunerStore, Verification } from '../store.js';
 import {
   formatIsoWeek, formatLocal, isoWeekRange, parseIsoWeek, previousIsoWeek, type IsoWeek, type WeekRange,
 } from './iso-week.js';
 import {
   DEFAULT_REPORT_THRESHOLDS, costOf, coverageOf, fin, seriesOf, sloOf, throughputOf, trafficOf,
-} from './report-figures.js';
-import { IMPACT_DEFINITION, TOP_BOTTLENECKS, describeChanges, rankBottlenecks } from './report-bottlenecks.js';
+} from './figures.js';
+import { IMPACT_DEFINITION, TOP_BOTTLENECKS, describeChanges, rankBottlenecks } from './bottlenecks.js';
 import {
   REPORT_SCHEMA, type AlertSection, type BottleneckSection, type ChangeEntry, type KnobChange, type ReportThresholds,
   type SettingsInWeek, type VerificationSummary, type WeekFigures, type WeekOverWeek, type WeekOverWeekRow, type WeeklyReport,
-} from './report-types.js';
+} from './types.js';
 
 /** The store reads the report needs (a TunerStore, or a fake in tests). */
 export type ReportStore = Pick<TunerStore,

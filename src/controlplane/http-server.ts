@@ -5,11 +5,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Engine } from '../engine/engine.js';
-import type { TunerControl } from '../tuner/control.js';
+import type { TunerControl } from '../tuner/facade.js';
 import { createApp, type AppDeps, type AppState, type MetricsHook, type ServerOptions } from './app.js';
-import { AlertInbox } from './alerts-api.js';
+import { AlertInbox } from '../alerts/inbox.js';
 import { ControlPlaneError } from './errors.js';
-import type { ApiToken } from './config-schema.js';
+import type { ApiToken } from '../config/schema.js';
 
 export interface StartServerArgs {
   engine: Engine;

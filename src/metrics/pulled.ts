@@ -2,7 +2,7 @@
 // only accumulate observations (inc/observe), but the engine already keeps the counts: a scrape must *report* them,
 // so these families hand prom-client ready-made samples through the same get() interface its own metrics use.
 import type { Metric, Registry } from 'prom-client';
-import type { HistogramSnapshot } from '../../engine/types.js';
+import type { HistogramSnapshot } from '../engine/types.js';
 
 export type Labels = Record<string, string | number>;
 

@@ -1,7 +1,8 @@
 // Mann-Whitney U against scipy.stats.mannwhitneyu(method='asymptotic') (scipy 1.17.1: normal approximation with
 // tie and continuity corrections, two-sided), and the distribution-similarity helpers.
 import { describe, expect, it } from 'vitest';
-import { argmax, compareLogitRows, cosineSimilarity, erfc, mannWhitneyU, normalCdf, softmax } from '../../src/tuner/stats-tests.js';
+import { erfc, mannWhitneyU, normalCdf } from '../../src/tuner/statistics.js';
+import { argmax, compareLogitRows, cosineSimilarity, softmax } from '../../src/tuner/logit-similarity.js';
 
 describe('mannWhitneyU', () => {
   it('matches scipy on fully separated samples', () => {

@@ -3,10 +3,10 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../controlplane/config.js';
+import { ConfigError, loadConfig } from '../../config/load.js';
 import { IsoWeekError, formatIsoWeek, lastCompleteIsoWeek, parseIsoWeek } from './iso-week.js';
-import { reportOptionsFromConfig, writeWeeklyReport } from './report-writer.js';
-import { TunerStore } from './store.js';
+import { reportOptionsFromConfig, writeWeeklyReport } from './writer.js';
+import { TunerStore } from '../store.js';
 
 export const REPORT_USAGE = `usage:
   tuneloop report [--config FILE] [--week YYYY-Www] [--out DIR]

@@ -5,9 +5,9 @@
 // so the two formats always say the same thing. Inline text knows two marks, **bold** and `code`; everything else
 // is escaped for the target format (alert annotations and comments are user text).
 import { formatLocal } from './iso-week.js';
-import type { ReportChart } from './report-charts.js';
-import { describeChanges } from './report-bottlenecks.js';
-import type { Bottleneck, ChangeEntry, ObjectiveAttainment, WeeklyReport } from './report-types.js';
+import type { ReportChart } from './charts.js';
+import { describeChanges } from './bottlenecks.js';
+import type { Bottleneck, ChangeEntry, ObjectiveAttainment, WeeklyReport } from './types.js';
 
 type Align = 'l' | 'r';
 type Block =

@@ -2,7 +2,7 @@
 // subset is small, and each refusal names the field and why, in the words OpenAI's own errors use, with `param`
 // set so clients can point at it. Unknown extra fields are ignored, as OpenAI does. `null` counts as absent for
 // every optional field (the SDKs send nulls).
-import { ControlPlaneError } from './errors.js';
+import { ControlPlaneError } from '../errors.js';
 
 export type ChatRole = 'system' | 'user' | 'assistant';
 export const CHAT_ROLES: readonly string[] = ['system', 'user', 'assistant', 'developer'];

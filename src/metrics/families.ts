@@ -1,6 +1,6 @@
 // Helpers that build pulled families over the engines of a scrape: each sample gets the engine's model/role labels.
 import type { Registry } from 'prom-client';
-import type { HistogramSnapshot } from '../../engine/types.js';
+import type { HistogramSnapshot } from '../engine/types.js';
 import { PulledMetric, histogramSamples, registerPulled, type Labels, type Sample } from './pulled.js';
 import type { ScrapeSnapshots, UpSnapshot } from './snapshot.js';
 

@@ -9,7 +9,7 @@
 //
 // One "<role>: <content>" line per message, then "assistant:" for the model to continue. The generation stops at a
 // newline followed by "user:" (DEFAULT_CHAT_STOP) so the model does not write the user's next turn.
-import type { ChatMessage } from './openai-schema.js';
+import type { ChatMessage } from './schema.js';
 
 export interface ChatTemplate {
   name: string;

@@ -1,7 +1,7 @@
 // One engine.stats() snapshot per engine per scrape. Every family of a scrape reads the same snapshot, so families
 // agree with each other (e.g. the e2e histogram's _count and requests_finished_total), and a scrape costs one crossing
 // into the addon per engine however many families there are.
-import type { EngineStats, ModelInfo } from '../../engine/types.js';
+import type { EngineStats, ModelInfo } from '../engine/types.js';
 
 /** What the metrics need from an engine (Engine satisfies it). */
 export interface StatsSource {

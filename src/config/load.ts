@@ -10,13 +10,13 @@ import type { EngineOptions } from '../engine/types.js';
 import {
   API_ROLES, CONFIG_SCHEMA, DEFAULT_CONFIG, envKeyOf, type ApiToken, type FieldSpec, type SectionName, type StringFormat,
   type TuneloopConfig,
-} from './config-schema.js';
+} from './schema.js';
 
-export { API_ROLES, CONFIG_SCHEMA, DEFAULT_CONFIG, METRICS_SOURCES, TUNER_KNOBS, configKeyDocs, envKeyOf } from './config-schema.js';
+export { API_ROLES, CONFIG_SCHEMA, DEFAULT_CONFIG, METRICS_SOURCES, TUNER_KNOBS, configKeyDocs, envKeyOf } from './schema.js';
 export type {
   AlertsConfig, ApiRole, ApiToken, AuthConfig, ConfigKeyDoc, LoggingConfig, LogLevel, MetricsCompat, MetricsConfig, MetricsSource,
   ModelConfig, ServerConfig, SloConfig, TuneloopConfig, TunerConfig, TunerKnob, VerifyConfigSection,
-} from './config-schema.js';
+} from './schema.js';
 
 /** A bad config value. `path` is the field (`scheduler.maxBatchSize`), or `file:line:col` for a YAML syntax error;
  *  `origin` says where the value came from (file and line, env var, CLI override). */

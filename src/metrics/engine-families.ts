@@ -1,6 +1,6 @@
 // Families read from engine.stats(): requests, tokens, scheduler, KV cache, compute. Names follow
 // ARCHITECTURE.md "Metrics": tuneloop_*, units in the name, counters end in _total; labels model and role.
-import type { EngineStats, HistogramSnapshot } from '../../engine/types.js';
+import type { EngineStats, HistogramSnapshot } from '../engine/types.js';
 import { byKey, type FamilyBuilder } from './families.js';
 import type { Labels } from './pulled.js';
 import type { UpSnapshot } from './snapshot.js';

@@ -8,9 +8,9 @@
 // The output is deterministic (no ids or timestamps in the SVG), so a regenerated report is byte-identical.
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
-import { KV_HIGH_USAGE } from './analyze.js';
+import { KV_HIGH_USAGE } from '../analyze.js';
 import { utcOffsetMs } from './iso-week.js';
-import type { SeriesPoint, WeeklyReport } from './report-types.js';
+import type { SeriesPoint, WeeklyReport } from './types.js';
 
 export interface ReportChart {
   id: 'ttft' | 'inter_token' | 'e2e' | 'throughput' | 'batch_size' | 'kv_usage';

@@ -3,18 +3,18 @@ import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { pino, type DestinationStream, type Logger } from 'pino';
-import { Engine } from '../engine/engine.js';
-import { EngineError } from '../engine/errors.js';
-import type { EngineOptions } from '../engine/types.js';
-import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './app.js';
-import { installGracefulShutdown, startServer } from './server.js';
-import { createMetrics } from './metrics.js';
-import { AlertInbox } from './alerts-api.js';
-import { ConfigError, engineOptionsFromConfig, loadConfig, type TuneloopConfig } from './config.js';
-import type { LogLevel } from './config-schema.js';
-import { LOG_REDACT_PATHS, isPlainApiKey } from './security.js';
-import { engineOptionsWithSettings, openTunerStore, startTuner, type RunningTuner } from '../tuner/bootstrap.js';
-import type { TunerStore } from '../tuner/store.js';
+import { Engine } from './engine/engine.js';
+import { EngineError } from './engine/errors.js';
+import type { EngineOptions } from './engine/types.js';
+import { DEFAULT_SERVER_OPTIONS, type ServerOptions } from './controlplane/app.js';
+import { installGracefulShutdown, startServer } from './controlplane/http-server.js';
+import { createMetrics } from './metrics/registry.js';
+import { AlertInbox } from './alerts/inbox.js';
+import { ConfigError, engineOptionsFromConfig, loadConfig, type TuneloopConfig } from './config/load.js';
+import type { LogLevel } from './config/schema.js';
+import { LOG_REDACT_PATHS, isPlainApiKey } from './controlplane/security.js';
+import { engineOptionsWithSettings, openTunerStore, startTuner, type RunningTuner } from './tuner/bootstrap.js';
+import type { TunerStore } from './tuner/store.js';
 
 export const SERVE_USAGE = `usage:
   tuneloop serve [--config FILE] [--model PATH] [--host H] [--port N] [--threads N]

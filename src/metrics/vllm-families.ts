@@ -3,7 +3,7 @@
 // promtool's linter flags the ':' in these names; vLLM chose them, and compatibility is the point.
 import { PulledMetric, histogramSamples, registerPulled, type Sample } from './pulled.js';
 import type { Registry } from 'prom-client';
-import type { HistogramSnapshot } from '../../engine/types.js';
+import type { HistogramSnapshot } from '../engine/types.js';
 import type { ScrapeSnapshots, UpSnapshot } from './snapshot.js';
 
 export function defineVllmFamilies(registry: Registry, snapshots: ScrapeSnapshots): void {

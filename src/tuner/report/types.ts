@@ -1,7 +1,7 @@
 // The weekly report's data (schema tuneloop.report/v1): what report.ts builds from the store, what report-render.ts
 // turns into Markdown and HTML, and the JSON twin written beside them for machines. Plain JSON: numbers that have no
 // value (no requests, no data) are null, never NaN; times are unix ms (`…Ms`) with the zone in `period.timezone`.
-import type { BottleneckKind, ProposalState, SloTargets, Verdict } from './types.js';
+import type { BottleneckKind, ProposalState, SloTargets, Verdict } from '../types.js';
 
 export const REPORT_SCHEMA = 'tuneloop.report/v1';
 

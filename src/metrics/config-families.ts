@@ -3,8 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Gauge, type Registry } from 'prom-client';
-import { packageRoot } from '../../defaults.js';
-import type { TuneloopConfig } from '../config-schema.js';
+import { packageRoot } from '../defaults.js';
+import type { TuneloopConfig } from '../config/schema.js';
 import type { FamilyBuilder } from './families.js';
 import { PulledMetric, registerPulled } from './pulled.js';
 import type { ScrapeSnapshots } from './snapshot.js';
@@ -21,7 +21,7 @@ export function defineConfigFamilies(f: FamilyBuilder): void {
     }, 1]];
   });
   // One gauge per numeric knob, so alert rules and the tuner can do arithmetic on them.
-  const knob = (name: string, help: string, v: (c: import('../../engine/types.js').EngineStats['settings']) => number): void =>
+  const knob = (name: string, help: string, v: (c: import('../engine/types.js').EngineStats['settings']) => number): void =>
     f.gauge(`tuneloop_config_${name}`, help, (s) => v(s.stats.settings));
   knob('max_batch_size', 'Live scheduler.maxBatchSize: sequences per step.', (c) => c.maxBatchSize);
   knob('max_batch_tokens', 'Live scheduler.maxBatchTokens: tokens per step.', (c) => c.maxBatchTokens);

@@ -6,14 +6,14 @@
 import { readdirSync, statSync, unlinkSync } from 'node:fs';
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { TuneloopConfig } from '../controlplane/config-schema.js';
-import { faultPoint } from '../faults.js';
+import type { TuneloopConfig } from '../../config/schema.js';
+import { faultPoint } from '../../faults.js';
 import { formatIsoWeek, parseIsoWeek, previousIsoWeek } from './iso-week.js';
-import { buildWeeklyReport, type BuildReportOptions, type ReportStore } from './report.js';
-import { renderReportCharts } from './report-charts.js';
-import { renderHtml, renderMarkdown } from './report-render.js';
-import { REPORT_SCHEMA, type WeeklyReport } from './report-types.js';
-import type { ReportRecord, TunerStore } from './store.js';
+import { buildWeeklyReport, type BuildReportOptions, type ReportStore } from './build.js';
+import { renderReportCharts } from './charts.js';
+import { renderHtml, renderMarkdown } from './render.js';
+import { REPORT_SCHEMA, type WeeklyReport } from './types.js';
+import type { ReportRecord, TunerStore } from '../store.js';
 
 export type ReportFormat = 'json' | 'md' | 'html';
 export const REPORT_FORMATS: readonly ReportFormat[] = ['json', 'md', 'html'];
