@@ -157,15 +157,19 @@ Napi::Object scheduler_to_js(Napi::Env env, const tl::SchedulerConfig & c) {
     return o;
 }
 
-Napi::Object logprob_to_js(Napi::Env env, const tl::TokenLogprob & lp) {
+// Token texts become JS strings here exactly as detokenize([id]) makes them (Napi::String::New of the same bytes:
+// an incomplete UTF-8 sequence of a byte token turns into U+FFFD the same way).
+Napi::Object logprob_to_js(Napi::Env env, const tl::EventLogprob & lp) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("token", lp.token);
     o.Set("logprob", lp.logprob);
+    o.Set("text", lp.text);
     Napi::Array top = Napi::Array::New(env, lp.top.size());
     for (size_t i = 0; i < lp.top.size(); ++i) {
         Napi::Object t = Napi::Object::New(env);
-        t.Set("token", lp.top[i].first);
-        t.Set("logprob", lp.top[i].second);
+        t.Set("token", lp.top[i].token);
+        t.Set("logprob", lp.top[i].logprob);
+        t.Set("text", lp.top[i].text);
         top.Set((uint32_t) i, t);
     }
     o.Set("top", top);

@@ -232,7 +232,15 @@ Engine::Instance * Engine::instance_of(const Request & r) { return r.inst; }
 void Engine::emit_token(Request & r, int32_t tok, TokenLogprob * lp) {
     GenerateEvent ev;
     ev.tokens.push_back(tok);
-    if (lp) ev.logprobs.push_back(std::move(*lp));
+    if (lp) {
+        EventLogprob out;
+        out.token = lp->token;
+        out.logprob = lp->logprob;
+        out.text = tokenizer_->decode_one(lp->token);
+        out.top.reserve(lp->top.size());
+        for (const auto & [id, logprob] : lp->top) out.top.push_back({id, logprob, tokenizer_->decode_one(id)});
+        ev.logprobs.push_back(std::move(out));
+    }
     r.pending_bytes += tokenizer_->token_to_piece(tok);
     size_t ready = complete_utf8_prefix(r.pending_bytes);
     bool stopped = false;

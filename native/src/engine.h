@@ -53,12 +53,26 @@ struct GenerationTimings {
     double queue_ms = 0, prefill_ms = 0, decode_ms = 0, ttft_ms = 0;
 };
 
+// A sampled token's logprob as delivered: the sampler's TokenLogprob plus the text of the token and of each
+// alternative, each exactly what Tokenizer::decode_one gives (so the caller needs no detokenize call per token).
+struct EventLogprob {
+    struct Alt {
+        int32_t token;
+        float logprob;
+        std::string text;
+    };
+    int32_t token = -1;
+    float logprob = 0.0f;
+    std::string text;
+    std::vector<Alt> top; // best first
+};
+
 // One delivery to the caller. `final` is set on the last event of a request; then either `failed` (with its code)
 // or finish/usage/timings are set.
 struct GenerateEvent {
     std::string text;                    // complete UTF-8, stop sequences removed
     std::vector<int32_t> tokens;
-    std::vector<TokenLogprob> logprobs;
+    std::vector<EventLogprob> logprobs;
     bool final = false;
     bool failed = false;
     ErrorCode error_code = ErrorCode::INTERNAL;

@@ -625,23 +625,33 @@ std::string Tokenizer::token_to_piece(int32_t id) const {
     return out;
 }
 
+// Appends the text of `id` to `out`. *strip_prefix is true until the first real (non-BOS, non-control) token of a
+// text: the space prefix encode() added shows up as a leading "▁" on that token, and is removed.
+void Tokenizer::append_decoded(int32_t id, bool * strip_prefix, std::string & out) const {
+    std::string piece = token_to_piece(id);
+    if (*strip_prefix) {
+        const int32_t ty = token_types_[id];
+        if (id == bos_ || ty == TT_CONTROL || ty == TT_UNUSED) return; // still before the first real token
+        *strip_prefix = false;
+        if (ty != TT_BYTE && tokens_[id].compare(0, SPM_SPACE_LEN, SPM_SPACE) == 0 && !piece.empty() &&
+            piece[0] == ' ') {
+            piece.erase(0, 1);
+        }
+    }
+    out += piece;
+}
+
 std::string Tokenizer::decode(const std::vector<int32_t> & ids) const {
     std::string out;
-    // The space prefix encode() added shows up as a leading "▁" on the first real (non-BOS, non-control) token.
     bool strip_prefix = kind_ == TokenizerKind::LLAMA && add_space_prefix_;
-    for (int32_t id : ids) {
-        std::string piece = token_to_piece(id);
-        if (strip_prefix) {
-            const int32_t ty = token_types_[id];
-            if (id == bos_ || ty == TT_CONTROL || ty == TT_UNUSED) continue; // still before the first real token
-            strip_prefix = false;
-            if (ty != TT_BYTE && tokens_[id].compare(0, SPM_SPACE_LEN, SPM_SPACE) == 0 && !piece.empty() &&
-                piece[0] == ' ') {
-                piece.erase(0, 1);
-            }
-        }
-        out += piece;
-    }
+    for (int32_t id : ids) append_decoded(id, &strip_prefix, out);
+    return out;
+}
+
+std::string Tokenizer::decode_one(int32_t id) const {
+    std::string out;
+    bool strip_prefix = kind_ == TokenizerKind::LLAMA && add_space_prefix_;
+    append_decoded(id, &strip_prefix, out);
     return out;
 }
 

@@ -45,6 +45,9 @@ public:
     // Ids to text. For "llama" the space prefix added by encode() is removed when the sequence starts at the
     // beginning of a text (first non-BOS token), so decode(encode(s)) == s.
     std::string decode(const std::vector<int32_t> & ids) const;
+    // Exactly decode({id}): the text one token stands for on its own (the space prefix of a leading "▁" removed
+    // as at the start of a text; a byte token is its single raw byte). Engine events carry it for logprobs.
+    std::string decode_one(int32_t id) const;
     const std::string & token_text(int32_t id) const { return tokens_.at(id); } // raw vocabulary entry
 
 private:
@@ -66,6 +69,7 @@ private:
     int32_t text_token(const std::string & s) const;
     void push_byte(uint8_t b, std::vector<int32_t> & out) const; // byte fallback: byte token, else unk, else fail
     void bpe_piece(const std::string & piece, std::vector<int32_t> & out) const; // gpt2: merge one pre-token
+    void append_decoded(int32_t id, bool * strip_prefix, std::string & out) const;   // one step of decode()
 };
 
 } // namespace tl

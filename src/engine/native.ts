@@ -9,7 +9,7 @@ import { EngineError } from './errors.js';
 export interface NativeEvent {
   text: string;
   tokens: number[];
-  logprobs?: { token: number; logprob: number; top: { token: number; logprob: number }[] }[];
+  logprobs?: { token: number; logprob: number; text: string; top: { token: number; logprob: number; text: string }[] }[];
   final?: boolean;
   error?: EngineError;
   finishReason?: 'stop' | 'length' | 'cancelled';

@@ -82,7 +82,10 @@ export interface GenerateRequest {
 export interface TokenLogprob {
   token: number;
   logprob: number;
-  top: { token: number; logprob: number }[];
+  /** The token's text on its own: exactly what engine.detokenize([token]) returns (a lone byte token → U+FFFD). */
+  text: string;
+  /** Top alternatives, best first; `text` as for the chosen token. */
+  top: { token: number; logprob: number; text: string }[];
 }
 
 /** A piece of streamed output: text that is safe to show (complete UTF-8, not part of a stop sequence). */
