@@ -1,13 +1,13 @@
-// Tuner families. The tuner (src/tuner/, a later issue) drives them; until then they are real metrics at zero so
-// dashboards and alert rules can be written against them now. Label values pre-set here are the ARCHITECTURE.md
-// stages and proposal states, so every series exists from the first scrape (rate() needs a zero to start from).
+// Tuner families, driven by the tuner (src/tuner/). Label values are pre-set here — the tuner's stages, the proposal
+// states (PROPOSAL_STATES, src/tuner/types.ts) and the verdicts — so every series exists from the first scrape (rate()
+// needs a zero to start from) and dashboards and alert rules can be written against them before the tuner has run.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { PROPOSAL_STATES } from '../tuner/types.js';
 
 export const TUNER_STAGES = ['monitor', 'analyze', 'optimize', 'verify', 'apply'] as const;
 export const TUNER_OUTCOMES = ['ok', 'error'] as const;
-export const PROPOSAL_STATES = [
-  'proposed', 'verifying', 'verified', 'rejected', 'approved', 'applying', 'watching', 'confirmed', 'rolled_back', 'expired',
-] as const;
+/** Re-exported for the REST layer's state filter (controlplane/tuner-api.ts); defined once in src/tuner/types.ts. */
+export { PROPOSAL_STATES };
 export const VERIFICATION_VERDICTS = ['pass', 'fail', 'inconclusive'] as const;
 
 export interface TunerMetrics {

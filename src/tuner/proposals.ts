@@ -1,9 +1,10 @@
-// The proposal lifecycle and the approval policy.
+// The proposal lifecycle table and the approval policy.
 //   proposed → verifying → verified | rejected
 //   verified → approved (a human, or the tuner when policy allows auto-apply) → applying → watching → confirmed | rolled_back
 //   proposed | verified → expired (past its time to live; a verification older than that proves nothing any more)
-// The store enforces "from" atomically; this table says which moves exist at all, so a bug cannot invent one.
-import type { ProposalState, SettingsChange } from './types.js';
+// The table is the law: TunerStore.transition refuses any move not in it (as well as a move from a state the proposal
+// is not in), so a bug cannot invent one. The moves themselves are made by ProposalLifecycle (lifecycle.ts).
+import { PROPOSAL_STATES, type ProposalState, type SettingsChange } from './types.js';
 
 export const PROPOSAL_TRANSITIONS: Readonly<Record<ProposalState, readonly ProposalState[]>> = {
   proposed: ['verifying', 'expired'],
@@ -20,12 +21,19 @@ export const PROPOSAL_TRANSITIONS: Readonly<Record<ProposalState, readonly Propo
   expired: [],
 };
 
-export const FINAL_STATES: readonly ProposalState[] = ['rejected', 'confirmed', 'rolled_back', 'expired'];
-export const OPEN_STATES: readonly ProposalState[] = ['proposed', 'verifying', 'verified', 'approved', 'applying', 'watching'];
+/** States with no way out (in PROPOSAL_STATES order). */
+export const FINAL_STATES: readonly ProposalState[] = PROPOSAL_STATES.filter((s) => PROPOSAL_TRANSITIONS[s].length === 0);
+/** States a proposal can still leave: not final (in PROPOSAL_STATES order). */
+export const OPEN_STATES: readonly ProposalState[] = PROPOSAL_STATES.filter((s) => PROPOSAL_TRANSITIONS[s].length > 0);
+
+/** Whether the table has the move `from` → `to`. */
+export function isLegalTransition(from: ProposalState, to: ProposalState): boolean {
+  return PROPOSAL_TRANSITIONS[from].includes(to);
+}
 
 /** States from which `to` can be reached. */
 export function fromStates(to: ProposalState): ProposalState[] {
-  return (Object.keys(PROPOSAL_TRANSITIONS) as ProposalState[]).filter((s) => PROPOSAL_TRANSITIONS[s].includes(to));
+  return PROPOSAL_STATES.filter((s) => isLegalTransition(s, to));
 }
 
 export interface ApprovalPolicy {

@@ -5,10 +5,13 @@
 // before the method returns, so a kill -9 (or a power cut) loses nothing a caller was told had been stored.
 // History is append-only: triggers abort UPDATE/DELETE on the audit log, transitions, approvals, verifications,
 // settings versions and alerts, so even a second connection with raw SQL cannot rewrite what happened.
+// Proposal moves: transition() makes only the moves in the lifecycle table (PROPOSAL_TRANSITIONS, proposals.ts), and
+// only from the state the proposal is in; listeners of onProposalsChanged hear of every committed proposal write.
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import type { Actor, Finding, LiveSettings, Proposal, ProposalState, VerificationEvidence, WindowSummary } from './types.js';
+import { PROPOSAL_TRANSITIONS, isLegalTransition } from './proposals.js';
+import { PROPOSAL_STATES, type Actor, type Finding, type LiveSettings, type Proposal, type ProposalState, type VerificationEvidence, type WindowSummary } from './types.js';
 
 export type SettingsSource = 'config' | 'tuner' | 'rollback' | 'api';
 export interface SettingsVersion {
@@ -85,6 +88,8 @@ export interface ReportRecord {
   summary: Record<string, unknown>;
 }
 export type NewProposal = Omit<Proposal, 'id' | 'state' | 'createdMs' | 'updatedMs' | 'evidence' | 'appliedVersion'>;
+/** What a transition may record beside the move. */
+export interface TransitionDetail { comment?: string; evidence?: VerificationEvidence; appliedVersion?: number; expiresMs?: number }
 
 /** The caller decides the rollup cutoff; the tuner must keep at least this much (5 weeks: a week-over-week report
  *  of the last four weeks plus the week before them). */
@@ -102,7 +107,8 @@ export class StoreConflictError extends Error {
   }
 }
 
-export type StoreErrorCode = 'SCHEMA_TOO_NEW' | 'NOT_FOUND' | 'IO' | 'CONSTRAINT';
+/** ILLEGAL_TRANSITION: a proposal move the lifecycle table does not have (a bug in the caller, never the user's doing). */
+export type StoreErrorCode = 'SCHEMA_TOO_NEW' | 'NOT_FOUND' | 'IO' | 'CONSTRAINT' | 'ILLEGAL_TRANSITION';
 export class StoreError extends Error {
   readonly code: StoreErrorCode;
   constructor(code: StoreErrorCode, message: string, options?: ErrorOptions) {
@@ -302,6 +308,7 @@ function prepareStatements(db: SqliteDatabase) {
     getProposal: p('SELECT * FROM proposals WHERE id = ?'),
     listProposals: p(`SELECT * FROM proposals WHERE (@states IS NULL OR state IN (SELECT value FROM json_each(@states)))
                       ORDER BY id DESC LIMIT @limit`),
+    countProposals: p('SELECT state, COUNT(*) AS n FROM proposals GROUP BY state'),
     updateProposal: p(`UPDATE proposals SET state = ?, updated_ms = ?, evidence = COALESCE(?, evidence),
                        applied_version = COALESCE(?, applied_version), expires_ms = COALESCE(?, expires_ms) WHERE id = ? RETURNING *`),
     insertTransition: p('INSERT INTO proposal_transitions (proposal_id, from_state, to_state, at_ms, actor, comment) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -332,10 +339,20 @@ function isSqliteError(e: unknown): e is Error & { code: string } {
   return e instanceof Error && e.name === 'SqliteError' && typeof (e as { code?: unknown }).code === 'string';
 }
 
+function illegalTransition(id: number, from: readonly ProposalState[], to: ProposalState): StoreError {
+  const allowed = from.map((f) => `from '${f}': ${PROPOSAL_TRANSITIONS[f].map((s) => `'${s}'`).join(', ') || 'none'}`).join('; ');
+  return new StoreError('ILLEGAL_TRANSITION', `illegal proposal transition ${from.map((f) => `'${f}'`).join(' | ')} → '${to}' ` +
+    `(proposal ${id}): not in the lifecycle table (PROPOSAL_TRANSITIONS; ${allowed})`);
+}
+
 export class TunerStore {
   /** Runs found 'running' at open (left by a process that died mid-run) and marked 'error'. */
   readonly interruptedRunsAtOpen: number;
   private readonly q: Statements;
+  private readonly proposalListeners = new Set<() => void>();
+  /** Depth of nested transaction() calls, and whether a proposal was written inside the outermost one. */
+  private txDepth = 0;
+  private proposalsChanged = false;
 
   private constructor(private readonly db: SqliteDatabase, readonly path: string, private readonly now: () => number) {
     this.q = prepareStatements(db);
@@ -374,15 +391,38 @@ export class TunerStore {
   /** All writes inside fn commit together or not at all; nested calls become savepoints. */
   transaction<T>(fn: () => T): T {
     // IMMEDIATE takes the write lock up front, so a read-then-write cannot fail half-way on a lock upgrade.
+    let result: T;
+    this.txDepth++;
     try {
-      return this.db.transaction(fn).immediate();
+      result = this.db.transaction(fn).immediate();
     } catch (e) {
+      if (this.txDepth === 1) this.proposalsChanged = false;
       if (isSqliteError(e)) {
         const constraint = e.code.startsWith('SQLITE_CONSTRAINT');
         throw new StoreError(constraint ? 'CONSTRAINT' : 'IO', `tuner store: ${e.message}`, { cause: e });
       }
       throw e;
+    } finally {
+      this.txDepth--;
     }
+    if (this.txDepth === 0 && this.proposalsChanged) {
+      this.proposalsChanged = false;
+      for (const listener of this.proposalListeners) {
+        try {
+          listener();
+        } catch {
+          // A listener (a metrics refresh) must not turn a committed write into an error.
+        }
+      }
+    }
+    return result;
+  }
+
+  /** Calls `listener` once after each committed transaction that created or moved a proposal (after the outermost
+   *  one, when nested). Returns the function that unsubscribes it. */
+  onProposalsChanged(listener: () => void): () => void {
+    this.proposalListeners.add(listener);
+    return () => this.proposalListeners.delete(listener);
   }
 
   insertRollup(w: WindowSummary): number {
@@ -431,6 +471,7 @@ export class TunerStore {
       const at = this.now();
       const row = this.q.insertProposal.get(at, at, toJson(p.candidate), p.baseVersion, toJson(p.target), p.needsApproval ? 1 : 0,
         p.findingId, p.expiresMs) as ProposalRow;
+      this.proposalsChanged = true;
       this.q.insertTransition.run(row.id, null, 'proposed', at, actor.name, '');
       this.writeAudit(at, actor.name, actor.role, 'proposal.proposed', `proposal:${row.id}`,
         { from: null, to: 'proposed', addresses: p.candidate.addresses, temperature: p.candidate.temperature, change: p.candidate.change,
@@ -449,12 +490,16 @@ export class TunerStore {
     return (this.q.listProposals.all({ states, limit: filter.limit ?? DEFAULT_LIST_LIMIT }) as ProposalRow[]).map(toProposal);
   }
 
-  /** Compare-and-set on the proposal's state: checks it is in `from` (else StoreConflictError naming the actual state;
-   *  an unknown id is StoreError NOT_FOUND), sets `to` (+ evidence / appliedVersion / expiresMs when given) and writes
-   *  the transition row, an audit row (`proposal.<to>`) and, with evidence, a verifications row — all in one transaction. */
-  transition(id: number, from: ProposalState | readonly ProposalState[], to: ProposalState, actor: Actor,
-    detail: { comment?: string; evidence?: VerificationEvidence; appliedVersion?: number; expiresMs?: number } = {}): Proposal {
+  /** Compare-and-set on the proposal's state: checks the move is in the lifecycle table (PROPOSAL_TRANSITIONS; else
+   *  StoreError ILLEGAL_TRANSITION naming from → to) and that the proposal is in `from` (else StoreConflictError
+   *  naming the actual state; an unknown id is StoreError NOT_FOUND), sets `to` (+ evidence / appliedVersion /
+   *  expiresMs when given) and writes the transition row, an audit row (`proposal.<to>`) and, with evidence, a
+   *  verifications row — all in one transaction. A refused move writes nothing. */
+  transition(id: number, from: ProposalState | readonly ProposalState[], to: ProposalState, actor: Actor, detail: TransitionDetail = {}): Proposal {
     const expected: readonly ProposalState[] = typeof from === 'string' ? [from] : from;
+    // The table first, before the proposal is read: a move that exists from none of the expected states is a bug
+    // whatever state the proposal is in.
+    if (!expected.some((s) => isLegalTransition(s, to))) throw illegalTransition(id, expected, to);
     return this.transaction(() => {
       const current = this.getProposal(id);
       if (!current) throw new StoreError('NOT_FOUND', `proposal ${id} not found`);
@@ -462,11 +507,13 @@ export class TunerStore {
         const expectedText = expected.map((s) => `'${s}'`).join(' or ');
         throw new StoreConflictError(`proposal ${id} is '${current.state}', expected ${expectedText} (to move it to '${to}')`, current.state);
       }
+      if (!isLegalTransition(current.state, to)) throw illegalTransition(id, [current.state], to);
       const at = this.now();
       const comment = detail.comment ?? '';
       const evidence = detail.evidence === undefined ? null : toJson(detail.evidence);
       const row = this.q.updateProposal.get(to, at, evidence, detail.appliedVersion ?? null, detail.expiresMs ?? null, id) as ProposalRow;
       this.q.insertTransition.run(id, current.state, to, at, actor.name, comment);
+      this.proposalsChanged = true;
       if (detail.evidence !== undefined) this.q.insertVerification.run(id, detail.evidence.verdict, evidence, at);
       this.writeAudit(at, actor.name, actor.role, `proposal.${to}`, `proposal:${id}`, {
         from: current.state, to, comment,
@@ -476,6 +523,15 @@ export class TunerStore {
       });
       return toProposal(row);
     });
+  }
+
+  /** How many proposals are in each state (every state present, 0 when none). */
+  countProposalsByState(): Record<ProposalState, number> {
+    const counts = Object.fromEntries(PROPOSAL_STATES.map((s) => [s, 0])) as Record<ProposalState, number>;
+    for (const r of this.q.countProposals.all() as { state: ProposalState; n: number }[]) {
+      if (r.state in counts) counts[r.state] = r.n;
+    }
+    return counts;
   }
 
   transitions(proposalId: number): ProposalTransition[] {

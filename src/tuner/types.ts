@@ -178,8 +178,12 @@ export interface VerificationEvidence {
   finishedMs: number;
 }
 
-export type ProposalState =
-  | 'proposed' | 'verifying' | 'verified' | 'rejected' | 'approved' | 'applying' | 'watching' | 'confirmed' | 'rolled_back' | 'expired';
+/** Every state a proposal can be in: the one list (the lifecycle table in proposals.ts says which moves exist, the
+ *  metrics gauge and the REST layer's state filter read it). */
+export const PROPOSAL_STATES = [
+  'proposed', 'verifying', 'verified', 'rejected', 'approved', 'applying', 'watching', 'confirmed', 'rolled_back', 'expired',
+] as const;
+export type ProposalState = (typeof PROPOSAL_STATES)[number];
 
 export interface Proposal {
   id: number;

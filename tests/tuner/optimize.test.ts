@@ -2,9 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { fitStepCost, predict, workloadOf, PRIOR_MARGINAL_SHARE } from '../../src/tuner/cost-model.js';
 import { applyChange, changeKey, optimize, type OptimizeInput } from '../../src/tuner/optimize.js';
-import { PROPOSAL_TRANSITIONS, fromStates, needsApproval } from '../../src/tuner/proposals.js';
+import { FINAL_STATES, OPEN_STATES, PROPOSAL_TRANSITIONS, fromStates, isLegalTransition, needsApproval } from '../../src/tuner/proposals.js';
 import { diffSettings, judgeWatchCheck } from '../../src/tuner/apply.js';
-import type { Finding, LiveSettings, RequestSample, SloTargets, WindowSummary } from '../../src/tuner/types.js';
+import { PROPOSAL_STATES as TYPES_PROPOSAL_STATES, type Finding, type LiveSettings, type RequestSample, type SloTargets, type WindowSummary } from '../../src/tuner/types.js';
 import { PROPOSAL_STATES } from '../../src/metrics/tuner-families.js';
 
 const SLO: SloTargets = { ttftP99Seconds: 1, interTokenP99Seconds: 0.25, e2eP99Seconds: 10, errorRateBudget: 0.01 };
@@ -132,6 +132,17 @@ describe('proposal lifecycle and policy', () => {
     for (const tos of Object.values(PROPOSAL_TRANSITIONS)) for (const to of tos) expect(PROPOSAL_STATES).toContain(to);
     expect(fromStates('approved')).toEqual(['verified']);
     expect(fromStates('rolled_back').sort()).toEqual(['applying', 'watching']);
+  });
+
+  it('derives every state list from the one PROPOSAL_STATES', () => {
+    // The metrics gauge (and the REST state filter) read the very array the ProposalState type comes from.
+    expect(PROPOSAL_STATES).toBe(TYPES_PROPOSAL_STATES);
+    expect(FINAL_STATES).toEqual(['rejected', 'confirmed', 'rolled_back', 'expired']);
+    expect(OPEN_STATES).toEqual(['proposed', 'verifying', 'verified', 'approved', 'applying', 'watching']);
+    expect([...FINAL_STATES, ...OPEN_STATES].sort()).toEqual([...PROPOSAL_STATES].sort());
+    expect(isLegalTransition('verified', 'approved')).toBe(true);
+    expect(isLegalTransition('proposed', 'applying')).toBe(false);
+    expect(isLegalTransition('confirmed', 'watching')).toBe(false);
   });
 
   it('auto-applies hot knobs and asks a human for quantization and TP by default', () => {

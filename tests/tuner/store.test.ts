@@ -245,6 +245,80 @@ describe('TunerStore', () => {
       expect(s.verifications(0, 1e12)).toEqual([]);
     });
 
+    it('refuses a move the lifecycle table does not have, naming from → to, and changes nothing', () => {
+      const s = open();
+      s.commitSettings(crashSettings(1), 'config', 'boot');
+      const p = s.createProposal(newProposal(), TUNER);
+      const snapshot = () => ({ p: s.getProposal(p.id), t: s.transitions(p.id), a: s.auditLog(), v: s.verifications(0, 1e12) });
+      const refused = (fn: () => unknown): StoreError => {
+        try {
+          fn();
+        } catch (e) {
+          return e as StoreError;
+        }
+        throw new Error('the move was not refused');
+      };
+      const before = snapshot();
+      clockMs += 1000;
+      // The proposal is in 'proposed' (the compare-and-set would pass): the table alone refuses the move.
+      const skip = refused(() => s.transition(p.id, 'proposed', 'applying', TUNER, { evidence: evidence('pass') }));
+      expect(skip).toBeInstanceOf(StoreError);
+      expect(skip.code).toBe('ILLEGAL_TRANSITION');
+      expect(skip.message).toMatch(/illegal proposal transition 'proposed' → 'applying' \(proposal 1\)/);
+      expect(skip.message).toContain("from 'proposed': 'verifying', 'expired'");
+      expect(snapshot()).toEqual(before);
+      // Out of a final state: refused before the proposal is even read, whatever state it is in.
+      const back = refused(() => s.transition(p.id, 'confirmed', 'watching', TUNER));
+      expect(back.code).toBe('ILLEGAL_TRANSITION');
+      expect(back.message).toMatch(/'confirmed' → 'watching'.*from 'confirmed': none/);
+      expect(refused(() => s.transition(99, 'confirmed', 'watching', TUNER)).code).toBe('ILLEGAL_TRANSITION');
+      expect(snapshot()).toEqual(before);
+      // A proposal that really is confirmed cannot be moved back either.
+      for (const [from, to] of [['proposed', 'verifying'], ['verifying', 'verified'], ['verified', 'approved'], ['approved', 'applying'],
+        ['applying', 'watching'], ['watching', 'confirmed']] as const) s.transition(p.id, from, to, TUNER);
+      const done = snapshot();
+      expect(done.p?.state).toBe('confirmed');
+      expect(refused(() => s.transition(p.id, 'confirmed', 'watching', TUNER)).code).toBe('ILLEGAL_TRANSITION');
+      expect(refused(() => s.transition(p.id, ['watching', 'confirmed'], 'watching', TUNER)).code).toBe('ILLEGAL_TRANSITION');
+      expect(snapshot()).toEqual(done);
+    });
+
+    it('tells its listeners once per committed proposal write, after the outermost transaction', () => {
+      const s = open();
+      s.commitSettings(crashSettings(1), 'config', 'boot');
+      const heard: Record<string, number>[] = [];
+      const off = s.onProposalsChanged(() => heard.push({ ...s.countProposalsByState() }));
+      expect(s.countProposalsByState()).toEqual({
+        proposed: 0, verifying: 0, verified: 0, rejected: 0, approved: 0, applying: 0, watching: 0, confirmed: 0, rolled_back: 0, expired: 0,
+      });
+      const p = s.createProposal(newProposal(), TUNER);
+      expect(heard.map((c) => c['proposed'])).toEqual([1]);
+      s.transaction(() => {
+        s.transition(p.id, 'proposed', 'verifying', TUNER);
+        s.transition(p.id, 'verifying', 'rejected', TUNER);
+        expect(heard).toHaveLength(1);
+      });
+      expect(heard).toHaveLength(2);
+      expect(heard[1]).toMatchObject({ proposed: 0, verifying: 0, rejected: 1 });
+      // A failed transaction (and a refused move) tells no one; writes that are not proposals neither.
+      expect(() => s.transaction(() => {
+        s.createProposal(newProposal(), TUNER);
+        throw new Error('changed my mind');
+      })).toThrow('changed my mind');
+      expect(() => s.transition(p.id, 'rejected', 'verified', TUNER)).toThrow(/illegal proposal transition/);
+      s.audit(ALICE, 'tuner.pause', 'tuner');
+      expect(heard).toHaveLength(2);
+      // A listener that throws does not fail the committed write.
+      const offBad = s.onProposalsChanged(() => { throw new Error('gauge broke'); });
+      expect(s.createProposal(newProposal(), TUNER).state).toBe('proposed');
+      expect(heard).toHaveLength(3);
+      off();
+      offBad();
+      s.createProposal(newProposal(), TUNER);
+      expect(heard).toHaveLength(3);
+      expect(s.countProposalsByState()).toMatchObject({ proposed: 2, rejected: 1 });
+    });
+
     it('answers NOT_FOUND for an unknown proposal', () => {
       const s = open();
       expect(() => s.transition(99, 'proposed', 'verifying', TUNER)).toThrow(expect.objectContaining({ code: 'NOT_FOUND', message: 'proposal 99 not found' }) as Error);
@@ -271,7 +345,9 @@ describe('TunerStore', () => {
     it('lists newest first, filtered by state', () => {
       const s = open();
       for (let i = 0; i < 4; i++) s.createProposal(newProposal(), TUNER);
-      s.transition(2, 'proposed', 'rejected', ALICE);
+      // proposed → rejected is not a move of the lifecycle table: a rejection comes after a verification.
+      s.transition(2, 'proposed', 'verifying', TUNER);
+      s.transition(2, 'verifying', 'rejected', ALICE);
       s.transition(3, 'proposed', 'expired', TUNER);
       expect(s.listProposals().map((p) => p.id)).toEqual([4, 3, 2, 1]);
       expect(s.listProposals({ state: 'proposed' }).map((p) => p.id)).toEqual([4, 1]);
@@ -295,7 +371,8 @@ describe('TunerStore', () => {
     it('cannot be updated or deleted, even with raw SQL on a second connection', () => {
       const s = open();
       const p = s.createProposal({ ...crashProposal(0) }, TUNER);
-      s.transition(p.id, 'proposed', 'verified', TUNER, { evidence: evidence('pass') });
+      s.transition(p.id, 'proposed', 'verifying', TUNER);
+      s.transition(p.id, 'verifying', 'verified', TUNER, { evidence: evidence('pass') });
       s.recordApproval({ proposalId: p.id, decision: 'approve', actor: 'alice', role: 'approver', comment: 'ok' });
       s.commitSettings(crashSettings(1), 'config', 'boot');
       const before = { a: s.auditLog(), t: s.transitions(p.id), ap: s.approvals(p.id), v: s.verifications(0, 1e12), h: s.settingsHistory() };
