@@ -25,9 +25,9 @@
 import { median } from 'simple-statistics';
 import type { DistributionComparison, RequestSample, SloTargets, Verdict, VerificationEvidence } from './types.js';
 import { mannWhitneyU } from './statistics.js';
-import type { VerifyConfigSection } from '../config/schema.js';
+import { DEFAULT_CONFIG, type VerifyConfigSection } from '../config/schema.js';
 
-/** The verify stage's settings: the config's `verify` section (one definition, config-schema.ts) minus what the
+/** The verify stage's settings: the config's `verify` section (one definition, src/config/schema.ts) minus what the
  *  tuner uses itself (deadline, sampler seed), plus two knobs that are not configuration. */
 export interface VerifyConfig extends Omit<VerifyConfigSection, 'timeoutSeconds' | 'seed'> {
   /** Mirrored requests buffered at most; beyond, new ones are dropped (and counted). */
@@ -38,17 +38,17 @@ export interface VerifyConfig extends Omit<VerifyConfigSection, 'timeoutSeconds'
 }
 
 export const DEFAULT_MIN_REPLAY_SECONDS = 4;
+export const DEFAULT_MAX_MIRROR_QUEUE = 256;
 
+/** The verify stage's settings from a config's `verify` section (the tuner's deadline and sampler seed left out). */
+export function verifyConfigFrom(section: Readonly<VerifyConfigSection>): VerifyConfig {
+  const { timeoutSeconds: _deadline, seed: _seed, ...settings } = section;
+  return { ...settings, maxMirrorQueue: DEFAULT_MAX_MIRROR_QUEUE };
+}
+
+/** The defaults: the config schema's `verify` defaults (the one copy of the bars and shares), plus the replay floor. */
 export const DEFAULT_VERIFY_CONFIG: Readonly<VerifyConfig> = Object.freeze({
-  shadowShare: 0.05,
-  similarityBar: 0.98,
-  greedyAgreementBar: 0.9,
-  perplexityDeltaBar: 0.05,
-  minSamples: 20,
-  confidence: 0.95,
-  effectSizeBar: 0.2,
-  shadowThreads: 1,
-  maxMirrorQueue: 256,
+  ...verifyConfigFrom(DEFAULT_CONFIG.verify),
   minReplaySeconds: DEFAULT_MIN_REPLAY_SECONDS,
 });
 

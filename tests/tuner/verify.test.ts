@@ -1,9 +1,10 @@
 // decideVerdict and its helpers on constructed evidence: one case per rule (rules at the top of verify.ts).
 import { describe, expect, it } from 'vitest';
 import type { DistributionComparison, RequestSample } from '../../src/tuner/types.js';
+import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import {
-  compareLatency, decideVerdict, DEFAULT_VERIFY_CONFIG, goodputEvidence, goodputPerCore, meetsSlo, qualityPassed,
-  type GoodputEvidence, type QualityEvidence,
+  compareLatency, decideVerdict, DEFAULT_MAX_MIRROR_QUEUE, DEFAULT_MIN_REPLAY_SECONDS, DEFAULT_VERIFY_CONFIG, goodputEvidence, goodputPerCore,
+  meetsSlo, qualityPassed, verifyConfigFrom, type GoodputEvidence, type QualityEvidence,
 } from '../../src/tuner/verify.js';
 
 const cfg = DEFAULT_VERIFY_CONFIG;
@@ -31,6 +32,16 @@ function comps(o: Partial<Record<DistributionComparison['metric'], DistributionC
 function gp(change: number): GoodputEvidence {
   return { baselineGoodputPerCore: 100, candidateGoodputPerCore: 100 * (1 + change), goodputChange: change };
 }
+
+describe('defaults', () => {
+  it('are the config schema\'s verify defaults (one copy), less the deadline and seed, plus the replay knobs', () => {
+    const { timeoutSeconds: _t, seed: _s, ...section } = DEFAULT_CONFIG.verify;
+    expect(DEFAULT_VERIFY_CONFIG).toEqual({ ...section, maxMirrorQueue: DEFAULT_MAX_MIRROR_QUEUE, minReplaySeconds: DEFAULT_MIN_REPLAY_SECONDS });
+    expect(DEFAULT_VERIFY_CONFIG).toMatchObject({ shadowShare: 0.05, similarityBar: 0.98 });
+    expect(Object.isFrozen(DEFAULT_VERIFY_CONFIG)).toBe(true);
+    expect(verifyConfigFrom({ ...DEFAULT_CONFIG.verify, similarityBar: 0.9 })).toEqual({ ...section, similarityBar: 0.9, maxMirrorQueue: 256 });
+  });
+});
 
 describe('decideVerdict', () => {
   it('rule 1: quality below the cosine bar fails, with the figures in the reason', () => {
