@@ -36,6 +36,8 @@
         "native/src/model_loader.cpp",
         "native/src/model.cpp",
         "native/src/engine.cpp",
+        "native/src/engine_output.cpp",
+        "native/src/engine_stats.cpp",
         "native/src/block_pool.cpp",
         "native/src/kv_cache.cpp",
         "native/src/scheduler.cpp",

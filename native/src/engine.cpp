@@ -1,29 +1,16 @@
+// The engine's step loop: admission (submit, cancel, reconfigure, reload, close) and the thread that plans a step,
+// runs the forward pass, samples and feeds each token back. What a request streams and how it ends is
+// engine_output.cpp's; what monitoring reads is engine_stats.cpp's (see engine.h).
 #include "engine.h"
 
 #include <algorithm>
 #include <cmath>
 
+#include "engine_output.h"
+#include "engine_request.h"
 #include "model_loader.h"
 
 namespace tl {
-
-namespace {
-double ms_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
-double s_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-// Length of the longest prefix of `s` that is complete UTF-8 (an incomplete trailing sequence is held back until
-// the next token supplies the rest of its bytes).
-size_t complete_utf8_prefix(const std::string & s) {
-    size_t n = s.size();
-    for (size_t back = 1; back <= 4 && back <= n; ++back) {
-        unsigned char c = (unsigned char) s[n - back];
-        if ((c & 0xC0) == 0x80) continue; // continuation byte
-        size_t need = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
-        return back >= need ? n : n - back;
-    }
-    return n;
-}
-} // namespace
 
 const char * finish_reason_name(FinishReason r) {
     switch (r) {
@@ -33,33 +20,6 @@ const char * finish_reason_name(FinishReason r) {
     }
     return "stop";
 }
-
-struct Engine::Instance {
-    ModelLayout layout;
-    int n_ctx = 0;
-    std::unique_ptr<LlamaModel> model;
-    std::unique_ptr<BlockPool> pool;
-    std::unique_ptr<Scheduler> sched;
-    std::vector<float> logits; // scratch: [rows][n_vocab]
-};
-
-struct Engine::Request {
-    SeqState seq;
-    Instance * inst = nullptr;
-    bool is_evaluate = false;
-    GenerateParams params;
-    EventSink sink;
-    EvalDone eval_done;
-    std::vector<float> eval_logits;
-    std::unique_ptr<Sampler> sampler;
-    std::unique_ptr<StopMatcher> stops;
-    std::string pending_bytes;
-    int completion = 0;
-    int cached_prompt_tokens = -1;   // prefix-cache hit size at first admission
-    Clock::time_point deadline = Clock::time_point::max();
-    Clock::time_point first_scheduled = Clock::time_point::max(), prefill_done = Clock::time_point::max(), last_token;
-    bool done = false;
-};
 
 std::unique_ptr<Engine::Instance> Engine::build_instance(const ModelLayout & layout_in, int n_ctx) const {
     ModelLayout layout = layout_in;
@@ -96,25 +56,27 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig & cfg) {
     e->file_ = std::make_unique<GgufFile>(cfg.model_path);
     e->hparams_ = read_llama_hparams(*e->file_); // architecture check before the tokenizer's
     e->tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_gguf(*e->file_));
+    e->output_ = std::make_unique<RequestOutput>(*e->tokenizer_, e->counters_, [p = e.get()](uint64_t id) { p->retire(id); });
     if (e->tokenizer_->n_vocab() > e->hparams_.n_vocab)
         fail(ErrorCode::MODEL_CORRUPT, "model '" + cfg.model_path + "': tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
              " tokens but token_embd.weight only " + std::to_string(e->hparams_.n_vocab) + " rows");
     check_layout(e->hparams_, ModelLayout{cfg.layout.policy, cfg.layout.tp, cfg.layout.threads_per_rank, cfg.layout.kv_dtype,
                                          cfg.layout.kv_block_size, 1, cfg.layout.allreduce_delay_us});
     e->instances_.push_back(e->build_instance(cfg.layout, cfg.n_ctx));
-    e->publish(*e->instances_.back());
+    e->board_.publish(*e->instances_.back());
     e->load_ms_ = ms_between(t0, Clock::now());
     e->started_ = Clock::now();
     e->thread_ = std::thread([p = e.get()] { p->thread_main(); });
     return e;
 }
 
+Engine::Engine() = default;
 Engine::~Engine() { close(); }
 
-ModelLayout Engine::layout() const { std::lock_guard<std::mutex> l(pub_mu_); return pub_layout_; }
-int Engine::n_ctx() const { std::lock_guard<std::mutex> l(pub_mu_); return pub_n_ctx_; }
+ModelLayout Engine::layout() const { return board_.layout(); }
+int Engine::n_ctx() const { return board_.n_ctx(); }
 SchedulerConfig Engine::scheduler_config() const { std::lock_guard<std::mutex> l(mu_); return sched_cfg_; }
-std::vector<std::pair<std::string, size_t>> Engine::weight_bytes() const { std::lock_guard<std::mutex> l(pub_mu_); return pub_weight_by_dtype_; }
+std::vector<std::pair<std::string, size_t>> Engine::weight_bytes() const { return board_.weight_bytes(); }
 
 uint64_t Engine::enqueue(std::shared_ptr<Request> r) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -227,89 +189,9 @@ void Engine::close() {
     if (thread_.joinable()) thread_.join();
 }
 
-Engine::Instance * Engine::instance_of(const Request & r) { return r.inst; }
-
-void Engine::emit_token(Request & r, int32_t tok, TokenLogprob * lp) {
-    GenerateEvent ev;
-    ev.tokens.push_back(tok);
-    if (lp) {
-        EventLogprob out;
-        out.token = lp->token;
-        out.logprob = lp->logprob;
-        out.text = tokenizer_->decode_one(lp->token);
-        out.top.reserve(lp->top.size());
-        for (const auto & [id, logprob] : lp->top) out.top.push_back({id, logprob, tokenizer_->decode_one(id)});
-        ev.logprobs.push_back(std::move(out));
-    }
-    r.pending_bytes += tokenizer_->token_to_piece(tok);
-    size_t ready = complete_utf8_prefix(r.pending_bytes);
-    bool stopped = false;
-    ev.text = r.stops->push(r.pending_bytes.substr(0, ready), &stopped);
-    r.pending_bytes.erase(0, ready);
-    r.sink(std::move(ev));
-    if (stopped) finish(r.inst, r, FinishReason::STOP);
-}
-
-void Engine::retire(const Request & r) {
+void Engine::retire(uint64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
-    active_ids_.erase(r.seq.id);
-}
-
-void Engine::finish(Instance * inst, Request & r, FinishReason reason) {
-    if (r.done) return;
-    r.done = true;
-    retire(r);
-    auto now = Clock::now();
-    if (inst) inst->sched->remove(&r.seq);
-    if (r.is_evaluate) {
-        EngineException ex(ErrorCode::CANCELLED, "evaluation cancelled");
-        r.eval_done({}, &ex);
-        counters_.requests_cancelled.fetch_add(1, std::memory_order_relaxed);
-        return;
-    }
-    GenerateEvent ev;
-    ev.final = true;
-    ev.finish = reason;
-    if (reason != FinishReason::CANCELLED && !r.stops->stopped()) {
-        // Text held back as a possible stop-sequence prefix, and a trailing partial character, go out as they are.
-        bool stopped = false;
-        ev.text = r.stops->push(r.pending_bytes, &stopped);
-        if (stopped) ev.finish = FinishReason::STOP;
-        else ev.text += r.stops->flush();
-    }
-    ev.prompt_tokens = r.seq.n_prompt;
-    ev.cached_prompt_tokens = std::max(0, r.cached_prompt_tokens);
-    ev.completion_tokens = r.completion;
-    const auto start = std::min(r.first_scheduled, now);
-    ev.timings.queue_ms = ms_between(r.seq.arrival, start);
-    ev.timings.prefill_ms = r.prefill_done == Clock::time_point::max() ? ms_between(start, now) : ms_between(start, r.prefill_done);
-    ev.timings.decode_ms = r.prefill_done == Clock::time_point::max() ? 0 : ms_between(r.prefill_done, now);
-    ev.timings.ttft_ms = r.prefill_done == Clock::time_point::max() ? 0 : ms_between(r.seq.arrival, r.prefill_done);
-    if (reason == FinishReason::CANCELLED) counters_.requests_cancelled.fetch_add(1, std::memory_order_relaxed);
-    else counters_.requests_finished.fetch_add(1, std::memory_order_relaxed);
-    counters_.e2e.observe(s_between(r.seq.arrival, now));
-    counters_.generation_len.observe(r.completion);
-    r.sink(std::move(ev));
-}
-
-void Engine::fail_request(Instance * inst, Request & r, ErrorCode code, const std::string & msg) {
-    if (r.done) return;
-    r.done = true;
-    retire(r);
-    if (inst) inst->sched->remove(&r.seq);
-    if (code == ErrorCode::TIMEOUT) counters_.requests_timed_out.fetch_add(1, std::memory_order_relaxed);
-    else counters_.requests_failed.fetch_add(1, std::memory_order_relaxed);
-    if (r.is_evaluate) {
-        EngineException ex(code, msg);
-        r.eval_done({}, &ex);
-        return;
-    }
-    GenerateEvent ev;
-    ev.final = true;
-    ev.failed = true;
-    ev.error_code = code;
-    ev.error = msg;
-    r.sink(std::move(ev));
+    active_ids_.erase(id);
 }
 
 // One step of one instance: plan, forward, sample. Returns false when it had nothing to run.
@@ -318,16 +200,16 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
     StepPlan plan = inst.sched->plan(cfg, t0);
     counters_.preemptions.fetch_add(plan.preempted.size(), std::memory_order_relaxed);
     for (SeqState * s : plan.preempted) {
-        Request & r = *static_cast<Request *>(s->owner);
+        Request & r = Request::of(s);
         r.eval_logits.clear(); // an evaluation is recomputed from its first token
     }
     if (plan.seqs.empty()) {
         // A sequence that needs more blocks than the whole pool would wait (or be preempted) forever.
         if (SeqState * s = inst.sched->unservable()) {
-            Request & r = *static_cast<Request *>(s->owner);
-            fail_request(&inst, r, ErrorCode::OUT_OF_MEMORY, "the KV cache (" + std::to_string(inst.pool->n_blocks()) + " blocks of " +
-                         std::to_string(inst.pool->block_size()) + " tokens) cannot hold a sequence of " + std::to_string(s->tokens.size()) +
-                         " tokens: raise kvCacheBlocks or kvCacheMaxBytes");
+            Request & r = Request::of(s);
+            output_->fail(r, ErrorCode::OUT_OF_MEMORY, "the KV cache (" + std::to_string(inst.pool->n_blocks()) + " blocks of " +
+                          std::to_string(inst.pool->block_size()) + " tokens) cannot hold a sequence of " + std::to_string(s->tokens.size()) +
+                          " tokens: raise kvCacheBlocks or kvCacheMaxBytes");
             return true;
         }
         return false;
@@ -338,8 +220,8 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
     batch.reserve(plan.seqs.size());
     for (const ScheduledSeq & q : plan.seqs) {
         SeqState * s = q.seq;
-        Request & r = *static_cast<Request *>(s->owner);
-        if (r.first_scheduled == Clock::time_point::max()) {
+        Request & r = Request::of(s);
+        if (!r.started()) {
             r.first_scheduled = t0;
             r.cached_prompt_tokens = s->n_computed;
             counters_.queue_time.observe(s_between(s->arrival, t0));
@@ -370,20 +252,14 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
     size_t row = 0;
     for (size_t i = 0; i < plan.seqs.size(); ++i) {
         const ScheduledSeq & q = plan.seqs[i];
-        Request & r = *static_cast<Request *>(q.seq->owner);
+        Request & r = Request::of(q.seq);
         const BatchEntry & e = batch[i];
         if (r.is_evaluate) {
             const size_t rows = e.all_logits ? (size_t) e.n_tokens : (e.want_logits ? 1 : 0);
             if (e.all_logits || e.want_logits)
                 r.eval_logits.insert(r.eval_logits.end(), inst.logits.begin() + row * V, inst.logits.begin() + (row + rows) * V);
             row += rows;
-            if (q.completes_prefill) {
-                r.done = true;
-                retire(r);
-                inst.sched->remove(&r.seq);
-                counters_.requests_finished.fetch_add(1, std::memory_order_relaxed);
-                r.eval_done(std::move(r.eval_logits), nullptr);
-            }
+            if (q.completes_prefill) output_->evaluated(r);
             continue;
         }
         if (!e.want_logits) continue;
@@ -402,43 +278,18 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
             counters_.inter_token.observe(s_between(r.last_token, now));
         }
         r.last_token = now;
-        if (r.params.stop_at_eos && tokenizer_->is_end_of_generation(tok)) { finish(&inst, r, FinishReason::STOP); continue; }
-        ++r.completion;
-        counters_.generation_tokens.fetch_add(1, std::memory_order_relaxed);
-        r.seq.tokens.push_back(tok);
-        emit_token(r, tok, r.params.sampling.n_logprobs >= 0 ? &lp : nullptr);
-        if (r.done) continue;
-        if (r.completion >= r.params.max_tokens || (int) r.seq.tokens.size() >= inst.n_ctx) finish(&inst, r, FinishReason::LENGTH);
+        output_->token(r, tok, r.params.sampling.n_logprobs >= 0 ? &lp : nullptr); // may end it
     }
 
     counters_.busy_ns.fetch_add((uint64_t) (s_between(t0, Clock::now()) * 1e9), std::memory_order_relaxed);
     // Stats describe the newest instance: an old one still draining after a reload must not overwrite them.
-    if (&inst == instances_.back().get()) publish(inst);
+    if (&inst == instances_.back().get()) board_.publish(inst);
     return true;
 }
 
 void Engine::fail_running(Instance * inst, ErrorCode code, const std::string & msg) {
     for (auto & r : live_)
-        if (r->inst == inst && !r->done && r->first_scheduled != Clock::time_point::max()) fail_request(inst, *r, code, msg);
-}
-
-void Engine::publish(const Instance & inst) {
-    BlockPoolStats ps = inst.pool->stats();
-    pub_blocks_total_.store(ps.total, std::memory_order_relaxed);
-    pub_blocks_used_.store(ps.used, std::memory_order_relaxed);
-    pub_blocks_cached_.store(ps.cached, std::memory_order_relaxed);
-    pub_blocks_free_.store(ps.free, std::memory_order_relaxed);
-    pub_prefix_queries_.store(ps.prefix_queries, std::memory_order_relaxed);
-    pub_prefix_hits_.store(ps.prefix_hits, std::memory_order_relaxed);
-    pub_fragmentation_.store(inst.sched->fragmentation(), std::memory_order_relaxed);
-    std::lock_guard<std::mutex> l(pub_mu_);
-    pub_times_ = inst.model->times();
-    pub_kv_bytes_ = inst.model->kv_bytes();
-    pub_scratch_bytes_ = inst.model->scratch_bytes() + inst.logits.capacity() * sizeof(float);
-    pub_weight_bytes_ = inst.model->weight_bytes_total();
-    pub_weight_by_dtype_ = inst.model->weight_bytes();
-    pub_layout_ = inst.layout;
-    pub_n_ctx_ = inst.n_ctx;
+        if (r->inst == inst && !r->done && r->started()) output_->fail(*r, code, msg);
 }
 
 void Engine::thread_main() {
@@ -454,12 +305,12 @@ void Engine::thread_main() {
                 // Those that would not fit a shorter context stay and finish on the old instance.
                 Instance * old = instances_.back().get();
                 for (SeqState * s : old->sched->take_waiting((size_t) pending_instance_->n_ctx - 1)) {
-                    Request * r = static_cast<Request *>(s->owner);
+                    Request * r = &Request::of(s);
                     r->inst = pending_instance_.get();
                     pending_instance_->sched->add(s);
                 }
                 instances_.push_back(std::move(pending_instance_));
-                publish(*instances_.back()); // reload() returns after this: info() must show the new layout
+                board_.publish(*instances_.back()); // reload() returns after this: info() must show the new layout
                 cv_.notify_all();
             }
             Instance * target = instances_.back().get();
@@ -478,20 +329,18 @@ void Engine::thread_main() {
         }
         for (uint64_t id : cancels)
             for (auto & r : live_)
-                if (r->seq.id == id) finish(r->inst, *r, FinishReason::CANCELLED);
+                if (r->seq.id == id) output_->cancel(*r);
         if (closing) {
-            for (auto & r : live_) finish(r->inst, *r, FinishReason::CANCELLED);
+            for (auto & r : live_) output_->cancel(*r);
             live_.clear();
             return;
         }
         // Deadlines: refused while waiting, cut while running.
         auto now = Clock::now();
         for (auto & r : live_) {
-            if (!r->done && now > r->deadline) {
-                bool started = r->first_scheduled != Clock::time_point::max();
-                fail_request(r->inst, *r, ErrorCode::TIMEOUT, started ? "the request's deadline passed while it was running" :
-                                                                        "the request's deadline passed while it was waiting");
-            }
+            if (!r->done && now > r->deadline)
+                output_->fail(*r, ErrorCode::TIMEOUT, r->started() ? "the request's deadline passed while it was running"
+                                                                   : "the request's deadline passed while it was waiting");
         }
 
         bool ran = false;
@@ -517,7 +366,7 @@ void Engine::thread_main() {
             counters_.waiting.store(waiting, std::memory_order_relaxed);
             counters_.running.store(running, std::memory_order_relaxed);
         }
-        publish(*instances_.back());
+        board_.publish(*instances_.back());
 
         if (!ran) {
             // Sleep until new work, a cancel, a reload, the batching delay or the nearest deadline.
@@ -533,45 +382,7 @@ void Engine::thread_main() {
 }
 
 EngineStatsSnapshot Engine::stats() const {
-    EngineStatsSnapshot s{};
-    const EngineCounters & c = counters_;
-    auto ld = [](const auto & a) { return a.load(std::memory_order_relaxed); };
-    s.requests_submitted = ld(c.requests_submitted); s.requests_finished = ld(c.requests_finished);
-    s.requests_cancelled = ld(c.requests_cancelled); s.requests_timed_out = ld(c.requests_timed_out); s.requests_failed = ld(c.requests_failed);
-    for (int i = 0; i < N_REJECT_REASONS; ++i) s.rejected[i] = ld(c.rejected[i]);
-    s.running = ld(c.running); s.waiting = ld(c.waiting);
-    s.prompt_tokens = ld(c.prompt_tokens); s.generation_tokens = ld(c.generation_tokens);
-    s.prefill_tokens_computed = ld(c.prefill_tokens_computed); s.cached_prompt_tokens = ld(c.cached_prompt_tokens);
-    s.steps = ld(c.steps); s.preemptions = ld(c.preemptions); s.reloads = ld(c.reloads); s.reconfigures = ld(c.reconfigures);
-    for (int i = 0; i < N_FLUSH_REASONS; ++i) s.flushes[i] = ld(c.flushes[i]);
-    s.busy_seconds = ld(c.busy_ns) / 1e9;
-    s.sampling_seconds = ld(c.sampling_ns) / 1e9;
-    s.uptime_seconds = s_between(started_, Clock::now());
-    s.queue_time = c.queue_time.snapshot(); s.ttft = c.ttft.snapshot(); s.inter_token = c.inter_token.snapshot(); s.e2e = c.e2e.snapshot();
-    s.prompt_len = c.prompt_len.snapshot(); s.generation_len = c.generation_len.snapshot();
-    s.batch_size = c.batch_size.snapshot(); s.batch_tokens = c.batch_tokens.snapshot();
-    for (int i = 0; i < N_STEP_PHASES; ++i) s.step_duration[i] = c.step_duration[i].snapshot();
-    s.kv_blocks_total = ld(pub_blocks_total_); s.kv_blocks_used = ld(pub_blocks_used_);
-    s.kv_blocks_cached = ld(pub_blocks_cached_); s.kv_blocks_free = ld(pub_blocks_free_);
-    s.kv_usage_ratio = s.kv_blocks_total ? (double) s.kv_blocks_used / s.kv_blocks_total : 0.0;
-    s.kv_fragmentation_ratio = ld(pub_fragmentation_);
-    s.prefix_queries = ld(pub_prefix_queries_); s.prefix_hits = ld(pub_prefix_hits_);
-    {
-        std::lock_guard<std::mutex> l(pub_mu_);
-        const ModelTimes & t = pub_times_;
-        s.op_seconds_matmul = t.matmul; s.op_seconds_attention = t.attention; s.op_seconds_norm = t.norm; s.op_seconds_rope = t.rope;
-        s.op_seconds_ffn_act = t.ffn_act; s.op_seconds_embed = t.embed; s.op_seconds_output = t.output;
-        s.rank_busy_seconds = t.rank_busy; s.rank_allreduce_seconds = t.rank_allreduce; s.allreduces = t.allreduces;
-        s.weight_bytes = pub_weight_bytes_; s.kv_bytes = pub_kv_bytes_; s.scratch_bytes = pub_scratch_bytes_;
-        s.weight_bytes_by_dtype = pub_weight_by_dtype_;
-        s.layout = pub_layout_; s.n_ctx = pub_n_ctx_;
-        s.kv_block_size = pub_layout_.kv_block_size;
-    }
-    {
-        std::lock_guard<std::mutex> l(mu_);
-        s.scheduler = sched_cfg_;
-    }
-    return s;
+    return board_.snapshot(counters_, started_, scheduler_config());
 }
 
 } // namespace tl

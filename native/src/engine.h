@@ -3,6 +3,10 @@
 // (scheduler.h) over a paged KV cache (block_pool.h, kv_cache.h); results stream back through a callback invoked
 // on the engine thread.
 //
+// Units: engine.cpp is the step loop (admission, scheduling a step, the forward pass, sampling and feeding the token
+// back); engine_output.cpp turns results into events and is the only code that ends a request; engine_stats.cpp
+// publishes what stats() reads. engine_request.h holds their shared internal records.
+//
 // Hot settings (SchedulerConfig) change between steps with reconfigure(). Cold settings (ModelLayout, context
 // length) need a new model instance: reload() builds it beside the old one on the caller's thread, then the step loop
 // sends new and waiting requests to it while the old instance finishes its running ones, and frees the old.
@@ -20,6 +24,7 @@
 #include <vector>
 
 #include "block_pool.h"
+#include "engine_stats.h"
 #include "gguf.h"
 #include "model.h"
 #include "sampler.h"
@@ -28,6 +33,10 @@
 #include "tokenizer.h"
 
 namespace tl {
+
+struct EngineRequest;
+struct EngineInstance;
+class RequestOutput;
 
 struct EngineConfig {
     std::string model_path;
@@ -87,30 +96,6 @@ struct GenerateEvent {
 using EventSink = std::function<void(GenerateEvent &&)>;
 using EvalDone = std::function<void(std::vector<float> &&, const EngineException *)>;
 
-// One consistent-enough view of the engine for monitoring (each field is read atomically).
-struct EngineStatsSnapshot {
-    uint64_t requests_submitted, requests_finished, requests_cancelled, requests_timed_out, requests_failed;
-    uint64_t rejected[N_REJECT_REASONS];
-    int64_t running, waiting;
-    uint64_t prompt_tokens, generation_tokens, prefill_tokens_computed, cached_prompt_tokens;
-    uint64_t steps, preemptions, flushes[N_FLUSH_REASONS], reloads, reconfigures;
-    double busy_seconds, sampling_seconds, uptime_seconds;
-    HistogramSnapshot queue_time, ttft, inter_token, e2e, prompt_len, generation_len, batch_size, batch_tokens;
-    HistogramSnapshot step_duration[N_STEP_PHASES];
-    int32_t kv_blocks_total, kv_blocks_used, kv_blocks_cached, kv_blocks_free, kv_block_size;
-    double kv_usage_ratio, kv_fragmentation_ratio;
-    uint64_t prefix_queries, prefix_hits;
-    double op_seconds_matmul, op_seconds_attention, op_seconds_norm, op_seconds_rope, op_seconds_ffn_act, op_seconds_embed,
-        op_seconds_output;
-    std::vector<double> rank_busy_seconds, rank_allreduce_seconds;
-    uint64_t allreduces;
-    size_t weight_bytes, kv_bytes, scratch_bytes;
-    std::vector<std::pair<std::string, size_t>> weight_bytes_by_dtype;
-    SchedulerConfig scheduler;
-    ModelLayout layout;
-    int32_t n_ctx;
-};
-
 class Engine {
 public:
     // Loads and quantizes the model (slow: call off the event loop). Throws EngineException.
@@ -143,9 +128,9 @@ public:
     void close();
 
 private:
-    struct Request;
-    struct Instance;
-    Engine() = default;
+    using Request = EngineRequest;
+    using Instance = EngineInstance;
+    Engine();
 
     EngineConfig cfg_;
     std::unique_ptr<GgufFile> file_;
@@ -168,30 +153,17 @@ private:
     // Owned by the engine thread.
     std::vector<std::unique_ptr<Instance>> instances_; // oldest first; the last one takes new work
     std::vector<std::shared_ptr<Request>> live_;
+    std::unique_ptr<RequestOutput> output_;            // ends requests; the loop never does it itself
 
     EngineCounters counters_;
-    // Published by the engine thread after each step for stats().
-    std::atomic<int32_t> pub_blocks_total_{0}, pub_blocks_used_{0}, pub_blocks_cached_{0}, pub_blocks_free_{0};
-    std::atomic<uint64_t> pub_prefix_queries_{0}, pub_prefix_hits_{0};
-    std::atomic<double> pub_fragmentation_{1.0};
-    mutable std::mutex pub_mu_; // guards the published model times and memory (copied once per step)
-    ModelTimes pub_times_;
-    size_t pub_kv_bytes_ = 0, pub_scratch_bytes_ = 0, pub_weight_bytes_ = 0;
-    std::vector<std::pair<std::string, size_t>> pub_weight_by_dtype_;
-    ModelLayout pub_layout_;
-    int32_t pub_n_ctx_ = 0;
+    EngineStatsBoard board_; // published by the engine thread after each step, read by stats()
 
     std::unique_ptr<Instance> build_instance(const ModelLayout & layout, int n_ctx) const;
     uint64_t enqueue(std::shared_ptr<Request> r);
     void thread_main();
     bool run_step(Instance & inst, const SchedulerConfig & cfg);
-    void finish(Instance * inst, Request & r, FinishReason reason);
-    void fail_request(Instance * inst, Request & r, ErrorCode code, const std::string & msg);
     void fail_running(Instance * inst, ErrorCode code, const std::string & msg);
-    void retire(const Request & r); // its id no longer cancellable
-    void emit_token(Request & r, int32_t tok, TokenLogprob * lp);
-    void publish(const Instance & inst);
-    Instance * instance_of(const Request & r);
+    void retire(uint64_t id); // its id no longer cancellable
 };
 
 } // namespace tl
