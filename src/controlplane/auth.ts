@@ -1,15 +1,21 @@
-// Bearer-token authentication with roles for the tuner's REST API (/api/tuner, /api/proposals, /api/config,
-// /api/audit). Only each token's SHA-256 is configured (auth.tokens), so the config file, env and logs never hold a
-// usable token. A request's token is hashed and compared in constant time against every configured hash, without
-// stopping at the first match, so response timing reveals neither how much of a hash matched nor which entry did.
+// Authentication for the HTTP control plane, both kinds in one place:
 //
-// Roles are ordered viewer < approver < admin. With no tokens configured the reads stay open (anonymous viewer) and
-// every change is refused: an unconfigured server shows what the tuner does but nobody can steer it.
+// - /v1 API keys (`createV1Auth`): any key in server.apiKeys opens every /v1 route; no keys = no authentication.
+//   Entries are `sha256:HEX` digests (`tuneloop hash-token`) or, still accepted, plain keys hashed at startup.
+// - /api bearer tokens with roles (`createApiAuth`) for the tuner's REST API (/api/tuner, /api/proposals,
+//   /api/config, /api/audit) and the weekly reports (/api/reports). Only each token's SHA-256 is configured
+//   (auth.tokens), so the config file, env and logs never hold a usable token. Roles are ordered viewer < approver <
+//   admin. With no tokens configured the reads stay open (anonymous viewer) and every change is refused: an
+//   unconfigured server shows what the tuner does but nobody can steer it.
+//
+// Both hash the presented credential and compare it in constant time against every configured digest, without
+// stopping at the first match, so response timing reveals neither how much of a digest matched nor which entry did.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Actor } from '../tuner/types.js';
 import { API_ROLES, type ApiRole, type ApiToken } from '../config/schema.js';
 import { ControlPlaneError } from './errors.js';
+import { apiKeyDigest, credentialDigest } from './security.js';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -39,6 +45,29 @@ export interface ApiAuth {
   /** The configured token a bearer `Authorization` header carries, or undefined. */
   authenticate(authorization: string | undefined): Actor | undefined;
 }
+
+// ---- /v1: API keys ----------------------------------------------------------------------------------------------
+
+/** Middleware for /v1: 401 in OpenAI's words unless the bearer key is one of `keys` (server.apiKeys); none = open. */
+export function createV1Auth(keys: readonly string[]): RequestHandler {
+  const digests = keys.map(apiKeyDigest);
+  return (req: Request, _res: Response, next: NextFunction): void => {
+    if (digests.length === 0) return next();
+    const h = req.headers.authorization;
+    const m = typeof h === 'string' ? /^Bearer\s+(.+)$/i.exec(h.trim()) : null;
+    if (!m) {
+      return next(new ControlPlaneError('CP_ERR_UNAUTHORIZED', "You didn't provide an API key: use the header 'Authorization: Bearer KEY'"));
+    }
+    const d = credentialDigest(m[1]!);
+    // Every key is compared, always (no early exit at a match): timing does not tell which entry matched.
+    let ok = false;
+    for (const k of digests) ok = timingSafeEqual(k, d) || ok;
+    if (!ok) return next(new ControlPlaneError('CP_ERR_UNAUTHORIZED', 'Incorrect API key provided'));
+    next();
+  };
+}
+
+// ---- /api: tokens with roles ----------------------------------------------------------------------------------
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 

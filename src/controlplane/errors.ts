@@ -1,8 +1,10 @@
 // One catalogue of every error the HTTP control plane answers with. Each code fixes the HTTP status and the
 // OpenAI error `type`, so clients written against OpenAI (the official SDKs map status → exception class) behave
 // the same here. The wire `code` follows OpenAI's where one exists (model_not_found, context_length_exceeded,
-// invalid_api_key), so tools that branch on it keep working.
-import type { EngineError } from '../engine/errors.js';
+// invalid_api_key), so tools that branch on it keep working. Below the catalogue: the mappings from what other layers
+// throw (engine, tuner, body parser, router) into it, and the one function that writes an error answer.
+import type { Response } from 'express';
+import { isEngineError, type EngineError } from '../engine/errors.js';
 import type { TunerError } from '../tuner/facade.js';
 
 export interface ErrorSpec {
@@ -122,4 +124,53 @@ export function fromTunerError(e: TunerError): ControlPlaneError {
     case 'FORBIDDEN':
       return new ControlPlaneError('CP_ERR_FORBIDDEN', e.message);
   }
+}
+
+// ---- anything thrown on the HTTP path → the catalogue ---------------------------------------------------------
+
+/** Body-parser failures carry `type` and `status`; map them into the catalogue. */
+export function fromBodyParserError(err: unknown): ControlPlaneError | undefined {
+  if (typeof err !== 'object' || err === null || !('type' in err)) return undefined;
+  const t = (err as { type: unknown }).type;
+  const msg = err instanceof Error ? err.message : String(err);
+  if (t === 'entity.too.large') return new ControlPlaneError('CP_ERR_BODY_TOO_LARGE', `Request body too large: ${msg}`);
+  if (t === 'entity.parse.failed') return new ControlPlaneError('CP_ERR_MALFORMED_JSON', `The request body is not valid JSON: ${msg}`, { param: 'body' });
+  if (t === 'encoding.unsupported' || t === 'charset.unsupported') return new ControlPlaneError('CP_ERR_UNSUPPORTED_MEDIA_TYPE', msg);
+  if (t === 'request.aborted' || t === 'request.size.invalid') return new ControlPlaneError('CP_ERR_INVALID_REQUEST', msg);
+  return undefined;
+}
+
+/** Errors from the HTTP stack that carry a 4xx status but no body-parser `type`: a malformed percent-encoding in a
+ *  path parameter (the router's URIError, status 400), a body that is not in its declared Content-Encoding (zlib
+ *  errors wrapped by body-parser). They are the client's fault: answer 4xx, never 500. */
+export function fromHttpStatusError(err: unknown): ControlPlaneError | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const st = Number((err as { status?: unknown; statusCode?: unknown }).status ?? (err as { statusCode?: unknown }).statusCode);
+  if (!(st >= 400 && st < 500)) return undefined;
+  const msg = err instanceof URIError ? 'The request path is not valid percent-encoding' : `The request could not be read: ${(err as Error).message ?? 'bad request'}`;
+  if (st === 413) return new ControlPlaneError('CP_ERR_BODY_TOO_LARGE', msg);
+  if (st === 415) return new ControlPlaneError('CP_ERR_UNSUPPORTED_MEDIA_TYPE', msg);
+  return new ControlPlaneError('CP_ERR_INVALID_REQUEST', msg);
+}
+
+/** Whatever was thrown, as the catalogue's answer: unknown errors are a 500 that names nothing internal.
+ *  `promptParam` is the field a context overflow points at ('prompt', or 'messages' for chat). */
+export function toControlPlaneError(err: unknown, promptParam = 'prompt'): ControlPlaneError {
+  if (isControlPlaneError(err)) return err;
+  if (isEngineError(err)) return fromEngineError(err, promptParam);
+  return fromBodyParserError(err) ?? fromHttpStatusError(err)
+    ?? new ControlPlaneError('CP_ERR_INTERNAL', 'The server had an error while processing your request');
+}
+
+/** A refusal's log fields. JSON.parse's message quotes the start of the body (a prompt, say): that one is not logged. */
+export function refusalLog(cpe: ControlPlaneError): { code: string; param: string | null; message?: string } {
+  const fields = { code: cpe.code, param: cpe.param };
+  return cpe.code === 'CP_ERR_MALFORMED_JSON' ? fields : { ...fields, message: cpe.message };
+}
+
+/** Answer with `err` (its status, headers and OpenAI-shaped body), counting it by its wire code. */
+export function sendError(res: Response, err: ControlPlaneError, observeError?: (reason: string) => void): void {
+  observeError?.(CP_ERRORS[err.code].code);
+  for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+  res.status(err.status).json(err.toResponse());
 }

@@ -6,7 +6,8 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Engine } from '../engine/engine.js';
 import type { TunerControl } from '../tuner/facade.js';
-import { createApp, type AppDeps, type AppState, type MetricsHook, type ServerOptions } from './app.js';
+import { createApp, type AppDeps, type AppState, type ServerOptions } from './app.js';
+import type { MetricsHook } from './hooks.js';
 import { AlertInbox } from '../alerts/inbox.js';
 import { ControlPlaneError } from './errors.js';
 import type { ApiToken } from '../config/schema.js';
@@ -24,7 +25,8 @@ export interface StartServerArgs {
   authTokens?: readonly ApiToken[];
   /** The weekly reports behind GET /api/reports (reports-api.ts); absent: those routes are absent. */
   reports?: AppDeps['reports'];
-  /** Every finished generation request (app.ts GenerationEvent): the tuner's request log and shadow mirror. */
+  /** Every finished generation request that reached the engine (hooks.ts GenerationEvent): the tuner's request log
+   *  and shadow mirror. */
   onGeneration?: AppDeps['onGeneration'];
 }
 
@@ -90,7 +92,7 @@ export async function startServer(args: StartServerArgs): Promise<RunningServer>
   async function doDrain(deadlineMs: number): Promise<DrainResult> {
     state.draining = true;
     // Stop listening: new connections are refused from here on. Idle keep-alive sockets are closed; busy ones get
-    // 'Connection: close' on their next response (app.ts) and are closed once idle.
+    // 'Connection: close' on their next /v1 response (middleware.ts refuseWhileDraining) and are closed once idle.
     server.close();
     server.closeIdleConnections();
     logger.info({ inflight: state.active, deadlineMs }, 'draining');

@@ -1,4 +1,4 @@
-// The HTTP layer's defences that are not authentication (auth.ts) or input validation (openai-schema.ts):
+// The HTTP layer's defences that are not authentication (auth.ts) or input validation (openai/schema.ts):
 // security headers on every response, CORS closed unless origins are listed, per-key request rate limits and
 // per-key concurrent generation limits, and the log redaction that keeps credentials and prompts out of the logs.
 //

@@ -1,0 +1,103 @@
+// The OpenAI-compatible routes, mounted at /v1 after the draining check, API-key auth and the JSON body parser
+// (app.ts): GET /models, POST /completions, POST /chat/completions (plain, or server-sent events with `stream: true`).
+// Each generation request is one ServingRequest (serving-request.ts); this file only wires the pieces in order:
+// schema.ts parses the body, request-builder.ts makes the engine request, responses.ts and sse.ts write the answer.
+import express, { type Request, type Response } from 'express';
+import type { Engine } from '../../engine/engine.js';
+import type { Generation } from '../../engine/generation.js';
+import { ControlPlaneError, modelNotFound } from '../errors.js';
+import type { FinishedRequest, GenerationEndpoint } from '../hooks.js';
+import type { ConcurrencyLimiter } from '../security.js';
+import type { ChatTemplate } from './chat-template.js';
+import { buildGenerateRequest, type ParsedRequest } from './request-builder.js';
+import { newIdentity, responseBody } from './responses.js';
+import { parseChatRequest, parseCompletionRequest } from './schema.js';
+import { ServingRequest, type ServerState } from './serving-request.js';
+import { SSE_DONE, StreamEncoder, sseFrame, writeSseHead } from './sse.js';
+
+/** The server options the routes read, at request time (ServerOptions). */
+export interface OpenAIRouteOptions {
+  modelName: string;
+  requestTimeoutMs: number;
+  maxPromptTokens?: number | undefined;
+  maxTokensLimit?: number | undefined;
+}
+
+export interface OpenAIRouterDeps {
+  engine: Engine;
+  options: OpenAIRouteOptions;
+  template: ChatTemplate;
+  server: ServerState;
+  streams: ConcurrencyLimiter;
+  observeError?: ((reason: string) => void) | undefined;
+  /** Every generation request's one FinishedRequest (hooks.ts fanOutFinished). */
+  onFinished(f: FinishedRequest, log: Request['log']): void;
+}
+
+export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
+  const { engine, options, template, server, streams, observeError, onFinished } = deps;
+  const router = express.Router();
+
+  router.get('/models', (_req, res) => {
+    res.json({
+      object: 'list',
+      data: [{ id: options.modelName, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'tuneloop' }],
+    });
+  });
+
+  const serve = (endpoint: GenerationEndpoint) => (req: Request, res: Response): Promise<void> =>
+    new ServingRequest({ endpoint, req, res, server, streams, observeError, onFinished }).run(async (sr) => {
+      if (req.body === undefined) {
+        throw new ControlPlaneError('CP_ERR_INVALID_REQUEST', "Expected a JSON body with 'Content-Type: application/json'", { param: 'body' });
+      }
+      const parsed: ParsedRequest = endpoint === 'chat_completions' ? parseChatRequest(req.body) : parseCompletionRequest(req.body);
+      sr.stream = parsed.stream;
+      if (parsed.model !== options.modelName) throw modelNotFound(parsed.model, options.modelName);
+      const built = buildGenerateRequest(parsed, {
+        tokenize: (text) => engine.tokenize(text),
+        contextLength: engine.info.contextLength,
+        template,
+        maxPromptTokens: options.maxPromptTokens,
+        maxTokensLimit: options.maxTokensLimit,
+        requestTimeoutMs: options.requestTimeoutMs,
+      });
+      const gen = sr.submit(built, (r) => engine.generate(r));
+      if (!gen) return;
+      req.log?.debug({ generation: gen.id, promptTokens: built.promptTokens, maxTokens: built.request.maxTokens, stream: parsed.stream }, 'generation started');
+      if (parsed.stream) await answerStream(sr, req, res, parsed, gen, built.promptTokens);
+      else await answerPlain(sr, res, parsed, gen, built.promptTokens);
+    });
+
+  async function answerPlain(sr: ServingRequest, res: Response, p: ParsedRequest, gen: Generation, promptTokens: number): Promise<void> {
+    const r = await gen.result;
+    if (!sr.resultArrived(r)) return;
+    res.json(responseBody(p, r, promptTokens, options.modelName));
+    sr.answered();
+  }
+
+  async function answerStream(sr: ServingRequest, req: Request, res: Response, p: ParsedRequest, gen: Generation, promptTokens: number): Promise<void> {
+    const enc = new StreamEncoder(p, newIdentity(p.kind, options.modelName));
+    const send = (payload: unknown): void => {
+      if (!res.writableEnded) res.write(sseFrame(payload));
+    };
+    writeSseHead(res);
+    sr.streaming();
+    for (const c of enc.opening()) send(c);
+    for await (const chunk of gen) {
+      if (sr.cancelled) break;
+      const c = enc.piece(chunk);
+      if (c !== undefined) send(c);
+    }
+    const r = await gen.result;
+    if (!sr.resultArrived(r)) return;
+    for (const c of enc.closing(r, promptTokens)) send(c);
+    res.write(SSE_DONE);
+    res.end();
+    sr.answered();
+    req.log?.debug({ generation: gen.id, finishReason: r.finishReason, completionTokens: r.usage.completionTokens }, 'stream finished');
+  }
+
+  router.post('/completions', serve('completions'));
+  router.post('/chat/completions', serve('chat_completions'));
+  return router;
+}
