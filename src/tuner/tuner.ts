@@ -1,31 +1,32 @@
-// The Tuner: one object that runs the closed loop over the stages (monitor → analyze → optimize → verify → apply →
-// watch), keeps every step in the store, drives the tuner metrics, and answers the REST layer (TunerControl).
+// The Tuner: runs the closed loop's cycle — monitor ticks, then analyze → optimize → verify of the candidates — keeps
+// every step in the store, drives the tuner metrics, and answers the REST layer (TunerControl, facade.ts). What
+// happens to a proposal after the cycle made it (approval, apply, watch, rollback, expiry, crash recovery) is the
+// ProposalLifecycle's (lifecycle.ts); the Tuner delegates those calls to it.
 //
 // Concurrency: one cycle (analyze → optimize → verify of its candidates) at a time; a second trigger while one runs
-// is refused (BUSY) or, from cron, recorded as skipped. Changes to the live settings (auto-apply, approval, rollback,
-// watch rollback) go through one serial queue, so two applies never interleave. Monitor ticks run beside both: they
-// only read the engine and append rollups.
+// is refused (BUSY) or, from cron, recorded as skipped. Changes to the live settings go through the lifecycle's one
+// serial queue, so two applies never interleave. Monitor ticks run beside both: they only read the engine and append
+// rollups.
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { Engine } from '../engine/engine.js';
 import type { GenerateRequest, GenerationResult } from '../engine/types.js';
 import type { TuneloopConfig } from '../config/schema.js';
 import type { Metrics } from '../metrics/registry.js';
-import { PROPOSAL_STATES } from '../metrics/tuner-families.js';
 import { analyze } from './analyze.js';
-import { applySettings, diffSettings, judgeWatchCheck, type WatchBaseline } from './apply.js';
+import { diffSettings } from './apply.js';
 import { TunerError, type ProposalDetail, type RunOutcome, type TunerControl, type TunerStatus } from './facade.js';
+import { ProposalLifecycle, SYSTEM } from './lifecycle.js';
 import type { MetricsSource, RegistrySource } from './monitor.js';
 import { applyChange, changeKey, optimize } from './optimize.js';
 import { OPEN_STATES, needsApproval } from './proposals.js';
 import { ShadowVerifier } from './shadow.js';
-import type { VerifyConfig } from './verify.js';
-import type { RunRecord, SettingsSource, SettingsVersion, TunerStore } from './store.js';
+import { verifyConfigFrom, type VerifyConfig } from './verify.js';
+import type { RunRecord, SettingsVersion, TunerStore } from './store.js';
 import type { Actor, Finding, LiveSettings, Proposal, ProposalState, RequestSample, SettingsChange, SloTargets, WindowSummary } from './types.js';
 import type { EngineOptions } from '../engine/types.js';
-import { faultPoint } from '../faults.js';
 
-export const SYSTEM: Actor = { name: 'tuner', role: 'system' };
+export { SYSTEM };
 
 export interface TunerDeps {
   engine: Engine;
@@ -79,23 +80,22 @@ interface ActiveVerification {
 
 export class Tuner implements TunerControl {
   private readonly now: () => number;
+  private readonly lifecycle: ProposalLifecycle;
   private cycle: Promise<void> | undefined;
-  private applyChain: Promise<unknown> = Promise.resolve();
   private verification: ActiveVerification | undefined;
   private lastFindings: Finding[] = [];
   private pausedReason = '';
   private closed = false;
-  private readonly watchTimers = new Set<NodeJS.Timeout>();
 
   private constructor(private readonly d: TunerDeps) {
     this.now = d.now ?? Date.now;
+    this.lifecycle = new ProposalLifecycle(d);
   }
 
   /** Open the tuner over a store whose current version the engine was started with: finish what a crash left. */
   static async create(deps: TunerDeps): Promise<Tuner> {
     const t = new Tuner(deps);
-    t.recover();
-    t.refreshProposalGauge();
+    t.lifecycle.recover();
     t.pause('');
     return t;
   }
@@ -109,27 +109,7 @@ export class Tuner implements TunerControl {
   }
 
   private get verifyConfig(): VerifyConfig {
-    const { timeoutSeconds: _deadline, seed: _seed, ...settings } = this.d.config.verify;
-    return { ...settings, maxMirrorQueue: 256 };
-  }
-
-  /** After a crash: an apply that never committed is rolled back (the engine runs the last committed version);
-   *  a verification in flight proves nothing; a watch window starts again. */
-  private recover(): void {
-    const live = this.d.store.currentSettings();
-    for (const p of this.d.store.listProposals({ state: 'applying' })) {
-      this.d.store.transition(p.id, 'applying', 'rolled_back', SYSTEM, {
-        comment: `interrupted: the process exited while applying; live settings are version ${live?.version ?? 0}, unchanged`,
-      });
-    }
-    for (const p of this.d.store.listProposals({ state: 'verifying' })) {
-      this.d.store.transition(p.id, 'verifying', 'expired', SYSTEM, { comment: 'verification interrupted by a restart' });
-    }
-    for (const p of this.d.store.listProposals({ state: 'approved' })) {
-      // Approved but not started: apply it now if it still fits the live settings.
-      this.enqueueApply(p.id, SYSTEM);
-    }
-    for (const p of this.d.store.listProposals({ state: 'watching' })) this.startWatch(p.id);
+    return verifyConfigFrom(this.d.config.verify);
   }
 
   // ---- inputs from the server -----------------------------------------------------------------------------------
@@ -183,7 +163,7 @@ export class Tuner implements TunerControl {
       w.settingsVersion = this.liveVersion();
       this.d.store.insertRollup(w);
       this.d.store.pruneRollups(this.now() - this.cfg.rollupRetentionDays * 86_400_000);
-      this.expireStale();
+      this.lifecycle.expireStale();
       this.d.store.finishRun(runId, 'ok', '', { requests: w.requests.finished });
     });
     if (!stored) {
@@ -216,13 +196,6 @@ export class Tuner implements TunerControl {
     this.d.metrics?.tuner.paused.set(reason || !this.cfg.enabled ? 1 : 0);
   }
 
-  private expireStale(): void {
-    const now = this.now();
-    for (const p of this.d.store.listProposals({ state: ['proposed', 'verified'] })) {
-      if (p.expiresMs <= now) this.move(p.id, p.state, 'expired', SYSTEM, 'time to live passed');
-    }
-  }
-
   // ---- analyze → optimize → verify ------------------------------------------------------------------------------
 
   async runNow(trigger: 'api' | 'alert' | 'cron', actor: Actor): Promise<RunOutcome> {
@@ -238,8 +211,8 @@ export class Tuner implements TunerControl {
       this.pause(`store unavailable: ${(err as Error).message}`);
       throw new TunerError('PAUSED', `the tuner is paused: ${this.pausedReason}`);
     }
-    let findings: Finding[] = [];
-    let proposals: Proposal[] = [];
+    let findings: Finding[];
+    let proposals: Proposal[];
     try {
       ({ findings, proposals } = this.analyzeAndPropose(run.id, actor));
     } catch (err) {
@@ -262,7 +235,7 @@ export class Tuner implements TunerControl {
   /** Resolves when the current cycle (verification included) has finished. */
   async idle(): Promise<void> {
     await this.cycle;
-    await this.applyChain;
+    await this.lifecycle.idle();
   }
 
   /** `requester`: who triggered the run (the tuner itself for cron); recorded as the actor of `proposal.proposed`, so
@@ -302,7 +275,6 @@ export class Tuner implements TunerControl {
     }, requester));
     this.d.store.finishRun(startOptimize.id, 'ok', '', { candidates: candidates.map((c) => changeKey(c.change)) });
     this.countRun('optimize', 'ok');
-    this.refreshProposalGauge();
     return { findings, proposals };
   }
 
@@ -315,20 +287,15 @@ export class Tuner implements TunerControl {
       } catch (err) {
         this.countRun('verify', 'error');
         this.d.logger.error({ err, proposal: id }, 'verification failed to run');
-        const p = this.d.store.getProposal(id);
-        if (p && p.state === 'verifying') this.move(id, 'verifying', 'rejected', SYSTEM, `verification could not run: ${(err as Error).message}`);
+        this.lifecycle.abortVerification(id, (err as Error).message);
       }
     }
   }
 
+  /** Verify one proposal on shadow traffic; the lifecycle records the verdict (and applies a pass policy allows). */
   private async verifyOne(id: number): Promise<void> {
-    const p = this.d.store.getProposal(id);
-    if (!p || p.state !== 'proposed') return;
-    if (p.baseVersion !== this.liveVersion()) {
-      this.move(id, 'proposed', 'expired', SYSTEM, 'the live settings changed before verification');
-      return;
-    }
-    this.move(id, 'proposed', 'verifying', SYSTEM, '');
+    const p = this.lifecycle.startVerification(id);
+    if (!p) return;
     const live = this.liveSettings();
     const vc = this.verifyConfig;
     const info = this.d.engine.info;
@@ -361,120 +328,7 @@ export class Tuner implements TunerControl {
       await verifier.close();
     }
     this.d.metrics?.tuner.verdicts.inc({ verdict: evidence.verdict });
-    if (evidence.verdict !== 'pass') {
-      this.d.store.transition(id, 'verifying', 'rejected', SYSTEM, { comment: `verification ${evidence.verdict}: ${evidence.reasons.join('; ')}`, evidence });
-      this.refreshProposalGauge();
-      return;
-    }
-    const verified = this.d.store.transition(id, 'verifying', 'verified', SYSTEM, { comment: evidence.reasons.join('; '), evidence });
-    this.refreshProposalGauge();
-    if (!verified.needsApproval) {
-      this.d.store.recordApproval({ proposalId: id, decision: 'approve', actor: SYSTEM.name, role: SYSTEM.role, comment: 'policy: auto-apply after a passing verification' });
-      this.move(id, 'verified', 'approved', SYSTEM, 'auto-approved by policy');
-      await this.enqueueApply(id, SYSTEM);
-    }
-  }
-
-  // ---- apply, watch, rollback -------------------------------------------------------------------------------------
-
-  private enqueueApply(id: number, actor: Actor): Promise<void> {
-    const next = this.applyChain.then(() => this.applyProposal(id, actor));
-    this.applyChain = next.catch(() => undefined);
-    return next;
-  }
-
-  private async applyProposal(id: number, actor: Actor): Promise<void> {
-    const p = this.d.store.getProposal(id);
-    if (!p || p.state !== 'approved') return;
-    const live = this.d.store.currentSettings()!;
-    if (p.baseVersion !== live.version) {
-      // Approved against settings that are no longer live: applying it would silently undo the newer change.
-      this.d.store.transition(id, 'approved', 'applying', actor, { comment: 'start' });
-      this.move(id, 'applying', 'rolled_back', SYSTEM, `not applied: live settings moved from version ${p.baseVersion} to ${live.version}`);
-      return;
-    }
-    const before = this.watchBaseline();
-    this.move(id, 'approved', 'applying', actor, `applying ${changeKey(p.candidate.change)}`);
-    let diff;
-    try {
-      diff = await applySettings(this.d.engine, live.settings, p.target);
-      faultPoint('tuner.applying');
-    } catch (err) {
-      // A failed reload keeps the old model; undo whatever hot knobs were set.
-      await applySettings(this.d.engine, p.target, live.settings).catch(() => undefined);
-      this.move(id, 'applying', 'rolled_back', SYSTEM, `the engine refused the change: ${(err as Error).message}`);
-      this.countRun('apply', 'error');
-      return;
-    }
-    this.d.store.transaction(() => {
-      const v = this.d.store.commitSettings(p.target, 'tuner', actor.name, id, p.candidate.rationale);
-      this.d.store.transition(id, 'applying', 'watching', actor, { comment: `live as version ${v.version}`, appliedVersion: v.version });
-    });
-    for (const k of diff.knobs) this.d.metrics?.observeConfigChange(k, 'tuner');
-    this.countRun('apply', 'ok');
-    this.refreshProposalGauge();
-    this.startWatch(id, before);
-  }
-
-  private watchBaseline(): WatchBaseline {
-    const since = this.now() - this.cfg.analysisWindowMinutes * 60_000;
-    const samples = this.d.requests.recentSamples(since);
-    const n = samples.length;
-    const j = judgeWatchCheck(samples, { sloAttainment: NaN, errorRate: 0 }, this.slo, 1, 1);
-    return { sloAttainment: n ? j.sloAttainment : NaN, errorRate: n ? j.errorRate : 0 };
-  }
-
-  private startWatch(id: number, before: WatchBaseline = this.watchBaseline()): void {
-    let checks = 0, failures = 0;
-    let since = this.now();
-    const tick = (): void => {
-      if (this.closed) return;
-      const now = this.now();
-      const samples = this.d.requests.recentSamples(since);
-      since = now;
-      const c = judgeWatchCheck(samples, before, this.slo, this.cfg.watchMaxGoodputDrop);
-      checks++;
-      if (c.ok === false) failures++;
-      this.d.store.audit(SYSTEM, 'proposal.watch_check', `proposal:${id}`, { check: checks, ...c });
-      if (failures >= this.cfg.watchFailureThreshold) {
-        void this.enqueueRollback(id, c.reason);
-        return;
-      }
-      if (checks >= this.cfg.watchChecks) {
-        this.move(id, 'watching', 'confirmed', SYSTEM, `${checks} watch checks, ${failures} failed`);
-        return;
-      }
-      schedule();
-    };
-    const schedule = (): void => {
-      const t = setTimeout(() => {
-        this.watchTimers.delete(t);
-        tick();
-      }, this.cfg.watchIntervalSeconds * 1000);
-      t.unref();
-      this.watchTimers.add(t);
-    };
-    schedule();
-  }
-
-  private enqueueRollback(id: number, reason: string): Promise<void> {
-    const next = this.applyChain.then(async () => {
-      const p = this.d.store.getProposal(id);
-      if (!p || p.state !== 'watching' || p.appliedVersion === null) return;
-      const prev = this.d.store.settingsVersion(p.baseVersion);
-      const live = this.d.store.currentSettings()!;
-      if (!prev) return;
-      const diff = await applySettings(this.d.engine, live.settings, prev.settings);
-      this.d.store.transaction(() => {
-        this.d.store.commitSettings(prev.settings, 'rollback', SYSTEM.name, id, `watch window failed: ${reason}`);
-        this.d.store.transition(id, 'watching', 'rolled_back', SYSTEM, { comment: `watch window failed: ${reason}` });
-      });
-      for (const k of diff.knobs) this.d.metrics?.observeConfigChange(k, 'rollback');
-      this.d.metrics?.tuner.rollbacks.inc();
-      this.refreshProposalGauge();
-    });
-    this.applyChain = next.catch(() => undefined);
-    return next;
+    await this.lifecycle.finishVerification(id, evidence);
   }
 
   // ---- REST ------------------------------------------------------------------------------------------------------
@@ -504,43 +358,12 @@ export class Tuner implements TunerControl {
     return { ...p, transitions: this.d.store.transitions(id), approvals: this.d.store.approvals(id) };
   }
 
-  async approve(id: number, actor: Actor, comment: string): Promise<Proposal> {
-    const p = this.d.store.getProposal(id);
-    if (!p) throw new TunerError('NOT_FOUND', `proposal ${id} does not exist`);
-    // Approving twice is harmless: the first approval already set it on its way.
-    if (['approved', 'applying', 'watching', 'confirmed'].includes(p.state)) return p;
-    if (p.state === 'verified' && p.expiresMs <= this.now()) {
-      this.move(id, 'verified', 'expired', SYSTEM, 'time to live passed');
-      throw new TunerError('CONFLICT', `proposal ${id} expired at ${new Date(p.expiresMs).toISOString()}; run the tuner again`);
-    }
-    if (p.state !== 'verified') throw new TunerError('CONFLICT', `proposal ${id} is ${p.state}; only a verified proposal can be approved`);
-    const requester = this.d.store.transitions(id)[0]?.actor;
-    if (this.d.config.auth.requireDistinctApprover && requester === actor.name) {
-      throw new TunerError('FORBIDDEN', `${actor.name} requested proposal ${id}; auth.requireDistinctApprover needs another approver`);
-    }
-    const live = this.liveVersion();
-    if (p.baseVersion !== live) {
-      throw new TunerError('CONFLICT', `the live settings changed since proposal ${id} was verified (version ${p.baseVersion} → ${live}); it must be verified again`);
-    }
-    this.d.store.recordApproval({ proposalId: id, decision: 'approve', actor: actor.name, role: actor.role, comment });
-    const approved = this.move(id, 'verified', 'approved', actor, comment);
-    void this.enqueueApply(id, actor).catch((err) => this.d.logger.error({ err, proposal: id }, 'apply failed'));
-    return approved;
+  approve(id: number, actor: Actor, comment: string): Promise<Proposal> {
+    return this.lifecycle.approve(id, actor, comment);
   }
 
-  async reject(id: number, actor: Actor, comment: string): Promise<Proposal> {
-    const p = this.d.store.getProposal(id);
-    if (!p) throw new TunerError('NOT_FOUND', `proposal ${id} does not exist`);
-    if (p.state === 'rejected') return p;
-    if (p.state !== 'verified' && p.state !== 'proposed') {
-      throw new TunerError('CONFLICT', `proposal ${id} is ${p.state}; only a proposed or verified proposal can be rejected`);
-    }
-    this.d.store.recordApproval({ proposalId: id, decision: 'reject', actor: actor.name, role: actor.role, comment });
-    if (p.state === 'proposed') {
-      // Not verified yet: it never runs. 'expired' is the lifecycle's word for "will not be verified".
-      return this.move(id, 'proposed', 'expired', actor, `rejected by ${actor.name}: ${comment}`);
-    }
-    return this.move(id, 'verified', 'rejected', actor, comment);
+  reject(id: number, actor: Actor, comment: string): Promise<Proposal> {
+    return this.lifecycle.reject(id, actor, comment);
   }
 
   liveConfig(): SettingsVersion {
@@ -552,25 +375,7 @@ export class Tuner implements TunerControl {
   }
 
   rollbackTo(version: number, actor: Actor, comment: string): Promise<SettingsVersion> {
-    const target = this.d.store.settingsVersion(version);
-    if (!target) return Promise.reject(new TunerError('NOT_FOUND', `settings version ${version} does not exist`));
-    const next = this.applyChain.then(async () => {
-      const live = this.d.store.currentSettings()!;
-      if (live.version === version) throw new TunerError('CONFLICT', `version ${version} is already live`);
-      const diff = await applySettings(this.d.engine, live.settings, target.settings).catch(async (err) => {
-        await applySettings(this.d.engine, target.settings, live.settings).catch(() => undefined);
-        throw new TunerError('CONFLICT', `the engine refused version ${version}: ${(err as Error).message}`);
-      });
-      const v = this.d.store.transaction(() => {
-        const committed = this.d.store.commitSettings(target.settings, 'rollback' satisfies SettingsSource, actor.name, null, comment || `rollback to version ${version}`);
-        this.d.store.audit(actor, 'config.rollback', `version:${version}`, { newVersion: committed.version, comment });
-        return committed;
-      });
-      for (const k of diff.knobs) this.d.metrics?.observeConfigChange(k, 'rollback');
-      return v;
-    });
-    this.applyChain = next.catch(() => undefined);
-    return next;
+    return this.lifecycle.rollbackTo(version, actor, comment);
   }
 
   auditLog(filter?: { sinceId?: number; limit?: number; action?: string }) {
@@ -580,29 +385,15 @@ export class Tuner implements TunerControl {
   // ---- helpers ---------------------------------------------------------------------------------------------------
 
   liveVersion(): number {
-    return this.d.store.currentSettings()?.version ?? 0;
+    return this.lifecycle.liveVersion();
   }
 
   liveSettings(): LiveSettings {
-    return this.d.store.currentSettings()!.settings;
+    return this.lifecycle.liveSettings();
   }
 
-  private move(id: number, from: ProposalState, to: ProposalState, actor: Actor, comment: string): Proposal {
-    const p = this.d.store.transition(id, from, to, actor, { comment });
-    this.refreshProposalGauge();
-    return p;
-  }
-
-  private countRun(stage: 'monitor' | 'analyze' | 'optimize' | 'verify' | 'apply', outcome: 'ok' | 'error'): void {
+  private countRun(stage: 'monitor' | 'analyze' | 'optimize' | 'verify', outcome: 'ok' | 'error'): void {
     this.d.metrics?.tuner.runs.inc({ stage, outcome });
-  }
-
-  private refreshProposalGauge(): void {
-    const g = this.d.metrics?.tuner.proposals;
-    if (!g) return;
-    const counts = new Map<string, number>();
-    for (const p of this.d.store.listProposals({ limit: 100_000 })) counts.set(p.state, (counts.get(p.state) ?? 0) + 1);
-    for (const s of PROPOSAL_STATES) g.set({ state: s }, counts.get(s) ?? 0);
   }
 
   private setBottleneckGauge(findings: Finding[]): void {
@@ -615,11 +406,10 @@ export class Tuner implements TunerControl {
   /** Stop timers and any verification; the store stays open (the caller owns it). */
   async close(): Promise<void> {
     this.closed = true;
-    for (const t of this.watchTimers) clearTimeout(t);
-    this.watchTimers.clear();
+    this.lifecycle.stopWatching();
     await this.verification?.verifier.close();
     await this.cycle?.catch(() => undefined);
-    await this.applyChain;
+    await this.lifecycle.close();
   }
 }
 
