@@ -1,13 +1,16 @@
 // Tuner families, driven by the tuner (src/tuner/). Label values are pre-set here — the tuner's stages, the proposal
-// states (PROPOSAL_STATES, src/tuner/types.ts) and the verdicts — so every series exists from the first scrape (rate()
-// needs a zero to start from) and dashboards and alert rules can be written against them before the tuner has run.
+// states and the verdicts — so every series exists from the first scrape (rate() needs a zero to start from) and
+// dashboards and alert rules can be written against them before the tuner has run.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { PROPOSAL_STATES } from '../tuner/types.js';
 
 export const TUNER_STAGES = ['monitor', 'analyze', 'optimize', 'verify', 'apply'] as const;
 export const TUNER_OUTCOMES = ['ok', 'error'] as const;
-/** Re-exported for the REST layer's state filter (controlplane/tuner-api.ts); defined once in src/tuner/types.ts. */
-export { PROPOSAL_STATES };
+/** Every state a tuning proposal can be in: the one list. It lives here because src/metrics/ may not import
+ *  src/tuner/; src/tuner/types.ts re-exports it and derives the ProposalState type from it, the lifecycle table
+ *  (src/tuner/proposals.ts) must cover exactly these states, and the REST layer's state filter reads it. */
+export const PROPOSAL_STATES = [
+  'proposed', 'verifying', 'verified', 'rejected', 'approved', 'applying', 'watching', 'confirmed', 'rolled_back', 'expired',
+] as const;
 export const VERIFICATION_VERDICTS = ['pass', 'fail', 'inconclusive'] as const;
 
 export interface TunerMetrics {

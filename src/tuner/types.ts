@@ -3,6 +3,7 @@
 // without a clock, a server or an engine. Times are unix milliseconds (`…Ms`) or seconds (`…S`, `…Seconds`).
 import type { SchedulerSettings } from '../engine/types.js';
 import type { LayoutSettings } from '../engine/knobs.js';
+import { PROPOSAL_STATES } from '../metrics/tuner-families.js';
 
 export type { ColdKnob, HotKnob, LayoutSettings } from '../engine/knobs.js';
 
@@ -178,12 +179,11 @@ export interface VerificationEvidence {
   finishedMs: number;
 }
 
-/** Every state a proposal can be in: the one list (the lifecycle table in proposals.ts says which moves exist, the
- *  metrics gauge and the REST layer's state filter read it). */
-export const PROPOSAL_STATES = [
-  'proposed', 'verifying', 'verified', 'rejected', 'approved', 'applying', 'watching', 'confirmed', 'rolled_back', 'expired',
-] as const;
+/** Every state a proposal can be in. The one list is PROPOSAL_STATES, defined beside the gauge that pre-sets a series
+ *  per state (src/metrics/tuner-families.ts: src/metrics/ may not import src/tuner/) and re-exported here; the
+ *  lifecycle table (proposals.ts) and the store read it. */
 export type ProposalState = (typeof PROPOSAL_STATES)[number];
+export { PROPOSAL_STATES };
 
 export interface Proposal {
   id: number;
