@@ -7,8 +7,8 @@
 //    process, same thread count, same replayed requests), so shared-CPU noise hits them alike (an A/A control).
 //  * Quality (teacher forcing). Each mirrored request's prompt followed by the tokens the primary generated is
 //    evaluated on both shadows with all logits; from the last prompt token onward every position's two next-token
-//    distributions are compared (softmax cosine, greedy agreement). No sampling is involved, so the figures are
-//    exact for the traffic seen. A fixed probe set gives the perplexity change.
+//    distributions are compared (softmax cosine, greedy agreement: logit-similarity.ts). No sampling is involved, so
+//    the figures are exact for the traffic seen. A fixed probe set gives the perplexity change.
 //  * Performance (interleaved replay). The mirrored prompts are replayed, greedy (temperature 0, EOS ignored, so
 //    both arms generate the same number of tokens), at c = max(1, round(observedConcurrency)) requests in flight.
 //    A round is a batch of REPLAY_ROUND_FACTOR × c prompts sent closed-loop (c in flight, each finished request
@@ -18,7 +18,7 @@
 //    baseline then candidate, round r + 1 to candidate then baseline, so a drift in the box's load over time (the
 //    primary's traffic) falls on both arms equally. Rounds come in such pairs and continue until each arm has
 //    minSamples requests and the replay has run minReplaySeconds in all, or the deadline passes; latencies are
-//    compared with Mann-Whitney U. Why a time floor: requests of one round share the box's momentary load, so the
+//    compared with Mann-Whitney U (statistics.ts, through verify.ts). Why a time floor: requests of one round share the box's momentary load, so the
 //    test's real sample size is closer to the number of rounds than of requests; on a loaded 2-core box a replay
 //    of just 20 requests per arm (~0.4 s) let A/A runs (identical arms) differ by 5-20% in goodput and call
 //    latency shifts of 2% "significant", while 4 s of replay kept 8 of 8 A/A runs within ±4% and 'same'. An

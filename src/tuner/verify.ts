@@ -1,7 +1,8 @@
 // The verify stage's verdict: pure functions from measured evidence to pass / fail / inconclusive. The shadow
 // engines and the replay that produce the evidence live in shadow.ts.
 //
-// Verdict rules (decideVerdict), applied in this order; the first that applies decides:
+// Verdict rules (decideVerdict), applied in this order; the first that applies decides (the bars quoted are the
+// defaults of the config's `verify` section, src/config/schema.ts):
 //  1. Quality. Any measured quality figure beyond its bar → fail: mean softmax cosine < similarityBar (0.98),
 //     greedy agreement < greedyAgreementBar (0.9), or probe-set perplexity up by more than perplexityDeltaBar (5%).
 //     A figure that could not be measured (NaN: no positions, no probe set) is not "beyond its bar".
