@@ -60,7 +60,11 @@ function boundaryRules(re, why) {
       {
         patterns: [
           { regex: re, caseSensitive: true, message },
-          { regex: '^tuneloop(?:/|$)', caseSensitive: true, message: 'Import boundary: src/ imports its own modules by relative path, never through the package name (it would bypass the floors).' },
+          {
+            regex: '^tuneloop(?:/|$)',
+            caseSensitive: true,
+            message: 'Import boundary: src/ imports its own modules by relative path, never through the package name (it would bypass the floors).',
+          },
         ],
       },
     ],
