@@ -4,11 +4,10 @@
 // (hooks.ts) once both its response has ended and its handler has settled (after a client disconnect the response
 // ends first and the engine's cancelled result arrives a step later).
 //
-//   parsing ──submit──▶ running ──streaming──▶ streaming
-//      │                  │  │                    │
-//      │                  │  └──answered──▶ finished ◀──answered──┘
-//      ├──────────────────┴────────────────────┴──fail──▶ failed
-//      └──────────────────┴────────────────────┴──client gone──▶ cancelled
+//   parsing ── submit() ──▶ running ── streaming() ──▶ streaming
+//   running | streaming ── answered() ──▶ finished
+//   parsing | running | streaming ── an error (answered as a status, or in-band mid-stream) ──▶ failed
+//   parsing | running | streaming ── the client goes away ──▶ cancelled
 //
 // finished, failed and cancelled are terminal: the first ending wins (a handler that fails after its client went away
 // stays cancelled; its error is still recorded). Any other transition is a bug and throws.
