@@ -1,4 +1,5 @@
 // Token sampling (greedy, temperature, top-k, top-p) and stop-sequence matching.
+// Sampler::sample() is a composition of small stages (namespace sampling, sampler.h), each testable alone.
 // Sampling never sorts the whole vocabulary: top-k keeps a bounded heap, top-p alone histograms the probability mass
 // and sorts only the bucket where the nucleus ends, and plain temperature sampling is a linear scan.
 #include "sampler.h"
@@ -102,185 +103,224 @@ float max_and_sanitize(float * logits, int32_t n) {
 
 } // namespace
 
-Sampler::Sampler(const SamplingParams & params) : params_(params), rng_(params.seed) {}
+// ---------------------------------------------------------------------------------------------------------------
+// Stages
 
-// Picks from candidates_[0, n) with probability proportional to .first (weights summing to `total`).
-int32_t Sampler::draw(size_t n, double total, double u) const {
+namespace sampling {
+
+Argmax sanitize_and_argmax(float * logits, int32_t n) {
+    Argmax a;
+    // NaN would poison every comparison and sum downstream; a NaN logit is treated as impossible (-inf).
+    a.max_logit = max_and_sanitize(logits, n);
+    int32_t best = 0; // the first maximum, so ties go to the lowest id
+    while (best < n && !(logits[best] == a.max_logit)) best++;
+    a.best = best == n ? 0 : best;
+    return a;
+}
+
+double uniform01(std::mt19937_64 & rng) {
+    // 53 random bits -> uniform double in [0, 1): portable, unlike std::uniform_real_distribution whose algorithm
+    // differs between standard libraries.
+    return (double) (rng() >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void top_k(const float * logits, int32_t n, int32_t k, std::vector<std::pair<float, int32_t>> & out) {
+    // A bounded heap whose root is the worst kept candidate. Ids arrive in increasing order, so a logit equal to the
+    // root's is worse than it (higher id): one float compare rejects most logits.
+    out.clear();
+    for (int32_t i = 0; i < k; i++) out.push_back({logits[i], i});
+    std::make_heap(out.begin(), out.end(), better);
+    float worst = out.front().first;
+    for (int32_t i = k; i < n; i++) {
+        if (!(logits[i] > worst)) continue;
+        std::pop_heap(out.begin(), out.end(), better);
+        out.back() = {logits[i], i};
+        std::push_heap(out.begin(), out.end(), better);
+        worst = out.front().first;
+    }
+    std::sort_heap(out.begin(), out.end(), better); // best first
+}
+
+double temper(std::vector<std::pair<float, int32_t>> & candidates, float max_logit, float inv_t) {
+    double total = 0.0;
+    for (auto & c : candidates) {
+        c.first = std::exp((c.first - max_logit) * inv_t); // few of them: the exact exp is cheap
+        total += c.first;
+    }
+    return total;
+}
+
+size_t nucleus_prefix(const std::vector<std::pair<float, int32_t>> & candidates, double top_p, double * total) {
+    const double target = top_p * *total;
+    double cum = 0.0;
+    for (size_t i = 0; i < candidates.size(); i++) {
+        cum += candidates[i].first;
+        if (cum >= target) {
+            *total = cum;
+            return i + 1;
+        }
+    }
+    return candidates.size();
+}
+
+double weights(const float * logits, int32_t n, float max_logit, float inv_t, float * out) {
+    return exp_weights(logits, n, max_logit, inv_t, out);
+}
+
+int32_t draw_linear(const float * weights, int32_t n, double total, double u, int32_t fallback) {
+    const double r = u * total;
+    double cum = 0.0;
+    for (int32_t i = 0; i < n; i++) {
+        cum += weights[i];
+        if (cum > r) return i;
+    }
+    return fallback; // rounding left r at the very end of the sum
+}
+
+size_t nucleus_buckets(const float * logits, const float * weights, int32_t n, float max_logit, float inv_t, double top_p,
+                       double * total, NucleusScratch & scratch, std::vector<std::pair<float, int32_t>> & out) {
+    // Histogram the mass by log-weight, find the bucket where the best-first cumulative sum crosses top_p, keep every
+    // token of the buckets above it and sort only the crossing bucket. Same set as a full sort (buckets are ordered
+    // by weight).
+    constexpr int NB = 512;
+    constexpr float Z = 32.0f; // log-weights below -Z share the last bucket (< e^-32 each)
+    const float scale = NB / Z;
+    scratch.buckets.resize(n);
+    double mass[NB] = {0.0};
+    for (int32_t i = 0; i < n; i++) {
+        const float z = (max_logit - logits[i]) * inv_t; // >= 0 (+inf for -inf logits)
+        const int b = z >= Z ? NB - 1 : std::min(NB - 1, (int) (z * scale));
+        scratch.buckets[i] = (uint16_t) b;
+        mass[b] += weights[i];
+    }
+    const double target = top_p * *total;
+    double cum = 0.0;
+    int cross = NB - 1;
+    for (int b = 0; b < NB; b++) {
+        if (cum + mass[b] >= target) {
+            cross = b;
+            break;
+        }
+        cum += mass[b];
+    }
+    // Buckets above the crossing one first (all kept), then the crossing bucket, sorted best first.
+    out.clear();
+    scratch.crossing.clear();
+    for (int32_t i = 0; i < n; i++) {
+        if (scratch.buckets[i] < cross) out.push_back({weights[i], i});
+        else if (scratch.buckets[i] == cross) scratch.crossing.push_back({weights[i], i});
+    }
+    const size_t n_above = out.size();
+    std::sort(scratch.crossing.begin(), scratch.crossing.end(), better);
+    out.insert(out.end(), scratch.crossing.begin(), scratch.crossing.end());
+    const size_t n_cross = out.size();
+    size_t n_keep = n_cross;
+    for (size_t i = n_above; i < n_cross; i++) {
+        cum += out[i].first;
+        if (cum >= target) {
+            n_keep = i + 1;
+            break;
+        }
+    }
+    *total = cum;
+    if (n_keep == n_cross) {
+        *total = 0.0; // rounding kept the whole bucket: recompute the kept mass exactly
+        for (size_t i = 0; i < n_keep; i++) *total += out[i].first;
+    }
+    return n_keep;
+}
+
+int32_t draw(const std::vector<std::pair<float, int32_t>> & candidates, size_t n, double total, double u) {
     const double r = u * total;
     double cum = 0.0;
     for (size_t i = 0; i < n; i++) {
-        cum += candidates_[i].first;
-        if (cum > r) return candidates_[i].second;
+        cum += candidates[i].first;
+        if (cum > r) return candidates[i].second;
     }
-    return candidates_[0].second; // rounding left r at the very end of the sum: take the most likely
+    return candidates[0].second; // rounding left r at the very end of the sum: take the most likely
 }
+
+void logprobs(const float * logits, int32_t n, float max_logit, int32_t chosen, int n_top, std::vector<float> & scratch,
+              TokenLogprob * lp) {
+    const float NEG_INF = -std::numeric_limits<float>::infinity();
+    // Log-softmax of the raw logits (temperature 1), as the OpenAI API reports it.
+    double sum = 0.0;
+    if (std::isfinite(max_logit)) {
+        scratch.resize(n);
+        sum = exp_weights(logits, n, max_logit, 1.0f, scratch.data());
+    }
+    const double lse = std::isfinite(max_logit) ? max_logit + std::log(sum) : 0.0;
+    auto logprob = [&](int32_t id) -> float {
+        // All -inf: report a uniform distribution rather than NaN. A +inf logit: it has probability 1.
+        if (!std::isfinite(max_logit)) {
+            if (max_logit > 0) return logits[id] == max_logit ? 0.0f : NEG_INF;
+            return (float) -std::log((double) n);
+        }
+        return (float) ((double) logits[id] - lse);
+    };
+    lp->token = chosen;
+    lp->logprob = logprob(chosen);
+    lp->top.clear();
+    n_top = std::min(n_top, n);
+    if (n_top > 0) {
+        // Small bounded insertion list: one pass over the vocabulary, almost every logit rejected by one compare.
+        std::vector<std::pair<float, int32_t>> top;
+        top.reserve(n_top + 1);
+        // Ids arrive in increasing order: a logit equal to the last kept one ranks after it.
+        float worst = NEG_INF;
+        for (int32_t i = 0; i < n; i++) {
+            if ((int32_t) top.size() == n_top && !(logits[i] > worst)) continue;
+            const std::pair<float, int32_t> c{logits[i], i};
+            top.insert(std::upper_bound(top.begin(), top.end(), c, better), c);
+            if ((int32_t) top.size() > n_top) top.pop_back();
+            worst = top.back().first;
+        }
+        for (const auto & c : top) lp->top.emplace_back(c.second, logprob(c.second));
+    }
+}
+
+} // namespace sampling
+
+// ---------------------------------------------------------------------------------------------------------------
+// The composition
+
+Sampler::Sampler(const SamplingParams & params) : params_(params), rng_(params.seed) {}
 
 int32_t Sampler::sample(float * logits, int32_t n_vocab, TokenLogprob * lp) {
     if (logits == nullptr || n_vocab <= 0) fail(ErrorCode::INVALID_ARGUMENT, "sample: empty logits");
-    const float NEG_INF = -std::numeric_limits<float>::infinity();
-
-    // NaN would poison every comparison and sum below; a NaN logit is treated as impossible (-inf).
-    const float max_logit = max_and_sanitize(logits, n_vocab);
-    int32_t best = 0; // argmax: the first maximum, so ties go to the lowest id
-    while (best < n_vocab && !(logits[best] == max_logit)) best++;
-    if (best == n_vocab) best = 0;
-
-    int32_t chosen = best;
-    const float temp = params_.temperature;
-    // Greedy when asked, and when there is nothing to sample from: every logit -inf (no finite distribution) or
-    // a +inf logit (all mass on it).
-    if (temp > 0.0f && std::isfinite(max_logit)) {
-        // Weights exp((l - max) / T) are in (0, 1]: subtracting the max keeps exp from overflowing.
-        const float inv_t = 1.0f / temp;
-        const int32_t k = params_.top_k > 0 && params_.top_k < n_vocab ? params_.top_k : 0; // 0: keep all
-        const bool nucleus = params_.top_p < 1.0f;
-        // Probabilities are float: a cumulative sum that reaches top_p up to rounding counts as reaching it.
-        const double top_p = std::max(0.0, (double) params_.top_p * (1.0 - 1e-6));
-        // 53 random bits -> uniform double in [0, 1): portable, unlike std::uniform_real_distribution whose
-        // algorithm differs between standard libraries.
-        const double u = (double) (rng_() >> 11) * (1.0 / 9007199254740992.0);
-
-        if (k > 0) {
-            // Top-k by a bounded heap whose root is the worst kept candidate. Ids arrive in increasing order, so a
-            // logit equal to the root's is worse than it (higher id): one float compare rejects most logits.
-            candidates_.clear();
-            for (int32_t i = 0; i < k; i++) candidates_.push_back({logits[i], i});
-            std::make_heap(candidates_.begin(), candidates_.end(), better);
-            float worst = candidates_.front().first;
-            for (int32_t i = k; i < n_vocab; i++) {
-                if (!(logits[i] > worst)) continue;
-                std::pop_heap(candidates_.begin(), candidates_.end(), better);
-                candidates_.back() = {logits[i], i};
-                std::push_heap(candidates_.begin(), candidates_.end(), better);
-                worst = candidates_.front().first;
-            }
-            std::sort_heap(candidates_.begin(), candidates_.end(), better); // best first
-            double total = 0.0;
-            for (auto & c : candidates_) {
-                c.first = std::exp((c.first - max_logit) * inv_t); // only k of them: the exact exp is cheap
-                total += c.first;
-            }
-            size_t n_keep = candidates_.size();
-            if (nucleus) {
-                // Nucleus over the top-k renormalised: the smallest best-first prefix holding >= top_p.
-                const double target = top_p * total;
-                double cum = 0.0;
-                for (size_t i = 0; i < n_keep; i++) {
-                    cum += candidates_[i].first;
-                    if (cum >= target) {
-                        n_keep = i + 1;
-                        total = cum;
-                        break;
-                    }
-                }
-            }
-            chosen = draw(n_keep, total, u);
-        } else {
-            weights_.resize(n_vocab);
-            double total = exp_weights(logits, n_vocab, max_logit, inv_t, weights_.data());
-            if (!nucleus) {
-                // Plain temperature sampling: no ordering needed.
-                const double r = u * total;
-                double cum = 0.0;
-                chosen = best; // if rounding leaves r at the very end of the sum
-                for (int32_t i = 0; i < n_vocab; i++) {
-                    cum += weights_[i];
-                    if (cum > r) {
-                        chosen = i;
-                        break;
-                    }
-                }
-            } else {
-                // Nucleus without sorting the vocabulary: histogram the mass by log-weight, find the bucket where
-                // the best-first cumulative sum crosses top_p, keep every token of the buckets above it and sort
-                // only the crossing bucket. Same set as a full sort (buckets are ordered by weight).
-                constexpr int NB = 512;
-                constexpr float Z = 32.0f; // log-weights below -Z share the last bucket (< e^-32 each)
-                const float scale = NB / Z;
-                buckets_.resize(n_vocab);
-                double mass[NB] = {0.0};
-                for (int32_t i = 0; i < n_vocab; i++) {
-                    const float z = (max_logit - logits[i]) * inv_t; // >= 0 (+inf for -inf logits)
-                    const int b = z >= Z ? NB - 1 : std::min(NB - 1, (int) (z * scale));
-                    buckets_[i] = (uint16_t) b;
-                    mass[b] += weights_[i];
-                }
-                const double target = top_p * total;
-                double cum = 0.0;
-                int cross = NB - 1;
-                for (int b = 0; b < NB; b++) {
-                    if (cum + mass[b] >= target) {
-                        cross = b;
-                        break;
-                    }
-                    cum += mass[b];
-                }
-                // Buckets above the crossing one first (all kept), then the crossing bucket, sorted best first.
-                candidates_.clear();
-                crossing_.clear();
-                for (int32_t i = 0; i < n_vocab; i++) {
-                    if (buckets_[i] < cross) candidates_.push_back({weights_[i], i});
-                    else if (buckets_[i] == cross) crossing_.push_back({weights_[i], i});
-                }
-                const size_t n_above = candidates_.size();
-                std::sort(crossing_.begin(), crossing_.end(), better);
-                candidates_.insert(candidates_.end(), crossing_.begin(), crossing_.end());
-                const size_t n_cross = candidates_.size();
-                size_t n_keep = n_cross;
-                for (size_t i = n_above; i < n_cross; i++) {
-                    cum += candidates_[i].first;
-                    if (cum >= target) {
-                        n_keep = i + 1;
-                        break;
-                    }
-                }
-                total = cum;
-                if (n_keep == n_cross) {
-                    total = 0.0; // rounding kept the whole bucket: recompute the kept mass exactly
-                    for (size_t i = 0; i < n_keep; i++) total += candidates_[i].first;
-                }
-                chosen = draw(n_keep, total, u);
-            }
-        }
-    }
-
-    if (lp != nullptr && params_.n_logprobs >= 0) {
-        // Log-softmax of the raw logits (temperature 1), as the OpenAI API reports it.
-        double sum = 0.0;
-        if (std::isfinite(max_logit)) {
-            weights_.resize(n_vocab);
-            sum = exp_weights(logits, n_vocab, max_logit, 1.0f, weights_.data());
-        }
-        const double lse = std::isfinite(max_logit) ? max_logit + std::log(sum) : 0.0;
-        auto logprob = [&](int32_t id) -> float {
-            // All -inf: report a uniform distribution rather than NaN. A +inf logit: it has probability 1.
-            if (!std::isfinite(max_logit)) {
-                if (max_logit > 0) return logits[id] == max_logit ? 0.0f : NEG_INF;
-                return (float) -std::log((double) n_vocab);
-            }
-            return (float) ((double) logits[id] - lse);
-        };
-        lp->token = chosen;
-        lp->logprob = logprob(chosen);
-        lp->top.clear();
-        const int32_t n_top = std::min(params_.n_logprobs, n_vocab);
-        if (n_top > 0) {
-            // Small bounded insertion list: one pass over the vocabulary, almost every logit rejected by one compare.
-            std::vector<std::pair<float, int32_t>> top;
-            top.reserve(n_top + 1);
-            // Ids arrive in increasing order: a logit equal to the last kept one ranks after it.
-            float worst = NEG_INF;
-            for (int32_t i = 0; i < n_vocab; i++) {
-                if ((int32_t) top.size() == n_top && !(logits[i] > worst)) continue;
-                const std::pair<float, int32_t> c{logits[i], i};
-                top.insert(std::upper_bound(top.begin(), top.end(), c, better), c);
-                if ((int32_t) top.size() > n_top) top.pop_back();
-                worst = top.back().first;
-            }
-            for (const auto & c : top) lp->top.emplace_back(c.second, logprob(c.second));
-        }
-    }
+    const sampling::Argmax am = sampling::sanitize_and_argmax(logits, n_vocab);
+    // Greedy when asked, and when there is nothing to sample from: every logit -inf (no finite distribution) or a
+    // +inf logit (all mass on it). Only the tempered path draws a random number.
+    const bool greedy = !(params_.temperature > 0.0f && std::isfinite(am.max_logit));
+    const int32_t chosen = greedy ? am.best : sample_tempered(logits, n_vocab, am);
+    if (lp != nullptr && params_.n_logprobs >= 0)
+        sampling::logprobs(logits, n_vocab, am.max_logit, chosen, params_.n_logprobs, weights_, lp);
     return chosen;
+}
+
+int32_t Sampler::sample_tempered(const float * logits, int32_t n_vocab, const sampling::Argmax & am) {
+    // Weights exp((l - max) / T) are in (0, 1]: subtracting the max keeps exp from overflowing.
+    const float inv_t = 1.0f / params_.temperature;
+    const int32_t k = params_.top_k > 0 && params_.top_k < n_vocab ? params_.top_k : 0; // 0: keep all
+    const bool nucleus = params_.top_p < 1.0f;
+    // Probabilities are float: a cumulative sum that reaches top_p up to rounding counts as reaching it.
+    const double top_p = std::max(0.0, (double) params_.top_p * (1.0 - 1e-6));
+    const double u = sampling::uniform01(rng_);
+
+    if (k > 0) {
+        // Top-k, then (optionally) the nucleus of the top-k renormalised.
+        sampling::top_k(logits, n_vocab, k, candidates_);
+        double total = sampling::temper(candidates_, am.max_logit, inv_t);
+        const size_t n_keep = nucleus ? sampling::nucleus_prefix(candidates_, top_p, &total) : candidates_.size();
+        return sampling::draw(candidates_, n_keep, total, u);
+    }
+    weights_.resize(n_vocab);
+    double total = sampling::weights(logits, n_vocab, am.max_logit, inv_t, weights_.data());
+    // Plain temperature sampling needs no ordering; the nucleus alone sorts only the bucket where it ends.
+    if (!nucleus) return sampling::draw_linear(weights_.data(), n_vocab, total, u, am.best);
+    const size_t n_keep = sampling::nucleus_buckets(logits, weights_.data(), n_vocab, am.max_logit, inv_t, top_p, &total,
+                                                    nucleus_scratch_, candidates_);
+    return sampling::draw(candidates_, n_keep, total, u);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -21,6 +21,46 @@ struct TokenLogprob {
     std::vector<std::pair<int32_t, float>> top;   // top alternatives, best first
 };
 
+// The stages Sampler::sample() composes. Each is a plain function over its inputs (tests call them one by one);
+// `candidates` are (value, id) pairs, best first where ordered: higher value first, equal values lower id first.
+namespace sampling {
+
+struct Argmax {
+    float max_logit = 0.0f; // the largest logit (-inf when all are, +inf when one is)
+    int32_t best = 0;       // its first id
+};
+// Replaces NaN logits by -inf in place and finds the maximum.
+Argmax sanitize_and_argmax(float * logits, int32_t n);
+// The sampler's one random draw per tempered token: a uniform double in [0, 1) from 53 bits of `rng`.
+double uniform01(std::mt19937_64 & rng);
+// The k largest logits (0 < k <= n), best first, as (logit, id).
+void top_k(const float * logits, int32_t n, int32_t k, std::vector<std::pair<float, int32_t>> & out);
+// Turns candidate logits into weights exp((logit - max) * inv_t) in place; returns their sum.
+double temper(std::vector<std::pair<float, int32_t>> & candidates, float max_logit, float inv_t);
+// Nucleus over weighted candidates sorted best first: the length of the shortest prefix holding >= top_p of *total
+// (then *total becomes that prefix's mass), else all of them (*total unchanged).
+size_t nucleus_prefix(const std::vector<std::pair<float, int32_t>> & candidates, double top_p, double * total);
+// out[i] = exp((logits[i] - max) * inv_t) over the whole vocabulary (exactly 0 below e^-87); returns the sum.
+double weights(const float * logits, int32_t n, float max_logit, float inv_t, float * out);
+// Plain temperature sampling: the first id whose cumulative weight exceeds u * total (`fallback` if rounding
+// leaves none).
+int32_t draw_linear(const float * weights, int32_t n, double total, double u, int32_t fallback);
+struct NucleusScratch {
+    std::vector<uint16_t> buckets;                   // log-weight bucket per token
+    std::vector<std::pair<float, int32_t>> crossing; // tokens of the bucket where the nucleus ends
+};
+// Nucleus over the whole vocabulary without sorting it: `out` gets the nucleus candidates (weight, id) and the
+// return value is how many are kept; *total (the vocabulary's weight sum on entry) becomes the kept mass.
+size_t nucleus_buckets(const float * logits, const float * weights, int32_t n, float max_logit, float inv_t, double top_p,
+                       double * total, NucleusScratch & scratch, std::vector<std::pair<float, int32_t>> & out);
+// Picks from candidates[0, n) with probability proportional to their weights (summing to `total`).
+int32_t draw(const std::vector<std::pair<float, int32_t>> & candidates, size_t n, double total, double u);
+// Fills *lp: the chosen token's log-softmax of the raw logits (temperature 1) and the n_top best alternatives.
+void logprobs(const float * logits, int32_t n, float max_logit, int32_t chosen, int n_top, std::vector<float> & scratch,
+              TokenLogprob * lp);
+
+} // namespace sampling
+
 class Sampler {
 public:
     explicit Sampler(const SamplingParams & params);
@@ -32,10 +72,10 @@ private:
     std::mt19937_64 rng_;
     std::vector<std::pair<float, int32_t>> candidates_; // scratch
     std::vector<float> weights_;                        // scratch: exp((logit - max) / T) per token
-    std::vector<uint16_t> buckets_;                     // scratch (top-p): log-weight bucket per token
-    std::vector<std::pair<float, int32_t>> crossing_;   // scratch (top-p): tokens of the bucket where it ends
+    sampling::NucleusScratch nucleus_scratch_;
 
-    int32_t draw(size_t n, double total, double u) const;
+    // Temperature > 0 over a finite distribution: top-k and/or top-p, then one random draw.
+    int32_t sample_tempered(const float * logits, int32_t n_vocab, const sampling::Argmax & am);
 };
 
 // Streams text through a set of stop sequences. Text that could still be the start of a stop sequence is held

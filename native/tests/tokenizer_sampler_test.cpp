@@ -672,6 +672,142 @@ static void test_sampler() {
     }
 }
 
+// The stages of Sampler::sample(), one by one, and sample() as their composition.
+static void test_sampler_stages() {
+    using Cand = std::vector<std::pair<float, int32_t>>;
+    // sanitize_and_argmax: NaN becomes -inf; the first maximum wins.
+    {
+        std::vector<float> v = {1.0f, NAN, 3.0f, 3.0f, -INFINITY};
+        sampling::Argmax a = sampling::sanitize_and_argmax(v.data(), (int32_t) v.size());
+        CHECK(a.max_logit == 3.0f && a.best == 2 && v[1] == -INFINITY);
+        std::vector<float> all(4, -INFINITY);
+        a = sampling::sanitize_and_argmax(all.data(), 4);
+        CHECK(a.best == 0 && a.max_logit == -INFINITY);
+    }
+    // top_k: the k largest, best first, equal logits by lower id.
+    {
+        const std::vector<float> v = {0.5f, 2.0f, -1.0f, 2.0f, 7.0f, 0.5f};
+        Cand c;
+        sampling::top_k(v.data(), (int32_t) v.size(), 4, c);
+        CHECK(c.size() == 4 && c[0].second == 4 && c[1].second == 1 && c[2].second == 3 && c[3].second == 0);
+        const std::vector<float> big = random_logits(5000, 21);
+        sampling::top_k(big.data(), (int32_t) big.size(), 50, c);
+        Cand full;
+        for (int32_t i = 0; i < (int32_t) big.size(); i++) full.push_back({big[i], i});
+        std::sort(full.begin(), full.end(), [](const auto & a, const auto & b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+        full.resize(50);
+        CHECK(c == full);
+    }
+    // temper + nucleus_prefix: weights relative to the max; the shortest prefix holding top_p.
+    {
+        Cand c = {{std::log(0.5f), 0}, {std::log(0.3f), 1}, {std::log(0.2f), 2}};
+        const double total = sampling::temper(c, std::log(0.5f), 1.0f);
+        CHECK(std::fabs(c[0].first - 1.0f) < 1e-6f && std::fabs(c[1].first - 0.6f) < 1e-6f && std::fabs(total - 2.0) < 1e-6);
+        double t = total;
+        CHECK(sampling::nucleus_prefix(c, 0.7, &t) == 2 && std::fabs(t - 1.6) < 1e-6);
+        t = total;
+        CHECK(sampling::nucleus_prefix(c, 0.5, &t) == 1 && std::fabs(t - 1.0) < 1e-6);
+        t = total;
+        CHECK(sampling::nucleus_prefix(c, 1.0, &t) == 3 && std::fabs(t - total) < 1e-9);
+    }
+    // draw / draw_linear: u splits the cumulative weights.
+    {
+        const Cand c = {{2.0f, 7}, {1.0f, 3}, {1.0f, 9}};
+        CHECK(sampling::draw(c, 3, 4.0, 0.0) == 7 && sampling::draw(c, 3, 4.0, 0.49) == 7);
+        CHECK(sampling::draw(c, 3, 4.0, 0.5) == 3 && sampling::draw(c, 3, 4.0, 0.99) == 9);
+        CHECK(sampling::draw(c, 1, 2.0, 0.99) == 7);
+        const std::vector<float> w = {0.0f, 1.0f, 3.0f};
+        CHECK(sampling::draw_linear(w.data(), 3, 4.0, 0.0, -1) == 1 && sampling::draw_linear(w.data(), 3, 4.0, 0.3, -1) == 2);
+        CHECK(sampling::draw_linear(w.data(), 3, 4.0, 1.0, -1) == -1);
+    }
+    // nucleus_buckets keeps the same set, with the same mass, as a full sort.
+    {
+        const std::vector<float> l = random_logits(3000, 5);
+        const float inv_t = 1.0f / 0.8f;
+        std::vector<float> lc = l;
+        const sampling::Argmax am = sampling::sanitize_and_argmax(lc.data(), (int32_t) lc.size());
+        std::vector<float> w(l.size());
+        const double sum = sampling::weights(l.data(), (int32_t) l.size(), am.max_logit, inv_t, w.data());
+        for (double top_p : {0.2, 0.9, 0.999}) {
+            Cand sorted;
+            for (int32_t i = 0; i < (int32_t) l.size(); i++) sorted.push_back({w[i], i});
+            std::sort(sorted.begin(), sorted.end(), [](const auto & a, const auto & b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+            double t_full = sum;
+            const size_t n_full = sampling::nucleus_prefix(sorted, top_p, &t_full);
+            sampling::NucleusScratch scratch;
+            Cand out;
+            double t = sum;
+            const size_t n = sampling::nucleus_buckets(l.data(), w.data(), (int32_t) l.size(), am.max_logit, inv_t, top_p, &t, scratch, out);
+            std::vector<int32_t> a, b;
+            for (size_t i = 0; i < n; i++) a.push_back(out[i].second);
+            for (size_t i = 0; i < n_full; i++) b.push_back(sorted[i].second);
+            std::sort(a.begin(), a.end());
+            std::sort(b.begin(), b.end());
+            CHECK_MSG(a == b, "top_p " + std::to_string(top_p));
+            CHECK(std::fabs(t - t_full) < 1e-9 * sum);
+        }
+    }
+    // logprobs: log-softmax at temperature 1, best alternatives first.
+    {
+        const std::vector<float> v = {0.0f, std::log(3.0f), -INFINITY};
+        TokenLogprob lp;
+        std::vector<float> scratch;
+        sampling::logprobs(v.data(), 3, std::log(3.0f), 0, 5, scratch, &lp);
+        CHECK(lp.token == 0 && std::fabs(lp.logprob - std::log(0.25f)) < 1e-6f);
+        CHECK(lp.top.size() == 3 && lp.top[0].first == 1 && lp.top[1].first == 0 && lp.top[2].second == -INFINITY);
+    }
+    // sample() is the composition: one uniform draw per tempered token from the seed's stream, none when greedy.
+    {
+        const std::vector<float> l = random_logits(4000, 8);
+        for (int k : {0, 40}) {
+            for (float top_p : {1.0f, 0.9f}) {
+                SamplingParams p;
+                p.temperature = 0.9f;
+                p.top_k = k;
+                p.top_p = top_p;
+                p.seed = 77;
+                Sampler s(p);
+                std::mt19937_64 rng(p.seed);
+                for (int i = 0; i < 20; i++) {
+                    std::vector<float> a = l, b = l;
+                    a[i] += 4.0f; // vary the distribution a little from step to step
+                    b[i] += 4.0f;
+                    const int32_t got = s.sample(a.data(), (int32_t) a.size(), nullptr);
+                    const sampling::Argmax am = sampling::sanitize_and_argmax(b.data(), (int32_t) b.size());
+                    const float inv_t = 1.0f / p.temperature;
+                    const double tp = (double) top_p * (1.0 - 1e-6);
+                    const double u = sampling::uniform01(rng);
+                    int32_t want;
+                    Cand c;
+                    if (k > 0) {
+                        sampling::top_k(b.data(), (int32_t) b.size(), k, c);
+                        double total = sampling::temper(c, am.max_logit, inv_t);
+                        const size_t n = top_p < 1.0f ? sampling::nucleus_prefix(c, tp, &total) : c.size();
+                        want = sampling::draw(c, n, total, u);
+                    } else {
+                        std::vector<float> w(b.size());
+                        double total = sampling::weights(b.data(), (int32_t) b.size(), am.max_logit, inv_t, w.data());
+                        if (top_p < 1.0f) {
+                            sampling::NucleusScratch scratch;
+                            const size_t n = sampling::nucleus_buckets(b.data(), w.data(), (int32_t) b.size(), am.max_logit, inv_t, tp, &total, scratch, c);
+                            want = sampling::draw(c, n, total, u);
+                        } else {
+                            want = sampling::draw_linear(w.data(), (int32_t) w.size(), total, u, am.best);
+                        }
+                    }
+                    CHECK_MSG(got == want, "k " + std::to_string(k) + " top_p " + std::to_string(top_p) + " step " + std::to_string(i));
+                }
+            }
+        }
+        SamplingParams g;
+        g.temperature = 0.0f;
+        g.seed = 5;
+        Sampler greedy(g);
+        std::vector<float> a = l;
+        CHECK(greedy.sample(a.data(), (int32_t) a.size(), nullptr) == argmax(l));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // StopMatcher
 
@@ -751,6 +887,8 @@ int main(int argc, char ** argv) {
         test_from_gguf_errors();
         std::printf("sampler\n");
         test_sampler();
+        std::printf("sampler stages\n");
+        test_sampler_stages();
         std::printf("stop matcher\n");
         test_stop_matcher();
     } catch (const EngineException & e) {
