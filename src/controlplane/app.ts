@@ -20,13 +20,13 @@ import { fanOutFinished, type GenerationHook, type MetricsHook } from './hooks.j
 import { errorHandler, probesRouter, refuseWhileDraining, requestContext, routeNotFound } from './middleware.js';
 import { DEFAULT_CHAT_TEMPLATE, type ChatTemplate } from './openai/chat-template.js';
 import { openaiRouter } from './openai/router.js';
-import { ServerState, type AppState } from './openai/serving-request.js';
+import { ServerState, type AppState } from './server-state.js';
 import { reportsRouter, type ReportsRouterOptions } from './reports-api.js';
 import { ConcurrencyLimiter, RateLimiter, apiKeyDigest, clientKeyOf, cors, credentialDigest, rateLimit, securityHeaders } from './security.js';
 import { tunerRouter } from './tuner-api.js';
 
 export type { FinishedRequest, GenerationEvent, GenerationHook, MetricsHook, RequestRecord } from './hooks.js';
-export type { AppState } from './openai/serving-request.js';
+export type { AppState } from './server-state.js';
 
 /** The settings the HTTP layer needs; serve.ts fills them from the config file or defaults. */
 export interface ServerOptions {

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Engine } from '../engine/engine.js';
 import { ControlPlaneError, refusalLog, sendError, toControlPlaneError } from './errors.js';
 import type { MetricsHook } from './hooks.js';
-import type { AppState } from './openai/serving-request.js';
+import type { AppState } from './server-state.js';
 
 declare module 'express-serve-static-core' {
   interface Request {

@@ -12,7 +12,8 @@ import { DEFAULT_CHAT_TEMPLATE } from '../../src/controlplane/openai/chat-templa
 import { buildGenerateRequest, type BuildContext } from '../../src/controlplane/openai/request-builder.js';
 import { chatLogprobs, completionLogprobs, finishReasonOf, responseBody, type TextLogprob } from '../../src/controlplane/openai/responses.js';
 import { parseChatRequest, parseCompletionRequest } from '../../src/controlplane/openai/schema.js';
-import { ServerState, ServingRequest } from '../../src/controlplane/openai/serving-request.js';
+import { ServingRequest } from '../../src/controlplane/openai/serving-request.js';
+import { ServerState } from '../../src/controlplane/server-state.js';
 import { StreamEncoder } from '../../src/controlplane/openai/sse.js';
 import { ConcurrencyLimiter } from '../../src/controlplane/security.js';
 

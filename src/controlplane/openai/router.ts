@@ -12,7 +12,8 @@ import type { ChatTemplate } from './chat-template.js';
 import { buildGenerateRequest, type ParsedRequest } from './request-builder.js';
 import { newIdentity, responseBody } from './responses.js';
 import { parseChatRequest, parseCompletionRequest } from './schema.js';
-import { ServingRequest, type ServerState } from './serving-request.js';
+import type { ServerState } from '../server-state.js';
+import { ServingRequest } from './serving-request.js';
 import { SSE_DONE, StreamEncoder, sseFrame, writeSseHead } from './sse.js';
 
 /** The server options the routes read, at request time (ServerOptions). */

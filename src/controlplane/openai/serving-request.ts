@@ -16,6 +16,7 @@ import type { Generation } from '../../engine/generation.js';
 import type { GenerateRequest, GenerationResult } from '../../engine/types.js';
 import { CP_ERRORS, ControlPlaneError, RETRY_AFTER_S, refusalLog, sendError, toControlPlaneError } from '../errors.js';
 import type { FinishedRequest, GenerationEndpoint } from '../hooks.js';
+import type { ServerState } from '../server-state.js';
 import type { ConcurrencyLimiter } from '../security.js';
 import type { BuiltRequest } from './request-builder.js';
 import { sseFrame } from './sse.js';
@@ -30,46 +31,6 @@ const NEXT: { readonly [S in ServingState]: readonly ServingState[] } = {
   failed: [],
   cancelled: [],
 };
-
-/** Live state shared with http-server.ts (draining, in-flight accounting). */
-export interface AppState {
-  draining: boolean;
-  /** Generation requests whose response has not finished. */
-  readonly inflight: Set<Generation>;
-  /** HTTP generation requests being handled (including those not yet submitted to the engine). */
-  readonly active: number;
-  /** Resolves the next time `active` drops to 0. */
-  onIdle(): Promise<void>;
-}
-
-/** The AppState the app hands out; ServingRequest counts itself in and out. */
-export class ServerState implements AppState {
-  draining = false;
-  readonly inflight = new Set<Generation>();
-  private count = 0;
-  private idleWaiters: (() => void)[] = [];
-
-  get active(): number {
-    return this.count;
-  }
-
-  begin(): void {
-    this.count++;
-  }
-
-  end(): void {
-    this.count--;
-    if (this.count !== 0) return;
-    const w = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const f of w) f();
-  }
-
-  onIdle(): Promise<void> {
-    if (this.count === 0) return Promise.resolve();
-    return new Promise((res) => this.idleWaiters.push(res));
-  }
-}
 
 export interface ServingRequestDeps {
   endpoint: GenerationEndpoint;
