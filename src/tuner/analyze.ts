@@ -20,8 +20,8 @@
 //   errors: failed or refused requests per minute;  kv_pressure: preempted requests per minute;
 //   quality_drift: requests per minute served by the drifted settings.
 // The tests themselves (t, Welch, binomial, slope, CUSUM) live in statistics.ts.
-import { mean, median } from 'simple-statistics';
-import { binomialUpperTail, changePoint, slopeTest, tTestGreater, welchGreater } from './statistics.js';
+import { median } from 'simple-statistics';
+import { binomialUpperTail, changePoint, slopeTest, tTestGreater } from './statistics.js';
 import type { BottleneckKind, Finding, LiveSettings, SloTargets, WindowSummary } from './types.js';
 
 export const MIN_WINDOWS = 3;

@@ -55,7 +55,7 @@ export function applyChange(s: LiveSettings, c: SettingsChange): LiveSettings {
 function effective(s: LiveSettings, c: SettingsChange): SettingsChange | undefined {
   const out: SettingsChange = {};
   for (const [k, v] of Object.entries(c.scheduler ?? {})) {
-    if ((s.scheduler as unknown as Record<string, unknown>)[k] !== v) (out.scheduler ??= {})[k as keyof LiveSettings['scheduler']] = v as never;
+    if ((s.scheduler as unknown as Record<string, unknown>)[k] !== v) (out.scheduler ??= {})[k as keyof LiveSettings['scheduler']] = v;
   }
   for (const [k, v] of Object.entries(c.layout ?? {})) {
     if ((s.layout as unknown as Record<string, unknown>)[k] !== v) (out.layout ??= {})[k as keyof LiveSettings['layout']] = v as never;
