@@ -6,7 +6,7 @@
 // same half-open rules as the store (rollups and findings by their start, alerts by arrival, proposals by their
 // transitions). A proposal's state is its state at the week's end, so a past week reads the same when regenerated
 // later; the report carries no "generated at", so identical store data gives identical output. A week under the
-// thresholds (report-figures.ts) says "not enough data" and ranks nothing.
+// thresholds (figures.ts) says "not enough data" and ranks nothing.
 import type { LiveSettings, SloTargets, WindowSummary } from '../types.js';
 import { COLD_KNOBS, HOT_KNOBS } from '../../engine/knobs.js';
 import type { SettingsVersion, StoredAlert, StoredFinding, TunerStore, Verification } from '../store.js';

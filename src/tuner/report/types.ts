@@ -1,4 +1,4 @@
-// The weekly report's data (schema tuneloop.report/v1): what report.ts builds from the store, what report-render.ts
+// The weekly report's data (schema tuneloop.report/v1): what build.ts makes from the store, what render.ts
 // turns into Markdown and HTML, and the JSON twin written beside them for machines. Plain JSON: numbers that have no
 // value (no requests, no data) are null, never NaN; times are unix ms (`…Ms`) with the zone in `period.timezone`.
 import type { BottleneckKind, ProposalState, SloTargets, Verdict } from '../types.js';
