@@ -35,6 +35,7 @@
         "native/src/threadpool.cpp",
         "native/src/model_loader.cpp",
         "native/src/model.cpp",
+        "native/src/tp.cpp",
         "native/src/engine.cpp",
         "native/src/engine_output.cpp",
         "native/src/engine_stats.cpp",

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "errors.h"
+#include "simd_clones.h"
 
 
 namespace tl {
@@ -16,13 +17,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// target_clones lets GCC emit AVX-512/AVX2 versions picked at load time, so the portable build still vectorises
-// norms and element-wise ops on this CPU.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define TL_CLONES
-#endif
 
 TL_CLONES void rmsnorm(float * out, const float * x, const float * w, int n, float eps) {
     float ss = 0.0f;
@@ -40,11 +34,6 @@ void swiglu(float * gate, const float * up, int64_t n) {
         float g = gate[i];
         gate[i] = g / (1.0f + std::exp(-g)) * up[i];
     }
-}
-
-void spin_for_us(int us) {
-    auto until = Clock::now() + std::chrono::microseconds(us);
-    while (Clock::now() < until) cpu_relax();
 }
 
 } // namespace
@@ -94,19 +83,11 @@ struct LlamaModel::Rank {
 LlamaModel::LlamaModel(LlamaHParams hp, LlamaShared shared, std::vector<LlamaShard> shards, ModelLayout layout)
     : hp_(hp), shared_(std::move(shared)), layout_(layout), kernels_(cpu_kernels()) {
     for (auto & s : shards) ranks_.push_back(std::make_unique<Rank>(std::move(s), layout.threads_per_rank, hp_, layout_));
-    reduce_slots_.resize(ranks_.size());
-    for (int r = 1; r < (int) ranks_.size(); ++r) rank_threads_.emplace_back([this, r] { rank_main(r); });
+    comm_ = std::make_unique<SharedMemoryCommunicator>((int) ranks_.size(), layout_.allreduce_delay_us);
+    rank_threads_ = std::make_unique<RankThreads>((int) ranks_.size());
 }
 
-LlamaModel::~LlamaModel() {
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        stop_ = true;
-        epoch_.fetch_add(1);
-    }
-    cv_.notify_all();
-    for (auto & t : rank_threads_) t.join();
-}
+LlamaModel::~LlamaModel() = default;
 
 std::vector<std::pair<std::string, size_t>> LlamaModel::weight_bytes() const {
     std::map<std::string, size_t> by;
@@ -159,67 +140,17 @@ int64_t LlamaModel::logits_rows(const std::vector<BatchEntry> & batch) {
     return rows;
 }
 
-void LlamaModel::rank_main(int r) {
-    uint64_t seen = 0;
-    for (;;) {
-        // Spin briefly (forward passes come back to back during decode), then sleep.
-        auto t0 = Clock::now();
-        int spins = 0;
-        while (epoch_.load(std::memory_order_acquire) == seen) {
-            cpu_relax();
-            if (++spins % 256 == 0 && Clock::now() - t0 > std::chrono::microseconds(300)) {
-                std::unique_lock<std::mutex> lock(mu_);
-                cv_.wait(lock, [&] { return epoch_.load(std::memory_order_acquire) != seen; });
-                break;
-            }
-        }
-        seen = epoch_.load(std::memory_order_acquire);
-        if (stop_) return;
-        rank_forward(r, *job_batch_, job_logits_);
-        ranks_done_.fetch_add(1, std::memory_order_acq_rel);
-    }
-}
-
 void LlamaModel::forward(const std::vector<BatchEntry> & batch, float * logits) {
-    if (ranks_.size() == 1) {
-        rank_forward(0, batch, logits);
-        return;
-    }
-    job_batch_ = &batch;
-    job_logits_ = logits;
-    ranks_done_.store(0, std::memory_order_release);
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        epoch_.fetch_add(1, std::memory_order_acq_rel);
-    }
-    cv_.notify_all();
-    rank_forward(0, batch, logits);
-    spin_until([&] { return ranks_done_.load(std::memory_order_acquire) == (int) ranks_.size() - 1; });
+    rank_threads_->run([&](int r) { rank_forward(r, batch, logits); });
 }
 
-// Sense-reversing spin barrier over the tp ranks.
-void LlamaModel::barrier() {
-    const int n = (int) ranks_.size();
-    uint64_t phase = barrier_phase_.load(std::memory_order_acquire);
-    if (barrier_count_.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
-        barrier_count_.store(0, std::memory_order_relaxed);
-        barrier_phase_.fetch_add(1, std::memory_order_acq_rel);
-    } else {
-        spin_until([&] { return barrier_phase_.load(std::memory_order_acquire) != phase; });
-    }
-}
-
-// x += sum over ranks of their `partial` (n floats). Every rank sums in rank order, so all ranks end with the same x.
-// The second barrier keeps a fast rank from overwriting its partial while a slower one is still reading it.
-void LlamaModel::all_reduce(Rank & rank, float * x, float * partial, size_t n) {
+// Rank 0 adds the residual into its partial, so that the all-reduced sum is x + partial_0 + partial_1 + ... in rank
+// order, the same on every rank.
+void LlamaModel::all_reduce(int r, float * x, float * partial, size_t n) {
+    Rank & rank = *ranks_[r];
     auto t0 = Clock::now();
-    if (layout_.allreduce_delay_us > 0) spin_for_us(layout_.allreduce_delay_us);
-    int self = 0;
-    for (int i = 0; i < (int) ranks_.size(); ++i) if (ranks_[i].get() == &rank) self = i;
-    reduce_slots_[self] = partial;
-    barrier();
-    for (const float * p : reduce_slots_) add_inplace(x, p, (int64_t) n);
-    barrier();
+    if (r == 0) add_inplace(partial, x, (int64_t) n);
+    comm_->all_reduce_sum(r, partial, x, n);
     rank.allreduce += seconds_since(t0);
     ++rank.times.allreduces;
 }
@@ -343,7 +274,7 @@ void LlamaModel::rank_forward(int r, const std::vector<BatchEntry> & batch, floa
 
         float * part = R.partial.data();
         matmuls(R, R.att.data(), n, q_loc, {{&L.wo, part}});
-        if (tp) all_reduce(R, R.x.data(), part, (size_t) n * dim);
+        if (tp) all_reduce(r, R.x.data(), part, (size_t) n * dim);
         else add_inplace(R.x.data(), part, (int64_t) n * dim);
 
         t0 = Clock::now();
@@ -355,7 +286,7 @@ void LlamaModel::rank_forward(int r, const std::vector<BatchEntry> & batch, floa
         swiglu(R.gate.data(), R.up.data(), (int64_t) n * ffn);
         R.times.ffn_act += seconds_since(t0);
         matmuls(R, R.gate.data(), n, ffn, {{&L.w_down, part}});
-        if (tp) all_reduce(R, R.x.data(), part, (size_t) n * dim);
+        if (tp) all_reduce(r, R.x.data(), part, (size_t) n * dim);
         else add_inplace(R.x.data(), part, (int64_t) n * dim);
     }
 

@@ -5,24 +5,22 @@
 //   column-split (by output rows): Q, K, V (by heads), gate and up (by FFN columns), the output head (by vocabulary);
 //   row-split (by input columns):  O and down — their partial products are summed across ranks (all-reduce).
 // Every rank keeps a full copy of the residual stream, so norms and the embedding are computed on each rank and
-// the only communication is two all-reduces per layer. Rank 0 runs on the caller's thread; ranks 1.. on their own
-// leader threads; each rank has a pool of `threads_per_rank` threads for its matmuls and attention heads.
+// the only communication is two all-reduces per layer (through a Communicator, tp.h). Rank 0 runs on the caller's
+// thread; ranks 1.. on their own leader threads (RankThreads, tp.h); each rank has a pool of `threads_per_rank`
+// threads for its matmuls and attention heads.
 //
 // The KV cache is paged: a sequence's positions live in fixed-size blocks named by its block table; each rank stores
 // the keys/values of its own KV heads (kv_cache.h).
 #pragma once
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
 #include "kv_cache.h"
 #include "threadpool.h"
+#include "tp.h"
 
 namespace tl {
 
@@ -130,25 +128,12 @@ private:
     const CpuKernels & kernels_;
     std::vector<std::unique_ptr<Rank>> ranks_;
 
-    // Rank threads (1..tp-1) wait for a forward job by epoch.
-    std::vector<std::thread> rank_threads_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::atomic<uint64_t> epoch_{0};
-    std::atomic<int> ranks_done_{0};
-    bool stop_ = false;
-    const std::vector<BatchEntry> * job_batch_ = nullptr;
-    float * job_logits_ = nullptr;
+    std::unique_ptr<Communicator> comm_; // all-reduces between the ranks (tp.h)
+    std::unique_ptr<RankThreads> rank_threads_;
 
-    // All-reduce: each rank publishes its partial sum; a spinning barrier orders the reads.
-    std::atomic<int> barrier_count_{0};
-    std::atomic<uint64_t> barrier_phase_{0};
-    std::vector<const float *> reduce_slots_;
-
-    void rank_main(int r);
     void rank_forward(int r, const std::vector<BatchEntry> & batch, float * logits);
-    void barrier();
-    void all_reduce(Rank & rank, float * x, float * partial, size_t n);
+    // x += the sum over ranks of their `partial` (a row-split product), timed as this rank's all-reduce.
+    void all_reduce(int r, float * x, float * partial, size_t n);
     void matmuls(Rank & rank, const float * x, int n, int64_t cols, std::initializer_list<std::pair<const QMatrix *, float *>> outs,
                  int64_t y_stride = 0);
 };
