@@ -78,10 +78,15 @@ static std::vector<float> dequantize(Type t, const void * b, int64_t n) {
     return y;
 }
 
+// Every kernel set this CPU can run (QT_SETS=scalar,avx512 restricts, for debugging one set).
 static std::vector<const Kernels *> kernel_sets() {
-    std::vector<const Kernels *> v{&kernels_scalar()};
-    if (kernels_avx2()) v.push_back(kernels_avx2());
-    if (kernels_avx512()) v.push_back(kernels_avx512());
+    std::vector<const Kernels *> all{&kernels_scalar()}, v;
+    if (kernels_avx2()) all.push_back(kernels_avx2());
+    if (kernels_avx512()) all.push_back(kernels_avx512());
+    const char * only = std::getenv("QT_SETS");
+    for (const Kernels * k : all)
+        if (!only || std::string(",") .append(only).append(",").find(std::string(",") + k->name + ",") != std::string::npos)
+            v.push_back(k);
     return v;
 }
 

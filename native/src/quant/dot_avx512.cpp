@@ -1,4 +1,548 @@
+// AVX-512 kernels (F/BW/VL/DQ + VNNI, BF16 where the CPU has it). Compiled on its own with -mavx512* and only called
+// after dispatch.cpp has checked the CPU. Everything is in an anonymous namespace and uses no std:: templates (ODR
+// note in kernels.h).
+//
+// Shape of every kernel: one weight row at a time, tiles of T <= 4 tokens. A row's blocks are unpacked once per tile
+// into registers of 64 unsigned or signed 8-bit levels (the nibble / bit-plane / codebook decoding, the expensive
+// part) and each of the T tokens then costs only its multiply-accumulates; this is where prefill gains over one dot
+// product per (row, token). Rows are contiguous in memory, so decode (T = 1) is one sequential stream, prefetched a
+// fixed distance ahead.
+//
+// Integer products:
+//  * unsigned levels x signed activations: VPDPBUSD (u8 x s8, 4 products per int32 lane, no saturation), or for the
+//    K-quants VPMADDUBSW (u8 x s8 -> s16 pairs; the levels are <= 63 and the activations |a| <= 127, so a pair is
+//    <= 16002 and never saturates) followed by VPDPWSSD with the sub-block scales as int16, which applies the scales
+//    and accumulates in one instruction.
+//  * signed levels (Q8_0, Q4_0 / Q5_0 re-centred, IQ4 codebook values): the sign moves onto the activation
+//    (|w| x (a * sign w)), which needs |a| <= 127: the activation quantizers never produce -128.
+//  * offsets (Q6_K's -32, Q3_K's -4) and mins (Q2_K / Q4_K / Q5_K) come from Q8_K's bsums: sum_j c_j * bsum_j is
+//    one VPMADDWD per super-block.
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's avx512fintrin.h self-initialises _mm512_undefined_*(), which -Wmaybe-uninitialized reports.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "quant/half.h"
 #include "quant/kernels.h"
-namespace tl { namespace quant { namespace detail {
-const Kernels & avx512_kernels(bool ) { static Kernels k{"avx512", {}}; return k; }
-}}}
+
+namespace tl {
+namespace quant {
+namespace {
+
+// Decode streams W from DRAM; the hardware prefetcher follows one sequential stream but not far enough ahead to
+// keep a core's share of the bandwidth busy. Touch the line this many bytes ahead once per iteration.
+constexpr int kPrefetchBytes = 1536;
+
+inline void prefetch(const void * p) { _mm_prefetch(static_cast<const char *>(p) + kPrefetchBytes, _MM_HINT_T0); }
+
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+// [s0 x 8 | s1 x 8]: per-lane scale for a register holding two 32-element blocks' int32 sums.
+inline __m512 scale2(float s0, float s1) { return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1); }
+
+inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// Two blocks' 32 activation quants (Q8_0 / Q8_1 layouts: qs at byte offset 2 / 4, block stride 34 / 36).
+inline __m512i load_2x32(const int8_t * q0, const int8_t * q1) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) q0)),
+                              _mm256_loadu_si256((const __m256i *) q1), 1);
+}
+inline __m512i load_1x32(const int8_t * q0) { return _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *) q0)); }
+
+// [q0 | q0 | q1 | q1] from two blocks' 16-byte nibble arrays, shifted by [0 | 4 | 0 | 4] and masked: every element in
+// activation order (low nibbles are elements 0..15 of a block, high nibbles 16..31).
+inline __m512i nibbles_2x16(const uint8_t * q0, const uint8_t * q1) {
+    const __m512i z = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *) q0));
+    const __m512i both = _mm512_mask_broadcast_i32x4(z, 0xff00, _mm_loadu_si128((const __m128i *) q1));
+    const __m512i sh = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0, 0x0004000400040004,
+                                        0x0004000400040004, 0, 0);
+    return _mm512_and_si512(_mm512_srlv_epi16(both, sh), _mm512_set1_epi8(0x0f));
+}
+
+// Bit 4 of each element from two blocks' 32-bit qh words (bit j = element j), as 0x10 bytes.
+inline __m512i fifth_bits(const uint8_t * qh0, const uint8_t * qh1) {
+    uint32_t h0, h1;
+    std::memcpy(&h0, qh0, 4);
+    std::memcpy(&h1, qh1, 4);
+    return _mm512_maskz_mov_epi8((__mmask64) h0 | ((__mmask64) h1 << 32), _mm512_set1_epi8(0x10));
+}
+
+// ---------------------------------------------------------------------------------------------- driver
+
+template <class K>
+void gemm(int64_t n, const void * w, size_t ws, int64_t nrows, const void * a, size_t as, int ntok, float * y,
+          int64_t ys) {
+    const uint8_t * wb = static_cast<const uint8_t *>(w);
+    const uint8_t * ab = static_cast<const uint8_t *>(a);
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t * wr = wb + r * (int64_t) ws;
+        int j = 0;
+        for (; j + 4 <= ntok; j += 4) K::template run<4>(n, wr, ab + j * (int64_t) as, as, y + j * ys + r, ys);
+        switch (ntok - j) {
+        case 3: K::template run<3>(n, wr, ab + j * (int64_t) as, as, y + j * ys + r, ys); break;
+        case 2: K::template run<2>(n, wr, ab + j * (int64_t) as, as, y + j * ys + r, ys); break;
+        case 1: K::template run<1>(n, wr, ab + j * (int64_t) as, as, y + j * ys + r, ys); break;
+        default: break;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------- float rows
+
+inline __mmask16 tail16(int64_t left) { return left >= 16 ? (__mmask16) 0xffff : (__mmask16) ((1u << left) - 1); }
+inline __mmask32 tail32(int64_t left) { return left >= 32 ? (__mmask32) 0xffffffffu : (__mmask32) ((1u << left) - 1); }
+
+struct F32 {
+    template <int T>
+    static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
+        const float * x = reinterpret_cast<const float *>(w);
+        const float * v[T];
+        for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const float *>(a + t * as);
+        __m512 acc[T][2];
+        for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            prefetch(x + i);
+            const __m512 w0 = _mm512_loadu_ps(x + i), w1 = _mm512_loadu_ps(x + i + 16);
+            for (int t = 0; t < T; t++) {
+                acc[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(v[t] + i), acc[t][0]);
+                acc[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(v[t] + i + 16), acc[t][1]);
+            }
+        }
+        for (; i < n; i += 16) {
+            const __mmask16 m = tail16(n - i);
+            const __m512 w0 = _mm512_maskz_loadu_ps(m, x + i);
+            for (int t = 0; t < T; t++) acc[t][0] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, v[t] + i), acc[t][0]);
+        }
+        for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
+    }
+};
+
+struct F16 {
+    template <int T>
+    static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
+        const uint16_t * x = reinterpret_cast<const uint16_t *>(w);
+        const float * v[T];
+        for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const float *>(a + t * as);
+        __m512 acc[T][2];
+        for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + 32 <= n; i += 32) {
+            prefetch(x + i);
+            const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (x + i)));
+            const __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (x + i + 16)));
+            for (int t = 0; t < T; t++) {
+                acc[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(v[t] + i), acc[t][0]);
+                acc[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(v[t] + i + 16), acc[t][1]);
+            }
+        }
+        for (; i < n; i += 16) {
+            const __mmask16 m = tail16(n - i);
+            const __m512 w0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
+            for (int t = 0; t < T; t++) acc[t][0] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, v[t] + i), acc[t][0]);
+        }
+        for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
+    }
+};
+
+// bf16 x bf16. Widening is exact (bf16 is the top half of an f32), so without AVX512_BF16 two FMAs per 32 elements
+// compute the same products; VDPBF16PS does the pair in one instruction.
+inline __m512 bf16_lo(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
+inline __m512 bf16_hi(__m512i v) { return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int) 0xffff0000u))); }
+
+template <bool kDp>
+struct BF16 {
+    template <int T>
+    static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
+        const uint16_t * x = reinterpret_cast<const uint16_t *>(w);
+        const uint16_t * v[T];
+        for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const uint16_t *>(a + t * as);
+        __m512 acc[T][2];
+        for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+        for (int64_t i = 0; i < n; i += 32) {
+            prefetch(x + i);
+            const __mmask32 m = tail32(n - i);
+            const __m512i wv = _mm512_maskz_loadu_epi16(m, x + i);
+            for (int t = 0; t < T; t++) {
+                const __m512i av = _mm512_maskz_loadu_epi16(m, v[t] + i);
+                if (kDp) {
+                    acc[t][0] = _mm512_dpbf16_ps(acc[t][0], (__m512bh) wv, (__m512bh) av);
+                } else {
+                    acc[t][0] = _mm512_fmadd_ps(bf16_lo(wv), bf16_lo(av), acc[t][0]);
+                    acc[t][1] = _mm512_fmadd_ps(bf16_hi(wv), bf16_hi(av), acc[t][1]);
+                }
+            }
+        }
+        for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
+    }
+};
+
+// ---------------------------------------------------------------------------------------------- 32-element blocks
+// Two blocks per register. W::levels(b0, b1) yields 64 levels in activation order (b1 == b0 for an odd last block:
+// its scale is then 0, so the duplicate contributes nothing and nothing past the row is read).
+
+template <class W>
+struct Q8_0Acts { // signed levels x Q8_0 activations
+    template <int T>
+    static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
+        const typename W::Block * x = reinterpret_cast<const typename W::Block *>(w);
+        const BlockQ8_0 * v[T];
+        for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const BlockQ8_0 *>(a + t * as);
+        __m512 acc[T];
+        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+        const int64_t nb = n / QK;
+        for (int64_t i = 0; i < nb; i += 2) {
+            prefetch(x + i);
+            const int64_t i1 = i + 1 < nb ? i + 1 : i;
+            const __m512i q = W::levels(x[i], x[i1]);
+            const __m512i aq = _mm512_abs_epi8(q);
+            const __mmask64 neg = _mm512_movepi8_mask(q);
+            const float d0 = h2f(x[i].d), d1 = i1 != i ? h2f(x[i1].d) : 0.0f;
+            for (int t = 0; t < T; t++) {
+                __m512i av = load_2x32(v[t][i].qs, v[t][i1].qs);
+                av = _mm512_mask_sub_epi8(av, neg, _mm512_setzero_si512(), av);
+                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aq, av);
+                const __m512 s = scale2(d0 * h2f(v[t][i].d), d1 * h2f(v[t][i1].d));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[t]);
+            }
+        }
+        for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(acc[t]);
+    }
+};
+
+template <class W>
+struct Q8_1Acts { // unsigned levels + m x Q8_1 activations: dw da sum(q a) + m s
+    template <int T>
+    static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
+        const typename W::Block * x = reinterpret_cast<const typename W::Block *>(w);
+        const BlockQ8_1 * v[T];
+        for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const BlockQ8_1 *>(a + t * as);
+        __m512 acc[T];
+        float ms[T];
+        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps(), ms[t] = 0.0f;
+        const int64_t nb = n / QK;
+        for (int64_t i = 0; i < nb; i += 2) {
+            prefetch(x + i);
+            const int64_t i1 = i + 1 < nb ? i + 1 : i;
+            const __m512i q = W::levels(x[i], x[i1]);
+            const float d0 = h2f(x[i].d), d1 = i1 != i ? h2f(x[i1].d) : 0.0f;
+            const float m0 = h2f(x[i].m), m1 = i1 != i ? h2f(x[i1].m) : 0.0f;
+            for (int t = 0; t < T; t++) {
+                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, load_2x32(v[t][i].qs, v[t][i1].qs));
+                const __m512 s = scale2(d0 * h2f(v[t][i].d), d1 * h2f(v[t][i1].d));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[t]);
+                ms[t] += m0 * h2f(v[t][i].s) + m1 * h2f(v[t][i1].s);
+            }
+        }
+        for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(acc[t]) + ms[t];
+    }
+};
+
+struct WQ8_0 {
+    using Block = BlockQ8_0;
+    static __m512i levels(const Block & b0, const Block & b1) { return load_2x32(b0.qs, b1.qs); }
+};
+struct WQ4_0 {
+    using Block = BlockQ4_0;
+    static __m512i levels(const Block & b0, const Block & b1) {
+        return _mm512_sub_epi8(nibbles_2x16(b0.qs, b1.qs), _mm512_set1_epi8(8));
+    }
+};
+struct WQ5_0 {
+    using Block = BlockQ5_0;
+    static __m512i levels(const Block & b0, const Block & b1) {
+        const __m512i q = _mm512_or_si512(nibbles_2x16(b0.qs, b1.qs), fifth_bits(b0.qh, b1.qh));
+        return _mm512_sub_epi8(q, _mm512_set1_epi8(16));
+    }
+};
+struct WIQ4_NL {
+    using Block = BlockIQ4_NL;
+    static __m512i levels(const Block & b0, const Block & b1) {
+        const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *) kIQ4NLValues));
+        return _mm512_shuffle_epi8(table, nibbles_2x16(b0.qs, b1.qs));
+    }
+};
+struct WQ4_1 {
+    using Block = BlockQ4_1;
+    static __m512i levels(const Block & b0, const Block & b1) { return nibbles_2x16(b0.qs, b1.qs); }
+};
+struct WQ5_1 {
+    using Block = BlockQ5_1;
+    static __m512i levels(const Block & b0, const Block & b1) {
+        return _mm512_or_si512(nibbles_2x16(b0.qs, b1.qs), fifth_bits(b0.qh, b1.qh));
+    }
+};
+
+// ---------------------------------------------------------------------------------------------- super-blocks x Q8_K
+// W::unpack decodes one super-block into four registers of 64 levels (elements 64z..64z+63, unsigned unless
+// W::kSigned), the int16 scale for every VPMADDUBSW output lane (sc[z]), and the coefficients of Q8_K's 16 bsums
+// with their float factor (min / offset term). Then per token:
+//   acc += d * da * sum_z dpwssd(maddubs(q_z, a_z), sc_z)      bacc += dc * da * madd(bsums, c16)
+
+struct Unpacked {
+    __m512i q[4];
+    __m512i sc[4];
+    __mmask64 neg[4];
+    __m256i c16;
+    float d, dc;
+};
+
+// pshufb control broadcasting, in 128-bit lane l, 16-bit word k_l of that lane.
+inline __m512i word_ctrl(int k0, int k1, int k2, int k3) {
+    auto w = [](int k) { return (short) (((2 * k + 1) << 8) | (2 * k)); };
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(w(k1)), _mm_set1_epi16(w(k0)))),
+                              _mm256_set_m128i(_mm_set1_epi16(w(k3)), _mm_set1_epi16(w(k2))), 1);
+}
+
+// Scales of 32-element sub-blocks (Q4_K, Q5_K, IQ4_XS): 8 int16 in s8x16; register z covers sub-blocks 2z (lower
+// 256 bits) and 2z + 1 (upper).
+inline void scales_32(__m128i s8x16, __m512i * sc) {
+    const __m512i b = _mm512_broadcast_i32x4(s8x16);
+    for (int z = 0; z < 4; z++) sc[z] = _mm512_shuffle_epi8(b, word_ctrl(2 * z, 2 * z, 2 * z + 1, 2 * z + 1));
+}
+
+// Scales of 16-element sub-blocks (Q2_K, Q3_K, Q6_K): 16 int16; register z covers sub-blocks 4z..4z+3, one per
+// 128-bit lane.
+inline void scales_16(__m256i s16, __m512i * sc) {
+    const __m512i lo = _mm512_broadcast_i32x4(_mm256_castsi256_si128(s16));
+    const __m512i hi = _mm512_broadcast_i32x4(_mm256_extracti128_si256(s16, 1));
+    sc[0] = _mm512_shuffle_epi8(lo, word_ctrl(0, 1, 2, 3));
+    sc[1] = _mm512_shuffle_epi8(lo, word_ctrl(4, 5, 6, 7));
+    sc[2] = _mm512_shuffle_epi8(hi, word_ctrl(0, 1, 2, 3));
+    sc[3] = _mm512_shuffle_epi8(hi, word_ctrl(4, 5, 6, 7));
+}
+
+// Per 256-bit half: [a x 16 | b x 16] 16-bit shift counts / byte masks.
+inline __m512i halves16(short a, short b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(a)), _mm256_set1_epi16(b), 1);
+}
+inline __m512i halves8(char a, char b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi8(a)), _mm256_set1_epi8(b), 1);
+}
+inline __m512i bcast256(const uint8_t * p) { return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) p)); }
+
+inline uint32_t le32(const uint8_t * p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+// Q4_K / Q5_K: 6-bit scales and mins (layout in block_scales.h) decoded four at a time in 32-bit words.
+inline void k4_scales(const uint8_t * s, Unpacked & u) {
+    const uint32_t w0 = le32(s), w1 = le32(s + 4), w2 = le32(s + 8);
+    const uint32_t sc03 = w0 & 0x3f3f3f3fu, m03 = w1 & 0x3f3f3f3fu;
+    const uint32_t sc47 = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
+    const uint32_t m47 = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
+    const __m256i sm16 = _mm256_cvtepu8_epi16(_mm_set_epi32((int) m47, (int) m03, (int) sc47, (int) sc03));
+    scales_32(_mm256_castsi256_si128(sm16), u.sc);
+    const __m128i m = _mm256_extracti128_si256(sm16, 1); // each min covers two bsums (32 elements)
+    u.c16 = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
+}
+
+struct KQ4 {
+    using Block = BlockQ4_K;
+    static constexpr bool kSigned = false, kBsums = true;
+    static void unpack(const Block & b, Unpacked & u) {
+        k4_scales(b.scales, u);
+        const __m512i sh = halves16(0, 4);
+        for (int c = 0; c < 4; c++)
+            u.q[c] = _mm512_and_si512(_mm512_srlv_epi16(bcast256(b.qs + 32 * c), sh), _mm512_set1_epi8(0x0f));
+        u.d = h2f(b.d);
+        u.dc = -h2f(b.dmin);
+    }
+};
+
+struct KQ5 {
+    using Block = BlockQ5_K;
+    static constexpr bool kSigned = false, kBsums = true;
+    static void unpack(const Block & b, Unpacked & u) {
+        k4_scales(b.scales, u);
+        const __m512i sh = halves16(0, 4);
+        const __m512i h = bcast256(b.qh);
+        for (int c = 0; c < 4; c++) {
+            const __m512i q = _mm512_and_si512(_mm512_srlv_epi16(bcast256(b.qs + 32 * c), sh), _mm512_set1_epi8(0x0f));
+            // fifth bit: qh[l] bit 2c for the low nibbles (lower half), bit 2c + 1 for the high nibbles
+            const __mmask64 m = _mm512_test_epi8_mask(h, halves8((char) (1 << (2 * c)), (char) (1 << (2 * c + 1))));
+            u.q[c] = _mm512_mask_add_epi8(q, m, q, _mm512_set1_epi8(16));
+        }
+        u.d = h2f(b.d);
+        u.dc = -h2f(b.dmin);
+    }
+};
+
+struct KQ6 {
+    using Block = BlockQ6_K;
+    static constexpr bool kSigned = false, kBsums = true;
+    static void unpack(const Block & b, Unpacked & u) {
+        const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) b.scales));
+        scales_16(s16, u.sc);
+        u.c16 = s16; // levels are stored + 32: subtract 32 * sum_i sc_i * bsum_i
+        const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+        for (int h = 0; h < 2; h++) {
+            const __m512i l = _mm512_loadu_si512(b.ql + 64 * h);
+            const __m512i qh = bcast256(b.qh + 32 * h);
+            // 2 high bits of element 128h + 32k + l are bits 2k..2k+1 of qh[l]; move them to bits 4..5.
+            const __m512i h01 = _mm512_and_si512(_mm512_sllv_epi16(qh, halves16(4, 2)), m30); // k = 0 | 1
+            const __m512i h23 = _mm512_and_si512(_mm512_srlv_epi16(qh, halves16(0, 2)), m30); // k = 2 | 3
+            u.q[2 * h] = _mm512_ternarylogic_epi32(l, m0f, h01, 0xea);                         // (l & 15) | h
+            u.q[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), m0f, h23, 0xea);
+        }
+        u.d = h2f(b.d);
+        u.dc = -32.0f * u.d;
+    }
+};
+
+// Q2_K / Q3_K low 2 bits: element 128h + 32j + l in bits 2j of qs[32h + l]; register z = 2h + zz holds j = 2zz
+// (lower half) and 2zz + 1 (upper half).
+inline __m512i two_bits(const uint8_t * qs, int z) {
+    const int h = z / 2, j0 = 2 * (z % 2);
+    return _mm512_and_si512(_mm512_srlv_epi16(bcast256(qs + 32 * h), halves16((short) (2 * j0), (short) (2 * j0 + 2))),
+                            _mm512_set1_epi8(3));
+}
+
+struct KQ3 {
+    using Block = BlockQ3_K;
+    static constexpr bool kSigned = false, kBsums = true;
+    static void unpack(const Block & b, Unpacked & u) {
+        const uint32_t w0 = le32(b.scales), w1 = le32(b.scales + 4), w2 = le32(b.scales + 8);
+        const uint32_t a0 = (w0 & 0x0f0f0f0fu) | ((w2 & 0x03030303u) << 4);
+        const uint32_t a1 = (w1 & 0x0f0f0f0fu) | (((w2 >> 2) & 0x03030303u) << 4);
+        const uint32_t a2 = ((w0 >> 4) & 0x0f0f0f0fu) | (((w2 >> 4) & 0x03030303u) << 4);
+        const uint32_t a3 = ((w1 >> 4) & 0x0f0f0f0fu) | (((w2 >> 6) & 0x03030303u) << 4);
+        const __m128i s8 = _mm_sub_epi8(_mm_set_epi32((int) a3, (int) a2, (int) a1, (int) a0), _mm_set1_epi8(32));
+        const __m256i s16 = _mm256_cvtepi8_epi16(s8);
+        scales_16(s16, u.sc);
+        u.c16 = s16; // levels stored + 4 (0..7): subtract 4 * sum_i sc_i * bsum_i
+        const __m512i hm = bcast256(b.hmask);
+        for (int z = 0; z < 4; z++) {
+            const __m512i lo = two_bits(b.qs, z);
+            const int h = z / 2, j0 = 2 * (z % 2);
+            // high bit of element 128h + 32j + l: bit 4h + j of hmask[l]; set means level = lo, clear lo - 4
+            const __mmask64 m =
+                _mm512_test_epi8_mask(hm, halves8((char) (1 << (4 * h + j0)), (char) (1 << (4 * h + j0 + 1))));
+            u.q[z] = _mm512_mask_add_epi8(lo, m, lo, _mm512_set1_epi8(4));
+        }
+        u.d = h2f(b.d);
+        u.dc = -4.0f * u.d;
+    }
+};
+
+struct KQ2 {
+    using Block = BlockQ2_K;
+    static constexpr bool kSigned = false, kBsums = true;
+    static void unpack(const Block & b, Unpacked & u) {
+        const __m128i s = _mm_loadu_si128((const __m128i *) b.scales);
+        const __m128i m0f = _mm_set1_epi8(0x0f);
+        scales_16(_mm256_cvtepu8_epi16(_mm_and_si128(s, m0f)), u.sc);
+        u.c16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m0f));
+        for (int z = 0; z < 4; z++) u.q[z] = two_bits(b.qs, z);
+        u.d = h2f(b.d);
+        u.dc = -h2f(b.dmin);
+    }
+};
+
+struct KIQ4XS {
+    using Block = BlockIQ4_XS;
+    static constexpr bool kSigned = true, kBsums = false;
+    static void unpack(const Block & b, Unpacked & u) {
+        // 6-bit scales: low nibbles from scales_l (two per byte), top 2 bits from scales_h (2 per sub-block).
+        const __m128i l = _mm_cvtsi32_si128((int) le32(b.scales_l));
+        const __m128i m0f = _mm_set1_epi8(0x0f);
+        const __m128i lo = _mm_unpacklo_epi8(_mm_and_si128(l, m0f), _mm_and_si128(_mm_srli_epi16(l, 4), m0f));
+        const __m128i hi = _mm_and_si128(_mm_srlv_epi16(_mm_set1_epi16((short) b.scales_h),
+                                                        _mm_set_epi16(14, 12, 10, 8, 6, 4, 2, 0)),
+                                         _mm_set1_epi16(3));
+        const __m128i ls = _mm_or_si128(_mm_cvtepu8_epi16(lo), _mm_slli_epi16(hi, 4));
+        scales_32(_mm_sub_epi16(ls, _mm_set1_epi16(32)), u.sc);
+        const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *) kIQ4NLValues));
+        for (int z = 0; z < 4; z++) {
+            const __m512i w = _mm512_shuffle_epi8(table, nibbles_2x16(b.qs + 32 * z, b.qs + 32 * z + 16));
+            u.neg[z] = _mm512_movepi8_mask(w);
+            u.q[z] = _mm512_abs_epi8(w);
+        }
+        u.c16 = _mm256_setzero_si256();
+        u.d = h2f(b.d);
+        u.dc = 0.0f;
+    }
+};
+
+template <class W>
+struct Q8KActs {
+    template <int T>
+    static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
+        const typename W::Block * x = reinterpret_cast<const typename W::Block *>(w);
+        const BlockQ8_K * v[T];
+        for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const BlockQ8_K *>(a + t * as);
+        __m512 acc[T];
+        __m256 bacc[T];
+        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps(), bacc[t] = _mm256_setzero_ps();
+        const int64_t nb = n / QK_K;
+        for (int64_t i = 0; i < nb; i++) {
+            for (int o = 0; o < (int) sizeof(typename W::Block); o += 64) prefetch(reinterpret_cast<const uint8_t *>(x + i) + o);
+            Unpacked u;
+            W::unpack(x[i], u);
+            for (int t = 0; t < T; t++) {
+                const int8_t * aq = v[t][i].qs;
+                __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+                for (int z = 0; z < 4; z++) {
+                    __m512i av = _mm512_loadu_si512(aq + 64 * z);
+                    if (W::kSigned) av = _mm512_mask_sub_epi8(av, u.neg[z], _mm512_setzero_si512(), av);
+                    const __m512i p = _mm512_maddubs_epi16(u.q[z], av);
+                    if (z & 1) s1 = _mm512_dpwssd_epi32(s1, p, u.sc[z]);
+                    else s0 = _mm512_dpwssd_epi32(s0, p, u.sc[z]);
+                }
+                const float da = v[t][i].d;
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_set1_ps(u.d * da), acc[t]);
+                if (W::kBsums) {
+                    const __m256i bs = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *) v[t][i].bsums), u.c16);
+                    bacc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(bs), _mm256_set1_ps(u.dc * da), bacc[t]);
+                }
+            }
+        }
+        for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(acc[t]) + (W::kBsums ? hsum256(bacc[t]) : 0.0f);
+    }
+};
+
+Kernels make(bool has_bf16) {
+    Kernels k{};
+    k.name = "avx512";
+    k.gemm[(int) Type::F32] = gemm<F32>;
+    k.gemm[(int) Type::F16] = gemm<F16>;
+    k.gemm[(int) Type::BF16] = has_bf16 ? gemm<BF16<true>> : gemm<BF16<false>>;
+    k.gemm[(int) Type::Q8_0] = gemm<Q8_0Acts<WQ8_0>>;
+    k.gemm[(int) Type::Q4_0] = gemm<Q8_0Acts<WQ4_0>>;
+    k.gemm[(int) Type::Q5_0] = gemm<Q8_0Acts<WQ5_0>>;
+    k.gemm[(int) Type::IQ4_NL] = gemm<Q8_0Acts<WIQ4_NL>>;
+    k.gemm[(int) Type::Q4_1] = gemm<Q8_1Acts<WQ4_1>>;
+    k.gemm[(int) Type::Q5_1] = gemm<Q8_1Acts<WQ5_1>>;
+    k.gemm[(int) Type::Q2_K] = gemm<Q8KActs<KQ2>>;
+    k.gemm[(int) Type::Q3_K] = gemm<Q8KActs<KQ3>>;
+    k.gemm[(int) Type::Q4_K] = gemm<Q8KActs<KQ4>>;
+    k.gemm[(int) Type::Q5_K] = gemm<Q8KActs<KQ5>>;
+    k.gemm[(int) Type::Q6_K] = gemm<Q8KActs<KQ6>>;
+    k.gemm[(int) Type::IQ4_XS] = gemm<Q8KActs<KIQ4XS>>;
+    return k;
+}
+
+} // namespace
+
+namespace detail {
+const Kernels & avx512_kernels(bool has_bf16) {
+    // Two tables built on first use (after the CPU check): no code from this file runs at static-init time.
+    static const Kernels with = make(true);
+    static const Kernels without = make(false);
+    return has_bf16 ? with : without;
+}
+} // namespace detail
+
+} // namespace quant
+} // namespace tl
