@@ -18,7 +18,7 @@
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { pino } from 'pino';
 import { DEFAULT_SERVER_OPTIONS } from '../src/controlplane/app.js';
 import { startServer } from '../src/controlplane/http-server.js';
@@ -74,12 +74,11 @@ if (values['client-of']) {
 }
 
 /** The HTTP run from a child process: the server's costs and the client's stop sharing one event loop. */
-function runClientProcess(url: string, requests: number): Promise<LoadReport> {
-  return new Promise((resolve, reject) => {
-    const args = ['--import', 'tsx', fileURLToPath(import.meta.url), '--client-of', url, '--requests', String(requests),
-      '--streams', String(streams), '--tokens', String(tokens), '--seed', String(seed)];
-    execFile(process.execPath, args, { maxBuffer: 64 << 20 }, (err, stdout) => (err ? reject(err) : resolve(JSON.parse(stdout) as LoadReport)));
-  });
+async function runClientProcess(url: string, requests: number): Promise<LoadReport> {
+  const args = ['--import', 'tsx', fileURLToPath(import.meta.url), '--client-of', url, '--requests', String(requests),
+    '--streams', String(streams), '--tokens', String(tokens), '--seed', String(seed)];
+  const { stdout } = await promisify(execFile)(process.execPath, args, { maxBuffer: 64 << 20 });
+  return JSON.parse(stdout) as LoadReport;
 }
 
 const engine = await Engine.load({ model: modelPath, weights: values.weights as WeightsPolicy, threads: int('threads', values.threads) });

@@ -16,7 +16,6 @@ import {
   parameterCount,
   type LlamaShape,
   type SyntheticFileType,
-  type SyntheticTokenizer,
 } from './lib/synthetic-llama.js';
 
 const USAGE = `usage: make-synthetic-model --shape ${Object.keys(SHAPE_PRESETS).join('|')} [--dim N --layers N --heads N
@@ -93,15 +92,16 @@ function main(): void {
     tiedEmbeddings: values.tied ? true : values.untied ? false : preset.tiedEmbeddings,
   };
   const fileType = values.type as SyntheticFileType;
+  const alignment = intFlag(values.alignment, 'alignment');
   let model;
   try {
     model = buildSyntheticLlama({
       shape,
       fileType,
       seed,
-      tokenizer: values.tokenizer as SyntheticTokenizer,
+      tokenizer: values.tokenizer,
       name: values.name ?? `synthetic-${values.shape}-${fileType}`,
-      alignment: intFlag(values.alignment, 'alignment'),
+      ...(alignment !== undefined ? { alignment } : {}),
     });
   } catch (e) {
     fail((e as Error).message);

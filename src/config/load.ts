@@ -48,7 +48,7 @@ interface Target {
 }
 
 export function loadConfig(opts: LoadConfigOptions = {}): TuneloopConfig {
-  const t: Target = { cfg: structuredClone(DEFAULT_CONFIG) as TuneloopConfig, origins: new Map() };
+  const t: Target = { cfg: structuredClone(DEFAULT_CONFIG), origins: new Map() };
   if (opts.file !== undefined) applyFile(t, opts.file);
   if (opts.env) applyEnv(t, opts.env);
   if (opts.overrides) applyOverrides(t, opts.overrides);
@@ -364,7 +364,8 @@ function describe(v: unknown): string {
   if (v === null || v === undefined) return String(v);
   if (Array.isArray(v)) return `a list of ${v.length}`;
   if (typeof v === 'object') return 'a mapping';
-  return String(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  return `a ${typeof v}`;
 }
 
 /** " (did you mean 'x'?)" for a near miss: same letters ignoring case and separators, or edit distance ≤ 2. */

@@ -2,10 +2,11 @@
 // readable), nothing with --quiet. Written to stderr so that stdout carries only the report.
 import type { RequestRecord } from './types.js';
 
+// Function-valued fields rather than methods: the run hands `progress.sent` on as a callback.
 export interface Progress {
-  sent(n: number): void;
-  settled(r: RequestRecord): void;
-  stop(): void;
+  sent: (n: number) => void;
+  settled: (r: RequestRecord) => void;
+  stop: () => void;
 }
 
 export interface ProgressOptions {

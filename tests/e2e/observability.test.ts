@@ -100,7 +100,7 @@ async function waitUntil<T>(what: string, fn: () => Promise<T | undefined>, time
     } catch (e) {
       lastErr = e;
     }
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${lastErr instanceof Error ? lastErr.message : JSON.stringify(lastErr)}` : ''}`);
     await sleep(everyMs);
   }
 }
@@ -242,7 +242,7 @@ describe.skipIf(MISSING.length > 0)(`observability against live Prometheus + Ale
         return v.result[0]?.value?.[1] === '1' ? true : undefined;
       }, 20_000);
     } catch (e) {
-      throw new Error(`${String(e)}\n${logsOnFailure()}`);
+      throw new Error(`${String(e)}\n${logsOnFailure()}`, { cause: e });
     }
     mark('prometheus + alertmanager up');
 

@@ -1,6 +1,6 @@
 // Load generator: the pure parts (arrivals, workload, percentiles, goodput, SSE parsing) and one run over real HTTP
 // against a test double of the OpenAI streaming protocol (not of the engine: it streams canned tokens on a timer).
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -116,6 +116,11 @@ describe('percentiles and goodput', () => {
   const rec = (over: Partial<RequestRecord>): RequestRecord => ({
     index: 0, startS: 0, ok: true, ttftS: 0.5, itlS: [0.05, 0.05, 0.05], e2eS: 1, completionTokens: 10, ...over,
   });
+  /** A record that never saw its first token (no `ttftS`). */
+  const noTtft = (over: Partial<RequestRecord>): RequestRecord => {
+    const { ttftS: _ttftS, ...r } = rec(over);
+    return r;
+  };
 
   it('a request meets the SLO only when TTFT, its own p99 gap and e2e are all within target', () => {
     expect(meetsSlo(rec({}), slo)).toBe(true);
@@ -126,7 +131,7 @@ describe('percentiles and goodput', () => {
     expect(meetsSlo(rec({ itlS: [...Array(199).fill(0.01), 0.5] }), slo)).toBe(true);
     expect(meetsSlo(rec({ itlS: [] }), slo)).toBe(true);
     expect(meetsSlo(rec({ ok: false, errorKind: 'http_500' }), slo)).toBe(false);
-    expect(meetsSlo(rec({ ttftS: undefined }), slo)).toBe(false);
+    expect(meetsSlo(noTtft({}), slo)).toBe(false);
   });
 
   it('report: throughput counts completed requests, goodput only good ones, errors by kind', () => {
@@ -134,8 +139,8 @@ describe('percentiles and goodput', () => {
       rec({ index: 0, completionTokens: 10 }),
       rec({ index: 1, completionTokens: 20, ttftS: 2 }), // completed, misses TTFT
       rec({ index: 2, completionTokens: 30 }),
-      rec({ index: 3, ok: false, errorKind: 'http_429', completionTokens: 0, ttftS: undefined, itlS: [] }),
-      rec({ index: 4, ok: false, errorKind: 'http_429', completionTokens: 0, ttftS: undefined, itlS: [] }),
+      noTtft({ index: 3, ok: false, errorKind: 'http_429', completionTokens: 0, itlS: [] }),
+      noTtft({ index: 4, ok: false, errorKind: 'http_429', completionTokens: 0, itlS: [] }),
       rec({ index: 5, ok: false, errorKind: 'network', completionTokens: 3 }),
     ];
     const r = buildReport(records, {
@@ -212,7 +217,7 @@ function startProtocolDouble(gapMs: number): Promise<{ server: Server; url: stri
     for await (const c of req) s += c;
     return JSON.parse(s) as Record<string, unknown>;
   };
-  const server = createServer(async (req, res) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (req.method === 'GET' && req.url === '/v1/models') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ object: 'list', data: [{ id: 'double-model', object: 'model' }] }));
@@ -245,7 +250,8 @@ function startProtocolDouble(gapMs: number): Promise<{ server: Server; url: stri
     }
     res.write(`data: ${JSON.stringify({ ...base, choices: [], usage: { prompt_tokens: 5, completion_tokens: n, total_tokens: n + 5 } })}\n\n`);
     res.end('data: [DONE]\n\n');
-  });
+  };
+  const server = createServer((req, res) => void handle(req, res));
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
     resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies });
   }));

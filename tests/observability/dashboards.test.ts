@@ -192,7 +192,7 @@ describe('generated dashboards', () => {
     }
     const writes: string[] = [];
     const orig = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((s: string) => (writes.push(s), true)) as typeof process.stdout.write;
+    process.stdout.write = ((s: string) => (writes.push(s), true));
     try {
       expect(await dashboardsCommand(['--list'])).toBe(0);
     } finally {

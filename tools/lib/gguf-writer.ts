@@ -452,9 +452,9 @@ function writeArrayBody(sink: ByteSink, a: GgufArray): void {
   sink.u32(GGUF_VALUE_TYPE[a.itemType]);
   sink.u64(a.items.length);
   if (a.itemType === 'array') {
-    for (const item of a.items as readonly GgufArray[]) writeArrayBody(sink, item);
+    for (const item of a.items) writeArrayBody(sink, item);
   } else {
-    for (const item of a.items as readonly GgufScalarItem[]) writeScalar(sink, a.itemType, item);
+    for (const item of a.items) writeScalar(sink, a.itemType, item);
   }
 }
 

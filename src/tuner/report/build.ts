@@ -51,7 +51,7 @@ export interface BuildReportOptions {
 const ALL = 1_000_000;
 
 function knobsOf(s: LiveSettings): Record<string, number | string> {
-  return { ...s.scheduler, ...s.layout } as unknown as Record<string, number | string>;
+  return { ...s.scheduler, ...s.layout };
 }
 
 const KNOB_ORDER: readonly string[] = [...HOT_KNOBS, ...COLD_KNOBS];

@@ -62,7 +62,7 @@ function longRows(r: WeeklyReport, fields: [keyof SeriesPoint, string][]): Row[]
     const prev = pts[i - 1];
     for (const [field, series] of fields) {
       if (prev && p.startMs - prev.endMs > gapMs) rows.push({ t: localMs(prev.endMs + 1, r.period.timezone), series, value: null });
-      rows.push({ t: localMs(midOf(p), r.period.timezone), series, value: p[field] as number | null });
+      rows.push({ t: localMs(midOf(p), r.period.timezone), series, value: p[field] });
     }
   });
   return rows;

@@ -361,7 +361,7 @@ export function renderMarkdown(r: WeeklyReport, charts: ReportChart[] = []): str
           out.push(b.rows.map(([k, v]) => `- **${mdText(k ?? '')}:** ${mdText(v ?? '')}`).join('\n'));
           break;
         }
-        const align = b.align ?? b.head.map(() => 'l' as Align);
+        const align = b.align ?? b.head.map(() => 'l');
         out.push([
           `| ${b.head.map(mdCell).join(' | ')} |`,
           `| ${align.map((a) => (a === 'r' ? '---:' : '---')).join(' | ')} |`,
