@@ -247,7 +247,7 @@ tl::Engine & NativeEngine::engine(Napi::Env env) {
 Napi::Value NativeEngine::info(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     tl::Engine & e = engine(env);
-    const tl::LlamaHParams & hp = e.hparams();
+    const tl::ModelHParams & hp = e.hparams();
     const tl::ModelLayout layout = e.layout();
     Napi::Object o = Napi::Object::New(env);
     o.Set("path", e.model_path());

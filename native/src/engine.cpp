@@ -23,11 +23,11 @@ const char * finish_reason_name(FinishReason r) {
 
 std::unique_ptr<Engine::Instance> Engine::build_instance(const ModelLayout & layout_in, int n_ctx) const {
     ModelLayout layout = layout_in;
-    const LlamaHParams & hp = hparams_;
+    const ModelHParams & hp = hparams_;
     if (n_ctx < 0) fail(ErrorCode::INVALID_ARGUMENT, "contextLength must be positive");
     if (n_ctx > hp.n_ctx_train)
         fail(ErrorCode::INVALID_ARGUMENT, "contextLength " + std::to_string(n_ctx) + " exceeds the model's context length of " +
-             std::to_string(hp.n_ctx_train) + " tokens (llama.context_length)");
+             std::to_string(hp.n_ctx_train) + " tokens (" + hp.arch + ".context_length)");
     if (n_ctx == 0) n_ctx = hp.n_ctx_train;
     if (layout.kv_block_size < 1 || layout.kv_block_size > 1024) fail(ErrorCode::INVALID_ARGUMENT, "kvBlockSizeTokens must be between 1 and 1024");
     const int32_t per_seq = (n_ctx + layout.kv_block_size - 1) / layout.kv_block_size;
@@ -41,7 +41,7 @@ std::unique_ptr<Engine::Instance> Engine::build_instance(const ModelLayout & lay
     auto inst = std::make_unique<Instance>();
     inst->n_ctx = n_ctx;
     ThreadPool load_pool(layout.tp * layout.threads_per_rank);
-    inst->model = load_llama(*file_, layout, load_pool);
+    inst->model = load_model(*file_, layout, load_pool);
     inst->layout = layout;
     inst->pool = std::make_unique<BlockPool>(layout.kv_blocks, layout.kv_block_size);
     inst->sched = std::make_unique<Scheduler>(*inst->pool, n_ctx);
@@ -54,7 +54,7 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig & cfg) {
     e->cfg_ = cfg;
     e->sched_cfg_ = cfg.scheduler;
     e->file_ = std::make_unique<GgufFile>(cfg.model_path);
-    e->hparams_ = read_llama_hparams(*e->file_); // architecture check before the tokenizer's
+    e->hparams_ = read_model_hparams(*e->file_); // architecture check before the tokenizer's
     e->tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_gguf(*e->file_));
     e->output_ = std::make_unique<RequestOutput>(*e->tokenizer_, e->counters_, [p = e.get()](uint64_t id) { p->retire(id); });
     if (e->tokenizer_->n_vocab() > e->hparams_.n_vocab)
@@ -237,7 +237,7 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         batch.push_back(e);
         if (s->n_computed < s->n_prompt) counters_.prefill_tokens_computed.fetch_add(q.n_tokens, std::memory_order_relaxed);
     }
-    inst.logits.resize((size_t) std::max<int64_t>(1, LlamaModel::logits_rows(batch)) * V);
+    inst.logits.resize((size_t) std::max<int64_t>(1, Model::logits_rows(batch)) * V);
     inst.model->forward(batch, inst.logits.data());
     inst.sched->commit(plan);
     auto t1 = Clock::now();

@@ -104,7 +104,7 @@ public:
 
     const Tokenizer & tokenizer() const { return *tokenizer_; }
     const GgufFile & file() const { return *file_; }
-    const LlamaHParams & hparams() const { return hparams_; }
+    const ModelHParams & hparams() const { return hparams_; }
     const std::string & model_path() const { return cfg_.model_path; }
     double load_ms() const { return load_ms_; }
     // The live settings (cold ones are those of the newest instance).
@@ -135,7 +135,7 @@ private:
     EngineConfig cfg_;
     std::unique_ptr<GgufFile> file_;
     std::unique_ptr<Tokenizer> tokenizer_;
-    LlamaHParams hparams_;
+    ModelHParams hparams_;
     double load_ms_ = 0;
     Clock::time_point started_ = Clock::now();
 

@@ -26,7 +26,7 @@ inline double s_between(Clock::time_point a, Clock::time_point b) { return std::
 struct EngineInstance {
     ModelLayout layout;
     int n_ctx = 0;
-    std::unique_ptr<LlamaModel> model;
+    std::unique_ptr<Model> model;
     std::unique_ptr<BlockPool> pool;
     std::unique_ptr<Scheduler> sched;
     std::vector<float> logits; // scratch: [rows][n_vocab]

@@ -1,5 +1,9 @@
-// Llama-family decoder: RMSNorm, RoPE (adjacent-pair rotation, as GGUF llama files expect), grouped-query
-// attention, SwiGLU MLP, tied or untied output head.
+// A decoder-only transformer instance: its weights, sharded over `tp` tensor-parallel ranks, and the forward pass.
+//
+// The model is architecture-neutral. What a GGUF architecture means (its hyperparameters, its tensors, the order of
+// the layers in its forward pass) is an Architecture (architecture.h), one file per architecture under models/
+// (models/llama.cpp), composed from the shared layer functions of layers.h. This class holds the weights and the
+// per-rank state, and runs the architecture's forward on every rank.
 //
 // Tensor parallelism (Megatron-LM style) over `tp` ranks. Each rank owns a shard of every weight matrix:
 //   column-split (by output rows): Q, K, V (by heads), gate and up (by FFN columns), the output head (by vocabulary);
@@ -24,7 +28,12 @@
 
 namespace tl {
 
-struct LlamaHParams {
+class Architecture;
+struct RankState;
+
+// Hyperparameters, read from the GGUF metadata by the architecture.
+struct ModelHParams {
+    std::string arch;         // general.architecture (also the prefix of its metadata keys)
     int32_t n_vocab = 0;
     int32_t dim = 0;
     int32_t n_layers = 0;
@@ -59,14 +68,14 @@ struct ModelLayout {
 };
 
 // Weights every rank reads in full.
-struct LlamaShared {
+struct SharedWeights {
     QMatrix tok_embd;               // [n_vocab x dim]; rows decoded on lookup
     std::vector<float> output_norm; // [dim]
     std::vector<std::vector<float>> attn_norm, ffn_norm; // [n_layers][dim]
 };
 
 // One rank's shard.
-struct LlamaShard {
+struct ShardWeights {
     struct Layer {
         QMatrix wq, wk, wv;         // [local heads * head_dim x dim]
         QMatrix wo;                 // [dim x local heads * head_dim]
@@ -80,6 +89,11 @@ struct LlamaShard {
     std::vector<Layer> layers;
     QMatrix output;                 // [vocab x dim] rows of the output head (a copy of tok_embd rows when tied and tp > 1)
     bool output_is_tok_embd = false;
+};
+
+struct ModelWeights {
+    SharedWeights shared;
+    std::vector<ShardWeights> shards; // one per rank
 };
 
 // One sequence's part of a forward batch: tokens at positions pos0 .. pos0 + n_tokens - 1. Positions below pos0
@@ -101,12 +115,13 @@ struct ModelTimes {
     uint64_t allreduces = 0;
 };
 
-class LlamaModel {
+class Model {
 public:
-    LlamaModel(LlamaHParams hp, LlamaShared shared, std::vector<LlamaShard> shards, ModelLayout layout);
-    ~LlamaModel();
+    Model(const Architecture & arch, ModelHParams hp, ModelWeights weights, ModelLayout layout);
+    ~Model();
 
-    const LlamaHParams & hparams() const { return hp_; }
+    const Architecture & architecture() const { return arch_; }
+    const ModelHParams & hparams() const { return hp_; }
     const ModelLayout & layout() const { return layout_; }
     // Bytes held per storage type name ("f32", "bf16", "int8", "int4"), all ranks together.
     std::vector<std::pair<std::string, size_t>> weight_bytes() const;
@@ -121,21 +136,15 @@ public:
     ModelTimes times() const;
 
 private:
-    struct Rank;
-    LlamaHParams hp_;
-    LlamaShared shared_;
+    const Architecture & arch_;
+    ModelHParams hp_;
+    SharedWeights shared_;
     ModelLayout layout_;
-    const CpuKernels & kernels_;
-    std::vector<std::unique_ptr<Rank>> ranks_;
-
+    std::vector<std::unique_ptr<RankState>> ranks_;
     std::unique_ptr<Communicator> comm_; // all-reduces between the ranks (tp.h)
     std::unique_ptr<RankThreads> rank_threads_;
 
     void rank_forward(int r, const std::vector<BatchEntry> & batch, float * logits);
-    // x += the sum over ranks of their `partial` (a row-split product), timed as this rank's all-reduce.
-    void all_reduce(int r, float * x, float * partial, size_t n);
-    void matmuls(Rank & rank, const float * x, int n, int64_t cols, std::initializer_list<std::pair<const QMatrix *, float *>> outs,
-                 int64_t y_stride = 0);
 };
 
 } // namespace tl

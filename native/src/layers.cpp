@@ -1,0 +1,229 @@
+// Shared layer functions of the decoder forward pass (layers.h). Moved here from the llama-only forward so that every
+// architecture (models/*.cpp) composes the same, tested code.
+#include "layers.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "simd_clones.h"
+
+namespace tl {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+TL_CLONES void rmsnorm_row(float * out, const float * x, const float * w, int n, float eps) {
+    float ss = 0.0f;
+    for (int i = 0; i < n; ++i) ss += x[i] * x[i];
+    float scale = 1.0f / std::sqrt(ss / n + eps);
+    for (int i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+TL_CLONES void add_inplace(float * y, const float * x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void swiglu(float * gate, const float * up, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+}
+
+} // namespace
+
+RankState::RankState(int rank_, int n_ranks_, const ModelHParams & hp_, const ModelLayout & layout_, const SharedWeights & shared_,
+                     Communicator & comm_, ShardWeights shard_)
+    : rank(rank_), n_ranks(n_ranks_), hp(hp_), layout(layout_), shared(shared_), kernels(cpu_kernels()), comm(comm_),
+      shard(std::move(shard_)), pool(layout_.threads_per_rank),
+      kv(hp_.n_layers, layout_.kv_blocks, layout_.kv_block_size, shard.n_kv_heads, hp_.head_dim, layout_.kv_dtype) {}
+
+size_t RankState::scratch_bytes() const {
+    size_t n = x.capacity() + xn.capacity() + q.capacity() + k.capacity() + v.capacity() + att.capacity() + gate.capacity() +
+               up.capacity() + partial.capacity() + scores.capacity() + rope_cos.capacity() + rope_sin.capacity();
+    return n * sizeof(float) + xq.q.size + xq.scales.size + xq.sums.size;
+}
+
+ForwardBatch::ForwardBatch(const std::vector<BatchEntry> & batch) : entries(batch) {
+    for (const BatchEntry & e : batch) n += e.n_tokens;
+    tok_entry.resize(n);
+    tok_pos.resize(n);
+    int t = 0;
+    for (int32_t i = 0; i < (int32_t) batch.size(); ++i) {
+        const BatchEntry & e = batch[i];
+        for (int j = 0; j < e.n_tokens; ++j, ++t) {
+            tok_entry[t] = i;
+            tok_pos[t] = e.pos0 + j;
+        }
+        max_ctx = std::max(max_ctx, e.pos0 + e.n_tokens);
+    }
+}
+
+namespace layers {
+
+void reserve(RankState & rs, const ForwardBatch & b) {
+    const size_t n = (size_t) b.n, dim = (size_t) rs.hp.dim, hd = (size_t) rs.hp.head_dim;
+    const size_t q_loc = rs.shard.n_heads * hd, kv_loc = rs.shard.n_kv_heads * hd, ffn = rs.shard.ffn;
+    rs.x.resize(n * dim); rs.xn.resize(n * dim);
+    rs.q.resize(n * q_loc); rs.k.resize(n * kv_loc); rs.v.resize(n * kv_loc);
+    rs.att.resize(n * q_loc); rs.gate.resize(n * ffn); rs.up.resize(n * ffn);
+    rs.partial.resize(n * dim);
+    rs.scores.resize((size_t) rs.pool.size() * b.max_ctx);
+}
+
+void embed(RankState & rs, const ForwardBatch & b) {
+    auto t0 = Clock::now();
+    const int dim = rs.hp.dim;
+    int t = 0;
+    for (const BatchEntry & e : b.entries)
+        for (int i = 0; i < e.n_tokens; ++i, ++t) qmatrix_get_row(rs.shared.tok_embd, e.tokens[i], rs.x.data() + (size_t) t * dim);
+    rs.times.embed += seconds_since(t0);
+}
+
+void rope_tables(RankState & rs, const ForwardBatch & b) {
+    auto t0 = Clock::now();
+    const int n_pairs = rs.hp.rope_dim / 2;
+    rs.rope_cos.resize((size_t) b.n * n_pairs); rs.rope_sin.resize((size_t) b.n * n_pairs);
+    for (int t = 0; t < b.n; ++t) {
+        for (int i = 0; i < n_pairs; ++i) {
+            double a = b.tok_pos[t] * std::pow((double) rs.hp.rope_theta, -2.0 * i / rs.hp.rope_dim);
+            rs.rope_cos[(size_t) t * n_pairs + i] = (float) std::cos(a);
+            rs.rope_sin[(size_t) t * n_pairs + i] = (float) std::sin(a);
+        }
+    }
+    rs.times.embed += seconds_since(t0);
+}
+
+void rms_norm(RankState & rs, float * out, const float * in, const std::vector<float> & weight, int n) {
+    auto t0 = Clock::now();
+    const int dim = rs.hp.dim;
+    for (int t = 0; t < n; ++t) rmsnorm_row(out + (size_t) t * dim, in + (size_t) t * dim, weight.data(), dim, rs.hp.rms_eps);
+    rs.times.norm += seconds_since(t0);
+}
+
+void matmuls(RankState & rs, const float * x, int n, int64_t cols, std::initializer_list<std::pair<const QMatrix *, float *>> outs,
+             int64_t y_stride) {
+    auto t0 = Clock::now();
+    const QActs * xq = nullptr;
+    for (auto & [m, y] : outs) {
+        if (m->rows && (m->type == WeightType::I8 || m->type == WeightType::I4)) {
+            qacts_quantize(rs.xq, x, n, cols, m->cols_padded);
+            xq = &rs.xq;
+            break;
+        }
+    }
+    // Rows are handed out in tiles of 16 so that each thread streams a contiguous part of every matrix.
+    rs.pool.run([&](int idx, int nth) {
+        for (auto & [m, y] : outs) {
+            int64_t tiles = (m->rows + 15) / 16;
+            int64_t b = tiles * idx / nth * 16, e = std::min<int64_t>(m->rows, tiles * (idx + 1) / nth * 16);
+            if (b < e) rs.kernels.matmul(*m, x, xq, y, y_stride ? y_stride : m->rows, n, b, e);
+        }
+    });
+    rs.times.matmul += seconds_since(t0);
+}
+
+void rope_and_cache(RankState & rs, const ForwardBatch & b, int l) {
+    auto t0 = Clock::now();
+    const ShardWeights & S = rs.shard;
+    const int hd = rs.hp.head_dim, q_loc = S.n_heads * hd, kv_loc = S.n_kv_heads * hd;
+    const int n_pairs = rs.hp.rope_dim / 2, bs = rs.layout.kv_block_size;
+    for (int t = 0; t < b.n; ++t) {
+        const float * cs = rs.rope_cos.data() + (size_t) t * n_pairs;
+        const float * sn = rs.rope_sin.data() + (size_t) t * n_pairs;
+        auto rotate = [&](float * vec, int heads) {
+            for (int h = 0; h < heads; ++h) {
+                float * p = vec + (size_t) h * hd;
+                for (int i = 0; i < n_pairs; ++i) {
+                    float a = p[2 * i], c = p[2 * i + 1];
+                    p[2 * i] = a * cs[i] - c * sn[i];
+                    p[2 * i + 1] = a * sn[i] + c * cs[i];
+                }
+            }
+        };
+        rotate(rs.q.data() + (size_t) t * q_loc, S.n_heads);
+        rotate(rs.k.data() + (size_t) t * kv_loc, S.n_kv_heads);
+        const BatchEntry & e = b.entries[b.tok_entry[t]];
+        const int pos = b.tok_pos[t];
+        rs.kv.write(l, e.block_table[pos / bs], pos % bs, rs.k.data() + (size_t) t * kv_loc, rs.v.data() + (size_t) t * kv_loc);
+    }
+    rs.times.rope += seconds_since(t0);
+}
+
+void causal_attention(RankState & rs, const ForwardBatch & b, int l) {
+    auto t0 = Clock::now();
+    const ShardWeights & S = rs.shard;
+    const int hd = rs.hp.head_dim, q_loc = S.n_heads * hd;
+    const float att_scale = 1.0f / std::sqrt((float) hd);
+    const int group = rs.hp.n_heads / rs.hp.n_kv_heads;
+    const int64_t items = (int64_t) b.n * S.n_heads;
+    rs.pool.run([&](int idx, int nth) {
+        float * sc = rs.scores.data() + (size_t) idx * b.max_ctx;
+        for (int64_t it = items * idx / nth; it < items * (idx + 1) / nth; ++it) {
+            int t = (int) (it / S.n_heads), h = (int) (it % S.n_heads);
+            const BatchEntry & e = b.entries[b.tok_entry[t]];
+            rs.kv.attend(l, e.block_table, b.tok_pos[t] + 1, h / group, rs.q.data() + (size_t) t * q_loc + (size_t) h * hd, att_scale,
+                         rs.att.data() + (size_t) t * q_loc + (size_t) h * hd, sc);
+        }
+    });
+    rs.times.attention += seconds_since(t0);
+}
+
+void attention(RankState & rs, const ForwardBatch & b, int l, const ShardWeights::Layer & w) {
+    matmuls(rs, rs.xn.data(), b.n, rs.hp.dim, {{&w.wq, rs.q.data()}, {&w.wk, rs.k.data()}, {&w.wv, rs.v.data()}});
+    rope_and_cache(rs, b, l);
+    causal_attention(rs, b, l);
+    matmuls(rs, rs.att.data(), b.n, rs.shard.n_heads * rs.hp.head_dim, {{&w.wo, rs.partial.data()}});
+}
+
+void swiglu_mlp(RankState & rs, const ForwardBatch & b, const ShardWeights::Layer & w) {
+    const int ffn = rs.shard.ffn;
+    matmuls(rs, rs.xn.data(), b.n, rs.hp.dim, {{&w.w_gate, rs.gate.data()}, {&w.w_up, rs.up.data()}});
+    auto t0 = Clock::now();
+    swiglu(rs.gate.data(), rs.up.data(), (int64_t) b.n * ffn);
+    rs.times.ffn_act += seconds_since(t0);
+    matmuls(rs, rs.gate.data(), b.n, ffn, {{&w.w_down, rs.partial.data()}});
+}
+
+// Under tensor parallelism rank 0 adds the residual into its partial, so that the all-reduced sum is
+// x + partial_0 + partial_1 + ... in rank order, the same on every rank (and as a single rank would add).
+void add_residual(RankState & rs, const ForwardBatch & b) {
+    const size_t n = (size_t) b.n * rs.hp.dim;
+    if (rs.n_ranks == 1) {
+        add_inplace(rs.x.data(), rs.partial.data(), (int64_t) n);
+        return;
+    }
+    auto t0 = Clock::now();
+    if (rs.rank == 0) add_inplace(rs.partial.data(), rs.x.data(), (int64_t) n);
+    rs.comm.all_reduce_sum(rs.rank, rs.partial.data(), rs.x.data(), n);
+    rs.allreduce += seconds_since(t0);
+    ++rs.times.allreduces;
+}
+
+void output_head(RankState & rs, const ForwardBatch & b, const std::vector<float> & norm, float * logits) {
+    // Only the rows wanted; each rank writes its vocabulary columns of the shared logits buffer.
+    auto t0 = Clock::now();
+    const int dim = rs.hp.dim;
+    int rows = 0, t = 0;
+    for (const BatchEntry & e : b.entries) {
+        for (int i = 0; i < e.n_tokens; ++i, ++t) {
+            if (e.want_logits && (e.all_logits || i == e.n_tokens - 1)) {
+                rmsnorm_row(rs.xn.data() + (size_t) rows * dim, rs.x.data() + (size_t) t * dim, norm.data(), dim, rs.hp.rms_eps);
+                ++rows;
+            }
+        }
+    }
+    rs.times.norm += seconds_since(t0);
+    if (rows > 0) {
+        t0 = Clock::now();
+        const QMatrix & out = rs.shard.output_is_tok_embd ? rs.shared.tok_embd : rs.shard.output;
+        matmuls(rs, rs.xn.data(), rows, dim, {{&out, logits + rs.shard.vocab_begin}}, rs.hp.n_vocab);
+        rs.times.output += seconds_since(t0);
+    }
+}
+
+} // namespace layers
+} // namespace tl

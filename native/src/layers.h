@@ -1,0 +1,80 @@
+// The building blocks of a decoder forward pass, shared by every architecture (models/*.cpp compose them): token
+// embedding, RoPE, RMSNorm, the attention block (Q/K/V projections, rotation, paged-cache write, causal attention over
+// the cache, output projection), the SwiGLU MLP, the residual add (an all-reduce under tensor parallelism) and the
+// output head. Each works on one rank's RankState for one forward batch and times itself into the rank's ModelTimes,
+// so per-operation stats mean the same whatever the architecture.
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+#include <utility>
+#include <vector>
+
+#include "model.h"
+
+namespace tl {
+
+// One rank of a model instance: its shard, threads, KV storage, timings and scratch.
+struct RankState {
+    const int rank;
+    const int n_ranks;
+    const ModelHParams & hp;
+    const ModelLayout & layout;
+    const SharedWeights & shared;
+    const CpuKernels & kernels;
+    Communicator & comm;
+    ShardWeights shard;
+    ThreadPool pool;
+    KvStorage kv;
+    QActs xq;
+    ModelTimes times; // this rank's share (rank_busy / rank_allreduce unused here)
+    double busy = 0, allreduce = 0;
+    // Scratch, grown as needed: x/xn/partial full width; q/k/v/att/gate/up local width.
+    std::vector<float> x, xn, q, k, v, att, gate, up, partial, scores, rope_cos, rope_sin;
+
+    RankState(int rank, int n_ranks, const ModelHParams & hp, const ModelLayout & layout, const SharedWeights & shared,
+              Communicator & comm, ShardWeights shard);
+    size_t scratch_bytes() const;
+};
+
+// The tokens of one forward batch, flattened: token t belongs to batch entry tok_entry[t], at position tok_pos[t].
+struct ForwardBatch {
+    const std::vector<BatchEntry> & entries;
+    int n = 0;       // tokens in all
+    int max_ctx = 0; // longest context any token attends over
+    std::vector<int32_t> tok_entry, tok_pos;
+
+    explicit ForwardBatch(const std::vector<BatchEntry> & batch);
+};
+
+namespace layers {
+
+// Sizes the rank's scratch for `b` (residual stream x, norms, Q/K/V, attention output, FFN, partial products).
+void reserve(RankState & rs, const ForwardBatch & b);
+// x[t] = the embedding row of token t.
+void embed(RankState & rs, const ForwardBatch & b);
+// cos/sin of every token's RoPE angles: pos * theta^(-2i / rope_dim) for each rotated pair i.
+void rope_tables(RankState & rs, const ForwardBatch & b);
+// out[t] = RMSNorm(in[t]) * weight for the first `n` rows of width hp.dim.
+void rms_norm(RankState & rs, float * out, const float * in, const std::vector<float> & weight, int n);
+// Several products of one input [n x cols] in one parallel region (the input quantized once when a weight is
+// integer). y_stride 0: each output is [n][rows], else rows are written at that stride.
+void matmuls(RankState & rs, const float * x, int n, int64_t cols, std::initializer_list<std::pair<const QMatrix *, float *>> outs,
+             int64_t y_stride = 0);
+// Rotates q and k of every token by its RoPE angles (adjacent pairs, as GGUF llama files expect) and writes k and v
+// into the paged cache of layer `l`.
+void rope_and_cache(RankState & rs, const ForwardBatch & b, int l);
+// att[t][h] = causal attention of query head h of token t over its sequence's cache (positions 0..pos_t).
+void causal_attention(RankState & rs, const ForwardBatch & b, int l);
+// The attention block of layer `l` from the normed input xn: Q/K/V, RoPE, cache, attention, then the output
+// projection into rs.partial (a partial sum under tensor parallelism).
+void attention(RankState & rs, const ForwardBatch & b, int l, const ShardWeights::Layer & w);
+// The SwiGLU MLP from the normed input xn: down(silu(gate(xn)) * up(xn)) into rs.partial.
+void swiglu_mlp(RankState & rs, const ForwardBatch & b, const ShardWeights::Layer & w);
+// x += partial: summed over the ranks (an all-reduce) under tensor parallelism.
+void add_residual(RankState & rs, const ForwardBatch & b);
+// Final norm of the rows whose logits are wanted, then this rank's vocabulary columns of the output head
+// (logits[row][vocab_begin ..]).
+void output_head(RankState & rs, const ForwardBatch & b, const std::vector<float> & norm, float * logits);
+
+} // namespace layers
+} // namespace tl
