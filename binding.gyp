@@ -1,9 +1,9 @@
 {
-  # The engine core (native/src) is plain C++17. Kernels that use wide vector instructions live in their own
-  # static libraries so that only they are compiled with -mavx512*/-mavx2; the rest of the addon stays portable and
-  # picks a kernel set at run time (see native/src/kernels/cpu/dispatch.cpp).
+  # The engine core (native/src) is plain C++17, built with -Wall -Wextra -Werror. Kernels that use wide vector
+  # instructions live in their own static libraries so that only they are compiled with -mavx512*/-mavx2; the rest of
+  # the addon stays portable and picks a kernel set at run time (see native/src/kernels/cpu/dispatch.cpp).
   "target_defaults": {
-    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+    "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror"],
     "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
     "cflags": ["-O3"],
     "defines": ["NAPI_VERSION=8"]
@@ -51,7 +51,13 @@
         "native/src/kernels/cpu/matmul_scalar.cpp",
         "native/src/kernels/cpu/dispatch.cpp"
       ],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native/src"],
+      "include_dirs": ["native/src"],
+      # Warnings are errors for our sources (target_defaults); headers we do not own are system headers, so a new
+      # compiler's or node-addon-api's warnings in them cannot break the build.
+      "cflags_cc": [
+        "-isystem", "<!(node -p \"require('path').resolve(require('node-addon-api').include_dir)\")",
+        "-isystem", "<(node_root_dir)/include/node"
+      ],
       "defines": ["NAPI_CPP_EXCEPTIONS"],
       "libraries": ["-lpthread"]
     }

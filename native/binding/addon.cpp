@@ -38,6 +38,10 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
     exports.Set("setErrorClass", Napi::Function::New(env, set_error_class));
     exports.Set("measureBandwidth", Napi::Function::New(env, measure_bandwidth));
     exports.Set("kernels", Napi::String::New(env, tl::cpu_kernels().name));
+    // Every EngineError code the native side can raise (src/engine/errors.ts must list the same).
+    Napi::Array codes = Napi::Array::New(env, tl::N_ERROR_CODES);
+    for (int i = 0; i < tl::N_ERROR_CODES; ++i) codes.Set((uint32_t) i, tl::error_code_name((tl::ErrorCode) i));
+    exports.Set("errorCodes", codes);
     init_engine_wrap(env, exports, data);
     return exports;
 }

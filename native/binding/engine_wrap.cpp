@@ -1,3 +1,5 @@
+// NativeEngine methods (engine_wrap.h): JS values to engine requests and back (events, stats, settings), promises
+// settled from libuv workers, and per-request event batching through one thread-safe function.
 #include "engine_wrap.h"
 
 #include <functional>

@@ -36,6 +36,8 @@ export interface NativeAddon {
   setErrorClass(cls: typeof EngineError): void;
   measureBandwidth(threads: number, megabytes: number, repeats?: number): number;
   kernels: string;
+  /** Every error code the native side can raise (equal to the keys of ENGINE_ERROR_CODES). */
+  errorCodes: readonly string[];
   loadEngine(options: Record<string, unknown>): Promise<NativeEngineHandle>;
 }
 

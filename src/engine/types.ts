@@ -34,12 +34,12 @@ export interface ModelLayoutSettings {
   threadsPerRank: number;
   /** Tokens per KV block; default 16. */
   kvBlockSizeTokens: number;
-  /** Context window in tokens; default and maximum: the model's llama.context_length. */
+  /** Context window in tokens; default and maximum: the model's trained context (`<architecture>.context_length`). */
   contextLength: number;
 }
 
 export interface EngineOptions extends Partial<ModelLayoutSettings> {
-  /** Path to a GGUF v3 file (general.architecture = llama). */
+  /** Path to a GGUF v2/v3 file of an architecture the engine implements (general.architecture: llama). */
   model: string;
   /** Compute threads in all (tpDegree x threadsPerRank); default: all cores (os.availableParallelism()). */
   threads?: number;

@@ -117,9 +117,9 @@ describe('admission limit (maxQueueLength)', () => {
     }
   });
 
-  // Engine bug (reported): enqueue() counts `incoming_.size() + counters_.waiting`, but the step loop moves incoming
-  // requests into the scheduler's waiting queue at the top of an iteration and only republishes counters_.waiting
-  // after the step. For the length of one step the moved requests are counted nowhere, so more are admitted.
+  // Regression (a fixed engine bug): enqueue() counts `incoming_.size() + counters_.waiting`, and the step loop once
+  // moved incoming requests into the scheduler's waiting queue without counting them until after the step, so for
+  // the length of a step they were counted nowhere and more were admitted. Moved arrivals now count as waiting at once.
   it('the waiting queue never holds more than maxQueueLength requests', async () => {
     const engine = await load(slow, { scheduler: { maxBatchSize: 1, maxQueueLength: 2 } });
     try {
@@ -265,10 +265,10 @@ describe('cancellation', () => {
     await expectNoLeakedBlocks(engine);
   });
 
-  // Engine bug (reported): the id leaves the engine's active set only at the end of the loop iteration in which the
-  // request ended — after that iteration's step — while its final event is delivered at once. So cancel(id) returns
-  // true for a request whose result has already resolved (documented: "false if it already ended"). A waiting
-  // request that is cancelled or times out ends at the top of an iteration, so the window is a whole step.
+  // Regression (a fixed engine bug): the id once left the engine's active set only at the end of the loop iteration
+  // in which the request ended, after its final event was delivered, so cancel(id) could return true for a request
+  // whose result had resolved (documented: "false if it already ended"). Ending a request now retires its id first
+  // (RequestOutput::end in native/src/engine_output.cpp).
   it('engine.cancel(id) is false as soon as the result has settled', async () => {
     const e = await load(slow, { scheduler: { maxBatchSize: 1 } });
     try {

@@ -214,11 +214,11 @@ describe('reload under load', () => {
     }
   });
 
-  // Engine bug (reported): reload() resolves as soon as the step loop has taken the new instance, but the layout that
-  // info() and stats() read is published only at the end of that loop iteration, after its steps; Engine.reload()
-  // then caches the stale info for good. So `await engine.reload({ weights: 'int8' })` returns (and engine.info
-  // keeps) the old layout. Here a long prompt waits, so the first step after the reload (its prefill, on the new
-  // instance) is long and the window is wide open.
+  // Regression (a fixed engine bug): reload() resolves as soon as the step loop has taken the new instance, and the
+  // layout that info() and stats() read was once published only at the end of that loop iteration, after its steps,
+  // so Engine.reload() cached the old layout for good. The loop now publishes the new instance before reload()
+  // returns. Here a long prompt waits, so the first step after the reload (its prefill, on the new instance) is long
+  // and the old window would be wide open.
   it('reload() returns, and engine.info / stats().settings show, the new layout at once', async () => {
     const engine = await load(slow, { scheduler: { maxBatchSize: 1 } });
     try {

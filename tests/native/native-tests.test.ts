@@ -10,7 +10,8 @@ import { REPO_ROOT, STORIES_260K } from '../helpers/shared.js';
 
 const exec = promisify(execFile);
 const SRC = join(REPO_ROOT, 'native', 'src');
-const FLAGS = ['-std=c++17', '-O2', `-I${SRC}`];
+// Warnings are errors here as in binding.gyp.
+const FLAGS = ['-std=c++17', '-O2', '-Wall', '-Wextra', '-Werror', `-I${SRC}`];
 const out = mkdtempSync(join(tmpdir(), 'tuneloop-native-'));
 
 async function gxx(args: string[]): Promise<void> {
