@@ -825,6 +825,9 @@ static void bench(size_t mb, const std::vector<std::string> & only) {
         for (const Kernels * k : sets) {
             if (k == &kernels_scalar() && t != Type::Q4_K) continue; // scalar: one type, for scale
             double gbs[3] = {0, 0, 0};
+            // The machine is shared and figures drift: re-measure the probe beside each kernel, report the ratio to it.
+            probe[1] = probe[2] = 0;
+            for (int th = 1; th <= 2; th++) probe[th] = probe_bandwidth(buf + bytes / 2, bytes / 2, th, 3);
             for (int th = 1; th <= 2; th++) {
                 double best = 1e30;
                 for (int rep = 0; rep < 5; rep++)
@@ -834,8 +837,8 @@ static void bench(size_t mb, const std::vector<std::string> & only) {
                                     }));
                 gbs[th] = (double) rows * wb / best / 1e9;
             }
-            std::printf("  %-7s %-7s %10.1f %6.0f%% %10.1f %6.0f%%\n", type_name(t), k->name, gbs[1],
-                        100 * gbs[1] / probe[1], gbs[2], 100 * gbs[2] / probe[2]);
+            std::printf("  %-7s %-7s %10.1f %6.0f%% %10.1f %6.0f%%   (probe %.1f / %.1f)\n", type_name(t), k->name,
+                        gbs[1], 100 * gbs[1] / probe[1], gbs[2], 100 * gbs[2] / probe[2], probe[1], probe[2]);
             std::fflush(stdout);
         }
     }

@@ -13,38 +13,50 @@
 #include "quant/half.h"
 #include "quant/kernels.h"
 
+// Block decoders must inline into the kernels (their output lives in registers); GCC declines for the bigger ones.
+#define TL_INLINE inline __attribute__((always_inline))
+
 namespace tl {
 namespace quant {
 namespace {
 
-constexpr int kPrefetchBytes = 1536; // see dot_avx512.cpp
+// Loops over tokens of a tile, registers of a super-block, etc. have constant trip counts and must be unrolled so
+// that their vectors live in registers; -O2 does not unroll them by itself, hence the "#pragma GCC unroll"s.
 
-inline void prefetch(const void * p) { _mm_prefetch(static_cast<const char *>(p) + kPrefetchBytes, _MM_HINT_T0); }
-inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+#ifdef TL_QUANT_PREFETCH_BYTES // build-time override, for tuning on another machine
+constexpr int kPrefetchBytes = TL_QUANT_PREFETCH_BYTES;
+#else
+constexpr int kPrefetchBytes = 1536;
+#endif // see dot_avx512.cpp
 
-inline float hsum(__m256 v) {
+TL_INLINE void prefetch(const void * p) {
+    if (kPrefetchBytes > 0) _mm_prefetch(static_cast<const char *>(p) + kPrefetchBytes, _MM_HINT_T0);
+}
+TL_INLINE float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+TL_INLINE float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
 
-inline uint32_t le32(const uint8_t * p) {
+TL_INLINE uint32_t le32(const uint8_t * p) {
     uint32_t v;
     std::memcpy(&v, p, 4);
     return v;
 }
 
-inline __m256i loadu(const void * p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
+TL_INLINE __m256i loadu(const void * p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
 
 // 16 nibble bytes -> 32 levels in activation order (low nibbles = elements 0..15, high = 16..31).
-inline __m256i nibbles16(const uint8_t * q) {
+TL_INLINE __m256i nibbles16(const uint8_t * q) {
     const __m128i x = _mm_loadu_si128((const __m128i *) q);
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), _mm256_set1_epi8(0x0f));
 }
 
 // Bit j of a 32-bit word -> byte j as 0x10 or 0.
-inline __m256i fifth_bits(const uint8_t * qh) {
+TL_INLINE __m256i fifth_bits(const uint8_t * qh) {
     const __m256i b = _mm256_set1_epi32((int) le32(qh));
     // byte j takes byte j / 8 of the word, then tests bit j % 8
     const __m256i spread = _mm256_shuffle_epi8(
@@ -55,7 +67,7 @@ inline __m256i fifth_bits(const uint8_t * qh) {
 }
 
 // pshufb control broadcasting 16-bit word k0 in the lower 128-bit lane and k1 in the upper.
-inline __m256i word_ctrl(int k0, int k1) {
+TL_INLINE __m256i word_ctrl(int k0, int k1) {
     auto w = [](int k) { return (short) (((2 * k + 1) << 8) | (2 * k)); };
     return _mm256_set_m128i(_mm_set1_epi16(w(k1)), _mm_set1_epi16(w(k0)));
 }
@@ -83,20 +95,20 @@ void gemm(int64_t n, const void * w, size_t ws, int64_t nrows, const void * a, s
 
 struct WF32 {
     using Elem = float;
-    static __m256 load8(const float * x) { return _mm256_loadu_ps(x); }
-    static float one(float v) { return v; }
+    TL_INLINE static __m256 load8(const float * x) { return _mm256_loadu_ps(x); }
+    TL_INLINE static float one(float v) { return v; }
 };
 struct WF16 {
     using Elem = uint16_t;
-    static __m256 load8(const uint16_t * x) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x)); }
-    static float one(uint16_t v) { return h2f(v); }
+    TL_INLINE static __m256 load8(const uint16_t * x) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) x)); }
+    TL_INLINE static float one(uint16_t v) { return h2f(v); }
 };
 struct WBF16 {
     using Elem = uint16_t;
-    static __m256 load8(const uint16_t * x) {
+    TL_INLINE static __m256 load8(const uint16_t * x) {
         return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *) x)), 16));
     }
-    static float one(uint16_t v) { return bf16_to_f32(v); }
+    TL_INLINE static float one(uint16_t v) { return bf16_to_f32(v); }
 };
 
 template <class W, class A>
@@ -105,18 +117,22 @@ struct FloatRow {
     static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
         const typename W::Elem * x = reinterpret_cast<const typename W::Elem *>(w);
         const typename A::Elem * v[T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const typename A::Elem *>(a + t * as);
         __m256 acc[T][2];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
         int64_t i = 0;
         for (; i + 16 <= n; i += 16) {
             prefetch(x + i);
             const __m256 w0 = W::load8(x + i), w1 = W::load8(x + i + 8);
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 acc[t][0] = _mm256_fmadd_ps(w0, A::load8(v[t] + i), acc[t][0]);
                 acc[t][1] = _mm256_fmadd_ps(w1, A::load8(v[t] + i + 8), acc[t][1]);
             }
         }
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
             float s = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
             for (int64_t k = i; k < n; k++) s += W::one(x[k]) * A::one(v[t][k]);
@@ -133,8 +149,10 @@ struct Q8_0Acts { // signed levels x Q8_0 activations
     static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
         const typename W::Block * x = reinterpret_cast<const typename W::Block *>(w);
         const BlockQ8_0 * v[T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const BlockQ8_0 *>(a + t * as);
         __m256 acc[T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
         const __m256i ones = _mm256_set1_epi16(1);
         for (int64_t i = 0; i < n / QK; i++) {
@@ -142,12 +160,14 @@ struct Q8_0Acts { // signed levels x Q8_0 activations
             const __m256i q = W::levels(x[i]);
             const __m256i aq = _mm256_sign_epi8(q, q); // |q|
             const float d = h2f(x[i].d);
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 const __m256i p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(loadu(v[t][i].qs), q));
                 const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
                 acc[t] = _mm256_fmadd_ps(f, _mm256_set1_ps(d * h2f(v[t][i].d)), acc[t]);
             }
         }
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) out[t * ys] = hsum(acc[t]);
     }
 };
@@ -158,15 +178,18 @@ struct Q8_1Acts { // unsigned levels + m x Q8_1 activations
     static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
         const typename W::Block * x = reinterpret_cast<const typename W::Block *>(w);
         const BlockQ8_1 * v[T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const BlockQ8_1 *>(a + t * as);
         __m256 acc[T];
         float ms[T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps(), ms[t] = 0.0f;
         const __m256i ones = _mm256_set1_epi16(1);
         for (int64_t i = 0; i < n / QK; i++) {
             prefetch(x + i);
             const __m256i q = W::levels(x[i]);
             const float d = h2f(x[i].d), m = h2f(x[i].m);
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 const __m256i p = _mm256_maddubs_epi16(q, loadu(v[t][i].qs));
                 const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
@@ -174,38 +197,39 @@ struct Q8_1Acts { // unsigned levels + m x Q8_1 activations
                 ms[t] += m * h2f(v[t][i].s);
             }
         }
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) out[t * ys] = hsum(acc[t]) + ms[t];
     }
 };
 
 struct WQ8_0 {
     using Block = BlockQ8_0;
-    static __m256i levels(const Block & b) { return loadu(b.qs); }
+    TL_INLINE static __m256i levels(const Block & b) { return loadu(b.qs); }
 };
 struct WQ4_0 {
     using Block = BlockQ4_0;
-    static __m256i levels(const Block & b) { return _mm256_sub_epi8(nibbles16(b.qs), _mm256_set1_epi8(8)); }
+    TL_INLINE static __m256i levels(const Block & b) { return _mm256_sub_epi8(nibbles16(b.qs), _mm256_set1_epi8(8)); }
 };
 struct WQ5_0 {
     using Block = BlockQ5_0;
-    static __m256i levels(const Block & b) {
+    TL_INLINE static __m256i levels(const Block & b) {
         return _mm256_sub_epi8(_mm256_or_si256(nibbles16(b.qs), fifth_bits(b.qh)), _mm256_set1_epi8(16));
     }
 };
 struct WIQ4_NL {
     using Block = BlockIQ4_NL;
-    static __m256i levels(const Block & b) {
+    TL_INLINE static __m256i levels(const Block & b) {
         const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *) kIQ4NLValues));
         return _mm256_shuffle_epi8(table, nibbles16(b.qs));
     }
 };
 struct WQ4_1 {
     using Block = BlockQ4_1;
-    static __m256i levels(const Block & b) { return nibbles16(b.qs); }
+    TL_INLINE static __m256i levels(const Block & b) { return nibbles16(b.qs); }
 };
 struct WQ5_1 {
     using Block = BlockQ5_1;
-    static __m256i levels(const Block & b) { return _mm256_or_si256(nibbles16(b.qs), fifth_bits(b.qh)); }
+    TL_INLINE static __m256i levels(const Block & b) { return _mm256_or_si256(nibbles16(b.qs), fifth_bits(b.qh)); }
 };
 
 // ---------------------------------------------------------------------------------------------- super-blocks x Q8_K
@@ -221,20 +245,22 @@ struct Unpacked {
 };
 
 // Sub-blocks of 32 (Q4_K, Q5_K, IQ4_XS): s16 = 8 int16 scales; register k uses scale k throughout.
-inline void scales_32(__m128i s16, __m256i * sc) {
+TL_INLINE void scales_32(__m128i s16, __m256i * sc) {
     const __m256i b = _mm256_broadcastsi128_si256(s16);
+    #pragma GCC unroll 16
     for (int k = 0; k < 8; k++) sc[k] = _mm256_shuffle_epi8(b, word_ctrl(k, k));
 }
 // Sub-blocks of 16 (Q2_K, Q3_K, Q6_K): register k holds sub-blocks 2k (lower lane) and 2k + 1 (upper lane). s8 =
 // 16 int8 scales; reordering them evens-then-odds before widening puts scale 2k at word k of the lower lane and
 // 2k + 1 at word k of the upper lane.
-inline void scales_16(__m128i s8, bool is_signed, __m256i * sc) {
+TL_INLINE void scales_16(__m128i s8, bool is_signed, __m256i * sc) {
     const __m128i eo = _mm_shuffle_epi8(s8, _mm_set_epi8(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0));
     const __m256i e = is_signed ? _mm256_cvtepi8_epi16(eo) : _mm256_cvtepu8_epi16(eo);
+    #pragma GCC unroll 16
     for (int k = 0; k < 8; k++) sc[k] = _mm256_shuffle_epi8(e, word_ctrl(k, k));
 }
 
-inline void k4_scales(const uint8_t * s, Unpacked & u) {
+TL_INLINE void k4_scales(const uint8_t * s, Unpacked & u) {
     const uint32_t w0 = le32(s), w1 = le32(s + 4), w2 = le32(s + 8);
     const uint32_t sc03 = w0 & 0x3f3f3f3fu, m03 = w1 & 0x3f3f3f3fu;
     const uint32_t sc47 = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
@@ -248,9 +274,10 @@ inline void k4_scales(const uint8_t * s, Unpacked & u) {
 struct KQ4 {
     using Block = BlockQ4_K;
     static constexpr bool kSigned = false, kBsums = true;
-    static void unpack(const Block & b, Unpacked & u) {
+    TL_INLINE static void unpack(const Block & b, Unpacked & u) {
         k4_scales(b.scales, u);
         const __m256i m0f = _mm256_set1_epi8(0x0f);
+        #pragma GCC unroll 16
         for (int c = 0; c < 4; c++) {
             const __m256i x = loadu(b.qs + 32 * c);
             u.q[2 * c] = _mm256_and_si256(x, m0f);
@@ -264,10 +291,11 @@ struct KQ4 {
 struct KQ5 {
     using Block = BlockQ5_K;
     static constexpr bool kSigned = false, kBsums = true;
-    static void unpack(const Block & b, Unpacked & u) {
+    TL_INLINE static void unpack(const Block & b, Unpacked & u) {
         k4_scales(b.scales, u);
         const __m256i m0f = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
         const __m256i h = loadu(b.qh);
+        #pragma GCC unroll 16
         for (int c = 0; c < 4; c++) {
             const __m256i x = loadu(b.qs + 32 * c);
             // bit 2c (low nibbles) / 2c + 1 (high nibbles) of qh[l] -> 16
@@ -284,11 +312,12 @@ struct KQ5 {
 struct KQ6 {
     using Block = BlockQ6_K;
     static constexpr bool kSigned = false, kBsums = true;
-    static void unpack(const Block & b, Unpacked & u) {
+    TL_INLINE static void unpack(const Block & b, Unpacked & u) {
         const __m128i s8 = _mm_loadu_si128((const __m128i *) b.scales);
         scales_16(s8, true, u.sc);
         u.c16 = _mm256_cvtepi8_epi16(s8); // levels stored + 32
         const __m256i m0f = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+        #pragma GCC unroll 16
         for (int h = 0; h < 2; h++) {
             const __m256i l0 = loadu(b.ql + 64 * h), l1 = loadu(b.ql + 64 * h + 32), qh = loadu(b.qh + 32 * h);
             auto hb = [&](int k) { return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m3), 4); };
@@ -305,7 +334,7 @@ struct KQ6 {
 struct KQ3 {
     using Block = BlockQ3_K;
     static constexpr bool kSigned = false, kBsums = true;
-    static void unpack(const Block & b, Unpacked & u) {
+    TL_INLINE static void unpack(const Block & b, Unpacked & u) {
         const uint32_t w0 = le32(b.scales), w1 = le32(b.scales + 4), w2 = le32(b.scales + 8);
         const uint32_t a0 = (w0 & 0x0f0f0f0fu) | ((w2 & 0x03030303u) << 4);
         const uint32_t a1 = (w1 & 0x0f0f0f0fu) | (((w2 >> 2) & 0x03030303u) << 4);
@@ -316,8 +345,10 @@ struct KQ3 {
         u.c16 = _mm256_cvtepi8_epi16(s8); // levels stored + 4
         const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
         const __m256i hm = loadu(b.hmask);
+        #pragma GCC unroll 16
         for (int h = 0; h < 2; h++) {
             const __m256i x = loadu(b.qs + 32 * h);
+            #pragma GCC unroll 16
             for (int j = 0; j < 4; j++) {
                 const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(x, 2 * j), m3);
                 const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one);
@@ -332,14 +363,16 @@ struct KQ3 {
 struct KQ2 {
     using Block = BlockQ2_K;
     static constexpr bool kSigned = false, kBsums = true;
-    static void unpack(const Block & b, Unpacked & u) {
+    TL_INLINE static void unpack(const Block & b, Unpacked & u) {
         const __m128i s = _mm_loadu_si128((const __m128i *) b.scales);
         const __m128i m0f = _mm_set1_epi8(0x0f);
         scales_16(_mm_and_si128(s, m0f), false, u.sc);
         u.c16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m0f));
         const __m256i m3 = _mm256_set1_epi8(3);
+        #pragma GCC unroll 16
         for (int h = 0; h < 2; h++) {
             const __m256i x = loadu(b.qs + 32 * h);
+            #pragma GCC unroll 16
             for (int j = 0; j < 4; j++) u.q[4 * h + j] = _mm256_and_si256(_mm256_srli_epi16(x, 2 * j), m3);
         }
         u.d = h2f(b.d);
@@ -350,12 +383,14 @@ struct KQ2 {
 struct KIQ4XS {
     using Block = BlockIQ4_XS;
     static constexpr bool kSigned = true, kBsums = false;
-    static void unpack(const Block & b, Unpacked & u) {
+    TL_INLINE static void unpack(const Block & b, Unpacked & u) {
         int16_t ls[8];
+        #pragma GCC unroll 16
         for (int j = 0; j < 8; j++)
             ls[j] = (int16_t) ((((b.scales_l[j / 2] >> (4 * (j % 2))) & 15) | (((b.scales_h >> (2 * j)) & 3) << 4)) - 32);
         scales_32(_mm_loadu_si128((const __m128i *) ls), u.sc);
         const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *) kIQ4NLValues));
+        #pragma GCC unroll 16
         for (int k = 0; k < 8; k++) {
             const __m256i w = _mm256_shuffle_epi8(table, nibbles16(b.qs + 16 * k));
             u.sg[k] = w;
@@ -373,15 +408,20 @@ struct Q8KActs {
     static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
         const typename W::Block * x = reinterpret_cast<const typename W::Block *>(w);
         const BlockQ8_K * v[T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const BlockQ8_K *>(a + t * as);
         __m256 acc[T], bacc[T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) acc[t] = bacc[t] = _mm256_setzero_ps();
         for (int64_t i = 0; i < n / QK_K; i++) {
+            #pragma GCC unroll 16
             for (int o = 0; o < (int) sizeof(typename W::Block); o += 64) prefetch(reinterpret_cast<const uint8_t *>(x + i) + o);
             Unpacked u;
             W::unpack(x[i], u);
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+                #pragma GCC unroll 16
                 for (int k = 0; k < 8; k++) {
                     __m256i av = loadu(v[t][i].qs + 32 * k);
                     if (W::kSigned) av = _mm256_sign_epi8(av, u.sg[k]);
@@ -397,6 +437,7 @@ struct Q8KActs {
                 }
             }
         }
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) out[t * ys] = hsum(_mm256_add_ps(acc[t], bacc[t]));
     }
 };

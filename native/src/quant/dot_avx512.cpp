@@ -24,27 +24,40 @@
 #endif
 #include <immintrin.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "quant/half.h"
 #include "quant/kernels.h"
 
+// Block decoders must inline into the kernels (their output lives in registers); GCC declines for the bigger ones.
+#define TL_INLINE inline __attribute__((always_inline))
+
 namespace tl {
 namespace quant {
 namespace {
 
+// Loops over tokens of a tile, registers of a super-block, etc. have constant trip counts and must be unrolled so
+// that their vectors live in registers; -O2 does not unroll them by itself, hence the "#pragma GCC unroll"s.
+
 // Decode streams W from DRAM; the hardware prefetcher follows one sequential stream but not far enough ahead to
 // keep a core's share of the bandwidth busy. Touch the line this many bytes ahead once per iteration.
+#ifdef TL_QUANT_PREFETCH_BYTES // build-time override, for tuning on another machine
+constexpr int kPrefetchBytes = TL_QUANT_PREFETCH_BYTES;
+#else
 constexpr int kPrefetchBytes = 1536;
+#endif
 
-inline void prefetch(const void * p) { _mm_prefetch(static_cast<const char *>(p) + kPrefetchBytes, _MM_HINT_T0); }
+TL_INLINE void prefetch(const void * p) {
+    if (kPrefetchBytes > 0) _mm_prefetch(static_cast<const char *>(p) + kPrefetchBytes, _MM_HINT_T0);
+}
 
-inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+TL_INLINE float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 // [s0 x 8 | s1 x 8]: per-lane scale for a register holding two 32-element blocks' int32 sums.
-inline __m512 scale2(float s0, float s1) { return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1); }
+TL_INLINE __m512 scale2(float s0, float s1) { return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1); }
 
-inline float hsum256(__m256 v) {
+TL_INLINE float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -52,15 +65,15 @@ inline float hsum256(__m256 v) {
 }
 
 // Two blocks' 32 activation quants (Q8_0 / Q8_1 layouts: qs at byte offset 2 / 4, block stride 34 / 36).
-inline __m512i load_2x32(const int8_t * q0, const int8_t * q1) {
+TL_INLINE __m512i load_2x32(const int8_t * q0, const int8_t * q1) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *) q0)),
                               _mm256_loadu_si256((const __m256i *) q1), 1);
 }
-inline __m512i load_1x32(const int8_t * q0) { return _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *) q0)); }
+TL_INLINE __m512i load_1x32(const int8_t * q0) { return _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *) q0)); }
 
 // [q0 | q0 | q1 | q1] from two blocks' 16-byte nibble arrays, shifted by [0 | 4 | 0 | 4] and masked: every element in
 // activation order (low nibbles are elements 0..15 of a block, high nibbles 16..31).
-inline __m512i nibbles_2x16(const uint8_t * q0, const uint8_t * q1) {
+TL_INLINE __m512i nibbles_2x16(const uint8_t * q0, const uint8_t * q1) {
     const __m512i z = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *) q0));
     const __m512i both = _mm512_mask_broadcast_i32x4(z, 0xff00, _mm_loadu_si128((const __m128i *) q1));
     const __m512i sh = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0, 0x0004000400040004,
@@ -69,7 +82,7 @@ inline __m512i nibbles_2x16(const uint8_t * q0, const uint8_t * q1) {
 }
 
 // Bit 4 of each element from two blocks' 32-bit qh words (bit j = element j), as 0x10 bytes.
-inline __m512i fifth_bits(const uint8_t * qh0, const uint8_t * qh1) {
+TL_INLINE __m512i fifth_bits(const uint8_t * qh0, const uint8_t * qh1) {
     uint32_t h0, h1;
     std::memcpy(&h0, qh0, 4);
     std::memcpy(&h1, qh1, 4);
@@ -98,21 +111,24 @@ void gemm(int64_t n, const void * w, size_t ws, int64_t nrows, const void * a, s
 
 // ---------------------------------------------------------------------------------------------- float rows
 
-inline __mmask16 tail16(int64_t left) { return left >= 16 ? (__mmask16) 0xffff : (__mmask16) ((1u << left) - 1); }
-inline __mmask32 tail32(int64_t left) { return left >= 32 ? (__mmask32) 0xffffffffu : (__mmask32) ((1u << left) - 1); }
+TL_INLINE __mmask16 tail16(int64_t left) { return left >= 16 ? (__mmask16) 0xffff : (__mmask16) ((1u << left) - 1); }
+TL_INLINE __mmask32 tail32(int64_t left) { return left >= 32 ? (__mmask32) 0xffffffffu : (__mmask32) ((1u << left) - 1); }
 
 struct F32 {
     template <int T>
     static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
         const float * x = reinterpret_cast<const float *>(w);
         const float * v[T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const float *>(a + t * as);
         __m512 acc[T][2];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
         int64_t i = 0;
         for (; i + 32 <= n; i += 32) {
             prefetch(x + i);
             const __m512 w0 = _mm512_loadu_ps(x + i), w1 = _mm512_loadu_ps(x + i + 16);
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 acc[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(v[t] + i), acc[t][0]);
                 acc[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(v[t] + i + 16), acc[t][1]);
@@ -121,8 +137,10 @@ struct F32 {
         for (; i < n; i += 16) {
             const __mmask16 m = tail16(n - i);
             const __m512 w0 = _mm512_maskz_loadu_ps(m, x + i);
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) acc[t][0] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, v[t] + i), acc[t][0]);
         }
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
     }
 };
@@ -132,14 +150,17 @@ struct F16 {
     static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
         const uint16_t * x = reinterpret_cast<const uint16_t *>(w);
         const float * v[T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const float *>(a + t * as);
         __m512 acc[T][2];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
         int64_t i = 0;
         for (; i + 32 <= n; i += 32) {
             prefetch(x + i);
             const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (x + i)));
             const __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (x + i + 16)));
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 acc[t][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(v[t] + i), acc[t][0]);
                 acc[t][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(v[t] + i + 16), acc[t][1]);
@@ -148,16 +169,18 @@ struct F16 {
         for (; i < n; i += 16) {
             const __mmask16 m = tail16(n - i);
             const __m512 w0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) acc[t][0] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m, v[t] + i), acc[t][0]);
         }
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
     }
 };
 
 // bf16 x bf16. Widening is exact (bf16 is the top half of an f32), so without AVX512_BF16 two FMAs per 32 elements
 // compute the same products; VDPBF16PS does the pair in one instruction.
-inline __m512 bf16_lo(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
-inline __m512 bf16_hi(__m512i v) { return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int) 0xffff0000u))); }
+TL_INLINE __m512 bf16_lo(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
+TL_INLINE __m512 bf16_hi(__m512i v) { return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int) 0xffff0000u))); }
 
 template <bool kDp>
 struct BF16 {
@@ -165,13 +188,16 @@ struct BF16 {
     static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
         const uint16_t * x = reinterpret_cast<const uint16_t *>(w);
         const uint16_t * v[T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const uint16_t *>(a + t * as);
         __m512 acc[T][2];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
         for (int64_t i = 0; i < n; i += 32) {
             prefetch(x + i);
             const __mmask32 m = tail32(n - i);
             const __m512i wv = _mm512_maskz_loadu_epi16(m, x + i);
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 const __m512i av = _mm512_maskz_loadu_epi16(m, v[t] + i);
                 if (kDp) {
@@ -182,102 +208,213 @@ struct BF16 {
                 }
             }
         }
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
     }
 };
 
 // ---------------------------------------------------------------------------------------------- 32-element blocks
-// Two blocks per register. W::levels(b0, b1) yields 64 levels in activation order (b1 == b0 for an odd last block:
-// its scale is then 0, so the duplicate contributes nothing and nothing past the row is read).
+// These formats carry an f16 scale per 32 elements, and turning per-block integer sums into floats was most of the
+// work (two scale conversions, a multiply and a broadcast per block). So:
+//  * the activations are prepared once per call (they are shared by every row): quants copied to 64-byte aligned
+//    pairs of blocks, their scales as f32, and for formats with an offset (Q4_0's 8, Q5_0's 16, and 128 for Q8_0 /
+//    IQ4_NL whose signed levels are made unsigned by +128) a per-lane bias -offset * (sum of the lane's 4 quants), the
+//    start value of VPDPBUSD; so every format runs unsigned levels x signed activations with no sign tricks;
+//  * the weight scales of 16 blocks come in with one gather (the blocks are 18..34 bytes apart), are multiplied by the
+//    16 activation scales in one instruction, and each pair of blocks picks its two scales with one VPERMPS.
+// Per pair of blocks the token side is then: VPDPBUSD, VCVTDQ2PS, VPERMPS, VFMADD.
 
+struct Prep {
+    const int8_t * qs;  // [pairs][64]
+    const int32_t * bias; // [pairs][16], or null when the format has no offset
+    const float * d;    // [groups * 16] activation scales (0 past the last block)
+    const float * s;    // [groups * 16] Q8_1 s = d * sum(q) (null for Q8_0)
+};
+
+// Bytes of one token's prepared activations for nb blocks.
+TL_INLINE int64_t prep_bytes(int64_t nb) {
+    const int64_t pairs = (nb + 1) / 2, groups = (nb + 15) / 16;
+    return pairs * 64 + pairs * 64 + groups * 64 * 2;
+}
+
+template <class A> // BlockQ8_0 or BlockQ8_1
+void prepare(const A * v, int64_t nb, int offset, uint8_t * buf, Prep & p) {
+    const int64_t pairs = (nb + 1) / 2, groups = (nb + 15) / 16;
+    int8_t * qs = reinterpret_cast<int8_t *>(buf);
+    int32_t * bias = reinterpret_cast<int32_t *>(buf + pairs * 64);
+    float * d = reinterpret_cast<float *>(buf + pairs * 128);
+    float * s = d + groups * 16;
+    for (int64_t k = 0; k < pairs; k++) {
+        const int64_t i0 = 2 * k, i1 = 2 * k + 1;
+        const __m512i q = i1 < nb ? load_2x32(v[i0].qs, v[i1].qs) : load_1x32(v[i0].qs);
+        _mm512_store_si512(qs + 64 * k, q);
+        const __m512i sum4 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), q);
+        _mm512_store_si512(bias + 16 * k, _mm512_mullo_epi32(sum4, _mm512_set1_epi32(-offset)));
+    }
+    for (int64_t i = 0; i < groups * 16; i++) {
+        d[i] = i < nb ? h2f(v[i].d) : 0.0f;
+        s[i] = 0.0f;
+    }
+    p.qs = qs;
+    p.bias = offset ? bias : nullptr;
+    p.d = d;
+    p.s = s;
+}
+template <>
+void prepare<BlockQ8_1>(const BlockQ8_1 * v, int64_t nb, int offset, uint8_t * buf, Prep & p) {
+    // Q8_1 is only paired with offset-free formats; reuse the Q8_0 path on the quants and add s.
+    const int64_t pairs = (nb + 1) / 2, groups = (nb + 15) / 16;
+    int8_t * qs = reinterpret_cast<int8_t *>(buf);
+    float * d = reinterpret_cast<float *>(buf + pairs * 128);
+    float * s = d + groups * 16;
+    for (int64_t k = 0; k < pairs; k++) {
+        const int64_t i0 = 2 * k, i1 = 2 * k + 1;
+        _mm512_store_si512(qs + 64 * k, i1 < nb ? load_2x32(v[i0].qs, v[i1].qs) : load_1x32(v[i0].qs));
+    }
+    for (int64_t i = 0; i < groups * 16; i++) {
+        d[i] = i < nb ? h2f(v[i].d) : 0.0f;
+        s[i] = i < nb ? h2f(v[i].s) : 0.0f;
+    }
+    p.qs = qs;
+    p.bias = nullptr;
+    p.d = d;
+    p.s = s;
+    (void) offset;
+}
+
+// W: Block, kOffset (the bias), kHasMin (Q4_1 / Q5_1: + m * s per block), levels(b0, b1) -> 64 unsigned levels.
 template <class W>
-struct Q8_0Acts { // signed levels x Q8_0 activations
+struct Blocks32 {
     template <int T>
-    static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
+    TL_INLINE static void pair(const typename W::Block & b0, const typename W::Block & b1, int64_t k, int kk,
+                               const Prep * p, const __m512 * s16, __m512 * acc) {
+        const __m512i q = W::levels(b0, b1);
+        const __m512i idx = _mm512_add_epi32(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                             _mm512_set1_epi32(2 * kk));
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) {
+            const __m512i a = _mm512_load_si512(p[t].qs + 64 * k);
+            const __m512i start = W::kOffset ? _mm512_load_si512(p[t].bias + 16 * k) : _mm512_setzero_si512();
+            const __m512i dot = _mm512_dpbusd_epi32(start, q, a);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(idx, s16[t]), acc[t]);
+        }
+    }
+
+    template <int T>
+    static void run(int64_t n, const uint8_t * w, const Prep * p, float * out, int64_t ys) {
         const typename W::Block * x = reinterpret_cast<const typename W::Block *>(w);
-        const BlockQ8_0 * v[T];
-        for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const BlockQ8_0 *>(a + t * as);
-        __m512 acc[T];
-        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
         const int64_t nb = n / QK;
-        for (int64_t i = 0; i < nb; i += 2) {
-            prefetch(x + i);
-            const int64_t i1 = i + 1 < nb ? i + 1 : i;
-            const __m512i q = W::levels(x[i], x[i1]);
-            const __m512i aq = _mm512_abs_epi8(q);
-            const __mmask64 neg = _mm512_movepi8_mask(q);
-            const float d0 = h2f(x[i].d), d1 = i1 != i ? h2f(x[i1].d) : 0.0f;
-            for (int t = 0; t < T; t++) {
-                __m512i av = load_2x32(v[t][i].qs, v[t][i1].qs);
-                av = _mm512_mask_sub_epi8(av, neg, _mm512_setzero_si512(), av);
-                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aq, av);
-                const __m512 s = scale2(d0 * h2f(v[t][i].d), d1 * h2f(v[t][i1].d));
-                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[t]);
+        __m512 acc[T], macc[T];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) acc[t] = macc[t] = _mm512_setzero_ps();
+        const __m512i vindex = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                  _mm512_set1_epi32((int) sizeof(typename W::Block)));
+        for (int64_t g = 0; g < nb; g += 16) {
+            const int64_t cnt = nb - g < 16 ? nb - g : 16;
+            // d (and m, the next 16 bits) of 16 blocks; lanes past the row are not read and come back 0.
+            const __mmask16 live = cnt == 16 ? (__mmask16) 0xffff : (__mmask16) ((1u << cnt) - 1);
+            const __m512i raw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, vindex, &x[g], 1);
+            const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
+            __m512 s16[T];
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++) s16[t] = _mm512_mul_ps(dw, _mm512_loadu_ps(p[t].d + g));
+            if (W::kHasMin) {
+                const __m512 mw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(raw, 16)));
+#pragma GCC unroll 16
+                for (int t = 0; t < T; t++) macc[t] = _mm512_fmadd_ps(mw, _mm512_loadu_ps(p[t].s + g), macc[t]);
+            }
+            if (cnt == 16) {
+#pragma GCC unroll 8
+                for (int kk = 0; kk < 8; kk++) {
+                    prefetch(x + g + 2 * kk);
+                    pair<T>(x[g + 2 * kk], x[g + 2 * kk + 1], (g >> 1) + kk, kk, p, s16, acc);
+                }
+            } else {
+                for (int kk = 0; 2 * kk < cnt; kk++) {
+                    const int64_t i0 = g + 2 * kk, i1 = i0 + 1 < nb ? i0 + 1 : i0; // odd tail: duplicate, scale 0
+                    pair<T>(x[i0], x[i1], (g >> 1) + kk, kk, p, s16, acc);
+                }
             }
         }
-        for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(acc[t]);
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++)
+            out[t * ys] = _mm512_reduce_add_ps(acc[t]) + (W::kHasMin ? _mm512_reduce_add_ps(macc[t]) : 0.0f);
     }
 };
 
-template <class W>
-struct Q8_1Acts { // unsigned levels + m x Q8_1 activations: dw da sum(q a) + m s
-    template <int T>
-    static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
-        const typename W::Block * x = reinterpret_cast<const typename W::Block *>(w);
-        const BlockQ8_1 * v[T];
-        for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const BlockQ8_1 *>(a + t * as);
-        __m512 acc[T];
-        float ms[T];
-        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps(), ms[t] = 0.0f;
-        const int64_t nb = n / QK;
-        for (int64_t i = 0; i < nb; i += 2) {
-            prefetch(x + i);
-            const int64_t i1 = i + 1 < nb ? i + 1 : i;
-            const __m512i q = W::levels(x[i], x[i1]);
-            const float d0 = h2f(x[i].d), d1 = i1 != i ? h2f(x[i1].d) : 0.0f;
-            const float m0 = h2f(x[i].m), m1 = i1 != i ? h2f(x[i1].m) : 0.0f;
-            for (int t = 0; t < T; t++) {
-                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, load_2x32(v[t][i].qs, v[t][i1].qs));
-                const __m512 s = scale2(d0 * h2f(v[t][i].d), d1 * h2f(v[t][i1].d));
-                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), s, acc[t]);
-                ms[t] += m0 * h2f(v[t][i].s) + m1 * h2f(v[t][i1].s);
+// gemm for the 32-element formats: prepare the activations of up to 64 tokens at a time, then rows x token tiles.
+template <class W, class A>
+void gemm32(int64_t n, const void * w, size_t ws, int64_t nrows, const void * a, size_t as, int ntok, float * y,
+            int64_t ys) {
+    const int64_t nb = n / QK, per = prep_bytes(nb);
+    const int chunk = ntok < 64 ? ntok : 64;
+    uint8_t * buf = static_cast<uint8_t *>(std::aligned_alloc(64, (size_t) (per * chunk)));
+    if (!buf) return;
+    Prep prep[64];
+    const uint8_t * wb = static_cast<const uint8_t *>(w);
+    for (int j0 = 0; j0 < ntok; j0 += 64) {
+        const int nt = ntok - j0 < 64 ? ntok - j0 : 64;
+        const uint8_t * ab = static_cast<const uint8_t *>(a) + j0 * (int64_t) as;
+        float * yb = y + j0 * ys;
+        for (int t = 0; t < nt; t++)
+            prepare<A>(reinterpret_cast<const A *>(ab + t * (int64_t) as), nb, W::kOffset, buf + t * per, prep[t]);
+        for (int64_t r = 0; r < nrows; r++) {
+            const uint8_t * wr = wb + r * (int64_t) ws;
+            int j = 0;
+            for (; j + 4 <= nt; j += 4) Blocks32<W>::template run<4>(n, wr, prep + j, yb + j * ys + r, ys);
+            switch (nt - j) {
+            case 3: Blocks32<W>::template run<3>(n, wr, prep + j, yb + j * ys + r, ys); break;
+            case 2: Blocks32<W>::template run<2>(n, wr, prep + j, yb + j * ys + r, ys); break;
+            case 1: Blocks32<W>::template run<1>(n, wr, prep + j, yb + j * ys + r, ys); break;
+            default: break;
             }
         }
-        for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(acc[t]) + ms[t];
     }
-};
+    std::free(buf);
+}
 
 struct WQ8_0 {
     using Block = BlockQ8_0;
-    static __m512i levels(const Block & b0, const Block & b1) { return load_2x32(b0.qs, b1.qs); }
+    static constexpr int kOffset = 128;
+    static constexpr bool kHasMin = false;
+    TL_INLINE static __m512i levels(const Block & b0, const Block & b1) {
+        return _mm512_xor_si512(load_2x32(b0.qs, b1.qs), _mm512_set1_epi8((char) 0x80)); // w + 128
+    }
 };
 struct WQ4_0 {
     using Block = BlockQ4_0;
-    static __m512i levels(const Block & b0, const Block & b1) {
-        return _mm512_sub_epi8(nibbles_2x16(b0.qs, b1.qs), _mm512_set1_epi8(8));
-    }
+    static constexpr int kOffset = 8;
+    static constexpr bool kHasMin = false;
+    TL_INLINE static __m512i levels(const Block & b0, const Block & b1) { return nibbles_2x16(b0.qs, b1.qs); }
 };
 struct WQ5_0 {
     using Block = BlockQ5_0;
-    static __m512i levels(const Block & b0, const Block & b1) {
-        const __m512i q = _mm512_or_si512(nibbles_2x16(b0.qs, b1.qs), fifth_bits(b0.qh, b1.qh));
-        return _mm512_sub_epi8(q, _mm512_set1_epi8(16));
+    static constexpr int kOffset = 16;
+    static constexpr bool kHasMin = false;
+    TL_INLINE static __m512i levels(const Block & b0, const Block & b1) {
+        return _mm512_or_si512(nibbles_2x16(b0.qs, b1.qs), fifth_bits(b0.qh, b1.qh));
     }
 };
 struct WIQ4_NL {
     using Block = BlockIQ4_NL;
-    static __m512i levels(const Block & b0, const Block & b1) {
-        const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *) kIQ4NLValues));
-        return _mm512_shuffle_epi8(table, nibbles_2x16(b0.qs, b1.qs));
+    static constexpr int kOffset = 128;
+    static constexpr bool kHasMin = false;
+    TL_INLINE static __m512i levels(const Block & b0, const Block & b1) {
+        const __m128i kv = _mm_xor_si128(_mm_loadu_si128((const __m128i *) kIQ4NLValues), _mm_set1_epi8((char) 0x80));
+        return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(kv), nibbles_2x16(b0.qs, b1.qs)); // value + 128
     }
 };
 struct WQ4_1 {
     using Block = BlockQ4_1;
-    static __m512i levels(const Block & b0, const Block & b1) { return nibbles_2x16(b0.qs, b1.qs); }
+    static constexpr int kOffset = 0;
+    static constexpr bool kHasMin = true;
+    TL_INLINE static __m512i levels(const Block & b0, const Block & b1) { return nibbles_2x16(b0.qs, b1.qs); }
 };
 struct WQ5_1 {
     using Block = BlockQ5_1;
-    static __m512i levels(const Block & b0, const Block & b1) {
+    static constexpr int kOffset = 0;
+    static constexpr bool kHasMin = true;
+    TL_INLINE static __m512i levels(const Block & b0, const Block & b1) {
         return _mm512_or_si512(nibbles_2x16(b0.qs, b1.qs), fifth_bits(b0.qh, b1.qh));
     }
 };
@@ -297,7 +434,7 @@ struct Unpacked {
 };
 
 // pshufb control broadcasting, in 128-bit lane l, 16-bit word k_l of that lane.
-inline __m512i word_ctrl(int k0, int k1, int k2, int k3) {
+TL_INLINE __m512i word_ctrl(int k0, int k1, int k2, int k3) {
     auto w = [](int k) { return (short) (((2 * k + 1) << 8) | (2 * k)); };
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set_m128i(_mm_set1_epi16(w(k1)), _mm_set1_epi16(w(k0)))),
                               _mm256_set_m128i(_mm_set1_epi16(w(k3)), _mm_set1_epi16(w(k2))), 1);
@@ -305,14 +442,15 @@ inline __m512i word_ctrl(int k0, int k1, int k2, int k3) {
 
 // Scales of 32-element sub-blocks (Q4_K, Q5_K, IQ4_XS): 8 int16 in s8x16; register z covers sub-blocks 2z (lower
 // 256 bits) and 2z + 1 (upper).
-inline void scales_32(__m128i s8x16, __m512i * sc) {
+TL_INLINE void scales_32(__m128i s8x16, __m512i * sc) {
     const __m512i b = _mm512_broadcast_i32x4(s8x16);
+    #pragma GCC unroll 16
     for (int z = 0; z < 4; z++) sc[z] = _mm512_shuffle_epi8(b, word_ctrl(2 * z, 2 * z, 2 * z + 1, 2 * z + 1));
 }
 
 // Scales of 16-element sub-blocks (Q2_K, Q3_K, Q6_K): 16 int16; register z covers sub-blocks 4z..4z+3, one per
 // 128-bit lane.
-inline void scales_16(__m256i s16, __m512i * sc) {
+TL_INLINE void scales_16(__m256i s16, __m512i * sc) {
     const __m512i lo = _mm512_broadcast_i32x4(_mm256_castsi256_si128(s16));
     const __m512i hi = _mm512_broadcast_i32x4(_mm256_extracti128_si256(s16, 1));
     sc[0] = _mm512_shuffle_epi8(lo, word_ctrl(0, 1, 2, 3));
@@ -322,22 +460,22 @@ inline void scales_16(__m256i s16, __m512i * sc) {
 }
 
 // Per 256-bit half: [a x 16 | b x 16] 16-bit shift counts / byte masks.
-inline __m512i halves16(short a, short b) {
+TL_INLINE __m512i halves16(short a, short b) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(a)), _mm256_set1_epi16(b), 1);
 }
-inline __m512i halves8(char a, char b) {
+TL_INLINE __m512i halves8(char a, char b) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi8(a)), _mm256_set1_epi8(b), 1);
 }
-inline __m512i bcast256(const uint8_t * p) { return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) p)); }
+TL_INLINE __m512i bcast256(const uint8_t * p) { return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *) p)); }
 
-inline uint32_t le32(const uint8_t * p) {
+TL_INLINE uint32_t le32(const uint8_t * p) {
     uint32_t v;
     std::memcpy(&v, p, 4);
     return v;
 }
 
 // Q4_K / Q5_K: 6-bit scales and mins (layout in block_scales.h) decoded four at a time in 32-bit words.
-inline void k4_scales(const uint8_t * s, Unpacked & u) {
+TL_INLINE void k4_scales(const uint8_t * s, Unpacked & u) {
     const uint32_t w0 = le32(s), w1 = le32(s + 4), w2 = le32(s + 8);
     const uint32_t sc03 = w0 & 0x3f3f3f3fu, m03 = w1 & 0x3f3f3f3fu;
     const uint32_t sc47 = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
@@ -351,9 +489,10 @@ inline void k4_scales(const uint8_t * s, Unpacked & u) {
 struct KQ4 {
     using Block = BlockQ4_K;
     static constexpr bool kSigned = false, kBsums = true;
-    static void unpack(const Block & b, Unpacked & u) {
+    TL_INLINE static void unpack(const Block & b, Unpacked & u) {
         k4_scales(b.scales, u);
         const __m512i sh = halves16(0, 4);
+        #pragma GCC unroll 16
         for (int c = 0; c < 4; c++)
             u.q[c] = _mm512_and_si512(_mm512_srlv_epi16(bcast256(b.qs + 32 * c), sh), _mm512_set1_epi8(0x0f));
         u.d = h2f(b.d);
@@ -364,10 +503,11 @@ struct KQ4 {
 struct KQ5 {
     using Block = BlockQ5_K;
     static constexpr bool kSigned = false, kBsums = true;
-    static void unpack(const Block & b, Unpacked & u) {
+    TL_INLINE static void unpack(const Block & b, Unpacked & u) {
         k4_scales(b.scales, u);
         const __m512i sh = halves16(0, 4);
         const __m512i h = bcast256(b.qh);
+        #pragma GCC unroll 16
         for (int c = 0; c < 4; c++) {
             const __m512i q = _mm512_and_si512(_mm512_srlv_epi16(bcast256(b.qs + 32 * c), sh), _mm512_set1_epi8(0x0f));
             // fifth bit: qh[l] bit 2c for the low nibbles (lower half), bit 2c + 1 for the high nibbles
@@ -382,11 +522,12 @@ struct KQ5 {
 struct KQ6 {
     using Block = BlockQ6_K;
     static constexpr bool kSigned = false, kBsums = true;
-    static void unpack(const Block & b, Unpacked & u) {
+    TL_INLINE static void unpack(const Block & b, Unpacked & u) {
         const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) b.scales));
         scales_16(s16, u.sc);
         u.c16 = s16; // levels are stored + 32: subtract 32 * sum_i sc_i * bsum_i
         const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+        #pragma GCC unroll 16
         for (int h = 0; h < 2; h++) {
             const __m512i l = _mm512_loadu_si512(b.ql + 64 * h);
             const __m512i qh = bcast256(b.qh + 32 * h);
@@ -403,7 +544,7 @@ struct KQ6 {
 
 // Q2_K / Q3_K low 2 bits: element 128h + 32j + l in bits 2j of qs[32h + l]; register z = 2h + zz holds j = 2zz
 // (lower half) and 2zz + 1 (upper half).
-inline __m512i two_bits(const uint8_t * qs, int z) {
+TL_INLINE __m512i two_bits(const uint8_t * qs, int z) {
     const int h = z / 2, j0 = 2 * (z % 2);
     return _mm512_and_si512(_mm512_srlv_epi16(bcast256(qs + 32 * h), halves16((short) (2 * j0), (short) (2 * j0 + 2))),
                             _mm512_set1_epi8(3));
@@ -412,7 +553,7 @@ inline __m512i two_bits(const uint8_t * qs, int z) {
 struct KQ3 {
     using Block = BlockQ3_K;
     static constexpr bool kSigned = false, kBsums = true;
-    static void unpack(const Block & b, Unpacked & u) {
+    TL_INLINE static void unpack(const Block & b, Unpacked & u) {
         const uint32_t w0 = le32(b.scales), w1 = le32(b.scales + 4), w2 = le32(b.scales + 8);
         const uint32_t a0 = (w0 & 0x0f0f0f0fu) | ((w2 & 0x03030303u) << 4);
         const uint32_t a1 = (w1 & 0x0f0f0f0fu) | (((w2 >> 2) & 0x03030303u) << 4);
@@ -423,6 +564,7 @@ struct KQ3 {
         scales_16(s16, u.sc);
         u.c16 = s16; // levels stored + 4 (0..7): subtract 4 * sum_i sc_i * bsum_i
         const __m512i hm = bcast256(b.hmask);
+        #pragma GCC unroll 16
         for (int z = 0; z < 4; z++) {
             const __m512i lo = two_bits(b.qs, z);
             const int h = z / 2, j0 = 2 * (z % 2);
@@ -439,11 +581,12 @@ struct KQ3 {
 struct KQ2 {
     using Block = BlockQ2_K;
     static constexpr bool kSigned = false, kBsums = true;
-    static void unpack(const Block & b, Unpacked & u) {
+    TL_INLINE static void unpack(const Block & b, Unpacked & u) {
         const __m128i s = _mm_loadu_si128((const __m128i *) b.scales);
         const __m128i m0f = _mm_set1_epi8(0x0f);
         scales_16(_mm256_cvtepu8_epi16(_mm_and_si128(s, m0f)), u.sc);
         u.c16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m0f));
+        #pragma GCC unroll 16
         for (int z = 0; z < 4; z++) u.q[z] = two_bits(b.qs, z);
         u.d = h2f(b.d);
         u.dc = -h2f(b.dmin);
@@ -453,7 +596,7 @@ struct KQ2 {
 struct KIQ4XS {
     using Block = BlockIQ4_XS;
     static constexpr bool kSigned = true, kBsums = false;
-    static void unpack(const Block & b, Unpacked & u) {
+    TL_INLINE static void unpack(const Block & b, Unpacked & u) {
         // 6-bit scales: low nibbles from scales_l (two per byte), top 2 bits from scales_h (2 per sub-block).
         const __m128i l = _mm_cvtsi32_si128((int) le32(b.scales_l));
         const __m128i m0f = _mm_set1_epi8(0x0f);
@@ -464,6 +607,7 @@ struct KIQ4XS {
         const __m128i ls = _mm_or_si128(_mm_cvtepu8_epi16(lo), _mm_slli_epi16(hi, 4));
         scales_32(_mm_sub_epi16(ls, _mm_set1_epi16(32)), u.sc);
         const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *) kIQ4NLValues));
+        #pragma GCC unroll 16
         for (int z = 0; z < 4; z++) {
             const __m512i w = _mm512_shuffle_epi8(table, nibbles_2x16(b.qs + 32 * z, b.qs + 32 * z + 16));
             u.neg[z] = _mm512_movepi8_mask(w);
@@ -481,18 +625,23 @@ struct Q8KActs {
     static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
         const typename W::Block * x = reinterpret_cast<const typename W::Block *>(w);
         const BlockQ8_K * v[T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const BlockQ8_K *>(a + t * as);
         __m512 acc[T];
         __m256 bacc[T];
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps(), bacc[t] = _mm256_setzero_ps();
         const int64_t nb = n / QK_K;
         for (int64_t i = 0; i < nb; i++) {
+            #pragma GCC unroll 16
             for (int o = 0; o < (int) sizeof(typename W::Block); o += 64) prefetch(reinterpret_cast<const uint8_t *>(x + i) + o);
             Unpacked u;
             W::unpack(x[i], u);
+            #pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
                 const int8_t * aq = v[t][i].qs;
                 __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+                #pragma GCC unroll 16
                 for (int z = 0; z < 4; z++) {
                     __m512i av = _mm512_loadu_si512(aq + 64 * z);
                     if (W::kSigned) av = _mm512_mask_sub_epi8(av, u.neg[z], _mm512_setzero_si512(), av);
@@ -508,6 +657,7 @@ struct Q8KActs {
                 }
             }
         }
+        #pragma GCC unroll 16
         for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(acc[t]) + (W::kBsums ? hsum256(bacc[t]) : 0.0f);
     }
 };
@@ -518,12 +668,12 @@ Kernels make(bool has_bf16) {
     k.gemm[(int) Type::F32] = gemm<F32>;
     k.gemm[(int) Type::F16] = gemm<F16>;
     k.gemm[(int) Type::BF16] = has_bf16 ? gemm<BF16<true>> : gemm<BF16<false>>;
-    k.gemm[(int) Type::Q8_0] = gemm<Q8_0Acts<WQ8_0>>;
-    k.gemm[(int) Type::Q4_0] = gemm<Q8_0Acts<WQ4_0>>;
-    k.gemm[(int) Type::Q5_0] = gemm<Q8_0Acts<WQ5_0>>;
-    k.gemm[(int) Type::IQ4_NL] = gemm<Q8_0Acts<WIQ4_NL>>;
-    k.gemm[(int) Type::Q4_1] = gemm<Q8_1Acts<WQ4_1>>;
-    k.gemm[(int) Type::Q5_1] = gemm<Q8_1Acts<WQ5_1>>;
+    k.gemm[(int) Type::Q8_0] = gemm32<WQ8_0, BlockQ8_0>;
+    k.gemm[(int) Type::Q4_0] = gemm32<WQ4_0, BlockQ8_0>;
+    k.gemm[(int) Type::Q5_0] = gemm32<WQ5_0, BlockQ8_0>;
+    k.gemm[(int) Type::IQ4_NL] = gemm32<WIQ4_NL, BlockQ8_0>;
+    k.gemm[(int) Type::Q4_1] = gemm32<WQ4_1, BlockQ8_1>;
+    k.gemm[(int) Type::Q5_1] = gemm32<WQ5_1, BlockQ8_1>;
     k.gemm[(int) Type::Q2_K] = gemm<Q8KActs<KQ2>>;
     k.gemm[(int) Type::Q3_K] = gemm<Q8KActs<KQ3>>;
     k.gemm[(int) Type::Q4_K] = gemm<Q8KActs<KQ4>>;
