@@ -96,7 +96,8 @@ Napi::Promise queue_worker(Napi::Env env, const char * name, PromiseWorker::Work
 class CloseWorker : public Napi::AsyncWorker {
 public:
     CloseWorker(Napi::Env env, std::unique_ptr<tl::Engine> engine)
-        : Napi::AsyncWorker(env, "tuneloop:close"), engine_(std::move(engine)), deferred_(Napi::Promise::Deferred::New(env)) {}
+        : Napi::AsyncWorker(env, "tuneloop:close"), engine_(std::move(engine)),
+          deferred_(Napi::Promise::Deferred::New(env)) {}
     Napi::Promise promise() { return deferred_.Promise(); }
     void Execute() override {
         if (engine_) engine_->close();
@@ -112,7 +113,8 @@ private:
 tl::ModelLayout parse_layout(Napi::Env env, const Napi::Object & o, tl::ModelLayout l) {
     std::string policy = get_string(o, "weights", tl::weights_policy_name(l.policy));
     if (!tl::parse_weights_policy(policy, &l.policy))
-        throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT, "unknown weights policy '" + policy + "'"));
+        throw Napi::Error(
+            env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT, "unknown weights policy '" + policy + "'"));
     std::string kv = get_string(o, "kvDtype", tl::kv_dtype_name(l.kv_dtype));
     if (!tl::parse_kv_dtype(kv, &l.kv_dtype))
         throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT, "unknown kvDtype '" + kv + "'"));
@@ -221,18 +223,19 @@ struct EventChannel {
 } // namespace
 
 Napi::Function NativeEngine::define(Napi::Env env) {
-    return DefineClass(env, "NativeEngine", {
-        InstanceMethod<&NativeEngine::info>("info"),
-        InstanceMethod<&NativeEngine::tokenize>("tokenize"),
-        InstanceMethod<&NativeEngine::detokenize>("detokenize"),
-        InstanceMethod<&NativeEngine::generate>("generate"),
-        InstanceMethod<&NativeEngine::cancel>("cancel"),
-        InstanceMethod<&NativeEngine::evaluate>("evaluate"),
-        InstanceMethod<&NativeEngine::close>("close"),
-        InstanceMethod<&NativeEngine::reconfigure>("reconfigure"),
-        InstanceMethod<&NativeEngine::reload>("reload"),
-        InstanceMethod<&NativeEngine::stats>("stats"),
-    });
+    return DefineClass(env, "NativeEngine",
+                       {
+                           InstanceMethod<&NativeEngine::info>("info"),
+                           InstanceMethod<&NativeEngine::tokenize>("tokenize"),
+                           InstanceMethod<&NativeEngine::detokenize>("detokenize"),
+                           InstanceMethod<&NativeEngine::generate>("generate"),
+                           InstanceMethod<&NativeEngine::cancel>("cancel"),
+                           InstanceMethod<&NativeEngine::evaluate>("evaluate"),
+                           InstanceMethod<&NativeEngine::close>("close"),
+                           InstanceMethod<&NativeEngine::reconfigure>("reconfigure"),
+                           InstanceMethod<&NativeEngine::reload>("reload"),
+                           InstanceMethod<&NativeEngine::stats>("stats"),
+                       });
 }
 
 NativeEngine::NativeEngine(const Napi::CallbackInfo & info) : Napi::ObjectWrap<NativeEngine>(info) {}
@@ -283,7 +286,8 @@ Napi::Value NativeEngine::tokenize(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     tl::Engine & e = engine(env);
     std::string text = info[0].As<Napi::String>().Utf8Value();
-    bool add_bos = info.Length() > 1 && info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value() : e.tokenizer().add_bos_default();
+    bool add_bos = info.Length() > 1 && info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value()
+                                                            : e.tokenizer().add_bos_default();
     std::vector<int32_t> ids = e.tokenizer().encode(text, add_bos);
     Napi::Int32Array out = Napi::Int32Array::New(env, ids.size());
     std::copy(ids.begin(), ids.end(), out.Data());
@@ -296,7 +300,8 @@ Napi::Value NativeEngine::detokenize(const Napi::CallbackInfo & info) {
     std::vector<int32_t> ids = to_tokens(info[0]);
     for (int32_t t : ids) {
         if (t < 0 || t >= e.tokenizer().n_vocab())
-            throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT, "token id " + std::to_string(t) + " is outside the vocabulary"));
+            throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT,
+                                                     "token id " + std::to_string(t) + " is outside the vocabulary"));
     }
     return Napi::String::New(env, e.tokenizer().decode(ids));
 }
@@ -311,12 +316,12 @@ Napi::Value NativeEngine::generate(const Napi::CallbackInfo & info) {
     Napi::Value prompt = o.Get("prompt");
     if (prompt.IsString()) {
         try {
-            p.prompt = e.tokenizer().encode(prompt.As<Napi::String>().Utf8Value(), get_bool(o, "addBos", e.tokenizer().add_bos_default()));
+            p.prompt = e.tokenizer().encode(prompt.As<Napi::String>().Utf8Value(),
+                                            get_bool(o, "addBos", e.tokenizer().add_bos_default()));
         } catch (const tl::EngineException & ex) {
             throw_engine_error(env, ex);
         }
-    }
-    else p.prompt = to_tokens(o.Get("tokens"));
+    } else p.prompt = to_tokens(o.Get("tokens"));
     p.max_tokens = (int) get_number(o, "maxTokens", 16);
     p.sampling.temperature = (float) get_number(o, "temperature", 1.0);
     p.sampling.top_k = (int) get_number(o, "topK", 0);
@@ -383,8 +388,8 @@ Napi::Value NativeEngine::evaluate(const Napi::CallbackInfo & info) {
     std::vector<int32_t> tokens = to_tokens(info[0]);
     bool all = info.Length() > 1 && info[1].ToBoolean().Value();
     auto deferred = std::make_shared<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
-    auto tsfn = std::make_shared<Napi::ThreadSafeFunction>(
-        Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo &) {}), "tuneloop:evaluate", 0, 1));
+    auto tsfn = std::make_shared<Napi::ThreadSafeFunction>(Napi::ThreadSafeFunction::New(
+        env, Napi::Function::New(env, [](const Napi::CallbackInfo &) {}), "tuneloop:evaluate", 0, 1));
     auto done = [deferred, tsfn](std::vector<float> && logits, const tl::EngineException * err) {
         auto result = std::make_shared<std::vector<float>>(std::move(logits));
         bool failed = err != nullptr;
@@ -429,11 +434,13 @@ static Napi::Value load_engine(const Napi::CallbackInfo & info) {
     Napi::Value sched = o.Get("scheduler");
     if (sched.IsObject()) cfg.scheduler = parse_scheduler(sched.As<Napi::Object>(), cfg.scheduler);
     auto engine = std::make_shared<std::unique_ptr<tl::Engine>>();
-    return queue_worker(env, "tuneloop:load", [cfg, engine] { *engine = tl::Engine::load(cfg); }, [engine](Napi::Env env) -> Napi::Value {
-        Napi::Object obj = env.GetInstanceData<AddonData>()->native_engine_ctor.New({});
-        NativeEngine::Unwrap(obj)->adopt(std::move(*engine));
-        return obj;
-    });
+    return queue_worker(
+        env, "tuneloop:load", [cfg, engine] { *engine = tl::Engine::load(cfg); },
+        [engine](Napi::Env env) -> Napi::Value {
+            Napi::Object obj = env.GetInstanceData<AddonData>()->native_engine_ctor.New({});
+            NativeEngine::Unwrap(obj)->adopt(std::move(*engine));
+            return obj;
+        });
 }
 
 Napi::Value NativeEngine::reconfigure(const Napi::CallbackInfo & info) {
@@ -451,8 +458,9 @@ Napi::Value NativeEngine::reload(const Napi::CallbackInfo & info) {
     if (!o.Get("kvCacheBlocks").IsNumber()) layout.kv_blocks = 0; // re-size the pool for the new layout
     int n_ctx = (int) get_number(o, "contextLength", e.n_ctx());
     // The new instance loads on a libuv worker: the event loop and the engine's step loop keep going.
-    return queue_worker(env, "tuneloop:reload", [&e, layout, n_ctx] { e.reload(layout, n_ctx); },
-                        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+    return queue_worker(
+        env, "tuneloop:reload", [&e, layout, n_ctx] { e.reload(layout, n_ctx); },
+        [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
 }
 
 Napi::Value NativeEngine::stats(const Napi::CallbackInfo & info) {
@@ -468,7 +476,8 @@ Napi::Value NativeEngine::stats(const Napi::CallbackInfo & info) {
     req.Set("running", (double) s.running);
     req.Set("waiting", (double) s.waiting);
     Napi::Object rej = Napi::Object::New(env);
-    for (int i = 0; i < tl::N_REJECT_REASONS; ++i) rej.Set(tl::reject_reason_name((tl::RejectReason) i), (double) s.rejected[i]);
+    for (int i = 0; i < tl::N_REJECT_REASONS; ++i)
+        rej.Set(tl::reject_reason_name((tl::RejectReason) i), (double) s.rejected[i]);
     req.Set("rejected", rej);
     o.Set("requests", req);
     Napi::Object tok = Napi::Object::New(env);
@@ -490,10 +499,12 @@ Napi::Value NativeEngine::stats(const Napi::CallbackInfo & info) {
     b.Set("size", histogram_to_js(env, s.batch_size));
     b.Set("tokens", histogram_to_js(env, s.batch_tokens));
     Napi::Object sd = Napi::Object::New(env);
-    for (int i = 0; i < tl::N_STEP_PHASES; ++i) sd.Set(tl::step_phase_name((tl::StepPhase) i), histogram_to_js(env, s.step_duration[i]));
+    for (int i = 0; i < tl::N_STEP_PHASES; ++i)
+        sd.Set(tl::step_phase_name((tl::StepPhase) i), histogram_to_js(env, s.step_duration[i]));
     b.Set("stepDurationSeconds", sd);
     Napi::Object fl = Napi::Object::New(env);
-    for (int i = 0; i < tl::N_FLUSH_REASONS; ++i) fl.Set(tl::flush_reason_name((tl::FlushReason) i), (double) s.flushes[i]);
+    for (int i = 0; i < tl::N_FLUSH_REASONS; ++i)
+        fl.Set(tl::flush_reason_name((tl::FlushReason) i), (double) s.flushes[i]);
     b.Set("flushes", fl);
     b.Set("preemptions", (double) s.preemptions);
     o.Set("batches", b);
@@ -518,7 +529,8 @@ Napi::Value NativeEngine::stats(const Napi::CallbackInfo & info) {
     ops.Set("output", s.op_seconds_output);
     ops.Set("sampling", s.sampling_seconds);
     o.Set("opSeconds", ops);
-    Napi::Array rb = Napi::Array::New(env, s.rank_busy_seconds.size()), ra = Napi::Array::New(env, s.rank_allreduce_seconds.size());
+    Napi::Array rb = Napi::Array::New(env, s.rank_busy_seconds.size()),
+                ra = Napi::Array::New(env, s.rank_allreduce_seconds.size());
     for (size_t i = 0; i < s.rank_busy_seconds.size(); ++i) rb.Set((uint32_t) i, s.rank_busy_seconds[i]);
     for (size_t i = 0; i < s.rank_allreduce_seconds.size(); ++i) ra.Set((uint32_t) i, s.rank_allreduce_seconds[i]);
     Napi::Object tp = Napi::Object::New(env);
@@ -540,7 +552,8 @@ Napi::Value NativeEngine::stats(const Napi::CallbackInfo & info) {
     o.Set("reconfigures", (double) s.reconfigures);
     Napi::Object settings = layout_to_js(env, s.layout, s.n_ctx);
     Napi::Object sc = scheduler_to_js(env, s.scheduler);
-    for (const char * k : {"maxBatchSize", "maxBatchTokens", "maxQueueDelayMs", "queueGrowThreshold", "maxQueueLength"}) settings.Set(k, sc.Get(k));
+    for (const char * k : {"maxBatchSize", "maxBatchTokens", "maxQueueDelayMs", "queueGrowThreshold", "maxQueueLength"})
+        settings.Set(k, sc.Get(k));
     o.Set("settings", settings);
     return o;
 }

@@ -30,13 +30,27 @@ void touch_metadata(const GgufFile & f) {
     for (const auto & kv : f.metadata()) {
         const std::string & key = kv.first;
         // Each getter either returns or throws MODEL_CORRUPT for the wrong type: try them all on every key.
-        try { (void) f.get_string(key); } catch (const EngineException &) {}
-        try { (void) f.get_int(key, 0); } catch (const EngineException &) {}
-        try { (void) f.get_float(key, 0.0); } catch (const EngineException &) {}
-        try { (void) f.get_bool(key, false); } catch (const EngineException &) {}
-        try { (void) f.get_string_array(key); } catch (const EngineException &) {}
-        try { (void) f.get_float_array(key); } catch (const EngineException &) {}
-        try { (void) f.get_int_array(key); } catch (const EngineException &) {}
+        try {
+            (void) f.get_string(key);
+        } catch (const EngineException &) {}
+        try {
+            (void) f.get_int(key, 0);
+        } catch (const EngineException &) {}
+        try {
+            (void) f.get_float(key, 0.0);
+        } catch (const EngineException &) {}
+        try {
+            (void) f.get_bool(key, false);
+        } catch (const EngineException &) {}
+        try {
+            (void) f.get_string_array(key);
+        } catch (const EngineException &) {}
+        try {
+            (void) f.get_float_array(key);
+        } catch (const EngineException &) {}
+        try {
+            (void) f.get_int_array(key);
+        } catch (const EngineException &) {}
     }
 }
 
@@ -56,7 +70,11 @@ void touch_tensors(const GgufFile & f) {
 
 void touch_tokenizer(const GgufFile & f) {
     const Tokenizer tok = Tokenizer::from_gguf(f);
-    static const char * const texts[] = {"", " ", "Hello world", "  two  spaces\n\ttab", "caf\xC3\xA9 \xE2\x96\x81 \xF0\x9F\x98\x80",
+    static const char * const texts[] = {"",
+                                         " ",
+                                         "Hello world",
+                                         "  two  spaces\n\ttab",
+                                         "caf\xC3\xA9 \xE2\x96\x81 \xF0\x9F\x98\x80",
                                          "\xFF\xFE bad \xC3 utf8"};
     for (const char * text : texts) {
         std::vector<int32_t> ids;

@@ -48,9 +48,32 @@ Tokenizer synthetic_spm(bool byte_fallback, bool with_unk) {
             types.push_back(6);
         }
     }
-    const char * const pieces[] = {"\xE2\x96\x81", "e", "t", "h", "th", "the", "\xE2\x96\x81the", "a", "n", "an", "and",
-                                   "\xE2\x96\x81" "and", "o", "r", "or", "l", "ll", "\xE2\x96\x81H", "He", "llo",
-                                   "\xC3\xA9", "\xE2\x96\x81\xE2\x96\x81", "\n", "\xF0\x9F\x98\x80", "</s>"};
+    const char * const pieces[] = {"\xE2\x96\x81",
+                                   "e",
+                                   "t",
+                                   "h",
+                                   "th",
+                                   "the",
+                                   "\xE2\x96\x81the",
+                                   "a",
+                                   "n",
+                                   "an",
+                                   "and",
+                                   "\xE2\x96\x81"
+                                   "and",
+                                   "o",
+                                   "r",
+                                   "or",
+                                   "l",
+                                   "ll",
+                                   "\xE2\x96\x81H",
+                                   "He",
+                                   "llo",
+                                   "\xC3\xA9",
+                                   "\xE2\x96\x81\xE2\x96\x81",
+                                   "\n",
+                                   "\xF0\x9F\x98\x80",
+                                   "</s>"};
     std::vector<float> scores(tokens.size(), 0.0f);
     float s = -1.0f;
     for (const char * p : pieces) {
@@ -69,7 +92,10 @@ Tokenizer synthetic_gpt2() {
     auto utf8 = [](uint32_t cp) {
         std::string o;
         if (cp < 0x80) o += (char) cp;
-        else { o += (char) (0xC0 | (cp >> 6)); o += (char) (0x80 | (cp & 0x3F)); }
+        else {
+            o += (char) (0xC0 | (cp >> 6));
+            o += (char) (0x80 | (cp & 0x3F));
+        }
         return o;
     };
     int next = 0;
@@ -138,7 +164,8 @@ void fixed_mode(const Fixed & fx, bool add_bos, const std::string & text) {
         const std::string back = tok.decode(ids);
         const bool spm_space = tok.kind() == TokenizerKind::LLAMA && text.find(SPM_SPACE) != std::string::npos;
         if (fx.round_trips && !spm_space && back != text) {
-            std::fprintf(stderr, "tokenizer_fuzz: decode(encode(text)) != text (%zu vs %zu bytes)\n", back.size(), text.size());
+            std::fprintf(stderr, "tokenizer_fuzz: decode(encode(text)) != text (%zu vs %zu bytes)\n", back.size(),
+                         text.size());
             std::abort();
         }
         for (int32_t id : ids) (void) tok.token_to_piece(id);
@@ -176,7 +203,10 @@ void vocab_mode(uint8_t flags, const std::string & payload) {
     const size_t z1 = payload.find('\0');
     const size_t z2 = z1 == std::string::npos ? std::string::npos : payload.find('\0', z1 + 1);
     std::vector<std::string> tokens = lines(payload.substr(0, z1));
-    std::vector<std::string> merges = z1 == std::string::npos ? std::vector<std::string>{} : lines(payload.substr(z1 + 1, z2 == std::string::npos ? std::string::npos : z2 - z1 - 1));
+    std::vector<std::string> merges =
+        z1 == std::string::npos
+            ? std::vector<std::string>{}
+            : lines(payload.substr(z1 + 1, z2 == std::string::npos ? std::string::npos : z2 - z1 - 1));
     const std::string text = z2 == std::string::npos ? std::string("Hello world") : payload.substr(z2 + 1);
     if (tokens.size() > 4096 || merges.size() > 4096) return; // keep each input quick
     const int32_t n = (int32_t) tokens.size();
@@ -193,7 +223,8 @@ void vocab_mode(uint8_t flags, const std::string & payload) {
     const int32_t eos = (flags & 0x80) ? n - 1 : -1;
     const int32_t unk = (flags & 0x08) ? n / 2 : -1;
     const TokenizerKind kind = (flags & 0x04) ? TokenizerKind::GPT2 : TokenizerKind::LLAMA;
-    const Tokenizer tok = Tokenizer::from_vocab(kind, tokens, scores, types, merges, bos, eos, flags & 1, flags & 2, unk);
+    const Tokenizer tok =
+        Tokenizer::from_vocab(kind, tokens, scores, types, merges, bos, eos, flags & 1, flags & 2, unk);
     std::vector<int32_t> ids;
     try {
         ids = tok.encode(text, flags & 1);
@@ -215,7 +246,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size) {
     if (size < 2) return 0;
     const unsigned mode = data[0] % 5;
     try {
-        if (mode < 4) fixed_mode(fixed_tokenizers()[mode], data[0] & 0x80, std::string(reinterpret_cast<const char *>(data + 1), size - 1));
+        if (mode < 4)
+            fixed_mode(fixed_tokenizers()[mode], data[0] & 0x80,
+                       std::string(reinterpret_cast<const char *>(data + 1), size - 1));
         else vocab_mode(data[1], std::string(reinterpret_cast<const char *>(data + 2), size - 2));
     } catch (const EngineException &) {
         // vocab mode: from_vocab refused the vocabulary (MODEL_CORRUPT), what it is for

@@ -36,11 +36,13 @@ std::vector<std::string> architecture_names() {
 
 const Architecture & architecture_of(const GgufFile & f) {
     const std::string arch = f.get_string("general.architecture", "");
-    if (arch.empty()) fail(ErrorCode::MODEL_CORRUPT, "model '" + f.path() + "': metadata 'general.architecture' is missing");
+    if (arch.empty())
+        fail(ErrorCode::MODEL_CORRUPT, "model '" + f.path() + "': metadata 'general.architecture' is missing");
     if (const Architecture * a = find_architecture(arch)) return *a;
     std::string supported;
     for (const std::string & n : architecture_names()) supported += (supported.empty() ? "" : ", ") + n;
-    fail(ErrorCode::UNSUPPORTED_ARCHITECTURE, "model '" + f.path() + "' has architecture '" + arch + "'; supported: " + supported);
+    fail(ErrorCode::UNSUPPORTED_ARCHITECTURE,
+         "model '" + f.path() + "' has architecture '" + arch + "'; supported: " + supported);
 }
 
 } // namespace tl

@@ -25,7 +25,8 @@ public:
     virtual ModelHParams read_hparams(const GgufFile & file) const = 0;
     // The shared weights and one shard per rank (layout.tp), converted to the layout's weight policy. The layout has
     // been checked against `hp` (check_layout) before.
-    virtual ModelWeights load(const GgufFile & file, const ModelHParams & hp, const ModelLayout & layout, ThreadPool & pool) const = 0;
+    virtual ModelWeights load(const GgufFile & file, const ModelHParams & hp, const ModelLayout & layout,
+                              ThreadPool & pool) const = 0;
     // One rank's part of the forward pass over `batch` (at least one token): fills its vocabulary columns of `logits`.
     virtual void forward(RankState & rank, const ForwardBatch & batch, float * logits) const = 0;
 };
@@ -43,11 +44,11 @@ const Architecture & architecture_of(const GgufFile & file);
 } // namespace tl
 
 #define TL_ARCH_CONCAT2(a, b) a##b
-#define TL_ARCH_CONCAT(a, b) TL_ARCH_CONCAT2(a, b)
+#define TL_ARCH_CONCAT(a, b)  TL_ARCH_CONCAT2(a, b)
 // In a models/*.cpp file, at namespace scope: TL_REGISTER_ARCHITECTURE(LlamaArchitecture);
 #define TL_REGISTER_ARCHITECTURE(Type)                                                                               \
     namespace {                                                                                                      \
     const Type TL_ARCH_CONCAT(tl_arch_instance_, __LINE__){};                                                        \
-    const bool TL_ARCH_CONCAT(tl_arch_registered_, __LINE__) =                                                       \
-        ::tl::register_architecture(&TL_ARCH_CONCAT(tl_arch_instance_, __LINE__));                                   \
+    const bool TL_ARCH_CONCAT(tl_arch_registered_,                                                                   \
+                              __LINE__) = ::tl::register_architecture(&TL_ARCH_CONCAT(tl_arch_instance_, __LINE__)); \
     }

@@ -54,10 +54,15 @@ uint64_t BlockPool::hash_block(uint64_t parent, const int32_t * tokens, int32_t 
     uint64_t h = 0xcbf29ce484222325ull ^ parent;
     for (int32_t i = 0; i < n; ++i) {
         uint32_t t = (uint32_t) tokens[i];
-        for (int k = 0; k < 4; ++k) { h ^= (t >> (8 * k)) & 0xff; h *= 0x100000001b3ull; }
+        for (int k = 0; k < 4; ++k) {
+            h ^= (t >> (8 * k)) & 0xff;
+            h *= 0x100000001b3ull;
+        }
     }
-    h ^= h >> 30; h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27; h *= 0x94d049bb133111ebull;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
     return h ^ (h >> 31);
 }
 
@@ -88,7 +93,10 @@ void BlockPool::forget_hash(int32_t id) {
     Block & b = blocks_[id];
     auto range = by_hash_.equal_range(b.hash);
     for (auto it = range.first; it != range.second; ++it) {
-        if (it->second == id) { by_hash_.erase(it); break; }
+        if (it->second == id) {
+            by_hash_.erase(it);
+            break;
+        }
     }
     b.hashed = false;
     b.tokens.clear();

@@ -15,9 +15,9 @@ namespace tl {
 
 struct BlockPoolStats {
     int32_t total = 0;
-    int32_t used = 0;    // referenced by at least one sequence
-    int32_t cached = 0;  // unreferenced but holding a registered prefix (reusable)
-    int32_t free = 0;    // unreferenced and empty
+    int32_t used = 0;            // referenced by at least one sequence
+    int32_t cached = 0;          // unreferenced but holding a registered prefix (reusable)
+    int32_t free = 0;            // unreferenced and empty
     uint64_t prefix_queries = 0; // blocks looked up
     uint64_t prefix_hits = 0;    // blocks found
 };
@@ -52,13 +52,13 @@ private:
         int32_t ref = 0;
         bool hashed = false;
         uint64_t hash = 0;
-        std::vector<int32_t> tokens;           // the block's tokens when hashed (to rule out hash collisions)
-        std::list<int32_t>::iterator lru_pos;  // valid when ref == 0 && hashed
+        std::vector<int32_t> tokens;          // the block's tokens when hashed (to rule out hash collisions)
+        std::list<int32_t>::iterator lru_pos; // valid when ref == 0 && hashed
     };
     int32_t block_size_;
     std::vector<Block> blocks_;
-    std::vector<int32_t> free_;                // ref == 0 && !hashed
-    std::list<int32_t> lru_;                   // ref == 0 && hashed, least recently released first
+    std::vector<int32_t> free_; // ref == 0 && !hashed
+    std::list<int32_t> lru_;    // ref == 0 && hashed, least recently released first
     std::unordered_multimap<uint64_t, int32_t> by_hash_;
     uint64_t queries_ = 0, hits_ = 0;
 

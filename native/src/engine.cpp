@@ -26,10 +26,12 @@ std::unique_ptr<Engine::Instance> Engine::build_instance(const ModelLayout & lay
     const ModelHParams & hp = hparams_;
     if (n_ctx < 0) fail(ErrorCode::INVALID_ARGUMENT, "contextLength must be positive");
     if (n_ctx > hp.n_ctx_train)
-        fail(ErrorCode::INVALID_ARGUMENT, "contextLength " + std::to_string(n_ctx) + " exceeds the model's context length of " +
-             std::to_string(hp.n_ctx_train) + " tokens (" + hp.arch + ".context_length)");
+        fail(ErrorCode::INVALID_ARGUMENT,
+             "contextLength " + std::to_string(n_ctx) + " exceeds the model's context length of " +
+                 std::to_string(hp.n_ctx_train) + " tokens (" + hp.arch + ".context_length)");
     if (n_ctx == 0) n_ctx = hp.n_ctx_train;
-    if (layout.kv_block_size < 1 || layout.kv_block_size > 1024) fail(ErrorCode::INVALID_ARGUMENT, "kvBlockSizeTokens must be between 1 and 1024");
+    if (layout.kv_block_size < 1 || layout.kv_block_size > 1024)
+        fail(ErrorCode::INVALID_ARGUMENT, "kvBlockSizeTokens must be between 1 and 1024");
     const int32_t per_seq = (n_ctx + layout.kv_block_size - 1) / layout.kv_block_size;
     if (layout.kv_blocks <= 0) {
         // Size the pool from the byte budget: at least one full-context sequence, at most 64 of them.
@@ -56,12 +58,15 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig & cfg) {
     e->file_ = std::make_unique<GgufFile>(cfg.model_path);
     e->hparams_ = read_model_hparams(*e->file_); // architecture check before the tokenizer's
     e->tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_gguf(*e->file_));
-    e->output_ = std::make_unique<RequestOutput>(*e->tokenizer_, e->counters_, [p = e.get()](uint64_t id) { p->retire(id); });
+    e->output_ =
+        std::make_unique<RequestOutput>(*e->tokenizer_, e->counters_, [p = e.get()](uint64_t id) { p->retire(id); });
     if (e->tokenizer_->n_vocab() > e->hparams_.n_vocab)
-        fail(ErrorCode::MODEL_CORRUPT, "model '" + cfg.model_path + "': tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
-             " tokens but token_embd.weight only " + std::to_string(e->hparams_.n_vocab) + " rows");
-    check_layout(e->hparams_, ModelLayout{cfg.layout.policy, cfg.layout.tp, cfg.layout.threads_per_rank, cfg.layout.kv_dtype,
-                                         cfg.layout.kv_block_size, 1, cfg.layout.allreduce_delay_us});
+        fail(ErrorCode::MODEL_CORRUPT,
+             "model '" + cfg.model_path + "': tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
+                 " tokens but token_embd.weight only " + std::to_string(e->hparams_.n_vocab) + " rows");
+    check_layout(e->hparams_,
+                 ModelLayout{cfg.layout.policy, cfg.layout.tp, cfg.layout.threads_per_rank, cfg.layout.kv_dtype,
+                             cfg.layout.kv_block_size, 1, cfg.layout.allreduce_delay_us});
     e->instances_.push_back(e->build_instance(cfg.layout, cfg.n_ctx));
     e->board_.publish(*e->instances_.back());
     e->load_ms_ = ms_between(t0, Clock::now());
@@ -75,7 +80,10 @@ Engine::~Engine() { close(); }
 
 ModelLayout Engine::layout() const { return board_.layout(); }
 int Engine::n_ctx() const { return board_.n_ctx(); }
-SchedulerConfig Engine::scheduler_config() const { std::lock_guard<std::mutex> l(mu_); return sched_cfg_; }
+SchedulerConfig Engine::scheduler_config() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return sched_cfg_;
+}
 std::vector<std::pair<std::string, size_t>> Engine::weight_bytes() const { return board_.weight_bytes(); }
 
 uint64_t Engine::enqueue(std::shared_ptr<Request> r) {
@@ -88,12 +96,14 @@ uint64_t Engine::enqueue(std::shared_ptr<Request> r) {
     // free batch slots absorb arrivals first (an idle engine with maxQueueLength 0 still serves). Running and waiting
     // are published together under mu_ after each step, and moved arrivals count as waiting until then, so the sum
     // seen here never loses a request in flight between the queues.
-    const int64_t free_slots = std::max<int64_t>(0, (int64_t) sched_cfg_.max_batch_size - counters_.running.load(std::memory_order_relaxed));
+    const int64_t free_slots =
+        std::max<int64_t>(0, (int64_t) sched_cfg_.max_batch_size - counters_.running.load(std::memory_order_relaxed));
     const int64_t queued = (int64_t) incoming_.size() + counters_.waiting.load(std::memory_order_relaxed) - free_slots;
     if (queued >= sched_cfg_.max_queue_length) { // this request would make queued + 1 wait
         counters_.rejected[(int) RejectReason::QUEUE_FULL].fetch_add(1, std::memory_order_relaxed);
-        fail(ErrorCode::QUEUE_FULL, "the engine queue is full (" + std::to_string(queued) + " waiting, maxQueueLength " +
-             std::to_string(sched_cfg_.max_queue_length) + ")");
+        fail(ErrorCode::QUEUE_FULL, "the engine queue is full (" + std::to_string(queued) +
+                                        " waiting, maxQueueLength " + std::to_string(sched_cfg_.max_queue_length) +
+                                        ")");
     }
     r->seq.id = next_id_++;
     r->seq.owner = r.get();
@@ -116,14 +126,18 @@ uint64_t Engine::submit(GenerateParams params, EventSink sink) {
         counters_.rejected[(int) why].fetch_add(1, std::memory_order_relaxed);
         fail(code, msg);
     };
-    if (params.prompt.empty()) reject(RejectReason::INVALID, ErrorCode::INVALID_ARGUMENT, "prompt must contain at least one token");
+    if (params.prompt.empty())
+        reject(RejectReason::INVALID, ErrorCode::INVALID_ARGUMENT, "prompt must contain at least one token");
     for (int32_t t : params.prompt)
         if (t < 0 || t >= hparams_.n_vocab)
-            reject(RejectReason::INVALID, ErrorCode::INVALID_ARGUMENT, "token id " + std::to_string(t) + " is outside the vocabulary (0.." + std::to_string(hparams_.n_vocab - 1) + ")");
+            reject(RejectReason::INVALID, ErrorCode::INVALID_ARGUMENT,
+                   "token id " + std::to_string(t) + " is outside the vocabulary (0.." +
+                       std::to_string(hparams_.n_vocab - 1) + ")");
     const int ctx = n_ctx();
     if ((int) params.prompt.size() >= ctx)
-        reject(RejectReason::CONTEXT_OVERFLOW, ErrorCode::CONTEXT_OVERFLOW, "prompt of " + std::to_string(params.prompt.size()) +
-               " tokens does not fit the context window of " + std::to_string(ctx) + " tokens (at least one token must be left to generate)");
+        reject(RejectReason::CONTEXT_OVERFLOW, ErrorCode::CONTEXT_OVERFLOW,
+               "prompt of " + std::to_string(params.prompt.size()) + " tokens does not fit the context window of " +
+                   std::to_string(ctx) + " tokens (at least one token must be left to generate)");
     auto r = std::make_shared<Request>();
     r->seq.tokens = params.prompt;
     r->seq.n_prompt = (int32_t) params.prompt.size();
@@ -138,9 +152,11 @@ uint64_t Engine::submit_evaluate(std::vector<int32_t> tokens, bool all_logits, E
     if (tokens.empty()) fail(ErrorCode::INVALID_ARGUMENT, "tokens must not be empty");
     const int ctx = n_ctx();
     if ((int) tokens.size() > ctx)
-        fail(ErrorCode::CONTEXT_OVERFLOW, std::to_string(tokens.size()) + " tokens do not fit the context window of " + std::to_string(ctx));
+        fail(ErrorCode::CONTEXT_OVERFLOW,
+             std::to_string(tokens.size()) + " tokens do not fit the context window of " + std::to_string(ctx));
     for (int32_t t : tokens)
-        if (t < 0 || t >= hparams_.n_vocab) fail(ErrorCode::INVALID_ARGUMENT, "token id " + std::to_string(t) + " is outside the vocabulary");
+        if (t < 0 || t >= hparams_.n_vocab)
+            fail(ErrorCode::INVALID_ARGUMENT, "token id " + std::to_string(t) + " is outside the vocabulary");
     auto r = std::make_shared<Request>();
     r->is_evaluate = true;
     r->seq.tokens = std::move(tokens);
@@ -168,8 +184,8 @@ void Engine::reconfigure(const SchedulerConfig & cfg) {
 
 void Engine::reload(const ModelLayout & layout, int n_ctx) {
     file_->check_unchanged(); // the new instance re-reads every tensor from the mapping made at load
-    check_layout(hparams_, ModelLayout{layout.policy, layout.tp, layout.threads_per_rank, layout.kv_dtype, layout.kv_block_size, 1,
-                                       layout.allreduce_delay_us});
+    check_layout(hparams_, ModelLayout{layout.policy, layout.tp, layout.threads_per_rank, layout.kv_dtype,
+                                       layout.kv_block_size, 1, layout.allreduce_delay_us});
     std::unique_ptr<Instance> inst = build_instance(layout, n_ctx);
     std::unique_lock<std::mutex> lock(mu_);
     if (closing_) fail(ErrorCode::ENGINE_CLOSED, "the engine is closed");
@@ -207,9 +223,10 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         // A sequence that needs more blocks than the whole pool would wait (or be preempted) forever.
         if (SeqState * s = inst.sched->unservable()) {
             Request & r = Request::of(s);
-            output_->fail(r, ErrorCode::OUT_OF_MEMORY, "the KV cache (" + std::to_string(inst.pool->n_blocks()) + " blocks of " +
-                          std::to_string(inst.pool->block_size()) + " tokens) cannot hold a sequence of " + std::to_string(s->tokens.size()) +
-                          " tokens: raise kvCacheBlocks or kvCacheMaxBytes");
+            output_->fail(r, ErrorCode::OUT_OF_MEMORY,
+                          "the KV cache (" + std::to_string(inst.pool->n_blocks()) + " blocks of " +
+                              std::to_string(inst.pool->block_size()) + " tokens) cannot hold a sequence of " +
+                              std::to_string(s->tokens.size()) + " tokens: raise kvCacheBlocks or kvCacheMaxBytes");
             return true;
         }
         return false;
@@ -235,7 +252,8 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         e.all_logits = s->all_logits;
         e.want_logits = s->all_logits || q.completes_prefill;
         batch.push_back(e);
-        if (s->n_computed < s->n_prompt) counters_.prefill_tokens_computed.fetch_add(q.n_tokens, std::memory_order_relaxed);
+        if (s->n_computed < s->n_prompt)
+            counters_.prefill_tokens_computed.fetch_add(q.n_tokens, std::memory_order_relaxed);
     }
     inst.logits.resize((size_t) std::max<int64_t>(1, Model::logits_rows(batch)) * V);
     inst.model->forward(batch, inst.logits.data());
@@ -257,7 +275,8 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         if (r.is_evaluate) {
             const size_t rows = e.all_logits ? (size_t) e.n_tokens : (e.want_logits ? 1 : 0);
             if (e.all_logits || e.want_logits)
-                r.eval_logits.insert(r.eval_logits.end(), inst.logits.begin() + row * V, inst.logits.begin() + (row + rows) * V);
+                r.eval_logits.insert(r.eval_logits.end(), inst.logits.begin() + row * V,
+                                     inst.logits.begin() + (row + rows) * V);
             row += rows;
             if (q.completes_prefill) output_->evaluated(r);
             continue;
@@ -268,7 +287,8 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         auto ts = Clock::now();
         TokenLogprob lp;
         // Only ids the tokenizer knows can be sampled: a vocabulary padded in token_embd has rows beyond it.
-        const int32_t tok = r.sampler->sample(logits, tokenizer_->n_vocab(), r.params.sampling.n_logprobs >= 0 ? &lp : nullptr);
+        const int32_t tok =
+            r.sampler->sample(logits, tokenizer_->n_vocab(), r.params.sampling.n_logprobs >= 0 ? &lp : nullptr);
         counters_.sampling_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
         auto now = Clock::now();
         if (r.prefill_done == Clock::time_point::max()) {
@@ -339,8 +359,9 @@ void Engine::thread_main() {
         auto now = Clock::now();
         for (auto & r : live_) {
             if (!r->done && now > r->deadline)
-                output_->fail(*r, ErrorCode::TIMEOUT, r->started() ? "the request's deadline passed while it was running"
-                                                                   : "the request's deadline passed while it was waiting");
+                output_->fail(*r, ErrorCode::TIMEOUT,
+                              r->started() ? "the request's deadline passed while it was running"
+                                           : "the request's deadline passed while it was waiting");
         }
 
         bool ran = false;
@@ -354,13 +375,19 @@ void Engine::thread_main() {
                 fail_running(inst.get(), ErrorCode::INTERNAL, std::string("engine step failed: ") + ex.what());
             }
         }
-        live_.erase(std::remove_if(live_.begin(), live_.end(), [](const std::shared_ptr<Request> & r) { return r->done; }), live_.end());
+        live_.erase(
+            std::remove_if(live_.begin(), live_.end(), [](const std::shared_ptr<Request> & r) { return r->done; }),
+            live_.end());
         // Old instances are freed once drained.
-        while (instances_.size() > 1 && instances_.front()->sched->n_running() == 0 && instances_.front()->sched->n_waiting() == 0)
+        while (instances_.size() > 1 && instances_.front()->sched->n_running() == 0 &&
+               instances_.front()->sched->n_waiting() == 0)
             instances_.erase(instances_.begin());
 
         int64_t waiting = 0, running = 0;
-        for (auto & inst : instances_) { waiting += inst->sched->n_waiting(); running += inst->sched->n_running(); }
+        for (auto & inst : instances_) {
+            waiting += inst->sched->n_waiting();
+            running += inst->sched->n_running();
+        }
         {
             std::lock_guard<std::mutex> lock(mu_); // admission reads both as one pair
             counters_.waiting.store(waiting, std::memory_order_relaxed);
@@ -374,15 +401,15 @@ void Engine::thread_main() {
             for (auto & inst : instances_) wake = std::min(wake, inst->sched->ready_at(cfg));
             for (auto & r : live_) wake = std::min(wake, r->deadline);
             std::unique_lock<std::mutex> lock(mu_);
-            auto pred = [&] { return closing_ || !incoming_.empty() || !cancel_ids_.empty() || pending_instance_ != nullptr; };
+            auto pred = [&] {
+                return closing_ || !incoming_.empty() || !cancel_ids_.empty() || pending_instance_ != nullptr;
+            };
             if (wake == Clock::time_point::max()) cv_.wait(lock, pred);
             else if (wake > Clock::now()) cv_.wait_until(lock, wake, pred);
         }
     }
 }
 
-EngineStatsSnapshot Engine::stats() const {
-    return board_.snapshot(counters_, started_, scheduler_config());
-}
+EngineStatsSnapshot Engine::stats() const { return board_.snapshot(counters_, started_, scheduler_config()); }
 
 } // namespace tl

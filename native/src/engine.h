@@ -40,9 +40,9 @@ class RequestOutput;
 
 struct EngineConfig {
     std::string model_path;
-    ModelLayout layout;              // kv_blocks 0 = sized from kv_cache_max_bytes
+    ModelLayout layout; // kv_blocks 0 = sized from kv_cache_max_bytes
     int64_t kv_cache_max_bytes = 256ll << 20;
-    int n_ctx = 0;                   // 0 = the model's trained context
+    int n_ctx = 0; // 0 = the model's trained context
     SchedulerConfig scheduler;
 };
 
@@ -52,7 +52,7 @@ struct GenerateParams {
     SamplingParams sampling;
     std::vector<std::string> stop;
     bool stop_at_eos = true;
-    double deadline_ms = 0;          // 0 = none; from submission
+    double deadline_ms = 0; // 0 = none; from submission
 };
 
 enum class FinishReason { STOP, LENGTH, CANCELLED };
@@ -79,7 +79,7 @@ struct EventLogprob {
 // One delivery to the caller. `final` is set on the last event of a request; then either `failed` (with its code)
 // or finish/usage/timings are set.
 struct GenerateEvent {
-    std::string text;                    // complete UTF-8, stop sequences removed
+    std::string text; // complete UTF-8, stop sequences removed
     std::vector<int32_t> tokens;
     std::vector<EventLogprob> logprobs;
     bool final = false;
@@ -142,9 +142,9 @@ private:
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<std::shared_ptr<Request>> incoming_;
-    std::vector<uint64_t> cancel_ids_;                  // cancel() requests, resolved by the loop
-    std::unordered_set<uint64_t> active_ids_;           // submitted and not yet ended
-    std::unique_ptr<Instance> pending_instance_;        // built by reload(), taken by the loop
+    std::vector<uint64_t> cancel_ids_;           // cancel() requests, resolved by the loop
+    std::unordered_set<uint64_t> active_ids_;    // submitted and not yet ended
+    std::unique_ptr<Instance> pending_instance_; // built by reload(), taken by the loop
     SchedulerConfig sched_cfg_;
     bool closing_ = false;
     uint64_t next_id_ = 1;
@@ -153,7 +153,7 @@ private:
     // Owned by the engine thread.
     std::vector<std::unique_ptr<Instance>> instances_; // oldest first; the last one takes new work
     std::vector<std::shared_ptr<Request>> live_;
-    std::unique_ptr<RequestOutput> output_;            // ends requests; the loop never does it itself
+    std::unique_ptr<RequestOutput> output_; // ends requests; the loop never does it itself
 
     EngineCounters counters_;
     EngineStatsBoard board_; // published by the engine thread after each step, read by stats()

@@ -38,7 +38,8 @@ void RequestOutput::token(EngineRequest & r, int32_t tok, const TokenLogprob * l
     r.seq.tokens.push_back(tok);
     emit(r, tok, lp);
     if (r.done) return; // a stop sequence completed
-    if (r.completion >= r.params.max_tokens || (int) r.seq.tokens.size() >= r.inst->n_ctx) finish(r, FinishReason::LENGTH);
+    if (r.completion >= r.params.max_tokens || (int) r.seq.tokens.size() >= r.inst->n_ctx)
+        finish(r, FinishReason::LENGTH);
 }
 
 void RequestOutput::emit(EngineRequest & r, int32_t tok, const TokenLogprob * lp) {
@@ -94,7 +95,8 @@ void RequestOutput::finish(EngineRequest & r, FinishReason reason) {
     ev.completion_tokens = r.completion;
     const auto start = std::min(r.first_scheduled, now);
     ev.timings.queue_ms = ms_between(r.seq.arrival, start);
-    ev.timings.prefill_ms = r.prefill_done == Clock::time_point::max() ? ms_between(start, now) : ms_between(start, r.prefill_done);
+    ev.timings.prefill_ms =
+        r.prefill_done == Clock::time_point::max() ? ms_between(start, now) : ms_between(start, r.prefill_done);
     ev.timings.decode_ms = r.prefill_done == Clock::time_point::max() ? 0 : ms_between(r.prefill_done, now);
     ev.timings.ttft_ms = r.prefill_done == Clock::time_point::max() ? 0 : ms_between(r.seq.arrival, r.prefill_done);
     if (reason == FinishReason::CANCELLED) counters_.requests_cancelled.fetch_add(1, std::memory_order_relaxed);

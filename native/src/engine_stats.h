@@ -31,8 +31,8 @@ struct EngineStatsSnapshot {
     int32_t kv_blocks_total, kv_blocks_used, kv_blocks_cached, kv_blocks_free, kv_block_size;
     double kv_usage_ratio, kv_fragmentation_ratio;
     uint64_t prefix_queries, prefix_hits;
-    double op_seconds_matmul, op_seconds_attention, op_seconds_norm, op_seconds_rope, op_seconds_ffn_act, op_seconds_embed,
-        op_seconds_output;
+    double op_seconds_matmul, op_seconds_attention, op_seconds_norm, op_seconds_rope, op_seconds_ffn_act,
+        op_seconds_embed, op_seconds_output;
     std::vector<double> rank_busy_seconds, rank_allreduce_seconds;
     uint64_t allreduces;
     size_t weight_bytes, kv_bytes, scratch_bytes;
@@ -51,7 +51,8 @@ public:
     int n_ctx() const;
     std::vector<std::pair<std::string, size_t>> weight_bytes() const;
     // Counters plus the last published state; `scheduler` is the live batching config, `started` the engine's start.
-    EngineStatsSnapshot snapshot(const EngineCounters & c, Clock::time_point started, const SchedulerConfig & scheduler) const;
+    EngineStatsSnapshot snapshot(const EngineCounters & c, Clock::time_point started,
+                                 const SchedulerConfig & scheduler) const;
 
 private:
     std::atomic<int32_t> blocks_total_{0}, blocks_used_{0}, blocks_cached_{0}, blocks_free_{0};

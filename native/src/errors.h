@@ -8,18 +8,18 @@
 namespace tl {
 
 // Every code, once: the enum, error_code_name() and the exported list are all made from it.
-#define TL_ERROR_CODES(X)                                                                                              \
-    X(INVALID_ARGUMENT)         /* a request or option the engine cannot honour */                                    \
-    X(MODEL_NOT_FOUND)          /* the model path does not exist or cannot be opened */                              \
-    X(MODEL_CORRUPT)            /* truncated, malformed or inconsistent GGUF */                                       \
-    X(UNSUPPORTED_ARCHITECTURE) /* general.architecture we do not implement */                                        \
-    X(UNSUPPORTED_TENSOR_TYPE)  /* a ggml tensor type we cannot read */                                               \
-    X(CONTEXT_OVERFLOW)         /* prompt (+ generation) longer than the context window */                            \
-    X(ENGINE_CLOSED)            /* call after close() */                                                              \
-    X(CANCELLED)                /* request cancelled by its caller */                                                 \
-    X(OUT_OF_MEMORY)            /* allocation failed */                                                               \
-    X(QUEUE_FULL)               /* admission refused: the waiting queue is at maxQueueLength */                       \
-    X(TIMEOUT)                  /* the request's deadline passed before it finished */                                \
+#define TL_ERROR_CODES(X)                                                                       \
+    X(INVALID_ARGUMENT)         /* a request or option the engine cannot honour */              \
+    X(MODEL_NOT_FOUND)          /* the model path does not exist or cannot be opened */         \
+    X(MODEL_CORRUPT)            /* truncated, malformed or inconsistent GGUF */                 \
+    X(UNSUPPORTED_ARCHITECTURE) /* general.architecture we do not implement */                  \
+    X(UNSUPPORTED_TENSOR_TYPE)  /* a ggml tensor type we cannot read */                         \
+    X(CONTEXT_OVERFLOW)         /* prompt (+ generation) longer than the context window */      \
+    X(ENGINE_CLOSED)            /* call after close() */                                        \
+    X(CANCELLED)                /* request cancelled by its caller */                           \
+    X(OUT_OF_MEMORY)            /* allocation failed */                                         \
+    X(QUEUE_FULL)               /* admission refused: the waiting queue is at maxQueueLength */ \
+    X(TIMEOUT)                  /* the request's deadline passed before it finished */          \
     X(INTERNAL)                 /* a bug: an invariant did not hold */
 
 enum class ErrorCode {
@@ -38,6 +38,7 @@ class EngineException : public std::runtime_error {
 public:
     EngineException(ErrorCode code, const std::string & message) : std::runtime_error(message), code_(code) {}
     ErrorCode code() const { return code_; }
+
 private:
     ErrorCode code_;
 };

@@ -35,7 +35,8 @@ struct Cursor {
     void need(uint64_t n, const char * what) const {
         if ((uint64_t) (end - p) < n) corrupt(std::string("truncated while reading ") + what);
     }
-    template <typename T> T read(const char * what) {
+    template <typename T>
+    T read(const char * what) {
         need(sizeof(T), what);
         T v;
         std::memcpy(&v, p, sizeof(T));
@@ -55,36 +56,68 @@ struct Cursor {
 void read_value(Cursor & c, GgufType type, GgufValue & out, int depth, const std::string & key) {
     out.type = type;
     switch (type) {
-        case GgufType::UINT8: out.i = c.read<uint8_t>("u8"); out.f = (double) out.i; break;
-        case GgufType::INT8: out.i = c.read<int8_t>("i8"); out.f = (double) out.i; break;
-        case GgufType::UINT16: out.i = c.read<uint16_t>("u16"); out.f = (double) out.i; break;
-        case GgufType::INT16: out.i = c.read<int16_t>("i16"); out.f = (double) out.i; break;
-        case GgufType::UINT32: out.i = c.read<uint32_t>("u32"); out.f = (double) out.i; break;
-        case GgufType::INT32: out.i = c.read<int32_t>("i32"); out.f = (double) out.i; break;
-        case GgufType::FLOAT32: out.f = c.read<float>("f32"); out.i = 0; break;
+        case GgufType::UINT8:
+            out.i = c.read<uint8_t>("u8");
+            out.f = (double) out.i;
+            break;
+        case GgufType::INT8:
+            out.i = c.read<int8_t>("i8");
+            out.f = (double) out.i;
+            break;
+        case GgufType::UINT16:
+            out.i = c.read<uint16_t>("u16");
+            out.f = (double) out.i;
+            break;
+        case GgufType::INT16:
+            out.i = c.read<int16_t>("i16");
+            out.f = (double) out.i;
+            break;
+        case GgufType::UINT32:
+            out.i = c.read<uint32_t>("u32");
+            out.f = (double) out.i;
+            break;
+        case GgufType::INT32:
+            out.i = c.read<int32_t>("i32");
+            out.f = (double) out.i;
+            break;
+        case GgufType::FLOAT32:
+            out.f = c.read<float>("f32");
+            out.i = 0;
+            break;
         case GgufType::BOOL: {
             uint8_t b = c.read<uint8_t>("bool");
             if (b > 1) c.corrupt("bool value " + std::to_string(b) + " for key '" + key + "'");
-            out.i = b; out.f = b;
+            out.i = b;
+            out.f = b;
             break;
         }
         case GgufType::STRING: out.str = c.read_string("string value"); break;
         case GgufType::UINT64: {
             uint64_t v = c.read<uint64_t>("u64");
-            out.i = v > (uint64_t) std::numeric_limits<int64_t>::max() ? std::numeric_limits<int64_t>::max() : (int64_t) v;
+            out.i =
+                v > (uint64_t) std::numeric_limits<int64_t>::max() ? std::numeric_limits<int64_t>::max() : (int64_t) v;
             out.f = (double) v;
             break;
         }
-        case GgufType::INT64: out.i = c.read<int64_t>("i64"); out.f = (double) out.i; break;
-        case GgufType::FLOAT64: out.f = c.read<double>("f64"); out.i = 0; break;
+        case GgufType::INT64:
+            out.i = c.read<int64_t>("i64");
+            out.f = (double) out.i;
+            break;
+        case GgufType::FLOAT64:
+            out.f = c.read<double>("f64");
+            out.i = 0;
+            break;
         case GgufType::ARRAY: {
             if (depth >= MAX_NESTING) c.corrupt("arrays nested too deeply for key '" + key + "'");
             uint32_t et = c.read<uint32_t>("array type");
-            if (et > (uint32_t) GgufType::FLOAT64) c.corrupt("unknown array element type " + std::to_string(et) + " for key '" + key + "'");
+            if (et > (uint32_t) GgufType::FLOAT64)
+                c.corrupt("unknown array element type " + std::to_string(et) + " for key '" + key + "'");
             uint64_t n = c.read<uint64_t>("array length");
-            if (n > MAX_ARRAY_ITEMS) c.corrupt("array length " + std::to_string(n) + " too large for key '" + key + "'");
+            if (n > MAX_ARRAY_ITEMS)
+                c.corrupt("array length " + std::to_string(n) + " too large for key '" + key + "'");
             // Each element takes at least one byte: reject counts the remaining bytes cannot hold before allocating.
-            if (n > (uint64_t) (c.end - c.p)) c.corrupt("array length " + std::to_string(n) + " exceeds the file for key '" + key + "'");
+            if (n > (uint64_t) (c.end - c.p))
+                c.corrupt("array length " + std::to_string(n) + " exceeds the file for key '" + key + "'");
             out.array_type = (GgufType) et;
             out.items.resize(n);
             for (uint64_t k = 0; k < n; ++k) read_value(c, out.array_type, out.items[k], depth + 1, key);
@@ -96,9 +129,7 @@ void read_value(Cursor & c, GgufType type, GgufValue & out, int depth, const std
 
 } // namespace
 
-bool GgufValue::is_numeric() const {
-    return type != GgufType::STRING && type != GgufType::ARRAY;
-}
+bool GgufValue::is_numeric() const { return type != GgufType::STRING && type != GgufType::ARRAY; }
 
 GgufFile::GgufFile(const std::string & path) : path_(path) {
     fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -114,7 +145,8 @@ GgufFile::GgufFile(const std::string & path) : path_(path) {
     if (size_ < 24) {
         ::close(fd_);
         fd_ = -1;
-        fail(ErrorCode::MODEL_CORRUPT, "GGUF file '" + path + "' is corrupt: only " + std::to_string(size_) + " bytes, too short for a header");
+        fail(ErrorCode::MODEL_CORRUPT,
+             "GGUF file '" + path + "' is corrupt: only " + std::to_string(size_) + " bytes, too short for a header");
     }
     void * m = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
     if (m == MAP_FAILED) {
@@ -135,20 +167,26 @@ GgufFile::GgufFile(const std::string & path) : path_(path) {
     }
 }
 
-GgufFile::GgufFile(const uint8_t * data, size_t size, const std::string & name) : path_(name), base_(data), size_(size) {
-    if (size_ < 24) fail(ErrorCode::MODEL_CORRUPT, "GGUF file '" + path_ + "' is corrupt: only " + std::to_string(size_) + " bytes, too short for a header");
+GgufFile::GgufFile(const uint8_t * data, size_t size, const std::string & name)
+    : path_(name), base_(data), size_(size) {
+    if (size_ < 24)
+        fail(ErrorCode::MODEL_CORRUPT,
+             "GGUF file '" + path_ + "' is corrupt: only " + std::to_string(size_) + " bytes, too short for a header");
     parse();
 }
 
 void GgufFile::check_unchanged() const {
     if (!mapped_) return;
     struct stat st;
-    if (fstat(fd_, &st) != 0) fail(ErrorCode::MODEL_NOT_FOUND, "cannot stat model file '" + path_ + "': " + std::strerror(errno));
+    if (fstat(fd_, &st) != 0)
+        fail(ErrorCode::MODEL_NOT_FOUND, "cannot stat model file '" + path_ + "': " + std::strerror(errno));
     const int64_t mtime_ns = (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
     if ((size_t) st.st_size != size_ || mtime_ns != mtime_ns_)
-        fail(ErrorCode::MODEL_CORRUPT, "model file '" + path_ + "' was modified in place since it was loaded (" + std::to_string(size_) +
-             " bytes then, " + std::to_string((int64_t) st.st_size) + " now): its weights can no longer be read; replace a model " +
-             "file by renaming the new one over it, and restart to serve a new model");
+        fail(ErrorCode::MODEL_CORRUPT, "model file '" + path_ + "' was modified in place since it was loaded (" +
+                                           std::to_string(size_) + " bytes then, " +
+                                           std::to_string((int64_t) st.st_size) +
+                                           " now): its weights can no longer be read; replace a model " +
+                                           "file by renaming the new one over it, and restart to serve a new model");
 }
 
 GgufFile::~GgufFile() {
@@ -161,7 +199,8 @@ void GgufFile::parse() {
     uint32_t magic = c.read<uint32_t>("magic");
     if (magic != GGUF_MAGIC) c.corrupt("bad magic (not a GGUF file)");
     version_ = c.read<uint32_t>("version");
-    if (version_ != 2 && version_ != 3) c.corrupt("unsupported GGUF version " + std::to_string(version_) + " (expected 2 or 3)");
+    if (version_ != 2 && version_ != 3)
+        c.corrupt("unsupported GGUF version " + std::to_string(version_) + " (expected 2 or 3)");
     uint64_t n_tensors = c.read<uint64_t>("tensor count");
     uint64_t n_kv = c.read<uint64_t>("metadata count");
     if (n_tensors > MAX_TENSORS) c.corrupt("tensor count " + std::to_string(n_tensors) + " is implausible");
@@ -170,7 +209,8 @@ void GgufFile::parse() {
     for (uint64_t k = 0; k < n_kv; ++k) {
         std::string key = c.read_string("metadata key");
         uint32_t t = c.read<uint32_t>("metadata type");
-        if (t > (uint32_t) GgufType::FLOAT64) c.corrupt("unknown metadata type " + std::to_string(t) + " for key '" + key + "'");
+        if (t > (uint32_t) GgufType::FLOAT64)
+            c.corrupt("unknown metadata type " + std::to_string(t) + " for key '" + key + "'");
         GgufValue v;
         read_value(c, (GgufType) t, v, 0, key);
         if (kv_.count(key)) c.corrupt("duplicate metadata key '" + key + "'");
@@ -182,10 +222,12 @@ void GgufFile::parse() {
         GgufTensorInfo & t = tensors_[k];
         t.name = c.read_string("tensor name");
         t.n_dims = c.read<uint32_t>("tensor dims");
-        if (t.n_dims < 1 || t.n_dims > 4) c.corrupt("tensor '" + t.name + "' has " + std::to_string(t.n_dims) + " dimensions");
+        if (t.n_dims < 1 || t.n_dims > 4)
+            c.corrupt("tensor '" + t.name + "' has " + std::to_string(t.n_dims) + " dimensions");
         for (uint32_t d = 0; d < t.n_dims; ++d) {
             int64_t ne = c.read<int64_t>("tensor shape");
-            if (ne <= 0 || ne > (int64_t) 1 << 32) c.corrupt("tensor '" + t.name + "' has dimension " + std::to_string(ne));
+            if (ne <= 0 || ne > (int64_t) 1 << 32)
+                c.corrupt("tensor '" + t.name + "' has dimension " + std::to_string(ne));
             t.ne[d] = ne;
         }
         t.type = c.read<uint32_t>("tensor type");
@@ -195,7 +237,8 @@ void GgufFile::parse() {
     }
 
     int64_t alignment = get_int("general.alignment", 32);
-    if (alignment <= 0 || alignment > 1 << 20 || (alignment & (alignment - 1)) != 0) c.corrupt("general.alignment " + std::to_string(alignment) + " is not a power of two");
+    if (alignment <= 0 || alignment > 1 << 20 || (alignment & (alignment - 1)) != 0)
+        c.corrupt("general.alignment " + std::to_string(alignment) + " is not a power of two");
     uint64_t header_end = (uint64_t) (c.p - base_);
     uint64_t data_start = (header_end + alignment - 1) / alignment * alignment;
     if (!tensors_.empty() && data_start > size_) c.corrupt("truncated before the tensor data section");
@@ -211,7 +254,9 @@ void GgufFile::parse() {
         // Unsupported types are reported when a tensor is used, with the tensor's name (model_loader.cpp).
         if (!ggml_type_supported(t.type)) continue;
         int64_t bs = ggml_block_size(t.type);
-        if (t.ne[0] % bs != 0) c.corrupt("tensor '" + t.name + "' row of " + std::to_string(t.ne[0]) + " elements is not a multiple of its block size " + std::to_string(bs));
+        if (t.ne[0] % bs != 0)
+            c.corrupt("tensor '" + t.name + "' row of " + std::to_string(t.ne[0]) +
+                      " elements is not a multiple of its block size " + std::to_string(bs));
         t.n_bytes = ggml_row_bytes(t.type, t.ne[0]) * (uint64_t) (n / t.ne[0]);
         if (t.offset % (uint64_t) alignment != 0) c.corrupt("tensor '" + t.name + "' offset is not aligned");
         if (t.offset > size_ - data_start || t.n_bytes > size_ - data_start - t.offset)
@@ -262,7 +307,8 @@ std::vector<std::string> GgufFile::get_string_array(const std::string & key) con
     const GgufValue * v = find(key);
     std::vector<std::string> out;
     if (!v) return out;
-    if (v->type != GgufType::ARRAY || v->array_type != GgufType::STRING) fail(ErrorCode::MODEL_CORRUPT, type_error(path_, key, "an array of strings"));
+    if (v->type != GgufType::ARRAY || v->array_type != GgufType::STRING)
+        fail(ErrorCode::MODEL_CORRUPT, type_error(path_, key, "an array of strings"));
     out.reserve(v->items.size());
     for (const GgufValue & it : v->items) out.push_back(it.str);
     return out;

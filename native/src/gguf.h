@@ -13,8 +13,19 @@
 namespace tl {
 
 enum class GgufType : uint32_t {
-    UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7,
-    STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+    UINT8 = 0,
+    INT8 = 1,
+    UINT16 = 2,
+    INT16 = 3,
+    UINT32 = 4,
+    INT32 = 5,
+    FLOAT32 = 6,
+    BOOL = 7,
+    STRING = 8,
+    ARRAY = 9,
+    UINT64 = 10,
+    INT64 = 11,
+    FLOAT64 = 12,
 };
 
 // ggml tensor types we know by id (only some are loadable: see tensor_convert.h).
@@ -25,8 +36,8 @@ enum class GgmlType : uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6,
 struct GgufValue {
     GgufType type = GgufType::UINT8;
     GgufType array_type = GgufType::UINT8;
-    int64_t i = 0;       // integer value (uint64 above INT64_MAX is clamped: GGUF metadata never needs it)
-    double f = 0.0;      // numeric value as double
+    int64_t i = 0;  // integer value (uint64 above INT64_MAX is clamped: GGUF metadata never needs it)
+    double f = 0.0; // numeric value as double
     std::string str;
     std::vector<GgufValue> items;
 
@@ -84,7 +95,7 @@ private:
     int fd_ = -1;
     const uint8_t * base_ = nullptr;
     size_t size_ = 0;
-    bool mapped_ = false; // base_ is our mmap (file constructor), not the caller's buffer
+    bool mapped_ = false;  // base_ is our mmap (file constructor), not the caller's buffer
     int64_t mtime_ns_ = 0; // st_mtim when mapped, for check_unchanged()
     uint32_t version_ = 0;
     std::map<std::string, GgufValue> kv_;

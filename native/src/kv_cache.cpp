@@ -48,15 +48,25 @@ const char * kv_dtype_name(KvDtype t) {
 }
 
 bool parse_kv_dtype(const std::string & s, KvDtype * out) {
-    if (s == "f32") { *out = KvDtype::F32; return true; }
-    if (s == "f16") { *out = KvDtype::F16; return true; }
-    if (s == "int8") { *out = KvDtype::I8; return true; }
+    if (s == "f32") {
+        *out = KvDtype::F32;
+        return true;
+    }
+    if (s == "f16") {
+        *out = KvDtype::F16;
+        return true;
+    }
+    if (s == "int8") {
+        *out = KvDtype::I8;
+        return true;
+    }
     return false;
 }
 
-KvStorage::KvStorage(int32_t n_layers, int32_t n_blocks, int32_t block_size, int32_t n_kv_heads_local, int32_t head_dim, KvDtype dtype)
-    : n_layers_(n_layers), n_blocks_(n_blocks), block_size_(block_size), n_heads_(n_kv_heads_local), head_dim_(head_dim),
-      row_(n_kv_heads_local * head_dim), dtype_(dtype) {
+KvStorage::KvStorage(int32_t n_layers, int32_t n_blocks, int32_t block_size, int32_t n_kv_heads_local, int32_t head_dim,
+                     KvDtype dtype)
+    : n_layers_(n_layers), n_blocks_(n_blocks), block_size_(block_size), n_heads_(n_kv_heads_local),
+      head_dim_(head_dim), row_(n_kv_heads_local * head_dim), dtype_(dtype) {
     const size_t rows = (size_t) n_layers * n_blocks * block_size;
     const size_t elem = dtype == KvDtype::F32 ? 4 : dtype == KvDtype::F16 ? 2 : 1;
     k_.allocate(rows * row_ * elem);
@@ -77,7 +87,10 @@ void KvStorage::write(int32_t layer, int32_t block, int32_t slot, const float * 
         case KvDtype::F16: {
             uint16_t * kd = reinterpret_cast<uint16_t *>(k_.data()) + r * row_;
             uint16_t * vd = reinterpret_cast<uint16_t *>(v_.data()) + r * row_;
-            for (int32_t i = 0; i < row_; ++i) { kd[i] = f32_to_fp16(k[i]); vd[i] = f32_to_fp16(v[i]); }
+            for (int32_t i = 0; i < row_; ++i) {
+                kd[i] = f32_to_fp16(k[i]);
+                vd[i] = f32_to_fp16(v[i]);
+            }
             return;
         }
         case KvDtype::I8: {
@@ -91,7 +104,8 @@ void KvStorage::write(int32_t layer, int32_t block, int32_t slot, const float * 
                     for (int32_t i = 0; i < head_dim_; ++i) amax = std::max(amax, std::fabs(x[i]));
                     float scale = amax / 127.0f, inv = scale > 0 ? 1.0f / scale : 0.0f;
                     s[h] = scale;
-                    for (int32_t i = 0; i < head_dim_; ++i) d[(size_t) h * head_dim_ + i] = (int8_t) std::lrintf(x[i] * inv);
+                    for (int32_t i = 0; i < head_dim_; ++i)
+                        d[(size_t) h * head_dim_ + i] = (int8_t) std::lrintf(x[i] * inv);
                 }
             };
             quant(k, k_, k_scale_);
@@ -112,7 +126,9 @@ void KvStorage::attend(int32_t layer, const int32_t * block_table, int32_t n_ctx
         size_t r = row_of(j);
         float s;
         switch (dtype_) {
-            case KvDtype::F32: s = dot_f32(q, reinterpret_cast<const float *>(k_.data()) + r * row_ + (size_t) kv_head * hd, hd); break;
+            case KvDtype::F32:
+                s = dot_f32(q, reinterpret_cast<const float *>(k_.data()) + r * row_ + (size_t) kv_head * hd, hd);
+                break;
             case KvDtype::F16:
                 widen_f16(reinterpret_cast<const uint16_t *>(k_.data()) + r * row_ + (size_t) kv_head * hd, wide, hd);
                 s = dot_f32(q, wide, hd);
@@ -125,14 +141,19 @@ void KvStorage::attend(int32_t layer, const int32_t * block_table, int32_t n_ctx
         mx = std::max(mx, scratch[j]);
     }
     float sum = 0.0f;
-    for (int32_t j = 0; j < n_ctx; ++j) { scratch[j] = std::exp(scratch[j] - mx); sum += scratch[j]; }
+    for (int32_t j = 0; j < n_ctx; ++j) {
+        scratch[j] = std::exp(scratch[j] - mx);
+        sum += scratch[j];
+    }
     const float inv = 1.0f / sum;
     std::fill(out, out + hd, 0.0f);
     for (int32_t j = 0; j < n_ctx; ++j) {
         size_t r = row_of(j);
         float p = scratch[j] * inv;
         switch (dtype_) {
-            case KvDtype::F32: axpy_f32(out, reinterpret_cast<const float *>(v_.data()) + r * row_ + (size_t) kv_head * hd, p, hd); break;
+            case KvDtype::F32:
+                axpy_f32(out, reinterpret_cast<const float *>(v_.data()) + r * row_ + (size_t) kv_head * hd, p, hd);
+                break;
             case KvDtype::F16:
                 widen_f16(reinterpret_cast<const uint16_t *>(v_.data()) + r * row_ + (size_t) kv_head * hd, wide, hd);
                 axpy_f32(out, wide, p, hd);

@@ -18,7 +18,8 @@ bool parse_kv_dtype(const std::string & s, KvDtype * out);
 
 class KvStorage {
 public:
-    KvStorage(int32_t n_layers, int32_t n_blocks, int32_t block_size, int32_t n_kv_heads_local, int32_t head_dim, KvDtype dtype);
+    KvStorage(int32_t n_layers, int32_t n_blocks, int32_t block_size, int32_t n_kv_heads_local, int32_t head_dim,
+              KvDtype dtype);
 
     KvDtype dtype() const { return dtype_; }
     size_t bytes() const { return k_.size + v_.size + k_scale_.size + v_scale_.size; }
@@ -28,8 +29,8 @@ public:
 
     // Attention of one query head over positions [0, n_ctx) of a sequence whose blocks are `block_table`:
     // out[head_dim] = sum_j softmax_j(q . k_j * scale) v_j, using KV head `kv_head`. scratch: float[n_ctx].
-    void attend(int32_t layer, const int32_t * block_table, int32_t n_ctx, int32_t kv_head, const float * q, float scale,
-                float * out, float * scratch) const;
+    void attend(int32_t layer, const int32_t * block_table, int32_t n_ctx, int32_t kv_head, const float * q,
+                float scale, float * out, float * scratch) const;
 
 private:
     int32_t n_layers_, n_blocks_, block_size_, n_heads_, head_dim_, row_;

@@ -35,15 +35,16 @@ void swiglu(float * gate, const float * up, int64_t n) {
 
 } // namespace
 
-RankState::RankState(int rank_, int n_ranks_, const ModelHParams & hp_, const ModelLayout & layout_, const SharedWeights & shared_,
-                     Communicator & comm_, ShardWeights shard_)
+RankState::RankState(int rank_, int n_ranks_, const ModelHParams & hp_, const ModelLayout & layout_,
+                     const SharedWeights & shared_, Communicator & comm_, ShardWeights shard_)
     : rank(rank_), n_ranks(n_ranks_), hp(hp_), layout(layout_), shared(shared_), kernels(cpu_kernels()), comm(comm_),
       shard(std::move(shard_)), pool(layout_.threads_per_rank),
       kv(hp_.n_layers, layout_.kv_blocks, layout_.kv_block_size, shard.n_kv_heads, hp_.head_dim, layout_.kv_dtype) {}
 
 size_t RankState::scratch_bytes() const {
-    size_t n = x.capacity() + xn.capacity() + q.capacity() + k.capacity() + v.capacity() + att.capacity() + gate.capacity() +
-               up.capacity() + partial.capacity() + scores.capacity() + rope_cos.capacity() + rope_sin.capacity();
+    size_t n = x.capacity() + xn.capacity() + q.capacity() + k.capacity() + v.capacity() + att.capacity() +
+               gate.capacity() + up.capacity() + partial.capacity() + scores.capacity() + rope_cos.capacity() +
+               rope_sin.capacity();
     return n * sizeof(float) + xq.q.size + xq.scales.size + xq.sums.size;
 }
 
@@ -67,9 +68,14 @@ namespace layers {
 void reserve(RankState & rs, const ForwardBatch & b) {
     const size_t n = (size_t) b.n, dim = (size_t) rs.hp.dim, hd = (size_t) rs.hp.head_dim;
     const size_t q_loc = rs.shard.n_heads * hd, kv_loc = rs.shard.n_kv_heads * hd, ffn = rs.shard.ffn;
-    rs.x.resize(n * dim); rs.xn.resize(n * dim);
-    rs.q.resize(n * q_loc); rs.k.resize(n * kv_loc); rs.v.resize(n * kv_loc);
-    rs.att.resize(n * q_loc); rs.gate.resize(n * ffn); rs.up.resize(n * ffn);
+    rs.x.resize(n * dim);
+    rs.xn.resize(n * dim);
+    rs.q.resize(n * q_loc);
+    rs.k.resize(n * kv_loc);
+    rs.v.resize(n * kv_loc);
+    rs.att.resize(n * q_loc);
+    rs.gate.resize(n * ffn);
+    rs.up.resize(n * ffn);
     rs.partial.resize(n * dim);
     rs.scores.resize((size_t) rs.pool.size() * b.max_ctx);
 }
@@ -79,14 +85,16 @@ void embed(RankState & rs, const ForwardBatch & b) {
     const int dim = rs.hp.dim;
     int t = 0;
     for (const BatchEntry & e : b.entries)
-        for (int i = 0; i < e.n_tokens; ++i, ++t) qmatrix_get_row(rs.shared.tok_embd, e.tokens[i], rs.x.data() + (size_t) t * dim);
+        for (int i = 0; i < e.n_tokens; ++i, ++t)
+            qmatrix_get_row(rs.shared.tok_embd, e.tokens[i], rs.x.data() + (size_t) t * dim);
     rs.times.embed += seconds_since(t0);
 }
 
 void rope_tables(RankState & rs, const ForwardBatch & b) {
     auto t0 = Clock::now();
     const int n_pairs = rs.hp.rope_dim / 2;
-    rs.rope_cos.resize((size_t) b.n * n_pairs); rs.rope_sin.resize((size_t) b.n * n_pairs);
+    rs.rope_cos.resize((size_t) b.n * n_pairs);
+    rs.rope_sin.resize((size_t) b.n * n_pairs);
     for (int t = 0; t < b.n; ++t) {
         for (int i = 0; i < n_pairs; ++i) {
             double a = b.tok_pos[t] * std::pow((double) rs.hp.rope_theta, -2.0 * i / rs.hp.rope_dim);
@@ -100,12 +108,13 @@ void rope_tables(RankState & rs, const ForwardBatch & b) {
 void rms_norm(RankState & rs, float * out, const float * in, const std::vector<float> & weight, int n) {
     auto t0 = Clock::now();
     const int dim = rs.hp.dim;
-    for (int t = 0; t < n; ++t) rmsnorm_row(out + (size_t) t * dim, in + (size_t) t * dim, weight.data(), dim, rs.hp.rms_eps);
+    for (int t = 0; t < n; ++t)
+        rmsnorm_row(out + (size_t) t * dim, in + (size_t) t * dim, weight.data(), dim, rs.hp.rms_eps);
     rs.times.norm += seconds_since(t0);
 }
 
-void matmuls(RankState & rs, const float * x, int n, int64_t cols, std::initializer_list<std::pair<const QMatrix *, float *>> outs,
-             int64_t y_stride) {
+void matmuls(RankState & rs, const float * x, int n, int64_t cols,
+             std::initializer_list<std::pair<const QMatrix *, float *>> outs, int64_t y_stride) {
     auto t0 = Clock::now();
     const QActs * xq = nullptr;
     for (auto & [m, y] : outs) {
@@ -148,7 +157,8 @@ void rope_and_cache(RankState & rs, const ForwardBatch & b, int l) {
         rotate(rs.k.data() + (size_t) t * kv_loc, S.n_kv_heads);
         const BatchEntry & e = b.entries[b.tok_entry[t]];
         const int pos = b.tok_pos[t];
-        rs.kv.write(l, e.block_table[pos / bs], pos % bs, rs.k.data() + (size_t) t * kv_loc, rs.v.data() + (size_t) t * kv_loc);
+        rs.kv.write(l, e.block_table[pos / bs], pos % bs, rs.k.data() + (size_t) t * kv_loc,
+                    rs.v.data() + (size_t) t * kv_loc);
     }
     rs.times.rope += seconds_since(t0);
 }
@@ -165,7 +175,8 @@ void causal_attention(RankState & rs, const ForwardBatch & b, int l) {
         for (int64_t it = items * idx / nth; it < items * (idx + 1) / nth; ++it) {
             int t = (int) (it / S.n_heads), h = (int) (it % S.n_heads);
             const BatchEntry & e = b.entries[b.tok_entry[t]];
-            rs.kv.attend(l, e.block_table, b.tok_pos[t] + 1, h / group, rs.q.data() + (size_t) t * q_loc + (size_t) h * hd, att_scale,
+            rs.kv.attend(l, e.block_table, b.tok_pos[t] + 1, h / group,
+                         rs.q.data() + (size_t) t * q_loc + (size_t) h * hd, att_scale,
                          rs.att.data() + (size_t) t * q_loc + (size_t) h * hd, sc);
         }
     });
@@ -211,7 +222,8 @@ void output_head(RankState & rs, const ForwardBatch & b, const std::vector<float
     for (const BatchEntry & e : b.entries) {
         for (int i = 0; i < e.n_tokens; ++i, ++t) {
             if (e.want_logits && (e.all_logits || i == e.n_tokens - 1)) {
-                rmsnorm_row(rs.xn.data() + (size_t) rows * dim, rs.x.data() + (size_t) t * dim, norm.data(), dim, rs.hp.rms_eps);
+                rmsnorm_row(rs.xn.data() + (size_t) rows * dim, rs.x.data() + (size_t) t * dim, norm.data(), dim,
+                            rs.hp.rms_eps);
                 ++rows;
             }
         }

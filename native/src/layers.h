@@ -58,8 +58,8 @@ void rope_tables(RankState & rs, const ForwardBatch & b);
 void rms_norm(RankState & rs, float * out, const float * in, const std::vector<float> & weight, int n);
 // Several products of one input [n x cols] in one parallel region (the input quantized once when a weight is
 // integer). y_stride 0: each output is [n][rows], else rows are written at that stride.
-void matmuls(RankState & rs, const float * x, int n, int64_t cols, std::initializer_list<std::pair<const QMatrix *, float *>> outs,
-             int64_t y_stride = 0);
+void matmuls(RankState & rs, const float * x, int n, int64_t cols,
+             std::initializer_list<std::pair<const QMatrix *, float *>> outs, int64_t y_stride = 0);
 // Rotates q and k of every token by its RoPE angles (adjacent pairs, as GGUF llama files expect) and writes k and v
 // into the paged cache of layer `l`.
 void rope_and_cache(RankState & rs, const ForwardBatch & b, int l);

@@ -14,10 +14,16 @@ namespace {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
-uint64_t sum_words(const uint64_t * p, size_t n) {
+uint64_t
+sum_words(const uint64_t * p, size_t n) {
     // Four independent accumulators so the loop is bound by loads, not by the add chain.
     uint64_t a = 0, b = 0, c = 0, d = 0;
-    for (size_t i = 0; i + 4 <= n; i += 4) { a ^= p[i]; b ^= p[i + 1]; c ^= p[i + 2]; d ^= p[i + 3]; }
+    for (size_t i = 0; i + 4 <= n; i += 4) {
+        a ^= p[i];
+        b ^= p[i + 1];
+        c ^= p[i + 2];
+        d ^= p[i + 3];
+    }
     return a ^ b ^ c ^ d;
 }
 } // namespace

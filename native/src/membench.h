@@ -6,4 +6,4 @@
 namespace tl {
 // Returns GB/s (1e9 bytes per second), best of `repeats` passes over a buffer of `bytes`.
 double measure_read_bandwidth(int threads, size_t bytes, int repeats);
-}
+} // namespace tl

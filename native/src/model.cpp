@@ -28,11 +28,16 @@ const char * weights_policy_name(WeightsPolicy p) {
 }
 
 bool parse_weights_policy(const std::string & s, WeightsPolicy * out) {
-    static const std::pair<const char *, WeightsPolicy> names[] = {
-        {"f32", WeightsPolicy::F32}, {"bf16", WeightsPolicy::BF16}, {"int8", WeightsPolicy::INT8},
-        {"int4", WeightsPolicy::INT4}, {"mixed", WeightsPolicy::MIXED}};
+    static const std::pair<const char *, WeightsPolicy> names[] = {{"f32", WeightsPolicy::F32},
+                                                                   {"bf16", WeightsPolicy::BF16},
+                                                                   {"int8", WeightsPolicy::INT8},
+                                                                   {"int4", WeightsPolicy::INT4},
+                                                                   {"mixed", WeightsPolicy::MIXED}};
     for (auto & [name, p] : names) {
-        if (s == name) { *out = p; return true; }
+        if (s == name) {
+            *out = p;
+            return true;
+        }
     }
     return false;
 }
@@ -42,7 +47,8 @@ Model::Model(const Architecture & arch, ModelHParams hp, ModelWeights weights, M
     const int n = (int) weights.shards.size();
     comm_ = std::make_unique<SharedMemoryCommunicator>(n, layout_.allreduce_delay_us);
     for (int r = 0; r < n; ++r)
-        ranks_.push_back(std::make_unique<RankState>(r, n, hp_, layout_, shared_, *comm_, std::move(weights.shards[r])));
+        ranks_.push_back(
+            std::make_unique<RankState>(r, n, hp_, layout_, shared_, *comm_, std::move(weights.shards[r])));
     rank_threads_ = std::make_unique<RankThreads>(n);
 }
 
@@ -50,10 +56,13 @@ Model::~Model() = default;
 
 std::vector<std::pair<std::string, size_t>> Model::weight_bytes() const {
     std::map<std::string, size_t> by;
-    auto add = [&](const QMatrix & m) { if (m.rows) by[weight_type_name(m.type)] += m.bytes(); };
+    auto add = [&](const QMatrix & m) {
+        if (m.rows) by[weight_type_name(m.type)] += m.bytes();
+    };
     add(shared_.tok_embd);
     size_t norms = shared_.output_norm.size() * sizeof(float);
-    for (size_t l = 0; l < shared_.attn_norm.size(); ++l) norms += (shared_.attn_norm[l].size() + shared_.ffn_norm[l].size()) * sizeof(float);
+    for (size_t l = 0; l < shared_.attn_norm.size(); ++l)
+        norms += (shared_.attn_norm[l].size() + shared_.ffn_norm[l].size()) * sizeof(float);
     by["f32"] += norms;
     for (const auto & r : ranks_) {
         if (!r->shard.output_is_tok_embd) add(r->shard.output);
@@ -84,8 +93,13 @@ size_t Model::scratch_bytes() const {
 ModelTimes Model::times() const {
     ModelTimes t;
     for (const auto & r : ranks_) {
-        t.matmul += r->times.matmul; t.attention += r->times.attention; t.norm += r->times.norm; t.rope += r->times.rope;
-        t.ffn_act += r->times.ffn_act; t.embed += r->times.embed; t.output += r->times.output;
+        t.matmul += r->times.matmul;
+        t.attention += r->times.attention;
+        t.norm += r->times.norm;
+        t.rope += r->times.rope;
+        t.ffn_act += r->times.ffn_act;
+        t.embed += r->times.embed;
+        t.output += r->times.output;
         t.rank_busy.push_back(r->busy);
         t.rank_allreduce.push_back(r->allreduce);
         t.allreduces += r->times.allreduces;

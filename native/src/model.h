@@ -33,7 +33,7 @@ struct RankState;
 
 // Hyperparameters, read from the GGUF metadata by the architecture.
 struct ModelHParams {
-    std::string arch;         // general.architecture (also the prefix of its metadata keys)
+    std::string arch; // general.architecture (also the prefix of its metadata keys)
     int32_t n_vocab = 0;
     int32_t dim = 0;
     int32_t n_layers = 0;
@@ -42,7 +42,7 @@ struct ModelHParams {
     int32_t head_dim = 0;
     int32_t ffn_dim = 0;
     int32_t n_ctx_train = 0;
-    int32_t rope_dim = 0;     // dimensions rotated per head (<= head_dim)
+    int32_t rope_dim = 0; // dimensions rotated per head (<= head_dim)
     float rope_theta = 10000.0f;
     float rms_eps = 1e-5f;
     bool tied_output = false;
@@ -69,25 +69,25 @@ struct ModelLayout {
 
 // Weights every rank reads in full.
 struct SharedWeights {
-    QMatrix tok_embd;               // [n_vocab x dim]; rows decoded on lookup
-    std::vector<float> output_norm; // [dim]
+    QMatrix tok_embd;                                    // [n_vocab x dim]; rows decoded on lookup
+    std::vector<float> output_norm;                      // [dim]
     std::vector<std::vector<float>> attn_norm, ffn_norm; // [n_layers][dim]
 };
 
 // One rank's shard.
 struct ShardWeights {
     struct Layer {
-        QMatrix wq, wk, wv;         // [local heads * head_dim x dim]
-        QMatrix wo;                 // [dim x local heads * head_dim]
-        QMatrix w_gate, w_up;       // [local ffn x dim]
-        QMatrix w_down;             // [dim x local ffn]
+        QMatrix wq, wk, wv;   // [local heads * head_dim x dim]
+        QMatrix wo;           // [dim x local heads * head_dim]
+        QMatrix w_gate, w_up; // [local ffn x dim]
+        QMatrix w_down;       // [dim x local ffn]
     };
     int32_t head_begin = 0, n_heads = 0;       // query heads owned
     int32_t kv_head_begin = 0, n_kv_heads = 0; // KV heads owned
     int32_t ffn_begin = 0, ffn = 0;
     int32_t vocab_begin = 0, vocab = 0;
     std::vector<Layer> layers;
-    QMatrix output;                 // [vocab x dim] rows of the output head (a copy of tok_embd rows when tied and tp > 1)
+    QMatrix output; // [vocab x dim] rows of the output head (a copy of tok_embd rows when tied and tp > 1)
     bool output_is_tok_embd = false;
 };
 
@@ -103,8 +103,8 @@ struct BatchEntry {
     int32_t pos0 = 0;
     const int32_t * tokens = nullptr;
     int32_t n_tokens = 0;
-    bool want_logits = true;  // false: a prefill chunk that is not the prompt's last
-    bool all_logits = false;  // logits for every token (perplexity, verification) or only the last
+    bool want_logits = true; // false: a prefill chunk that is not the prompt's last
+    bool all_logits = false; // logits for every token (perplexity, verification) or only the last
 };
 
 // Seconds spent per operation (summed over ranks) and per rank. Written only by the forward pass; read racily by stats

@@ -16,7 +16,9 @@ void corrupt(const GgufFile & f, const std::string & what) {
 
 int32_t positive_int(const GgufFile & f, const std::string & key, int64_t def, int64_t max) {
     int64_t v = f.get_int(key, def);
-    if (v <= 0 || v > max) corrupt(f, "metadata '" + key + "' = " + std::to_string(v) + " is out of range (1.." + std::to_string(max) + ")");
+    if (v <= 0 || v > max)
+        corrupt(f,
+                "metadata '" + key + "' = " + std::to_string(v) + " is out of range (1.." + std::to_string(max) + ")");
     return (int32_t) v;
 }
 
@@ -33,10 +35,12 @@ const GgufTensorInfo & require_tensor(const GgufFile & f, const std::string & na
     if (!t) corrupt(f, "required tensor '" + name + "' is missing");
     if (!ggml_type_supported(t->type))
         fail(ErrorCode::UNSUPPORTED_TENSOR_TYPE, "model '" + f.path() + "': tensor '" + name + "' has type " +
-             ggml_type_name(t->type) + " (id " + std::to_string(t->type) + "); supported: F32, F16, BF16, Q8_0, Q4_0");
+                                                     ggml_type_name(t->type) + " (id " + std::to_string(t->type) +
+                                                     "); supported: F32, F16, BF16, Q8_0, Q4_0");
     bool ok = t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == 1 && t->ne[3] == 1;
-    if (!ok) corrupt(f, "tensor '" + name + "' has shape " + shape_str(*t) + ", expected [" + std::to_string(ne0) +
-                        (ne1 > 1 ? ", " + std::to_string(ne1) : "") + "] from the metadata");
+    if (!ok)
+        corrupt(f, "tensor '" + name + "' has shape " + shape_str(*t) + ", expected [" + std::to_string(ne0) +
+                       (ne1 > 1 ? ", " + std::to_string(ne1) : "") + "] from the metadata");
     return *t;
 }
 
@@ -67,7 +71,10 @@ void load_matrix(const GgufFile & f, const std::string & name, int64_t rows, int
                 std::copy(row.begin() + cr.begin, row.begin() + cr.end, buf.begin() + (r - r0) * cr.size());
             }
             for (int64_t i = 0; i < (r1 - r0) * cr.size(); ++i) {
-                if (!std::isfinite(buf[i])) { errors[idx] = "tensor '" + name + "' holds a non-finite value"; return; }
+                if (!std::isfinite(buf[i])) {
+                    errors[idx] = "tensor '" + name + "' holds a non-finite value";
+                    return;
+                }
             }
             qmatrix_set_rows(out, buf.data(), r0, r1);
         }
@@ -86,8 +93,12 @@ ModelHParams read_transformer_hparams(const GgufFile & f, const std::string & ar
     hp.n_kv_heads = positive_int(f, p + "attention.head_count_kv", hp.n_heads, 1024);
     hp.ffn_dim = positive_int(f, p + "feed_forward_length", 0, 1 << 18);
     hp.n_ctx_train = positive_int(f, p + "context_length", 2048, 1 << 20);
-    if (hp.dim % hp.n_heads != 0) corrupt(f, "embedding_length " + std::to_string(hp.dim) + " is not a multiple of head_count " + std::to_string(hp.n_heads));
-    if (hp.n_heads % hp.n_kv_heads != 0) corrupt(f, "head_count " + std::to_string(hp.n_heads) + " is not a multiple of head_count_kv " + std::to_string(hp.n_kv_heads));
+    if (hp.dim % hp.n_heads != 0)
+        corrupt(f, "embedding_length " + std::to_string(hp.dim) + " is not a multiple of head_count " +
+                       std::to_string(hp.n_heads));
+    if (hp.n_heads % hp.n_kv_heads != 0)
+        corrupt(f, "head_count " + std::to_string(hp.n_heads) + " is not a multiple of head_count_kv " +
+                       std::to_string(hp.n_kv_heads));
     hp.head_dim = hp.dim / hp.n_heads;
     hp.rope_dim = positive_int(f, p + "rope.dimension_count", hp.head_dim, hp.head_dim);
     if (hp.rope_dim % 2 != 0) corrupt(f, "rope.dimension_count must be even");
@@ -97,7 +108,9 @@ ModelHParams read_transformer_hparams(const GgufFile & f, const std::string & ar
     if (!(hp.rms_eps > 0) || !std::isfinite(hp.rms_eps)) corrupt(f, "layer_norm_rms_epsilon must be a positive number");
     const GgufTensorInfo * embd = f.find_tensor("token_embd.weight");
     if (!embd) corrupt(f, "required tensor 'token_embd.weight' is missing");
-    if (embd->ne[0] != hp.dim) corrupt(f, "tensor 'token_embd.weight' has rows of " + std::to_string(embd->ne[0]) + ", expected embedding_length " + std::to_string(hp.dim));
+    if (embd->ne[0] != hp.dim)
+        corrupt(f, "tensor 'token_embd.weight' has rows of " + std::to_string(embd->ne[0]) +
+                       ", expected embedding_length " + std::to_string(hp.dim));
     hp.n_vocab = (int32_t) embd->ne[1];
     hp.tied_output = f.find_tensor("output.weight") == nullptr;
     return hp;
@@ -119,9 +132,11 @@ void check_layout(const ModelHParams & hp, const ModelLayout & lay) {
     if (lay.tp < 1 || lay.tp > 64) invalid("tpDegree must be between 1 and 64");
     if (lay.threads_per_rank < 1 || lay.threads_per_rank > 256) invalid("threadsPerRank must be between 1 and 256");
     if (hp.n_kv_heads % lay.tp != 0)
-        invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's " + std::to_string(hp.n_kv_heads) + " KV heads");
+        invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's " + std::to_string(hp.n_kv_heads) +
+                " KV heads");
     if (hp.ffn_dim % lay.tp != 0)
-        invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's FFN width " + std::to_string(hp.ffn_dim));
+        invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's FFN width " +
+                std::to_string(hp.ffn_dim));
     if (lay.kv_block_size < 1 || lay.kv_block_size > 1024) invalid("kvBlockSizeTokens must be between 1 and 1024");
     if (lay.kv_blocks < 1) invalid("the KV cache needs at least one block");
 }

@@ -42,8 +42,8 @@ struct Range {
 // Decodes and quantizes the rows rr x columns cr part of a [rows x cols] tensor, in parallel, a band of rows per
 // thread at a time. Column-split shards take a range of rows, row-split ones a range of columns; the whole matrix is
 // the full range of both.
-void load_matrix(const GgufFile & f, const std::string & name, int64_t rows, int64_t cols, WeightType type, QMatrix & out,
-                 ThreadPool & pool, Range rr, Range cr);
+void load_matrix(const GgufFile & f, const std::string & name, int64_t rows, int64_t cols, WeightType type,
+                 QMatrix & out, ThreadPool & pool, Range rr, Range cr);
 // Rank r's part of a tp-way Megatron split: its query heads, KV heads, FFN columns and vocabulary rows.
 void assign_shard(const ModelHParams & hp, int tp, int r, ShardWeights & shard);
 

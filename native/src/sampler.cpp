@@ -23,8 +23,8 @@ bool better(const std::pair<float, int32_t> & a, const std::pair<float, int32_t>
 // exp(x) for x in [-87, 0] to ~3e-7 relative error. std::exp costs ~5 ns a call and is never vectorised; this
 // branch-free form is (at -O3), which keeps a pass over a 32k vocabulary well under 0.1 ms.
 inline float exp_core(float x) {
-    const float t = x * 1.44269504088896341f;                    // x / ln 2
-    const int32_t n = (int32_t) (t - 0.5f);                       // round to nearest (t <= 0)
+    const float t = x * 1.44269504088896341f; // x / ln 2
+    const int32_t n = (int32_t) (t - 0.5f);   // round to nearest (t <= 0)
     const float fn = (float) n;
     const float y = (x - fn * 0.693359375f) - fn * -2.12194440e-4f; // x - n ln2, ln2 split so the product is exact
     // exp(y), |y| <= ln2 / 2, by its Taylor series to degree 6 (remainder y^7/7! < 1.2e-7).
@@ -35,7 +35,7 @@ inline float exp_core(float x) {
     p = p * y + 0.5f;
     p = p * y + 1.0f;
     p = p * y + 1.0f;
-    const uint32_t bits = (uint32_t) (n + 127) << 23;            // 2^n, n in [-126, 0]
+    const uint32_t bits = (uint32_t) (n + 127) << 23; // 2^n, n in [-126, 0]
     float scale;
     std::memcpy(&scale, &bits, sizeof scale);
     return p * scale;
@@ -177,8 +177,9 @@ int32_t draw_linear(const float * weights, int32_t n, double total, double u, in
     return fallback; // rounding left r at the very end of the sum
 }
 
-size_t nucleus_buckets(const float * logits, const float * weights, int32_t n, float max_logit, float inv_t, double top_p,
-                       double * total, NucleusScratch & scratch, std::vector<std::pair<float, int32_t>> & out) {
+size_t nucleus_buckets(const float * logits, const float * weights, int32_t n, float max_logit, float inv_t,
+                       double top_p, double * total, NucleusScratch & scratch,
+                       std::vector<std::pair<float, int32_t>> & out) {
     // Histogram the mass by log-weight, find the bucket where the best-first cumulative sum crosses top_p, keep every
     // token of the buckets above it and sort only the crossing bucket. Same set as a full sort (buckets are ordered
     // by weight).
@@ -318,8 +319,8 @@ int32_t Sampler::sample_tempered(const float * logits, int32_t n_vocab, const sa
     double total = sampling::weights(logits, n_vocab, am.max_logit, inv_t, weights_.data());
     // Plain temperature sampling needs no ordering; the nucleus alone sorts only the bucket where it ends.
     if (!nucleus) return sampling::draw_linear(weights_.data(), n_vocab, total, u, am.best);
-    const size_t n_keep = sampling::nucleus_buckets(logits, weights_.data(), n_vocab, am.max_logit, inv_t, top_p, &total,
-                                                    nucleus_scratch_, candidates_);
+    const size_t n_keep = sampling::nucleus_buckets(logits, weights_.data(), n_vocab, am.max_logit, inv_t, top_p,
+                                                    &total, nucleus_scratch_, candidates_);
     return sampling::draw(candidates_, n_keep, total, u);
 }
 

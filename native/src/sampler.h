@@ -12,13 +12,13 @@ struct SamplingParams {
     int top_k = 0;            // 0 = off
     float top_p = 1.0f;       // 1 = off
     uint64_t seed = 0;
-    int n_logprobs = -1;      // -1: no logprobs; 0: logprob of the chosen token only; k>0: also the top-k alternatives
+    int n_logprobs = -1; // -1: no logprobs; 0: logprob of the chosen token only; k>0: also the top-k alternatives
 };
 
 struct TokenLogprob {
     int32_t token = -1;
-    float logprob = 0.0f;                         // log-softmax of the raw logits (temperature 1), as OpenAI reports
-    std::vector<std::pair<int32_t, float>> top;   // top alternatives, best first
+    float logprob = 0.0f;                       // log-softmax of the raw logits (temperature 1), as OpenAI reports
+    std::vector<std::pair<int32_t, float>> top; // top alternatives, best first
 };
 
 // The stages Sampler::sample() composes. Each is a plain function over its inputs (tests call them one by one);
@@ -51,8 +51,9 @@ struct NucleusScratch {
 };
 // Nucleus over the whole vocabulary without sorting it: `out` gets the nucleus candidates (weight, id) and the
 // return value is how many are kept; *total (the vocabulary's weight sum on entry) becomes the kept mass.
-size_t nucleus_buckets(const float * logits, const float * weights, int32_t n, float max_logit, float inv_t, double top_p,
-                       double * total, NucleusScratch & scratch, std::vector<std::pair<float, int32_t>> & out);
+size_t nucleus_buckets(const float * logits, const float * weights, int32_t n, float max_logit, float inv_t,
+                       double top_p, double * total, NucleusScratch & scratch,
+                       std::vector<std::pair<float, int32_t>> & out);
 // Picks from candidates[0, n) with probability proportional to their weights (summing to `total`).
 int32_t draw(const std::vector<std::pair<float, int32_t>> & candidates, size_t n, double total, double u);
 // Fills *lp: the chosen token's log-softmax of the raw logits (temperature 1) and the n_top best alternatives.

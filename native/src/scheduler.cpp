@@ -76,7 +76,10 @@ StepPlan Scheduler::plan(const SchedulerConfig & cfg, Clock::time_point now) {
             SeqState * victim = running_.back();
             p.preempted.push_back(victim);
             preempt(victim);
-            if (victim == s) { self_preempted = true; break; }
+            if (victim == s) {
+                self_preempted = true;
+                break;
+            }
         }
         if (self_preempted) break; // s was the newest: nothing after it remains
         p.seqs.push_back({s, take, s->n_computed + take == (int32_t) s->tokens.size()});
@@ -105,7 +108,8 @@ StepPlan Scheduler::plan(const SchedulerConfig & cfg, Clock::time_point now) {
     if (p.seqs.empty()) return p;
     p.n_tokens = cfg.max_batch_tokens - budget;
     p.reason = (n_seqs >= cfg.max_batch_size || budget <= 0) ? FlushReason::FULL
-             : over_threshold ? FlushReason::QUEUE_THRESHOLD : FlushReason::TIMEOUT;
+               : over_threshold                              ? FlushReason::QUEUE_THRESHOLD
+                                                             : FlushReason::TIMEOUT;
     int decode = 0;
     for (const ScheduledSeq & q : p.seqs)
         if (q.n_tokens == 1 && q.seq->n_computed >= q.seq->n_prompt) ++decode;

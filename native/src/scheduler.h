@@ -44,15 +44,15 @@ struct SchedulerConfig {
 
 // What the scheduler needs to know of a request. The engine derives its generation state from this.
 struct SeqState {
-    void * owner = nullptr;           // the engine's request that holds this state
+    void * owner = nullptr; // the engine's request that holds this state
     uint64_t id = 0;
-    std::vector<int32_t> tokens;      // prompt followed by the tokens generated so far
+    std::vector<int32_t> tokens; // prompt followed by the tokens generated so far
     int32_t n_prompt = 0;
-    int32_t n_computed = 0;           // leading tokens whose K/V are in the cache
-    std::vector<int32_t> blocks;      // block table
-    int32_t n_hashed = 0;             // leading full blocks registered in the prefix cache
-    uint64_t last_hash = 0;           // chained hash of block n_hashed - 1
-    bool use_prefix_cache = true;     // false for evaluation (every position's logits are wanted)
+    int32_t n_computed = 0;       // leading tokens whose K/V are in the cache
+    std::vector<int32_t> blocks;  // block table
+    int32_t n_hashed = 0;         // leading full blocks registered in the prefix cache
+    uint64_t last_hash = 0;       // chained hash of block n_hashed - 1
+    bool use_prefix_cache = true; // false for evaluation (every position's logits are wanted)
     bool all_logits = false;
     Clock::time_point arrival;
     bool admitted_once = false;
@@ -60,8 +60,8 @@ struct SeqState {
 
 struct ScheduledSeq {
     SeqState * seq;
-    int32_t n_tokens;                 // tokens of this step, starting at seq->n_computed
-    bool completes_prefill;           // after this step every token of seq->tokens is computed: sample next
+    int32_t n_tokens;       // tokens of this step, starting at seq->n_computed
+    bool completes_prefill; // after this step every token of seq->tokens is computed: sample next
 };
 
 struct StepPlan {

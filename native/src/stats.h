@@ -12,20 +12,21 @@
 namespace tl {
 
 // Upper bounds (le) of the latency buckets, seconds.
-constexpr std::array<double, 22> LATENCY_BUCKETS_S = {
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0};
+constexpr std::array<double, 22> LATENCY_BUCKETS_S = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                      0.025,   0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,
+                                                      10.0,    20.0,   30.0,    60.0,   120.0, 300.0};
 // Upper bounds of count buckets (batch sizes, tokens per batch or request).
 constexpr std::array<double, 15> COUNT_BUCKETS = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
 
 struct HistogramSnapshot {
-    std::vector<double> bounds;     // upper bounds; +Inf implied after the last
-    std::vector<uint64_t> counts;   // per bucket (not cumulative), bounds.size() + 1 entries
+    std::vector<double> bounds;   // upper bounds; +Inf implied after the last
+    std::vector<uint64_t> counts; // per bucket (not cumulative), bounds.size() + 1 entries
     double sum = 0;
     uint64_t count = 0;
 };
 
-template <size_t N> class Histogram {
+template <size_t N>
+class Histogram {
 public:
     explicit Histogram(const std::array<double, N> & bounds) : bounds_(bounds) {
         for (auto & c : counts_) c.store(0, std::memory_order_relaxed);
@@ -48,6 +49,7 @@ public:
         s.sum = (double) sum_nano_.load(std::memory_order_relaxed) / 1e9;
         return s;
     }
+
 private:
     std::array<double, N> bounds_;
     std::array<std::atomic<uint64_t>, N + 1> counts_;
@@ -81,10 +83,12 @@ struct EngineCounters {
     std::atomic<uint64_t> sampling_ns{0};
     std::atomic<uint64_t> reloads{0}, reconfigures{0};
 
-    LatencyHistogram queue_time{LATENCY_BUCKETS_S}, ttft{LATENCY_BUCKETS_S}, inter_token{LATENCY_BUCKETS_S}, e2e{LATENCY_BUCKETS_S};
-    CountHistogram prompt_len{COUNT_BUCKETS}, generation_len{COUNT_BUCKETS}, batch_size{COUNT_BUCKETS}, batch_tokens{COUNT_BUCKETS};
-    std::array<LatencyHistogram, N_STEP_PHASES> step_duration{LatencyHistogram{LATENCY_BUCKETS_S}, LatencyHistogram{LATENCY_BUCKETS_S},
-                                                              LatencyHistogram{LATENCY_BUCKETS_S}};
+    LatencyHistogram queue_time{LATENCY_BUCKETS_S}, ttft{LATENCY_BUCKETS_S}, inter_token{LATENCY_BUCKETS_S},
+        e2e{LATENCY_BUCKETS_S};
+    CountHistogram prompt_len{COUNT_BUCKETS}, generation_len{COUNT_BUCKETS}, batch_size{COUNT_BUCKETS},
+        batch_tokens{COUNT_BUCKETS};
+    std::array<LatencyHistogram, N_STEP_PHASES> step_duration{
+        LatencyHistogram{LATENCY_BUCKETS_S}, LatencyHistogram{LATENCY_BUCKETS_S}, LatencyHistogram{LATENCY_BUCKETS_S}};
 };
 
 } // namespace tl

@@ -10,7 +10,6 @@
 #include <unistd.h>
 #endif
 
-
 namespace tl {
 
 // How long a worker spins for the next job before it sleeps. Decode issues jobs back to back (a few tens of

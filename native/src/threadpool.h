@@ -26,7 +26,8 @@ inline void cpu_relax() {
 // Spin until `done()` holds. After a while it also yields the CPU: when cores are oversubscribed (more busy threads
 // than cores, as on a shared 2-core machine), the thread being waited for may be the one this spinner keeps off
 // the core.
-template <typename Pred> inline void spin_until(Pred done) {
+template <typename Pred>
+inline void spin_until(Pred done) {
     for (uint32_t spins = 0; !done(); ++spins) {
         cpu_relax();
         if (spins >= 4096 && (spins & 255) == 0) std::this_thread::yield();

@@ -148,14 +148,14 @@ CharClass classify(uint32_t cp) {
     if (is_unicode_space(cp)) return CharClass::SPACE;
     if (cp < 0xA0) return CharClass::OTHER; // C1 controls
     if (cp < 0xC0) {
-        if (cp == 0xAA || cp == 0xB5 || cp == 0xBA) return CharClass::LETTER; // ª µ º
+        if (cp == 0xAA || cp == 0xB5 || cp == 0xBA) return CharClass::LETTER;                              // ª µ º
         if (cp == 0xB2 || cp == 0xB3 || cp == 0xB9 || (cp >= 0xBC && cp <= 0xBE)) return CharClass::DIGIT; // ²³¹¼½¾
         return CharClass::OTHER;
     }
     if (cp == 0xD7 || cp == 0xF7) return CharClass::OTHER; // × ÷
-    if ((cp >= 0x0300 && cp <= 0x036F) ||   // combining diacritics
-        (cp >= 0x2000 && cp <= 0x206F) ||   // general punctuation (incl. ZWJ and other format chars)
-        (cp >= 0x20A0 && cp <= 0x20FF) ||   // currency, combining marks for symbols
+    if ((cp >= 0x0300 && cp <= 0x036F) ||                  // combining diacritics
+        (cp >= 0x2000 && cp <= 0x206F) ||                  // general punctuation (incl. ZWJ and other format chars)
+        (cp >= 0x20A0 && cp <= 0x20FF) ||                  // currency, combining marks for symbols
         (cp >= 0x2190 && cp <= 0x2BFF) ||   // arrows, math operators, technical, box drawing, shapes, dingbats
         (cp >= 0x3001 && cp <= 0x303F) ||   // CJK symbols and punctuation
         (cp >= 0xFE00 && cp <= 0xFE0F) ||   // variation selectors (emoji presentation)
@@ -211,8 +211,8 @@ Tokenizer Tokenizer::from_gguf(const GgufFile & file) {
         }
         if (v < 0 || v == 0xFFFFFFFFLL) return -1;
         if (v >= n_vocab) {
-            fail(ErrorCode::MODEL_CORRUPT, std::string(key) + " = " + std::to_string(v) + " is outside the vocabulary (" +
-                                               std::to_string(n_vocab) + " tokens)");
+            fail(ErrorCode::MODEL_CORRUPT, std::string(key) + " = " + std::to_string(v) +
+                                               " is outside the vocabulary (" + std::to_string(n_vocab) + " tokens)");
         }
         return (int32_t) v;
     };
@@ -233,8 +233,8 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
     if (tokens.size() > (size_t) INT32_MAX) fail(ErrorCode::MODEL_CORRUPT, "tokenizer vocabulary is too large");
     const size_t n = tokens.size();
     if (!scores.empty() && scores.size() != n) {
-        fail(ErrorCode::MODEL_CORRUPT, "tokenizer.ggml.scores has " + std::to_string(scores.size()) +
-                                           " entries for " + std::to_string(n) + " tokens");
+        fail(ErrorCode::MODEL_CORRUPT, "tokenizer.ggml.scores has " + std::to_string(scores.size()) + " entries for " +
+                                           std::to_string(n) + " tokens");
     }
     if (!token_types.empty() && token_types.size() != n) {
         fail(ErrorCode::MODEL_CORRUPT, "tokenizer.ggml.token_type has " + std::to_string(token_types.size()) +
@@ -323,8 +323,8 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
 
     // End-of-generation: EOS, plus the end-of-turn control tokens chat models emit instead of (or before) EOS.
     if (eos >= 0) t.eog_ids_.push_back(eos);
-    static const char * const eog_names[] = {"<|endoftext|>", "<|eot_id|>", "<|im_end|>", "</s>",
-                                             "<|end|>",       "<end_of_turn>"};
+    static const char * const eog_names[] = {"<|endoftext|>", "<|eot_id|>", "<|im_end|>",
+                                             "</s>",          "<|end|>",    "<end_of_turn>"};
     for (size_t i = 0; i < n; i++) {
         if (t.token_types_[i] != TT_CONTROL || (int32_t) i == eos) continue;
         for (const char * name : eog_names) {
@@ -357,8 +357,8 @@ void Tokenizer::push_byte(uint8_t b, std::vector<int32_t> & out) const {
     } else {
         char buf[8];
         snprintf(buf, sizeof buf, "0x%02X", b);
-        fail(ErrorCode::INVALID_ARGUMENT,
-             std::string("cannot encode byte ") + buf + ": the vocabulary has neither a token for it nor an unknown token");
+        fail(ErrorCode::INVALID_ARGUMENT, std::string("cannot encode byte ") + buf +
+                                              ": the vocabulary has neither a token for it nor an unknown token");
     }
 }
 
@@ -406,7 +406,8 @@ using BigramQueue = std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder
 
 // The merge loop both tokenizers share: take the best pair, skip it if either side changed since it was queued,
 // merge it into the left symbol, and queue the new pairs it forms with its neighbours (`try_add(left, right)`).
-template <typename TryAdd> void merge_best_first(std::vector<Symbol> & syms, BigramQueue & queue, TryAdd && try_add) {
+template <typename TryAdd>
+void merge_best_first(std::vector<Symbol> & syms, BigramQueue & queue, TryAdd && try_add) {
     while (!queue.empty()) {
         const Bigram bg = queue.top();
         queue.pop();
@@ -584,8 +585,8 @@ void Tokenizer::bpe_piece(const std::string & piece, std::vector<int32_t> & out)
 
 std::string Tokenizer::token_to_piece(int32_t id) const {
     if (id < 0 || id >= n_vocab()) {
-        fail(ErrorCode::INVALID_ARGUMENT,
-             "token id " + std::to_string(id) + " is outside the vocabulary (" + std::to_string(n_vocab()) + " tokens)");
+        fail(ErrorCode::INVALID_ARGUMENT, "token id " + std::to_string(id) + " is outside the vocabulary (" +
+                                              std::to_string(n_vocab()) + " tokens)");
     }
     const int32_t ty = token_types_[id];
     const std::string & text = tokens_[id];

@@ -32,8 +32,8 @@ public:
 
     TokenizerKind kind() const { return kind_; }
     int32_t n_vocab() const { return (int32_t) tokens_.size(); }
-    int32_t bos() const { return bos_; }   // -1 if none
-    int32_t eos() const { return eos_; }   // -1 if none
+    int32_t bos() const { return bos_; }              // -1 if none
+    int32_t eos() const { return eos_; }              // -1 if none
     bool add_bos_default() const { return add_bos_; } // tokenizer.ggml.add_bos_token (default true for llama)
     // True for tokens that end generation (EOS, and EOT-like control tokens if the vocabulary marks them).
     bool is_end_of_generation(int32_t id) const;
@@ -56,9 +56,9 @@ private:
     std::vector<float> scores_;
     std::vector<int32_t> token_types_; // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
     std::unordered_map<std::string, int32_t> token_to_id_; // only tokens plain text may produce (no control/byte/unk)
-    std::unordered_map<std::string, int32_t> merge_rank_; // gpt2: "left right" -> rank
-    int32_t byte_tokens_[256];                            // llama: <0xXX> ids; gpt2: the byte's mapped symbol (-1 if absent)
-    std::vector<int32_t> eog_ids_;                        // EOS plus control tokens like <|eot_id|> (small, scanned)
+    std::unordered_map<std::string, int32_t> merge_rank_;  // gpt2: "left right" -> rank
+    int32_t byte_tokens_[256];     // llama: <0xXX> ids; gpt2: the byte's mapped symbol (-1 if absent)
+    std::vector<int32_t> eog_ids_; // EOS plus control tokens like <|eot_id|> (small, scanned)
     int32_t bos_ = -1, eos_ = -1, unk_ = -1;
     bool add_bos_ = true;
     bool add_space_prefix_ = true;
@@ -68,8 +68,8 @@ private:
     // Id of a token that may appear as ordinary text (not control/unknown/unused/byte), or -1.
     int32_t text_token(const std::string & s) const;
     void push_byte(uint8_t b, std::vector<int32_t> & out) const; // byte fallback: byte token, else unk, else fail
-    void bpe_piece(const std::string & piece, std::vector<int32_t> & out) const; // gpt2: merge one pre-token
-    void append_decoded(int32_t id, bool * strip_prefix, std::string & out) const;   // one step of decode()
+    void bpe_piece(const std::string & piece, std::vector<int32_t> & out) const;   // gpt2: merge one pre-token
+    void append_decoded(int32_t id, bool * strip_prefix, std::string & out) const; // one step of decode()
 };
 
 } // namespace tl

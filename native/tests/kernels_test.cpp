@@ -30,16 +30,16 @@
 using namespace tl;
 
 static int g_failures = 0;
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (!(cond)) {                                                                                                 \
-            g_failures++;                                                                                              \
-            if (g_failures < 30) {                                                                                     \
-                std::printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                     \
-                std::printf(__VA_ARGS__);                                                                              \
-                std::printf("\n");                                                                                     \
-            }                                                                                                          \
-        }                                                                                                              \
+#define CHECK(cond, ...)                                         \
+    do {                                                         \
+        if (!(cond)) {                                           \
+            g_failures++;                                        \
+            if (g_failures < 30) {                               \
+                std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+                std::printf(__VA_ARGS__);                        \
+                std::printf("\n");                               \
+            }                                                    \
+        }                                                        \
     } while (0)
 
 static double now_s() {
@@ -97,14 +97,19 @@ static void test_formats() {
             qmatrix_get_row(m, r, row.data());
             float amax = 0;
             for (int64_t c = 0; c < cols; c++) amax = std::fmax(amax, std::fabs(src[r * cols + c]));
-            for (int64_t c = 0; c < cols; c++) max_rel = std::fmax(max_rel, std::fabs(row[c] - src[r * cols + c]) / amax);
+            for (int64_t c = 0; c < cols; c++)
+                max_rel = std::fmax(max_rel, std::fabs(row[c] - src[r * cols + c]) / amax);
         }
         // I4: |err| <= d/2 = amax/14 with absmax/7, but Q4_0's scale (max/-8) can clip the opposite sign at 7/8 amax
-        double tol = t == WeightType::F32 ? 0 : t == WeightType::BF16 ? 1.0 / 256 : t == WeightType::I8 ? 1.0 / 254 * 1.01 : 1.0 / 8 * 1.01;
+        double tol = t == WeightType::F32    ? 0
+                     : t == WeightType::BF16 ? 1.0 / 256
+                     : t == WeightType::I8   ? 1.0 / 254 * 1.01
+                                             : 1.0 / 8 * 1.01;
         CHECK(max_rel <= tol, "%s round trip max rel err %g > %g", weight_type_name(t), max_rel, tol);
         if (t == WeightType::I8) // padding bytes are the zero point, i.e. value 0
             for (int64_t r = 0; r < rows; r++)
-                for (int64_t c = cols; c < m.cols_padded; c++) CHECK(m.data.data()[r * m.row_bytes() + c] == 128, "I8 pad");
+                for (int64_t c = cols; c < m.cols_padded; c++)
+                    CHECK(m.data.data()[r * m.row_bytes() + c] == 128, "I8 pad");
         if (t == WeightType::I4)
             for (int64_t r = 0; r < rows; r++) {
                 const uint8_t * g = m.data.data() + r * m.row_bytes() + 5 * 16; // last group: elements 160..191
@@ -152,7 +157,9 @@ static void test_matmul_vs_scalar() {
     const int ns[] = {1, 2, 3, 4, 5, 7, 8, 16};
     const int64_t colss[] = {32, 64, 172, 256, 2048, 5632};
     const int64_t rows = 45;
-    struct Range { int64_t b, e; };
+    struct Range {
+        int64_t b, e;
+    };
     const Range ranges[] = {{0, 45}, {3, 42}, {5, 6}, {1, 8}, {38, 45}};
     auto sets = kernel_sets();
     int n_cases = 0;
@@ -182,8 +189,8 @@ static void test_matmul_vs_scalar() {
                         for (int tt = 0; tt < n; tt++)
                             for (int64_t r = 0; r < ys; r++)
                                 if ((r < rg.b || r >= rg.e) && y[tt * ys + r] != -777.0f) outside_ok = false;
-                        CHECK(outside_ok, "%s %s n=%d cols=%lld: wrote outside [%lld,%lld)", k->name, weight_type_name(t), n,
-                              (long long) cols, (long long) rg.b, (long long) rg.e);
+                        CHECK(outside_ok, "%s %s n=%d cols=%lld: wrote outside [%lld,%lld)", k->name,
+                              weight_type_name(t), n, (long long) cols, (long long) rg.b, (long long) rg.e);
                         std::vector<float> a, b;
                         for (int tt = 0; tt < n; tt++)
                             for (int64_t r = rg.b; r < rg.e; r++) {
@@ -193,10 +200,11 @@ static void test_matmul_vs_scalar() {
                         double d = max_rel_diff(a.data(), b.data(), a.size());
                         worst_all = std::fmax(worst_all, d);
                         if (std::getenv("KT_VERBOSE") && d > 1e-5)
-                            std::printf("  %s %s n=%d cols=%lld rows [%lld,%lld): rel diff %g\n", k->name, weight_type_name(t), n,
-                                        (long long) cols, (long long) rg.b, (long long) rg.e, d);
-                        CHECK(d < 1e-4, "%s %s n=%d cols=%lld rows [%lld,%lld): rel diff %g", k->name, weight_type_name(t), n,
-                              (long long) cols, (long long) rg.b, (long long) rg.e, d);
+                            std::printf("  %s %s n=%d cols=%lld rows [%lld,%lld): rel diff %g\n", k->name,
+                                        weight_type_name(t), n, (long long) cols, (long long) rg.b, (long long) rg.e,
+                                        d);
+                        CHECK(d < 1e-4, "%s %s n=%d cols=%lld rows [%lld,%lld): rel diff %g", k->name,
+                              weight_type_name(t), n, (long long) cols, (long long) rg.b, (long long) rg.e, d);
                     }
                 }
             }
@@ -227,7 +235,8 @@ static void test_matmul_vs_scalar() {
             }
         }
     }
-    std::printf("matmul vs scalar: %d cases over %zu kernel sets, worst rel diff %.3g\n", n_cases, sets.size(), worst_all);
+    std::printf("matmul vs scalar: %d cases over %zu kernel sets, worst rel diff %.3g\n", n_cases, sets.size(),
+                worst_all);
 }
 
 // Concurrency: two threads on disjoint row halves give the same result as one call.
@@ -302,8 +311,12 @@ static void test_accuracy() {
         }
         double cw = ab / std::sqrt(aa * bb);
         double cy = cosine(y.data(), exact.data(), y.size());
-        std::printf("  %-5s output cosine %.6f (1-cos %.2e)   weights cosine %.6f\n", weight_type_name(t), cy, 1 - cy, cw);
-        double min_cos = t == WeightType::F32 ? 0.9999999 : t == WeightType::BF16 ? 0.99999 : t == WeightType::I8 ? 0.9998 : 0.99;
+        std::printf("  %-5s output cosine %.6f (1-cos %.2e)   weights cosine %.6f\n", weight_type_name(t), cy, 1 - cy,
+                    cw);
+        double min_cos = t == WeightType::F32    ? 0.9999999
+                         : t == WeightType::BF16 ? 0.99999
+                         : t == WeightType::I8   ? 0.9998
+                                                 : 0.99;
         CHECK(cy > min_cos, "%s cosine %f too low", weight_type_name(t), cy);
     }
     // I4 scale choice: compare weight reconstruction error of the three variants.
@@ -436,12 +449,15 @@ static double time_read(BenchMat & bm, int threads, int reps) {
 
 static void bench(size_t mb, const std::vector<std::string> & want_sets) {
     auto sets = kernel_sets();
-    struct Shape { int64_t rows, cols; };
+    struct Shape {
+        int64_t rows, cols;
+    };
     const Shape shapes[] = {{2048, 5632}, {32000, 2048}};
-    std::printf("\n== gemv n=1: weight bytes streamed (data + scales), >= %zu MB of distinct matrices per run ==\n", mb);
+    std::printf("\n== gemv n=1: weight bytes streamed (data + scales), >= %zu MB of distinct matrices per run ==\n",
+                mb);
     std::printf("(read = plain read of the same bytes in the same run; %%read = kernel / read, 1 thread)\n");
-    std::printf("%-7s %-6s %-12s %7s %8s %8s %8s %8s %6s %6s\n", "set", "format", "shape", "MB/mat", "1T GB/s", "read1T",
-                "2T GB/s", "read2T", "%read", "%of25");
+    std::printf("%-7s %-6s %-12s %7s %8s %8s %8s %8s %6s %6s\n", "set", "format", "shape", "MB/mat", "1T GB/s",
+                "read1T", "2T GB/s", "read2T", "%read", "%of25");
     for (const CpuKernels * k : sets) {
         bool want = false;
         for (auto & s : want_sets) want |= s == k->name;
@@ -462,9 +478,9 @@ static void bench(size_t mb, const std::vector<std::string> & want_sets) {
                 double g1 = total / s1 / 1e9, g2 = total / s2 / 1e9;
                 char shape[32];
                 std::snprintf(shape, sizeof shape, "%lldx%lld", (long long) sh.rows, (long long) sh.cols);
-                std::printf("%-7s %-6s %-12s %7.1f %8.2f %8.2f %8.2f %8.2f %5.0f%% %5.0f%%\n", k->name, weight_type_name(t),
-                            shape, bm.bytes_each / 1e6, g1, total / r1 / 1e9, g2, total / r2 / 1e9, s1 > 0 ? r1 / s1 * 100 : 0,
-                            g1 / 25.0 * 100);
+                std::printf("%-7s %-6s %-12s %7.1f %8.2f %8.2f %8.2f %8.2f %5.0f%% %5.0f%%\n", k->name,
+                            weight_type_name(t), shape, bm.bytes_each / 1e6, g1, total / r1 / 1e9, g2, total / r2 / 1e9,
+                            s1 > 0 ? r1 / s1 * 100 : 0, g1 / 25.0 * 100);
                 std::fflush(stdout);
             }
     }
@@ -503,7 +519,8 @@ static void bench(size_t mb, const std::vector<std::string> & want_sets) {
                 int reps = n == 16 ? 6 : 2;
                 double s1 = time_pass(*k, bm, x.data(), &xq, y.data(), n, 1, reps);
                 double s2 = time_pass(*k, bm, x.data(), &xq, y.data(), n, 2, reps);
-                std::printf("%-7s %-6s %4d %12.1f %12.1f\n", k->name, weight_type_name(t), n, flop / s1 / 1e9, flop / s2 / 1e9);
+                std::printf("%-7s %-6s %4d %12.1f %12.1f\n", k->name, weight_type_name(t), n, flop / s1 / 1e9,
+                            flop / s2 / 1e9);
                 std::fflush(stdout);
             }
         }
@@ -517,7 +534,8 @@ static void bench(size_t mb, const std::vector<std::string> & want_sets) {
             double t0 = now_s();
             qmatrix_from_f32(m, t, w.data(), rows, cols);
             double s = now_s() - t0;
-            std::printf("qmatrix_from_f32 %-5s: %.0f M weights/s (1 thread)\n", weight_type_name(t), rows * cols / s / 1e6);
+            std::printf("qmatrix_from_f32 %-5s: %.0f M weights/s (1 thread)\n", weight_type_name(t),
+                        rows * cols / s / 1e6);
         }
         QActs xq;
         auto x = gaussian(64 * cols, 1);

@@ -28,23 +28,22 @@ using namespace tl;
 static int g_failures = 0;
 static int g_checks = 0;
 
-#define CHECK(cond)                                                                     \
-    do {                                                                                \
-        g_checks++;                                                                     \
-        if (!(cond)) {                                                                  \
-            g_failures++;                                                               \
-            std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);        \
-        }                                                                               \
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        g_checks++;                                                              \
+        if (!(cond)) {                                                           \
+            g_failures++;                                                        \
+            std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                        \
     } while (0)
 
-#define CHECK_MSG(cond, msg)                                                            \
-    do {                                                                                \
-        g_checks++;                                                                     \
-        if (!(cond)) {                                                                  \
-            g_failures++;                                                               \
-            std::fprintf(stderr, "FAIL %s:%d: %s [%s]\n", __FILE__, __LINE__, #cond,    \
-                         std::string(msg).c_str());                                     \
-        }                                                                               \
+#define CHECK_MSG(cond, msg)                                                                                    \
+    do {                                                                                                        \
+        g_checks++;                                                                                             \
+        if (!(cond)) {                                                                                          \
+            g_failures++;                                                                                       \
+            std::fprintf(stderr, "FAIL %s:%d: %s [%s]\n", __FILE__, __LINE__, #cond, std::string(msg).c_str()); \
+        }                                                                                                       \
     } while (0)
 
 // Runs f and returns the EngineException code it threw, or -1 if it did not throw one.
@@ -92,7 +91,8 @@ static const std::vector<std::string> kRoundTrip = {
     "Hello, world! It's 3:45pm; (really?) [yes] {no} <maybe> \"quoted\" 'single' -- done...",
     "h\xC3\xA9llo w\xC3\xB6rld na\xC3\xAFve caf\xC3\xA9",
     "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E\xE3\x81\xAE\xE3\x83\x86\xE3\x82\xAD\xE3\x82\xB9\xE3\x83\x88",
-    "emoji \xF0\x9F\x98\x80\xF0\x9F\x8E\x89 family \xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA7!",
+    "emoji \xF0\x9F\x98\x80\xF0\x9F\x8E\x89 family "
+    "\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA7!",
     "</s> <s> <unk> <0x41> <|endoftext|>",
     "a",
     "bad utf8: \xFF\xFE \xC3 \xE2\x82 end",
@@ -165,10 +165,10 @@ static void test_llama(const std::string & path) {
     CHECK(tok.is_end_of_generation(2));
     CHECK(!tok.is_end_of_generation(1));
     CHECK(!tok.is_end_of_generation(100));
-    CHECK(tok.token_to_piece(1).empty());            // <s> is control
-    CHECK(tok.token_to_piece(2).empty());            // </s>
-    CHECK(tok.token_to_piece(3 + 0x41) == "A");      // <0x41>
-    CHECK(tok.token_to_piece(3 + 0x0A) == "\n");     // <0x0A>
+    CHECK(tok.token_to_piece(1).empty());        // <s> is control
+    CHECK(tok.token_to_piece(2).empty());        // </s>
+    CHECK(tok.token_to_piece(3 + 0x41) == "A");  // <0x41>
+    CHECK(tok.token_to_piece(3 + 0x0A) == "\n"); // <0x0A>
     CHECK(thrown_code([&] { tok.token_to_piece(512); }) == (int) ErrorCode::INVALID_ARGUMENT);
     CHECK(thrown_code([&] { tok.token_to_piece(-1); }) == (int) ErrorCode::INVALID_ARGUMENT);
 
@@ -180,7 +180,7 @@ static void test_llama(const std::string & path) {
     CHECK(!ids.empty() && ids[0] == 1);
     CHECK(ids.size() >= 3 && ids.size() <= 8);
     for (size_t i = 1; i < ids.size(); i++) CHECK(ids[i] >= 3 + 256); // no <0xXX> tokens
-    CHECK(tok.token_text(ids[1]).rfind("\xE2\x96\x81", 0) == 0);     // first word carries the "▁" prefix
+    CHECK(tok.token_text(ids[1]).rfind("\xE2\x96\x81", 0) == 0);      // first word carries the "▁" prefix
     CHECK(tok.decode(ids) == "Once upon a time");
     CHECK(tok.encode("Once upon a time", false) == std::vector<int32_t>(ids.begin() + 1, ids.end()));
 
@@ -207,7 +207,9 @@ static void test_llama(const std::string & path) {
     CHECK(has_f0);
 
     // SentencePiece cannot tell a literal "▁" from a space: it decodes as one (same as llama.cpp/sentencepiece).
-    CHECK(tok.decode(tok.encode("a\xE2\x96\x81" "b", true)) == "a b");
+    CHECK(tok.decode(tok.encode("a\xE2\x96\x81"
+                                "b",
+                                true)) == "a b");
 
     // Special-token text in the input stays text.
     for (int32_t id : tok.encode("</s><s>", false)) CHECK(id != 1 && id != 2);
@@ -220,8 +222,9 @@ static void test_llama(const std::string & path) {
 
     // Random printable ASCII + unicode: encode/decode round trip and reference agreement.
     std::mt19937 rng(42);
-    const std::vector<std::string> alphabet = {"a", "b", " ", "  ", "e", "th", "\n", ".", "'", "\xC3\xA9",
-                                               "\xF0\x9F\x98\x80", "Z", "1", "\t", "\xC3", "\xE2\x82"};
+    const std::vector<std::string> alphabet = {
+        "a", "b", " ",  "  ",   "e",       "th", "\n", ".", "'", "\xC3\xA9", "\xF0\x9F\x98\x80",
+        "Z", "1", "\t", "\xC3", "\xE2\x82"};
     for (int iter = 0; iter < 200; iter++) {
         std::string s;
         const int len = (int) (rng() % 30);
@@ -269,12 +272,25 @@ static std::string gpt2_byte_symbol(int b) {
 static void test_gpt2() {
     std::vector<std::string> tokens;
     for (int b = 0; b < 256; b++) tokens.push_back(gpt2_byte_symbol(b)); // id == byte
-    CHECK(tokens[' '] == "\xC4\xA0");   // "Ġ"
-    CHECK(tokens['\n'] == "\xC4\x8A");  // "Ċ"
+    CHECK(tokens[' '] == "\xC4\xA0");                                    // "Ġ"
+    CHECK(tokens['\n'] == "\xC4\x8A");                                   // "Ċ"
     // Merges, lowest rank first. "o Ġ" and "a 1" would cross pre-tokenizer boundaries and must never apply.
     const std::vector<std::string> merges = {
-        "h e", "l l", "he ll", "hell o", "\xC4\xA0 w", "o r", "\xC4\xA0w or", "l d", "\xC4\xA0wor ld",
-        "o \xC4\xA0", "' s", "1 2", "\xC4\xA0 \xC4\xA0", "a 1", "\xC4\xA0 1",
+        "h e",
+        "l l",
+        "he ll",
+        "hell o",
+        "\xC4\xA0 w",
+        "o r",
+        "\xC4\xA0w or",
+        "l d",
+        "\xC4\xA0wor ld",
+        "o \xC4\xA0",
+        "' s",
+        "1 2",
+        "\xC4\xA0 \xC4\xA0",
+        "a 1",
+        "\xC4\xA0 1",
     };
     std::map<std::string, int32_t> id;
     for (const std::string & m : merges) {
@@ -303,15 +319,15 @@ static void test_gpt2() {
     CHECK(tok.encode("hello world", false) == (V{id["hello"], id["\xC4\xA0world"]}));
     CHECK(tok.encode("hello world", true) == (V{id["hello"], id["\xC4\xA0world"]})); // no BOS: bos = -1
     CHECK(tok.encode("hello's", false) == (V{id["hello"], id["'s"]}));
-    CHECK(tok.encode("a1", false) == (V{'a', '1'}));                         // letters and digits split
-    CHECK(tok.encode("  world", false) == (V{G, id["\xC4\xA0world"]}));      // \s+(?!\S) leaves one space
+    CHECK(tok.encode("a1", false) == (V{'a', '1'}));                    // letters and digits split
+    CHECK(tok.encode("  world", false) == (V{G, id["\xC4\xA0world"]})); // \s+(?!\S) leaves one space
     CHECK(tok.encode("   world", false) == (V{id["\xC4\xA0\xC4\xA0"], id["\xC4\xA0world"]}));
-    CHECK(tok.encode("x 12", false) == (V{'x', G, id["12"]}));               // rank 11 "1 2" before rank 14 "Ġ 1"
-    CHECK(tok.encode("hello \n", false) == (V{id["hello"], G, '\n'}));        // trailing whitespace run
+    CHECK(tok.encode("x 12", false) == (V{'x', G, id["12"]}));         // rank 11 "1 2" before rank 14 "Ġ 1"
+    CHECK(tok.encode("hello \n", false) == (V{id["hello"], G, '\n'})); // trailing whitespace run
     CHECK(tok.encode("hello\n world", false) == (V{id["hello"], '\n', id["\xC4\xA0world"]}));
-    CHECK(tok.encode("lll", false) == (V{id["ll"], 'l'}));                   // leftmost pair first
+    CHECK(tok.encode("lll", false) == (V{id["ll"], 'l'})); // leftmost pair first
     CHECK(tok.encode("hello!!", false) == (V{id["hello"], '!', '!'}));
-    CHECK(tok.encode("<|endoftext|>", false).size() > 1);                    // text, not the control token
+    CHECK(tok.encode("<|endoftext|>", false).size() > 1); // text, not the control token
     for (int32_t t : tok.encode("<|endoftext|>", false)) CHECK(t != eot);
 
     for (const std::string & s : kRoundTrip) {
@@ -338,23 +354,44 @@ static void test_gpt2() {
 
     // Construction errors.
     const int corrupt = (int) ErrorCode::MODEL_CORRUPT;
-    CHECK(thrown_code([&] { Tokenizer::from_vocab(TokenizerKind::GPT2, tokens, {}, types, {}, -1, -1, false, false); }) == corrupt);
-    CHECK(thrown_code([&] { Tokenizer::from_vocab(TokenizerKind::GPT2, tokens, {}, types, {"hello"}, -1, -1, false, false); }) == corrupt);
-    CHECK(thrown_code([&] { Tokenizer::from_vocab(TokenizerKind::GPT2, tokens, {}, types, merges, (int32_t) tokens.size(), -1, false, false); }) == corrupt);
-    CHECK(thrown_code([&] { Tokenizer::from_vocab(TokenizerKind::GPT2, tokens, {}, types, merges, -1, -7, false, false); }) == corrupt);
-    CHECK(thrown_code([&] { Tokenizer::from_vocab(TokenizerKind::LLAMA, tokens, {1.0f, 2.0f}, {}, {}, -1, -1, true, true); }) == corrupt);
-    CHECK(thrown_code([&] { Tokenizer::from_vocab(TokenizerKind::LLAMA, tokens, {}, {1, 2}, {}, -1, -1, true, true); }) == corrupt);
-    CHECK(thrown_code([&] { Tokenizer::from_vocab(TokenizerKind::LLAMA, {}, {}, {}, {}, -1, -1, true, true); }) == corrupt);
+    CHECK(thrown_code([&] {
+              Tokenizer::from_vocab(TokenizerKind::GPT2, tokens, {}, types, {}, -1, -1, false, false);
+          }) == corrupt);
+    CHECK(thrown_code([&] {
+              Tokenizer::from_vocab(TokenizerKind::GPT2, tokens, {}, types, {"hello"}, -1, -1, false, false);
+          }) == corrupt);
+    CHECK(thrown_code([&] {
+              Tokenizer::from_vocab(TokenizerKind::GPT2, tokens, {}, types, merges, (int32_t) tokens.size(), -1, false,
+                                    false);
+          }) == corrupt);
+    CHECK(thrown_code([&] {
+              Tokenizer::from_vocab(TokenizerKind::GPT2, tokens, {}, types, merges, -1, -7, false, false);
+          }) == corrupt);
+    CHECK(thrown_code([&] {
+              Tokenizer::from_vocab(TokenizerKind::LLAMA, tokens, {1.0f, 2.0f}, {}, {}, -1, -1, true, true);
+          }) == corrupt);
+    CHECK(thrown_code([&] {
+              Tokenizer::from_vocab(TokenizerKind::LLAMA, tokens, {}, {1, 2}, {}, -1, -1, true, true);
+          }) == corrupt);
+    CHECK(thrown_code([&] { Tokenizer::from_vocab(TokenizerKind::LLAMA, {}, {}, {}, {}, -1, -1, true, true); }) ==
+          corrupt);
 }
 
 // A llama vocabulary without byte tokens or unk: an unencodable character is a clear error, not a crash.
 static void test_llama_small_vocab() {
-    std::vector<std::string> tokens = {"<s>", "</s>", "\xE2\x96\x81", "a", "b", "\xE2\x96\x81" "a", "ab"};
+    std::vector<std::string> tokens = {"<s>",
+                                       "</s>",
+                                       "\xE2\x96\x81",
+                                       "a",
+                                       "b",
+                                       "\xE2\x96\x81"
+                                       "a",
+                                       "ab"};
     std::vector<float> scores = {0, 0, 0, 0, 0, -1, -2};
     std::vector<int32_t> types = {3, 3, 1, 1, 1, 1, 1};
     Tokenizer tok = Tokenizer::from_vocab(TokenizerKind::LLAMA, tokens, scores, types, {}, 0, 1, true, true);
     using V = std::vector<int32_t>;
-    CHECK(tok.encode("ab", true) == (V{0, 5, 4}));    // "▁a" (-1) beats "ab" (-2)
+    CHECK(tok.encode("ab", true) == (V{0, 5, 4})); // "▁a" (-1) beats "ab" (-2)
     CHECK(tok.encode("b ab", false) == (V{2, 4, 5, 4}));
     CHECK(tok.decode(tok.encode("b ab", true)) == "b ab");
     CHECK(thrown_code([&] { tok.encode("c", false); }) == (int) ErrorCode::INVALID_ARGUMENT);
@@ -370,14 +407,30 @@ struct GgufWriter {
     uint64_t n_kv = 0;
     void u32(uint32_t v) { buf.append((const char *) &v, 4); }
     void u64(uint64_t v) { buf.append((const char *) &v, 8); }
-    void str(const std::string & s) { u64(s.size()); buf += s; }
-    void kv_string(const std::string & k, const std::string & v) { str(k); u32(8); str(v); n_kv++; }
+    void str(const std::string & s) {
+        u64(s.size());
+        buf += s;
+    }
+    void kv_string(const std::string & k, const std::string & v) {
+        str(k);
+        u32(8);
+        str(v);
+        n_kv++;
+    }
     void kv_strings(const std::string & k, const std::vector<std::string> & v) {
-        str(k); u32(9); u32(8); u64(v.size());
+        str(k);
+        u32(9);
+        u32(8);
+        u64(v.size());
         for (const auto & s : v) str(s);
         n_kv++;
     }
-    void kv_u32(const std::string & k, uint32_t v) { str(k); u32(4); u32(v); n_kv++; }
+    void kv_u32(const std::string & k, uint32_t v) {
+        str(k);
+        u32(4);
+        u32(v);
+        n_kv++;
+    }
     std::string file() const {
         std::string out = "GGUF";
         uint32_t ver = 3;
@@ -401,7 +454,8 @@ static int from_gguf_code(const GgufWriter & w) {
     int code = ok ? thrown_code([&] {
         GgufFile f(path);
         Tokenizer::from_gguf(f);
-    }) : -2;
+    })
+                  : -2;
     unlink(path);
     return code;
 }
@@ -447,7 +501,8 @@ static std::vector<float> random_logits(int n, uint32_t seed) {
 
 static int32_t argmax(const std::vector<float> & v) {
     int32_t b = 0;
-    for (int32_t i = 1; i < (int32_t) v.size(); i++) if (v[i] > v[b]) b = i;
+    for (int32_t i = 1; i < (int32_t) v.size(); i++)
+        if (v[i] > v[b]) b = i;
     return b;
 }
 
@@ -641,11 +696,20 @@ static void test_sampler() {
     }
     // Speed on a 32000-token vocabulary.
     {
-        struct Case { const char * name; float t; int k; float p; int lp; };
+        struct Case {
+            const char * name;
+            float t;
+            int k;
+            float p;
+            int lp;
+        };
         const Case cases[] = {
-            {"greedy", 0.0f, 0, 1.0f, -1},   {"temp 0.8", 0.8f, 0, 1.0f, -1},
-            {"top_k 40", 0.8f, 40, 1.0f, -1}, {"top_p 0.95", 0.8f, 0, 0.95f, -1},
-            {"top_k 40 + top_p 0.95", 0.8f, 40, 0.95f, -1}, {"temp 0.8 + 5 logprobs", 0.8f, 0, 1.0f, 5},
+            {"greedy", 0.0f, 0, 1.0f, -1},
+            {"temp 0.8", 0.8f, 0, 1.0f, -1},
+            {"top_k 40", 0.8f, 40, 1.0f, -1},
+            {"top_p 0.95", 0.8f, 0, 0.95f, -1},
+            {"top_k 40 + top_p 0.95", 0.8f, 40, 0.95f, -1},
+            {"temp 0.8 + 5 logprobs", 0.8f, 0, 1.0f, 5},
         };
         std::vector<std::vector<float>> inputs;
         for (int i = 0; i < 8; i++) inputs.push_back(random_logits(N, 500 + i));
@@ -694,7 +758,9 @@ static void test_sampler_stages() {
         sampling::top_k(big.data(), (int32_t) big.size(), 50, c);
         Cand full;
         for (int32_t i = 0; i < (int32_t) big.size(); i++) full.push_back({big[i], i});
-        std::sort(full.begin(), full.end(), [](const auto & a, const auto & b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+        std::sort(full.begin(), full.end(), [](const auto & a, const auto & b) {
+            return a.first > b.first || (a.first == b.first && a.second < b.second);
+        });
         full.resize(50);
         CHECK(c == full);
     }
@@ -702,7 +768,8 @@ static void test_sampler_stages() {
     {
         Cand c = {{std::log(0.5f), 0}, {std::log(0.3f), 1}, {std::log(0.2f), 2}};
         const double total = sampling::temper(c, std::log(0.5f), 1.0f);
-        CHECK(std::fabs(c[0].first - 1.0f) < 1e-6f && std::fabs(c[1].first - 0.6f) < 1e-6f && std::fabs(total - 2.0) < 1e-6);
+        CHECK(std::fabs(c[0].first - 1.0f) < 1e-6f && std::fabs(c[1].first - 0.6f) < 1e-6f &&
+              std::fabs(total - 2.0) < 1e-6);
         double t = total;
         CHECK(sampling::nucleus_prefix(c, 0.7, &t) == 2 && std::fabs(t - 1.6) < 1e-6);
         t = total;
@@ -717,7 +784,8 @@ static void test_sampler_stages() {
         CHECK(sampling::draw(c, 3, 4.0, 0.5) == 3 && sampling::draw(c, 3, 4.0, 0.99) == 9);
         CHECK(sampling::draw(c, 1, 2.0, 0.99) == 7);
         const std::vector<float> w = {0.0f, 1.0f, 3.0f};
-        CHECK(sampling::draw_linear(w.data(), 3, 4.0, 0.0, -1) == 1 && sampling::draw_linear(w.data(), 3, 4.0, 0.3, -1) == 2);
+        CHECK(sampling::draw_linear(w.data(), 3, 4.0, 0.0, -1) == 1 &&
+              sampling::draw_linear(w.data(), 3, 4.0, 0.3, -1) == 2);
         CHECK(sampling::draw_linear(w.data(), 3, 4.0, 1.0, -1) == -1);
     }
     // nucleus_buckets keeps the same set, with the same mass, as a full sort.
@@ -731,13 +799,16 @@ static void test_sampler_stages() {
         for (double top_p : {0.2, 0.9, 0.999}) {
             Cand sorted;
             for (int32_t i = 0; i < (int32_t) l.size(); i++) sorted.push_back({w[i], i});
-            std::sort(sorted.begin(), sorted.end(), [](const auto & a, const auto & b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+            std::sort(sorted.begin(), sorted.end(), [](const auto & a, const auto & b) {
+                return a.first > b.first || (a.first == b.first && a.second < b.second);
+            });
             double t_full = sum;
             const size_t n_full = sampling::nucleus_prefix(sorted, top_p, &t_full);
             sampling::NucleusScratch scratch;
             Cand out;
             double t = sum;
-            const size_t n = sampling::nucleus_buckets(l.data(), w.data(), (int32_t) l.size(), am.max_logit, inv_t, top_p, &t, scratch, out);
+            const size_t n = sampling::nucleus_buckets(l.data(), w.data(), (int32_t) l.size(), am.max_logit, inv_t,
+                                                       top_p, &t, scratch, out);
             std::vector<int32_t> a, b;
             for (size_t i = 0; i < n; i++) a.push_back(out[i].second);
             for (size_t i = 0; i < n_full; i++) b.push_back(sorted[i].second);
@@ -789,13 +860,15 @@ static void test_sampler_stages() {
                         double total = sampling::weights(b.data(), (int32_t) b.size(), am.max_logit, inv_t, w.data());
                         if (top_p < 1.0f) {
                             sampling::NucleusScratch scratch;
-                            const size_t n = sampling::nucleus_buckets(b.data(), w.data(), (int32_t) b.size(), am.max_logit, inv_t, tp, &total, scratch, c);
+                            const size_t n = sampling::nucleus_buckets(b.data(), w.data(), (int32_t) b.size(),
+                                                                       am.max_logit, inv_t, tp, &total, scratch, c);
                             want = sampling::draw(c, n, total, u);
                         } else {
                             want = sampling::draw_linear(w.data(), (int32_t) w.size(), total, u, am.best);
                         }
                     }
-                    CHECK_MSG(got == want, "k " + std::to_string(k) + " top_p " + std::to_string(top_p) + " step " + std::to_string(i));
+                    CHECK_MSG(got == want, "k " + std::to_string(k) + " top_p " + std::to_string(top_p) + " step " +
+                                               std::to_string(i));
                 }
             }
         }
@@ -832,7 +905,7 @@ static void test_stop_matcher() {
         CHECK(m.push("nd", &stopped).empty() && !stopped);
         CHECK(m.push("x", &stopped) == "</endx" && !stopped); // the partial match is released once it fails
         CHECK(m.push("</end", &stopped).empty() && !stopped);
-        CHECK(m.flush() == "</end");                          // end of generation: held text goes out
+        CHECK(m.flush() == "</end"); // end of generation: held text goes out
     }
     {
         StopMatcher m({"abc", "b"});

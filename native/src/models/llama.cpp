@@ -16,7 +16,8 @@ public:
 
     ModelHParams read_hparams(const GgufFile & f) const override { return read_transformer_hparams(f, "llama"); }
 
-    ModelWeights load(const GgufFile & f, const ModelHParams & hp, const ModelLayout & lay, ThreadPool & pool) const override {
+    ModelWeights load(const GgufFile & f, const ModelHParams & hp, const ModelLayout & lay,
+                      ThreadPool & pool) const override {
         const WeightType attn_t = weight_type_for(lay.policy, true), other_t = weight_type_for(lay.policy, false);
         const Range all_dim{0, hp.dim};
         ModelWeights w;
@@ -40,8 +41,8 @@ public:
             if (hp.tied_output && lay.tp == 1) {
                 S.output_is_tok_embd = true;
             } else {
-                load_matrix(f, hp.tied_output ? "token_embd.weight" : "output.weight", hp.n_vocab, hp.dim, other_t, S.output, pool,
-                            vocab_rows, all_dim);
+                load_matrix(f, hp.tied_output ? "token_embd.weight" : "output.weight", hp.n_vocab, hp.dim, other_t,
+                            S.output, pool, vocab_rows, all_dim);
             }
             S.layers.resize(hp.n_layers);
             for (int l = 0; l < hp.n_layers; ++l) {

@@ -27,9 +27,9 @@ struct CpuKernels {
                    int64_t row_begin, int64_t row_end);
 };
 
-const CpuKernels & cpu_kernels();                 // best available on this CPU (TL_KERNELS env can force one)
+const CpuKernels & cpu_kernels(); // best available on this CPU (TL_KERNELS env can force one)
 const CpuKernels & cpu_kernels_scalar();
-const CpuKernels * cpu_kernels_avx2();            // null if the CPU lacks AVX2+FMA
-const CpuKernels * cpu_kernels_avx512();          // null if the CPU lacks AVX-512 F/BW/VL/VNNI
+const CpuKernels * cpu_kernels_avx2();   // null if the CPU lacks AVX2+FMA
+const CpuKernels * cpu_kernels_avx512(); // null if the CPU lacks AVX-512 F/BW/VL/VNNI
 
 } // namespace tl

@@ -85,9 +85,7 @@ struct KF32 {
     }
 };
 
-inline __m256 bf16x8_to_f32(__m128i v) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
-}
+inline __m256 bf16x8_to_f32(__m128i v) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16)); }
 
 struct KBF16 {
     template <int R, int T>
@@ -183,7 +181,8 @@ struct KQ {
                     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
                     const __m256 swv = _mm256_set_m128(_mm_broadcast_ss(sw[r] + g + 1), _mm_broadcast_ss(sw[r] + g));
                     for (int t = 0; t < T; t++) {
-                        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo[t]), _mm256_maddubs_epi16(hi, ahi[t]));
+                        __m256i p =
+                            _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo[t]), _mm256_maddubs_epi16(hi, ahi[t]));
                         const __m256i d = _mm256_madd_epi16(_mm256_sub_epi16(p, bv[t]), ones16);
                         acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(swv, sav[t]), acc[r][t]);
                     }

@@ -97,9 +97,7 @@ struct KF32 {
     }
 };
 
-inline __m512 bf16x16_to_f32(__m256i v) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
-}
+inline __m512 bf16x16_to_f32(__m256i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16)); }
 
 struct KBF16 {
     template <int R, int T>
@@ -158,7 +156,8 @@ struct Q8Step2 {
                         : _mm512_loadu_si512((const void *) (ap[t] + g * QK));
             bv[t] = _mm512_sub_epi32(_mm512_setzero_si512(),
                                      _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char) 0x80), av[t]));
-            __m128 f = ONE ? _mm_maskz_loadu_ps(1, sa[t] + g) : _mm_castpd_ps(_mm_load_sd((const double *) (sa[t] + g)));
+            __m128 f =
+                ONE ? _mm_maskz_loadu_ps(1, sa[t] + g) : _mm_castpd_ps(_mm_load_sd((const double *) (sa[t] + g)));
             sav[t] = _mm512_permutexvar_ps(idx_sc, _mm512_castps128_ps512(f));
         }
         if (pf && !ONE)
@@ -166,7 +165,8 @@ struct Q8Step2 {
         for (int r = 0; r < R; r++) {
             const __m512i w = ONE ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, wp[r] + g * QK)
                                   : _mm512_loadu_si512((const void *) (wp[r] + g * QK));
-            __m128 f = ONE ? _mm_maskz_loadu_ps(1, sw[r] + g) : _mm_castpd_ps(_mm_load_sd((const double *) (sw[r] + g)));
+            __m128 f =
+                ONE ? _mm_maskz_loadu_ps(1, sw[r] + g) : _mm_castpd_ps(_mm_load_sd((const double *) (sw[r] + g)));
             const __m512 swv = _mm512_permutexvar_ps(idx_sc, _mm512_castps128_ps512(f));
             for (int t = 0; t < T; t++) {
                 const __m512i d = _mm512_dpbusd_epi32(bv[t], w, av[t]);
@@ -317,10 +317,22 @@ inline void tpos(int stage, int g, int d, int & reg, int & lane) {
     const int g0 = g & 1, g1 = (g >> 1) & 1, g2 = (g >> 2) & 1, g3 = (g >> 3) & 1;
     const int d0 = d & 1, d1 = (d >> 1) & 1, d2 = (d >> 2) & 1;
     switch (stage) {
-        case 0: reg = g >> 1; lane = g0 * 8 + d; break;
-        case 1: reg = d2 * 4 + g2 * 2 + g1; lane = g0 * 8 + g3 * 4 + d1 * 2 + d0; break;
-        case 2: reg = d2 * 4 + d1 * 2 + g1; lane = g0 * 8 + g3 * 4 + g2 * 2 + d0; break;
-        default: reg = d; lane = g; break;
+        case 0:
+            reg = g >> 1;
+            lane = g0 * 8 + d;
+            break;
+        case 1:
+            reg = d2 * 4 + g2 * 2 + g1;
+            lane = g0 * 8 + g3 * 4 + d1 * 2 + d0;
+            break;
+        case 2:
+            reg = d2 * 4 + d1 * 2 + g1;
+            lane = g0 * 8 + g3 * 4 + g2 * 2 + d0;
+            break;
+        default:
+            reg = d;
+            lane = g;
+            break;
     }
 }
 
@@ -346,8 +358,7 @@ inline void transpose_store(__m512i (&z)[8], const TIdx & ti, uint8_t * out) {
     for (int s = 0; s < 3; s++) {
         const int sb = 4 >> s;
         __m512i o[8];
-        for (int r = 0; r < 8; r++)
-            o[r] = _mm512_permutex2var_epi32(z[r & ~sb], ti.v[s][(r & sb) ? 1 : 0], z[r | sb]);
+        for (int r = 0; r < 8; r++) o[r] = _mm512_permutex2var_epi32(z[r & ~sb], ti.v[s][(r & sb) ? 1 : 0], z[r | sb]);
         for (int r = 0; r < 8; r++) z[r] = o[r];
     }
     for (int k = 0; k < 8; k++) _mm512_store_si512((void *) (out + k * 64), z[k]);
@@ -420,8 +431,8 @@ struct PackCtx {
     int64_t ys;
     // Stored (unpacked) rows to prefetch into L2 while this tile computes (the next row tile), or null.
     const uint8_t * pf_rows;
-    int64_t pf_n;          // number of rows at pf_rows
-    int64_t pf_blk_bytes;  // stored bytes per 16 groups (512 for I8, 256 for I4)
+    int64_t pf_n;         // number of rows at pf_rows
+    int64_t pf_blk_bytes; // stored bytes per 16 groups (512 for I8, 256 for I4)
 };
 
 struct KQPacked {

@@ -34,9 +34,9 @@ constexpr int ZP_I4 = 8;
 
 // I4 group quantization variants (exposed for the accuracy test).
 enum class I4Mode {
-    Q4_0 = 0,   // scale = (signed value of max magnitude) / -8, q in [-8, 7] (ggml Q4_0)
+    Q4_0 = 0,    // scale = (signed value of max magnitude) / -8, q in [-8, 7] (ggml Q4_0)
     ABSMAX7 = 1, // scale = absmax / 7, q in [-7, 7]
-    BEST = 2,   // per group, whichever of the two has the smaller squared error (the default)
+    BEST = 2,    // per group, whichever of the two has the smaller squared error (the default)
 };
 // Quantize one group of 32 floats to 16 bytes of nibbles (Q4_0 layout) and return its scale.
 float quantize_group_i4(const float * x, uint8_t * out16, I4Mode mode);

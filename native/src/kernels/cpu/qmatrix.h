@@ -36,23 +36,23 @@ struct QMatrix {
     WeightType type = WeightType::F32;
     int64_t rows = 0;
     int64_t cols = 0;
-    int64_t cols_padded = 0;  // cols rounded up to QK for I8/I4; == cols otherwise
+    int64_t cols_padded = 0; // cols rounded up to QK for I8/I4; == cols otherwise
     AlignedBuffer data;
-    AlignedBuffer scales;     // I8/I4 only: float[rows][cols_padded / QK]
+    AlignedBuffer scales; // I8/I4 only: float[rows][cols_padded / QK]
 
     int64_t n_groups() const { return cols_padded / QK; }
-    size_t row_bytes() const;  // bytes of `data` per row
+    size_t row_bytes() const; // bytes of `data` per row
     size_t bytes() const { return data.size + scales.size; }
 };
 
 // Activations quantized for I8/I4 products: int8 per group of 32 with a float scale, plus the group's sum of q
 // (needed to undo the weights' zero point: sum((w_u8 - zp) * a) = dot(w_u8, a) - zp * sum(a)).
 struct QActs {
-    int n = 0;                 // rows (tokens)
+    int n = 0; // rows (tokens)
     int64_t cols_padded = 0;
-    AlignedBuffer q;           // int8[n][cols_padded]
-    AlignedBuffer scales;      // float[n][cols_padded / QK]
-    AlignedBuffer sums;        // int32[n][cols_padded / QK]
+    AlignedBuffer q;      // int8[n][cols_padded]
+    AlignedBuffer scales; // float[n][cols_padded / QK]
+    AlignedBuffer sums;   // int32[n][cols_padded / QK]
 };
 
 } // namespace tl

@@ -118,8 +118,7 @@ float quantize_group_i4(const float * x, uint8_t * out16, I4Mode mode) {
             d = da;
         }
     }
-    for (int i = 0; i < QK / 2; i++)
-        out16[i] = (uint8_t) ((q[i] + ZP_I4) | ((q[i + QK / 2] + ZP_I4) << 4));
+    for (int i = 0; i < QK / 2; i++) out16[i] = (uint8_t) ((q[i] + ZP_I4) | ((q[i + QK / 2] + ZP_I4) << 4));
     return d;
 }
 
@@ -136,23 +135,20 @@ void qmatrix_alloc(QMatrix & out, WeightType type, int64_t rows, int64_t cols) {
     bool grouped = type == WeightType::I8 || type == WeightType::I4;
     out.cols_padded = grouped ? (cols + QK - 1) / QK * QK : cols;
     out.data.allocate((size_t) rows * out.row_bytes());
-    if (grouped)
-        out.scales.allocate((size_t) rows * (size_t) out.n_groups() * sizeof(float));
-    else
-        out.scales.allocate(0);
+    if (grouped) out.scales.allocate((size_t) rows * (size_t) out.n_groups() * sizeof(float));
+    else out.scales.allocate(0);
 }
 
 void qmatrix_set_rows(QMatrix & m, const float * src, int64_t row_begin, int64_t row_end) {
-    if (row_begin < 0 || row_end > m.rows || row_begin > row_end) fail(ErrorCode::INVALID_ARGUMENT, "qmatrix_set_rows: bad rows");
+    if (row_begin < 0 || row_end > m.rows || row_begin > row_end)
+        fail(ErrorCode::INVALID_ARGUMENT, "qmatrix_set_rows: bad rows");
     const int64_t cols = m.cols, ng = m.n_groups();
     const size_t rb = m.row_bytes();
     for (int64_t r = row_begin; r < row_end; r++) {
         const float * s = src + (r - row_begin) * cols;
         uint8_t * d = m.data.data() + (size_t) r * rb;
         switch (m.type) {
-            case WeightType::F32:
-                std::memcpy(d, s, (size_t) cols * sizeof(float));
-                break;
+            case WeightType::F32: std::memcpy(d, s, (size_t) cols * sizeof(float)); break;
             case WeightType::BF16: {
                 uint16_t * o = (uint16_t *) d;
                 for (int64_t c = 0; c < cols; c++) o[c] = kern::f32_to_bf16_rne(s[c]);
@@ -189,9 +185,7 @@ void qmatrix_get_row(const QMatrix & m, int64_t row, float * dst) {
     const int64_t cols = m.cols, ng = m.n_groups();
     const uint8_t * d = m.data.data() + (size_t) row * m.row_bytes();
     switch (m.type) {
-        case WeightType::F32:
-            std::memcpy(dst, d, (size_t) cols * sizeof(float));
-            break;
+        case WeightType::F32: std::memcpy(dst, d, (size_t) cols * sizeof(float)); break;
         case WeightType::BF16: {
             const uint16_t * s = (const uint16_t *) d;
             for (int64_t c = 0; c < cols; c++) dst[c] = kern::bf16_to_f32(s[c]);
