@@ -26,7 +26,7 @@ namespace {
 #ifdef TL_QUANT_PREFETCH_BYTES // build-time override, for tuning on another machine
 constexpr int kPrefetchBytes = TL_QUANT_PREFETCH_BYTES;
 #else
-constexpr int kPrefetchBytes = 1536;
+constexpr int kPrefetchBytes = 0;
 #endif // see dot_avx512.cpp
 
 TL_INLINE void prefetch(const void * p) {

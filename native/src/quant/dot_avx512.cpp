@@ -40,12 +40,14 @@ namespace {
 // Loops over tokens of a tile, registers of a super-block, etc. have constant trip counts and must be unrolled so
 // that their vectors live in registers; -O2 does not unroll them by itself, hence the "#pragma GCC unroll"s.
 
-// Decode streams W from DRAM; the hardware prefetcher follows one sequential stream but not far enough ahead to
-// keep a core's share of the bandwidth busy. Touch the line this many bytes ahead once per iteration.
+// Software prefetch distance for the weight stream (0 = none). Rows are contiguous, so decode is one sequential
+// stream that the hardware prefetcher follows; on the Zen 4 this was tuned on, prefetching 512 / 1536 / 3072 bytes
+// ahead measured 5-25% slower than none (the extra load-port uops cost more than they hide). Kept as a build-time
+// knob (-DTL_QUANT_PREFETCH_BYTES=N) for CPUs whose prefetchers behave differently.
 #ifdef TL_QUANT_PREFETCH_BYTES // build-time override, for tuning on another machine
 constexpr int kPrefetchBytes = TL_QUANT_PREFETCH_BYTES;
 #else
-constexpr int kPrefetchBytes = 1536;
+constexpr int kPrefetchBytes = 0;
 #endif
 
 TL_INLINE void prefetch(const void * p) {

@@ -44,8 +44,8 @@ float vec_dot(Type t, int64_t n, const void * w_row, const void * act_row);
 // Product for prefill and decode: for rows r in [row_begin, row_end) of W and tokens j in [0, n_tokens):
 //   y[j * y_stride + r] = vec_dot(t, n, W + r * w_stride, acts + j * act_stride)
 // Weight blocks are decoded once per tile of up to 4 tokens (the dot for each token reuses the unpacked
-// registers), tokens are processed in blocks whose activations stay in L2, and the weights are prefetched ahead, so
-// that n_tokens = 1 streams W at memory speed. Threads call it on disjoint row ranges.
+// registers), and tokens are processed in blocks of 64 whose activations stay in L2. With n_tokens = 1 it streams W
+// once, sequentially. Threads call it on disjoint row ranges (each thread allocates its own scratch).
 struct Kernels;
 void matmul(Type t, const void * W, size_t w_stride, int64_t n, int64_t row_begin, int64_t row_end,
             const void * acts, size_t act_stride, int n_tokens, float * y, int64_t y_stride,
