@@ -5,8 +5,8 @@
 // Shape of every kernel: one weight row at a time, tiles of T <= 4 tokens. A row's blocks are unpacked once per tile
 // into registers of 64 unsigned or signed 8-bit levels (the nibble / bit-plane / codebook decoding, the expensive
 // part) and each of the T tokens then costs only its multiply-accumulates; this is where prefill gains over one dot
-// product per (row, token). Rows are contiguous in memory, so decode (T = 1) is one sequential stream, prefetched a
-// fixed distance ahead.
+// product per (row, token). Rows are contiguous in memory, so decode (T = 1) is one sequential stream
+// (followed by the hardware prefetcher; see kPrefetchBytes).
 //
 // Integer products:
 //  * unsigned levels x signed activations: VPDPBUSD (u8 x s8, 4 products per int32 lane, no saturation), or for the
@@ -186,32 +186,44 @@ TL_INLINE __m512 bf16_hi(__m512i v) { return _mm512_castsi512_ps(_mm512_and_si51
 
 template <bool kDp>
 struct BF16 {
+    // acc += w * a over 32 elements (one register of bf16 pairs).
+    TL_INLINE static void step(__m512i wv, __m512i av, __m512 & acc0, __m512 & acc1) {
+        if (kDp) {
+            acc0 = _mm512_dpbf16_ps(acc0, (__m512bh) wv, (__m512bh) av);
+        } else {
+            acc0 = _mm512_fmadd_ps(bf16_lo(wv), bf16_lo(av), acc0);
+            acc1 = _mm512_fmadd_ps(bf16_hi(wv), bf16_hi(av), acc1);
+        }
+    }
     template <int T>
     static void run(int64_t n, const uint8_t * w, const uint8_t * a, size_t as, float * out, int64_t ys) {
         const uint16_t * x = reinterpret_cast<const uint16_t *>(w);
         const uint16_t * v[T];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int t = 0; t < T; t++) v[t] = reinterpret_cast<const uint16_t *>(a + t * as);
-        __m512 acc[T][2];
-        #pragma GCC unroll 16
-        for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
-        for (int64_t i = 0; i < n; i += 32) {
+        // Four accumulators per token: VDPBF16PS has a multi-cycle latency, and one chain per token would bound decode.
+        __m512 acc[T][4];
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = _mm512_setzero_ps();
+        int64_t i = 0;
+        for (; i + 64 <= n; i += 64) {
             prefetch(x + i);
-            const __mmask32 m = tail32(n - i);
-            const __m512i wv = _mm512_maskz_loadu_epi16(m, x + i);
-            #pragma GCC unroll 16
+            const __m512i w0 = _mm512_loadu_si512(x + i), w1 = _mm512_loadu_si512(x + i + 32);
+#pragma GCC unroll 16
             for (int t = 0; t < T; t++) {
-                const __m512i av = _mm512_maskz_loadu_epi16(m, v[t] + i);
-                if (kDp) {
-                    acc[t][0] = _mm512_dpbf16_ps(acc[t][0], (__m512bh) wv, (__m512bh) av);
-                } else {
-                    acc[t][0] = _mm512_fmadd_ps(bf16_lo(wv), bf16_lo(av), acc[t][0]);
-                    acc[t][1] = _mm512_fmadd_ps(bf16_hi(wv), bf16_hi(av), acc[t][1]);
-                }
+                step(w0, _mm512_loadu_si512(v[t] + i), acc[t][0], acc[t][1]);
+                step(w1, _mm512_loadu_si512(v[t] + i + 32), acc[t][2], acc[t][3]);
             }
         }
-        #pragma GCC unroll 16
-        for (int t = 0; t < T; t++) out[t * ys] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
+        for (; i < n; i += 32) {
+            const __mmask32 m = tail32(n - i);
+            const __m512i wv = _mm512_maskz_loadu_epi16(m, x + i);
+#pragma GCC unroll 16
+            for (int t = 0; t < T; t++) step(wv, _mm512_maskz_loadu_epi16(m, v[t] + i), acc[t][0], acc[t][1]);
+        }
+#pragma GCC unroll 16
+        for (int t = 0; t < T; t++)
+            out[t * ys] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]), _mm512_add_ps(acc[t][2], acc[t][3])));
     }
 };
 
