@@ -230,6 +230,7 @@ Napi::Function NativeEngine::define(Napi::Env env) {
                            InstanceMethod<&NativeEngine::detokenize>("detokenize"),
                            InstanceMethod<&NativeEngine::generate>("generate"),
                            InstanceMethod<&NativeEngine::cancel>("cancel"),
+                           InstanceMethod<&NativeEngine::resume>("resume"),
                            InstanceMethod<&NativeEngine::evaluate>("evaluate"),
                            InstanceMethod<&NativeEngine::close>("close"),
                            InstanceMethod<&NativeEngine::reconfigure>("reconfigure"),
@@ -330,6 +331,7 @@ Napi::Value NativeEngine::generate(const Napi::CallbackInfo & info) {
     p.sampling.n_logprobs = (int) get_number(o, "logprobs", -1);
     p.stop_at_eos = get_bool(o, "stopAtEos", true);
     p.deadline_ms = get_number(o, "deadlineMs", 0);
+    p.pause_after_tokens = (int) get_number(o, "pauseAfterTokens", 0);
     Napi::Value stop = o.Get("stop");
     if (stop.IsArray()) {
         Napi::Array a = stop.As<Napi::Array>();
@@ -379,6 +381,11 @@ Napi::Value NativeEngine::generate(const Napi::CallbackInfo & info) {
 Napi::Value NativeEngine::cancel(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     return Napi::Boolean::New(env, engine(env).cancel((uint64_t) info[0].As<Napi::Number>().Int64Value()));
+}
+
+Napi::Value NativeEngine::resume(const Napi::CallbackInfo & info) {
+    Napi::Env env = info.Env();
+    return Napi::Boolean::New(env, engine(env).resume((uint64_t) info[0].As<Napi::Number>().Int64Value()));
 }
 
 // evaluate(tokens, allLogits) -> Promise<Float32Array>

@@ -26,6 +26,7 @@ private:
     Napi::Value detokenize(const Napi::CallbackInfo & info);
     Napi::Value generate(const Napi::CallbackInfo & info);
     Napi::Value cancel(const Napi::CallbackInfo & info);
+    Napi::Value resume(const Napi::CallbackInfo & info);
     Napi::Value evaluate(const Napi::CallbackInfo & info);
     Napi::Value close(const Napi::CallbackInfo & info);
     Napi::Value reconfigure(const Napi::CallbackInfo & info);

@@ -175,6 +175,14 @@ bool Engine::cancel(uint64_t id) {
     return true;
 }
 
+bool Engine::resume(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!active_ids_.count(id)) return false;
+    resume_ids_.push_back(id);
+    cv_.notify_one();
+    return true;
+}
+
 void Engine::reconfigure(const SchedulerConfig & cfg) {
     std::lock_guard<std::mutex> lock(mu_);
     sched_cfg_ = cfg;
@@ -316,7 +324,7 @@ void Engine::thread_main() {
     lower_compute_priority(); // this thread is the pool's worker 0: it computes too
     for (;;) {
         SchedulerConfig cfg;
-        std::vector<uint64_t> cancels;
+        std::vector<uint64_t> cancels, resumes;
         bool closing;
         {
             std::unique_lock<std::mutex> lock(mu_);
@@ -344,12 +352,19 @@ void Engine::thread_main() {
                 live_.push_back(r);
             }
             cancels.swap(cancel_ids_);
+            resumes.swap(resume_ids_);
             cfg = sched_cfg_;
             closing = closing_;
         }
         for (uint64_t id : cancels)
             for (auto & r : live_)
                 if (r->seq.id == id) output_->cancel(*r);
+        for (uint64_t id : resumes)
+            for (auto & r : live_)
+                if (r->seq.id == id) {
+                    r->params.pause_after_tokens = 0; // disarmed: a resume before the pause point means no pause
+                    r->seq.paused = false;
+                }
         if (closing) {
             for (auto & r : live_) output_->cancel(*r);
             live_.clear();
@@ -396,13 +411,21 @@ void Engine::thread_main() {
         board_.publish(*instances_.back());
 
         if (!ran) {
-            // Sleep until new work, a cancel, a reload, the batching delay or the nearest deadline.
+            // Sleep until new work, a cancel, a resume, a reload, the batching delay or the nearest deadline.
             Clock::time_point wake = Clock::time_point::max();
-            for (auto & inst : instances_) wake = std::min(wake, inst->sched->ready_at(cfg));
+            bool paused = false;
+            for (auto & inst : instances_) {
+                wake = std::min(wake, inst->sched->ready_at(cfg));
+                paused = paused || inst->sched->has_paused();
+            }
+            // Paused requests hold batch slots and KV blocks, so work that is ready may still not run: wait for an
+            // event rather than spin.
+            if (paused && wake <= Clock::now()) wake = Clock::time_point::max();
             for (auto & r : live_) wake = std::min(wake, r->deadline);
             std::unique_lock<std::mutex> lock(mu_);
             auto pred = [&] {
-                return closing_ || !incoming_.empty() || !cancel_ids_.empty() || pending_instance_ != nullptr;
+                return closing_ || !incoming_.empty() || !cancel_ids_.empty() || !resume_ids_.empty() ||
+                       pending_instance_ != nullptr;
             };
             if (wake == Clock::time_point::max()) cv_.wait(lock, pred);
             else if (wake > Clock::now()) cv_.wait_until(lock, wake, pred);

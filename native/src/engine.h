@@ -53,6 +53,10 @@ struct GenerateParams {
     std::vector<std::string> stop;
     bool stop_at_eos = true;
     double deadline_ms = 0; // 0 = none; from submission
+    // Test hook: after this many generated tokens the request is paused (keeps its batch slot and KV blocks, is not
+    // stepped) until resume(id), cancel(id), its deadline or close(). Lets a test act at a known token count however
+    // late its event loop runs. 0 = never.
+    int pause_after_tokens = 0;
 };
 
 enum class FinishReason { STOP, LENGTH, CANCELLED };
@@ -119,6 +123,9 @@ public:
     // Queue a forward pass over `tokens` from position 0; `done` gets the logits ([n or 1][n_vocab]) or an error.
     uint64_t submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done);
     bool cancel(uint64_t id);
+    // Lets a request paused by pause_after_tokens go on to its end (the pause is disarmed, so a resume that comes
+    // before the pause point means no pause). False if it already ended.
+    bool resume(uint64_t id);
     // Hot settings: applied at the next step boundary.
     void reconfigure(const SchedulerConfig & cfg);
     // Cold settings: blocks the caller while the new instance loads; in-flight requests are not disturbed.
@@ -143,6 +150,7 @@ private:
     std::condition_variable cv_;
     std::deque<std::shared_ptr<Request>> incoming_;
     std::vector<uint64_t> cancel_ids_;           // cancel() requests, resolved by the loop
+    std::vector<uint64_t> resume_ids_;           // resume() requests, resolved by the loop
     std::unordered_set<uint64_t> active_ids_;    // submitted and not yet ended
     std::unique_ptr<Instance> pending_instance_; // built by reload(), taken by the loop
     SchedulerConfig sched_cfg_;

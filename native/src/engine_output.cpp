@@ -40,6 +40,7 @@ void RequestOutput::token(EngineRequest & r, int32_t tok, const TokenLogprob * l
     if (r.done) return; // a stop sequence completed
     if (r.completion >= r.params.max_tokens || (int) r.seq.tokens.size() >= r.inst->n_ctx)
         finish(r, FinishReason::LENGTH);
+    else if (r.completion == r.params.pause_after_tokens) r.seq.paused = true; // test hook (engine.h)
 }
 
 void RequestOutput::emit(EngineRequest & r, int32_t tok, const TokenLogprob * lp) {

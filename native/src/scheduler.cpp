@@ -7,14 +7,31 @@
 namespace tl {
 
 Clock::time_point Scheduler::ready_at(const SchedulerConfig & cfg) const {
-    if (!running_.empty()) return Clock::time_point::min();
-    if (waiting_.empty()) return Clock::time_point::max();
-    if ((int32_t) waiting_.size() >= cfg.max_batch_size || (int32_t) waiting_.size() > cfg.queue_grow_threshold)
-        return Clock::time_point::min();
+    for (const SeqState * s : running_)
+        if (!s->paused) return Clock::time_point::min();
+    // Nothing runnable is running (no paused sequence either, unless the test hook is in use).
+    if ((int32_t) running_.size() >= cfg.max_batch_size) return Clock::time_point::max(); // slots held by paused ones
+    int32_t n_waiting = 0;
     int64_t tokens = 0;
-    for (const SeqState * s : waiting_) tokens += (int64_t) s->tokens.size() - s->n_computed;
+    const SeqState * first = nullptr;
+    for (const SeqState * s : waiting_) {
+        if (s->paused) continue;
+        if (!first) first = s;
+        ++n_waiting;
+        tokens += (int64_t) s->tokens.size() - s->n_computed;
+    }
+    if (n_waiting == 0) return Clock::time_point::max();
+    if (n_waiting >= cfg.max_batch_size || n_waiting > cfg.queue_grow_threshold) return Clock::time_point::min();
     if (tokens >= cfg.max_batch_tokens) return Clock::time_point::min();
-    return waiting_.front()->arrival + std::chrono::microseconds((int64_t) (cfg.max_queue_delay_ms * 1000.0));
+    return first->arrival + std::chrono::microseconds((int64_t) (cfg.max_queue_delay_ms * 1000.0));
+}
+
+bool Scheduler::has_paused() const {
+    for (const SeqState * s : running_)
+        if (s->paused) return true;
+    for (const SeqState * s : waiting_)
+        if (s->paused) return true;
+    return false;
 }
 
 bool Scheduler::ensure_blocks(SeqState * s, int32_t n_tokens_total) {
@@ -62,7 +79,8 @@ void Scheduler::preempt(SeqState * s) {
 
 StepPlan Scheduler::plan(const SchedulerConfig & cfg, Clock::time_point now) {
     StepPlan p;
-    if (running_.empty() && (waiting_.empty() || now < ready_at(cfg))) return p;
+    // Nothing to run yet: nothing (unpaused) is running, and the waiting batch is empty or may still wait.
+    if (now < ready_at(cfg)) return p;
     const bool over_threshold = (int32_t) waiting_.size() > cfg.queue_grow_threshold;
     int32_t budget = cfg.max_batch_tokens;
     int32_t n_seqs = 0;
@@ -70,6 +88,11 @@ StepPlan Scheduler::plan(const SchedulerConfig & cfg, Clock::time_point now) {
     // 1. Running sequences, oldest first. When blocks run out, preempt from the newest end.
     for (size_t i = 0; i < running_.size() && n_seqs < cfg.max_batch_size && budget > 0;) {
         SeqState * s = running_[i];
+        if (s->paused) { // keeps its batch slot
+            ++n_seqs;
+            ++i;
+            continue;
+        }
         const int32_t take = std::min<int32_t>((int32_t) s->tokens.size() - s->n_computed, budget);
         bool self_preempted = false;
         while (!ensure_blocks(s, s->n_computed + take)) {
@@ -88,16 +111,21 @@ StepPlan Scheduler::plan(const SchedulerConfig & cfg, Clock::time_point now) {
         ++i;
     }
 
-    // 2. Admission, in arrival order, while the budgets and the pool allow (no preemption for newcomers).
-    while (!waiting_.empty() && n_seqs < cfg.max_batch_size && budget > 0) {
-        SeqState * s = waiting_.front();
+    // 2. Admission, in arrival order (paused ones passed over), while the budgets and the pool allow (no preemption
+    // for newcomers).
+    for (auto it = waiting_.begin(); it != waiting_.end() && n_seqs < cfg.max_batch_size && budget > 0;) {
+        SeqState * s = *it;
+        if (s->paused) {
+            ++it;
+            continue;
+        }
         if (s->use_prefix_cache && s->blocks.empty()) reuse_cached_prefix(s);
         const int32_t take = std::min<int32_t>((int32_t) s->tokens.size() - s->n_computed, budget);
         if (!ensure_blocks(s, s->n_computed + take)) {
             release_blocks(s);
             break;
         }
-        waiting_.pop_front();
+        it = waiting_.erase(it);
         running_.push_back(s);
         s->admitted_once = true;
         p.seqs.push_back({s, take, s->n_computed + take == (int32_t) s->tokens.size()});

@@ -56,6 +56,9 @@ struct SeqState {
     bool all_logits = false;
     Clock::time_point arrival;
     bool admitted_once = false;
+    // Held by its caller (a test hook: GenerateParams::pause_after_tokens): never scheduled. Running, it keeps its
+    // batch slot and blocks; waiting (preempted while paused), it is passed over by admission.
+    bool paused = false;
 };
 
 struct ScheduledSeq {
@@ -83,8 +86,11 @@ public:
     const std::vector<SeqState *> & running() const { return running_; }
 
     // When nothing is running: the time at which the waiting batch should run if no more work arrives
-    // (Clock::time_point::max() when nothing waits). Running work never waits.
+    // (Clock::time_point::max() when nothing waits). Running work never waits. Paused sequences are not work: with
+    // only those running and no free batch slot, nothing is ready (max()).
     Clock::time_point ready_at(const SchedulerConfig & cfg) const;
+    // Some sequence, running or waiting, is paused.
+    bool has_paused() const;
 
     // Plan one step (empty when there is nothing to run yet).
     StepPlan plan(const SchedulerConfig & cfg, Clock::time_point now);

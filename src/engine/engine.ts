@@ -85,6 +85,13 @@ export class Engine {
     return this.handle.cancel(id);
   }
 
+  /** Let a request paused by `pauseAfterTokens` go on to its end (a resume before the pause point disarms it);
+   *  false if it already ended. */
+  resume(id: number): boolean {
+    this.checkOpen();
+    return this.handle.resume(id);
+  }
+
   /** Logits of a forward pass over `tokens` from position 0: [tokens.length][nVocab] with allLogits, else the last row. */
   async evaluate(tokens: number[], options: { allLogits?: boolean } = {}): Promise<Float32Array> {
     this.checkOpen();

@@ -25,6 +25,7 @@ export interface NativeEngineHandle {
   detokenize(ids: Int32Array | number[]): string;
   generate(params: Record<string, unknown>, onEvents: (events: NativeEvent[]) => void): { id: number; promptTokens: number };
   cancel(id: number): boolean;
+  resume(id: number): boolean;
   evaluate(tokens: Int32Array, allLogits: boolean): Promise<Float32Array>;
   close(): Promise<void>;
   reconfigure(settings: Record<string, unknown>): Record<string, unknown>;

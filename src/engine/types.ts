@@ -77,6 +77,10 @@ export interface GenerateRequest {
   stopAtEos?: boolean;
   /** Deadline from submission, ms: refused while waiting or cut while running with code TIMEOUT. */
   deadlineMs?: number;
+  /** Test hook: after this many generated tokens the request is paused — it keeps its batch slot and KV blocks but
+   *  is not stepped — until engine.resume(id), a cancel, its deadline or close(). Lets a test act at a known token
+   *  count however late its event loop runs. Absent or 0: never. */
+  pauseAfterTokens?: number;
 }
 
 export interface TokenLogprob {

@@ -88,6 +88,7 @@ export function validateGenerateRequest(r: GenerateRequest, nVocab: number): voi
   if (r.logprobs !== undefined) checkInt('logprobs', r.logprobs, 0, MAX_LOGPROBS);
   if (r.stopAtEos !== undefined && typeof r.stopAtEos !== 'boolean') throw invalid('stopAtEos', 'a boolean', r.stopAtEos);
   if (r.deadlineMs !== undefined) checkNumber('deadlineMs', r.deadlineMs, 0, 86_400_000);
+  if (r.pauseAfterTokens !== undefined) checkInt('pauseAfterTokens', r.pauseAfterTokens, 0, 1 << 20);
   if (r.stop !== undefined) {
     if (!Array.isArray(r.stop) || r.stop.length > MAX_STOP_SEQUENCES) {
       throw invalid('stop', `an array of at most ${MAX_STOP_SEQUENCES} strings`, r.stop);

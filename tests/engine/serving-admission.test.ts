@@ -14,9 +14,11 @@ beforeAll(() => {
 });
 afterAll(() => models.cleanup());
 
-/** Start a long request on a maxBatchSize-1 engine and wait until it is running (so later ones must wait). */
-async function occupy(engine: Engine, maxTokens = 400): Promise<Generation> {
-  const g = engine.generate(greedy(promptOf(1, 5), maxTokens));
+/** Start a long request on a maxBatchSize-1 engine and wait until it is running (so later ones must wait). With
+ *  `hold` (the default) it pauses after its first token, keeping the batch slot until engine.resume(id) or a cancel:
+ *  it cannot finish while the test is still arranging things, however slowly this process is scheduled. */
+async function occupy(engine: Engine, maxTokens = 400, hold = true): Promise<Generation> {
+  const g = engine.generate(greedy(promptOf(1, 5), maxTokens, hold ? { pauseAfterTokens: 1 } : {}));
   expect(await waitFor(() => engine.stats().requests.running === 1, 2000), 'the first request started').toBe(true);
   return g;
 }
@@ -50,6 +52,7 @@ describe('admission limit (maxQueueLength)', () => {
       expect(engine.stats().requests.rejected.queue_full).toBe(refused.length);
       expect(engine.stats().requests.submitted).toBe(1 + accepted.length);
       // Every accepted request completes.
+      engine.resume(first.id);
       expect((await first.result).tokens).toHaveLength(300);
       for (const g of accepted) expect((await g.result).tokens).toHaveLength(4);
       // Once the queue drained, requests are accepted again.
@@ -68,16 +71,18 @@ describe('admission limit (maxQueueLength)', () => {
       try {
         const accepted: Generation[] = [];
         let refusal: EngineError | undefined;
-        // Synchronous submissions: none can finish in between, so only the admission arithmetic decides.
+        // Synchronous submissions, each paused after its first token: none can finish in between (however slowly this
+        // process is scheduled), so only the admission arithmetic decides.
         for (let i = 0; i < maxBatchSize + maxQueueLength + 3 && !refusal; i++) {
           try {
-            accepted.push(engine.generate(greedy(promptOf(60 + i, 5), 6)));
+            accepted.push(engine.generate(greedy(promptOf(60 + i, 5), 6, { pauseAfterTokens: 1 })));
           } catch (e) {
             refusal = e as EngineError;
           }
         }
         expect(accepted.length, `batch ${maxBatchSize}, queue ${maxQueueLength}`).toBe(maxBatchSize + maxQueueLength);
         expect(refusal?.code).toBe('QUEUE_FULL');
+        for (const g of accepted) engine.resume(g.id);
         for (const g of accepted) expect((await g.result).tokens).toHaveLength(6);
         expect(engine.stats().requests.rejected.queue_full).toBe(1);
         await expectNoLeakedBlocks(engine);
@@ -123,7 +128,9 @@ describe('admission limit (maxQueueLength)', () => {
   it('the waiting queue never holds more than maxQueueLength requests', async () => {
     const engine = await load(slow, { scheduler: { maxBatchSize: 1, maxQueueLength: 2 } });
     try {
-      const first = await occupy(engine, 400);
+      // Not held: the steps of the running request are the window this test watches (~1.5 s of them, against the
+      // test's ~0.2 s).
+      const first = await occupy(engine, 500, false);
       // While the first request holds the only batch slot, keep trying to submit for 25 ms (a few steps); then
       // cancel what got in and try again. Nothing accepted can start, so every accepted request is waiting.
       let worst = 0, worstWaiting = 0, refused = 0;
@@ -230,7 +237,8 @@ describe('cancellation', () => {
 
   it('gen.cancel() mid-stream ends it with finishReason cancelled and the tokens streamed so far', async () => {
     const before = engine.stats().requests.cancelled;
-    const gen = engine.generate(greedy(promptOf(70, 30), 450));
+    // Paused after 5 tokens until the cancel lands: it cannot run to 450 first, however late the event loop is.
+    const gen = engine.generate(greedy(promptOf(70, 30), 450, { pauseAfterTokens: 5 }));
     const streamed: number[] = [];
     for await (const c of gen) {
       streamed.push(...c.tokens);
@@ -247,7 +255,8 @@ describe('cancellation', () => {
   });
 
   it('engine.cancel(id) cancels a waiting request too, and running ones by id', async () => {
-    const running = [0, 1].map((i) => engine.generate(greedy(promptOf(71 + i, 5), 450)));
+    // The running ones pause after a token, holding both batch slots: the third must wait, and nothing ends by itself.
+    const running = [0, 1].map((i) => engine.generate(greedy(promptOf(71 + i, 5), 450, { pauseAfterTokens: 1 })));
     const queued = engine.generate(greedy(promptOf(73, 5), 10));
     expect(await waitFor(() => engine.stats().requests.running === 2 && engine.stats().requests.waiting === 1)).toBe(true);
     expect(engine.cancel(queued.id)).toBe(true);
@@ -272,7 +281,7 @@ describe('cancellation', () => {
   it('engine.cancel(id) is false as soon as the result has settled', async () => {
     const e = await load(slow, { scheduler: { maxBatchSize: 1 } });
     try {
-      await occupy(e, 400); // steps of a few ms keep going
+      await occupy(e, 400, false); // steps of a few ms keep going
       let trues = 0;
       for (let i = 0; i < 4; i++) {
         const g = e.generate(greedy(promptOf(76 + i, 5), 4));
@@ -292,7 +301,9 @@ describe('cancellation', () => {
   it('cancelling one of a batch leaves the others exactly as they would have been', async () => {
     const reqs = [0, 1].map((i) => greedy(promptOf(80 + i, 12), 40));
     const ref = await engine.generate(reqs[1]!).result;
-    const [a, b] = reqs.map((r) => engine.generate(r));
+    // `a` pauses after 3 tokens until the cancel lands, so it cannot finish first however late the event loop runs
+    // (it once did on a busy machine: all 40 tokens before the cancel reached the engine).
+    const [a, b] = reqs.map((r, i) => engine.generate(i === 0 ? { ...r, pauseAfterTokens: 3 } : r));
     let n = 0;
     for await (const c of a!) {
       n += c.tokens.length;
@@ -304,7 +315,8 @@ describe('cancellation', () => {
 
   it('close() with work in flight ends every request as cancelled; later calls throw ENGINE_CLOSED', async () => {
     const e = await load(fast, { scheduler: { maxBatchSize: 2 } });
-    const gens = Array.from({ length: 5 }, (_, i) => e.generate(greedy(promptOf(90 + i, 5), 450)));
+    // Paused after a token: none can finish before close(), however late the event loop runs.
+    const gens = Array.from({ length: 5 }, (_, i) => e.generate(greedy(promptOf(90 + i, 5), 450, { pauseAfterTokens: 1 })));
     await waitFor(() => e.stats().requests.running === 2);
     await e.close();
     const rs = await Promise.all(gens.map((g) => g.result));

@@ -61,7 +61,9 @@ describe('batch invariance', () => {
   });
 
   it('batching pays: with 16 concurrent streams the mean batch size is above 8', async () => {
-    const engine = await load(model, { threads: 1, scheduler: { maxBatchSize: 16 } });
+    // A long batching delay: the first step waits for all 16 (a full batch), so the batch sizes do not depend on how
+    // fast this process submits them.
+    const engine = await load(model, { threads: 1, scheduler: { maxBatchSize: 16, maxQueueDelayMs: 5000 } });
     try {
       const gens = Array.from({ length: 16 }, (_, i) => engine.generate(greedy(promptOf(100 + i, 12), 48)));
       // Consume as streams (as a server would), not just the results.
@@ -260,8 +262,9 @@ describe('stats snapshot', () => {
   it('usage and fragmentation ratios describe the pool while requests run', async () => {
     const engine = await load(model, { threads: 1, kvBlockSizeTokens: 16, kvCacheBlocks: 64 });
     try {
-      // Prompt of 17 tokens: two blocks reserved for 17 computed tokens right after prefill.
-      const gens = Array.from({ length: 4 }, (_, i) => engine.generate(greedy(promptOf(300 + i, 17), 200)));
+      // Prompt of 17 tokens: two blocks reserved for 17 computed tokens right after prefill. Each pauses after its
+      // first token, so the four stay running (in that state) however late this loop polls.
+      const gens = Array.from({ length: 4 }, (_, i) => engine.generate(greedy(promptOf(300 + i, 17), 200, { pauseAfterTokens: 1 })));
       let seen = false;
       const until = performance.now() + 2000;
       while (!seen && performance.now() < until) {

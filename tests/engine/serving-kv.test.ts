@@ -165,7 +165,7 @@ describe('no leaked blocks', () => {
           engine.generate(greedy(promptOf(81 + round, 30), 30)),                                    // length
           engine.generate({ tokens: promptOf(80, 12), maxTokens: 40, temperature: 0, stopAtEos: false, stop: stopAt ? [stopAt] : undefined }), // stop
           engine.generate({ tokens: promptOf(84 + round, 9), maxTokens: 50, temperature: 1, seed: round }),   // sampled, may hit EOS
-          engine.generate(greedy(promptOf(87 + round, 40), 200)),                                   // cancelled while running
+          engine.generate(greedy(promptOf(87 + round, 40), 200, { pauseAfterTokens: 2 })),          // cancelled while running (paused: cannot finish first)
           engine.generate(greedy(promptOf(90 + round, 10), 200, { deadlineMs: 15 })),              // timed out while running
           engine.generate(greedy(promptOf(93 + round, 64), 100)),                                   // long: pressure on the pool
           engine.generate(greedy(promptOf(96 + round, 20), 100)),                                   // waiting (batch is 6): cancelled
@@ -202,7 +202,8 @@ describe('no leaked blocks', () => {
   it('a cancelled request frees its blocks at once', async () => {
     const engine = await load(model, { kvBlockSizeTokens: 16, kvCacheBlocks: 64 });
     try {
-      const gen = engine.generate(greedy(promptOf(110, 100), 400));
+      // Paused after 3 tokens: it holds its blocks until the cancel, however late the event loop runs.
+      const gen = engine.generate(greedy(promptOf(110, 100), 400, { pauseAfterTokens: 3 }));
       let got = 0;
       for await (const c of gen) {
         got += c.tokens.length;

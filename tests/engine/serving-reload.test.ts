@@ -176,7 +176,9 @@ describe('reload under load', () => {
 
     const engine = await load(model, { scheduler: { maxBatchSize: 1 } });
     try {
-      const g0 = engine.generate(first);
+      // The first pauses after a token until resumed: it is still running on the old instance when the reload
+      // completes, however long the reload takes.
+      const g0 = engine.generate({ ...first, pauseAfterTokens: 1 });
       await waitFor(() => engine.stats().requests.running === 1);
       const gs = queued.map((r) => engine.generate(r));
       await waitFor(() => engine.stats().requests.waiting === 4);
@@ -184,6 +186,7 @@ describe('reload under load', () => {
       void g0.result.then(() => (firstDone = true));
       await engine.reload({ weights: 'int8' });
       expect(firstDone, 'precondition: the first request was still running when the reload completed').toBe(false);
+      engine.resume(g0.id);
       const r0 = await g0.result;
       const rs = await Promise.all(gs.map((g) => g.result));
       expect(r0.tokens, 'the running request finished on the f32 instance').toEqual(refFirst.tokens);
