@@ -126,6 +126,8 @@ export default defineConfig(
       // `async` without `await` is deliberate: a method of a Promise-returning interface turns its throws into rejections.
       '@typescript-eslint/require-await': 'off',
       // Added (not in recommended): type-only imports stay marked, as `verbatimModuleSyntax` will require; `import()` types are fine.
+      // A variable assigned once after a closure that reads it was declared (the closure runs later) cannot be const.
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports', disallowTypeAnnotations: false }],
     },
   },

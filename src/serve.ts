@@ -110,7 +110,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       process.stderr.write(`tuneloop serve: config: ${e.message}\n`);
       return 2;
     }
-    if (e instanceof TypeError && String((e as { code?: unknown }).code ?? '').startsWith('ERR_PARSE_ARGS')) {
+    if (e instanceof TypeError && String((e as { code?: string }).code ?? '').startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`tuneloop serve: ${e.message}\n${SERVE_USAGE}`);
       return 1;
     }

@@ -83,7 +83,7 @@ export function createApiAuth(tokens: readonly ApiToken[]): ApiAuth {
     if (!/^[0-9a-f]{64}$/.test(t.sha256)) throw new TypeError(`auth token '${t.name}': sha256 must be 64 lowercase hex digits`);
   }
   // Equal-length digests for timingSafeEqual: the configured hex is decoded once here.
-  const entries = tokens.map((t) => ({ actor: Object.freeze({ name: t.name, role: t.role }) as Actor, digest: Buffer.from(t.sha256, 'hex') }));
+  const entries = tokens.map((t) => ({ actor: Object.freeze({ name: t.name, role: t.role }), digest: Buffer.from(t.sha256, 'hex') }));
   const enabled = entries.length > 0;
 
   const bearer = (h: string | undefined): string | undefined => {

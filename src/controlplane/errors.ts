@@ -131,8 +131,9 @@ export function fromTunerError(e: TunerError): ControlPlaneError {
 /** Body-parser failures carry `type` and `status`; map them into the catalogue. */
 export function fromBodyParserError(err: unknown): ControlPlaneError | undefined {
   if (typeof err !== 'object' || err === null || !('type' in err)) return undefined;
-  const t = (err as { type: unknown }).type;
-  const msg = err instanceof Error ? err.message : String(err);
+  const t = err.type;
+  // body-parser's errors are http-errors instances (Error); anything else has no message worth echoing.
+  const msg = err instanceof Error ? err.message : 'unreadable body';
   if (t === 'entity.too.large') return new ControlPlaneError('CP_ERR_BODY_TOO_LARGE', `Request body too large: ${msg}`);
   if (t === 'entity.parse.failed') return new ControlPlaneError('CP_ERR_MALFORMED_JSON', `The request body is not valid JSON: ${msg}`, { param: 'body' });
   if (t === 'encoding.unsupported' || t === 'charset.unsupported') return new ControlPlaneError('CP_ERR_UNSUPPORTED_MEDIA_TYPE', msg);

@@ -65,7 +65,10 @@ export async function startServer(args: StartServerArgs): Promise<RunningServer>
   // Requests Node refuses before the app sees them (an unknown method, an oversized or malformed header) get a JSON
   // error in the catalogue's shape instead of a bare status line, then the socket closes.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable) return socket.destroy();
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     const reason = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
     const body = JSON.stringify(new ControlPlaneError('CP_ERR_INVALID_REQUEST', `The HTTP request is malformed (${err.code ?? 'parse error'})`).toResponse());

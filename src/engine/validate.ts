@@ -102,7 +102,7 @@ export function validateGenerateRequest(r: GenerateRequest, nVocab: number): voi
 export function validateTokens(field: string, tokens: unknown, nVocab: number): asserts tokens is number[] {
   if (!Array.isArray(tokens) || tokens.length === 0) throw invalid(field, 'a non-empty array of token ids', tokens);
   for (let i = 0; i < tokens.length; i++) {
-    const t = tokens[i];
+    const t: unknown = tokens[i];
     if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t >= nVocab) {
       throw invalid(`${field}[${i}]`, `a token id between 0 and ${nVocab - 1}`, t);
     }

@@ -62,5 +62,5 @@ export interface TunerControl {
   configHistory(limit?: number): SettingsVersion[];
   /** admin: make an earlier version live again (a new version with source 'rollback'). */
   rollbackTo(version: number, actor: Actor, comment: string): Promise<SettingsVersion>;
-  auditLog(filter?: { sinceId?: number; limit?: number; action?: string }): AuditEntry[];
+  auditLog(filter?: { sinceId?: number | undefined; limit?: number | undefined; action?: string | undefined }): AuditEntry[];
 }

@@ -122,7 +122,7 @@ export function inferExpectFaster(baseline: LiveSettings, candidate: LiveSetting
 
 /** Engine options of a shadow: the settings' layout and scheduler, scaled down to shadowThreads compute threads. */
 export function shadowEngineOptions(
-  modelPath: string, settings: LiveSettings, cfg: VerifyConfig, extra: { contextLength?: number; kvCacheMaxBytes?: number },
+  modelPath: string, settings: LiveSettings, cfg: VerifyConfig, extra: { contextLength?: number | undefined; kvCacheMaxBytes?: number | undefined },
 ): EngineOptions {
   const tp = settings.layout.tpDegree;
   const opts: EngineOptions = {

@@ -568,7 +568,7 @@ export class TunerStore {
   }
 
   /** Entries with id > sinceId (0: from the start), oldest first, at most `limit` (default 1000). */
-  auditLog(filter: { sinceId?: number; limit?: number; action?: string } = {}): AuditEntry[] {
+  auditLog(filter: { sinceId?: number | undefined; limit?: number | undefined; action?: string | undefined } = {}): AuditEntry[] {
     const params = { sinceId: filter.sinceId ?? 0, action: filter.action ?? null, limit: filter.limit ?? DEFAULT_LIST_LIMIT };
     return (this.q.auditLog.all(params) as AuditRow[]).map(toAudit);
   }

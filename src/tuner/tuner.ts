@@ -378,7 +378,7 @@ export class Tuner implements TunerControl {
     return this.lifecycle.rollbackTo(version, actor, comment);
   }
 
-  auditLog(filter?: { sinceId?: number; limit?: number; action?: string }) {
+  auditLog(filter?: { sinceId?: number | undefined; limit?: number | undefined; action?: string | undefined }) {
     return this.d.store.auditLog(filter);
   }
 

@@ -100,7 +100,7 @@ async function send(r: Sent): Promise<void> {
     requestId = res.headers.get('x-request-id');
     text = await res.text();
   } catch (e) {
-    throw new Error(`no answer (${(e as Error).name}: ${(e as Error).message}): ${curl(r)}`);
+    throw new Error(`no answer (${(e as Error).name}: ${(e as Error).message}): ${curl(r)}`, { cause: e });
   }
   judge(r, status, type, text, requestId);
 }

@@ -40,7 +40,7 @@ describe('default model: tuneloop-shakespeare', () => {
   const ppl: Partial<Record<WeightsPolicy, number>> = {};
 
   async function slicePerplexity(weights: WeightsPolicy): Promise<number> {
-    if (ppl[weights] !== undefined) return ppl[weights]!;
+    if (ppl[weights] !== undefined) return ppl[weights];
     const e = weights === 'f32' ? engine : await Engine.load({ model: MODEL, weights, threads: 2 });
     try {
       const r = await e.perplexity(sliceIds);

@@ -173,7 +173,7 @@ describe('truncated files are MODEL_CORRUPT', () => {
     return kv;
   }
 
-  it.each(cuts)('truncated %s', async (where, at) => {
+  it.each(cuts)('truncated %s', async (_where, at) => {
     const cut = at();
     expect(cut).toBeLessThan(validBytes.length);
     const p = writeBytes(`trunc-${cut}.gguf`, validBytes.subarray(0, cut));

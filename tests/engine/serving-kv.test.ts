@@ -163,7 +163,7 @@ describe('no leaked blocks', () => {
       for (let round = 0; round < 3; round++) {
         const gens = [
           engine.generate(greedy(promptOf(81 + round, 30), 30)),                                    // length
-          engine.generate({ tokens: promptOf(80, 12), maxTokens: 40, temperature: 0, stopAtEos: false, stop: stopAt ? [stopAt] : undefined }), // stop
+          engine.generate({ tokens: promptOf(80, 12), maxTokens: 40, temperature: 0, stopAtEos: false, ...(stopAt ? { stop: [stopAt] } : {}) }), // stop
           engine.generate({ tokens: promptOf(84 + round, 9), maxTokens: 50, temperature: 1, seed: round }),   // sampled, may hit EOS
           engine.generate(greedy(promptOf(87 + round, 40), 200, { pauseAfterTokens: 2 })),          // cancelled while running (paused: cannot finish first)
           engine.generate(greedy(promptOf(90 + round, 10), 200, { deadlineMs: 15 })),              // timed out while running

@@ -97,7 +97,7 @@ describe('reconfigure under load', () => {
         [{ maxBatchSize: 4, tpDegree: 2 }, /tpDegree/], // a cold setting: reload(), not reconfigure()
       ];
       for (const [settings, field] of cases) {
-        const err = thrownBy(() => engine.reconfigure(settings as never));
+        const err = thrownBy(() => engine.reconfigure(settings));
         expect(err.code, JSON.stringify(settings)).toBe('INVALID_ARGUMENT');
         expect(err.message).toMatch(field);
       }
@@ -142,7 +142,7 @@ describe('reload under load', () => {
       await client;
 
       const settled = await Promise.allSettled(gens.map((g) => g.result));
-      const failed = settled.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
+      const failed = settled.filter((r) => r.status === 'rejected').map((r) => String((r).reason));
       console.log(`${gens.length} requests across 3 reloads; failed: ${failed.length} ${failed.slice(0, 3).join(' | ')}`);
       expect(failed).toEqual([]);
       for (const r of settled) {

@@ -49,7 +49,7 @@ async function run(bin: string, args: string[]): Promise<string> {
     ({ stdout, stderr } = await exec(o(bin), args, { cwd: REPO_ROOT, env: RUN_ENV, maxBuffer: 64 << 20 }));
   } catch (e) {
     const err = e as { code?: number; stdout?: string; stderr?: string };
-    throw new Error(`${bin} exited ${err.code}:\n${(err.stderr ?? '').slice(-8000)}\n${(err.stdout ?? '').slice(-2000)}`);
+    throw new Error(`${bin} exited ${err.code}:\n${(err.stderr ?? '').slice(-8000)}\n${(err.stdout ?? '').slice(-2000)}`, { cause: e });
   }
   expect(stderr).not.toMatch(SANITIZER_REPORT);
   return stdout;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { hashToken } from '../../src/controlplane/auth.js';
-import { RegistrySource } from '../../src/tuner/monitor.js';
+import { type RegistrySource } from '../../src/tuner/monitor.js';
 import { startServeChild, type ServeChild } from '../helpers/serve-child.js';
 import { MODEL, MODEL_NAME } from '../controlplane/harness.js';
 import { TOKENS, startTunedServer } from './harness.js';

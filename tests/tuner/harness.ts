@@ -74,7 +74,7 @@ export async function startTunedServer(o: {
     config.model.name = modelNameOf(o.model);
   }
   const { store, live } = openTunerStore(config);
-  const engine = await Engine.load(engineOptionsWithSettings({ model: config.model.path, threads: config.model.threads, kvCacheMaxBytes: config.model.kvCacheMaxBytes }, live.settings));
+  const engine = await Engine.load(engineOptionsWithSettings({ model: config.model.path, ...(config.model.threads !== undefined ? { threads: config.model.threads } : {}), kvCacheMaxBytes: config.model.kvCacheMaxBytes }, live.settings));
   const logger = pino({ level: 'silent' });
   const metrics = createMetrics({ engine, config, modelName: config.model.name });
   const alerts = new AlertInbox({ registry: metrics.registry });

@@ -263,7 +263,7 @@ describe('PrometheusSource errors', () => {
   });
 
   it('rejects with BAD_RESPONSE when Prometheus answers an error or something that is not a query result', async () => {
-    const answer = (status: number, body: string): typeof fetch => (async () => new Response(body, { status })) as typeof fetch;
+    const answer = (status: number, body: string): typeof fetch => (async () => new Response(body, { status }));
     const bad = new PrometheusSource({
       url: 'http://prometheus.invalid', slo: SLO, windowSeconds: 60,
       fetch: answer(400, JSON.stringify({ status: 'error', errorType: 'bad_data', error: 'parse error at char 3' })),

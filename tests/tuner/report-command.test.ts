@@ -87,9 +87,9 @@ describe('tuneloop report', () => {
     const x = io();
     expect(await reportCommand(['--help'], x)).toBe(0);
     expect(x.out()).toContain('tuneloop report [--config FILE] [--week YYYY-Www] [--out DIR]');
-    const write = process.stderr.write;
+    const write = process.stderr.write.bind(process.stderr);
     let err = '';
-    process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+    process.stderr.write = ((s: string) => ((err += s), true));
     try {
       expect(await main(['report', '--config', config, '--week', 'nope'])).toBe(2);
     } finally {

@@ -101,7 +101,7 @@ describe('TunerStore', () => {
       const raw = new Sqlite(file);
       raw.pragma(`user_version = ${SCHEMA_VERSION + 5}`);
       raw.close();
-      const err = (() => { try { TunerStore.open(file); } catch (e) { return e; } })();
+      const err = ((): unknown => { try { TunerStore.open(file); } catch (e) { return e; } return undefined; })();
       expect(err).toBeInstanceOf(StoreError);
       expect((err as StoreError).code).toBe('SCHEMA_TOO_NEW');
       expect((err as StoreError).message).toContain(`schema is version ${SCHEMA_VERSION + 5}`);
@@ -236,7 +236,7 @@ describe('TunerStore', () => {
       const p = s.createProposal(newProposal(), TUNER);
       const before = { p: s.getProposal(p.id), t: s.transitions(p.id), a: s.auditLog() };
       clockMs += 1000;
-      const err = (() => { try { s.transition(p.id, ['verified', 'approved'], 'applying', TUNER, { evidence: evidence('fail') }); } catch (e) { return e; } })();
+      const err = ((): unknown => { try { s.transition(p.id, ['verified', 'approved'], 'applying', TUNER, { evidence: evidence('fail') }); } catch (e) { return e; } return undefined; })();
       expect(err).toBeInstanceOf(StoreConflictError);
       expect((err as StoreConflictError).code).toBe('CONFLICT');
       expect((err as StoreConflictError).actual).toBe('proposed');

@@ -96,7 +96,7 @@ export interface SyntheticLlamaOptions {
   tokenizer?: SyntheticTokenizer;
   name?: string;
   /** Written as general.alignment when given (otherwise the GGUF default 32 applies). */
-  alignment?: number;
+  alignment?: number | undefined;
 }
 
 export function headDim(shape: LlamaShape): number {

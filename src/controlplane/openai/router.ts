@@ -36,7 +36,8 @@ export interface OpenAIRouterDeps {
 }
 
 export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
-  const { engine, options, template, server, streams, observeError, onFinished } = deps;
+  const { engine, options, template, server, streams, observeError } = deps;
+  const onFinished = (f: FinishedRequest, log: Request['log']): void => deps.onFinished(f, log);
   const router = express.Router();
 
   router.get('/models', (_req, res) => {
