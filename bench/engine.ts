@@ -34,8 +34,11 @@ function ensureModel(): string {
   if (!existsSync(file)) {
     mkdirSync(dir, { recursive: true });
     console.log(`writing ${file} (synthetic TinyLlama-1.1B shape, random weights, ~2.2 GB)…`);
-    execFileSync(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'tools', 'make-synthetic-model.ts'),
-      '--shape', 'tinyllama-1.1b', '--type', 'f16', '--seed', '1', '--out', file], { stdio: 'inherit' });
+    execFileSync(
+      process.execPath,
+      ['--import', 'tsx', join(REPO_ROOT, 'tools', 'make-synthetic-model.ts'), '--shape', 'tinyllama-1.1b', '--type', 'f16', '--seed', '1', '--out', file],
+      { stdio: 'inherit' },
+    );
   }
   return file;
 }
@@ -49,7 +52,8 @@ function bytesPerDecodeToken(e: Engine): number {
 }
 
 function totalParams(e: Engine): number {
-  const i = e.info, hd = i.dim / i.nHeads;
+  const i = e.info,
+    hd = i.dim / i.nHeads;
   const layer = 2 * i.dim * i.nHeads * hd + 2 * i.dim * i.nKvHeads * hd + 3 * i.dim * i.ffnDim;
   return i.nLayers * layer + 2 * i.nVocab * i.dim;
 }
@@ -64,7 +68,9 @@ async function run(): Promise<void> {
   // This is a shared VM: its bandwidth drifts by tens of percent over minutes. Measure before and after the runs and
   // keep the best figure, so the roofline is never understated.
   const bw = new Map<number, number>();
-  const measure = () => { for (const t of threadList) bw.set(t, Math.max(bw.get(t) ?? 0, native().measureBandwidth(t, 1024, 3))); };
+  const measure = () => {
+    for (const t of threadList) bw.set(t, Math.max(bw.get(t) ?? 0, native().measureBandwidth(t, 1024, 3)));
+  };
   measure();
   console.log(`kernels: ${Engine.kernels()}; memory read bandwidth: ${threadList.map((t) => `${t} thread(s) ${bw.get(t)!.toFixed(1)} GB/s`).join(', ')}`);
 
@@ -79,8 +85,14 @@ async function run(): Promise<void> {
         await engine.generate({ tokens: prompt.slice(0, 8), maxTokens: 2, temperature: 0, stopAtEos: false }).result;
         const pre = await engine.generate({ tokens: prompt, maxTokens: 1, temperature: 0, stopAtEos: false }).result;
         const dec = await engine.generate({ tokens: prompt.slice(0, 8), maxTokens: decodeTokens, temperature: 0, stopAtEos: false }).result;
-        results.push({ weights, threads, bytes: bytesPerDecodeToken(engine), prefill: pre.timings.prefillTokensPerS,
-          decode: dec.timings.decodeTokensPerS, load: engine.info.loadMs / 1000 });
+        results.push({
+          weights,
+          threads,
+          bytes: bytesPerDecodeToken(engine),
+          prefill: pre.timings.prefillTokensPerS,
+          decode: dec.timings.decodeTokensPerS,
+          load: engine.info.loadMs / 1000,
+        });
       } finally {
         await engine.close();
       }
@@ -91,7 +103,12 @@ async function run(): Promise<void> {
   for (const r of results) {
     const ceiling = (bw.get(r.threads)! * 1e9) / r.bytes;
     rows.push([
-      r.weights, String(r.threads), (r.bytes / 1e9).toFixed(2), r.prefill.toFixed(1), r.decode.toFixed(1), ceiling.toFixed(1),
+      r.weights,
+      String(r.threads),
+      (r.bytes / 1e9).toFixed(2),
+      r.prefill.toFixed(1),
+      r.decode.toFixed(1),
+      ceiling.toFixed(1),
       `${((r.decode * r.bytes) / 1e9).toFixed(1)} GB/s = ${((100 * r.decode) / ceiling).toFixed(0)}%`,
       r.threads === 2 ? `${PEER_DECODE[r.weights]?.toFixed(1) ?? '-'} / ${PEER_PREFILL}` : '-',
       r.load.toFixed(1),

@@ -40,22 +40,47 @@ const num = (name: string, v: string): number => {
 };
 
 const dir = mkdtempSync(join(tmpdir(), 'tuneloop-bench-overload-'));
-const child = startServeChild(['--model', values.model ?? defaultModelPath(), '--port', '0', '--threads', values.threads,
-  '--set', `tuner.storePath=${join(dir, 'tuner.db')}`, '--set', 'tuner.enabled=false',
-  '--set', 'server.rateLimitPerMinute=0', '--set', 'server.maxConcurrentStreamsPerKey=0',
-  '--set', `scheduler.maxQueueLength=${values.queue}`, '--set', `scheduler.maxBatchSize=${values.batch}`]);
+const child = startServeChild([
+  '--model',
+  values.model ?? defaultModelPath(),
+  '--port',
+  '0',
+  '--threads',
+  values.threads,
+  '--set',
+  `tuner.storePath=${join(dir, 'tuner.db')}`,
+  '--set',
+  'tuner.enabled=false',
+  '--set',
+  'server.rateLimitPerMinute=0',
+  '--set',
+  'server.maxConcurrentStreamsPerKey=0',
+  '--set',
+  `scheduler.maxQueueLength=${values.queue}`,
+  '--set',
+  `scheduler.maxBatchSize=${values.batch}`,
+]);
 try {
   const url = await child.url;
-  const factor = num('factor', values.factor), seconds = num('seconds', values.seconds);
-  console.log(`server ${url} (${values.threads} thread(s), maxQueueLength ${values.queue}, maxBatchSize ${values.batch}); ` +
-    `capacity for ${values['capacity-seconds']} s, then ${factor}x for ${seconds} s\n`);
+  const factor = num('factor', values.factor),
+    seconds = num('seconds', values.seconds);
+  console.log(
+    `server ${url} (${values.threads} thread(s), maxQueueLength ${values.queue}, maxBatchSize ${values.batch}); ` +
+      `capacity for ${values['capacity-seconds']} s, then ${factor}x for ${seconds} s\n`,
+  );
   const r = await runOverload({
-    url, factor, durationS: seconds, capacityS: num('capacity-seconds', values['capacity-seconds']),
-    capacityClients: num('clients', values.clients), tokens: num('tokens', values.tokens), progress: true,
+    url,
+    factor,
+    durationS: seconds,
+    capacityS: num('capacity-seconds', values['capacity-seconds']),
+    capacityClients: num('clients', values.clients),
+    tokens: num('tokens', values.tokens),
+    progress: true,
   });
   console.log(formatOverload(r));
   const fiveXx = Object.keys(r.serverStatuses).filter((s) => s.startsWith('5'));
-  const growth = (r.rss.afterBytes - r.rss.beforeBytes) / 2 ** 20, native = nativeGrowth(r) / 2 ** 20;
+  const growth = (r.rss.afterBytes - r.rss.beforeBytes) / 2 ** 20,
+    native = nativeGrowth(r) / 2 ** 20;
   const check = (ok: boolean, what: string) => console.log(`${ok ? 'met    ' : 'NOT met'}  ${what}`);
   console.log('');
   check(r.requests.shed > 0 && r.shedWithoutRetryAfter === 0 && r.requests.failed === 0, 'sheds with 429 + Retry-After, nothing else fails');

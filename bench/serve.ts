@@ -75,8 +75,21 @@ if (values['client-of']) {
 
 /** The HTTP run from a child process: the server's costs and the client's stop sharing one event loop. */
 async function runClientProcess(url: string, requests: number): Promise<LoadReport> {
-  const args = ['--import', 'tsx', fileURLToPath(import.meta.url), '--client-of', url, '--requests', String(requests),
-    '--streams', String(streams), '--tokens', String(tokens), '--seed', String(seed)];
+  const args = [
+    '--import',
+    'tsx',
+    fileURLToPath(import.meta.url),
+    '--client-of',
+    url,
+    '--requests',
+    String(requests),
+    '--streams',
+    String(streams),
+    '--tokens',
+    String(tokens),
+    '--seed',
+    String(seed),
+  ];
   const { stdout } = await promisify(execFile)(process.execPath, args, { maxBuffer: 64 << 20 });
   return JSON.parse(stdout) as LoadReport;
 }
@@ -95,20 +108,23 @@ try {
   // Warm-up: first-touch costs (page faults, JIT of the HTTP path) stay out of the figures; its rate sizes the runs.
   await runLoad({ ...base, url: server.url, model: modelName, maxRequests: streams });
   const warm = await runLoadInProcess(engine, { ...base, maxRequests: streams * 2 });
-  const requests = values.requests !== undefined
-    ? int('requests', values.requests)
-    : Math.max(1, Math.round((warm.throughput.requestsPerS * Number(values.seconds)) / streams)) * streams;
+  const requests =
+    values.requests !== undefined
+      ? int('requests', values.requests)
+      : Math.max(1, Math.round((warm.throughput.requestsPerS * Number(values.seconds)) / streams)) * streams;
   console.log(`${streams} streams x ${tokens} tokens, ${requests} requests per run (~${values.seconds} s), ${rounds} round(s)\n`);
 
-  const inproc: LoadReport[] = [], http: LoadReport[] = [];
-  const cpuIn: number[] = [], cpuHttp: number[] = [];
+  const inproc: LoadReport[] = [],
+    http: LoadReport[] = [];
+  const cpuIn: number[] = [],
+    cpuHttp: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const a = await withCpu(() => runLoadInProcess(engine, { ...base, maxRequests: requests }));
     inproc.push(a.report);
     cpuIn.push(a.cpuMsPerToken);
-    const b = await withCpu(() => values['client-process']
-      ? runClientProcess(server.url, requests)
-      : runLoad({ ...base, url: server.url, model: modelName, maxRequests: requests }));
+    const b = await withCpu(() =>
+      values['client-process'] ? runClientProcess(server.url, requests) : runLoad({ ...base, url: server.url, model: modelName, maxRequests: requests }),
+    );
     http.push(b.report);
     cpuHttp.push(b.cpuMsPerToken);
   }
@@ -125,7 +141,8 @@ try {
     itlP99: median(rs.map((x) => x.latency.interTokenSeconds.p99)),
     e2eP50: median(rs.map((x) => x.latency.e2eSeconds.p50)),
   });
-  const a = { ...fig(inproc), cpu: median(cpuIn) }, b = { ...fig(http), cpu: median(cpuHttp) };
+  const a = { ...fig(inproc), cpu: median(cpuIn) },
+    b = { ...fig(http), cpu: median(cpuHttp) };
   const ms = (s: number) => (s * 1000).toFixed(1);
   const row = (name: string, f: typeof a) =>
     `| ${name.padEnd(10)} | ${f.tokPerS.toFixed(1).padStart(8)} | ${f.reqPerS.toFixed(2).padStart(6)} | ${ms(f.ttftP50).padStart(8)} | ${ms(f.ttftP99).padStart(8)} | ${ms(f.itlP50).padStart(7)} | ${ms(f.itlP99).padStart(7)} | ${ms(f.e2eP50).padStart(8)} | ${(f.cpu * 1000).toFixed(0).padStart(10)} |`;
@@ -135,12 +152,16 @@ try {
   console.log(row('HTTP', b));
   console.log(`(latencies in ms; medians over rounds; CPU: this process, engine threads included${values['client-process'] ? ', client process excluded' : ''})`);
   const cost = (1 - b.tokPerS / a.tokPerS) * 100;
-  const per = rounds > 1 ? ` (per round: ${inproc.map((x, i) => ((1 - http[i]!.throughput.outputTokensPerS / x.throughput.outputTokensPerS) * 100).toFixed(1)).join('%, ')}%)` : '';
+  const per =
+    rounds > 1 ? ` (per round: ${inproc.map((x, i) => ((1 - http[i]!.throughput.outputTokensPerS / x.throughput.outputTokensPerS) * 100).toFixed(1)).join('%, ')}%)` : '';
   console.log(`\nHTTP layer cost: ${cost.toFixed(1)}% of tokens/s (target < 5%: ${cost < 5 ? 'met' : 'NOT met'})${per}`);
   // HTTP cannot be faster than the engine it wraps: a negative cost means the machine's speed moved under the runs.
   if (cost < -2) console.log('WARNING: HTTP beat in-process: the machine is too noisy for this figure (shared cores?); rerun with --rounds 3 on a quiet machine');
   if (values.json) {
-    writeFileSync(values.json, `${JSON.stringify({ streams, tokens, requests, rounds, httpCostPercent: cost, cpuMsPerToken: { inProcess: cpuIn, http: cpuHttp }, inProcess: inproc, http }, null, 2)}\n`);
+    writeFileSync(
+      values.json,
+      `${JSON.stringify({ streams, tokens, requests, rounds, httpCostPercent: cost, cpuMsPerToken: { inProcess: cpuIn, http: cpuHttp }, inProcess: inproc, http }, null, 2)}\n`,
+    );
     console.log(`wrote ${values.json}`);
   }
 } finally {

@@ -66,8 +66,11 @@ function ensureModel(): string {
   if (!existsSync(file)) {
     mkdirSync(dir, { recursive: true });
     console.log(`writing ${file} (synthetic ${values.shape} shape, random weights)…`);
-    execFileSync(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'tools', 'make-synthetic-model.ts'),
-      '--shape', values.shape, '--type', 'f16', '--seed', '1', '--out', file], { stdio: 'inherit' });
+    execFileSync(
+      process.execPath,
+      ['--import', 'tsx', join(REPO_ROOT, 'tools', 'make-synthetic-model.ts'), '--shape', values.shape, '--type', 'f16', '--seed', '1', '--out', file],
+      { stdio: 'inherit' },
+    );
   }
   return file;
 }
@@ -75,7 +78,8 @@ function ensureModel(): string {
 // Same accounting as bench/engine.ts: decode streams every weight except the embedding table (gathered one row per
 // token) — unless the output head is tied to it, in which case the output matmul streams it anyway.
 function totalParams(e: Engine): number {
-  const i = e.info, hd = i.dim / i.nHeads;
+  const i = e.info,
+    hd = i.dim / i.nHeads;
   const layer = 2 * i.dim * i.nHeads * hd + 2 * i.dim * i.nKvHeads * hd + 3 * i.dim * i.ffnDim;
   return i.nLayers * layer + 2 * i.nVocab * i.dim;
 }
@@ -171,7 +175,8 @@ async function runStreams(engine: Engine, streams: number, tokens: number, promp
   const firsts = stampsPerStream.map((s) => s[0]!);
   const tAllFirst = Math.max(...firsts);
   const tEnd = Math.max(...stampsPerStream.map((s) => s[s.length - 1]!));
-  let decodeTokens = 0, total = 0;
+  let decodeTokens = 0,
+    total = 0;
   const gaps: number[] = [];
   let worstGap = 0;
   for (const s of stampsPerStream) {
@@ -188,10 +193,12 @@ async function runStreams(engine: Engine, streams: number, tokens: number, promp
   const decodeSeconds = (tEnd - tAllFirst) / 1000;
   const dSize = { sum: after.batches.size.sum - before.batches.size.sum, count: after.batches.size.count - before.batches.size.count };
   return {
-    streams, tokens: total,
+    streams,
+    tokens: total,
     e2eTps: total / ((t1 - t0) / 1000),
     decodeTps: decodeSeconds > 0 ? decodeTokens / decodeSeconds : NaN,
-    decodeTokens, decodeSeconds,
+    decodeTokens,
+    decodeSeconds,
     itlP50Ms: quantile(gaps, 0.5),
     itlP99Ms: quantile(gaps, 0.99),
     worstGapMs: worstGap,
@@ -199,13 +206,13 @@ async function runStreams(engine: Engine, streams: number, tokens: number, promp
     meanBatch: dSize.count > 0 ? dSize.sum / dSize.count : NaN,
     preemptions: after.batches.preemptions - before.batches.preemptions,
     allreduceShare: allreduceShares(before, after),
-    allreducesPerStep: (after.tensorParallel.allreduces - before.tensorParallel.allreduces) /
-      Math.max(1, after.batches.steps - before.batches.steps),
+    allreducesPerStep: (after.tensorParallel.allreduces - before.tensorParallel.allreduces) / Math.max(1, after.batches.steps - before.batches.steps),
   };
 }
 
 function allreduceShares(before: EngineStats, after: EngineStats): number[] {
-  const b = after.tensorParallel.rankBusySeconds, a = after.tensorParallel.rankAllreduceSeconds;
+  const b = after.tensorParallel.rankBusySeconds,
+    a = after.tensorParallel.rankAllreduceSeconds;
   return b.map((busy, r) => {
     const busyD = busy - (before.tensorParallel.rankBusySeconds[r] ?? 0);
     const arD = (a[r] ?? 0) - (before.tensorParallel.rankAllreduceSeconds[r] ?? 0);
@@ -256,7 +263,9 @@ async function main(): Promise<void> {
   const blockTokens = 16;
   const perSeqBlocks = Math.ceil((promptTokens + tokens + 2) / blockTokens) + 1;
   const base: EngineOptions = {
-    model, weights, threads,
+    model,
+    weights,
+    threads,
     // Room for every stream at once (no preemption), and for the prefill-rate prompt.
     kvCacheBlocks: Math.max(maxStreams * perSeqBlocks, Math.ceil((prefillTokens + 8) / blockTokens)) + 8,
     scheduler: {
@@ -268,7 +277,8 @@ async function main(): Promise<void> {
     },
   };
 
-  const cpu0 = cpuTimes(), load0 = loadavg()[0]!;
+  const cpu0 = cpuTimes(),
+    load0 = loadavg()[0]!;
   const bw = native().measureBandwidth(threads, 1024, 3);
   const started = performance.now();
   console.log(`kernels: ${Engine.kernels()}; memory read bandwidth (${threads} threads): ${bw.toFixed(1)} GB/s`);
@@ -281,8 +291,10 @@ async function main(): Promise<void> {
     const tied = isTied(model);
     const bytes = bytesPerDecodeToken(tp1, tied);
     const roofline = (bw * 1e9) / bytes;
-    console.log(`${info.name}: dim ${info.dim}, ${info.nLayers} layers, ${info.nHeads}/${info.nKvHeads} heads, FFN ${info.ffnDim}, vocab ${info.nVocab}; ` +
-      `${(bytes / 1e9).toFixed(3)} GB read per decode step; load ${(info.loadMs / 1000).toFixed(1)} s`);
+    console.log(
+      `${info.name}: dim ${info.dim}, ${info.nLayers} layers, ${info.nHeads}/${info.nKvHeads} heads, FFN ${info.ffnDim}, vocab ${info.nVocab}; ` +
+        `${(bytes / 1e9).toFixed(3)} GB read per decode step; load ${(info.loadMs / 1000).toFixed(1)} s`,
+    );
     await warmUp(tp1, promptTokens);
 
     if (tables.has('concurrency')) {
@@ -298,19 +310,42 @@ async function main(): Promise<void> {
       }
       const single = results.find((r) => r.streams === 1)?.decodeTps ?? NaN;
       const rows = results.map((r) => [
-        String(r.streams), f1(r.meanBatch), f1(r.e2eTps), f1(r.decodeTps),
+        String(r.streams),
+        f1(r.meanBatch),
+        f1(r.e2eTps),
+        f1(r.decodeTps),
         Number.isFinite(single) ? `${(r.decodeTps / single).toFixed(2)}x` : '-',
-        f1(r.itlP50Ms), f1(r.itlP99Ms), f1(r.worstGapMs), f1(r.ttftMaxMs),
+        f1(r.itlP50Ms),
+        f1(r.itlP99Ms),
+        f1(r.worstGapMs),
+        f1(r.ttftMaxMs),
         `${f1(r.streams * roofline)} (${pct(r.decodeTps / (r.streams * roofline))})`,
         `${f1(prefillTps)} (${pct(r.decodeTps / prefillTps)})`,
         String(r.preemptions),
       ]);
       console.log(`\n### Concurrent streams (tp 1, ${threads} threads, ${weights})\n`);
-      printTable(['streams', 'mean batch', 'e2e agg tok/s', 'decode agg tok/s', 'x single-stream', 'p50 ITL ms', 'p99 ITL ms',
-        'worst gap ms', 'TTFT last stream ms', 'bandwidth ceiling C x roofline (share)', 'compute ceiling = prefill tok/s (share)', 'preempt'], rows);
+      printTable(
+        [
+          'streams',
+          'mean batch',
+          'e2e agg tok/s',
+          'decode agg tok/s',
+          'x single-stream',
+          'p50 ITL ms',
+          'p99 ITL ms',
+          'worst gap ms',
+          'TTFT last stream ms',
+          'bandwidth ceiling C x roofline (share)',
+          'compute ceiling = prefill tok/s (share)',
+          'preempt',
+        ],
+        rows,
+      );
       const conc = results.filter((r) => r.streams > 1).map((r) => `${r.streams} streams: ${(r.decodeTps / single).toFixed(1)}x`);
-      console.log(`\nConclusion: aggregate decode vs single-stream (${f1(single)} tok/s, ${pct(single / roofline)} of the ${f1(roofline)} tok/s ` +
-        `bandwidth roofline): ${conc.join('; ')}.`);
+      console.log(
+        `\nConclusion: aggregate decode vs single-stream (${f1(single)} tok/s, ${pct(single / roofline)} of the ${f1(roofline)} tok/s ` +
+          `bandwidth roofline): ${conc.join('; ')}.`,
+      );
     }
 
     if (tables.has('tp')) {
@@ -325,8 +360,20 @@ async function main(): Promise<void> {
     const half = Math.max(1, Math.floor(threads / 2));
     const rows: string[][] = [];
     const fmtShares = (s: number[]) => (s.length > 1 ? s.map(pct).join(' / ') : '-');
-    rows.push(['1', String(threads), '-', f1(tp1Single!.decodeTps), '1.00x', f1(tp1Multi!.decodeTps), '1.00x',
-      f1(tp1Multi!.decodeTps / tp1Single!.decodeTps) + 'x', '-', '-', '-', '-']);
+    rows.push([
+      '1',
+      String(threads),
+      '-',
+      f1(tp1Single!.decodeTps),
+      '1.00x',
+      f1(tp1Multi!.decodeTps),
+      '1.00x',
+      f1(tp1Multi!.decodeTps / tp1Single!.decodeTps) + 'x',
+      '-',
+      '-',
+      '-',
+      '-',
+    ]);
     const tp2: { delay: number; single: RunResult; multi: RunResult }[] = [];
     for (const delay of delays) {
       let e: Engine;
@@ -341,26 +388,55 @@ async function main(): Promise<void> {
         const single = await runStreams(e, 1, tokens, promptTokens);
         const multi = await runStreams(e, tpStreams, tokens, promptTokens);
         tp2.push({ delay, single, multi });
-        rows.push(['2', String(half), String(delay), f1(single.decodeTps), `${(single.decodeTps / tp1Single!.decodeTps).toFixed(2)}x`,
-          f1(multi.decodeTps), `${(multi.decodeTps / tp1Multi!.decodeTps).toFixed(2)}x`, `${(multi.decodeTps / single.decodeTps).toFixed(1)}x`,
-          (single.allreducesPerStep / 2).toFixed(0), fmtShares(single.allreduceShare), fmtShares(multi.allreduceShare),
-          `${((single.allreducesPerStep / 2) * delay / 1000).toFixed(1)} ms`]);
+        rows.push([
+          '2',
+          String(half),
+          String(delay),
+          f1(single.decodeTps),
+          `${(single.decodeTps / tp1Single!.decodeTps).toFixed(2)}x`,
+          f1(multi.decodeTps),
+          `${(multi.decodeTps / tp1Multi!.decodeTps).toFixed(2)}x`,
+          `${(multi.decodeTps / single.decodeTps).toFixed(1)}x`,
+          (single.allreducesPerStep / 2).toFixed(0),
+          fmtShares(single.allreduceShare),
+          fmtShares(multi.allreduceShare),
+          `${(((single.allreducesPerStep / 2) * delay) / 1000).toFixed(1)} ms`,
+        ]);
       } finally {
         await e.close();
       }
     }
     console.log(`\n### Tensor parallel (${threads} threads in all, ${weights}; decode tok/s)\n`);
-    printTable(['tp', 'threads/rank', 'all-reduce delay us', '1-stream tok/s', 'vs TP1', `${tpStreams}-stream agg tok/s`, 'vs TP1',
-      `${tpStreams}-stream / 1-stream`, 'all-reduces/step/rank', 'all-reduce share 1-stream (rank0 / rank1)',
-      `all-reduce share ${tpStreams}-stream`, 'injected delay/step'], rows);
-    const parts = tp2.map((t) => `delay ${t.delay}us: TP2 decode ${(t.single.decodeTps / tp1Single!.decodeTps).toFixed(2)}x of TP1 single-stream, ` +
-      `${(t.multi.decodeTps / tp1Multi!.decodeTps).toFixed(2)}x at ${tpStreams} streams`);
+    printTable(
+      [
+        'tp',
+        'threads/rank',
+        'all-reduce delay us',
+        '1-stream tok/s',
+        'vs TP1',
+        `${tpStreams}-stream agg tok/s`,
+        'vs TP1',
+        `${tpStreams}-stream / 1-stream`,
+        'all-reduces/step/rank',
+        'all-reduce share 1-stream (rank0 / rank1)',
+        `all-reduce share ${tpStreams}-stream`,
+        'injected delay/step',
+      ],
+      rows,
+    );
+    const parts = tp2.map(
+      (t) =>
+        `delay ${t.delay}us: TP2 decode ${(t.single.decodeTps / tp1Single!.decodeTps).toFixed(2)}x of TP1 single-stream, ` +
+        `${(t.multi.decodeTps / tp1Multi!.decodeTps).toFixed(2)}x at ${tpStreams} streams`,
+    );
     if (parts.length) console.log(`\nConclusion: ${parts.join('; ')}.`);
   }
   const cpu1 = cpuTimes();
   const steal = cpu0 && cpu1 && cpu1.total > cpu0.total ? `; CPU steal ${pct((cpu1.steal - cpu0.steal) / (cpu1.total - cpu0.total))}` : '';
-  console.log(`\n(bench:serving took ${((performance.now() - started) / 1000).toFixed(0)} s; load average at start ${load0.toFixed(2)}` +
-    `${steal}: spin-waiting TP ranks and the bandwidth figure suffer most from a busy machine)`);
+  console.log(
+    `\n(bench:serving took ${((performance.now() - started) / 1000).toFixed(0)} s; load average at start ${load0.toFixed(2)}` +
+      `${steal}: spin-waiting TP ranks and the bandwidth figure suffer most from a busy machine)`,
+  );
 }
 
 await main();

@@ -40,10 +40,17 @@ const server = await startServer({
   },
 });
 
-const load = (): Promise<LoadReport> => runLoad({
-  url: server.url, model: 'tuneloop-shakespeare', concurrency: Number(values.clients), durationS: Number(values.seconds),
-  outputLen: '32', ignoreEos: true, temperature: 0.8, slo: SLO,
-});
+const load = (): Promise<LoadReport> =>
+  runLoad({
+    url: server.url,
+    model: 'tuneloop-shakespeare',
+    concurrency: Number(values.clients),
+    durationS: Number(values.seconds),
+    outputLen: '32',
+    ignoreEos: true,
+    temperature: 0.8,
+    slo: SLO,
+  });
 const row = (name: string, r: LoadReport, extra = ''): string =>
   `| ${name} | ${r.requests.completed} | ${(r.latency.e2eSeconds.p50 * 1000).toFixed(0)} | ${(r.latency.e2eSeconds.p99 * 1000).toFixed(0)} | ` +
   `${(r.latency.ttftSeconds.p99 * 1000).toFixed(0)} | ${r.goodput.outputTokensPerS.toFixed(0)} | ${extra} |`;
@@ -54,7 +61,11 @@ const live = engineSettings(engine);
 const rss0 = process.memoryUsage().rss;
 const cpu0 = process.cpuUsage();
 verifier = await ShadowVerifier.start({
-  modelPath: model, baseline: live, candidate: live, slo: SLO, probeTokens: probeTokens(engine),
+  modelPath: model,
+  baseline: live,
+  candidate: live,
+  slo: SLO,
+  probeTokens: probeTokens(engine),
   config: { ...DEFAULT_VERIFY_CONFIG, shadowShare: Number(values.share), minSamples: 4 },
 });
 const rssShadows = process.memoryUsage().rss - rss0;
@@ -67,7 +78,9 @@ await verifier.close();
 verifier = undefined;
 const after = await load();
 
-console.log(`model ${model}; ${values.clients} closed-loop clients, 32 tokens each, ${values.seconds} s per phase; primary ${values.threads} threads; shadows ${DEFAULT_VERIFY_CONFIG.shadowThreads} thread each; share ${values.share}`);
+console.log(
+  `model ${model}; ${values.clients} closed-loop clients, 32 tokens each, ${values.seconds} s per phase; primary ${values.threads} threads; shadows ${DEFAULT_VERIFY_CONFIG.shadowThreads} thread each; share ${values.share}`,
+);
 console.log('');
 console.log('| phase | requests | e2e p50 ms | e2e p99 ms | TTFT p99 ms | goodput tok/s | |');
 console.log('|---|---|---|---|---|---|---|');
@@ -76,9 +89,13 @@ console.log(row('mirroring to an A/A shadow pair', during, `${evidence.mirroredR
 console.log(row('no verification (again)', after));
 console.log('');
 const base = (before.goodput.outputTokensPerS + after.goodput.outputTokensPerS) / 2;
-console.log(`primary goodput while mirroring: ${((during.goodput.outputTokensPerS / base - 1) * 100).toFixed(1)}% vs the mean of before/after; ` +
-  `e2e p99 ${((during.latency.e2eSeconds.p99 / ((before.latency.e2eSeconds.p99 + after.latency.e2eSeconds.p99) / 2) - 1) * 100).toFixed(1)}%`);
-console.log(`shadows: +${(rssShadows / 2 ** 20).toFixed(0)} MiB RSS at start; replay/finish ${finishS.toFixed(1)} s (the primary idle meanwhile); ` +
-  `process CPU during mirroring+finish ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s; verdict ${evidence.verdict} (A/A): ${evidence.reasons.join(" ")}`);
+console.log(
+  `primary goodput while mirroring: ${((during.goodput.outputTokensPerS / base - 1) * 100).toFixed(1)}% vs the mean of before/after; ` +
+    `e2e p99 ${((during.latency.e2eSeconds.p99 / ((before.latency.e2eSeconds.p99 + after.latency.e2eSeconds.p99) / 2) - 1) * 100).toFixed(1)}%`,
+);
+console.log(
+  `shadows: +${(rssShadows / 2 ** 20).toFixed(0)} MiB RSS at start; replay/finish ${finishS.toFixed(1)} s (the primary idle meanwhile); ` +
+    `process CPU during mirroring+finish ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s; verdict ${evidence.verdict} (A/A): ${evidence.reasons.join(' ')}`,
+);
 await server.close();
 await engine.close();

@@ -37,22 +37,29 @@ try {
   console.log(`server ${h.url} (${h.config.model.name}, 1 thread); ${durationS} s of mixed traffic from ${values.clients} clients\n`);
   const before = await scrapeMetrics(h.url);
   const r = await runSoak({
-    url: h.url, model: h.config.model.name, concurrency: Number(values.clients), durationS,
-    maxTokens: Number(values.tokens), seed: Number(values.seed),
+    url: h.url,
+    model: h.config.model.name,
+    concurrency: Number(values.clients),
+    durationS,
+    maxTokens: Number(values.tokens),
+    seed: Number(values.seed),
     events: standardSoakEvents(h.engine, durationS, Number(values.every)),
     sample: () => {
       const m = process.memoryUsage();
       return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, kvBlocksUsed: h.engine.stats().kvCache.blocksUsed };
     },
-    sampleEveryS: Math.max(5, durationS / 120), gcBeforeSample: true,
+    sampleEveryS: Math.max(5, durationS / 120),
+    gcBeforeSample: true,
   });
   // Abandoned generations end at the engine's next step.
   await new Promise((res) => setTimeout(res, 1000));
   const problems = checkSoakCounters(r.traffic, before, await scrapeMetrics(h.url));
-  console.log(formatSoak(r, [
-    ['KV blocks now', `${h.engine.stats().kvCache.blocksUsed} used, ${h.engine.stats().kvCache.blocksCached} cached (prefix cache)`],
-    ['counters', problems.length ? problems.join('; ') : 'consistent with the traffic sent'],
-  ]));
+  console.log(
+    formatSoak(r, [
+      ['KV blocks now', `${h.engine.stats().kvCache.blocksUsed} used, ${h.engine.stats().kvCache.blocksCached} cached (prefix cache)`],
+      ['counters', problems.length ? problems.join('; ') : 'consistent with the traffic sent'],
+    ]),
+  );
   console.log('\n  t (s)  RSS (MiB)  JS heap used (MiB)  KV used   (read after a full GC)');
   const mib = (b = NaN) => (b / 2 ** 20).toFixed(1);
   for (const s of r.samples) {

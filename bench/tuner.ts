@@ -53,7 +53,10 @@ const REPEATS = Number(values.repeats);
 const ROUNDS = Number(values.rounds);
 const SLO = { ttftP99Seconds: 0.5, interTokenP99Seconds: 0.1, e2eP99Seconds: 1.0, errorRateBudget: 0.01 };
 
-interface Phase { clients: number; share: number }
+interface Phase {
+  clients: number;
+  share: number;
+}
 interface Workload {
   name: string;
   /** Closed-loop phases (clients, share of a trial), run in order. */
@@ -61,7 +64,15 @@ interface Workload {
 }
 const WORKLOADS: Workload[] = [
   { name: 'steady', phases: [{ clients: 16, share: 1 }] },
-  { name: 'bursty', phases: [{ clients: 2, share: 0.25 }, { clients: 32, share: 0.25 }, { clients: 2, share: 0.25 }, { clients: 32, share: 0.25 }] },
+  {
+    name: 'bursty',
+    phases: [
+      { clients: 2, share: 0.25 },
+      { clients: 32, share: 0.25 },
+      { clients: 2, share: 0.25 },
+      { clients: 32, share: 0.25 },
+    ],
+  },
 ].filter((w) => !values.workload || w.name === values.workload);
 
 const GRID: Record<'maxBatchSize' | 'maxBatchTokens' | 'maxQueueDelayMs' | 'queueGrowThreshold', number[]> = values.quick
@@ -93,14 +104,29 @@ if (values['client-of']) {
   let current: AbortController | undefined;
   const runTrial = async (phases: Phase[], seconds: number): Promise<Trial> => {
     const ac = (current = new AbortController());
-    let good = 0, all = 0, tokensGood = 0, tokens = 0, wall = 0;
+    let good = 0,
+      all = 0,
+      tokensGood = 0,
+      tokens = 0,
+      wall = 0;
     do {
       for (const p of phases) {
         if (ac.signal.aborted) break;
         // A request still running a second past the e2e objective cannot count as goodput: cut it there instead of
         // waiting out the default 30 s drain (a mis-set grid point would otherwise take minutes per trial).
-        const r = await runLoad({ url: values['client-of']!, model: values.model!, concurrency: p.clients, durationS: Math.max(0.5, (seconds || 6) * p.share),
-          outputLen: String(TOKENS), ignoreEos: true, temperature: 0, seed: 1, slo: SLO, drainTimeoutS: SLO.e2eP99Seconds + 1, signal: ac.signal });
+        const r = await runLoad({
+          url: values['client-of']!,
+          model: values.model!,
+          concurrency: p.clients,
+          durationS: Math.max(0.5, (seconds || 6) * p.share),
+          outputLen: String(TOKENS),
+          ignoreEos: true,
+          temperature: 0,
+          seed: 1,
+          slo: SLO,
+          drainTimeoutS: SLO.e2eP99Seconds + 1,
+          signal: ac.signal,
+        });
         good += r.requests.good;
         all += r.requests.completed + r.requests.failed;
         tokensGood += r.goodput.outputTokensPerS * r.wallSeconds;
@@ -111,13 +137,15 @@ if (values['client-of']) {
     return { goodput: tokensGood / wall, throughput: tokens / wall, attainment: all ? good / all : NaN, requests: all };
   };
   let queue = Promise.resolve();
-  createInterface({ input: process.stdin }).on('line', (line) => {
-    const msg = JSON.parse(line) as { stop?: true; phases?: Phase[]; seconds?: number };
-    if (msg.stop) return current?.abort();
-    queue = queue.then(async () => {
-      process.stdout.write(`${JSON.stringify(await runTrial(msg.phases!, msg.seconds!))}\n`);
-    });
-  }).on('close', () => process.exit(0));
+  createInterface({ input: process.stdin })
+    .on('line', (line) => {
+      const msg = JSON.parse(line) as { stop?: true; phases?: Phase[]; seconds?: number };
+      if (msg.stop) return current?.abort();
+      queue = queue.then(async () => {
+        process.stdout.write(`${JSON.stringify(await runTrial(msg.phases!, msg.seconds!))}\n`);
+      });
+    })
+    .on('close', () => process.exit(0));
 }
 
 class LoadClient {
@@ -228,8 +256,12 @@ async function runTuner(w: Workload, startName: string, start: Partial<Scheduler
       const live = h.store.currentSettings()!;
       if (live.source === 'tuner' && !applies.some((a) => a.version === live.version)) {
         const after = await trial(h, w, TRIAL_S);
-        applies.push({ version: live.version, settings: live.settings.scheduler, attainment: after.attainment,
-          violating: after.attainment < before.attainment && after.attainment < 0.99 });
+        applies.push({
+          version: live.version,
+          settings: live.settings.scheduler,
+          attainment: after.attainment,
+          violating: after.attainment < before.attainment && after.attainment < 0.99,
+        });
         before = after;
       }
       process.stderr.write(`  ${w.name}/${startName}: cycle ${c + 1}: live v${live.version} ${JSON.stringify(live.settings.scheduler)}\n`);
@@ -310,11 +342,14 @@ async function main(): Promise<void> {
     const contenders = [{ ...DEFAULT_CONFIG.scheduler }, ...tuners.map((t) => t.final), grid.best];
     const gridIndex = contenders.length - 1;
     const final = await shootout(w, contenders, gridIndex);
-    const cell = (i: number) => `${fmt(median(final.trials[i]!.map((t) => t.goodput)))} | ${pct(final.ofBest[i]!)} | ${pct(median(final.trials[i]!.map((t) => t.attainment)))}`;
+    const cell = (i: number) =>
+      `${fmt(median(final.trials[i]!.map((t) => t.goodput)))} | ${pct(final.ofBest[i]!)} | ${pct(median(final.trials[i]!.map((t) => t.attainment)))}`;
     const knobs = (s: Partial<SchedulerSettings>) => `${s.maxBatchSize}/${s.maxBatchTokens}/${s.maxQueueDelayMs}/${s.queueGrowThreshold}`;
     rows.push(`| ${w.name} | defaults | ${cell(0)} | 0 | – | ${knobs(contenders[0]!)} |`);
     for (const [k, t] of tuners.entries()) {
-      rows.push(`| ${w.name} | tuner from ${t.start}, ${CYCLES} cycles | ${cell(k + 1)} | ${t.verifications} (${pct(t.verifications / grid.trials)}) | ${t.applies.length} / ${t.applies.filter((a) => a.violating).length} | ${knobs(t.final)} |`);
+      rows.push(
+        `| ${w.name} | tuner from ${t.start}, ${CYCLES} cycles | ${cell(k + 1)} | ${t.verifications} (${pct(t.verifications / grid.trials)}) | ${t.applies.length} / ${t.applies.filter((a) => a.violating).length} | ${knobs(t.final)} |`,
+      );
     }
     rows.push(`| ${w.name} | grid best | ${cell(gridIndex)} | ${grid.trials} (+${3 * REPEATS} re-measures) | – | ${knobs(grid.best)} |`);
     json.push({ workload: w, grid, tuner: tuners, shootout: { contenders, ...final } });

@@ -68,19 +68,21 @@ async function generate(argv: string[]): Promise<number> {
     const r = await gen.result;
     if (values.json) {
       const t = r.timings;
-      process.stdout.write(JSON.stringify({
-        text: r.text,
-        tokens: r.tokens,
-        finish_reason: r.finishReason,
-        usage: { prompt_tokens: r.usage.promptTokens, completion_tokens: r.usage.completionTokens },
-        timings: {
-          load_ms: engine.info.loadMs,
-          prefill_ms: t.prefillMs,
-          decode_ms: t.decodeMs,
-          prefill_tokens_per_s: t.prefillTokensPerS,
-          decode_tokens_per_s: t.decodeTokensPerS,
-        },
-      }) + '\n');
+      process.stdout.write(
+        JSON.stringify({
+          text: r.text,
+          tokens: r.tokens,
+          finish_reason: r.finishReason,
+          usage: { prompt_tokens: r.usage.promptTokens, completion_tokens: r.usage.completionTokens },
+          timings: {
+            load_ms: engine.info.loadMs,
+            prefill_ms: t.prefillMs,
+            decode_ms: t.decodeMs,
+            prefill_tokens_per_s: t.prefillTokensPerS,
+            decode_tokens_per_s: t.decodeTokensPerS,
+          },
+        }) + '\n',
+      );
     }
     return 0;
   } finally {

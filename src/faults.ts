@@ -11,7 +11,10 @@ export type FaultPoint = (typeof FAULT_POINTS)[number];
 
 function armed(): Set<string> {
   const raw = process.env['TUNELOOP_FAULTS'] ?? '';
-  const names = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const n of names) {
     if (!(FAULT_POINTS as readonly string[]).includes(n)) throw new Error(`TUNELOOP_FAULTS: unknown fault point '${n}' (known: ${FAULT_POINTS.join(', ')})`);
   }

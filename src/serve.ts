@@ -77,7 +77,7 @@ export function resolveServeSettings(argv: string[], env: NodeJS.ProcessEnv = pr
   const overrides: Record<string, string> = {};
   for (const kv of values.set ?? []) {
     const eq = kv.indexOf('=');
-    if (eq <= 0) throw new ConfigError(kv, "--set expects SECTION.KEY=VALUE, e.g. --set scheduler.maxBatchSize=8");
+    if (eq <= 0) throw new ConfigError(kv, '--set expects SECTION.KEY=VALUE, e.g. --set scheduler.maxBatchSize=8');
     overrides[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
   if (values.model !== undefined) {
@@ -151,8 +151,14 @@ export async function serveCommand(argv: string[]): Promise<number> {
     tuner = await startTuner({ config: settings.config, engine, store, logger, metrics, alerts });
     const t = tuner.tuner;
     server = await startServer({
-      engine, options: settings.server, logger, metricsHook: metrics, alerts,
-      tuner: t, authTokens: settings.config.auth.tokens, onGeneration: (e) => t.onGeneration(e),
+      engine,
+      options: settings.server,
+      logger,
+      metricsHook: metrics,
+      alerts,
+      tuner: t,
+      authTokens: settings.config.auth.tokens,
+      onGeneration: (e) => t.onGeneration(e),
       reports: { dir: settings.config.tuner.reportsDir, timezone: settings.config.tuner.timezone, index: () => store.reports() },
     });
   } catch (e) {
@@ -163,14 +169,25 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
   const running = tuner;
   installGracefulShutdown({
-    server, engine, logger, drainTimeoutMs: settings.server.drainTimeoutMs,
+    server,
+    engine,
+    logger,
+    drainTimeoutMs: settings.server.drainTimeoutMs,
     beforeEngineClose: async () => {
       await running.close();
       store.close();
     },
   });
-  logger.info({ url: server.url, auth: settings.server.apiKeys.length > 0, alertsWebhook: settings.server.alertsWebhookToken !== '',
-    tuner: settings.config.tuner.enabled, tunerTokens: settings.config.auth.tokens.length }, 'listening');
+  logger.info(
+    {
+      url: server.url,
+      auth: settings.server.apiKeys.length > 0,
+      alertsWebhook: settings.server.alertsWebhookToken !== '',
+      tuner: settings.config.tuner.enabled,
+      tunerTokens: settings.config.auth.tokens.length,
+    },
+    'listening',
+  );
   const plainKeys = settings.server.apiKeys.filter(isPlainApiKey).length;
   if (plainKeys > 0) {
     logger.warn({ plainKeys }, 'server.apiKeys holds plain-text keys: configure sha256:HEX digests instead (tuneloop hash-token KEY)');

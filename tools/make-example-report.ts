@@ -83,11 +83,17 @@ interface RunNote {
 /** The report of the run's week, with the example's data note and lowered thresholds. */
 async function writeExample(store: TunerStore, cfg: TuneloopConfig, note: RunNote): Promise<void> {
   const written = await writeWeeklyReport(store, {
-    ...reportOptionsFromConfig(cfg), week: note.week, dir: out, dataNote: note.dataNote, thresholds: { minRollupMinutes: 1, minRequests: 100 },
+    ...reportOptionsFromConfig(cfg),
+    week: note.week,
+    dir: out,
+    dataNote: note.dataNote,
+    thresholds: { minRollupMinutes: 1, minRequests: 100 },
   });
   const r = written.report;
-  log(`report ${note.week}: ${r.coverage.windows} windows, ${r.traffic.requests} requests, attainment ` +
-    `${((r.slo.allObjectives.attainment ?? NaN) * 100).toFixed(1)}%, bottlenecks ${r.bottlenecks.ranked.map((b) => `${b.kind} (${b.sloViolatingRequests})`).join(', ')}`);
+  log(
+    `report ${note.week}: ${r.coverage.windows} windows, ${r.traffic.requests} requests, attainment ` +
+      `${((r.slo.allObjectives.attainment ?? NaN) * 100).toFixed(1)}%, bottlenecks ${r.bottlenecks.ranked.map((b) => `${b.kind} (${b.sloViolatingRequests})`).join(', ')}`,
+  );
   for (const p of Object.values(written.paths)) process.stdout.write(`${p}\n`);
 }
 
@@ -109,8 +115,14 @@ const metrics = createMetrics({ engine, config, modelName: config.model.name });
 const alerts = new AlertInbox({ registry: metrics.registry });
 const tuned = await startTuner({ config, engine, store, logger, metrics, alerts, cron: false });
 const server = await startServer({
-  engine, options: serverOptionsFromConfig(config), logger, metricsHook: metrics, alerts,
-  tuner: tuned.tuner, authTokens: config.auth.tokens, onGeneration: (e) => tuned.tuner.onGeneration(e),
+  engine,
+  options: serverOptionsFromConfig(config),
+  logger,
+  metricsHook: metrics,
+  alerts,
+  tuner: tuned.tuner,
+  authTokens: config.auth.tokens,
+  onGeneration: (e) => tuned.tuner.onGeneration(e),
   reports: { dir: out, timezone: config.tuner.timezone, index: () => store.reports() },
 });
 const startedMs = Date.now();
@@ -120,18 +132,29 @@ const ticker = setInterval(() => void tuned.tuner.monitorTick('example'), tickS 
 
 async function load(clients: number, seconds: number, seed: number, signal?: AbortSignal): Promise<LoadReport> {
   const r = await runLoad({
-    url: server.url, model: config.model.name, concurrency: clients, durationS: seconds, outputLen: 'uniform:8-48',
-    temperature: 0.8, seed, slo: config.slo, ...(signal ? { signal } : {}),
+    url: server.url,
+    model: config.model.name,
+    concurrency: clients,
+    durationS: seconds,
+    outputLen: 'uniform:8-48',
+    temperature: 0.8,
+    seed,
+    slo: config.slo,
+    ...(signal ? { signal } : {}),
   });
-  log(`load ${clients} clients ${seconds} s: ${r.requests.completed} done, ${r.requests.failed} failed, goodput ` +
-    `${r.goodput.outputTokensPerS.toFixed(1)} tok/s (${(r.goodput.fraction * 100).toFixed(0)}% within SLO), TTFT p99 ` +
-    `${r.latency.ttftSeconds.p99.toFixed(2)} s`);
+  log(
+    `load ${clients} clients ${seconds} s: ${r.requests.completed} done, ${r.requests.failed} failed, goodput ` +
+      `${r.goodput.outputTokensPerS.toFixed(1)} tok/s (${(r.goodput.fraction * 100).toFixed(0)}% within SLO), TTFT p99 ` +
+      `${r.latency.ttftSeconds.p99.toFixed(2)} s`,
+  );
   return r;
 }
 
 async function api(method: 'GET' | 'POST', path: string, token: string, body?: unknown): Promise<{ status: number; body: any }> {
   const res = await fetch(`${server.url}${path}`, {
-    method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
@@ -142,9 +165,11 @@ async function fireAlerts(): Promise<void> {
   const now = new Date();
   const labels = { service: 'tuneloop', model: config.model.name, role: 'primary', job: 'tuneloop', instance: server.url.replace('http://', '') };
   const alert = (alertname: string, severity: string, summary: string, startedSecondsAgo: number) => ({
-    status: 'firing', labels: { alertname, severity, ...labels },
+    status: 'firing',
+    labels: { alertname, severity, ...labels },
     annotations: { summary, runbook: `alerts/RUNBOOK.md#${alertname.toLowerCase()}` },
-    startsAt: new Date(now.getTime() - startedSecondsAgo * 1000).toISOString(), endsAt: '0001-01-01T00:00:00Z',
+    startsAt: new Date(now.getTime() - startedSecondsAgo * 1000).toISOString(),
+    endsAt: '0001-01-01T00:00:00Z',
     fingerprint: createFingerprint(alertname),
   });
   for (const [a, severity] of [
@@ -152,8 +177,14 @@ async function fireAlerts(): Promise<void> {
     [alert('TuneloopQueueGrowing', 'warning', `Request queue growing on ${config.model.name} (primary)`, 30), 'warning'],
   ] as const) {
     const r = await api('POST', '/api/alerts', webhookToken, {
-      version: '4', receiver: 'tuneloop', status: 'firing', alerts: [a], groupLabels: { alertname: a.labels.alertname },
-      commonLabels: a.labels, commonAnnotations: a.annotations, externalURL: 'http://alertmanager:9093',
+      version: '4',
+      receiver: 'tuneloop',
+      status: 'firing',
+      alerts: [a],
+      groupLabels: { alertname: a.labels.alertname },
+      commonLabels: a.labels,
+      commonAnnotations: a.annotations,
+      externalURL: 'http://alertmanager:9093',
     });
     log(`alert ${a.labels.alertname} (${severity}) → ${r.status}`);
   }
@@ -167,8 +198,10 @@ function createFingerprint(name: string): string {
 async function cycle(n: number, seed: number): Promise<void> {
   const run = await api('POST', '/api/tuner/run', approverToken);
   const r = run.body?.run as { findings: { kind: string; summary: string }[]; proposals: { id: number; candidate: { change: unknown } }[] } | undefined;
-  log(`cycle ${n}: ${run.status}, findings ${r?.findings.map((f) => f.kind).join(', ') || 'none'}; proposals ` +
-    `${r?.proposals.map((p) => `#${p.id} ${JSON.stringify(p.candidate.change)}`).join(', ') || 'none'}`);
+  log(
+    `cycle ${n}: ${run.status}, findings ${r?.findings.map((f) => f.kind).join(', ') || 'none'}; proposals ` +
+      `${r?.proposals.map((p) => `#${p.id} ${JSON.stringify(p.candidate.change)}`).join(', ') || 'none'}`,
+  );
   const ac = new AbortController();
   const traffic = load(8, 600, seed, ac.signal);
   await tuned.tuner.idle();
@@ -197,7 +230,8 @@ try {
   const week = formatIsoWeek(isoWeekOf(startedMs, config.tuner.timezone));
   if (formatIsoWeek(isoWeekOf(Date.now(), config.tuner.timezone)) !== week) log(`warning: the run crossed into the next ISO week; reporting ${week}`);
   const minutes = (Date.now() - startedMs) / 60_000;
-  const dataNote = `This is an example, not a production week: the windows are ${tickS} s long (not one minute), from a ` +
+  const dataNote =
+    `This is an example, not a production week: the windows are ${tickS} s long (not one minute), from a ` +
     `${minutes.toFixed(0)}-minute load run of the shipped model on ${availableParallelism()} CPU cores that started with ` +
     `scheduler.maxBatchSize 1, with a TTFT objective of ${config.slo.ttftP99Seconds} s; the thresholds for ranking ` +
     'bottlenecks were lowered to 1 min and 100 requests for it (tools/make-example-report.ts).';

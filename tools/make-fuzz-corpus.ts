@@ -13,8 +13,16 @@ import { buildSyntheticLlama, type LlamaShape, type SyntheticFileType, type Synt
 
 const out = path.resolve(process.argv[2] ?? path.join(import.meta.dirname, '..', 'native', 'fuzz', 'corpus'));
 const TINY: LlamaShape = {
-  dim: 16, nLayers: 1, nHeads: 2, nKvHeads: 1, ffnDim: 32, nVocab: 300, contextLength: 32,
-  ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: true,
+  dim: 16,
+  nLayers: 1,
+  nHeads: 2,
+  nKvHeads: 1,
+  ffnDim: 32,
+  nVocab: 300,
+  contextLength: 32,
+  ropeTheta: 10000,
+  rmsEps: 1e-5,
+  tiedEmbeddings: true,
 };
 
 /** Empty `dir` of the generated seeds, keeping the crash reproducers (crash-*). */
@@ -44,10 +52,20 @@ function vocabOnly(tokenizer: SyntheticTokenizer): GgufModel {
 function allTypes(): GgufModel {
   const metadata: [string, GgufValue][] = [
     ['general.alignment', gv.u32(64)],
-    ['t.u8', gv.u8(255)], ['t.i8', gv.i8(-128)], ['t.u16', gv.u16(65535)], ['t.i16', gv.i16(-32768)],
-    ['t.u32', gv.u32(0xffffffff)], ['t.i32', gv.i32(-1)], ['t.f32', gv.f32(1.5)], ['t.bool', gv.bool(true)],
-    ['t.str', gv.str('h\u00e9llo \u2581 \u{1F600}')], ['t.u64', gv.u64(0xffffffffffffffffn)], ['t.i64', gv.i64(-(1n << 63n))],
-    ['t.f64', gv.f64(-0.25)], ['t.arr.f32', gv.arr('float32', [1, 2, 3])], ['t.arr.str', gv.arr('string', ['a', '', 'bc'])],
+    ['t.u8', gv.u8(255)],
+    ['t.i8', gv.i8(-128)],
+    ['t.u16', gv.u16(65535)],
+    ['t.i16', gv.i16(-32768)],
+    ['t.u32', gv.u32(0xffffffff)],
+    ['t.i32', gv.i32(-1)],
+    ['t.f32', gv.f32(1.5)],
+    ['t.bool', gv.bool(true)],
+    ['t.str', gv.str('h\u00e9llo \u2581 \u{1F600}')],
+    ['t.u64', gv.u64(0xffffffffffffffffn)],
+    ['t.i64', gv.i64(-(1n << 63n))],
+    ['t.f64', gv.f64(-0.25)],
+    ['t.arr.f32', gv.arr('float32', [1, 2, 3])],
+    ['t.arr.str', gv.arr('string', ['a', '', 'bc'])],
     ['t.arr.nested', gv.arrOfArrays([gv.arr('int32', [1, -2]), gv.arr('bool', [true, false])])],
     ['t.arr.empty', gv.arr('uint8', [])],
   ];
@@ -70,7 +88,13 @@ function u64At(bytes: Buffer, at: number, v: bigint): Buffer {
 }
 
 const ggufSeeds: [string, Buffer][] = [];
-for (const [ft, tok, tied] of [['q8_0', 'llama', true], ['f16', 'gpt2', true], ['q4_0', 'llama', false], ['bf16', 'gpt2', true], ['f32', 'llama', true]] as const) {
+for (const [ft, tok, tied] of [
+  ['q8_0', 'llama', true],
+  ['f16', 'gpt2', true],
+  ['q4_0', 'llama', false],
+  ['bf16', 'gpt2', true],
+  ['f32', 'llama', true],
+] as const) {
   ggufSeeds.push([`model-${ft}-${tok}${tied ? '' : '-untied'}.gguf`, encodeGguf(model(ft, tok, tied)).bytes]);
 }
 const vocabLlama = encodeGguf(vocabOnly('llama'));

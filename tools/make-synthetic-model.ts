@@ -9,14 +9,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { writeGgufFile } from './lib/gguf-writer.js';
-import {
-  SHAPE_PRESETS,
-  SYNTHETIC_FILE_TYPES,
-  buildSyntheticLlama,
-  parameterCount,
-  type LlamaShape,
-  type SyntheticFileType,
-} from './lib/synthetic-llama.js';
+import { SHAPE_PRESETS, SYNTHETIC_FILE_TYPES, buildSyntheticLlama, parameterCount, type LlamaShape, type SyntheticFileType } from './lib/synthetic-llama.js';
 
 const USAGE = `usage: make-synthetic-model --shape ${Object.keys(SHAPE_PRESETS).join('|')} [--dim N --layers N --heads N
   --kv-heads N --ffn N --vocab N --ctx N --rope-theta X --rms-eps X --tied|--untied] --type ${SYNTHETIC_FILE_TYPES.join('|')}

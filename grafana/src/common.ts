@@ -38,10 +38,7 @@ export class PanelIds {
   }
 }
 
-function withTargets<T extends { withTarget(t: cog.Builder<cog.Dataquery>): T }>(
-  panel: T,
-  targets: prometheus.DataqueryBuilder[],
-): T {
+function withTargets<T extends { withTarget(t: cog.Builder<cog.Dataquery>): T }>(panel: T, targets: prometheus.DataqueryBuilder[]): T {
   targets.forEach((t, i) => panel.withTarget(t.refId(String.fromCharCode(65 + i))));
   return panel;
 }
@@ -104,30 +101,34 @@ export function heatmapPanel(ids: PanelIds, o: PanelOpts): heatmap.PanelBuilder 
     .height(o.height ?? 8)
     .calculate(false)
     .yAxis(new heatmap.YAxisConfigBuilder().unit(o.unit))
-    .color(new heatmap.HeatmapColorOptionsBuilder()
-      .mode(heatmap.HeatmapColorMode.Scheme)
-      .scheme('Oranges')
-      .scale(heatmap.HeatmapColorScale.Exponential)
-      .exponent(0.5)
-      .steps(64)
-      .reverse(false));
+    .color(
+      new heatmap.HeatmapColorOptionsBuilder()
+        .mode(heatmap.HeatmapColorMode.Scheme)
+        .scheme('Oranges')
+        .scale(heatmap.HeatmapColorScale.Exponential)
+        .exponent(0.5)
+        .steps(64)
+        .reverse(false),
+    );
   for (const t of o.targets) t.format(prometheus.PromQueryFormat.Heatmap);
   return withTargets(p, o.targets);
 }
 
 function queryVariable(name: string, label: string, query: string): dashboard.QueryVariableBuilder {
-  return new dashboard.QueryVariableBuilder(name)
-    .label(label)
-    .datasource(DATASOURCE)
-    .query(query)
-    .definition(query)
-    .refresh(dashboard.VariableRefresh.OnTimeRangeChanged)
-    .sort(dashboard.VariableSort.AlphabeticalAsc)
-    .multi(true)
-    .includeAll(true)
-    // '.*' rather than Grafana's default enumeration keeps queries short with many instances.
-    .allValue('.*')
-    .current({ selected: true, text: ['All'], value: ['$__all'] });
+  return (
+    new dashboard.QueryVariableBuilder(name)
+      .label(label)
+      .datasource(DATASOURCE)
+      .query(query)
+      .definition(query)
+      .refresh(dashboard.VariableRefresh.OnTimeRangeChanged)
+      .sort(dashboard.VariableSort.AlphabeticalAsc)
+      .multi(true)
+      .includeAll(true)
+      // '.*' rather than Grafana's default enumeration keeps queries short with many instances.
+      .allValue('.*')
+      .current({ selected: true, text: ['All'], value: ['$__all'] })
+  );
 }
 
 /** Config changes as annotations: each knob change by the tuner or an operator is a marker. */
@@ -151,7 +152,9 @@ function settingsAnnotation(): dashboard.AnnotationQueryBuilder {
     .datasource(DATASOURCE)
     .enable(true)
     .iconColor('purple')
-    .expr(`sum by (instance, model) (changes(tuneloop_config_max_batch_size{${SEL}}[2m]) + changes(tuneloop_config_kv_cache_blocks{${SEL}}[2m]) + changes(tuneloop_config_threads{${SEL}}[2m])) > 0`)
+    .expr(
+      `sum by (instance, model) (changes(tuneloop_config_max_batch_size{${SEL}}[2m]) + changes(tuneloop_config_kv_cache_blocks{${SEL}}[2m]) + changes(tuneloop_config_threads{${SEL}}[2m])) > 0`,
+    )
     .step('1m')
     .titleFormat('engine settings changed')
     .textFormat('{{instance}} {{model}}')

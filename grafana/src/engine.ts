@@ -12,70 +12,128 @@ export function buildEngineDashboard(): dashboard.Dashboard {
     description: 'Batching, step time by phase, queueing, tensor-parallel ranks and per-op time.',
     tags: ['engine'],
   })
-    .withPanel(statPanel(ids, {
-      title: 'Engine up', description: '1 while the engine is loaded and serving.', unit: 'bool_on_off',
-      targets: [q(`min(tuneloop_engine_up{${SEL}})`, 'up')],
-    }))
-    .withPanel(statPanel(ids, {
-      title: 'Utilisation now', description: 'Share of wall time the engine spent stepping.', unit: 'percentunit', min: 0, max: 1,
-      targets: [q(`avg(tuneloop_engine_utilization_ratio{${SEL}})`, 'utilisation')],
-    }))
-    .withPanel(statPanel(ids, {
-      title: 'Scheduler steps', description: 'Scheduler steps per second.', unit: 'ops',
-      targets: [q(`sum(rate(tuneloop_scheduler_steps_total{${SEL}}${RATE}))`, 'steps')],
-    }))
-    .withPanel(statPanel(ids, {
-      title: 'Max batch size', description: 'The live max_batch_size knob.', unit: 'short',
-      targets: [q(`max(tuneloop_config_max_batch_size{${SEL}})`, 'max batch size')],
-    }))
-    .withPanel(heatmapPanel(ids, {
-      title: 'Batch size', description: 'Distribution of sequences per step (histogram buckets).', unit: 'short',
-      targets: [q(`sum by (le) (rate(tuneloop_batch_size_bucket{${SEL}}${RATE}))`, '{{le}}')],
-    }))
-    .withPanel(heatmapPanel(ids, {
-      title: 'Batch tokens', description: 'Distribution of tokens per step (histogram buckets).', unit: 'short',
-      targets: [q(`sum by (le) (rate(tuneloop_batch_tokens_bucket{${SEL}}${RATE}))`, '{{le}}')],
-    }))
-    .withPanel(timeseriesPanel(ids, {
-      title: 'Batch flushes by reason', description: 'Why a batch was started: full, timeout, or queue threshold.',
-      unit: 'ops', stacked: true,
-      targets: [q(`sum by (reason) (rate(tuneloop_batch_flush_total{${SEL}}${RATE}))`, '{{reason}}')],
-    }))
-    .withPanel(timeseriesPanel(ids, {
-      title: 'Step duration by phase', description: 'p50 and p99 step time for prefill, decode and mixed steps.',
-      unit: 's',
-      targets: [
-        q(quantile(0.5, 'tuneloop_step_duration_seconds', SEL, 'phase'), 'p50 {{phase}}'),
-        q(quantile(0.99, 'tuneloop_step_duration_seconds', SEL, 'phase'), 'p99 {{phase}}'),
-      ],
-    }))
-    .withPanel(timeseriesPanel(ids, {
-      title: 'Queue length', description: 'Waiting and running requests against the queue limit.', unit: 'short',
-      targets: [
-        q(`sum(tuneloop_requests_waiting{${SEL}})`, 'waiting'),
-        q(`sum(tuneloop_requests_running{${SEL}})`, 'running'),
-        q(`sum(tuneloop_config_max_queue_length{${SEL}})`, 'max queue length'),
-      ],
-    }))
-    .withPanel(timeseriesPanel(ids, {
-      title: 'Utilisation', description: 'Engine utilisation gauge and busy seconds per second.', unit: 'percentunit', min: 0,
-      targets: [
-        q(`avg by (instance) (tuneloop_engine_utilization_ratio{${SEL}})`, 'utilisation {{instance}}'),
-        q(`sum by (instance) (rate(tuneloop_engine_busy_seconds_total{${SEL}}${RATE}))`, 'busy {{instance}}'),
-      ],
-    }))
-    .withPanel(timeseriesPanel(ids, {
-      title: 'Per-rank busy time', description: 'Busy seconds per second for each tensor-parallel rank.', unit: 'percentunit', min: 0,
-      targets: [q(`sum by (rank) (rate(tuneloop_tp_rank_busy_seconds_total{${SEL}}${RATE}))`, 'rank {{rank}}')],
-    }))
-    .withPanel(timeseriesPanel(ids, {
-      title: 'All-reduce time', description: 'Seconds per second each rank spent in all-reduce.', unit: 'percentunit', min: 0,
-      targets: [q(`sum by (rank) (rate(tuneloop_tp_allreduce_seconds_total{${SEL}}${RATE}))`, 'rank {{rank}}')],
-    }))
-    .withPanel(timeseriesPanel(ids, {
-      title: 'Op time breakdown', description: 'Seconds per second spent in each kernel family (stacked).',
-      unit: 'percentunit', stacked: true, min: 0, width: 24,
-      targets: [q(`sum by (op) (rate(tuneloop_op_seconds_total{${SEL}}${RATE}))`, '{{op}}')],
-    }))
+    .withPanel(
+      statPanel(ids, {
+        title: 'Engine up',
+        description: '1 while the engine is loaded and serving.',
+        unit: 'bool_on_off',
+        targets: [q(`min(tuneloop_engine_up{${SEL}})`, 'up')],
+      }),
+    )
+    .withPanel(
+      statPanel(ids, {
+        title: 'Utilisation now',
+        description: 'Share of wall time the engine spent stepping.',
+        unit: 'percentunit',
+        min: 0,
+        max: 1,
+        targets: [q(`avg(tuneloop_engine_utilization_ratio{${SEL}})`, 'utilisation')],
+      }),
+    )
+    .withPanel(
+      statPanel(ids, {
+        title: 'Scheduler steps',
+        description: 'Scheduler steps per second.',
+        unit: 'ops',
+        targets: [q(`sum(rate(tuneloop_scheduler_steps_total{${SEL}}${RATE}))`, 'steps')],
+      }),
+    )
+    .withPanel(
+      statPanel(ids, {
+        title: 'Max batch size',
+        description: 'The live max_batch_size knob.',
+        unit: 'short',
+        targets: [q(`max(tuneloop_config_max_batch_size{${SEL}})`, 'max batch size')],
+      }),
+    )
+    .withPanel(
+      heatmapPanel(ids, {
+        title: 'Batch size',
+        description: 'Distribution of sequences per step (histogram buckets).',
+        unit: 'short',
+        targets: [q(`sum by (le) (rate(tuneloop_batch_size_bucket{${SEL}}${RATE}))`, '{{le}}')],
+      }),
+    )
+    .withPanel(
+      heatmapPanel(ids, {
+        title: 'Batch tokens',
+        description: 'Distribution of tokens per step (histogram buckets).',
+        unit: 'short',
+        targets: [q(`sum by (le) (rate(tuneloop_batch_tokens_bucket{${SEL}}${RATE}))`, '{{le}}')],
+      }),
+    )
+    .withPanel(
+      timeseriesPanel(ids, {
+        title: 'Batch flushes by reason',
+        description: 'Why a batch was started: full, timeout, or queue threshold.',
+        unit: 'ops',
+        stacked: true,
+        targets: [q(`sum by (reason) (rate(tuneloop_batch_flush_total{${SEL}}${RATE}))`, '{{reason}}')],
+      }),
+    )
+    .withPanel(
+      timeseriesPanel(ids, {
+        title: 'Step duration by phase',
+        description: 'p50 and p99 step time for prefill, decode and mixed steps.',
+        unit: 's',
+        targets: [
+          q(quantile(0.5, 'tuneloop_step_duration_seconds', SEL, 'phase'), 'p50 {{phase}}'),
+          q(quantile(0.99, 'tuneloop_step_duration_seconds', SEL, 'phase'), 'p99 {{phase}}'),
+        ],
+      }),
+    )
+    .withPanel(
+      timeseriesPanel(ids, {
+        title: 'Queue length',
+        description: 'Waiting and running requests against the queue limit.',
+        unit: 'short',
+        targets: [
+          q(`sum(tuneloop_requests_waiting{${SEL}})`, 'waiting'),
+          q(`sum(tuneloop_requests_running{${SEL}})`, 'running'),
+          q(`sum(tuneloop_config_max_queue_length{${SEL}})`, 'max queue length'),
+        ],
+      }),
+    )
+    .withPanel(
+      timeseriesPanel(ids, {
+        title: 'Utilisation',
+        description: 'Engine utilisation gauge and busy seconds per second.',
+        unit: 'percentunit',
+        min: 0,
+        targets: [
+          q(`avg by (instance) (tuneloop_engine_utilization_ratio{${SEL}})`, 'utilisation {{instance}}'),
+          q(`sum by (instance) (rate(tuneloop_engine_busy_seconds_total{${SEL}}${RATE}))`, 'busy {{instance}}'),
+        ],
+      }),
+    )
+    .withPanel(
+      timeseriesPanel(ids, {
+        title: 'Per-rank busy time',
+        description: 'Busy seconds per second for each tensor-parallel rank.',
+        unit: 'percentunit',
+        min: 0,
+        targets: [q(`sum by (rank) (rate(tuneloop_tp_rank_busy_seconds_total{${SEL}}${RATE}))`, 'rank {{rank}}')],
+      }),
+    )
+    .withPanel(
+      timeseriesPanel(ids, {
+        title: 'All-reduce time',
+        description: 'Seconds per second each rank spent in all-reduce.',
+        unit: 'percentunit',
+        min: 0,
+        targets: [q(`sum by (rank) (rate(tuneloop_tp_allreduce_seconds_total{${SEL}}${RATE}))`, 'rank {{rank}}')],
+      }),
+    )
+    .withPanel(
+      timeseriesPanel(ids, {
+        title: 'Op time breakdown',
+        description: 'Seconds per second spent in each kernel family (stacked).',
+        unit: 'percentunit',
+        stacked: true,
+        min: 0,
+        width: 24,
+        targets: [q(`sum by (op) (rate(tuneloop_op_seconds_total{${SEL}}${RATE}))`, '{{op}}')],
+      }),
+    )
     .build();
 }

@@ -85,12 +85,14 @@ export class AlertInbox extends EventEmitter<AlertInboxEvents> {
     if (opts.onAlert) this.on('alert', opts.onAlert);
     if (opts.registry) {
       const existing = opts.registry.getSingleMetric(ALERTS_METRIC);
-      this.metric = (existing as Counter<'severity' | 'status'> | undefined) ?? new Counter({
-        name: ALERTS_METRIC,
-        help: 'Alerts received from Alertmanager on POST /api/alerts, by severity label and status (firing, resolved).',
-        labelNames: ['severity', 'status'] as const,
-        registers: [opts.registry],
-      });
+      this.metric =
+        (existing as Counter<'severity' | 'status'> | undefined) ??
+        new Counter({
+          name: ALERTS_METRIC,
+          help: 'Alerts received from Alertmanager on POST /api/alerts, by severity label and status (firing, resolved).',
+          labelNames: ['severity', 'status'] as const,
+          registers: [opts.registry],
+        });
     }
   }
 

@@ -4,7 +4,10 @@ import type { AlertStatus, AlertmanagerWebhook } from './inbox.js';
 /** A malformed webhook body; `field` names the first bad field (the HTTP layer maps it to a 400 with that param). */
 export class AlertWebhookError extends Error {
   override readonly name = 'AlertWebhookError';
-  constructor(readonly field: string, readonly what: string) {
+  constructor(
+    readonly field: string,
+    readonly what: string,
+  ) {
     super(`Invalid Alertmanager webhook payload: '${field}' ${what}`);
   }
 }

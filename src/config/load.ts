@@ -7,21 +7,37 @@ import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Document, type Node as YamlNode } from 'yaml';
 import { validateDetailed as validateCron } from 'node-cron';
 import type { EngineOptions } from '../engine/types.js';
-import {
-  API_ROLES, CONFIG_SCHEMA, DEFAULT_CONFIG, envKeyOf, type ApiToken, type FieldSpec, type SectionName, type StringFormat,
-  type TuneloopConfig,
-} from './schema.js';
+import { API_ROLES, CONFIG_SCHEMA, DEFAULT_CONFIG, envKeyOf, type ApiToken, type FieldSpec, type SectionName, type StringFormat, type TuneloopConfig } from './schema.js';
 
 export { API_ROLES, CONFIG_SCHEMA, DEFAULT_CONFIG, METRICS_SOURCES, TUNER_KNOBS, configKeyDocs, envKeyOf } from './schema.js';
 export type {
-  AlertsConfig, ApiRole, ApiToken, AuthConfig, ConfigKeyDoc, LoggingConfig, LogLevel, MetricsCompat, MetricsConfig, MetricsSource,
-  ModelConfig, ServerConfig, SloConfig, TuneloopConfig, TunerConfig, TunerKnob, VerifyConfigSection,
+  AlertsConfig,
+  ApiRole,
+  ApiToken,
+  AuthConfig,
+  ConfigKeyDoc,
+  LoggingConfig,
+  LogLevel,
+  MetricsCompat,
+  MetricsConfig,
+  MetricsSource,
+  ModelConfig,
+  ServerConfig,
+  SloConfig,
+  TuneloopConfig,
+  TunerConfig,
+  TunerKnob,
+  VerifyConfigSection,
 } from './schema.js';
 
 /** A bad config value. `path` is the field (`scheduler.maxBatchSize`), or `file:line:col` for a YAML syntax error;
  *  `origin` says where the value came from (file and line, env var, CLI override). */
 export class ConfigError extends Error {
-  constructor(readonly path: string, readonly reason: string, readonly origin?: string) {
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+    readonly origin?: string,
+  ) {
     super(`${path}: ${reason}${origin ? ` (${origin})` : ''}`);
     this.name = 'ConfigError';
   }
@@ -171,7 +187,10 @@ function applyString(t: Target, section: SectionName, key: string, raw: string, 
 }
 
 function commaList(raw: string): string[] {
-  return raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
 }
 
 const TRUE_WORDS = new Set(['true', '1', 'yes']);
@@ -342,20 +361,26 @@ function checkCrossField(t: Target): void {
     return o.length > 0 ? o.join('; ') : 'defaults';
   };
   if (tuner.metricsSource === 'prometheus' && tuner.prometheusUrl === '') {
-    throw new ConfigError('tuner.prometheusUrl',
+    throw new ConfigError(
+      'tuner.prometheusUrl',
       "required when tuner.metricsSource is prometheus: the Prometheus HTTP API's base URL, e.g. http://prometheus:9090",
-      from('tuner.metricsSource', 'tuner.prometheusUrl'));
+      from('tuner.metricsSource', 'tuner.prometheusUrl'),
+    );
   }
   const both = tuner.autoApply.find((k) => tuner.requireApproval.includes(k));
   if (both !== undefined) {
-    throw new ConfigError('tuner.requireApproval',
+    throw new ConfigError(
+      'tuner.requireApproval',
       `knob '${both}' is also in tuner.autoApply; a knob is either applied automatically or waits for approval, not both`,
-      from('tuner.autoApply', 'tuner.requireApproval'));
+      from('tuner.autoApply', 'tuner.requireApproval'),
+    );
   }
   if (tuner.watchFailureThreshold > tuner.watchChecks) {
-    throw new ConfigError('tuner.watchFailureThreshold',
+    throw new ConfigError(
+      'tuner.watchFailureThreshold',
       `expected at most tuner.watchChecks (${tuner.watchChecks}), got ${tuner.watchFailureThreshold}: the change could never be rolled back`,
-      from('tuner.watchChecks', 'tuner.watchFailureThreshold'));
+      from('tuner.watchChecks', 'tuner.watchFailureThreshold'),
+    );
   }
 }
 

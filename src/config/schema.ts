@@ -201,125 +201,187 @@ export const CONFIG_SCHEMA: ConfigSchema = {
     host: { kind: 'string', doc: 'Interface to listen on. 127.0.0.1 keeps the server local; 0.0.0.0 exposes it.' },
     port: { kind: 'integer', min: 0, max: 65535, doc: 'TCP port; 0 picks a free one (tests).' },
     apiKeys: {
-      kind: 'stringList', format: 'apiKey',
-      doc: 'Bearer tokens (Authorization: Bearer …) accepted on the OpenAI routes (/v1/*); empty turns authentication off ' +
+      kind: 'stringList',
+      format: 'apiKey',
+      doc:
+        'Bearer tokens (Authorization: Bearer …) accepted on the OpenAI routes (/v1/*); empty turns authentication off ' +
         'there. Give each as sha256:HEX, the output of `tuneloop hash-token KEY` prefixed, so the config never holds the ' +
         'key itself; a plain key still works but is warned about at startup. The tuner API under /api uses auth.tokens ' +
         'instead. In env vars and CLI overrides: comma-separated.',
     },
     requestBodyLimitBytes: { kind: 'integer', min: 1, max: 1024 * MiB, doc: 'Largest JSON request body accepted.' },
     drainTimeoutMs: {
-      kind: 'integer', min: 0, max: 3_600_000,
+      kind: 'integer',
+      min: 0,
+      max: 3_600_000,
       doc: 'On SIGTERM, how long in-flight requests may run before they are cancelled.',
     },
     corsOrigins: {
-      kind: 'stringList', format: 'origin',
-      doc: 'Browser origins (exact scheme://host[:port], e.g. https://ops.example.com) allowed to call the server cross-origin ' +
+      kind: 'stringList',
+      format: 'origin',
+      doc:
+        'Browser origins (exact scheme://host[:port], e.g. https://ops.example.com) allowed to call the server cross-origin ' +
         '(CORS). Empty: CORS is closed, no Access-Control-Allow-Origin is ever sent. In env vars and CLI overrides: comma-separated.',
     },
     rateLimitPerMinute: {
-      kind: 'integer', min: 0, max: 1_000_000,
-      doc: 'Requests per minute per API key or token (per client address when anonymous or the token is unknown) on /v1 and ' +
+      kind: 'integer',
+      min: 0,
+      max: 1_000_000,
+      doc:
+        'Requests per minute per API key or token (per client address when anonymous or the token is unknown) on /v1 and ' +
         '/api, as a token bucket; beyond it 429 rate_limit_exceeded with Retry-After. 0 turns it off. /healthz, /readyz and ' +
         '/metrics are not limited.',
     },
     rateLimitBurst: {
-      kind: 'integer', min: 1, max: 1_000_000,
-      doc: 'Requests a key may send back to back before rateLimitPerMinute paces it (the token bucket\'s size).',
+      kind: 'integer',
+      min: 1,
+      max: 1_000_000,
+      doc: "Requests a key may send back to back before rateLimitPerMinute paces it (the token bucket's size).",
     },
     maxConcurrentStreamsPerKey: {
-      kind: 'integer', min: 0, max: 1_000_000,
-      doc: 'Generation requests (/v1/completions, /v1/chat/completions; streamed or not) one API key or client address may have ' +
+      kind: 'integer',
+      min: 0,
+      max: 1_000_000,
+      doc:
+        'Generation requests (/v1/completions, /v1/chat/completions; streamed or not) one API key or client address may have ' +
         'in flight; one more is 429 rate_limit_exceeded. 0 turns it off.',
     },
     maxPromptTokens: {
-      kind: 'integer', min: 1, max: 1 << 20, optional: true, defaultDoc: "the model's context length",
+      kind: 'integer',
+      min: 1,
+      max: 1 << 20,
+      optional: true,
+      defaultDoc: "the model's context length",
       doc: 'Most prompt tokens per request (after the chat template); more is 400 context_length_exceeded naming prompt or messages.',
     },
     maxTokensLimit: {
-      kind: 'integer', min: 1, max: 1 << 20, optional: true, defaultDoc: 'no limit but the context window',
-      doc: 'Largest max_tokens (max_completion_tokens) a request may ask for; more is 400 naming the field. Requests without ' +
-        'one are capped to it.',
+      kind: 'integer',
+      min: 1,
+      max: 1 << 20,
+      optional: true,
+      defaultDoc: 'no limit but the context window',
+      doc: 'Largest max_tokens (max_completion_tokens) a request may ask for; more is 400 naming the field. Requests without ' + 'one are capped to it.',
     },
   },
   model: {
     path: {
-      kind: 'string', defaultDoc: 'the embedded model, models/tuneloop-shakespeare.gguf',
-      doc: 'GGUF v3 file (llama architecture). A relative path in the config file is relative to that file; ' +
+      kind: 'string',
+      defaultDoc: 'the embedded model, models/tuneloop-shakespeare.gguf',
+      doc:
+        'GGUF v3 file (llama architecture). A relative path in the config file is relative to that file; ' +
         'from an env var or CLI override, relative to the working directory.',
     },
     name: { kind: 'string', doc: 'Model id served on /v1/models and in the `model` metric label.' },
     weights: {
-      kind: 'enum', values: WEIGHTS_POLICIES,
+      kind: 'enum',
+      values: WEIGHTS_POLICIES,
       doc: 'Weight storage chosen at load (cold setting): f32, bf16, int8, int4, or mixed (bf16 attention, int8 FFN).',
     },
     kvDtype: { kind: 'enum', values: KV_DTYPES, doc: 'KV-cache element type (cold setting).' },
     tpDegree: {
-      kind: 'integer', min: 1, max: 64,
+      kind: 'integer',
+      min: 1,
+      max: 64,
       doc: "Tensor-parallel ranks; must divide the model's KV heads and FFN width (cold setting).",
     },
     threadsPerRank: {
-      kind: 'integer', min: 1, max: 256, optional: true, defaultDoc: 'threads / tpDegree',
+      kind: 'integer',
+      min: 1,
+      max: 256,
+      optional: true,
+      defaultDoc: 'threads / tpDegree',
       doc: 'Compute threads per tensor-parallel rank (cold setting).',
     },
     threads: {
-      kind: 'integer', min: 1, max: 256, optional: true, defaultDoc: 'all cores',
+      kind: 'integer',
+      min: 1,
+      max: 256,
+      optional: true,
+      defaultDoc: 'all cores',
       doc: 'Compute threads in all (tpDegree × threadsPerRank).',
     },
     contextLength: {
-      kind: 'integer', min: 2, max: 1 << 20, optional: true, defaultDoc: "the model's trained context length",
+      kind: 'integer',
+      min: 2,
+      max: 1 << 20,
+      optional: true,
+      defaultDoc: "the model's trained context length",
       doc: "Context window in tokens; at most the model's trained context length (cold setting).",
     },
     kvBlockSizeTokens: { kind: 'integer', min: 1, max: 1024, doc: 'Tokens per KV-cache block (cold setting).' },
     kvCacheMaxBytes: {
-      kind: 'integer', min: 1 << 16, max: Number.MAX_SAFE_INTEGER,
+      kind: 'integer',
+      min: 1 << 16,
+      max: Number.MAX_SAFE_INTEGER,
       doc: 'Byte budget of the KV-cache pool (at least one full context, at most 64 blocks are allocated).',
     },
   },
   scheduler: {
     maxBatchSize: { kind: 'integer', min: 1, max: 4096, doc: 'Sequences per engine step (hot: changes live).' },
     maxBatchTokens: {
-      kind: 'integer', min: 1, max: 1 << 20,
+      kind: 'integer',
+      min: 1,
+      max: 1 << 20,
       doc: 'Tokens per engine step; longer prompts are prefilled in chunks (hot).',
     },
     maxQueueDelayMs: {
-      kind: 'number', min: 0, max: 60_000,
+      kind: 'number',
+      min: 0,
+      max: 60_000,
       doc: 'How long an under-full batch may wait for more work when nothing is running (hot).',
     },
     queueGrowThreshold: {
-      kind: 'integer', min: 0, max: 1 << 20,
+      kind: 'integer',
+      min: 0,
+      max: 1 << 20,
       doc: 'When more than this many requests wait, a batch runs at once at up to maxBatchSize (hot).',
     },
     maxQueueLength: {
-      kind: 'integer', min: 0, max: 1 << 20,
+      kind: 'integer',
+      min: 0,
+      max: 1 << 20,
       doc: 'Beyond this many waiting requests new ones are refused (HTTP 429, QUEUE_FULL) (hot).',
     },
   },
   slo: {
     ttftP99Seconds: {
-      kind: 'number', min: 0, max: 3600, minExclusive: true,
+      kind: 'number',
+      min: 0,
+      max: 3600,
+      minExclusive: true,
       doc: 'Objective for the p99 time to first token; exported as tuneloop_slo_target_seconds{objective="ttft_p99"}.',
     },
     interTokenP99Seconds: {
-      kind: 'number', min: 0, max: 3600, minExclusive: true,
+      kind: 'number',
+      min: 0,
+      max: 3600,
+      minExclusive: true,
       doc: 'Objective for the p99 inter-token latency (objective="inter_token_p99").',
     },
     e2eP99Seconds: {
-      kind: 'number', min: 0, max: 86_400, minExclusive: true,
+      kind: 'number',
+      min: 0,
+      max: 86_400,
+      minExclusive: true,
       doc: 'Objective for the p99 end-to-end request latency (objective="e2e_p99").',
     },
     errorRateBudget: {
-      kind: 'number', min: 0, max: 1,
+      kind: 'number',
+      min: 0,
+      max: 1,
       doc: 'Fraction of requests allowed to fail; exported as tuneloop_slo_error_rate_budget_ratio.',
     },
   },
   metrics: {
     compat: {
-      kind: 'enum', values: METRICS_COMPAT,
+      kind: 'enum',
+      values: METRICS_COMPAT,
       doc: 'vllm: also export the vllm:* names that vLLM dashboards and autoscalers read (label model_name).',
     },
     pricePerCoreHour: {
-      kind: 'number', min: 0, max: 1000,
+      kind: 'number',
+      min: 0,
+      max: 1000,
       doc: 'Price of one CPU core for an hour, in your currency; used for capacity and cost figures.',
     },
   },
@@ -328,8 +390,10 @@ export const CONFIG_SCHEMA: ConfigSchema = {
   },
   alerts: {
     webhookToken: {
-      kind: 'string', allowEmpty: true,
-      doc: 'Bearer token Alertmanager must send (http_config.authorization) to the webhook receiver POST /api/alerts ' +
+      kind: 'string',
+      allowEmpty: true,
+      doc:
+        'Bearer token Alertmanager must send (http_config.authorization) to the webhook receiver POST /api/alerts ' +
         '(and GET /api/alerts). Empty disables both routes (404). Wrong or missing token: 401.',
     },
   },
@@ -337,7 +401,8 @@ export const CONFIG_SCHEMA: ConfigSchema = {
     enabled: { kind: 'boolean', doc: 'Run the tuner: scheduled monitoring, analysis and proposals. false leaves the settings alone.' },
     storePath: {
       kind: 'string',
-      doc: 'SQLite file of proposals, settings history, rollups and the audit log. A relative path in the config file is ' +
+      doc:
+        'SQLite file of proposals, settings history, rollups and the audit log. A relative path in the config file is ' +
         'relative to that file; from the default, an env var or CLI override, relative to the working directory.',
     },
     timezone: { kind: 'string', format: 'timezone', doc: 'IANA time zone the cron schedules are read in (e.g. Europe/Berlin).' },
@@ -346,88 +411,120 @@ export const CONFIG_SCHEMA: ConfigSchema = {
     reportCron: { kind: 'string', format: 'cron', doc: 'When to write the weekly report on the last complete ISO week (default Monday 09:00).' },
     reportsDir: {
       kind: 'string',
-      doc: 'Folder the weekly reports are written to (YYYY-Www.md, .html and .json, e.g. 2026-W47.md) and GET /api/reports reads. ' +
+      doc:
+        'Folder the weekly reports are written to (YYYY-Www.md, .html and .json, e.g. 2026-W47.md) and GET /api/reports reads. ' +
         'A relative path in the config file is relative to that file; from the default, an env var or CLI override, relative ' +
         'to the working directory.',
     },
     serviceName: { kind: 'string', doc: 'The service named in the weekly report header.' },
     metricsSource: {
-      kind: 'enum', values: METRICS_SOURCES,
+      kind: 'enum',
+      values: METRICS_SOURCES,
       doc: "Where the tuner reads metrics: registry (this process's own) or prometheus (tuner.prometheusUrl).",
     },
     prometheusUrl: {
-      kind: 'string', allowEmpty: true, format: 'url',
+      kind: 'string',
+      allowEmpty: true,
+      format: 'url',
       doc: 'Base URL of the Prometheus HTTP API (http://prometheus:9090); required when metricsSource is prometheus.',
     },
     prometheusSelector: {
-      kind: 'string', allowEmpty: true,
+      kind: 'string',
+      allowEmpty: true,
       doc: 'Extra PromQL label matchers added to every query, e.g. job="tuneloop" (without braces).',
     },
     analysisWindowMinutes: { kind: 'integer', min: 1, max: 1440, doc: 'How many minutes of recent windows one analysis reads.' },
     alertTriggersAnalysis: {
-      kind: 'boolean', doc: 'A firing alert on POST /api/alerts starts an analysis at once, outside the schedule.',
+      kind: 'boolean',
+      doc: 'A firing alert on POST /api/alerts starts an analysis at once, outside the schedule.',
     },
     maxCandidates: { kind: 'integer', min: 1, max: 10, doc: 'Most candidate changes proposed (and verified) per analysis.' },
     autoApply: {
-      kind: 'stringList', values: TUNER_KNOBS,
+      kind: 'stringList',
+      values: TUNER_KNOBS,
       doc: 'Knobs whose verified changes are applied without a human. In env vars and CLI overrides: comma-separated.',
     },
     requireApproval: {
-      kind: 'stringList', values: TUNER_KNOBS,
-      doc: 'Knobs whose verified changes wait for an approver (POST /api/proposals/:id/approve). ' +
-        'A knob may not be in both autoApply and requireApproval.',
+      kind: 'stringList',
+      values: TUNER_KNOBS,
+      doc: 'Knobs whose verified changes wait for an approver (POST /api/proposals/:id/approve). ' + 'A knob may not be in both autoApply and requireApproval.',
     },
     forbid: {
-      kind: 'stringList', values: TUNER_KNOBS,
+      kind: 'stringList',
+      values: TUNER_KNOBS,
       doc: 'Knobs the tuner never proposes; wins over autoApply and requireApproval.',
     },
     failedCooldownHours: {
-      kind: 'number', min: 0, max: 8760,
+      kind: 'number',
+      min: 0,
+      max: 8760,
       doc: 'After a change fails verification or is rolled back, how long the same change is not proposed again.',
     },
     proposalTtlHours: {
-      kind: 'number', min: 0, max: 8760, minExclusive: true,
+      kind: 'number',
+      min: 0,
+      max: 8760,
+      minExclusive: true,
       doc: 'A proposal not approved or applied within this many hours expires.',
     },
     rollupRetentionDays: {
-      kind: 'integer', min: 35, max: 3650,
+      kind: 'integer',
+      min: 35,
+      max: 3650,
       doc: 'Days of per-minute window summaries kept (at least five weeks, for week-over-week reports).',
     },
     watchChecks: { kind: 'integer', min: 1, max: 1000, doc: 'Checks after an apply before a change is confirmed.' },
     watchFailureThreshold: {
-      kind: 'integer', min: 1, max: 1000,
+      kind: 'integer',
+      min: 1,
+      max: 1000,
       doc: 'Failed watch checks that roll a change back; at most watchChecks.',
     },
     watchIntervalSeconds: { kind: 'integer', min: 1, max: 86_400, doc: 'Seconds between watch checks.' },
     watchMaxGoodputDrop: {
-      kind: 'number', min: 0, max: 1,
+      kind: 'number',
+      min: 0,
+      max: 1,
       doc: 'A watch check fails when goodput falls by more than this fraction of the pre-change baseline (or an SLO is missed).',
     },
   },
   verify: {
     shadowShare: {
-      kind: 'number', min: 0, max: 1, minExclusive: true,
+      kind: 'number',
+      min: 0,
+      max: 1,
+      minExclusive: true,
       doc: 'Share of live requests mirrored to the shadow engines while a candidate is verified.',
     },
     similarityBar: {
-      kind: 'number', min: 0, max: 1,
+      kind: 'number',
+      min: 0,
+      max: 1,
       doc: 'Mean cosine similarity of next-token distributions (candidate vs baseline) the candidate must reach.',
     },
     greedyAgreementBar: {
-      kind: 'number', min: 0, max: 1,
+      kind: 'number',
+      min: 0,
+      max: 1,
       doc: 'Share of positions where candidate and baseline pick the same greedy token, at least.',
     },
     perplexityDeltaBar: {
-      kind: 'number', min: 0, max: 10,
+      kind: 'number',
+      min: 0,
+      max: 10,
       doc: 'Relative probe-set perplexity increase allowed (0.05 = 5%).',
     },
     minSamples: { kind: 'integer', min: 2, max: 1_000_000, doc: 'Fewest mirrored requests, and replayed requests per arm, for a verdict; fewer: inconclusive.' },
     confidence: {
-      kind: 'number', min: 0.5, max: 0.9999,
+      kind: 'number',
+      min: 0.5,
+      max: 0.9999,
       doc: 'Confidence of the latency tests (Mann-Whitney U): a difference counts when p < 1 − confidence.',
     },
     effectSizeBar: {
-      kind: 'number', min: 0, max: 1,
+      kind: 'number',
+      min: 0,
+      max: 1,
       doc: '|Rank-biserial correlation| needed to call a latency difference (a tiny but significant shift is the same).',
     },
     shadowThreads: { kind: 'integer', min: 1, max: 256, doc: 'Compute threads of each shadow engine.' },
@@ -437,14 +534,16 @@ export const CONFIG_SCHEMA: ConfigSchema = {
   auth: {
     tokens: {
       kind: 'tokenList',
-      doc: 'Bearer tokens of the tuner REST API (/api/tuner, /api/proposals, /api/config, /api/audit): entries ' +
+      doc:
+        'Bearer tokens of the tuner REST API (/api/tuner, /api/proposals, /api/config, /api/audit): entries ' +
         '{name, role, sha256} with role viewer, approver or admin and sha256 the hex SHA-256 of the token ' +
         '(`tuneloop hash-token`). Empty: GET routes are open read-only and every change is refused (403). ' +
         'In env vars and CLI overrides: comma-separated name:role:sha256.',
     },
     requireDistinctApprover: {
       kind: 'boolean',
-      doc: 'Four-eyes rule: the identity whose POST /api/tuner/run produced a proposal may not approve it (403). ' +
+      doc:
+        'Four-eyes rule: the identity whose POST /api/tuner/run produced a proposal may not approve it (403). ' +
         'Proposals from scheduled runs are requested by the tuner itself.',
     },
   },
@@ -453,9 +552,17 @@ export const CONFIG_SCHEMA: ConfigSchema = {
 /** Defaults; `model.path` is computed from the package location. Deep-frozen: loadConfig() returns copies. */
 export const DEFAULT_CONFIG: Readonly<TuneloopConfig> = deepFreeze({
   server: {
-    host: '127.0.0.1', port: 8080, apiKeys: [], requestBodyLimitBytes: MiB, drainTimeoutMs: 30_000,
-    corsOrigins: [], rateLimitPerMinute: 6000, rateLimitBurst: 200, maxConcurrentStreamsPerKey: 64,
-    maxPromptTokens: undefined, maxTokensLimit: undefined,
+    host: '127.0.0.1',
+    port: 8080,
+    apiKeys: [],
+    requestBodyLimitBytes: MiB,
+    drainTimeoutMs: 30_000,
+    corsOrigins: [],
+    rateLimitPerMinute: 6000,
+    rateLimitBurst: 200,
+    maxConcurrentStreamsPerKey: 64,
+    maxPromptTokens: undefined,
+    maxTokensLimit: undefined,
   },
   model: {
     path: defaultModelPath(),
@@ -565,17 +672,22 @@ const STRING_FORMAT_DOCS: Record<StringFormat, string> = {
 
 export function typeDoc(spec: FieldSpec): string {
   switch (spec.kind) {
-    case 'integer': return `integer ${spec.min}..${spec.max}`;
-    case 'number': return `number ${spec.minExclusive ? '>' : '≥'} ${spec.min}, ≤ ${spec.max}`;
+    case 'integer':
+      return `integer ${spec.min}..${spec.max}`;
+    case 'number':
+      return `number ${spec.minExclusive ? '>' : '≥'} ${spec.min}, ≤ ${spec.max}`;
     case 'string': {
       const what = spec.format ? STRING_FORMAT_DOCS[spec.format] : 'string';
       return spec.allowEmpty ? `${what} (may be empty)` : spec.format ? what : 'non-empty string';
     }
-    case 'enum': return spec.values.join(' | ');
+    case 'enum':
+      return spec.values.join(' | ');
     case 'stringList':
       if (spec.values) return `list of: ${spec.values.join(' | ')}`;
       return spec.format ? `list of ${STRING_FORMAT_DOCS[spec.format]}` : 'list of non-empty strings';
-    case 'boolean': return 'boolean';
-    case 'tokenList': return `list of {name, role: ${API_ROLES.join(' | ')}, sha256}`;
+    case 'boolean':
+      return 'boolean';
+    case 'tokenList':
+      return `list of {name, role: ${API_ROLES.join(' | ')}, sha256}`;
   }
 }

@@ -35,13 +35,23 @@ export function alertsRouter(o: AlertsRouterOptions): Router {
   const digest = o.token === '' ? undefined : sha(o.token);
   const auth = (req: Request, _res: Response, next: NextFunction): void => {
     if (!digest) {
-      return next(new ControlPlaneError('CP_ERR_ROUTE_NOT_FOUND', `Unknown request URL: ${req.method} ${req.baseUrl}${req.path} (the alerts webhook is disabled: set alerts.webhookToken)`));
+      return next(
+        new ControlPlaneError(
+          'CP_ERR_ROUTE_NOT_FOUND',
+          `Unknown request URL: ${req.method} ${req.baseUrl}${req.path} (the alerts webhook is disabled: set alerts.webhookToken)`,
+        ),
+      );
     }
     const h = req.headers.authorization;
     const m = typeof h === 'string' ? /^Bearer\s+(.+)$/i.exec(h.trim()) : null;
     if (!m || !timingSafeEqual(sha(m[1]!), digest)) {
       o.inbox.reject();
-      return next(new ControlPlaneError('CP_ERR_UNAUTHORIZED', m ? 'Incorrect alerts webhook token provided' : "You didn't provide the alerts webhook token: use the header 'Authorization: Bearer TOKEN'"));
+      return next(
+        new ControlPlaneError(
+          'CP_ERR_UNAUTHORIZED',
+          m ? 'Incorrect alerts webhook token provided' : "You didn't provide the alerts webhook token: use the header 'Authorization: Bearer TOKEN'",
+        ),
+      );
     }
     next();
   };

@@ -119,16 +119,21 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
   const limiter = perMinute > 0 ? new RateLimiter(perMinute, options.rateLimitBurst ?? perMinute) : undefined;
   app.use(['/v1', '/api'], rateLimit(clientKeyOf(known), limiter));
 
-  app.use('/v1',
+  app.use(
+    '/v1',
     refuseWhileDraining(state),
     createV1Auth(options.apiKeys),
     express.json({ limit: options.bodyLimit }),
     openaiRouter({
-      engine, options, server: state, observeError,
+      engine,
+      options,
+      server: state,
+      observeError,
       template: deps.chatTemplate ?? DEFAULT_CHAT_TEMPLATE,
       streams: new ConcurrencyLimiter(options.maxConcurrentStreamsPerKey ?? 0),
       onFinished: fanOutFinished({ metrics, onGeneration: deps.onGeneration }),
-    }));
+    }),
+  );
 
   if (deps.alerts) {
     // Alertmanager authenticates with its own token (alerts.webhookToken), not an API key.

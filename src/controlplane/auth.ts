@@ -107,29 +107,34 @@ export function createApiAuth(tokens: readonly ApiToken[]): ApiAuth {
     return token === undefined ? undefined : match(token);
   };
 
-  const requireRole = (min: ApiRole): RequestHandler => (req: Request, _res: Response, next: NextFunction): void => {
-    if (!enabled) {
-      if (min === 'viewer' && READ_METHODS.has(req.method)) {
-        req.actor = ANONYMOUS;
-        return next();
+  const requireRole =
+    (min: ApiRole): RequestHandler =>
+    (req: Request, _res: Response, next: NextFunction): void => {
+      if (!enabled) {
+        if (min === 'viewer' && READ_METHODS.has(req.method)) {
+          req.actor = ANONYMOUS;
+          return next();
+        }
+        return next(
+          new ControlPlaneError(
+            'CP_ERR_FORBIDDEN',
+            'Changes through the API are disabled: no API tokens are configured. Add approver or admin entries to auth.tokens ' + '(see `tuneloop hash-token`)',
+          ),
+        );
       }
-      return next(new ControlPlaneError('CP_ERR_FORBIDDEN',
-        'Changes through the API are disabled: no API tokens are configured. Add approver or admin entries to auth.tokens ' +
-        '(see `tuneloop hash-token`)'));
-    }
-    const token = bearer(req.headers.authorization);
-    if (token === undefined) {
-      return next(unauthorized("You didn't provide an API token: use the header 'Authorization: Bearer TOKEN'", false));
-    }
-    const actor = match(token);
-    if (!actor) return next(unauthorized('Incorrect API token provided', true));
-    // Actors from tokens always carry an API role ('system' is the tuner itself and never comes from a token).
-    if (!roleAtLeast(actor.role as ApiRole, min)) {
-      return next(new ControlPlaneError('CP_ERR_FORBIDDEN', `This needs the ${min} role; the token '${actor.name}' has the ${actor.role} role`));
-    }
-    req.actor = actor;
-    next();
-  };
+      const token = bearer(req.headers.authorization);
+      if (token === undefined) {
+        return next(unauthorized("You didn't provide an API token: use the header 'Authorization: Bearer TOKEN'", false));
+      }
+      const actor = match(token);
+      if (!actor) return next(unauthorized('Incorrect API token provided', true));
+      // Actors from tokens always carry an API role ('system' is the tuner itself and never comes from a token).
+      if (!roleAtLeast(actor.role as ApiRole, min)) {
+        return next(new ControlPlaneError('CP_ERR_FORBIDDEN', `This needs the ${min} role; the token '${actor.name}' has the ${actor.role} role`));
+      }
+      req.actor = actor;
+      next();
+    };
 
   return { enabled, requireRole, authenticate };
 }

@@ -159,8 +159,7 @@ export function fromHttpStatusError(err: unknown): ControlPlaneError | undefined
 export function toControlPlaneError(err: unknown, promptParam = 'prompt'): ControlPlaneError {
   if (isControlPlaneError(err)) return err;
   if (isEngineError(err)) return fromEngineError(err, promptParam);
-  return fromBodyParserError(err) ?? fromHttpStatusError(err)
-    ?? new ControlPlaneError('CP_ERR_INTERNAL', 'The server had an error while processing your request');
+  return fromBodyParserError(err) ?? fromHttpStatusError(err) ?? new ControlPlaneError('CP_ERR_INTERNAL', 'The server had an error while processing your request');
 }
 
 /** A refusal's log fields. JSON.parse's message quotes the start of the body (a prompt, say): that one is not logged. */

@@ -72,8 +72,10 @@ export async function startServer(args: StartServerArgs): Promise<RunningServer>
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     const reason = status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request';
     const body = JSON.stringify(new ControlPlaneError('CP_ERR_INVALID_REQUEST', `The HTTP request is malformed (${err.code ?? 'parse error'})`).toResponse());
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-      `X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+    );
   });
   // requestTimeout bounds *receiving* a request (headers and body), not the response: a client that promises a body
   // and never sends it is cut after a minute, while long streaming responses are unaffected.

@@ -102,38 +102,51 @@ function formatParam(raw: unknown): ReportFormat {
   return raw as ReportFormat;
 }
 
-const handle = (fn: (req: Request, res: Response) => Promise<void> | void) => async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-  try {
-    await fn(req, res);
-  } catch (e) {
-    next(e);
-  }
-};
+const handle =
+  (fn: (req: Request, res: Response) => Promise<void> | void) =>
+  async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    try {
+      await fn(req, res);
+    } catch (e) {
+      next(e);
+    }
+  };
 
 export function reportsRouter(o: ReportsRouterOptions): Router {
   const router = express.Router();
   const viewer = o.auth.requireRole('viewer');
 
-  router.get('/reports', viewer, handle((_req, res) => {
-    res.json({ reports: listReports(o) });
-  }));
+  router.get(
+    '/reports',
+    viewer,
+    handle((_req, res) => {
+      res.json({ reports: listReports(o) });
+    }),
+  );
 
-  router.get('/reports/:week', viewer, handle(async (req, res) => {
-    const week = weekParam(req.params['week']);
-    const format = formatParam(req.query['format']);
-    let body: string;
-    try {
-      body = await readFile(reportPath(o.dir, week, format), 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      throw new ControlPlaneError('CP_ERR_RESOURCE_NOT_FOUND',
-        `No ${format} report for ${week}: it is written by the weekly job, or on demand with \`tuneloop report --week ${week}\``, { param: 'week' });
-    }
-    res.setHeader('Content-Type', CONTENT_TYPES[format]);
-    res.setHeader('X-Content-Type-Options', 'nosniff');
-    if (format === 'html') res.setHeader('Content-Security-Policy', HTML_CSP);
-    res.send(body);
-  }));
+  router.get(
+    '/reports/:week',
+    viewer,
+    handle(async (req, res) => {
+      const week = weekParam(req.params['week']);
+      const format = formatParam(req.query['format']);
+      let body: string;
+      try {
+        body = await readFile(reportPath(o.dir, week, format), 'utf8');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        throw new ControlPlaneError(
+          'CP_ERR_RESOURCE_NOT_FOUND',
+          `No ${format} report for ${week}: it is written by the weekly job, or on demand with \`tuneloop report --week ${week}\``,
+          { param: 'week' },
+        );
+      }
+      res.setHeader('Content-Type', CONTENT_TYPES[format]);
+      res.setHeader('X-Content-Type-Options', 'nosniff');
+      if (format === 'html') res.setHeader('Content-Security-Policy', HTML_CSP);
+      res.send(body);
+    }),
+  );
 
   return router;
 }

@@ -122,7 +122,11 @@ export class RateLimiter {
   private readonly perMs: number;
   private lastSweepMs: number;
 
-  constructor(readonly perMinute: number, readonly burst: number, private readonly now: () => number = () => performance.now()) {
+  constructor(
+    readonly perMinute: number,
+    readonly burst: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
     if (!(perMinute > 0) || !(burst >= 1)) throw new RangeError(`RateLimiter: perMinute must be > 0 and burst ≥ 1, got ${perMinute}, ${burst}`);
     this.perMs = perMinute / 60_000;
     this.lastSweepMs = now();
@@ -161,9 +165,14 @@ export function rateLimit(keyOf: (req: Request) => string, limiter: RateLimiter 
     req.clientKey = keyOf(req);
     const wait = limiter?.take(req.clientKey) ?? 0;
     if (wait === 0) return next();
-    next(new ControlPlaneError('CP_ERR_RATE_LIMITED',
-      `Rate limit reached: at most ${limiter!.perMinute} requests per minute (bursts of ${limiter!.burst}) per API key or client address ` +
-      `(server.rateLimitPerMinute); retry in ${wait} s`, { headers: { 'Retry-After': String(wait) } }));
+    next(
+      new ControlPlaneError(
+        'CP_ERR_RATE_LIMITED',
+        `Rate limit reached: at most ${limiter!.perMinute} requests per minute (bursts of ${limiter!.burst}) per API key or client address ` +
+          `(server.rateLimitPerMinute); retry in ${wait} s`,
+        { headers: { 'Retry-After': String(wait) } },
+      ),
+    );
   };
 }
 
@@ -204,7 +213,19 @@ export class ConcurrencyLimiter {
  * second line of defence, for an `err` or object logged whole.
  */
 export const LOG_REDACT_PATHS: readonly string[] = [
-  'authorization', 'headers.authorization', 'req.headers.authorization', '*.headers.authorization',
-  'apiKeys', 'token', 'webhookToken', '*.token', '*.webhookToken',
-  'prompt', 'messages', '*.prompt', '*.messages', 'body', '*.body',
+  'authorization',
+  'headers.authorization',
+  'req.headers.authorization',
+  '*.headers.authorization',
+  'apiKeys',
+  'token',
+  'webhookToken',
+  '*.token',
+  '*.webhookToken',
+  'prompt',
+  'messages',
+  '*.prompt',
+  '*.messages',
+  'body',
+  '*.body',
 ];

@@ -96,13 +96,15 @@ function actorOf(req: Request): Actor {
 type Handler = (req: Request, res: Response) => unknown;
 
 /** Run a handler; tuner refusals become catalogue errors, anything else goes on to the app's 500. */
-const handle = (fn: Handler) => async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-  try {
-    await fn(req, res);
-  } catch (e) {
-    next(isTunerError(e) ? fromTunerError(e) : e);
-  }
-};
+const handle =
+  (fn: Handler) =>
+  async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    try {
+      await fn(req, res);
+    } catch (e) {
+      next(isTunerError(e) ? fromTunerError(e) : e);
+    }
+  };
 
 /** Router for the tuner routes (mount at /api). */
 export function tunerRouter(o: TunerRouterOptions): Router {
@@ -114,66 +116,105 @@ export function tunerRouter(o: TunerRouterOptions): Router {
   const approver = auth.requireRole('approver');
   const admin = auth.requireRole('admin');
 
-  router.get('/tuner/status', viewer, handle((_req, res) => {
-    res.json(tuner.status());
-  }));
+  router.get(
+    '/tuner/status',
+    viewer,
+    handle((_req, res) => {
+      res.json(tuner.status());
+    }),
+  );
 
-  router.post('/tuner/run', approver, json, handle(async (req, res) => {
-    bodyOf(req, []); // takes no fields; a body, if sent, must still be a well-formed (empty) object
-    const run = await tuner.runNow('api', actorOf(req));
-    req.log?.info({ actor: actorOf(req).name, runId: run.runId, outcome: run.outcome }, 'tuner run requested');
-    res.status(202).json({ run });
-  }));
+  router.post(
+    '/tuner/run',
+    approver,
+    json,
+    handle(async (req, res) => {
+      bodyOf(req, []); // takes no fields; a body, if sent, must still be a well-formed (empty) object
+      const run = await tuner.runNow('api', actorOf(req));
+      req.log?.info({ actor: actorOf(req).name, runId: run.runId, outcome: run.outcome }, 'tuner run requested');
+      res.status(202).json({ run });
+    }),
+  );
 
-  router.get('/proposals', viewer, handle((req, res) => {
-    res.json({ proposals: tuner.listProposals(stateParam(req.query['state'])) });
-  }));
+  router.get(
+    '/proposals',
+    viewer,
+    handle((req, res) => {
+      res.json({ proposals: tuner.listProposals(stateParam(req.query['state'])) });
+    }),
+  );
 
-  router.get('/proposals/:id', viewer, handle((req, res) => {
-    const id = intParam(req.params['id'], 'id', 1, Number.MAX_SAFE_INTEGER);
-    const p = tuner.getProposal(id);
-    if (!p) throw new ControlPlaneError('CP_ERR_RESOURCE_NOT_FOUND', `Proposal ${id} does not exist`, { param: 'id' });
-    res.json(p);
-  }));
+  router.get(
+    '/proposals/:id',
+    viewer,
+    handle((req, res) => {
+      const id = intParam(req.params['id'], 'id', 1, Number.MAX_SAFE_INTEGER);
+      const p = tuner.getProposal(id);
+      if (!p) throw new ControlPlaneError('CP_ERR_RESOURCE_NOT_FOUND', `Proposal ${id} does not exist`, { param: 'id' });
+      res.json(p);
+    }),
+  );
 
   for (const decision of ['approve', 'reject'] as const) {
-    router.post(`/proposals/:id/${decision}`, approver, json, handle(async (req, res) => {
-      const id = intParam(req.params['id'], 'id', 1, Number.MAX_SAFE_INTEGER);
-      const comment = commentOf(req);
-      const actor = actorOf(req);
-      const proposal = decision === 'approve' ? await tuner.approve(id, actor, comment) : await tuner.reject(id, actor, comment);
-      req.log?.info({ actor: actor.name, proposal: id, decision, state: proposal.state }, 'proposal decided');
-      res.json({ proposal });
-    }));
+    router.post(
+      `/proposals/:id/${decision}`,
+      approver,
+      json,
+      handle(async (req, res) => {
+        const id = intParam(req.params['id'], 'id', 1, Number.MAX_SAFE_INTEGER);
+        const comment = commentOf(req);
+        const actor = actorOf(req);
+        const proposal = decision === 'approve' ? await tuner.approve(id, actor, comment) : await tuner.reject(id, actor, comment);
+        req.log?.info({ actor: actor.name, proposal: id, decision, state: proposal.state }, 'proposal decided');
+        res.json({ proposal });
+      }),
+    );
   }
 
-  router.get('/config', viewer, handle((_req, res) => {
-    res.json(tuner.liveConfig());
-  }));
+  router.get(
+    '/config',
+    viewer,
+    handle((_req, res) => {
+      res.json(tuner.liveConfig());
+    }),
+  );
 
-  router.get('/config/history', viewer, handle((req, res) => {
-    res.json({ versions: tuner.configHistory(optionalInt(req.query['limit'], 'limit', 1, MAX_PAGE)) });
-  }));
+  router.get(
+    '/config/history',
+    viewer,
+    handle((req, res) => {
+      res.json({ versions: tuner.configHistory(optionalInt(req.query['limit'], 'limit', 1, MAX_PAGE)) });
+    }),
+  );
 
-  router.post('/config/rollback/:version', admin, json, handle(async (req, res) => {
-    const target = intParam(req.params['version'], 'version', 1, Number.MAX_SAFE_INTEGER);
-    const comment = commentOf(req);
-    const actor = actorOf(req);
-    const version = await tuner.rollbackTo(target, actor, comment);
-    req.log?.info({ actor: actor.name, to: target, version: version.version }, 'settings rolled back');
-    res.json({ version });
-  }));
+  router.post(
+    '/config/rollback/:version',
+    admin,
+    json,
+    handle(async (req, res) => {
+      const target = intParam(req.params['version'], 'version', 1, Number.MAX_SAFE_INTEGER);
+      const comment = commentOf(req);
+      const actor = actorOf(req);
+      const version = await tuner.rollbackTo(target, actor, comment);
+      req.log?.info({ actor: actor.name, to: target, version: version.version }, 'settings rolled back');
+      res.json({ version });
+    }),
+  );
 
-  router.get('/audit', viewer, handle((req, res) => {
-    const filter: { sinceId?: number; limit?: number; action?: string } = {};
-    const sinceId = optionalInt(req.query['sinceId'], 'sinceId', 0, Number.MAX_SAFE_INTEGER);
-    const limit = optionalInt(req.query['limit'], 'limit', 1, MAX_PAGE);
-    const action = actionParam(req.query['action']);
-    if (sinceId !== undefined) filter.sinceId = sinceId;
-    if (limit !== undefined) filter.limit = limit;
-    if (action !== undefined) filter.action = action;
-    res.json({ entries: tuner.auditLog(filter) });
-  }));
+  router.get(
+    '/audit',
+    viewer,
+    handle((req, res) => {
+      const filter: { sinceId?: number; limit?: number; action?: string } = {};
+      const sinceId = optionalInt(req.query['sinceId'], 'sinceId', 0, Number.MAX_SAFE_INTEGER);
+      const limit = optionalInt(req.query['limit'], 'limit', 1, MAX_PAGE);
+      const action = actionParam(req.query['action']);
+      if (sinceId !== undefined) filter.sinceId = sinceId;
+      if (limit !== undefined) filter.limit = limit;
+      if (action !== undefined) filter.action = action;
+      res.json({ entries: tuner.auditLog(filter) });
+    }),
+  );
 
   return router;
 }

@@ -103,8 +103,10 @@ export class Engine {
    *  scored in consecutive windows of `contextLength` tokens; the first token of each window is context only. */
   async perplexity(tokens: number[]): Promise<{ nll: number; perplexity: number; tokens: number }> {
     if (tokens.length < 2) throw new EngineError('INVALID_ARGUMENT', 'Expected at least 2 tokens for perplexity');
-    const V = this.info.nVocab, window = this.info.contextLength;
-    let nll = 0, n = 0;
+    const V = this.info.nVocab,
+      window = this.info.contextLength;
+    let nll = 0,
+      n = 0;
     for (let start = 0; start + 1 < tokens.length; start += window) {
       const chunk = tokens.slice(start, start + window);
       if (chunk.length < 2) break;

@@ -20,7 +20,12 @@ export class Generation implements AsyncIterable<TokenChunk> {
   private rejectResult!: (e: EngineError) => void;
   private readonly startedAt = performance.now();
 
-  constructor(id: number, promptTokens: number, private readonly cancelFn: (id: number) => void, private readonly wantLogprobs: boolean) {
+  constructor(
+    id: number,
+    promptTokens: number,
+    private readonly cancelFn: (id: number) => void,
+    private readonly wantLogprobs: boolean,
+  ) {
     this.id = id;
     this.promptTokens = promptTokens;
     this.result = new Promise<GenerationResult>((res, rej) => {

@@ -166,23 +166,42 @@ export interface HistogramSnapshot {
 /** One snapshot of the engine's counters and histograms (engine.stats()). */
 export interface EngineStats {
   requests: {
-    submitted: number; finished: number; cancelled: number; timedOut: number; failed: number; running: number; waiting: number;
+    submitted: number;
+    finished: number;
+    cancelled: number;
+    timedOut: number;
+    failed: number;
+    running: number;
+    waiting: number;
     rejected: { queue_full: number; context_overflow: number; invalid: number; closed: number };
   };
   tokens: { prompt: number; generated: number; prefillComputed: number; promptCached: number };
   latency: {
-    queueTimeSeconds: HistogramSnapshot; timeToFirstTokenSeconds: HistogramSnapshot; interTokenSeconds: HistogramSnapshot;
-    e2eSeconds: HistogramSnapshot; promptTokens: HistogramSnapshot; generationTokens: HistogramSnapshot;
+    queueTimeSeconds: HistogramSnapshot;
+    timeToFirstTokenSeconds: HistogramSnapshot;
+    interTokenSeconds: HistogramSnapshot;
+    e2eSeconds: HistogramSnapshot;
+    promptTokens: HistogramSnapshot;
+    generationTokens: HistogramSnapshot;
   };
   batches: {
-    steps: number; size: HistogramSnapshot; tokens: HistogramSnapshot;
+    steps: number;
+    size: HistogramSnapshot;
+    tokens: HistogramSnapshot;
     stepDurationSeconds: { prefill: HistogramSnapshot; decode: HistogramSnapshot; mixed: HistogramSnapshot };
     flushes: { full: number; timeout: number; queue_threshold: number };
     preemptions: number;
   };
   kvCache: {
-    blocksTotal: number; blocksUsed: number; blocksCached: number; blocksFree: number; blockSizeTokens: number;
-    usageRatio: number; fragmentationRatio: number; prefixQueries: number; prefixHits: number;
+    blocksTotal: number;
+    blocksUsed: number;
+    blocksCached: number;
+    blocksFree: number;
+    blockSizeTokens: number;
+    usageRatio: number;
+    fragmentationRatio: number;
+    prefixQueries: number;
+    prefixHits: number;
   };
   opSeconds: Record<'matmul' | 'attention' | 'norm' | 'rope' | 'ffn_activation' | 'embedding' | 'output' | 'sampling', number>;
   tensorParallel: { rankBusySeconds: number[]; rankAllreduceSeconds: number[]; allreduces: number };

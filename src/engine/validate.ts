@@ -70,7 +70,8 @@ export const MAX_LOGPROBS = 20;
 
 export function validateGenerateRequest(r: GenerateRequest, nVocab: number): void {
   if (typeof r !== 'object' || r === null) throw invalid('request', 'an object', r);
-  const hasPrompt = r.prompt !== undefined, hasTokens = r.tokens !== undefined;
+  const hasPrompt = r.prompt !== undefined,
+    hasTokens = r.tokens !== undefined;
   if (hasPrompt === hasTokens) {
     throw new EngineError('INVALID_ARGUMENT', 'Expected exactly one of prompt and tokens in the request');
   }

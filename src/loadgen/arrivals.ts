@@ -65,10 +65,13 @@ export async function driveOpenLoop(o: OpenLoopOptions): Promise<number> {
     if (wait > 0) await sleep(wait, undefined, { signal: o.signal }).catch(() => undefined);
     if (o.signal?.aborted) break;
     if (slots) await slots.take();
-    const p: Promise<void> = o.fire(i).catch(() => undefined).finally(() => {
-      inflight.delete(p);
-      slots?.give();
-    });
+    const p: Promise<void> = o
+      .fire(i)
+      .catch(() => undefined)
+      .finally(() => {
+        inflight.delete(p);
+        slots?.give();
+      });
     inflight.add(p);
     sent++;
     o.onSent?.(sent);

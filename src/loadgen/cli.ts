@@ -97,8 +97,14 @@ export function parseLoadArgs(argv: string[]): LoadOptions & { json?: string; qu
     ...opt('concurrency', concurrency),
     ...opt('maxRequests', maxRequests),
     ...opt('durationS', durationS),
-    ...opt('temperature', num('temperature', values.temperature, (n) => n >= 0)),
-    ...opt('seed', num('seed', values.seed, (n) => Number.isInteger(n) && n >= 0)),
+    ...opt(
+      'temperature',
+      num('temperature', values.temperature, (n) => n >= 0),
+    ),
+    ...opt(
+      'seed',
+      num('seed', values.seed, (n) => Number.isInteger(n) && n >= 0),
+    ),
     ...opt('model', values.model),
     ...opt('apiKey', values['api-key'] ?? process.env.OPENAI_API_KEY),
     ...opt('json', values.json),

@@ -10,4 +10,15 @@ export { DEFAULT_SLO, type RequestRecord, type SloTargets } from './types.js';
 export { startLatencyProbe, scrapeMetrics, metricSamples, metricSum, serverRoot, type LatencyProbe, type ProbeSummary } from './probe.js';
 export { runOverload, formatOverload, nativeGrowth, type OverloadOptions, type OverloadReport } from './overload.js';
 export { runMixedTraffic, MIXED_ROUTES, type MixedEndpoint, type MixedOptions, type MixedRecord, type MixedSummary } from './mixed.js';
-export { runSoak, rssTrend, standardSoakEvents, checkSoakCounters, formatSoak, type SoakEvent, type SoakOptions, type SoakReport, type SoakSample, type RssTrend } from './soak.js';
+export {
+  runSoak,
+  rssTrend,
+  standardSoakEvents,
+  checkSoakCounters,
+  formatSoak,
+  type SoakEvent,
+  type SoakOptions,
+  type SoakReport,
+  type SoakSample,
+  type RssTrend,
+} from './soak.js';

@@ -16,7 +16,8 @@ export async function runLoadInProcess(engine: Engine, o: InProcessOptions): Pro
   const send: SendOne = async (spec, signal, runStartMs) => {
     const t0 = performance.now();
     const rec: RequestRecord = { index: spec.index, startS: (t0 - runStartMs) / 1000, ok: false, itlS: [], e2eS: 0, completionTokens: 0 };
-    let chunks = 0, last = 0;
+    let chunks = 0,
+      last = 0;
     const fail = (e: unknown): RequestRecord => {
       const code = (e as { code?: unknown }).code;
       rec.errorKind = signal.aborted ? 'aborted' : typeof code === 'string' ? `engine_${code}` : 'engine';

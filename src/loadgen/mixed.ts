@@ -74,7 +74,11 @@ async function sendOne(o: MixedOptions, endpoint: MixedEndpoint, stream: boolean
     return rec;
   };
   const body = {
-    model: o.model, max_tokens: maxTokens, temperature: 0.8, seed, ignore_eos: true,
+    model: o.model,
+    max_tokens: maxTokens,
+    temperature: 0.8,
+    seed,
+    ignore_eos: true,
     ...(endpoint === 'chat' ? { messages: [{ role: 'user', content: prompt }] } : { prompt }),
     ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
   };
@@ -83,7 +87,10 @@ async function sendOne(o: MixedOptions, endpoint: MixedEndpoint, stream: boolean
   let res: Response;
   try {
     res = await fetch(`${apiRoot(o.url)}/${endpoint === 'chat' ? 'chat/completions' : 'completions'}`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal,
     });
   } catch {
     return done('network');
@@ -135,8 +142,16 @@ export async function runMixedTraffic(o: MixedOptions): Promise<MixedSummary> {
   const maxTokens = o.maxTokens ?? 48;
   const rng = createRng(o.seed ?? 0);
   const t: MixedSummary = {
-    sent: 0, ok: 0, disconnected: 0, failed: 0, byKind: {}, byEndpoint: { completions: {}, chat: {} },
-    okCompletionTokens: 0, disconnectedTokensSeen: 0, maxTokens, e2e: summarize([]),
+    sent: 0,
+    ok: 0,
+    disconnected: 0,
+    failed: 0,
+    byKind: {},
+    byEndpoint: { completions: {}, chat: {} },
+    okCompletionTokens: 0,
+    disconnectedTokensSeen: 0,
+    maxTokens,
+    e2e: summarize([]),
   };
   const e2e: number[] = [];
   const tally = (r: MixedRecord): void => {

@@ -74,17 +74,28 @@ async function snapshot(url: string): Promise<{ atMs: number; rss: number; v8Hea
     if (s.labels.endpoint === '/v1/completions') statuses[s.labels.status!] = (statuses[s.labels.status!] ?? 0) + s.value;
   }
   return {
-    atMs: performance.now(), rss: metricSum(text, 'process_resident_memory_bytes'), v8Heap: metricSum(text, 'nodejs_heap_size_total_bytes'),
-    cpuS: metricSum(text, 'process_cpu_seconds_total'), statuses,
+    atMs: performance.now(),
+    rss: metricSum(text, 'process_resident_memory_bytes'),
+    v8Heap: metricSum(text, 'nodejs_heap_size_total_bytes'),
+    cpuS: metricSum(text, 'process_cpu_seconds_total'),
+    statuses,
   };
 }
 
 export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
-  const factor = o.factor ?? 5, durationS = o.durationS ?? 60, settleS = o.settleS ?? 5;
+  const factor = o.factor ?? 5,
+    durationS = o.durationS ?? 60,
+    settleS = o.settleS ?? 5;
   const clients = o.capacityClients ?? 16;
   const common = {
-    url: o.url, model: o.model ?? (await firstModel(o.url)), outputLen: String(o.tokens ?? 32), ignoreEos: true, temperature: 0.8,
-    seed: o.seed ?? 1, progress: o.progress ?? false, ...(o.signal ? { signal: o.signal } : {}),
+    url: o.url,
+    model: o.model ?? (await firstModel(o.url)),
+    outputLen: String(o.tokens ?? 32),
+    ignoreEos: true,
+    temperature: 0.8,
+    seed: o.seed ?? 1,
+    progress: o.progress ?? false,
+    ...(o.signal ? { signal: o.signal } : {}),
   };
   const cap = await runLoad({ ...common, concurrency: clients, durationS: o.capacityS ?? 8 });
   const capacity = cap.throughput.requestsPerS;
@@ -92,7 +103,8 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
 
   await sleep(settleS * 1000);
   const before = await snapshot(o.url);
-  let peakBytes = before.rss, loopLagMaxS = 0;
+  let peakBytes = before.rss,
+    loopLagMaxS = 0;
   // Once a second, from the server's own gauges: the client's memory is not the server's, and the event-loop lag
   // (the largest delay since the previous scrape) tells a slow server from a slow client when the probe is slow.
   const sampling = new AbortController();
@@ -111,7 +123,10 @@ export async function runOverload(o: OverloadOptions): Promise<OverloadReport> {
   try {
     // No cap on requests in flight: an open loop must keep offering whatever the server does with it.
     load = await runLoad({
-      ...common, rate: offeredRate, durationS, seed: common.seed + 1,
+      ...common,
+      rate: offeredRate,
+      durationS,
+      seed: common.seed + 1,
       onRecord: (r) => {
         if (r.errorKind === 'http_429' && r.retryAfterS === undefined) shedWithoutRetryAfter++;
       },
@@ -153,24 +168,40 @@ const signed = (b: number): string => `${b >= 0 ? '+' : ''}${mib(b)}`;
 
 /** Growth of the server's memory outside the V8 heap, before → after: what the engine and sockets kept. */
 export function nativeGrowth(r: OverloadReport): number {
-  return (r.rss.afterBytes - r.rss.v8HeapAfterBytes) - (r.rss.beforeBytes - r.rss.v8HeapBeforeBytes);
+  return r.rss.afterBytes - r.rss.v8HeapAfterBytes - (r.rss.beforeBytes - r.rss.v8HeapBeforeBytes);
 }
 
 /** The figures as a two-column table. */
 export function formatOverload(r: OverloadReport): string {
   const rows: [string, string][] = [
-    ['capacity', `${r.capacity.requestsPerS.toFixed(1)} req/s (${r.capacity.clients} closed-loop clients, ${r.capacity.outputTokensPerS.toFixed(0)} tok/s, e2e p99 ${ms(r.capacity.e2eP99S)})`],
+    [
+      'capacity',
+      `${r.capacity.requestsPerS.toFixed(1)} req/s (${r.capacity.clients} closed-loop clients, ${r.capacity.outputTokensPerS.toFixed(0)} tok/s, e2e p99 ${ms(r.capacity.e2eP99S)})`,
+    ],
     ['offered', `${r.offeredRate.toFixed(1)} req/s Poisson for ${r.durationS} s`],
-    ['requests', `${r.requests.sent} sent, ${r.requests.admitted} admitted, ${r.requests.completed} completed, ${r.requests.shed} shed (429), ${r.requests.failed} other failures`],
+    [
+      'requests',
+      `${r.requests.sent} sent, ${r.requests.admitted} admitted, ${r.requests.completed} completed, ${r.requests.shed} shed (429), ${r.requests.failed} other failures`,
+    ],
     ['shed share', `${(r.shedShare * 100).toFixed(1)}% (${r.shedWithoutRetryAfter} without Retry-After)`],
     ['admitted e2e', `p50 ${ms(r.admittedE2e.p50)}, p99 ${ms(r.admittedE2e.p99)}, max ${ms(r.admittedE2e.max)}`],
     ['admitted TTFT', `p50 ${ms(r.admittedTtft.p50)}, p99 ${ms(r.admittedTtft.p99)}`],
     ['healthz', `${r.healthz.count} polls, ${r.healthz.failures} failed; p50 ${ms(r.healthz.p50S)}, p99 ${ms(r.healthz.p99S)}, max ${ms(r.healthz.maxS)}`],
     ['server', `event-loop lag max ${ms(r.serverLoopLagMaxS)}; ${r.serverCpuCores.toFixed(2)} cores busy`],
-    ['server statuses', Object.entries(r.serverStatuses).map(([k, v]) => `${k}: ${v}`).join(', ') || '-'],
+    [
+      'server statuses',
+      Object.entries(r.serverStatuses)
+        .map(([k, v]) => `${k}: ${v}`)
+        .join(', ') || '-',
+    ],
     ['RSS', `before ${mib(r.rss.beforeBytes)}, peak ${mib(r.rss.peakBytes)}, after ${mib(r.rss.afterBytes)} (${signed(r.rss.afterBytes - r.rss.beforeBytes)})`],
     ['of which V8 heap', `before ${mib(r.rss.v8HeapBeforeBytes)}, after ${mib(r.rss.v8HeapAfterBytes)}; the rest ${signed(nativeGrowth(r))}`],
-    ['client errors', Object.entries(r.errors).map(([k, v]) => `${k}=${v}`).join(' ') || 'none'],
+    [
+      'client errors',
+      Object.entries(r.errors)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') || 'none',
+    ],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n');

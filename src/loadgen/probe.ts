@@ -86,7 +86,15 @@ export function metricSamples(text: string, name: string): { labels: Record<stri
     const close = rest[0] === '{' ? rest.lastIndexOf('}') : 0;
     const labels: Record<string, string> = {};
     for (const m of rest.slice(0, close).matchAll(LABEL)) labels[m[1]!] = m[2]!;
-    out.push({ labels, value: Number(rest.slice(close + 1).trim().split(' ')[0]) });
+    out.push({
+      labels,
+      value: Number(
+        rest
+          .slice(close + 1)
+          .trim()
+          .split(' ')[0],
+      ),
+    });
   }
   return out;
 }

@@ -27,11 +27,16 @@ export function createProgress(o: ProgressOptions): Progress {
   const out = o.stream ?? process.stderr;
   const tty = out.isTTY === true;
   const t0 = performance.now();
-  let sent = 0, done = 0, failed = 0, tokens = 0, ticks = 0;
+  let sent = 0,
+    done = 0,
+    failed = 0,
+    tokens = 0,
+    ticks = 0;
   const line = (): string => {
     const el = (performance.now() - t0) / 1000;
     const frac = o.durationS ? el / o.durationS : o.total ? done / o.total : 0;
-    const width = 24, filled = Math.max(0, Math.min(width, Math.round(frac * width)));
+    const width = 24,
+      filled = Math.max(0, Math.min(width, Math.round(frac * width)));
     const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
     const when = o.durationS ? `${el.toFixed(1)}/${o.durationS} s` : `${el.toFixed(1)} s`;
     const total = o.total ? `/${o.total}` : '';

@@ -127,12 +127,15 @@ const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
 /** The human summary printed at the end of `tuneloop load`. */
 export function formatReport(r: LoadReport): string {
   const c = r.config;
-  const mode = c.mode === 'open'
-    ? `open loop, Poisson ${c.rate}/s for ${c.durationS} s${c.concurrency ? `, at most ${c.concurrency} in flight` : ''}`
-    : `closed loop, ${c.concurrency} streams${c.durationS !== undefined ? ` for ${c.durationS} s` : ''}${c.maxRequests !== undefined ? `, ${c.maxRequests} requests` : ''}`;
+  const mode =
+    c.mode === 'open'
+      ? `open loop, Poisson ${c.rate}/s for ${c.durationS} s${c.concurrency ? `, at most ${c.concurrency} in flight` : ''}`
+      : `closed loop, ${c.concurrency} streams${c.durationS !== undefined ? ` for ${c.durationS} s` : ''}${c.maxRequests !== undefined ? `, ${c.maxRequests} requests` : ''}`;
   const lat = (name: string, d: Distribution) =>
     `  ${name.padEnd(12)} p50 ${ms(d.p50).padStart(10)}  p90 ${ms(d.p90).padStart(10)}  p99 ${ms(d.p99).padStart(10)}  (n=${d.count})`;
-  const errs = Object.entries(r.errors).map(([k, v]) => `${k}=${v}`).join(' ');
+  const errs = Object.entries(r.errors)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
   return [
     `target       ${r.target}${r.url ? ` ${r.url}` : ''}, model ${r.model}`,
     `workload     ${mode}; output ${c.outputLen} tokens, temperature ${c.temperature}, seed ${c.seed}`,

@@ -104,9 +104,7 @@ export async function driveLoad(o: WorkloadOptions, ctx: DriveContext, send: Sen
   };
   if (o.signal?.aborted) onOuterAbort();
   o.signal?.addEventListener('abort', onOuterAbort, { once: true });
-  const hardStop = o.durationS !== undefined
-    ? setTimeout(() => onOuterAbort(), (o.durationS + (o.drainTimeoutS ?? 30)) * 1000)
-    : undefined;
+  const hardStop = o.durationS !== undefined ? setTimeout(() => onOuterAbort(), (o.durationS + (o.drainTimeoutS ?? 30)) * 1000) : undefined;
 
   const progress = createProgress({
     quiet: !o.progress,

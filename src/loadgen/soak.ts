@@ -59,12 +59,13 @@ function slopeMiBPerMin(samples: readonly SoakSample[]): number {
   if (n < 2) return NaN;
   const mt = samples.reduce((a, s) => a + s.tS, 0) / n;
   const mr = samples.reduce((a, s) => a + s.rssBytes, 0) / n;
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (const s of samples) {
     num += (s.tS - mt) * (s.rssBytes - mr);
     den += (s.tS - mt) ** 2;
   }
-  return den > 0 ? (num / den) * 60 / MiB : NaN;
+  return den > 0 ? ((num / den) * 60) / MiB : NaN;
 }
 
 export function rssTrend(samples: readonly SoakSample[]): RssTrend {
@@ -99,7 +100,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     for (const ev of [...(o.events ?? [])].sort((a, b) => a.atS - b.atS)) {
       await sleep(Math.max(0, ev.atS - elapsedS()) * 1000, undefined, { signal: stop.signal }).catch(() => undefined);
       if (stop.signal.aborted) return;
-      const at = elapsedS(), e0 = performance.now();
+      const at = elapsedS(),
+        e0 = performance.now();
       try {
         await ev.run();
         events.push({ name: ev.name, atS: at, ms: performance.now() - e0 });
@@ -159,9 +161,17 @@ export function checkSoakCounters(t: MixedSummary, before: string, after: string
   for (const endpoint of Object.keys(MIXED_ROUTES) as MixedEndpoint[]) {
     const route = MIXED_ROUTES[endpoint];
     const seen = t.byEndpoint[endpoint];
-    expect(`${route} requests`, delta('tuneloop_requests_total', { endpoint: route }), Object.values(seen).reduce((a, b) => a + b, 0));
+    expect(
+      `${route} requests`,
+      delta('tuneloop_requests_total', { endpoint: route }),
+      Object.values(seen).reduce((a, b) => a + b, 0),
+    );
     expect(`${route} 200s`, delta('tuneloop_requests_total', { endpoint: route, status: '200' }), (seen.ok ?? 0) + (seen.disconnected ?? 0));
-    const statuses = new Set([...metricSamples(after, 'tuneloop_requests_total').filter((s) => s.labels.endpoint === route).map((s) => s.labels.status!)]);
+    const statuses = new Set([
+      ...metricSamples(after, 'tuneloop_requests_total')
+        .filter((s) => s.labels.endpoint === route)
+        .map((s) => s.labels.status!),
+    ]);
     for (const status of statuses) {
       if (status !== '200') expect(`${route} ${status}s`, delta('tuneloop_requests_total', { endpoint: route, status }), seen[`http_${status}`] ?? 0);
     }
@@ -174,10 +184,13 @@ export function checkSoakCounters(t: MixedSummary, before: string, after: string
   if (cancelled > t.disconnected) problems.push(`engine cancellations: ${cancelled}, more than the ${t.disconnected} clients that left`);
   expect('engine failures', delta('tuneloop_requests_failed_total') + delta('tuneloop_requests_timed_out_total'), 0);
   const generated = delta('tuneloop_generation_tokens_total');
-  const low = t.okCompletionTokens + t.disconnectedTokensSeen, high = t.okCompletionTokens + t.disconnected * t.maxTokens;
+  const low = t.okCompletionTokens + t.disconnectedTokensSeen,
+    high = t.okCompletionTokens + t.disconnected * t.maxTokens;
   if (generated < low || generated > high) {
-    problems.push(`generated tokens: the server counted ${generated}, the client saw ${t.okCompletionTokens} in completed requests ` +
-      `and ${t.disconnected} disconnects (expected ${low}..${high})`);
+    problems.push(
+      `generated tokens: the server counted ${generated}, the client saw ${t.okCompletionTokens} in completed requests ` +
+        `and ${t.disconnected} disconnects (expected ${low}..${high})`,
+    );
   }
   return problems;
 }
@@ -198,12 +211,21 @@ export function formatSoak(r: SoakReport, extra: [string, string][] = []): strin
   const rows: [string, string][] = [
     ['duration', `${r.durationS} s`],
     ['requests', `${t.sent} sent: ${t.ok} completed, ${t.disconnected} disconnected by the client, ${t.failed} failed`],
-    ['by kind', Object.entries(t.byKind).sort().map(([k, v]) => `${k}=${v}`).join(', ')],
+    [
+      'by kind',
+      Object.entries(t.byKind)
+        .sort()
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', '),
+    ],
     ['tokens', `${t.okCompletionTokens} in completed requests`],
     ['e2e', `p50 ${(t.e2e.p50 * 1000).toFixed(0)} ms, p99 ${(t.e2e.p99 * 1000).toFixed(0)} ms`],
     ['events', describeEvents(r.events)],
-    ['RSS', `first ${mib(r.rss.firstBytes)}, max ${mib(r.rss.maxBytes)}, last ${mib(r.rss.lastBytes)}; slope ` +
-      `${r.rss.firstHalfMiBPerMin.toFixed(2)} MiB/min (first half), ${r.rss.secondHalfMiBPerMin.toFixed(2)} MiB/min (second half)`],
+    [
+      'RSS',
+      `first ${mib(r.rss.firstBytes)}, max ${mib(r.rss.maxBytes)}, last ${mib(r.rss.lastBytes)}; slope ` +
+        `${r.rss.firstHalfMiBPerMin.toFixed(2)} MiB/min (first half), ${r.rss.secondHalfMiBPerMin.toFixed(2)} MiB/min (second half)`,
+    ],
     ['KV blocks used', `max ${Math.max(...r.samples.map((s) => s.kvBlocksUsed))}, at the end ${r.samples[r.samples.length - 1]?.kvBlocksUsed ?? '-'}`],
     ...extra,
   ];

@@ -13,12 +13,12 @@ export const BUILTIN_PROMPTS: readonly string[] = [
   'MENENIUS:\nI tell you, friends, most charitable care',
   'LADY CAPULET:\nWhat noise is this? Call hither the nurse.',
   'DUKE VINCENTIO:\nCome hither, Isabel; your brother lives.',
-  'PETRUCHIO:\nGood morrow, Kate; for that\'s your name, I hear.',
+  "PETRUCHIO:\nGood morrow, Kate; for that's your name, I hear.",
   'BUCKINGHAM:\nMy lord, the citizens are mum, and speak not.',
   'GLOUCESTER:\nWhy, what a peevish fool was that of Crete,',
   'QUEEN ELIZABETH:\nAh, who shall hinder me to wail and weep?',
-  'MERCUTIO:\nNay, I\'ll conjure too. Romeo! humours! madman!',
-  'PROSPERO:\nThou shalt be pinch\'d as thick as honeycomb,',
+  "MERCUTIO:\nNay, I'll conjure too. Romeo! humours! madman!",
+  "PROSPERO:\nThou shalt be pinch'd as thick as honeycomb,",
   'CORIOLANUS:\nYou common cry of curs! whose breath I hate',
   'NURSE:\nFaith, I can tell how old she is unto an hour.',
 ];
@@ -36,10 +36,7 @@ export function loadPromptFile(path: string): string[] {
 
 /** Output length distribution: `64` (fixed), `uniform:A-B` (integers, both ends included), `exp:MEAN`
  *  (exponential, rounded, at least 1). */
-export type OutputLenDist =
-  | { kind: 'fixed'; tokens: number }
-  | { kind: 'uniform'; min: number; max: number }
-  | { kind: 'exp'; mean: number };
+export type OutputLenDist = { kind: 'fixed'; tokens: number } | { kind: 'uniform'; min: number; max: number } | { kind: 'exp'; mean: number };
 
 export function parseOutputLen(spec: string): OutputLenDist {
   const s = spec.trim();
@@ -48,7 +45,8 @@ export function parseOutputLen(spec: string): OutputLenDist {
   if (fixed !== undefined) return { kind: 'fixed', tokens: fixed };
   const uni = /^uniform:(\d+)-(\d+)$/.exec(s);
   if (uni) {
-    const min = posInt(uni[1]!), max = posInt(uni[2]!);
+    const min = posInt(uni[1]!),
+      max = posInt(uni[2]!);
     if (min === undefined || max === undefined || min > max) {
       throw new Error(`--output-len uniform:A-B needs 1 <= A <= B, got '${spec}'`);
     }

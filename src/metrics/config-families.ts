@@ -12,13 +12,27 @@ import type { ScrapeSnapshots } from './snapshot.js';
 export function defineConfigFamilies(f: FamilyBuilder): void {
   f.labelled('tuneloop_config_info', 'The live engine settings as labels (value 1).', 'gauge', (s) => {
     const c = s.stats.settings;
-    return [[{
-      weights: c.weights, kv_dtype: c.kvDtype, tp_degree: c.tpDegree, threads_per_rank: c.threadsPerRank,
-      threads: s.info.threads, kv_block_size_tokens: c.kvBlockSizeTokens, context_length: c.contextLength,
-      kv_cache_blocks: c.kvCacheBlocks, max_batch_size: c.maxBatchSize, max_batch_tokens: c.maxBatchTokens,
-      max_queue_delay_ms: c.maxQueueDelayMs, queue_grow_threshold: c.queueGrowThreshold,
-      max_queue_length: c.maxQueueLength, allreduce_delay_us: c.allreduceDelayUs,
-    }, 1]];
+    return [
+      [
+        {
+          weights: c.weights,
+          kv_dtype: c.kvDtype,
+          tp_degree: c.tpDegree,
+          threads_per_rank: c.threadsPerRank,
+          threads: s.info.threads,
+          kv_block_size_tokens: c.kvBlockSizeTokens,
+          context_length: c.contextLength,
+          kv_cache_blocks: c.kvCacheBlocks,
+          max_batch_size: c.maxBatchSize,
+          max_batch_tokens: c.maxBatchTokens,
+          max_queue_delay_ms: c.maxQueueDelayMs,
+          queue_grow_threshold: c.queueGrowThreshold,
+          max_queue_length: c.maxQueueLength,
+          allreduce_delay_us: c.allreduceDelayUs,
+        },
+        1,
+      ],
+    ];
   });
   // One gauge per numeric knob, so alert rules and the tuner can do arithmetic on them.
   const knob = (name: string, help: string, v: (c: import('../engine/types.js').EngineStats['settings']) => number): void =>
@@ -26,10 +40,8 @@ export function defineConfigFamilies(f: FamilyBuilder): void {
   knob('max_batch_size', 'Live scheduler.maxBatchSize: sequences per step.', (c) => c.maxBatchSize);
   knob('max_batch_tokens', 'Live scheduler.maxBatchTokens: tokens per step.', (c) => c.maxBatchTokens);
   knob('max_queue_delay_seconds', 'Live scheduler.maxQueueDelayMs, in seconds.', (c) => c.maxQueueDelayMs / 1000);
-  knob('queue_grow_threshold', 'Live scheduler.queueGrowThreshold: waiting requests that trigger a batch at once.',
-    (c) => c.queueGrowThreshold);
-  knob('max_queue_length', 'Live scheduler.maxQueueLength: waiting requests beyond which new ones are refused.',
-    (c) => c.maxQueueLength);
+  knob('queue_grow_threshold', 'Live scheduler.queueGrowThreshold: waiting requests that trigger a batch at once.', (c) => c.queueGrowThreshold);
+  knob('max_queue_length', 'Live scheduler.maxQueueLength: waiting requests beyond which new ones are refused.', (c) => c.maxQueueLength);
   knob('tp_degree', 'Live tensor-parallel degree.', (c) => c.tpDegree);
   knob('threads_per_rank', 'Live compute threads per tensor-parallel rank.', (c) => c.threadsPerRank);
   knob('kv_block_size_tokens', 'Live tokens per KV-cache block.', (c) => c.kvBlockSizeTokens);
@@ -41,14 +53,26 @@ export function defineConfigFamilies(f: FamilyBuilder): void {
   // ---- health read from the engine ----
   f.gauge('tuneloop_model_load_seconds', 'Time the model took to load.', (s) => s.info.loadMs / 1000);
   f.counter('tuneloop_cold_starts_total', 'Model instances built: the initial load plus each reload.', (s) => 1 + s.stats.reloads);
-  f.labelled('tuneloop_model_info', 'The loaded model (value 1).', 'gauge', (s) => [[{
-    architecture: s.info.architecture, model_file_name: s.info.name, tokenizer: s.info.tokenizer, kernels: s.info.kernels,
-  }, 1]]);
+  f.labelled('tuneloop_model_info', 'The loaded model (value 1).', 'gauge', (s) => [
+    [
+      {
+        architecture: s.info.architecture,
+        model_file_name: s.info.name,
+        tokenizer: s.info.tokenizer,
+        kernels: s.info.kernels,
+      },
+      1,
+    ],
+  ]);
 }
 
 export function defineUpFamily(registry: Registry, snapshots: ScrapeSnapshots): void {
-  registerPulled(registry, new PulledMetric('tuneloop_engine_up', 'Whether the engine is loaded and serving (1) or not (0).', 'gauge',
-    () => snapshots.read().map((s) => ({ labels: s.labels, value: s.stats ? 1 : 0 }))));
+  registerPulled(
+    registry,
+    new PulledMetric('tuneloop_engine_up', 'Whether the engine is loaded and serving (1) or not (0).', 'gauge', () =>
+      snapshots.read().map((s) => ({ labels: s.labels, value: s.stats ? 1 : 0 })),
+    ),
+  );
 }
 
 /** Families fixed for the life of the process: set once. */

@@ -5,7 +5,10 @@ import { PulledMetric, histogramSamples, registerPulled, type Labels, type Sampl
 import type { ScrapeSnapshots, UpSnapshot } from './snapshot.js';
 
 export class FamilyBuilder {
-  constructor(private readonly registry: Registry, private readonly snapshots: ScrapeSnapshots) {}
+  constructor(
+    private readonly registry: Registry,
+    private readonly snapshots: ScrapeSnapshots,
+  ) {}
 
   /** One unlabelled value per engine (besides model/role). */
   counter(name: string, help: string, value: (s: UpSnapshot) => number): void {
@@ -18,14 +21,22 @@ export class FamilyBuilder {
 
   /** Several series per engine, e.g. one per reason. */
   labelled(name: string, help: string, type: 'counter' | 'gauge', series: (s: UpSnapshot) => [Labels, number][]): void {
-    registerPulled(this.registry, new PulledMetric(name, help, type, () =>
-      this.snapshots.up().flatMap((s) => series(s).map(([labels, value]): Sample => ({ labels: { ...s.labels, ...labels }, value })))));
+    registerPulled(
+      this.registry,
+      new PulledMetric(name, help, type, () =>
+        this.snapshots.up().flatMap((s) => series(s).map(([labels, value]): Sample => ({ labels: { ...s.labels, ...labels }, value }))),
+      ),
+    );
   }
 
   /** Engine histograms; `series` may give several (e.g. one per phase) with extra labels. */
   histogram(name: string, help: string, series: (s: UpSnapshot) => [Labels, HistogramSnapshot][]): void {
-    registerPulled(this.registry, new PulledMetric(name, help, 'histogram', () =>
-      this.snapshots.up().flatMap((s) => series(s).flatMap(([labels, h]) => histogramSamples(name, { ...s.labels, ...labels }, h)))));
+    registerPulled(
+      this.registry,
+      new PulledMetric(name, help, 'histogram', () =>
+        this.snapshots.up().flatMap((s) => series(s).flatMap(([labels, h]) => histogramSamples(name, { ...s.labels, ...labels }, h))),
+      ),
+    );
   }
 }
 

@@ -12,7 +12,9 @@ export class LabelGuard {
 
   value(raw: string): string {
     // Only a conservative character set: templates like /v1/chat/completions, codes like queue_full.
-    const v = String(raw).slice(0, MAX_LABEL_LENGTH).replace(/[^A-Za-z0-9_:/.\-{}]/g, '_');
+    const v = String(raw)
+      .slice(0, MAX_LABEL_LENGTH)
+      .replace(/[^A-Za-z0-9_:/.\-{}]/g, '_');
     if (this.seen.has(v)) return v;
     if (this.seen.size >= this.maxValues) return 'other';
     this.seen.add(v);
@@ -48,7 +50,10 @@ export function defineHttpFamilies(registry: Registry, base: { model: string; ro
     labelNames: ['model', 'role', 'knob', 'source'] as const,
     registers: [registry],
   });
-  const endpoints = new LabelGuard(32), reasons = new LabelGuard(64), knobs = new LabelGuard(32), sources = new LabelGuard(16);
+  const endpoints = new LabelGuard(32),
+    reasons = new LabelGuard(64),
+    knobs = new LabelGuard(32),
+    sources = new LabelGuard(16);
   return {
     observeRequest(endpoint, status) {
       const code = Number(status);

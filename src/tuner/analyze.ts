@@ -80,13 +80,15 @@ interface Ctx {
 /** Where the per-window statistic shifts up significantly (CUSUM change point, Welch-confirmed) and at least
  *  MIN_WINDOWS windows follow, a rule judges only those: a problem that began mid-series is not diluted by the healthy
  *  windows before it. Returns the rows and values to judge, and the change-detection evidence. */
-function focused(rows: readonly WindowSummary[], values: readonly number[]):
-  { rows: WindowSummary[]; values: number[]; evidence: Record<string, number | boolean> } {
+function focused(rows: readonly WindowSummary[], values: readonly number[]): { rows: WindowSummary[]; values: number[]; evidence: Record<string, number | boolean> } {
   const cp = changePoint(values);
   if (!cp) return { rows: [...rows], values: [...values], evidence: {} };
   const shifted = cp.pValue < ALPHA && values.length - cp.index >= MIN_WINDOWS;
   const evidence: Record<string, number | boolean> = {
-    changeDetected: shifted, changeBefore: sig(cp.before), changeAfter: sig(cp.after), changePValue: sig(cp.pValue, 3),
+    changeDetected: shifted,
+    changeBefore: sig(cp.before),
+    changeAfter: sig(cp.after),
+    changePValue: sig(cp.pValue, 3),
   };
   if (!shifted) return { rows: [...rows], values: [...values], evidence };
   evidence['changeAtMs'] = rows[cp.index]!.startMs;
@@ -95,7 +97,8 @@ function focused(rows: readonly WindowSummary[], values: readonly number[]):
 
 /** From the first to the last window that crossed the threshold (all of them when none did on its own). */
 function spanOf(rows: readonly WindowSummary[], flagged: readonly boolean[]): { fromMs: number; toMs: number } {
-  const first = flagged.indexOf(true), last = flagged.lastIndexOf(true);
+  const first = flagged.indexOf(true),
+    last = flagged.lastIndexOf(true);
   return { fromMs: rows[first >= 0 ? first : 0]!.startMs, toMs: rows[last >= 0 ? last : rows.length - 1]!.endMs };
 }
 
@@ -104,8 +107,7 @@ const queueShareOf = (w: WindowSummary): number => w.latency.queue.mean / w.late
 const queueSecondsPerMinute = (rows: readonly WindowSummary[]): number =>
   total(rows, (w) => (finite(w.latency.queue.mean) ? w.latency.queue.mean * w.latency.queue.count : 0)) / minutesOf(rows);
 /** Windows whose queue share can be computed (some requests, e2e > 0). */
-const queueRows = (c: Ctx): WindowSummary[] =>
-  c.windows.filter((w) => w.requests.finished > 0 && finite(w.latency.queue.mean) && w.latency.e2e.mean > 0);
+const queueRows = (c: Ctx): WindowSummary[] => c.windows.filter((w) => w.requests.finished > 0 && finite(w.latency.queue.mean) && w.latency.e2e.mean > 0);
 
 // ---- the kinds ---------------------------------------------------------------------------------------------------
 
@@ -113,7 +115,8 @@ function queueing(c: Ctx): Finding | undefined {
   const all = queueRows(c).filter((w) => finite(w.batch.fillRatio));
   const { rows, values: shares, evidence: change } = focused(all, all.map(queueShareOf));
   if (rows.length < MIN_WINDOWS || requestsIn(rows) < c.minRequests) return undefined;
-  const share = median(shares), fill = median(rows.map((w) => w.batch.fillRatio));
+  const share = median(shares),
+    fill = median(rows.map((w) => w.batch.fillRatio));
   const concurrency = median(rows.map((w) => (finite(w.requests.meanConcurrency) ? w.requests.meanConcurrency : 0)));
   const cap = c.settings.scheduler.maxBatchSize;
   // Queue time dominates, batches run full, and more requests are in the system than a batch holds: the cap binds.
@@ -124,29 +127,51 @@ function queueing(c: Ctx): Finding | undefined {
     kind: 'queueing',
     confidence: sig(1 - test.pValue),
     impact: sig(queueSecondsPerMinute(rows)),
-    summary: `Queue time is ${pct(share)} of e2e latency (median of ${rows.length} windows) while batches run full at `
-      + `maxBatchSize=${cap} (fill ${pct(fill)}) with ${sig(concurrency, 3)} requests in the system: the batch cap is too low.`,
+    summary:
+      `Queue time is ${pct(share)} of e2e latency (median of ${rows.length} windows) while batches run full at ` +
+      `maxBatchSize=${cap} (fill ${pct(fill)}) with ${sig(concurrency, 3)} requests in the system: the batch cap is too low.`,
     evidence: {
-      queueShare: sig(share), threshold: QUEUE_SHARE, fillRatio: sig(fill), maxBatchSize: cap, meanConcurrency: sig(concurrency),
-      waiting: sig(median(rows.map((w) => w.requests.waiting))), queueMeanS: sig(median(rows.map((w) => w.latency.queue.mean))),
-      e2eMeanS: sig(median(rows.map((w) => w.latency.e2e.mean))), windows: rows.length, requests: requestsIn(rows),
-      tStatistic: sig(test.statistic), pValue: sig(test.pValue, 3), ...change,
+      queueShare: sig(share),
+      threshold: QUEUE_SHARE,
+      fillRatio: sig(fill),
+      maxBatchSize: cap,
+      meanConcurrency: sig(concurrency),
+      waiting: sig(median(rows.map((w) => w.requests.waiting))),
+      queueMeanS: sig(median(rows.map((w) => w.latency.queue.mean))),
+      e2eMeanS: sig(median(rows.map((w) => w.latency.e2e.mean))),
+      windows: rows.length,
+      requests: requestsIn(rows),
+      tStatistic: sig(test.statistic),
+      pValue: sig(test.pValue, 3),
+      ...change,
     },
-    ...spanOf(rows, rows.map((w, i) => shares[i]! > QUEUE_SHARE && w.batch.fillRatio >= FULL_FILL)),
+    ...spanOf(
+      rows,
+      rows.map((w, i) => shares[i]! > QUEUE_SHARE && w.batch.fillRatio >= FULL_FILL),
+    ),
   };
 }
 
 function batchStarved(c: Ctx): Finding | undefined {
   const all = queueRows(c).filter((w) => finite(w.batch.fillRatio) && finite(w.batch.meanSize) && finite(w.requests.meanConcurrency));
   // Requests in the system that the batches did not take, per window.
-  const { rows, values: gaps, evidence: change } = focused(all, all.map((w) => w.requests.meanConcurrency - w.batch.meanSize));
+  const {
+    rows,
+    values: gaps,
+    evidence: change,
+  } = focused(
+    all,
+    all.map((w) => w.requests.meanConcurrency - w.batch.meanSize),
+  );
   if (rows.length < MIN_WINDOWS || requestsIn(rows) < c.minRequests) return undefined;
-  const share = median(rows.map(queueShareOf)), fill = median(rows.map((w) => w.batch.fillRatio));
+  const share = median(rows.map(queueShareOf)),
+    fill = median(rows.map((w) => w.batch.fillRatio));
   if (!(fill < STARVED_FILL && share > STARVED_QUEUE_SHARE && median(gaps) >= 1)) return undefined;
   const test = tTestGreater(gaps, 0);
   if (!(test.pValue < ALPHA)) return undefined;
   const s = c.settings.scheduler;
-  const meanSize = median(rows.map((w) => w.batch.meanSize)), concurrency = median(rows.map((w) => w.requests.meanConcurrency));
+  const meanSize = median(rows.map((w) => w.batch.meanSize)),
+    concurrency = median(rows.map((w) => w.requests.meanConcurrency));
   const meanTokens = median(rows.map((w) => (finite(w.batch.meanTokens) ? w.batch.meanTokens : 0)));
   const timeoutFlushes = total(rows, (w) => w.batch.flushes.timeout);
   const flushes = total(rows, (w) => w.batch.flushes.full + w.batch.flushes.timeout + w.batch.flushes.queue_threshold);
@@ -155,19 +180,35 @@ function batchStarved(c: Ctx): Finding | undefined {
     kind: 'batch_starved',
     confidence: sig(1 - test.pValue),
     impact: sig(queueSecondsPerMinute(rows)),
-    summary: `Batches hold ${sig(meanSize, 3)} sequences (${pct(fill)} of maxBatchSize=${s.maxBatchSize}) while ${sig(concurrency, 3)} requests `
-      + `are in the system and queue time is ${pct(share)} of e2e latency: batches are starved`
-      + (tokenBound
+    summary:
+      `Batches hold ${sig(meanSize, 3)} sequences (${pct(fill)} of maxBatchSize=${s.maxBatchSize}) while ${sig(concurrency, 3)} requests ` +
+      `are in the system and queue time is ${pct(share)} of e2e latency: batches are starved` +
+      (tokenBound
         ? ` by maxBatchTokens=${s.maxBatchTokens} (${sig(meanTokens, 3)} tokens per step).`
         : ` (maxBatchTokens=${s.maxBatchTokens}, maxQueueDelayMs=${s.maxQueueDelayMs}, queueGrowThreshold=${s.queueGrowThreshold}).`),
     evidence: {
-      fillRatio: sig(fill), meanSize: sig(meanSize), meanConcurrency: sig(concurrency), unbatchedRequests: sig(median(gaps)),
-      queueShare: sig(share), maxBatchSize: s.maxBatchSize, maxBatchTokens: s.maxBatchTokens, meanTokensPerStep: sig(meanTokens),
-      tokenBudgetBinds: tokenBound, maxQueueDelayMs: s.maxQueueDelayMs, queueGrowThreshold: s.queueGrowThreshold,
-      timeoutFlushShare: flushes > 0 ? sig(timeoutFlushes / flushes) : NaN, windows: rows.length, requests: requestsIn(rows),
-      tStatistic: sig(test.statistic), pValue: sig(test.pValue, 3), ...change,
+      fillRatio: sig(fill),
+      meanSize: sig(meanSize),
+      meanConcurrency: sig(concurrency),
+      unbatchedRequests: sig(median(gaps)),
+      queueShare: sig(share),
+      maxBatchSize: s.maxBatchSize,
+      maxBatchTokens: s.maxBatchTokens,
+      meanTokensPerStep: sig(meanTokens),
+      tokenBudgetBinds: tokenBound,
+      maxQueueDelayMs: s.maxQueueDelayMs,
+      queueGrowThreshold: s.queueGrowThreshold,
+      timeoutFlushShare: flushes > 0 ? sig(timeoutFlushes / flushes) : NaN,
+      windows: rows.length,
+      requests: requestsIn(rows),
+      tStatistic: sig(test.statistic),
+      pValue: sig(test.pValue, 3),
+      ...change,
     },
-    ...spanOf(rows, rows.map((w, i) => w.batch.fillRatio < STARVED_FILL && gaps[i]! >= 1)),
+    ...spanOf(
+      rows,
+      rows.map((w, i) => w.batch.fillRatio < STARVED_FILL && gaps[i]! >= 1),
+    ),
   };
 }
 
@@ -191,15 +232,27 @@ function computeBound(c: Ctx): Finding | undefined {
     kind: 'compute_bound',
     confidence: sig(1 - fit.pValue),
     impact: sig(added / minutesOf(rows)),
-    summary: `${useDecode ? 'Decode step' : 'Step'} time grows ${ms(fit.slope)} per sequence in the batch (intercept ${ms(fit.intercept)}, `
-      + `r²=${sig(fit.rSquared, 2)}, n=${fit.n}) at ${pct(utilization)} utilization: the engine is compute-bound.`,
+    summary:
+      `${useDecode ? 'Decode step' : 'Step'} time grows ${ms(fit.slope)} per sequence in the batch (intercept ${ms(fit.intercept)}, ` +
+      `r²=${sig(fit.rSquared, 2)}, n=${fit.n}) at ${pct(utilization)} utilization: the engine is compute-bound.`,
     evidence: {
-      stepMetric: useDecode ? 'decode' : 'all', slopeSecondsPerSequence: sig(fit.slope), interceptSeconds: sig(fit.intercept),
-      rSquared: sig(fit.rSquared), n: fit.n, tStatistic: sig(fit.statistic), pValue: sig(fit.pValue, 3), utilization: sig(utilization),
-      meanSizeMin: sig(Math.min(...xs)), meanSizeMax: sig(Math.max(...xs)), maxBatchSize: c.settings.scheduler.maxBatchSize,
+      stepMetric: useDecode ? 'decode' : 'all',
+      slopeSecondsPerSequence: sig(fit.slope),
+      interceptSeconds: sig(fit.intercept),
+      rSquared: sig(fit.rSquared),
+      n: fit.n,
+      tStatistic: sig(fit.statistic),
+      pValue: sig(fit.pValue, 3),
+      utilization: sig(utilization),
+      meanSizeMin: sig(Math.min(...xs)),
+      meanSizeMax: sig(Math.max(...xs)),
+      maxBatchSize: c.settings.scheduler.maxBatchSize,
       requests: requestsIn(rows),
     },
-    ...spanOf(rows, rows.map((w) => w.utilization > BUSY_UTILIZATION)),
+    ...spanOf(
+      rows,
+      rows.map((w) => w.utilization > BUSY_UTILIZATION),
+    ),
   };
 }
 
@@ -207,7 +260,8 @@ function kvPressure(c: Ctx): Finding | undefined {
   // No focus either: the binomial test already asks whether the flagged share of windows is more than bursts.
   if (c.windows.length < MIN_WINDOWS || requestsIn(c.windows) < c.minRequests) return undefined;
   const flagged = c.windows.map((w) => w.kv.usageRatio > KV_HIGH_USAGE || w.kv.preemptions > 0);
-  const k = flagged.filter(Boolean).length, n = flagged.length;
+  const k = flagged.filter(Boolean).length,
+    n = flagged.length;
   const p = binomialUpperTail(k, n, KV_BACKGROUND_RATE);
   if (!(k > 0 && p < ALPHA)) return undefined;
   const preemptions = total(c.windows, (w) => w.kv.preemptions);
@@ -217,47 +271,76 @@ function kvPressure(c: Ctx): Finding | undefined {
     kind: 'kv_pressure',
     confidence: sig(1 - p),
     impact: sig(preemptions / minutesOf(c.windows)),
-    summary: `${k} of ${n} windows show KV-cache pressure (usage up to ${pct(maxUsage)}, ${preemptions} preemptions; `
-      + `kvDtype=${c.settings.layout.kvDtype}).`,
+    summary: `${k} of ${n} windows show KV-cache pressure (usage up to ${pct(maxUsage)}, ${preemptions} preemptions; ` + `kvDtype=${c.settings.layout.kvDtype}).`,
     evidence: {
-      windowsFlagged: k, windows: n, maxUsageRatio: sig(maxUsage), medianUsageRatio: usage.length ? sig(median(usage)) : NaN,
-      preemptions, usageThreshold: KV_HIGH_USAGE, backgroundRate: KV_BACKGROUND_RATE, pValue: sig(p, 3), kvDtype: c.settings.layout.kvDtype,
+      windowsFlagged: k,
+      windows: n,
+      maxUsageRatio: sig(maxUsage),
+      medianUsageRatio: usage.length ? sig(median(usage)) : NaN,
+      preemptions,
+      usageThreshold: KV_HIGH_USAGE,
+      backgroundRate: KV_BACKGROUND_RATE,
+      pValue: sig(p, 3),
+      kvDtype: c.settings.layout.kvDtype,
     },
     ...spanOf(c.windows, flagged),
   };
 }
 
 function tailLatency(c: Ctx): Finding | undefined {
-  const candidates = (['e2e', 'ttft'] as const).map((metric) => {
-    const all = c.windows.filter((w) => w.latency[metric].count >= 2 && w.latency[metric].p50 > 0 && finite(w.latency[metric].p99));
-    const { rows, values: ratios, evidence: change } = focused(all, all.map((w) => w.latency[metric].p99 / w.latency[metric].p50));
-    const count = total(rows, (w) => w.latency[metric].count);
-    if (rows.length < MIN_WINDOWS || count < c.minRequests) return undefined;
-    const ratio = median(ratios);
-    if (!(ratio > TAIL_RATIO)) return undefined;
-    // Ratios are skewed: test their logs.
-    const test = tTestGreater(ratios.map(Math.log), Math.log(TAIL_RATIO));
-    if (!(test.pValue < ALPHA)) return undefined;
-    return { metric, rows, ratios, ratio, count, test, change };
-  }).filter((x) => x !== undefined);
+  const candidates = (['e2e', 'ttft'] as const)
+    .map((metric) => {
+      const all = c.windows.filter((w) => w.latency[metric].count >= 2 && w.latency[metric].p50 > 0 && finite(w.latency[metric].p99));
+      const {
+        rows,
+        values: ratios,
+        evidence: change,
+      } = focused(
+        all,
+        all.map((w) => w.latency[metric].p99 / w.latency[metric].p50),
+      );
+      const count = total(rows, (w) => w.latency[metric].count);
+      if (rows.length < MIN_WINDOWS || count < c.minRequests) return undefined;
+      const ratio = median(ratios);
+      if (!(ratio > TAIL_RATIO)) return undefined;
+      // Ratios are skewed: test their logs.
+      const test = tTestGreater(ratios.map(Math.log), Math.log(TAIL_RATIO));
+      if (!(test.pValue < ALPHA)) return undefined;
+      return { metric, rows, ratios, ratio, count, test, change };
+    })
+    .filter((x) => x !== undefined);
   const best = candidates.sort((a, b) => b.ratio - a.ratio)[0];
   if (!best) return undefined;
   const { metric, rows, ratios, ratio, count, test, change } = best;
   const excess = total(rows, (w) => w.latency[metric].count * 0.01 * (w.latency[metric].p99 - w.latency[metric].p50));
-  const p50 = median(rows.map((w) => w.latency[metric].p50)), p99 = median(rows.map((w) => w.latency[metric].p99));
+  const p50 = median(rows.map((w) => w.latency[metric].p50)),
+    p99 = median(rows.map((w) => w.latency[metric].p99));
   const target = metric === 'e2e' ? c.slo.e2eP99Seconds : c.slo.ttftP99Seconds;
   return {
     kind: 'tail_latency',
     confidence: sig(1 - test.pValue),
     impact: sig(excess / minutesOf(rows)),
-    summary: `${metric === 'e2e' ? 'End-to-end latency' : 'Time to first token'} has a long tail: p99/p50 = ${sig(ratio, 3)} `
-      + `(p50 ${ms(p50)}, p99 ${ms(p99)}, target p99 ${ms(target)}; median of ${rows.length} windows, ${count} requests).`,
+    summary:
+      `${metric === 'e2e' ? 'End-to-end latency' : 'Time to first token'} has a long tail: p99/p50 = ${sig(ratio, 3)} ` +
+      `(p50 ${ms(p50)}, p99 ${ms(p99)}, target p99 ${ms(target)}; median of ${rows.length} windows, ${count} requests).`,
     evidence: {
-      metric, p99OverP50: sig(ratio), threshold: TAIL_RATIO, p50Seconds: sig(p50), p99Seconds: sig(p99), targetP99Seconds: target,
-      windows: rows.length, requests: count, tStatistic: sig(test.statistic), pValue: sig(test.pValue, 3),
-      otherMetricAlso: candidates.length > 1, ...change,
+      metric,
+      p99OverP50: sig(ratio),
+      threshold: TAIL_RATIO,
+      p50Seconds: sig(p50),
+      p99Seconds: sig(p99),
+      targetP99Seconds: target,
+      windows: rows.length,
+      requests: count,
+      tStatistic: sig(test.statistic),
+      pValue: sig(test.pValue, 3),
+      otherMetricAlso: candidates.length > 1,
+      ...change,
     },
-    ...spanOf(rows, ratios.map((r) => r > TAIL_RATIO)),
+    ...spanOf(
+      rows,
+      ratios.map((r) => r > TAIL_RATIO),
+    ),
   };
 }
 
@@ -265,10 +348,15 @@ function errors(c: Ctx): Finding | undefined {
   // Refusals at admission (queue full) failed the client as much as engine errors (the alert rules count them too).
   const failedIn = (w: WindowSummary): number => w.requests.errors + w.requests.rejected;
   const endedIn = (w: WindowSummary): number => w.requests.finished + w.requests.rejected;
-  const { rows, evidence: change } = focused(c.windows, c.windows.map((w) => (endedIn(w) > 0 ? failedIn(w) / endedIn(w) : 0)));
-  const failed = total(rows, failedIn), ended = total(rows, endedIn);
+  const { rows, evidence: change } = focused(
+    c.windows,
+    c.windows.map((w) => (endedIn(w) > 0 ? failedIn(w) / endedIn(w) : 0)),
+  );
+  const failed = total(rows, failedIn),
+    ended = total(rows, endedIn);
   if (rows.length < MIN_WINDOWS || ended < c.minRequests || failed === 0) return undefined;
-  const share = failed / ended, budget = c.slo.errorRateBudget;
+  const share = failed / ended,
+    budget = c.slo.errorRateBudget;
   // Fleet counts are extrapolated (not integers): the test takes the nearest whole numbers.
   const p = binomialUpperTail(Math.round(failed), Math.round(ended), budget);
   if (!(share > budget && p < ALPHA)) return undefined;
@@ -277,26 +365,39 @@ function errors(c: Ctx): Finding | undefined {
     kind: 'errors',
     confidence: sig(1 - p),
     impact: sig(failed / minutesOf(rows)),
-    summary: `${pct(share)} of requests failed (${sig(failed)} of ${sig(ended)}, ${sig(rejected)} refused as queue full), `
-      + `above the ${pct(budget)} error budget (binomial p=${sig(p, 2)}).`,
+    summary:
+      `${pct(share)} of requests failed (${sig(failed)} of ${sig(ended)}, ${sig(rejected)} refused as queue full), ` +
+      `above the ${pct(budget)} error budget (binomial p=${sig(p, 2)}).`,
     evidence: {
-      errorShare: sig(share), budget, failed: sig(failed), rejected: sig(rejected), total: sig(ended), pValue: sig(p, 3),
-      maxQueueLength: c.settings.scheduler.maxQueueLength, ...change,
+      errorShare: sig(share),
+      budget,
+      failed: sig(failed),
+      rejected: sig(rejected),
+      total: sig(ended),
+      pValue: sig(p, 3),
+      maxQueueLength: c.settings.scheduler.maxQueueLength,
+      ...change,
     },
-    ...spanOf(rows, rows.map((w) => failedIn(w) > 0)),
+    ...spanOf(
+      rows,
+      rows.map((w) => failedIn(w) > 0),
+    ),
   };
 }
 
 function qualityDrift(c: Ctx, q: QualityInput | undefined): Finding | undefined {
   if (!q || !(q.samples >= QUALITY_MIN_SAMPLES) || !(q.meanCosine < q.bar)) return undefined;
-  const first = c.windows[0], last = c.windows[c.windows.length - 1], minutes = minutesOf(c.windows);
+  const first = c.windows[0],
+    last = c.windows[c.windows.length - 1],
+    minutes = minutesOf(c.windows);
   return {
     kind: 'quality_drift',
     // No variance comes with the input; the minimum sample count stands in for the test.
     confidence: 1 - ALPHA,
     impact: sig(minutes > 0 ? requestsIn(c.windows) / minutes : 0),
-    summary: `Shadow checks find output similarity ${sig(q.meanCosine)} below the bar ${q.bar} over ${q.samples} samples `
-      + `(weights=${c.settings.layout.weights}, kvDtype=${c.settings.layout.kvDtype}).`,
+    summary:
+      `Shadow checks find output similarity ${sig(q.meanCosine)} below the bar ${q.bar} over ${q.samples} samples ` +
+      `(weights=${c.settings.layout.weights}, kvDtype=${c.settings.layout.kvDtype}).`,
     evidence: { meanCosine: q.meanCosine, bar: q.bar, samples: q.samples, weights: c.settings.layout.weights, kvDtype: c.settings.layout.kvDtype },
     fromMs: first?.startMs ?? 0,
     toMs: last?.endMs ?? 0,
@@ -304,7 +405,12 @@ function qualityDrift(c: Ctx, q: QualityInput | undefined): Finding | undefined 
 }
 
 const RULES: Record<Exclude<BottleneckKind, 'quality_drift'>, (c: Ctx) => Finding | undefined> = {
-  queueing, batch_starved: batchStarved, compute_bound: computeBound, kv_pressure: kvPressure, tail_latency: tailLatency, errors,
+  queueing,
+  batch_starved: batchStarved,
+  compute_bound: computeBound,
+  kv_pressure: kvPressure,
+  tail_latency: tailLatency,
+  errors,
 };
 
 /** JSON has no NaN or Infinity (the store and the REST API would turn them into null): spell them out. */

@@ -29,8 +29,11 @@ export function engineSettings(engine: Engine): LiveSettings {
   const s = engine.stats().settings;
   return {
     scheduler: {
-      maxBatchSize: s.maxBatchSize, maxBatchTokens: s.maxBatchTokens, maxQueueDelayMs: s.maxQueueDelayMs,
-      queueGrowThreshold: s.queueGrowThreshold, maxQueueLength: s.maxQueueLength,
+      maxBatchSize: s.maxBatchSize,
+      maxBatchTokens: s.maxBatchTokens,
+      maxQueueDelayMs: s.maxQueueDelayMs,
+      queueGrowThreshold: s.queueGrowThreshold,
+      maxQueueLength: s.maxQueueLength,
     },
     layout: { weights: s.weights, kvDtype: s.kvDtype, tpDegree: s.tpDegree, threadsPerRank: s.threadsPerRank },
   };
@@ -77,11 +80,28 @@ export function judgeWatchCheck(samples: readonly RequestSample[], before: Watch
   const errorRate = n ? errors / n : NaN;
   if (n < minRequests) return { ok: null, requests: n, sloAttainment: attainment, errorRate, reason: `${n} requests: too few to judge` };
   if (errorRate > Math.max(slo.errorRateBudget, before.errorRate)) {
-    return { ok: false, requests: n, sloAttainment: attainment, errorRate, reason: `error rate ${(errorRate * 100).toFixed(1)}% over the budget ${(slo.errorRateBudget * 100).toFixed(1)}%` };
+    return {
+      ok: false,
+      requests: n,
+      sloAttainment: attainment,
+      errorRate,
+      reason: `error rate ${(errorRate * 100).toFixed(1)}% over the budget ${(slo.errorRateBudget * 100).toFixed(1)}%`,
+    };
   }
   if (Number.isFinite(before.sloAttainment) && attainment < before.sloAttainment - maxDrop) {
-    return { ok: false, requests: n, sloAttainment: attainment, errorRate,
-      reason: `SLO attainment ${(attainment * 100).toFixed(1)}% fell more than ${(maxDrop * 100).toFixed(0)} points below ${(before.sloAttainment * 100).toFixed(1)}%` };
+    return {
+      ok: false,
+      requests: n,
+      sloAttainment: attainment,
+      errorRate,
+      reason: `SLO attainment ${(attainment * 100).toFixed(1)}% fell more than ${(maxDrop * 100).toFixed(0)} points below ${(before.sloAttainment * 100).toFixed(1)}%`,
+    };
   }
-  return { ok: true, requests: n, sloAttainment: attainment, errorRate, reason: `SLO attainment ${(attainment * 100).toFixed(1)}%, errors ${(errorRate * 100).toFixed(1)}%` };
+  return {
+    ok: true,
+    requests: n,
+    sloAttainment: attainment,
+    errorRate,
+    reason: `SLO attainment ${(attainment * 100).toFixed(1)}%, errors ${(errorRate * 100).toFixed(1)}%`,
+  };
 }

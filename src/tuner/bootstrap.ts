@@ -84,11 +84,17 @@ export async function startTuner(args: {
     ...(args.now ? { now: args.now } : {}),
     settingsVersion: () => store.currentSettings()?.version ?? 0,
   });
-  const source: MetricsSource = t.metricsSource === 'prometheus'
-    ? new PrometheusSource({ url: t.prometheusUrl, slo: config.slo, windowSeconds: 60, ...(t.prometheusSelector ? { selector: t.prometheusSelector } : {}) })
-    : requests;
+  const source: MetricsSource =
+    t.metricsSource === 'prometheus'
+      ? new PrometheusSource({ url: t.prometheusUrl, slo: config.slo, windowSeconds: 60, ...(t.prometheusSelector ? { selector: t.prometheusSelector } : {}) })
+      : requests;
   const tuner = await Tuner.create({
-    engine, store, config, logger, source, requests,
+    engine,
+    store,
+    config,
+    logger,
+    source,
+    requests,
     probeTokens: probeTokens(engine),
     ...(args.metrics ? { metrics: args.metrics } : {}),
     ...(args.now ? { now: args.now } : {}),
@@ -112,10 +118,13 @@ export async function startTuner(args: {
     }
   };
   args.alerts?.on('alert', keepAlert);
-  const schedule = args.cron === false || !t.enabled ? undefined : startSchedule(
-    { monitorCron: t.monitorCron, analyzeCron: t.analyzeCron, reportCron: t.reportCron, timezone: t.timezone, alertTriggersAnalysis: t.alertTriggersAnalysis },
-    { tuner, store, logger, ...(args.alerts ? { alerts: args.alerts } : {}), report: () => writeReport() },
-  );
+  const schedule =
+    args.cron === false || !t.enabled
+      ? undefined
+      : startSchedule(
+          { monitorCron: t.monitorCron, analyzeCron: t.analyzeCron, reportCron: t.reportCron, timezone: t.timezone, alertTriggersAnalysis: t.alertTriggersAnalysis },
+          { tuner, store, logger, ...(args.alerts ? { alerts: args.alerts } : {}), report: () => writeReport() },
+        );
   return {
     tuner,
     requests,

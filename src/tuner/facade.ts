@@ -9,7 +9,10 @@ export type TunerErrorCode = 'NOT_FOUND' | 'CONFLICT' | 'BUSY' | 'INVALID' | 'PA
  *  FORBIDDEN 403 (a policy refusal for this identity, e.g. approving one's own request). */
 export class TunerError extends Error {
   override readonly name = 'TunerError';
-  constructor(readonly code: TunerErrorCode, message: string) {
+  constructor(
+    readonly code: TunerErrorCode,
+    message: string,
+  ) {
     super(message);
   }
 }

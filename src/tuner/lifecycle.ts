@@ -69,8 +69,7 @@ export class ProposalLifecycle {
   recover(): void {
     const live = this.d.store.currentSettings();
     for (const p of this.d.store.listProposals({ state: 'applying' })) {
-      this.move(p.id, 'applying', 'rolled_back', SYSTEM,
-        `interrupted: the process exited while applying; live settings are version ${live?.version ?? 0}, unchanged`);
+      this.move(p.id, 'applying', 'rolled_back', SYSTEM, `interrupted: the process exited while applying; live settings are version ${live?.version ?? 0}, unchanged`);
     }
     for (const p of this.d.store.listProposals({ state: 'verifying' })) {
       this.move(p.id, 'verifying', 'expired', SYSTEM, 'verification interrupted by a restart');
@@ -113,7 +112,13 @@ export class ProposalLifecycle {
     }
     const verified = this.move(id, 'verifying', 'verified', SYSTEM, { comment: evidence.reasons.join('; '), evidence });
     if (!verified.needsApproval) {
-      this.d.store.recordApproval({ proposalId: id, decision: 'approve', actor: SYSTEM.name, role: SYSTEM.role, comment: 'policy: auto-apply after a passing verification' });
+      this.d.store.recordApproval({
+        proposalId: id,
+        decision: 'approve',
+        actor: SYSTEM.name,
+        role: SYSTEM.role,
+        comment: 'policy: auto-apply after a passing verification',
+      });
       this.move(id, 'verified', 'approved', SYSTEM, 'auto-approved by policy');
       await this.enqueueApply(id, SYSTEM);
     }
@@ -221,7 +226,8 @@ export class ProposalLifecycle {
   }
 
   private startWatch(id: number, before: WatchBaseline = this.watchBaseline()): void {
-    let checks = 0, failures = 0;
+    let checks = 0,
+      failures = 0;
     let since = this.now();
     const tick = (): void => {
       if (this.stopped) return;
@@ -283,7 +289,13 @@ export class ProposalLifecycle {
         throw new TunerError('CONFLICT', `the engine refused version ${version}: ${(err as Error).message}`);
       });
       const v = this.d.store.transaction(() => {
-        const committed = this.d.store.commitSettings(target.settings, 'rollback' satisfies SettingsSource, actor.name, null, comment || `rollback to version ${version}`);
+        const committed = this.d.store.commitSettings(
+          target.settings,
+          'rollback' satisfies SettingsSource,
+          actor.name,
+          null,
+          comment || `rollback to version ${version}`,
+        );
         this.d.store.audit(actor, 'config.rollback', `version:${version}`, { newVersion: committed.version, comment });
         return committed;
       });

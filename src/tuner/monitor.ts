@@ -10,9 +10,7 @@
 // through the same summarizeWindow, so both sources compute every field by one rule.
 import { mean, quantileSorted } from 'simple-statistics';
 import type { EngineStats, GenerationResult, HistogramSnapshot } from '../engine/types.js';
-import {
-  EMPTY_LATENCY, diffHistogram, emptyHistogram, histogramMean, latencyFromHistogram, shareAtOrBelow,
-} from './histogram.js';
+import { EMPTY_LATENCY, diffHistogram, emptyHistogram, histogramMean, latencyFromHistogram, shareAtOrBelow } from './histogram.js';
 import type { LatencySummary, RequestSample, SloTargets, WindowSummary } from './types.js';
 
 /** Where the tuner reads its windows from: this process's engine, or a Prometheus server over a fleet. */
@@ -37,8 +35,7 @@ export interface WindowInput {
 
 /** Does a request meet every SLO target? Inter-token latency is NaN for single-token answers: nothing to miss. */
 export function meetsSlo(s: RequestSample, slo: SloTargets): boolean {
-  return s.ok && s.ttftS <= slo.ttftP99Seconds && s.e2eS <= slo.e2eP99Seconds
-    && (Number.isNaN(s.interTokenS) || s.interTokenS <= slo.interTokenP99Seconds);
+  return s.ok && s.ttftS <= slo.ttftP99Seconds && s.e2eS <= slo.e2eP99Seconds && (Number.isNaN(s.interTokenS) || s.interTokenS <= slo.interTokenP99Seconds);
 }
 
 /** Exact summary of observed values (simple-statistics' quantile rule); NaN fields when there are none. */
@@ -92,23 +89,42 @@ export function emptyEngineStats(): EngineStats {
   const latency = (): HistogramSnapshot => emptyHistogram();
   return {
     requests: {
-      submitted: 0, finished: 0, cancelled: 0, timedOut: 0, failed: 0, running: 0, waiting: 0,
+      submitted: 0,
+      finished: 0,
+      cancelled: 0,
+      timedOut: 0,
+      failed: 0,
+      running: 0,
+      waiting: 0,
       rejected: { queue_full: 0, context_overflow: 0, invalid: 0, closed: 0 },
     },
     tokens: { prompt: 0, generated: 0, prefillComputed: 0, promptCached: 0 },
     latency: {
-      queueTimeSeconds: latency(), timeToFirstTokenSeconds: latency(), interTokenSeconds: latency(), e2eSeconds: latency(),
-      promptTokens: latency(), generationTokens: latency(),
+      queueTimeSeconds: latency(),
+      timeToFirstTokenSeconds: latency(),
+      interTokenSeconds: latency(),
+      e2eSeconds: latency(),
+      promptTokens: latency(),
+      generationTokens: latency(),
     },
     batches: {
-      steps: 0, size: latency(), tokens: latency(),
+      steps: 0,
+      size: latency(),
+      tokens: latency(),
       stepDurationSeconds: { prefill: latency(), decode: latency(), mixed: latency() },
       flushes: { full: 0, timeout: 0, queue_threshold: 0 },
       preemptions: 0,
     },
     kvCache: {
-      blocksTotal: 0, blocksUsed: 0, blocksCached: 0, blocksFree: 0, blockSizeTokens: 0,
-      usageRatio: NaN, fragmentationRatio: NaN, prefixQueries: 0, prefixHits: 0,
+      blocksTotal: 0,
+      blocksUsed: 0,
+      blocksCached: 0,
+      blocksFree: 0,
+      blockSizeTokens: 0,
+      usageRatio: NaN,
+      fragmentationRatio: NaN,
+      prefixQueries: 0,
+      prefixHits: 0,
     },
     opSeconds: { matmul: 0, attention: 0, norm: 0, rope: 0, ffn_activation: 0, embedding: 0, output: 0, sampling: 0 },
     tensorParallel: { rankBusySeconds: [], rankAllreduceSeconds: [], allreduces: 0 },
@@ -119,9 +135,19 @@ export function emptyEngineStats(): EngineStats {
     reloads: 0,
     reconfigures: 0,
     settings: {
-      maxBatchSize: NaN, maxBatchTokens: NaN, maxQueueDelayMs: NaN, queueGrowThreshold: NaN, maxQueueLength: NaN,
-      weights: 'f32', kvDtype: 'f32', tpDegree: NaN, threadsPerRank: NaN, kvBlockSizeTokens: NaN, contextLength: NaN,
-      kvCacheBlocks: NaN, allreduceDelayUs: NaN,
+      maxBatchSize: NaN,
+      maxBatchTokens: NaN,
+      maxQueueDelayMs: NaN,
+      queueGrowThreshold: NaN,
+      maxQueueLength: NaN,
+      weights: 'f32',
+      kvDtype: 'f32',
+      tpDegree: NaN,
+      threadsPerRank: NaN,
+      kvBlockSizeTokens: NaN,
+      contextLength: NaN,
+      kvCacheBlocks: NaN,
+      allreduceDelayUs: NaN,
     },
   };
 }
@@ -129,8 +155,12 @@ export function emptyEngineStats(): EngineStats {
 /** A new engine (restart, or another instance behind the getter) starts its counters and clock from zero. Counters
  *  survive engine.reload(), so a reload is not a reset. */
 function isReset(prev: EngineStats, cur: EngineStats): boolean {
-  return cur.uptimeSeconds < prev.uptimeSeconds || cur.requests.submitted < prev.requests.submitted
-    || cur.batches.steps < prev.batches.steps || cur.busySeconds < prev.busySeconds;
+  return (
+    cur.uptimeSeconds < prev.uptimeSeconds ||
+    cur.requests.submitted < prev.requests.submitted ||
+    cur.batches.steps < prev.batches.steps ||
+    cur.busySeconds < prev.busySeconds
+  );
 }
 
 const ratio = (a: number, b: number): number => (b > 0 ? a / b : NaN);
@@ -141,7 +171,8 @@ export function summarizeWindow(input: WindowInput): WindowSummary {
   const prev = isReset(input.prev, cur) ? emptyEngineStats() : input.prev;
   // Per counter as well: one that went down restarted, and all of `cur` is new.
   const d = (pick: (s: EngineStats) => number): number => {
-    const c = pick(cur), p = pick(prev);
+    const c = pick(cur),
+      p = pick(prev);
     return c >= p ? c - p : c;
   };
   const dh = (pick: (s: EngineStats) => HistogramSnapshot): HistogramSnapshot => diffHistogram(pick(cur), pick(prev));
@@ -212,7 +243,10 @@ export function summarizeWindow(input: WindowInput): WindowSummary {
       meanSize,
       fillRatio: ratio(meanSize, input.maxBatchSize),
       meanTokens: histogramMean(dh((s) => s.batches.tokens)),
-      meanStepSeconds: ratio(steps.reduce((a, s) => a + s.sum, 0), steps.reduce((a, s) => a + s.count, 0)),
+      meanStepSeconds: ratio(
+        steps.reduce((a, s) => a + s.sum, 0),
+        steps.reduce((a, s) => a + s.count, 0),
+      ),
       meanDecodeStepSeconds: histogramMean(dh((s) => s.batches.stepDurationSeconds.decode)),
       flushes: {
         full: d((s) => s.batches.flushes.full),
@@ -224,7 +258,10 @@ export function summarizeWindow(input: WindowInput): WindowSummary {
       usageRatio: cur.kvCache.usageRatio,
       fragmentationRatio: cur.kvCache.fragmentationRatio,
       preemptions: d((s) => s.batches.preemptions),
-      prefixHitRatio: ratio(d((s) => s.kvCache.prefixHits), d((s) => s.kvCache.prefixQueries)),
+      prefixHitRatio: ratio(
+        d((s) => s.kvCache.prefixHits),
+        d((s) => s.kvCache.prefixQueries),
+      ),
     },
     utilization: perS(d((s) => s.busySeconds)),
     cpuSeconds: input.cpuSeconds,
@@ -288,7 +325,9 @@ export class RegistrySource implements MetricsSource {
 
   /** collect() without the promise, for callers already on a synchronous path. */
   collectNow(): WindowSummary {
-    const ms = this.now(), stats = this.readStats(), cpuS = this.cpu();
+    const ms = this.now(),
+      stats = this.readStats(),
+      cpuS = this.cpu();
     const samples = this.samplesFrom(this.taken);
     this.taken = this.recorded;
     const summary = summarizeWindow({

@@ -93,9 +93,7 @@ export function optimize(input: OptimizeInput): Candidate[] {
   const seen = new Set<string>();
   const out: Candidate[] = [];
   // Findings are ranked by impact; within that order prefer the larger predicted gain.
-  const ranked = drafts
-    .map((d, i) => ({ d, i, gain: d.prediction.goodputTokensPerS - base.goodputTokensPerS }))
-    .sort((x, y) => (y.gain - x.gain) || (x.i - y.i));
+  const ranked = drafts.map((d, i) => ({ d, i, gain: d.prediction.goodputTokensPerS - base.goodputTokensPerS })).sort((x, y) => y.gain - x.gain || x.i - y.i);
   for (const { d } of ranked) {
     const change = effective(settings, d.change);
     if (!change) continue;
@@ -109,7 +107,8 @@ export function optimize(input: OptimizeInput): Candidate[] {
       change,
       temperature: change.layout ? 'cold' : 'hot',
       addresses: d.addresses,
-      rationale: `${d.rationale} (cost model ${model.source}: step = ${fmt(model.fixedS * 1000)} ms + ${fmt(model.perSequenceS * 1000)} ms × batch; ` +
+      rationale:
+        `${d.rationale} (cost model ${model.source}: step = ${fmt(model.fixedS * 1000)} ms + ${fmt(model.perSequenceS * 1000)} ms × batch; ` +
         `workload ${fmt(load.concurrency)} requests in flight, ${fmt(load.generatedTokens)} tokens each)`,
       predicted: {
         goodputTokensPerS: d.prediction.goodputTokensPerS,
@@ -141,8 +140,11 @@ function batchSizeDrafts(ctx: Ctx, kind: BottleneckKind, sizes: number[], why: s
     const change: SettingsChange = { scheduler: { maxBatchSize: b, ...(tokens !== s.maxBatchTokens ? { maxBatchTokens: tokens } : {}) } };
     const p = predict(ctx.cost, ctx.load, { maxBatchSize: b, maxBatchTokens: tokens }, ctx.slo);
     return {
-      change, addresses: kind, prediction: p,
-      rationale: `${why}: maxBatchSize ${s.maxBatchSize} → ${b} predicts ${fmt(p.goodputTokensPerS)} tok/s goodput ` +
+      change,
+      addresses: kind,
+      prediction: p,
+      rationale:
+        `${why}: maxBatchSize ${s.maxBatchSize} → ${b} predicts ${fmt(p.goodputTokensPerS)} tok/s goodput ` +
         `(now ${fmt(ctx.base.goodputTokensPerS)}), inter-token ${fmt(p.interTokenS * 1000)} ms`,
     };
   });
@@ -155,8 +157,11 @@ function weightsDraft(ctx: Ctx, kind: BottleneckKind, to: WeightsPolicy, why: st
   const m: StepCostModel = { ...ctx.cost, fixedS: ctx.cost.fixedS * ratio };
   const p = predict(m, ctx.load, ctx.settings.scheduler, ctx.slo);
   return {
-    change: { layout: { weights: to } }, addresses: kind, prediction: p,
-    rationale: `${why}: weights ${from} → ${to} moves ${fmt(ratio, 2)}× the bytes per step, predicting ` +
+    change: { layout: { weights: to } },
+    addresses: kind,
+    prediction: p,
+    rationale:
+      `${why}: weights ${from} → ${to} moves ${fmt(ratio, 2)}× the bytes per step, predicting ` +
       `${fmt(p.goodputTokensPerS)} tok/s goodput (now ${fmt(ctx.base.goodputTokensPerS)})` +
       (to === 'int4' ? '; int4 may cost quality, verification checks the 0.98 similarity bar' : ''),
   };
@@ -175,19 +180,35 @@ function draftsFor(kind: BottleneckKind, ctx: Ctx): Draft[] {
   switch (kind) {
     case 'queueing':
       // Batches are full at the cap while requests queue: try caps up to the observed concurrency.
-      return batchSizeDrafts(ctx, kind, [s.maxBatchSize * 2, s.maxBatchSize * 4, pow2ceil(c)].filter((b) => b > s.maxBatchSize),
-        'requests queue behind full batches');
+      return batchSizeDrafts(
+        ctx,
+        kind,
+        [s.maxBatchSize * 2, s.maxBatchSize * 4, pow2ceil(c)].filter((b) => b > s.maxBatchSize),
+        'requests queue behind full batches',
+      );
     case 'batch_starved': {
       const out: Draft[] = [];
       const meanTokens = last?.batch.meanTokens ?? 0;
       if (meanTokens >= 0.8 * s.maxBatchTokens) {
-        out.push(unpricedDraft(ctx, kind, { scheduler: { maxBatchTokens: s.maxBatchTokens * 2 } },
-          `steps use ${fmt(meanTokens)} of ${s.maxBatchTokens} tokens while requests wait: double maxBatchTokens`));
+        out.push(
+          unpricedDraft(
+            ctx,
+            kind,
+            { scheduler: { maxBatchTokens: s.maxBatchTokens * 2 } },
+            `steps use ${fmt(meanTokens)} of ${s.maxBatchTokens} tokens while requests wait: double maxBatchTokens`,
+          ),
+        );
       }
       const waiting = last?.requests.waiting ?? 0;
       if (s.queueGrowThreshold > 1 && s.queueGrowThreshold >= waiting) {
-        out.push(unpricedDraft(ctx, kind, { scheduler: { queueGrowThreshold: Math.max(1, Math.floor(waiting / 2)) } },
-          `batches run under-filled while ${waiting} wait below queueGrowThreshold ${s.queueGrowThreshold}`));
+        out.push(
+          unpricedDraft(
+            ctx,
+            kind,
+            { scheduler: { queueGrowThreshold: Math.max(1, Math.floor(waiting / 2)) } },
+            `batches run under-filled while ${waiting} wait below queueGrowThreshold ${s.queueGrowThreshold}`,
+          ),
+        );
       }
       if (s.maxBatchSize > c) out.push(...batchSizeDrafts(ctx, kind, [pow2ceil(c)], 'batch cap far above the load'));
       return out;
@@ -203,13 +224,16 @@ function draftsFor(kind: BottleneckKind, ctx: Ctx): Draft[] {
       if (lighter) out.push(weightsDraft(ctx, kind, lighter, 'decode steps are bound by weight traffic'));
       const used = l.tpDegree * l.threadsPerRank;
       const tp = l.tpDegree * 2;
-      if (ctx.model.cores >= tp * l.threadsPerRank && used < ctx.model.cores &&
-          ctx.model.nKvHeads % tp === 0 && ctx.model.ffnDim % tp === 0) {
+      if (ctx.model.cores >= tp * l.threadsPerRank && used < ctx.model.cores && ctx.model.nKvHeads % tp === 0 && ctx.model.ffnDim % tp === 0) {
         // More ranks on idle cores: the per-step fixed cost splits across them (all-reduce overhead ignored here).
         const m: StepCostModel = { ...ctx.cost, fixedS: ctx.cost.fixedS / 2, perSequenceS: ctx.cost.perSequenceS / 2 };
         const p = predict(m, ctx.load, s, ctx.slo);
-        out.push({ change: { layout: { tpDegree: tp } }, addresses: kind, prediction: p,
-          rationale: `${ctx.model.cores - used} idle cores: tpDegree ${l.tpDegree} → ${tp} predicts ${fmt(p.goodputTokensPerS)} tok/s goodput` });
+        out.push({
+          change: { layout: { tpDegree: tp } },
+          addresses: kind,
+          prediction: p,
+          rationale: `${ctx.model.cores - used} idle cores: tpDegree ${l.tpDegree} → ${tp} predicts ${fmt(p.goodputTokensPerS)} tok/s goodput`,
+        });
       }
       return out;
     }
@@ -219,22 +243,45 @@ function draftsFor(kind: BottleneckKind, ctx: Ctx): Draft[] {
       if (kv) out.push(unpricedDraft(ctx, kind, { layout: { kvDtype: kv } }, `KV cache full or preempting: kvDtype ${l.kvDtype} → ${kv} fits more sequences`));
       if (s.maxBatchSize > 1) {
         const b = Math.max(1, Math.floor((last?.batch.meanSize ?? s.maxBatchSize) * 0.75));
-        out.push(unpricedDraft(ctx, kind, { scheduler: { maxBatchSize: b } }, `KV pressure: fewer sequences at once (maxBatchSize ${s.maxBatchSize} → ${b}) stop preemption churn`));
+        out.push(
+          unpricedDraft(
+            ctx,
+            kind,
+            { scheduler: { maxBatchSize: b } },
+            `KV pressure: fewer sequences at once (maxBatchSize ${s.maxBatchSize} → ${b}) stop preemption churn`,
+          ),
+        );
       }
       return out;
     }
     case 'tail_latency': {
       const out: Draft[] = [];
-      if (s.maxQueueDelayMs > 0) out.push(unpricedDraft(ctx, kind, { scheduler: { maxQueueDelayMs: 0 } }, `tail latency: do not hold under-full batches (maxQueueDelayMs ${s.maxQueueDelayMs} → 0)`));
+      if (s.maxQueueDelayMs > 0)
+        out.push(
+          unpricedDraft(ctx, kind, { scheduler: { maxQueueDelayMs: 0 } }, `tail latency: do not hold under-full batches (maxQueueDelayMs ${s.maxQueueDelayMs} → 0)`),
+        );
       if (s.maxBatchTokens > 64) {
-        out.push(unpricedDraft(ctx, kind, { scheduler: { maxBatchTokens: Math.max(64, Math.floor(s.maxBatchTokens / 2)) } },
-          `tail latency: smaller prefill chunks interrupt running decodes less (maxBatchTokens ${s.maxBatchTokens} → ${Math.max(64, Math.floor(s.maxBatchTokens / 2))})`));
+        out.push(
+          unpricedDraft(
+            ctx,
+            kind,
+            { scheduler: { maxBatchTokens: Math.max(64, Math.floor(s.maxBatchTokens / 2)) } },
+            `tail latency: smaller prefill chunks interrupt running decodes less (maxBatchTokens ${s.maxBatchTokens} → ${Math.max(64, Math.floor(s.maxBatchTokens / 2))})`,
+          ),
+        );
       }
       return out;
     }
     case 'errors':
       if ((last?.requests.rejected ?? 0) > 0) {
-        return [unpricedDraft(ctx, kind, { scheduler: { maxQueueLength: s.maxQueueLength * 2 } }, `requests refused at a full queue: maxQueueLength ${s.maxQueueLength} → ${s.maxQueueLength * 2}`)];
+        return [
+          unpricedDraft(
+            ctx,
+            kind,
+            { scheduler: { maxQueueLength: s.maxQueueLength * 2 } },
+            `requests refused at a full queue: maxQueueLength ${s.maxQueueLength} → ${s.maxQueueLength * 2}`,
+          ),
+        ];
       }
       return [];
     case 'quality_drift': {

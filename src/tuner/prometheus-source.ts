@@ -26,7 +26,11 @@ export type MetricsSourceErrorCode = 'UNREACHABLE' | 'BAD_RESPONSE' | 'NO_DATA';
  *  not a query result. NO_DATA: Prometheus answers, but no tuneloop engine series match the selector. */
 export class MetricsSourceError extends Error {
   override readonly name = 'MetricsSourceError';
-  constructor(readonly code: MetricsSourceErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly code: MetricsSourceErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
   }
 }
@@ -62,7 +66,14 @@ interface PromBody {
 
 /** `{a="1",b="2"}` from matchers, dropping empty ones and any braces the caller put around them. */
 function braces(...matchers: (string | undefined)[]): string {
-  const parts = matchers.map((m) => (m ?? '').trim().replace(/^\{|\}$/g, '').trim()).filter((m) => m.length > 0);
+  const parts = matchers
+    .map((m) =>
+      (m ?? '')
+        .trim()
+        .replace(/^\{|\}$/g, '')
+        .trim(),
+    )
+    .filter((m) => m.length > 0);
   return parts.length > 0 ? `{${parts.join(',')}}` : '';
 }
 
@@ -86,11 +97,16 @@ export class PrometheusSource implements MetricsSource {
 
     const presence = q.vector(`count(tuneloop_scheduler_steps_total${this.engineSelector()})`);
     const [present, cur, cpuSeconds, maxBatchSize] = await Promise.all([
-      presence, q.stats(), q.counter('process_cpu_seconds_total', 'process'), q.gauge('avg', 'tuneloop_config_max_batch_size'),
+      presence,
+      q.stats(),
+      q.counter('process_cpu_seconds_total', 'process'),
+      q.gauge('avg', 'tuneloop_config_max_batch_size'),
     ]);
     if (present.length === 0) {
-      throw new MetricsSourceError('NO_DATA',
-        `Prometheus at ${this.base} has no tuneloop engine series matching ${this.engineSelector() || '{}'} at ${new Date(endMs).toISOString()}`);
+      throw new MetricsSourceError(
+        'NO_DATA',
+        `Prometheus at ${this.base} has no tuneloop engine series matching ${this.engineSelector() || '{}'} at ${new Date(endMs).toISOString()}`,
+      );
     }
     const summary = summarizeWindow({
       prev: emptyEngineStats(),
@@ -119,7 +135,9 @@ export class PrometheusSource implements MetricsSource {
     try {
       res = await this.fetchFn(url, { signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000) });
     } catch (e) {
-      throw new MetricsSourceError('UNREACHABLE', `Prometheus at ${this.base} is unreachable: ${(e as Error).cause ? String((e as Error).cause) : String(e)}`, { cause: e });
+      throw new MetricsSourceError('UNREACHABLE', `Prometheus at ${this.base} is unreachable: ${(e as Error).cause ? String((e as Error).cause) : String(e)}`, {
+        cause: e,
+      });
     }
     const text = await res.text().catch(() => '');
     let body: PromBody | undefined;
@@ -134,8 +152,10 @@ export class PrometheusSource implements MetricsSource {
       throw new MetricsSourceError(code, `Prometheus at ${this.base} answered HTTP ${res.status} without a JSON query result: ${text.slice(0, 200)}`);
     }
     if (body.status !== 'success') {
-      throw new MetricsSourceError('BAD_RESPONSE',
-        `Prometheus at ${this.base} refused query ${expr}: HTTP ${res.status} ${body.errorType ?? ''} ${body.error ?? '(no error message)'}`.replace(/\s+/g, ' '));
+      throw new MetricsSourceError(
+        'BAD_RESPONSE',
+        `Prometheus at ${this.base} refused query ${expr}: HTTP ${res.status} ${body.errorType ?? ''} ${body.error ?? '(no error message)'}`.replace(/\s+/g, ' '),
+      );
     }
     const { resultType, result } = body.data ?? {};
     if (resultType === 'scalar' && Array.isArray(result)) return [{ labels: {}, value: Number(result[1]) }];
@@ -194,7 +214,10 @@ class Queries {
   /** A latency histogram's window increase, all instances summed per bucket. */
   async histogram(name: string): Promise<HistogramSnapshot> {
     const [buckets, sum] = await Promise.all([this.vector(`sum by (le) (increase(${name}_bucket${this.engineSel()}${this.range}))`), this.counter(`${name}_sum`)]);
-    return histogramFromCumulative(buckets.map((b) => ({ le: Number(b.labels['le'] ?? NaN), value: b.value })), sum);
+    return histogramFromCumulative(
+      buckets.map((b) => ({ le: Number(b.labels['le'] ?? NaN), value: b.value })),
+      sum,
+    );
   }
 
   /** A histogram known only by its sum and count: enough for a mean. */
@@ -205,7 +228,8 @@ class Queries {
 
   async stepPhases(): Promise<EngineStats['batches']['stepDurationSeconds']> {
     const [sums, counts] = await Promise.all([
-      this.counterBy('tuneloop_step_duration_seconds_sum', 'phase'), this.counterBy('tuneloop_step_duration_seconds_count', 'phase'),
+      this.counterBy('tuneloop_step_duration_seconds_sum', 'phase'),
+      this.counterBy('tuneloop_step_duration_seconds_count', 'phase'),
     ]);
     const phase = (p: string): HistogramSnapshot => {
       const count = counts.get(p) ?? 0;
@@ -218,9 +242,30 @@ class Queries {
   async stats(): Promise<EngineStats> {
     const s = emptyEngineStats();
     const [
-      finished, failed, timedOut, cancelled, queueFull, prompt, generated, steps, preemptions, prefixHits, prefixQueries,
-      running, waiting, usage, fragmentation, utilization, flushes,
-      queue, ttft, interToken, e2e, size, tokens, phases,
+      finished,
+      failed,
+      timedOut,
+      cancelled,
+      queueFull,
+      prompt,
+      generated,
+      steps,
+      preemptions,
+      prefixHits,
+      prefixQueries,
+      running,
+      waiting,
+      usage,
+      fragmentation,
+      utilization,
+      flushes,
+      queue,
+      ttft,
+      interToken,
+      e2e,
+      size,
+      tokens,
+      phases,
     ] = await Promise.all([
       this.counter('tuneloop_requests_finished_total'),
       this.counter('tuneloop_requests_failed_total'),

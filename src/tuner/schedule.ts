@@ -31,7 +31,10 @@ export function alertWantsAnalysis(a: ReceivedAlert): boolean {
   return (sev === 'critical' || sev === 'warning') && !TUNER_ALERTS.has(a.labels['alertname'] ?? '');
 }
 
-export function startSchedule(o: ScheduleOptions, deps: { tuner: Tuner; store: TunerStore; logger: Logger; alerts?: AlertInbox; report?: () => Promise<unknown> }): TunerSchedule {
+export function startSchedule(
+  o: ScheduleOptions,
+  deps: { tuner: Tuner; store: TunerStore; logger: Logger; alerts?: AlertInbox; report?: () => Promise<unknown> },
+): TunerSchedule {
   const { tuner, store, logger } = deps;
   const opts = { timezone: o.timezone, noOverlap: true };
   const analyzeJob = async (trigger: 'cron' | 'alert'): Promise<void> => {
@@ -47,23 +50,33 @@ export function startSchedule(o: ScheduleOptions, deps: { tuner: Tuner; store: T
     }
   };
   const tasks = [
-    cron.schedule(o.monitorCron, async () => {
-      await tuner.monitorTick('cron');
-    }, { ...opts, name: 'tuner-monitor' }),
+    cron.schedule(
+      o.monitorCron,
+      async () => {
+        await tuner.monitorTick('cron');
+      },
+      { ...opts, name: 'tuner-monitor' },
+    ),
     cron.schedule(o.analyzeCron, () => analyzeJob('cron'), { ...opts, name: 'tuner-analyze' }),
   ];
   if (deps.report) {
     const report = deps.report;
-    tasks.push(cron.schedule(o.reportCron, async () => {
-      const r = store.startRun('report', 'cron');
-      try {
-        await report();
-        store.finishRun(r.id, 'ok');
-      } catch (err) {
-        store.finishRun(r.id, 'error', (err as Error).message);
-        logger.error({ err }, 'weekly report job failed');
-      }
-    }, { ...opts, name: 'tuner-report' }));
+    tasks.push(
+      cron.schedule(
+        o.reportCron,
+        async () => {
+          const r = store.startRun('report', 'cron');
+          try {
+            await report();
+            store.finishRun(r.id, 'ok');
+          } catch (err) {
+            store.finishRun(r.id, 'error', (err as Error).message);
+            logger.error({ err }, 'weekly report job failed');
+          }
+        },
+        { ...opts, name: 'tuner-report' },
+      ),
+    );
   }
   let onAlert: ((a: ReceivedAlert) => void) | undefined;
   if (deps.alerts && o.alertTriggersAnalysis) {

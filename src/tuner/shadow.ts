@@ -38,8 +38,15 @@ import type { EngineOptions, GenerationResult } from '../engine/types.js';
 import type { DistributionComparison, LiveSettings, RequestSample, SloTargets, VerificationEvidence } from './types.js';
 import { compareLogitRows } from './logit-similarity.js';
 import {
-  compareLatency, decideVerdict, DEFAULT_MIN_REPLAY_SECONDS, goodputEvidence, goodputPerCore, qualityFailures, qualityPassed,
-  type QualityEvidence, type VerifyConfig,
+  compareLatency,
+  decideVerdict,
+  DEFAULT_MIN_REPLAY_SECONDS,
+  goodputEvidence,
+  goodputPerCore,
+  qualityFailures,
+  qualityPassed,
+  type QualityEvidence,
+  type VerifyConfig,
 } from './verify.js';
 
 export interface MirroredRequest {
@@ -98,7 +105,10 @@ const ABSOLUTE_MS_FLOOR = 1e12;
 export class MirrorSampler {
   private state: number;
 
-  constructor(readonly share: number, seed = 0) {
+  constructor(
+    readonly share: number,
+    seed = 0,
+  ) {
     this.state = seed >>> 0;
   }
 
@@ -116,13 +126,19 @@ export class MirrorSampler {
  *  saves memory, and only has to hold quality and latency. */
 export function inferExpectFaster(baseline: LiveSettings, candidate: LiveSettings): boolean {
   const sched = Object.keys(candidate.scheduler) as (keyof LiveSettings['scheduler'])[];
-  return sched.some((k) => candidate.scheduler[k] !== baseline.scheduler[k]) ||
-    candidate.layout.tpDegree !== baseline.layout.tpDegree || candidate.layout.threadsPerRank !== baseline.layout.threadsPerRank;
+  return (
+    sched.some((k) => candidate.scheduler[k] !== baseline.scheduler[k]) ||
+    candidate.layout.tpDegree !== baseline.layout.tpDegree ||
+    candidate.layout.threadsPerRank !== baseline.layout.threadsPerRank
+  );
 }
 
 /** Engine options of a shadow: the settings' layout and scheduler, scaled down to shadowThreads compute threads. */
 export function shadowEngineOptions(
-  modelPath: string, settings: LiveSettings, cfg: VerifyConfig, extra: { contextLength?: number | undefined; kvCacheMaxBytes?: number | undefined },
+  modelPath: string,
+  settings: LiveSettings,
+  cfg: VerifyConfig,
+  extra: { contextLength?: number | undefined; kvCacheMaxBytes?: number | undefined },
 ): EngineOptions {
   const tp = settings.layout.tpDegree;
   const opts: EngineOptions = {
@@ -188,8 +204,10 @@ export class ShadowVerifier {
   private cpuSeconds = 0;
 
   private constructor(
-    opts: ShadowStartOptions, engines: { baseline?: Engine; candidate?: Engine },
-    private readonly rssBytes: number, private readonly startedMs: number,
+    opts: ShadowStartOptions,
+    engines: { baseline?: Engine; candidate?: Engine },
+    private readonly rssBytes: number,
+    private readonly startedMs: number,
   ) {
     this.opts = opts;
     this.cfg = opts.config;
@@ -310,8 +328,7 @@ export class ShadowVerifier {
 
   private usable(r: MirroredRequest): boolean {
     const nVocab = this.engines.baseline?.info.nVocab ?? 0;
-    const ok = (ids: unknown): boolean =>
-      Array.isArray(ids) && ids.every((t) => Number.isInteger(t) && t >= 0 && t < nVocab);
+    const ok = (ids: unknown): boolean => Array.isArray(ids) && ids.every((t) => Number.isInteger(t) && t >= 0 && t < nVocab);
     return ok(r.tokens) && r.tokens.length > 0 && ok(r.primaryTokens) && Number.isInteger(r.maxTokens) && r.maxTokens >= 1;
   }
 
@@ -337,7 +354,8 @@ export class ShadowVerifier {
     const a = await baseline.evaluate(seq, { allLogits: true });
     const b = await candidate.evaluate(seq, { allLogits: true });
     const V = baseline.info.nVocab;
-    let sum = 0, n = 0;
+    let sum = 0,
+      n = 0;
     for (let pos = firstPos; pos < seq.length; pos++) {
       const { cosine, greedyAgrees } = compareLogitRows(a.subarray(pos * V, (pos + 1) * V), b.subarray(pos * V, (pos + 1) * V));
       sum += cosine;
@@ -386,10 +404,13 @@ export class ShadowVerifier {
 
   private waitForSignal(untilMs: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.wake = undefined;
-        resolve();
-      }, Math.max(0, untilMs - Date.now()));
+      const timer = setTimeout(
+        () => {
+          this.wake = undefined;
+          resolve();
+        },
+        Math.max(0, untilMs - Date.now()),
+      );
       this.wake = () => {
         clearTimeout(timer);
         resolve();
@@ -420,8 +441,8 @@ export class ShadowVerifier {
       // At least one round (each arm once) even past the deadline, so the evidence always has figures.
       const minReplayS = this.cfg.minReplaySeconds ?? DEFAULT_MIN_REPLAY_SECONDS;
       // Whole AB/BA pairs of rounds, minSamples per arm, and minReplaySeconds of replay in all (see the config).
-      const wantMore = (): boolean => rounds < 2 || rounds % 2 === 1 ||
-        Math.min(base.samples.length, cand.samples.length) < minSamples || base.wallS + cand.wallS < minReplayS;
+      const wantMore = (): boolean =>
+        rounds < 2 || rounds % 2 === 1 || Math.min(base.samples.length, cand.samples.length) < minSamples || base.wallS + cand.wallS < minReplayS;
       // Warm-up, not recorded: the first generations on a fresh engine touch cold KV pages and code paths, and would
       // bias whichever arm goes first in round 0.
       const warmup = this.replayPrompts.slice(0, concurrency);
@@ -431,7 +452,16 @@ export class ShadowVerifier {
       while ((rounds === 0 || Date.now() < deadline) && wantMore() && this.errors.length === 0 && !this.closed) {
         const size = REPLAY_ROUND_FACTOR * concurrency;
         const batch = Array.from({ length: size }, (_, i) => this.replayPrompts[(rounds * size + i) % this.replayPrompts.length]!);
-        const order: [ArmRecord, ShadowRole][] = rounds % 2 === 0 ? [[base, 'baseline'], [cand, 'candidate']] : [[cand, 'candidate'], [base, 'baseline']];
+        const order: [ArmRecord, ShadowRole][] =
+          rounds % 2 === 0
+            ? [
+                [base, 'baseline'],
+                [cand, 'candidate'],
+              ]
+            : [
+                [cand, 'candidate'],
+                [base, 'baseline'],
+              ];
         await this.work(async () => {
           for (const [arm, role] of order) await this.replayRound(arm, role, batch, concurrency);
         });
@@ -443,9 +473,24 @@ export class ShadowVerifier {
     this.queue.length = 0;
 
     const comparisons: DistributionComparison[] = [
-      compareLatency('ttft', base.samples.map((s) => s.ttftS), cand.samples.map((s) => s.ttftS), this.cfg),
-      compareLatency('inter_token', base.samples.map((s) => s.interTokenS), cand.samples.map((s) => s.interTokenS), this.cfg),
-      compareLatency('e2e', base.samples.map((s) => s.e2eS), cand.samples.map((s) => s.e2eS), this.cfg),
+      compareLatency(
+        'ttft',
+        base.samples.map((s) => s.ttftS),
+        cand.samples.map((s) => s.ttftS),
+        this.cfg,
+      ),
+      compareLatency(
+        'inter_token',
+        base.samples.map((s) => s.interTokenS),
+        cand.samples.map((s) => s.interTokenS),
+        this.cfg,
+      ),
+      compareLatency(
+        'e2e',
+        base.samples.map((s) => s.e2eS),
+        cand.samples.map((s) => s.e2eS),
+        this.cfg,
+      ),
     ];
     const goodput = goodputEvidence(
       goodputPerCore(base.samples, base.wallS, this.cores('baseline'), this.opts.slo),
@@ -472,14 +517,13 @@ export class ShadowVerifier {
   }
 
   /** One arm's share of a round: the batch sent closed-loop, `concurrency` requests in flight. */
-  private async replayRound(
-    arm: ArmRecord, role: ShadowRole, batch: readonly { tokens: number[]; maxTokens: number }[], concurrency: number,
-  ): Promise<void> {
+  private async replayRound(arm: ArmRecord, role: ShadowRole, batch: readonly { tokens: number[]; maxTokens: number }[], concurrency: number): Promise<void> {
     const engine = this.engines[role];
     if (!engine) return;
     const ctx = engine.info.contextLength;
     const samples: RequestSample[] = [];
-    let next = 0, broken = false;
+    let next = 0,
+      broken = false;
     const worker = async (): Promise<void> => {
       for (let i = next++; i < batch.length && !broken; i = next++) {
         const p = batch[i]!;
@@ -532,15 +576,19 @@ export class ShadowVerifier {
   }
 
   private describeMethod(rounds: number, concurrency: number, replayS: number, skipped: string | undefined): string {
-    const replay = skipped !== undefined ? `performance replay ${skipped}`
-      : `after an unrecorded warm-up, ${rounds} interleaved replay rounds (baseline then candidate, the order alternating ` +
-        `each round), each ${REPLAY_ROUND_FACTOR * concurrency} greedy requests from the mirrored prompts sent closed-loop at ` +
-        `${concurrency} in flight, ${replayS.toFixed(1)} s of replay in all`;
+    const replay =
+      skipped !== undefined
+        ? `performance replay ${skipped}`
+        : `after an unrecorded warm-up, ${rounds} interleaved replay rounds (baseline then candidate, the order alternating ` +
+          `each round), each ${REPLAY_ROUND_FACTOR * concurrency} greedy requests from the mirrored prompts sent closed-loop at ` +
+          `${concurrency} in flight, ${replayS.toFixed(1)} s of replay in all`;
     const dropped = this.dropped > 0 ? `; ${this.dropped} mirrored requests dropped (queue full or unusable)` : '';
-    return `A/B against a fresh baseline shadow with the live settings, not the busy primary (A/A control for the shared CPU): ` +
+    return (
+      `A/B against a fresh baseline shadow with the live settings, not the busy primary (A/A control for the shared CPU): ` +
       `two in-process shadow engines on ${this.cfg.shadowThreads} thread(s) each, one computing at a time; quality by teacher ` +
       `forcing ${this.processed} mirrored requests (share ${this.cfg.shadowShare}) on the primary's tokens; ${replay}; ` +
-      `latency by two-sided Mann-Whitney U (alpha ${+(1 - this.cfg.confidence).toFixed(4)} split over the three metrics, |rank-biserial| ≥ ${this.cfg.effectSizeBar})${dropped}.`;
+      `latency by two-sided Mann-Whitney U (alpha ${+(1 - this.cfg.confidence).toFixed(4)} split over the three metrics, |rank-biserial| ≥ ${this.cfg.effectSizeBar})${dropped}.`
+    );
   }
 }
 

@@ -40,14 +40,17 @@ export interface MannWhitneyResult {
 export function mannWhitneyU(xIn: readonly number[], yIn: readonly number[]): MannWhitneyResult {
   const x = xIn.filter((v) => !Number.isNaN(v));
   const y = yIn.filter((v) => !Number.isNaN(v));
-  const nX = x.length, nY = y.length, n = nX + nY;
+  const nX = x.length,
+    nY = y.length,
+    n = nX + nY;
   if (nX === 0 || nY === 0) return { nX, nY, uX: NaN, z: NaN, pValue: NaN, effectSize: NaN };
 
   // Pool, sort, and give tie groups their average rank (ranks are 1-based).
   const pooled = [...x.map((v) => ({ v, fromX: true })), ...y.map((v) => ({ v, fromX: false }))];
   pooled.sort((a, b) => a.v - b.v);
-  let rankSumX = 0, tieTerm = 0;
-  for (let i = 0; i < n; ) {
+  let rankSumX = 0,
+    tieTerm = 0;
+  for (let i = 0; i < n;) {
     let j = i;
     while (j + 1 < n && pooled[j + 1]!.v === pooled[i]!.v) j++;
     const t = j - i + 1;
@@ -74,9 +77,11 @@ export function erfc(x: number): number {
   const r =
     t *
     Math.exp(
-      -z * z - 1.26551223 +
-        t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 +
-        t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+      -z * z -
+        1.26551223 +
+        t *
+          (1.00002368 +
+            t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
     );
   return x >= 0 ? r : 2 - r;
 }
@@ -85,7 +90,6 @@ export function erfc(x: number): number {
 export function normalCdf(z: number): number {
   return 0.5 * erfc(-z / Math.SQRT2);
 }
-
 
 // ---- one-sided tests (analyze) ------------------------------------------------------------------------------------------------
 
@@ -97,19 +101,25 @@ function incompleteBeta(x: number, a: number, b: number): number {
   // The fraction converges fast for x < (a+1)/(a+b+2); use the symmetry relation otherwise.
   if (x > (a + 1) / (a + b + 2)) return 1 - incompleteBeta(1 - x, b, a);
   const tiny = 1e-300;
-  let c = 1, d = 1 - ((a + b) * x) / (a + 1);
+  let c = 1,
+    d = 1 - ((a + b) * x) / (a + 1);
   if (Math.abs(d) < tiny) d = tiny;
   d = 1 / d;
   let f = d;
   for (let m = 1; m <= 300; m++) {
     const m2 = 2 * m;
     let num = (m * (b - m) * x) / ((a + m2 - 1) * (a + m2));
-    d = 1 + num * d; if (Math.abs(d) < tiny) d = tiny;
-    c = 1 + num / c; if (Math.abs(c) < tiny) c = tiny;
-    d = 1 / d; f *= d * c;
+    d = 1 + num * d;
+    if (Math.abs(d) < tiny) d = tiny;
+    c = 1 + num / c;
+    if (Math.abs(c) < tiny) c = tiny;
+    d = 1 / d;
+    f *= d * c;
     num = (-(a + m) * (a + b + m) * x) / ((a + m2) * (a + m2 + 1));
-    d = 1 + num * d; if (Math.abs(d) < tiny) d = tiny;
-    c = 1 + num / c; if (Math.abs(c) < tiny) c = tiny;
+    d = 1 + num * d;
+    if (Math.abs(d) < tiny) d = tiny;
+    c = 1 + num / c;
+    if (Math.abs(c) < tiny) c = tiny;
     d = 1 / d;
     const delta = d * c;
     f *= delta;
@@ -146,10 +156,13 @@ export function tTestGreater(values: readonly number[], mu0: number): TestResult
 
 /** One-sided Welch t-test, H1: mean(after) > mean(before). */
 export function welchGreater(after: readonly number[], before: readonly number[]): TestResult {
-  const n1 = after.length, n2 = before.length;
+  const n1 = after.length,
+    n2 = before.length;
   if (n1 < 2 || n2 < 2) return { n: n1 + n2, statistic: NaN, pValue: NaN };
-  const m1 = mean([...after]), m2 = mean([...before]);
-  const v1 = sampleVariance([...after]) / n1, v2 = sampleVariance([...before]) / n2;
+  const m1 = mean([...after]),
+    m2 = mean([...before]);
+  const v1 = sampleVariance([...after]) / n1,
+    v2 = sampleVariance([...before]) / n2;
   const se = Math.sqrt(v1 + v2);
   if (!(se > 0)) return { n: n1 + n2, statistic: m1 > m2 ? Infinity : -Infinity, pValue: m1 > m2 ? 0 : 1 };
   const t = (m1 - m2) / se;
@@ -198,7 +211,9 @@ export function changePoint(values: readonly number[]): { index: number; before:
   const n = values.length;
   if (n < 4) return undefined;
   const m = mean([...values]);
-  let cusum = 0, best = -1, bestAbs = -1;
+  let cusum = 0,
+    best = -1,
+    bestAbs = -1;
   for (let k = 1; k < n; k++) {
     cusum += values[k - 1]! - m;
     if (k >= 2 && k <= n - 2 && Math.abs(cusum) > bestAbs) {
@@ -207,6 +222,7 @@ export function changePoint(values: readonly number[]): { index: number; before:
     }
   }
   if (best < 0) return undefined;
-  const before = values.slice(0, best), after = values.slice(best);
+  const before = values.slice(0, best),
+    after = values.slice(best);
   return { index: best, before: mean(before), after: mean(after), pValue: welchGreater(after, before).pValue };
 }

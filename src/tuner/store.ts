@@ -11,7 +11,16 @@ import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { PROPOSAL_TRANSITIONS, isLegalTransition } from './proposals.js';
-import { PROPOSAL_STATES, type Actor, type Finding, type LiveSettings, type Proposal, type ProposalState, type VerificationEvidence, type WindowSummary } from './types.js';
+import {
+  PROPOSAL_STATES,
+  type Actor,
+  type Finding,
+  type LiveSettings,
+  type Proposal,
+  type ProposalState,
+  type VerificationEvidence,
+  type WindowSummary,
+} from './types.js';
 
 export type SettingsSource = 'config' | 'tuner' | 'rollback' | 'api';
 export interface SettingsVersion {
@@ -23,7 +32,11 @@ export interface SettingsVersion {
   note: string;
   createdMs: number;
 }
-export interface StoredFinding extends Finding { id: number; createdMs: number; runId: number | null }
+export interface StoredFinding extends Finding {
+  id: number;
+  createdMs: number;
+  runId: number | null;
+}
 export interface ProposalTransition {
   proposalId: number;
   from: ProposalState | null;
@@ -61,7 +74,12 @@ export interface RunRecord {
   error: string;
   detail: Record<string, unknown>;
 }
-export interface Verification { proposalId: number; verdict: string; evidence: VerificationEvidence; atMs: number }
+export interface Verification {
+  proposalId: number;
+  verdict: string;
+  evidence: VerificationEvidence;
+  atMs: number;
+}
 /** An alert as the store keeps it (from the inbox's ReceivedAlert). */
 export interface StoredAlert {
   id: number;
@@ -89,7 +107,12 @@ export interface ReportRecord {
 }
 export type NewProposal = Omit<Proposal, 'id' | 'state' | 'createdMs' | 'updatedMs' | 'evidence' | 'appliedVersion'>;
 /** What a transition may record beside the move. */
-export interface TransitionDetail { comment?: string; evidence?: VerificationEvidence; appliedVersion?: number; expiresMs?: number }
+export interface TransitionDetail {
+  comment?: string;
+  evidence?: VerificationEvidence;
+  appliedVersion?: number;
+  expiresMs?: number;
+}
 
 /** The caller decides the rollup cutoff; the tuner must keep at least this much (5 weeks: a week-over-week report
  *  of the last four weeks plus the week before them). */
@@ -101,7 +124,10 @@ const INTERRUPTED = 'interrupted (process exited during the run)';
 /** A proposal (or run) is not in a state the operation expects: the REST layer answers 409. */
 export class StoreConflictError extends Error {
   readonly code = 'CONFLICT';
-  constructor(message: string, readonly actual?: string) {
+  constructor(
+    message: string,
+    readonly actual?: string,
+  ) {
     super(message);
     this.name = 'StoreConflictError';
   }
@@ -195,8 +221,12 @@ export const MIGRATIONS: readonly string[] = [
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 function appendOnly(table: string): string {
-  return ['UPDATE', 'DELETE'].map((op) => `CREATE TRIGGER ${table}_no_${op.toLowerCase()} BEFORE ${op} ON ${table}
-     BEGIN SELECT RAISE(ABORT, '${table} is append-only: ${op} refused'); END;`).join('\n');
+  return ['UPDATE', 'DELETE']
+    .map(
+      (op) => `CREATE TRIGGER ${table}_no_${op.toLowerCase()} BEFORE ${op} ON ${table}
+     BEGIN SELECT RAISE(ABORT, '${table} is append-only: ${op} refused'); END;`,
+    )
+    .join('\n');
 }
 
 /** Brings `db` to `migrations.length`, each step in its own transaction with its user_version bump, so a failed step
@@ -204,8 +234,11 @@ function appendOnly(table: string): string {
 export function migrate(db: SqliteDatabase, migrations: readonly string[] = MIGRATIONS): number {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > migrations.length) {
-    throw new StoreError('SCHEMA_TOO_NEW', `tuner store schema is version ${current}, but this tuneloop knows only up to ` +
-      `version ${migrations.length}: it was written by a newer tuneloop; upgrade, or point the tuner at another file`);
+    throw new StoreError(
+      'SCHEMA_TOO_NEW',
+      `tuner store schema is version ${current}, but this tuneloop knows only up to ` +
+        `version ${migrations.length}: it was written by a newer tuneloop; upgrade, or point the tuner at another file`,
+    );
   }
   for (let v = current; v < migrations.length; v++) {
     db.transaction(() => {
@@ -221,7 +254,8 @@ export function migrate(db: SqliteDatabase, migrations: readonly string[] = MIGR
 const FLOAT_TAG = '$float';
 function toJson(value: unknown): string {
   return JSON.stringify(value, (_key, v: unknown) =>
-    typeof v !== 'number' || (Number.isFinite(v) && !Object.is(v, -0)) ? v : { [FLOAT_TAG]: Object.is(v, -0) ? '-0' : String(v) });
+    typeof v !== 'number' || (Number.isFinite(v) && !Object.is(v, -0)) ? v : { [FLOAT_TAG]: Object.is(v, -0) ? '-0' : String(v) },
+  );
 }
 function fromJson<T>(text: string): T {
   return JSON.parse(text, (_key, v: unknown) => {
@@ -236,54 +270,153 @@ function fromJson<T>(text: string): T {
 
 // Rows as SQLite returns them (snake_case columns; JSON columns as text).
 interface SettingsRow {
-  version: number; settings: string; source: SettingsSource; actor: string; proposal_id: number | null; note: string; created_ms: number;
+  version: number;
+  settings: string;
+  source: SettingsSource;
+  actor: string;
+  proposal_id: number | null;
+  note: string;
+  created_ms: number;
 }
 interface FindingRow {
-  id: number; kind: Finding['kind']; confidence: number | null; impact: number | null; summary: string; evidence: string;
-  from_ms: number; to_ms: number; created_ms: number; run_id: number | null;
+  id: number;
+  kind: Finding['kind'];
+  confidence: number | null;
+  impact: number | null;
+  summary: string;
+  evidence: string;
+  from_ms: number;
+  to_ms: number;
+  created_ms: number;
+  run_id: number | null;
 }
 interface ProposalRow {
-  id: number; state: ProposalState; created_ms: number; updated_ms: number; candidate: string; base_version: number; target: string;
-  needs_approval: number; finding_id: number | null; evidence: string | null; applied_version: number | null; expires_ms: number;
+  id: number;
+  state: ProposalState;
+  created_ms: number;
+  updated_ms: number;
+  candidate: string;
+  base_version: number;
+  target: string;
+  needs_approval: number;
+  finding_id: number | null;
+  evidence: string | null;
+  applied_version: number | null;
+  expires_ms: number;
 }
 interface TransitionRow {
-  proposal_id: number; from_state: ProposalState | null; to_state: ProposalState; at_ms: number; actor: string; comment: string;
+  proposal_id: number;
+  from_state: ProposalState | null;
+  to_state: ProposalState;
+  at_ms: number;
+  actor: string;
+  comment: string;
 }
 interface ApprovalRow {
-  proposal_id: number; decision: Approval['decision']; actor: string; role: string; comment: string; at_ms: number;
+  proposal_id: number;
+  decision: Approval['decision'];
+  actor: string;
+  role: string;
+  comment: string;
+  at_ms: number;
 }
-interface AuditRow { id: number; at_ms: number; actor: string; role: string; action: string; target: string; detail: string }
-interface RunRow {
-  id: number; kind: string; trigger: string; started_ms: number; finished_ms: number | null; outcome: RunRecord['outcome']; error: string;
+interface AuditRow {
+  id: number;
+  at_ms: number;
+  actor: string;
+  role: string;
+  action: string;
+  target: string;
   detail: string;
 }
-interface VerificationRow { proposal_id: number; verdict: string; evidence: string; at_ms: number }
-interface AlertRow {
-  id: number; received_ms: number; alertname: string; severity: string; status: StoredAlert['status']; labels: string; annotations: string;
-  starts_at: string; fingerprint: string;
+interface RunRow {
+  id: number;
+  kind: string;
+  trigger: string;
+  started_ms: number;
+  finished_ms: number | null;
+  outcome: RunRecord['outcome'];
+  error: string;
+  detail: string;
 }
-interface ReportRow { week: string; generated_ms: number; period_start_ms: number; period_end_ms: number; summary: string }
+interface VerificationRow {
+  proposal_id: number;
+  verdict: string;
+  evidence: string;
+  at_ms: number;
+}
+interface AlertRow {
+  id: number;
+  received_ms: number;
+  alertname: string;
+  severity: string;
+  status: StoredAlert['status'];
+  labels: string;
+  annotations: string;
+  starts_at: string;
+  fingerprint: string;
+}
+interface ReportRow {
+  week: string;
+  generated_ms: number;
+  period_start_ms: number;
+  period_end_ms: number;
+  summary: string;
+}
 
 const toSettings = (r: SettingsRow): SettingsVersion => ({
-  version: r.version, settings: fromJson(r.settings), source: r.source, actor: r.actor, proposalId: r.proposal_id, note: r.note,
+  version: r.version,
+  settings: fromJson(r.settings),
+  source: r.source,
+  actor: r.actor,
+  proposalId: r.proposal_id,
+  note: r.note,
   createdMs: r.created_ms,
 });
 // REAL columns hold NaN as NULL; the JSON column is the faithful copy, so confidence/impact come back as NaN.
 const toFinding = (r: FindingRow): StoredFinding => ({
-  kind: r.kind, confidence: r.confidence ?? NaN, impact: r.impact ?? NaN, summary: r.summary, evidence: fromJson(r.evidence),
-  fromMs: r.from_ms, toMs: r.to_ms, id: r.id, createdMs: r.created_ms, runId: r.run_id,
+  kind: r.kind,
+  confidence: r.confidence ?? NaN,
+  impact: r.impact ?? NaN,
+  summary: r.summary,
+  evidence: fromJson(r.evidence),
+  fromMs: r.from_ms,
+  toMs: r.to_ms,
+  id: r.id,
+  createdMs: r.created_ms,
+  runId: r.run_id,
 });
 const toProposal = (r: ProposalRow): Proposal => ({
-  id: r.id, createdMs: r.created_ms, updatedMs: r.updated_ms, state: r.state, candidate: fromJson(r.candidate),
+  id: r.id,
+  createdMs: r.created_ms,
+  updatedMs: r.updated_ms,
+  state: r.state,
+  candidate: fromJson(r.candidate),
   baseVersion: r.base_version,
-  target: fromJson(r.target), needsApproval: r.needs_approval === 1, findingId: r.finding_id,
-  evidence: r.evidence === null ? null : fromJson(r.evidence), appliedVersion: r.applied_version, expiresMs: r.expires_ms,
+  target: fromJson(r.target),
+  needsApproval: r.needs_approval === 1,
+  findingId: r.finding_id,
+  evidence: r.evidence === null ? null : fromJson(r.evidence),
+  appliedVersion: r.applied_version,
+  expiresMs: r.expires_ms,
 });
 const toAudit = (r: AuditRow): AuditEntry => ({
-  id: r.id, atMs: r.at_ms, actor: r.actor, role: r.role, action: r.action, target: r.target, detail: fromJson(r.detail),
+  id: r.id,
+  atMs: r.at_ms,
+  actor: r.actor,
+  role: r.role,
+  action: r.action,
+  target: r.target,
+  detail: fromJson(r.detail),
 });
 const toRun = (r: RunRow): RunRecord => ({
-  id: r.id, kind: r.kind, trigger: r.trigger, startedMs: r.started_ms, finishedMs: r.finished_ms, outcome: r.outcome, error: r.error,
+  id: r.id,
+  kind: r.kind,
+  trigger: r.trigger,
+  startedMs: r.started_ms,
+  finishedMs: r.finished_ms,
+  outcome: r.outcome,
+  error: r.error,
   detail: fromJson(r.detail),
 });
 
@@ -341,8 +474,10 @@ function isSqliteError(e: unknown): e is Error & { code: string } {
 
 function illegalTransition(id: number, from: readonly ProposalState[], to: ProposalState): StoreError {
   const allowed = from.map((f) => `from '${f}': ${PROPOSAL_TRANSITIONS[f].map((s) => `'${s}'`).join(', ') || 'none'}`).join('; ');
-  return new StoreError('ILLEGAL_TRANSITION', `illegal proposal transition ${from.map((f) => `'${f}'`).join(' | ')} → '${to}' ` +
-    `(proposal ${id}): not in the lifecycle table (PROPOSAL_TRANSITIONS; ${allowed})`);
+  return new StoreError(
+    'ILLEGAL_TRANSITION',
+    `illegal proposal transition ${from.map((f) => `'${f}'`).join(' | ')} → '${to}' ` + `(proposal ${id}): not in the lifecycle table (PROPOSAL_TRANSITIONS; ${allowed})`,
+  );
 }
 
 export class TunerStore {
@@ -354,7 +489,11 @@ export class TunerStore {
   private txDepth = 0;
   private proposalsChanged = false;
 
-  private constructor(private readonly db: SqliteDatabase, readonly path: string, private readonly now: () => number) {
+  private constructor(
+    private readonly db: SqliteDatabase,
+    readonly path: string,
+    private readonly now: () => number,
+  ) {
     this.q = prepareStatements(db);
     this.interruptedRunsAtOpen = this.markInterruptedRuns();
   }
@@ -426,8 +565,11 @@ export class TunerStore {
   }
 
   insertRollup(w: WindowSummary): number {
-    return Number(this.transaction(() => this.q.insertRollup.run(w.startMs, w.endMs, w.source, w.settingsVersion,
-      w.throughputTokensPerS, w.goodputTokensPerS, w.sloAttainment, toJson(w))).lastInsertRowid);
+    return Number(
+      this.transaction(() =>
+        this.q.insertRollup.run(w.startMs, w.endMs, w.source, w.settingsVersion, w.throughputTokensPerS, w.goodputTokensPerS, w.sloAttainment, toJson(w)),
+      ).lastInsertRowid,
+    );
   }
 
   rollups(fromMs: number, toMs: number): WindowSummary[] {
@@ -439,8 +581,9 @@ export class TunerStore {
   }
 
   insertFinding(f: Finding, runId: number | null = null): StoredFinding {
-    return this.transaction(() => toFinding(this.q.insertFinding.get(f.kind, f.confidence, f.impact, f.summary, toJson(f.evidence),
-      f.fromMs, f.toMs, this.now(), runId) as FindingRow));
+    return this.transaction(() =>
+      toFinding(this.q.insertFinding.get(f.kind, f.confidence, f.impact, f.summary, toJson(f.evidence), f.fromMs, f.toMs, this.now(), runId) as FindingRow),
+    );
   }
 
   /** Findings whose evidence range starts in [fromMs, toMs), by that start (the same half-open rule as rollups). */
@@ -469,13 +612,26 @@ export class TunerStore {
   createProposal(p: NewProposal, actor: Actor): Proposal {
     return this.transaction(() => {
       const at = this.now();
-      const row = this.q.insertProposal.get(at, at, toJson(p.candidate), p.baseVersion, toJson(p.target), p.needsApproval ? 1 : 0,
-        p.findingId, p.expiresMs) as ProposalRow;
+      const row = this.q.insertProposal.get(
+        at,
+        at,
+        toJson(p.candidate),
+        p.baseVersion,
+        toJson(p.target),
+        p.needsApproval ? 1 : 0,
+        p.findingId,
+        p.expiresMs,
+      ) as ProposalRow;
       this.proposalsChanged = true;
       this.q.insertTransition.run(row.id, null, 'proposed', at, actor.name, '');
-      this.writeAudit(at, actor.name, actor.role, 'proposal.proposed', `proposal:${row.id}`,
-        { from: null, to: 'proposed', addresses: p.candidate.addresses, temperature: p.candidate.temperature, change: p.candidate.change,
-          baseVersion: p.baseVersion });
+      this.writeAudit(at, actor.name, actor.role, 'proposal.proposed', `proposal:${row.id}`, {
+        from: null,
+        to: 'proposed',
+        addresses: p.candidate.addresses,
+        temperature: p.candidate.temperature,
+        change: p.candidate.change,
+        baseVersion: p.baseVersion,
+      });
       return toProposal(row);
     });
   }
@@ -516,7 +672,9 @@ export class TunerStore {
       this.proposalsChanged = true;
       if (detail.evidence !== undefined) this.q.insertVerification.run(id, detail.evidence.verdict, evidence, at);
       this.writeAudit(at, actor.name, actor.role, `proposal.${to}`, `proposal:${id}`, {
-        from: current.state, to, comment,
+        from: current.state,
+        to,
+        comment,
         ...(detail.evidence !== undefined && { verdict: detail.evidence.verdict }),
         ...(detail.appliedVersion !== undefined && { appliedVersion: detail.appliedVersion }),
         ...(detail.expiresMs !== undefined && { expiresMs: detail.expiresMs }),
@@ -536,7 +694,12 @@ export class TunerStore {
 
   transitions(proposalId: number): ProposalTransition[] {
     return (this.q.transitions.all(proposalId) as TransitionRow[]).map((r) => ({
-      proposalId: r.proposal_id, from: r.from_state, to: r.to_state, atMs: r.at_ms, actor: r.actor, comment: r.comment,
+      proposalId: r.proposal_id,
+      from: r.from_state,
+      to: r.to_state,
+      atMs: r.at_ms,
+      actor: r.actor,
+      comment: r.comment,
     }));
   }
 
@@ -552,14 +715,22 @@ export class TunerStore {
 
   approvals(proposalId: number): Approval[] {
     return (this.q.approvals.all(proposalId) as ApprovalRow[]).map((r) => ({
-      proposalId: r.proposal_id, decision: r.decision, actor: r.actor, role: r.role, comment: r.comment, atMs: r.at_ms,
+      proposalId: r.proposal_id,
+      decision: r.decision,
+      actor: r.actor,
+      role: r.role,
+      comment: r.comment,
+      atMs: r.at_ms,
     }));
   }
 
   /** One row per verification attempt recorded in [fromMs, toMs), oldest first. */
   verifications(fromMs: number, toMs: number): Verification[] {
     return (this.q.verifications.all(fromMs, toMs) as VerificationRow[]).map((r) => ({
-      proposalId: r.proposal_id, verdict: r.verdict, evidence: fromJson(r.evidence), atMs: r.at_ms,
+      proposalId: r.proposal_id,
+      verdict: r.verdict,
+      evidence: fromJson(r.evidence),
+      atMs: r.at_ms,
     }));
   }
 
@@ -602,15 +773,34 @@ export class TunerStore {
   insertAlert(a: AlertInput): number {
     const receivedMs = Date.parse(a.receivedAt);
     if (!Number.isFinite(receivedMs)) throw new StoreError('CONSTRAINT', `alert receivedAt '${a.receivedAt}' is not a time`);
-    return Number(this.transaction(() => this.q.insertAlert.run(receivedMs, a.labels['alertname'] ?? '', a.labels['severity'] ?? '', a.status,
-      toJson(a.labels), toJson(a.annotations), a.startsAt, a.fingerprint)).lastInsertRowid);
+    return Number(
+      this.transaction(() =>
+        this.q.insertAlert.run(
+          receivedMs,
+          a.labels['alertname'] ?? '',
+          a.labels['severity'] ?? '',
+          a.status,
+          toJson(a.labels),
+          toJson(a.annotations),
+          a.startsAt,
+          a.fingerprint,
+        ),
+      ).lastInsertRowid,
+    );
   }
 
   /** Alerts received in [fromMs, toMs), oldest first. */
   alerts(fromMs: number, toMs: number): StoredAlert[] {
     return (this.q.alerts.all(fromMs, toMs) as AlertRow[]).map((r) => ({
-      id: r.id, receivedMs: r.received_ms, alertname: r.alertname, severity: r.severity, status: r.status,
-      labels: fromJson(r.labels), annotations: fromJson(r.annotations), startsAt: r.starts_at, fingerprint: r.fingerprint,
+      id: r.id,
+      receivedMs: r.received_ms,
+      alertname: r.alertname,
+      severity: r.severity,
+      status: r.status,
+      labels: fromJson(r.labels),
+      annotations: fromJson(r.annotations),
+      startsAt: r.starts_at,
+      fingerprint: r.fingerprint,
     }));
   }
 
@@ -623,7 +813,11 @@ export class TunerStore {
   /** Reports written, newest period first. */
   reports(limit = DEFAULT_LIST_LIMIT): ReportRecord[] {
     return (this.q.reports.all(limit) as ReportRow[]).map((r) => ({
-      week: r.week, generatedMs: r.generated_ms, periodStartMs: r.period_start_ms, periodEndMs: r.period_end_ms, summary: fromJson(r.summary),
+      week: r.week,
+      generatedMs: r.generated_ms,
+      periodStartMs: r.period_start_ms,
+      periodEndMs: r.period_end_ms,
+      summary: fromJson(r.summary),
     }));
   }
 

@@ -251,28 +251,40 @@ export class Tuner implements TunerControl {
     const startOptimize = this.d.store.startRun('optimize', 'cycle');
     const info = this.d.engine.info;
     const cooldownFrom = now - this.cfg.failedCooldownHours * 3_600_000;
-    const recentlyFailed: SettingsChange[] = this.d.store.listProposals({ state: 'rejected' })
-      .filter((p) => p.updatedMs >= cooldownFrom).map((p) => p.candidate.change);
+    const recentlyFailed: SettingsChange[] = this.d.store
+      .listProposals({ state: 'rejected' })
+      .filter((p) => p.updatedMs >= cooldownFrom)
+      .map((p) => p.candidate.change);
     // Anything already open for the same change is not proposed twice. A verified proposal whose base version is no
     // longer live cannot be approved any more (409): it must not block verifying the same change again.
     const liveNow = this.liveVersion();
-    const open = this.d.store.listProposals({ state: [...OPEN_STATES] })
-      .filter((p) => !(p.state === 'verified' && p.baseVersion !== liveNow)).map((p) => p.candidate.change);
+    const open = this.d.store
+      .listProposals({ state: [...OPEN_STATES] })
+      .filter((p) => !(p.state === 'verified' && p.baseVersion !== liveNow))
+      .map((p) => p.candidate.change);
     const candidates = optimize({
-      findings, windows, settings: live, slo: this.slo,
+      findings,
+      windows,
+      settings: live,
+      slo: this.slo,
       policy: { forbid: this.cfg.forbid, maxCandidates: this.cfg.maxCandidates },
       recentlyFailed: [...recentlyFailed, ...open],
       model: { nKvHeads: info.nKvHeads, ffnDim: info.ffnDim, cores: availableParallelism() },
     });
     const version = this.liveVersion();
-    const proposals = candidates.map((c) => this.d.store.createProposal({
-      candidate: c,
-      baseVersion: version,
-      target: applyChange(live, c.change),
-      needsApproval: needsApproval(c.change, this.cfg),
-      findingId: null,
-      expiresMs: now + this.cfg.proposalTtlHours * 3_600_000,
-    }, requester));
+    const proposals = candidates.map((c) =>
+      this.d.store.createProposal(
+        {
+          candidate: c,
+          baseVersion: version,
+          target: applyChange(live, c.change),
+          needsApproval: needsApproval(c.change, this.cfg),
+          findingId: null,
+          expiresMs: now + this.cfg.proposalTtlHours * 3_600_000,
+        },
+        requester,
+      ),
+    );
     this.d.store.finishRun(startOptimize.id, 'ok', '', { candidates: candidates.map((c) => changeKey(c.change)) });
     this.countRun('optimize', 'ok');
     return { findings, proposals };
@@ -412,4 +424,3 @@ export class Tuner implements TunerControl {
     await this.lifecycle.close();
   }
 }
-

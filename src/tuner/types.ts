@@ -97,11 +97,8 @@ export interface WindowSummary {
   cpuSeconds: number;
 }
 
-export type BottleneckKind =
-  | 'queueing' | 'batch_starved' | 'compute_bound' | 'kv_pressure' | 'tail_latency' | 'errors' | 'quality_drift';
-export const BOTTLENECK_KINDS: readonly BottleneckKind[] = [
-  'queueing', 'batch_starved', 'compute_bound', 'kv_pressure', 'tail_latency', 'errors', 'quality_drift',
-];
+export type BottleneckKind = 'queueing' | 'batch_starved' | 'compute_bound' | 'kv_pressure' | 'tail_latency' | 'errors' | 'quality_drift';
+export const BOTTLENECK_KINDS: readonly BottleneckKind[] = ['queueing', 'batch_starved', 'compute_bound', 'kv_pressure', 'tail_latency', 'errors', 'quality_drift'];
 
 /** A named bottleneck with the numbers behind it. */
 export interface Finding {

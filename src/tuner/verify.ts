@@ -70,15 +70,19 @@ export type LatencyMetric = DistributionComparison['metric'];
 export function qualityFailures(q: Omit<QualityEvidence, 'passed'>, cfg: VerifyConfig): string[] {
   const out: string[] = [];
   if (q.meanCosine < cfg.similarityBar) {
-    out.push(`Mean cosine similarity of next-token distributions is ${fmt(q.meanCosine, 4)}, below the bar of ${cfg.similarityBar} ` +
-      `(minimum ${fmt(q.minCosine, 4)} over ${q.positions} positions).`);
+    out.push(
+      `Mean cosine similarity of next-token distributions is ${fmt(q.meanCosine, 4)}, below the bar of ${cfg.similarityBar} ` +
+        `(minimum ${fmt(q.minCosine, 4)} over ${q.positions} positions).`,
+    );
   }
   if (q.greedyAgreement < cfg.greedyAgreementBar) {
     out.push(`Greedy (argmax) agreement is ${pct(q.greedyAgreement)} over ${q.positions} positions, below the bar of ${pct(cfg.greedyAgreementBar)}.`);
   }
   if (q.perplexityDelta > cfg.perplexityDeltaBar) {
-    out.push(`Probe-set perplexity rises ${signedPct(q.perplexityDelta)} (${fmt(q.baselinePerplexity, 3)} → ${fmt(q.candidatePerplexity, 3)}), ` +
-      `beyond the ${pct(cfg.perplexityDeltaBar)} allowed.`);
+    out.push(
+      `Probe-set perplexity rises ${signedPct(q.perplexityDelta)} (${fmt(q.baselinePerplexity, 3)} → ${fmt(q.candidatePerplexity, 3)}), ` +
+        `beyond the ${pct(cfg.perplexityDeltaBar)} allowed.`,
+    );
   }
   return out;
 }
@@ -135,8 +139,7 @@ export function goodputPerCore(samples: readonly RequestSample[], wallS: number,
 
 /** Relative change of goodput per core; +Infinity when only the candidate has any, NaN when neither has. */
 export function goodputEvidence(baselineGoodputPerCore: number, candidateGoodputPerCore: number): GoodputEvidence {
-  const goodputChange = baselineGoodputPerCore > 0 ? candidateGoodputPerCore / baselineGoodputPerCore - 1
-    : candidateGoodputPerCore > 0 ? Infinity : NaN;
+  const goodputChange = baselineGoodputPerCore > 0 ? candidateGoodputPerCore / baselineGoodputPerCore - 1 : candidateGoodputPerCore > 0 ? Infinity : NaN;
   return { baselineGoodputPerCore, candidateGoodputPerCore, goodputChange };
 }
 
@@ -160,8 +163,10 @@ export function decideVerdict(
   const short: string[] = [];
   if (samples < cfg.minSamples) short.push(`Only ${samples} mirrored requests were compared, fewer than the ${cfg.minSamples} required.`);
   if (latencyN < cfg.minSamples) {
-    short.push(`Only ${latencyN} replayed requests per arm (baseline ${e2e?.baselineN ?? 0}, candidate ${e2e?.candidateN ?? 0}), ` +
-      `fewer than the ${cfg.minSamples} required to compare latency.`);
+    short.push(
+      `Only ${latencyN} replayed requests per arm (baseline ${e2e?.baselineN ?? 0}, candidate ${e2e?.candidateN ?? 0}), ` +
+        `fewer than the ${cfg.minSamples} required to compare latency.`,
+    );
   }
   if (short.length > 0) return { verdict: 'inconclusive', reasons: [...short, qualityLine] };
 
@@ -196,16 +201,21 @@ export function decideVerdict(
 }
 
 function describeQuality(q: QualityEvidence, cfg: VerifyConfig): string {
-  const ppl = Number.isNaN(q.perplexityDelta) ? 'probe-set perplexity not measured'
+  const ppl = Number.isNaN(q.perplexityDelta)
+    ? 'probe-set perplexity not measured'
     : `probe-set perplexity ${fmt(q.baselinePerplexity, 3)} → ${fmt(q.candidatePerplexity, 3)} (${signedPct(q.perplexityDelta)}, bar +${pct(cfg.perplexityDeltaBar)})`;
-  return `Quality holds over ${q.positions} positions: mean cosine ${fmt(q.meanCosine, 4)} (bar ${cfg.similarityBar}, minimum ${fmt(q.minCosine, 4)}), ` +
-    `greedy agreement ${pct(q.greedyAgreement)} (bar ${pct(cfg.greedyAgreementBar)}), ${ppl}.`;
+  return (
+    `Quality holds over ${q.positions} positions: mean cosine ${fmt(q.meanCosine, 4)} (bar ${cfg.similarityBar}, minimum ${fmt(q.minCosine, 4)}), ` +
+    `greedy agreement ${pct(q.greedyAgreement)} (bar ${pct(cfg.greedyAgreementBar)}), ${ppl}.`
+  );
 }
 
 function describeComparison(c: DistributionComparison): string {
   const word = c.outcome === 'same' ? 'not significantly different' : `significantly ${c.outcome}`;
-  return `${c.metric} is ${word}: median ${ms(c.candidateMedianS)} vs ${ms(c.baselineMedianS)} baseline (${signedPct(c.relativeChange)}), ` +
-    `U = ${fmt(c.u, 1)}, p = ${fmtP(c.pValue)}, rank-biserial ${fmt(c.effectSize, 2)}, n = ${c.candidateN}/${c.baselineN}`;
+  return (
+    `${c.metric} is ${word}: median ${ms(c.candidateMedianS)} vs ${ms(c.baselineMedianS)} baseline (${signedPct(c.relativeChange)}), ` +
+    `U = ${fmt(c.u, 1)}, p = ${fmtP(c.pValue)}, rank-biserial ${fmt(c.effectSize, 2)}, n = ${c.candidateN}/${c.baselineN}`
+  );
 }
 
 function describeGoodput(g: GoodputEvidence): string {

@@ -112,7 +112,9 @@ describe('access control on every route', () => {
 
   it('finds the routes, and every one is in the README table', () => {
     // The walk itself must work: the known routes of each router are there.
-    expect(routes).toEqual(expect.arrayContaining(['GET /healthz', 'POST /v1/chat/completions', 'POST /api/alerts', 'POST /api/config/rollback/:version', 'GET /api/reports/:week']));
+    expect(routes).toEqual(
+      expect.arrayContaining(['GET /healthz', 'POST /v1/chat/completions', 'POST /api/alerts', 'POST /api/config/rollback/:version', 'GET /api/reports/:week']),
+    );
     expect(new Set(routes).size).toBe(routes.length);
     const table = documentedRoutes();
     const undocumented = routes.filter((r) => !table.has(r));
@@ -137,9 +139,8 @@ describe('access control on every route', () => {
         const text = await res.text();
         const want = expected(access, identity);
         const code = res.status >= 400 ? (JSON.parse(text) as { error: { code: string } }).error.code : '';
-        const ok = want === 'ok'
-          ? res.status !== 401 && res.status !== 403 && res.status < 500
-          : res.status === want && code === (want === 401 ? 'invalid_api_key' : 'forbidden');
+        const ok =
+          want === 'ok' ? res.status !== 401 && res.status !== 403 && res.status < 500 : res.status === want && code === (want === 401 ? 'invalid_api_key' : 'forbidden');
         if (!ok) wrong.push(`${route} as ${identity}: ${res.status} ${code}, expected ${want} (${access})`);
       }
     }
@@ -147,7 +148,12 @@ describe('access control on every route', () => {
   });
 
   it('sets the security headers and keeps CORS closed', async () => {
-    for (const [path, authorization] of [['/api/tuner/status', IDENTITIES.viewer], ['/v1/models', IDENTITIES['API key']], ['/nope', undefined], ['/healthz', undefined]] as const) {
+    for (const [path, authorization] of [
+      ['/api/tuner/status', IDENTITIES.viewer],
+      ['/v1/models', IDENTITIES['API key']],
+      ['/nope', undefined],
+      ['/healthz', undefined],
+    ] as const) {
       const res = await call('GET', path, authorization, { origin: 'https://evil.example' });
       await res.arrayBuffer();
       expect(res.headers.get('x-content-type-options'), path).toBe('nosniff');
@@ -158,7 +164,8 @@ describe('access control on every route', () => {
       if (/^\/(api|v1)\//.test(path)) expect(res.headers.get('cache-control'), path).toBe('no-store');
     }
     const preflight = await fetch(`${h.url}/api/proposals/1/approve`, {
-      method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' },
+      method: 'OPTIONS',
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' },
     });
     expect(preflight.status).toBe(204);
     expect([...preflight.headers.keys()].filter((k) => k.startsWith('access-control-'))).toEqual([]);

@@ -26,16 +26,18 @@ function payload(over: Record<string, unknown> = {}, alertOver: Record<string, u
     commonLabels: { alertname: 'TuneloopTTFTSLOBreach', severity: 'critical' },
     commonAnnotations: { summary: 'TTFT p99 above objective' },
     externalURL: 'http://am:9093',
-    alerts: [{
-      status: 'firing',
-      labels: { alertname: 'TuneloopTTFTSLOBreach', severity: 'critical', model: 'tuneloop-shakespeare' },
-      annotations: { summary: 'TTFT p99 above objective' },
-      startsAt: '2026-01-01T00:00:00Z',
-      endsAt: '0001-01-01T00:00:00Z',
-      generatorURL: 'http://prom:9090/graph',
-      fingerprint: 'abc123',
-      ...alertOver,
-    }],
+    alerts: [
+      {
+        status: 'firing',
+        labels: { alertname: 'TuneloopTTFTSLOBreach', severity: 'critical', model: 'tuneloop-shakespeare' },
+        annotations: { summary: 'TTFT p99 above objective' },
+        startsAt: '2026-01-01T00:00:00Z',
+        endsAt: '0001-01-01T00:00:00Z',
+        generatorURL: 'http://prom:9090/graph',
+        fingerprint: 'abc123',
+        ...alertOver,
+      },
+    ],
     ...over,
   };
 }
@@ -134,7 +136,7 @@ describe('/api/alerts over HTTP', () => {
     for (const tok of [undefined, 'wrong', 'api-key']) {
       const r = await post(server.url, payload(), tok);
       expect(r.status).toBe(401);
-      const body = await r.json() as { error: { code: string; type: string; message: string } };
+      const body = (await r.json()) as { error: { code: string; type: string; message: string } };
       expect(body.error.code).toBe('invalid_api_key');
       expect(body.error.type).toBe('invalid_request_error');
     }
@@ -146,7 +148,7 @@ describe('/api/alerts over HTTP', () => {
   it('400 naming the field for a malformed payload, and for bad JSON', async () => {
     const r = await post(server.url, payload({}, { labels: { severity: 'critical' } }), TOKEN);
     expect(r.status).toBe(400);
-    const body = await r.json() as { error: { param: string; message: string } };
+    const body = (await r.json()) as { error: { param: string; message: string } };
     expect(body.error.param).toBe('alerts[0].labels.alertname');
     expect(body.error.message).toContain('alerts[0].labels.alertname');
     const j = await post(server.url, '{not json', TOKEN);
@@ -161,7 +163,7 @@ describe('/api/alerts over HTTP', () => {
     expect(fired.map((a) => a.labels['alertname'])).toEqual(['TuneloopTTFTSLOBreach']);
     const g = await fetch(`${server.url}/api/alerts`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(g.status).toBe(200);
-    const list = await g.json() as { data: ReceivedAlert[]; counters: { webhooks: number } };
+    const list = (await g.json()) as { data: ReceivedAlert[]; counters: { webhooks: number } };
     expect(list.data).toHaveLength(1);
     expect(list.data[0]).toMatchObject({ receiver: 'tuneloop', status: 'firing', fingerprint: 'abc123', labels: { severity: 'critical' } });
     expect(list.counters.webhooks).toBe(1);

@@ -7,9 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable, Writable } from 'node:stream';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import {
-  ANONYMOUS, createApiAuth, hashToken, hashTokenCommand, roleAtLeast, type ApiAuth, type HashTokenIo,
-} from '../../src/controlplane/auth.js';
+import { ANONYMOUS, createApiAuth, hashToken, hashTokenCommand, roleAtLeast, type ApiAuth, type HashTokenIo } from '../../src/controlplane/auth.js';
 import type { ApiRole, ApiToken } from '../../src/config/schema.js';
 import { isControlPlaneError } from '../../src/controlplane/errors.js';
 
@@ -168,8 +166,15 @@ describe('requireRole without tokens', () => {
 
 describe('tuneloop hash-token', () => {
   function io(stdin: string): HashTokenIo & { out: () => string; err: () => string } {
-    let out = '', err = '';
-    const sink = (append: (s: string) => void) => new Writable({ write(c, _e, cb) { append(String(c)); cb(); } });
+    let out = '',
+      err = '';
+    const sink = (append: (s: string) => void) =>
+      new Writable({
+        write(c, _e, cb) {
+          append(String(c));
+          cb();
+        },
+      });
     return {
       stdin: Readable.from([Buffer.from(stdin)]),
       stdout: sink((s) => (out += s)),

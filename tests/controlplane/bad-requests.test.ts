@@ -7,7 +7,9 @@ import { DEFAULT_SERVER_OPTIONS } from '../../src/controlplane/app.js';
 import { startServer } from '../../src/controlplane/http-server.js';
 import { MODEL_NAME, postJson, sseData, startHarness, type Harness } from './harness.js';
 
-interface ErrBody { error: { message: string; type: string; param: string | null; code: string } }
+interface ErrBody {
+  error: { message: string; type: string; param: string | null; code: string };
+}
 
 const KEY = 'sk-test-key';
 const AUTH = { authorization: `Bearer ${KEY}` };
@@ -19,7 +21,8 @@ const OK_COMP = { model: MODEL_NAME, prompt: 'hi', max_tokens: 2 };
 
 /** [name, path, body, status, error.type, error.param, a word the message mentions] */
 type Case = [string, string, unknown, number, string, string | null, string];
-const C = '/v1/completions', CH = '/v1/chat/completions';
+const C = '/v1/completions',
+  CH = '/v1/chat/completions';
 const CASES: Case[] = [
   ['missing model', C, { prompt: 'x' }, 400, 'invalid_request_error', 'model', 'required'],
   ['model not a string', C, { model: 3, prompt: 'x' }, 400, 'invalid_request_error', 'model', 'string'],
@@ -47,7 +50,15 @@ const CASES: Case[] = [
   ['top_logprobs without logprobs', CH, { ...OK_CHAT, top_logprobs: 2 }, 400, 'invalid_request_error', 'top_logprobs', 'requires'],
   ['stream not boolean', C, { ...OK_COMP, stream: 'yes' }, 400, 'invalid_request_error', 'stream', 'boolean'],
   ['stream_options without stream', C, { ...OK_COMP, stream_options: { include_usage: true } }, 400, 'invalid_request_error', 'stream_options', 'stream'],
-  ['include_usage not boolean', C, { ...OK_COMP, stream: true, stream_options: { include_usage: 1 } }, 400, 'invalid_request_error', 'stream_options.include_usage', 'boolean'],
+  [
+    'include_usage not boolean',
+    C,
+    { ...OK_COMP, stream: true, stream_options: { include_usage: 1 } },
+    400,
+    'invalid_request_error',
+    'stream_options.include_usage',
+    'boolean',
+  ],
   ['missing messages', CH, { model: MODEL_NAME }, 400, 'invalid_request_error', 'messages', 'required'],
   ['empty messages', CH, { ...OK_CHAT, messages: [] }, 400, 'invalid_request_error', 'messages', 'non-empty'],
   ['bad role', CH, { ...OK_CHAT, messages: [{ role: 'wizard', content: 'x' }] }, 400, 'invalid_request_error', 'messages[0].role', 'system, user, assistant'],
@@ -197,7 +208,11 @@ describe('request metrics hook', () => {
       expect((await postJson(s.url + C, OK_COMP)).status).toBe(200);
       expect((await postJson(s.url + C, { ...OK_COMP, model: 'x' })).status).toBe(404);
       expect((await fetch(s.url + '/no/such/path?secret=1')).status).toBe(404);
-      expect(requests).toEqual([['/v1/completions', 200], ['/v1/completions', 404], ['unmatched', 404]]);
+      expect(requests).toEqual([
+        ['/v1/completions', 200],
+        ['/v1/completions', 404],
+        ['unmatched', 404],
+      ]);
       expect(errors).toEqual(['model_not_found', 'not_found']);
     } finally {
       await s.close();

@@ -4,9 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  ConfigError, DEFAULT_CONFIG, configKeyDocs, engineOptionsFromConfig, loadConfig, type TuneloopConfig,
-} from '../../src/config/load.js';
+import { ConfigError, DEFAULT_CONFIG, configKeyDocs, engineOptionsFromConfig, loadConfig, type TuneloopConfig } from '../../src/config/load.js';
 import { defaultModelPath } from '../../src/defaults.js';
 import { validateEngineOptions } from '../../src/engine/validate.js';
 import { REPO_ROOT } from '../helpers/shared.js';
@@ -34,9 +32,17 @@ describe('loadConfig defaults', () => {
     const cfg = loadConfig({});
     expect(cfg).toEqual(DEFAULT_CONFIG);
     expect(cfg.server).toEqual({
-      host: '127.0.0.1', port: 8080, apiKeys: [], requestBodyLimitBytes: 1048576, drainTimeoutMs: 30000,
-      corsOrigins: [], rateLimitPerMinute: 6000, rateLimitBurst: 200, maxConcurrentStreamsPerKey: 64,
-      maxPromptTokens: undefined, maxTokensLimit: undefined,
+      host: '127.0.0.1',
+      port: 8080,
+      apiKeys: [],
+      requestBodyLimitBytes: 1048576,
+      drainTimeoutMs: 30000,
+      corsOrigins: [],
+      rateLimitPerMinute: 6000,
+      rateLimitBurst: 200,
+      maxConcurrentStreamsPerKey: 64,
+      maxPromptTokens: undefined,
+      maxTokensLimit: undefined,
     });
     expect(cfg.model.path).toBe(defaultModelPath());
     expect(cfg.model.name).toBe('tuneloop-shakespeare');
@@ -61,20 +67,22 @@ describe('loadConfig defaults', () => {
 });
 
 describe('loadConfig precedence: CLI > env > file > defaults', () => {
-  const file = yamlFile([
-    'server:',
-    '  port: 7000',
-    '  host: 0.0.0.0',
-    '  apiKeys: [a, b]',
-    'scheduler:',
-    '  maxBatchSize: 8',
-    '  maxQueueDelayMs: 0.5',
-    'model:',
-    '  path: models/x.gguf',
-    '  threads: 2',
-    'metrics:',
-    '  compat: vllm',
-  ].join('\n'));
+  const file = yamlFile(
+    [
+      'server:',
+      '  port: 7000',
+      '  host: 0.0.0.0',
+      '  apiKeys: [a, b]',
+      'scheduler:',
+      '  maxBatchSize: 8',
+      '  maxQueueDelayMs: 0.5',
+      'model:',
+      '  path: models/x.gguf',
+      '  threads: 2',
+      'metrics:',
+      '  compat: vllm',
+    ].join('\n'),
+  );
 
   it('applies the file over the defaults', () => {
     const cfg = loadConfig({ file });
@@ -228,7 +236,11 @@ describe('engineOptionsFromConfig', () => {
   it('maps the defaults, leaving engine-chosen keys out', () => {
     const opts = engineOptionsFromConfig(loadConfig({}));
     expect(opts).toEqual({
-      model: defaultModelPath(), weights: 'f32', kvDtype: 'f32', tpDegree: 1, kvBlockSizeTokens: 16,
+      model: defaultModelPath(),
+      weights: 'f32',
+      kvDtype: 'f32',
+      tpDegree: 1,
+      kvBlockSizeTokens: 16,
       kvCacheMaxBytes: 256 * 1024 * 1024,
       scheduler: { maxBatchSize: 16, maxBatchTokens: 512, maxQueueDelayMs: 2, queueGrowThreshold: 32, maxQueueLength: 256 },
     });
@@ -238,8 +250,15 @@ describe('engineOptionsFromConfig', () => {
 
   it('passes set keys through, and the engine validator accepts them', () => {
     const cfg: TuneloopConfig = loadConfig({
-      overrides: { 'model.threads': '2', 'model.threadsPerRank': '1', 'model.tpDegree': '2', 'model.contextLength': '128',
-        'model.weights': 'int8', 'model.kvDtype': 'f16', 'scheduler.maxQueueDelayMs': '0' },
+      overrides: {
+        'model.threads': '2',
+        'model.threadsPerRank': '1',
+        'model.tpDegree': '2',
+        'model.contextLength': '128',
+        'model.weights': 'int8',
+        'model.kvDtype': 'f16',
+        'scheduler.maxQueueDelayMs': '0',
+      },
     });
     const opts = engineOptionsFromConfig(cfg);
     expect(opts).toMatchObject({ threads: 2, threadsPerRank: 1, tpDegree: 2, contextLength: 128, weights: 'int8', kvDtype: 'f16' });
@@ -272,23 +291,52 @@ describe('tuner, verify and auth sections', () => {
   it('defaults', () => {
     const cfg = loadConfig({});
     expect(cfg.tuner).toMatchObject({
-      enabled: true, storePath: '.tuneloop/tuner.db', timezone: 'UTC', monitorCron: '* * * * *', analyzeCron: '*/15 * * * *',
-      reportCron: '0 9 * * 1', metricsSource: 'registry', prometheusUrl: '', analysisWindowMinutes: 15, maxCandidates: 3,
+      enabled: true,
+      storePath: '.tuneloop/tuner.db',
+      timezone: 'UTC',
+      monitorCron: '* * * * *',
+      analyzeCron: '*/15 * * * *',
+      reportCron: '0 9 * * 1',
+      metricsSource: 'registry',
+      prometheusUrl: '',
+      analysisWindowMinutes: 15,
+      maxCandidates: 3,
       autoApply: ['maxBatchSize', 'maxBatchTokens', 'maxQueueDelayMs', 'queueGrowThreshold', 'maxQueueLength'],
-      requireApproval: ['weights', 'kvDtype', 'tpDegree', 'threadsPerRank'], forbid: [], rollupRetentionDays: 42,
-      watchChecks: 5, watchFailureThreshold: 2, watchMaxGoodputDrop: 0.1,
+      requireApproval: ['weights', 'kvDtype', 'tpDegree', 'threadsPerRank'],
+      forbid: [],
+      rollupRetentionDays: 42,
+      watchChecks: 5,
+      watchFailureThreshold: 2,
+      watchMaxGoodputDrop: 0.1,
     });
     expect(cfg.verify).toEqual({
-      shadowShare: 0.05, similarityBar: 0.98, greedyAgreementBar: 0.9, perplexityDeltaBar: 0.05, minSamples: 20,
-      confidence: 0.95, effectSizeBar: 0.2, shadowThreads: 1, timeoutSeconds: 600, seed: 0,
+      shadowShare: 0.05,
+      similarityBar: 0.98,
+      greedyAgreementBar: 0.9,
+      perplexityDeltaBar: 0.05,
+      minSamples: 20,
+      confidence: 0.95,
+      effectSizeBar: 0.2,
+      shadowThreads: 1,
+      timeoutSeconds: 600,
+      seed: 0,
     });
     expect(cfg.auth).toEqual({ tokens: [], requireDistinctApprover: false });
   });
 
   it('reads booleans from YAML, and true/false, 1/0, yes/no from env and overrides', () => {
-    expect(loadConfig({ file: yamlFile('tuner:\n  enabled: false\n  alertTriggersAnalysis: false\n') }).tuner)
-      .toMatchObject({ enabled: false, alertTriggersAnalysis: false });
-    const cases: [string, boolean][] = [['true', true], ['FALSE', false], ['1', true], ['0', false], ['yes', true], [' No ', false]];
+    expect(loadConfig({ file: yamlFile('tuner:\n  enabled: false\n  alertTriggersAnalysis: false\n') }).tuner).toMatchObject({
+      enabled: false,
+      alertTriggersAnalysis: false,
+    });
+    const cases: [string, boolean][] = [
+      ['true', true],
+      ['FALSE', false],
+      ['1', true],
+      ['0', false],
+      ['yes', true],
+      [' No ', false],
+    ];
     for (const [raw, want] of cases) {
       expect(loadConfig({ env: { TUNELOOP_TUNER_ENABLED: raw } }).tuner.enabled, raw).toBe(want);
       expect(loadConfig({ overrides: { 'tuner.alertTriggersAnalysis': raw } }).tuner.alertTriggersAnalysis, raw).toBe(want);
@@ -303,14 +351,11 @@ describe('tuner, verify and auth sections', () => {
   });
 
   it('reads a token list from YAML and from name:role:sha256 in env', () => {
-    const file = yamlFile([
-      'auth:',
-      '  tokens:',
-      `    - { name: alice, role: approver, sha256: ${sha('a')} }`,
-      '    - name: ci-bot',
-      '      role: viewer',
-      `      sha256: ${sha('b')}`,
-    ].join('\n'));
+    const file = yamlFile(
+      ['auth:', '  tokens:', `    - { name: alice, role: approver, sha256: ${sha('a')} }`, '    - name: ci-bot', '      role: viewer', `      sha256: ${sha('b')}`].join(
+        '\n',
+      ),
+    );
     expect(loadConfig({ file }).auth.tokens).toEqual([
       { name: 'alice', role: 'approver', sha256: sha('a') },
       { name: 'ci-bot', role: 'viewer', sha256: sha('b') },
@@ -326,18 +371,37 @@ describe('tuner, verify and auth sections', () => {
   const tokenErrors: [string, string, string, string][] = [
     ['not a list', 'auth:\n  tokens: abc\n', 'auth.tokens', 'expected a list of {name, role, sha256}, got "abc"'],
     ['item not a mapping', 'auth:\n  tokens: [abc]\n', 'auth.tokens[0]', 'expected a mapping {name, role, sha256}, got "abc"'],
-    ['unknown key', `auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${sha('a')}, token: x }\n`, 'auth.tokens[0].token',
-      'unknown key (known: name, role, sha256)'],
-    ['bad role', `auth:\n  tokens:\n    - { name: a, role: root, sha256: ${sha('a')} }\n`, 'auth.tokens[0].role',
-      'expected one of viewer, approver, admin, got "root"'],
-    ['bad name', `auth:\n  tokens:\n    - { name: "a b", role: admin, sha256: ${sha('a')} }\n`, 'auth.tokens[0].name',
-      "expected 1 to 64 letters, digits, '_', '.', '@' or '-', got \"a b\""],
-    ['uppercase hash', `auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${sha('A')} }\n`, 'auth.tokens[0].sha256',
-      'expected 64 lowercase hex digits, the SHA-256 of the token (tuneloop hash-token), got a string of 64 characters'],
-    ['duplicate name', `auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${sha('a')} }\n    - { name: a, role: viewer, sha256: ${sha('b')} }\n`,
-      'auth.tokens[1].name', 'duplicate name "a" (also auth.tokens[0])'],
-    ['duplicate hash', `auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${sha('a')} }\n    - { name: b, role: viewer, sha256: ${sha('a')} }\n`,
-      'auth.tokens[1].sha256', 'the same token as auth.tokens[0]: one token, one name and role'],
+    [
+      'unknown key',
+      `auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${sha('a')}, token: x }\n`,
+      'auth.tokens[0].token',
+      'unknown key (known: name, role, sha256)',
+    ],
+    ['bad role', `auth:\n  tokens:\n    - { name: a, role: root, sha256: ${sha('a')} }\n`, 'auth.tokens[0].role', 'expected one of viewer, approver, admin, got "root"'],
+    [
+      'bad name',
+      `auth:\n  tokens:\n    - { name: "a b", role: admin, sha256: ${sha('a')} }\n`,
+      'auth.tokens[0].name',
+      "expected 1 to 64 letters, digits, '_', '.', '@' or '-', got \"a b\"",
+    ],
+    [
+      'uppercase hash',
+      `auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${sha('A')} }\n`,
+      'auth.tokens[0].sha256',
+      'expected 64 lowercase hex digits, the SHA-256 of the token (tuneloop hash-token), got a string of 64 characters',
+    ],
+    [
+      'duplicate name',
+      `auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${sha('a')} }\n    - { name: a, role: viewer, sha256: ${sha('b')} }\n`,
+      'auth.tokens[1].name',
+      'duplicate name "a" (also auth.tokens[0])',
+    ],
+    [
+      'duplicate hash',
+      `auth:\n  tokens:\n    - { name: a, role: admin, sha256: ${sha('a')} }\n    - { name: b, role: viewer, sha256: ${sha('a')} }\n`,
+      'auth.tokens[1].sha256',
+      'the same token as auth.tokens[0]: one token, one name and role',
+    ],
   ];
   for (const [what, text, path, reason] of tokenErrors) {
     it(`token list error, ${what}: ${path}`, () => {
@@ -401,8 +465,10 @@ describe('tuner, verify and auth sections', () => {
   });
 
   it('validates cron expressions and the time zone', () => {
-    expect(loadConfig({ overrides: { 'tuner.monitorCron': '*/30 * * * * *', 'tuner.timezone': 'Europe/Berlin' } }).tuner)
-      .toMatchObject({ monitorCron: '*/30 * * * * *', timezone: 'Europe/Berlin' });
+    expect(loadConfig({ overrides: { 'tuner.monitorCron': '*/30 * * * * *', 'tuner.timezone': 'Europe/Berlin' } }).tuner).toMatchObject({
+      monitorCron: '*/30 * * * * *',
+      timezone: 'Europe/Berlin',
+    });
     const c = configErrorOf(() => loadConfig({ file: yamlFile('tuner:\n  analyzeCron: "61 * * * *"\n') }));
     expect(c.path).toBe('tuner.analyzeCron');
     expect(c.reason).toMatch(/^expected a cron expression .*minute.*, got "61 \* \* \* \*"$/);

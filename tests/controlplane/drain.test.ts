@@ -26,9 +26,13 @@ describe('graceful drain on SIGTERM', () => {
     expect(await m.text()).toMatch(/tuneloop_/);
 
     const body = { model: MODEL_NAME, prompt: 'ROMEO:', max_tokens: 200, ignore_eos: true, stream: true, stream_options: { include_usage: true } };
-    const streams = [0, 1].map(() => fetch(`${url}/v1/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'drain-test' }, body: JSON.stringify(body),
-    }));
+    const streams = [0, 1].map(() =>
+      fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-request-id': 'drain-test' },
+        body: JSON.stringify(body),
+      }),
+    );
     const first = await streams[0]!;
     expect(first.status).toBe(200);
     const reader = first.body!.getReader();
@@ -45,8 +49,10 @@ describe('graceful drain on SIGTERM', () => {
     // Both streams were still in flight when the drain began, so it really had to wait for them.
     expect(drainLine!.inflight).toBe(2);
     // After the signal: new connections are refused, or answered 503 if they raced onto a live socket.
-    const late = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-      .then((r) => r.status, () => 'refused');
+    const late = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(
+      (r) => r.status,
+      () => 'refused',
+    );
     expect([503, 'refused']).toContain(late);
 
     for (;;) {

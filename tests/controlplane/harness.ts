@@ -17,10 +17,7 @@ export interface Harness {
 }
 
 /** One compute thread (the test machine's two cores are shared), port 0, silent logs. */
-export async function startHarness(
-  options: Partial<ServerOptions> = {},
-  engineOptions: Omit<EngineOptions, 'model'> = {},
-): Promise<Harness> {
+export async function startHarness(options: Partial<ServerOptions> = {}, engineOptions: Omit<EngineOptions, 'model'> = {}): Promise<Harness> {
   const engine = await Engine.load({ threads: 1, ...engineOptions, model: MODEL });
   const server = await startServer({
     engine,

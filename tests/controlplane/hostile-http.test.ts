@@ -40,7 +40,9 @@ const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** The request as a curl command line, for the failure message (bodies over 2 KB are cut; binary ones as base64). */
 function curl(r: Sent): string {
-  const h = Object.entries(r.headers).map(([k, v]) => ` -H ${shq(`${k}: ${v.length > 200 ? `${v.slice(0, 200)}…(${v.length} chars)` : v}`)}`).join('');
+  const h = Object.entries(r.headers)
+    .map(([k, v]) => ` -H ${shq(`${k}: ${v.length > 200 ? `${v.slice(0, 200)}…(${v.length} chars)` : v}`)}`)
+    .join('');
   let b = '';
   if (typeof r.body === 'string') b = ` --data-binary ${shq(r.body.length > 2000 ? `${r.body.slice(0, 2000)}…(${r.body.length} chars)` : r.body)}`;
   else if (r.body) b = ` --data-binary @<(echo ${Buffer.from(r.body).toString('base64').slice(0, 2800)} | base64 -d)`;
@@ -66,8 +68,14 @@ function judge(r: Sent, status: number, type: string, text: string, requestId: s
   if (status >= 400) {
     if (!/^application\/json\b/.test(type)) throw new Error(`error answer is not JSON: ${where}`);
     const e = parseJson(text, where)?.error;
-    const shaped = typeof e === 'object' && e !== null && typeof e.message === 'string' && e.message.length > 0 &&
-      typeof e.type === 'string' && typeof e.code === 'string' && (e.param === null || typeof e.param === 'string');
+    const shaped =
+      typeof e === 'object' &&
+      e !== null &&
+      typeof e.message === 'string' &&
+      e.message.length > 0 &&
+      typeof e.type === 'string' &&
+      typeof e.code === 'string' &&
+      (e.param === null || typeof e.param === 'string');
     if (!shaped) throw new Error(`error answer without {error:{message,type,param,code}}: ${where}`);
     if (!CATALOGUE.some((c) => c.status === status && c.type === e.type && c.code === e.code)) {
       throw new Error(`error (${status}, ${e.type}, ${e.code}) is not in the catalogue: ${where}`);
@@ -135,13 +143,26 @@ async function check(prop: fc.IAsyncProperty<[Sent]>, numRuns: number): Promise<
 
 /** Every route, as mounted (docs/api.md); ':x' are path parameters. */
 const ROUTES: readonly (readonly [string, string])[] = [
-  ['POST', '/v1/completions'], ['POST', '/v1/chat/completions'], ['GET', '/v1/models'],
-  ['GET', '/healthz'], ['GET', '/readyz'], ['GET', '/metrics'],
-  ['POST', '/api/alerts'], ['GET', '/api/alerts'],
-  ['GET', '/api/tuner/status'], ['POST', '/api/tuner/run'],
-  ['GET', '/api/proposals'], ['GET', '/api/proposals/:id'], ['POST', '/api/proposals/:id/approve'], ['POST', '/api/proposals/:id/reject'],
-  ['GET', '/api/config'], ['GET', '/api/config/history'], ['POST', '/api/config/rollback/:version'], ['GET', '/api/audit'],
-  ['GET', '/api/reports'], ['GET', '/api/reports/:week'],
+  ['POST', '/v1/completions'],
+  ['POST', '/v1/chat/completions'],
+  ['GET', '/v1/models'],
+  ['GET', '/healthz'],
+  ['GET', '/readyz'],
+  ['GET', '/metrics'],
+  ['POST', '/api/alerts'],
+  ['GET', '/api/alerts'],
+  ['GET', '/api/tuner/status'],
+  ['POST', '/api/tuner/run'],
+  ['GET', '/api/proposals'],
+  ['GET', '/api/proposals/:id'],
+  ['POST', '/api/proposals/:id/approve'],
+  ['POST', '/api/proposals/:id/reject'],
+  ['GET', '/api/config'],
+  ['GET', '/api/config/history'],
+  ['POST', '/api/config/rollback/:version'],
+  ['GET', '/api/audit'],
+  ['GET', '/api/reports'],
+  ['GET', '/api/reports/:week'],
 ];
 
 // Methods Node's HTTP parser knows (others are refused by Node itself: see the raw-socket property).
@@ -150,9 +171,41 @@ const bodyless = (m: string): boolean => m === 'GET' || m === 'HEAD';
 
 /** Path segments whose percent-encoding is well-formed (malformed ones have a property of their own). */
 const SEGMENT = fc.oneof(
-  { weight: 4, arbitrary: fc.constantFrom('1', '2', '0', '-1', '+1', '1.5', '1e3', '0x10', '007', ' 1', '9007199254740993', '99999999999999999999', '2026-W10',
-    '2026-W53', '2026-w1', '1999-W01', 'latest', '', '.', '..', '%2e%2e', '%2F', '%00', '%20', 'null', '__proto__', 'constructor',
-    'approve', 'tuner', '%F0%9F%98%80') },
+  {
+    weight: 4,
+    arbitrary: fc.constantFrom(
+      '1',
+      '2',
+      '0',
+      '-1',
+      '+1',
+      '1.5',
+      '1e3',
+      '0x10',
+      '007',
+      ' 1',
+      '9007199254740993',
+      '99999999999999999999',
+      '2026-W10',
+      '2026-W53',
+      '2026-w1',
+      '1999-W01',
+      'latest',
+      '',
+      '.',
+      '..',
+      '%2e%2e',
+      '%2F',
+      '%00',
+      '%20',
+      'null',
+      '__proto__',
+      'constructor',
+      'approve',
+      'tuner',
+      '%F0%9F%98%80',
+    ),
+  },
   { weight: 2, arbitrary: fc.nat().map(String) },
   { weight: 2, arbitrary: fc.string({ unit: 'grapheme', maxLength: 24 }).map(encodeURIComponent) },
   { weight: 1, arbitrary: fc.integer({ min: 256, max: 4096 }).map((n) => '9'.repeat(n)) },
@@ -160,36 +213,83 @@ const SEGMENT = fc.oneof(
 const MALFORMED_PERCENT = fc.constantFrom('%', '%%', '%zz', '%1', '%E0%A4%A', '%C0%AF', '%FF', '%ED%A0%80', '%uD800', 'a%', '1%2', '%%31');
 
 const QUERY_KEY = fc.oneof(
-  fc.constantFrom('state', 'limit', 'sinceId', 'action', 'status', 'format', 'week', 'model', 'stream', '__proto__', 'constructor',
-    'hasOwnProperty', 'limit[]', 'state[0]', 'a[b][c]', '', '&', '=', '%zz', 'x'.repeat(300)),
+  fc.constantFrom(
+    'state',
+    'limit',
+    'sinceId',
+    'action',
+    'status',
+    'format',
+    'week',
+    'model',
+    'stream',
+    '__proto__',
+    'constructor',
+    'hasOwnProperty',
+    'limit[]',
+    'state[0]',
+    'a[b][c]',
+    '',
+    '&',
+    '=',
+    '%zz',
+    'x'.repeat(300),
+  ),
   fc.string({ unit: 'grapheme', maxLength: 12 }).map(encodeURIComponent),
 );
 const QUERY_VALUE = fc.oneof(
-  fc.constantFrom('', 'proposed', 'verified', 'firing', 'resolved', 'json', 'md', 'html', 'pdf', '1', '0', '-1', '1000', '1001', '1e3', '1.0',
-    '99999999999999999999', '%zz', '%', '%00', 'a.b:c-d_e', 'x'.repeat(101), '%2F..%2F..%2Fetc%2Fpasswd', 'true'),
+  fc.constantFrom(
+    '',
+    'proposed',
+    'verified',
+    'firing',
+    'resolved',
+    'json',
+    'md',
+    'html',
+    'pdf',
+    '1',
+    '0',
+    '-1',
+    '1000',
+    '1001',
+    '1e3',
+    '1.0',
+    '99999999999999999999',
+    '%zz',
+    '%',
+    '%00',
+    'a.b:c-d_e',
+    'x'.repeat(101),
+    '%2F..%2F..%2Fetc%2Fpasswd',
+    'true',
+  ),
   fc.string({ unit: 'grapheme', maxLength: 30 }).map(encodeURIComponent),
   fc.nat().map(String),
 );
-const QUERY = fc.array(fc.tuple(QUERY_KEY, QUERY_VALUE, fc.boolean()), { maxLength: 5 })
+const QUERY = fc
+  .array(fc.tuple(QUERY_KEY, QUERY_VALUE, fc.boolean()), { maxLength: 5 })
   .map((pairs) => (pairs.length === 0 ? '' : `?${pairs.map(([k, v, bare]) => (bare ? k : `${k}=${v}`)).join('&')}`));
 
 function pathArb(segment: fc.Arbitrary<string>): fc.Arbitrary<{ method: string; path: string }> {
-  return fc.record({
-    route: fc.constantFrom(...ROUTES),
-    param: segment,
-    extra: fc.option(segment, { freq: 4 }),
-    variant: fc.constantFrom('as-is', 'as-is', 'as-is', 'trailing-slash', 'double-slash', 'upper-case', 'dot-segment'),
-    method: fc.option(METHOD, { freq: 2 }), // none: the route's own method
-    query: QUERY,
-  }).map(({ route, param, extra, variant, method, query }) => {
-    let p = route[1].replace(/:[a-z]+/, param);
-    if (extra !== null) p += `/${extra}`;
-    if (variant === 'trailing-slash') p += '/';
-    else if (variant === 'double-slash') p = p.replace('/', '//');
-    else if (variant === 'upper-case') p = p.toUpperCase();
-    else if (variant === 'dot-segment') p = p.replace(/\/([^/]+)$/, '/./$1');
-    return { method: method ?? route[0], path: p + query };
-  });
+  return fc
+    .record({
+      route: fc.constantFrom(...ROUTES),
+      param: segment,
+      extra: fc.option(segment, { freq: 4 }),
+      variant: fc.constantFrom('as-is', 'as-is', 'as-is', 'trailing-slash', 'double-slash', 'upper-case', 'dot-segment'),
+      method: fc.option(METHOD, { freq: 2 }), // none: the route's own method
+      query: QUERY,
+    })
+    .map(({ route, param, extra, variant, method, query }) => {
+      let p = route[1].replace(/:[a-z]+/, param);
+      if (extra !== null) p += `/${extra}`;
+      if (variant === 'trailing-slash') p += '/';
+      else if (variant === 'double-slash') p = p.replace('/', '//');
+      else if (variant === 'upper-case') p = p.toUpperCase();
+      else if (variant === 'dot-segment') p = p.replace(/\/([^/]+)$/, '/./$1');
+      return { method: method ?? route[0], path: p + query };
+    });
 }
 
 // Header values: what fetch can send (Latin-1, no CR/LF/NUL).
@@ -197,9 +297,25 @@ const LATIN1 = fc.oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.integer({ min: 
 const HEADER_VALUE = fc.string({ unit: LATIN1, maxLength: 80 }).map((s) => s.trim());
 
 const AUTHORIZATION = fc.oneof(
-  { weight: 6, arbitrary: fc.constantFrom(`Bearer ${API_KEY}`, `Bearer ${TOKENS.viewer}`, `Bearer ${TOKENS.approver}`, `Bearer ${TOKENS.admin}`, `Bearer ${ALERTS_TOKEN}`) },
-  { weight: 2, arbitrary: fc.constantFrom('Bearer', 'Bearer x', `bearer ${TOKENS.admin}`, `BEARER   ${API_KEY}`, `Bearer ${API_KEY}x`, `Bearer ${TOKENS.admin} extra`,
-    'Basic dXNlcjpwYXNz', 'Token abc', `Bearer ${'\u00ff'.repeat(40)}`, 'Bearer \u00e9\u00e8') },
+  {
+    weight: 6,
+    arbitrary: fc.constantFrom(`Bearer ${API_KEY}`, `Bearer ${TOKENS.viewer}`, `Bearer ${TOKENS.approver}`, `Bearer ${TOKENS.admin}`, `Bearer ${ALERTS_TOKEN}`),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      'Bearer',
+      'Bearer x',
+      `bearer ${TOKENS.admin}`,
+      `BEARER   ${API_KEY}`,
+      `Bearer ${API_KEY}x`,
+      `Bearer ${TOKENS.admin} extra`,
+      'Basic dXNlcjpwYXNz',
+      'Token abc',
+      `Bearer ${'\u00ff'.repeat(40)}`,
+      'Bearer \u00e9\u00e8',
+    ),
+  },
   { weight: 1, arbitrary: HEADER_VALUE },
   // Huge but under Node's 16 KiB header limit (past it, Node answers itself: the raw-socket properties).
   { weight: 1, arbitrary: fc.integer({ min: 1000, max: 12_000 }).map((n) => `Bearer ${'A'.repeat(n)}`) },
@@ -207,36 +323,86 @@ const AUTHORIZATION = fc.oneof(
 
 const CONTENT_TYPE = fc.oneof(
   { weight: 6, arbitrary: fc.constant('application/json') },
-  { weight: 4, arbitrary: fc.constantFrom('application/json; charset=utf-8', 'application/json; charset=UTF-16', 'application/json; charset=latin1',
-    'application/json; charset=koi8-r', 'application/json; charset=nope', 'application/json;;;', 'application/json; charset="utf-8"',
-    'APPLICATION/JSON', 'application/vnd.api+json', 'application/*', '*/*', 'text/plain', 'text/json', 'application/x-www-form-urlencoded',
-    'multipart/form-data; boundary=x', 'application/octet-stream', '', ';', 'application/json, text/plain') },
+  {
+    weight: 4,
+    arbitrary: fc.constantFrom(
+      'application/json; charset=utf-8',
+      'application/json; charset=UTF-16',
+      'application/json; charset=latin1',
+      'application/json; charset=koi8-r',
+      'application/json; charset=nope',
+      'application/json;;;',
+      'application/json; charset="utf-8"',
+      'APPLICATION/JSON',
+      'application/vnd.api+json',
+      'application/*',
+      '*/*',
+      'text/plain',
+      'text/json',
+      'application/x-www-form-urlencoded',
+      'multipart/form-data; boundary=x',
+      'application/octet-stream',
+      '',
+      ';',
+      'application/json, text/plain',
+    ),
+  },
   { weight: 1, arbitrary: HEADER_VALUE },
 );
 
 const HEADER_NAME = fc.oneof(
-  fc.constantFrom('accept', 'accept-encoding', 'accept-charset', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'forwarded',
-    'cookie', 'origin', 'referer', 'user-agent', 'content-language', 'range', 'if-none-match', 'cache-control', 'x-http-method-override'),
+  fc.constantFrom(
+    'accept',
+    'accept-encoding',
+    'accept-charset',
+    'x-request-id',
+    'x-forwarded-for',
+    'x-forwarded-proto',
+    'forwarded',
+    'cookie',
+    'origin',
+    'referer',
+    'user-agent',
+    'content-language',
+    'range',
+    'if-none-match',
+    'cache-control',
+    'x-http-method-override',
+  ),
   fc.stringMatching(/^[a-z][a-z0-9-]{0,20}$/).filter((n) => !FETCH_CONTROLLED.has(n)),
 );
 /** Headers fetch sets or refuses itself (the raw-socket properties send those). */
-const FETCH_CONTROLLED = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'expect', 'host', 'te', 'trailer',
-  'content-type', 'authorization', 'content-encoding']);
+const FETCH_CONTROLLED = new Set([
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'expect',
+  'host',
+  'te',
+  'trailer',
+  'content-type',
+  'authorization',
+  'content-encoding',
+]);
 const REQUEST_ID = fc.oneof(fc.stringMatching(/^[\w.:-]{1,128}$/), fc.constantFrom('', ' ', 'a b', 'x'.repeat(129), '<script>', '../..'), HEADER_VALUE);
 
-const HEADERS = fc.record({
-  authorization: fc.option(AUTHORIZATION, { freq: 6 }),
-  contentType: fc.option(CONTENT_TYPE, { freq: 8 }),
-  requestId: fc.option(REQUEST_ID, { freq: 3 }),
-  others: fc.array(fc.tuple(HEADER_NAME, HEADER_VALUE), { maxLength: 4 }),
-}).map(({ authorization, contentType, requestId, others }) => {
-  const h: Record<string, string> = {};
-  for (const [k, v] of others) h[k] = v;
-  if (authorization !== null) h['authorization'] = authorization;
-  if (contentType !== null) h['content-type'] = contentType;
-  if (requestId !== null) h['x-request-id'] = requestId;
-  return h;
-});
+const HEADERS = fc
+  .record({
+    authorization: fc.option(AUTHORIZATION, { freq: 6 }),
+    contentType: fc.option(CONTENT_TYPE, { freq: 8 }),
+    requestId: fc.option(REQUEST_ID, { freq: 3 }),
+    others: fc.array(fc.tuple(HEADER_NAME, HEADER_VALUE), { maxLength: 4 }),
+  })
+  .map(({ authorization, contentType, requestId, others }) => {
+    const h: Record<string, string> = {};
+    for (const [k, v] of others) h[k] = v;
+    if (authorization !== null) h['authorization'] = authorization;
+    if (contentType !== null) h['content-type'] = contentType;
+    if (requestId !== null) h['x-request-id'] = requestId;
+    return h;
+  });
 
 const deepArray = (d: number): string => '['.repeat(d) + ']'.repeat(d);
 const deepObject = (d: number): string => '{"a":'.repeat(d) + '1' + '}'.repeat(d);
@@ -251,8 +417,27 @@ const safeStringify = (v: unknown): string => {
 /** Any body: JSON of any shape, truncated JSON, binary junk, deep nesting, big strings (within and just over the limit). */
 const BODY: fc.Arbitrary<string | Uint8Array | undefined> = fc.oneof(
   fc.constant(undefined),
-  fc.constantFrom('', '{}', '[]', 'null', '0', '"x"', 'true', '{', '}', '{"model":', '\u0000', '\ufeff{}', '{"a":1}{"b":2}', '{"__proto__":{"x":1}}',
-    '{"constructor":{"prototype":{"x":1}}}', '{"model":"tuneloop-shakespeare","prompt":"hi","max_tokens":1,"max_tokens":2}', 'NaN', '1e999', '-0'),
+  fc.constantFrom(
+    '',
+    '{}',
+    '[]',
+    'null',
+    '0',
+    '"x"',
+    'true',
+    '{',
+    '}',
+    '{"model":',
+    '\u0000',
+    '\ufeff{}',
+    '{"a":1}{"b":2}',
+    '{"__proto__":{"x":1}}',
+    '{"constructor":{"prototype":{"x":1}}}',
+    '{"model":"tuneloop-shakespeare","prompt":"hi","max_tokens":1,"max_tokens":2}',
+    'NaN',
+    '1e999',
+    '-0',
+  ),
   fc.jsonValue().map((v) => JSON.stringify(v)),
   fc.anything().map(safeStringify),
   fc.jsonValue().chain((v) => {
@@ -273,8 +458,37 @@ const DELETE = '<delete the field>'; // a sentinel the mutators recognise
 /** A value of any type for any field: what a confused or hostile client sends. */
 const WRONG: fc.Arbitrary<unknown> = fc.oneof(
   fc.constant(DELETE),
-  fc.constantFrom(null, true, false, 0, -1, 1, 0.5, -0.0, 1e308, -1e308, 2 ** 31, 2 ** 32, 2 ** 53, Number.MAX_SAFE_INTEGER, '', ' ', '0', '1',
-    'NaN', 'Infinity', 'true', [], {}, [null], [''], [[]], { '': '' }, { __proto__: null }, ['a', 1, null]),
+  fc.constantFrom(
+    null,
+    true,
+    false,
+    0,
+    -1,
+    1,
+    0.5,
+    -0.0,
+    1e308,
+    -1e308,
+    2 ** 31,
+    2 ** 32,
+    2 ** 53,
+    Number.MAX_SAFE_INTEGER,
+    '',
+    ' ',
+    '0',
+    '1',
+    'NaN',
+    'Infinity',
+    'true',
+    [],
+    {},
+    [null],
+    [''],
+    [[]],
+    { '': '' },
+    { __proto__: null },
+    ['a', 1, null],
+  ),
   fc.jsonValue({ maxDepth: 3 }),
   fc.string({ unit: 'binary', maxLength: 200 }), // any code point, lone surrogates included
   fc.integer({ min: 200, max: 20_000 }).map((n) => '\u00e9x '.repeat(n)),
@@ -282,7 +496,8 @@ const WRONG: fc.Arbitrary<unknown> = fc.oneof(
 );
 
 /** max_tokens and friends: small, or beyond the 256-token context (refused), or wrong. Never a long generation. */
-const MAX_TOKENS: fc.Arbitrary<unknown> = fc.oneof(fc.integer({ min: -3, max: 8 }), fc.integer({ min: 300, max: 2 ** 31 }), WRONG)
+const MAX_TOKENS: fc.Arbitrary<unknown> = fc
+  .oneof(fc.integer({ min: -3, max: 8 }), fc.integer({ min: 300, max: 2 ** 31 }), WRONG)
   .map((v) => (typeof v === 'number' && Number.isInteger(v) && v > 8 && v < 300 ? v % 9 : v));
 
 const TEXT = fc.oneof(
@@ -291,12 +506,22 @@ const TEXT = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 40 }),
   fc.constantFrom('<|endoftext|>', '<|endoftext|><|endoftext|>', '\u0000', '\ufffd', '\ud800', '\u2581 \u2581', 'ROMEO:', '\n\n\n', ' '.repeat(100)),
 );
-const TOKEN_IDS = fc.array(fc.oneof(fc.nat(2047), fc.constantFrom(2047, 2048, 65535, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 53, 1e300, Number.MAX_SAFE_INTEGER)), { minLength: 1, maxLength: 12 });
+const TOKEN_IDS = fc.array(fc.oneof(fc.nat(2047), fc.constantFrom(2047, 2048, 65535, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 53, 1e300, Number.MAX_SAFE_INTEGER)), {
+  minLength: 1,
+  maxLength: 12,
+});
 const ROLE = fc.oneof(fc.constantFrom('system', 'user', 'assistant', 'developer', 'tool', 'function', 'USER', '', 'ai'), fc.string({ maxLength: 8 }));
 const CONTENT = fc.oneof(
   TEXT,
-  fc.array(fc.oneof(fc.record({ type: fc.constant('text'), text: TEXT }), fc.record({ type: fc.constantFrom('image_url', 'input_audio', 'TEXT'), text: TEXT }),
-    fc.record({ type: fc.constant('text'), text: WRONG }), WRONG), { maxLength: 4 }),
+  fc.array(
+    fc.oneof(
+      fc.record({ type: fc.constant('text'), text: TEXT }),
+      fc.record({ type: fc.constantFrom('image_url', 'input_audio', 'TEXT'), text: TEXT }),
+      fc.record({ type: fc.constant('text'), text: WRONG }),
+      WRONG,
+    ),
+    { maxLength: 4 },
+  ),
   WRONG,
 );
 const MESSAGE = fc.oneof(
@@ -327,16 +552,69 @@ const FIELD_VALUES: Record<string, fc.Arbitrary<unknown>> = {
 
 /** A valid request, then 1-3 fields replaced (or deleted) by field-aimed or wrong values. */
 function mutatedRequest(kind: 'completion' | 'chat'): fc.Arbitrary<Record<string, unknown>> {
-  const base = kind === 'completion'
-    ? fc.record({ model: fc.constant(MODEL_NAME), prompt: fc.oneof(TEXT, TOKEN_IDS.map((ids) => ids.map((i) => i % 2048))).filter((p) => p !== ''),
-      max_tokens: fc.integer({ min: 1, max: 8 }), stream: fc.boolean() })
-    : fc.record({ model: fc.constant(MODEL_NAME), messages: fc.array(fc.record({ role: fc.constantFrom('system', 'user', 'assistant'), content: fc.string({ maxLength: 30 }) }), { minLength: 1, maxLength: 3 }),
-      max_tokens: fc.integer({ min: 1, max: 8 }), stream: fc.boolean() });
-  const fields = kind === 'completion'
-    ? ['model', 'prompt', 'max_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'stop', 'stream', 'stream_options', 'logprobs', 'n', 'ignore_eos', 'echo', 'suffix', 'logit_bias', 'user']
-    : ['model', 'messages', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'stop', 'stream', 'stream_options', 'logprobs', 'top_logprobs', 'n', 'ignore_eos', 'tools', 'response_format', 'user'];
+  const base =
+    kind === 'completion'
+      ? fc.record({
+          model: fc.constant(MODEL_NAME),
+          prompt: fc
+            .oneof(
+              TEXT,
+              TOKEN_IDS.map((ids) => ids.map((i) => i % 2048)),
+            )
+            .filter((p) => p !== ''),
+          max_tokens: fc.integer({ min: 1, max: 8 }),
+          stream: fc.boolean(),
+        })
+      : fc.record({
+          model: fc.constant(MODEL_NAME),
+          messages: fc.array(fc.record({ role: fc.constantFrom('system', 'user', 'assistant'), content: fc.string({ maxLength: 30 }) }), { minLength: 1, maxLength: 3 }),
+          max_tokens: fc.integer({ min: 1, max: 8 }),
+          stream: fc.boolean(),
+        });
+  const fields =
+    kind === 'completion'
+      ? [
+          'model',
+          'prompt',
+          'max_tokens',
+          'temperature',
+          'top_p',
+          'top_k',
+          'seed',
+          'stop',
+          'stream',
+          'stream_options',
+          'logprobs',
+          'n',
+          'ignore_eos',
+          'echo',
+          'suffix',
+          'logit_bias',
+          'user',
+        ]
+      : [
+          'model',
+          'messages',
+          'max_tokens',
+          'max_completion_tokens',
+          'temperature',
+          'top_p',
+          'top_k',
+          'seed',
+          'stop',
+          'stream',
+          'stream_options',
+          'logprobs',
+          'top_logprobs',
+          'n',
+          'ignore_eos',
+          'tools',
+          'response_format',
+          'user',
+        ];
   // max_tokens and max_completion_tokens only ever get MAX_TOKENS values (wrong ones included), so no run is long.
-  const mutation = fc.constantFrom(...fields)
+  const mutation = fc
+    .constantFrom(...fields)
     .chain((field) => fc.tuple(fc.constant(field), field.startsWith('max_') ? MAX_TOKENS : fc.oneof(FIELD_VALUES[field] ?? WRONG, WRONG)));
   return fc.tuple(base, fc.array(mutation, { minLength: 1, maxLength: 3 })).map(([b, muts]) => {
     const out: Record<string, unknown> = { ...b };
@@ -349,8 +627,12 @@ function mutatedRequest(kind: 'completion' | 'chat'): fc.Arbitrary<Record<string
   });
 }
 
-const jsonRequest = (method: string, path: string, auth: string, body: unknown): Sent =>
-  ({ method, path, headers: { authorization: auth, 'content-type': 'application/json' }, body: safeStringify(body) });
+const jsonRequest = (method: string, path: string, auth: string, body: unknown): Sent => ({
+  method,
+  path,
+  headers: { authorization: auth, 'content-type': 'application/json' },
+  body: safeStringify(body),
+});
 
 // ---- the properties ---------------------------------------------------------------------------------------------
 
@@ -376,28 +658,40 @@ describe('hostile HTTP input: always a well-formed 4xx (or a 2xx), never a 5xx o
   });
 
   it('any route, method, path and query, with any headers and body', async () => {
-    const req = fc.record({ at: pathArb(SEGMENT), headers: HEADERS, body: BODY })
+    const req = fc
+      .record({ at: pathArb(SEGMENT), headers: HEADERS, body: BODY })
       .map(({ at, headers, body }): Sent => ({ ...at, headers, ...(body !== undefined && !bodyless(at.method) ? { body } : {}) }));
     await check(fc.asyncProperty(req, send), 800);
   });
 
   it('malformed percent-encoding in a path parameter', async () => {
-    const req = fc.record({ at: pathArb(MALFORMED_PERCENT), auth: AUTHORIZATION })
+    const req = fc
+      .record({ at: pathArb(MALFORMED_PERCENT), auth: AUTHORIZATION })
       .map(({ at, auth }): Sent => ({ method: at.method, path: at.path, headers: { authorization: auth } }));
     await check(fc.asyncProperty(req, send), 100);
   });
 
   it('any Content-Encoding, with a body that is or is not in it', async () => {
     const valid = JSON.stringify({ model: MODEL_NAME, prompt: 'Good morrow', max_tokens: 2 });
-    const req = fc.record({
-      route: fc.constantFrom('/v1/completions', '/v1/chat/completions', '/api/alerts', '/api/tuner/run', '/api/proposals/1/approve', '/api/config/rollback/1'),
-      encoding: fc.constantFrom('gzip', 'deflate', 'br', 'identity', 'GZIP', 'gzip, gzip', 'x-junk', 'compress', ''),
-      payload: fc.oneof(fc.constant(gzipSync(valid)), fc.constant(deflateSync(valid)), fc.constant(valid), fc.uint8Array({ minLength: 1, maxLength: 512 }),
-        fc.constant(gzipSync(valid).subarray(0, 20))),
-      auth: fc.constantFrom(`Bearer ${API_KEY}`, `Bearer ${TOKENS.admin}`, `Bearer ${ALERTS_TOKEN}`),
-    }).map(({ route, encoding, payload, auth }): Sent => ({
-      method: 'POST', path: route, headers: { authorization: auth, 'content-type': 'application/json', 'content-encoding': encoding }, body: payload,
-    }));
+    const req = fc
+      .record({
+        route: fc.constantFrom('/v1/completions', '/v1/chat/completions', '/api/alerts', '/api/tuner/run', '/api/proposals/1/approve', '/api/config/rollback/1'),
+        encoding: fc.constantFrom('gzip', 'deflate', 'br', 'identity', 'GZIP', 'gzip, gzip', 'x-junk', 'compress', ''),
+        payload: fc.oneof(
+          fc.constant(gzipSync(valid)),
+          fc.constant(deflateSync(valid)),
+          fc.constant(valid),
+          fc.uint8Array({ minLength: 1, maxLength: 512 }),
+          fc.constant(gzipSync(valid).subarray(0, 20)),
+        ),
+        auth: fc.constantFrom(`Bearer ${API_KEY}`, `Bearer ${TOKENS.admin}`, `Bearer ${ALERTS_TOKEN}`),
+      })
+      .map(({ route, encoding, payload, auth }): Sent => ({
+        method: 'POST',
+        path: route,
+        headers: { authorization: auth, 'content-type': 'application/json', 'content-encoding': encoding },
+        body: payload,
+      }));
     await check(fc.asyncProperty(req, send), 100);
   });
 
@@ -410,7 +704,11 @@ describe('hostile HTTP input: always a well-formed 4xx (or a 2xx), never a 5xx o
   });
 
   it('tuner decisions, rollbacks and runs with any ids and bodies', async () => {
-    const comment = fc.oneof(TEXT, fc.integer({ min: 1990, max: 2100 }).map((n) => 'x'.repeat(n)), WRONG);
+    const comment = fc.oneof(
+      TEXT,
+      fc.integer({ min: 1990, max: 2100 }).map((n) => 'x'.repeat(n)),
+      WRONG,
+    );
     const body = fc.oneof(
       fc.constant(undefined),
       fc.record({ comment }),
@@ -418,47 +716,65 @@ describe('hostile HTTP input: always a well-formed 4xx (or a 2xx), never a 5xx o
       fc.dictionary(fc.string({ maxLength: 10 }), WRONG, { maxKeys: 3 }),
       WRONG,
     );
-    const req = fc.record({
-      route: fc.constantFrom('/api/proposals/:id/approve', '/api/proposals/:id/reject', '/api/config/rollback/:id', '/api/tuner/run'),
-      id: fc.oneof(fc.integer({ min: 1, max: 4 }).map(String), SEGMENT),
-      role: fc.constantFrom<keyof typeof TOKENS>('viewer', 'approver', 'admin', 'admin'),
-      body,
-    }).map(({ route, id, role, body: b }): Sent => {
-      const r = jsonRequest('POST', route.replace(':id', id), `Bearer ${TOKENS[role]}`, b);
-      if (b === undefined) delete r.body;
-      return r;
-    });
+    const req = fc
+      .record({
+        route: fc.constantFrom('/api/proposals/:id/approve', '/api/proposals/:id/reject', '/api/config/rollback/:id', '/api/tuner/run'),
+        id: fc.oneof(fc.integer({ min: 1, max: 4 }).map(String), SEGMENT),
+        role: fc.constantFrom<keyof typeof TOKENS>('viewer', 'approver', 'admin', 'admin'),
+        body,
+      })
+      .map(({ route, id, role, body: b }): Sent => {
+        const r = jsonRequest('POST', route.replace(':id', id), `Bearer ${TOKENS[role]}`, b);
+        if (b === undefined) delete r.body;
+        return r;
+      });
     await check(fc.asyncProperty(req, send), 300);
   });
 
   it('Alertmanager webhooks with fields of the wrong type or shape', async () => {
-    const alert = fc.record({
-      status: fc.oneof(fc.constantFrom('firing', 'resolved'), WRONG),
-      labels: fc.oneof(fc.record({ alertname: fc.oneof(fc.constantFrom('TuneloopHighTTFT', ''), WRONG), severity: fc.oneof(fc.constantFrom('page', 'ticket', 'zzz'), WRONG) }),
-        fc.dictionary(fc.string({ maxLength: 12 }), fc.oneof(TEXT, WRONG), { maxKeys: 4 }), WRONG),
-      annotations: fc.oneof(fc.dictionary(fc.string({ maxLength: 12 }), TEXT, { maxKeys: 3 }), WRONG),
-      startsAt: fc.oneof(fc.constantFrom('2026-03-01T10:00:00Z', 'not a date', '0001-01-01T00:00:00Z'), WRONG),
-      endsAt: fc.oneof(fc.constantFrom('0001-01-01T00:00:00Z', ''), WRONG),
-      fingerprint: fc.oneof(fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), maxLength: 16 }), WRONG),
-      generatorURL: fc.oneof(fc.webUrl(), WRONG),
-    }, { requiredKeys: ['status', 'labels', 'startsAt'] });
+    const alert = fc.record(
+      {
+        status: fc.oneof(fc.constantFrom('firing', 'resolved'), WRONG),
+        labels: fc.oneof(
+          fc.record({ alertname: fc.oneof(fc.constantFrom('TuneloopHighTTFT', ''), WRONG), severity: fc.oneof(fc.constantFrom('page', 'ticket', 'zzz'), WRONG) }),
+          fc.dictionary(fc.string({ maxLength: 12 }), fc.oneof(TEXT, WRONG), { maxKeys: 4 }),
+          WRONG,
+        ),
+        annotations: fc.oneof(fc.dictionary(fc.string({ maxLength: 12 }), TEXT, { maxKeys: 3 }), WRONG),
+        startsAt: fc.oneof(fc.constantFrom('2026-03-01T10:00:00Z', 'not a date', '0001-01-01T00:00:00Z'), WRONG),
+        endsAt: fc.oneof(fc.constantFrom('0001-01-01T00:00:00Z', ''), WRONG),
+        fingerprint: fc.oneof(fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), maxLength: 16 }), WRONG),
+        generatorURL: fc.oneof(fc.webUrl(), WRONG),
+      },
+      { requiredKeys: ['status', 'labels', 'startsAt'] },
+    );
     // Many alerts in one delivery: valid ones (wrong values would make most such bodies too large, 413).
-    const validAlert = fc.record({ status: fc.constantFrom('firing', 'resolved'), labels: fc.record({ alertname: fc.constantFrom('A', 'TuneloopHighTTFT') }),
-      startsAt: fc.constant('2026-03-01T10:00:00Z') });
-    const webhook = fc.record({
-      version: fc.oneof(fc.constant('4'), WRONG),
-      receiver: fc.oneof(fc.constant('tuneloop'), WRONG),
-      status: fc.oneof(fc.constantFrom('firing', 'resolved'), WRONG),
-      alerts: fc.oneof(fc.array(fc.oneof({ weight: 5, arbitrary: alert }, { weight: 1, arbitrary: WRONG }), { maxLength: 6 }),
-        fc.integer({ min: 20, max: 100 }).chain((n) => fc.array(validAlert, { minLength: n, maxLength: n })), WRONG),
-      groupLabels: fc.oneof(fc.dictionary(fc.string({ maxLength: 8 }), TEXT, { maxKeys: 3 }), WRONG),
-      commonLabels: fc.oneof(fc.dictionary(fc.string({ maxLength: 8 }), TEXT, { maxKeys: 3 }), WRONG),
-      commonAnnotations: fc.oneof(fc.dictionary(fc.string({ maxLength: 8 }), TEXT, { maxKeys: 3 }), WRONG),
-      externalURL: WRONG,
-      groupKey: WRONG,
-      truncatedAlerts: WRONG,
-    }, { requiredKeys: ['receiver', 'status', 'alerts'] });
-    const req = fc.tuple(webhook, fc.oneof({ weight: 9, arbitrary: fc.constant(`Bearer ${ALERTS_TOKEN}`) }, { weight: 1, arbitrary: fc.constant(`Bearer ${TOKENS.admin}`) }))
+    const validAlert = fc.record({
+      status: fc.constantFrom('firing', 'resolved'),
+      labels: fc.record({ alertname: fc.constantFrom('A', 'TuneloopHighTTFT') }),
+      startsAt: fc.constant('2026-03-01T10:00:00Z'),
+    });
+    const webhook = fc.record(
+      {
+        version: fc.oneof(fc.constant('4'), WRONG),
+        receiver: fc.oneof(fc.constant('tuneloop'), WRONG),
+        status: fc.oneof(fc.constantFrom('firing', 'resolved'), WRONG),
+        alerts: fc.oneof(
+          fc.array(fc.oneof({ weight: 5, arbitrary: alert }, { weight: 1, arbitrary: WRONG }), { maxLength: 6 }),
+          fc.integer({ min: 20, max: 100 }).chain((n) => fc.array(validAlert, { minLength: n, maxLength: n })),
+          WRONG,
+        ),
+        groupLabels: fc.oneof(fc.dictionary(fc.string({ maxLength: 8 }), TEXT, { maxKeys: 3 }), WRONG),
+        commonLabels: fc.oneof(fc.dictionary(fc.string({ maxLength: 8 }), TEXT, { maxKeys: 3 }), WRONG),
+        commonAnnotations: fc.oneof(fc.dictionary(fc.string({ maxLength: 8 }), TEXT, { maxKeys: 3 }), WRONG),
+        externalURL: WRONG,
+        groupKey: WRONG,
+        truncatedAlerts: WRONG,
+      },
+      { requiredKeys: ['receiver', 'status', 'alerts'] },
+    );
+    const req = fc
+      .tuple(webhook, fc.oneof({ weight: 9, arbitrary: fc.constant(`Bearer ${ALERTS_TOKEN}`) }, { weight: 1, arbitrary: fc.constant(`Bearer ${TOKENS.admin}`) }))
       .map(([b, auth]) => jsonRequest('POST', '/api/alerts', auth, b));
     await check(fc.asyncProperty(req, send), 300);
   });
@@ -466,47 +782,98 @@ describe('hostile HTTP input: always a well-formed 4xx (or a 2xx), never a 5xx o
   // Below fetch: bytes on a socket, so request lines, header names and values, framing headers (Content-Length,
   // Transfer-Encoding) and sizes that fetch refuses to send. Node's HTTP parser answers the malformed ones itself.
   // Mostly requests Node's parser accepts (they reach the app), some it refuses.
-  const RAW_METHOD = fc.oneof({ weight: 8, arbitrary: METHOD },
+  const RAW_METHOD = fc.oneof(
+    { weight: 8, arbitrary: METHOD },
     { weight: 1, arbitrary: fc.constantFrom('FOO', 'get', 'G E T', '', 'CONNECT', 'TRACE', 'PRI', 'GET\u0000') },
-    { weight: 1, arbitrary: fc.stringMatching(/^[A-Z]{1,10}$/) });
+    { weight: 1, arbitrary: fc.stringMatching(/^[A-Z]{1,10}$/) },
+  );
   const RAW_TARGET = fc.oneof(
     { weight: 4, arbitrary: pathArb(SEGMENT).map((p) => p.path) },
     { weight: 1, arbitrary: fc.constantFrom('*', 'http://evil.example/healthz', 'healthz', '//healthz', '/healthz#frag', '/\u00ff', '/a b', '', '/\u0000') },
   );
   const RAW_HEADER = fc.oneof(
     { weight: 6, arbitrary: fc.tuple(HEADER_NAME, HEADER_VALUE).map(([k, v]) => `${k}: ${v}`) },
-    { weight: 6, arbitrary: fc.constantFrom('Content-Length: 5', 'Content-Length: 0', 'Transfer-Encoding: chunked', 'Expect: 100-continue',
-      'Connection: upgrade\r\nUpgrade: websocket', 'Connection: close', 'X-A:\ta', 'Content-Type: application/json', 'Content-Type: application/json; charset=\u00ff',
-      `Authorization: Bearer ${API_KEY}`, `Authorization: Bearer ${TOKENS.admin}`, `Authorization: Bearer ${API_KEY}\r\nAuthorization: Bearer x`,
-      `Authorization: Bearer ${ALERTS_TOKEN}`, 'Content-Type: text/plain\r\nContent-Type: application/json') },
-    { weight: 1, arbitrary: fc.constantFrom('Content-Length: -1', 'Content-Length: 1, 2', 'Content-Length: 99999999999999999999', 'Content-Length: 2\r\nContent-Length: 3',
-      'Transfer-Encoding: gzip, chunked', 'Transfer-Encoding: xchunked', 'Content-Length: 3\r\nTransfer-Encoding: chunked', 'Host:', 'NoColon', ' leading-space: x',
-      'X-A: a\u0001b', 'Content-Encoding: gzip') },
+    {
+      weight: 6,
+      arbitrary: fc.constantFrom(
+        'Content-Length: 5',
+        'Content-Length: 0',
+        'Transfer-Encoding: chunked',
+        'Expect: 100-continue',
+        'Connection: upgrade\r\nUpgrade: websocket',
+        'Connection: close',
+        'X-A:\ta',
+        'Content-Type: application/json',
+        'Content-Type: application/json; charset=\u00ff',
+        `Authorization: Bearer ${API_KEY}`,
+        `Authorization: Bearer ${TOKENS.admin}`,
+        `Authorization: Bearer ${API_KEY}\r\nAuthorization: Bearer x`,
+        `Authorization: Bearer ${ALERTS_TOKEN}`,
+        'Content-Type: text/plain\r\nContent-Type: application/json',
+      ),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        'Content-Length: -1',
+        'Content-Length: 1, 2',
+        'Content-Length: 99999999999999999999',
+        'Content-Length: 2\r\nContent-Length: 3',
+        'Transfer-Encoding: gzip, chunked',
+        'Transfer-Encoding: xchunked',
+        'Content-Length: 3\r\nTransfer-Encoding: chunked',
+        'Host:',
+        'NoColon',
+        ' leading-space: x',
+        'X-A: a\u0001b',
+        'Content-Encoding: gzip',
+      ),
+    },
     { weight: 1, arbitrary: fc.integer({ min: 16_000, max: 40_000 }).map((n) => `X-Big: ${'a'.repeat(n)}`) },
-    { weight: 1, arbitrary: fc.string({ unit: fc.integer({ min: 1, max: 255 }).filter((c) => c !== 10 && c !== 13).map((c) => String.fromCharCode(c)), maxLength: 60 }) },
+    {
+      weight: 1,
+      arbitrary: fc.string({
+        unit: fc
+          .integer({ min: 1, max: 255 })
+          .filter((c) => c !== 10 && c !== 13)
+          .map((c) => String.fromCharCode(c)),
+        maxLength: 60,
+      }),
+    },
   );
-  const RAW_BODY = fc.oneof(BODY.map((b) => (b === undefined ? '' : typeof b === 'string' ? b : Buffer.from(b).toString('latin1'))),
-    fc.constantFrom('5\r\nhello\r\n0\r\n\r\n', 'zz\r\n{}\r\n0\r\n\r\n', '2\r\n{}\r\n', `GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`));
-  const RAW_REQUEST = fc.record({
-    method: RAW_METHOD,
-    target: RAW_TARGET,
-    version: fc.oneof({ weight: 8, arbitrary: fc.constantFrom('HTTP/1.1', 'HTTP/1.0') }, { weight: 1, arbitrary: fc.constantFrom('HTTP/2.0', 'HTTP/1.x', 'http/1.1', '', 'HTTP/9.9') }),
-    host: fc.constantFrom(true, true, true, false),
-    headers: fc.array(RAW_HEADER, { maxLength: 5 }),
-    body: RAW_BODY,
-  }).map(({ method, target, version, host, headers, body }) =>
-    Buffer.from(`${method} ${target} ${version}\r\n${host ? 'Host: 127.0.0.1\r\n' : ''}${headers.map((h) => `${h}\r\n`).join('')}\r\n${body}`, 'latin1'));
+  const RAW_BODY = fc.oneof(
+    BODY.map((b) => (b === undefined ? '' : typeof b === 'string' ? b : Buffer.from(b).toString('latin1'))),
+    fc.constantFrom('5\r\nhello\r\n0\r\n\r\n', 'zz\r\n{}\r\n0\r\n\r\n', '2\r\n{}\r\n', `GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`),
+  );
+  const RAW_REQUEST = fc
+    .record({
+      method: RAW_METHOD,
+      target: RAW_TARGET,
+      version: fc.oneof(
+        { weight: 8, arbitrary: fc.constantFrom('HTTP/1.1', 'HTTP/1.0') },
+        { weight: 1, arbitrary: fc.constantFrom('HTTP/2.0', 'HTTP/1.x', 'http/1.1', '', 'HTTP/9.9') },
+      ),
+      host: fc.constantFrom(true, true, true, false),
+      headers: fc.array(RAW_HEADER, { maxLength: 5 }),
+      body: RAW_BODY,
+    })
+    .map(({ method, target, version, host, headers, body }) =>
+      Buffer.from(`${method} ${target} ${version}\r\n${host ? 'Host: 127.0.0.1\r\n' : ''}${headers.map((h) => `${h}\r\n`).join('')}\r\n${body}`, 'latin1'),
+    );
 
   it('raw bytes on the socket: an answer below 500 (or a closed connection), never a hang', async () => {
-    await fc.assert(fc.asyncProperty(RAW_REQUEST, async (bytes) => {
-      const { answer, closed } = await rawExchange(bytes);
-      const shown = JSON.stringify(bytes.toString('latin1').slice(0, 600));
-      if (!closed) throw new Error(`connection still open ${ANSWER_MS} ms after the request was sent: printf %s ${shown} | nc $HOST $PORT`);
-      for (const m of answer.matchAll(STATUS_LINE)) {
-        if (Number(m[1]) >= 500) throw new Error(`5xx answer to ${shown}: ${JSON.stringify(answer.slice(0, 400))}`);
-      }
-      if (answer !== '' && !/^HTTP\/1\.[01] \d{3} /.test(answer)) throw new Error(`not an HTTP answer to ${shown}: ${JSON.stringify(answer.slice(0, 200))}`);
-    }), { seed: SEED, numRuns: runs(1000) });
+    await fc.assert(
+      fc.asyncProperty(RAW_REQUEST, async (bytes) => {
+        const { answer, closed } = await rawExchange(bytes);
+        const shown = JSON.stringify(bytes.toString('latin1').slice(0, 600));
+        if (!closed) throw new Error(`connection still open ${ANSWER_MS} ms after the request was sent: printf %s ${shown} | nc $HOST $PORT`);
+        for (const m of answer.matchAll(STATUS_LINE)) {
+          if (Number(m[1]) >= 500) throw new Error(`5xx answer to ${shown}: ${JSON.stringify(answer.slice(0, 400))}`);
+        }
+        if (answer !== '' && !/^HTTP\/1\.[01] \d{3} /.test(answer)) throw new Error(`not an HTTP answer to ${shown}: ${JSON.stringify(answer.slice(0, 200))}`);
+      }),
+      { seed: SEED, numRuns: runs(1000) },
+    );
   });
 
   // Node answers some requests itself, before the app sees them: those its parser refuses (clientError: a bad method,

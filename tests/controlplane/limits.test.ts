@@ -14,7 +14,9 @@ import { createLogger, serverOptionsFromConfig } from '../../src/serve.js';
 import { startServer, type RunningServer } from '../../src/controlplane/http-server.js';
 import { MODEL, MODEL_NAME, postJson, waitFor } from './harness.js';
 
-interface ErrBody { error: { message: string; type: string; param: string | null; code: string } }
+interface ErrBody {
+  error: { message: string; type: string; param: string | null; code: string };
+}
 
 const K1 = 'sk-limits-key-one';
 const K2 = 'sk-limits-key-two';
@@ -47,7 +49,8 @@ describe('RateLimiter and ConcurrencyLimiter', () => {
 
   it('counts slots per key and releases each once', () => {
     const c = new ConcurrencyLimiter(2);
-    const r1 = c.acquire('k')!, r2 = c.acquire('k')!;
+    const r1 = c.acquire('k')!,
+      r2 = c.acquire('k')!;
     expect(c.acquire('k')).toBeUndefined();
     expect(c.acquire('other')).toBeDefined();
     r1();
@@ -74,8 +77,10 @@ describe('config: server limits and CORS origins', () => {
       expect(() => loadConfig({ overrides: { 'server.corsOrigins': `https://ok.example,${bad}` } }), bad).toThrow(ConfigError);
       expect(() => loadConfig({ overrides: { 'server.corsOrigins': `https://ok.example,${bad}` } }), bad).toThrow(/server\.corsOrigins\[1\].*origin/);
     }
-    expect(loadConfig({ overrides: { 'server.corsOrigins': 'http://localhost:3000,https://ops.example.com' } }).server.corsOrigins)
-      .toEqual(['http://localhost:3000', 'https://ops.example.com']);
+    expect(loadConfig({ overrides: { 'server.corsOrigins': 'http://localhost:3000,https://ops.example.com' } }).server.corsOrigins).toEqual([
+      'http://localhost:3000',
+      'https://ops.example.com',
+    ]);
   });
 });
 
@@ -122,9 +127,14 @@ describe('limits on the HTTP server', () => {
     const url = await serve({ apiKeys: [K1, K2], maxConcurrentStreamsPerKey: 2 });
     const long = { model: MODEL_NAME, prompt: 'ROMEO:', max_tokens: 100, ignore_eos: true, stream: true };
     const ac = new AbortController();
-    const open = [0, 1].map(() => fetch(`${url}/v1/completions`, {
-      method: 'POST', headers: { ...auth(K1), 'content-type': 'application/json' }, body: JSON.stringify(long), signal: ac.signal,
-    }));
+    const open = [0, 1].map(() =>
+      fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { ...auth(K1), 'content-type': 'application/json' },
+        body: JSON.stringify(long),
+        signal: ac.signal,
+      }),
+    );
     const first = await Promise.all(open);
     expect(first.map((r) => r.status)).toEqual([200, 200]);
 
@@ -146,13 +156,20 @@ describe('limits on the HTTP server', () => {
 
   it('limits prompt tokens, max_tokens and stop sequences with a 400 naming the field', async () => {
     const url = await serve({ maxPromptTokens: 40, maxTokensLimit: 8 });
-    const C = `${url}/v1/completions`, CH = `${url}/v1/chat/completions`;
+    const C = `${url}/v1/completions`,
+      CH = `${url}/v1/chat/completions`;
     const long = 'word '.repeat(60);
     const cases: [string, string, unknown, string, string][] = [
       ['prompt tokens', C, { model: MODEL_NAME, prompt: long, max_tokens: 1 }, 'context_length_exceeded', 'prompt'],
       ['chat prompt tokens', CH, { model: MODEL_NAME, messages: [{ role: 'user', content: long }], max_tokens: 1 }, 'context_length_exceeded', 'messages'],
       ['max_tokens', C, { model: MODEL_NAME, prompt: 'hi', max_tokens: 9 }, 'invalid_request', 'max_tokens'],
-      ['max_completion_tokens', CH, { model: MODEL_NAME, messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 9 }, 'invalid_request', 'max_completion_tokens'],
+      [
+        'max_completion_tokens',
+        CH,
+        { model: MODEL_NAME, messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 9 },
+        'invalid_request',
+        'max_completion_tokens',
+      ],
       ['stop length', C, { model: MODEL_NAME, prompt: 'hi', max_tokens: 1, stop: ['x', 's'.repeat(257)] }, 'invalid_request', 'stop'],
     ];
     for (const [name, path, body, code, param] of cases) {
@@ -179,9 +196,11 @@ describe('limits on the HTTP server', () => {
     expect(other.status).toBe(200);
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
 
-    const preflight = (origin: string) => fetch(`${url}/v1/chat/completions`, {
-      method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
-    });
+    const preflight = (origin: string) =>
+      fetch(`${url}/v1/chat/completions`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+      });
     const allowed = await preflight('https://ops.example.com');
     expect(allowed.status).toBe(204);
     expect(allowed.headers.get('access-control-allow-origin')).toBe('https://ops.example.com');
@@ -194,12 +213,21 @@ describe('limits on the HTTP server', () => {
 
   it('never logs a credential, a query string, a prompt or generated text', async () => {
     let text = '';
-    const sink = new Writable({ write(c, _e, cb) { text += String(c); cb(); } });
+    const sink = new Writable({
+      write(c, _e, cb) {
+        text += String(c);
+        cb();
+      },
+    });
     const url = await serve({ apiKeys: [K1] }, createLogger('trace', sink));
     const PROMPT = 'PROMPT-MARKER-xyzzy says';
     const completion = await postJson(`${url}/v1/completions`, { model: MODEL_NAME, prompt: PROMPT, max_tokens: 12, ignore_eos: true, temperature: 0 }, auth(K1));
     const generated = ((await completion.json()) as { choices: { text: string }[] }).choices[0]!.text;
-    const stream = await postJson(`${url}/v1/chat/completions`, { model: MODEL_NAME, messages: [{ role: 'user', content: PROMPT }], max_tokens: 4, stream: true }, auth(K1));
+    const stream = await postJson(
+      `${url}/v1/chat/completions`,
+      { model: MODEL_NAME, messages: [{ role: 'user', content: PROMPT }], max_tokens: 4, stream: true },
+      auth(K1),
+    );
     await stream.text();
     await (await fetch(`${url}/v1/models?api_key=QUERY-SECRET-1`, { headers: auth(K1) })).text();
     await (await fetch(`${url}/v1/models`, { headers: auth('sk-WRONG-SECRET-2') })).text();
@@ -215,7 +243,12 @@ describe('limits on the HTTP server', () => {
 
   it('the logger redacts credentials and prompts handed to it by any log call', () => {
     let text = '';
-    const sink = new Writable({ write(c, _e, cb) { text += String(c); cb(); } });
+    const sink = new Writable({
+      write(c, _e, cb) {
+        text += String(c);
+        cb();
+      },
+    });
     const log = createLogger('info', sink);
     log.info({ headers: { authorization: 'Bearer sk-live-1' }, prompt: 'secret plan', err: { body: '{"prompt":"secret plan 2"}' } }, 'oops');
     expect(text).toContain('oops');

@@ -20,7 +20,11 @@ function promtool(text: string): { status: number | null; output: string } {
   return { status: r.status, output: (r.stdout + r.stderr).trim() };
 }
 
-interface ParsedSample { name: string; labels: Record<string, string>; value: number }
+interface ParsedSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
 
 function parse(text: string): { types: Map<string, string>; samples: ParsedSample[] } {
   const types = new Map<string, string>();
@@ -42,9 +46,7 @@ function parse(text: string): { types: Map<string, string>; samples: ParsedSampl
 }
 
 function values(samples: ParsedSample[], name: string, match: Record<string, string> = {}): number[] {
-  return samples
-    .filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v))
-    .map((s) => s.value);
+  return samples.filter((s) => s.name === name && Object.entries(match).every(([k, v]) => s.labels[k] === v)).map((s) => s.value);
 }
 
 function single(samples: ParsedSample[], name: string, match: Record<string, string> = {}): number {
@@ -77,8 +79,7 @@ describe('metrics registry on a real engine', () => {
       },
     };
     metrics = createMetrics({ engine: counting, config });
-    const gens = Array.from({ length: N_REQUESTS }, (_, i) =>
-      engine.generate({ prompt: `${SECRET} ${i}: ROMEO:`, maxTokens: 4 + i, temperature: 0, stopAtEos: false }));
+    const gens = Array.from({ length: N_REQUESTS }, (_, i) => engine.generate({ prompt: `${SECRET} ${i}: ROMEO:`, maxTokens: 4 + i, temperature: 0, stopAtEos: false }));
     results = await Promise.all(gens.map((g) => g.result));
     // Requests resolve on the event loop before the engine publishes the step that retired them.
     for (let i = 0; i < 500 && engine.stats().requests.running + engine.stats().requests.waiting > 0; i++) {
@@ -119,25 +120,57 @@ describe('metrics registry on a real engine', () => {
   it('has every family the architecture names', () => {
     const { types } = parse(text);
     const expected: Record<string, string> = {
-      tuneloop_requests_total: 'counter', tuneloop_request_errors_total: 'counter', tuneloop_requests_rejected_total: 'counter',
-      tuneloop_requests_cancelled_total: 'counter', tuneloop_requests_running: 'gauge', tuneloop_requests_waiting: 'gauge',
-      tuneloop_request_queue_time_seconds: 'histogram', tuneloop_time_to_first_token_seconds: 'histogram',
-      tuneloop_inter_token_latency_seconds: 'histogram', tuneloop_e2e_request_latency_seconds: 'histogram',
-      tuneloop_request_prompt_tokens: 'histogram', tuneloop_request_generation_tokens: 'histogram',
-      tuneloop_prompt_tokens_total: 'counter', tuneloop_generation_tokens_total: 'counter',
-      tuneloop_batch_size: 'histogram', tuneloop_batch_tokens: 'histogram', tuneloop_step_duration_seconds: 'histogram',
-      tuneloop_batch_flush_total: 'counter', tuneloop_preemptions_total: 'counter', tuneloop_scheduler_steps_total: 'counter',
-      tuneloop_kv_cache_blocks: 'gauge', tuneloop_kv_cache_usage_ratio: 'gauge', tuneloop_kv_cache_fragmentation_ratio: 'gauge',
-      tuneloop_prefix_cache_queries_total: 'counter', tuneloop_prefix_cache_hits_total: 'counter',
-      tuneloop_tp_rank_busy_seconds_total: 'counter', tuneloop_tp_allreduce_seconds_total: 'counter',
-      tuneloop_op_seconds_total: 'counter', tuneloop_engine_memory_bytes: 'gauge', tuneloop_model_weight_bytes: 'gauge',
-      tuneloop_engine_utilization_ratio: 'gauge', tuneloop_config_info: 'gauge', tuneloop_config_max_batch_size: 'gauge',
-      tuneloop_config_changes_total: 'counter', tuneloop_slo_target_seconds: 'gauge', tuneloop_slo_error_rate_budget_ratio: 'gauge',
-      tuneloop_tuner_runs_total: 'counter', tuneloop_tuner_proposals: 'gauge', tuneloop_shadow_requests_total: 'counter',
-      tuneloop_shadow_similarity: 'histogram', tuneloop_verification_verdicts_total: 'counter', tuneloop_rollbacks_total: 'counter',
-      tuneloop_tuner_last_run_timestamp_seconds: 'gauge', tuneloop_bottleneck_info: 'gauge', tuneloop_report_last_timestamp_seconds: 'gauge',
-      tuneloop_engine_up: 'gauge', tuneloop_model_load_seconds: 'gauge', tuneloop_cold_starts_total: 'counter',
-      tuneloop_build_info: 'gauge', process_cpu_seconds_total: 'counter', process_resident_memory_bytes: 'gauge',
+      tuneloop_requests_total: 'counter',
+      tuneloop_request_errors_total: 'counter',
+      tuneloop_requests_rejected_total: 'counter',
+      tuneloop_requests_cancelled_total: 'counter',
+      tuneloop_requests_running: 'gauge',
+      tuneloop_requests_waiting: 'gauge',
+      tuneloop_request_queue_time_seconds: 'histogram',
+      tuneloop_time_to_first_token_seconds: 'histogram',
+      tuneloop_inter_token_latency_seconds: 'histogram',
+      tuneloop_e2e_request_latency_seconds: 'histogram',
+      tuneloop_request_prompt_tokens: 'histogram',
+      tuneloop_request_generation_tokens: 'histogram',
+      tuneloop_prompt_tokens_total: 'counter',
+      tuneloop_generation_tokens_total: 'counter',
+      tuneloop_batch_size: 'histogram',
+      tuneloop_batch_tokens: 'histogram',
+      tuneloop_step_duration_seconds: 'histogram',
+      tuneloop_batch_flush_total: 'counter',
+      tuneloop_preemptions_total: 'counter',
+      tuneloop_scheduler_steps_total: 'counter',
+      tuneloop_kv_cache_blocks: 'gauge',
+      tuneloop_kv_cache_usage_ratio: 'gauge',
+      tuneloop_kv_cache_fragmentation_ratio: 'gauge',
+      tuneloop_prefix_cache_queries_total: 'counter',
+      tuneloop_prefix_cache_hits_total: 'counter',
+      tuneloop_tp_rank_busy_seconds_total: 'counter',
+      tuneloop_tp_allreduce_seconds_total: 'counter',
+      tuneloop_op_seconds_total: 'counter',
+      tuneloop_engine_memory_bytes: 'gauge',
+      tuneloop_model_weight_bytes: 'gauge',
+      tuneloop_engine_utilization_ratio: 'gauge',
+      tuneloop_config_info: 'gauge',
+      tuneloop_config_max_batch_size: 'gauge',
+      tuneloop_config_changes_total: 'counter',
+      tuneloop_slo_target_seconds: 'gauge',
+      tuneloop_slo_error_rate_budget_ratio: 'gauge',
+      tuneloop_tuner_runs_total: 'counter',
+      tuneloop_tuner_proposals: 'gauge',
+      tuneloop_shadow_requests_total: 'counter',
+      tuneloop_shadow_similarity: 'histogram',
+      tuneloop_verification_verdicts_total: 'counter',
+      tuneloop_rollbacks_total: 'counter',
+      tuneloop_tuner_last_run_timestamp_seconds: 'gauge',
+      tuneloop_bottleneck_info: 'gauge',
+      tuneloop_report_last_timestamp_seconds: 'gauge',
+      tuneloop_engine_up: 'gauge',
+      tuneloop_model_load_seconds: 'gauge',
+      tuneloop_cold_starts_total: 'counter',
+      tuneloop_build_info: 'gauge',
+      process_cpu_seconds_total: 'counter',
+      process_resident_memory_bytes: 'gauge',
     };
     for (const [name, type] of Object.entries(expected)) expect(types.get(name), name).toBe(type);
   });
@@ -219,10 +252,18 @@ describe('metrics registry on a real engine', () => {
 
   it('exposes the vllm:* names only with metrics.compat: vllm', async () => {
     const VLLM = [
-      'vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc', 'vllm:time_to_first_token_seconds',
-      'vllm:e2e_request_latency_seconds', 'vllm:inter_token_latency_seconds', 'vllm:prompt_tokens_total',
-      'vllm:generation_tokens_total', 'vllm:request_success_total', 'vllm:num_preemptions_total',
-      'vllm:prefix_cache_queries_total', 'vllm:prefix_cache_hits_total',
+      'vllm:num_requests_running',
+      'vllm:num_requests_waiting',
+      'vllm:kv_cache_usage_perc',
+      'vllm:time_to_first_token_seconds',
+      'vllm:e2e_request_latency_seconds',
+      'vllm:inter_token_latency_seconds',
+      'vllm:prompt_tokens_total',
+      'vllm:generation_tokens_total',
+      'vllm:request_success_total',
+      'vllm:num_preemptions_total',
+      'vllm:prefix_cache_queries_total',
+      'vllm:prefix_cache_hits_total',
     ];
     expect(text).not.toContain('vllm:');
     const vllm = createMetrics({ engine, config: { ...config, metrics: { ...config.metrics, compat: 'vllm' } } });

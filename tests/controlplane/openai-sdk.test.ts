@@ -92,7 +92,10 @@ describe('OpenAI SDK against tuneloop serve', () => {
   it('chats, plain and streaming', async () => {
     const params = {
       model: MODEL_NAME,
-      messages: [{ role: 'system' as const, content: 'A play.' }, { role: 'user' as const, content: 'Who goes there?' }],
+      messages: [
+        { role: 'system' as const, content: 'A play.' },
+        { role: 'user' as const, content: 'Who goes there?' },
+      ],
       max_tokens: 24,
       temperature: 0,
     };
@@ -124,7 +127,12 @@ describe('OpenAI SDK against tuneloop serve', () => {
 
   it('returns chat logprobs with top alternatives', async () => {
     const r = await client.chat.completions.create({
-      model: MODEL_NAME, messages: [{ role: 'user', content: 'Speak.' }], max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 3,
+      model: MODEL_NAME,
+      messages: [{ role: 'user', content: 'Speak.' }],
+      max_tokens: 6,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 3,
     });
     const content = r.choices[0]!.logprobs!.content!;
     expect(content).toHaveLength(r.usage!.completion_tokens);

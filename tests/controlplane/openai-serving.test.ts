@@ -48,7 +48,8 @@ describe('buildGenerateRequest', () => {
   it('passes token-id prompts through and copies only the sampling fields that were given', () => {
     const { request } = buildGenerateRequest(
       completion({ prompt: [5, 6], max_tokens: 3, temperature: 0.5, top_p: 0.9, top_k: 4, seed: 7, stop: ['x'], logprobs: 2, ignore_eos: true }),
-      ctx({ requestTimeoutMs: 250 }));
+      ctx({ requestTimeoutMs: 250 }),
+    );
     expect(request).toEqual({ tokens: [5, 6], maxTokens: 3, stopAtEos: false, temperature: 0.5, topP: 0.9, topK: 4, seed: 7, stop: ['x'], logprobs: 2, deadlineMs: 250 });
   });
 
@@ -84,20 +85,29 @@ describe('buildGenerateRequest', () => {
 // ---- encoders --------------------------------------------------------------------------------------------------
 
 const LPS: TextLogprob[] = [
-  { logprob: -0.5, text: 'ab', top: [{ logprob: -0.5, text: 'ab' }, { logprob: -1, text: 'é' }] },
+  {
+    logprob: -0.5,
+    text: 'ab',
+    top: [
+      { logprob: -0.5, text: 'ab' },
+      { logprob: -1, text: 'é' },
+    ],
+  },
   { logprob: -0.25, text: 'c', top: [] },
 ];
 
 function result(over: Partial<GenerationResult> = {}): GenerationResult {
   return {
-    text: 'abc', tokens: [1, 2], finishReason: 'length',
+    text: 'abc',
+    tokens: [1, 2],
+    finishReason: 'length',
     usage: { promptTokens: 0, completionTokens: 2, cachedPromptTokens: 0 },
     ...over,
   } as GenerationResult;
 }
 
 describe('encoders', () => {
-  it('maps finish reasons onto OpenAI\'s two', () => {
+  it("maps finish reasons onto OpenAI's two", () => {
     expect(finishReasonOf('length')).toBe('length');
     expect(finishReasonOf('stop')).toBe('stop');
     expect(finishReasonOf('cancelled')).toBe('stop');
@@ -105,7 +115,10 @@ describe('encoders', () => {
 
   it('legacy logprobs: token text, alternatives by text, offsets from where the chunk starts', () => {
     expect(completionLogprobs(LPS, 10)).toEqual({
-      tokens: ['ab', 'c'], token_logprobs: [-0.5, -0.25], top_logprobs: [{ ab: -0.5, é: -1 }, {}], text_offset: [10, 12],
+      tokens: ['ab', 'c'],
+      token_logprobs: [-0.5, -0.25],
+      top_logprobs: [{ ab: -0.5, é: -1 }, {}],
+      text_offset: [10, 12],
     });
   });
 
@@ -117,15 +130,38 @@ describe('encoders', () => {
 
   it('plain bodies: usage falls back to the built prompt count; logprobs only when asked for', () => {
     const body = responseBody(completion({ prompt: 'x' }), result({ logprobs: LPS as never }), 7, 'm');
-    expect(body).toMatchObject({ object: 'text_completion', model: 'm', choices: [{ text: 'abc', logprobs: null, finish_reason: 'length' }], usage: { prompt_tokens: 7, completion_tokens: 2, total_tokens: 9 } });
+    expect(body).toMatchObject({
+      object: 'text_completion',
+      model: 'm',
+      choices: [{ text: 'abc', logprobs: null, finish_reason: 'length' }],
+      usage: { prompt_tokens: 7, completion_tokens: 2, total_tokens: 9 },
+    });
     expect(body.id).toMatch(/^cmpl-/);
-    const c = responseBody(chat({ logprobs: true }), result({ logprobs: LPS as never, usage: { promptTokens: 3, completionTokens: 2, cachedPromptTokens: 0 } as never }), 7, 'm');
-    expect(c).toMatchObject({ object: 'chat.completion', choices: [{ message: { role: 'assistant', content: 'abc' }, logprobs: { content: [{ token: 'ab' }, { token: 'c' }] } }], usage: { prompt_tokens: 3 } });
+    const c = responseBody(
+      chat({ logprobs: true }),
+      result({ logprobs: LPS as never, usage: { promptTokens: 3, completionTokens: 2, cachedPromptTokens: 0 } as never }),
+      7,
+      'm',
+    );
+    expect(c).toMatchObject({
+      object: 'chat.completion',
+      choices: [{ message: { role: 'assistant', content: 'abc' }, logprobs: { content: [{ token: 'ab' }, { token: 'c' }] } }],
+      usage: { prompt_tokens: 3 },
+    });
   });
 
   it('SSE: chat opens with the role, skips empty pieces, closes with finish_reason then usage', () => {
     const enc = new StreamEncoder(chat({ stream: true, stream_options: { include_usage: true } }), { id: 'chatcmpl-1', created: 1, model: 'm' });
-    expect(enc.opening()).toEqual([{ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], usage: null }]);
+    expect(enc.opening()).toEqual([
+      {
+        id: 'chatcmpl-1',
+        object: 'chat.completion.chunk',
+        created: 1,
+        model: 'm',
+        choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
+        usage: null,
+      },
+    ]);
     expect(enc.piece({ text: '' })).toBeUndefined();
     expect(enc.piece({ text: 'hi' })).toMatchObject({ choices: [{ delta: { content: 'hi' }, finish_reason: null }], usage: null });
     const [fin, usage, more] = enc.closing(result(), 4);
@@ -209,10 +245,16 @@ function serving(opts: { limit?: number } = {}) {
   const finished: FinishedRequest[] = [];
   const errors: string[] = [];
   const streams = new ConcurrencyLimiter(opts.limit ?? 0);
-  const make = () => new ServingRequest({
-    endpoint: 'completions', req: { clientKey: 'k' } as unknown as Request, res: res as unknown as Response, server, streams,
-    observeError: (r) => errors.push(r), onFinished: (f) => finished.push(f),
-  });
+  const make = () =>
+    new ServingRequest({
+      endpoint: 'completions',
+      req: { clientKey: 'k' } as unknown as Request,
+      res: res as unknown as Response,
+      server,
+      streams,
+      observeError: (r) => errors.push(r),
+      onFinished: (f) => finished.push(f),
+    });
   return { res, server, finished, errors, streams, make };
 }
 
@@ -277,7 +319,7 @@ describe('ServingRequest', () => {
     expect(s.finished[0]!.request).toBeUndefined();
   });
 
-  it('a refusal is answered in OpenAI\'s shape and reported failed, without a request', async () => {
+  it("a refusal is answered in OpenAI's shape and reported failed, without a request", async () => {
     const s = serving();
     const sr = s.make();
     await sr.run(async () => {
@@ -318,12 +360,20 @@ describe('ServingRequest', () => {
 
 describe('fanOutFinished', () => {
   const f: FinishedRequest = {
-    endpoint: 'chat_completions', outcome: 'finished', status: 200, stream: true, durationS: 0.5, clientDisconnected: false,
-    promptTokens: 2, request: { tokens: [1, 2], maxTokens: 4 }, result: result(),
+    endpoint: 'chat_completions',
+    outcome: 'finished',
+    status: 200,
+    stream: true,
+    durationS: 0.5,
+    clientDisconnected: false,
+    promptTokens: 2,
+    request: { tokens: [1, 2], maxTokens: 4 },
+    result: result(),
   };
 
   it('one record feeds both: the metrics record and the tuner event', () => {
-    const records: RequestRecord[] = [], events: GenerationEvent[] = [];
+    const records: RequestRecord[] = [],
+      events: GenerationEvent[] = [];
     fanOutFinished({ metrics: { onRequest: (r) => records.push(r) }, onGeneration: (e) => events.push(e) })(f);
     expect(records).toEqual([toRequestRecord(f)]);
     expect(records[0]).toMatchObject({ endpoint: 'chat_completions', finishReason: 'length', completionTokens: 2, promptTokens: 2 });
@@ -339,7 +389,11 @@ describe('fanOutFinished', () => {
     delete refused.result;
     fanOutFinished({ onGeneration: (e) => events.push(e) })(refused);
     expect(events).toEqual([]);
-    fanOutFinished({ onGeneration: () => { throw new Error('boom'); } })(f, log as never);
+    fanOutFinished({
+      onGeneration: () => {
+        throw new Error('boom');
+      },
+    })(f, log as never);
     expect(log.error).toHaveBeenCalledWith(expect.anything(), 'onGeneration hook failed');
   });
 });

@@ -32,13 +32,24 @@ const LIVE: LiveSettings = {
 
 function proposal(id: number, state: ProposalState): Proposal {
   return {
-    id, createdMs: 1000 * id, updatedMs: 1000 * id, state,
+    id,
+    createdMs: 1000 * id,
+    updatedMs: 1000 * id,
+    state,
     candidate: {
-      change: { scheduler: { maxBatchSize: 32 } }, temperature: 'hot', addresses: 'queueing', rationale: 'batches are full',
+      change: { scheduler: { maxBatchSize: 32 } },
+      temperature: 'hot',
+      addresses: 'queueing',
+      rationale: 'batches are full',
       predicted: { goodputTokensPerS: 200, baselineGoodputTokensPerS: 100, interTokenS: 0.05, meetsSlo: true },
     },
-    baseVersion: 3, target: { ...LIVE, scheduler: { ...LIVE.scheduler, maxBatchSize: 32 } }, needsApproval: state === 'verified',
-    findingId: null, evidence: null, appliedVersion: null, expiresMs: 1e13,
+    baseVersion: 3,
+    target: { ...LIVE, scheduler: { ...LIVE.scheduler, maxBatchSize: 32 } },
+    needsApproval: state === 'verified',
+    findingId: null,
+    evidence: null,
+    appliedVersion: null,
+    expiresMs: 1e13,
   };
 }
 
@@ -58,9 +69,16 @@ class FakeTuner implements TunerControl {
 
   status(): TunerStatus {
     return {
-      enabled: true, state: 'idle', pausedReason: '', metricsSource: 'registry', liveVersion: 3,
+      enabled: true,
+      state: 'idle',
+      pausedReason: '',
+      metricsSource: 'registry',
+      liveVersion: 3,
       schedule: { monitor: '* * * * *', analyze: '*/15 * * * *', report: '0 9 * * 1', timezone: 'UTC' },
-      lastRuns: [], findings: [], open: this.proposals.filter((p) => p.state !== 'confirmed'), verifying: null,
+      lastRuns: [],
+      findings: [],
+      open: this.proposals.filter((p) => p.state !== 'confirmed'),
+      verifying: null,
     };
   }
   async runNow(trigger: 'api' | 'alert', actor: Actor): Promise<RunOutcome> {
@@ -123,7 +141,12 @@ const stubEngine = { isClosed: false } as unknown as Engine;
 /** A pino logger at trace level whose whole output the test can read. */
 function capturingLogger() {
   let text = '';
-  const stream = new Writable({ write(c, _e, cb) { text += String(c); cb(); } });
+  const stream = new Writable({
+    write(c, _e, cb) {
+      text += String(c);
+      cb();
+    },
+  });
   return { logger: pino({ level: 'trace' }, stream), text: () => text };
 }
 
@@ -179,7 +202,9 @@ describe('tuner API with tokens configured', () => {
     server = await startServer({
       engine: stubEngine,
       options: { ...DEFAULT_SERVER_OPTIONS, port: 0, modelName: MODEL_NAME, alertsWebhookToken: ALERTS_TOKEN },
-      logger: log.logger, tuner, authTokens: AUTH_TOKENS,
+      logger: log.logger,
+      tuner,
+      authTokens: AUTH_TOKENS,
     });
     url = server.url;
   });
@@ -349,7 +374,13 @@ describe('tuner API with tokens configured', () => {
     expect(alerts.status).toBe(200);
     expect(alerts.body.object).toBe('list');
     expect((await api(url, 'GET', '/api/alerts', { token: TOKENS.admin })).status).toBe(401);
-    for (const [method, path] of [['GET', '/api/nope'], ['GET', '/api/tuner/run'], ['DELETE', '/api/proposals/2'], ['GET', '/api/proposals/2/approve'], ['GET', '/api']]) {
+    for (const [method, path] of [
+      ['GET', '/api/nope'],
+      ['GET', '/api/tuner/run'],
+      ['DELETE', '/api/proposals/2'],
+      ['GET', '/api/proposals/2/approve'],
+      ['GET', '/api'],
+    ]) {
       const r = await api(url, method!, path!, { token: TOKENS.admin });
       expect([r.status, r.body.error.code], `${method} ${path}`).toEqual([404, 'not_found']);
     }

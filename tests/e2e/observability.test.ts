@@ -100,7 +100,8 @@ async function waitUntil<T>(what: string, fn: () => Promise<T | undefined>, time
     } catch (e) {
       lastErr = e;
     }
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${lastErr instanceof Error ? lastErr.message : JSON.stringify(lastErr)}` : ''}`);
+    if (Date.now() > until)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${lastErr instanceof Error ? lastErr.message : JSON.stringify(lastErr)}` : ''}`);
     await sleep(everyMs);
   }
 }
@@ -136,7 +137,12 @@ function fastRules(file: string, forDuration: string | undefined): string {
   return toYaml(doc);
 }
 
-interface AmRoute { group_wait?: string; group_interval?: string; repeat_interval?: string; routes?: AmRoute[] }
+interface AmRoute {
+  group_wait?: string;
+  group_interval?: string;
+  repeat_interval?: string;
+  routes?: AmRoute[];
+}
 
 /** The committed Alertmanager config with its timers shortened and the webhook to tuneloop (the one whose URL ends in
  *  /api/alerts) pointed at this test's server and token file. The other receivers (pager, ticket, digest) keep their
@@ -183,7 +189,7 @@ describe.skipIf(MISSING.length > 0)(`observability against live Prometheus + Ale
 
   async function promQuery(expr: string): Promise<PromVector> {
     const r = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr)}`);
-    const body = await r.json() as { status: string; data?: PromVector; error?: string };
+    const body = (await r.json()) as { status: string; data?: PromVector; error?: string };
     if (body.status !== 'success' || !body.data) throw new Error(`query ${expr}: ${body.error ?? r.status}`);
     return body.data;
   }
@@ -219,28 +225,43 @@ describe.skipIf(MISSING.length > 0)(`observability against live Prometheus + Ale
     writeFileSync(join(dir, 'recording.rules.yml'), fastRules(join(ALERTS_DIR, 'recording.rules.yml'), undefined));
     writeFileSync(join(dir, 'alerting.rules.yml'), fastRules(join(ALERTS_DIR, 'alerting.rules.yml'), '5s'));
     const promConfig = join(dir, 'prometheus.yml');
-    writeFileSync(promConfig, toYaml({
-      global: { scrape_interval: '1s', evaluation_interval: '1s', scrape_timeout: '1s' },
-      rule_files: [join(dir, 'recording.rules.yml'), join(dir, 'alerting.rules.yml')],
-      alerting: { alertmanagers: [{ static_configs: [{ targets: [`127.0.0.1:${amPort}`] }] }] },
-      scrape_configs: [{ job_name: 'tuneloop', static_configs: [{ targets: [`127.0.0.1:${server.port}`] }] }],
-    }));
+    writeFileSync(
+      promConfig,
+      toYaml({
+        global: { scrape_interval: '1s', evaluation_interval: '1s', scrape_timeout: '1s' },
+        rule_files: [join(dir, 'recording.rules.yml'), join(dir, 'alerting.rules.yml')],
+        alerting: { alertmanagers: [{ static_configs: [{ targets: [`127.0.0.1:${amPort}`] }] }] },
+        scrape_configs: [{ job_name: 'tuneloop', static_configs: [{ targets: [`127.0.0.1:${server.port}`] }] }],
+      }),
+    );
 
-    children.push(startChild('alertmanager', ALERTMANAGER!, [
-      `--config.file=${amConfig}`, `--storage.path=${join(dir, 'am-data')}`,
-      `--web.listen-address=127.0.0.1:${amPort}`, '--cluster.listen-address=',
-    ], dir));
-    children.push(startChild('prometheus', PROMETHEUS!, [
-      `--config.file=${promConfig}`, `--storage.tsdb.path=${join(dir, 'prom-data')}`,
-      `--web.listen-address=127.0.0.1:${promPort}`,
-    ], dir));
+    children.push(
+      startChild(
+        'alertmanager',
+        ALERTMANAGER!,
+        [`--config.file=${amConfig}`, `--storage.path=${join(dir, 'am-data')}`, `--web.listen-address=127.0.0.1:${amPort}`, '--cluster.listen-address='],
+        dir,
+      ),
+    );
+    children.push(
+      startChild(
+        'prometheus',
+        PROMETHEUS!,
+        [`--config.file=${promConfig}`, `--storage.tsdb.path=${join(dir, 'prom-data')}`, `--web.listen-address=127.0.0.1:${promPort}`],
+        dir,
+      ),
+    );
     try {
       await waitUntil('Alertmanager ready', async () => ((await fetch(`http://127.0.0.1:${amPort}/-/ready`)).ok ? true : undefined), 30_000);
       await waitUntil('Prometheus ready', async () => ((await fetch(`${promUrl}/-/ready`)).ok ? true : undefined), 30_000);
-      await waitUntil('the tuneloop target up', async () => {
-        const v = await promQuery('up{job="tuneloop"}');
-        return v.result[0]?.value?.[1] === '1' ? true : undefined;
-      }, 20_000);
+      await waitUntil(
+        'the tuneloop target up',
+        async () => {
+          const v = await promQuery('up{job="tuneloop"}');
+          return v.result[0]?.value?.[1] === '1' ? true : undefined;
+        },
+        20_000,
+      );
     } catch (e) {
       throw new Error(`${String(e)}\n${logsOnFailure()}`, { cause: e });
     }
@@ -249,15 +270,18 @@ describe.skipIf(MISSING.length > 0)(`observability against live Prometheus + Ale
     // A few client errors so the error families have series (an unknown model → 404).
     for (let i = 0; i < 3; i++) {
       await fetch(`${server.url}/v1/completions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'nope', prompt: 'x' }),
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'nope', prompt: 'x' }),
       });
     }
     // Closed loop, a few streams: every TTFT is far above the 0.1 ms objective.
     await runLoad({ url: server.url, concurrency: 3, durationS: LOAD_S, outputLen: '16', seed: 1, drainTimeoutS: 10 });
     mark('load done');
     // Keep a trickle going so the 1m rates stay non-empty while the assertions run.
-    backgroundLoad = runLoad({ url: server.url, concurrency: 1, durationS: 600, outputLen: '8', seed: 2, signal: background.signal, drainTimeoutS: 1 })
-      .catch(() => undefined);
+    backgroundLoad = runLoad({ url: server.url, concurrency: 1, durationS: 600, outputLen: '8', seed: 2, signal: background.signal, drainTimeoutS: 1 }).catch(
+      () => undefined,
+    );
   }, 120_000);
 
   afterAll(async () => {
@@ -276,11 +300,16 @@ describe.skipIf(MISSING.length > 0)(`observability against live Prometheus + Ale
     expect(rules.length).toBeGreaterThan(0);
     const names = rules.map((r) => r.name);
     // Rules evaluate every second in the fast copy; give each group a few rounds after the load.
-    const empty = await waitUntil('every recording rule to have data', async () => {
-      const missing: string[] = [];
-      for (const n of names) if ((await promQuery(n)).result.length === 0) missing.push(n);
-      return missing.length === 0 ? [] : undefined;
-    }, 20_000, 1000).catch(async () => {
+    const empty = await waitUntil(
+      'every recording rule to have data',
+      async () => {
+        const missing: string[] = [];
+        for (const n of names) if ((await promQuery(n)).result.length === 0) missing.push(n);
+        return missing.length === 0 ? [] : undefined;
+      },
+      20_000,
+      1000,
+    ).catch(async () => {
       const missing: string[] = [];
       for (const n of names) if ((await promQuery(n)).result.length === 0) missing.push(n);
       return missing;
@@ -312,17 +341,29 @@ describe.skipIf(MISSING.length > 0)(`observability against live Prometheus + Ale
     expect(critical.length, 'alerts/alerting.rules.yml has a critical TTFT latency alert').toBeGreaterThan(0);
     const names = new Set(critical.map((a) => a.name));
 
-    const firingInProm = await waitUntil('the critical latency alert to fire in Prometheus', async () => {
-      const r = await fetch(`${promUrl}/api/v1/alerts`);
-      const body = await r.json() as { data: { alerts: { labels: Record<string, string>; state: string }[] } };
-      const hit = body.data.alerts.find((a) => names.has(a.labels['alertname'] ?? '') && a.state === 'firing');
-      return hit;
-    }, 60_000, 1000).catch((e: unknown) => { throw new Error(`${String(e)}\n${logsOnFailure()}`); });
+    const firingInProm = await waitUntil(
+      'the critical latency alert to fire in Prometheus',
+      async () => {
+        const r = await fetch(`${promUrl}/api/v1/alerts`);
+        const body = (await r.json()) as { data: { alerts: { labels: Record<string, string>; state: string }[] } };
+        const hit = body.data.alerts.find((a) => names.has(a.labels['alertname'] ?? '') && a.state === 'firing');
+        return hit;
+      },
+      60_000,
+      1000,
+    ).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n${logsOnFailure()}`);
+    });
     mark('alert firing in prometheus');
 
-    const delivered = await waitUntil('Alertmanager to deliver it to POST /api/alerts', async () =>
-      inbox.list({ status: 'firing' }).find((a) => a.labels['alertname'] === firingInProm.labels['alertname']), 30_000, 250)
-      .catch((e: unknown) => { throw new Error(`${String(e)}\n${logsOnFailure()}`); });
+    const delivered = await waitUntil(
+      'Alertmanager to deliver it to POST /api/alerts',
+      async () => inbox.list({ status: 'firing' }).find((a) => a.labels['alertname'] === firingInProm.labels['alertname']),
+      30_000,
+      250,
+    ).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n${logsOnFailure()}`);
+    });
     mark('alert delivered to tuneloop');
     expect(delivered.labels['severity']).toBe('critical');
     expect(delivered.receiver).toBe('tuneloop');
@@ -333,4 +374,3 @@ describe.skipIf(MISSING.length > 0)(`observability against live Prometheus + Ale
     expect(text).toMatch(/tuneloop_alerts_received_total\{severity="critical",status="firing"\} [1-9]/);
   });
 });
-

@@ -31,7 +31,12 @@ describe('soak: 2 minutes of mixed traffic with live reconfigures and a reload',
     const engine = h.engine;
     const before = await scrapeMetrics(h.url);
     const r = await runSoak({
-      url: h.url, model: h.config.model.name, concurrency: 8, durationS: DURATION_S, maxTokens: 48, seed: 9,
+      url: h.url,
+      model: h.config.model.name,
+      concurrency: 8,
+      durationS: DURATION_S,
+      maxTokens: 48,
+      seed: 9,
       events: standardSoakEvents(engine, DURATION_S, 15),
       sample: () => ({ rssBytes: process.memoryUsage().rss, kvBlocksUsed: engine.stats().kvCache.blocksUsed }),
       gcBeforeSample: true,
@@ -40,10 +45,12 @@ describe('soak: 2 minutes of mixed traffic with live reconfigures and a reload',
     expect(await waitFor(() => engine.stats().kvCache.blocksUsed === 0 && engine.stats().requests.running === 0, 5000, 20)).toBe(true);
     const after = await scrapeMetrics(h.url);
     const problems = checkSoakCounters(r.traffic, before, after);
-    console.log(formatSoak(r, [
-      ['RSS samples', r.samples.map((s) => (s.rssBytes / MiB).toFixed(0)).join(' ') + ' MiB'],
-      ['counters', problems.length ? problems.join('; ') : 'consistent with the traffic sent'],
-    ]));
+    console.log(
+      formatSoak(r, [
+        ['RSS samples', r.samples.map((s) => (s.rssBytes / MiB).toFixed(0)).join(' ') + ' MiB'],
+        ['counters', problems.length ? problems.join('; ') : 'consistent with the traffic sent'],
+      ]),
+    );
 
     // Traffic of every kind went through, and only the planned disconnects did not complete.
     expect(r.traffic.failed).toBe(0);
@@ -74,7 +81,10 @@ describe('soak: 2 minutes of mixed traffic with live reconfigures and a reload',
     // No handle left behind: once the server, tuner and engine are stopped, the process holds what it held before.
     await h.stop();
     h = undefined;
-    const grown = (): string[] => Object.entries(activeResources()).filter(([k, v]) => v > (baseline[k] ?? 0)).map(([k, v]) => `${k} ${baseline[k] ?? 0} → ${v}`);
+    const grown = (): string[] =>
+      Object.entries(activeResources())
+        .filter(([k, v]) => v > (baseline[k] ?? 0))
+        .map(([k, v]) => `${k} ${baseline[k] ?? 0} → ${v}`);
     await waitFor(() => grown().length === 0, 5000, 50);
     expect(grown()).toEqual([]);
   }, 200_000);

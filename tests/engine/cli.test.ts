@@ -17,8 +17,23 @@ describe.skipIf(!built)('tuneloop generate (CLI)', () => {
   afterAll(() => models.cleanup());
 
   it('--json prints one object with text, tokens and timings', async () => {
-    const { stdout } = await run(process.execPath, [BIN, 'generate', '--model', model, '--prompt', 'hello world', '--max-tokens', '8',
-      '--temperature', '0', '--quant', 'int8', '--threads', '1', '--json']);
+    const { stdout } = await run(process.execPath, [
+      BIN,
+      'generate',
+      '--model',
+      model,
+      '--prompt',
+      'hello world',
+      '--max-tokens',
+      '8',
+      '--temperature',
+      '0',
+      '--quant',
+      'int8',
+      '--threads',
+      '1',
+      '--json',
+    ]);
     const out = JSON.parse(stdout.trim());
     expect(typeof out.text).toBe('string');
     expect(out.tokens.length).toBeGreaterThan(0);

@@ -11,7 +11,11 @@ const MODEL = join(REPO_ROOT, 'models', 'tuneloop-shakespeare.gguf');
 const SLICE = join(REPO_ROOT, 'models', 'validation-slice.txt');
 const EVAL = join(REPO_ROOT, 'models', 'tuneloop-shakespeare.eval.json');
 
-interface Figure { nll: number; perplexity: number; predicted_tokens: number }
+interface Figure {
+  nll: number;
+  perplexity: number;
+  predicted_tokens: number;
+}
 interface EvalDoc {
   model_sha256: string;
   bos_token_id: number;
@@ -68,10 +72,20 @@ describe('default model: tuneloop-shakespeare', () => {
 
   it('has the documented Llama shape and GPT-2 byte-level BPE tokenizer', () => {
     expect(engine.info).toMatchObject({
-      architecture: 'llama', name: 'tuneloop-shakespeare', tokenizer: 'gpt2', nVocab: 2048, dim: 256, nLayers: 6,
-      nHeads: 8, nKvHeads: 4, ffnDim: 672, contextLength: ev.context_length, bos: ev.bos_token_id, eos: ev.bos_token_id,
+      architecture: 'llama',
+      name: 'tuneloop-shakespeare',
+      tokenizer: 'gpt2',
+      nVocab: 2048,
+      dim: 256,
+      nLayers: 6,
+      nHeads: 8,
+      nKvHeads: 4,
+      ffnDim: 672,
+      contextLength: ev.context_length,
+      bos: ev.bos_token_id,
+      eos: ev.bos_token_id,
     });
-    for (const d of [engine.info.nVocab, engine.info.dim, engine.info.ffnDim, engine.info.dim / engine.info.nHeads * engine.info.nKvHeads]) {
+    for (const d of [engine.info.nVocab, engine.info.dim, engine.info.ffnDim, (engine.info.dim / engine.info.nHeads) * engine.info.nKvHeads]) {
       expect(d % 32).toBe(0);
     }
   });
@@ -91,7 +105,7 @@ describe('default model: tuneloop-shakespeare', () => {
   });
 
   // Generous timeouts: with the portable scalar kernels (TL_KERNELS=scalar) the perplexity tests take about a minute.
-  it('matches the training framework\'s validation perplexity within 1%', { timeout: 300_000 }, async () => {
+  it("matches the training framework's validation perplexity within 1%", { timeout: 300_000 }, async () => {
     const got = await slicePerplexity('f32');
     const want = ev.slice.framework_file_weights.perplexity;
     console.log(`default model: slice perplexity engine f32 ${got.toFixed(4)}, framework ${want.toFixed(4)} (${((got / want - 1) * 100).toFixed(3)}%)`);
@@ -103,7 +117,11 @@ describe('default model: tuneloop-shakespeare', () => {
     const f32 = await slicePerplexity('f32');
     const rel: Record<string, number> = {};
     for (const w of ['int8', 'bf16', 'int4'] as const) rel[w] = (await slicePerplexity(w)) / f32 - 1;
-    console.log(`default model: slice perplexity vs f32: ${Object.entries(rel).map(([w, r]) => `${w} ${(r * 100).toFixed(3)}%`).join(', ')}`);
+    console.log(
+      `default model: slice perplexity vs f32: ${Object.entries(rel)
+        .map(([w, r]) => `${w} ${(r * 100).toFixed(3)}%`)
+        .join(', ')}`,
+    );
     expect(Math.abs(rel.int8!)).toBeLessThan(0.02);
     expect(Math.abs(rel.bf16!)).toBeLessThan(0.01);
     expect(Math.abs(rel.int4!)).toBeLessThan(0.05); // 0.7% when shipped; the model card records it

@@ -9,7 +9,10 @@ describe('the event loop stays free while the engine works', () => {
   let engine: Engine;
   beforeAll(async () => {
     // Big enough that one decode step takes milliseconds and the whole generation about a second.
-    const file = models.write({ dim: 512, nLayers: 8, nHeads: 8, nKvHeads: 4, ffnDim: 1536, nVocab: 4096, contextLength: 1024, ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: true }, 'f32');
+    const file = models.write(
+      { dim: 512, nLayers: 8, nHeads: 8, nKvHeads: 4, ffnDim: 1536, nVocab: 4096, contextLength: 1024, ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: true },
+      'f32',
+    );
     // One compute thread leaves the second core to Node, as a deployment would size it.
     engine = await Engine.load({ model: file, weights: 'f32', threads: 1 });
   });
@@ -35,7 +38,9 @@ describe('the event loop stays free while the engine works', () => {
     const p90 = lags[Math.floor(lags.length * 0.9)]!;
     const p99 = lags[Math.floor(lags.length * 0.99)]!;
     const max = lags[lags.length - 1]!;
-    console.log(`generation ${r.timings.decodeMs.toFixed(0)} ms, ${r.tokens.length} tokens in ${chunks} chunks; timer ticks ${lags.length}, lag p90 ${p90.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, max ${max.toFixed(2)} ms`);
+    console.log(
+      `generation ${r.timings.decodeMs.toFixed(0)} ms, ${r.tokens.length} tokens in ${chunks} chunks; timer ticks ${lags.length}, lag p90 ${p90.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, max ${max.toFixed(2)} ms`,
+    );
     expect(r.tokens.length).toBe(300);
     // The generation took long enough that a blocked loop would have shown.
     expect(r.timings.decodeMs).toBeGreaterThan(300);
@@ -56,7 +61,13 @@ describe('the event loop stays free while the engine works', () => {
     const niceOf = (tid: string): number => Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
     const before = new Set(readdirSync('/proc/self/task'));
     const mainNice = niceOf(String(process.pid));
-    const other = await Engine.load({ model: models.write({ dim: 64, nLayers: 1, nHeads: 4, nKvHeads: 2, ffnDim: 128, nVocab: 320, contextLength: 64, ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: true }, 'f32'), threads: 2 });
+    const other = await Engine.load({
+      model: models.write(
+        { dim: 64, nLayers: 1, nHeads: 4, nKvHeads: 2, ffnDim: 128, nVocab: 320, contextLength: 64, ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: true },
+        'f32',
+      ),
+      threads: 2,
+    });
     try {
       await other.generate({ tokens: [1, 2, 3], maxTokens: 4, temperature: 0, stopAtEos: false }).result; // workers started
       const added = readdirSync('/proc/self/task').filter((t) => !before.has(t));

@@ -220,15 +220,12 @@ describe('unsupported content', () => {
 });
 
 describe('inconsistent models are MODEL_CORRUPT', () => {
-  it.each(['blk.0.attn_k.weight', 'output_norm.weight', 'token_embd.weight', 'blk.0.ffn_down.weight'])(
-    'missing required tensor %s',
-    async (name) => {
-      const p = writeModel(`missing-${name}.gguf`, (m) => {
-        m.tensors = m.tensors.filter((t) => t.name !== name);
-      });
-      expectEngineError(await loadError({ model: p }), 'MODEL_CORRUPT', [name]);
-    },
-  );
+  it.each(['blk.0.attn_k.weight', 'output_norm.weight', 'token_embd.weight', 'blk.0.ffn_down.weight'])('missing required tensor %s', async (name) => {
+    const p = writeModel(`missing-${name}.gguf`, (m) => {
+      m.tensors = m.tensors.filter((t) => t.name !== name);
+    });
+    expectEngineError(await loadError({ model: p }), 'MODEL_CORRUPT', [name]);
+  });
 
   it('a tensor whose shape disagrees with the metadata (ffn_gate rows != feed_forward_length)', async () => {
     const p = writeModel('shape-ffn.gguf', (m) => {
@@ -264,8 +261,14 @@ describe('inconsistent models are MODEL_CORRUPT', () => {
       };
       // Tokens, scores and types grow together so that the tokenizer itself stays consistent.
       grow('tokenizer.ggml.tokens', extra);
-      grow('tokenizer.ggml.scores', extra.map(() => -1000));
-      grow('tokenizer.ggml.token_type', extra.map(() => 1));
+      grow(
+        'tokenizer.ggml.scores',
+        extra.map(() => -1000),
+      );
+      grow(
+        'tokenizer.ggml.token_type',
+        extra.map(() => 1),
+      );
     });
     expectEngineError(await loadError({ model: p }), 'MODEL_CORRUPT', [/token_embd|vocab/i]);
   });
@@ -310,11 +313,11 @@ describe('invalid options and requests', () => {
   });
 
   it('contextLength above the model maximum is INVALID_ARGUMENT naming both numbers', async () => {
-    expectEngineError(
-      await loadError({ model: validPath, contextLength: SHAPE.contextLength * 4 }),
-      'INVALID_ARGUMENT',
-      ['contextLength', String(SHAPE.contextLength * 4), String(SHAPE.contextLength)],
-    );
+    expectEngineError(await loadError({ model: validPath, contextLength: SHAPE.contextLength * 4 }), 'INVALID_ARGUMENT', [
+      'contextLength',
+      String(SHAPE.contextLength * 4),
+      String(SHAPE.contextLength),
+    ]);
   });
 
   it('contextLength 1 or fractional is INVALID_ARGUMENT', async () => {

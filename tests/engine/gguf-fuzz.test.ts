@@ -60,26 +60,14 @@ beforeAll(() => {
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tl-fuzz-'));
   // Two bases so that both tokenizers' metadata and both plain and block-quantized tensor data get mutated.
   const q8 = encodeGguf(buildSyntheticLlama({ shape: SHAPE, fileType: 'q8_0', seed: 3, tokenizer: 'llama' }));
-  const f16 = encodeGguf(
-    buildSyntheticLlama({ shape: { ...SHAPE, tiedEmbeddings: true }, fileType: 'f16', seed: 4, tokenizer: 'gpt2' }),
-  );
+  const f16 = encodeGguf(buildSyntheticLlama({ shape: { ...SHAPE, tiedEmbeddings: true }, fileType: 'f16', seed: 4, tokenizer: 'gpt2' }));
   bases.push({ label: 'q8_0/llama', ...q8 }, { label: 'f16/gpt2/tied', ...f16 });
 });
 afterAll(() => {
   if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
 });
 
-const HUGE_U64 = [
-  0xffffffffffffffffn,
-  0x8000000000000000n,
-  0x7fffffffffffffffn,
-  0x100000000n,
-  0xffffffffn,
-  0x80000000n,
-  1n << 40n,
-  0n,
-  1n,
-];
+const HUGE_U64 = [0xffffffffffffffffn, 0x8000000000000000n, 0x7fffffffffffffffn, 0x100000000n, 0xffffffffn, 0x80000000n, 1n << 40n, 0n, 1n];
 
 const U32_VALUES = [0, 1, 2, 3, 7, 31, 32, 33, 64, 1000, 65536, 0x7fffffff, 0x80000000, 0xffffffff];
 const F32_VALUES = [0, -1, NaN, Infinity, -Infinity, 1e-30, 1e30, 0.5];
@@ -113,8 +101,7 @@ function mutate(base: Base, rng: Xoshiro128): { bytes: Buffer; log: string[] } {
   const log: string[] = [];
   const { layout } = base;
   // Positional mutations aim at the header 3/4 of the time: that is where the parser's decisions are.
-  const pos = (): number =>
-    rng.nextFloat() < 0.75 ? rng.nextInt(Math.min(layout.tensorInfoEnd, b.length)) : rng.nextInt(b.length);
+  const pos = (): number => (rng.nextFloat() < 0.75 ? rng.nextInt(Math.min(layout.tensorInfoEnd, b.length)) : rng.nextInt(b.length));
   const n = 1 + Math.floor(8 * rng.nextFloat() ** 2);
   for (let k = 0; k < n && b.length > 0; k++) {
     const kind = pickKind(rng);

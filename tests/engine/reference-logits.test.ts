@@ -13,21 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Engine, type WeightsPolicy } from '../../src/engine/index.js';
 import { writeGgufFile } from '../../tools/lib/gguf-writer.js';
-import {
-  Xoshiro128,
-  buildSyntheticLlama,
-  type LlamaShape,
-  type SyntheticFileType,
-  type SyntheticTokenizer,
-} from '../../tools/lib/synthetic-llama.js';
-import {
-  argmax,
-  loadReferenceModel,
-  referenceForward,
-  topMargin,
-  withGroupQuantizedMatrices,
-  type ReferenceModel,
-} from './reference/llama-reference.js';
+import { Xoshiro128, buildSyntheticLlama, type LlamaShape, type SyntheticFileType, type SyntheticTokenizer } from '../../tools/lib/synthetic-llama.js';
+import { argmax, loadReferenceModel, referenceForward, topMargin, withGroupQuantizedMatrices, type ReferenceModel } from './reference/llama-reference.js';
 
 interface Case {
   label: string;

@@ -62,10 +62,13 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('reload after the model file was deleted or replaced by rename', () => {
   const cases: [string, (path: string) => void][] = [
     ['deleted', (p) => unlinkSync(p)],
-    ['replaced by a corrupt file (rename)', (p) => {
-      writeFileSync(`${p}.new`, Buffer.concat([Buffer.from('GGUF'), Buffer.alloc(4096, 0xff)]));
-      renameSync(`${p}.new`, p);
-    }],
+    [
+      'replaced by a corrupt file (rename)',
+      (p) => {
+        writeFileSync(`${p}.new`, Buffer.concat([Buffer.from('GGUF'), Buffer.alloc(4096, 0xff)]));
+        renameSync(`${p}.new`, p);
+      },
+    ],
   ];
   it.each(cases)('%s: the reload reads the model that was loaded, and succeeds', async (_name, damage) => {
     const path = modelCopy();
@@ -92,11 +95,15 @@ describe('reload after the model file was rewritten in place', () => {
     const path = modelCopy();
     const engine = await Engine.load({ model: path, threads: 1 });
     try {
-      const info = engine.info, settings = engine.stats().settings;
+      const info = engine.info,
+        settings = engine.stats().settings;
       // A long generation in flight across the failed reload.
       const inflight = greedy(engine, 160);
       damage(path);
-      const err = await engine.reload({ weights: 'int8' }).then(() => undefined, (e: unknown) => e);
+      const err = await engine.reload({ weights: 'int8' }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(EngineError);
       expect((err as EngineError).code).toBe('MODEL_CORRUPT');
       expect((err as EngineError).message).toContain(path);
@@ -123,13 +130,23 @@ describe('through the tuner', () => {
     try {
       const live = h.store.currentSettings()!;
       const target = { ...live.settings, layout: { ...live.settings.layout, weights: 'int8' as const } };
-      const p = h.store.createProposal({
-        candidate: {
-          change: { layout: { weights: 'int8' } }, temperature: 'cold', addresses: 'compute_bound', rationale: 'reload-fault test',
-          predicted: { goodputTokensPerS: 2, baselineGoodputTokensPerS: 1, interTokenS: 0.01, meetsSlo: true },
+      const p = h.store.createProposal(
+        {
+          candidate: {
+            change: { layout: { weights: 'int8' } },
+            temperature: 'cold',
+            addresses: 'compute_bound',
+            rationale: 'reload-fault test',
+            predicted: { goodputTokensPerS: 2, baselineGoodputTokensPerS: 1, interTokenS: 0.01, meetsSlo: true },
+          },
+          baseVersion: live.version,
+          target,
+          needsApproval: true,
+          findingId: null,
+          expiresMs: Date.now() + 3_600_000,
         },
-        baseVersion: live.version, target, needsApproval: true, findingId: null, expiresMs: Date.now() + 3_600_000,
-      }, SYSTEM);
+        SYSTEM,
+      );
       h.store.transition(p.id, 'proposed', 'verifying', SYSTEM);
       h.store.transition(p.id, 'verifying', 'verified', SYSTEM);
       truncateSync(path, 4096);
@@ -150,7 +167,8 @@ describe('through the tuner', () => {
       expect((await h.api('/api/config', { role: 'viewer' })).body).toMatchObject({ version: live.version, settings: live.settings });
       expect(h.engine.info.weights).toBe('f32');
       const res = await fetch(`${h.url}/v1/completions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ model: h.config.model.name, prompt: PROMPT, max_tokens: 8 }),
       });
       expect(res.status).toBe(200);

@@ -25,7 +25,9 @@ async function occupy(engine: Engine, maxTokens = 400, hold = true): Promise<Gen
 
 function busyWaitMs(ms: number): void {
   const until = performance.now() + ms;
-  while (performance.now() < until) { /* spin */ }
+  while (performance.now() < until) {
+    /* spin */
+  }
 }
 
 describe('admission limit (maxQueueLength)', () => {
@@ -66,7 +68,10 @@ describe('admission limit (maxQueueLength)', () => {
   // Free batch slots take arrivals before the queue does: maxQueueLength counts only requests that must wait behind a
   // full batch. (It once counted every not-yet-started request, so maxQueueLength 0 refused all work on an idle engine.)
   it('free batch slots absorb a burst: an idle engine admits maxBatchSize + maxQueueLength, then refuses', async () => {
-    for (const [maxBatchSize, maxQueueLength] of [[16, 0], [4, 2]] as const) {
+    for (const [maxBatchSize, maxQueueLength] of [
+      [16, 0],
+      [4, 2],
+    ] as const) {
       const engine = await load(slow, { scheduler: { maxBatchSize, maxQueueLength, maxQueueDelayMs: 0 } });
       try {
         const accepted: Generation[] = [];
@@ -133,7 +138,9 @@ describe('admission limit (maxQueueLength)', () => {
       const first = await occupy(engine, 500, false);
       // While the first request holds the only batch slot, keep trying to submit for 25 ms (a few steps); then
       // cancel what got in and try again. Nothing accepted can start, so every accepted request is waiting.
-      let worst = 0, worstWaiting = 0, refused = 0;
+      let worst = 0,
+        worstWaiting = 0,
+        refused = 0;
       for (let round = 0; round < 4; round++) {
         const accepted: Generation[] = [];
         const t0 = performance.now();
@@ -206,7 +213,9 @@ describe('deadlines', () => {
     let streamed = 0;
     try {
       for await (const c of gen) streamed += c.tokens.length;
-    } catch { /* the stream ends with the error too */ }
+    } catch {
+      /* the stream ends with the error too */
+    }
     const err = await rejectionOf(gen.result);
     const ms = performance.now() - t0;
     console.log(`running request with deadlineMs 80: ${err.code} after ${ms.toFixed(1)} ms and ${streamed} tokens: ${err.message}`);

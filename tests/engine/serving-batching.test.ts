@@ -4,7 +4,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine, GenerateRequest, GenerationResult } from '../../src/engine/index.js';
 import {
-  SERVE_SHAPE, expectBlocksAddUp, expectHistogramConsistent, expectNoLeakedBlocks, greedy, histMean, load, promptOf, runAlone, sleep, waitFor,
+  SERVE_SHAPE,
+  expectBlocksAddUp,
+  expectHistogramConsistent,
+  expectNoLeakedBlocks,
+  greedy,
+  histMean,
+  load,
+  promptOf,
+  runAlone,
+  sleep,
+  waitFor,
 } from '../helpers/serving.js';
 import { TempModels } from '../helpers/synthetic.js';
 
@@ -19,7 +29,8 @@ afterAll(() => models.cleanup());
 function mixedRequests(): GenerateRequest[] {
   const reqs: GenerateRequest[] = [greedy(promptOf(0, 24), 32)];
   for (let i = 1; i < 16; i++) {
-    const len = 3 + ((i * 37) % 61), n = 8 + ((i * 13) % 41);
+    const len = 3 + ((i * 37) % 61),
+      n = 8 + ((i * 13) % 41);
     reqs.push(i % 4 === 0 ? { tokens: promptOf(i, len), maxTokens: n, temperature: 0.9, topK: 40, seed: 1000 + i, stopAtEos: false } : greedy(promptOf(i, len), n));
   }
   return reqs;
@@ -33,7 +44,13 @@ describe('batch invariance', () => {
     let alone: GenerationResult[];
     try {
       alone = await runAlone(solo, reqs);
-      expect(solo.stats().batches.size.counts.slice(1).every((c) => c === 0), 'alone: every step had one sequence').toBe(true);
+      expect(
+        solo
+          .stats()
+          .batches.size.counts.slice(1)
+          .every((c) => c === 0),
+        'alone: every step had one sequence',
+      ).toBe(true);
     } finally {
       await solo.close();
     }
@@ -51,7 +68,10 @@ describe('batch invariance', () => {
       const s = engine.stats();
       const size = s.batches.size;
       // Batches of more than one sequence did happen: buckets above le=1 hold steps, and the largest reached 16.
-      expect(size.counts.slice(1).reduce((a, b) => a + b, 0), 'steps with more than one sequence').toBeGreaterThan(0);
+      expect(
+        size.counts.slice(1).reduce((a, b) => a + b, 0),
+        'steps with more than one sequence',
+      ).toBeGreaterThan(0);
       expect(size.counts[4]!, 'steps in the (8, 16] bucket').toBeGreaterThan(0);
       expect(s.batches.stepDurationSeconds.mixed.count + s.batches.stepDurationSeconds.prefill.count).toBeGreaterThan(0);
       await expectNoLeakedBlocks(engine);
@@ -67,18 +87,20 @@ describe('batch invariance', () => {
     try {
       const gens = Array.from({ length: 16 }, (_, i) => engine.generate(greedy(promptOf(100 + i, 12), 48)));
       // Consume as streams (as a server would), not just the results.
-      const counts = await Promise.all(gens.map(async (g) => {
-        let n = 0;
-        for await (const c of g) n += c.tokens.length;
-        return n;
-      }));
+      const counts = await Promise.all(
+        gens.map(async (g) => {
+          let n = 0;
+          for await (const c of g) n += c.tokens.length;
+          return n;
+        }),
+      );
       expect(counts).toEqual(Array(16).fill(48));
       const s = engine.stats();
       const mean = histMean(s.batches.size);
       console.log(`16 streams x 48 tokens: ${s.batches.steps} steps, mean batch size ${mean.toFixed(2)}, flushes ${JSON.stringify(s.batches.flushes)}`);
       expect(mean).toBeGreaterThan(8);
       // 16 x 48 tokens take far fewer steps than 768.
-      expect(s.batches.steps).toBeLessThan(16 * 48 / 4);
+      expect(s.batches.steps).toBeLessThan((16 * 48) / 4);
     } finally {
       await engine.close();
     }
@@ -180,7 +202,9 @@ describe('flush reasons: every batch records why it ran', () => {
 describe('stats snapshot', () => {
   it('counters and histograms agree with what the requests report', async () => {
     const engine = await load(model, {
-      threads: 1, kvBlockSizeTokens: 16, kvCacheBlocks: 48,
+      threads: 1,
+      kvBlockSizeTokens: 16,
+      kvCacheBlocks: 48,
       scheduler: { maxBatchSize: 8, maxBatchTokens: 256, maxQueueDelayMs: 3, queueGrowThreshold: 20, maxQueueLength: 100 },
     });
     try {
@@ -240,9 +264,19 @@ describe('stats snapshot', () => {
       // f32 KV: 2 layers x 48 blocks x 16 tokens x kv_dim 64 x (K and V) x 4 bytes.
       expect(s.memoryBytes.kv).toBe(2 * 48 * 16 * 64 * 2 * 4);
       expect(s.settings).toEqual({
-        maxBatchSize: 8, maxBatchTokens: 256, maxQueueDelayMs: 3, queueGrowThreshold: 20, maxQueueLength: 100,
-        weights: 'f32', kvDtype: 'f32', tpDegree: 1, threadsPerRank: 1, kvBlockSizeTokens: 16, kvCacheBlocks: 48,
-        allreduceDelayUs: 0, contextLength: 512,
+        maxBatchSize: 8,
+        maxBatchTokens: 256,
+        maxQueueDelayMs: 3,
+        queueGrowThreshold: 20,
+        maxQueueLength: 100,
+        weights: 'f32',
+        kvDtype: 'f32',
+        tpDegree: 1,
+        threadsPerRank: 1,
+        kvBlockSizeTokens: 16,
+        kvCacheBlocks: 48,
+        allreduceDelayUs: 0,
+        contextLength: 512,
       });
       expect(s.kvCache.blocksTotal).toBe(48);
       expect(s.kvCache.blockSizeTokens).toBe(16);
@@ -295,7 +329,8 @@ describe('stats snapshot', () => {
       await new Promise((r) => setTimeout(r, 5));
       const first = engine.stats();
       const t0 = performance.now();
-      let worst = 0, n = 0;
+      let worst = 0,
+        n = 0;
       while (performance.now() - t0 < 150) {
         const a = performance.now();
         engine.stats();

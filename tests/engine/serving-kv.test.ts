@@ -3,7 +3,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineError } from '../../src/engine/index.js';
 import {
-  SERVE_SHAPE, argmaxRows, cosine, expectBlocksAddUp, expectNoLeakedBlocks, greedy, load, promptOf, rejectionOf, runAlone, sleep, waitFor,
+  SERVE_SHAPE,
+  argmaxRows,
+  cosine,
+  expectBlocksAddUp,
+  expectNoLeakedBlocks,
+  greedy,
+  load,
+  promptOf,
+  rejectionOf,
+  runAlone,
+  sleep,
+  waitFor,
 } from '../helpers/serving.js';
 import { TempModels } from '../helpers/synthetic.js';
 
@@ -87,11 +98,13 @@ describe('preemption when the pool is tiny', () => {
     try {
       const gens = reqs.map((r) => engine.generate(r));
       // Every stream delivers its tokens exactly once, in order, even when its sequence is recomputed.
-      const streamed = await Promise.all(gens.map(async (g) => {
-        const toks: number[] = [];
-        for await (const c of g) toks.push(...c.tokens);
-        return toks;
-      }));
+      const streamed = await Promise.all(
+        gens.map(async (g) => {
+          const toks: number[] = [];
+          for await (const c of g) toks.push(...c.tokens);
+          return toks;
+        }),
+      );
       const rs = await Promise.all(gens.map((g) => g.result));
       const s = engine.stats();
       console.log(`6-block pool, 5 x 60-token requests: ${s.batches.preemptions} preemptions, ${s.batches.steps} steps, prefix hits ${s.kvCache.prefixHits}`);
@@ -159,17 +172,23 @@ describe('no leaked blocks', () => {
       const stopAt = free.text.length > 8 ? free.text.slice(4, 7) : undefined;
 
       const endings: Promise<string>[] = [];
-      const track = (p: Promise<{ finishReason: string }>) => endings.push(p.then((r) => r.finishReason, (e: EngineError) => e.code));
+      const track = (p: Promise<{ finishReason: string }>) =>
+        endings.push(
+          p.then(
+            (r) => r.finishReason,
+            (e: EngineError) => e.code,
+          ),
+        );
       for (let round = 0; round < 3; round++) {
         const gens = [
-          engine.generate(greedy(promptOf(81 + round, 30), 30)),                                    // length
+          engine.generate(greedy(promptOf(81 + round, 30), 30)), // length
           engine.generate({ tokens: promptOf(80, 12), maxTokens: 40, temperature: 0, stopAtEos: false, ...(stopAt ? { stop: [stopAt] } : {}) }), // stop
-          engine.generate({ tokens: promptOf(84 + round, 9), maxTokens: 50, temperature: 1, seed: round }),   // sampled, may hit EOS
-          engine.generate(greedy(promptOf(87 + round, 40), 200, { pauseAfterTokens: 2 })),          // cancelled while running (paused: cannot finish first)
-          engine.generate(greedy(promptOf(90 + round, 10), 200, { deadlineMs: 15 })),              // timed out while running
-          engine.generate(greedy(promptOf(93 + round, 64), 100)),                                   // long: pressure on the pool
-          engine.generate(greedy(promptOf(96 + round, 20), 100)),                                   // waiting (batch is 6): cancelled
-          engine.generate(greedy(promptOf(99 + round, 20), 100, { deadlineMs: 1 })),               // waiting: timed out
+          engine.generate({ tokens: promptOf(84 + round, 9), maxTokens: 50, temperature: 1, seed: round }), // sampled, may hit EOS
+          engine.generate(greedy(promptOf(87 + round, 40), 200, { pauseAfterTokens: 2 })), // cancelled while running (paused: cannot finish first)
+          engine.generate(greedy(promptOf(90 + round, 10), 200, { deadlineMs: 15 })), // timed out while running
+          engine.generate(greedy(promptOf(93 + round, 64), 100)), // long: pressure on the pool
+          engine.generate(greedy(promptOf(96 + round, 20), 100)), // waiting (batch is 6): cancelled
+          engine.generate(greedy(promptOf(99 + round, 20), 100, { deadlineMs: 1 })), // waiting: timed out
         ];
         gens.forEach((g) => track(g.result));
         const evals = [engine.evaluate(promptOf(102 + round, 50), { allLogits: true }), engine.evaluate(promptOf(105, 33))];
@@ -188,7 +207,10 @@ describe('no leaked blocks', () => {
       expect(s.batches.preemptions, 'the 24-block pool forced preemptions').toBeGreaterThan(0);
       expect(tally.cancelled ?? 0).toBeGreaterThanOrEqual(3);
       expect(tally.TIMEOUT ?? 0).toBeGreaterThanOrEqual(3);
-      expect(ends.every((e) => ['length', 'stop', 'cancelled', 'TIMEOUT'].includes(e)), ends.join()).toBe(true);
+      expect(
+        ends.every((e) => ['length', 'stop', 'cancelled', 'TIMEOUT'].includes(e)),
+        ends.join(),
+      ).toBe(true);
       if (stopAt) expect(tally.stop ?? 0).toBeGreaterThanOrEqual(3);
       await expectNoLeakedBlocks(engine);
       const after = engine.stats();
@@ -244,16 +266,22 @@ describe('KV cache dtypes', () => {
       }
     };
     const ref = await logitsWith('f32');
-    for (const [dtype, bar] of [['f16', 0.99999], ['int8', 0.999]] as const) {
+    for (const [dtype, bar] of [
+      ['f16', 0.99999],
+      ['int8', 0.999],
+    ] as const) {
       const got = await logitsWith(dtype);
-      let worst = 1, sum = 0;
+      let worst = 1,
+        sum = 0;
       for (let r = 0; r < tokens.length; r++) {
         const c = cosine(ref.logits, got.logits, r * V, (r + 1) * V);
         worst = Math.min(worst, c);
         sum += c;
       }
       const agree = argmaxRows(ref.logits, V).filter((t, i) => t === argmaxRows(got.logits, V)[i]).length / tokens.length;
-      console.log(`kv ${dtype}: logits cosine vs f32 min ${worst.toFixed(7)} mean ${(sum / tokens.length).toFixed(7)}; argmax agreement ${(agree * 100).toFixed(1)}%; bytes/block ${got.bytes} (f32 ${ref.bytes})`);
+      console.log(
+        `kv ${dtype}: logits cosine vs f32 min ${worst.toFixed(7)} mean ${(sum / tokens.length).toFixed(7)}; argmax agreement ${(agree * 100).toFixed(1)}%; bytes/block ${got.bytes} (f32 ${ref.bytes})`,
+      );
       expect(worst, `${dtype} worst row cosine`).toBeGreaterThan(bar);
       expect(agree).toBeGreaterThanOrEqual(dtype === 'f16' ? 1 : 0.95);
       expect(got.bytes, `${dtype} KV is smaller than f32`).toBeLessThanOrEqual(ref.bytes * (dtype === 'f16' ? 0.5 : 0.3));

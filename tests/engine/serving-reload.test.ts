@@ -3,9 +3,7 @@
 // or changes its greedy output because of either.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GenerateRequest, GenerationResult, Generation } from '../../src/engine/index.js';
-import {
-  SERVE_SHAPE, expectNoLeakedBlocks, greedy, load, maxRelDiff, promptOf, rejectionOf, runAlone, sleep, thrownBy, waitFor,
-} from '../helpers/serving.js';
+import { SERVE_SHAPE, expectNoLeakedBlocks, greedy, load, maxRelDiff, promptOf, rejectionOf, runAlone, sleep, thrownBy, waitFor } from '../helpers/serving.js';
 import { TempModels } from '../helpers/synthetic.js';
 
 const models = new TempModels();
@@ -117,7 +115,8 @@ describe('reload under load', () => {
       const submit = (i: number, n: number) => gens.push(engine.generate(greedy(promptOf(100 + i, 4 + (i % 30)), n)));
       for (let i = 0; i < 8; i++) submit(i, 150);
       // A client that keeps submitting every 2 ms for the whole test.
-      let stop = false, n = 8;
+      let stop = false,
+        n = 8;
       const client = (async () => {
         while (!stop) {
           submit(n++, 20 + (n % 40));
@@ -142,7 +141,7 @@ describe('reload under load', () => {
       await client;
 
       const settled = await Promise.allSettled(gens.map((g) => g.result));
-      const failed = settled.filter((r) => r.status === 'rejected').map((r) => String((r).reason));
+      const failed = settled.filter((r) => r.status === 'rejected').map((r) => String(r.reason));
       console.log(`${gens.length} requests across 3 reloads; failed: ${failed.length} ${failed.slice(0, 3).join(' | ')}`);
       expect(failed).toEqual([]);
       for (const r of settled) {

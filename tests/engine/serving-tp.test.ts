@@ -55,7 +55,9 @@ for (const c of cases) {
 
     it('stats report all-reduce time per rank', () => {
       const s2 = tp2.stats().tensorParallel;
-      console.log(`${c.name} tp2: allreduces ${s2.allreduces}, rank all-reduce s ${s2.rankAllreduceSeconds.map((x) => x.toExponential(2)).join(',')}, busy s ${s2.rankBusySeconds.map((x) => x.toExponential(2)).join(',')}`);
+      console.log(
+        `${c.name} tp2: allreduces ${s2.allreduces}, rank all-reduce s ${s2.rankAllreduceSeconds.map((x) => x.toExponential(2)).join(',')}, busy s ${s2.rankBusySeconds.map((x) => x.toExponential(2)).join(',')}`,
+      );
       expect(s2.rankAllreduceSeconds).toHaveLength(2);
       expect(s2.rankBusySeconds).toHaveLength(2);
       for (const x of [...s2.rankAllreduceSeconds, ...s2.rankBusySeconds]) expect(x).toBeGreaterThan(0);
@@ -124,7 +126,9 @@ describe('tensor-parallel settings', () => {
     };
     const fast = await perAllreduce(0);
     const slow = await perAllreduce(5000);
-    console.log(`all-reduce seconds per call per rank: delay 0 → ${fast.perRank.map((x) => x.toExponential(2)).join(',')}; delay 5000 us → ${slow.perRank.map((x) => x.toExponential(2)).join(',')} (${slow.n} all-reduces, ${slow.ms.toFixed(0)} ms)`);
+    console.log(
+      `all-reduce seconds per call per rank: delay 0 → ${fast.perRank.map((x) => x.toExponential(2)).join(',')}; delay 5000 us → ${slow.perRank.map((x) => x.toExponential(2)).join(',')} (${slow.n} all-reduces, ${slow.ms.toFixed(0)} ms)`,
+    );
     expect(fast.n).toBe(40);
     expect(slow.n).toBe(40);
     // The injected delay is inside the timed all-reduce on every rank. (Without it, all-reduce time is mostly waiting

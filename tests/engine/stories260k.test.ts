@@ -98,12 +98,23 @@ describe.skipIf(!STORIES_260K)('stories260K (real trained llama)', () => {
   it('int8 and int4 keep the next-token distribution close to f32 (ragged 172-wide rows)', async () => {
     const ids = engine.tokenize('Once upon a time, there was a little girl named Lily.', { addBos: true });
     const ref = await engine.evaluate(ids, { allLogits: true });
-    for (const [weights, bar] of [['int8', 0.995], ['int4', 0.95], ['bf16', 0.9995], ['mixed', 0.995]] as const) {
+    for (const [weights, bar] of [
+      ['int8', 0.995],
+      ['int4', 0.95],
+      ['bf16', 0.9995],
+      ['mixed', 0.995],
+    ] as const) {
       const q = await Engine.load({ model: STORIES_260K!, weights, threads: 2 });
       try {
         const got = await q.evaluate(ids, { allLogits: true });
-        let dot = 0, na = 0, nb = 0;
-        for (let i = 0; i < ref.length; i++) { dot += ref[i]! * got[i]!; na += ref[i]! ** 2; nb += got[i]! ** 2; }
+        let dot = 0,
+          na = 0,
+          nb = 0;
+        for (let i = 0; i < ref.length; i++) {
+          dot += ref[i]! * got[i]!;
+          na += ref[i]! ** 2;
+          nb += got[i]! ** 2;
+        }
         const cos = dot / Math.sqrt(na * nb);
         console.log(`stories260K ${weights} vs f32 logits cosine: ${cos.toFixed(5)}`);
         expect(cos).toBeGreaterThan(bar);

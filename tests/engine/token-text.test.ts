@@ -38,7 +38,10 @@ describe('token text in engine events', () => {
   it('the shipped model (GPT-2 byte-level BPE): texts equal detokenize([id])', async () => {
     const engine = await Engine.load({ model: SHIPPED, threads: 1 });
     try {
-      for (const [prompt, seed] of [['ROMEO:', 1], ['Caf\u00e9 na\u00efve', 2]] as const) {
+      for (const [prompt, seed] of [
+        ['ROMEO:', 1],
+        ['Caf\u00e9 na\u00efve', 2],
+      ] as const) {
         await checkTexts(engine, { prompt, maxTokens: 24, temperature: 1.5, seed, logprobs: 20, stopAtEos: false });
       }
     } finally {
@@ -62,10 +65,19 @@ describe('token text in engine events', () => {
     try {
       const seen = await checkTexts(engine, { prompt: 'Once upon a time', maxTokens: 16, temperature: 1, seed: 3, logprobs: 20, stopAtEos: false });
       const vocabBytes = [...seen].filter((id) => id >= 3 && id < 3 + 256); // llamaVocab: <0x00>..<0xFF> after 3 specials
-      expect(vocabBytes.some((id) => id - 3 >= 0x80), 'a byte token above 0x7F (U+FFFD alone)').toBe(true);
-      expect(vocabBytes.some((id) => id - 3 < 0x80), 'an ASCII byte token').toBe(true);
+      expect(
+        vocabBytes.some((id) => id - 3 >= 0x80),
+        'a byte token above 0x7F (U+FFFD alone)',
+      ).toBe(true);
+      expect(
+        vocabBytes.some((id) => id - 3 < 0x80),
+        'an ASCII byte token',
+      ).toBe(true);
       // llamaVocab then has "▁" and "▁a".."▁z" (ids 259..285): alone, their text has no leading space.
-      expect([...seen].some((id) => id >= 260 && id < 286), 'a "▁x" piece').toBe(true);
+      expect(
+        [...seen].some((id) => id >= 260 && id < 286),
+        'a "▁x" piece',
+      ).toBe(true);
     } finally {
       await engine.close();
     }

@@ -18,9 +18,10 @@ export interface ServeChild {
 export function startServeChild(args: string[], env: NodeJS.ProcessEnv = {}, opts: { fileSizeLimitKiB?: number } = {}): ServeChild {
   const code = `import('./src/serve.ts').then((m) => m.serveCommand(${JSON.stringify(args)})).then((c) => process.exit(c))`;
   const nodeArgs = ['--import', 'tsx', '-e', code];
-  const [cmd, argv] = opts.fileSizeLimitKiB === undefined
-    ? [process.execPath, nodeArgs]
-    : ['bash', ['-c', `ulimit -f ${opts.fileSizeLimitKiB}; trap '' XFSZ; exec "$0" "$@"`, process.execPath, ...nodeArgs]];
+  const [cmd, argv] =
+    opts.fileSizeLimitKiB === undefined
+      ? [process.execPath, nodeArgs]
+      : ['bash', ['-c', `ulimit -f ${opts.fileSizeLimitKiB}; trap '' XFSZ; exec "$0" "$@"`, process.execPath, ...nodeArgs]];
   const child = spawn(cmd, argv, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const lines: Record<string, unknown>[] = [];
   let stderr = '';

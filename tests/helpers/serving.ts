@@ -1,13 +1,29 @@
 // Helpers for the serving tests (tests/engine/serving-*.test.ts): small synthetic models, prompts, polling,
 // and checks on engine.stats() snapshots.
 import { expect } from 'vitest';
-import { Engine, EngineError, type EngineOptions, type EngineStats, type GenerateRequest, type GenerationResult, type HistogramSnapshot } from '../../src/engine/index.js';
+import {
+  Engine,
+  EngineError,
+  type EngineOptions,
+  type EngineStats,
+  type GenerateRequest,
+  type GenerationResult,
+  type HistogramSnapshot,
+} from '../../src/engine/index.js';
 import type { LlamaShape } from '../../tools/lib/synthetic-llama.js';
 
 /** 128-dim, 2 layers, GQA 4/2, FFN 256: TP-2 divisible, a decode step is a fraction of a millisecond. */
 export const SERVE_SHAPE: LlamaShape = {
-  dim: 128, nLayers: 2, nHeads: 4, nKvHeads: 2, ffnDim: 256, nVocab: 320, contextLength: 512,
-  ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: false,
+  dim: 128,
+  nLayers: 2,
+  nHeads: 4,
+  nKvHeads: 2,
+  ffnDim: 256,
+  nVocab: 320,
+  contextLength: 512,
+  ropeTheta: 10000,
+  rmsEps: 1e-5,
+  tiedEmbeddings: false,
 };
 
 /** The same with a tied output head (no output.weight). */
@@ -75,7 +91,10 @@ export function histMean(h: HistogramSnapshot): number {
 /** Structural invariants of a histogram snapshot. */
 export function expectHistogramConsistent(name: string, h: HistogramSnapshot): void {
   expect(h.counts.length, `${name}: one count per bound plus +Inf`).toBe(h.bounds.length + 1);
-  expect(h.counts.reduce((a, b) => a + b, 0), `${name}: counts sum to count`).toBe(h.count);
+  expect(
+    h.counts.reduce((a, b) => a + b, 0),
+    `${name}: counts sum to count`,
+  ).toBe(h.count);
   for (let i = 1; i < h.bounds.length; i++) expect(h.bounds[i]!, `${name}: bounds increase`).toBeGreaterThan(h.bounds[i - 1]!);
   expect(h.sum, `${name}: sum`).toBeGreaterThanOrEqual(0);
 }
@@ -106,7 +125,9 @@ export async function runAlone(engine: Engine, requests: GenerateRequest[]): Pro
 }
 
 export function cosine(a: Float32Array, b: Float32Array, from = 0, to = a.length): number {
-  let dot = 0, na = 0, nb = 0;
+  let dot = 0,
+    na = 0,
+    nb = 0;
   for (let i = from; i < to; i++) {
     dot += a[i]! * b[i]!;
     na += a[i]! * a[i]!;
@@ -118,7 +139,8 @@ export function cosine(a: Float32Array, b: Float32Array, from = 0, to = a.length
 /** max |a - b| / max |a|. */
 export function maxRelDiff(a: Float32Array, b: Float32Array): number {
   expect(b.length).toBe(a.length);
-  let scale = 0, diff = 0;
+  let scale = 0,
+    diff = 0;
   for (let i = 0; i < a.length; i++) {
     scale = Math.max(scale, Math.abs(a[i]!));
     diff = Math.max(diff, Math.abs(a[i]! - b[i]!));

@@ -6,8 +6,16 @@ import { writeGgufFile } from '../../tools/lib/gguf-writer.js';
 import { buildSyntheticLlama, type LlamaShape, type SyntheticFileType, type SyntheticTokenizer } from '../../tools/lib/synthetic-llama.js';
 
 export const SMALL_SHAPE: LlamaShape = {
-  dim: 64, nLayers: 2, nHeads: 4, nKvHeads: 2, ffnDim: 160, nVocab: 320, contextLength: 256,
-  ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: false,
+  dim: 64,
+  nLayers: 2,
+  nHeads: 4,
+  nKvHeads: 2,
+  ffnDim: 160,
+  nVocab: 320,
+  contextLength: 256,
+  ropeTheta: 10000,
+  rmsEps: 1e-5,
+  tiedEmbeddings: false,
 };
 
 export class TempModels {

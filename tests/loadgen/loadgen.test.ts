@@ -7,13 +7,29 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  SseParser, apiRoot, buildReport, createRng, createWorkload, driveClosedLoop, driveOpenLoop, loadPromptFile, meetsSlo,
-  parseLoadArgs, parseOutputLen, percentile, poissonArrivals, runLoad, sampleOutputLen, type RequestRecord, type SloTargets,
+  SseParser,
+  apiRoot,
+  buildReport,
+  createRng,
+  createWorkload,
+  driveClosedLoop,
+  driveOpenLoop,
+  loadPromptFile,
+  meetsSlo,
+  parseLoadArgs,
+  parseOutputLen,
+  percentile,
+  poissonArrivals,
+  runLoad,
+  sampleOutputLen,
+  type RequestRecord,
+  type SloTargets,
 } from '../../src/loadgen/index.js';
 
 describe('Poisson arrivals', () => {
   it('count over a long window is rate x duration within 4 sigma, for several seeds', () => {
-    const rate = 50, dur = 200; // expect 10,000 arrivals, sd 100
+    const rate = 50,
+      dur = 200; // expect 10,000 arrivals, sd 100
     for (const seed of [1, 2, 3]) {
       const t = poissonArrivals(rate, dur, createRng(seed));
       expect(Math.abs(t.length - rate * dur)).toBeLessThan(4 * Math.sqrt(rate * dur));
@@ -41,7 +57,8 @@ describe('Poisson arrivals', () => {
   });
 
   it('open loop sends on schedule and honours the concurrency cap; closed loop keeps C in flight', async () => {
-    let inflight = 0, peak = 0;
+    let inflight = 0,
+      peak = 0;
     const fire = async () => {
       peak = Math.max(peak, ++inflight);
       await new Promise((r) => setTimeout(r, 30));
@@ -114,7 +131,14 @@ describe('percentiles and goodput', () => {
 
   const slo: SloTargets = { ttftP99Seconds: 1, interTokenP99Seconds: 0.1, e2eP99Seconds: 5 };
   const rec = (over: Partial<RequestRecord>): RequestRecord => ({
-    index: 0, startS: 0, ok: true, ttftS: 0.5, itlS: [0.05, 0.05, 0.05], e2eS: 1, completionTokens: 10, ...over,
+    index: 0,
+    startS: 0,
+    ok: true,
+    ttftS: 0.5,
+    itlS: [0.05, 0.05, 0.05],
+    e2eS: 1,
+    completionTokens: 10,
+    ...over,
   });
   /** A record that never saw its first token (no `ttftS`). */
   const noTtft = (over: Partial<RequestRecord>): RequestRecord => {
@@ -144,7 +168,11 @@ describe('percentiles and goodput', () => {
       rec({ index: 5, ok: false, errorKind: 'network', completionTokens: 3 }),
     ];
     const r = buildReport(records, {
-      target: 'http', model: 'm', startedAt: new Date(0), wallSeconds: 10, slo,
+      target: 'http',
+      model: 'm',
+      startedAt: new Date(0),
+      wallSeconds: 10,
+      slo,
       config: { mode: 'closed', concurrency: 2, outputLen: '64', temperature: 0.8, seed: 0, prompts: 1 },
     });
     expect(r.requests).toEqual({ sent: 6, completed: 3, failed: 3, good: 2 });
@@ -252,9 +280,11 @@ function startProtocolDouble(gapMs: number): Promise<{ server: Server; url: stri
     res.end('data: [DONE]\n\n');
   };
   const server = createServer((req, res) => void handle(req, res));
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies });
-  }));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, bodies });
+    }),
+  );
 }
 
 describe('runLoad over HTTP (protocol test double)', () => {
@@ -281,7 +311,13 @@ describe('runLoad over HTTP (protocol test double)', () => {
   it('open loop: Poisson arrivals for the duration, errors counted by kind, goodput below throughput under a tight SLO', async () => {
     const prompts = ['ok one', 'ok two', 'FAIL me', 'SLOW one'];
     const r = await runLoad({
-      url: dbl.url, model: 'x', rate: 40, durationS: 1, prompts, outputLen: 'uniform:2-6', seed: 3,
+      url: dbl.url,
+      model: 'x',
+      rate: 40,
+      durationS: 1,
+      prompts,
+      outputLen: 'uniform:2-6',
+      seed: 3,
       slo: { ttftP99Seconds: 0.2 },
     });
     // 40 expected arrivals; 4 sigma is about 25.

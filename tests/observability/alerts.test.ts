@@ -15,12 +15,25 @@ const run = (bin: string, args: string[]): { status: number | null; out: string 
   return { status: r.status, out: `${r.stdout}\n${r.stderr}` };
 };
 
-interface Rule { alert?: string; record?: string; expr: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
-const alertRules: Rule[] = (parse(readFileSync(join(alertsDir, 'alerting.rules.yml'), 'utf8')) as { groups: { rules: Rule[] }[] })
-  .groups.flatMap((g) => g.rules);
+interface Rule {
+  alert?: string;
+  record?: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+const alertRules: Rule[] = (parse(readFileSync(join(alertsDir, 'alerting.rules.yml'), 'utf8')) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules);
 const runbook = readFileSync(join(alertsDir, 'RUNBOOK.md'), 'utf8');
-const anchors = new Set([...runbook.matchAll(/^#{1,6} (.+)$/gm)].map((m) =>
-  m[1]!.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-')));
+const anchors = new Set(
+  [...runbook.matchAll(/^#{1,6} (.+)$/gm)].map((m) =>
+    m[1]!
+      .trim()
+      .toLowerCase()
+      .replace(/[^\w\- ]/g, '')
+      .replace(/ /g, '-'),
+  ),
+);
 
 describe.skipIf(!has('promtool'))('promtool', () => {
   it('check rules is clean', () => {
@@ -29,14 +42,18 @@ describe.skipIf(!has('promtool'))('promtool', () => {
     expect(r.status, r.out).toBe(0);
   });
   it('unit tests pass', () => {
-    const files = readdirSync(join(alertsDir, 'tests')).filter((f) => f.endsWith('.test.yml')).map((f) => join('alerts', 'tests', f));
+    const files = readdirSync(join(alertsDir, 'tests'))
+      .filter((f) => f.endsWith('.test.yml'))
+      .map((f) => join('alerts', 'tests', f));
     expect(files.length).toBeGreaterThan(0);
     const r = run('promtool', ['test', 'rules', ...files]);
     expect(r.status, r.out).toBe(0);
   }, 180_000);
   it('every alert has at least one firing unit test', () => {
-    const tests = readdirSync(join(alertsDir, 'tests')).filter((f) => f.endsWith('.test.yml'))
-      .map((f) => readFileSync(join(alertsDir, 'tests', f), 'utf8')).join('\n');
+    const tests = readdirSync(join(alertsDir, 'tests'))
+      .filter((f) => f.endsWith('.test.yml'))
+      .map((f) => readFileSync(join(alertsDir, 'tests', f), 'utf8'))
+      .join('\n');
     for (const a of listAlerts()) {
       expect(tests, a.name).toMatch(new RegExp(`alertname: ${a.name}\\n\\s+eval_time: \\S+\\n\\s+exp_alerts:\\n\\s+- exp_labels:`));
       expect(tests, a.name).toMatch(new RegExp(`alertname: ${a.name}[\\s\\S]{0,40}exp_alerts: \\[\\]`));
@@ -50,8 +67,11 @@ describe.skipIf(!has('amtool'))('amtool', () => {
     expect(r.status, r.out).toBe(0);
   });
   it('routes by severity, critical and warning also to tuneloop', () => {
-    const route = (labels: string[]): string => execFileSync('amtool',
-      ['config', 'routes', 'test', `--config.file=${join(alertsDir, 'alertmanager.yml')}`, ...labels], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const route = (labels: string[]): string =>
+      execFileSync('amtool', ['config', 'routes', 'test', `--config.file=${join(alertsDir, 'alertmanager.yml')}`, ...labels], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim();
     expect(route(['severity=critical', 'service=tuneloop'])).toBe('tuneloop,pager');
     expect(route(['severity=warning', 'service=tuneloop'])).toBe('tuneloop,ticket');
     expect(route(['severity=info', 'service=tuneloop'])).toBe('digest');
@@ -78,8 +98,7 @@ describe('alerting rules structure', () => {
   it('lists recording rules and alerts', () => {
     const rec = listRecordingRules();
     for (const m of ['time_to_first_token_seconds', 'inter_token_latency_seconds', 'e2e_request_latency_seconds'])
-      for (const q of ['p50', 'p90', 'p99']) for (const w of ['1m', '5m'])
-        expect(rec.map((r) => r.name)).toContain(`tuneloop:${m}:${q}_${w}`);
+      for (const q of ['p50', 'p90', 'p99']) for (const w of ['1m', '5m']) expect(rec.map((r) => r.name)).toContain(`tuneloop:${m}:${q}_${w}`);
     for (const r of rec) expect(r.name).toMatch(/^tuneloop:[a-z0-9_]+:[a-z0-9_]+$/);
     expect(listAlerts().length).toBe(alertRules.length);
   });

@@ -8,9 +8,7 @@ import { buildDashboards, renderDashboardJson } from '../../grafana/src/index.js
 import { engineOptionsFromConfig, loadConfig } from '../../src/config/load.js';
 import { createMetrics } from '../../src/metrics/registry.js';
 import { Engine } from '../../src/engine/index.js';
-import {
-  dashboardsCommand, dashboardsDir, listDashboardQueries, loadDashboards, renderDashboardSummary,
-} from '../../src/observability/dashboards.js';
+import { dashboardsCommand, dashboardsDir, listDashboardQueries, loadDashboards, renderDashboardSummary } from '../../src/observability/dashboards.js';
 
 const DIR = dashboardsDir();
 // Labels the Prometheus scrape adds; they are never in the exposition text.
@@ -73,7 +71,11 @@ describe('generated dashboards', () => {
   const committed = loadDashboards(DIR);
 
   it('are up to date with grafana/src (run `npm run dashboards` if this fails)', () => {
-    expect(readdirSync(DIR).filter((f) => f.endsWith('.json')).sort()).toEqual(built.map((b) => b.file).sort());
+    expect(
+      readdirSync(DIR)
+        .filter((f) => f.endsWith('.json'))
+        .sort(),
+    ).toEqual(built.map((b) => b.file).sort());
     for (const b of built) {
       expect(readFileSync(join(DIR, b.file), 'utf8'), b.file).toBe(renderDashboardJson(b.dashboard));
     }
@@ -119,7 +121,10 @@ describe('generated dashboards', () => {
   it('define instance and model query variables', () => {
     for (const { file, dashboard: d } of committed) {
       const vars = d.templating?.list ?? [];
-      expect(vars.map((v) => v.name), file).toEqual(['instance', 'model']);
+      expect(
+        vars.map((v) => v.name),
+        file,
+      ).toEqual(['instance', 'model']);
       expect(vars[0]!.query).toBe('label_values(tuneloop_build_info, instance)');
       expect(vars[1]!.query).toBe('label_values(tuneloop_model_info, model)');
     }
@@ -128,7 +133,10 @@ describe('generated dashboards', () => {
   it('annotate config changes', () => {
     for (const { file, dashboard: d } of committed) {
       const exprs = (d.annotations?.list ?? []).map((a) => a.expr ?? '');
-      expect(exprs.some((e) => e.includes('tuneloop_config_changes_total')), file).toBe(true);
+      expect(
+        exprs.some((e) => e.includes('tuneloop_config_changes_total')),
+        file,
+      ).toBe(true);
     }
   });
 
@@ -192,7 +200,7 @@ describe('generated dashboards', () => {
     }
     const writes: string[] = [];
     const orig = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((s: string) => (writes.push(s), true));
+    process.stdout.write = (s: string) => (writes.push(s), true);
     try {
       expect(await dashboardsCommand(['--list'])).toBe(0);
     } finally {

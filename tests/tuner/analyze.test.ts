@@ -28,13 +28,23 @@ const lat = (mean: number, p50 = mean, p99 = mean * 1.5, count = 120): LatencySu
 /** A healthy one-minute window: 120 requests, little queueing, batches a fifth full, engine half busy. */
 function win(i: number, edit: (w: WindowSummary) => void = () => {}): WindowSummary {
   const w: WindowSummary = {
-    startMs: T0 + i * MINUTE, endMs: T0 + (i + 1) * MINUTE, source: 'registry', settingsVersion: 1,
+    startMs: T0 + i * MINUTE,
+    endMs: T0 + (i + 1) * MINUTE,
+    source: 'registry',
+    settingsVersion: 1,
     requests: { finished: 120, errors: 0, rejected: 0, cancelled: 0, running: 3, waiting: 0, meanConcurrency: 3 },
     tokens: { prompt: 1200, generated: 1920 },
-    throughputTokensPerS: 32, goodputTokensPerS: 32, sloAttainment: 1,
+    throughputTokensPerS: 32,
+    goodputTokensPerS: 32,
+    sloAttainment: 1,
     latency: { queue: lat(0.02), ttft: lat(0.1), interToken: lat(0.05), e2e: lat(1.5, 1.4, 2.4) },
     batch: {
-      steps: 2000, meanSize: 3, fillRatio: 3 / 16, meanTokens: 3.5, meanStepSeconds: 0.015, meanDecodeStepSeconds: 0.014,
+      steps: 2000,
+      meanSize: 3,
+      fillRatio: 3 / 16,
+      meanTokens: 3.5,
+      meanStepSeconds: 0.015,
+      meanDecodeStepSeconds: 0.014,
       flushes: { full: 0, timeout: 10, queue_threshold: 0 },
     },
     kv: { usageRatio: 0.3, fragmentationRatio: 1.1, preemptions: 0, prefixHitRatio: 0.2 },
@@ -92,7 +102,15 @@ describe('statistics', () => {
 
 describe('analyze', () => {
   it('finds nothing in a healthy series', () => {
-    expect(analyze({ windows: series(15, (w, _i, r) => { w.latency.e2e.mean *= 1 + 0.1 * r(); }), settings: SETTINGS, slo: SLO })).toEqual([]);
+    expect(
+      analyze({
+        windows: series(15, (w, _i, r) => {
+          w.latency.e2e.mean *= 1 + 0.1 * r();
+        }),
+        settings: SETTINGS,
+        slo: SLO,
+      }),
+    ).toEqual([]);
   });
 
   it('maxBatchSize=1 with ~8 concurrent clients: queueing, ranked first', () => {
@@ -183,18 +201,24 @@ describe('analyze', () => {
     expect(f.evidence['preemptions']).toBe(9);
     expect(f.impact).toBeCloseTo(9 / 10, 9); // preemptions per minute
     expect(f.fromMs).toBe(windows[4]!.startMs);
-    const burst = series(15, (w, i) => { if (i === 7) w.kv.preemptions = 2; });
+    const burst = series(15, (w, i) => {
+      if (i === 7) w.kv.preemptions = 2;
+    });
     expect(analyze({ windows: burst, settings: SETTINGS, slo: SLO })).toEqual([]);
   });
 
   it('tail_latency: p99/p50 of e2e well above 3 with enough requests', () => {
-    const windows = series(8, (w, _i, r) => { w.latency.e2e = lat(1.2, 1, 5 + r()); });
+    const windows = series(8, (w, _i, r) => {
+      w.latency.e2e = lat(1.2, 1, 5 + r());
+    });
     const findings = analyze({ windows, settings: SETTINGS, slo: SLO });
     expect(findings.map((f) => f.kind)).toEqual(['tail_latency']);
     expect(findings[0]!.evidence['metric']).toBe('e2e');
     expect(findings[0]!.evidence['p99OverP50']).toBeGreaterThan(4);
     // Tail ratios that only touch 3 now and then: no finding.
-    const borderline = series(8, (w, i) => { w.latency.e2e = lat(1.2, 1, i % 2 ? 3.4 : 2.2); });
+    const borderline = series(8, (w, i) => {
+      w.latency.e2e = lat(1.2, 1, i % 2 ? 3.4 : 2.2);
+    });
     expect(analyze({ windows: borderline, settings: SETTINGS, slo: SLO })).toEqual([]);
   });
 
@@ -212,7 +236,10 @@ describe('analyze', () => {
     expect(f.evidence['pValue']).toBeLessThan(1e-6);
     expect(f.impact).toBeCloseTo(3.5, 9); // failed requests per minute
     // 12 of 1000 against 1%: P(X ≥ 12) ≈ 0.3.
-    const noisy = series(10, (w, i) => { w.requests.finished = 100; w.requests.errors = i < 2 ? 2 : 1; });
+    const noisy = series(10, (w, i) => {
+      w.requests.finished = 100;
+      w.requests.errors = i < 2 ? 2 : 1;
+    });
     expect(analyze({ windows: noisy, settings: SETTINGS, slo: SLO })).toEqual([]);
   });
 

@@ -30,7 +30,10 @@ async function runUntilIdle(h: TunedServer, role: 'approver' | 'admin' = 'approv
   await h.tuned.tuner.idle();
   ac.abort();
   const report = await traffic;
-  return { run: run.body.run as { findings: { kind: string }[]; proposals: { id: number; needsApproval: boolean; candidate: { change: { layout?: { weights?: string } } } }[] }, report };
+  return {
+    run: run.body.run as { findings: { kind: string }[]; proposals: { id: number; needsApproval: boolean; candidate: { change: { layout?: { weights?: string } } } }[] },
+    report,
+  };
 }
 
 describe('a quantization proposal waits for a human', () => {
@@ -40,8 +43,16 @@ describe('a quantization proposal waits for a human', () => {
     // A model big enough that decode is bound by weight traffic (47 MB of f32 weights), where int8 really is faster;
     // on the 9.7 MB shipped model int8 is not (verification rightly rejects it there: see the closing note).
     const model = models.write({
-      dim: 512, nLayers: 4, nHeads: 8, nKvHeads: 4, ffnDim: 1408, nVocab: 320, contextLength: 512,
-      ropeTheta: 10000, rmsEps: 1e-5, tiedEmbeddings: false,
+      dim: 512,
+      nLayers: 4,
+      nHeads: 8,
+      nKvHeads: 4,
+      ffnDim: 1408,
+      nVocab: 320,
+      contextLength: 512,
+      ropeTheta: 10000,
+      rmsEps: 1e-5,
+      tiedEmbeddings: false,
     });
     h = await startTunedServer({ model, config: { ...QUANT, verify: VERIFY } });
   });
@@ -66,7 +77,11 @@ describe('a quantization proposal waits for a human', () => {
     expect(h.engine.info.weights).toBe('f32');
 
     // Wrong tokens: none → 401, a viewer → 403.
-    const anon = await fetch(`${h.url}/api/proposals/${quant!.id}/approve`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer nope' }, body: '{}' });
+    const anon = await fetch(`${h.url}/api/proposals/${quant!.id}/approve`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer nope' },
+      body: '{}',
+    });
     expect(anon.status).toBe(401);
     expect((await h.api(`/api/proposals/${quant!.id}/approve`, { method: 'POST', role: 'viewer', body: {} })).status).toBe(403);
 
@@ -102,7 +117,11 @@ describe('a quantization proposal waits for a human', () => {
     const after = await h.api('/api/config', { role: 'viewer' });
     expect(after.body).toMatchObject({ version: 3, source: 'rollback', settings: { layout: { weights: 'f32' } } });
     const history = await h.api('/api/config/history', { role: 'viewer' });
-    expect(history.body.versions.map((v: { version: number; source: string }) => [v.version, v.source])).toEqual([[3, 'rollback'], [2, 'tuner'], [1, 'config']]);
+    expect(history.body.versions.map((v: { version: number; source: string }) => [v.version, v.source])).toEqual([
+      [3, 'rollback'],
+      [2, 'tuner'],
+      [1, 'config'],
+    ]);
     // Approving something verified against version 1 after the live settings moved is a conflict.
     const stale = (await h.api('/api/proposals?state=verified', { role: 'viewer' })).body.proposals as { id: number }[];
     for (const p of stale) expect((await h.api(`/api/proposals/${p.id}/approve`, { method: 'POST', role: 'approver', body: {} })).status).toBe(409);

@@ -61,7 +61,9 @@ describe('closed loop: mis-set batching is found, verified, applied and pays off
     const after = await h.load({ clients: 8, seconds: 6 });
     expect(after.requests.failed).toBe(0);
     const rise = after.goodput.outputTokensPerS / before.goodput.outputTokensPerS;
-    console.log(`goodput ${before.goodput.outputTokensPerS.toFixed(1)} → ${after.goodput.outputTokensPerS.toFixed(1)} tok/s (×${rise.toFixed(2)}), maxBatchSize 1 → ${applied}`);
+    console.log(
+      `goodput ${before.goodput.outputTokensPerS.toFixed(1)} → ${after.goodput.outputTokensPerS.toFixed(1)} tok/s (×${rise.toFixed(2)}), maxBatchSize 1 → ${applied}`,
+    );
     expect(rise).toBeGreaterThan(1.3);
 
     // The watch window (2 checks, 1 s apart) has confirmed it by now.
@@ -76,6 +78,8 @@ describe('closed loop: mis-set batching is found, verified, applied and pays off
     expect(metrics).toMatch(/tuneloop_tuner_proposals\{state="confirmed"\} [1-9]/);
     const audit = await h.api('/api/audit?limit=1000', { role: 'viewer' });
     const actions = (audit.body.entries ?? audit.body) as { action: string }[];
-    expect(actions.map((a) => a.action)).toEqual(expect.arrayContaining(['tuner.run', 'proposal.proposed', 'proposal.verified', 'proposal.approved', 'proposal.watching', 'proposal.confirmed']));
+    expect(actions.map((a) => a.action)).toEqual(
+      expect.arrayContaining(['tuner.run', 'proposal.proposed', 'proposal.verified', 'proposal.approved', 'proposal.watching', 'proposal.confirmed']),
+    );
   });
 });

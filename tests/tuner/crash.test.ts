@@ -15,16 +15,19 @@ import { TOKENS } from './harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tuneloop-crash-'));
 const configFile = join(dir, 'tuneloop.yaml');
-writeFileSync(configFile, stringify({
-  server: { port: 0 },
-  model: { path: MODEL, name: MODEL_NAME, threads: 1 },
-  scheduler: { maxBatchSize: 1 },
-  logging: { level: 'info' },
-  // A monitor tick every second (node-cron's six-field form); no scheduled analysis: the test triggers it.
-  tuner: { storePath: join(dir, 'tuner.db'), monitorCron: '* * * * * *', analyzeCron: '0 0 1 1 *', watchIntervalSeconds: 1, watchChecks: 2 },
-  verify: { shadowShare: 0.5, minSamples: 12 },
-  auth: { tokens: (Object.keys(TOKENS) as (keyof typeof TOKENS)[]).map((role) => ({ name: `${role}-user`, role, sha256: hashToken(TOKENS[role]) })) },
-}));
+writeFileSync(
+  configFile,
+  stringify({
+    server: { port: 0 },
+    model: { path: MODEL, name: MODEL_NAME, threads: 1 },
+    scheduler: { maxBatchSize: 1 },
+    logging: { level: 'info' },
+    // A monitor tick every second (node-cron's six-field form); no scheduled analysis: the test triggers it.
+    tuner: { storePath: join(dir, 'tuner.db'), monitorCron: '* * * * * *', analyzeCron: '0 0 1 1 *', watchIntervalSeconds: 1, watchChecks: 2 },
+    verify: { shadowShare: 0.5, minSamples: 12 },
+    auth: { tokens: (Object.keys(TOKENS) as (keyof typeof TOKENS)[]).map((role) => ({ name: `${role}-user`, role, sha256: hashToken(TOKENS[role]) })) },
+  }),
+);
 
 async function api(url: string, path: string, role: keyof typeof TOKENS, method = 'GET'): Promise<{ status: number; body: any }> {
   const res = await fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${TOKENS[role]}`, 'content-type': 'application/json' } });
@@ -49,8 +52,9 @@ describe('kill -9 during applying', () => {
     expect(run.status).toBe(202);
     const id = run.body.run.proposals[0].id as number;
     const ac = new AbortController();
-    const traffic = runLoad({ url, model: MODEL_NAME, concurrency: 8, durationS: 120, outputLen: '24', ignoreEos: true, temperature: 0, signal: ac.signal })
-      .catch(() => undefined);
+    const traffic = runLoad({ url, model: MODEL_NAME, concurrency: 8, durationS: 120, outputLen: '24', ignoreEos: true, temperature: 0, signal: ac.signal }).catch(
+      () => undefined,
+    );
     const signal = await first.signal;
     ac.abort();
     await traffic;
@@ -79,7 +83,11 @@ describe('kill -9 during applying', () => {
     expect(status.liveVersion).toBe(1);
 
     // The server still serves, on the committed settings.
-    const ok = await fetch(`${url2}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL_NAME, prompt: 'To be', max_tokens: 4 }) });
+    const ok = await fetch(`${url2}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL_NAME, prompt: 'To be', max_tokens: 4 }),
+    });
     expect(ok.status).toBe(200);
     second.child.kill('SIGTERM');
     expect(await second.exit).toBe(0);

@@ -47,9 +47,12 @@ describe('auth.requireDistinctApprover', () => {
     expect(detail.body.transitions[0].actor).toBe('approver-user');
     return id;
   }
-  const approveAsSecond = (id: number) => fetch(`${h.url}/api/proposals/${id}/approve`, {
-    method: 'POST', headers: { authorization: `Bearer ${SECOND_APPROVER}`, 'content-type': 'application/json' }, body: '{"comment":"four eyes"}',
-  });
+  const approveAsSecond = (id: number) =>
+    fetch(`${h.url}/api/proposals/${id}/approve`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${SECOND_APPROVER}`, 'content-type': 'application/json' },
+      body: '{"comment":"four eyes"}',
+    });
 
   it('refuses the requester, refuses a stale approval (409), and lets another approver approve a current one', async () => {
     const stale = await verifiedProposal();

@@ -16,7 +16,8 @@ import { TOKENS, startTunedServer } from './harness.js';
 
 async function complete(url: string): Promise<number> {
   const res = await fetch(`${url}/v1/completions`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: MODEL_NAME, prompt: 'To be', max_tokens: 4 }),
   });
   await res.text();
@@ -61,17 +62,21 @@ describe('a full disk under the store', () => {
 
   it('pauses the tuner with a clear reason while serving continues', async () => {
     const config = join(dir, 'tuneloop.yaml');
-    writeFileSync(config, stringify({
-      server: { port: 0 },
-      model: { path: MODEL, name: MODEL_NAME, threads: 1 },
-      logging: { level: 'info' },
-      tuner: { storePath: join(dir, 'tuner.db'), monitorCron: '* * * * * *', analyzeCron: '0 0 1 1 *' },
-      auth: { tokens: [{ name: 'viewer-user', role: 'viewer', sha256: hashToken(TOKENS.viewer) }] },
-    }));
+    writeFileSync(
+      config,
+      stringify({
+        server: { port: 0 },
+        model: { path: MODEL, name: MODEL_NAME, threads: 1 },
+        logging: { level: 'info' },
+        tuner: { storePath: join(dir, 'tuner.db'), monitorCron: '* * * * * *', analyzeCron: '0 0 1 1 *' },
+        auth: { tokens: [{ name: 'viewer-user', role: 'viewer', sha256: hashToken(TOKENS.viewer) }] },
+      }),
+    );
     // 200 KiB: room for the schema and the first few rollups, then every write fails as on a full disk.
     child = startServeChild(['--config', config], {}, { fileSizeLimitKiB: 200 });
     const url = await child.url;
-    const statusOf = async () => (await (await fetch(`${url}/api/tuner/status`, { headers: { authorization: `Bearer ${TOKENS.viewer}` } })).json()) as { state: string; pausedReason: string };
+    const statusOf = async () =>
+      (await (await fetch(`${url}/api/tuner/status`, { headers: { authorization: `Bearer ${TOKENS.viewer}` } })).json()) as { state: string; pausedReason: string };
     let status = await statusOf();
     const deadline = Date.now() + 90_000;
     // Each second the monitor writes a rollup (and the store's WAL grows) until the limit is hit.

@@ -60,13 +60,15 @@ export interface TunedServer {
   stop(): Promise<void>;
 }
 
-export async function startTunedServer(o: {
-  dir?: string;
-  /** Another GGUF than the shipped model (served under its file name). */
-  model?: string;
-  config?: DeepPartial<TuneloopConfig>;
-  loadShadowEngine?: (opts: EngineOptions, role: 'baseline' | 'candidate') => Promise<Engine>;
-} = {}): Promise<TunedServer> {
+export async function startTunedServer(
+  o: {
+    dir?: string;
+    /** Another GGUF than the shipped model (served under its file name). */
+    model?: string;
+    config?: DeepPartial<TuneloopConfig>;
+    loadShadowEngine?: (opts: EngineOptions, role: 'baseline' | 'candidate') => Promise<Engine>;
+  } = {},
+): Promise<TunedServer> {
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'tuneloop-tuner-'));
   const config = testConfig(dir, o.config);
   if (o.model) {
@@ -74,20 +76,47 @@ export async function startTunedServer(o: {
     config.model.name = modelNameOf(o.model);
   }
   const { store, live } = openTunerStore(config);
-  const engine = await Engine.load(engineOptionsWithSettings({ model: config.model.path, ...(config.model.threads !== undefined ? { threads: config.model.threads } : {}), kvCacheMaxBytes: config.model.kvCacheMaxBytes }, live.settings));
+  const engine = await Engine.load(
+    engineOptionsWithSettings(
+      { model: config.model.path, ...(config.model.threads !== undefined ? { threads: config.model.threads } : {}), kvCacheMaxBytes: config.model.kvCacheMaxBytes },
+      live.settings,
+    ),
+  );
   const logger = pino({ level: 'silent' });
   const metrics = createMetrics({ engine, config, modelName: config.model.name });
   const alerts = new AlertInbox({ registry: metrics.registry });
-  const tuned = await startTuner({ config, engine, store, logger, metrics, alerts, cron: false, ...(o.loadShadowEngine ? { loadShadowEngine: o.loadShadowEngine } : {}) });
+  const tuned = await startTuner({
+    config,
+    engine,
+    store,
+    logger,
+    metrics,
+    alerts,
+    cron: false,
+    ...(o.loadShadowEngine ? { loadShadowEngine: o.loadShadowEngine } : {}),
+  });
   const server = await startServer({
-    engine, options: serverOptionsFromConfig(config), logger, metricsHook: metrics, alerts,
-    tuner: tuned.tuner, authTokens: config.auth.tokens, onGeneration: (e) => tuned.tuner.onGeneration(e),
+    engine,
+    options: serverOptionsFromConfig(config),
+    logger,
+    metricsHook: metrics,
+    alerts,
+    tuner: tuned.tuner,
+    authTokens: config.auth.tokens,
+    onGeneration: (e) => tuned.tuner.onGeneration(e),
     // As `tuneloop serve` mounts them (serve.ts), so the harness serves every /api route.
     reports: { dir: config.tuner.reportsDir, timezone: config.tuner.timezone, index: () => store.reports() },
   });
   const url = server.url;
   return {
-    config, engine, store, server, metrics, tuned, url, dir,
+    config,
+    engine,
+    store,
+    server,
+    metrics,
+    tuned,
+    url,
+    dir,
     async api(path, init = {}) {
       const res = await fetch(`${url}${path}`, {
         method: init.method ?? 'GET',
@@ -100,7 +129,17 @@ export async function startTunedServer(o: {
     async load({ clients, seconds, tickS = 1.5, outputLen = 24, signal }) {
       const timer = setInterval(() => void tuned.tuner.monitorTick('test'), tickS * 1000);
       try {
-        const opts: LoadOptions = { url, model: config.model.name, concurrency: clients, durationS: seconds, outputLen: String(outputLen), ignoreEos: true, temperature: 0, seed: 1, slo: config.slo };
+        const opts: LoadOptions = {
+          url,
+          model: config.model.name,
+          concurrency: clients,
+          durationS: seconds,
+          outputLen: String(outputLen),
+          ignoreEos: true,
+          temperature: 0,
+          seed: 1,
+          slo: config.slo,
+        };
         if (signal) opts.signal = signal;
         return await runLoad(opts);
       } finally {

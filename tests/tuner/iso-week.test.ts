@@ -3,8 +3,17 @@
 // a midnight swallowed by a gap, a midnight that happens twice).
 import { describe, expect, it } from 'vitest';
 import {
-  IsoWeekError, formatIsoWeek, formatLocal, isoWeekOf, isoWeekRange, lastCompleteIsoWeek, parseIsoWeek, previousIsoWeek,
-  startOfLocalDay, utcOffsetMs, weeksInIsoYear,
+  IsoWeekError,
+  formatIsoWeek,
+  formatLocal,
+  isoWeekOf,
+  isoWeekRange,
+  lastCompleteIsoWeek,
+  parseIsoWeek,
+  previousIsoWeek,
+  startOfLocalDay,
+  utcOffsetMs,
+  weeksInIsoYear,
 } from '../../src/tuner/report/iso-week.js';
 
 const H = 3_600_000;
@@ -18,8 +27,15 @@ describe('parsing and formatting', () => {
   });
 
   it.each([
-    ['2026-w47', /YYYY-Www/], ['2026-W7', /YYYY-Www/], ['2026W47', /YYYY-Www/], ['', /YYYY-Www/], ['2026-W47 ', /YYYY-Www/],
-    ['2026-W00', /weeks 01 to 53/], ['2026-W54', /weeks 01 to 53/], ['2025-W53', /2025 has ISO weeks 01 to 52/], ['1969-W10', /1970/],
+    ['2026-w47', /YYYY-Www/],
+    ['2026-W7', /YYYY-Www/],
+    ['2026W47', /YYYY-Www/],
+    ['', /YYYY-Www/],
+    ['2026-W47 ', /YYYY-Www/],
+    ['2026-W00', /weeks 01 to 53/],
+    ['2026-W54', /weeks 01 to 53/],
+    ['2025-W53', /2025 has ISO weeks 01 to 52/],
+    ['1969-W10', /1970/],
   ])('refuses %j', (text, msg) => {
     expect(() => parseIsoWeek(text)).toThrow(IsoWeekError);
     expect(() => parseIsoWeek(text)).toThrow(msg);

@@ -86,21 +86,28 @@ async function startPrometheus(targetPort: number): Promise<NonNullable<Rig['pro
   const dir = mkdtempSync(join(tmpdir(), 'tuneloop-contract-prom-'));
   const port = await freePort();
   const config = join(dir, 'prometheus.yml');
-  writeFileSync(config, toYaml({
-    global: { scrape_interval: '1s', evaluation_interval: '1s', scrape_timeout: '1s' },
-    scrape_configs: [{ job_name: 'tuneloop', static_configs: [{ targets: [`127.0.0.1:${targetPort}`] }] }],
-  }));
+  writeFileSync(
+    config,
+    toYaml({
+      global: { scrape_interval: '1s', evaluation_interval: '1s', scrape_timeout: '1s' },
+      scrape_configs: [{ job_name: 'tuneloop', static_configs: [{ targets: [`127.0.0.1:${targetPort}`] }] }],
+    }),
+  );
   const log = join(dir, 'prometheus.log');
   const fd = openSync(log, 'w');
-  const proc = spawn(PROMETHEUS!, [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`],
-    { stdio: ['ignore', fd, fd], cwd: dir });
+  const proc = spawn(PROMETHEUS!, [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], {
+    stdio: ['ignore', fd, fd],
+    cwd: dir,
+  });
   closeSync(fd);
   return { url: `http://127.0.0.1:${port}`, proc, dir, log };
 }
 
 async function promValue(url: string, expr: string): Promise<number | undefined> {
-  const body = await (await fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`)).json() as
-    { status: string; data: { result: { value: [number, string] }[] } };
+  const body = (await (await fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`)).json()) as {
+    status: string;
+    data: { result: { value: [number, string] }[] };
+  };
   const v = body.status === 'success' ? body.data.result[0]?.value[1] : undefined;
   return v === undefined ? undefined : Number(v);
 }
@@ -127,9 +134,13 @@ beforeAll(async () => {
   if (PROMETHEUS) {
     rig.prom = await startPrometheus(rig.server.port);
     // Two scrapes of the idle server first: every counter has a 0 to rise from.
-    await waitUntil('two scrapes of tuneloop', async () =>
-      ((await promValue(rig.prom!.url, 'count_over_time(up{job="tuneloop"}[1m])')) ?? 0) >= 2 ? true : undefined, 30_000)
-      .catch((e: unknown) => { throw new Error(`${String(e)}\n${readFileSync(rig.prom!.log, 'utf8').slice(-2000)}`); });
+    await waitUntil(
+      'two scrapes of tuneloop',
+      async () => (((await promValue(rig.prom!.url, 'count_over_time(up{job="tuneloop"}[1m])')) ?? 0) >= 2 ? true : undefined),
+      30_000,
+    ).catch((e: unknown) => {
+      throw new Error(`${String(e)}\n${readFileSync(rig.prom!.log, 'utf8').slice(-2000)}`);
+    });
   }
   rig.registry = new RegistrySource({ engine: () => rig.engine, slo: SLO });
   rig.registryHistogramsOnly = new RegistrySource({ engine: () => rig.engine, slo: SLO });
@@ -139,14 +150,20 @@ beforeAll(async () => {
 
   const completionTokens: number[] = [];
   for (let i = 0; i < MAX_TOKENS.length; i += PARALLEL) {
-    await Promise.all(MAX_TOKENS.slice(i, i + PARALLEL).map(async (maxTokens, j) => {
-      const res = await postJson(`${rig.server.url}/v1/completions`, {
-        model: MODEL_NAME, prompt: `ROMEO ${i + j}:`, max_tokens: maxTokens, temperature: 0, ignore_eos: true,
-      });
-      expect(res.status).toBe(200);
-      const body = await res.json() as { usage: { completion_tokens: number } };
-      completionTokens.push(body.usage.completion_tokens);
-    }));
+    await Promise.all(
+      MAX_TOKENS.slice(i, i + PARALLEL).map(async (maxTokens, j) => {
+        const res = await postJson(`${rig.server.url}/v1/completions`, {
+          model: MODEL_NAME,
+          prompt: `ROMEO ${i + j}:`,
+          max_tokens: maxTokens,
+          temperature: 0,
+          ignore_eos: true,
+        });
+        expect(res.status).toBe(200);
+        const body = (await res.json()) as { usage: { completion_tokens: number } };
+        completionTokens.push(body.usage.completion_tokens);
+      }),
+    );
   }
   // The exact medians, from the samples the server recorded (the engine's own timings of each request).
   const samples = rig.registry.recentSamples(rig.windowStartMs);
@@ -191,7 +208,10 @@ function contract(name: string, tolerance: number, window: () => Promise<WindowS
     });
 
     it('puts the e2e and TTFT medians within histogram-bucket resolution of the exact ones', () => {
-      for (const [got, exact] of [[w.latency.e2e.p50, rig.traffic.e2eP50], [w.latency.ttft.p50, rig.traffic.ttftP50]] as const) {
+      for (const [got, exact] of [
+        [w.latency.e2e.p50, rig.traffic.e2eP50],
+        [w.latency.ttft.p50, rig.traffic.ttftP50],
+      ] as const) {
         expect(Number.isFinite(got)).toBe(true);
         expect(Math.abs(bucketOf(got) - bucketOf(exact)), `p50 ${got} vs exact ${exact}`).toBeLessThanOrEqual(1);
       }
@@ -223,11 +243,18 @@ describe.skipIf(!PROMETHEUS)(`PrometheusSource against a live Prometheus${SKIP_N
   beforeAll(async () => {
     const url = rig.prom!.url;
     // Wait for the scrape that saw the end of the traffic, then end the window on that scrape (no extrapolation).
-    await waitUntil('Prometheus to see every request', async () =>
-      (await promValue(url, 'sum(tuneloop_requests_finished_total{job="tuneloop"})')) === rig.traffic.finished ? true : undefined, 20_000);
+    await waitUntil(
+      'Prometheus to see every request',
+      async () => ((await promValue(url, 'sum(tuneloop_requests_finished_total{job="tuneloop"})')) === rig.traffic.finished ? true : undefined),
+      20_000,
+    );
     lastScrapeMs = Math.round((await promValue(url, 'max(timestamp(tuneloop_requests_finished_total{job="tuneloop"}))'))! * 1000);
     source = new PrometheusSource({
-      url, slo: SLO, windowSeconds: (lastScrapeMs - rig.windowStartMs) / 1000, selector: 'job="tuneloop"', now: () => lastScrapeMs,
+      url,
+      slo: SLO,
+      windowSeconds: (lastScrapeMs - rig.windowStartMs) / 1000,
+      selector: 'job="tuneloop"',
+      now: () => lastScrapeMs,
     });
   }, 30_000);
 
@@ -241,8 +268,10 @@ describe.skipIf(!PROMETHEUS)(`PrometheusSource against a live Prometheus${SKIP_N
     expect(w.latency.ttft.p99).toBeCloseTo(hOnly.latency.ttft.p99, 6);
     expect(w.latency.e2e.mean).toBeCloseTo(hOnly.latency.e2e.mean, 6);
     const range = `${Math.round(w.endMs - w.startMs)}ms`;
-    const promP50 = await promValue(rig.prom!.url,
-      `histogram_quantile(0.5, sum by (le) (increase(tuneloop_e2e_request_latency_seconds_bucket{job="tuneloop"}[${range}])))`);
+    const promP50 = await promValue(
+      rig.prom!.url,
+      `histogram_quantile(0.5, sum by (le) (increase(tuneloop_e2e_request_latency_seconds_bucket{job="tuneloop"}[${range}])))`,
+    );
     expect(w.latency.e2e.p50).toBeCloseTo(promP50!, 6);
   });
 
@@ -256,16 +285,24 @@ describe('PrometheusSource errors', () => {
   it('rejects with UNREACHABLE when nothing listens', async () => {
     const port = await freePort();
     const src: MetricsSource = new PrometheusSource({ url: `http://127.0.0.1:${port}`, slo: SLO, windowSeconds: 60 });
-    const err = await src.collect().then(() => undefined, (e: unknown) => e);
+    const err = await src.collect().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(MetricsSourceError);
     expect(err).toMatchObject({ code: 'UNREACHABLE' });
     expect((err as Error).message).toContain(`127.0.0.1:${port}`);
   });
 
   it('rejects with BAD_RESPONSE when Prometheus answers an error or something that is not a query result', async () => {
-    const answer = (status: number, body: string): typeof fetch => (async () => new Response(body, { status }));
+    const answer =
+      (status: number, body: string): typeof fetch =>
+      async () =>
+        new Response(body, { status });
     const bad = new PrometheusSource({
-      url: 'http://prometheus.invalid', slo: SLO, windowSeconds: 60,
+      url: 'http://prometheus.invalid',
+      slo: SLO,
+      windowSeconds: 60,
       fetch: answer(400, JSON.stringify({ status: 'error', errorType: 'bad_data', error: 'parse error at char 3' })),
     });
     await expect(bad.collect()).rejects.toMatchObject({ code: 'BAD_RESPONSE', message: expect.stringContaining('parse error') });

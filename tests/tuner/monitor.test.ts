@@ -2,12 +2,8 @@
 // RegistrySource's windowing and ring buffer, and one run against the real engine.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine, type EngineStats, type GenerationResult, type HistogramSnapshot } from '../../src/engine/index.js';
-import {
-  diffHistogram, histogramFromCumulative, histogramMean, histogramQuantile, latencyFromHistogram, shareAtOrBelow,
-} from '../../src/tuner/histogram.js';
-import {
-  RegistrySource, emptyEngineStats, latencyFromValues, meetsSlo, requestSampleFromResult, summarizeWindow, type WindowInput,
-} from '../../src/tuner/monitor.js';
+import { diffHistogram, histogramFromCumulative, histogramMean, histogramQuantile, latencyFromHistogram, shareAtOrBelow } from '../../src/tuner/histogram.js';
+import { RegistrySource, emptyEngineStats, latencyFromValues, meetsSlo, requestSampleFromResult, summarizeWindow, type WindowInput } from '../../src/tuner/monitor.js';
 import type { RequestSample, SloTargets } from '../../src/tuner/types.js';
 import { MODEL } from '../controlplane/harness.js';
 
@@ -49,7 +45,7 @@ describe('histogram helpers', () => {
     expect(histogramQuantile(0.25, h)).toBeCloseTo(1, 12); // rank 2: top of the first bucket
     expect(histogramQuantile(0.5, h)).toBeCloseTo(2, 12); // rank 4: top of the second
     expect(histogramQuantile(0.75, h)).toBeCloseTo(3, 12); // rank 6: halfway through (2, 4]
-    expect(histogramQuantile(0.99, h)).toBeCloseTo(2 + 2 * (7.92 - 4) / 4, 12);
+    expect(histogramQuantile(0.99, h)).toBeCloseTo(2 + (2 * (7.92 - 4)) / 4, 12);
     expect(histogramQuantile(0.125, h)).toBeCloseTo(0.5, 12); // first bucket starts at 0
     expect(histogramMean(h)).toBe(2.5);
   });
@@ -75,7 +71,15 @@ describe('histogram helpers', () => {
   });
 
   it('rebuilds per-bucket counts from cumulative le series, lifting dips', () => {
-    const r = histogramFromCumulative([{ le: Infinity, value: 8 }, { le: 2, value: 4 }, { le: 1, value: 2 }, { le: 4, value: 3.9 }], 20);
+    const r = histogramFromCumulative(
+      [
+        { le: Infinity, value: 8 },
+        { le: 2, value: 4 },
+        { le: 1, value: 2 },
+        { le: 4, value: 3.9 },
+      ],
+      20,
+    );
     expect(r.bounds).toEqual([1, 2, 4]);
     expect(r.counts).toEqual([2, 2, 0, 4]);
     expect(r.count).toBe(8);
@@ -84,9 +88,18 @@ describe('histogram helpers', () => {
 
 describe('summarizeWindow', () => {
   const prev = stats((s) => {
-    s.requests.finished = 10; s.requests.failed = 1; s.requests.timedOut = 0; s.requests.cancelled = 2; s.requests.rejected.queue_full = 1;
-    s.tokens.prompt = 100; s.tokens.generated = 400; s.batches.steps = 50; s.busySeconds = 4; s.batches.preemptions = 1;
-    s.kvCache.prefixQueries = 10; s.kvCache.prefixHits = 5;
+    s.requests.finished = 10;
+    s.requests.failed = 1;
+    s.requests.timedOut = 0;
+    s.requests.cancelled = 2;
+    s.requests.rejected.queue_full = 1;
+    s.tokens.prompt = 100;
+    s.tokens.generated = 400;
+    s.batches.steps = 50;
+    s.busySeconds = 4;
+    s.batches.preemptions = 1;
+    s.kvCache.prefixQueries = 10;
+    s.kvCache.prefixHits = 5;
     s.latency.e2eSeconds = hist([0, 5, 5, 0, 0], 6);
     s.latency.timeToFirstTokenSeconds = hist([10, 0, 0, 0, 0], 0.5);
     s.batches.size = hist([10, 10, 0, 0, 0], 30, [1, 2, 4, 8]);
@@ -94,10 +107,22 @@ describe('summarizeWindow', () => {
     s.batches.flushes = { full: 3, timeout: 2, queue_threshold: 0 };
   });
   const cur = stats((s) => {
-    s.requests.finished = 28; s.requests.failed = 2; s.requests.timedOut = 1; s.requests.cancelled = 3; s.requests.rejected.queue_full = 4;
-    s.requests.running = 3; s.requests.waiting = 7;
-    s.tokens.prompt = 180; s.tokens.generated = 700; s.batches.steps = 150; s.busySeconds = 12; s.batches.preemptions = 3;
-    s.kvCache.prefixQueries = 30; s.kvCache.prefixHits = 20; s.kvCache.usageRatio = 0.8; s.kvCache.fragmentationRatio = 1.2;
+    s.requests.finished = 28;
+    s.requests.failed = 2;
+    s.requests.timedOut = 1;
+    s.requests.cancelled = 3;
+    s.requests.rejected.queue_full = 4;
+    s.requests.running = 3;
+    s.requests.waiting = 7;
+    s.tokens.prompt = 180;
+    s.tokens.generated = 700;
+    s.batches.steps = 150;
+    s.busySeconds = 12;
+    s.batches.preemptions = 3;
+    s.kvCache.prefixQueries = 30;
+    s.kvCache.prefixHits = 20;
+    s.kvCache.usageRatio = 0.8;
+    s.kvCache.fragmentationRatio = 1.2;
     // 20 more e2e: 4 in (0.1, 0.5], 8 in (0.5, 1], 8 in (1, 2].
     s.latency.e2eSeconds = hist([0, 9, 13, 8, 0], 6 + 20);
     // 20 more TTFT: 15 in (0, 0.1], 5 in (0.5, 1].
@@ -134,7 +159,7 @@ describe('summarizeWindow', () => {
     expect(w.latency.e2e.p50).toBeCloseTo(0.875, 12);
     // rank 19.8: 12 below 1, 8 in (1, 2] → 1 + 7.8/8.
     expect(w.latency.e2e.p99).toBeCloseTo(1.975, 12);
-    expect(w.latency.ttft.p50).toBeCloseTo(0.1 * 10 / 15, 12);
+    expect(w.latency.ttft.p50).toBeCloseTo((0.1 * 10) / 15, 12);
     // Little's law from the e2e histogram: 20 request-seconds over 10 s.
     expect(w.requests.meanConcurrency).toBeCloseTo(2, 12);
     // ok share 18/20; under e2e target 2: all 20; under TTFT 0.5: 15/20 → 0.9 · 0.75.
@@ -166,7 +191,11 @@ describe('summarizeWindow', () => {
 
   it('treats a restarted engine (counters went down) as starting from zero', () => {
     const restarted = stats((s) => {
-      s.uptimeSeconds = 2; s.requests.finished = 4; s.tokens.generated = 64; s.batches.steps = 16; s.busySeconds = 0.5;
+      s.uptimeSeconds = 2;
+      s.requests.finished = 4;
+      s.tokens.generated = 64;
+      s.batches.steps = 16;
+      s.busySeconds = 0.5;
       s.latency.e2eSeconds = hist([0, 4, 0, 0, 0], 1);
     });
     const w = summarizeWindow(input({ prev: cur, cur: restarted }));
@@ -194,15 +223,26 @@ describe('summarizeWindow', () => {
 
 describe('RegistrySource', () => {
   it('splits samples between windows by when they were recorded, and keeps a bounded ring', async () => {
-    let t = 1000, cpu = 5;
+    let t = 1000,
+      cpu = 5;
     let snapshot = stats();
     const src = new RegistrySource({
-      engine: () => ({ stats: () => snapshot }), slo: SLO, now: () => t, cpuSeconds: () => cpu, settingsVersion: () => 7, maxSamples: 3,
+      engine: () => ({ stats: () => snapshot }),
+      slo: SLO,
+      now: () => t,
+      cpuSeconds: () => cpu,
+      settingsVersion: () => 7,
+      maxSamples: 3,
     });
     expect(src.kind).toBe('registry');
-    t = 3000; cpu = 6;
+    t = 3000;
+    cpu = 6;
     src.record(sample({ atMs: 2000 }));
-    snapshot = stats((s) => { s.requests.finished = 1; s.tokens.generated = 10; s.uptimeSeconds = 12; });
+    snapshot = stats((s) => {
+      s.requests.finished = 1;
+      s.tokens.generated = 10;
+      s.uptimeSeconds = 12;
+    });
     const w1 = await src.collect();
     expect(w1).toMatchObject({ startMs: 1000, endMs: 3000, settingsVersion: 7, cpuSeconds: 1 });
     expect(w1.requests.finished).toBe(1);
@@ -222,7 +262,11 @@ describe('RegistrySource', () => {
   it('survives an engine that is absent or closed', async () => {
     let engine: { stats(): EngineStats } | undefined;
     const src = new RegistrySource({ engine: () => engine, slo: SLO, now: () => 0 });
-    engine = { stats: () => { throw new Error('ENGINE_CLOSED'); } };
+    engine = {
+      stats: () => {
+        throw new Error('ENGINE_CLOSED');
+      },
+    };
     const w = await src.collect();
     expect(w.requests.finished).toBe(0);
     expect(w.batch.fillRatio).toBeNaN();

@@ -4,7 +4,14 @@ import { fitStepCost, predict, workloadOf, PRIOR_MARGINAL_SHARE } from '../../sr
 import { applyChange, changeKey, optimize, type OptimizeInput } from '../../src/tuner/optimize.js';
 import { FINAL_STATES, OPEN_STATES, PROPOSAL_TRANSITIONS, fromStates, isLegalTransition, needsApproval } from '../../src/tuner/proposals.js';
 import { diffSettings, judgeWatchCheck } from '../../src/tuner/apply.js';
-import { PROPOSAL_STATES as TYPES_PROPOSAL_STATES, type Finding, type LiveSettings, type RequestSample, type SloTargets, type WindowSummary } from '../../src/tuner/types.js';
+import {
+  PROPOSAL_STATES as TYPES_PROPOSAL_STATES,
+  type Finding,
+  type LiveSettings,
+  type RequestSample,
+  type SloTargets,
+  type WindowSummary,
+} from '../../src/tuner/types.js';
 import { PROPOSAL_STATES } from '../../src/metrics/tuner-families.js';
 
 const SLO: SloTargets = { ttftP99Seconds: 1, interTokenP99Seconds: 0.25, e2eP99Seconds: 10, errorRateBudget: 0.01 };
@@ -19,15 +26,28 @@ function win(i: number, o: { size: number; stepS: number; conc: number; finished
   const finished = o.finished ?? 60;
   const tokens = o.tokens ?? 32;
   return {
-    startMs: i * 60_000, endMs: (i + 1) * 60_000, source: 'registry', settingsVersion: 1,
+    startMs: i * 60_000,
+    endMs: (i + 1) * 60_000,
+    source: 'registry',
+    settingsVersion: 1,
     requests: { finished, errors: 0, rejected: 0, cancelled: 0, running: o.size, waiting: Math.max(0, o.conc - o.size), meanConcurrency: o.conc },
     tokens: { prompt: finished * 8, generated: finished * tokens },
-    throughputTokensPerS: (finished * tokens) / 60, goodputTokensPerS: (finished * tokens) / 60, sloAttainment: o.attainment ?? 1,
+    throughputTokensPerS: (finished * tokens) / 60,
+    goodputTokensPerS: (finished * tokens) / 60,
+    sloAttainment: o.attainment ?? 1,
     latency: { queue: lat(0.5), ttft: lat(0.6), interToken: lat(o.stepS), e2e: lat(1) },
-    batch: { steps: 1000, meanSize: o.size, fillRatio: 1, meanTokens: o.size, meanStepSeconds: o.stepS, meanDecodeStepSeconds: o.stepS,
-      flushes: { full: 0, timeout: 0, queue_threshold: 0 } },
+    batch: {
+      steps: 1000,
+      meanSize: o.size,
+      fillRatio: 1,
+      meanTokens: o.size,
+      meanStepSeconds: o.stepS,
+      meanDecodeStepSeconds: o.stepS,
+      flushes: { full: 0, timeout: 0, queue_threshold: 0 },
+    },
     kv: { usageRatio: 0.2, fragmentationRatio: 1, preemptions: 0, prefixHitRatio: 0 },
-    utilization: o.util ?? 0.9, cpuSeconds: 50,
+    utilization: o.util ?? 0.9,
+    cpuSeconds: 50,
   };
 }
 
@@ -37,7 +57,8 @@ function input(over: Partial<OptimizeInput>): OptimizeInput {
   return {
     findings: [finding('queueing')],
     windows: [0, 1, 2, 3].map((i) => win(i, { size: 1, stepS: 0.01, conc: 8 })),
-    settings: LIVE, slo: SLO,
+    settings: LIVE,
+    slo: SLO,
     policy: { forbid: [], maxCandidates: 3 },
     recentlyFailed: [],
     model: { nKvHeads: 4, ffnDim: 768, cores: 2 },

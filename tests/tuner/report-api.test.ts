@@ -23,7 +23,10 @@ const stubEngine = { isClosed: false } as unknown as Engine;
 
 async function serve(args: Partial<StartServerArgs>): Promise<RunningServer> {
   return startServer({
-    engine: stubEngine, options: { ...DEFAULT_SERVER_OPTIONS, port: 0, modelName: 'm' }, logger: pino({ level: 'silent' }), ...args,
+    engine: stubEngine,
+    options: { ...DEFAULT_SERVER_OPTIONS, port: 0, modelName: 'm' },
+    logger: pino({ level: 'silent' }),
+    ...args,
   });
 }
 
@@ -90,7 +93,11 @@ describe('reports API', () => {
     const r = await get(`${server.url}/api/reports`, TOKENS.viewer);
     expect(r.body.reports.map((x: { week: string }) => x.week)).toEqual(['2026-W11', '2026-W10']);
     expect(r.body.reports[1]).toEqual({
-      week: '2026-W10', formats: ['json', 'md', 'html'], periodStartMs: W10, periodEndMs: W11, generatedMs: Date.UTC(2026, 2, 9, 9),
+      week: '2026-W10',
+      formats: ['json', 'md', 'html'],
+      periodStartMs: W10,
+      periodEndMs: W11,
+      generatedMs: Date.UTC(2026, 2, 9, 9),
       summary: { requests: 2400, sloAttainment: 0.65, enoughData: true, topBottlenecks: ['queueing', 'kv_pressure', 'tail_latency'], proposals: 3, alerts: 2 },
     });
   });

@@ -12,11 +12,22 @@ import { TunerStore } from '../../src/tuner/store.js';
 import { fillStore } from './report-fixtures.js';
 
 function io(now = Date.UTC(2026, 2, 10, 9)): ReportIo & { out: () => string; err: () => string } {
-  let out = '', err = '';
-  const sink = (f: (s: string) => void) => new Writable({ write(c, _e, cb) { f(String(c)); cb(); } });
+  let out = '',
+    err = '';
+  const sink = (f: (s: string) => void) =>
+    new Writable({
+      write(c, _e, cb) {
+        f(String(c));
+        cb();
+      },
+    });
   return {
-    stdout: sink((s) => (out += s)), stderr: sink((s) => (err += s)), env: {}, now: () => now,
-    out: () => out, err: () => err,
+    stdout: sink((s) => (out += s)),
+    stderr: sink((s) => (err += s)),
+    env: {},
+    now: () => now,
+    out: () => out,
+    err: () => err,
   };
 }
 
@@ -65,7 +76,7 @@ describe('tuneloop report', () => {
   it('exits 2 for a bad week or a missing store, 1 for a bad flag', async () => {
     let x = io();
     expect(await reportCommand(['--config', config, '--week', '2025-W53'], x)).toBe(2);
-    expect(x.err()).toContain('--week: \'2025-W53\': 2025 has ISO weeks 01 to 52');
+    expect(x.err()).toContain("--week: '2025-W53': 2025 has ISO weeks 01 to 52");
     x = io();
     expect(await reportCommand(['--config', config, '--week', 'last'], x)).toBe(2);
     expect(x.err()).toContain('expected YYYY-Www');
@@ -89,7 +100,7 @@ describe('tuneloop report', () => {
     expect(x.out()).toContain('tuneloop report [--config FILE] [--week YYYY-Www] [--out DIR]');
     const write = process.stderr.write.bind(process.stderr);
     let err = '';
-    process.stderr.write = ((s: string) => ((err += s), true));
+    process.stderr.write = (s: string) => ((err += s), true);
     try {
       expect(await main(['report', '--config', config, '--week', 'nope'])).toBe(2);
     } finally {

@@ -18,7 +18,13 @@ const NOW = Date.UTC(2026, 2, 10, 9);
 
 function io(): ReportIo & { err: () => string } {
   let err = '';
-  const sink = (f: (s: string) => void) => new Writable({ write(c, _e, cb) { f(String(c)); cb(); } });
+  const sink = (f: (s: string) => void) =>
+    new Writable({
+      write(c, _e, cb) {
+        f(String(c));
+        cb();
+      },
+    });
   return { stdout: sink(() => undefined), stderr: sink((s) => (err += s)), env: {}, now: () => NOW, err: () => err };
 }
 
@@ -38,8 +44,7 @@ describe('kill -9 during a report write', () => {
     writeFileSync(file, `tuner:\n  storePath: state/tuner.db\n  reportsDir: weekly\n  timezone: UTC\n  serviceName: ${service}\n`);
     return file;
   };
-  const files = (): Record<string, string> =>
-    Object.fromEntries(['md', 'html', 'json'].map((f) => [f, readFileSync(join(dir, 'weekly', `${WEEK}.${f}`), 'utf8')]));
+  const files = (): Record<string, string> => Object.fromEntries(['md', 'html', 'json'].map((f) => [f, readFileSync(join(dir, 'weekly', `${WEEK}.${f}`), 'utf8')]));
 
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'tuneloop-report-crash-'));

@@ -42,21 +42,33 @@ export function window(startMs: number, s: WindowSpec): WindowSummary {
   const n = s.requests;
   const generated = s.generated ?? n * 24;
   return {
-    startMs, endMs: startMs + MIN, source: 'registry', settingsVersion: s.version ?? 1,
+    startMs,
+    endMs: startMs + MIN,
+    source: 'registry',
+    settingsVersion: s.version ?? 1,
     requests: { finished: n, errors: s.errors ?? 0, rejected: s.rejected ?? 0, cancelled: 0, running: 1, waiting: 2, meanConcurrency: n / 10 },
     tokens: { prompt: n * 10, generated },
     throughputTokensPerS: generated / 60,
     goodputTokensPerS: (generated * s.attainment) / 60,
     sloAttainment: n > 0 ? s.attainment : NaN,
     latency: {
-      queue: latency(0.5, n), ttft: latency(s.ttftP99 ?? 0.5, n), interToken: latency(s.interTokenP99 ?? 0.05, n * 23), e2e: latency(s.e2eP99 ?? 3, n),
+      queue: latency(0.5, n),
+      ttft: latency(s.ttftP99 ?? 0.5, n),
+      interToken: latency(s.interTokenP99 ?? 0.05, n * 23),
+      e2e: latency(s.e2eP99 ?? 3, n),
     },
     batch: {
-      steps: 600, meanSize: s.batchSize ?? 1, fillRatio: 1, meanTokens: 8, meanStepSeconds: 0.1, meanDecodeStepSeconds: 0.09,
+      steps: 600,
+      meanSize: s.batchSize ?? 1,
+      fillRatio: 1,
+      meanTokens: 8,
+      meanStepSeconds: 0.1,
+      meanDecodeStepSeconds: 0.09,
       flushes: { full: 1, timeout: 0, queue_threshold: 0 },
     },
     kv: { usageRatio: s.kvUsage ?? 0.3, fragmentationRatio: 1.1, preemptions: s.preemptions ?? 0, prefixHitRatio: 0 },
-    utilization: 0.8, cpuSeconds: s.cpuSeconds ?? 90,
+    utilization: 0.8,
+    cpuSeconds: s.cpuSeconds ?? 90,
   };
 }
 
@@ -73,22 +85,68 @@ export function windows(store: TunerStore, fromMs: number, count: number, s: Win
 
 export function finding(kind: BottleneckKind, fromMs: number, toMs: number, impact = 2, extra: Partial<Finding> = {}): Finding {
   return {
-    kind, confidence: 0.99, impact, summary: `${kind} was the problem`, evidence: { marker: kind, windows: 5, pValue: 0.001 }, fromMs, toMs, ...extra,
+    kind,
+    confidence: 0.99,
+    impact,
+    summary: `${kind} was the problem`,
+    evidence: { marker: kind, windows: 5, pValue: 0.001 },
+    fromMs,
+    toMs,
+    ...extra,
   };
 }
 
 export function evidence(verdict: VerificationEvidence['verdict'], over: Partial<VerificationEvidence['quality']> = {}): VerificationEvidence {
   return {
-    verdict, reasons: [`${verdict}: because the numbers say so`], method: 'interleaved rounds (A/A control)', mirroredRequests: 40,
-    quality: { positions: 64, meanCosine: 0.9995, minCosine: 0.99, greedyAgreement: 1, baselinePerplexity: 3.1, candidatePerplexity: 3.12, perplexityDelta: 0.0065, passed: true, ...over },
+    verdict,
+    reasons: [`${verdict}: because the numbers say so`],
+    method: 'interleaved rounds (A/A control)',
+    mirroredRequests: 40,
+    quality: {
+      positions: 64,
+      meanCosine: 0.9995,
+      minCosine: 0.99,
+      greedyAgreement: 1,
+      baselinePerplexity: 3.1,
+      candidatePerplexity: 3.12,
+      perplexityDelta: 0.0065,
+      passed: true,
+      ...over,
+    },
     performance: {
       comparisons: [
-        { metric: 'ttft', baselineN: 40, candidateN: 40, baselineMedianS: 2, candidateMedianS: 0.5, relativeChange: -0.75, u: 100, pValue: 0.0004, effectSize: -0.8, outcome: 'better' },
-        { metric: 'e2e', baselineN: 40, candidateN: 40, baselineMedianS: 4, candidateMedianS: 2, relativeChange: -0.5, u: 200, pValue: 0.002, effectSize: -0.6, outcome: 'better' },
+        {
+          metric: 'ttft',
+          baselineN: 40,
+          candidateN: 40,
+          baselineMedianS: 2,
+          candidateMedianS: 0.5,
+          relativeChange: -0.75,
+          u: 100,
+          pValue: 0.0004,
+          effectSize: -0.8,
+          outcome: 'better',
+        },
+        {
+          metric: 'e2e',
+          baselineN: 40,
+          candidateN: 40,
+          baselineMedianS: 4,
+          candidateMedianS: 2,
+          relativeChange: -0.5,
+          u: 200,
+          pValue: 0.002,
+          effectSize: -0.6,
+          outcome: 'better',
+        },
       ],
-      baselineGoodputPerCore: 10, candidateGoodputPerCore: 25, goodputChange: 1.5,
+      baselineGoodputPerCore: 10,
+      candidateGoodputPerCore: 25,
+      goodputChange: 1.5,
     },
-    shadowCost: { rssBytes: 1e6, cpuSeconds: 2, wallSeconds: 30 }, startedMs: 1, finishedMs: 2,
+    shadowCost: { rssBytes: 1e6, cpuSeconds: 2, wallSeconds: 30 },
+    startedMs: 1,
+    finishedMs: 2,
   };
 }
 
@@ -98,20 +156,33 @@ export function applyTo(s: LiveSettings, c: SettingsChange): LiveSettings {
 
 export function propose(store: TunerStore, kind: BottleneckKind, change: SettingsChange, baseVersion: number, needsApproval: boolean) {
   const base = store.settingsVersion(baseVersion)!.settings;
-  return store.createProposal({
-    candidate: {
-      change, temperature: change.layout ? 'cold' : 'hot', addresses: kind, rationale: `because ${kind}`,
-      predicted: { goodputTokensPerS: 20, baselineGoodputTokensPerS: 10, interTokenS: 0.05, meetsSlo: true },
+  return store.createProposal(
+    {
+      candidate: {
+        change,
+        temperature: change.layout ? 'cold' : 'hot',
+        addresses: kind,
+        rationale: `because ${kind}`,
+        predicted: { goodputTokensPerS: 20, baselineGoodputTokensPerS: 10, interTokenS: 0.05, meetsSlo: true },
+      },
+      baseVersion,
+      target: applyTo(base, change),
+      needsApproval,
+      findingId: null,
+      expiresMs: Number.MAX_SAFE_INTEGER,
     },
-    baseVersion, target: applyTo(base, change), needsApproval, findingId: null, expiresMs: Number.MAX_SAFE_INTEGER,
-  }, TUNER);
+    TUNER,
+  );
 }
 
 export function alert(receivedMs: number, alertname: string, severity: string, o: { status?: 'firing' | 'resolved'; fingerprint?: string; startsAt?: string } = {}) {
   return {
-    receivedAt: new Date(receivedMs).toISOString(), status: o.status ?? 'firing' as const,
-    labels: { alertname, severity, service: 'tuneloop' }, annotations: { summary: `${alertname} <fired>` },
-    startsAt: o.startsAt ?? new Date(receivedMs - MIN).toISOString(), fingerprint: o.fingerprint ?? `fp-${alertname}`,
+    receivedAt: new Date(receivedMs).toISOString(),
+    status: o.status ?? ('firing' as const),
+    labels: { alertname, severity, service: 'tuneloop' },
+    annotations: { summary: `${alertname} <fired>` },
+    startsAt: o.startsAt ?? new Date(receivedMs - MIN).toISOString(),
+    fingerprint: o.fingerprint ?? `fp-${alertname}`,
   };
 }
 
@@ -124,9 +195,15 @@ export function fillStore(store: TunerStore, clock: { ms: number }): void {
 
   // 10:00–10:40 queueing at maxBatchSize 1.
   windows(store, t0, 40, { requests: 20, attainment: 0.2, ttftP99: 3, e2eP99: 12, batchSize: 1, version: 1 });
-  for (const [a, b] of [[0, 15], [15, 30], [30, 40]] as const) {
+  for (const [a, b] of [
+    [0, 15],
+    [15, 30],
+    [30, 40],
+  ] as const) {
     clock.ms = t0 + b * MIN;
-    store.insertFinding(finding('queueing', t0 + a * MIN, t0 + b * MIN, 2, { summary: 'queue time is 83% of e2e at maxBatchSize=1', evidence: { queueShare: 0.83, fill: 1 } }));
+    store.insertFinding(
+      finding('queueing', t0 + a * MIN, t0 + b * MIN, 2, { summary: 'queue time is 83% of e2e at maxBatchSize=1', evidence: { queueShare: 0.83, fill: 1 } }),
+    );
   }
   // #1 fixes it: verified, auto-approved, applied as v2, confirmed.
   clock.ms = t0 + 41 * MIN;
@@ -181,4 +258,3 @@ export function fillStore(store: TunerStore, clock: { ms: number }): void {
   store.insertFinding(finding('queueing', t1 + 40 * MIN, t1 + 80 * MIN, 1));
   store.insertAlert(alert(t1 + 5 * MIN, 'TuneloopKvCacheNearlyFull', 'warning'));
 }
-

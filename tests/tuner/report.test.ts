@@ -22,8 +22,15 @@ import { startTunedServer, type TunedServer } from './harness.js';
 const PRICE = 0.05;
 
 const options = (week: string, over: Partial<BuildReportOptions> = {}): BuildReportOptions => ({
-  week, timezone: 'UTC', service: 'shop-llm', model: 'tuneloop-shakespeare', slo: SLO, pricePerCoreHour: PRICE,
-  verify: { shadowShare: 0.05, minSamples: 20 }, now: Date.UTC(2027, 0, 1), ...over,
+  week,
+  timezone: 'UTC',
+  service: 'shop-llm',
+  model: 'tuneloop-shakespeare',
+  slo: SLO,
+  pricePerCoreHour: PRICE,
+  verify: { shadowShare: 0.05, minSamples: 20 },
+  now: Date.UTC(2027, 0, 1),
+  ...over,
 });
 
 // ---- recomputation from the store, by the rules the report states -------------------------------------------------
@@ -43,7 +50,10 @@ function recompute(store: TunerStore, week: string) {
     return ws.filter((w) => fs.some((f) => w.startMs < f.toMs && w.endMs > f.fromMs));
   };
   return {
-    ws, requests, generated, cost,
+    ws,
+    requests,
+    generated,
+    cost,
     attainment: sum(ws.map(met)) / requests,
     costPerM: cost / (generated / 1e6),
     violatingOf: (kind: string) => sum(inRanges(kind).map(violating)),
@@ -131,11 +141,23 @@ describe('weekly report from constructed weeks', () => {
   });
 
   it('lists every proposal of the week with its verification, approvals, applies and rollbacks', () => {
-    expect(w10.changes.map((c) => [c.id, c.stateAtWeekEnd])).toEqual([[1, 'confirmed'], [2, 'verified'], [3, 'rejected']]);
+    expect(w10.changes.map((c) => [c.id, c.stateAtWeekEnd])).toEqual([
+      [1, 'confirmed'],
+      [2, 'verified'],
+      [3, 'rejected'],
+    ]);
     const c1 = w10.changes[0]!;
     expect(c1.changes).toEqual([{ knob: 'maxBatchSize', from: 1, to: 4 }]);
     expect(c1.verification).toMatchObject({ verdict: 'pass', mirroredRequests: 40, meanCosine: 0.9995, qualityPassed: true, goodputChange: 1.5 });
-    expect(c1.verification!.latency[0]).toEqual({ metric: 'ttft', baselineMedianS: 2, candidateMedianS: 0.5, relativeChange: -0.75, pValue: 0.0004, effectSize: -0.8, outcome: 'better' });
+    expect(c1.verification!.latency[0]).toEqual({
+      metric: 'ttft',
+      baselineMedianS: 2,
+      candidateMedianS: 0.5,
+      relativeChange: -0.75,
+      pValue: 0.0004,
+      effectSize: -0.8,
+      outcome: 'better',
+    });
     expect(c1.approvals).toEqual([{ decision: 'approve', actor: 'tuner', role: 'system', atMs: W10 + TUE + 45 * MIN, comment: 'policy: auto-apply' }]);
     expect(c1.applied).toEqual({ atMs: W10 + TUE + 46 * MIN, version: 2 });
     expect(c1.rollback).toBeNull();
@@ -143,7 +165,8 @@ describe('weekly report from constructed weeks', () => {
     expect(w10.changes[2]!.verification?.verdict).toBe('inconclusive');
     // Settings: v1 from before the week, v2 applied in it.
     expect(w10.settings.map((s) => [s.version, s.liveFromMs, s.liveToMs])).toEqual([
-      [1, W10, W10 + TUE + 46 * MIN], [2, W10 + TUE + 46 * MIN, W11],
+      [1, W10, W10 + TUE + 46 * MIN],
+      [2, W10 + TUE + 46 * MIN, W11],
     ]);
     expect(w10.settings[1]!.changes).toEqual([{ knob: 'maxBatchSize', from: 1, to: 4 }]);
     // W11 has no transitions: no changes listed, v2 live all week.
@@ -154,8 +177,16 @@ describe('weekly report from constructed weeks', () => {
   it('counts the alerts that fired, by severity, episodes apart from repeated notifications', () => {
     expect(w10.alerts.notifications).toBe(3);
     expect(w10.alerts.firings).toBe(2);
-    expect(w10.alerts.bySeverity.map((s) => [s.severity, s.firings, s.notifications])).toEqual([['critical', 1, 1], ['warning', 1, 2]]);
-    expect(w10.alerts.bySeverity[1]!.alerts[0]).toMatchObject({ alertname: 'TuneloopQueueGrowing', firings: 1, notifications: 2, summary: 'TuneloopQueueGrowing <fired>' });
+    expect(w10.alerts.bySeverity.map((s) => [s.severity, s.firings, s.notifications])).toEqual([
+      ['critical', 1, 1],
+      ['warning', 1, 2],
+    ]);
+    expect(w10.alerts.bySeverity[1]!.alerts[0]).toMatchObject({
+      alertname: 'TuneloopQueueGrowing',
+      firings: 1,
+      notifications: 2,
+      summary: 'TuneloopQueueGrowing <fired>',
+    });
     expect(w11.alerts.firings).toBe(1);
   });
 
@@ -337,7 +368,8 @@ describe('weekly report from a real run of the shipped model', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'tuneloop-report-run-'));
     h = await startTunedServer({
-      dir, config: { scheduler: { maxBatchSize: 1 }, verify: { shadowShare: 0.5, minSamples: 12 }, tuner: { reportsDir: join(dir, 'reports') } },
+      dir,
+      config: { scheduler: { maxBatchSize: 1 }, verify: { shadowShare: 0.5, minSamples: 12 }, tuner: { reportsDir: join(dir, 'reports') } },
     });
   });
   afterAll(async () => {
@@ -357,9 +389,14 @@ describe('weekly report from a real run of the shipped model', () => {
 
     const week = formatIsoWeek(isoWeekOf(Date.now(), 'UTC'));
     // A few seconds of windows, not a week: lowered thresholds, as the example report does.
-    const r = buildWeeklyReport(h.store, options(week, {
-      model: h.config.model.name, now: Date.now(), thresholds: { minRollupMinutes: 0.05, minRequests: 10 },
-    }));
+    const r = buildWeeklyReport(
+      h.store,
+      options(week, {
+        model: h.config.model.name,
+        now: Date.now(),
+        thresholds: { minRollupMinutes: 0.05, minRequests: 10 },
+      }),
+    );
     expect(r.bottlenecks.ranked[0]?.kind, JSON.stringify(r.bottlenecks.ranked.map((b) => [b.kind, b.sloViolatingRequests]))).toBe('queueing');
     const applied = r.changes.find((c) => c.applied);
     expect(applied, JSON.stringify(r.changes.map((c) => [c.id, c.stateAtWeekEnd, c.verification?.verdict]))).toBeDefined();
@@ -382,8 +419,22 @@ describe('weekly report from a real run of the shipped model', () => {
     const gauge = async (): Promise<number> => Number(/^tuneloop_report_last_timestamp_seconds (\S+)$/m.exec(await (await fetch(`${h.url}/metrics`)).text())?.[1]);
     expect(await gauge()).toBe(0);
     h.server.alerts.record({
-      version: '4', receiver: 'tuneloop', status: 'firing', groupLabels: {}, commonLabels: {}, commonAnnotations: {},
-      alerts: [{ status: 'firing', labels: { alertname: 'TuneloopQueueGrowing', severity: 'warning' }, annotations: { summary: 'queue growing' }, startsAt: new Date().toISOString(), endsAt: '', fingerprint: 'f1' }],
+      version: '4',
+      receiver: 'tuneloop',
+      status: 'firing',
+      groupLabels: {},
+      commonLabels: {},
+      commonAnnotations: {},
+      alerts: [
+        {
+          status: 'firing',
+          labels: { alertname: 'TuneloopQueueGrowing', severity: 'warning' },
+          annotations: { summary: 'queue growing' },
+          startsAt: new Date().toISOString(),
+          endsAt: '',
+          fingerprint: 'f1',
+        },
+      ],
     });
     const week = formatIsoWeek(isoWeekOf(Date.now(), 'UTC'));
     const before = Date.now();

@@ -8,8 +8,15 @@ import { alertWantsAnalysis, startSchedule, type TunerSchedule } from '../../src
 import { startTunedServer, type TunedServer } from './harness.js';
 
 const alert = (alertname: string, severity: string): ReceivedAlert => ({
-  id: 1, receivedAt: new Date().toISOString(), receiver: 'tuneloop', status: 'firing', labels: { alertname, severity },
-  annotations: {}, startsAt: new Date().toISOString(), endsAt: '0001-01-01T00:00:00Z', fingerprint: 'x',
+  id: 1,
+  receivedAt: new Date().toISOString(),
+  receiver: 'tuneloop',
+  status: 'firing',
+  labels: { alertname, severity },
+  annotations: {},
+  startsAt: new Date().toISOString(),
+  endsAt: '0001-01-01T00:00:00Z',
+  fingerprint: 'x',
 });
 
 describe('schedule', () => {
@@ -36,7 +43,7 @@ describe('schedule', () => {
     expect(h.store.rollups(0, Date.now() + 1).length).toBeGreaterThanOrEqual(2);
   });
 
-  it('lets service alerts trigger an analysis, not the tuner\'s own, and never overlaps cycles', async () => {
+  it("lets service alerts trigger an analysis, not the tuner's own, and never overlaps cycles", async () => {
     expect(alertWantsAnalysis(alert('TuneloopE2EP99OverSLO', 'critical'))).toBe(true);
     expect(alertWantsAnalysis(alert('TuneloopQueueGrowing', 'warning'))).toBe(true);
     expect(alertWantsAnalysis(alert('TuneloopProposalAwaitingApproval', 'info'))).toBe(false);
@@ -59,7 +66,13 @@ describe('schedule', () => {
     expect(busy.body.error.code).toBe('tuner_busy');
     h.server.alerts.emit('alert', alert('TuneloopTTFTP99OverSLO', 'critical'));
     await new Promise((r) => setTimeout(r, 100));
-    expect(h.store.runs({ kind: 'analyze' }).filter((r) => r.trigger === 'alert').map((r) => r.outcome).sort()).toEqual(['ok', 'skipped']);
+    expect(
+      h.store
+        .runs({ kind: 'analyze' })
+        .filter((r) => r.trigger === 'alert')
+        .map((r) => r.outcome)
+        .sort(),
+    ).toEqual(['ok', 'skipped']);
 
     await h.tuned.tuner.idle();
     ac.abort();

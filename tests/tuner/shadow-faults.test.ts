@@ -39,11 +39,13 @@ let longReference: number[] = [];
 
 beforeAll(async () => {
   primary = await Engine.load({ model: MODEL, threads: 1, kvCacheMaxBytes: 16 * 2 ** 20 });
-  requests = await Promise.all(BUILTIN_PROMPTS.slice(0, 6).map(async (prompt, i) => {
-    const tokens = primary.tokenize(prompt, { addBos: true });
-    const r = await primary.generate({ tokens, maxTokens: 24, temperature: 0.8, seed: i }).result;
-    return { tokens, maxTokens: 24, primaryTokens: r.tokens };
-  }));
+  requests = await Promise.all(
+    BUILTIN_PROMPTS.slice(0, 6).map(async (prompt, i) => {
+      const tokens = primary.tokenize(prompt, { addBos: true });
+      const r = await primary.generate({ tokens, maxTokens: 24, temperature: 0.8, seed: i }).result;
+      return { tokens, maxTokens: 24, primaryTokens: r.tokens };
+    }),
+  );
   longReference = (await primary.generate(LONG).result).tokens;
 });
 
@@ -58,8 +60,15 @@ async function verifyBesidePrimary(candidate: Partial<EngineOptions>) {
   const failedBefore = primary.stats().requests.failed;
   const live = primary.generate(LONG).result;
   const v = await ShadowVerifier.start({
-    modelPath: MODEL, baseline: SETTINGS, candidate: SETTINGS, config: { ...DEFAULT_VERIFY_CONFIG, minSamples: 4 }, slo: SLO,
-    kvCacheMaxBytes: 16 * 2 ** 20, probeTokens: [], seed: 3, loadEngine,
+    modelPath: MODEL,
+    baseline: SETTINGS,
+    candidate: SETTINGS,
+    config: { ...DEFAULT_VERIFY_CONFIG, minSamples: 4 },
+    slo: SLO,
+    kvCacheMaxBytes: 16 * 2 ** 20,
+    probeTokens: [],
+    seed: 3,
+    loadEngine,
   });
   try {
     for (const r of requests) v.mirror(r);

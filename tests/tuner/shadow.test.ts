@@ -37,12 +37,17 @@ beforeAll(async () => {
   const primary = await Engine.load({ model: MODEL, threads: 1, kvCacheMaxBytes: KV_BYTES });
   try {
     const text = readFileSync(join(REPO_ROOT, 'models', 'validation-slice.txt'), 'utf8');
-    const lines = text.split('\n').filter((l) => l.trim().length > 20).slice(0, 24);
-    requests = await Promise.all(lines.map(async (line, i) => {
-      const tokens = primary.tokenize(line, { addBos: true });
-      const r = await primary.generate({ tokens, maxTokens: 16, temperature: 0.8, seed: i }).result;
-      return { tokens, maxTokens: 16, primaryTokens: r.tokens, temperature: 0.8, seed: i };
-    }));
+    const lines = text
+      .split('\n')
+      .filter((l) => l.trim().length > 20)
+      .slice(0, 24);
+    requests = await Promise.all(
+      lines.map(async (line, i) => {
+        const tokens = primary.tokenize(line, { addBos: true });
+        const r = await primary.generate({ tokens, maxTokens: 16, temperature: 0.8, seed: i }).result;
+        return { tokens, maxTokens: 16, primaryTokens: r.tokens, temperature: 0.8, seed: i };
+      }),
+    );
     const all = primary.tokenize(text.slice(4000, 7000), { addBos: true });
     probeTokens = [all.slice(0, 120), all.slice(120, 240)];
   } finally {
@@ -68,8 +73,10 @@ describe('ShadowVerifier', () => {
       for (const r of requests.slice(0, 20)) v.mirror(r);
       const t0 = performance.now();
       const ev = await v.finish({ deadlineMs: Date.now() + 40_000, observedConcurrency: 2 });
-      console.log(`identical: finish ${((performance.now() - t0) / 1000).toFixed(2)} s, rss +${(ev.shadowCost.rssBytes / 2 ** 20).toFixed(1)} MiB, ` +
-        `cpu ${ev.shadowCost.cpuSeconds.toFixed(2)} s, wall ${ev.shadowCost.wallSeconds.toFixed(2)} s; ${ev.verdict}: ${ev.reasons.join(' | ')}`);
+      console.log(
+        `identical: finish ${((performance.now() - t0) / 1000).toFixed(2)} s, rss +${(ev.shadowCost.rssBytes / 2 ** 20).toFixed(1)} MiB, ` +
+          `cpu ${ev.shadowCost.cpuSeconds.toFixed(2)} s, wall ${ev.shadowCost.wallSeconds.toFixed(2)} s; ${ev.verdict}: ${ev.reasons.join(' | ')}`,
+      );
       expect(ev.mirroredRequests).toBe(20);
       expect(mirrored).toBe(20);
       expect(sims).toHaveLength(20);
@@ -98,8 +105,10 @@ describe('ShadowVerifier', () => {
       for (const r of requests) v.mirror(r);
       const ev = await v.finish({ deadlineMs: Date.now() + 40_000, observedConcurrency: 8 });
       const e2e = ev.performance.comparisons.find((c) => c.metric === 'e2e')!;
-      console.log(`batching: ${ev.verdict}; e2e median ${(e2e.candidateMedianS * 1000).toFixed(1)} vs ${(e2e.baselineMedianS * 1000).toFixed(1)} ms, ` +
-        `p ${e2e.pValue.toExponential(2)}, effect ${e2e.effectSize.toFixed(2)}; goodput ${ev.performance.goodputChange.toFixed(3)}`);
+      console.log(
+        `batching: ${ev.verdict}; e2e median ${(e2e.candidateMedianS * 1000).toFixed(1)} vs ${(e2e.baselineMedianS * 1000).toFixed(1)} ms, ` +
+          `p ${e2e.pValue.toExponential(2)}, effect ${e2e.effectSize.toFixed(2)}; goodput ${ev.performance.goodputChange.toFixed(3)}`,
+      );
       expect(e2e.outcome).toBe('better');
       expect(ev.verdict).toBe('pass');
       expect(ev.reasons[0]).toMatch(/faster/);
@@ -109,14 +118,15 @@ describe('ShadowVerifier', () => {
   });
 
   it('a corrupted candidate model fails on quality, with the cosine in the evidence', async () => {
-    const loadEngine = (o: EngineOptions, role: 'baseline' | 'candidate'): Promise<Engine> =>
-      Engine.load(role === 'candidate' ? { ...o, model: corruptModel } : o);
+    const loadEngine = (o: EngineOptions, role: 'baseline' | 'candidate'): Promise<Engine> => Engine.load(role === 'candidate' ? { ...o, model: corruptModel } : o);
     const v = await ShadowVerifier.start(startOpts({ loadEngine }));
     try {
       for (const r of requests.slice(0, 20)) v.mirror(r);
       const ev = await v.finish({ deadlineMs: Date.now() + 40_000, observedConcurrency: 1 });
-      console.log(`corrupted: cosine ${ev.quality.meanCosine.toFixed(4)} (min ${ev.quality.minCosine.toFixed(4)}), agreement ` +
-        `${ev.quality.greedyAgreement.toFixed(3)}, perplexity ${ev.quality.perplexityDelta.toFixed(3)}; ${ev.reasons[0]}`);
+      console.log(
+        `corrupted: cosine ${ev.quality.meanCosine.toFixed(4)} (min ${ev.quality.minCosine.toFixed(4)}), agreement ` +
+          `${ev.quality.greedyAgreement.toFixed(3)}, perplexity ${ev.quality.perplexityDelta.toFixed(3)}; ${ev.reasons[0]}`,
+      );
       expect(ev.verdict).toBe('fail');
       expect(ev.quality.meanCosine).toBeLessThan(0.98);
       expect(ev.quality.passed).toBe(false);

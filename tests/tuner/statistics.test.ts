@@ -29,8 +29,10 @@ describe('mannWhitneyU', () => {
   });
 
   it('is symmetric: swapping the samples keeps p and flips U and the effect size', () => {
-    const x = [3.1, 4.7, 2.2, 8.9, 5.5, 6.1, 7.3], y = [1.2, 2.8, 3.3, 0.9, 4.1, 2.5];
-    const xy = mannWhitneyU(x, y), yx = mannWhitneyU(y, x);
+    const x = [3.1, 4.7, 2.2, 8.9, 5.5, 6.1, 7.3],
+      y = [1.2, 2.8, 3.3, 0.9, 4.1, 2.5];
+    const xy = mannWhitneyU(x, y),
+      yx = mannWhitneyU(y, x);
     expect(yx.pValue).toBeCloseTo(xy.pValue, 12);
     expect(xy.uX + yx.uX).toBe(x.length * y.length);
     expect(yx.effectSize).toBeCloseTo(-xy.effectSize, 12);
@@ -75,7 +77,8 @@ describe('softmax and cosine', () => {
   it('cosine of identical distributions is 1; of near-disjoint ones it is small', () => {
     const logits = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i) * 3);
     expect(compareLogitRows(logits, logits)).toEqual({ cosine: expect.closeTo(1, 12) as number, greedyAgrees: true });
-    const a = new Float32Array(64).fill(-20), b = new Float32Array(64).fill(-20);
+    const a = new Float32Array(64).fill(-20),
+      b = new Float32Array(64).fill(-20);
     a[3] = 20;
     b[40] = 20;
     const r = compareLogitRows(a, b);

@@ -20,10 +20,17 @@ export function crashSettings(i: number): LiveSettings {
 export function crashProposal(baseVersion: number): NewProposal {
   return {
     candidate: {
-      change: { scheduler: { maxBatchSize: baseVersion + 1 } }, temperature: 'hot', addresses: 'queueing', rationale: 'crash test',
+      change: { scheduler: { maxBatchSize: baseVersion + 1 } },
+      temperature: 'hot',
+      addresses: 'queueing',
+      rationale: 'crash test',
       predicted: { goodputTokensPerS: 2, baselineGoodputTokensPerS: 1, interTokenS: 0.01, meetsSlo: true },
     },
-    baseVersion, target: crashSettings(baseVersion + 1), needsApproval: false, findingId: null, expiresMs: 0,
+    baseVersion,
+    target: crashSettings(baseVersion + 1),
+    needsApproval: false,
+    findingId: null,
+    expiresMs: 0,
   };
 }
 

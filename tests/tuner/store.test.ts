@@ -8,9 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  MIGRATIONS, SCHEMA_VERSION, StoreConflictError, StoreError, TunerStore, migrate, type NewProposal, type SqliteDatabase,
-} from '../../src/tuner/store.js';
+import { MIGRATIONS, SCHEMA_VERSION, StoreConflictError, StoreError, TunerStore, migrate, type NewProposal, type SqliteDatabase } from '../../src/tuner/store.js';
 import type { Actor, Finding, VerificationEvidence, WindowSummary } from '../../src/tuner/types.js';
 import { REPO_ROOT } from '../helpers/shared.js';
 import { CRASH_ACTOR, crashProposal, crashSettings } from './store-crash-child.js';
@@ -24,31 +22,73 @@ const ALICE: Actor = { name: 'alice', role: 'approver' };
 function windowAt(startMs: number, over: Partial<WindowSummary> = {}): WindowSummary {
   const empty = { count: 0, mean: NaN, p50: NaN, p90: NaN, p99: NaN };
   return {
-    startMs, endMs: startMs + 60_000, source: 'registry', settingsVersion: 1,
+    startMs,
+    endMs: startMs + 60_000,
+    source: 'registry',
+    settingsVersion: 1,
     requests: { finished: 0, errors: 0, rejected: 0, cancelled: 0, running: 0, waiting: 0, meanConcurrency: 0 },
-    tokens: { prompt: 0, generated: 0 }, throughputTokensPerS: 0, goodputTokensPerS: 0, sloAttainment: NaN,
+    tokens: { prompt: 0, generated: 0 },
+    throughputTokensPerS: 0,
+    goodputTokensPerS: 0,
+    sloAttainment: NaN,
     latency: { queue: empty, ttft: { ...empty }, interToken: { ...empty }, e2e: { ...empty } },
     batch: { steps: 0, meanSize: 0, fillRatio: 0, meanTokens: 0, meanStepSeconds: 0, meanDecodeStepSeconds: NaN, flushes: { full: 0, timeout: 0, queue_threshold: 0 } },
     kv: { usageRatio: 0, fragmentationRatio: -0, preemptions: 0, prefixHitRatio: Infinity },
-    utilization: 0, cpuSeconds: -Infinity, ...over,
+    utilization: 0,
+    cpuSeconds: -Infinity,
+    ...over,
   };
 }
 
 function evidence(verdict: VerificationEvidence['verdict']): VerificationEvidence {
   return {
-    verdict, reasons: [`${verdict} because`], method: 'interleaved rounds (A/A control)', mirroredRequests: 40,
-    quality: { positions: 64, meanCosine: 0.999, minCosine: 0.99, greedyAgreement: 1, baselinePerplexity: 3.1, candidatePerplexity: 3.1, perplexityDelta: 0, passed: true },
-    performance: {
-      comparisons: [{ metric: 'ttft', baselineN: 0, candidateN: 0, baselineMedianS: NaN, candidateMedianS: NaN, relativeChange: NaN, u: 0, pValue: NaN, effectSize: 0, outcome: 'same' }],
-      baselineGoodputPerCore: 10, candidateGoodputPerCore: 12, goodputChange: 0.2,
+    verdict,
+    reasons: [`${verdict} because`],
+    method: 'interleaved rounds (A/A control)',
+    mirroredRequests: 40,
+    quality: {
+      positions: 64,
+      meanCosine: 0.999,
+      minCosine: 0.99,
+      greedyAgreement: 1,
+      baselinePerplexity: 3.1,
+      candidatePerplexity: 3.1,
+      perplexityDelta: 0,
+      passed: true,
     },
-    shadowCost: { rssBytes: 1e6, cpuSeconds: 2, wallSeconds: 30 }, startedMs: 1, finishedMs: 2,
+    performance: {
+      comparisons: [
+        {
+          metric: 'ttft',
+          baselineN: 0,
+          candidateN: 0,
+          baselineMedianS: NaN,
+          candidateMedianS: NaN,
+          relativeChange: NaN,
+          u: 0,
+          pValue: NaN,
+          effectSize: 0,
+          outcome: 'same',
+        },
+      ],
+      baselineGoodputPerCore: 10,
+      candidateGoodputPerCore: 12,
+      goodputChange: 0.2,
+    },
+    shadowCost: { rssBytes: 1e6, cpuSeconds: 2, wallSeconds: 30 },
+    startedMs: 1,
+    finishedMs: 2,
   };
 }
 
 const FINDING: Finding = {
-  kind: 'queueing', confidence: 0.97, impact: 12.5, summary: 'queue time is 83% of e2e', evidence: { queueShare: 0.83, pValue: NaN, full: true, note: 'NaN' },
-  fromMs: 10_000, toMs: 70_000,
+  kind: 'queueing',
+  confidence: 0.97,
+  impact: 12.5,
+  summary: 'queue time is 83% of e2e',
+  evidence: { queueShare: 0.83, pValue: NaN, full: true, note: 'NaN' },
+  fromMs: 10_000,
+  toMs: 70_000,
 };
 
 describe('TunerStore', () => {
@@ -78,7 +118,9 @@ describe('TunerStore', () => {
       s.commitSettings(crashSettings(1), 'config', 'boot');
       const raw = new Sqlite(file);
       const tables = (raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
-      expect(tables).toEqual(expect.arrayContaining(['approvals', 'audit_log', 'findings', 'proposal_transitions', 'proposals', 'rollups', 'runs', 'settings', 'verifications']));
+      expect(tables).toEqual(
+        expect.arrayContaining(['approvals', 'audit_log', 'findings', 'proposal_transitions', 'proposals', 'rollups', 'runs', 'settings', 'verifications']),
+      );
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
       raw.close();
       const again = reopen();
@@ -101,7 +143,14 @@ describe('TunerStore', () => {
       const raw = new Sqlite(file);
       raw.pragma(`user_version = ${SCHEMA_VERSION + 5}`);
       raw.close();
-      const err = ((): unknown => { try { TunerStore.open(file); } catch (e) { return e; } return undefined; })();
+      const err = ((): unknown => {
+        try {
+          TunerStore.open(file);
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
       expect(err).toBeInstanceOf(StoreError);
       expect((err as StoreError).code).toBe('SCHEMA_TOO_NEW');
       expect((err as StoreError).message).toContain(`schema is version ${SCHEMA_VERSION + 5}`);
@@ -133,8 +182,11 @@ describe('TunerStore', () => {
       expect(s.rollups(61_000, 120_000)).toEqual([]);
       // Scalar columns for reports; NaN is NULL there (the JSON copy keeps NaN).
       const raw = new Sqlite(file);
-      expect(raw.prepare('SELECT goodput, slo_attainment, settings_version FROM rollups WHERE start_ms = 120000').get())
-        .toEqual({ goodput: 20, slo_attainment: null, settings_version: 2 });
+      expect(raw.prepare('SELECT goodput, slo_attainment, settings_version FROM rollups WHERE start_ms = 120000').get()).toEqual({
+        goodput: 20,
+        slo_attainment: null,
+        settings_version: 2,
+      });
       raw.close();
     });
 
@@ -197,7 +249,16 @@ describe('TunerStore', () => {
       const s = open();
       s.commitSettings(crashSettings(1), 'config', 'boot');
       const created = s.createProposal(newProposal(), TUNER);
-      expect(created).toMatchObject({ id: 1, state: 'proposed', createdMs: clockMs, updatedMs: clockMs, evidence: null, appliedVersion: null, needsApproval: true, baseVersion: 1 });
+      expect(created).toMatchObject({
+        id: 1,
+        state: 'proposed',
+        createdMs: clockMs,
+        updatedMs: clockMs,
+        evidence: null,
+        appliedVersion: null,
+        needsApproval: true,
+        baseVersion: 1,
+      });
       expect(s.getProposal(created.id)).toEqual(created);
       const steps: [string, string, Actor, Parameters<TunerStore['transition']>[4]][] = [
         ['proposed', 'verifying', TUNER, {}],
@@ -236,7 +297,14 @@ describe('TunerStore', () => {
       const p = s.createProposal(newProposal(), TUNER);
       const before = { p: s.getProposal(p.id), t: s.transitions(p.id), a: s.auditLog() };
       clockMs += 1000;
-      const err = ((): unknown => { try { s.transition(p.id, ['verified', 'approved'], 'applying', TUNER, { evidence: evidence('fail') }); } catch (e) { return e; } return undefined; })();
+      const err = ((): unknown => {
+        try {
+          s.transition(p.id, ['verified', 'approved'], 'applying', TUNER, { evidence: evidence('fail') });
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
       expect(err).toBeInstanceOf(StoreConflictError);
       expect((err as StoreConflictError).code).toBe('CONFLICT');
       expect((err as StoreConflictError).actual).toBe('proposed');
@@ -274,8 +342,15 @@ describe('TunerStore', () => {
       expect(refused(() => s.transition(99, 'confirmed', 'watching', TUNER)).code).toBe('ILLEGAL_TRANSITION');
       expect(snapshot()).toEqual(before);
       // A proposal that really is confirmed cannot be moved back either.
-      for (const [from, to] of [['proposed', 'verifying'], ['verifying', 'verified'], ['verified', 'approved'], ['approved', 'applying'],
-        ['applying', 'watching'], ['watching', 'confirmed']] as const) s.transition(p.id, from, to, TUNER);
+      for (const [from, to] of [
+        ['proposed', 'verifying'],
+        ['verifying', 'verified'],
+        ['verified', 'approved'],
+        ['approved', 'applying'],
+        ['applying', 'watching'],
+        ['watching', 'confirmed'],
+      ] as const)
+        s.transition(p.id, from, to, TUNER);
       const done = snapshot();
       expect(done.p?.state).toBe('confirmed');
       expect(refused(() => s.transition(p.id, 'confirmed', 'watching', TUNER)).code).toBe('ILLEGAL_TRANSITION');
@@ -289,7 +364,16 @@ describe('TunerStore', () => {
       const heard: Record<string, number>[] = [];
       const off = s.onProposalsChanged(() => heard.push({ ...s.countProposalsByState() }));
       expect(s.countProposalsByState()).toEqual({
-        proposed: 0, verifying: 0, verified: 0, rejected: 0, approved: 0, applying: 0, watching: 0, confirmed: 0, rolled_back: 0, expired: 0,
+        proposed: 0,
+        verifying: 0,
+        verified: 0,
+        rejected: 0,
+        approved: 0,
+        applying: 0,
+        watching: 0,
+        confirmed: 0,
+        rolled_back: 0,
+        expired: 0,
       });
       const p = s.createProposal(newProposal(), TUNER);
       expect(heard.map((c) => c['proposed'])).toEqual([1]);
@@ -301,15 +385,19 @@ describe('TunerStore', () => {
       expect(heard).toHaveLength(2);
       expect(heard[1]).toMatchObject({ proposed: 0, verifying: 0, rejected: 1 });
       // A failed transaction (and a refused move) tells no one; writes that are not proposals neither.
-      expect(() => s.transaction(() => {
-        s.createProposal(newProposal(), TUNER);
-        throw new Error('changed my mind');
-      })).toThrow('changed my mind');
+      expect(() =>
+        s.transaction(() => {
+          s.createProposal(newProposal(), TUNER);
+          throw new Error('changed my mind');
+        }),
+      ).toThrow('changed my mind');
       expect(() => s.transition(p.id, 'rejected', 'verified', TUNER)).toThrow(/illegal proposal transition/);
       s.audit(ALICE, 'tuner.pause', 'tuner');
       expect(heard).toHaveLength(2);
       // A listener that throws does not fail the committed write.
-      const offBad = s.onProposalsChanged(() => { throw new Error('gauge broke'); });
+      const offBad = s.onProposalsChanged(() => {
+        throw new Error('gauge broke');
+      });
       expect(s.createProposal(newProposal(), TUNER).state).toBe('proposed');
       expect(heard).toHaveLength(3);
       off();
@@ -322,7 +410,9 @@ describe('TunerStore', () => {
     it('answers NOT_FOUND for an unknown proposal', () => {
       const s = open();
       expect(() => s.transition(99, 'proposed', 'verifying', TUNER)).toThrow(expect.objectContaining({ code: 'NOT_FOUND', message: 'proposal 99 not found' }) as Error);
-      expect(() => s.recordApproval({ proposalId: 99, decision: 'approve', actor: 'alice', role: 'approver', comment: '' })).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }) as Error);
+      expect(() => s.recordApproval({ proposalId: 99, decision: 'approve', actor: 'alice', role: 'approver', comment: '' })).toThrow(
+        expect.objectContaining({ code: 'NOT_FOUND' }) as Error,
+      );
       expect(s.getProposal(99)).toBeUndefined();
       expect(s.auditLog()).toEqual([]);
     });
@@ -390,16 +480,23 @@ describe('TunerStore', () => {
   describe('transactions', () => {
     it('rolls back every write of a failed transaction; a nested failure only its savepoint', () => {
       const s = open();
-      expect(() => s.transaction(() => {
-        s.commitSettings(crashSettings(1), 'api', 'alice');
-        s.audit(ALICE, 'settings.set', 'settings');
-        throw new Error('changed my mind');
-      })).toThrow('changed my mind');
+      expect(() =>
+        s.transaction(() => {
+          s.commitSettings(crashSettings(1), 'api', 'alice');
+          s.audit(ALICE, 'settings.set', 'settings');
+          throw new Error('changed my mind');
+        }),
+      ).toThrow('changed my mind');
       expect(s.currentSettings()).toBeUndefined();
       expect(s.auditLog()).toEqual([]);
       const version = s.transaction(() => {
         const v = s.commitSettings(crashSettings(1), 'api', 'alice');
-        expect(() => s.transaction(() => { s.audit(ALICE, 'inner', 'x'); throw new Error('inner'); })).toThrow('inner');
+        expect(() =>
+          s.transaction(() => {
+            s.audit(ALICE, 'inner', 'x');
+            throw new Error('inner');
+          }),
+        ).toThrow('inner');
         s.audit(ALICE, 'outer', 'x');
         return v.version;
       });
@@ -420,7 +517,10 @@ describe('TunerStore', () => {
       expect(() => s.finishRun(a.id, 'error', 'again')).toThrow(StoreConflictError);
       expect(() => s.finishRun(77, 'ok')).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }) as Error);
       s.finishRun(b.id, 'skipped', 'engine busy');
-      expect(s.runs().map((r) => [r.id, r.outcome, r.error])).toEqual([[2, 'skipped', 'engine busy'], [1, 'ok', '']]);
+      expect(s.runs().map((r) => [r.id, r.outcome, r.error])).toEqual([
+        [2, 'skipped', 'engine busy'],
+        [1, 'ok', ''],
+      ]);
       expect(s.runs({ kind: 'monitor' }).map((r) => r.id)).toEqual([1]);
       expect(s.runs({ limit: 1 }).map((r) => r.id)).toEqual([2]);
     });
@@ -442,18 +542,29 @@ describe('TunerStore', () => {
 
   it('loses nothing acknowledged when the writer is killed with SIGKILL', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'tests', 'tuner', 'store-crash-child.ts'), file], {
-      cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const lines: string[] = [];
-    const closed = new Promise<void>((resolve) => createInterface({ input: child.stdout }).on('line', (l) => lines.push(l)).on('close', resolve));
+    const closed = new Promise<void>((resolve) =>
+      createInterface({ input: child.stdout })
+        .on('line', (l) => lines.push(l))
+        .on('close', resolve),
+    );
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
     // Kill ~300 ms into the write loop, once at least one full iteration was acknowledged.
     const readyMs = await new Promise<number>((resolve, reject) => {
       const poll = setInterval(() => {
-        if (lines.includes('ready') && lines.some((l) => l.startsWith('verifying '))) { clearInterval(poll); resolve(Date.now()); }
-        if (child.exitCode !== null) { clearInterval(poll); reject(new Error(`child exited early: ${stderr}`)); }
+        if (lines.includes('ready') && lines.some((l) => l.startsWith('verifying '))) {
+          clearInterval(poll);
+          resolve(Date.now());
+        }
+        if (child.exitCode !== null) {
+          clearInterval(poll);
+          reject(new Error(`child exited early: ${stderr}`));
+        }
       }, 5);
     });
     await new Promise((r) => setTimeout(r, Math.max(0, 300 - (Date.now() - readyMs))));
@@ -501,8 +612,12 @@ describe('TunerStore alerts and report index (migration 2)', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   const alert = (receivedAt: string, alertname: string, severity?: string, status: 'firing' | 'resolved' = 'firing') => ({
-    receivedAt, status, labels: { alertname, ...(severity ? { severity } : {}), instance: 'h:8080' },
-    annotations: { summary: `${alertname} fired`, value: 'NaN' }, startsAt: '2026-03-03T10:00:00Z', fingerprint: `fp-${alertname}`,
+    receivedAt,
+    status,
+    labels: { alertname, ...(severity ? { severity } : {}), instance: 'h:8080' },
+    annotations: { summary: `${alertname} fired`, value: 'NaN' },
+    startsAt: '2026-03-03T10:00:00Z',
+    fingerprint: `fp-${alertname}`,
   });
 
   it('upgrades a version-1 file in place, keeping its data', () => {
@@ -527,13 +642,20 @@ describe('TunerStore alerts and report index (migration 2)', () => {
       const a = s.insertAlert(alert('2026-03-03T10:05:00.000Z', 'TuneloopQueueGrowing', 'warning'));
       s.insertAlert(alert('2026-03-03T10:01:00.000Z', 'TuneloopTtftP99High', 'critical'));
       s.insertAlert(alert('2026-03-03T10:10:00.000Z', 'NoSeverity', undefined, 'resolved'));
-      const from = Date.parse('2026-03-03T10:01:00.000Z'), to = Date.parse('2026-03-03T10:10:00.000Z');
+      const from = Date.parse('2026-03-03T10:01:00.000Z'),
+        to = Date.parse('2026-03-03T10:10:00.000Z');
       const got = s.alerts(from, to);
       expect(got.map((x) => x.alertname)).toEqual(['TuneloopTtftP99High', 'TuneloopQueueGrowing']);
       expect(got[1]).toEqual({
-        id: a, receivedMs: Date.parse('2026-03-03T10:05:00.000Z'), alertname: 'TuneloopQueueGrowing', severity: 'warning', status: 'firing',
+        id: a,
+        receivedMs: Date.parse('2026-03-03T10:05:00.000Z'),
+        alertname: 'TuneloopQueueGrowing',
+        severity: 'warning',
+        status: 'firing',
         labels: { alertname: 'TuneloopQueueGrowing', severity: 'warning', instance: 'h:8080' },
-        annotations: { summary: 'TuneloopQueueGrowing fired', value: 'NaN' }, startsAt: '2026-03-03T10:00:00Z', fingerprint: 'fp-TuneloopQueueGrowing',
+        annotations: { summary: 'TuneloopQueueGrowing fired', value: 'NaN' },
+        startsAt: '2026-03-03T10:00:00Z',
+        fingerprint: 'fp-TuneloopQueueGrowing',
       });
       expect(s.alerts(to, to + 1)[0]).toMatchObject({ alertname: 'NoSeverity', severity: '', status: 'resolved' });
       expect(() => s.insertAlert(alert('yesterday', 'X'))).toThrow(expect.objectContaining({ code: 'CONSTRAINT' }) as Error);

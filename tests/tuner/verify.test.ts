@@ -3,8 +3,18 @@ import { describe, expect, it } from 'vitest';
 import type { DistributionComparison, RequestSample } from '../../src/tuner/types.js';
 import { DEFAULT_CONFIG } from '../../src/config/schema.js';
 import {
-  compareLatency, decideVerdict, DEFAULT_MAX_MIRROR_QUEUE, DEFAULT_MIN_REPLAY_SECONDS, DEFAULT_VERIFY_CONFIG, goodputEvidence, goodputPerCore,
-  meetsSlo, qualityPassed, verifyConfigFrom, type GoodputEvidence, type QualityEvidence,
+  compareLatency,
+  decideVerdict,
+  DEFAULT_MAX_MIRROR_QUEUE,
+  DEFAULT_MIN_REPLAY_SECONDS,
+  DEFAULT_VERIFY_CONFIG,
+  goodputEvidence,
+  goodputPerCore,
+  meetsSlo,
+  qualityPassed,
+  verifyConfigFrom,
+  type GoodputEvidence,
+  type QualityEvidence,
 } from '../../src/tuner/verify.js';
 
 const cfg = DEFAULT_VERIFY_CONFIG;
@@ -12,16 +22,31 @@ const SLO = { ttftP99Seconds: 1, interTokenP99Seconds: 0.25, e2eP99Seconds: 10, 
 
 function quality(over: Partial<QualityEvidence> = {}): QualityEvidence {
   return {
-    positions: 400, meanCosine: 0.9999, minCosine: 0.999, greedyAgreement: 1,
-    baselinePerplexity: 28.37, candidatePerplexity: 28.38, perplexityDelta: 0.0004, passed: true, ...over,
+    positions: 400,
+    meanCosine: 0.9999,
+    minCosine: 0.999,
+    greedyAgreement: 1,
+    baselinePerplexity: 28.37,
+    candidatePerplexity: 28.38,
+    perplexityDelta: 0.0004,
+    passed: true,
+    ...over,
   };
 }
 
 function cmp(metric: DistributionComparison['metric'], outcome: DistributionComparison['outcome'], n = 24): DistributionComparison {
   const effectSize = outcome === 'better' ? -0.8 : outcome === 'worse' ? 0.8 : 0.05;
   return {
-    metric, baselineN: n, candidateN: n, baselineMedianS: 0.1, candidateMedianS: outcome === 'better' ? 0.05 : outcome === 'worse' ? 0.2 : 0.1,
-    relativeChange: outcome === 'better' ? -0.5 : outcome === 'worse' ? 1 : 0, u: 100, pValue: outcome === 'same' ? 0.6 : 1e-5, effectSize, outcome,
+    metric,
+    baselineN: n,
+    candidateN: n,
+    baselineMedianS: 0.1,
+    candidateMedianS: outcome === 'better' ? 0.05 : outcome === 'worse' ? 0.2 : 0.1,
+    relativeChange: outcome === 'better' ? -0.5 : outcome === 'worse' ? 1 : 0,
+    u: 100,
+    pValue: outcome === 'same' ? 0.6 : 1e-5,
+    effectSize,
+    outcome,
   };
 }
 
@@ -34,7 +59,7 @@ function gp(change: number): GoodputEvidence {
 }
 
 describe('defaults', () => {
-  it('are the config schema\'s verify defaults (one copy), less the deadline and seed, plus the replay knobs', () => {
+  it("are the config schema's verify defaults (one copy), less the deadline and seed, plus the replay knobs", () => {
     const { timeoutSeconds: _t, seed: _s, ...section } = DEFAULT_CONFIG.verify;
     expect(DEFAULT_VERIFY_CONFIG).toEqual({ ...section, maxMirrorQueue: DEFAULT_MAX_MIRROR_QUEUE, minReplaySeconds: DEFAULT_MIN_REPLAY_SECONDS });
     expect(DEFAULT_VERIFY_CONFIG).toMatchObject({ shadowShare: 0.05, similarityBar: 0.98 });
@@ -130,8 +155,16 @@ describe('helpers', () => {
   });
 
   it('goodput counts only SLO-meeting tokens, per wall second per core', () => {
-    const s = (e2eS: number, interTokenS = 0.01): RequestSample =>
-      ({ atMs: 0, ok: true, queueS: 0, ttftS: 0.05, interTokenS, e2eS, promptTokens: 4, completionTokens: 10 });
+    const s = (e2eS: number, interTokenS = 0.01): RequestSample => ({
+      atMs: 0,
+      ok: true,
+      queueS: 0,
+      ttftS: 0.05,
+      interTokenS,
+      e2eS,
+      promptTokens: 4,
+      completionTokens: 10,
+    });
     expect(meetsSlo(s(1, NaN), SLO)).toBe(true);
     expect(meetsSlo(s(11), SLO)).toBe(false);
     expect(goodputPerCore([s(1), s(11), s(2, 0.3)], 2, 1, SLO)).toBe(5);

@@ -60,16 +60,56 @@ export function parseGguf(buf: Uint8Array): GgufReadFile {
   const value = (type: number): GgufReadValue => {
     let v: GgufReadValue;
     switch (type) {
-      case T.uint8: need(1); v = view.getUint8(p); p += 1; break;
-      case T.int8: need(1); v = view.getInt8(p); p += 1; break;
-      case T.uint16: need(2); v = view.getUint16(p, true); p += 2; break;
-      case T.int16: need(2); v = view.getInt16(p, true); p += 2; break;
-      case T.uint32: need(4); v = view.getUint32(p, true); p += 4; break;
-      case T.int32: need(4); v = view.getInt32(p, true); p += 4; break;
-      case T.float32: need(4); v = view.getFloat32(p, true); p += 4; break;
-      case T.float64: need(8); v = view.getFloat64(p, true); p += 8; break;
-      case T.uint64: need(8); v = view.getBigUint64(p, true); p += 8; break;
-      case T.int64: need(8); v = view.getBigInt64(p, true); p += 8; break;
+      case T.uint8:
+        need(1);
+        v = view.getUint8(p);
+        p += 1;
+        break;
+      case T.int8:
+        need(1);
+        v = view.getInt8(p);
+        p += 1;
+        break;
+      case T.uint16:
+        need(2);
+        v = view.getUint16(p, true);
+        p += 2;
+        break;
+      case T.int16:
+        need(2);
+        v = view.getInt16(p, true);
+        p += 2;
+        break;
+      case T.uint32:
+        need(4);
+        v = view.getUint32(p, true);
+        p += 4;
+        break;
+      case T.int32:
+        need(4);
+        v = view.getInt32(p, true);
+        p += 4;
+        break;
+      case T.float32:
+        need(4);
+        v = view.getFloat32(p, true);
+        p += 4;
+        break;
+      case T.float64:
+        need(8);
+        v = view.getFloat64(p, true);
+        p += 8;
+        break;
+      case T.uint64:
+        need(8);
+        v = view.getBigUint64(p, true);
+        p += 8;
+        break;
+      case T.int64:
+        need(8);
+        v = view.getBigInt64(p, true);
+        p += 8;
+        break;
       case T.bool: {
         need(1);
         const b = view.getUint8(p);
@@ -78,7 +118,9 @@ export function parseGguf(buf: Uint8Array): GgufReadFile {
         v = b === 1;
         break;
       }
-      case T.string: v = str(); break;
+      case T.string:
+        v = str();
+        break;
       case T.array: {
         const et = u32();
         const n = u64();

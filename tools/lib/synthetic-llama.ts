@@ -6,17 +6,7 @@
 // Scale: matrices get std = gain / sqrt(fan_in) (fan_in = ne[0]), so every projection of a unit-RMS vector is again
 // about unit-RMS, whatever the width; attention scores and logits then have std ~1-2, which keeps softmax neither
 // uniform nor one-hot and gives greedy decoding clear (but not trivial) argmaxes. Norm weights are 1 + 0.1 N(0,1).
-import {
-  GGML_TYPE,
-  QK,
-  f32ToBf16,
-  f32ToF16,
-  gv,
-  type GgufModel,
-  type GgufTensorEntry,
-  type GgufValue,
-  type TensorChunk,
-} from './gguf-writer.js';
+import { GGML_TYPE, QK, f32ToBf16, f32ToF16, gv, type GgufModel, type GgufTensorEntry, type GgufValue, type TensorChunk } from './gguf-writer.js';
 
 export interface LlamaShape {
   dim: number;
@@ -230,7 +220,7 @@ export function* generateF32(seed: number, n: number, dist: ValueDist, chunk: nu
   for (let i = 0; i < TABLE_SIZE; i++) table[i] = dist.mean + dist.std * z[i]!;
   const rng = new Xoshiro128(seed);
   const buf = new Float32Array(Math.min(chunk, n));
-  for (let done = 0; done < n; ) {
+  for (let done = 0; done < n;) {
     const m = Math.min(buf.length, n - done);
     const out = m === buf.length ? buf : buf.subarray(0, m);
     let i = 0;
@@ -255,7 +245,7 @@ function* generate16(seed: number, n: number, dist: ValueDist, chunk: number, bf
   }
   const rng = new Xoshiro128(seed);
   const buf = new Uint16Array(Math.min(chunk, n));
-  for (let done = 0; done < n; ) {
+  for (let done = 0; done < n;) {
     const m = Math.min(buf.length, n - done);
     let i = 0;
     for (; i + 1 < m; i += 2) {
@@ -290,8 +280,34 @@ const LOWER = 'abcdefghijklmnopqrstuvwxyz';
 const UPPER = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 const DIGITS = '0123456789';
 const PUNCT = '.,!?\'"-:;()';
-const WORDS = ['the', 'once', 'upon', 'a', 'time', 'there', 'was', 'little', 'girl', 'who', 'lived', 'in', 'village',
-  'and', 'her', 'name', 'is', 'hello', 'world', 'of', 'to', 'it', 'he', 'she', 'they', 'said'];
+const WORDS = [
+  'the',
+  'once',
+  'upon',
+  'a',
+  'time',
+  'there',
+  'was',
+  'little',
+  'girl',
+  'who',
+  'lived',
+  'in',
+  'village',
+  'and',
+  'her',
+  'name',
+  'is',
+  'hello',
+  'world',
+  'of',
+  'to',
+  'it',
+  'he',
+  'she',
+  'they',
+  'said',
+];
 
 function* letterStrings(len: number): Generator<string> {
   if (len === 0) {
@@ -359,9 +375,43 @@ export function gpt2ByteSymbols(): { byte: number; symbol: string }[] {
 
 const G = '\u0120'; // GPT-2's symbol for the space byte ("Ġ")
 // The first merges of GPT-2's real merge list (roughly): they make ordinary English text tokenize into words.
-const GPT2_FIRST_MERGES = [`${G} t`, 'h e', `${G} a`, 'i n', 'r e', 'o n', `${G}t he`, 'e r', `${G} s`, 'a t', `${G} w`,
-  `${G} o`, 'e n', `${G} c`, 'i t', 'i s', 'a n', 'o r', 'e s', `${G} b`, 'e d', `${G} f`, 'in g', `${G} p`, 'o u',
-  `${G}a n`, 'a l', 'a r', `${G}t o`, `${G} m`, `${G}o f`, `${G} in`, `${G} d`, `${G} h`, `${G}an d`];
+const GPT2_FIRST_MERGES = [
+  `${G} t`,
+  'h e',
+  `${G} a`,
+  'i n',
+  'r e',
+  'o n',
+  `${G}t he`,
+  'e r',
+  `${G} s`,
+  'a t',
+  `${G} w`,
+  `${G} o`,
+  'e n',
+  `${G} c`,
+  'i t',
+  'i s',
+  'a n',
+  'o r',
+  'e s',
+  `${G} b`,
+  'e d',
+  `${G} f`,
+  'in g',
+  `${G} p`,
+  'o u',
+  `${G}a n`,
+  'a l',
+  'a r',
+  `${G}t o`,
+  `${G} m`,
+  `${G}o f`,
+  `${G} in`,
+  `${G} d`,
+  `${G} h`,
+  `${G}an d`,
+];
 
 function* gpt2MergeCandidates(): Generator<string> {
   yield* GPT2_FIRST_MERGES;
@@ -428,8 +478,7 @@ export function tensorPlan(shape: LlamaShape, fileType: SyntheticFileType): Tens
   validateShape(shape);
   const hd = headDim(shape);
   const mt = FILE_TYPE_GGML[fileType];
-  const matrixType = (ne0: number): number =>
-    (mt === GGML_TYPE.Q8_0 || mt === GGML_TYPE.Q4_0) && ne0 % QK !== 0 ? GGML_TYPE.F16 : mt;
+  const matrixType = (ne0: number): number => ((mt === GGML_TYPE.Q8_0 || mt === GGML_TYPE.Q4_0) && ne0 % QK !== 0 ? GGML_TYPE.F16 : mt);
   const matrix = (name: string, inF: number, outF: number, gain = 1): TensorPlan => ({
     name,
     ne: [inF, outF],

@@ -48,20 +48,25 @@ export function buildGenerateRequest(p: ParsedRequest, ctx: BuildContext): Built
   // The operator's limits come before the model's: context_length_exceeded is what clients trim prompts on.
   const maxPrompt = ctx.maxPromptTokens;
   if (maxPrompt !== undefined && tokens.length > maxPrompt) {
-    throw new ControlPlaneError('CP_ERR_CONTEXT_OVERFLOW',
+    throw new ControlPlaneError(
+      'CP_ERR_CONTEXT_OVERFLOW',
       `This server accepts at most ${maxPrompt} prompt tokens (server.maxPromptTokens), but your ${promptParam} has ${tokens.length} tokens`,
-      { param: promptParam });
+      { param: promptParam },
+    );
   }
   const maxTokensParam = p.maxTokensParam ?? 'max_tokens';
   const cap = ctx.maxTokensLimit ?? Infinity;
   if (p.maxTokens !== undefined && p.maxTokens > cap) {
-    throw new ControlPlaneError('CP_ERR_INVALID_REQUEST',
-      `'${maxTokensParam}' must be at most ${cap} on this server (server.maxTokensLimit), got ${p.maxTokens}`, { param: maxTokensParam });
+    throw new ControlPlaneError('CP_ERR_INVALID_REQUEST', `'${maxTokensParam}' must be at most ${cap} on this server (server.maxTokensLimit), got ${p.maxTokens}`, {
+      param: maxTokensParam,
+    });
   }
   if (tokens.length >= n) {
-    throw new ControlPlaneError('CP_ERR_CONTEXT_OVERFLOW',
+    throw new ControlPlaneError(
+      'CP_ERR_CONTEXT_OVERFLOW',
       `This model's maximum context length is ${n} tokens, but your ${promptParam} has ${tokens.length} tokens (at least one must be left to generate)`,
-      { param: promptParam });
+      { param: promptParam },
+    );
   }
   let maxTokens: number;
   if (p.maxTokens === undefined) {
@@ -69,9 +74,11 @@ export function buildGenerateRequest(p: ParsedRequest, ctx: BuildContext): Built
     maxTokens = Math.min(p.kind === 'completion' ? 16 : n, n - tokens.length, cap);
   } else {
     if (tokens.length + p.maxTokens > n) {
-      throw new ControlPlaneError('CP_ERR_CONTEXT_OVERFLOW',
+      throw new ControlPlaneError(
+        'CP_ERR_CONTEXT_OVERFLOW',
         `This model's maximum context length is ${n} tokens. However, you requested ${tokens.length + p.maxTokens} tokens (${tokens.length} in the ${promptParam}, ${p.maxTokens} for the completion). Please reduce the ${promptParam} or ${maxTokensParam}`,
-        { param: maxTokensParam });
+        { param: maxTokensParam },
+      );
     }
     maxTokens = p.maxTokens;
   }

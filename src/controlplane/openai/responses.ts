@@ -93,12 +93,14 @@ export function completionBody(p: CompletionRequest, r: GenerationResult, prompt
     object: 'text_completion' as const,
     created: who.created,
     model: who.model,
-    choices: [{
-      index: 0,
-      text: r.text,
-      logprobs: p.logprobs !== undefined && r.logprobs ? completionLogprobs(r.logprobs, 0) : null,
-      finish_reason: finishReasonOf(r.finishReason),
-    }],
+    choices: [
+      {
+        index: 0,
+        text: r.text,
+        logprobs: p.logprobs !== undefined && r.logprobs ? completionLogprobs(r.logprobs, 0) : null,
+        finish_reason: finishReasonOf(r.finishReason),
+      },
+    ],
     usage: resultUsage(r, promptTokens),
   };
 }
@@ -110,12 +112,14 @@ export function chatCompletionBody(p: ChatRequest, r: GenerationResult, promptTo
     object: 'chat.completion' as const,
     created: who.created,
     model: who.model,
-    choices: [{
-      index: 0,
-      message: { role: 'assistant' as const, content: r.text, refusal: null },
-      logprobs: p.logprobs !== undefined && r.logprobs ? chatLogprobs(r.logprobs) : null,
-      finish_reason: finishReasonOf(r.finishReason),
-    }],
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant' as const, content: r.text, refusal: null },
+        logprobs: p.logprobs !== undefined && r.logprobs ? chatLogprobs(r.logprobs) : null,
+        finish_reason: finishReasonOf(r.finishReason),
+      },
+    ],
     usage: resultUsage(r, promptTokens),
   };
 }

@@ -47,28 +47,30 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
     });
   });
 
-  const serve = (endpoint: GenerationEndpoint) => (req: Request, res: Response): Promise<void> =>
-    new ServingRequest({ endpoint, req, res, server, streams, observeError, onFinished }).run(async (sr) => {
-      if (req.body === undefined) {
-        throw new ControlPlaneError('CP_ERR_INVALID_REQUEST', "Expected a JSON body with 'Content-Type: application/json'", { param: 'body' });
-      }
-      const parsed: ParsedRequest = endpoint === 'chat_completions' ? parseChatRequest(req.body) : parseCompletionRequest(req.body);
-      sr.stream = parsed.stream;
-      if (parsed.model !== options.modelName) throw modelNotFound(parsed.model, options.modelName);
-      const built = buildGenerateRequest(parsed, {
-        tokenize: (text) => engine.tokenize(text),
-        contextLength: engine.info.contextLength,
-        template,
-        maxPromptTokens: options.maxPromptTokens,
-        maxTokensLimit: options.maxTokensLimit,
-        requestTimeoutMs: options.requestTimeoutMs,
+  const serve =
+    (endpoint: GenerationEndpoint) =>
+    (req: Request, res: Response): Promise<void> =>
+      new ServingRequest({ endpoint, req, res, server, streams, observeError, onFinished }).run(async (sr) => {
+        if (req.body === undefined) {
+          throw new ControlPlaneError('CP_ERR_INVALID_REQUEST', "Expected a JSON body with 'Content-Type: application/json'", { param: 'body' });
+        }
+        const parsed: ParsedRequest = endpoint === 'chat_completions' ? parseChatRequest(req.body) : parseCompletionRequest(req.body);
+        sr.stream = parsed.stream;
+        if (parsed.model !== options.modelName) throw modelNotFound(parsed.model, options.modelName);
+        const built = buildGenerateRequest(parsed, {
+          tokenize: (text) => engine.tokenize(text),
+          contextLength: engine.info.contextLength,
+          template,
+          maxPromptTokens: options.maxPromptTokens,
+          maxTokensLimit: options.maxTokensLimit,
+          requestTimeoutMs: options.requestTimeoutMs,
+        });
+        const gen = sr.submit(built, (r) => engine.generate(r));
+        if (!gen) return;
+        req.log?.debug({ generation: gen.id, promptTokens: built.promptTokens, maxTokens: built.request.maxTokens, stream: parsed.stream }, 'generation started');
+        if (parsed.stream) await answerStream(sr, req, res, parsed, gen, built.promptTokens);
+        else await answerPlain(sr, res, parsed, gen, built.promptTokens);
       });
-      const gen = sr.submit(built, (r) => engine.generate(r));
-      if (!gen) return;
-      req.log?.debug({ generation: gen.id, promptTokens: built.promptTokens, maxTokens: built.request.maxTokens, stream: parsed.stream }, 'generation started');
-      if (parsed.stream) await answerStream(sr, req, res, parsed, gen, built.promptTokens);
-      else await answerPlain(sr, res, parsed, gen, built.promptTokens);
-    });
 
   async function answerPlain(sr: ServingRequest, res: Response, p: ParsedRequest, gen: Generation, promptTokens: number): Promise<void> {
     const r = await gen.result;

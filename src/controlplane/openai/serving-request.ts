@@ -135,9 +135,12 @@ export class ServingRequest {
     // Counted from arrival, not from submission: a key may not park more requests than its limit in parsing either.
     this.release = streams.acquire(req.clientKey ?? 'anonymous');
     if (this.release) return;
-    throw new ControlPlaneError('CP_ERR_RATE_LIMITED',
+    throw new ControlPlaneError(
+      'CP_ERR_RATE_LIMITED',
       `Too many concurrent generation requests: at most ${streams.limit} in flight per API key or client address ` +
-      '(server.maxConcurrentStreamsPerKey); retry when one has finished', { headers: { 'Retry-After': String(RETRY_AFTER_S) } });
+        '(server.maxConcurrentStreamsPerKey); retry when one has finished',
+      { headers: { 'Retry-After': String(RETRY_AFTER_S) } },
+    );
   }
 
   private fail(err: unknown): void {
@@ -180,9 +183,15 @@ export class ServingRequest {
 
   private finished(end: ResponseEnd): FinishedRequest {
     const s = this.current;
-    const outcome = s === 'finished' || s === 'failed' || s === 'cancelled' ? s
-      : end.clientDisconnected ? 'cancelled' : this.error ? 'failed' : 'finished';
-    const f: FinishedRequest = { endpoint: this.d.endpoint, outcome, status: end.status, stream: this.stream, durationS: end.durationS, clientDisconnected: end.clientDisconnected };
+    const outcome = s === 'finished' || s === 'failed' || s === 'cancelled' ? s : end.clientDisconnected ? 'cancelled' : this.error ? 'failed' : 'finished';
+    const f: FinishedRequest = {
+      endpoint: this.d.endpoint,
+      outcome,
+      status: end.status,
+      stream: this.stream,
+      durationS: end.durationS,
+      clientDisconnected: end.clientDisconnected,
+    };
     if (this.error) f.errorCode = this.error.code;
     if (this.promptTokens !== undefined) f.promptTokens = this.promptTokens;
     if (this.submitted) f.request = this.submitted;

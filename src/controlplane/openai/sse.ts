@@ -33,7 +33,10 @@ export class StreamEncoder {
   private readonly base: { id: string; object: string; created: number; model: string };
   private readonly usageField: { usage?: null };
 
-  constructor(private readonly p: CompletionRequest | ChatRequest, who: ResponseIdentity) {
+  constructor(
+    private readonly p: CompletionRequest | ChatRequest,
+    who: ResponseIdentity,
+  ) {
     this.base = { id: who.id, object: p.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: who.created, model: who.model };
     this.usageField = p.includeUsage ? { usage: null } : {};
   }
@@ -64,9 +67,11 @@ export class StreamEncoder {
   /** The chunks after the last token: the finish_reason chunk, then the usage chunk when include_usage asked for it. */
   closing(r: GenerationResult, promptTokens: number): unknown[] {
     const fr = finishReasonOf(r.finishReason);
-    const out: unknown[] = [this.p.kind === 'chat'
-      ? { ...this.base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: fr }], ...this.usageField }
-      : { ...this.base, choices: [{ index: 0, text: '', logprobs: null, finish_reason: fr }], ...this.usageField }];
+    const out: unknown[] = [
+      this.p.kind === 'chat'
+        ? { ...this.base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: fr }], ...this.usageField }
+        : { ...this.base, choices: [{ index: 0, text: '', logprobs: null, finish_reason: fr }], ...this.usageField },
+    ];
     if (this.p.includeUsage) out.push({ ...this.base, choices: [], usage: resultUsage(r, promptTokens) });
     return out;
   }

@@ -26,14 +26,23 @@ export const IMPACT_DEFINITION =
   'Bottlenecks active at the same time share those windows, so their impacts overlap and do not add up.';
 
 export const KIND_TITLES: Record<BottleneckKind, string> = {
-  queueing: 'Queueing', batch_starved: 'Under-filled batches', compute_bound: 'Compute-bound steps', kv_pressure: 'KV-cache pressure',
-  tail_latency: 'Tail latency', errors: 'Errors and refusals', quality_drift: 'Quality drift',
+  queueing: 'Queueing',
+  batch_starved: 'Under-filled batches',
+  compute_bound: 'Compute-bound steps',
+  kv_pressure: 'KV-cache pressure',
+  tail_latency: 'Tail latency',
+  errors: 'Errors and refusals',
+  quality_drift: 'Quality drift',
 };
 
 /** The unit of analyze.ts' impact × minutes, per kind. */
 export const ANALYZER_UNITS: Record<BottleneckKind, string> = {
-  queueing: 'queue-seconds', batch_starved: 'queue-seconds', compute_bound: 'latency-seconds added by batching',
-  kv_pressure: 'preempted requests', tail_latency: 'tail latency-seconds over the median', errors: 'failed or refused requests',
+  queueing: 'queue-seconds',
+  batch_starved: 'queue-seconds',
+  compute_bound: 'latency-seconds added by batching',
+  kv_pressure: 'preempted requests',
+  tail_latency: 'tail latency-seconds over the median',
+  errors: 'failed or refused requests',
   quality_drift: 'requests served by drifted settings',
 };
 
@@ -67,9 +76,11 @@ const minutesOf = (ranges: readonly TimeRange[]): number => ranges.reduce((a, r)
 
 /** Σ impact × minutes, each minute of the kind counted once (at the rate of the first finding that covered it). */
 function analyzerImpactOf(findings: readonly StoredFinding[], week: TimeRange): number {
-  let coveredTo = -Infinity, total = 0;
+  let coveredTo = -Infinity,
+    total = 0;
   for (const f of [...findings].sort((a, b) => a.fromMs - b.fromMs || a.id - b.id)) {
-    const from = Math.max(f.fromMs, coveredTo, week.fromMs), to = Math.min(f.toMs, week.toMs);
+    const from = Math.max(f.fromMs, coveredTo, week.fromMs),
+      to = Math.min(f.toMs, week.toMs);
     if (to > from && Number.isFinite(f.impact)) total += (f.impact * (to - from)) / 60_000;
     coveredTo = Math.max(coveredTo, f.toMs);
   }
@@ -124,16 +135,21 @@ export function rankBottlenecks(input: RankInput): Bottleneck[] {
       summary: strongest.summary,
       evidence: strongest.evidence,
       proposals: linked.map((c): LinkedProposal => ({
-        id: c.id, change: describeChanges(c.changes), stateAtWeekEnd: c.stateAtWeekEnd, verdict: c.verification?.verdict ?? null,
+        id: c.id,
+        change: describeChanges(c.changes),
+        stateAtWeekEnd: c.stateAtWeekEnd,
+        verdict: c.verification?.verdict ?? null,
       })),
       applied: firstApply !== null,
-      activeMinutesAfterApply: firstApply === null ? null
-        : minutesOf(ranges.map((r) => ({ fromMs: Math.max(r.fromMs, firstApply), toMs: r.toMs })).filter((r) => r.toMs > r.fromMs)),
+      activeMinutesAfterApply:
+        firstApply === null ? null : minutesOf(ranges.map((r) => ({ fromMs: Math.max(r.fromMs, firstApply), toMs: r.toMs })).filter((r) => r.toMs > r.fromMs)),
       nextAction: firstApply !== null ? null : nextAction(kind, linked, input),
     });
   }
-  out.sort((a, b) => b.sloViolatingRequests - a.sloViolatingRequests || b.requestSeconds - a.requestSeconds
-    || BOTTLENECK_KINDS.indexOf(a.kind) - BOTTLENECK_KINDS.indexOf(b.kind));
+  out.sort(
+    (a, b) =>
+      b.sloViolatingRequests - a.sloViolatingRequests || b.requestSeconds - a.requestSeconds || BOTTLENECK_KINDS.indexOf(a.kind) - BOTTLENECK_KINDS.indexOf(b.kind),
+  );
   out.forEach((b, i) => (b.rank = i + 1));
   return out;
 }
@@ -141,7 +157,6 @@ export function rankBottlenecks(input: RankInput): Bottleneck[] {
 function finiteDesc(a: number, b: number): number {
   return (Number.isFinite(b) ? b : -Infinity) - (Number.isFinite(a) ? a : -Infinity) || 0;
 }
-
 
 /** One sentence: what to do about a bottleneck nothing was applied for, from why its last proposal went nowhere. */
 export function nextAction(kind: BottleneckKind, linked: readonly ChangeEntry[], input: Pick<RankInput, 'verify' | 'timezone'>): string {
@@ -154,10 +169,15 @@ export function nextAction(kind: BottleneckKind, linked: readonly ChangeEntry[],
   switch (last.stateAtWeekEnd) {
     case 'verified': {
       const since = last.transitions.find((t) => t.to === 'verified')?.atMs ?? last.createdMs;
-      return `${ref} passed verification and awaits approval since ${formatLocal(since, input.timezone)} ${input.timezone}: approve or reject ` +
-        `it (POST /api/proposals/${last.id}/approve).`;
+      return (
+        `${ref} passed verification and awaits approval since ${formatLocal(since, input.timezone)} ${input.timezone}: approve or reject ` +
+        `it (POST /api/proposals/${last.id}/approve).`
+      );
     }
-    case 'proposed': case 'verifying': case 'approved': case 'applying':
+    case 'proposed':
+    case 'verifying':
+    case 'approved':
+    case 'applying':
       return `${ref} was still ${last.stateAtWeekEnd} at the end of the week; follow it in GET /api/proposals/${last.id}.`;
     case 'rolled_back': {
       const why = last.rollback?.comment ?? 'no reason recorded';
@@ -170,8 +190,10 @@ export function nextAction(kind: BottleneckKind, linked: readonly ChangeEntry[],
       if (v?.verdict === 'inconclusive') {
         const share = input.verify ? ` (now ${input.verify.shadowShare})` : '';
         const min = input.verify ? ` (now ${input.verify.minSamples})` : '';
-        return `Verification of ${ref} was inconclusive (${v.reasons[0] ?? 'too few samples'}): raise verify.shadowShare${share} or ` +
-          `lower verify.minSamples${min}, or let it verify at a busier hour.`;
+        return (
+          `Verification of ${ref} was inconclusive (${v.reasons[0] ?? 'too few samples'}): raise verify.shadowShare${share} or ` +
+          `lower verify.minSamples${min}, or let it verify at a busier hour.`
+        );
       }
       if (v && !v.qualityPassed) {
         const keep = last.changes.map((c) => `${c.knob} at ${c.from ?? '?'}`).join(', ');

@@ -10,21 +10,26 @@
 import type { LiveSettings, SloTargets, WindowSummary } from '../types.js';
 import { COLD_KNOBS, HOT_KNOBS } from '../../engine/knobs.js';
 import type { SettingsVersion, StoredAlert, StoredFinding, TunerStore, Verification } from '../store.js';
-import {
-  formatIsoWeek, formatLocal, isoWeekRange, parseIsoWeek, previousIsoWeek, type IsoWeek, type WeekRange,
-} from './iso-week.js';
-import {
-  DEFAULT_REPORT_THRESHOLDS, costOf, coverageOf, fin, seriesOf, sloOf, throughputOf, trafficOf,
-} from './figures.js';
+import { formatIsoWeek, formatLocal, isoWeekRange, parseIsoWeek, previousIsoWeek, type IsoWeek, type WeekRange } from './iso-week.js';
+import { DEFAULT_REPORT_THRESHOLDS, costOf, coverageOf, fin, seriesOf, sloOf, throughputOf, trafficOf } from './figures.js';
 import { IMPACT_DEFINITION, TOP_BOTTLENECKS, describeChanges, rankBottlenecks } from './bottlenecks.js';
 import {
-  REPORT_SCHEMA, type AlertSection, type BottleneckSection, type ChangeEntry, type KnobChange, type ReportThresholds,
-  type SettingsInWeek, type VerificationSummary, type WeekFigures, type WeekOverWeek, type WeekOverWeekRow, type WeeklyReport,
+  REPORT_SCHEMA,
+  type AlertSection,
+  type BottleneckSection,
+  type ChangeEntry,
+  type KnobChange,
+  type ReportThresholds,
+  type SettingsInWeek,
+  type VerificationSummary,
+  type WeekFigures,
+  type WeekOverWeek,
+  type WeekOverWeekRow,
+  type WeeklyReport,
 } from './types.js';
 
 /** The store reads the report needs (a TunerStore, or a fake in tests). */
-export type ReportStore = Pick<TunerStore,
-  'rollups' | 'findings' | 'listProposals' | 'transitions' | 'approvals' | 'verifications' | 'settingsHistory' | 'alerts'>;
+export type ReportStore = Pick<TunerStore, 'rollups' | 'findings' | 'listProposals' | 'transitions' | 'approvals' | 'verifications' | 'settingsHistory' | 'alerts'>;
 
 export interface BuildReportOptions {
   /** ISO week, '2026-W47'. */
@@ -58,8 +63,7 @@ const KNOB_ORDER: readonly string[] = [...HOT_KNOBS, ...COLD_KNOBS];
 
 function knobChanges(from: Record<string, number | string> | undefined, to: Record<string, number | string>, only?: readonly string[]): KnobChange[] {
   const keys = only ?? KNOB_ORDER.filter((k) => from === undefined || from[k] !== to[k]);
-  return [...keys].sort((a, b) => KNOB_ORDER.indexOf(a) - KNOB_ORDER.indexOf(b))
-    .map((knob) => ({ knob, from: from?.[knob] ?? null, to: to[knob] ?? null }));
+  return [...keys].sort((a, b) => KNOB_ORDER.indexOf(a) - KNOB_ORDER.indexOf(b)).map((knob) => ({ knob, from: from?.[knob] ?? null, to: to[knob] ?? null }));
 }
 
 /** The settings versions live at some point of the week, oldest first, each with what it changed. */
@@ -74,8 +78,14 @@ function settingsInWeek(history: readonly SettingsVersion[], range: WeekRange): 
     if (v.createdMs >= range.endMs || (next !== undefined && next.createdMs <= range.startMs)) return;
     const prev = asc[i - 1];
     out.push({
-      version: v.version, source: v.source, actor: v.actor, proposalId: v.proposalId, note: v.note, createdMs: v.createdMs,
-      liveFromMs, liveToMs,
+      version: v.version,
+      source: v.source,
+      actor: v.actor,
+      proposalId: v.proposalId,
+      note: v.note,
+      createdMs: v.createdMs,
+      liveFromMs,
+      liveToMs,
       changes: prev ? knobChanges(knobsOf(prev.settings), knobsOf(v.settings)) : [],
       knobs: knobsOf(v.settings),
     });
@@ -97,8 +107,13 @@ function verificationSummary(v: Verification): VerificationSummary {
     perplexityDelta: fin(e.quality.perplexityDelta),
     qualityPassed: e.quality.passed,
     latency: e.performance.comparisons.map((c) => ({
-      metric: c.metric, baselineMedianS: fin(c.baselineMedianS), candidateMedianS: fin(c.candidateMedianS),
-      relativeChange: fin(c.relativeChange), pValue: fin(c.pValue), effectSize: fin(c.effectSize), outcome: c.outcome,
+      metric: c.metric,
+      baselineMedianS: fin(c.baselineMedianS),
+      candidateMedianS: fin(c.candidateMedianS),
+      relativeChange: fin(c.relativeChange),
+      pValue: fin(c.pValue),
+      effectSize: fin(c.effectSize),
+      outcome: c.outcome,
     })),
     goodputChange: fin(e.performance.goodputChange),
   };
@@ -107,7 +122,8 @@ function verificationSummary(v: Verification): VerificationSummary {
 /** Every proposal with a transition in the week, with its state at the week's end. */
 function changesInWeek(store: ReportStore, range: WeekRange, history: readonly SettingsVersion[]): ChangeEntry[] {
   const inWeek = (ms: number): boolean => ms >= range.startMs && ms < range.endMs;
-  const candidates = store.listProposals({ limit: ALL })
+  const candidates = store
+    .listProposals({ limit: ALL })
     .filter((p) => p.createdMs < range.endMs && p.updatedMs >= range.startMs)
     .sort((a, b) => a.id - b.id);
   if (candidates.length === 0) return [];
@@ -137,7 +153,9 @@ function changesInWeek(store: ReportStore, range: WeekRange, history: readonly S
       stateAtWeekEnd,
       transitions: transitions.map((t) => ({ from: t.from, to: t.to, atMs: t.atMs, actor: t.actor, comment: t.comment })),
       verification: verified ? verificationSummary(verified) : null,
-      approvals: store.approvals(p.id).filter((a) => inWeek(a.atMs))
+      approvals: store
+        .approvals(p.id)
+        .filter((a) => inWeek(a.atMs))
         .map((a) => ({ decision: a.decision, actor: a.actor, role: a.role, atMs: a.atMs, comment: a.comment })),
       applied: apply && appliedVersion !== null ? { atMs: apply.atMs, version: appliedVersion } : null,
       rollback: rollback ? { atMs: rollback.atMs, actor: rollback.actor, comment: rollback.comment } : null,
@@ -160,19 +178,23 @@ export function alertsSection(alerts: readonly StoredAlert[]): AlertSection {
   return {
     notifications: firing.length,
     firings: new Set(firing.map(episode)).size,
-    bySeverity: [...bySeverity.entries()].sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b)).map(([severity, list]) => {
-      const byName = new Map<string, StoredAlert[]>();
-      for (const a of list) byName.set(a.alertname, [...(byName.get(a.alertname) ?? []), a]);
-      const groups = [...byName.entries()].map(([alertname, as]) => ({
-        alertname,
-        notifications: as.length,
-        firings: new Set(as.map(episode)).size,
-        firstMs: Math.min(...as.map((a) => a.receivedMs)),
-        lastMs: Math.max(...as.map((a) => a.receivedMs)),
-        summary: as.at(-1)!.annotations['summary'] ?? '',
-      })).sort((a, b) => b.firings - a.firings || a.alertname.localeCompare(b.alertname));
-      return { severity, notifications: list.length, firings: new Set(list.map(episode)).size, alerts: groups };
-    }),
+    bySeverity: [...bySeverity.entries()]
+      .sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b))
+      .map(([severity, list]) => {
+        const byName = new Map<string, StoredAlert[]>();
+        for (const a of list) byName.set(a.alertname, [...(byName.get(a.alertname) ?? []), a]);
+        const groups = [...byName.entries()]
+          .map(([alertname, as]) => ({
+            alertname,
+            notifications: as.length,
+            firings: new Set(as.map(episode)).size,
+            firstMs: Math.min(...as.map((a) => a.receivedMs)),
+            lastMs: Math.max(...as.map((a) => a.receivedMs)),
+            summary: as.at(-1)!.annotations['summary'] ?? '',
+          }))
+          .sort((a, b) => b.firings - a.firings || a.alertname.localeCompare(b.alertname));
+        return { severity, notifications: list.length, firings: new Set(list.map(episode)).size, alerts: groups };
+      }),
   };
 }
 
@@ -220,7 +242,8 @@ function weekOverWeek(previousWeek: string, source: WeekOverWeek['source'], cur:
     previousWeek,
     source,
     rows: WOW_ROWS.map(({ key, label, better }) => {
-      const c = cur[key], p = prev?.[key] ?? null;
+      const c = cur[key],
+        p = prev?.[key] ?? null;
       return { key, label, current: c, previous: p, relativeChange: c !== null && p !== null && p !== 0 ? (c - p) / p : null, better };
     }),
     topBottleneck: { current: cur.topBottleneck, previous: prev?.topBottleneck ?? null },
@@ -240,7 +263,12 @@ function weekCore(store: ReportStore, range: WeekRange, o: BuildReportOptions, c
   const findings = store.findings(range.startMs, range.endMs);
   const coverage = coverageOf(windows, thresholds, o.dataNote ?? '');
   const all = rankBottlenecks({
-    windows, findings, changes, week: { fromMs: range.startMs, toMs: range.endMs }, enough: coverage.enough, timezone: o.timezone,
+    windows,
+    findings,
+    changes,
+    week: { fromMs: range.startMs, toMs: range.endMs },
+    enough: coverage.enough,
+    timezone: o.timezone,
     ...(o.verify ? { verify: o.verify } : {}),
   });
   const counts = new Map<string, number>();
@@ -252,8 +280,14 @@ function weekCore(store: ReportStore, range: WeekRange, o: BuildReportOptions, c
     findingsByKind: all.map((b) => ({ kind: b.kind, count: counts.get(b.kind) ?? 0 })).sort((a, b) => b.count - a.count || a.kind.localeCompare(b.kind)),
   };
   return {
-    windows, findings, coverage, bottlenecks,
-    slo: sloOf(windows, o.slo), traffic: trafficOf(windows), throughput: throughputOf(windows), cost: costOf(windows, o.pricePerCoreHour),
+    windows,
+    findings,
+    coverage,
+    bottlenecks,
+    slo: sloOf(windows, o.slo),
+    traffic: trafficOf(windows),
+    throughput: throughputOf(windows),
+    cost: costOf(windows, o.pricePerCoreHour),
   };
 }
 
@@ -276,17 +310,24 @@ export function buildWeeklyReport(store: ReportStore, o: BuildReportOptions): We
   else if (o.previous?.schema === REPORT_SCHEMA && o.previous.week === prevText) wow = weekOverWeek(prevText, 'previous report', current, weekFigures(o.previous));
   else wow = weekOverWeek(prevText, 'none', current, undefined);
 
-  const markers = settings.filter((s) => s.createdMs >= range.startMs).map((s) => ({
-    atMs: s.createdMs, version: s.version, label: `v${s.version}: ${describeChanges(s.changes)}`,
-  }));
+  const markers = settings
+    .filter((s) => s.createdMs >= range.startMs)
+    .map((s) => ({
+      atMs: s.createdMs,
+      version: s.version,
+      label: `v${s.version}: ${describeChanges(s.changes)}`,
+    }));
   return {
     schema: REPORT_SCHEMA,
     week: formatIsoWeek(week),
     service: o.service,
     model: o.model,
     period: {
-      startMs: range.startMs, endMs: range.endMs, timezone: o.timezone,
-      start: formatLocal(range.startMs, o.timezone), end: formatLocal(range.endMs, o.timezone),
+      startMs: range.startMs,
+      endMs: range.endMs,
+      timezone: o.timezone,
+      start: formatLocal(range.startMs, o.timezone),
+      end: formatLocal(range.endMs, o.timezone),
       partial: (o.now ?? Date.now()) < range.endMs,
     },
     coverage: core.coverage,

@@ -35,7 +35,16 @@ const BASE = {
   config: {
     font: FONT,
     view: { stroke: null },
-    axis: { labelFontSize: 11, titleFontSize: 11, titleFontWeight: 'normal', titleColor: '#444', labelColor: '#444', gridColor: '#eee', domainColor: '#999', tickColor: '#999' },
+    axis: {
+      labelFontSize: 11,
+      titleFontSize: 11,
+      titleFontWeight: 'normal',
+      titleColor: '#444',
+      labelColor: '#444',
+      gridColor: '#eee',
+      domainColor: '#999',
+      tickColor: '#999',
+    },
     legend: { orient: 'top', title: null, labelFontSize: 11, labelLimit: 0, symbolStrokeWidth: 2 },
   },
 } as const;
@@ -76,8 +85,10 @@ function timeX(r: WeeklyReport): object {
   // never repeats (minute labels need ticks at least a minute apart).
   const minutes = spanMs / 60_000;
   const [tickCount, format] =
-    minutes <= 120 ? [Math.max(2, Math.min(10, Math.floor(minutes))), '%H:%M']
-      : minutes <= 2 * 1440 ? [Math.min(12, Math.floor(minutes / 60)), '%a %H:%M']
+    minutes <= 120
+      ? [Math.max(2, Math.min(10, Math.floor(minutes))), '%H:%M']
+      : minutes <= 2 * 1440
+        ? [Math.min(12, Math.floor(minutes / 60)), '%a %H:%M']
         : [Math.min(8, Math.ceil(minutes / 1440)), '%a %d'];
   return { field: 't', type: 'temporal', scale: { type: 'utc' }, title: null, axis: { aria: false, labelOverlap: true, tickCount, format } };
 }
@@ -89,7 +100,8 @@ function changeLayers(r: WeeklyReport): object[] {
   return [
     { name: 'changes', data, mark: { type: 'rule', color: COLORS.change, strokeDash: [4, 3], strokeWidth: 1.2 }, encoding: { x: { field: 't', type: 'temporal' } } },
     {
-      name: 'change_labels', data,
+      name: 'change_labels',
+      data,
       mark: { type: 'text', color: COLORS.change, align: 'left', baseline: 'top', dx: 3, dy: 2, fontSize: 11 },
       encoding: { x: { field: 't', type: 'temporal' }, y: { value: 0 }, text: { field: 'label' } },
     },
@@ -100,7 +112,8 @@ function targetLayers(value: number, label: string, color: string, name: string)
   return [
     { name, data: { values: [{}] }, mark: { type: 'rule', color, strokeDash: [6, 3], strokeWidth: 1.5 }, encoding: { y: { datum: value } } },
     {
-      name: `${name}_label`, data: { values: [{}] },
+      name: `${name}_label`,
+      data: { values: [{}] },
       mark: { type: 'text', color, align: 'right', baseline: 'bottom', dx: -4, dy: -3, fontSize: 11 },
       encoding: { y: { datum: value }, x: { value: 'width' }, text: { value: label } },
     },
@@ -110,7 +123,8 @@ function targetLayers(value: number, label: string, color: string, name: string)
 /** One line per series of long-format rows, coloured by series, breaking at gaps. */
 function linesLayer(r: WeeklyReport, name: string, rows: Row[], yTitle: string, series: string[], colors: string[], widths?: number[]): object {
   return {
-    name, data: { values: rows },
+    name,
+    data: { values: rows },
     mark: { type: 'line', strokeWidth: 1.6, invalid: 'break-paths-show-domains' },
     encoding: {
       x: timeX(r),
@@ -130,7 +144,10 @@ async function latencyChart(r: WeeklyReport, id: 'ttft' | 'inter_token' | 'e2e')
     inter_token: { key: 'interToken', title: 'Inter-token latency', target: r.slo.targets.interTokenP99Seconds },
     e2e: { key: 'e2e', title: 'End-to-end latency', target: r.slo.targets.e2eP99Seconds },
   }[id];
-  const rows = longRows(r, (['p50', 'p90', 'p99'] as const).map((p) => [`${m.key}${p.toUpperCase()}S` as keyof SeriesPoint, p]));
+  const rows = longRows(
+    r,
+    (['p50', 'p90', 'p99'] as const).map((p) => [`${m.key}${p.toUpperCase()}S` as keyof SeriesPoint, p]),
+  );
   const spec = {
     ...BASE,
     description: `${m.title}: p50, p90 and p99 per window, seconds, with the SLO target`,
@@ -141,14 +158,18 @@ async function latencyChart(r: WeeklyReport, id: 'ttft' | 'inter_token' | 'e2e')
     ],
   };
   return {
-    id, title: `${m.title} (p50 / p90 / p99)`, svg: await toSvg(spec),
-    caption: `Per ${r.series.aggregation ? 'bucket' : 'window'}; red dashed line: the p99 objective (${seconds(m.target)}); ` +
-      'grey dashed lines: settings changes.',
+    id,
+    title: `${m.title} (p50 / p90 / p99)`,
+    svg: await toSvg(spec),
+    caption: `Per ${r.series.aggregation ? 'bucket' : 'window'}; red dashed line: the p99 objective (${seconds(m.target)}); ` + 'grey dashed lines: settings changes.',
   };
 }
 
 async function throughputChart(r: WeeklyReport): Promise<ReportChart> {
-  const rows = longRows(r, [['throughputTokensPerS', 'throughput'], ['goodputTokensPerS', 'goodput (within SLO)']]);
+  const rows = longRows(r, [
+    ['throughputTokensPerS', 'throughput'],
+    ['goodputTokensPerS', 'goodput (within SLO)'],
+  ]);
   const spec = {
     ...BASE,
     description: 'Generated tokens per second and goodput per window',
@@ -158,7 +179,12 @@ async function throughputChart(r: WeeklyReport): Promise<ReportChart> {
       ...changeLayers(r),
     ],
   };
-  return { id: 'throughput', title: 'Throughput and goodput', svg: await toSvg(spec), caption: 'Generated tokens per second; goodput counts only requests that met every objective.' };
+  return {
+    id: 'throughput',
+    title: 'Throughput and goodput',
+    svg: await toSvg(spec),
+    caption: 'Generated tokens per second; goodput counts only requests that met every objective.',
+  };
 }
 
 async function batchSizeChart(r: WeeklyReport): Promise<ReportChart> {
@@ -177,34 +203,48 @@ async function batchSizeChart(r: WeeklyReport): Promise<ReportChart> {
       color: { field: 'version', type: 'nominal', scale: { domain: versions, scheme: 'tableau10' } },
     },
   };
-  return { id: 'batch_size', title: 'Batch size distribution', svg: await toSvg(spec), caption: 'Engine steps, by the mean batch size of the window they ran in, coloured by the settings version live then.' };
+  return {
+    id: 'batch_size',
+    title: 'Batch size distribution',
+    svg: await toSvg(spec),
+    caption: 'Engine steps, by the mean batch size of the window they ran in, coloured by the settings version live then.',
+  };
 }
 
 async function kvChart(r: WeeklyReport): Promise<ReportChart> {
   const tz = r.period.timezone;
   const rows = longRows(r, [['kvUsageRatio', 'KV usage']]);
-  const preempted = r.series.points.filter((p) => p.preemptions > 0 && p.kvUsageRatio !== null)
+  const preempted = r.series.points
+    .filter((p) => p.preemptions > 0 && p.kvUsageRatio !== null)
     .map((p) => ({ t: localMs(midOf(p), tz), value: p.kvUsageRatio, preemptions: p.preemptions }));
   const spec = {
     ...BASE,
     description: 'KV-cache usage per window with preemptions marked',
     layer: [
       {
-        name: 'kv', data: { values: rows },
+        name: 'kv',
+        data: { values: rows },
         mark: { type: 'line', strokeWidth: 1.6, color: COLORS.through, invalid: 'break-paths-show-domains' },
         encoding: { x: timeX(r), y: { field: 'value', type: 'quantitative', title: 'KV blocks in use', scale: { domain: [0, 1] }, axis: { format: '.0%' } } },
       },
-      ...(preempted.length ? [{
-        name: 'preemptions', data: { values: preempted },
-        mark: { type: 'point', filled: true, color: COLORS.slo, size: 40 },
-        encoding: { x: { field: 't', type: 'temporal' }, y: { field: 'value', type: 'quantitative' } },
-      }] : []),
+      ...(preempted.length
+        ? [
+            {
+              name: 'preemptions',
+              data: { values: preempted },
+              mark: { type: 'point', filled: true, color: COLORS.slo, size: 40 },
+              encoding: { x: { field: 't', type: 'temporal' }, y: { field: 'value', type: 'quantitative' } },
+            },
+          ]
+        : []),
       ...targetLayers(KV_HIGH_USAGE, `high ${Math.round(KV_HIGH_USAGE * 100)}%`, COLORS.change, 'kv_high'),
       ...changeLayers(r),
     ],
   };
   return {
-    id: 'kv_usage', title: 'KV-cache usage', svg: await toSvg(spec),
+    id: 'kv_usage',
+    title: 'KV-cache usage',
+    svg: await toSvg(spec),
     caption: `Share of KV blocks in use at the end of each ${r.series.aggregation ? 'bucket (its highest window)' : 'window'}; red dots: windows with preemptions.`,
   };
 }

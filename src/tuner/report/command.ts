@@ -58,8 +58,10 @@ export async function reportCommand(argv: string[], io: ReportIo = { stdout: pro
   }
   const storePath = config.tuner.storePath;
   if (!existsSync(storePath)) {
-    io.stderr.write(`tuneloop report: no tuner store at ${resolve(storePath)}: set tuner.storePath (--config FILE, or ` +
-      'TUNELOOP_TUNER_STORE_PATH) to the file `tuneloop serve` writes\n');
+    io.stderr.write(
+      `tuneloop report: no tuner store at ${resolve(storePath)}: set tuner.storePath (--config FILE, or ` +
+        'TUNELOOP_TUNER_STORE_PATH) to the file `tuneloop serve` writes\n',
+    );
     return 2;
   }
   let store: TunerStore;
@@ -73,9 +75,11 @@ export async function reportCommand(argv: string[], io: ReportIo = { stdout: pro
     const opts = { ...reportOptionsFromConfig(config), week, ...(values.out !== undefined ? { dir: values.out } : {}) };
     const written = await writeWeeklyReport(store, opts, io.now());
     const r = written.report;
-    io.stdout.write(`${r.week} (${r.period.start} – ${r.period.end} ${r.period.timezone}): ${r.coverage.windows} windows, ` +
-      `${r.traffic.requests} requests${r.coverage.enough ? '' : ', not enough data to rank bottlenecks'}` +
-      `${written.rewritten.length === 0 ? '; unchanged' : ''}\n`);
+    io.stdout.write(
+      `${r.week} (${r.period.start} – ${r.period.end} ${r.period.timezone}): ${r.coverage.windows} windows, ` +
+        `${r.traffic.requests} requests${r.coverage.enough ? '' : ', not enough data to rank bottlenecks'}` +
+        `${written.rewritten.length === 0 ? '; unchanged' : ''}\n`,
+    );
     for (const f of ['md', 'html', 'json'] as const) io.stdout.write(`${written.paths[f]}\n`);
     return 0;
   } finally {

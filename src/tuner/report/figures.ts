@@ -7,9 +7,7 @@
 // target (weighted by requests). The all-objectives attainment is exact: the monitor judged every request of a window
 // against every target at once and stored the share (sloAttainment), so met = round(finished × sloAttainment).
 import type { SloTargets, WindowSummary } from '../types.js';
-import type {
-  Coverage, Cost, ObjectiveAttainment, Objective, ReportThresholds, Series, SeriesPoint, SloSection, Throughput, Traffic,
-} from './types.js';
+import type { Coverage, Cost, ObjectiveAttainment, Objective, ReportThresholds, Series, SeriesPoint, SloSection, Throughput, Traffic } from './types.js';
 
 export const DEFAULT_REPORT_THRESHOLDS: ReportThresholds = { minRollupMinutes: 30, minRequests: 100 };
 /** Most points a chart draws; a week of one-minute windows (10 080) is bucketed down to this. */
@@ -24,7 +22,8 @@ export function fin(x: number): number | null {
 const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
 /** Σ x·w / Σ w over the pairs whose x is finite and w > 0; null when none. */
 function weightedMean(pairs: readonly [number, number][]): number | null {
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (const [x, w] of pairs) {
     if (Number.isFinite(x) && w > 0) {
       num += x * w;
@@ -112,7 +111,11 @@ export function sloOf(windows: readonly WindowSummary[], slo: SloTargets): SloSe
     objectives: OBJECTIVES.map((o) => objectiveOf(windows, o, slo)),
     allObjectives: { requests, met, violating: requests - met, attainment: requests > 0 ? met / requests : null },
     errorBudget: {
-      budget: slo.errorRateBudget, failed, refused, requests: ended, errorRate,
+      budget: slo.errorRateBudget,
+      failed,
+      refused,
+      requests: ended,
+      errorRate,
       burned: errorRate === null || slo.errorRateBudget <= 0 ? null : errorRate / slo.errorRateBudget,
     },
   };
@@ -167,10 +170,15 @@ function pointOf(ws: readonly WindowSummary[]): SeriesPoint {
     startMs: ws[0]!.startMs,
     endMs: last.endMs,
     requests: sum(ws.map((w) => w.requests.finished)),
-    ttftP50S: reqWeighted((w) => w.latency.ttft.p50), ttftP90S: reqWeighted((w) => w.latency.ttft.p90), ttftP99S: worst((w) => w.latency.ttft.p99),
-    interTokenP50S: reqWeighted((w) => w.latency.interToken.p50), interTokenP90S: reqWeighted((w) => w.latency.interToken.p90),
+    ttftP50S: reqWeighted((w) => w.latency.ttft.p50),
+    ttftP90S: reqWeighted((w) => w.latency.ttft.p90),
+    ttftP99S: worst((w) => w.latency.ttft.p99),
+    interTokenP50S: reqWeighted((w) => w.latency.interToken.p50),
+    interTokenP90S: reqWeighted((w) => w.latency.interToken.p90),
     interTokenP99S: worst((w) => w.latency.interToken.p99),
-    e2eP50S: reqWeighted((w) => w.latency.e2e.p50), e2eP90S: reqWeighted((w) => w.latency.e2e.p90), e2eP99S: worst((w) => w.latency.e2e.p99),
+    e2eP50S: reqWeighted((w) => w.latency.e2e.p50),
+    e2eP90S: reqWeighted((w) => w.latency.e2e.p90),
+    e2eP99S: worst((w) => w.latency.e2e.p99),
     throughputTokensPerS: sig4(seconds > 0 ? sum(ws.map((w) => w.tokens.generated)) / seconds : 0) ?? 0,
     goodputTokensPerS: sig4(weightedMean(ws.map((w) => [w.goodputTokensPerS, windowSeconds(w)]))) ?? 0,
     batchMeanSize: sig4(weightedMean(ws.map((w) => [w.batch.meanSize, w.batch.steps]))),
@@ -216,8 +224,8 @@ export function seriesOf(windows: readonly WindowSummary[], changes: Series['cha
   }
   return {
     bucketMs,
-    aggregation: 'p50 and p90: request-weighted mean of the windows in each bucket; p99: the worst window; ' +
-      'throughput: tokens / seconds covered; KV usage: the highest window',
+    aggregation:
+      'p50 and p90: request-weighted mean of the windows in each bucket; p99: the worst window; ' + 'throughput: tokens / seconds covered; KV usage: the highest window',
     points: [...groups.values()].map(pointOf),
     batchSizeBins,
     changes,

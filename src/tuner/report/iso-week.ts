@@ -51,7 +51,8 @@ export function formatIsoWeek(w: IsoWeek): string {
 export function parseIsoWeek(text: string): IsoWeek {
   const m = WEEK_RE.exec(text);
   if (!m) throw new IsoWeekError(`'${text}' is not an ISO week: expected YYYY-Www, e.g. 2026-W47`);
-  const year = Number(m[1]), week = Number(m[2]);
+  const year = Number(m[1]),
+    week = Number(m[2]);
   if (year < 1970) throw new IsoWeekError(`'${text}': the year must be 1970 or later`);
   const weeks = weeksInIsoYear(year);
   if (week < 1 || week > weeks) throw new IsoWeekError(`'${text}': ${year} has ISO weeks 01 to ${weeks}`);
@@ -73,7 +74,14 @@ function formatterOf(timeZone: string): Intl.DateTimeFormat {
   let f = formatters.get(timeZone);
   if (!f) {
     f = new Intl.DateTimeFormat('en-US', {
-      timeZone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric',
+      timeZone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
     });
     formatters.set(timeZone, f);
   }
@@ -81,7 +89,12 @@ function formatterOf(timeZone: string): Intl.DateTimeFormat {
 }
 
 export interface LocalTime {
-  year: number; month: number; day: number; hour: number; minute: number; second: number;
+  year: number;
+  month: number;
+  day: number;
+  hour: number;
+  minute: number;
+  second: number;
 }
 
 /** The wall-clock time of an instant in a zone (whole seconds). */

@@ -22,7 +22,9 @@ type Block =
 const DASH = '–';
 export function int(n: number | null): string {
   if (n === null || !Number.isFinite(n)) return DASH;
-  return Math.round(n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  return Math.round(n)
+    .toString()
+    .replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 export function pct(x: number | null, digits = 1): string {
   return x === null || !Number.isFinite(x) ? DASH : `${(x * 100).toFixed(digits)}%`;
@@ -57,12 +59,14 @@ interface Ctx {
 }
 const at = (c: Ctx, ms: number): string => formatLocal(ms, c.r.period.timezone, c.fine);
 function range(c: Ctx, fromMs: number, toMs: number): string {
-  const a = at(c, fromMs), b = at(c, toMs);
+  const a = at(c, fromMs),
+    b = at(c, toMs);
   return a.slice(0, 10) === b.slice(0, 10) ? `${a}${DASH}${b.slice(11)}` : `${a} ${DASH} ${b}`;
 }
 /** When a settings version was live, naming the week's edges rather than repeating them. */
 function liveSpan(c: Ctx, fromMs: number, toMs: number): string {
-  const startOfWeek = fromMs === c.r.period.startMs, endOfWeek = toMs === c.r.period.endMs;
+  const startOfWeek = fromMs === c.r.period.startMs,
+    endOfWeek = toMs === c.r.period.endMs;
   if (startOfWeek && endOfWeek) return 'the whole week';
   if (endOfWeek) return `from ${at(c, fromMs)} to the end of the week`;
   if (startOfWeek) return `from the start of the week to ${at(c, toMs)}`;
@@ -82,7 +86,10 @@ function header(c: Ctx): Block[] {
   const out: Block[] = [
     { kind: 'h', level: 1, text: `Weekly performance report ${DASH} ${r.service}, ${r.week}` },
     {
-      kind: 'table', head: ['', ''], align: ['l', 'l'], rows: [
+      kind: 'table',
+      head: ['', ''],
+      align: ['l', 'l'],
+      rows: [
         ['Service', r.service],
         ['Model', `\`${r.model}\``],
         ['ISO week', `${r.week}: ${r.period.start} ${DASH} ${r.period.end} (${r.period.timezone})`],
@@ -91,17 +98,20 @@ function header(c: Ctx): Block[] {
     },
   ];
   const cov = r.coverage;
-  const covText = cov.windows === 0
-    ? `**Data:** no rollup windows were stored for this week.`
-    : `**Data:** ${int(cov.windows)} rollup windows covering ${minutes(cov.rollupMinutes)}, ${int(cov.requests)} requests, ` +
-      `${range(c, cov.firstWindowMs!, cov.lastWindowEndMs!)} (source: ${cov.sources.join(', ')}).` +
-      (cov.note ? ` ${cov.note}` : '');
+  const covText =
+    cov.windows === 0
+      ? `**Data:** no rollup windows were stored for this week.`
+      : `**Data:** ${int(cov.windows)} rollup windows covering ${minutes(cov.rollupMinutes)}, ${int(cov.requests)} requests, ` +
+        `${range(c, cov.firstWindowMs!, cov.lastWindowEndMs!)} (source: ${cov.sources.join(', ')}).` +
+        (cov.note ? ` ${cov.note}` : '');
   out.push({ kind: 'p', text: covText, tone: 'note' });
   if (r.period.partial) out.push({ kind: 'p', text: 'This week is still running: the figures cover the data so far.', tone: 'muted' });
   if (!cov.enough) {
     out.push({
-      kind: 'p', tone: 'warn',
-      text: `**Not enough data** to name bottlenecks: a week needs at least ${minutes(cov.thresholds.minRollupMinutes)} of rollups and ` +
+      kind: 'p',
+      tone: 'warn',
+      text:
+        `**Not enough data** to name bottlenecks: a week needs at least ${minutes(cov.thresholds.minRollupMinutes)} of rollups and ` +
         `${int(cov.thresholds.minRequests)} requests; this one has ${minutes(cov.rollupMinutes)} and ${int(cov.requests)}. ` +
         'The figures below are what there is; no bottleneck is ranked.',
     });
@@ -114,24 +124,39 @@ function summary(c: Ctx): Block[] {
   const items: string[] = [];
   const top = r.bottlenecks.ranked[0];
   if (top) {
-    const outcome = top.applied ? `addressed by ${top.proposals.filter((p) => p.stateAtWeekEnd === 'watching' || p.stateAtWeekEnd === 'confirmed').map((p) => `#${p.id} (${p.change})`).join(', ')}`
+    const outcome = top.applied
+      ? `addressed by ${top.proposals
+          .filter((p) => p.stateAtWeekEnd === 'watching' || p.stateAtWeekEnd === 'confirmed')
+          .map((p) => `#${p.id} (${p.change})`)
+          .join(', ')}`
       : 'nothing applied';
-    items.push(`Top bottleneck: **${top.title}** ${DASH} ${int(top.sloViolatingRequests)} SLO-violating requests` +
-      `${top.shareOfViolations !== null ? ` (${pct(top.shareOfViolations, 0)} of the week's)` : ''}, active ${minutes(top.activeMinutes)}; ${outcome}.`);
+    items.push(
+      `Top bottleneck: **${top.title}** ${DASH} ${int(top.sloViolatingRequests)} SLO-violating requests` +
+        `${top.shareOfViolations !== null ? ` (${pct(top.shareOfViolations, 0)} of the week's)` : ''}, active ${minutes(top.activeMinutes)}; ${outcome}.`,
+    );
   } else if (r.coverage.enough) {
     items.push('No bottleneck was found this week.');
   }
   const a = r.slo.allObjectives;
-  items.push(`SLO attainment (every objective, per request): **${pct(a.attainment)}** (${int(a.met)} of ${int(a.requests)}); ` +
-    `error budget burned: ${pct(r.slo.errorBudget.burned, 0)}.`);
-  items.push(`Traffic: ${int(r.traffic.requests)} requests, ${int(r.traffic.generatedTokens)} generated tokens; throughput ` +
-    `${num(r.throughput.meanTokensPerS)} tokens/s; cost ${num(r.cost.perMillionTokens)} per million tokens.`);
+  items.push(
+    `SLO attainment (every objective, per request): **${pct(a.attainment)}** (${int(a.met)} of ${int(a.requests)}); ` +
+      `error budget burned: ${pct(r.slo.errorBudget.burned, 0)}.`,
+  );
+  items.push(
+    `Traffic: ${int(r.traffic.requests)} requests, ${int(r.traffic.generatedTokens)} generated tokens; throughput ` +
+      `${num(r.throughput.meanTokensPerS)} tokens/s; cost ${num(r.cost.perMillionTokens)} per million tokens.`,
+  );
   const applied = r.changes.filter((x) => x.applied).length;
   const rolled = r.changes.filter((x) => x.rollback).length;
-  items.push(`Changes: ${r.changes.length} proposal${r.changes.length === 1 ? '' : 's'} (${applied} applied, ${rolled} rolled back); ` +
-    `alerts: ${int(r.alerts.firings)} firing${r.alerts.firings === 1 ? '' : 's'}` +
-    `${r.alerts.bySeverity.length ? ` (${r.alerts.bySeverity.map((s) => `${s.firings} ${s.severity}`).join(', ')})` : ''}.`);
-  return [{ kind: 'h', level: 2, text: 'Summary' }, { kind: 'ul', items }];
+  items.push(
+    `Changes: ${r.changes.length} proposal${r.changes.length === 1 ? '' : 's'} (${applied} applied, ${rolled} rolled back); ` +
+      `alerts: ${int(r.alerts.firings)} firing${r.alerts.firings === 1 ? '' : 's'}` +
+      `${r.alerts.bySeverity.length ? ` (${r.alerts.bySeverity.map((s) => `${s.firings} ${s.severity}`).join(', ')})` : ''}.`,
+  );
+  return [
+    { kind: 'h', level: 2, text: 'Summary' },
+    { kind: 'ul', items },
+  ];
 }
 
 const OBJECTIVE_NAMES: Record<ObjectiveAttainment['objective'], string> = { ttft: 'Time to first token', inter_token: 'Inter-token latency', e2e: 'End-to-end latency' };
@@ -139,22 +164,35 @@ const OBJECTIVE_NAMES: Record<ObjectiveAttainment['objective'], string> = { ttft
 function slo(c: Ctx): Block[] {
   const s = c.r.slo;
   const rows = s.objectives.map((o) => [
-    OBJECTIVE_NAMES[o.objective], secs(o.targetP99S), pct(o.share), `${o.windowsMet} of ${o.windows}`, secs(o.typicalP99S),
+    OBJECTIVE_NAMES[o.objective],
+    secs(o.targetP99S),
+    pct(o.share),
+    `${o.windowsMet} of ${o.windows}`,
+    secs(o.typicalP99S),
     o.worstP99S === null ? DASH : `${secs(o.worstP99S)} (${at(c, o.worstWindowMs!)})`,
   ]);
-  const a = s.allObjectives, e = s.errorBudget;
+  const a = s.allObjectives,
+    e = s.errorBudget;
   return [
     { kind: 'h', level: 2, text: 'SLO attainment' },
-    { kind: 'table', head: ['Objective', 'p99 target', 'Requests within¹', 'Windows met', 'Typical p99²', 'Worst window p99'], align: ['l', 'r', 'r', 'r', 'r', 'r'], rows },
+    {
+      kind: 'table',
+      head: ['Objective', 'p99 target', 'Requests within¹', 'Windows met', 'Typical p99²', 'Worst window p99'],
+      align: ['l', 'r', 'r', 'r', 'r', 'r'],
+      rows,
+    },
     {
       kind: 'p',
-      text: `**All objectives at once, per request:** ${pct(a.attainment)} ${DASH} ${int(a.met)} of ${int(a.requests)} requests met every ` +
+      text:
+        `**All objectives at once, per request:** ${pct(a.attainment)} ${DASH} ${int(a.met)} of ${int(a.requests)} requests met every ` +
         `target, ${int(a.violating)} did not. **Errors:** ${int(e.failed)} failed and ${int(e.refused)} refused of ${int(e.requests)} ` +
         `(${pct(e.errorRate, 2)}) against a budget of ${pct(e.budget, 2)}: ${pct(e.burned, 0)} of the error budget burned.`,
     },
     {
-      kind: 'p', tone: 'muted',
-      text: '¹ An estimate: the store keeps per-window latency summaries, not each request, so this is the share of requests ' +
+      kind: 'p',
+      tone: 'muted',
+      text:
+        '¹ An estimate: the store keeps per-window latency summaries, not each request, so this is the share of requests ' +
         'served in windows whose p99 met the target. ² Request-weighted mean of the per-window p99s.',
     },
   ];
@@ -165,7 +203,10 @@ function trafficCost(c: Ctx): Block[] {
   return [
     { kind: 'h', level: 2, text: 'Traffic, throughput and cost' },
     {
-      kind: 'table', head: ['', ''], align: ['l', 'l'], rows: [
+      kind: 'table',
+      head: ['', ''],
+      align: ['l', 'l'],
+      rows: [
         ['Requests', `${int(t.requests)} (${int(t.errors)} failed, ${int(t.rejected)} refused, ${int(t.cancelled)} cancelled)`],
         ['Busiest window', t.peakRequestsPerMinute === null ? DASH : `${num(t.peakRequestsPerMinute)} requests/min`],
         ['Tokens', `${int(t.promptTokens)} prompt, ${int(t.generatedTokens)} generated`],
@@ -182,8 +223,14 @@ function trafficCost(c: Ctx): Block[] {
 }
 
 function bottleneckBlocks(c: Ctx, b: Bottleneck): Block[] {
-  const ev = Object.entries(b.evidence).slice(0, 12).map(([k, v]) => `${k}=${typeof v === 'number' ? num(v) : String(v)}`).join(', ');
-  const shown = b.ranges.slice(0, 6).map((x) => range(c, x.fromMs, x.toMs)).join('; ');
+  const ev = Object.entries(b.evidence)
+    .slice(0, 12)
+    .map(([k, v]) => `${k}=${typeof v === 'number' ? num(v) : String(v)}`)
+    .join(', ');
+  const shown = b.ranges
+    .slice(0, 6)
+    .map((x) => range(c, x.fromMs, x.toMs))
+    .join('; ');
   const more = b.ranges.length > 6 ? ` and ${b.ranges.length - 6} more` : '';
   const items = [
     b.sloViolatingRequests === 0
@@ -193,13 +240,18 @@ function bottleneckBlocks(c: Ctx, b: Bottleneck): Block[] {
     `**Active:** ${minutes(b.activeMinutes)} in ${b.ranges.length} range${b.ranges.length === 1 ? '' : 's'}: ${shown}${more}.`,
     `**Evidence:** ${b.findings} finding${b.findings === 1 ? '' : 's'}, confidence up to ${num(b.maxConfidence)}; analyzer impact ` +
       `${num(b.analyzerImpact)} ${b.analyzerUnit}. Strongest: ${ev}.`,
-    `**Proposals:** ${b.proposals.length === 0 ? 'none' : b.proposals.map((p) => `#${p.id} ${p.change} ${DASH} ${p.stateAtWeekEnd.replace('_', ' ')}` +
-      `${p.verdict ? `, verification ${p.verdict}` : ''}`).join('; ')}.`,
+    `**Proposals:** ${
+      b.proposals.length === 0
+        ? 'none'
+        : b.proposals.map((p) => `#${p.id} ${p.change} ${DASH} ${p.stateAtWeekEnd.replace('_', ' ')}` + `${p.verdict ? `, verification ${p.verdict}` : ''}`).join('; ')
+    }.`,
   ];
   if (b.applied) {
-    items.push(b.activeMinutesAfterApply
-      ? `**Outcome:** a change was applied, but the bottleneck was still seen for ${minutes(b.activeMinutesAfterApply)} after it.`
-      : '**Outcome:** a change was applied and the bottleneck was not seen after it.');
+    items.push(
+      b.activeMinutesAfterApply
+        ? `**Outcome:** a change was applied, but the bottleneck was still seen for ${minutes(b.activeMinutesAfterApply)} after it.`
+        : '**Outcome:** a change was applied and the bottleneck was not seen after it.',
+    );
   } else {
     items.push(`**Next action:** ${b.nextAction ?? DASH}`);
   }
@@ -225,7 +277,10 @@ function bottlenecks(c: Ctx): Block[] {
   out.push({ kind: 'p', text: s.definition, tone: 'muted' });
   for (const b of s.ranked) out.push(...bottleneckBlocks(c, b));
   if (s.others.length) {
-    out.push({ kind: 'p', text: `Also seen: ${s.others.map((b) => `${b.title} (${int(b.sloViolatingRequests)} SLO-violating requests, ${minutes(b.activeMinutes)})`).join('; ')}.` });
+    out.push({
+      kind: 'p',
+      text: `Also seen: ${s.others.map((b) => `${b.title} (${int(b.sloViolatingRequests)} SLO-violating requests, ${minutes(b.activeMinutes)})`).join('; ')}.`,
+    });
   }
   return out;
 }
@@ -240,19 +295,33 @@ function changeBlocks(c: Ctx, x: ChangeEntry): Block[] {
   ];
   const v = x.verification;
   if (v) {
-    items.push(`**Verification:** **${v.verdict}** at ${at(c, v.atMs)}, ${int(v.mirroredRequests)} mirrored requests; quality: mean cosine ` +
-      `${v.meanCosine?.toFixed(4) ?? DASH} (min ${v.minCosine?.toFixed(4) ?? DASH}), greedy agreement ${pct(v.greedyAgreement)}, perplexity ` +
-      `${signedPct(v.perplexityDelta)}` +
-      // The first reason is the verdict's own sentence; it usually states the goodput change already.
-      `${v.reasons[0]?.includes('goodput per core') ? '' : `; goodput per core ${signedPct(v.goodputChange)}`}.` +
-      `${v.reasons[0] ? ` ${sentence(v.reasons[0])}` : ''}`);
+    items.push(
+      `**Verification:** **${v.verdict}** at ${at(c, v.atMs)}, ${int(v.mirroredRequests)} mirrored requests; quality: mean cosine ` +
+        `${v.meanCosine?.toFixed(4) ?? DASH} (min ${v.minCosine?.toFixed(4) ?? DASH}), greedy agreement ${pct(v.greedyAgreement)}, perplexity ` +
+        `${signedPct(v.perplexityDelta)}` +
+        // The first reason is the verdict's own sentence; it usually states the goodput change already.
+        `${v.reasons[0]?.includes('goodput per core') ? '' : `; goodput per core ${signedPct(v.goodputChange)}`}.` +
+        `${v.reasons[0] ? ` ${sentence(v.reasons[0])}` : ''}`,
+    );
   } else {
     items.push('**Verification:** none recorded by the end of the week.');
   }
-  items.push(`**Approvals:** ${x.approvals.length === 0 ? 'none' : x.approvals.map((a) => `${a.decision === 'approve' ? 'approved' : 'rejected'} by ` +
-    `${a.actor} (${a.role}) at ${at(c, a.atMs)}${a.comment ? ` ${DASH} "${a.comment}"` : ''}`).join('; ')}.`);
-  items.push(`**Applied:** ${x.applied ? `as settings v${x.applied.version} at ${at(c, x.applied.atMs)}` : 'no'}.` +
-    ` **Rollback:** ${x.rollback ? `at ${at(c, x.rollback.atMs)} by ${x.rollback.actor}: ${x.rollback.comment}` : 'none'}.`);
+  items.push(
+    `**Approvals:** ${
+      x.approvals.length === 0
+        ? 'none'
+        : x.approvals
+            .map(
+              (a) =>
+                `${a.decision === 'approve' ? 'approved' : 'rejected'} by ` + `${a.actor} (${a.role}) at ${at(c, a.atMs)}${a.comment ? ` ${DASH} "${a.comment}"` : ''}`,
+            )
+            .join('; ')
+    }.`,
+  );
+  items.push(
+    `**Applied:** ${x.applied ? `as settings v${x.applied.version} at ${at(c, x.applied.atMs)}` : 'no'}.` +
+      ` **Rollback:** ${x.rollback ? `at ${at(c, x.rollback.atMs)} by ${x.rollback.actor}: ${x.rollback.comment}` : 'none'}.`,
+  );
   // Where a proposal stopped short, the comment says why (expired: the live settings moved; rolled back: the watch
   // failed); a rejection after verification is explained by the verification line already.
   const why = (t: ChangeEntry['transitions'][number]): string => {
@@ -266,9 +335,18 @@ function changeBlocks(c: Ctx, x: ChangeEntry): Block[] {
   ];
   if (v && v.latency.length) {
     out.push({
-      kind: 'table', head: ['Latency', 'Baseline median', 'Candidate median', 'Change', 'p-value', 'Effect size', 'Outcome'],
+      kind: 'table',
+      head: ['Latency', 'Baseline median', 'Candidate median', 'Change', 'p-value', 'Effect size', 'Outcome'],
       align: ['l', 'r', 'r', 'r', 'r', 'r', 'l'],
-      rows: v.latency.map((l) => [l.metric, secs(l.baselineMedianS), secs(l.candidateMedianS), signedPct(l.relativeChange), pValue(l.pValue), num(l.effectSize), l.outcome]),
+      rows: v.latency.map((l) => [
+        l.metric,
+        secs(l.baselineMedianS),
+        secs(l.candidateMedianS),
+        signedPct(l.relativeChange),
+        pValue(l.pValue),
+        num(l.effectSize),
+        l.outcome,
+      ]),
     });
   }
   return out;
@@ -280,9 +358,12 @@ function changes(c: Ctx): Block[] {
   for (const x of c.r.changes) out.push(...changeBlocks(c, x));
   out.push({ kind: 'h', level: 3, text: 'Settings live during the week' });
   out.push({
-    kind: 'table', head: ['Version', 'Live', 'Source', 'Changed'], align: ['l', 'l', 'l', 'l'],
+    kind: 'table',
+    head: ['Version', 'Live', 'Source', 'Changed'],
+    align: ['l', 'l', 'l', 'l'],
     rows: c.r.settings.map((s) => [
-      `v${s.version}`, liveSpan(c, s.liveFromMs, s.liveToMs),
+      `v${s.version}`,
+      liveSpan(c, s.liveFromMs, s.liveToMs),
       `${s.source}${s.actor !== s.source ? ` (${s.actor})` : ''}${s.proposalId !== null ? `, #${s.proposalId}` : ''}`,
       s.changes.length ? describeChanges(s.changes) : s.note || DASH,
     ]),
@@ -302,13 +383,15 @@ function weekOverWeek(c: Ctx): Block[] {
   };
   const verdict = (row: (typeof w.rows)[number]): string => {
     if (row.relativeChange === null || row.better === 'neutral' || Math.abs(row.relativeChange) < 0.005) return '';
-    return (row.relativeChange > 0) === (row.better === 'higher') ? ' (better)' : ' (worse)';
+    return row.relativeChange > 0 === (row.better === 'higher') ? ' (better)' : ' (worse)';
   };
   return [
     head,
     { kind: 'p', text: `Previous figures from ${w.source === 'store' ? 'the store' : "the previous report's JSON"}.`, tone: 'muted' },
     {
-      kind: 'table', head: ['Figure', 'This week', w.previousWeek, 'Change'], align: ['l', 'r', 'r', 'r'],
+      kind: 'table',
+      head: ['Figure', 'This week', w.previousWeek, 'Change'],
+      align: ['l', 'r', 'r', 'r'],
       rows: [
         ...w.rows.map((row) => [row.label, fmt(row.key, row.current), fmt(row.key, row.previous), `${signedPct(row.relativeChange)}${verdict(row)}`]),
         ['Top bottleneck', w.topBottleneck.current ?? DASH, w.topBottleneck.previous ?? DASH, ''],
@@ -322,9 +405,15 @@ function alerts(c: Ctx): Block[] {
   const out: Block[] = [{ kind: 'h', level: 2, text: 'Alerts' }];
   if (a.bySeverity.length === 0) return [...out, { kind: 'p', text: 'No alert fired this week.' }];
   for (const s of a.bySeverity) {
-    out.push({ kind: 'h', level: 3, text: `${s.severity} ${DASH} ${s.firings} firing${s.firings === 1 ? '' : 's'}, ${s.notifications} notification${s.notifications === 1 ? '' : 's'}` });
     out.push({
-      kind: 'table', head: ['Alert', 'Firings', 'Notifications', 'First', 'Last', 'Summary'], align: ['l', 'r', 'r', 'l', 'l', 'l'],
+      kind: 'h',
+      level: 3,
+      text: `${s.severity} ${DASH} ${s.firings} firing${s.firings === 1 ? '' : 's'}, ${s.notifications} notification${s.notifications === 1 ? '' : 's'}`,
+    });
+    out.push({
+      kind: 'table',
+      head: ['Alert', 'Firings', 'Notifications', 'First', 'Last', 'Summary'],
+      align: ['l', 'r', 'r', 'l', 'l', 'l'],
       rows: s.alerts.map((g) => [`\`${g.alertname}\``, int(g.firings), int(g.notifications), at(c, g.firstMs), at(c, g.lastMs), g.summary || DASH]),
     });
   }
@@ -352,9 +441,15 @@ export function renderMarkdown(r: WeeklyReport, charts: ReportChart[] = []): str
   const out: string[] = [];
   for (const b of blocksOf(r, charts)) {
     switch (b.kind) {
-      case 'h': out.push(`${'#'.repeat(b.level)} ${mdText(b.text)}`); break;
-      case 'p': out.push(b.tone === 'note' || b.tone === 'warn' ? `> ${mdText(b.text)}` : b.tone === 'muted' ? `_${mdText(b.text)}_` : mdText(b.text)); break;
-      case 'ul': out.push(b.items.map((i) => `- ${mdText(i)}`).join('\n')); break;
+      case 'h':
+        out.push(`${'#'.repeat(b.level)} ${mdText(b.text)}`);
+        break;
+      case 'p':
+        out.push(b.tone === 'note' || b.tone === 'warn' ? `> ${mdText(b.text)}` : b.tone === 'muted' ? `_${mdText(b.text)}_` : mdText(b.text));
+        break;
+      case 'ul':
+        out.push(b.items.map((i) => `- ${mdText(i)}`).join('\n'));
+        break;
       case 'table': {
         // A key/value table (no header) reads better in raw Markdown as a list.
         if (b.head.every((h) => h === '')) {
@@ -362,11 +457,13 @@ export function renderMarkdown(r: WeeklyReport, charts: ReportChart[] = []): str
           break;
         }
         const align = b.align ?? b.head.map(() => 'l');
-        out.push([
-          `| ${b.head.map(mdCell).join(' | ')} |`,
-          `| ${align.map((a) => (a === 'r' ? '---:' : '---')).join(' | ')} |`,
-          ...b.rows.map((row) => `| ${row.map(mdCell).join(' | ')} |`),
-        ].join('\n'));
+        out.push(
+          [
+            `| ${b.head.map(mdCell).join(' | ')} |`,
+            `| ${align.map((a) => (a === 'r' ? '---:' : '---')).join(' | ')} |`,
+            ...b.rows.map((row) => `| ${row.map(mdCell).join(' | ')} |`),
+          ].join('\n'),
+        );
         break;
       }
       case 'charts':
@@ -384,7 +481,9 @@ function escapeHtml(s: string): string {
 }
 /** Escaped text with **bold** and `code` turned into tags. */
 function htmlText(s: string): string {
-  return escapeHtml(s).replace(/\*\*([^*]+)\*\*/g, '<strong>$1</strong>').replace(/`([^`]+)`/g, '<code>$1</code>');
+  return escapeHtml(s)
+    .replace(/\*\*([^*]+)\*\*/g, '<strong>$1</strong>')
+    .replace(/`([^`]+)`/g, '<code>$1</code>');
 }
 
 const CSS = `
@@ -420,20 +519,31 @@ export function renderHtml(r: WeeklyReport, charts: ReportChart[]): string {
   const body: string[] = [];
   for (const b of blocksOf(r, charts)) {
     switch (b.kind) {
-      case 'h': body.push(`<h${b.level}>${htmlText(b.text)}</h${b.level}>`); break;
-      case 'p': body.push(`<p${b.tone ? ` class="${b.tone}"` : ''}>${htmlText(b.text)}</p>`); break;
-      case 'ul': body.push(`<ul>${b.items.map((i) => `<li>${htmlText(i)}</li>`).join('')}</ul>`); break;
+      case 'h':
+        body.push(`<h${b.level}>${htmlText(b.text)}</h${b.level}>`);
+        break;
+      case 'p':
+        body.push(`<p${b.tone ? ` class="${b.tone}"` : ''}>${htmlText(b.text)}</p>`);
+        break;
+      case 'ul':
+        body.push(`<ul>${b.items.map((i) => `<li>${htmlText(i)}</li>`).join('')}</ul>`);
+        break;
       case 'table': {
         const cls = (i: number): string => (b.align?.[i] === 'r' ? ' class="r"' : '');
         const keyValue = b.head.every((h) => h === '');
         const head = keyValue ? '' : `<thead><tr>${b.head.map((h, i) => `<th${cls(i)}>${htmlText(h)}</th>`).join('')}</tr></thead>`;
-        const rows = b.rows.map((row) => `<tr>${row.map((cell, i) => (keyValue && i === 0 ? `<th>${htmlText(cell)}</th>` : `<td${cls(i)}>${htmlText(cell)}</td>`)).join('')}</tr>`);
+        const rows = b.rows.map(
+          (row) => `<tr>${row.map((cell, i) => (keyValue && i === 0 ? `<th>${htmlText(cell)}</th>` : `<td${cls(i)}>${htmlText(cell)}</td>`)).join('')}</tr>`,
+        );
         body.push(`<div class="scroll"><table${keyValue ? ' class="kv"' : ''}>${head}<tbody>${rows.join('')}</tbody></table></div>`);
         break;
       }
       case 'charts':
-        body.push(`<div class="charts">${b.charts.map((ch) => `<figure id="chart-${ch.id}"><h3>${escapeHtml(ch.title)}</h3>` +
-          `${ch.svg}<figcaption>${escapeHtml(ch.caption)}</figcaption></figure>`).join('')}</div>`);
+        body.push(
+          `<div class="charts">${b.charts
+            .map((ch) => `<figure id="chart-${ch.id}"><h3>${escapeHtml(ch.title)}</h3>` + `${ch.svg}<figcaption>${escapeHtml(ch.caption)}</figcaption></figure>`)
+            .join('')}</div>`,
+        );
         break;
     }
   }

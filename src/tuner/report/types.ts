@@ -258,9 +258,15 @@ export interface SeriesPoint {
   startMs: number;
   endMs: number;
   requests: number;
-  ttftP50S: number | null; ttftP90S: number | null; ttftP99S: number | null;
-  interTokenP50S: number | null; interTokenP90S: number | null; interTokenP99S: number | null;
-  e2eP50S: number | null; e2eP90S: number | null; e2eP99S: number | null;
+  ttftP50S: number | null;
+  ttftP90S: number | null;
+  ttftP99S: number | null;
+  interTokenP50S: number | null;
+  interTokenP90S: number | null;
+  interTokenP99S: number | null;
+  e2eP50S: number | null;
+  e2eP90S: number | null;
+  e2eP99S: number | null;
   throughputTokensPerS: number;
   goodputTokensPerS: number;
   batchMeanSize: number | null;

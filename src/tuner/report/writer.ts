@@ -143,7 +143,9 @@ function summaryOf(r: WeeklyReport): Record<string, unknown> {
 
 /** Build, render and write one week; record it in the store's report index. */
 export async function writeWeeklyReport(
-  store: ReportStore & Pick<TunerStore, 'recordReport'>, o: WriteReportOptions, nowMs: number = Date.now(),
+  store: ReportStore & Pick<TunerStore, 'recordReport'>,
+  o: WriteReportOptions,
+  nowMs: number = Date.now(),
 ): Promise<WrittenReport> {
   const week = formatIsoWeek(parseIsoWeek(o.week));
   await mkdir(o.dir, { recursive: true });
