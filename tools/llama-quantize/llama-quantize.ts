@@ -136,6 +136,8 @@ export interface QuantizeOptions {
   threads?: number;
   /** Every tensor in the preset's base type (llama.cpp's --pure): no per-tensor mix. */
   pure?: boolean;
+  /** Accept quantized input tensors (dequantized to f32 first). */
+  allowRequantize?: boolean;
 }
 
 /** Quantizes `input` (an F32/F16/BF16 GGUF) into `output` with llama.cpp's preset. Throws with llama.cpp's log on failure. */
@@ -143,6 +145,7 @@ export function llamaQuantize(input: string, output: string, preset: string, opt
   const args = ['--quiet'];
   if (options.threads !== undefined) args.push('--threads', String(options.threads));
   if (options.pure) args.push('--pure');
+  if (options.allowRequantize) args.push('--allow-requantize');
   args.push(input, output, preset);
   mkdirSync(dirname(resolve(output)), { recursive: true });
   try {
@@ -151,6 +154,12 @@ export function llamaQuantize(input: string, output: string, preset: string, opt
     const err = e as { stderr?: Buffer; message: string };
     throw new Error(`llama-quantize ${preset} failed: ${err.stderr?.toString().trim() ?? err.message}`, { cause: e });
   }
+}
+
+/** Writes `input`'s weights dequantized exactly to F32 (llama.cpp's own dequantizers): the same model as the quantized
+ *  file with none of its arithmetic (activation rounding, integer dot products), for checking an engine's decoding. */
+export function llamaDequantize(input: string, output: string, options: { threads?: number } = {}): void {
+  llamaQuantize(input, output, 'F32', { ...options, pure: true, allowRequantize: true });
 }
 
 export interface GgufTensorInfo {

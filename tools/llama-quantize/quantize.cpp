@@ -5,7 +5,10 @@
 //
 //   llama-quantize --list                          presets this build knows: NAME FTYPE_VALUE (from llama.h)
 //   llama-quantize --inspect FILE                  one line per tensor: NAME TYPE NE0xNE1... BYTES
-//   llama-quantize [--threads N] [--pure] [--quiet] IN OUT PRESET
+//   llama-quantize [--threads N] [--pure] [--allow-requantize] [--quiet] IN OUT PRESET
+//
+// --allow-requantize accepts quantized input: with PRESET F32 (and --pure) it writes the exact dequantized weights,
+// a reference in which only the arithmetic differs from the quantized file.
 //
 // PRESET is a llama_ftype name without its LLAMA_FTYPE_MOSTLY_ prefix (Q4_K_M, Q8_0, IQ4_NL, ...). Every value comes
 // from the llama.h this program is compiled against, so the numbers can never drift from the library's.
@@ -56,7 +59,7 @@ int usage() {
     std::fprintf(stderr,
                  "usage: llama-quantize --list\n"
                  "       llama-quantize --inspect FILE\n"
-                 "       llama-quantize [--threads N] [--pure] [--quiet] IN OUT PRESET\n");
+                 "       llama-quantize [--threads N] [--pure] [--allow-requantize] [--quiet] IN OUT PRESET\n");
     return 2;
 }
 
@@ -90,7 +93,7 @@ int inspect(const char * file) {
 
 int main(int argc, char ** argv) {
     int threads = 0;
-    bool pure = false, quiet = false;
+    bool pure = false, quiet = false, requantize = false;
     int i = 1;
     for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
         const std::string a = argv[i];
@@ -103,6 +106,8 @@ int main(int argc, char ** argv) {
             threads = std::atoi(argv[++i]);
         } else if (a == "--pure") {
             pure = true;
+        } else if (a == "--allow-requantize") {
+            requantize = true;
         } else if (a == "--quiet") {
             quiet = true;
         } else {
@@ -126,6 +131,7 @@ int main(int argc, char ** argv) {
     params.ftype = chosen->ftype;
     params.nthread = threads;
     params.pure = pure;
+    params.allow_requantize = requantize;
     const uint32_t rc = llama_model_quantize(in, out, &params);
     llama_backend_free();
     if (rc != 0) {
