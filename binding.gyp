@@ -13,20 +13,38 @@
       "target_name": "tl_kernels_avx512",
       "type": "static_library",
       "sources": ["native/src/kernels/cpu/matmul_avx512.cpp"],
+      "include_dirs": ["native/src"],
       "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16", "-mfma", "-mf16c", "-mavx2"]
     },
     {
       "target_name": "tl_kernels_avx2",
       "type": "static_library",
       "sources": ["native/src/kernels/cpu/matmul_avx2.cpp"],
+      "include_dirs": ["native/src"],
+      "cflags_cc": ["-mavx2", "-mfma", "-mf16c"]
+    },
+    {
+      # The GGUF block-format library's kernel sets (native/src/quant): the same ISA split as the kernels above.
+      "target_name": "tl_quant_avx512",
+      "type": "static_library",
+      "sources": ["native/src/quant/dot_avx512.cpp"],
+      "include_dirs": ["native/src"],
+      "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16", "-mfma", "-mf16c", "-mavx2"]
+    },
+    {
+      "target_name": "tl_quant_avx2",
+      "type": "static_library",
+      "sources": ["native/src/quant/dot_avx2.cpp"],
+      "include_dirs": ["native/src"],
       "cflags_cc": ["-mavx2", "-mfma", "-mf16c"]
     },
     {
       "target_name": "tuneloop_native",
-      "dependencies": ["tl_kernels_avx512", "tl_kernels_avx2"],
+      "dependencies": ["tl_kernels_avx512", "tl_kernels_avx2", "tl_quant_avx512", "tl_quant_avx2"],
       "sources": [
         "native/binding/addon.cpp",
         "native/binding/engine_wrap.cpp",
+        "native/binding/quant_wrap.cpp",
         "native/src/errors.cpp",
         "native/src/gguf.cpp",
         "native/src/tensor_convert.cpp",
@@ -49,7 +67,14 @@
         "native/src/membench.cpp",
         "native/src/kernels/cpu/quantize.cpp",
         "native/src/kernels/cpu/matmul_scalar.cpp",
-        "native/src/kernels/cpu/dispatch.cpp"
+        "native/src/kernels/cpu/dispatch.cpp",
+        "native/src/quant/formats.cpp",
+        "native/src/quant/dequantize.cpp",
+        "native/src/quant/quantize_weights.cpp",
+        "native/src/quant/quantize_acts.cpp",
+        "native/src/quant/dot_scalar.cpp",
+        "native/src/quant/dispatch.cpp",
+        "native/src/quant/matmul.cpp"
       ],
       "include_dirs": ["native/src"],
       # Warnings are errors for our sources (target_defaults); headers we do not own are system headers, so a new

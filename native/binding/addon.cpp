@@ -5,6 +5,7 @@
 #include "engine_wrap.h"
 #include "kernels/cpu/kernels.h"
 #include "membench.h"
+#include "quant_wrap.h"
 
 namespace tl_binding {
 
@@ -43,6 +44,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
     for (int i = 0; i < tl::N_ERROR_CODES; ++i) codes.Set((uint32_t) i, tl::error_code_name((tl::ErrorCode) i));
     exports.Set("errorCodes", codes);
     init_engine_wrap(env, exports, data);
+    init_quant_wrap(env, exports);
     return exports;
 }
 

@@ -6,6 +6,8 @@
 #include <mutex>
 #include <vector>
 
+#include "quant/kernels.h"
+
 namespace tl_binding {
 
 namespace {
@@ -276,8 +278,19 @@ Napi::Value NativeEngine::info(const Napi::CallbackInfo & info) {
     Napi::Object bytes = Napi::Object::New(env);
     for (auto & [name, b] : e.weight_bytes()) bytes.Set(name, (double) b);
     o.Set("weightBytes", bytes);
+    const std::vector<tl::WeightFallback> fb = e.weight_fallbacks();
+    Napi::Array fallbacks = Napi::Array::New(env, fb.size());
+    for (size_t i = 0; i < fb.size(); ++i) {
+        Napi::Object f = Napi::Object::New(env);
+        f.Set("tensor", fb[i].tensor);
+        f.Set("requested", fb[i].requested);
+        f.Set("used", fb[i].used);
+        fallbacks.Set((uint32_t) i, f);
+    }
+    o.Set("weightFallbacks", fallbacks);
     o.Set("threads", layout.tp * layout.threads_per_rank);
     o.Set("kernels", tl::cpu_kernels().name);
+    o.Set("quantKernels", tl::quant::kernels().name);
     o.Set("loadMs", e.load_ms());
     o.Set("layout", layout_to_js(env, layout, e.n_ctx()));
     return o;

@@ -20,7 +20,20 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SRC="$ROOT/native/src"
 FUZZ="$ROOT/native/fuzz"
 OUT="${TL_FUZZ_OUT:-/tmp/tuneloop-fuzz}"
-ENGINE=("$SRC/gguf.cpp" "$SRC/tokenizer.cpp" "$SRC/errors.cpp" "$SRC/tensor_convert.cpp")
+Q="$SRC/quant"
+# The reader and what the targets touch through it: the quant library's portable files (block geometry, validators,
+# decoders, kernel dispatch) and the engine's weight layouts; its two ISA files are compiled apart (isa_objects).
+ENGINE=("$SRC/gguf.cpp" "$SRC/tokenizer.cpp" "$SRC/errors.cpp" "$SRC/tensor_convert.cpp" "$SRC/kernels/cpu/quantize.cpp"
+  "$Q/formats.cpp" "$Q/dequantize.cpp" "$Q/quantize_weights.cpp" "$Q/quantize_acts.cpp" "$Q/dot_scalar.cpp"
+  "$Q/dispatch.cpp" "$Q/matmul.cpp")
+AVX512=(-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c -mavx2)
+# isa_objects COMPILER PREFIX FLAGS...: the quant kernel sets as $OUT/PREFIX-qavx512.o and $OUT/PREFIX-qavx2.o.
+isa_objects() {
+  local cxx="$1" prefix="$2"
+  shift 2
+  "$cxx" -std=c++17 "$@" -I"$SRC" -c "$Q/dot_avx512.cpp" -o "$OUT/$prefix-qavx512.o" "${AVX512[@]}"
+  "$cxx" -std=c++17 "$@" -I"$SRC" -c "$Q/dot_avx2.cpp" -o "$OUT/$prefix-qavx2.o" -mavx2 -mfma -mf16c
+}
 SAN=(-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
 # The tokenizer target loads the shipped model's vocabulary (it falls back to a synthetic one when it is absent).
 export TL_FUZZ_MODEL="${TL_FUZZ_MODEL:-$ROOT/models/tuneloop-shakespeare.gguf}"
@@ -38,8 +51,10 @@ targets() {
 
 case "${1:-ci}" in
   ci)
+    isa_objects g++ san -O1 -g "${SAN[@]}"
     for t in gguf tokenizer; do
-      g++ -std=c++17 -O1 -g "${SAN[@]}" -I"$SRC" "$FUZZ/${t}_fuzz.cpp" "$FUZZ/driver.cpp" "${ENGINE[@]}" -o "$OUT/${t}_replay" &
+      g++ -std=c++17 -O1 -g "${SAN[@]}" -I"$SRC" "$FUZZ/${t}_fuzz.cpp" "$FUZZ/driver.cpp" "${ENGINE[@]}" \
+        "$OUT/san-qavx512.o" "$OUT/san-qavx2.o" -o "$OUT/${t}_replay" &
     done
     wait
     for t in gguf tokenizer; do "$OUT/${t}_replay" "$FUZZ/corpus/$t"; done
@@ -47,7 +62,9 @@ case "${1:-ci}" in
   libfuzzer)
     secs="${3:-300}"
     for t in $(targets "${2:-both}"); do
-      clang++ -std=c++17 -O1 -g -fsanitize=fuzzer "${SAN[@]}" -I"$SRC" "$FUZZ/${t}_fuzz.cpp" "${ENGINE[@]}" -o "$OUT/${t}_libfuzzer"
+      isa_objects clang++ lf -O1 -g -fsanitize=fuzzer-no-link "${SAN[@]}"
+      clang++ -std=c++17 -O1 -g -fsanitize=fuzzer "${SAN[@]}" -I"$SRC" "$FUZZ/${t}_fuzz.cpp" "${ENGINE[@]}" \
+        "$OUT/lf-qavx512.o" "$OUT/lf-qavx2.o" -o "$OUT/${t}_libfuzzer"
       mkdir -p "$OUT/work-$t"
       # -max_len: room for the tiny models in the GGUF corpus; text inputs need far less. The limits keep a
       # plausible-looking huge allocation from being reported as an out-of-memory crash of the fuzzer itself.
@@ -60,9 +77,11 @@ case "${1:-ci}" in
     K="$SRC/kernels/cpu"
     g++ -std=c++17 -O2 -g -I"$SRC" -c "$K/matmul_avx512.cpp" -o "$OUT/avx512.o" -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c -mavx2
     g++ -std=c++17 -O2 -g -I"$SRC" -c "$K/matmul_avx2.cpp" -o "$OUT/avx2.o" -mavx2 -mfma -mf16c
-    g++ -std=c++17 -O2 -g -I"$SRC" "$ROOT/native/tests/kernels_test.cpp" "$K/quantize.cpp" "$K/matmul_scalar.cpp" "$K/dispatch.cpp" "$OUT/avx512.o" "$OUT/avx2.o" -o "$OUT/kernels_test" -lpthread
-    g++ -std=c++17 -O2 -g -I"$SRC" "$ROOT/native/tests/tokenizer_sampler_test.cpp" "${ENGINE[@]}" "$SRC/sampler.cpp" -o "$OUT/tokenizer_sampler_test"
-    for t in gguf tokenizer; do g++ -std=c++17 -O2 -g -I"$SRC" "$FUZZ/${t}_fuzz.cpp" "$FUZZ/driver.cpp" "${ENGINE[@]}" -o "$OUT/${t}_plain"; done
+    isa_objects g++ vg -O2 -g
+    QOBJ=("$OUT/vg-qavx512.o" "$OUT/vg-qavx2.o")
+    g++ -std=c++17 -O2 -g -I"$SRC" "$ROOT/native/tests/kernels_test.cpp" "$K/matmul_scalar.cpp" "$K/dispatch.cpp" "${ENGINE[@]}" "$OUT/avx512.o" "$OUT/avx2.o" "${QOBJ[@]}" -o "$OUT/kernels_test" -lpthread
+    g++ -std=c++17 -O2 -g -I"$SRC" "$ROOT/native/tests/tokenizer_sampler_test.cpp" "${ENGINE[@]}" "${QOBJ[@]}" "$SRC/sampler.cpp" -o "$OUT/tokenizer_sampler_test"
+    for t in gguf tokenizer; do g++ -std=c++17 -O2 -g -I"$SRC" "$FUZZ/${t}_fuzz.cpp" "$FUZZ/driver.cpp" "${ENGINE[@]}" "${QOBJ[@]}" -o "$OUT/${t}_plain"; done
     vg=(valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 --track-origins=yes)
     stories="$ROOT/../shared/models/stories260K-f32.gguf"
     # valgrind does not emulate AVX-512: the kernel dispatch sees AVX2 at most under it.

@@ -85,6 +85,7 @@ SchedulerConfig Engine::scheduler_config() const {
     return sched_cfg_;
 }
 std::vector<std::pair<std::string, size_t>> Engine::weight_bytes() const { return board_.weight_bytes(); }
+std::vector<WeightFallback> Engine::weight_fallbacks() const { return board_.weight_fallbacks(); }
 
 uint64_t Engine::enqueue(std::shared_ptr<Request> r) {
     std::lock_guard<std::mutex> lock(mu_);

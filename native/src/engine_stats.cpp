@@ -20,6 +20,8 @@ void EngineStatsBoard::publish(const EngineInstance & inst) {
     scratch_bytes_ = inst.model->scratch_bytes() + inst.logits.capacity() * sizeof(float);
     weight_bytes_ = inst.model->weight_bytes_total();
     weight_by_dtype_ = inst.model->weight_bytes();
+    if (weight_fallbacks_.size() != inst.model->weight_fallbacks().size() || layout_.policy != inst.layout.policy)
+        weight_fallbacks_ = inst.model->weight_fallbacks();
     layout_ = inst.layout;
     n_ctx_ = inst.n_ctx;
 }
@@ -37,6 +39,11 @@ int EngineStatsBoard::n_ctx() const {
 std::vector<std::pair<std::string, size_t>> EngineStatsBoard::weight_bytes() const {
     std::lock_guard<std::mutex> l(mu_);
     return weight_by_dtype_;
+}
+
+std::vector<WeightFallback> EngineStatsBoard::weight_fallbacks() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return weight_fallbacks_;
 }
 
 EngineStatsSnapshot EngineStatsBoard::snapshot(const EngineCounters & c, Clock::time_point started,

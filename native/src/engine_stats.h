@@ -50,6 +50,7 @@ public:
     ModelLayout layout() const;
     int n_ctx() const;
     std::vector<std::pair<std::string, size_t>> weight_bytes() const;
+    std::vector<WeightFallback> weight_fallbacks() const;
     // Counters plus the last published state; `scheduler` is the live batching config, `started` the engine's start.
     EngineStatsSnapshot snapshot(const EngineCounters & c, Clock::time_point started,
                                  const SchedulerConfig & scheduler) const;
@@ -62,6 +63,7 @@ private:
     ModelTimes times_;
     size_t kv_bytes_ = 0, scratch_bytes_ = 0, weight_bytes_ = 0;
     std::vector<std::pair<std::string, size_t>> weight_by_dtype_;
+    std::vector<WeightFallback> weight_fallbacks_;
     ModelLayout layout_;
     int32_t n_ctx_ = 0;
 };

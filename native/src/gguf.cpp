@@ -9,7 +9,7 @@
 #include <cstring>
 #include <limits>
 
-#include "tensor_convert.h"
+#include "quant/formats.h"
 
 namespace tl {
 
@@ -251,13 +251,14 @@ void GgufFile::parse() {
             if (ne > ((int64_t) 1 << 36) / n) c.corrupt("tensor '" + t.name + "' is implausibly large");
             n *= ne;
         }
-        // Unsupported types are reported when a tensor is used, with the tensor's name (model_loader.cpp).
-        if (!ggml_type_supported(t.type)) continue;
-        int64_t bs = ggml_block_size(t.type);
-        if (t.ne[0] % bs != 0)
-            c.corrupt("tensor '" + t.name + "' row of " + std::to_string(t.ne[0]) +
-                      " elements is not a multiple of its block size " + std::to_string(bs));
-        t.n_bytes = ggml_row_bytes(t.type, t.ne[0]) * (uint64_t) (n / t.ne[0]);
+        // A type id nobody knows has no known size: reported when the tensor is used, with its name
+        // (model_loader.cpp). Every known type's geometry is checked here, whether the engine can run it or not.
+        const quant::TypeTraits * tt = quant::traits(t.type);
+        if (!tt) continue;
+        if (t.ne[0] % tt->block_elems != 0)
+            c.corrupt("tensor '" + t.name + "' (" + tt->name + ") row of " + std::to_string(t.ne[0]) +
+                      " elements is not a multiple of its block size " + std::to_string(tt->block_elems));
+        t.n_bytes = (uint64_t) quant::row_bytes(tt->type, t.ne[0]) * (uint64_t) (n / t.ne[0]);
         if (t.offset % (uint64_t) alignment != 0) c.corrupt("tensor '" + t.name + "' offset is not aligned");
         if (t.offset > size_ - data_start || t.n_bytes > size_ - data_start - t.offset)
             c.corrupt("tensor '" + t.name + "' data lies beyond the end of the file (truncated?)");

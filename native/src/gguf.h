@@ -28,9 +28,6 @@ enum class GgufType : uint32_t {
     FLOAT64 = 12,
 };
 
-// ggml tensor types we know by id (only some are loadable: see tensor_convert.h).
-enum class GgmlType : uint32_t { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, BF16 = 30 };
-
 // One metadata value. Scalars: numeric ones are held in both `i` (exact for integers) and `f`; bools in `i` (0/1).
 // Strings in `str`. Arrays: element type in `array_type`, elements in `items` (nested arrays allowed).
 struct GgufValue {
@@ -48,9 +45,9 @@ struct GgufTensorInfo {
     std::string name;
     uint32_t n_dims = 0;
     int64_t ne[4] = {1, 1, 1, 1}; // ne[0] is the contiguous (row) dimension, as in ggml
-    uint32_t type = 0;            // raw ggml type id
+    uint32_t type = 0;            // raw ggml type id (quant::Type; quant::traits() is null for an id nobody knows)
     uint64_t offset = 0;          // relative to the data section
-    uint64_t n_bytes = 0;         // computed from type and shape
+    uint64_t n_bytes = 0;         // computed from type and shape (0, and data null, for an unknown type id)
     const uint8_t * data = nullptr;
 
     int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "quant/quant.h"
 #include "simd_clones.h"
 
 namespace tl {
@@ -45,7 +46,9 @@ size_t RankState::scratch_bytes() const {
     size_t n = x.capacity() + xn.capacity() + q.capacity() + k.capacity() + v.capacity() + att.capacity() +
                gate.capacity() + up.capacity() + partial.capacity() + scores.capacity() + rope_cos.capacity() +
                rope_sin.capacity();
-    return n * sizeof(float) + xq.q.size + xq.scales.size + xq.sums.size;
+    size_t a = 0;
+    for (const AlignedBuffer & b : acts) a += b.size;
+    return n * sizeof(float) + xq.q.size + xq.scales.size + xq.sums.size + a;
 }
 
 ForwardBatch::ForwardBatch(const std::vector<BatchEntry> & batch) : entries(batch) {
@@ -117,19 +120,50 @@ void matmuls(RankState & rs, const float * x, int n, int64_t cols,
              std::initializer_list<std::pair<const QMatrix *, float *>> outs, int64_t y_stride) {
     auto t0 = Clock::now();
     const QActs * xq = nullptr;
+    // The activation formats needed, each once: QActs for the int8 / int4 layouts, and each act_type of the block
+    // types (F32 needs no conversion: x itself).
+    quant::Type fmts[4];
+    int n_fmts = 0;
     for (auto & [m, y] : outs) {
-        if (m->rows && (m->type == WeightType::I8 || m->type == WeightType::I4)) {
+        if (!m->rows) continue;
+        if (!xq && (m->type == WeightType::I8 || m->type == WeightType::I4)) {
             qacts_quantize(rs.xq, x, n, cols, m->cols_padded);
             xq = &rs.xq;
-            break;
         }
+        if (m->type != WeightType::BLOCKS) continue;
+        const quant::Type at = quant::traits(m->qtype)->act_type;
+        bool seen = at == quant::Type::F32;
+        for (int i = 0; i < n_fmts; ++i) seen = seen || fmts[i] == at;
+        if (!seen && n_fmts < 4) fmts[n_fmts++] = at;
+    }
+    for (int i = 0; i < n_fmts; ++i) {
+        const quant::Type at = fmts[i];
+        const size_t stride = (size_t) quant::row_bytes(at, cols);
+        AlignedBuffer & buf = rs.acts[(int) at];
+        if (buf.size < stride * n || !buf.data()) buf.allocate(stride * n);
+        auto quantize = [&](int t0_, int t1_) {
+            for (int t = t0_; t < t1_; ++t)
+                quant::quantize_acts(at, x + (size_t) t * cols, buf.data() + stride * t, cols);
+        };
+        if (n < 8 || rs.pool.size() == 1) quantize(0, n);
+        else rs.pool.run([&](int idx, int nth) { quantize(n * idx / nth, n * (idx + 1) / nth); });
     }
     // Rows are handed out in tiles of 16 so that each thread streams a contiguous part of every matrix.
     rs.pool.run([&](int idx, int nth) {
         for (auto & [m, y] : outs) {
             int64_t tiles = (m->rows + 15) / 16;
             int64_t b = tiles * idx / nth * 16, e = std::min<int64_t>(m->rows, tiles * (idx + 1) / nth * 16);
-            if (b < e) rs.kernels.matmul(*m, x, xq, y, y_stride ? y_stride : m->rows, n, b, e);
+            if (b >= e) continue;
+            const int64_t ys = y_stride ? y_stride : m->rows;
+            if (m->type != WeightType::BLOCKS) {
+                rs.kernels.matmul(*m, x, xq, y, ys, n, b, e);
+                continue;
+            }
+            const quant::Type at = quant::traits(m->qtype)->act_type;
+            const void * a = at == quant::Type::F32 ? (const void *) x : (const void *) rs.acts[(int) at].data();
+            const size_t as =
+                at == quant::Type::F32 ? (size_t) cols * sizeof(float) : (size_t) quant::row_bytes(at, cols);
+            quant::matmul(m->qtype, m->data.data(), m->row_bytes(), cols, b, e, a, as, n, y, ys);
         }
     });
     rs.times.matmul += seconds_since(t0);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model.h"
+#include "quant/types.h"
 
 namespace tl {
 
@@ -25,8 +26,9 @@ struct RankState {
     ShardWeights shard;
     ThreadPool pool;
     KvStorage kv;
-    QActs xq;
-    ModelTimes times; // this rank's share (rank_busy / rank_allreduce unused here)
+    QActs xq;                              // activations of the int8 / int4 kernels
+    AlignedBuffer acts[quant::kTypeCount]; // activations of the quant kernels, by format (Q8_0, Q8_1, Q8_K, BF16)
+    ModelTimes times;                      // this rank's share (rank_busy / rank_allreduce unused here)
     double busy = 0, allreduce = 0;
     // Scratch, grown as needed: x/xn/partial full width; q/k/v/att/gate/up local width.
     std::vector<float> x, xn, q, k, v, att, gate, up, partial, scores, rope_cos, rope_sin;
@@ -56,8 +58,10 @@ void embed(RankState & rs, const ForwardBatch & b);
 void rope_tables(RankState & rs, const ForwardBatch & b);
 // out[t] = RMSNorm(in[t]) * weight for the first `n` rows of width hp.dim.
 void rms_norm(RankState & rs, float * out, const float * in, const std::vector<float> & weight, int n);
-// Several products of one input [n x cols] in one parallel region (the input quantized once when a weight is
-// integer). y_stride 0: each output is [n][rows], else rows are written at that stride.
+// Several products of one input [n x cols] in one parallel region. The input is quantized once per activation format
+// the matrices need (their types may differ: attn_v in q6_K beside q4_K Q and K), then every thread multiplies its
+// share of rows of each matrix: int8 / int4 / f32 / bf16 layouts with the kernels/cpu kernels, GGUF blocks with
+// quant::matmul. y_stride 0: each output is [n][rows], else rows are written at that stride.
 void matmuls(RankState & rs, const float * x, int n, int64_t cols,
              std::initializer_list<std::pair<const QMatrix *, float *>> outs, int64_t y_stride = 0);
 // Rotates q and k of every token by its RoPE angles (adjacent pairs, as GGUF llama files expect) and writes k and v

@@ -6,6 +6,7 @@
 
 #include "architecture.h"
 #include "layers.h"
+#include "quant/formats.h"
 
 namespace tl {
 
@@ -16,24 +17,24 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 } // namespace
 
+namespace {
+
+const std::pair<const char *, WeightsPolicy> kPolicyNames[] = {
+    {"native", WeightsPolicy::NATIVE}, {"f32", WeightsPolicy::F32},   {"bf16", WeightsPolicy::BF16},
+    {"q8_0", WeightsPolicy::Q8_0},     {"q6_k", WeightsPolicy::Q6_K}, {"q5_k", WeightsPolicy::Q5_K},
+    {"q4_k", WeightsPolicy::Q4_K},     {"q4_0", WeightsPolicy::Q4_0}, {"mixed", WeightsPolicy::MIXED},
+    {"int8", WeightsPolicy::INT8},     {"int4", WeightsPolicy::INT4}};
+
+} // namespace
+
 const char * weights_policy_name(WeightsPolicy p) {
-    switch (p) {
-        case WeightsPolicy::F32: return "f32";
-        case WeightsPolicy::BF16: return "bf16";
-        case WeightsPolicy::INT8: return "int8";
-        case WeightsPolicy::INT4: return "int4";
-        case WeightsPolicy::MIXED: return "mixed";
-    }
-    return "f32";
+    for (auto & [name, q] : kPolicyNames)
+        if (q == p) return name;
+    return "native";
 }
 
 bool parse_weights_policy(const std::string & s, WeightsPolicy * out) {
-    static const std::pair<const char *, WeightsPolicy> names[] = {{"f32", WeightsPolicy::F32},
-                                                                   {"bf16", WeightsPolicy::BF16},
-                                                                   {"int8", WeightsPolicy::INT8},
-                                                                   {"int4", WeightsPolicy::INT4},
-                                                                   {"mixed", WeightsPolicy::MIXED}};
-    for (auto & [name, p] : names) {
+    for (auto & [name, p] : kPolicyNames) {
         if (s == name) {
             *out = p;
             return true;
@@ -50,6 +51,18 @@ Model::Model(const Architecture & arch, ModelHParams hp, ModelWeights weights, M
         ranks_.push_back(
             std::make_unique<RankState>(r, n, hp_, layout_, shared_, *comm_, std::move(weights.shards[r])));
     rank_threads_ = std::make_unique<RankThreads>(n);
+    std::map<std::string, WeightFallback> fb;
+    auto note = [&](const QMatrix & m) {
+        if (m.rows && m.requested != m.qtype)
+            fb[m.name] = WeightFallback{m.name, quant::type_name(m.requested), quant::type_name(m.qtype)};
+    };
+    note(shared_.tok_embd);
+    for (const auto & r : ranks_) {
+        if (!r->shard.output_is_tok_embd) note(r->shard.output);
+        for (const auto & L : r->shard.layers)
+            for (const QMatrix * m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) note(*m);
+    }
+    for (auto & [_, f] : fb) fallbacks_.push_back(f);
 }
 
 Model::~Model() = default;
@@ -57,7 +70,7 @@ Model::~Model() = default;
 std::vector<std::pair<std::string, size_t>> Model::weight_bytes() const {
     std::map<std::string, size_t> by;
     auto add = [&](const QMatrix & m) {
-        if (m.rows) by[weight_type_name(m.type)] += m.bytes();
+        if (m.rows) by[quant::type_name(m.qtype)] += m.bytes();
     };
     add(shared_.tok_embd);
     size_t norms = shared_.output_norm.size() * sizeof(float);

@@ -51,14 +51,24 @@ struct ModelHParams {
     int32_t kv_dim() const { return n_kv_heads * head_dim; }
 };
 
-// Weight storage policy (see src/engine/types.ts WeightsPolicy).
-enum class WeightsPolicy { F32, BF16, INT8, INT4, MIXED };
+// Weight storage policy (see src/engine/types.ts WeightsPolicy). NATIVE runs every tensor in the type the file holds;
+// the others re-quantize (or dequantize) at load, with llama.cpp's fallbacks for rows that are not whole blocks of the
+// target type (model_loader.h choose_weight_type). INT8 and INT4 are the documented aliases of Q8_0 and Q4_0 (kept
+// apart only so that the name the caller used is the name reported back).
+enum class WeightsPolicy { NATIVE, F32, BF16, Q8_0, Q6_K, Q5_K, Q4_K, Q4_0, MIXED, INT8, INT4 };
 const char * weights_policy_name(WeightsPolicy p);
 bool parse_weights_policy(const std::string & s, WeightsPolicy * out);
 
+// A tensor held in another type than the weights policy asked for, because its rows are not whole blocks of that type
+// (or the file's type was kept): shown in ModelInfo.weightFallbacks.
+struct WeightFallback {
+    std::string tensor;
+    std::string requested, used; // GGUF type names ("q4_K", "q5_0", ...)
+};
+
 // How the model is laid out in memory: everything that needs a new instance to change ("cold" settings).
 struct ModelLayout {
-    WeightsPolicy policy = WeightsPolicy::F32;
+    WeightsPolicy policy = WeightsPolicy::NATIVE;
     int32_t tp = 1;
     int32_t threads_per_rank = 1;
     KvDtype kv_dtype = KvDtype::F32;
@@ -123,8 +133,10 @@ public:
     const Architecture & architecture() const { return arch_; }
     const ModelHParams & hparams() const { return hp_; }
     const ModelLayout & layout() const { return layout_; }
-    // Bytes held per storage type name ("f32", "bf16", "int8", "int4"), all ranks together.
+    // Bytes held per GGUF type name of the values ("f32", "bf16", "q8_0", "q4_K", ...), all ranks together.
     std::vector<std::pair<std::string, size_t>> weight_bytes() const;
+    // Tensors held in another type than the policy asked for, once each (not per rank).
+    const std::vector<WeightFallback> & weight_fallbacks() const { return fallbacks_; }
     size_t weight_bytes_total() const;
     size_t kv_bytes() const;
     size_t scratch_bytes() const;
@@ -143,6 +155,7 @@ private:
     std::vector<std::unique_ptr<RankState>> ranks_;
     std::unique_ptr<Communicator> comm_; // all-reduces between the ranks (tp.h)
     std::unique_ptr<RankThreads> rank_threads_;
+    std::vector<WeightFallback> fallbacks_;
 
     void rank_forward(int r, const std::vector<BatchEntry> & batch, float * logits);
 };

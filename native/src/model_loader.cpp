@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "architecture.h"
 #include "errors.h"
+#include "quant/formats.h"
 #include "tensor_convert.h"
 
 namespace tl {
@@ -30,13 +32,29 @@ std::string shape_str(const GgufTensorInfo & t) {
     return s + "]";
 }
 
+std::string supported_types() {
+    std::string s;
+    for (int id = 0; id < quant::kTypeCount; ++id) {
+        if (!quant::is_native_weight_type((quant::Type) id)) continue;
+        s += (s.empty() ? "" : ", ") + std::string(quant::type_name((quant::Type) id));
+    }
+    return s;
+}
+
+// UNSUPPORTED_TENSOR_TYPE unless the engine can run (and so decode) the tensor's type.
+void require_supported_type(const GgufFile & f, const GgufTensorInfo & t) {
+    const quant::TypeTraits * tt = quant::traits(t.type);
+    if (tt && quant::is_native_weight_type(tt->type) && t.data) return;
+    const std::string what = tt ? std::string("type ") + tt->name + " (ggml type id " + std::to_string(t.type) + ")"
+                                : "ggml type id " + std::to_string(t.type) + ", which this engine does not know";
+    fail(ErrorCode::UNSUPPORTED_TENSOR_TYPE,
+         "model '" + f.path() + "': tensor '" + t.name + "' has " + what + "; supported: " + supported_types());
+}
+
 const GgufTensorInfo & require_tensor(const GgufFile & f, const std::string & name, int64_t ne0, int64_t ne1) {
     const GgufTensorInfo * t = f.find_tensor(name);
     if (!t) corrupt(f, "required tensor '" + name + "' is missing");
-    if (!ggml_type_supported(t->type))
-        fail(ErrorCode::UNSUPPORTED_TENSOR_TYPE, "model '" + f.path() + "': tensor '" + name + "' has type " +
-                                                     ggml_type_name(t->type) + " (id " + std::to_string(t->type) +
-                                                     "); supported: F32, F16, BF16, Q8_0, Q4_0");
+    require_supported_type(f, *t);
     bool ok = t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == 1 && t->ne[3] == 1;
     if (!ok)
         corrupt(f, "tensor '" + name + "' has shape " + shape_str(*t) + ", expected [" + std::to_string(ne0) +
@@ -44,39 +62,141 @@ const GgufTensorInfo & require_tensor(const GgufFile & f, const std::string & na
     return *t;
 }
 
+double bits_per_weight(quant::Type t) {
+    const quant::TypeTraits * tt = quant::traits(t);
+    return 8.0 * tt->block_bytes / tt->block_elems;
+}
+
+std::string bpw_str(quant::Type t) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f", bits_per_weight(t));
+    return buf;
+}
+
+// The type a policy asks for, before any fallback.
+quant::Type policy_type(WeightsPolicy p, MatrixRole role, quant::Type src) {
+    switch (p) {
+        case WeightsPolicy::NATIVE: return src;
+        case WeightsPolicy::F32: return quant::Type::F32;
+        case WeightsPolicy::BF16: return quant::Type::BF16;
+        case WeightsPolicy::Q8_0:
+        case WeightsPolicy::INT8: return quant::Type::Q8_0;
+        case WeightsPolicy::Q4_0:
+        case WeightsPolicy::INT4: return quant::Type::Q4_0;
+        case WeightsPolicy::Q6_K: return quant::Type::Q6_K;
+        case WeightsPolicy::Q5_K: return quant::Type::Q5_K;
+        case WeightsPolicy::Q4_K: return quant::Type::Q4_K;
+        case WeightsPolicy::MIXED: return role == MatrixRole::ATTENTION ? quant::Type::BF16 : quant::Type::Q8_0;
+    }
+    return src;
+}
+
+bool is_float_type(quant::Type t) { return t == quant::Type::F32 || t == quant::Type::F16 || t == quant::Type::BF16; }
+
+// llama.cpp's fallback (llama_tensor_get_type) for rows of n elements that are not whole blocks of `want`.
+quant::Type fit_rows(quant::Type want, quant::Type src, int64_t n) {
+    auto fits = [n](quant::Type t) { return n % quant::traits(t)->block_elems == 0; };
+    if (fits(want)) return want;
+    quant::Type t = want;
+    switch (want) {
+        case quant::Type::Q4_K: t = quant::Type::Q5_0; break;
+        case quant::Type::Q5_K: t = quant::Type::Q5_1; break;
+        case quant::Type::Q6_K: t = quant::Type::Q8_0; break;
+        case quant::Type::Q2_K:
+        case quant::Type::Q3_K:
+        case quant::Type::IQ4_XS: t = quant::Type::IQ4_NL; break;
+        default: break;
+    }
+    if (fits(t)) return t;
+    return is_float_type(src) ? src : quant::Type::BF16;
+}
+
 } // namespace
+
+WeightChoice choose_weight_type(const GgufFile & f, const std::string & name, WeightsPolicy policy, MatrixRole role,
+                                uint32_t src_id, int64_t n) {
+    const GgufTensorInfo * t = f.find_tensor(name);
+    if (!t) corrupt(f, "required tensor '" + name + "' is missing");
+    require_supported_type(f, *t);
+    const quant::Type src = (quant::Type) src_id;
+    const quant::Type want = policy_type(policy, role, src);
+    const quant::Type type = fit_rows(want, src, n);
+    const quant::TypeTraits *ts = quant::traits(src), *td = quant::traits(type);
+    if (ts->is_quantized && td->is_quantized && type != src && bits_per_weight(type) >= bits_per_weight(src))
+        fail(ErrorCode::INVALID_ARGUMENT,
+             std::string("weights '") + weights_policy_name(policy) + "' would re-quantize tensor '" + name +
+                 "' of model '" + f.path() + "' from " + ts->name + " (" + bpw_str(src) + " bits per weight) to " +
+                 td->name + " (" + bpw_str(type) +
+                 " bits per weight): that only loses precision, it saves no bytes. Use weights 'native' to run "
+                 "the file's types, or 'f32' / 'bf16' to dequantize");
+    return {want, type};
+}
 
 std::vector<float> load_vector(const GgufFile & f, const std::string & name, int64_t n) {
     const GgufTensorInfo & t = require_tensor(f, name, n, 1);
     std::vector<float> out(n);
+    std::string why;
+    if (!quant::validate_blocks((quant::Type) t.type, t.data, t.n_bytes / quant::traits(t.type)->block_bytes, &why))
+        corrupt(f, "tensor '" + name + "' holds a non-finite value: " + why);
     dequantize_row(t.type, t.data, out.data(), n);
     for (float v : out)
         if (!std::isfinite(v)) corrupt(f, "tensor '" + name + "' holds a non-finite value");
     return out;
 }
 
-void load_matrix(const GgufFile & f, const std::string & name, int64_t rows, int64_t cols, WeightType type,
-                 QMatrix & out, ThreadPool & pool, Range rr, Range cr) {
-    const GgufTensorInfo & t = require_tensor(f, name, cols, rows);
-    qmatrix_alloc(out, type, rr.size(), cr.size());
-    const uint64_t row_bytes = ggml_row_bytes(t.type, cols);
+WeightChoice check_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolicy policy) {
+    const GgufTensorInfo & t = require_tensor(f, m.name, m.cols, m.rows);
+    const WeightChoice c = choose_weight_type(f, m.name, policy, m.role, t.type, m.cols);
+    if (m.cr.begin != 0 || m.cr.end != m.cols) {
+        // A row-split shard: its columns must be whole blocks of the type it is held in (the file's blocks are
+        // copied, or whole rows decoded and the shard's part re-quantized).
+        const int64_t b = quant::traits(c.type)->block_elems;
+        for (int64_t at : {m.cr.begin, m.cr.end})
+            if (at % b != 0)
+                fail(ErrorCode::INVALID_ARGUMENT,
+                     "tpDegree: tensor '" + m.name + "' (" + quant::type_name(c.type) + ", blocks of " +
+                         std::to_string(b) +
+                         " elements) is split by input columns across tensor-parallel ranks, and "
+                         "a shard boundary at column " +
+                         std::to_string(at) + " of " + std::to_string(m.cols) +
+                         " is not a multiple of the block size " + std::to_string(b) +
+                         "; use a tpDegree that cuts it at whole blocks");
+    }
+    return c;
+}
+
+void load_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolicy policy, QMatrix & out, ThreadPool & pool) {
+    const GgufTensorInfo & t = require_tensor(f, m.name, m.cols, m.rows);
+    const WeightChoice c = check_matrix(f, m, policy);
+    const quant::Type src = (quant::Type) t.type;
+    const quant::TypeTraits * ts = quant::traits(src);
+    qmatrix_alloc_typed(out, c.type, m.rr.size(), m.cr.size());
+    out.name = m.name;
+    out.requested = c.requested;
+    const int64_t row_bytes = quant::row_bytes(src, m.cols);
+    const int64_t blocks_per_row = m.cols / ts->block_elems;
     std::vector<std::string> errors(pool.size());
     pool.run([&](int idx, int nth) {
-        const int64_t band = 64, n = rr.size();
-        std::vector<float> row(cols), buf((size_t) band * cr.size());
-        for (int64_t r0 = n * idx / nth; r0 < n * (idx + 1) / nth; r0 += band) {
-            int64_t r1 = std::min<int64_t>(n * (idx + 1) / nth, r0 + band);
-            for (int64_t r = r0; r < r1; ++r) {
-                dequantize_row(t.type, t.data + (rr.begin + r) * row_bytes, row.data(), cols);
-                std::copy(row.begin() + cr.begin, row.begin() + cr.end, buf.begin() + (r - r0) * cr.size());
+        const int64_t n = m.rr.size();
+        std::vector<float> row;
+        for (int64_t r = n * idx / nth; r < n * (idx + 1) / nth; ++r) {
+            const uint8_t * src_row = t.data + (m.rr.begin + r) * row_bytes;
+            std::string why;
+            if (!quant::validate_blocks(src, src_row, blocks_per_row, &why)) {
+                // Again from the tensor's start, so that the message counts blocks (or elements) of the tensor.
+                quant::validate_blocks(src, t.data, (m.rr.begin + r + 1) * blocks_per_row, &why);
+                errors[idx] = "tensor '" + m.name + "' holds a non-finite value: " + why + " (row " +
+                              std::to_string(m.rr.begin + r) + ")";
+                return;
             }
-            for (int64_t i = 0; i < (r1 - r0) * cr.size(); ++i) {
-                if (!std::isfinite(buf[i])) {
-                    errors[idx] = "tensor '" + name + "' holds a non-finite value";
-                    return;
-                }
+            if (c.type == src) {
+                // Kept: the shard's blocks as they are (check_matrix made the column range whole blocks).
+                qmatrix_set_row_from(out, r, src, src_row + m.cr.begin / ts->block_elems * ts->block_bytes);
+            } else {
+                row.resize((size_t) m.cols);
+                dequantize_row(t.type, src_row, row.data(), m.cols);
+                qmatrix_set_row_from(out, r, quant::Type::F32, row.data() + m.cr.begin);
             }
-            qmatrix_set_rows(out, buf.data(), r0, r1);
         }
     });
     for (const std::string & e : errors)
@@ -114,17 +234,6 @@ ModelHParams read_transformer_hparams(const GgufFile & f, const std::string & ar
     hp.n_vocab = (int32_t) embd->ne[1];
     hp.tied_output = f.find_tensor("output.weight") == nullptr;
     return hp;
-}
-
-WeightType weight_type_for(WeightsPolicy policy, bool attention_projection) {
-    switch (policy) {
-        case WeightsPolicy::F32: return WeightType::F32;
-        case WeightsPolicy::BF16: return WeightType::BF16;
-        case WeightsPolicy::INT8: return WeightType::I8;
-        case WeightsPolicy::INT4: return WeightType::I4;
-        case WeightsPolicy::MIXED: return attention_projection ? WeightType::BF16 : WeightType::I8;
-    }
-    return WeightType::F32;
 }
 
 void check_layout(const ModelHParams & hp, const ModelLayout & lay) {

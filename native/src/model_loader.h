@@ -1,7 +1,8 @@
 // Reading a GGUF into a Model. What a file holds depends on its architecture (architecture.h: one builder per
 // general.architecture under models/); this unit has the entry points the engine calls, and the readers every
 // builder shares: checked metadata, the standard <arch>.* hyperparameters, and tensor readers that check each shape
-// against the metadata before touching data, decode, re-quantize to the weight policy and cut tensor-parallel shards.
+// against the metadata before touching data, keep or convert each matrix's GGUF type under the weights policy and cut
+// tensor-parallel shards.
 #pragma once
 #include <memory>
 #include <string>
@@ -9,6 +10,7 @@
 
 #include "gguf.h"
 #include "model.h"
+#include "quant/types.h"
 #include "threadpool.h"
 
 namespace tl {
@@ -22,8 +24,23 @@ std::unique_ptr<Model> load_model(const GgufFile & file, const ModelLayout & lay
 
 // --- For architecture builders (models/*.cpp) ---
 
-// Weight type per matrix under a policy. `mixed` keeps attention projections at 16-bit and the rest in int8.
-WeightType weight_type_for(WeightsPolicy policy, bool attention_projection);
+// Attention projections are kept 16-bit by the `mixed` policy; everything else is OTHER.
+enum class MatrixRole { ATTENTION, OTHER };
+// The GGUF type a matrix is held in, and the one the policy asked for (they differ after a fallback).
+struct WeightChoice {
+    quant::Type requested, type;
+};
+// The type of tensor `name` (GGUF type id `src`, rows of `n` elements) under `policy`:
+//  * native: the file's type; f32 / bf16: that; q8_0 (int8), q4_0 (int4), q6_k, q5_k, q4_k: that block type;
+//    mixed: bf16 for ATTENTION, q8_0 for the rest.
+//  * rows that are not whole blocks of it fall back as llama.cpp's quantizer does: q4_K -> q5_0, q5_K -> q5_1,
+//    q6_K -> q8_0, q2_K / q3_K / iq4_xs -> iq4_nl; when no 32-element format fits either, the file's 16/32-bit type
+//    is kept (bf16 when the file's type is not a float type).
+//  * re-quantizing a quantized tensor into another block type with at least as many bits per weight would lose
+//    precision without saving bytes: INVALID_ARGUMENT, saying so (dequantizing to f32 / bf16 is allowed).
+// UNSUPPORTED_TENSOR_TYPE naming the tensor and the id for a type this engine cannot execute or decode.
+WeightChoice choose_weight_type(const GgufFile & f, const std::string & name, WeightsPolicy policy, MatrixRole role,
+                                uint32_t src, int64_t n);
 // MODEL_CORRUPT: "model '<path>': <what>".
 [[noreturn]] void corrupt(const GgufFile & f, const std::string & what);
 // An integer metadata value in [1, max] (`def` when absent); MODEL_CORRUPT naming the key otherwise.
@@ -39,11 +56,22 @@ struct Range {
     int64_t begin, end;
     int64_t size() const { return end - begin; }
 };
-// Decodes and quantizes the rows rr x columns cr part of a [rows x cols] tensor, in parallel, a band of rows per
-// thread at a time. Column-split shards take a range of rows, row-split ones a range of columns; the whole matrix is
-// the full range of both.
-void load_matrix(const GgufFile & f, const std::string & name, int64_t rows, int64_t cols, WeightType type,
-                 QMatrix & out, ThreadPool & pool, Range rr, Range cr);
+// One matrix (or a rank's shard of it) to load: the rows rr x columns cr part of a [rows x cols] tensor. Column-split
+// shards take a range of rows, row-split ones a range of columns; the whole matrix is the full range of both.
+struct MatrixSpec {
+    std::string name;
+    int64_t rows, cols;
+    MatrixRole role;
+    Range rr, cr;
+};
+// Everything load_matrix would refuse, without touching the data: the shape, the type (choose_weight_type) and, for a
+// column range, block alignment (INVALID_ARGUMENT naming the tensor and its block size: tensor parallelism cannot cut
+// a block). Builders run it over every matrix of every rank before loading any, so a refusal costs nothing.
+WeightChoice check_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolicy policy);
+// Loads it, in parallel, a band of rows per thread at a time: the file's blocks copied (Q8_0 / Q4_0 repacked for the
+// int8 / int4 kernels) when the type is kept, else decoded and quantized with quant::quantize_row. Every block's
+// scales are checked (quant::validate_blocks): MODEL_CORRUPT naming the tensor for a NaN or Inf.
+void load_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolicy policy, QMatrix & out, ThreadPool & pool);
 // Rank r's part of a tp-way Megatron split: its query heads, KV heads, FFN columns and vocabulary rows.
 void assign_shard(const ModelHParams & hp, int tp, int r, ShardWeights & shard);
 

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "quant/quant.h"
+
 // clang before 16 does not know __builtin_cpu_supports("f16c"): there (the libFuzzer build, native/fuzz/run.sh)
 // F16 rows take the portable path.
 #if defined(__x86_64__) && defined(__GNUC__) && !(defined(__clang__) && __clang_major__ < 16)
@@ -99,61 +101,10 @@ uint16_t f32_to_bf16(float f) {
     return (uint16_t) (x >> 16);
 }
 
-bool ggml_type_supported(uint32_t type) {
-    switch ((GgmlType) type) {
-        case GgmlType::F32:
-        case GgmlType::F16:
-        case GgmlType::BF16:
-        case GgmlType::Q8_0:
-        case GgmlType::Q4_0: return true;
-        default: return false;
-    }
-}
-
-const char * ggml_type_name(uint32_t type) {
-    switch (type) {
-        case 0: return "F32";
-        case 1: return "F16";
-        case 2: return "Q4_0";
-        case 3: return "Q4_1";
-        case 6: return "Q5_0";
-        case 7: return "Q5_1";
-        case 8: return "Q8_0";
-        case 9: return "Q8_1";
-        case 10: return "Q2_K";
-        case 11: return "Q3_K";
-        case 12: return "Q4_K";
-        case 13: return "Q5_K";
-        case 14: return "Q6_K";
-        case 15: return "Q8_K";
-        case 30: return "BF16";
-        default: return "unknown";
-    }
-}
-
-int64_t ggml_block_size(uint32_t type) {
-    switch ((GgmlType) type) {
-        case GgmlType::Q8_0:
-        case GgmlType::Q4_0: return 32;
-        default: return 1;
-    }
-}
-
-uint64_t ggml_row_bytes(uint32_t type, int64_t n) {
-    switch ((GgmlType) type) {
-        case GgmlType::F32: return 4ull * n;
-        case GgmlType::F16:
-        case GgmlType::BF16: return 2ull * n;
-        case GgmlType::Q8_0: return (uint64_t) (n / 32) * 34; // f16 scale + 32 x int8
-        case GgmlType::Q4_0: return (uint64_t) (n / 32) * 18; // f16 scale + 16 bytes of nibbles
-        default: return 0;
-    }
-}
-
 void dequantize_row(uint32_t type, const uint8_t * src, float * dst, int64_t n) {
-    switch ((GgmlType) type) {
-        case GgmlType::F32: std::memcpy(dst, src, 4 * n); return;
-        case GgmlType::F16:
+    switch ((quant::Type) type) {
+        case quant::Type::F32: std::memcpy(dst, src, 4 * n); return;
+        case quant::Type::F16:
 #ifdef TL_HAVE_F16C_PATH
         {
             static const bool f16c = cpu_has_f16c();
@@ -166,37 +117,12 @@ void dequantize_row(uint32_t type, const uint8_t * src, float * dst, int64_t n) 
                 dst[i] = fp16_to_f32(h);
             }
             return;
-        case GgmlType::BF16:
-            for (int64_t i = 0; i < n; ++i) {
-                uint16_t h;
-                std::memcpy(&h, src + 2 * i, 2);
-                dst[i] = bf16_to_f32(h);
-            }
-            return;
-        case GgmlType::Q8_0:
-            for (int64_t b = 0; b < n / 32; ++b) {
-                const uint8_t * blk = src + 34 * b;
-                uint16_t h;
-                std::memcpy(&h, blk, 2);
-                float d = fp16_to_f32(h);
-                const int8_t * q = reinterpret_cast<const int8_t *>(blk + 2);
-                for (int j = 0; j < 32; ++j) dst[32 * b + j] = d * q[j];
-            }
-            return;
-        case GgmlType::Q4_0:
-            for (int64_t b = 0; b < n / 32; ++b) {
-                const uint8_t * blk = src + 18 * b;
-                uint16_t h;
-                std::memcpy(&h, blk, 2);
-                float d = fp16_to_f32(h);
-                for (int j = 0; j < 16; ++j) {
-                    dst[32 * b + j] = d * ((blk[2 + j] & 0x0f) - 8);
-                    dst[32 * b + j + 16] = d * ((blk[2 + j] >> 4) - 8);
-                }
-            }
-            return;
         default:
-            fail(ErrorCode::UNSUPPORTED_TENSOR_TYPE, std::string("cannot decode tensor type ") + ggml_type_name(type));
+            if (!quant::is_native_weight_type((quant::Type) type))
+                fail(ErrorCode::UNSUPPORTED_TENSOR_TYPE,
+                     std::string("cannot decode ggml type id ") + std::to_string(type));
+            quant::dequantize_row((quant::Type) type, src, dst, n);
+            return;
     }
 }
 

@@ -6,7 +6,9 @@
 //       -mfma -mf16c -mavx2                                                        (one command)
 //   g++ $F -c $S/matmul_avx2.cpp -mavx2 -mfma -mf16c
 //   g++ $F $R/native/tests/kernels_test.cpp $S/quantize.cpp $S/matmul_scalar.cpp $S/dispatch.cpp
-//       $R/native/src/errors.cpp matmul_avx512.o matmul_avx2.o -lpthread -o kernels_test   (one command)
+//       $R/native/src/errors.cpp $R/native/src/quant/{formats,dequantize,quantize_weights,quantize_acts,dot_scalar,
+//       dispatch,matmul}.cpp + dot_avx512.o dot_avx2.o (built as the kernels above, from native/src/quant)
+//       matmul_avx512.o matmul_avx2.o -lpthread -o kernels_test   (one command)
 // Run:  ./kernels_test            correctness + accuracy
 //       ./kernels_test --bench    also the microbenchmark (GB/s for n = 1, GFLOP/s for n = 16 / 64)
 //       ./kernels_test --bench-only [--mb 600] [--sets avx512,avx2,scalar]
@@ -26,6 +28,7 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/matmul_impl.h"
+#include "quant/quant.h"
 
 using namespace tl;
 
@@ -546,6 +549,54 @@ static void bench(size_t mb, const std::vector<std::string> & want_sets) {
     }
 }
 
+// GGUF blocks in the engine's layouts (qmatrix_alloc_typed / qmatrix_set_row_from): Q8_0 and Q4_0 repacked into
+// I8 / I4 decode to exactly the values the blocks encode, and their products agree with quant::matmul on the blocks;
+// other block types are held as they are (BLOCKS) and decode identically.
+static void test_gguf_blocks() {
+    const int64_t rows = 37, cols = 512;
+    std::vector<float> w = gaussian((size_t) (rows * cols), 77, 0.05f);
+    std::vector<float> x = gaussian((size_t) (3 * cols), 78);
+    for (quant::Type t : {quant::Type::Q8_0, quant::Type::Q4_0, quant::Type::Q4_K, quant::Type::Q6_K, quant::Type::F16,
+                          quant::Type::BF16, quant::Type::F32}) {
+        const int64_t rb = quant::row_bytes(t, cols);
+        std::vector<uint8_t> blocks((size_t) (rows * rb));
+        for (int64_t r = 0; r < rows; r++)
+            quant::quantize_row(t, &w[(size_t) (r * cols)], &blocks[(size_t) (r * rb)], cols);
+        QMatrix m;
+        qmatrix_alloc_typed(m, t, rows, cols);
+        CHECK(m.qtype == t, "%s: qtype", quant::type_name(t));
+        CHECK(m.type == layout_for(t), "%s: layout", quant::type_name(t));
+        for (int64_t r = 0; r < rows; r++) qmatrix_set_row_from(m, r, t, &blocks[(size_t) (r * rb)]);
+        std::vector<float> a((size_t) cols), b((size_t) cols);
+        int bad = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            quant::dequantize_row(t, &blocks[(size_t) (r * rb)], a.data(), cols);
+            qmatrix_get_row(m, r, b.data());
+            bad += std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0;
+        }
+        CHECK(bad == 0, "%s: %d rows decode differently in the engine's layout", quant::type_name(t), bad);
+        if (m.type == WeightType::BLOCKS) continue;
+        // The int8 / int4 / f32 / bf16 kernels on the layout vs quant::matmul on the blocks (activations quantized
+        // differently: QActs with float scales vs Q8_0 with f16 scales), so agreement to ~1e-2 of the scale.
+        const quant::Type at = quant::traits(t)->act_type;
+        const int64_t ab = quant::row_bytes(at, cols);
+        std::vector<uint8_t> acts((size_t) (3 * ab));
+        for (int j = 0; j < 3; j++) quant::quantize_acts(at, &x[(size_t) (j * cols)], &acts[(size_t) (j * ab)], cols);
+        std::vector<float> yq((size_t) (3 * rows)), yk((size_t) (3 * rows));
+        quant::matmul(t, blocks.data(), (size_t) rb, cols, 0, rows, acts.data(), (size_t) ab, 3, yq.data(), rows);
+        QActs xq;
+        if (m.type == WeightType::I8 || m.type == WeightType::I4) qacts_quantize(xq, x.data(), 3, cols, m.cols_padded);
+        cpu_kernels().matmul(m, x.data(), &xq, yk.data(), rows, 3, 0, rows);
+        double worst = 0, scale = 0;
+        for (size_t i = 0; i < yq.size(); i++) {
+            worst = std::fmax(worst, std::fabs(yq[i] - yk[i]));
+            scale = std::fmax(scale, std::fabs(yq[i]));
+        }
+        CHECK(worst <= 2e-2 * scale, "%s: kernels/cpu vs quant::matmul differ by %g (scale %g)", quant::type_name(t),
+              worst, scale);
+    }
+}
+
 int main(int argc, char ** argv) {
     bool do_bench = false, do_tests = true;
     size_t mb = 600;
@@ -575,6 +626,7 @@ int main(int argc, char ** argv) {
         test_matmul_vs_scalar();
         test_threads();
         test_accuracy();
+        test_gguf_blocks();
         std::printf(g_failures ? "FAILED: %d check(s)\n" : "all checks passed\n", g_failures);
     }
     if (do_bench) bench(mb, want);

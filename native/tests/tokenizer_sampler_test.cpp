@@ -1,6 +1,6 @@
 // Standalone tests for the tokenizers, the sampler and the stop matcher (no Node).
 //   g++ -std=c++17 -O3 -Inative/src native/tests/tokenizer_sampler_test.cpp native/src/tokenizer.cpp
-//       native/src/sampler.cpp native/src/gguf.cpp native/src/errors.cpp native/src/tensor_convert.cpp -o tok_test
+//       native/src/sampler.cpp native/src/gguf.cpp native/src/errors.cpp native/src/tensor_convert.cpp native/src/quant/formats.cpp native/src/quant/dequantize.cpp -o tok_test
 //   ./tok_test path/to/stories260K-f32.gguf
 // Without a model path the llama-tokenizer tests that need it are skipped (the rest still run).
 // TL_TEST_NO_TIMING=1 skips the speed checks (for sanitizer builds).

@@ -4,7 +4,7 @@ import { EngineError } from './errors.js';
 import { Generation } from './generation.js';
 import { native, type NativeEngineHandle } from './native.js';
 import { validateEngineOptions, validateGenerateRequest, validateLayout, validateScheduler, validateTokens } from './validate.js';
-import type { EngineOptions, EngineStats, GenerateRequest, ModelInfo, ModelLayoutSettings, SchedulerSettings } from './types.js';
+import type { EngineOptions, EngineStats, GenerateRequest, ModelInfo, ModelInspection, ModelLayoutSettings, SchedulerSettings } from './types.js';
 
 export class Engine {
   private infoCache: ModelInfo;
@@ -28,7 +28,7 @@ export class Engine {
     const threads = options.threads ?? availableParallelism();
     const handle = await native().loadEngine({
       ...options,
-      weights: options.weights ?? 'f32',
+      weights: options.weights ?? 'native',
       tpDegree: tp,
       threadsPerRank: options.threadsPerRank ?? Math.max(1, Math.floor(threads / tp)),
       contextLength: options.contextLength ?? 0,
@@ -36,9 +36,21 @@ export class Engine {
     return new Engine(handle);
   }
 
-  /** Which kernel set the addon picked for this CPU (avx512-vnni, avx2, scalar). */
+  /** Which kernel set the addon picked for this CPU (avx512, avx2, scalar) for the f32 / bf16 / q8_0 / q4_0 layouts. */
   static kernels(): string {
     return native().kernels;
+  }
+
+  /** The kernel set of the other GGUF block types (K-quants, IQ4, Q4_1, Q5_x, F16): avx512, avx2 or scalar. */
+  static quantKernels(): string {
+    return native().quantKernels;
+  }
+
+  /** What a GGUF file holds (architecture, shapes, tokenizer, tensor types and bytes), from its header only: cheap
+   *  for any size of file. Throws EngineError (MODEL_NOT_FOUND, MODEL_CORRUPT). */
+  static inspect(path: string): ModelInspection {
+    if (typeof path !== 'string' || path.length === 0) throw new EngineError('INVALID_ARGUMENT', `Expected a non-empty path string for path`);
+    return native().inspectModel(path);
   }
 
   tokenize(text: string, options: { addBos?: boolean } = {}): number[] {

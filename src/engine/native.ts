@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EngineError } from './errors.js';
+import type { ModelInspection } from './types.js';
 
 export interface NativeEvent {
   text: string;
@@ -40,6 +41,16 @@ export interface NativeAddon {
   /** Every error code the native side can raise (equal to the keys of ENGINE_ERROR_CODES). */
   errorCodes: readonly string[];
   loadEngine(options: Record<string, unknown>): Promise<NativeEngineHandle>;
+  /** Kernel set of the GGUF block types (native/src/quant): scalar, avx2 or avx512 (TL_QUANT_KERNELS forces one). */
+  quantKernels: string;
+  /** f32 rows (`data.length / cols` of them) to GGUF blocks of `type` (ggml's name in any case: 'q4_K', 'Q6_K',
+   *  'q8_0', 'f16', ...; every type the engine runs). `cols` must be whole blocks of the type. EngineError
+   *  INVALID_ARGUMENT otherwise. */
+  quantizeRows(type: string, data: Float32Array, cols: number): Uint8Array;
+  /** GGUF blocks of `type` (rows of `cols` elements, back to back) to f32: exactly the values the blocks encode. */
+  dequantizeRows(type: string, bytes: Uint8Array, cols: number): Float32Array;
+  /** The GGUF header and tensor infos of `path` (the weights are never read). MODEL_NOT_FOUND / MODEL_CORRUPT. */
+  inspectModel(path: string): ModelInspection;
 }
 
 function findAddon(): string {

@@ -1,9 +1,17 @@
 // Public types of the engine's TypeScript face. Units are in the names (Ms, PerS, Bytes).
 
-/** How weights are stored in memory, chosen at load whatever the file holds. `mixed`: attention projections in
- *  bf16 (16-bit), FFN and output head in int8 (seed 000's mixed quantization). */
-export type WeightsPolicy = 'f32' | 'bf16' | 'int8' | 'int4' | 'mixed';
-export const WEIGHTS_POLICIES: readonly WeightsPolicy[] = ['f32', 'bf16', 'int8', 'int4', 'mixed'];
+/** How weights are held in memory, chosen at load (README "Weights policies").
+ *  - `native` (default): every tensor in the type the file holds (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+ *    Q2_K..Q6_K, IQ4_NL, IQ4_XS; mixed freely), executed as is.
+ *  - `f32`, `bf16`: dequantized (no precision lost beyond bf16's rounding).
+ *  - `q8_0`, `q6_k`, `q5_k`, `q4_k`, `q4_0`: re-quantized to that GGUF block type; rows that are not whole blocks
+ *    fall back as llama.cpp's quantizer does (q4_k → q5_0, q5_k → q5_1, q6_k → q8_0; rows not a multiple of 32 keep
+ *    the file's 16/32-bit type), listed in ModelInfo.weightFallbacks. Re-quantizing a quantized tensor to a type with
+ *    at least as many bits per weight is refused (INVALID_ARGUMENT): it would lose precision and save nothing.
+ *  - `int8`, `int4`: aliases of `q8_0` and `q4_0` (the names older configs use; reported back as given).
+ *  - `mixed`: attention projections in bf16 (16-bit), FFN, embeddings and output head in q8_0 (seed 000). */
+export type WeightsPolicy = 'native' | 'f32' | 'bf16' | 'q8_0' | 'q6_k' | 'q5_k' | 'q4_k' | 'q4_0' | 'mixed' | 'int8' | 'int4';
+export const WEIGHTS_POLICIES: readonly WeightsPolicy[] = ['native', 'f32', 'bf16', 'q8_0', 'q6_k', 'q5_k', 'q4_k', 'q4_0', 'mixed', 'int8', 'int4'];
 
 export type KvDtype = 'f32' | 'f16' | 'int8';
 export const KV_DTYPES: readonly KvDtype[] = ['f32', 'f16', 'int8'];
@@ -24,7 +32,7 @@ export interface SchedulerSettings {
 
 /** Settings that need a new model instance: engine.reload() ("cold" settings). */
 export interface ModelLayoutSettings {
-  /** Weight storage policy; default 'f32'. */
+  /** Weight storage policy; default 'native' (the file's types). */
   weights: WeightsPolicy;
   /** KV-cache element type; default 'f32'. */
   kvDtype: KvDtype;
@@ -145,13 +153,49 @@ export interface ModelInfo {
   bos: number;
   eos: number;
   weights: WeightsPolicy;
-  /** Bytes of weights as held in memory, by storage type (f32, bf16, int8, int4). */
+  /** Bytes of weights as held in memory (all ranks), by GGUF type name of the values: f32, f16, bf16, q8_0, q4_0,
+   *  q4_K, q6_K, ... (norm vectors count as f32). */
   weightBytes: Record<string, number>;
+  /** Tensors held in another type than the weights policy asked for (rows that are not whole blocks of it). */
+  weightFallbacks: WeightFallback[];
   threads: number;
+  /** Kernel set of the f32 / bf16 / q8_0 / q4_0 layouts (TL_KERNELS) ... */
   kernels: string;
+  /** ... and of every other GGUF block type (TL_QUANT_KERNELS): scalar, avx2 or avx512. */
+  quantKernels: string;
   loadMs: number;
   trainedContextLength: number;
   layout: ModelLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number };
+}
+
+export interface WeightFallback {
+  tensor: string;
+  /** GGUF type names, e.g. requested 'q4_K', used 'q5_0'. */
+  requested: string;
+  used: string;
+}
+
+/** What a GGUF file holds, read from its header and tensor infos only (native().inspectModel, Engine.inspect). Numbers
+ *  the file does not state are 0. Type names are ggml's (f32, f16, bf16, q8_0, q4_K, ...; unknown(ID) for an id
+ *  nobody knows, whose bytes count as 0). */
+export interface ModelInspection {
+  architecture: string;
+  name: string;
+  /** Elements of every tensor. */
+  parameters: number;
+  contextLength: number;
+  embeddingLength: number;
+  blockCount: number;
+  headCount: number;
+  headCountKv: number;
+  vocabSize: number;
+  tokenizer: { model: string; pre: string; tokens: number; bos: number | null; eos: number | null };
+  /** Per type, most bytes first. */
+  tensorTypes: { type: string; tensors: number; elements: number; bytes: number }[];
+  /** 8 x tensor bytes / parameters (tensors of known types). */
+  bitsPerWeight: number;
+  fileBytes: number;
+  tensors: { name: string; type: string; shape: number[]; bytes: number }[];
 }
 
 export interface HistogramSnapshot {

@@ -198,24 +198,91 @@ describe('unsupported content', () => {
     expectEngineError(await loadError({ model: p }), 'UNSUPPORTED_ARCHITECTURE', ['wordpiece-x']);
   });
 
-  it('a Q4_1 tensor (ggml type 3) is UNSUPPORTED_TENSOR_TYPE, naming the tensor', async () => {
-    const p = writeModel('q4_1.gguf', (m) => {
+  // (Q4_1, once refused here, is one of the types the engine runs now: gguf-types.test.ts.)
+  it('a tensor of a type the engine cannot run (f64, ggml type 28) is UNSUPPORTED_TENSOR_TYPE, naming the tensor and the type', async () => {
+    const p = writeModel('f64.gguf', (m) => {
       const t = tensor(m, 'blk.0.ffn_up.weight');
-      const nBytes = (SHAPE.dim / 32) * 20 * SHAPE.ffnDim; // Q4_1: 20 bytes per block of 32
-      t.type = GGML_TYPE.Q4_1;
-      t.data = () => [new Uint8Array(nBytes).fill(0x11)];
+      t.type = GGML_TYPE.F64;
+      t.data = () => [new Uint8Array(SHAPE.dim * SHAPE.ffnDim * 8)];
     });
-    expectEngineError(await loadError({ model: p }), 'UNSUPPORTED_TENSOR_TYPE', ['blk.0.ffn_up.weight']);
+    expectEngineError(await loadError({ model: p }), 'UNSUPPORTED_TENSOR_TYPE', ['blk.0.ffn_up.weight', 'f64', 'id 28']);
   });
 
-  it('a tensor of an unknown ggml type id (99) is UNSUPPORTED_TENSOR_TYPE, naming the tensor', async () => {
+  it('a tensor of an unknown ggml type id (99) is UNSUPPORTED_TENSOR_TYPE, naming the tensor and the id', async () => {
     const p = writeModel('type99.gguf', (m) => {
       const t = tensor(m, 'blk.0.attn_q.weight');
       t.type = 99;
       t.nBytes = 1024;
       t.data = () => [new Uint8Array(1024)];
     });
-    expectEngineError(await loadError({ model: p }), 'UNSUPPORTED_TENSOR_TYPE', ['blk.0.attn_q.weight']);
+    expectEngineError(await loadError({ model: p }), 'UNSUPPORTED_TENSOR_TYPE', ['blk.0.attn_q.weight', 'id 99']);
+  });
+});
+
+describe('hostile blocks are MODEL_CORRUPT, naming the tensor', () => {
+  // A q4_K model needs rows of 256: its own small shape.
+  const K_SHAPE: LlamaShape = { ...SHAPE, dim: 256, nHeads: 2, nKvHeads: 1, ffnDim: 256 };
+  const kModel = (): EditableGgufModel => buildSyntheticLlama({ shape: K_SHAPE, fileType: 'q4_k', seed: 7 });
+  /** The valid bytes of `m` with `patch` applied at tensor `name`'s data (offset relative to its first byte). */
+  function patched(m: EditableGgufModel, name: string, patch: (b: Buffer, at: number) => void): Buffer {
+    const { bytes, layout } = encodeGguf(m);
+    const t = layout.tensors.find((x) => x.name === name);
+    if (t === undefined) throw new Error(`test bug: no ${name}`);
+    const b = Buffer.from(bytes);
+    patch(b, t.absOffset);
+    return b;
+  }
+
+  it('the unmodified q4_K model loads', async () => {
+    const p = writeBytes('q4k-valid.gguf', encodeGguf(kModel()).bytes);
+    const e = await Engine.load({ model: p, threads: 1 });
+    try {
+      expect(e.info.weightBytes.q4_K).toBeGreaterThan(0);
+    } finally {
+      await e.close();
+    }
+  });
+
+  it('a q4_K tensor whose rows (32) are not whole blocks of 256, naming the block size', async () => {
+    const p = writeModel('ragged-q4k.gguf', (m) => {
+      const t = tensor(m, 'blk.0.ffn_up.weight');
+      t.type = GGML_TYPE.Q4_K;
+      t.nBytes = 144 * SHAPE.ffnDim;
+      t.data = () => [new Uint8Array(144 * SHAPE.ffnDim)];
+    });
+    expectEngineError(await loadError({ model: p }), 'MODEL_CORRUPT', ['blk.0.ffn_up.weight', 'q4_K', '256']);
+  });
+
+  it.each([
+    ['native', 'NaN'],
+    ['f32', 'NaN'],
+    ['int4', 'Inf'],
+  ] as const)('weights %s: a q8_0 block with a %s scale, the block named', async (weights, kind) => {
+    const m = buildSyntheticLlama({ shape: SHAPE, fileType: 'q8_0', seed: 7 });
+    // Block 3 of the tensor: d (f16) at its first two bytes. 0x7e00 is a NaN, 0x7c00 +Inf.
+    const b = patched(m, 'blk.0.attn_q.weight', (buf, at) => buf.writeUInt16LE(kind === 'NaN' ? 0x7e00 : 0x7c00, at + 3 * 34));
+    const p = writeBytes(`q8-${kind}-${weights}.gguf`, b);
+    expectEngineError(await loadError({ model: p, weights }), 'MODEL_CORRUPT', ['blk.0.attn_q.weight', `q8_0 block 3: d is ${kind}`]);
+  });
+
+  it('a q4_K block with an Inf dmin', async () => {
+    const b = patched(kModel(), 'blk.0.ffn_gate.weight', (buf, at) => buf.writeUInt16LE(0xfc00, at + 144 + 2));
+    const p = writeBytes('q4k-inf-dmin.gguf', b);
+    expectEngineError(await loadError({ model: p }), 'MODEL_CORRUPT', ['blk.0.ffn_gate.weight', 'q4_K block 1: dmin is Inf']);
+  });
+
+  it('an Inf element in an f32 matrix, and a NaN in a norm vector', async () => {
+    const inf = patched(model(), 'blk.0.attn_k.weight', (buf, at) => buf.writeFloatLE(Infinity, at + 40));
+    expectEngineError(await loadError({ model: writeBytes('f32-inf.gguf', inf) }), 'MODEL_CORRUPT', ['blk.0.attn_k.weight', /Inf/]);
+    const nan = patched(model(), 'blk.0.ffn_norm.weight', (buf, at) => buf.writeFloatLE(NaN, at + 8));
+    expectEngineError(await loadError({ model: writeBytes('f32-nan-norm.gguf', nan) }), 'MODEL_CORRUPT', ['blk.0.ffn_norm.weight', /non-finite/]);
+  });
+
+  it('a q4_K file cut inside its last tensor', async () => {
+    const { bytes, layout } = encodeGguf(kModel());
+    const last = layout.tensors.at(-1)!;
+    const p = writeBytes('q4k-trunc.gguf', bytes.subarray(0, last.absOffset + 100));
+    expectEngineError(await loadError({ model: p }), 'MODEL_CORRUPT', [last.name, /beyond the end|truncat/]);
   });
 });
 

@@ -16,6 +16,7 @@ import { REPO_ROOT, STORIES_260K } from '../helpers/shared.js';
 const exec = promisify(execFile);
 const SRC = join(REPO_ROOT, 'native', 'src');
 const KERNELS = join(SRC, 'kernels', 'cpu');
+const QUANT = join(SRC, 'quant');
 const FUZZ = join(REPO_ROOT, 'native', 'fuzz');
 // -O1: most of -O2's speed for the tests at a fraction of the compile time; -fno-sanitize-recover: UB aborts.
 const FLAGS = ['-std=c++17', '-O1', '-g', '-fno-omit-frame-pointer', '-fsanitize=address,undefined', '-fno-sanitize-recover=undefined', `-I${SRC}`];
@@ -59,16 +60,29 @@ describe('native code under AddressSanitizer, LeakSanitizer and UBSan', () => {
   beforeAll(async () => {
     // Each source compiled once: the engine sources serve the tokenizer test and both fuzz drivers.
     const common = ['gguf', 'tokenizer', 'errors', 'tensor_convert', 'sampler'];
-    const engine = ['gguf', 'tokenizer', 'errors', 'tensor_convert'].map((f) => o(`${f}.o`));
+    // The quant library (block geometry, validators, decoders, kernels; its ISA files with their own flags) and the
+    // engine's weight layouts (kernels/cpu/quantize.cpp) serve every program: the reader and the fuzz targets use them.
+    const quant = ['formats', 'dequantize', 'quantize_weights', 'quantize_acts', 'dot_scalar', 'dispatch', 'matmul'];
+    const quantObjs = [...quant.map((f) => o(`q_${f}.o`)), o('q_avx512.o'), o('q_avx2.o'), o('quantize.o')];
+    const engine = [...['gguf', 'tokenizer', 'errors', 'tensor_convert'].map((f) => o(`${f}.o`)), ...quantObjs];
     await inTurn([
       compile(join(KERNELS, 'matmul_avx512.cpp'), 'avx512.o', AVX512),
       compile(join(KERNELS, 'matmul_avx2.cpp'), 'avx2.o', AVX2),
+      compile(join(QUANT, 'dot_avx512.cpp'), 'q_avx512.o', AVX512),
+      compile(join(QUANT, 'dot_avx2.cpp'), 'q_avx2.o', AVX2),
+      ...quant.map((f) => compile(join(QUANT, `${f}.cpp`), `q_${f}.o`)),
       ...['quantize', 'matmul_scalar', 'dispatch'].map((f) => compile(join(KERNELS, `${f}.cpp`), `${f}.o`)),
       ...common.map((f) => compile(join(SRC, `${f}.cpp`), `${f}.o`)),
       compile(join(FUZZ, 'driver.cpp'), 'driver.o'),
-      gxx([join(REPO_ROOT, 'native', 'tests', 'kernels_test.cpp'), ...['quantize', 'matmul_scalar', 'dispatch', 'avx512', 'avx2'].map((f) => o(`${f}.o`)),
-        '-o', o('kernels_test'), '-lpthread']),
-      gxx([join(REPO_ROOT, 'native', 'tests', 'tokenizer_sampler_test.cpp'), ...common.map((f) => o(`${f}.o`)), '-o', o('tokenizer_sampler_test')]),
+      gxx([
+        join(REPO_ROOT, 'native', 'tests', 'kernels_test.cpp'),
+        ...['matmul_scalar', 'dispatch', 'avx512', 'avx2', 'errors'].map((f) => o(`${f}.o`)),
+        ...quantObjs,
+        '-o',
+        o('kernels_test'),
+        '-lpthread',
+      ]),
+      gxx([join(REPO_ROOT, 'native', 'tests', 'tokenizer_sampler_test.cpp'), ...common.map((f) => o(`${f}.o`)), ...quantObjs, '-o', o('tokenizer_sampler_test')]),
       gxx([join(FUZZ, 'gguf_fuzz.cpp'), o('driver.o'), ...engine, '-o', o('gguf_fuzz')]),
       gxx([join(FUZZ, 'tokenizer_fuzz.cpp'), o('driver.o'), ...engine, '-o', o('tokenizer_fuzz')]),
     ]);

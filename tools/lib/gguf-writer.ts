@@ -5,8 +5,11 @@
 // why every tensor's byte size must be known before its data is produced.
 //
 // The codecs (f16, bf16, Q8_0, Q4_0) follow ggml's reference implementations, and each has a decoder: tests run their
-// reference forward pass on the decoded values, i.e. on exactly what the file holds.
+// reference forward pass on the decoded values, i.e. on exactly what the file holds. The other block types (Q4_1,
+// Q5_x, K-quants, IQ4) go through the native addon (native/src/quant: quantizeRows / dequantizeRows).
 import * as fs from 'node:fs';
+
+import { native } from '../../src/engine/native.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3;
@@ -31,8 +34,10 @@ export const GGUF_VALUE_TYPE = {
 export type GgufValueTypeName = keyof typeof GGUF_VALUE_TYPE;
 export type GgufScalarTypeName = Exclude<GgufValueTypeName, 'array'>;
 
-/** ggml tensor type ids. Only F32, F16, BF16, Q8_0 and Q4_0 can be encoded here; the others exist so that tests can
- *  write files holding types an engine may not support (their data is supplied raw). */
+/** ggml tensor type ids (ggml.h; part of the file format). F32, F16, BF16, Q8_0 and Q4_0 are encoded by the codecs
+ *  below (ggml's reference quantizers, in TypeScript); every other type the engine runs (Q4_1, Q5_0, Q5_1, Q2_K..Q6_K,
+ *  IQ4_NL, IQ4_XS) through the native addon's quantizeRows / dequantizeRows. The rest exist so that tests can write
+ *  files holding types an engine may not support (their data is supplied raw). */
 export const GGML_TYPE = {
   F32: 0,
   F16: 1,
@@ -41,11 +46,38 @@ export const GGML_TYPE = {
   Q5_0: 6,
   Q5_1: 7,
   Q8_0: 8,
+  Q8_1: 9,
+  Q2_K: 10,
+  Q3_K: 11,
+  Q4_K: 12,
+  Q5_K: 13,
+  Q6_K: 14,
+  Q8_K: 15,
+  IQ2_XXS: 16,
+  IQ2_XS: 17,
+  IQ3_XXS: 18,
+  IQ1_S: 19,
+  IQ4_NL: 20,
+  IQ3_S: 21,
+  IQ2_S: 22,
+  IQ4_XS: 23,
+  I8: 24,
+  I16: 25,
+  I32: 26,
+  I64: 27,
+  F64: 28,
+  IQ1_M: 29,
   BF16: 30,
 } as const;
 export type GgmlTypeName = keyof typeof GGML_TYPE;
 
-/** Elements per block and bytes per block of the types whose sizes we know. */
+/** ggml's own name of a type id ('q4_K', 'bf16', ...), as the engine reports it; undefined for an unknown id. */
+export function ggmlTypeName(type: number): string | undefined {
+  const entry = Object.entries(GGML_TYPE).find(([, id]) => id === type);
+  return entry === undefined ? undefined : entry[0].toLowerCase().replace(/_k$/, '_K');
+}
+
+/** Elements per block and bytes per block of every ggml type (ggml-common.h). */
 const GGML_TYPE_LAYOUT: ReadonlyMap<number, { blockSize: number; blockBytes: number }> = new Map([
   [GGML_TYPE.F32, { blockSize: 1, blockBytes: 4 }],
   [GGML_TYPE.F16, { blockSize: 1, blockBytes: 2 }],
@@ -55,9 +87,45 @@ const GGML_TYPE_LAYOUT: ReadonlyMap<number, { blockSize: number; blockBytes: num
   [GGML_TYPE.Q4_1, { blockSize: 32, blockBytes: 20 }], // f16 d, f16 m + 16 bytes
   [GGML_TYPE.Q5_0, { blockSize: 32, blockBytes: 22 }], // f16 d + u32 high bits + 16 bytes
   [GGML_TYPE.Q5_1, { blockSize: 32, blockBytes: 24 }], // f16 d, f16 m + u32 high bits + 16 bytes
+  [GGML_TYPE.Q8_1, { blockSize: 32, blockBytes: 36 }],
+  [GGML_TYPE.Q2_K, { blockSize: 256, blockBytes: 84 }],
+  [GGML_TYPE.Q3_K, { blockSize: 256, blockBytes: 110 }],
+  [GGML_TYPE.Q4_K, { blockSize: 256, blockBytes: 144 }],
+  [GGML_TYPE.Q5_K, { blockSize: 256, blockBytes: 176 }],
+  [GGML_TYPE.Q6_K, { blockSize: 256, blockBytes: 210 }],
+  [GGML_TYPE.Q8_K, { blockSize: 256, blockBytes: 292 }],
+  [GGML_TYPE.IQ2_XXS, { blockSize: 256, blockBytes: 66 }],
+  [GGML_TYPE.IQ2_XS, { blockSize: 256, blockBytes: 74 }],
+  [GGML_TYPE.IQ3_XXS, { blockSize: 256, blockBytes: 98 }],
+  [GGML_TYPE.IQ1_S, { blockSize: 256, blockBytes: 50 }],
+  [GGML_TYPE.IQ4_NL, { blockSize: 32, blockBytes: 18 }],
+  [GGML_TYPE.IQ3_S, { blockSize: 256, blockBytes: 110 }],
+  [GGML_TYPE.IQ2_S, { blockSize: 256, blockBytes: 82 }],
+  [GGML_TYPE.IQ4_XS, { blockSize: 256, blockBytes: 136 }],
+  [GGML_TYPE.I8, { blockSize: 1, blockBytes: 1 }],
+  [GGML_TYPE.I16, { blockSize: 1, blockBytes: 2 }],
+  [GGML_TYPE.I32, { blockSize: 1, blockBytes: 4 }],
+  [GGML_TYPE.I64, { blockSize: 1, blockBytes: 8 }],
+  [GGML_TYPE.F64, { blockSize: 1, blockBytes: 8 }],
+  [GGML_TYPE.IQ1_M, { blockSize: 256, blockBytes: 56 }],
 ]);
 
-export const QK = 32; // block size of Q8_0 / Q4_0
+/** The block types the native addon encodes and decodes (quantizeRows / dequantizeRows). */
+const NATIVE_CODEC_TYPES: ReadonlySet<number> = new Set([
+  GGML_TYPE.Q4_1,
+  GGML_TYPE.Q5_0,
+  GGML_TYPE.Q5_1,
+  GGML_TYPE.Q2_K,
+  GGML_TYPE.Q3_K,
+  GGML_TYPE.Q4_K,
+  GGML_TYPE.Q5_K,
+  GGML_TYPE.Q6_K,
+  GGML_TYPE.IQ4_NL,
+  GGML_TYPE.IQ4_XS,
+]);
+
+export const QK = 32; // block size of Q8_0 / Q4_0 (and the other 32-element formats)
+export const QK_K = 256; // super-block size of the K-quants and IQ4_XS
 
 export function ggmlBlockSize(type: number): number | undefined {
   return GGML_TYPE_LAYOUT.get(type)?.blockSize;
@@ -256,8 +324,9 @@ export function decodeQ4_0(bytes: Uint8Array, n: number): Float32Array {
   return out;
 }
 
-/** Encode float32 values as ggml `type`. */
-export function encodeTensorValues(type: number, values: Float32Array): Uint8Array {
+/** Encode float32 values as ggml `type`: whole rows of `cols` values (default: all of them as one row; block types
+ *  only need whole blocks). */
+export function encodeTensorValues(type: number, values: Float32Array, cols = values.length): Uint8Array {
   switch (type) {
     case GGML_TYPE.F32:
       return encodeF32(values);
@@ -270,11 +339,12 @@ export function encodeTensorValues(type: number, values: Float32Array): Uint8Arr
     case GGML_TYPE.Q4_0:
       return encodeQ4_0(values);
     default:
+      if (NATIVE_CODEC_TYPES.has(type)) return native().quantizeRows(ggmlTypeName(type)!, values, cols);
       throw new Error(`cannot encode ggml type ${type}`);
   }
 }
 
-/** Decode `n` elements of ggml `type` (the inverse of encodeTensorValues, exact). */
+/** Decode `n` elements of ggml `type` (the inverse of encodeTensorValues, exact: the values the blocks encode). */
 export function decodeTensorValues(type: number, bytes: Uint8Array, n: number): Float32Array {
   switch (type) {
     case GGML_TYPE.F32:
@@ -287,8 +357,14 @@ export function decodeTensorValues(type: number, bytes: Uint8Array, n: number): 
       return decodeQ8_0(bytes, n);
     case GGML_TYPE.Q4_0:
       return decodeQ4_0(bytes, n);
-    default:
+    default: {
+      const layout = GGML_TYPE_LAYOUT.get(type);
+      if (NATIVE_CODEC_TYPES.has(type) && layout !== undefined) {
+        // Blocks are independent: the whole tensor decodes as one row of n elements.
+        return native().dequantizeRows(ggmlTypeName(type)!, bytes.subarray(0, (n / layout.blockSize) * layout.blockBytes), n);
+      }
       throw new Error(`cannot decode ggml type ${type}`);
+    }
   }
 }
 
@@ -478,7 +554,8 @@ export interface GgufTensorEntry {
   ne: readonly number[];
   /** ggml type id (GGML_TYPE), written as is. */
   type: number;
-  /** Byte size of the data; required only for types whose layout we do not know (e.g. a made-up id 99). */
+  /** Byte size of the data; required only for types whose layout we do not know (e.g. a made-up id 99). When given
+   *  it is used as is, even where it disagrees with the shape (for malformed test files). */
   nBytes?: number;
   /** Produces the data lazily, only when the writer reaches this tensor. */
   data: () => Iterable<TensorChunk>;
@@ -522,8 +599,8 @@ function alignmentOf(model: GgufModel): number {
 }
 
 function tensorBytes(t: GgufTensorEntry): number {
+  if (t.nBytes !== undefined) return t.nBytes; // as given: also how tests write malformed tensors (ragged rows)
   const known = ggmlTensorBytes(t.type, t.ne);
-  if (t.nBytes !== undefined) return t.nBytes;
   if (known === undefined) throw new Error(`tensor '${t.name}': ggml type ${t.type} needs an explicit nBytes`);
   return known;
 }
@@ -588,7 +665,8 @@ function streamTensor(t: GgufTensorEntry, nBytes: number, write: (b: Uint8Array)
     let bytes: Uint8Array;
     if (chunk instanceof Float32Array) {
       if (chunk.length % block !== 0) throw new Error(`tensor '${t.name}': chunk of ${chunk.length} values is not whole blocks`);
-      bytes = encodeTensorValues(t.type, chunk);
+      const row = t.ne[0] ?? chunk.length;
+      bytes = encodeTensorValues(t.type, chunk, chunk.length % row === 0 ? row : chunk.length);
     } else {
       bytes = chunk;
     }

@@ -6,7 +6,7 @@
 // Scale: matrices get std = gain / sqrt(fan_in) (fan_in = ne[0]), so every projection of a unit-RMS vector is again
 // about unit-RMS, whatever the width; attention scores and logits then have std ~1-2, which keeps softmax neither
 // uniform nor one-hot and gives greedy decoding clear (but not trivial) argmaxes. Norm weights are 1 + 0.1 N(0,1).
-import { GGML_TYPE, QK, f32ToBf16, f32ToF16, gv, type GgufModel, type GgufTensorEntry, type GgufValue, type TensorChunk } from './gguf-writer.js';
+import { GGML_TYPE, f32ToBf16, f32ToF16, ggmlBlockSize, gv, type GgufModel, type GgufTensorEntry, type GgufValue, type TensorChunk } from './gguf-writer.js';
 
 export interface LlamaShape {
   dim: number;
@@ -64,18 +64,96 @@ export const SHAPE_PRESETS: Readonly<Record<string, LlamaShape>> = {
   },
 };
 
-export type SyntheticFileType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
-export const SYNTHETIC_FILE_TYPES: readonly SyntheticFileType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
+/** GGUF tensor types a synthetic model's matrices can be written in (ggml's names, lower case). */
+export type SyntheticTensorType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q2_k' | 'q3_k' | 'q4_k' | 'q5_k' | 'q6_k' | 'iq4_nl' | 'iq4_xs';
+export const SYNTHETIC_TENSOR_TYPES: readonly SyntheticTensorType[] = [
+  'f32',
+  'f16',
+  'bf16',
+  'q8_0',
+  'q4_0',
+  'q4_1',
+  'q5_0',
+  'q5_1',
+  'q2_k',
+  'q3_k',
+  'q4_k',
+  'q5_k',
+  'q6_k',
+  'iq4_nl',
+  'iq4_xs',
+];
+/** A file type: every matrix in one tensor type, or 'q4_k_m', llama.cpp's Q4_K_M mix (q4_K for most matrices, q6_K
+ *  for output.weight — token_embd when tied — and for attn_v and ffn_down in about half the layers). */
+export type SyntheticFileType = SyntheticTensorType | 'q4_k_m';
+export const SYNTHETIC_FILE_TYPES: readonly SyntheticFileType[] = [...SYNTHETIC_TENSOR_TYPES, 'q4_k_m'];
 
-const FILE_TYPE_GGML: Record<SyntheticFileType, number> = {
+const TENSOR_TYPE_GGML: Record<SyntheticTensorType, number> = {
   f32: GGML_TYPE.F32,
   f16: GGML_TYPE.F16,
   bf16: GGML_TYPE.BF16,
   q8_0: GGML_TYPE.Q8_0,
   q4_0: GGML_TYPE.Q4_0,
+  q4_1: GGML_TYPE.Q4_1,
+  q5_0: GGML_TYPE.Q5_0,
+  q5_1: GGML_TYPE.Q5_1,
+  q2_k: GGML_TYPE.Q2_K,
+  q3_k: GGML_TYPE.Q3_K,
+  q4_k: GGML_TYPE.Q4_K,
+  q5_k: GGML_TYPE.Q5_K,
+  q6_k: GGML_TYPE.Q6_K,
+  iq4_nl: GGML_TYPE.IQ4_NL,
+  iq4_xs: GGML_TYPE.IQ4_XS,
 };
-// llama.cpp's LLAMA_FTYPE values, for general.file_type.
-const FILE_TYPE_LLAMA_FTYPE: Record<SyntheticFileType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, bf16: 32 };
+// llama.cpp's LLAMA_FTYPE values, for general.file_type (the K-quants as their _S / _M variants).
+const FILE_TYPE_LLAMA_FTYPE: Record<SyntheticFileType, number> = {
+  f32: 0,
+  f16: 1,
+  q4_0: 2,
+  q4_1: 3,
+  q8_0: 7,
+  q5_0: 8,
+  q5_1: 9,
+  q2_k: 10,
+  q3_k: 12,
+  q4_k: 14,
+  q4_k_m: 15,
+  q5_k: 16,
+  q6_k: 18,
+  iq4_nl: 25,
+  iq4_xs: 30,
+  bf16: 32,
+};
+
+/** The ggml type id of a tensor type name. */
+export function ggmlTypeOf(t: SyntheticTensorType): number {
+  return TENSOR_TYPE_GGML[t];
+}
+
+/** The type a matrix with rows of `ne0` elements can actually be written in when `type` is wanted: llama.cpp's
+ *  quantizer falls back (q4_K → q5_0, q5_K → q5_1, q6_K → q8_0, q2_K / q3_K / iq4_xs → iq4_nl) when the rows are not
+ *  whole 256-blocks, and to F16 when they are not whole 32-blocks either. */
+export function fittedType(type: number, ne0: number): number {
+  const block = ggmlBlockSize(type) ?? 1;
+  if (ne0 % block === 0) return type;
+  const next: Partial<Record<number, number>> = {
+    [GGML_TYPE.Q4_K]: GGML_TYPE.Q5_0,
+    [GGML_TYPE.Q5_K]: GGML_TYPE.Q5_1,
+    [GGML_TYPE.Q6_K]: GGML_TYPE.Q8_0,
+    [GGML_TYPE.Q2_K]: GGML_TYPE.IQ4_NL,
+    [GGML_TYPE.Q3_K]: GGML_TYPE.IQ4_NL,
+    [GGML_TYPE.IQ4_XS]: GGML_TYPE.IQ4_NL,
+  };
+  const t = next[type];
+  if (t !== undefined && ne0 % (ggmlBlockSize(t) ?? 1) === 0) return t;
+  return GGML_TYPE.F16;
+}
+
+/** llama.cpp's use_more_bits(i, n): the layers where Q4_K_M spends 6 bits on attn_v and ffn_down. */
+export function useMoreBits(layer: number, nLayers: number): boolean {
+  const e = Math.floor(nLayers / 8);
+  return layer < e || layer >= Math.floor((7 * nLayers) / 8) || (layer - e) % 3 === 2;
+}
 
 export type SyntheticTokenizer = 'llama' | 'gpt2';
 
@@ -87,6 +165,9 @@ export interface SyntheticLlamaOptions {
   name?: string;
   /** Written as general.alignment when given (otherwise the GGUF default 32 applies). */
   alignment?: number | undefined;
+  /** Per-tensor types that override the file type's choice (by tensor name); a type the rows do not fit falls back
+   *  as fittedType() says. */
+  tensorTypes?: Readonly<Record<string, SyntheticTensorType>> | undefined;
 }
 
 export function headDim(shape: LlamaShape): number {
@@ -472,17 +553,24 @@ export interface TensorPlan {
 }
 
 /** Tensors of a llama model with their shapes, types and value distributions, in file order. Norms are F32. A
- *  matrix whose rows are not whole 32-blocks cannot be Q8_0/Q4_0 in ggml; like llama.cpp's quantizer, we fall back
- *  to F16 for it (so e.g. ffn_down of a ragged ffnDim is F16 in a q4_0 file). */
-export function tensorPlan(shape: LlamaShape, fileType: SyntheticFileType): TensorPlan[] {
+ *  matrix whose rows are not whole blocks of its type falls back as llama.cpp's quantizer does (fittedType: so e.g.
+ *  ffn_down of a ragged ffnDim is F16 in a q4_0 file, and q5_0 in a q4_k file when its rows are whole 32-blocks). */
+export function tensorPlan(shape: LlamaShape, fileType: SyntheticFileType, tensorTypes: Readonly<Record<string, SyntheticTensorType>> = {}): TensorPlan[] {
   validateShape(shape);
   const hd = headDim(shape);
-  const mt = FILE_TYPE_GGML[fileType];
-  const matrixType = (ne0: number): number => ((mt === GGML_TYPE.Q8_0 || mt === GGML_TYPE.Q4_0) && ne0 % QK !== 0 ? GGML_TYPE.F16 : mt);
-  const matrix = (name: string, inF: number, outF: number, gain = 1): TensorPlan => ({
+  // The type a matrix is wanted in, before fallbacks.
+  const wanted = (name: string, layer: number): number => {
+    const override = tensorTypes[name];
+    if (override !== undefined) return TENSOR_TYPE_GGML[override];
+    if (fileType !== 'q4_k_m') return TENSOR_TYPE_GGML[fileType];
+    const head = name === 'output.weight' || (shape.tiedEmbeddings && name === 'token_embd.weight');
+    const moreBits = (name.endsWith('attn_v.weight') || name.endsWith('ffn_down.weight')) && useMoreBits(layer, shape.nLayers);
+    return head || moreBits ? GGML_TYPE.Q6_K : GGML_TYPE.Q4_K;
+  };
+  const matrix = (name: string, inF: number, outF: number, gain = 1, layer = -1): TensorPlan => ({
     name,
     ne: [inF, outF],
-    type: matrixType(inF),
+    type: fittedType(wanted(name, layer), inF),
     dist: { mean: 0, std: gain / Math.sqrt(inF) },
   });
   const norm = (name: string): TensorPlan => ({ name, ne: [shape.dim], type: GGML_TYPE.F32, dist: { mean: 1, std: 0.1 } });
@@ -491,14 +579,14 @@ export function tensorPlan(shape: LlamaShape, fileType: SyntheticFileType): Tens
     const p = `blk.${i}.`;
     plan.push(
       norm(`${p}attn_norm.weight`),
-      matrix(`${p}attn_q.weight`, shape.dim, shape.nHeads * hd),
-      matrix(`${p}attn_k.weight`, shape.dim, shape.nKvHeads * hd),
-      matrix(`${p}attn_v.weight`, shape.dim, shape.nKvHeads * hd),
-      matrix(`${p}attn_output.weight`, shape.nHeads * hd, shape.dim),
+      matrix(`${p}attn_q.weight`, shape.dim, shape.nHeads * hd, 1, i),
+      matrix(`${p}attn_k.weight`, shape.dim, shape.nKvHeads * hd, 1, i),
+      matrix(`${p}attn_v.weight`, shape.dim, shape.nKvHeads * hd, 1, i),
+      matrix(`${p}attn_output.weight`, shape.nHeads * hd, shape.dim, 1, i),
       norm(`${p}ffn_norm.weight`),
-      matrix(`${p}ffn_gate.weight`, shape.dim, shape.ffnDim),
-      matrix(`${p}ffn_up.weight`, shape.dim, shape.ffnDim),
-      matrix(`${p}ffn_down.weight`, shape.ffnDim, shape.dim),
+      matrix(`${p}ffn_gate.weight`, shape.dim, shape.ffnDim, 1, i),
+      matrix(`${p}ffn_up.weight`, shape.dim, shape.ffnDim, 1, i),
+      matrix(`${p}ffn_down.weight`, shape.ffnDim, shape.dim, 1, i),
     );
   }
   plan.push(norm('output_norm.weight'));
@@ -515,7 +603,7 @@ export function tensorData(seed: number, t: TensorPlan): () => Iterable<TensorCh
   const s = hashSeed(seed, t.name);
   if (t.type === GGML_TYPE.F16) return () => generate16(s, n, t.dist, chunk, false);
   if (t.type === GGML_TYPE.BF16) return () => generate16(s, n, t.dist, chunk, true);
-  return () => generateF32(s, n, t.dist, chunk); // F32 as is; Q8_0 / Q4_0 are encoded by the writer
+  return () => generateF32(s, n, t.dist, chunk); // F32 as is; block types are encoded by the writer (whole rows)
 }
 
 export function llamaMetadata(opts: SyntheticLlamaOptions): [string, GgufValue][] {
@@ -551,7 +639,7 @@ export interface EditableGgufModel extends GgufModel {
  *  edit the returned arrays (drop a tensor, change a key) to make malformed files. */
 export function buildSyntheticLlama(opts: SyntheticLlamaOptions): EditableGgufModel {
   const metadata = llamaMetadata(opts);
-  const tensors: GgufTensorEntry[] = tensorPlan(opts.shape, opts.fileType).map((t) => ({
+  const tensors: GgufTensorEntry[] = tensorPlan(opts.shape, opts.fileType, opts.tensorTypes).map((t) => ({
     name: t.name,
     ne: t.ne,
     type: t.type,

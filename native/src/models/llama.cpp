@@ -18,18 +18,15 @@ public:
 
     ModelWeights load(const GgufFile & f, const ModelHParams & hp, const ModelLayout & lay,
                       ThreadPool & pool) const override {
-        const WeightType attn_t = weight_type_for(lay.policy, true), other_t = weight_type_for(lay.policy, false);
         const Range all_dim{0, hp.dim};
+        const MatrixRole attn = MatrixRole::ATTENTION, other = MatrixRole::OTHER;
+        // Every matrix of every rank, with where it goes: checked first (types, the policy's refusals, shard
+        // alignment), then loaded.
         ModelWeights w;
         SharedWeights & sh = w.shared;
-        load_matrix(f, "token_embd.weight", hp.n_vocab, hp.dim, other_t, sh.tok_embd, pool, {0, hp.n_vocab}, all_dim);
-        sh.output_norm = load_vector(f, "output_norm.weight", hp.dim);
-        for (int l = 0; l < hp.n_layers; ++l) {
-            const std::string p = "blk." + std::to_string(l) + ".";
-            sh.attn_norm.push_back(load_vector(f, p + "attn_norm.weight", hp.dim));
-            sh.ffn_norm.push_back(load_vector(f, p + "ffn_norm.weight", hp.dim));
-        }
         w.shards.resize(lay.tp);
+        std::vector<std::pair<MatrixSpec, QMatrix *>> mats;
+        mats.push_back({{"token_embd.weight", hp.n_vocab, hp.dim, other, {0, hp.n_vocab}, all_dim}, &sh.tok_embd});
         const int hd = hp.head_dim;
         for (int r = 0; r < lay.tp; ++r) {
             ShardWeights & S = w.shards[r];
@@ -41,22 +38,31 @@ public:
             if (hp.tied_output && lay.tp == 1) {
                 S.output_is_tok_embd = true;
             } else {
-                load_matrix(f, hp.tied_output ? "token_embd.weight" : "output.weight", hp.n_vocab, hp.dim, other_t,
-                            S.output, pool, vocab_rows, all_dim);
+                mats.push_back({{hp.tied_output ? "token_embd.weight" : "output.weight", hp.n_vocab, hp.dim, other,
+                                 vocab_rows, all_dim},
+                                &S.output});
             }
             S.layers.resize(hp.n_layers);
             for (int l = 0; l < hp.n_layers; ++l) {
                 const std::string p = "blk." + std::to_string(l) + ".";
                 ShardWeights::Layer & L = S.layers[l];
-                load_matrix(f, p + "attn_q.weight", hp.q_dim(), hp.dim, attn_t, L.wq, pool, q_rows, all_dim);
-                load_matrix(f, p + "attn_k.weight", hp.kv_dim(), hp.dim, attn_t, L.wk, pool, kv_rows, all_dim);
-                load_matrix(f, p + "attn_v.weight", hp.kv_dim(), hp.dim, attn_t, L.wv, pool, kv_rows, all_dim);
-                load_matrix(f, p + "attn_output.weight", hp.dim, hp.q_dim(), attn_t, L.wo, pool, all_dim, q_rows);
-                load_matrix(f, p + "ffn_gate.weight", hp.ffn_dim, hp.dim, other_t, L.w_gate, pool, ffn_range, all_dim);
-                load_matrix(f, p + "ffn_up.weight", hp.ffn_dim, hp.dim, other_t, L.w_up, pool, ffn_range, all_dim);
-                load_matrix(f, p + "ffn_down.weight", hp.dim, hp.ffn_dim, other_t, L.w_down, pool, all_dim, ffn_range);
+                mats.push_back({{p + "attn_q.weight", hp.q_dim(), hp.dim, attn, q_rows, all_dim}, &L.wq});
+                mats.push_back({{p + "attn_k.weight", hp.kv_dim(), hp.dim, attn, kv_rows, all_dim}, &L.wk});
+                mats.push_back({{p + "attn_v.weight", hp.kv_dim(), hp.dim, attn, kv_rows, all_dim}, &L.wv});
+                mats.push_back({{p + "attn_output.weight", hp.dim, hp.q_dim(), attn, all_dim, q_rows}, &L.wo});
+                mats.push_back({{p + "ffn_gate.weight", hp.ffn_dim, hp.dim, other, ffn_range, all_dim}, &L.w_gate});
+                mats.push_back({{p + "ffn_up.weight", hp.ffn_dim, hp.dim, other, ffn_range, all_dim}, &L.w_up});
+                mats.push_back({{p + "ffn_down.weight", hp.dim, hp.ffn_dim, other, all_dim, ffn_range}, &L.w_down});
             }
         }
+        for (const auto & [spec, _] : mats) check_matrix(f, spec, lay.policy);
+        sh.output_norm = load_vector(f, "output_norm.weight", hp.dim);
+        for (int l = 0; l < hp.n_layers; ++l) {
+            const std::string p = "blk." + std::to_string(l) + ".";
+            sh.attn_norm.push_back(load_vector(f, p + "attn_norm.weight", hp.dim));
+            sh.ffn_norm.push_back(load_vector(f, p + "ffn_norm.weight", hp.dim));
+        }
+        for (const auto & [spec, out] : mats) load_matrix(f, spec, lay.policy, *out, pool);
         return w;
     }
 

@@ -7,12 +7,21 @@
 
 namespace tl {
 
-// Build a QMatrix of `type` from f32 rows: src is float[rows][cols] (row stride = cols).
+// Build a QMatrix of layout `type` (not BLOCKS) from f32 rows: src is float[rows][cols] (row stride = cols).
 void qmatrix_from_f32(QMatrix & out, WeightType type, const float * src, int64_t rows, int64_t cols);
-// Same, but filling rows [row_begin, row_end) of an already-allocated matrix (for parallel loading).
+// Same, but filling rows [row_begin, row_end) of an already-allocated matrix (any layout: BLOCKS rows are quantized
+// with quant::quantize_row, I8 / I4 with the group quantizers below).
 void qmatrix_alloc(QMatrix & out, WeightType type, int64_t rows, int64_t cols);
 void qmatrix_set_rows(QMatrix & out, const float * src, int64_t row_begin, int64_t row_end);
-// Decode one row back to f32 (for tests and the reference path). dst has `cols` floats.
+// The layout that holds values of GGUF type t: F32, BF16, I8 (Q8_0), I4 (Q4_0), BLOCKS for the others.
+WeightType layout_for(quant::Type t);
+// Allocate for values of GGUF type t in layout_for(t) (qtype = t). cols must be whole blocks of t.
+void qmatrix_alloc_typed(QMatrix & out, quant::Type t, int64_t rows, int64_t cols);
+// Row `row` from `n_blocks`-worth of GGUF data of type src (cols elements): copied when src is the matrix's qtype
+// (repacked, bit for bit, into I8 / I4), else dequantized and quantized to qtype. A matrix built with
+// qmatrix_alloc_typed accepts any src the quant library can decode.
+void qmatrix_set_row_from(QMatrix & m, int64_t row, quant::Type src, const void * src_row);
+// Decode one row back to f32 (the embedding lookup, tests). dst has `cols` floats. Any layout.
 void qmatrix_get_row(const QMatrix & m, int64_t row, float * dst);
 
 // Quantize n rows of activations (x: float[n][cols]) for an I8/I4 product.
@@ -20,7 +29,8 @@ void qacts_quantize(QActs & out, const float * x, int n, int64_t cols, int64_t c
 
 struct CpuKernels {
     const char * name;
-    // y[t][r] = dot(W[r], x[t]) for t in [0, n), r in [row_begin, row_end).
+    // y[t][r] = dot(W[r], x[t]) for t in [0, n), r in [row_begin, row_end). Layouts F32, BF16, I8, I4 (BLOCKS
+    // matrices are multiplied by quant::matmul: layers.cpp).
     // x: float[n][cols] (used by F32/BF16); xq: quantized x (used by I8/I4, may be null otherwise).
     // y: float[n][y_stride]; row r of W writes y[t * y_stride + r].
     void (*matmul)(const QMatrix & W, const float * x, const QActs * xq, float * y, int64_t y_stride, int n,

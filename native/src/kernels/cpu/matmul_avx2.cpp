@@ -266,6 +266,7 @@ void matmul_avx2(const QMatrix & W, const float * x, const QActs * xq, float * y
         case WeightType::BF16: drive<KBF16>(c, n, row_begin, row_end); break;
         case WeightType::I8: drive<KQ<false>>(c, n, row_begin, row_end); break;
         case WeightType::I4: drive<KQ<true>>(c, n, row_begin, row_end); break;
+        case WeightType::BLOCKS: break; // GGUF blocks: quant::matmul (layers.cpp)
     }
 }
 

@@ -560,6 +560,7 @@ void matmul_avx512(const QMatrix & W, const float * x, const QActs * xq, float *
             if (n >= PACK_MIN_N) matmul_packed<true>(W, *xq, y, y_stride, n, row_begin, row_end);
             else drive<KQDirect<true>>(c, n, row_begin, row_end);
             break;
+        case WeightType::BLOCKS: break; // GGUF blocks: quant::matmul (layers.cpp)
     }
 }
 

@@ -70,6 +70,7 @@ void matmul_scalar(const QMatrix & W, const float * x, const QActs * xq, float *
         case WeightType::BF16: mm_bf16(W, x, y, y_stride, n, row_begin, row_end); break;
         case WeightType::I8: mm_q<false>(W, *xq, y, y_stride, n, row_begin, row_end); break;
         case WeightType::I4: mm_q<true>(W, *xq, y, y_stride, n, row_begin, row_end); break;
+        case WeightType::BLOCKS: break; // GGUF blocks: quant::matmul (layers.cpp)
     }
 }
 

@@ -3,11 +3,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <string>
 
 #include "../../errors.h"
 #include "matmul_impl.h"
+#include "quant/half.h"
+#include "quant/quant.h"
 
 namespace tl {
 
@@ -32,6 +35,7 @@ const char * weight_type_name(WeightType t) {
         case WeightType::BF16: return "bf16";
         case WeightType::I8: return "int8";
         case WeightType::I4: return "int4";
+        case WeightType::BLOCKS: return "blocks";
     }
     return "unknown";
 }
@@ -42,6 +46,7 @@ size_t QMatrix::row_bytes() const {
         case WeightType::BF16: return (size_t) cols * 2;
         case WeightType::I8: return (size_t) cols_padded;
         case WeightType::I4: return (size_t) cols_padded / 2;
+        case WeightType::BLOCKS: return (size_t) quant::row_bytes(qtype, cols);
     }
     return 0;
 }
@@ -128,8 +133,14 @@ float quantize_group_i4(const float * x, uint8_t * out16, I4Mode mode) {
 // QMatrix construction / decoding
 
 void qmatrix_alloc(QMatrix & out, WeightType type, int64_t rows, int64_t cols) {
-    if (rows < 0 || cols <= 0) fail(ErrorCode::INVALID_ARGUMENT, "qmatrix_alloc: bad shape");
+    if (rows < 0 || cols <= 0 || type == WeightType::BLOCKS)
+        fail(ErrorCode::INVALID_ARGUMENT, "qmatrix_alloc: bad shape or layout");
     out.type = type;
+    out.qtype = type == WeightType::F32    ? quant::Type::F32
+                : type == WeightType::BF16 ? quant::Type::BF16
+                : type == WeightType::I8   ? quant::Type::Q8_0
+                                           : quant::Type::Q4_0;
+    out.requested = out.qtype;
     out.rows = rows;
     out.cols = cols;
     bool grouped = type == WeightType::I8 || type == WeightType::I4;
@@ -137,6 +148,78 @@ void qmatrix_alloc(QMatrix & out, WeightType type, int64_t rows, int64_t cols) {
     out.data.allocate((size_t) rows * out.row_bytes());
     if (grouped) out.scales.allocate((size_t) rows * (size_t) out.n_groups() * sizeof(float));
     else out.scales.allocate(0);
+}
+
+WeightType layout_for(quant::Type t) {
+    switch (t) {
+        case quant::Type::F32: return WeightType::F32;
+        case quant::Type::BF16: return WeightType::BF16;
+        case quant::Type::Q8_0: return WeightType::I8;
+        case quant::Type::Q4_0: return WeightType::I4;
+        default: return WeightType::BLOCKS;
+    }
+}
+
+void qmatrix_alloc_typed(QMatrix & out, quant::Type t, int64_t rows, int64_t cols) {
+    const WeightType layout = layout_for(t);
+    if (layout != WeightType::BLOCKS) {
+        qmatrix_alloc(out, layout, rows, cols);
+        return;
+    }
+    if (rows < 0 || !quant::is_native_weight_type(t) || quant::row_bytes(t, cols) < 0)
+        fail(ErrorCode::INVALID_ARGUMENT, std::string("qmatrix_alloc_typed: bad shape for ") + quant::type_name(t));
+    out.type = WeightType::BLOCKS;
+    out.qtype = out.requested = t;
+    out.rows = rows;
+    out.cols = out.cols_padded = cols;
+    out.data.allocate((size_t) rows * out.row_bytes());
+    out.scales.allocate(0);
+}
+
+void qmatrix_set_row_from(QMatrix & m, int64_t row, quant::Type src, const void * src_row) {
+    if (row < 0 || row >= m.rows) fail(ErrorCode::INVALID_ARGUMENT, "qmatrix_set_row_from: bad row");
+    const int64_t cols = m.cols;
+    uint8_t * d = m.data.data() + (size_t) row * m.row_bytes();
+    if (src != m.qtype) { // convert through f32; Q8_0 / Q4_0 by quant::quantize_row, then repacked
+        std::unique_ptr<float[]> f(new float[(size_t) cols]);
+        quant::dequantize_row(src, src_row, f.get(), cols);
+        if (m.type == WeightType::I8 || m.type == WeightType::I4) {
+            std::unique_ptr<uint8_t[]> blocks(new uint8_t[(size_t) quant::row_bytes(m.qtype, cols)]);
+            quant::quantize_row(m.qtype, f.get(), blocks.get(), cols);
+            qmatrix_set_row_from(m, row, m.qtype, blocks.get());
+        } else {
+            qmatrix_set_rows(m, f.get(), row, row + 1);
+        }
+        return;
+    }
+    const uint8_t * s = static_cast<const uint8_t *>(src_row);
+    switch (m.type) {
+        case WeightType::F32:
+        case WeightType::BF16:
+        case WeightType::BLOCKS: std::memcpy(d, s, m.row_bytes()); return;
+        case WeightType::I8: { // Q8_0: [f16 d][32 x int8]
+            float * sc = (float *) m.scales.data() + row * m.n_groups();
+            for (int64_t g = 0; g < m.n_groups(); g++) {
+                const auto * b = reinterpret_cast<const quant::BlockQ8_0 *>(s) + g;
+                uint16_t h;
+                std::memcpy(&h, &b->d, 2);
+                sc[g] = quant::f16_to_f32(h);
+                for (int i = 0; i < QK; i++) d[g * QK + i] = (uint8_t) ((int) b->qs[i] + kern::ZP_I8);
+            }
+            return;
+        }
+        case WeightType::I4: { // Q4_0: [f16 d][16 bytes of nibbles q + 8], the I4 nibble layout already
+            float * sc = (float *) m.scales.data() + row * m.n_groups();
+            for (int64_t g = 0; g < m.n_groups(); g++) {
+                const auto * b = reinterpret_cast<const quant::BlockQ4_0 *>(s) + g;
+                uint16_t h;
+                std::memcpy(&h, &b->d, 2);
+                sc[g] = quant::f16_to_f32(h);
+                std::memcpy(d + g * (QK / 2), b->qs, QK / 2);
+            }
+            return;
+        }
+    }
 }
 
 void qmatrix_set_rows(QMatrix & m, const float * src, int64_t row_begin, int64_t row_end) {
@@ -172,6 +255,7 @@ void qmatrix_set_rows(QMatrix & m, const float * src, int64_t row_begin, int64_t
                 }
                 break;
             }
+            case WeightType::BLOCKS: quant::quantize_row(m.qtype, s, d, cols); break;
         }
     }
 }
@@ -206,6 +290,7 @@ void qmatrix_get_row(const QMatrix & m, int64_t row, float * dst) {
             }
             break;
         }
+        case WeightType::BLOCKS: quant::dequantize_row(m.qtype, d, dst, cols); break;
     }
 }
 
