@@ -269,7 +269,7 @@ describe('stats snapshot', () => {
         maxQueueDelayMs: 3,
         queueGrowThreshold: 20,
         maxQueueLength: 100,
-        weights: 'f32',
+        weights: 'native', // the default policy: the file's types (f32 here)
         kvDtype: 'f32',
         tpDegree: 1,
         threadsPerRank: 1,
