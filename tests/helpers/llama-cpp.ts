@@ -39,8 +39,8 @@ export interface LlamaCppOracleOptions {
   batchSize?: number;
   /** KV-cache element type: 'F32' for an oracle (the default), 'F16' for llama.cpp's own default (benchmarks). */
   kvCacheType?: 'F32' | 'F16';
-  /** Flash attention (default false: the plain softmax path, closest to tuneloop's). */
-  flashAttention?: boolean;
+  /** Flash attention (default false: the plain softmax path, closest to tuneloop's; 'auto' is llama.cpp's default). */
+  flashAttention?: boolean | 'auto';
 }
 
 export interface DecodeTiming {
