@@ -275,7 +275,12 @@ export const CONFIG_SCHEMA: ConfigSchema = {
     weights: {
       kind: 'enum',
       values: WEIGHTS_POLICIES,
-      doc: 'Weight storage chosen at load (cold setting): f32, bf16, int8, int4, or mixed (bf16 attention, int8 FFN).',
+      doc:
+        'Weight storage chosen at load (cold setting). native: every tensor in the type the file holds (F16, BF16, ' +
+        'Q8_0, Q4_K, … as is); f32, bf16: dequantized; q8_0, q6_k, q5_k, q4_k, q4_0: re-quantized to that GGUF block ' +
+        "type (rows that are not whole blocks fall back as llama.cpp's quantizer does); mixed: bf16 attention, q8_0 " +
+        'FFN, embeddings and output head. int8 and int4 are accepted aliases of q8_0 and q4_0. The engine refuses ' +
+        '(INVALID_ARGUMENT) a policy that would re-quantize an already quantized tensor into as many or more bits.',
     },
     kvDtype: { kind: 'enum', values: KV_DTYPES, doc: 'KV-cache element type (cold setting).' },
     tpDegree: {
@@ -567,7 +572,7 @@ export const DEFAULT_CONFIG: Readonly<TuneloopConfig> = deepFreeze({
   model: {
     path: defaultModelPath(),
     name: 'tuneloop-shakespeare',
-    weights: 'f32',
+    weights: 'native',
     kvDtype: 'f32',
     tpDegree: 1,
     threadsPerRank: undefined,

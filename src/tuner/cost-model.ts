@@ -18,9 +18,17 @@
 //   ttft        ≈ e2e − (L − 1) · t(B)         seconds (the wait plus the prefill)
 // Goodput is throughput times the share of requests expected to meet every SLO; for a prediction that share is
 // 1 when the predicted latencies are within target, else it is scaled down by how far the e2e latency overshoots.
+//
+// Weights changes. Decode is memory-bound: the fixed part `a` is mostly one sweep over the weights, so it scales with
+// the bytes a step reads, and those follow the bytes per weight of each format (weight-formats.ts: f32 4, bf16 2,
+// q8_0 34/32, q6_K 210/256, q5_K 176/256, q4_K 144/256, q4_0 18/32 bytes). priceWeightsChange() scales `a` by
+// candidate bytes / live bytes, both from the per-tensor plans of the file (what each tensor would be held in,
+// fallbacks included), and anchors the absolute figures on the bytes by type the engine reports for the live weights
+// (ModelInfo.weightBytes). The per-sequence part `b` (attention over the sequence's own KV) does not change.
 import { linearRegression, mean } from 'simple-statistics';
 import type { SchedulerSettings } from '../engine/types.js';
 import type { SloTargets, WindowSummary } from './types.js';
+import type { WeightsPlan } from './weight-formats.js';
 
 /** Marginal cost of one more sequence in a decode step, as a share of a single-sequence step (prior). */
 export const PRIOR_MARGINAL_SHARE = 0.1;
@@ -113,4 +121,34 @@ export function predict(model: StepCostModel, load: WorkloadProfile, settings: P
   const meets = e2e <= slo.e2eP99Seconds && step <= slo.interTokenP99Seconds && ttft <= slo.ttftP99Seconds;
   const share = meets ? 1 : Math.max(0, Math.min(1, slo.e2eP99Seconds / e2e, slo.interTokenP99Seconds / step, slo.ttftP99Seconds / ttft));
   return { batchSize: batch, throughputTokensPerS: throughput, interTokenS: step, e2eS: e2e, ttftS: ttft, meetsSlo: meets, goodputTokensPerS: throughput * share };
+}
+
+/** A weights change priced by the bytes a decode step reads. */
+export interface WeightsChangePrice {
+  /** Bytes a step reads now: the engine's reported bytes (when given) less what a step does not read. */
+  fromBytes: number;
+  /** Bytes a step would read with the candidate's weights. */
+  toBytes: number;
+  /** toBytes / fromBytes: the factor on the fixed part of a step. */
+  ratio: number;
+  /** The step model with the candidate's weights. */
+  model: StepCostModel;
+}
+
+/**
+ * Price a weights change: the fixed (weight-streaming) part of a step scales with the bytes a step reads, the
+ * per-sequence part stays. `reportedLiveBytes`: the engine's bytes by type for the live weights (ModelInfo.weightBytes
+ * or EngineStats.weightBytesByDtype); it anchors the absolute figures (with tensor parallelism a tied embedding is held
+ * twice, which only the engine knows), while the ratio comes from the two plans of the same file.
+ */
+export function priceWeightsChange(
+  model: StepCostModel,
+  live: WeightsPlan,
+  candidate: WeightsPlan,
+  reportedLiveBytes?: Readonly<Record<string, number>>,
+): WeightsChangePrice {
+  const ratio = live.streamedBytes > 0 ? candidate.streamedBytes / live.streamedBytes : 1;
+  const reported = Object.values(reportedLiveBytes ?? {}).reduce((a, b) => a + b, 0);
+  const fromBytes = reported > 0 && live.bytes > 0 ? reported * (live.streamedBytes / live.bytes) : live.streamedBytes;
+  return { fromBytes, toBytes: fromBytes * ratio, ratio, model: { ...model, fixedS: model.fixedS * ratio } };
 }

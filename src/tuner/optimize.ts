@@ -3,8 +3,19 @@
 // maps to the knobs that can relieve it, the cost model ranks the values, and shadow verification decides.
 // Candidates that policy forbids, that change nothing, or that failed verification recently are never returned.
 import type { KvDtype, WeightsPolicy } from '../engine/types.js';
-import { fitStepCost, predict, workloadOf, type Prediction, type StepCostModel, type WorkloadProfile } from './cost-model.js';
+import { fitStepCost, predict, priceWeightsChange, workloadOf, type Prediction, type StepCostModel, type WorkloadProfile } from './cost-model.js';
 import type { BottleneckKind, Candidate, Finding, LiveSettings, SettingsChange, SloTargets, WindowSummary } from './types.js';
+import {
+  bitsPerWeight,
+  canonicalWeights,
+  comparePrecision,
+  describePlan,
+  planWeights,
+  sameWeights,
+  type CanonicalWeightsPolicy,
+  type TensorDesc,
+  type WeightsPlan,
+} from './weight-formats.js';
 
 export interface OptimizePolicy {
   /** Knob names the tuner must never propose. */
@@ -18,6 +29,17 @@ export interface ModelFacts {
   ffnDim: number;
   /** Cores the engine may use. */
   cores: number;
+  /** The weights the file holds and the engine holds now; without it, weights changes assume a 32-bit file of
+   *  nominal llama proportions (NOMINAL_TENSORS) and nothing is proposed from `native`. */
+  weights?: WeightFacts | undefined;
+}
+
+/** The model file's weights and the live ones: what a weights change is priced and vetted against. */
+export interface WeightFacts {
+  /** The file's tensors (ModelInspection.tensors: Engine.inspect reads them from the GGUF header). */
+  tensors: readonly TensorDesc[];
+  /** Bytes by GGUF type of the live weights as the engine holds them (ModelInfo.weightBytes). */
+  liveBytesByType?: Readonly<Record<string, number>> | undefined;
 }
 
 export interface OptimizeInput {
@@ -31,19 +53,110 @@ export interface OptimizeInput {
   model: ModelFacts;
 }
 
-/** Bytes per weight as the engine stores them (int8/int4 in groups of 32 with an f32 scale). */
-export const BYTES_PER_WEIGHT: Record<WeightsPolicy, number> = { f32: 4, bf16: 2, mixed: 1.5, int8: 1 + 4 / 32, int4: 0.5 + 4 / 32 };
+/** Bits per weight of each re-quantizing policy, from the GGUF block sizes (q8_0 34 B / 32, q6_K 210 B / 256, q5_K
+ *  176 B / 256, q4_K 144 B / 256, q4_0 18 B / 32). `mixed` depends on the model's share of attention weights (bf16)
+ *  against the rest (q8_0), `native` on the file: both come from planWeights() over the file's tensors. */
+export const POLICY_BITS_PER_WEIGHT: Readonly<Record<Exclude<CanonicalWeightsPolicy, 'native' | 'mixed'>, number>> = {
+  f32: bitsPerWeight('f32')!,
+  bf16: bitsPerWeight('bf16')!,
+  q8_0: bitsPerWeight('q8_0')!,
+  q6_k: bitsPerWeight('q6_K')!,
+  q5_k: bitsPerWeight('q5_K')!,
+  q4_k: bitsPerWeight('q4_K')!,
+  q4_0: bitsPerWeight('q4_0')!,
+};
 
-/** One step down in weight precision (smaller, faster on a memory-bound decode); undefined at the bottom. */
-const LIGHTER_WEIGHTS: Partial<Record<WeightsPolicy, WeightsPolicy>> = { f32: 'int8', bf16: 'int8', mixed: 'int8', int8: 'int4' };
-/** One step up (quality first). */
-const HEAVIER_WEIGHTS: Partial<Record<WeightsPolicy, WeightsPolicy>> = { int4: 'int8', int8: 'bf16', mixed: 'bf16', bf16: 'f32' };
+/** Lighter steps for a weight-bound decode, most precise first: the first the engine accepts that saves at least
+ *  MIN_WEIGHT_BYTES_SAVING of the bytes a step reads is proposed. From 16/32 bits the first step is q8_0 (it halves
+ *  bf16's bytes at a cosine near 1: bf16 or mixed would spend a verification and an approval on half the gain); below
+ *  8.5 bits one K-quant rung at a time; q4_0 last (the bytes of q4_k, less precise: only where q4_k cannot go). */
+const LIGHTER_STEPS: readonly CanonicalWeightsPolicy[] = ['q8_0', 'q6_k', 'q5_k', 'q4_k', 'q4_0'];
+/** Every policy a quality step may go to; the least bytes that gains precision and loses none wins. */
+const QUALITY_STEPS: readonly CanonicalWeightsPolicy[] = ['q4_0', 'q4_k', 'q5_k', 'q6_k', 'q8_0', 'mixed', 'native', 'bf16', 'f32'];
+/** A lighter weights change must cut the bytes a decode step reads by at least this share: less is not worth a
+ *  reload, an approval and the precision it costs. */
+export const MIN_WEIGHT_BYTES_SAVING = 0.05;
+
+/** Stand-in for the file when its tensors are unknown: one 32-bit llama-7B layer (d 4096, FFN 11008). */
+export const NOMINAL_TENSORS: readonly TensorDesc[] = [
+  ...['attn_q', 'attn_k', 'attn_v', 'attn_output'].map((n) => ({ name: `blk.0.${n}.weight`, type: 'f32', shape: [4096, 4096] })),
+  { name: 'blk.0.ffn_gate.weight', type: 'f32', shape: [4096, 11008] },
+  { name: 'blk.0.ffn_up.weight', type: 'f32', shape: [4096, 11008] },
+  { name: 'blk.0.ffn_down.weight', type: 'f32', shape: [11008, 4096] },
+  { name: 'blk.0.attn_norm.weight', type: 'f32', shape: [4096] },
+];
+
+/** A weights change the optimizer may propose, with the plans it was judged on. */
+export interface WeightsStep {
+  to: CanonicalWeightsPolicy;
+  live: WeightsPlan;
+  candidate: WeightsPlan;
+}
+
+function tensorsFor(facts: WeightFacts | undefined, live: WeightsPolicy): readonly TensorDesc[] | undefined {
+  if (facts && facts.tensors.length > 0) return facts.tensors;
+  return canonicalWeights(live) === 'native' ? undefined : NOMINAL_TENSORS;
+}
+
+/**
+ * The next lighter weights for a weight-bound decode, or undefined. Never a policy the engine would refuse
+ * (re-quantizing a quantized tensor into as many or more bits: q8_0 on a Q4_K_M file), never one that saves less than
+ * MIN_WEIGHT_BYTES_SAVING (it would only lose precision). When the live policy holds more bytes than the file has
+ * (f32 over an F16 or Q4_K file), `native` comes first: it saves bytes and loses nothing.
+ */
+export function lighterWeights(facts: WeightFacts | undefined, live: WeightsPolicy): WeightsStep | undefined {
+  const tensors = tensorsFor(facts, live);
+  if (!tensors) return undefined;
+  const from = planWeights(tensors, live);
+  const saves = (p: WeightsPlan) => p.refused.length === 0 && p.streamedBytes <= from.streamedBytes * (1 - MIN_WEIGHT_BYTES_SAVING);
+  if (canonicalWeights(live) !== 'native' && facts) {
+    const native = planWeights(tensors, 'native');
+    if (saves(native) && comparePrecision(from, native).losses === 0) return { to: 'native', live: from, candidate: native };
+  }
+  for (const to of LIGHTER_STEPS) {
+    if (sameWeights(to, live)) continue;
+    const candidate = planWeights(tensors, to);
+    if (saves(candidate)) return { to, live: from, candidate };
+  }
+  return undefined;
+}
+
+/**
+ * The next weights up in precision after a quality drift, or undefined: the fewest bytes among the policies that gain
+ * precision somewhere and lose it nowhere, precision being capped by the file (dequantizing a Q4_K tensor to f32 gains
+ * nothing, so a Q4_K_M file run natively has nowhere to go). At equal bytes the one that gains on more weights wins
+ * (native f16 over bf16 on an F16 file).
+ */
+export function heavierWeights(facts: WeightFacts | undefined, live: WeightsPolicy): WeightsStep | undefined {
+  const tensors = tensorsFor(facts, live);
+  if (!tensors) return undefined;
+  const from = planWeights(tensors, live);
+  let best: (WeightsStep & { gains: number }) | undefined;
+  for (const to of QUALITY_STEPS) {
+    if (sameWeights(to, live) || (to === 'native' && !facts)) continue;
+    const candidate = planWeights(tensors, to);
+    if (candidate.refused.length > 0) continue;
+    const { gains, losses } = comparePrecision(from, candidate);
+    if (gains === 0 || losses > 0) continue;
+    const fewer = best === undefined || candidate.streamedBytes < best.candidate.streamedBytes * (1 - 1e-9);
+    const tie = best !== undefined && Math.abs(candidate.streamedBytes - best.candidate.streamedBytes) <= best.candidate.streamedBytes * 1e-9;
+    if (fewer || (tie && gains > best!.gains)) best = { to, live: from, candidate, gains };
+  }
+  return best && { to: best.to, live: best.live, candidate: best.candidate };
+}
+
 const LIGHTER_KV: Partial<Record<KvDtype, KvDtype>> = { f32: 'f16', f16: 'int8' };
 
 /** Canonical key of a change, for "failed recently" and de-duplication. */
 export function changeKey(c: SettingsChange): string {
   const sortObj = (o: object | undefined) => (o ? Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b))) : {});
   return JSON.stringify({ s: sortObj(c.scheduler), l: sortObj(c.layout) });
+}
+
+/** changeKey with the weights aliases resolved: a change to int8 that failed blocks q8_0 too. */
+function sameChangeKey(c: SettingsChange): string {
+  const w = c.layout?.weights;
+  return changeKey(w === undefined ? c : { ...c, layout: { ...c.layout, weights: canonicalWeights(w) } });
 }
 
 /** The settings after a change. */
@@ -88,7 +201,7 @@ export function optimize(input: OptimizeInput): Candidate[] {
   const drafts: Draft[] = [];
   for (const f of input.findings) drafts.push(...draftsFor(f.kind, { ...input, cost: model, load, base }));
 
-  const failed = new Set(input.recentlyFailed.map(changeKey));
+  const failed = new Set(input.recentlyFailed.map(sameChangeKey));
   const forbidden = new Set(policy.forbid);
   const seen = new Set<string>();
   const out: Candidate[] = [];
@@ -97,7 +210,7 @@ export function optimize(input: OptimizeInput): Candidate[] {
   for (const { d } of ranked) {
     const change = effective(settings, d.change);
     if (!change) continue;
-    const key = changeKey(change);
+    const key = sameChangeKey(change);
     if (seen.has(key) || failed.has(key)) continue;
     if (knobsOf(change).some((k) => forbidden.has(k))) continue;
     // A change the model predicts to lose goodput is not worth a verification slot.
@@ -150,20 +263,23 @@ function batchSizeDrafts(ctx: Ctx, kind: BottleneckKind, sizes: number[], why: s
   });
 }
 
-/** Prediction for a weights change: the fixed (weight-streaming) part of a step scales with bytes per weight. */
-function weightsDraft(ctx: Ctx, kind: BottleneckKind, to: WeightsPolicy, why: string): Draft {
+/** Prediction for a weights change: the fixed (weight-streaming) part of a step scales with the bytes a step reads. */
+function weightsDraft(ctx: Ctx, kind: BottleneckKind, step: WeightsStep, why: string): Draft {
   const from = ctx.settings.layout.weights;
-  const ratio = BYTES_PER_WEIGHT[to] / BYTES_PER_WEIGHT[from];
-  const m: StepCostModel = { ...ctx.cost, fixedS: ctx.cost.fixedS * ratio };
-  const p = predict(m, ctx.load, ctx.settings.scheduler, ctx.slo);
+  const price = priceWeightsChange(ctx.cost, step.live, step.candidate, ctx.model.weights?.liveBytesByType);
+  const p = predict(price.model, ctx.load, ctx.settings.scheduler, ctx.slo);
+  const mb = (b: number) => `${fmt(b / 1e6)} MB`;
+  const fourBit = step.candidate.bitsPerWeight < 5 && step.live.bitsPerWeight >= 5;
   return {
-    change: { layout: { weights: to } },
+    change: { layout: { weights: step.to } },
     addresses: kind,
     prediction: p,
     rationale:
-      `${why}: weights ${from} → ${to} moves ${fmt(ratio, 2)}× the bytes per step, predicting ` +
-      `${fmt(p.goodputTokensPerS)} tok/s goodput (now ${fmt(ctx.base.goodputTokensPerS)})` +
-      (to === 'int4' ? '; int4 may cost quality, verification checks the 0.98 similarity bar' : ''),
+      `${why}: weights ${from} (${describePlan(step.live)}) → ${step.to} (${describePlan(step.candidate)}); a decode step reads ` +
+      `${mb(price.fromBytes)} → ${mb(price.toBytes)} (${fmt(price.ratio, 2)}×), predicting ${fmt(p.goodputTokensPerS)} tok/s goodput ` +
+      `(now ${fmt(ctx.base.goodputTokensPerS)})` +
+      (step.candidate.fallbacks.length > 0 ? `; ${step.candidate.fallbacks.length} tensors fall back (rows not whole blocks)` : '') +
+      (fourBit ? '; 4-bit weights may cost quality, verification checks the similarity bar' : ''),
   };
 }
 
@@ -220,7 +336,7 @@ function draftsFor(kind: BottleneckKind, ctx: Ctx): Draft[] {
         const fit = Math.floor((ctx.slo.interTokenP99Seconds - ctx.cost.fixedS) / ctx.cost.perSequenceS);
         if (fit >= 1 && fit < s.maxBatchSize) out.push(...batchSizeDrafts(ctx, kind, [fit], 'steps exceed the inter-token objective'));
       }
-      const lighter = LIGHTER_WEIGHTS[l.weights];
+      const lighter = lighterWeights(ctx.model.weights, l.weights);
       if (lighter) out.push(weightsDraft(ctx, kind, lighter, 'decode steps are bound by weight traffic'));
       const used = l.tpDegree * l.threadsPerRank;
       const tp = l.tpDegree * 2;
@@ -285,8 +401,16 @@ function draftsFor(kind: BottleneckKind, ctx: Ctx): Draft[] {
       }
       return [];
     case 'quality_drift': {
-      const heavier = HEAVIER_WEIGHTS[l.weights];
-      return heavier ? [unpricedDraft(ctx, kind, { layout: { weights: heavier } }, `quality drift: weights ${l.weights} → ${heavier}`)] : [];
+      const heavier = heavierWeights(ctx.model.weights, l.weights);
+      if (!heavier) return [];
+      return [
+        unpricedDraft(
+          ctx,
+          kind,
+          { layout: { weights: heavier.to } },
+          `quality drift: weights ${l.weights} (${describePlan(heavier.live)}) → ${heavier.to} (${describePlan(heavier.candidate)})`,
+        ),
+      ];
     }
   }
 }

@@ -9,8 +9,8 @@
 // rollups.
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import type { Engine } from '../engine/engine.js';
-import type { GenerateRequest, GenerationResult } from '../engine/types.js';
+import { Engine } from '../engine/engine.js';
+import type { GenerateRequest, GenerationResult, ModelInfo } from '../engine/types.js';
 import type { TuneloopConfig } from '../config/schema.js';
 import type { Metrics } from '../metrics/registry.js';
 import { analyze } from './analyze.js';
@@ -18,7 +18,8 @@ import { diffSettings } from './apply.js';
 import { TunerError, type ProposalDetail, type RunOutcome, type TunerControl, type TunerStatus } from './facade.js';
 import { ProposalLifecycle, SYSTEM } from './lifecycle.js';
 import type { MetricsSource, RegistrySource } from './monitor.js';
-import { applyChange, changeKey, optimize } from './optimize.js';
+import { applyChange, changeKey, optimize, type WeightFacts } from './optimize.js';
+import type { TensorDesc } from './weight-formats.js';
 import { OPEN_STATES, needsApproval } from './proposals.js';
 import { ShadowVerifier } from './shadow.js';
 import { verifyConfigFrom, type VerifyConfig } from './verify.js';
@@ -86,6 +87,8 @@ export class Tuner implements TunerControl {
   private lastFindings: Finding[] = [];
   private pausedReason = '';
   private closed = false;
+  /** The model file's tensors (its GGUF header), read once per path. */
+  private fileTensors: { path: string; tensors: readonly TensorDesc[] | undefined } | undefined;
 
   private constructor(private readonly d: TunerDeps) {
     this.now = d.now ?? Date.now;
@@ -269,7 +272,7 @@ export class Tuner implements TunerControl {
       slo: this.slo,
       policy: { forbid: this.cfg.forbid, maxCandidates: this.cfg.maxCandidates },
       recentlyFailed: [...recentlyFailed, ...open],
-      model: { nKvHeads: info.nKvHeads, ffnDim: info.ffnDim, cores: availableParallelism() },
+      model: { nKvHeads: info.nKvHeads, ffnDim: info.ffnDim, cores: availableParallelism(), weights: this.weightFacts(info) },
     });
     const version = this.liveVersion();
     const proposals = candidates.map((c) =>
@@ -288,6 +291,23 @@ export class Tuner implements TunerControl {
     this.d.store.finishRun(startOptimize.id, 'ok', '', { candidates: candidates.map((c) => changeKey(c.change)) });
     this.countRun('optimize', 'ok');
     return { findings, proposals };
+  }
+
+  /** What a weights change is priced and vetted against: the file's tensors (header only, cached) and the bytes by
+   *  type the engine holds now. Undefined when the header cannot be read: then no weights change is proposed from
+   *  `native` (the optimizer cannot know what the file holds). */
+  private weightFacts(info: ModelInfo): WeightFacts | undefined {
+    if (this.fileTensors?.path !== info.path) {
+      let tensors: readonly TensorDesc[] | undefined;
+      try {
+        tensors = Engine.inspect(info.path).tensors;
+      } catch (err) {
+        this.d.logger.warn({ err, model: info.path }, 'cannot read the model file header: weights changes are not priced from it');
+      }
+      this.fileTensors = { path: info.path, tensors };
+    }
+    const tensors = this.fileTensors.tensors;
+    return tensors ? { tensors, liveBytesByType: info.weightBytes } : undefined;
   }
 
   private async verifyAll(ids: number[]): Promise<void> {

@@ -151,7 +151,7 @@ describe('loadConfig errors name the path, the reason and the origin', () => {
     ['negative delay', 'scheduler:\n  maxQueueDelayMs: -1\n', 'scheduler.maxQueueDelayMs', 'expected a number between 0 and 60000, got -1'],
     ['zero SLO', 'slo:\n  ttftP99Seconds: 0\n', 'slo.ttftP99Seconds', 'expected a number greater than 0 and at most 3600, got 0'],
     ['budget over 1', 'slo:\n  errorRateBudget: 2\n', 'slo.errorRateBudget', 'expected a number between 0 and 1, got 2'],
-    ['bad enum', 'model:\n  weights: fp8\n', 'model.weights', 'expected one of f32, bf16, int8, int4, mixed, got "fp8"'],
+    ['bad enum', 'model:\n  weights: fp8\n', 'model.weights', 'expected one of native, f32, bf16, q8_0, q6_k, q5_k, q4_k, q4_0, mixed, int8, int4, got "fp8"'],
     ['bad compat', 'metrics:\n  compat: tgi\n', 'metrics.compat', 'expected one of none, vllm, got "tgi"'],
     ['empty string', 'model:\n  name: ""\n', 'model.name', 'expected a non-empty string, got ""'],
     ['number for a string', 'server:\n  host: 12\n', 'server.host', 'expected a non-empty string, got 12'],
@@ -237,7 +237,7 @@ describe('engineOptionsFromConfig', () => {
     const opts = engineOptionsFromConfig(loadConfig({}));
     expect(opts).toEqual({
       model: defaultModelPath(),
-      weights: 'f32',
+      weights: 'native', // the engine's default since every GGUF type runs natively (was 'f32')
       kvDtype: 'f32',
       tpDegree: 1,
       kvBlockSizeTokens: 16,

@@ -40,8 +40,9 @@ describe('a quantization proposal waits for a human', () => {
   let h: TunedServer;
   const models = new TempModels();
   beforeAll(async () => {
-    // A model big enough that decode is bound by weight traffic (47 MB of f32 weights), where int8 really is faster;
-    // on the 9.7 MB shipped model int8 is not (verification rightly rejects it there: see the closing note).
+    // A model big enough that decode is bound by weight traffic (47 MB of f32 weights), where q8_0 (the old int8) really
+    // is faster; on the 9.7 MB shipped model it is not (verification rightly rejects it there: see the closing note).
+    // The live policy is the default, native: this file's f32, so the tuner's lighter step is q8_0.
     const model = models.write({
       dim: 512,
       nLayers: 4,
@@ -65,7 +66,7 @@ describe('a quantization proposal waits for a human', () => {
     await computeBoundLoad(h);
     const { run } = await runUntilIdle(h);
     expect(run.findings.map((f) => f.kind)).toContain('compute_bound');
-    const quant = run.proposals.find((p) => p.candidate.change.layout?.weights === 'int8');
+    const quant = run.proposals.find((p) => p.candidate.change.layout?.weights === 'q8_0');
     expect(quant, JSON.stringify(run.proposals.map((p) => p.candidate.change))).toBeDefined();
     expect(quant!.needsApproval).toBe(true);
 
@@ -74,7 +75,7 @@ describe('a quantization proposal waits for a human', () => {
     expect(waiting.body.evidence.quality.meanCosine).toBeGreaterThanOrEqual(0.98);
     expect((await h.api('/api/proposals?state=verified', { role: 'viewer' })).body.proposals.map((p: { id: number }) => p.id)).toContain(quant!.id);
     // Nothing changed while it waits.
-    expect(h.engine.info.weights).toBe('f32');
+    expect(h.engine.info.weights).toBe('native');
 
     // Wrong tokens: none → 401, a viewer → 403.
     const anon = await fetch(`${h.url}/api/proposals/${quant!.id}/approve`, {
@@ -89,7 +90,7 @@ describe('a quantization proposal waits for a human', () => {
     const ac = new AbortController();
     const traffic = h.load({ clients: 4, seconds: 60, signal: ac.signal });
     await new Promise((r) => setTimeout(r, 500));
-    const ok = await h.api(`/api/proposals/${quant!.id}/approve`, { method: 'POST', role: 'approver', body: { comment: 'int8 looks safe' } });
+    const ok = await h.api(`/api/proposals/${quant!.id}/approve`, { method: 'POST', role: 'approver', body: { comment: 'q8_0 looks safe' } });
     expect(ok.status).toBe(200);
     // Approving twice is harmless.
     expect((await h.api(`/api/proposals/${quant!.id}/approve`, { method: 'POST', role: 'approver', body: {} })).status).toBe(200);
@@ -100,22 +101,22 @@ describe('a quantization proposal waits for a human', () => {
     expect(Object.keys(during.errors).filter((k) => k !== 'aborted')).toEqual([]);
     expect(during.requests.completed).toBeGreaterThan(0);
 
-    expect(h.engine.info.weights).toBe('int8');
+    expect(h.engine.info.weights).toBe('q8_0');
     const cfg = await h.api('/api/config', { role: 'viewer' });
-    expect(cfg.body).toMatchObject({ version: 2, source: 'tuner', settings: { layout: { weights: 'int8' } } });
+    expect(cfg.body).toMatchObject({ version: 2, source: 'tuner', settings: { layout: { weights: 'q8_0' } } });
     const metrics = await (await fetch(`${h.url}/metrics`)).text();
-    expect(metrics).toMatch(/tuneloop_config_info\{[^}]*weights="int8"/);
+    expect(metrics).toMatch(/tuneloop_config_info\{[^}]*weights="q8_0"/);
     expect(metrics).toMatch(/tuneloop_config_changes_total\{[^}]*knob="weights"[^}]*source="tuner"[^}]*\} 1/);
     const detail = await h.api(`/api/proposals/${quant!.id}`, { role: 'viewer' });
-    expect(detail.body.approvals).toEqual([expect.objectContaining({ decision: 'approve', actor: 'approver-user', comment: 'int8 looks safe' })]);
+    expect(detail.body.approvals).toEqual([expect.objectContaining({ decision: 'approve', actor: 'approver-user', comment: 'q8_0 looks safe' })]);
 
     // Rollback: approvers may not, admins may.
     expect((await h.api('/api/config/rollback/1', { method: 'POST', role: 'approver', body: {} })).status).toBe(403);
-    const rb = await h.api('/api/config/rollback/1', { method: 'POST', role: 'admin', body: { comment: 'back to f32' } });
+    const rb = await h.api('/api/config/rollback/1', { method: 'POST', role: 'admin', body: { comment: 'back to native' } });
     expect(rb.status).toBe(200);
-    expect(h.engine.info.weights).toBe('f32');
+    expect(h.engine.info.weights).toBe('native');
     const after = await h.api('/api/config', { role: 'viewer' });
-    expect(after.body).toMatchObject({ version: 3, source: 'rollback', settings: { layout: { weights: 'f32' } } });
+    expect(after.body).toMatchObject({ version: 3, source: 'rollback', settings: { layout: { weights: 'native' } } });
     const history = await h.api('/api/config/history', { role: 'viewer' });
     expect(history.body.versions.map((v: { version: number; source: string }) => [v.version, v.source])).toEqual([
       [3, 'rollback'],
@@ -162,7 +163,7 @@ describe('a candidate that hurts quality', () => {
     }
     const cfg = await h.api('/api/config', { role: 'viewer' });
     expect(cfg.body.version).toBe(1);
-    expect(h.engine.info.weights).toBe('f32');
+    expect(h.engine.info.weights).toBe('native');
     const metrics = await (await fetch(`${h.url}/metrics`)).text();
     expect(metrics).toMatch(/tuneloop_verification_verdicts_total\{verdict="fail"\} [1-9]/);
   });

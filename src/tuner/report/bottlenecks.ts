@@ -50,7 +50,8 @@ export const ANALYZER_UNITS: Record<BottleneckKind, string> = {
 const KIND_ADVICE: Record<BottleneckKind, string> = {
   queueing: 'add capacity: raise scheduler.maxBatchSize while inter-token latency has headroom, or add replicas',
   batch_starved: 'batches run under-full while requests wait: lower scheduler.queueGrowThreshold or raise scheduler.maxBatchTokens',
-  compute_bound: 'steps are compute-bound: lighter weights (model.weights int8 or mixed, needs approval), more cores or tensor-parallel ranks',
+  compute_bound:
+    'steps are compute-bound: lighter weights (model.weights q8_0 from 16/32 bits, one K-quant rung down from there; needs approval), more cores or tensor-parallel ranks',
   kv_pressure: 'raise model.kvCacheMaxBytes, or a smaller KV type (model.kvDtype f16 or int8, needs approval)',
   tail_latency: 'long prompts hold others up: lower scheduler.maxBatchTokens (chunked prefill) and scheduler.maxQueueDelayMs',
   errors: 'read the error reasons (tuneloop_request_errors_total, the logs); refusals call for a longer scheduler.maxQueueLength or more capacity',
