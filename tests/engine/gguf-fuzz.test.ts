@@ -32,7 +32,7 @@ const ACCEPTED: ReadonlySet<EngineErrorCode> = new Set([
   'INVALID_ARGUMENT',
   'CONTEXT_OVERFLOW',
 ]);
-const POLICIES: WeightsPolicy[] = ['f32', 'bf16', 'int8', 'int4', 'mixed'];
+const POLICIES: WeightsPolicy[] = ['native', 'f32', 'bf16', 'int8', 'int4', 'mixed', 'q4_k', 'q6_k'];
 
 const SHAPE: LlamaShape = {
   dim: 32,
@@ -58,10 +58,12 @@ const bases: Base[] = [];
 
 beforeAll(() => {
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tl-fuzz-'));
-  // Two bases so that both tokenizers' metadata and both plain and block-quantized tensor data get mutated.
+  // Three bases so that both tokenizers' metadata, plain and block-quantized tensor data, and a K-quant file (rows of
+  // 256; its ffn_down of 64-element rows falls back to q5_0 as llama.cpp's does) get mutated.
   const q8 = encodeGguf(buildSyntheticLlama({ shape: SHAPE, fileType: 'q8_0', seed: 3, tokenizer: 'llama' }));
   const f16 = encodeGguf(buildSyntheticLlama({ shape: { ...SHAPE, tiedEmbeddings: true }, fileType: 'f16', seed: 4, tokenizer: 'gpt2' }));
-  bases.push({ label: 'q8_0/llama', ...q8 }, { label: 'f16/gpt2/tied', ...f16 });
+  const kq = encodeGguf(buildSyntheticLlama({ shape: { ...SHAPE, dim: 256, nHeads: 2, nKvHeads: 1 }, fileType: 'q4_k_m', seed: 5, tokenizer: 'llama' }));
+  bases.push({ label: 'q8_0/llama', ...q8 }, { label: 'f16/gpt2/tied', ...f16 }, { label: 'q4_k_m/llama', ...kq });
 });
 afterAll(() => {
   if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
