@@ -1,6 +1,7 @@
 // `tuneloop` command line. Subcommands: serve (the OpenAI-compatible server; the default of `npm start`),
-// generate (one completion from a model), load (a load generator against a running server), hash-token (the
-// SHA-256 of an API token for auth.tokens), report (the weekly performance report from the tuner store).
+// generate (one completion from a model), inspect (what a GGUF file holds, from its header), load (a load generator
+// against a running server), hash-token (the SHA-256 of an API token for auth.tokens), report (the weekly
+// performance report from the tuner store).
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { Engine, EngineError, WEIGHTS_POLICIES, type WeightsPolicy } from './engine/index.js';
@@ -10,10 +11,12 @@ import { LOAD_USAGE, loadCommand } from './loadgen/index.js';
 import { DASHBOARDS_USAGE, dashboardsCommand } from './observability/dashboards.js';
 import { HASH_TOKEN_USAGE, hashTokenCommand } from './controlplane/auth.js';
 import { REPORT_USAGE, reportCommand } from './tuner/report/command.js';
+import { INSPECT_USAGE, inspectCommand } from './inspect-command.js';
 
-const USAGE = `${SERVE_USAGE}${LOAD_USAGE}${DASHBOARDS_USAGE}${HASH_TOKEN_USAGE}${REPORT_USAGE}usage:
+const USAGE = `${SERVE_USAGE}${LOAD_USAGE}${DASHBOARDS_USAGE}${HASH_TOKEN_USAGE}${REPORT_USAGE}${INSPECT_USAGE}usage:
   tuneloop generate [--model PATH] --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
-                    [--seed N] [--quant f32|bf16|int8|int4|mixed] [--threads N] [--json]
+                    [--seed N] [--quant ${WEIGHTS_POLICIES.join('|')}] [--threads N] [--json]
+      --quant: the weights policy (default native: the file's own types; int8/int4 = q8_0/q4_0)
 `;
 
 function num(name: string, v: string | undefined, def: number): number {
@@ -45,7 +48,7 @@ async function generate(argv: string[]): Promise<number> {
     throw new EngineError('MODEL_NOT_FOUND', `the embedded default model ${model} is missing; pass --model PATH`);
   }
   if (values.prompt === undefined) throw new EngineError('INVALID_ARGUMENT', '--prompt is required');
-  const quant = (values.quant ?? 'f32') as WeightsPolicy;
+  const quant = (values.quant ?? 'native') as WeightsPolicy;
   if (!WEIGHTS_POLICIES.includes(quant)) {
     throw new EngineError('INVALID_ARGUMENT', `--quant expects one of ${WEIGHTS_POLICIES.join(', ')}, got '${values.quant}'`);
   }
@@ -106,6 +109,8 @@ export async function main(argv: string[]): Promise<number> {
         return await hashTokenCommand(rest);
       case 'report':
         return await reportCommand(rest);
+      case 'inspect':
+        return inspectCommand(rest);
       case undefined:
       case '--help':
       case 'help':
@@ -117,7 +122,8 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof EngineError) {
-      process.stderr.write(`tuneloop: ${e.code}: ${e.message}\n`);
+      // One line, never a stack trace: the code and the message (which names the file and what is wrong with it).
+      process.stderr.write(`tuneloop: ${e.code}: ${e.message.replace(/\s*\n\s*/g, ' ')}\n`);
       return 2;
     }
     if (e instanceof TypeError && 'code' in e && String((e as { code: unknown }).code).startsWith('ERR_PARSE_ARGS')) {

@@ -1,0 +1,121 @@
+// `tuneloop inspect FILE.gguf`: what a GGUF file holds, from its header alone (Engine.inspect), in the spirit of
+// llama.cpp's `llama-gguf` and `node-llama-cpp inspect gguf`: the architecture and shapes, the tokenizer, the mix of
+// tensor types with their bytes and bits per weight, and (--tensors) every tensor. `--json` prints the
+// ModelInspection object as is. Bad input (no such file, not a GGUF, a truncated header) is one line on stderr and
+// exit code 2, like every EngineError the CLI reports.
+import { basename } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Engine, EngineError, type ModelInspection } from './engine/index.js';
+
+export const INSPECT_USAGE = `usage:
+  tuneloop inspect FILE.gguf [--json] [--tensors]
+      what the file holds (header only): architecture, parameters, shapes, tokenizer, tensor types with their
+      bytes and bits per weight; --tensors lists every tensor; --json prints the whole inspection as JSON
+`;
+
+export interface InspectFormatOptions {
+  /** List every tensor after the summary. */
+  tensors?: boolean;
+  /** Shown as the file's name; default: none. */
+  file?: string;
+}
+
+const int = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+/** 4,803,840 → "4.80 M"; 1.1e9 → "1.10 B". */
+function count(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(2)} K`;
+  return String(n);
+}
+
+/** 9,676,960 → "9.23 MiB". */
+function size(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${bytes} B` : `${v.toFixed(2)} ${units[u]}`;
+}
+
+/** A number the file does not state is 0: shown as "-". */
+const stated = (n: number): string => (n > 0 ? int(n) : '-');
+
+function table(rows: string[][], rightAligned: readonly boolean[]): string[] {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) =>
+    r
+      .map((cell, c) => (rightAligned[c] ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!)))
+      .join('  ')
+      .trimEnd(),
+  );
+}
+
+/** The human-readable report of an inspection (ends with a newline). */
+export function formatInspection(ins: ModelInspection, options: InspectFormatOptions = {}): string {
+  const out: string[] = [];
+  const tensorBytes = ins.tensorTypes.reduce((a, t) => a + t.bytes, 0);
+  const tk = ins.tokenizer;
+  const special = [tk.bos !== null ? `bos ${tk.bos}` : 'no bos', tk.eos !== null ? `eos ${tk.eos}` : 'no eos'].join(', ');
+  const heads = ins.headCount > 0 ? `${int(ins.headCount)} (KV heads ${stated(ins.headCountKv)})` : '-';
+  const fields: [string, string][] = [
+    ['architecture', ins.architecture || '-'],
+    ['name', ins.name || '-'],
+    ['parameters', `${count(ins.parameters)} (${int(ins.parameters)})`],
+    ['context length', stated(ins.contextLength)],
+    ['embedding length', stated(ins.embeddingLength)],
+    ['layers', stated(ins.blockCount)],
+    ['attention heads', heads],
+    ['vocabulary', `${stated(ins.vocabSize)} tokens`],
+    ['tokenizer', `${tk.model || '-'}, pre ${tk.pre || '-'}, ${special}${tk.tokens !== ins.vocabSize ? `, ${int(tk.tokens)} tokens` : ''}`],
+    ['weights', `${size(tensorBytes)} in ${int(ins.tensors.length)} tensors, ${ins.bitsPerWeight.toFixed(2)} bits per weight`],
+    ['file size', `${size(ins.fileBytes)} (${int(ins.fileBytes)} bytes)`],
+  ];
+  if (options.file) out.push(options.file);
+  const w = Math.max(...fields.map(([k]) => k.length));
+  for (const [k, v] of fields) out.push(`  ${k.padEnd(w)}  ${v}`);
+
+  out.push('', 'tensor types:');
+  const rows = [['type', 'tensors', 'elements', 'bytes', 'share', 'bits/weight']];
+  for (const t of ins.tensorTypes) {
+    rows.push([
+      t.type,
+      int(t.tensors),
+      int(t.elements),
+      int(t.bytes),
+      `${tensorBytes > 0 ? ((100 * t.bytes) / tensorBytes).toFixed(1) : '0.0'}%`,
+      t.elements > 0 && t.bytes > 0 ? ((8 * t.bytes) / t.elements).toFixed(2) : '-',
+    ]);
+  }
+  for (const line of table(rows, [false, true, true, true, true, true])) out.push(`  ${line}`);
+
+  if (options.tensors) {
+    out.push('', 'tensors:');
+    const trows = [['name', 'type', 'shape', 'bytes']];
+    for (const t of ins.tensors) trows.push([t.name, t.type, `[${t.shape.join(', ')}]`, int(t.bytes)]);
+    for (const line of table(trows, [false, false, false, true])) out.push(`  ${line}`);
+  }
+  return out.join('\n') + '\n';
+}
+
+/** `tuneloop inspect`: 0 on success; EngineError (exit 2 in main) for a missing, unreadable or malformed file. */
+export function inspectCommand(argv: string[], write: (s: string) => void = (s) => process.stdout.write(s)): number {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { json: { type: 'boolean', default: false }, tensors: { type: 'boolean', default: false } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (positionals.length !== 1) {
+    throw new EngineError('INVALID_ARGUMENT', positionals.length === 0 ? 'inspect needs a FILE.gguf' : `inspect takes one FILE.gguf, got ${positionals.length}`);
+  }
+  const file = positionals[0]!;
+  const ins = Engine.inspect(file);
+  if (values.json) write(JSON.stringify(ins, null, 2) + '\n');
+  else write(formatInspection(ins, { tensors: values.tensors, file: basename(file) }));
+  return 0;
+}
