@@ -18,6 +18,9 @@ describe('OpenAI SDK against tuneloop serve', () => {
   it('lists the model', async () => {
     const page = await client.models.list();
     expect(page.data.map((m) => m.id)).toEqual([MODEL_NAME]);
+    expect(page.data[0]).toMatchObject({ object: 'model', owned_by: 'tuneloop' });
+    // Our fields beside OpenAI's pass through the SDK untouched.
+    expect(page.data[0]).toMatchObject({ architecture: 'llama', context_length: 256, weights: 'native' });
   });
 
   it('completes text with usage', async () => {

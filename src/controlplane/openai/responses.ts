@@ -3,8 +3,46 @@
 // The streamed chunks (sse.ts) reuse the same pieces. Token text comes with the engine's logprobs (`text` on each
 // token and each alternative), so no encoder calls back into the engine.
 import { randomUUID } from 'node:crypto';
-import type { FinishReason, GenerationResult } from '../../engine/types.js';
+import type { FinishReason, GenerationResult, ModelInfo, WeightsPolicy } from '../../engine/types.js';
 import type { ChatRequest, CompletionRequest } from './schema.js';
+
+/** One entry of GET /v1/models: OpenAI's four fields, then ours (the openai SDK passes unknown fields through). */
+export interface ModelEntry {
+  id: string;
+  object: 'model';
+  created: number;
+  owned_by: string;
+  architecture: string;
+  /** Weights in the file (elements of every tensor); absent when the file's header could not be read. */
+  parameters?: number;
+  /** The context window served (model.contextLength, at most the trained one). */
+  context_length: number;
+  trained_context_length: number;
+  /** The live weights policy (after any reload), as configured: `native`, `q8_0`, … (or an alias such as `int8`). */
+  weights: WeightsPolicy;
+  /** Bytes of weights held in memory by GGUF type (ModelInfo.weightBytes). */
+  weight_bytes: Record<string, number>;
+  /** 8 × the bytes held / parameters; absent with parameters. */
+  bits_per_weight?: number;
+}
+
+/** The /v1/models entry of the served model: its live layout from engine.info, its size from the file's header. */
+export function modelEntry(id: string, info: ModelInfo, parameters: number | undefined, created: number): ModelEntry {
+  const bytes = Object.values(info.weightBytes).reduce((a, b) => a + b, 0);
+  return {
+    id,
+    object: 'model',
+    created,
+    owned_by: 'tuneloop',
+    architecture: info.architecture,
+    ...(parameters !== undefined ? { parameters } : {}),
+    context_length: info.contextLength,
+    trained_context_length: info.trainedContextLength,
+    weights: info.weights,
+    weight_bytes: { ...info.weightBytes },
+    ...(parameters ? { bits_per_weight: Math.round(((8 * bytes) / parameters) * 1000) / 1000 } : {}),
+  };
+}
 
 export interface Usage {
   prompt_tokens: number;

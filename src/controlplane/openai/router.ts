@@ -3,14 +3,14 @@
 // Each generation request is one ServingRequest (serving-request.ts); this file only wires the pieces in order:
 // schema.ts parses the body, request-builder.ts makes the engine request, responses.ts and sse.ts write the answer.
 import express, { type Request, type Response } from 'express';
-import type { Engine } from '../../engine/engine.js';
+import { Engine } from '../../engine/engine.js';
 import type { Generation } from '../../engine/generation.js';
 import { ControlPlaneError, modelNotFound } from '../errors.js';
 import type { FinishedRequest, GenerationEndpoint } from '../hooks.js';
 import type { ConcurrencyLimiter } from '../security.js';
 import type { ChatTemplate } from './chat-template.js';
 import { buildGenerateRequest, type ParsedRequest } from './request-builder.js';
-import { newIdentity, responseBody } from './responses.js';
+import { modelEntry, newIdentity, responseBody } from './responses.js';
 import { parseChatRequest, parseCompletionRequest } from './schema.js';
 import type { ServerState } from '../server-state.js';
 import { ServingRequest } from './serving-request.js';
@@ -40,11 +40,26 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
   const onFinished = (f: FinishedRequest, log: Request['log']): void => deps.onFinished(f, log);
   const router = express.Router();
 
+  // The file's parameter count, from its header, read once per model path (the live layout comes from engine.info,
+  // which a reload refreshes). A header that cannot be read any more leaves the field out, never fails the route.
+  const created = Math.floor(Date.now() / 1000);
+  let header: { path: string; parameters: number | undefined } | undefined;
+  const parametersOf = (path: string): number | undefined => {
+    if (header?.path !== path) {
+      let parameters: number | undefined;
+      try {
+        parameters = Engine.inspect(path).parameters;
+      } catch {
+        parameters = undefined;
+      }
+      header = { path, parameters };
+    }
+    return header.parameters;
+  };
+
   router.get('/models', (_req, res) => {
-    res.json({
-      object: 'list',
-      data: [{ id: options.modelName, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'tuneloop' }],
-    });
+    const info = engine.info;
+    res.json({ object: 'list', data: [modelEntry(options.modelName, info, parametersOf(info.path), created)] });
   });
 
   const serve =
