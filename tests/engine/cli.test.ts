@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { WEIGHTS_POLICIES } from '../../src/engine/index.js';
 import { REPO_ROOT } from '../helpers/shared.js';
 import { TempModels } from '../helpers/synthetic.js';
 
@@ -61,6 +62,7 @@ describe.skipIf(!built)('tuneloop generate (CLI)', () => {
   it('a bad flag value is refused with a clear message', async () => {
     const err = await run(process.execPath, [BIN, 'generate', '--model', model, '--prompt', 'x', '--quant', 'int3']).catch((e) => e);
     expect(err.code).toBe(2);
-    expect(err.stderr).toMatch(/--quant expects one of f32, bf16, int8, int4, mixed, got 'int3'/);
+    expect(err.stderr).toContain(`--quant expects one of ${WEIGHTS_POLICIES.join(', ')}, got 'int3'`);
+    expect(WEIGHTS_POLICIES).toEqual(expect.arrayContaining(['native', 'f32', 'bf16', 'q8_0', 'q4_k', 'int8', 'int4', 'mixed']));
   });
 });
