@@ -364,7 +364,14 @@ async function main(): Promise<void> {
           short = freshTokens(SHORT);
         // Alternate which engine goes first, so a drift in the machine's speed does not favour one.
         const order = round % 2 === 0 ? byRunner : [...byRunner].reverse();
-        for (const x of order) x.samples.push(await x.runner.run(long, short));
+        for (const x of order) {
+          const t = await x.runner.run(long, short);
+          x.samples.push(t);
+          // Progress on stderr: a full run takes many minutes and the table comes only at the end.
+          process.stderr.write(
+            `${preset} round ${round + 1}/${ROUNDS} ${x.runner.name}: prefill ${t.prefill.toFixed(1)}, decode long ${t.decodeLong.toFixed(1)}, short ${t.decodeShort.toFixed(1)} tok/s\n`,
+          );
+        }
       }
       for (const x of byRunner) {
         rows.push({

@@ -49,7 +49,7 @@ beforeAll(async () => {
   } finally {
     await ref.close();
   }
-  const f32 = await Engine.load({ model: MODEL, threads: 1 });
+  const f32 = await Engine.load({ model: MODEL, threads: 1, weights: 'f32' });
   try {
     f32Reference = (await greedy(f32, 160)).tokens;
   } finally {
@@ -93,7 +93,7 @@ describe('reload after the model file was rewritten in place', () => {
   ];
   it.each(cases)('%s: rejects with MODEL_CORRUPT naming the file; requests in flight and after run on the old model', async (_name, damage) => {
     const path = modelCopy();
-    const engine = await Engine.load({ model: path, threads: 1 });
+    const engine = await Engine.load({ model: path, threads: 1, weights: 'f32' });
     try {
       const info = engine.info,
         settings = engine.stats().settings;
@@ -126,7 +126,8 @@ describe('reload after the model file was rewritten in place', () => {
 describe('through the tuner', () => {
   it('an approved cold proposal whose reload fails is rolled back with the reason; the old model keeps serving', async () => {
     const path = modelCopy();
-    const h = await startTunedServer({ model: path });
+    // weights f32: the live setting this scenario starts from (the config default before `native`).
+    const h = await startTunedServer({ model: path, config: { model: { weights: 'f32' } } });
     try {
       const live = h.store.currentSettings()!;
       const target = { ...live.settings, layout: { ...live.settings.layout, weights: 'int8' as const } };

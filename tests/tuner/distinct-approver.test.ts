@@ -16,6 +16,8 @@ describe('auth.requireDistinctApprover', () => {
     const tokens = [...testConfig('/tmp').auth.tokens, { name: 'approver-2', role: 'approver' as const, sha256: hashToken(SECOND_APPROVER) }];
     h = await startTunedServer({
       config: {
+        // The weights the batching proof was calibrated on (the default before `native`), as in closed-loop.test.ts.
+        model: { weights: 'f32' },
         scheduler: { maxBatchSize: 1 },
         // One candidate: the run verifies its proposals one after another, and one is all this needs.
         tuner: { autoApply: [], maxCandidates: 1 },
