@@ -12,14 +12,14 @@
     {
       "target_name": "tl_kernels_avx512",
       "type": "static_library",
-      "sources": ["native/src/kernels/cpu/matmul_avx512.cpp"],
+      "sources": ["native/src/kernels/cpu/matmul_avx512.cpp", "native/src/kernels/cpu/attention_avx512.cpp"],
       "include_dirs": ["native/src"],
       "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx512bf16", "-mfma", "-mf16c", "-mavx2"]
     },
     {
       "target_name": "tl_kernels_avx2",
       "type": "static_library",
-      "sources": ["native/src/kernels/cpu/matmul_avx2.cpp"],
+      "sources": ["native/src/kernels/cpu/matmul_avx2.cpp", "native/src/kernels/cpu/attention_avx2.cpp"],
       "include_dirs": ["native/src"],
       "cflags_cc": ["-mavx2", "-mfma", "-mf16c"]
     },
@@ -67,6 +67,7 @@
         "native/src/membench.cpp",
         "native/src/kernels/cpu/quantize.cpp",
         "native/src/kernels/cpu/matmul_scalar.cpp",
+        "native/src/kernels/cpu/attention_scalar.cpp",
         "native/src/kernels/cpu/dispatch.cpp",
         "native/src/quant/formats.cpp",
         "native/src/quant/dequantize.cpp",

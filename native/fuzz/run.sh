@@ -77,9 +77,11 @@ case "${1:-ci}" in
     K="$SRC/kernels/cpu"
     g++ -std=c++17 -O2 -g -I"$SRC" -c "$K/matmul_avx512.cpp" -o "$OUT/avx512.o" -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c -mavx2
     g++ -std=c++17 -O2 -g -I"$SRC" -c "$K/matmul_avx2.cpp" -o "$OUT/avx2.o" -mavx2 -mfma -mf16c
+    g++ -std=c++17 -O2 -g -I"$SRC" -c "$K/attention_avx512.cpp" -o "$OUT/att-avx512.o" "${AVX512[@]}"
+    g++ -std=c++17 -O2 -g -I"$SRC" -c "$K/attention_avx2.cpp" -o "$OUT/att-avx2.o" -mavx2 -mfma -mf16c
     isa_objects g++ vg -O2 -g
     QOBJ=("$OUT/vg-qavx512.o" "$OUT/vg-qavx2.o")
-    g++ -std=c++17 -O2 -g -I"$SRC" "$ROOT/native/tests/kernels_test.cpp" "$K/matmul_scalar.cpp" "$K/dispatch.cpp" "${ENGINE[@]}" "$OUT/avx512.o" "$OUT/avx2.o" "${QOBJ[@]}" -o "$OUT/kernels_test" -lpthread
+    g++ -std=c++17 -O2 -g -I"$SRC" "$ROOT/native/tests/kernels_test.cpp" "$K/matmul_scalar.cpp" "$K/attention_scalar.cpp" "$K/dispatch.cpp" "${ENGINE[@]}" "$OUT/avx512.o" "$OUT/avx2.o" "$OUT/att-avx512.o" "$OUT/att-avx2.o" "${QOBJ[@]}" -o "$OUT/kernels_test" -lpthread
     g++ -std=c++17 -O2 -g -I"$SRC" "$ROOT/native/tests/tokenizer_sampler_test.cpp" "${ENGINE[@]}" "${QOBJ[@]}" "$SRC/sampler.cpp" -o "$OUT/tokenizer_sampler_test"
     for t in gguf tokenizer; do g++ -std=c++17 -O2 -g -I"$SRC" "$FUZZ/${t}_fuzz.cpp" "$FUZZ/driver.cpp" "${ENGINE[@]}" "${QOBJ[@]}" -o "$OUT/${t}_plain"; done
     vg=(valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 --track-origins=yes)

@@ -4,39 +4,9 @@
 #include <cmath>
 #include <cstring>
 
-#include "errors.h"
 #include "tensor_convert.h"
 
 namespace tl {
-
-namespace {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define TL_CLONES
-#endif
-
-TL_CLONES float dot_f32(const float * a, const float * b, int n) {
-    float s = 0.0f;
-    for (int i = 0; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
-TL_CLONES void axpy_f32(float * y, const float * x, float a, int n) {
-    for (int i = 0; i < n; ++i) y[i] += a * x[i];
-}
-TL_CLONES float dot_i8(const float * a, const int8_t * b, int n) {
-    float s = 0.0f;
-    for (int i = 0; i < n; ++i) s += a[i] * (float) b[i];
-    return s;
-}
-TL_CLONES void axpy_i8(float * y, const int8_t * x, float a, int n) {
-    for (int i = 0; i < n; ++i) y[i] += a * (float) x[i];
-}
-// f16 rows are widened into a small buffer first: head_dim is 32..256, so this stays in L1.
-void widen_f16(const uint16_t * src, float * dst, int n) {
-    for (int i = 0; i < n; ++i) dst[i] = fp16_to_f32(src[i]);
-}
-} // namespace
 
 const char * kv_dtype_name(KvDtype t) {
     switch (t) {
@@ -115,54 +85,21 @@ void KvStorage::write(int32_t layer, int32_t block, int32_t slot, const float * 
     }
 }
 
-void KvStorage::attend(int32_t layer, const int32_t * block_table, int32_t n_ctx, int32_t kv_head, const float * q,
-                       float scale, float * out, float * scratch) const {
-    const int hd = head_dim_;
-    float mx = -INFINITY;
-    float wide[512];
-    if (hd > 512) fail(ErrorCode::INTERNAL, "head_dim above 512 is not supported");
-    auto row_of = [&](int32_t j) { return row_index(layer, block_table[j / block_size_], j % block_size_); };
-    for (int32_t j = 0; j < n_ctx; ++j) {
-        size_t r = row_of(j);
-        float s;
-        switch (dtype_) {
-            case KvDtype::F32:
-                s = dot_f32(q, reinterpret_cast<const float *>(k_.data()) + r * row_ + (size_t) kv_head * hd, hd);
-                break;
-            case KvDtype::F16:
-                widen_f16(reinterpret_cast<const uint16_t *>(k_.data()) + r * row_ + (size_t) kv_head * hd, wide, hd);
-                s = dot_f32(q, wide, hd);
-                break;
-            default:
-                s = dot_i8(q, reinterpret_cast<const int8_t *>(k_.data()) + r * row_ + (size_t) kv_head * hd, hd) *
-                    reinterpret_cast<const float *>(k_scale_.data())[r * n_heads_ + kv_head];
-        }
-        scratch[j] = s * scale;
-        mx = std::max(mx, scratch[j]);
+void KvStorage::fill_task(AttnTask & t, int32_t layer, const int32_t * block_table, int32_t kv_head) const {
+    const size_t elem = dtype_ == KvDtype::F32 ? 4 : dtype_ == KvDtype::F16 ? 2 : 1;
+    const size_t layer_row0 = row_index(layer, 0, 0);
+    t.hd = head_dim_;
+    t.kv_dtype = (int) dtype_;
+    t.kv_row_bytes = (int64_t) (row_ * elem);
+    t.k = k_.data() + (layer_row0 * row_ + (size_t) kv_head * head_dim_) * elem;
+    t.v = v_.data() + (layer_row0 * row_ + (size_t) kv_head * head_dim_) * elem;
+    if (dtype_ == KvDtype::I8) {
+        t.k_scale = reinterpret_cast<const float *>(k_scale_.data()) + layer_row0 * n_heads_ + kv_head;
+        t.v_scale = reinterpret_cast<const float *>(v_scale_.data()) + layer_row0 * n_heads_ + kv_head;
+        t.scale_stride = n_heads_;
     }
-    float sum = 0.0f;
-    for (int32_t j = 0; j < n_ctx; ++j) {
-        scratch[j] = std::exp(scratch[j] - mx);
-        sum += scratch[j];
-    }
-    const float inv = 1.0f / sum;
-    std::fill(out, out + hd, 0.0f);
-    for (int32_t j = 0; j < n_ctx; ++j) {
-        size_t r = row_of(j);
-        float p = scratch[j] * inv;
-        switch (dtype_) {
-            case KvDtype::F32:
-                axpy_f32(out, reinterpret_cast<const float *>(v_.data()) + r * row_ + (size_t) kv_head * hd, p, hd);
-                break;
-            case KvDtype::F16:
-                widen_f16(reinterpret_cast<const uint16_t *>(v_.data()) + r * row_ + (size_t) kv_head * hd, wide, hd);
-                axpy_f32(out, wide, p, hd);
-                break;
-            default:
-                axpy_i8(out, reinterpret_cast<const int8_t *>(v_.data()) + r * row_ + (size_t) kv_head * hd,
-                        p * reinterpret_cast<const float *>(v_scale_.data())[r * n_heads_ + kv_head], hd);
-        }
-    }
+    t.block_table = block_table;
+    t.block_size = block_size_;
 }
 
 } // namespace tl

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/kernels.h"
 #include "kernels/cpu/qmatrix.h"
 
 namespace tl {
@@ -27,10 +28,9 @@ public:
     // Store the K and V rows (float[n_kv_heads_local * head_dim] each) of the token at `slot` of `block`.
     void write(int32_t layer, int32_t block, int32_t slot, const float * k, const float * v);
 
-    // Attention of one query head over positions [0, n_ctx) of a sequence whose blocks are `block_table`:
-    // out[head_dim] = sum_j softmax_j(q . k_j * scale) v_j, using KV head `kv_head`. scratch: float[n_ctx].
-    void attend(int32_t layer, const int32_t * block_table, int32_t n_ctx, int32_t kv_head, const float * q,
-                float scale, float * out, float * scratch) const;
+    // The KV fields of an attention task (kernels.h: dtype, row addresses, scales, block table) for KV head `kv_head`
+    // of layer `layer` of the sequence whose blocks are `block_table`; the caller sets the query side.
+    void fill_task(AttnTask & t, int32_t layer, const int32_t * block_table, int32_t kv_head) const;
 
 private:
     int32_t n_layers_, n_blocks_, block_size_, n_heads_, head_dim_, row_;

@@ -27,13 +27,6 @@ TL_CLONES void add_inplace(float * y, const float * x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
-void swiglu(float * gate, const float * up, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) {
-        float g = gate[i];
-        gate[i] = g / (1.0f + std::exp(-g)) * up[i];
-    }
-}
-
 } // namespace
 
 RankState::RankState(int rank_, int n_ranks_, const ModelHParams & hp_, const ModelLayout & layout_,
@@ -80,7 +73,9 @@ void reserve(RankState & rs, const ForwardBatch & b) {
     rs.gate.resize(n * ffn);
     rs.up.resize(n * ffn);
     rs.partial.resize(n * dim);
-    rs.scores.resize((size_t) rs.pool.size() * b.max_ctx);
+    const int group = rs.hp.n_heads / rs.hp.n_kv_heads;
+    rs.scores.resize((size_t) rs.pool.size() *
+                     attn_scratch_floats(std::min(group, ATTN_MAX_ROWS), b.max_ctx, (int) hd));
 }
 
 void embed(RankState & rs, const ForwardBatch & b) {
@@ -201,17 +196,27 @@ void causal_attention(RankState & rs, const ForwardBatch & b, int l) {
     auto t0 = Clock::now();
     const ShardWeights & S = rs.shard;
     const int hd = rs.hp.head_dim, q_loc = S.n_heads * hd;
-    const float att_scale = 1.0f / std::sqrt((float) hd);
     const int group = rs.hp.n_heads / rs.hp.n_kv_heads;
-    const int64_t items = (int64_t) b.n * S.n_heads;
+    // One task per (token, KV head, up to ATTN_MAX_ROWS of its query heads): the group's query heads share each K/V
+    // row read. Tasks are dealt round-robin so that the long-context tokens at the end of a prefill are shared out.
+    const int parts = (group + ATTN_MAX_ROWS - 1) / ATTN_MAX_ROWS, per_part = (group + parts - 1) / parts;
+    const int64_t per_tok = (int64_t) S.n_kv_heads * parts, items = (int64_t) b.n * per_tok;
+    const size_t scratch = attn_scratch_floats(per_part, b.max_ctx, hd);
     rs.pool.run([&](int idx, int nth) {
-        float * sc = rs.scores.data() + (size_t) idx * b.max_ctx;
-        for (int64_t it = items * idx / nth; it < items * (idx + 1) / nth; ++it) {
-            int t = (int) (it / S.n_heads), h = (int) (it % S.n_heads);
+        float * sc = rs.scores.data() + (size_t) idx * scratch;
+        for (int64_t it = idx; it < items; it += nth) {
+            const int t = (int) (it / per_tok), g = (int) (it % per_tok) / parts, part = (int) (it % parts);
+            const int h0 = g * group + part * per_part;
             const BatchEntry & e = b.entries[b.tok_entry[t]];
-            rs.kv.attend(l, e.block_table, b.tok_pos[t] + 1, h / group,
-                         rs.q.data() + (size_t) t * q_loc + (size_t) h * hd, att_scale,
-                         rs.att.data() + (size_t) t * q_loc + (size_t) h * hd, sc);
+            AttnTask task;
+            rs.kv.fill_task(task, l, e.block_table, g);
+            task.rows = std::min(per_part, g * group + group - h0);
+            task.n_ctx = b.tok_pos[t] + 1;
+            task.scale = 1.0f / std::sqrt((float) hd);
+            task.q = rs.q.data() + (size_t) t * q_loc + (size_t) h0 * hd;
+            task.out = rs.att.data() + (size_t) t * q_loc + (size_t) h0 * hd;
+            task.row_stride = hd;
+            rs.kernels.attend(task, sc);
         }
     });
     rs.times.attention += seconds_since(t0);
@@ -228,7 +233,11 @@ void swiglu_mlp(RankState & rs, const ForwardBatch & b, const ShardWeights::Laye
     const int ffn = rs.shard.ffn;
     matmuls(rs, rs.xn.data(), b.n, rs.hp.dim, {{&w.w_gate, rs.gate.data()}, {&w.w_up, rs.up.data()}});
     auto t0 = Clock::now();
-    swiglu(rs.gate.data(), rs.up.data(), (int64_t) b.n * ffn);
+    const int64_t n = (int64_t) b.n * ffn;
+    rs.pool.run([&](int idx, int nth) {
+        const int64_t lo = n * idx / nth / 16 * 16, hi = idx + 1 == nth ? n : n * (idx + 1) / nth / 16 * 16;
+        rs.kernels.silu_mul(rs.gate.data() + lo, rs.up.data() + lo, hi - lo);
+    });
     rs.times.ffn_act += seconds_since(t0);
     matmuls(rs, rs.gate.data(), b.n, ffn, {{&w.w_down, rs.partial.data()}});
 }

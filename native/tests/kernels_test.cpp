@@ -5,10 +5,11 @@
 //   g++ $F -c $S/matmul_avx512.cpp -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16
 //       -mfma -mf16c -mavx2                                                        (one command)
 //   g++ $F -c $S/matmul_avx2.cpp -mavx2 -mfma -mf16c
-//   g++ $F $R/native/tests/kernels_test.cpp $S/quantize.cpp $S/matmul_scalar.cpp $S/dispatch.cpp
+//   g++ $F -c $S/attention_avx512.cpp (AVX-512 flags as above); g++ $F -c $S/attention_avx2.cpp -mavx2 -mfma -mf16c
+//   g++ $F $R/native/tests/kernels_test.cpp $S/quantize.cpp $S/matmul_scalar.cpp $S/attention_scalar.cpp $S/dispatch.cpp
 //       $R/native/src/errors.cpp $R/native/src/quant/{formats,dequantize,quantize_weights,quantize_acts,dot_scalar,
 //       dispatch,matmul}.cpp + dot_avx512.o dot_avx2.o (built as the kernels above, from native/src/quant)
-//       matmul_avx512.o matmul_avx2.o -lpthread -o kernels_test   (one command)
+//       matmul_avx512.o matmul_avx2.o attention_avx512.o attention_avx2.o -lpthread -o kernels_test   (one command)
 // Run:  ./kernels_test            correctness + accuracy
 //       ./kernels_test --bench    also the microbenchmark (GB/s for n = 1, GFLOP/s for n = 16 / 64)
 //       ./kernels_test --bench-only [--mb 600] [--sets avx512,avx2,scalar]
@@ -28,6 +29,7 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/matmul_impl.h"
+#include "quant/half.h"
 #include "quant/quant.h"
 
 using namespace tl;
@@ -597,6 +599,101 @@ static void test_gguf_blocks() {
     }
 }
 
+// Attention over a paged cache (AttnTask): every kernel set against a double-precision reference computed from the
+// same stored (f16- / int8-rounded) keys and values; head dims that are and are not multiples of the vector width
+// (the latter take the portable path), GQA row counts, contexts shorter and longer than a KV chunk, shuffled blocks.
+static void test_attention() {
+    const int block = 16, n_blocks = 12;
+    for (int dtype = 0; dtype < 3; dtype++) {
+        for (int hd : {64, 72, 128}) {
+            for (int rows : {1, 8}) {
+                for (int n_ctx : {1, 5, 33, 150}) {
+                    const int heads = 2, kv_head = 1, row = heads * hd;
+                    const size_t slots = (size_t) n_blocks * block, elem = dtype == 0 ? 4 : dtype == 1 ? 2 : 1;
+                    std::vector<uint8_t> k(slots * row * elem), v(slots * row * elem);
+                    std::vector<float> ks(slots * heads), vs(slots * heads);
+                    std::vector<double> kd(slots * row), vd(slots * row); // the values as stored
+                    auto kf = gaussian(slots * row, 100 + hd + n_ctx, 1.0f), vf = gaussian(slots * row, 200 + hd, 1.0f);
+                    for (size_t i = 0; i < slots * row; i++) {
+                        const size_t slot = i / row, h = (i % row) / hd;
+                        for (int which = 0; which < 2; which++) {
+                            const float x = which ? vf[i] : kf[i];
+                            std::vector<uint8_t> & dst = which ? v : k;
+                            std::vector<double> & ref = which ? vd : kd;
+                            if (dtype == 0) {
+                                std::memcpy(&dst[i * 4], &x, 4);
+                                ref[i] = x;
+                            } else if (dtype == 1) {
+                                const uint16_t hb = quant::f32_to_f16(x);
+                                std::memcpy(&dst[i * 2], &hb, 2);
+                                ref[i] = quant::f16_to_f32(hb);
+                            } else {
+                                const float sc = 3.0f / 127.0f;
+                                (which ? vs : ks)[slot * heads + h] = sc;
+                                const int q = (int) std::lrint(std::fmax(-127.0f, std::fmin(127.0f, x / sc)));
+                                dst[i] = (uint8_t) (int8_t) q;
+                                ref[i] = (double) q * sc;
+                            }
+                        }
+                    }
+                    std::vector<int32_t> table(n_blocks);
+                    for (int b = 0; b < n_blocks; b++) table[b] = (b * 7 + 3) % n_blocks; // shuffled, a permutation
+                    auto q = gaussian((size_t) rows * hd, 300 + rows, 0.5f);
+                    const float scale = 1.0f / std::sqrt((float) hd);
+                    std::vector<double> ref((size_t) rows * hd, 0.0);
+                    for (int r = 0; r < rows; r++) {
+                        std::vector<double> sc(n_ctx);
+                        double m = -1e300, sum = 0;
+                        for (int j = 0; j < n_ctx; j++) {
+                            const size_t slot = (size_t) table[j / block] * block + j % block;
+                            double d = 0;
+                            for (int i = 0; i < hd; i++)
+                                d += (double) q[(size_t) r * hd + i] * kd[slot * row + kv_head * hd + i];
+                            sc[j] = d * scale;
+                            m = std::fmax(m, sc[j]);
+                        }
+                        for (int j = 0; j < n_ctx; j++) sum += (sc[j] = std::exp(sc[j] - m));
+                        for (int j = 0; j < n_ctx; j++) {
+                            const size_t slot = (size_t) table[j / block] * block + j % block;
+                            for (int i = 0; i < hd; i++)
+                                ref[(size_t) r * hd + i] += sc[j] / sum * vd[slot * row + kv_head * hd + i];
+                        }
+                    }
+                    for (const CpuKernels * ks_ : kernel_sets()) {
+                        AttnTask t;
+                        t.hd = hd, t.rows = rows, t.n_ctx = n_ctx, t.scale = scale;
+                        std::vector<float> out((size_t) rows * hd, NAN);
+                        t.q = q.data(), t.out = out.data(), t.row_stride = hd;
+                        t.kv_dtype = dtype;
+                        t.k = k.data() + (size_t) kv_head * hd * elem, t.v = v.data() + (size_t) kv_head * hd * elem;
+                        t.kv_row_bytes = (int64_t) (row * elem);
+                        t.k_scale = ks.data() + kv_head, t.v_scale = vs.data() + kv_head, t.scale_stride = heads;
+                        t.block_table = table.data(), t.block_size = block;
+                        std::vector<float> scratch(attn_scratch_floats(rows, n_ctx, hd));
+                        ks_->attend(t, scratch.data());
+                        double worst = 0;
+                        for (size_t i = 0; i < out.size(); i++) worst = std::fmax(worst, std::fabs(out[i] - ref[i]));
+                        CHECK(worst < 2e-5, "attention %s dtype %d hd %d rows %d n_ctx %d: max abs diff %g", ks_->name,
+                              dtype, hd, rows, n_ctx, worst);
+                    }
+                }
+            }
+        }
+    }
+    // silu(g) * u, against double, over the range where exp matters (and a tail that is not a vector multiple).
+    auto g = gaussian(1003, 7, 6.0f), u = gaussian(1003, 8, 1.0f);
+    for (const CpuKernels * ks_ : kernel_sets()) {
+        std::vector<float> y = g;
+        ks_->silu_mul(y.data(), u.data(), (int64_t) y.size());
+        double worst = 0;
+        for (size_t i = 0; i < y.size(); i++) {
+            const double e = (double) g[i] / (1.0 + std::exp(-(double) g[i])) * u[i];
+            worst = std::fmax(worst, std::fabs(y[i] - e) / (1e-3 + std::fabs(e)));
+        }
+        CHECK(worst < 1e-5, "silu_mul %s: max rel diff %g", ks_->name, worst);
+    }
+}
+
 int main(int argc, char ** argv) {
     bool do_bench = false, do_tests = true;
     size_t mb = 600;
@@ -627,6 +724,7 @@ int main(int argc, char ** argv) {
         test_threads();
         test_accuracy();
         test_gguf_blocks();
+        test_attention();
         std::printf(g_failures ? "FAILED: %d check(s)\n" : "all checks passed\n", g_failures);
     }
     if (do_bench) bench(mb, want);

@@ -131,8 +131,11 @@ describe('reload under load', () => {
         { weights: 'bf16' as const, kvBlockSizeTokens: 8, tpDegree: 1, threadsPerRank: 2, kvDtype: 'int8' as const },
       ];
       for (const layout of layouts) {
+        // Two long streams per reload, so some are mid-generation whatever the engine's speed.
+        submit(n++, 200);
+        submit(n++, 200);
+        expect(await waitFor(() => engine.stats().requests.running > 0, 5000), 'requests were running when the reload began').toBe(true);
         const before = engine.stats().tokens.generated;
-        expect(engine.stats().requests.running, 'requests were running when the reload began').toBeGreaterThan(0);
         await engine.reload(layout);
         // The engine went on generating during the reload and goes on after it.
         expect(await waitFor(() => engine.stats().tokens.generated > before + 20, 5000)).toBe(true);

@@ -52,9 +52,26 @@ for (const c of cases) {
       const reqs = Array.from({ length: 6 }, (_, i) => greedy(promptOf(20 + i, 6 + 9 * i, c.shape.nVocab), 24));
       const a = await Promise.all(reqs.map((r) => tp1.generate(r).result));
       const b = await Promise.all(reqs.map((r) => tp2.generate(r).result));
-      for (let i = 0; i < reqs.length; i++) expect(b[i]!.tokens, `request ${i}`).toEqual(a[i]!.tokens);
       const single = await tp2.generate(reqs[3]!).result;
-      expect(single.tokens).toEqual(a[3]!.tokens);
+      if (c.weights === 'f32') {
+        for (let i = 0; i < reqs.length; i++) expect(b[i]!.tokens, `request ${i}`).toEqual(a[i]!.tokens);
+        expect(single.tokens).toEqual(a[3]!.tokens);
+        return;
+      }
+      // int8: logits may move by up to 1e-2 of their scale (the bound above; ~1e-3 typical, and the cache built from
+      // earlier steps differs alike), so two paths may part where the reference's best two tokens are nearer than that:
+      // a tie for this arithmetic, not a wrong result. Anywhere else they must agree.
+      const pairs = [...reqs.map((r, i) => [r, b[i]!.tokens] as const), [reqs[3]!, single.tokens] as const];
+      let parted = 0;
+      for (const [[req, got], ref] of pairs.map((p, i) => [p, a[i < reqs.length ? i : 3]!.tokens] as const)) {
+        const k = ref.findIndex((t, j) => got[j] !== t);
+        if (k < 0) continue;
+        parted++;
+        const logits = await tp1.evaluate([...req.tokens, ...ref.slice(0, k)]);
+        const scale = logits.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+        expect((logits[ref[k]!]! - logits[got[k]!]!) / scale, `parted at step ${k} without a near-tie`).toBeLessThan(1e-2);
+      }
+      expect(parted, 'most requests agree token for token').toBeLessThanOrEqual(2);
     });
 
     it('stats report all-reduce time per rank', () => {

@@ -28,13 +28,15 @@ describe('native C++ test programs', () => {
     const k = join(SRC, 'kernels', 'cpu');
     await gxx(['-c', join(k, 'matmul_avx512.cpp'), '-o', join(out, 'avx512.o'), ...AVX512]);
     await gxx(['-c', join(k, 'matmul_avx2.cpp'), '-o', join(out, 'avx2.o'), '-mavx2', '-mfma', '-mf16c']);
+    await gxx(['-c', join(k, 'attention_avx512.cpp'), '-o', join(out, 'att-avx512.o'), ...AVX512]);
+    await gxx(['-c', join(k, 'attention_avx2.cpp'), '-o', join(out, 'att-avx2.o'), '-mavx2', '-mfma', '-mf16c']);
     // The int8 / int4 layouts hold Q8_0 / Q4_0 blocks repacked: quantize.cpp uses the quant library (native/src/quant).
     await gxx(['-c', join(QUANT, 'dot_avx512.cpp'), '-o', join(out, 'qavx512.o'), ...AVX512]);
     await gxx(['-c', join(QUANT, 'dot_avx2.cpp'), '-o', join(out, 'qavx2.o'), '-mavx2', '-mfma', '-mf16c']);
     const bin = join(out, 'kernels_test');
-    await gxx([join(REPO_ROOT, 'native', 'tests', 'kernels_test.cpp'), join(k, 'quantize.cpp'), join(k, 'matmul_scalar.cpp'),
+    await gxx([join(REPO_ROOT, 'native', 'tests', 'kernels_test.cpp'), join(k, 'quantize.cpp'), join(k, 'matmul_scalar.cpp'), join(k, 'attention_scalar.cpp'),
       join(k, 'dispatch.cpp'), join(SRC, 'errors.cpp'), ...QUANT_PORTABLE.map((f) => join(QUANT, `${f}.cpp`)), join(out, 'avx512.o'), join(out, 'avx2.o'),
-      join(out, 'qavx512.o'), join(out, 'qavx2.o'), '-o', bin, '-lpthread']);
+      join(out, 'att-avx512.o'), join(out, 'att-avx2.o'), join(out, 'qavx512.o'), join(out, 'qavx2.o'), '-o', bin, '-lpthread']);
     const { stdout } = await exec(bin, [], { maxBuffer: 16 << 20 });
     expect(stdout).toMatch(/\b0 failed\b|FAIL(ED)?: 0|all .*passed/i);
   });

@@ -27,6 +27,31 @@ void qmatrix_get_row(const QMatrix & m, int64_t row, float * dst);
 // Quantize n rows of activations (x: float[n][cols]) for an I8/I4 product.
 void qacts_quantize(QActs & out, const float * x, int n, int64_t cols, int64_t cols_padded);
 
+// One causal-attention task: `rows` query heads sharing one KV head (GQA) attend over key positions [0, n_ctx) of a
+// sequence in the paged KV cache (kv_cache.h fills the KV fields). Query row r is q + r * row_stride, its output
+// out + r * row_stride (floats). Key/value position j lives at slot block_table[j / block_size] * block_size +
+// j % block_size, at k / v + slot * kv_row_bytes; kv_dtype 0 = f32, 1 = f16, 2 = int8 with one float scale per slot at
+// k_scale / v_scale + slot * scale_stride.
+struct AttnTask {
+    int hd = 0, rows = 0, n_ctx = 0;
+    float scale = 1.0f;
+    const float * q = nullptr;
+    float * out = nullptr;
+    int64_t row_stride = 0;
+    int kv_dtype = 0;
+    const uint8_t * k = nullptr;
+    const uint8_t * v = nullptr;
+    int64_t kv_row_bytes = 0;
+    const float * k_scale = nullptr;
+    const float * v_scale = nullptr;
+    int64_t scale_stride = 0;
+    const int32_t * block_table = nullptr;
+    int block_size = 1;
+};
+constexpr int ATTN_MAX_ROWS = 64; // a task's rows (callers split larger query groups)
+// Scratch floats one attend() call needs (per thread).
+size_t attn_scratch_floats(int rows, int n_ctx, int hd);
+
 struct CpuKernels {
     const char * name;
     // y[t][r] = dot(W[r], x[t]) for t in [0, n), r in [row_begin, row_end). Layouts F32, BF16, I8, I4 (BLOCKS
@@ -35,6 +60,10 @@ struct CpuKernels {
     // y: float[n][y_stride]; row r of W writes y[t * y_stride + r].
     void (*matmul)(const QMatrix & W, const float * x, const QActs * xq, float * y, int64_t y_stride, int n,
                    int64_t row_begin, int64_t row_end);
+    // Causal attention of one task (above). scratch: attn_scratch_floats(rows, n_ctx, hd) floats.
+    void (*attend)(const AttnTask & task, float * scratch);
+    // gate[i] = silu(gate[i]) * up[i] (the SwiGLU activation).
+    void (*silu_mul)(float * gate, const float * up, int64_t n);
 };
 
 const CpuKernels & cpu_kernels(); // best available on this CPU (TL_KERNELS env can force one)

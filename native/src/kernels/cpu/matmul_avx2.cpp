@@ -274,7 +274,7 @@ void matmul_avx2(const QMatrix & W, const float * x, const QActs * xq, float * y
 
 namespace kern {
 const CpuKernels & avx2_kernels() {
-    static const CpuKernels k{"avx2", matmul_avx2};
+    static const CpuKernels k{"avx2", matmul_avx2, attend_avx2, silu_mul_avx2};
     return k;
 }
 } // namespace kern

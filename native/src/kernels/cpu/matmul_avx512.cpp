@@ -568,7 +568,7 @@ void matmul_avx512(const QMatrix & W, const float * x, const QActs * xq, float *
 
 namespace kern {
 const CpuKernels & avx512_kernels() {
-    static const CpuKernels k{"avx512", matmul_avx512};
+    static const CpuKernels k{"avx512", matmul_avx512, attend_avx512, silu_mul_avx512};
     return k;
 }
 } // namespace kern

@@ -43,6 +43,14 @@ float quantize_group_i4(const float * x, uint8_t * out16, I4Mode mode);
 // Quantize one group of 32 floats to 32 offset-binary bytes (q + 128), scale = absmax / 127.
 float quantize_group_i8(const float * x, uint8_t * out32);
 
+// Attention and activation kernels, per ISA (attention_*.cpp).
+void attend_scalar(const AttnTask & t, float * scratch);
+void attend_avx2(const AttnTask & t, float * scratch);
+void attend_avx512(const AttnTask & t, float * scratch);
+void silu_mul_scalar(float * gate, const float * up, int64_t n);
+void silu_mul_avx2(float * gate, const float * up, int64_t n);
+void silu_mul_avx512(float * gate, const float * up, int64_t n);
+
 // Kernel sets implemented in the ISA-specific files (only called after the CPU check in dispatch.cpp).
 const CpuKernels & avx2_kernels();
 const CpuKernels & avx512_kernels();

@@ -78,7 +78,7 @@ void matmul_scalar(const QMatrix & W, const float * x, const QActs * xq, float *
 
 namespace kern {
 const CpuKernels & scalar_kernels() {
-    static const CpuKernels k{"scalar", matmul_scalar};
+    static const CpuKernels k{"scalar", matmul_scalar, attend_scalar, silu_mul_scalar};
     return k;
 }
 } // namespace kern
