@@ -209,7 +209,11 @@ describe('llama.cpp presets: llama.cpp loads them; tuneloop native weights agree
       const refPpl = perplexityFrom(ref!, src.tokens);
       const pplDiff = Math.abs(oursPpl / refPpl - 1);
       let msg = `${key}: tuneloop vs llama.cpp: ${summary(cmp)}; perplexity ${oursPpl.toFixed(4)} vs ${refPpl.toFixed(4)} (${(100 * pplDiff).toFixed(2)}%)`;
-      let top1Bar = 0.99,
+      // 99%, less two positions: as in the floor below, two roundings of one size may each flip a near-tie. With 8-bit
+      // activations a last-bit difference anywhere upstream (another float summation order) can move an activation to
+      // its neighbouring level, so which near-ties flip changes with the kernel (shipped/Q6_K: 99.2% through the
+      // per-row K-quant kernel, 98.4% through the packed batch kernel, whose outputs equal it to 3e-7 relative).
+      let top1Bar = 0.99 - 2 / src.tokens.length,
         pplBar = 0.005;
       if (!src.trained) {
         // The floor: llama.cpp's quantized arithmetic vs the exact dequantized weights, same file, same tokens.
