@@ -67,7 +67,7 @@ for (const c of cases) {
         const k = ref.findIndex((t, j) => got[j] !== t);
         if (k < 0) continue;
         parted++;
-        const logits = await tp1.evaluate([...req.tokens, ...ref.slice(0, k)]);
+        const logits = await tp1.evaluate([...(req.tokens ?? []), ...ref.slice(0, k)]);
         const scale = logits.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
         expect((logits[ref[k]!]! - logits[got[k]!]!) / scale, `parted at step ${k} without a near-tie`).toBeLessThan(1e-2);
       }
