@@ -202,6 +202,7 @@ void causal_attention(RankState & rs, const ForwardBatch & b, int l) {
     const int parts = (group + ATTN_MAX_ROWS - 1) / ATTN_MAX_ROWS, per_part = (group + parts - 1) / parts;
     const int64_t per_tok = (int64_t) S.n_kv_heads * parts, items = (int64_t) b.n * per_tok;
     const size_t scratch = attn_scratch_floats(per_part, b.max_ctx, hd);
+    const float scale = 1.0f / std::sqrt((float) hd);
     rs.pool.run([&](int idx, int nth) {
         float * sc = rs.scores.data() + (size_t) idx * scratch;
         for (int64_t it = idx; it < items; it += nth) {
@@ -212,7 +213,7 @@ void causal_attention(RankState & rs, const ForwardBatch & b, int l) {
             rs.kv.fill_task(task, l, e.block_table, g);
             task.rows = std::min(per_part, g * group + group - h0);
             task.n_ctx = b.tok_pos[t] + 1;
-            task.scale = 1.0f / std::sqrt((float) hd);
+            task.scale = scale;
             task.q = rs.q.data() + (size_t) t * q_loc + (size_t) h0 * hd;
             task.out = rs.att.data() + (size_t) t * q_loc + (size_t) h0 * hd;
             task.row_stride = hd;

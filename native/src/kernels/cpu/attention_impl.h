@@ -76,7 +76,7 @@ void attend_impl(const AttnTask & t, float * scratch) {
     }
 
     // Softmax per row: p = exp(s - max) / sum. The 1/sum is applied to the output at the end.
-    float inv[64];
+    float inv[ATTN_MAX_ROWS]; // callers split larger groups (kernels.h)
     for (int r = 0; r < R; ++r) {
         float * sr = s + (size_t) r * n;
         int j = 0;
