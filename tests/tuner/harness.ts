@@ -25,13 +25,16 @@ export function bearer(role: keyof typeof TOKENS): Record<string, string> {
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? Partial<T[K]> : T[K] };
 
-/** Test config: the shipped model, one compute thread per engine, tokens for every role, quick watch windows. */
+/** Test config: the shipped model, one compute thread per engine, tokens for every role, quick watch windows, no rate limit. */
 export function testConfig(dir: string, over: DeepPartial<TuneloopConfig> = {}): TuneloopConfig {
   const c = loadConfig();
   c.model.path = MODEL;
   c.model.name = MODEL_NAME;
   c.model.threads = 1;
   c.server.port = 0;
+  // Load here comes from one client address as fast as the engine answers; the per-client rate limit (its own tests:
+  // controlplane/limits) would turn a faster engine's throughput into 429s instead of measuring it.
+  c.server.rateLimitPerMinute = 0;
   c.logging.level = 'silent';
   c.tuner.storePath = join(dir, 'tuner.db');
   c.tuner.watchIntervalSeconds = 1;
