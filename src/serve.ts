@@ -15,6 +15,8 @@ import type { LogLevel } from './config/schema.js';
 import { LOG_REDACT_PATHS, isPlainApiKey } from './controlplane/security.js';
 import { engineOptionsWithSettings, openTunerStore, startTuner, type RunningTuner } from './tuner/bootstrap.js';
 import type { TunerStore } from './tuner/store.js';
+import { loadChatTemplate, type ChatTemplate } from './controlplane/openai/chat-template.js';
+import { TemplateSandbox } from './controlplane/openai/template-sandbox.js';
 
 export const SERVE_USAGE = `usage:
   tuneloop serve [--config FILE] [--model PATH] [--host H] [--port N] [--threads N]
@@ -57,6 +59,16 @@ export function serverOptionsFromConfig(cfg: TuneloopConfig): ServerOptions {
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
   const options = { level, base: { service: 'tuneloop' }, redact: { paths: [...LOG_REDACT_PATHS], censor: '[redacted]' } };
   return destination ? pino(options, destination) : pino(options);
+}
+
+/** The chat template the model file carries (rendered on a bounded worker thread), or the built-in default; every
+ *  template that does not parse is logged as a warning (and shown in GET /v1/models). */
+export async function modelChatTemplate(engine: Engine, logger: Logger, sandbox = new TemplateSandbox()): Promise<ChatTemplate> {
+  const tok = (engine.info as unknown as { tokenizer?: unknown }).tokenizer;
+  const template = await loadChatTemplate(typeof tok === 'object' && tok !== null ? tok : undefined, sandbox);
+  for (const warning of template.summary.warnings) logger.warn({ chatTemplate: template.summary.source }, warning);
+  logger.info({ chatTemplate: template.summary.source, names: template.summary.names }, 'chat template');
+  return template;
 }
 
 /** Flags become config overrides, so they are validated (and reported) exactly like file and env values. */
@@ -143,6 +155,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     throw e;
   }
   logger.info({ model: settings.engine.model, modelName: settings.server.modelName, loadMs: engine.info.loadMs, kernels: engine.info.kernels }, 'model loaded');
+  const chatTemplate = await modelChatTemplate(engine, logger);
   let server;
   let tuner: RunningTuner;
   try {
@@ -160,6 +173,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       authTokens: settings.config.auth.tokens,
       onGeneration: (e) => t.onGeneration(e),
       reports: { dir: settings.config.tuner.reportsDir, timezone: settings.config.tuner.timezone, index: () => store.reports() },
+      chatTemplate,
     });
   } catch (e) {
     await engine.close();

@@ -28,6 +28,8 @@ export interface StartServerArgs {
   /** Every finished generation request that reached the engine (hooks.ts GenerationEvent): the tuner's request log
    *  and shadow mirror. */
   onGeneration?: AppDeps['onGeneration'];
+  /** The model's chat template (openai/chat-template.ts loadChatTemplate); absent: the built-in default. */
+  chatTemplate?: AppDeps['chatTemplate'];
 }
 
 export interface DrainResult {
@@ -59,6 +61,7 @@ export async function startServer(args: StartServerArgs): Promise<RunningServer>
   if (args.authTokens) deps.authTokens = args.authTokens;
   if (args.reports) deps.reports = args.reports;
   if (args.onGeneration) deps.onGeneration = args.onGeneration;
+  if (args.chatTemplate) deps.chatTemplate = args.chatTemplate;
   const { app, state } = createApp(deps);
   // Requests without a Host header are answered by the app (its JSON errors) rather than by Node's bare 400.
   const server = createServer({ requireHostHeader: false }, app);

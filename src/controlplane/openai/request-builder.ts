@@ -15,6 +15,9 @@ export interface BuildContext {
   /** The model's context window in tokens (engine.info.contextLength). */
   contextLength: number;
   template: ChatTemplate;
+  /** A chat request's prompt, already rendered and tokenized (chat-prompt.ts: the template may render off-thread).
+   *  Absent: the template is rendered here, which only a synchronous one (the built-in default) can do. */
+  chatTokens?: number[] | undefined;
   /** server.maxPromptTokens; absent: the context window decides. */
   maxPromptTokens?: number | undefined;
   /** server.maxTokensLimit (the largest max_tokens, and the cap of the default); absent: the context window decides. */
@@ -36,8 +39,15 @@ export function buildGenerateRequest(p: ParsedRequest, ctx: BuildContext): Built
   let tokens: number[];
   let stop = p.stop;
   if (p.kind === 'chat') {
-    tokens = ctx.tokenize(ctx.template.render(p.messages));
-    stop = [...(p.stop ?? []), ...ctx.template.stop];
+    if (ctx.chatTokens) {
+      tokens = ctx.chatTokens;
+    } else {
+      const text = ctx.template.render(p.messages);
+      if (typeof text !== 'string') throw new Error(`the ${ctx.template.name} chat template renders asynchronously: pass chatTokens (chat-prompt.ts)`);
+      tokens = ctx.tokenize(text);
+    }
+    const extra = ctx.template.stop;
+    if (extra.length > 0) stop = [...(p.stop ?? []), ...extra];
   } else if (typeof p.prompt === 'string') {
     tokens = ctx.tokenize(p.prompt);
   } else {

@@ -9,6 +9,7 @@ import { ControlPlaneError, modelNotFound } from '../errors.js';
 import type { FinishedRequest, GenerationEndpoint } from '../hooks.js';
 import type { ConcurrencyLimiter } from '../security.js';
 import type { ChatTemplate } from './chat-template.js';
+import { chatPromptTokens, engineChatTokenizer } from './chat-prompt.js';
 import { buildGenerateRequest, type ParsedRequest } from './request-builder.js';
 import { modelEntry, newIdentity, responseBody } from './responses.js';
 import { parseChatRequest, parseCompletionRequest } from './schema.js';
@@ -59,7 +60,7 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
 
   router.get('/models', (_req, res) => {
     const info = engine.info;
-    res.json({ object: 'list', data: [modelEntry(options.modelName, info, parametersOf(info.path), created)] });
+    res.json({ object: 'list', data: [{ ...modelEntry(options.modelName, info, parametersOf(info.path), created), chat_template: template.summary }] });
   });
 
   const serve =
@@ -72,7 +73,13 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
         const parsed: ParsedRequest = endpoint === 'chat_completions' ? parseChatRequest(req.body) : parseCompletionRequest(req.body);
         sr.stream = parsed.stream;
         if (parsed.model !== options.modelName) throw modelNotFound(parsed.model, options.modelName);
+        // A chat prompt is rendered (maybe on the template worker) and tokenized before the limits are checked.
+        const chatTokens =
+          parsed.kind === 'chat'
+            ? (await chatPromptTokens(parsed.messages, template, engineChatTokenizer(engine), { tools: parsed.tools, templateName: parsed.templateName })).tokens
+            : undefined;
         const built = buildGenerateRequest(parsed, {
+          chatTokens,
           tokenize: (text) => engine.tokenize(text),
           contextLength: engine.info.contextLength,
           template,

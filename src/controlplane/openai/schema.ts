@@ -42,6 +42,11 @@ export interface CompletionRequest extends SamplingParams {
 export interface ChatRequest extends SamplingParams {
   kind: 'chat';
   messages: ChatMessage[];
+  /** OpenAI `tools` (function definitions), handed to the model's chat template as `tools`. Tool calls in the answer
+   *  are not parsed out: the model's text comes back as content (docs/chat-templates.md). */
+  tools?: Record<string, unknown>[];
+  /** Extension: one of the model file's named chat templates (`tokenizer.chat_template.NAME`). */
+  templateName?: string;
   /** Top alternatives per token (0..20); absent when logprobs is not true. */
   logprobs?: number;
 }
@@ -218,6 +223,30 @@ export function parseChatRequest(raw: unknown): ChatRequest {
   const top = optInt(body, 'top_logprobs', 0, MAX_CHAT_TOP_LOGPROBS);
   if (top !== undefined && !wantLogprobs) throw bad('top_logprobs', "'top_logprobs' requires 'logprobs' to be true");
   const out: ChatRequest = { kind: 'chat', ...common, messages };
+  if (present(body, 'tools')) {
+    const tools = body.tools;
+    if (!Array.isArray(tools)) throw bad('tools', `'tools' must be an array of tool definitions, got ${describe(tools)}`);
+    tools.forEach((t: unknown, i) => {
+      const fn = (t as Body | null)?.function as Body | null | undefined;
+      if (
+        typeof t !== 'object' ||
+        t === null ||
+        Array.isArray(t) ||
+        (t as Body).type !== 'function' ||
+        typeof fn !== 'object' ||
+        fn === null ||
+        typeof fn.name !== 'string'
+      ) {
+        throw bad(`tools[${i}]`, `'tools[${i}]' must be {type: "function", function: {name: string, ...}}`);
+      }
+    });
+    if (tools.length > 0) out.tools = tools as Record<string, unknown>[];
+  }
+  if (present(body, 'chat_template_name')) {
+    const n = body.chat_template_name;
+    if (typeof n !== 'string' || n.length === 0) throw bad('chat_template_name', `'chat_template_name' must be a non-empty string, got ${describe(n)}`);
+    out.templateName = n;
+  }
   if (maxTokens !== undefined) out.maxTokens = maxTokens;
   if (maxCompletionTokens !== undefined) out.maxTokensParam = 'max_completion_tokens';
   if (wantLogprobs) out.logprobs = top ?? 0;

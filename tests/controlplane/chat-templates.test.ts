@@ -1,0 +1,178 @@
+// Chat templates from model files: the bounded renderer (template-sandbox.ts: a worker thread with a time limit, a heap
+// limit and an output cap), loading a file's templates (parse failures become warnings and the built-in default), the
+// request-facing errors (raise_exception → 400 with the template's message), and where message contents land in the
+// rendered prompt (the plain ranges that keep user-typed special-token text ordinary text).
+import { afterAll, describe, expect, it } from 'vitest';
+import { isControlPlaneError, type ControlPlaneError } from '../../src/controlplane/errors.js';
+import { TemplateRaise, TemplateSyntaxError } from '../../src/controlplane/openai/chat-template-jinja.js';
+import { DEFAULT_CHAT_TEMPLATE, loadChatTemplate } from '../../src/controlplane/openai/chat-template.js';
+import { plainRangesOf } from '../../src/controlplane/openai/chat-prompt.js';
+import { TemplateRenderError, TemplateSandbox } from '../../src/controlplane/openai/template-sandbox.js';
+import type { ChatMessage } from '../../src/controlplane/openai/schema.js';
+
+const CTX = { messages: [{ role: 'user', content: 'hi' }], addGenerationPrompt: true, bosToken: '<s>', eosToken: '</s>' };
+// Never ends in any time a test waits for: 10^12 iterations.
+const RUNAWAY = '{% for i in range(1000000) %}{% for j in range(1000000) %}{% endfor %}{% endfor %}';
+const CHATML =
+  "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+const ALTERNATING =
+  "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}";
+
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected a rejection');
+}
+
+async function refusal(p: Promise<unknown>): Promise<ControlPlaneError> {
+  const e = await rejection(p);
+  if (!isControlPlaneError(e)) throw e;
+  return e;
+}
+
+describe('TemplateSandbox (bounded rendering on a worker thread)', () => {
+  const sb = new TemplateSandbox({ timeoutMs: 400, maxOutputChars: 100_000, maxHeapMb: 32 });
+  afterAll(() => sb.close());
+
+  it('renders, with the globals Hugging Face sets', async () => {
+    expect(await sb.render('{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}', CTX)).toBe('<s>hi</s>');
+    expect(await sb.render("{{ strftime_now('%d %b %Y') }}", { ...CTX, now: new Date(2024, 6, 26) })).toBe('26 Jul 2024');
+  });
+
+  it('raise_exception is a TemplateRaise carrying the message; a template that does not parse is a TemplateSyntaxError', async () => {
+    const e = await rejection(sb.render("{{ raise_exception('no system role') }}", CTX));
+    expect(e).toBeInstanceOf(TemplateRaise);
+    expect(e.message).toBe('no system role');
+    expect(await rejection(sb.compile('{% for %}'))).toBeInstanceOf(TemplateSyntaxError);
+    await sb.compile(CHATML);
+  });
+
+  it('cuts off a runaway loop at the time limit without blocking the event loop, and the next render gets a fresh worker', async () => {
+    const before = sb.workersStarted;
+    let settled = false;
+    const p = rejection(sb.render(RUNAWAY, CTX)).finally(() => (settled = true));
+    // The server's event loop keeps turning while the template spins on the worker.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(settled).toBe(false);
+    const e = await p;
+    expect(e).toBeInstanceOf(TemplateRenderError);
+    expect((e as TemplateRenderError).reason).toBe('timeout');
+    expect(e.message).toContain('400 ms');
+    expect(await sb.render('ok', CTX)).toBe('ok');
+    expect(sb.workersStarted).toBe(before + 1);
+  });
+
+  it('renders queued behind a runaway one still run (after it is cut off)', async () => {
+    const [a, b] = await Promise.allSettled([sb.render(RUNAWAY, CTX), sb.render('{{ 6 * 7 }}', CTX)]);
+    expect(a.status).toBe('rejected');
+    expect(b).toEqual({ status: 'fulfilled', value: '42' });
+  });
+
+  it('refuses an enormous output: over the cap, or past the longest string V8 holds', async () => {
+    let e = await rejection(sb.render('{% for i in range(20000) %}0123456789{% endfor %}', CTX));
+    expect([e.constructor, (e as TemplateRenderError).reason]).toEqual([TemplateRenderError, 'too_large']);
+    expect(e.message).toContain('100000 characters');
+    e = await rejection(sb.render("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}", CTX));
+    expect((e as TemplateRenderError).reason).toBe('too_large');
+  });
+
+  it('a template that eats the heap kills only its worker', async () => {
+    // A time limit it never reaches first: 10^8 numbers need far more than 16 MiB.
+    const small = new TemplateSandbox({ timeoutMs: 120_000, maxHeapMb: 16 });
+    try {
+      const e = await rejection(small.render('{{ range(100000000) | length }}', CTX));
+      expect([e.constructor, (e as TemplateRenderError).reason]).toEqual([TemplateRenderError, 'out_of_memory']);
+      expect(e.message).toContain('16 MiB');
+      expect(await small.render('{{ 1 + 1 }}', CTX)).toBe('2');
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('unbounded recursion is an error, not a crash', async () => {
+    const e = await rejection(sb.render('{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}', CTX));
+    expect((e as TemplateRenderError).reason).toBe('error');
+    expect(await sb.render('still here', CTX)).toBe('still here');
+  });
+});
+
+describe('loadChatTemplate', () => {
+  const sb = new TemplateSandbox({ timeoutMs: 400 });
+  afterAll(() => sb.close());
+  const user = (content: string): ChatMessage => ({ role: 'user', content });
+
+  it('no template in the file: the built-in default, no warnings', async () => {
+    const t = await loadChatTemplate({ chatTemplate: null }, sb);
+    expect(t.summary).toEqual({ source: 'tuneloop-default', names: [], warnings: [] });
+    expect(t.render([user('hi')])).toBe(DEFAULT_CHAT_TEMPLATE.render([user('hi')]));
+    expect(t.stop).toEqual(DEFAULT_CHAT_TEMPLATE.stop);
+  });
+
+  it("the file's template: rendered with its bos/eos texts, no stop strings (EOG ids stop natively)", async () => {
+    const t = await loadChatTemplate({ chatTemplate: '{{ bos_token }}' + CHATML, bos: '<|begin|>', eos: '<|end|>' }, sb);
+    expect(t.summary).toEqual({ source: 'gguf', names: [], warnings: [] });
+    expect(t.stop).toEqual([]);
+    expect(t.specialTokens).toBe(true);
+    expect(await t.render([user('hi')])).toBe('<|begin|><|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n');
+  });
+
+  it('a template that does not parse is a warning, and the model falls back to the default visibly', async () => {
+    const t = await loadChatTemplate({ chatTemplate: '{% if %}', chatTemplates: { tool_use: '{% for x in %}', rag: CHATML } }, sb);
+    expect(t.summary.source).toBe('tuneloop-default');
+    expect(t.summary.warnings).toHaveLength(2);
+    expect(t.summary.warnings[0]).toMatch(/^tokenizer\.chat_template does not parse \(.+\); chat completions use the tuneloop-default template instead$/);
+    expect(t.summary.warnings[1]).toMatch(/^tokenizer\.chat_template\.tool_use does not parse/);
+    expect(t.specialTokens).toBe(false);
+  });
+
+  it('named templates: picked by chat_template_name, tool_use when tools are given (as Hugging Face does), unknown names refused', async () => {
+    const t = await loadChatTemplate({ chatTemplate: 'default:{{ messages[0].content }}', chatTemplates: { tool_use: 'tools:{{ tools | length }}', rag: 'rag' } }, sb);
+    expect(t.summary).toEqual({ source: 'gguf', names: ['rag', 'tool_use'], warnings: [] });
+    expect(await t.render([user('x')])).toBe('default:x');
+    expect(await t.render([user('x')], { templateName: 'rag' })).toBe('rag');
+    expect(await t.render([user('x')], { tools: [{ type: 'function', function: { name: 'f' } }] })).toBe('tools:1');
+    const e = await refusal(Promise.resolve().then(() => t.render([user('x')], { templateName: 'nope' })));
+    expect([e.status, e.param]).toEqual([400, 'chat_template_name']);
+    expect(e.message).toContain('rag, tool_use');
+  });
+
+  it('raise_exception is a 400 carrying the template message; a runaway template a 500 naming the limit', async () => {
+    const t = await loadChatTemplate({ chatTemplate: ALTERNATING }, sb);
+    let e = await refusal(Promise.resolve(t.render([user('one'), user('two')])));
+    expect([e.status, e.code, e.param]).toEqual([400, 'CP_ERR_INVALID_REQUEST', 'messages']);
+    expect(e.message).toContain('Conversation roles must alternate user/assistant/user/assistant/...');
+    const loop = await loadChatTemplate({ chatTemplate: RUNAWAY }, sb);
+    e = await refusal(Promise.resolve(loop.render([user('x')])));
+    expect(e.status).toBe(500);
+    expect(e.message).toMatch(/did not finish rendering within 400 ms/);
+  });
+
+  it('the default template refuses what only a model template can honour', () => {
+    expect(() => DEFAULT_CHAT_TEMPLATE.render([user('x')], { tools: [{ type: 'function', function: { name: 'f' } }] })).toThrow(
+      /'tools' need the model's own chat template/,
+    );
+    expect(() => DEFAULT_CHAT_TEMPLATE.render([user('x')], { templateName: 'rag' })).toThrow(/this model has none/);
+  });
+});
+
+describe('plainRangesOf (where message contents sit in the rendered prompt)', () => {
+  it('UTF-8 byte ranges, found in message order from where the previous one ended', () => {
+    // "hi" first appears in the header; the user's "hi" is the later one, after the system content.
+    const text = 'header hi\n<s>sys: héllo<e><u>hi<e>';
+    const { ranges, missing } = plainRangesOf(text, ['héllo', 'hi']);
+    expect(missing).toEqual([]);
+    const bytes = Buffer.from(text);
+    expect(bytes.subarray(ranges[0], ranges[1]).toString()).toBe('héllo');
+    expect(bytes.subarray(ranges[2], ranges[3]).toString()).toBe('hi');
+    expect(ranges[2]).toBe(Buffer.byteLength('header hi\n<s>sys: héllo<e><u>'));
+  });
+
+  it('trimmed contents are found; contents the template changed otherwise are reported missing; empty ones skipped', () => {
+    const { ranges, missing } = plainRangesOf('[INST]What?[/INST]ANSWER', ['  What?\n', '', 'answer', '   ']);
+    expect(Array.from(ranges)).toEqual([6, 11]);
+    expect(missing).toEqual([2]);
+  });
+});
