@@ -2,7 +2,7 @@
 // 'tuneloop/engine' (the engine alone, no HTTP stack) and 'tuneloop/config' (the config loader and schema).
 
 // The engine: load a GGUF model, generate, reconfigure and reload live (src/engine/).
-export { Engine, Generation, EngineError, ENGINE_ERROR_CODES, isEngineError, type EngineErrorCode } from './engine/index.js';
+export { Engine, Generation, EngineError, ENGINE_ERROR_CODES, isEngineError, VocabTokenizer, type EngineErrorCode, type VocabTokenizerInfo } from './engine/index.js';
 export * from './engine/types.js';
 export * from './engine/knobs.js';
 

@@ -6,6 +6,7 @@
 #include "kernels/cpu/kernels.h"
 #include "membench.h"
 #include "quant_wrap.h"
+#include "tokenizer_wrap.h"
 
 namespace tl_binding {
 
@@ -45,6 +46,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
     exports.Set("errorCodes", codes);
     init_engine_wrap(env, exports, data);
     init_quant_wrap(env, exports);
+    init_tokenizer_wrap(env, exports, data);
     return exports;
 }
 

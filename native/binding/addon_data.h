@@ -1,4 +1,5 @@
-// Per-environment addon state (safe with worker threads): the JS EngineError class and the NativeEngine constructor.
+// Per-environment addon state (safe with worker threads): the JS EngineError class and the NativeEngine and
+// NativeTokenizer constructors.
 #pragma once
 #include <napi.h>
 
@@ -9,6 +10,7 @@ namespace tl_binding {
 struct AddonData {
     Napi::FunctionReference engine_error_class; // set by setErrorClass() from src/engine/native.ts
     Napi::FunctionReference native_engine_ctor;
+    Napi::FunctionReference native_tokenizer_ctor;
 };
 
 // A JS EngineError(code, message) if the class was handed over, else an Error with a `code` property.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "quant/kernels.h"
+#include "tokenizer_wrap.h"
 
 namespace tl_binding {
 
@@ -270,7 +271,7 @@ Napi::Value NativeEngine::info(const Napi::CallbackInfo & info) {
     o.Set("contextLength", e.n_ctx());
     o.Set("trainedContextLength", hp.n_ctx_train);
     o.Set("ropeTheta", hp.rope_theta);
-    o.Set("tokenizer", e.tokenizer().kind() == tl::TokenizerKind::LLAMA ? "llama" : "gpt2");
+    o.Set("tokenizer", tokenizer_info(env, e.tokenizer(), e.file()));
     o.Set("bos", e.tokenizer().bos());
     o.Set("eos", e.tokenizer().eos());
     o.Set("addBos", e.tokenizer().add_bos_default());
@@ -297,27 +298,11 @@ Napi::Value NativeEngine::info(const Napi::CallbackInfo & info) {
 }
 
 Napi::Value NativeEngine::tokenize(const Napi::CallbackInfo & info) {
-    Napi::Env env = info.Env();
-    tl::Engine & e = engine(env);
-    std::string text = info[0].As<Napi::String>().Utf8Value();
-    bool add_bos = info.Length() > 1 && info[1].IsBoolean() ? info[1].As<Napi::Boolean>().Value()
-                                                            : e.tokenizer().add_bos_default();
-    std::vector<int32_t> ids = e.tokenizer().encode(text, add_bos);
-    Napi::Int32Array out = Napi::Int32Array::New(env, ids.size());
-    std::copy(ids.begin(), ids.end(), out.Data());
-    return out;
+    return tokenize_call(info, engine(info.Env()).tokenizer());
 }
 
 Napi::Value NativeEngine::detokenize(const Napi::CallbackInfo & info) {
-    Napi::Env env = info.Env();
-    tl::Engine & e = engine(env);
-    std::vector<int32_t> ids = to_tokens(info[0]);
-    for (int32_t t : ids) {
-        if (t < 0 || t >= e.tokenizer().n_vocab())
-            throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT,
-                                                     "token id " + std::to_string(t) + " is outside the vocabulary"));
-    }
-    return Napi::String::New(env, e.tokenizer().decode(ids));
+    return detokenize_call(info, engine(info.Env()).tokenizer());
 }
 
 // generate(params, onEvents) -> { id, promptTokens }. onEvents(events[]) is called on the event loop.

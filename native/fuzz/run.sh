@@ -23,7 +23,8 @@ OUT="${TL_FUZZ_OUT:-/tmp/tuneloop-fuzz}"
 Q="$SRC/quant"
 # The reader and what the targets touch through it: the quant library's portable files (block geometry, validators,
 # decoders, kernel dispatch) and the engine's weight layouts; its two ISA files are compiled apart (isa_objects).
-ENGINE=("$SRC/gguf.cpp" "$SRC/tokenizer.cpp" "$SRC/errors.cpp" "$SRC/tensor_convert.cpp" "$SRC/kernels/cpu/quantize.cpp"
+ENGINE=("$SRC/gguf.cpp" "$SRC/tokenizer.cpp" "$SRC/pretokenizer.cpp" "$SRC/split_pattern.cpp" "$SRC/unicode.cpp"
+  "$SRC/errors.cpp" "$SRC/tensor_convert.cpp" "$SRC/kernels/cpu/quantize.cpp"
   "$Q/formats.cpp" "$Q/dequantize.cpp" "$Q/quantize_weights.cpp" "$Q/quantize_acts.cpp" "$Q/dot_scalar.cpp"
   "$Q/dispatch.cpp" "$Q/matmul.cpp")
 AVX512=(-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c -mavx2)

@@ -1,6 +1,6 @@
 // Fuzz target: the tokenizers over arbitrary text and arbitrary vocabularies.
 //
-// The first input byte picks a mode (byte % 5), the rest is the payload:
+// The first input byte picks a mode (byte % 5, or with bit 6 set: 5 + (byte & 1)), the rest is the payload:
 //   modes 0-3: encode the payload as text (bit 7 of the first byte: with BOS) with one of four fixed tokenizers,
 //              check every id is in the vocabulary and that decode(encode(text)) == text where the tokenizer
 //              promises it (full byte coverage), then decode the payload read as little-endian int32 ids
@@ -8,6 +8,13 @@
 //   mode 4:    build a tokenizer from the payload itself (the second byte: flags that pick gpt2/llama, types, scores,
 //              BOS/EOS/unk ids; then "tokens\0merges\0text", one entry a line), as from_gguf would from a hostile
 //              file, and encode and decode the text with it.
+//   mode 5:    pre-tokenizers: the second byte picks a tokenizer.ggml.pre value; the rest is text. The pieces must
+//              cover the text in order, none empty, and a byte-level vocabulary with that pre-tokenizer must round
+//              trip the text.
+//   mode 6:    special tokens: the second byte: bit 0 parse_special, bits 1-3 the number of plain ranges, read as
+//              little-endian u16 pairs from the next bytes; the rest is text, encoded with a vocabulary that has
+//              control and user-defined tokens. Malformed ranges must throw INVALID_ARGUMENT; without
+//              parse_special (or with the whole text plain) decode(encode(text)) == text.
 // The fixed tokenizers: the shipped model's gpt2 vocabulary (models/tuneloop-shakespeare.gguf, or $TL_FUZZ_MODEL;
 // a synthetic gpt2 one when absent), a synthetic SentencePiece one with byte fallback, one without byte tokens (so
 // some bytes must go to <unk>), and one with neither (encode throws INVALID_ARGUMENT for uncovered bytes).
@@ -24,6 +31,7 @@
 
 #include "errors.h"
 #include "gguf.h"
+#include "pretokenizer.h"
 #include "tokenizer.h"
 
 using namespace tl;
@@ -86,8 +94,9 @@ Tokenizer synthetic_spm(bool byte_fallback, bool with_unk) {
 }
 
 // A gpt2 vocabulary: the 256 byte symbols (GPT-2's bytes_to_unicode order does not matter here: each symbol is a
-// token), a few merges, and <|endoftext|> as BOS/EOS. Used when the shipped model is not at hand.
-Tokenizer synthetic_gpt2() {
+// token), a few merges, <|endoftext|> as BOS/EOS, and (with_specials) more control tokens and user-defined ones.
+// Used when the shipped model is not at hand, and for the pre-tokenizer and special-token modes.
+Tokenizer synthetic_gpt2(const std::string & pre = "gpt-2", bool with_specials = false) {
     std::vector<std::string> tokens;
     auto utf8 = [](uint32_t cp) {
         std::string o;
@@ -105,11 +114,23 @@ Tokenizer synthetic_gpt2() {
     }
     const std::vector<std::string> merges = {"t h", "th e", "\xC4\xA0 the", "a n", "an d", "\xC4\xA0 a", "l l", "e r"};
     for (const std::string & m : merges) tokens.push_back(m.substr(0, m.find(' ')) + m.substr(m.find(' ') + 1));
-    tokens.push_back("<|endoftext|>");
     std::vector<int32_t> types(tokens.size(), 1);
-    types.back() = 3;
+    if (with_specials) {
+        for (const char * c : {"<|im_start|>", "<|im_end|>", "<|im_end|>x", "<|end|>", "<"}) {
+            tokens.push_back(c);
+            types.push_back(3); // control
+        }
+        for (const char * u : {"<tool>", "</tool>", "ol>", "\n\n"}) {
+            tokens.push_back(u);
+            types.push_back(4); // user-defined
+        }
+    }
+    tokens.push_back("<|endoftext|>");
+    types.push_back(3);
     const int32_t eot = (int32_t) tokens.size() - 1;
-    return Tokenizer::from_vocab(TokenizerKind::GPT2, tokens, {}, types, merges, eot, eot, true, false);
+    TokenizerOptions opt;
+    opt.pre = pre;
+    return Tokenizer::from_vocab(TokenizerKind::GPT2, tokens, {}, types, merges, eot, eot, true, false, -1, opt);
 }
 
 Tokenizer shipped_or_synthetic_gpt2() {
@@ -240,13 +261,86 @@ void vocab_mode(uint8_t flags, const std::string & payload) {
     }
 }
 
+void pre_tokenizer_mode(uint8_t pick, const std::string & text) {
+    static const std::vector<std::string> names = pre_tokenizer_names();
+    static std::vector<Tokenizer> toks;
+    if (toks.empty()) {
+        for (const std::string & n : names) toks.push_back(synthetic_gpt2(n));
+    }
+    const size_t k = pick % names.size();
+    const PreTokenizer * pre = find_pre_tokenizer(names[k]);
+    SplitScratch scratch;
+    std::vector<uint32_t> pieces;
+    pre_tokenize(*pre, text.data(), text.size(), scratch, pieces);
+    uint32_t at = 0;
+    for (size_t i = 0; i < pieces.size(); i += 2) {
+        if (pieces[i] != at || pieces[i + 1] <= pieces[i]) {
+            std::fprintf(stderr, "tokenizer_fuzz: pre-tokenizer %s: piece %zu is [%u, %u) after %u\n", names[k].c_str(),
+                         i / 2, pieces[i], pieces[i + 1], at);
+            std::abort();
+        }
+        at = pieces[i + 1];
+    }
+    if (at != text.size()) {
+        std::fprintf(stderr, "tokenizer_fuzz: pre-tokenizer %s covers %u of %zu bytes\n", names[k].c_str(), at,
+                     text.size());
+        std::abort();
+    }
+    const Tokenizer & tok = toks[k];
+    const std::vector<int32_t> ids = tok.encode(text, false);
+    check_ids(tok, ids);
+    if (tok.decode(ids) != text) {
+        std::fprintf(stderr, "tokenizer_fuzz: pre-tokenizer %s: decode(encode(text)) != text\n", names[k].c_str());
+        std::abort();
+    }
+}
+
+void special_mode(uint8_t flags, const std::string & payload) {
+    static const Tokenizer tok = synthetic_gpt2("llama-bpe", true);
+    const bool parse_special = flags & 1;
+    const size_t n_ranges = (flags >> 1) & 7;
+    if (payload.size() < n_ranges * 4) return;
+    std::vector<int64_t> ranges;
+    for (size_t i = 0; i < n_ranges * 2; i++) {
+        ranges.push_back((uint8_t) payload[2 * i] | ((uint8_t) payload[2 * i + 1] << 8));
+    }
+    const std::string text = payload.substr(n_ranges * 4);
+    bool valid = true;
+    for (size_t i = 0; i < ranges.size(); i += 2)
+        valid = valid && ranges[i] <= ranges[i + 1] && ranges[i + 1] <= (int64_t) text.size();
+    std::vector<int32_t> ids;
+    try {
+        ids = tok.encode(text, false, parse_special, ranges);
+    } catch (const EngineException & e) {
+        if (valid || e.code() != ErrorCode::INVALID_ARGUMENT) unexpected("encode (special)", e);
+        return;
+    }
+    if (!valid) {
+        std::fprintf(stderr, "tokenizer_fuzz: malformed plain ranges were accepted\n");
+        std::abort();
+    }
+    check_ids(tok, ids);
+    const std::string back = tok.decode(ids);
+    if (!parse_special && back != text) {
+        std::fprintf(stderr, "tokenizer_fuzz: without parse_special, decode(encode(text)) != text\n");
+        std::abort();
+    }
+    // The whole text plain: the same ids as without parse_special.
+    if (parse_special && tok.encode(text, false, true, {0, (int64_t) text.size()}) != tok.encode(text, false)) {
+        std::fprintf(stderr, "tokenizer_fuzz: a plain range over the whole text still parsed special tokens\n");
+        std::abort();
+    }
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t * data, size_t size) {
     if (size < 2) return 0;
-    const unsigned mode = data[0] % 5;
+    const unsigned mode = (data[0] & 0x40) ? 5 + (data[0] & 1) : data[0] % 5;
     try {
-        if (mode < 4)
+        if (mode == 5) pre_tokenizer_mode(data[1], std::string(reinterpret_cast<const char *>(data + 2), size - 2));
+        else if (mode == 6) special_mode(data[1], std::string(reinterpret_cast<const char *>(data + 2), size - 2));
+        else if (mode < 4)
             fixed_mode(fixed_tokenizers()[mode], data[0] & 0x80,
                        std::string(reinterpret_cast<const char *>(data + 1), size - 1));
         else vocab_mode(data[1], std::string(reinterpret_cast<const char *>(data + 2), size - 2));

@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <queue>
 
 #include "errors.h"
+#include "unicode.h"
 
 namespace tl {
 
@@ -124,48 +126,6 @@ const Gpt2ByteMap & gpt2_bytes() {
     return map;
 }
 
-// Character classes for the GPT-2 pre-tokenizer. The original pattern uses \p{L}, \p{N} and \s; without Unicode
-// tables we approximate: ASCII letters and every non-ASCII code point are letters, except Unicode whitespace and
-// a few well-known punctuation/symbol/mark blocks (Latin-1 punctuation, combining marks, general punctuation,
-// currency, arrows/math/box-drawing/dingbats, CJK punctuation, variation selectors, emoji), which are "other"
-// as in the real pattern. Non-ASCII digits (e.g. Arabic-Indic) count as letters, and letters inside the symbol
-// blocks as other; this only changes where pieces are split, never the round trip.
-enum class CharClass { LETTER, DIGIT, SPACE, OTHER };
-
-bool is_unicode_space(uint32_t cp) {
-    return (cp >= 9 && cp <= 13) || cp == 32 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-           cp == 0x3000;
-}
-
-CharClass classify(uint32_t cp) {
-    if (cp < 0x80) {
-        if ((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z')) return CharClass::LETTER;
-        if (cp >= '0' && cp <= '9') return CharClass::DIGIT;
-        if (is_unicode_space(cp)) return CharClass::SPACE;
-        return CharClass::OTHER;
-    }
-    if (is_unicode_space(cp)) return CharClass::SPACE;
-    if (cp < 0xA0) return CharClass::OTHER; // C1 controls
-    if (cp < 0xC0) {
-        if (cp == 0xAA || cp == 0xB5 || cp == 0xBA) return CharClass::LETTER;                              // ª µ º
-        if (cp == 0xB2 || cp == 0xB3 || cp == 0xB9 || (cp >= 0xBC && cp <= 0xBE)) return CharClass::DIGIT; // ²³¹¼½¾
-        return CharClass::OTHER;
-    }
-    if (cp == 0xD7 || cp == 0xF7) return CharClass::OTHER; // × ÷
-    if ((cp >= 0x0300 && cp <= 0x036F) ||                  // combining diacritics
-        (cp >= 0x2000 && cp <= 0x206F) ||                  // general punctuation (incl. ZWJ and other format chars)
-        (cp >= 0x20A0 && cp <= 0x20FF) ||                  // currency, combining marks for symbols
-        (cp >= 0x2190 && cp <= 0x2BFF) ||   // arrows, math operators, technical, box drawing, shapes, dingbats
-        (cp >= 0x3001 && cp <= 0x303F) ||   // CJK symbols and punctuation
-        (cp >= 0xFE00 && cp <= 0xFE0F) ||   // variation selectors (emoji presentation)
-        (cp >= 0xFFF0 && cp <= 0xFFFF) ||   // specials, incl. U+FFFD for malformed input
-        (cp >= 0x1F000 && cp <= 0x1FAFF) || // emoji and pictographs
-        (cp >= 0xE0000 && cp <= 0xE007F))   // tag characters (flag sequences)
-        return CharClass::OTHER;
-    return CharClass::LETTER;
-}
-
 } // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -219,16 +179,21 @@ Tokenizer Tokenizer::from_gguf(const GgufFile & file) {
     const int32_t bos = read_id("tokenizer.ggml.bos_token_id", spm ? 1 : -1);
     const int32_t eos = read_id("tokenizer.ggml.eos_token_id", spm ? 2 : -1);
     const int32_t unk = read_id("tokenizer.ggml.unknown_token_id", spm ? 0 : -1);
+    TokenizerOptions opt;
+    opt.eot = read_id("tokenizer.ggml.eot_token_id", -1);
+    opt.eom = read_id("tokenizer.ggml.eom_token_id", -1);
+    opt.pre = file.get_string("tokenizer.ggml.pre", "");
     const bool add_bos = file.get_bool("tokenizer.ggml.add_bos_token", spm);
     const bool add_space_prefix = file.get_bool("tokenizer.ggml.add_space_prefix", spm);
 
     return from_vocab(kind, std::move(tokens), std::move(scores), std::move(types), std::move(merges), bos, eos,
-                      add_bos, add_space_prefix, unk);
+                      add_bos, add_space_prefix, unk, opt);
 }
 
 Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tokens, std::vector<float> scores,
                                 std::vector<int32_t> token_types, std::vector<std::string> merges, int32_t bos,
-                                int32_t eos, bool add_bos, bool add_space_prefix, int32_t unk) {
+                                int32_t eos, bool add_bos, bool add_space_prefix, int32_t unk,
+                                const TokenizerOptions & options) {
     if (tokens.empty()) fail(ErrorCode::MODEL_CORRUPT, "tokenizer vocabulary is empty");
     if (tokens.size() > (size_t) INT32_MAX) fail(ErrorCode::MODEL_CORRUPT, "tokenizer vocabulary is too large");
     const size_t n = tokens.size();
@@ -249,6 +214,8 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
     check_id(bos, "BOS");
     check_id(eos, "EOS");
     check_id(unk, "unknown");
+    check_id(options.eot, "EOT");
+    check_id(options.eom, "EOM");
     if (kind == TokenizerKind::GPT2 && merges.empty()) {
         fail(ErrorCode::MODEL_CORRUPT, "gpt2 tokenizer has no tokenizer.ggml.merges");
     }
@@ -260,6 +227,23 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
     t.add_bos_ = add_bos;
     t.add_space_prefix_ = add_space_prefix;
     t.scores_ = scores.empty() ? std::vector<float>(n, 0.0f) : std::move(scores);
+
+    // The pre-tokenizer: only byte-level BPE has one (SentencePiece ignores tokenizer.ggml.pre, as llama.cpp does).
+    t.pre_name_ = options.pre;
+    if (kind == TokenizerKind::GPT2) {
+        if (options.pre.empty()) {
+            t.pre_name_ = "default";
+            t.warnings_.push_back("tokenizer.ggml.pre is missing: using the 'default' pre-tokenizer; text may be "
+                                  "split differently from how the model was trained (regenerate the GGUF with a "
+                                  "current converter)");
+        }
+        t.pre_ = find_pre_tokenizer(t.pre_name_);
+        if (!t.pre_) {
+            fail(ErrorCode::UNSUPPORTED_ARCHITECTURE,
+                 "pre-tokenizer '" + t.pre_name_ +
+                     "' (tokenizer.ggml.pre) is not supported; known values: " + known_pre_tokenizers());
+        }
+    }
 
     const bool typed = !token_types.empty();
     t.token_types_ = typed ? std::move(token_types) : std::vector<int32_t>(n, TT_NORMAL);
@@ -285,6 +269,57 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
     t.unk_ = unk;
     t.tokens_ = std::move(tokens);
 
+    // End of generation: EOS, EOT, EOM, plus the turn-end tokens chat models emit (found by text, as llama.cpp
+    // does: converters do not always write eot_token_id). Such a token is made a control token if the file did
+    // not type it so, so that it never comes out of plain text and decodes to nothing.
+    for (int32_t id : {eos, options.eot, options.eom}) {
+        if (id >= 0 && std::find(t.eog_ids_.begin(), t.eog_ids_.end(), id) == t.eog_ids_.end())
+            t.eog_ids_.push_back(id);
+    }
+    static const char * const eog_texts[] = {
+        "<|eot_id|>",
+        "<|eom_id|>",
+        "<|im_end|>",
+        "<|end|>",
+        "<|return|>",
+        "<|call|>",
+        "<end_of_turn>",
+        "<|endoftext|>",
+        "<|end_of_text|>",
+        "<EOT>",
+        "_<EOT>",
+        "<end_of_utterance>",
+        "<eos>",
+        "<\xEF\xBD\x9C"
+        "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", // <｜end▁of▁sentence｜> (DeepSeek)
+    };
+    int32_t end_id = -1, return_id = -1, call_id = -1;
+    for (size_t i = 0; i < n; i++) {
+        const std::string & text = t.tokens_[i];
+        if (text.size() < 5 || text.size() > 32 || (text[0] != '<' && text[0] != '_')) continue;
+        for (const char * e : eog_texts) {
+            if (text != e) continue;
+            const int32_t ty = t.token_types_[i];
+            if (ty == TT_BYTE || ty == TT_UNUSED) break;
+            if (ty != TT_CONTROL) {
+                t.warnings_.push_back("token " + std::to_string(i) + " '" + text + "' ends a turn but is not typed " +
+                                      "control; it is treated as control");
+                t.token_types_[i] = TT_CONTROL;
+            }
+            if (std::find(t.eog_ids_.begin(), t.eog_ids_.end(), (int32_t) i) == t.eog_ids_.end()) {
+                t.eog_ids_.push_back((int32_t) i);
+            }
+            if (text == "<|end|>") end_id = (int32_t) i;
+            if (text == "<|return|>") return_id = (int32_t) i;
+            if (text == "<|call|>") call_id = (int32_t) i;
+            break;
+        }
+    }
+    // gpt-oss (harmony): <|end|> closes a message, not the generation; <|return|> and <|call|> do.
+    if (end_id >= 0 && return_id >= 0 && call_id >= 0 && end_id != eos) {
+        t.eog_ids_.erase(std::find(t.eog_ids_.begin(), t.eog_ids_.end(), end_id));
+    }
+
     // token_to_id_ holds only tokens that ordinary text may produce: control, unknown, unused and byte tokens are
     // left out so that text such as "</s>" or "<0x41>" in a prompt encodes as plain characters, never as the
     // special token. The first of duplicate entries wins.
@@ -306,7 +341,13 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
         const Gpt2ByteMap & bm = gpt2_bytes();
         for (int b = 0; b < 256; b++) t.byte_tokens_[b] = t.text_token(bm.byte_utf8[b]);
 
+        // Every merge must join two vocabulary tokens into a third (as Hugging Face's BPE requires): a file whose
+        // merges and vocabulary disagree was not written by a converter, and would tokenize into garbage.
+        std::unordered_map<std::string, int32_t> all;
+        all.reserve(n * 2);
+        for (size_t i = 0; i < n; i++) all.emplace(t.tokens_[i], (int32_t) i);
         t.merge_rank_.reserve(merges.size() * 2);
+        std::string joined;
         for (size_t r = 0; r < merges.size(); r++) {
             const std::string & m = merges[r];
             // Merged symbols never contain a raw space (bytes_to_unicode maps it to "Ġ"), so exactly one space
@@ -317,24 +358,61 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
                                                    "') is not of the form 'left right'");
             }
             if (r > (size_t) INT32_MAX) fail(ErrorCode::MODEL_CORRUPT, "too many tokenizer.ggml.merges");
+            const std::string left = m.substr(0, sp), right = m.substr(sp + 1);
+            for (const std::string * part : {&left, &right}) {
+                if (all.find(*part) == all.end()) {
+                    fail(ErrorCode::MODEL_CORRUPT, "tokenizer.ggml.merges entry " + std::to_string(r) + " ('" + m +
+                                                       "') names '" + *part + "', which is not in the vocabulary");
+                }
+            }
+            joined.assign(left).append(right);
+            if (all.find(joined) == all.end()) {
+                fail(ErrorCode::MODEL_CORRUPT, "tokenizer.ggml.merges entry " + std::to_string(r) + " ('" + m +
+                                                   "') makes '" + joined + "', which is not in the vocabulary");
+            }
             t.merge_rank_.emplace(m, (int32_t) r); // first occurrence = lowest rank wins
         }
     }
 
-    // End-of-generation: EOS, plus the end-of-turn control tokens chat models emit instead of (or before) EOS.
-    if (eos >= 0) t.eog_ids_.push_back(eos);
-    static const char * const eog_names[] = {"<|endoftext|>", "<|eot_id|>", "<|im_end|>",
-                                             "</s>",          "<|end|>",    "<end_of_turn>"};
-    for (size_t i = 0; i < n; i++) {
-        if (t.token_types_[i] != TT_CONTROL || (int32_t) i == eos) continue;
-        for (const char * name : eog_names) {
-            if (t.tokens_[i] == name) {
-                t.eog_ids_.push_back((int32_t) i);
-                break;
-            }
+    t.build_special_matcher();
+    return t;
+}
+
+void Tokenizer::build_special_matcher() {
+    for (size_t i = 0; i < tokens_.size(); i++) {
+        const int32_t ty = token_types_[i];
+        if ((ty == TT_CONTROL || ty == TT_UNKNOWN || ty == TT_USER_DEFINED) && !tokens_[i].empty()) {
+            specials_.push_back((int32_t) i);
         }
     }
-    return t;
+    std::stable_sort(specials_.begin(), specials_.end(),
+                     [&](int32_t a, int32_t b) { return tokens_[a].size() > tokens_[b].size(); });
+
+    // The trie is built with a map of edges, then flattened into sorted per-node edge runs.
+    std::vector<std::map<uint8_t, uint32_t>> kids(1);
+    std::vector<int32_t> terminal(1, -1);
+    for (size_t k = 0; k < specials_.size(); k++) {
+        const std::string & text = tokens_[specials_[k]];
+        uint32_t node = 0;
+        for (unsigned char c : text) {
+            auto it = kids[node].find(c);
+            if (it == kids[node].end()) {
+                kids.emplace_back();
+                terminal.push_back(-1);
+                it = kids[node].emplace(c, (uint32_t) kids.size() - 1).first;
+            }
+            node = it->second;
+        }
+        if (terminal[node] < 0) terminal[node] = (int32_t) k; // duplicate texts: the first (longest-order) wins
+        special_first_bytes_[(unsigned char) text[0] >> 6] |= 1ull << ((unsigned char) text[0] & 63);
+    }
+    trie_.resize(kids.size());
+    for (size_t i = 0; i < kids.size(); i++) {
+        trie_[i].token = terminal[i];
+        trie_[i].first = (uint32_t) trie_edges_.size();
+        trie_[i].count = (uint32_t) kids[i].size();
+        for (const auto & [byte, child] : kids[i]) trie_edges_.push_back({byte, child});
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -365,15 +443,96 @@ void Tokenizer::push_byte(uint8_t b, std::vector<int32_t> & out) const {
 // ---------------------------------------------------------------------------------------------------------------
 // Encoding
 
-std::vector<int32_t> Tokenizer::encode(const std::string & text, bool add_bos) const {
+std::vector<int32_t> Tokenizer::encode(const std::string & text, bool add_bos, bool parse_special,
+                                       const std::vector<int64_t> & plain_ranges) const {
+    if (text.size() >= (size_t) UINT32_MAX) fail(ErrorCode::INVALID_ARGUMENT, "text to tokenize is 4 GiB or more");
+    if (plain_ranges.size() % 2 != 0) {
+        fail(ErrorCode::INVALID_ARGUMENT, "plainRanges must hold [start, end) pairs (an even number of offsets)");
+    }
+    for (size_t i = 0; i < plain_ranges.size(); i += 2) {
+        if (plain_ranges[i] < 0 || plain_ranges[i] > plain_ranges[i + 1] ||
+            plain_ranges[i + 1] > (int64_t) text.size()) {
+            fail(ErrorCode::INVALID_ARGUMENT,
+                 "plainRanges pair " + std::to_string(i / 2) + " [" + std::to_string(plain_ranges[i]) + ", " +
+                     std::to_string(plain_ranges[i + 1]) + ") is not a range of byte offsets inside the text (" +
+                     std::to_string(text.size()) + " bytes)");
+        }
+    }
+
     std::vector<int32_t> out;
     out.reserve(text.size() / 3 + 2);
     if (add_bos && bos_ >= 0) out.push_back(bos_);
     // Like llama.cpp, empty text has no fragment to prefix: it encodes to BOS alone (or nothing).
     if (text.empty()) return out;
-    std::vector<int32_t> body = kind_ == TokenizerKind::LLAMA ? encode_llama(text) : encode_gpt2(text);
-    out.insert(out.end(), body.begin(), body.end());
+
+    // Special tokens first, in llama.cpp's order: for each special token, longest text first, every occurrence
+    // inside text not yet claimed becomes that token. Occurrences are found in one pass over the text with the
+    // trie; a control token inside a plain range (or any without parse_special) stays text.
+    struct Hit {
+        uint32_t order; // index into specials_ (the claiming order)
+        uint32_t pos;
+        uint32_t len;
+    };
+    std::vector<Hit> hits;
+    const char * s = text.data();
+    const size_t n = text.size();
+    for (size_t p = 0; p < n; p++) {
+        const unsigned char c0 = (unsigned char) s[p];
+        if (!((special_first_bytes_[c0 >> 6] >> (c0 & 63)) & 1)) continue;
+        uint32_t node = 0;
+        for (size_t q = p; q < n; q++) {
+            const TrieNode & nd = trie_[node];
+            const unsigned char c = (unsigned char) s[q];
+            uint32_t next = UINT32_MAX;
+            for (uint32_t e = nd.first; e < nd.first + nd.count; e++) {
+                if (trie_edges_[e].byte == c) {
+                    next = trie_edges_[e].node;
+                    break;
+                }
+            }
+            if (next == UINT32_MAX) break;
+            node = next;
+            const int32_t k = trie_[node].token;
+            if (k < 0) continue;
+            const int32_t ty = token_types_[specials_[k]];
+            bool allowed = ty == TT_USER_DEFINED || parse_special;
+            for (size_t r = 0; allowed && ty != TT_USER_DEFINED && r < plain_ranges.size(); r += 2) {
+                if ((int64_t) p < plain_ranges[r + 1] && (int64_t) (q + 1) > plain_ranges[r]) allowed = false;
+            }
+            if (allowed) hits.push_back({(uint32_t) k, (uint32_t) p, (uint32_t) (q + 1 - p)});
+        }
+    }
+    std::vector<Hit> claimed;
+    if (!hits.empty()) {
+        std::sort(hits.begin(), hits.end(),
+                  [](const Hit & a, const Hit & b) { return a.order != b.order ? a.order < b.order : a.pos < b.pos; });
+        std::vector<uint8_t> taken(n, 0);
+        for (const Hit & h : hits) {
+            bool free = true;
+            for (uint32_t i = h.pos; free && i < h.pos + h.len; i++) free = !taken[i];
+            if (!free) continue;
+            std::fill(taken.begin() + h.pos, taken.begin() + h.pos + h.len, 1);
+            claimed.push_back(h);
+        }
+        std::sort(claimed.begin(), claimed.end(), [](const Hit & a, const Hit & b) { return a.pos < b.pos; });
+    }
+
+    // SentencePiece prefixes a space to text at the start and after each special token (llama.cpp's rule).
+    size_t pos = 0;
+    bool prev_special = true;
+    for (const Hit & h : claimed) {
+        if (h.pos > pos) encode_fragment(s + pos, h.pos - pos, prev_special, out);
+        out.push_back(specials_[h.order]);
+        prev_special = true;
+        pos = h.pos + h.len;
+    }
+    if (pos < n) encode_fragment(s + pos, n - pos, prev_special, out);
     return out;
+}
+
+void Tokenizer::encode_fragment(const char * text, size_t n, bool prefix_space, std::vector<int32_t> & out) const {
+    if (kind_ == TokenizerKind::LLAMA) encode_llama(text, n, prefix_space && add_space_prefix_, out);
+    else encode_gpt2(text, n, out);
 }
 
 namespace {
@@ -402,15 +561,28 @@ struct BigramOrder {
     }
 };
 
-using BigramQueue = std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder>;
+// A binary heap over a caller-owned vector, so that its storage is reused from one piece to the next.
+struct BigramHeap {
+    std::vector<Bigram> v;
+    bool empty() const { return v.empty(); }
+    void push(const Bigram & b) {
+        v.push_back(b);
+        std::push_heap(v.begin(), v.end(), BigramOrder());
+    }
+    Bigram pop() {
+        std::pop_heap(v.begin(), v.end(), BigramOrder());
+        const Bigram b = v.back();
+        v.pop_back();
+        return b;
+    }
+};
 
 // The merge loop both tokenizers share: take the best pair, skip it if either side changed since it was queued,
 // merge it into the left symbol, and queue the new pairs it forms with its neighbours (`try_add(left, right)`).
 template <typename TryAdd>
-void merge_best_first(std::vector<Symbol> & syms, BigramQueue & queue, TryAdd && try_add) {
+void merge_best_first(std::vector<Symbol> & syms, BigramHeap & queue, TryAdd && try_add) {
     while (!queue.empty()) {
-        const Bigram bg = queue.top();
-        queue.pop();
+        const Bigram bg = queue.pop();
         Symbol & l = syms[bg.left];
         Symbol & r = syms[bg.right];
         if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size) continue;
@@ -425,15 +597,15 @@ void merge_best_first(std::vector<Symbol> & syms, BigramQueue & queue, TryAdd &&
 
 } // namespace
 
-std::vector<int32_t> Tokenizer::encode_llama(const std::string & text) const {
+void Tokenizer::encode_llama(const char * text, size_t n, bool prefix_space, std::vector<int32_t> & out) const {
     // SentencePiece shows spaces as "▁" and (by default) starts the text with one, so that a word at the start
     // of the text tokenizes the same as one after a space.
     std::string s;
-    s.reserve(text.size() + text.size() / 4 + SPM_SPACE_LEN);
-    if (add_space_prefix_) s.append(SPM_SPACE, SPM_SPACE_LEN);
-    for (char c : text) {
-        if (c == ' ') s.append(SPM_SPACE, SPM_SPACE_LEN);
-        else s += c;
+    s.reserve(n + n / 4 + SPM_SPACE_LEN);
+    if (prefix_space) s.append(SPM_SPACE, SPM_SPACE_LEN);
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] == ' ') s.append(SPM_SPACE, SPM_SPACE_LEN);
+        else s += text[i];
     }
 
     std::vector<Symbol> syms;
@@ -446,9 +618,8 @@ std::vector<int32_t> Tokenizer::encode_llama(const std::string & text) const {
     }
     syms.back().next = -1;
 
-    std::vector<Bigram> heap_storage;
-    heap_storage.reserve(syms.size());
-    BigramQueue queue(BigramOrder(), std::move(heap_storage));
+    BigramHeap queue;
+    queue.v.reserve(syms.size());
     std::string buf; // reused so that vocabulary look-ups do not allocate
     auto try_add = [&](int32_t left, int32_t right) {
         if (left < 0 || right < 0) return;
@@ -462,8 +633,6 @@ std::vector<int32_t> Tokenizer::encode_llama(const std::string & text) const {
 
     merge_best_first(syms, queue, try_add);
 
-    std::vector<int32_t> out;
-    out.reserve(syms.size() / 2 + 1);
     for (int32_t i = 0; i >= 0; i = syms[i].next) {
         const Symbol & sym = syms[i];
         buf.assign(s, sym.off, sym.n);
@@ -475,106 +644,79 @@ std::vector<int32_t> Tokenizer::encode_llama(const std::string & text) const {
             for (size_t k = 0; k < sym.n; k++) push_byte((uint8_t) s[sym.off + k], out);
         }
     }
-    return out;
 }
 
-std::vector<int32_t> Tokenizer::encode_gpt2(const std::string & text) const {
-    // Decode once: the pre-tokenizer works on code points.
-    std::vector<size_t> offs; // byte offset of each code point, plus text.size() at the end
-    std::vector<CharClass> cls;
-    std::vector<uint32_t> cps;
-    offs.reserve(text.size() + 1);
-    cls.reserve(text.size());
-    cps.reserve(text.size());
-    for (size_t i = 0; i < text.size();) {
-        size_t len;
-        const uint32_t cp = decode_utf8(text, i, &len);
-        offs.push_back(i);
-        cps.push_back(cp);
-        cls.push_back(classify(cp));
-        i += len;
-    }
-    offs.push_back(text.size());
-    const size_t n = cps.size();
+// Buffers of one encode_gpt2 call, reused for every piece.
+struct Tokenizer::BpeScratch {
+    std::string mapped;
+    std::vector<size_t> moff;
+    std::vector<Symbol> syms;
+    BigramHeap queue;
+    std::string key;
+};
 
-    // The GPT-2 pattern, alternatives tried in order at each position, as the regex engine does:
-    //   's|'t|'re|'ve|'m|'ll|'d | ?\p{L}+ | ?\p{N}+ | ?[^\s\p{L}\p{N}]+ | \s+(?!\S) | \s+
-    std::vector<int32_t> out;
-    out.reserve(text.size() / 3 + 1);
-    std::string piece;
-    size_t k = 0;
-    while (k < n) {
-        size_t end = k;
-        if (cps[k] == '\'' && k + 1 < n) {
-            const uint32_t a = cps[k + 1];
-            const uint32_t b = k + 2 < n ? cps[k + 2] : 0;
-            if (a == 's' || a == 't' || a == 'm' || a == 'd') end = k + 2;
-            else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) end = k + 3;
-        }
-        if (end == k) {
-            const size_t start = (cps[k] == ' ' && k + 1 < n) ? k + 1 : k; // the optional leading space
-            const CharClass c = cls[start];
-            if (c != CharClass::SPACE) {
-                end = start + 1;
-                while (end < n && cls[end] == c) end++;
-            } else {
-                // Whitespace run. \s+(?!\S): when a non-space follows, the run gives back its last character so
-                // that " word" can take it (that is why the optional-space alternatives above can match).
-                size_t e = k;
-                while (e < n && cls[e] == CharClass::SPACE) e++;
-                if (e == n || e - k == 1) end = e;
-                else end = e - 1;
-            }
-        }
-        piece.assign(text, offs[k], offs[end] - offs[k]);
-        bpe_piece(piece, out);
-        k = end;
+void Tokenizer::encode_gpt2(const char * text, size_t n, std::vector<int32_t> & out) const {
+    SplitScratch split;
+    std::vector<uint32_t> pieces;
+    pre_tokenize(*pre_, text, n, split, pieces);
+    BpeScratch scratch;
+    for (size_t k = 0; k < pieces.size(); k += 2) {
+        bpe_piece(text + pieces[k], pieces[k + 1] - pieces[k], scratch, out);
     }
-    return out;
 }
 
-void Tokenizer::bpe_piece(const std::string & piece, std::vector<int32_t> & out) const {
+void Tokenizer::bpe_piece(const char * piece, size_t n, BpeScratch & s, std::vector<int32_t> & out) const {
+    if (n == 0) return;
     const Gpt2ByteMap & bm = gpt2_bytes();
     // The piece as byte-mapped code points; moff[i] is where byte i's symbol starts in `mapped`.
-    std::string mapped;
-    std::vector<size_t> moff(piece.size() + 1);
-    for (size_t i = 0; i < piece.size(); i++) {
-        moff[i] = mapped.size();
-        mapped += bm.byte_utf8[(unsigned char) piece[i]];
+    s.mapped.clear();
+    s.moff.resize(n + 1);
+    for (size_t i = 0; i < n; i++) {
+        s.moff[i] = s.mapped.size();
+        s.mapped += bm.byte_utf8[(unsigned char) piece[i]];
     }
-    moff[piece.size()] = mapped.size();
+    s.moff[n] = s.mapped.size();
 
-    std::vector<Symbol> syms(piece.size());
-    for (size_t i = 0; i < piece.size(); i++) syms[i] = {(int32_t) i - 1, (int32_t) i + 1, i, 1};
+    // Llama 3 / Tekken (ignore_merges): a piece that is a whole token is that token.
+    if (pre_->ignore_merges) {
+        const int32_t id = text_token(s.mapped);
+        if (id >= 0) {
+            out.push_back(id);
+            return;
+        }
+    }
+
+    std::vector<Symbol> & syms = s.syms;
+    syms.resize(n);
+    for (size_t i = 0; i < n; i++) syms[i] = {(int32_t) i - 1, (int32_t) i + 1, i, 1};
     syms.back().next = -1;
 
-    BigramQueue queue;
-    std::string key; // "left right", reused
+    s.queue.v.clear();
     auto try_add = [&](int32_t left, int32_t right) {
         if (left < 0 || right < 0) return;
         const Symbol & l = syms[left];
         const Symbol & r = syms[right];
-        key.assign(mapped, moff[l.off], moff[l.off + l.n] - moff[l.off]);
-        key += ' ';
-        key.append(mapped, moff[r.off], moff[r.off + r.n] - moff[r.off]);
-        auto it = merge_rank_.find(key);
+        s.key.assign(s.mapped, s.moff[l.off], s.moff[l.off + l.n] - s.moff[l.off]);
+        s.key += ' ';
+        s.key.append(s.mapped, s.moff[r.off], s.moff[r.off + r.n] - s.moff[r.off]);
+        auto it = merge_rank_.find(s.key);
         if (it == merge_rank_.end()) return;
         // Lowest rank merges first: negate for the max-heap. Ranks beyond 2^24 lose float precision, which can
         // only reorder merges whose ranks differ by less than that; real vocabularies have < 2^18 merges.
-        queue.push({left, right, -(float) it->second, l.n + r.n});
+        s.queue.push({left, right, -(float) it->second, l.n + r.n});
     };
-    for (int32_t i = 1; i < (int32_t) syms.size(); i++) try_add(i - 1, i);
+    for (int32_t i = 1; i < (int32_t) n; i++) try_add(i - 1, i);
 
-    merge_best_first(syms, queue, try_add);
+    merge_best_first(syms, s.queue, try_add);
 
     for (int32_t i = 0; i >= 0; i = syms[i].next) {
         const Symbol & sym = syms[i];
-        key.assign(mapped, moff[sym.off], moff[sym.off + sym.n] - moff[sym.off]);
-        const int32_t id = text_token(key);
+        s.key.assign(s.mapped, s.moff[sym.off], s.moff[sym.off + sym.n] - s.moff[sym.off]);
+        const int32_t id = text_token(s.key);
         if (id >= 0) {
             out.push_back(id);
         } else {
-            // A merge whose result is not in the vocabulary (inconsistent merges): spell the bytes instead.
+            // No token for the symbol (a single byte the vocabulary lacks): spell the bytes instead.
             for (size_t b = 0; b < sym.n; b++) push_byte((uint8_t) piece[sym.off + b], out);
         }
     }

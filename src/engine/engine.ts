@@ -3,8 +3,9 @@ import { availableParallelism } from 'node:os';
 import { EngineError } from './errors.js';
 import { Generation } from './generation.js';
 import { native, type NativeEngineHandle } from './native.js';
+import { normalizeTokenizeArgs } from './tokenize-args.js';
 import { validateEngineOptions, validateGenerateRequest, validateLayout, validateScheduler, validateTokens } from './validate.js';
-import type { EngineOptions, EngineStats, GenerateRequest, ModelInfo, ModelInspection, ModelLayoutSettings, SchedulerSettings } from './types.js';
+import type { EngineOptions, EngineStats, GenerateRequest, ModelInfo, ModelInspection, ModelLayoutSettings, SchedulerSettings, TokenizeOptions } from './types.js';
 
 export class Engine {
   private infoCache: ModelInfo;
@@ -53,10 +54,14 @@ export class Engine {
     return native().inspectModel(path);
   }
 
-  tokenize(text: string, options: { addBos?: boolean } = {}): number[] {
+  /** Text to token ids: tokenize(text, addBos?, { parseSpecial, plainRanges }?) — the native handle's order — or
+   *  tokenize(text, { addBos, parseSpecial, plainRanges }). addBos defaults to the tokenizer's add_bos_token;
+   *  parseSpecial (default false) turns control-token text into the tokens, except inside plainRanges ([start, end)
+   *  UTF-8 byte offsets of user content). See docs/tokenizers.md. */
+  tokenize(text: string, addBosOrOptions?: boolean | ({ addBos?: boolean } & TokenizeOptions), options?: TokenizeOptions): number[] {
     this.checkOpen();
-    if (typeof text !== 'string') throw new EngineError('INVALID_ARGUMENT', `Expected a string for text but received ${typeof text}`);
-    return Array.from(this.handle.tokenize(text, options.addBos));
+    const a = normalizeTokenizeArgs(text, addBosOrOptions, options);
+    return Array.from(this.handle.tokenize(text, a.addBos, a.options));
   }
 
   detokenize(ids: number[]): string {

@@ -1,5 +1,6 @@
 export { Engine } from './engine.js';
 export { Generation } from './generation.js';
+export { VocabTokenizer, type VocabTokenizerInfo } from './vocab-tokenizer.js';
 export { EngineError, ENGINE_ERROR_CODES, isEngineError, type EngineErrorCode } from './errors.js';
 export { native } from './native.js';
 export * from './types.js';

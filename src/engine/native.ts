@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EngineError } from './errors.js';
-import type { ModelInspection } from './types.js';
+import type { ModelInspection, TokenizeOptions } from './types.js';
 
 export interface NativeEvent {
   text: string;
@@ -22,7 +22,7 @@ export interface NativeEvent {
 
 export interface NativeEngineHandle {
   info(): Record<string, unknown>;
-  tokenize(text: string, addBos?: boolean): Int32Array;
+  tokenize(text: string, addBos?: boolean, options?: TokenizeOptions): Int32Array;
   detokenize(ids: Int32Array | number[]): string;
   generate(params: Record<string, unknown>, onEvents: (events: NativeEvent[]) => void): { id: number; promptTokens: number };
   cancel(id: number): boolean;
@@ -34,6 +34,16 @@ export interface NativeEngineHandle {
   stats(): Record<string, unknown>;
 }
 
+/** A vocabulary loaded alone from a GGUF's metadata (loadTokenizer): works on vocabulary-only files. */
+export interface NativeTokenizerHandle {
+  /** TokenizerInfo plus the file's path, general.architecture and general.name. */
+  info(): Record<string, unknown>;
+  tokenize(text: string, addBos?: boolean, options?: TokenizeOptions): Int32Array;
+  detokenize(ids: Int32Array | number[]): string;
+  /** The raw vocabulary entry of a token (byte-level BPE: its byte-mapped text). */
+  tokenText(id: number): string;
+}
+
 export interface NativeAddon {
   setErrorClass(cls: typeof EngineError): void;
   measureBandwidth(threads: number, megabytes: number, repeats?: number): number;
@@ -41,6 +51,9 @@ export interface NativeAddon {
   /** Every error code the native side can raise (equal to the keys of ENGINE_ERROR_CODES). */
   errorCodes: readonly string[];
   loadEngine(options: Record<string, unknown>): Promise<NativeEngineHandle>;
+  /** Reads only the tokenizer metadata of a GGUF (synchronous). MODEL_NOT_FOUND / MODEL_CORRUPT /
+   *  UNSUPPORTED_ARCHITECTURE. */
+  loadTokenizer(path: string): NativeTokenizerHandle;
   /** Kernel set of the GGUF block types (native/src/quant): scalar, avx2 or avx512 (TL_QUANT_KERNELS forces one). */
   quantKernels: string;
   /** f32 rows (`data.length / cols` of them) to GGUF blocks of `type` (ggml's name in any case: 'q4_K', 'Q6_K',

@@ -149,7 +149,8 @@ export interface ModelInfo {
   ffnDim: number;
   contextLength: number;
   ropeTheta: number;
-  tokenizer: 'llama' | 'gpt2';
+  /** The vocabulary and its special tokens, pre-tokenizer and chat templates (docs/tokenizers.md). */
+  tokenizer: TokenizerInfo;
   bos: number;
   eos: number;
   weights: WeightsPolicy;
@@ -166,6 +167,44 @@ export interface ModelInfo {
   loadMs: number;
   trainedContextLength: number;
   layout: ModelLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number };
+}
+
+/** What the GGUF's tokenizer metadata says and how the engine reads it (Engine.info.tokenizer, VocabTokenizer.info). */
+export interface TokenizerInfo {
+  /** tokenizer.ggml.model: 'llama' (SentencePiece) or 'gpt2' (byte-level BPE). */
+  model: 'llama' | 'gpt2';
+  /** The pre-tokenizer: the file's tokenizer.ggml.pre ('default' for a gpt2 file without one, with a warning). */
+  pre: string;
+  nVocab: number;
+  bosId: number | null;
+  eosId: number | null;
+  /** Texts of the BOS / EOS tokens (null when the file has none). */
+  bos: string | null;
+  eos: string | null;
+  /** Every id that ends generation: EOS, EOT, EOM and the turn-end control tokens (<|eot_id|>, <|im_end|>, ...). */
+  eogIds: number[];
+  /** Their texts, in the same order. */
+  eogTokens: string[];
+  /** tokenizer.ggml.add_bos_token (what tokenize() does when addBos is not given). */
+  addBos: boolean;
+  /** SentencePiece only: a space is prefixed to text (tokenizer.ggml.add_space_prefix). */
+  addSpacePrefix: boolean;
+  /** tokenizer.chat_template, or null. */
+  chatTemplate: string | null;
+  /** Named templates (tokenizer.chat_template.NAME), by NAME. */
+  chatTemplates: Record<string, string>;
+  /** Load-time warnings (missing pre-tokenizer, turn-end tokens not typed control, ...). */
+  warnings: string[];
+}
+
+/** tokenize() options (Engine.tokenize, VocabTokenizer.tokenize). */
+export interface TokenizeOptions {
+  /** Control-token texts (<|im_end|>, <|eot_id|>, ...) in the text become those tokens (default false: plain text).
+   *  User-defined tokens are always matched, as in Hugging Face tokenizers and llama.cpp. */
+  parseSpecial?: boolean;
+  /** Flat [start, end) pairs of UTF-8 byte offsets where control-token text stays plain text even with
+   *  parseSpecial (user content inside a rendered chat template). */
+  plainRanges?: Int32Array | readonly number[];
 }
 
 export interface WeightFallback {

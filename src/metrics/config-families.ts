@@ -58,7 +58,7 @@ export function defineConfigFamilies(f: FamilyBuilder): void {
       {
         architecture: s.info.architecture,
         model_file_name: s.info.name,
-        tokenizer: s.info.tokenizer,
+        tokenizer: s.info.tokenizer.model,
         kernels: s.info.kernels,
       },
       1,

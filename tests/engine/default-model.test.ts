@@ -74,7 +74,7 @@ describe('default model: tuneloop-shakespeare', () => {
     expect(engine.info).toMatchObject({
       architecture: 'llama',
       name: 'tuneloop-shakespeare',
-      tokenizer: 'gpt2',
+      tokenizer: { model: 'gpt2', pre: 'gpt-2', eogIds: [ev.bos_token_id], warnings: [] },
       nVocab: 2048,
       dim: 256,
       nLayers: 6,

@@ -12,7 +12,7 @@ describe.skipIf(!STORIES_260K)('stories260K (real trained llama)', () => {
   afterAll(async () => engine?.close());
 
   it('reads the model shape from GGUF metadata', () => {
-    expect(engine.info).toMatchObject({ architecture: 'llama', dim: 64, nLayers: 5, nHeads: 8, nKvHeads: 4, ffnDim: 172, nVocab: 512, tokenizer: 'llama' });
+    expect(engine.info).toMatchObject({ architecture: 'llama', dim: 64, nLayers: 5, nHeads: 8, nKvHeads: 4, ffnDim: 172, nVocab: 512, tokenizer: { model: 'llama' } });
   });
 
   it('tokenizer round-trips text, including bytes it has no token for', () => {

@@ -44,7 +44,7 @@ describe('native C++ test programs', () => {
   it('tokenizer_sampler_test: tokenizers and sampler', async () => {
     const bin = join(out, 'tokenizer_sampler_test');
     await gxx([join(REPO_ROOT, 'native', 'tests', 'tokenizer_sampler_test.cpp'),
-      ...['tokenizer', 'sampler', 'gguf', 'errors', 'tensor_convert'].map((f) => join(SRC, `${f}.cpp`)),
+      ...['tokenizer', 'pretokenizer', 'split_pattern', 'unicode', 'sampler', 'gguf', 'errors', 'tensor_convert'].map((f) => join(SRC, `${f}.cpp`)),
       join(QUANT, 'formats.cpp'), join(QUANT, 'dequantize.cpp'), '-o', bin]);
     const { stdout } = await exec(bin, STORIES_260K ? [STORIES_260K] : [], { maxBuffer: 16 << 20, env: { ...process.env, TL_TEST_NO_TIMING: '1' } });
     expect(stdout).toMatch(/\b0 fail/i);

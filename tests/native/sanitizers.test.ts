@@ -59,12 +59,12 @@ async function run(bin: string, args: string[]): Promise<string> {
 describe('native code under AddressSanitizer, LeakSanitizer and UBSan', () => {
   beforeAll(async () => {
     // Each source compiled once: the engine sources serve the tokenizer test and both fuzz drivers.
-    const common = ['gguf', 'tokenizer', 'errors', 'tensor_convert', 'sampler'];
+    const common = ['gguf', 'tokenizer', 'pretokenizer', 'split_pattern', 'unicode', 'errors', 'tensor_convert', 'sampler'];
     // The quant library (block geometry, validators, decoders, kernels; its ISA files with their own flags) and the
     // engine's weight layouts (kernels/cpu/quantize.cpp) serve every program: the reader and the fuzz targets use them.
     const quant = ['formats', 'dequantize', 'quantize_weights', 'quantize_acts', 'dot_scalar', 'dispatch', 'matmul'];
     const quantObjs = [...quant.map((f) => o(`q_${f}.o`)), o('q_avx512.o'), o('q_avx2.o'), o('quantize.o')];
-    const engine = [...['gguf', 'tokenizer', 'errors', 'tensor_convert'].map((f) => o(`${f}.o`)), ...quantObjs];
+    const engine = [...['gguf', 'tokenizer', 'pretokenizer', 'split_pattern', 'unicode', 'errors', 'tensor_convert'].map((f) => o(`${f}.o`)), ...quantObjs];
     await inTurn([
       compile(join(KERNELS, 'matmul_avx512.cpp'), 'avx512.o', AVX512),
       compile(join(KERNELS, 'matmul_avx2.cpp'), 'avx2.o', AVX2),
