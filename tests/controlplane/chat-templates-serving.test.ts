@@ -158,6 +158,74 @@ describe('chat completions through a GGUF chat template (Qwen3 vocabulary and te
   });
 });
 
+// The other real vocabularies and templates: Llama 3.1 (bos_token in the template, content trimmed by it), Gemma 3
+// (bos_token in the template, the system prompt folded into the first user turn), DeepSeek-V3 (bos_token first, its
+// own full-width special tokens). The engine's prompt must be Hugging Face's ids, with exactly one BOS.
+describe.each(['llama3_1', 'gemma3', 'deepseek_v3'] as const)('the %s vocabulary and template', (name) => {
+  let dir: string;
+  let engine: Engine;
+  let server: RunningServer;
+  let client: OpenAI;
+  const sandbox = new TemplateSandbox();
+  const seen: GenerateRequest[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), `tuneloop-chat-${name}-`));
+    const vocab = lenmlVocab(name);
+    const nVocab = (metadataValue(vocab, 'tokenizer.ggml.tokens') as unknown as { items: unknown[] }).items.length;
+    const model = buildSyntheticLlama({
+      shape: { dim: 64, nLayers: 1, nHeads: 4, nKvHeads: 2, ffnDim: 128, nVocab, contextLength: 512, ropeTheta: 500_000, rmsEps: 1e-5, tiedEmbeddings: true },
+      fileType: 'q8_0',
+      seed: 11,
+    });
+    model.metadata = [...model.metadata.filter(([k]) => !k.startsWith('tokenizer.')), ...vocab];
+    const file = join(dir, `${name}.gguf`);
+    writeGgufFile(file, model);
+    engine = await Engine.load({ model: file, threads: 1 });
+    const generate = engine.generate.bind(engine);
+    engine.generate = (r) => {
+      seen.push(r);
+      return generate(r);
+    };
+    const logger = pino({ level: 'silent' });
+    server = await startServer({
+      engine,
+      options: { ...DEFAULT_SERVER_OPTIONS, port: 0, modelName: name },
+      logger,
+      chatTemplate: await modelChatTemplate(engine, logger, sandbox),
+    });
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  }, 120_000);
+
+  afterAll(async () => {
+    await server?.close();
+    await engine?.close();
+    await sandbox.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("the prompt is Hugging Face's tokenization of the rendered template, with one BOS", async () => {
+    const tok = engine.info.tokenizer;
+    expect(tok.chatTemplate).not.toBeNull();
+    const messages = [
+      { role: 'system' as const, content: 'You are terse.' },
+      { role: 'user' as const, content: '  Hello! Say «héllo» in 中文.\n' },
+      { role: 'assistant' as const, content: 'A model.' },
+      { role: 'user' as const, content: 'And 2+2?' },
+    ];
+    seen.length = 0;
+    const r = await client.chat.completions.create({ model: name, messages, max_tokens: 1, temperature: 0 });
+    const text = compileChatTemplate(tok.chatTemplate!).render({ messages, addGenerationPrompt: true, bosToken: tok.bos ?? '', eosToken: tok.eos ?? '' });
+    const expected = lenmlReference(name).encode(text);
+    expect(seen[0]!.tokens).toEqual(expected);
+    expect(seen[0]!.stop).toBeUndefined();
+    expect(r.usage?.prompt_tokens).toBe(expected.length);
+    expect(tok.bosId).not.toBeNull();
+    expect(expected[0]).toBe(tok.bosId);
+    expect(expected.filter((t) => t === tok.bosId)).toHaveLength(1);
+  });
+});
+
 // A hand-written template on the synthetic gpt2 vocabulary: the request-facing errors over HTTP, named templates, and
 // a template that does not parse (load-time warning, visible fallback to the default format).
 describe('chat template errors and fallbacks over HTTP (synthetic gpt2 vocabulary)', () => {
