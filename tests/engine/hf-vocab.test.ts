@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { VocabTokenizer } from '../../src/engine/index.js';
 import { readGgufFile } from '../../tools/lib/gguf-reader.js';
+import { Xoshiro128 } from '../../tools/lib/synthetic-llama.js';
 import {
   HfVocabError,
   TOKEN_TYPE,
@@ -221,6 +222,58 @@ describe('refusals and options', () => {
     expect(named.get('tokenizer.chat_template.rag_v2')).toEqual({ type: 'string', value: 'R' });
     expect(named.get('tokenizer.chat_templates')).toEqual({ type: 'array', itemType: 'string', items: ['tool_use', 'rag_v2'] });
     expect(() => hfTokenizerToVocab(tinyByteLevel(), { chat_template: [{ name: 'x' }] })).toThrow(/chat_template\[0\]/);
+  });
+});
+
+describe('hostile tokenizer.json / tokenizer_config.json', () => {
+  /** Every [parent, key] of a JSON tree, to aim mutations anywhere. */
+  function slots(root: unknown): [Record<string, unknown> | unknown[], string | number][] {
+    const out: [Record<string, unknown> | unknown[], string | number][] = [];
+    const walk = (node: unknown): void => {
+      if (Array.isArray(node)) node.forEach((v, i) => (out.push([node, i]), walk(v)));
+      else if (typeof node === 'object' && node !== null) {
+        for (const [k, v] of Object.entries(node)) {
+          out.push([node as Record<string, unknown>, k]);
+          walk(v);
+        }
+      }
+    };
+    walk(root);
+    return out;
+  }
+  const ODD_VALUES: unknown[] = [null, undefined, 0, -1, 1.5, 2 ** 40, '', ' ', 'a b', '<0x41>', true, [], {}, [['a', 'b']], { type: 'Sequence' }, { Regex: '(' }];
+
+  it('2,000 seeded mutations (any field replaced by an odd value, or deleted): converted or HfVocabError, nothing else', () => {
+    const rng = new Xoshiro128(16);
+    let refused = 0;
+    for (let i = 0; i < 2000; i++) {
+      const tokenizer = tinyByteLevel();
+      if (i % 3 === 1) (tokenizer.model as Record<string, unknown>).byte_fallback = true; // the SentencePiece path too
+      if (i % 3 === 1) tokenizer.normalizer = { type: 'Replace', pattern: { String: ' ' }, content: '▁' };
+      const config: Record<string, unknown> = {
+        bos_token: '<|end|>',
+        eos_token: { content: '<|end|>' },
+        chat_template: [{ name: 'x', template: 'y' }],
+        add_bos_token: true,
+      };
+      const target = rng.nextInt(4) === 0 ? config : tokenizer;
+      for (let m = 1 + rng.nextInt(3); m > 0; m--) {
+        const all = slots(target);
+        const [parent, key] = all[rng.nextInt(all.length)]!;
+        const value = ODD_VALUES[rng.nextInt(ODD_VALUES.length)];
+        if (value === undefined && !Array.isArray(parent)) delete parent[key as string];
+        else (parent as Record<string | number, unknown>)[key] = structuredClone(value);
+      }
+      try {
+        hfTokenizerToGguf(tokenizer, config);
+      } catch (e) {
+        if (!(e instanceof HfVocabError)) throw new Error(`mutation ${i}: ${JSON.stringify(tokenizer)} ${JSON.stringify(config)}`, { cause: e });
+        refused++;
+      }
+    }
+    // Most mutations break something the converter checks; some (e.g. a changed flag it accepts) convert.
+    expect(refused).toBeGreaterThan(500);
+    expect(refused).toBeLessThan(2000);
   });
 });
 

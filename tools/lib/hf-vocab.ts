@@ -247,12 +247,24 @@ function readMerges(model: JsonObject): string[] {
   });
 }
 
+/** Far above any real vocabulary (the largest are ~260k); ids are int32 in GGUF, and every slot up to the last id is
+ *  written, so a stray huge id must not become a huge allocation. */
+export const MAX_VOCAB_SIZE = 1 << 24;
+
 function lastTokenId(a: ReadonlyMap<number, unknown>, b: ReadonlyMap<number, unknown>): number {
   let last = -1;
   for (const id of a.keys()) last = Math.max(last, id);
   for (const id of b.keys()) last = Math.max(last, id);
   need(last >= 0, 'the vocabulary is empty');
+  need(last < MAX_VOCAB_SIZE, `token id ${last} is beyond the largest vocabulary converted (${MAX_VOCAB_SIZE} tokens)`);
   return last;
+}
+
+function vocabSlots(lastId: number, vocabSize: number | undefined): number {
+  const size = vocabSize ?? lastId + 1;
+  need(Number.isInteger(size) && size <= MAX_VOCAB_SIZE, `vocabSize ${size} is not an integer up to ${MAX_VOCAB_SIZE}`);
+  need(size > lastId, `vocabSize ${size} is smaller than the last token id + 1 (${lastId + 1})`);
+  return size;
 }
 
 function checkBpeModel(model: JsonObject): void {
@@ -356,8 +368,7 @@ function byteLevelVocab(tokenizerJson: JsonObject, model: JsonObject, added: rea
   const byId = readVocab(model);
   const addedById = new Map(added.map((t) => [t.id, t]));
   const lastId = lastTokenId(byId, addedById);
-  const size = opts.vocabSize ?? lastId + 1;
-  need(size > lastId, `vocabSize ${size} is smaller than the last token id + 1 (${lastId + 1})`);
+  const size = vocabSlots(lastId, opts.vocabSize);
   const tokens: string[] = new Array<string>(size);
   const tokenTypes: number[] = new Array<number>(size);
   for (let id = 0; id < size; id++) {
@@ -425,8 +436,7 @@ function sentencePieceVocab(tokenizerJson: JsonObject, model: JsonObject, added:
   for (const [id, text] of byId) idOf.set(text, id);
   const addedById = new Map(added.map((t) => [t.id, t]));
   const lastId = lastTokenId(byId, addedById);
-  const size = opts.vocabSize ?? lastId + 1;
-  need(size > lastId, `vocabSize ${size} is smaller than the last token id + 1 (${lastId + 1})`);
+  const size = vocabSlots(lastId, opts.vocabSize);
 
   const scores = new Float32Array(size);
   const merged = new Uint8Array(size);
