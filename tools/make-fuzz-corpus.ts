@@ -174,7 +174,25 @@ const VOCABS: [string, number, string][] = [
   ['dupes', 0x20 | 0x02, 'a\na\n\u2581\n\u2581a\n\u2581a\0\0a a a'],
 ];
 for (const [name, flags, body] of VOCABS) write('tokenizer', `m4-${name}`, Buffer.concat([Buffer.from([4, flags]), Buffer.from(body)]));
+// Pre-tokenizer mode: [0x40, pick, text]; pick selects a tokenizer.ggml.pre value (modulo the number known).
+const PRE_TEXTS = ['spaces', 'contractions', 'digits', 'unicode', 'invalid-utf8'];
+for (let pick = 0; pick < 32; pick += 3) {
+  const [name, text] = TEXTS.find(([n]) => n === PRE_TEXTS[pick % PRE_TEXTS.length])!;
+  write('tokenizer', `m5-${pick}-${name}`, Buffer.concat([Buffer.from([0x40, pick]), Buffer.from(text)]));
+}
+// Special-token mode: [0x41, flags, u16 range pairs, text]; flags: bit 0 parse_special, bits 1-3 the pair count.
+const SPECIALS: [string, number, number[], string][] = [
+  ['plain', 0, [], 'hi<|im_end|>there<tool>x</tool>\n\n'],
+  ['parse', 1, [], 'hi<|im_end|>there<|im_end|>x<tool>x</tool><<|im_start|>'],
+  ['ranges', 1 | (2 << 1), [2, 14, 20, 30], '<|im_start|>hi<|im_end|>there<|im_end|>x<tool>'],
+  ['bad-range', 1 | (1 << 1), [9, 2], '<|im_end|>hi'],
+];
+for (const [name, flags, ranges, text] of SPECIALS) {
+  const r = Buffer.alloc(ranges.length * 2);
+  ranges.forEach((v, i) => r.writeUInt16LE(v, 2 * i));
+  write('tokenizer', `m6-${name}`, Buffer.concat([Buffer.from([0x41, flags]), r, Buffer.from(text)]));
+}
 
 let total = 0;
 for (const dir of ['gguf', 'tokenizer']) for (const f of fs.readdirSync(path.join(out, dir))) total += fs.statSync(path.join(out, dir, f)).size;
-console.log(`wrote ${ggufSeeds.length} gguf and ${4 * TEXTS.length + VOCABS.length} tokenizer seeds (${(total / 1024).toFixed(0)} KiB) to ${out}`);
+console.log(`wrote ${ggufSeeds.length} gguf and ${fs.readdirSync(path.join(out, 'tokenizer')).length} tokenizer seeds (${(total / 1024).toFixed(0)} KiB) to ${out}`);
