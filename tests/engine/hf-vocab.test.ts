@@ -201,8 +201,15 @@ describe('refusals and options', () => {
         { type: 'ByteLevel', use_regex: false },
       ],
     };
-    expect(() => detectPreTokenizer(j)).toThrow(/unrecognised pre-tokenizer .*known: llama-bpe, qwen2, deepseek-v3, gpt-4o, gpt-2.*--pre/);
+    expect(() => detectPreTokenizer(j)).toThrow(/unrecognised pre-tokenizer .*known: llama-bpe, qwen2, deepseek-v3, gpt-4o, gpt-2, starcoder.*--pre/);
     expect(hfTokenizerToVocab(j, undefined, { pre: 'smollm' }).pre).toBe('smollm');
+    // GPT-2's own split (ByteLevel with use_regex), alone or after single digits (StarCoder / SmolLM).
+    j.pre_tokenizer = { type: 'ByteLevel', add_prefix_space: false, use_regex: true };
+    expect(detectPreTokenizer(j)).toBe('gpt-2');
+    j.pre_tokenizer = { type: 'Sequence', pretokenizers: [{ type: 'Digits', individual_digits: true }, j.pre_tokenizer] };
+    expect(detectPreTokenizer(j)).toBe('starcoder');
+    j.normalizer = { type: 'NFC' };
+    expect(() => detectPreTokenizer(j)).toThrow(/unrecognised pre-tokenizer \(nfc \| digits\(individual\) ; bytelevel\+gpt2-regex\)/);
   });
 
   it('chat templates: a string, or a list written as default + tokenizer.chat_template.NAME + tokenizer.chat_templates', () => {

@@ -133,6 +133,9 @@ const KNOWN_PRE_TOKENIZERS: ReadonlyMap<string, string> = new Map([
   [fingerprintKey('none', [...DEEPSEEK_V3_REGEXES.map(split), BYTE_LEVEL]), 'deepseek-v3'],
   [fingerprintKey('none', [split(GPT4O_REGEX), BYTE_LEVEL]), 'gpt-4o'],
   [fingerprintKey('none', [BYTE_LEVEL_GPT2]), 'gpt-2'],
+  // Single digits, then GPT-2's own regex (ByteLevel with use_regex): StarCoder, Refact, SmolLM. llama.cpp names the
+  // split `starcoder` (and the others alias it).
+  [fingerprintKey('none', ['digits(individual)', BYTE_LEVEL_GPT2]), 'starcoder'],
 ]);
 
 function fingerprintKey(normalizer: string, steps: readonly string[]): string {
