@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EngineError, VocabTokenizer } from '../../src/engine/index.js';
+import { Engine, EngineError, VocabTokenizer } from '../../src/engine/index.js';
+import { defaultModelPath } from '../../src/defaults.js';
 import { gv, type GgufValue } from '../../tools/lib/gguf-writer.js';
 import { lenmlVocab, writeVocabOnlyGguf } from '../../tools/lib/hf-vocab.js';
 
@@ -86,6 +87,15 @@ describe('llama.cpp golden vectors, vocabulary-only GGUFs', () => {
     expect(neox.info.pre).toBe('default');
     expect(neox.info.warnings.join('\n')).toMatch(/tokenizer\.ggml\.pre is missing.*'default'/);
     expect(neox.detokenize(neox.tokenize('Hello world!! 12345', false))).toBe('Hello world!! 12345');
+  });
+
+  it('SentencePiece: a special token parsed out of the text is followed by a fresh space prefix, as llama.cpp does', () => {
+    const tok = VocabTokenizer.load(fixtureGguf('llama-spm'));
+    expect(tok.info).toMatchObject({ model: 'llama', bos: '<s>', eos: '</s>', bosId: 1, eosId: 2, addSpacePrefix: true });
+    const hello = tok.tokenize('Hello', false);
+    expect(tok.tokenize('<s>Hello', false, { parseSpecial: true })).toEqual([1, ...hello]);
+    expect(tok.tokenize('Hi</s>Hello', false, { parseSpecial: true })).toEqual([...tok.tokenize('Hi', false), 2, ...hello]);
+    expect(tok.tokenize('<s>Hello', false)).not.toContain(1); // plain text by default
   });
 
   it('families we do not tokenize are refused at load, naming the value', () => {
@@ -177,6 +187,45 @@ describe('llama.cpp golden vectors, vocabularies converted from tokenizer.json',
     expectEngineError(() => tok.tokenize(user, false, { plainRanges: [0, 99] }), 'INVALID_ARGUMENT', /not a range of byte offsets inside the text/);
     expectEngineError(() => tok.tokenize(user, false, { plainRanges: [0] }), 'INVALID_ARGUMENT', /pairs/);
     expectEngineError(() => tok.tokenize(user, false, { parseSpecial: true, special: true } as never), 'INVALID_ARGUMENT', /Unknown tokenize option 'special'/);
+  });
+});
+
+describe('the engine handle: same tokenize contract, info().tokenizer', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await Engine.load({ model: defaultModelPath(), threads: 1 });
+  });
+  afterAll(async () => engine?.close());
+
+  it('info.tokenizer describes the shipped vocabulary', () => {
+    expect(engine.info.tokenizer).toEqual({
+      model: 'gpt2',
+      pre: 'gpt-2',
+      nVocab: 2048,
+      bosId: 2047,
+      eosId: 2047,
+      bos: '<|endoftext|>',
+      eos: '<|endoftext|>',
+      eogIds: [2047],
+      eogTokens: ['<|endoftext|>'],
+      addBos: engine.info.tokenizer.addBos,
+      addSpacePrefix: false,
+      chatTemplate: null,
+      chatTemplates: {},
+      warnings: [],
+    });
+  });
+
+  it('parseSpecial and plainRanges, positional and object forms', () => {
+    const text = 'ROMEO:<|endoftext|>JULIET:';
+    expect(engine.tokenize(text, false)).not.toContain(2047);
+    const parsed = engine.tokenize(text, false, { parseSpecial: true });
+    expect(parsed).toEqual([...engine.tokenize('ROMEO:', false), 2047, ...engine.tokenize('JULIET:', false)]);
+    expect(engine.tokenize(text, { addBos: false, parseSpecial: true })).toEqual(parsed);
+    expect(engine.tokenize(text, false, { parseSpecial: true, plainRanges: [6, 19] })).toEqual(engine.tokenize(text, false));
+    expect(engine.tokenize(text, true, { parseSpecial: true })).toEqual([2047, ...parsed]);
+    expectEngineError(() => engine.tokenize(text, false, { plainRanges: [3, 1] }), 'INVALID_ARGUMENT', /not a range/);
+    expectEngineError(() => engine.tokenize(text, 'yes' as never), 'INVALID_ARGUMENT', /boolean addBos or an options object/);
   });
 });
 
