@@ -64,8 +64,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
 /** The chat template the model file carries (rendered on a bounded worker thread), or the built-in default; every
  *  template that does not parse is logged as a warning (and shown in GET /v1/models). */
 export async function modelChatTemplate(engine: Engine, logger: Logger, sandbox = new TemplateSandbox()): Promise<ChatTemplate> {
-  const tok = (engine.info as unknown as { tokenizer?: unknown }).tokenizer;
-  const template = await loadChatTemplate(typeof tok === 'object' && tok !== null ? tok : undefined, sandbox);
+  const template = await loadChatTemplate(engine.info.tokenizer, sandbox);
   for (const warning of template.summary.warnings) logger.warn({ chatTemplate: template.summary.source }, warning);
   logger.info({ chatTemplate: template.summary.source, names: template.summary.names }, 'chat template');
   return template;

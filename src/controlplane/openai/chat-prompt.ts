@@ -94,13 +94,6 @@ export async function chatPromptTokens(
 /** The engine's tokenizer as a ChatTokenizer: its tokenize with special-token options, its BOS id and add_bos_token
  *  (engine.info.tokenizer; read per request, so a reload is followed). */
 export function engineChatTokenizer(engine: Engine): ChatTokenizer {
-  const info = engine.info as unknown as { bos?: number; tokenizer?: unknown };
-  const tok = (typeof info.tokenizer === 'object' && info.tokenizer !== null ? info.tokenizer : {}) as { bosId?: number | null; addBos?: boolean };
-  const bosId = tok.bosId !== undefined ? tok.bosId : (info.bos ?? null);
-  return {
-    // Until the engine takes parseSpecial and plainRanges (tok-native), they pass through structurally.
-    tokenize: (text, options) => engine.tokenize(text, options),
-    bosId: bosId !== null && bosId >= 0 ? bosId : null,
-    addBos: tok.addBos ?? true,
-  };
+  const tok = engine.info.tokenizer;
+  return { tokenize: (text, options) => engine.tokenize(text, options), bosId: tok.bosId, addBos: tok.addBos };
 }
