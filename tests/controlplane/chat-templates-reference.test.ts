@@ -79,11 +79,7 @@ const RESIDUAL: Record<string, { ours: 'output' | 'error'; jinja2: 'output' | 'e
     jinja2: 'error',
     why: 'Jinja2 fails on str + dict (the template expects string arguments; Hugging Face passes a dict); @huggingface/jinja concatenates',
   },
-  'meetkai-functionary-medium-v3.2/with-tools': {
-    ours: 'error',
-    jinja2: 'output',
-    why: '`{% for field, name in [("maximum", "Maximum"), ...] %}`: @huggingface/jinja cannot unpack a tuple literal in a for loop (Cannot unpack non-iterable type: TupleValue)',
-  },
+  'meetkai-functionary-medium-v3.2/tool-call-turn': { ours: 'output', jinja2: 'error', why: 'the same str + dict concatenation as v3.1' },
 };
 
 describe('chat templates against Jinja2 (tools/render-chat-fixtures.py)', () => {

@@ -98,10 +98,20 @@ export function compileChatTemplate(source: string): CompiledChatTemplate {
 // Where @huggingface/jinja refuses what Jinja2 accepts, and real templates rely on it (the reference test shows which):
 //  - a filter over an undefined value: Jinja2's Undefined prints as '' (Hermes' `param_fields.description|trim`);
 //  - select/reject/selectattr/rejectattr/map over none or undefined: Jinja2's implementations start with
-//    `if seq:` and yield nothing (functionary v3.1's `tools | selectattr(...)` when tools is none).
+//    `if seq:` and yield nothing (functionary v3.1's `tools | selectattr(...)` when tools is none);
+//  - `{% for a, b in [("x", "y"), ...] %}`: the library unpacks only values typed ArrayValue in a for loop, and its
+//    tuples (a subclass) carry the type name TupleValue; nothing else reads that name, so a tuple literal's value is
+//    relabelled (functionary v3.2's parameter descriptions).
 // applyFilter is private in the library's typings, so the override goes on the prototype of a subclass.
 const SEQUENCE_FILTERS = new Set(['select', 'reject', 'selectattr', 'rejectattr', 'map']);
 class Jinja2CompatInterpreter extends Interpreter {}
+type Evaluate = (this: unknown, node: { type: string } | undefined, env: JinjaEnvironment) => RuntimeValue;
+const baseEvaluate = (Interpreter.prototype as unknown as { evaluate: Evaluate }).evaluate;
+(Jinja2CompatInterpreter.prototype as unknown as { evaluate: Evaluate }).evaluate = function (node, env) {
+  const v = baseEvaluate.call(this, node, env);
+  if (node?.type === 'TupleLiteral' && v.type === 'TupleValue') v.type = 'ArrayValue';
+  return v;
+};
 const baseApplyFilter = (Interpreter.prototype as unknown as { applyFilter: ApplyFilter }).applyFilter;
 (Jinja2CompatInterpreter.prototype as unknown as { applyFilter: ApplyFilter }).applyFilter = function (operand, filter, env) {
   const name = filter.type === 'Identifier' ? filter.value : filter.callee?.value;
