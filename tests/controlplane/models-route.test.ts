@@ -1,5 +1,5 @@
 // GET /v1/models: OpenAI's four fields, then the model's architecture, parameters, context length, the live weights
-// policy with the bytes held per GGUF type and the bits per weight — refreshed by a reload.
+// policy with the bytes held per GGUF type and the bits per weight — refreshed by a reload — and the chat template.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/index.js';
 import { MODEL, MODEL_NAME, startHarness, type Harness } from './harness.js';
@@ -38,6 +38,8 @@ describe('GET /v1/models', () => {
       weight_bytes: { f16: 9_601_024, f32: 13_312 },
     });
     expect(m.bits_per_weight).toBeCloseTo(16.01, 2);
+    // The shipped file has no chat template: the built-in one (chat-templates-serving.test.ts covers files with one).
+    expect(m.chat_template).toEqual({ source: 'tuneloop-default', names: [], warnings: [] });
     // The same answer twice (created is when the server started serving the model, not the request time).
     expect((await list()).data[0]).toEqual(m);
   });
