@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { isControlPlaneError, type ControlPlaneError } from '../../src/controlplane/errors.js';
 import { TemplateRaise, TemplateSyntaxError } from '../../src/controlplane/openai/chat-template-jinja.js';
-import { DEFAULT_CHAT_TEMPLATE, loadChatTemplate } from '../../src/controlplane/openai/chat-template.js';
+import { DEFAULT_CHAT_TEMPLATE, MAX_TEMPLATE_CHARS, loadChatTemplate } from '../../src/controlplane/openai/chat-template.js';
 import { plainRangesOf } from '../../src/controlplane/openai/chat-prompt.js';
 import { TemplateRenderError, TemplateSandbox } from '../../src/controlplane/openai/template-sandbox.js';
 import type { ChatMessage } from '../../src/controlplane/openai/schema.js';
@@ -126,6 +126,15 @@ describe('loadChatTemplate', () => {
     expect(t.summary.warnings[0]).toMatch(/^tokenizer\.chat_template does not parse \(.+\); chat completions use the tuneloop-default template instead$/);
     expect(t.summary.warnings[1]).toMatch(/^tokenizer\.chat_template\.tool_use does not parse/);
     expect(t.specialTokens).toBe(false);
+  });
+
+  it('an enormous template source is a warning too, never parsed', async () => {
+    const huge = '{# ' + 'x'.repeat(MAX_TEMPLATE_CHARS) + ' #}' + CHATML;
+    const t = await loadChatTemplate({ chatTemplate: huge }, sb);
+    expect(t.summary.source).toBe('tuneloop-default');
+    expect(t.summary.warnings).toEqual([
+      `tokenizer.chat_template is ${huge.length} characters long, more than the ${MAX_TEMPLATE_CHARS} a chat template may have; chat completions use the tuneloop-default template instead`,
+    ]);
   });
 
   it('named templates: picked by chat_template_name, tool_use when tools are given (as Hugging Face does), unknown names refused', async () => {

@@ -51,6 +51,9 @@ export interface ChatTemplate {
 
 export const DEFAULT_CHAT_STOP: readonly string[] = ['\nuser:'];
 
+/** The longest template source served (real ones are a few KiB; the largest in tests/fixtures is under 20 KiB). */
+export const MAX_TEMPLATE_CHARS = 1024 * 1024;
+
 function refuseOptions(source: string, options: ChatRenderOptions | undefined, names: readonly string[] = []): void {
   if (options?.templateName !== undefined) {
     throw new ControlPlaneError(
@@ -123,12 +126,19 @@ export async function loadChatTemplate(tokenizer: ChatTokenizerInfo | undefined,
   for (const [n, src] of Object.entries(tokenizer?.chatTemplates ?? {})) if (typeof src === 'string') candidates.push([n, src]);
   for (const [n, src] of candidates) {
     const key = n === '' ? 'tokenizer.chat_template' : `tokenizer.chat_template.${n}`;
+    const instead = n === '' ? 'chat completions use the tuneloop-default template instead' : 'it cannot be picked';
+    if (src.length > MAX_TEMPLATE_CHARS) {
+      warnings.push(`${key} is ${src.length} characters long, more than the ${MAX_TEMPLATE_CHARS} a chat template may have; ${instead}`);
+      continue;
+    }
     try {
       await sandbox.compile(src);
       usable.set(n, src);
     } catch (e) {
-      if (!(e instanceof TemplateSyntaxError)) throw e;
-      warnings.push(`${key} does not parse (${e.message}); ${n === '' ? 'chat completions use the tuneloop-default template instead' : 'it cannot be picked'}`);
+      if (e instanceof TemplateSyntaxError) warnings.push(`${key} does not parse (${e.message}); ${instead}`);
+      // Parsing is bounded like rendering: a template the parser cannot finish within the limits is not served.
+      else if (e instanceof TemplateRenderError && e.reason !== 'closed') warnings.push(`${key} could not be parsed: ${e.message}; ${instead}`);
+      else throw e;
     }
   }
   const names = [...usable.keys()].filter((n) => n !== '').sort();
