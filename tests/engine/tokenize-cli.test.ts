@@ -3,7 +3,7 @@
 // reference (@lenml/tokenizers) and llama.cpp; BOS follows the file's add_bos_token unless --no-bos; special-token text
 // is plain text unless --special. Bad arguments are one line on stderr. Most cases call main() in-process; one runs the
 // built CLI (bin/tuneloop.js → dist/, so `npm run build` first) as a real process.
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -142,5 +142,9 @@ describe('tuneloop tokenize', () => {
     );
     expect('code' in bad ? bad.code : 0).toBe(2);
     expect(bad.stderr).toMatch(/^tuneloop: MODEL_NOT_FOUND: [^\n]*\n$/);
+    // --file - reads standard input.
+    const piped = spawnSync(process.execPath, ['bin/tuneloop.js', 'tokenize', '--model', model, '--file', '-'], { cwd: REPO_ROOT, input: TEXT, encoding: 'utf8' });
+    expect(piped.status).toBe(0);
+    expect(ids(piped.stdout)).toEqual(lenmlReference('qwen3').encode(TEXT));
   });
 });
