@@ -327,6 +327,23 @@ describe('tools/hf-vocab-to-gguf.ts', () => {
     expect(md.get('tokenizer.chat_template')).toBe('hi');
   });
 
+  it('chat_template.jinja beside the files is used when the config has no template; --chat-template wins; --vocab-size pads', async () => {
+    const tokDir = join(dir, 'jinja');
+    mkdirSync(tokDir);
+    writeFileSync(join(tokDir, 'tokenizer.json'), JSON.stringify(tinyByteLevel()));
+    writeFileSync(join(tokDir, 'tokenizer_config.json'), JSON.stringify({ eos_token: '<|end|>' }));
+    writeFileSync(join(tokDir, 'chat_template.jinja'), '{{ messages }}');
+    const tool = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'tools/hf-vocab-to-gguf.ts', '--tokenizer', tokDir, ...args], { cwd: REPO_ROOT });
+    await tool('--out', join(dir, 'jinja.gguf'), '--vocab-size', '8');
+    const f = readGgufFile(join(dir, 'jinja.gguf'));
+    expect(f.metadata.get('tokenizer.chat_template')).toBe('{{ messages }}');
+    expect(f.metadata.get('tokenizer.ggml.tokens')).toEqual(['a', 'b', 'ab', '<|end|>', '[PAD4]', '[PAD5]', '[PAD6]', '[PAD7]']);
+    expect(f.metadata.get('general.architecture')).toBe('llama');
+    writeFileSync(join(dir, 'other.jinja'), 'OTHER');
+    await tool('--out', join(dir, 'jinja2.gguf'), '--chat-template', join(dir, 'other.jinja'));
+    expect(readGgufFile(join(dir, 'jinja2.gguf')).metadata.get('tokenizer.chat_template')).toBe('OTHER');
+  });
+
   it('a refused tokenizer is one line on stderr and exit code 2', async () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ ...tinyByteLevel(), model: { type: 'Unigram', vocab: [] } }));
