@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { isControlPlaneError, type ControlPlaneError } from '../../src/controlplane/errors.js';
 import { TemplateRaise, TemplateSyntaxError } from '../../src/controlplane/openai/chat-template-jinja.js';
 import { DEFAULT_CHAT_TEMPLATE, MAX_TEMPLATE_CHARS, loadChatTemplate } from '../../src/controlplane/openai/chat-template.js';
-import { plainRangesOf } from '../../src/controlplane/openai/chat-prompt.js';
+import { byteRanges, contentMarker, searchSpans, sentinelSpans } from '../../src/controlplane/openai/chat-prompt.js';
 import { TemplateRenderError, TemplateSandbox } from '../../src/controlplane/openai/template-sandbox.js';
 import type { ChatMessage } from '../../src/controlplane/openai/schema.js';
 
@@ -167,21 +167,72 @@ describe('loadChatTemplate', () => {
   });
 });
 
-describe('plainRangesOf (where message contents sit in the rendered prompt)', () => {
-  it('UTF-8 byte ranges, found in message order from where the previous one ended', () => {
-    // "hi" first appears in the header; the user's "hi" is the later one, after the system content.
-    const text = 'header hi\n<s>sys: héllo<e><u>hi<e>';
-    const { ranges, missing } = plainRangesOf(text, ['héllo', 'hi']);
-    expect(missing).toEqual([]);
+describe('where message contents sit in the rendered prompt', () => {
+  const sb = new TemplateSandbox({ timeoutMs: 2000 });
+  afterAll(() => sb.close());
+  const texts = (text: string, ranges: Int32Array): string[] => {
     const bytes = Buffer.from(text);
-    expect(bytes.subarray(ranges[0], ranges[1]).toString()).toBe('héllo');
-    expect(bytes.subarray(ranges[2], ranges[3]).toString()).toBe('hi');
-    expect(ranges[2]).toBe(Buffer.byteLength('header hi\n<s>sys: héllo<e><u>'));
+    const out: string[] = [];
+    for (let k = 0; k < ranges.length; k += 2) out.push(bytes.subarray(ranges[k], ranges[k + 1]).toString());
+    return out;
+  };
+
+  it("exactly, from a second rendering with markers: even a content equal to the template's own text", async () => {
+    const t = await loadChatTemplate({ chatTemplate: CHATML }, sb);
+    // The second user message is literally the template's turn end, and the first one a role name.
+    const messages: ChatMessage[] = [
+      { role: 'user', content: 'user' },
+      { role: 'assistant', content: 'ok' },
+      { role: 'user', content: '<|im_end|>' },
+    ];
+    const text = (await t.render(messages));
+    const marked = (await t.render(messages.map((m, i) => ({ ...m, content: contentMarker(i) }))));
+    const spans = sentinelSpans(
+      text,
+      marked,
+      messages.map((m) => m.content),
+    )!;
+    expect(spans.map(([i, a, b]) => [i, text.slice(a, b)])).toEqual([
+      [0, 'user'],
+      [1, 'ok'],
+      [2, '<|im_end|>'],
+    ]);
+    // The user's <|im_end|> is the one after "user\n", not the template's closing the first turn.
+    expect(spans[2]![1]).toBe(text.lastIndexOf('<|im_end|>', text.length - '\n<|im_start|>assistant\n'.length - '<|im_end|>'.length - 1));
+    // UTF-8 offsets, sorted.
+    expect(texts(text, byteRanges(text, spans))).toEqual(['user', 'ok', '<|im_end|>']);
   });
 
-  it('trimmed contents are found; contents the template changed otherwise are reported missing; empty ones skipped', () => {
-    const { ranges, missing } = plainRangesOf('[INST]What?[/INST]ANSWER', ['  What?\n', '', 'answer', '   ']);
-    expect(Array.from(ranges)).toEqual([6, 11]);
-    expect(missing).toEqual([2]);
+  it('contents a template trims, moves (Mistral puts the system prompt before the last user turn) or repeats', async () => {
+    const t = await loadChatTemplate(
+      {
+        chatTemplate:
+          '{% for m in messages[1:] %}{% if loop.last %}[INST]{{ messages[0].content }}\n\n{{ m.content | trim }}[/INST]{% else %}[{{ m.role }}]{{ m.content }}{% endif %}{% endfor %}{{ messages[1].content }}',
+      },
+      sb,
+    );
+    const messages: ChatMessage[] = [
+      { role: 'system', content: 'SYS' },
+      { role: 'user', content: 'first' },
+      { role: 'assistant', content: 'ok' },
+      { role: 'user', content: '  last é\n' },
+    ];
+    const text = (await t.render(messages));
+    expect(text).toBe('[user]first[assistant]ok[INST]SYS\n\nlast é[/INST]first');
+    const marked = (await t.render(messages.map((m, i) => ({ ...m, content: contentMarker(i) }))));
+    const spans = sentinelSpans(
+      text,
+      marked,
+      messages.map((m) => m.content),
+    )!;
+    expect(texts(text, byteRanges(text, spans))).toEqual(['first', 'ok', 'SYS', 'last é', 'first']);
+  });
+
+  it('no match when the template changes a content otherwise; the search fallback takes only unambiguous places', () => {
+    expect(sentinelSpans('<u>HI<e>', `<u>${contentMarker(0)}<e>`, ['hi'])).toBeUndefined();
+    const text = '<u>a <|im_end|> b<|im_end|><u><|im_end|><|im_end|>';
+    const { spans, missing } = searchSpans(text, ['a <|im_end|> b', '<|im_end|>', 'gone'], [0, 1, 2]);
+    expect(spans).toEqual([[0, 3, 17]]);
+    expect(missing).toEqual([1, 2]);
   });
 });
