@@ -9,8 +9,8 @@
 //              BOS/EOS/unk ids; then "tokens\0merges\0text", one entry a line), as from_gguf would from a hostile
 //              file, and encode and decode the text with it.
 //   mode 5:    pre-tokenizers: the second byte picks a tokenizer.ggml.pre value; the rest is text. The pieces must
-//              cover the text in order, none empty, and a byte-level vocabulary with that pre-tokenizer must round
-//              trip the text.
+//              cover the text in order, none empty, be the same with the matcher's branch pruning off, and a
+//              byte-level vocabulary with that pre-tokenizer must round trip the text.
 //   mode 6:    special tokens: the second byte: bit 0 parse_special, bits 1-3 the number of plain ranges, read as
 //              little-endian u16 pairs from the next bytes; the rest is text, encoded with a vocabulary that has
 //              control and user-defined tokens. Malformed ranges must throw INVALID_ARGUMENT; without
@@ -284,6 +284,15 @@ void pre_tokenizer_mode(uint8_t pick, const std::string & text) {
     if (at != text.size()) {
         std::fprintf(stderr, "tokenizer_fuzz: pre-tokenizer %s covers %u of %zu bytes\n", names[k].c_str(), at,
                      text.size());
+        std::abort();
+    }
+    // Pruning pattern branches by their first characters must not change any piece.
+    SplitScratch exhaustive;
+    exhaustive.prune = false;
+    std::vector<uint32_t> pieces_exhaustive;
+    pre_tokenize(*pre, text.data(), text.size(), exhaustive, pieces_exhaustive);
+    if (pieces_exhaustive != pieces) {
+        std::fprintf(stderr, "tokenizer_fuzz: pre-tokenizer %s splits differently without pruning\n", names[k].c_str());
         std::abort();
     }
     const Tokenizer & tok = toks[k];

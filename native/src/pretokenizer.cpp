@@ -143,7 +143,7 @@ void pre_tokenize(const PreTokenizer & pre, const char * text, size_t n, SplitSc
             }
             uint32_t pos = b, mb, me;
             while (pos < e) {
-                if (!stage->find(s.cps.data(), s.cats.data(), pos, e, &mb, &me, s.stack)) {
+                if (!stage->find(s.cps.data(), s.cats.data(), pos, e, &mb, &me, s.stack, s.prune)) {
                     s.next.insert(s.next.end(), {pos, e});
                     break;
                 }

@@ -47,6 +47,7 @@ struct SplitScratch {
         uint32_t min;
     };
     std::vector<Frame> stack;
+    bool prune = true; // skip pattern branches that cannot start with the next character (false: the fuzz check)
 };
 
 // Splits text[0, n) into pieces; out gets their byte ranges [begin, end) flattened, in order, covering the text.

@@ -279,6 +279,49 @@ SplitPattern::SplitPattern(const std::string & pattern) {
     const Node root = parser.parse();
     emit(root);
     code_.push_back(Inst(MATCH));
+    compute_first();
+}
+
+SplitPattern::First SplitPattern::first_of(uint32_t pc, std::vector<uint8_t> & visiting) const {
+    const First all{{~0ull, ~0ull}};
+    if (visiting[pc]) return all; // a loop back to itself: no information
+    const Inst & in = code_[pc];
+    switch (in.op) {
+        case CLASS: return First{{classes_[in.a].ascii[0], classes_[in.a].ascii[1]}};
+        case REPEAT: {
+            First f{{classes_[in.a].ascii[0], classes_[in.a].ascii[1]}};
+            if (in.min == 0) {
+                visiting[pc] = 1;
+                const First next = first_of(pc + 1, visiting);
+                visiting[pc] = 0;
+                f.ascii[0] |= next.ascii[0];
+                f.ascii[1] |= next.ascii[1];
+            }
+            return f;
+        }
+        case SPLIT: {
+            visiting[pc] = 1;
+            First f = first_of(in.a, visiting);
+            const First g = first_of(in.b, visiting);
+            visiting[pc] = 0;
+            f.ascii[0] |= g.ascii[0];
+            f.ascii[1] |= g.ascii[1];
+            return f;
+        }
+        case JMP: {
+            visiting[pc] = 1;
+            const First f = first_of(in.a, visiting);
+            visiting[pc] = 0;
+            return f;
+        }
+        default: return all; // lookahead, $ and match do not consume: anything may follow
+    }
+}
+
+void SplitPattern::compute_first() {
+    std::vector<uint8_t> visiting(code_.size(), 0);
+    first_.resize(code_.size());
+    for (uint32_t pc = 0; pc < code_.size(); pc++) first_[pc] = first_of(pc, visiting);
 }
 
 void SplitPattern::emit(const Node & n) {
@@ -343,7 +386,7 @@ void SplitPattern::emit(const Node & n) {
 }
 
 int64_t SplitPattern::run(uint32_t pc, uint32_t pos, const uint32_t * cps, const uint8_t * cats, uint32_t end,
-                          std::vector<SplitScratch::Frame> & stack) const {
+                          std::vector<SplitScratch::Frame> & stack, bool prune) const {
     const size_t base = stack.size();
     for (;;) {
         const Inst & in = code_[pc];
@@ -369,15 +412,27 @@ int64_t SplitPattern::run(uint32_t pc, uint32_t pos, const uint32_t * cps, const
                 }
                 break;
             }
-            case SPLIT:
-                stack.push_back({in.b, pos, SPLIT_FRAME, 0});
-                pc = in.a;
+            case SPLIT: {
+                // Branches that cannot begin with the next character are not tried (first_ is conservative).
+                const bool a_ok = !prune || pos >= end || first_[in.a].may_start(cps[pos]);
+                const bool b_ok = !prune || pos >= end || first_[in.b].may_start(cps[pos]);
+                if (a_ok && b_ok) {
+                    stack.push_back({in.b, pos, SPLIT_FRAME, 0});
+                    pc = in.a;
+                } else if (a_ok) {
+                    pc = in.a;
+                } else if (b_ok) {
+                    pc = in.b;
+                } else {
+                    ok = false;
+                }
                 break;
+            }
             case JMP: pc = in.a; break;
             case LOOK:
             case NLOOK: {
                 // Lookahead is atomic: its own alternatives are discarded once it has answered.
-                const bool found = run(pc + 1, pos, cps, cats, end, stack) >= 0;
+                const bool found = run(pc + 1, pos, cps, cats, end, stack, prune) >= 0;
                 if (found == (in.op == LOOK)) pc = in.a;
                 else ok = false;
                 break;
@@ -405,9 +460,11 @@ int64_t SplitPattern::run(uint32_t pc, uint32_t pos, const uint32_t * cps, const
 }
 
 bool SplitPattern::find(const uint32_t * cps, const uint8_t * cats, uint32_t from, uint32_t end, uint32_t * mb,
-                        uint32_t * me, std::vector<SplitScratch::Frame> & stack) const {
+                        uint32_t * me, std::vector<SplitScratch::Frame> & stack, bool prune) const {
+    const First & f0 = first_[0];
     for (uint32_t s = from; s < end; s++) {
-        const int64_t r = run(0, s, cps, cats, end, stack);
+        if (prune && !f0.may_start(cps[s])) continue;
+        const int64_t r = run(0, s, cps, cats, end, stack, prune);
         if (r > (int64_t) s) {
             *mb = s;
             *me = (uint32_t) r;

@@ -24,9 +24,9 @@ public:
     explicit SplitPattern(const std::string & pattern);
 
     // The first non-empty match in cps[from, end) (lookahead and $ see `end` as the end of the text): true and
-    // [*mb, *me), or false.
+    // [*mb, *me), or false. `prune` false runs every branch (the same answer, slower: the fuzz target compares).
     bool find(const uint32_t * cps, const uint8_t * cats, uint32_t from, uint32_t end, uint32_t * mb, uint32_t * me,
-              std::vector<SplitScratch::Frame> & stack) const;
+              std::vector<SplitScratch::Frame> & stack, bool prune = true) const;
 
 private:
     struct CharClass {
@@ -45,12 +45,22 @@ private:
         uint32_t b = 0; // SPLIT: second choice
         uint32_t min = 0, max = 0;
     };
+    // The ASCII characters a match starting at an instruction can begin with (conservative: any character that
+    // might start it is in the set; non-ASCII characters are always tried). A split skips a branch, and find()
+    // a start position, whose next character cannot begin it, without running it.
+    struct First {
+        uint64_t ascii[2];
+        bool may_start(uint32_t cp) const { return cp >= 128 || ((ascii[cp >> 6] >> (cp & 63)) & 1); }
+    };
     struct Node;
     std::vector<CharClass> classes_;
     std::vector<Inst> code_;
+    std::vector<First> first_; // per instruction
+    void compute_first();
+    First first_of(uint32_t pc, std::vector<uint8_t> & visiting) const;
 
     int64_t run(uint32_t pc, uint32_t pos, const uint32_t * cps, const uint8_t * cats, uint32_t end,
-                std::vector<SplitScratch::Frame> & stack) const;
+                std::vector<SplitScratch::Frame> & stack, bool prune) const;
     void emit(const Node & n);
     friend class PatternParser;
 };

@@ -346,7 +346,11 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
         std::unordered_map<std::string, int32_t> all;
         all.reserve(n * 2);
         for (size_t i = 0; i < n; i++) all.emplace(t.tokens_[i], (int32_t) i);
-        t.merge_rank_.reserve(merges.size() * 2);
+        t.merges_.reserve(merges.size() * 2);
+        for (int b = 0; b < 256; b++) {
+            auto it = all.find(bm.byte_utf8[b]);
+            t.byte_key_[b] = it == all.end() ? -1 : it->second;
+        }
         std::string joined;
         for (size_t r = 0; r < merges.size(); r++) {
             const std::string & m = merges[r];
@@ -359,18 +363,25 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
             }
             if (r > (size_t) INT32_MAX) fail(ErrorCode::MODEL_CORRUPT, "too many tokenizer.ggml.merges");
             const std::string left = m.substr(0, sp), right = m.substr(sp + 1);
-            for (const std::string * part : {&left, &right}) {
-                if (all.find(*part) == all.end()) {
+            int32_t ids[2];
+            for (int k = 0; k < 2; k++) {
+                const std::string & part = k == 0 ? left : right;
+                auto it = all.find(part);
+                if (it == all.end()) {
                     fail(ErrorCode::MODEL_CORRUPT, "tokenizer.ggml.merges entry " + std::to_string(r) + " ('" + m +
-                                                       "') names '" + *part + "', which is not in the vocabulary");
+                                                       "') names '" + part + "', which is not in the vocabulary");
                 }
+                ids[k] = it->second;
             }
             joined.assign(left).append(right);
-            if (all.find(joined) == all.end()) {
+            auto res = all.find(joined);
+            if (res == all.end()) {
                 fail(ErrorCode::MODEL_CORRUPT, "tokenizer.ggml.merges entry " + std::to_string(r) + " ('" + m +
                                                    "') makes '" + joined + "', which is not in the vocabulary");
             }
-            t.merge_rank_.emplace(m, (int32_t) r); // first occurrence = lowest rank wins
+            const uint64_t key = ((uint64_t) (uint32_t) ids[0] << 32) | (uint32_t) ids[1];
+            // The first occurrence of a pair has the lowest rank and wins.
+            t.merges_.emplace(key, Merge{(int32_t) r, res->second, t.text_token(joined)});
         }
     }
 
@@ -649,10 +660,10 @@ void Tokenizer::encode_llama(const char * text, size_t n, bool prefix_space, std
 // Buffers of one encode_gpt2 call, reused for every piece.
 struct Tokenizer::BpeScratch {
     std::string mapped;
-    std::vector<size_t> moff;
     std::vector<Symbol> syms;
+    std::vector<int32_t> key;  // per symbol: the vocabulary id of its text (first token with it), or -1
+    std::vector<int32_t> text; // per symbol: the id plain text may produce for it, or -1
     BigramHeap queue;
-    std::string key;
 };
 
 void Tokenizer::encode_gpt2(const char * text, size_t n, std::vector<int32_t> & out) const {
@@ -667,18 +678,11 @@ void Tokenizer::encode_gpt2(const char * text, size_t n, std::vector<int32_t> & 
 
 void Tokenizer::bpe_piece(const char * piece, size_t n, BpeScratch & s, std::vector<int32_t> & out) const {
     if (n == 0) return;
-    const Gpt2ByteMap & bm = gpt2_bytes();
-    // The piece as byte-mapped code points; moff[i] is where byte i's symbol starts in `mapped`.
-    s.mapped.clear();
-    s.moff.resize(n + 1);
-    for (size_t i = 0; i < n; i++) {
-        s.moff[i] = s.mapped.size();
-        s.mapped += bm.byte_utf8[(unsigned char) piece[i]];
-    }
-    s.moff[n] = s.mapped.size();
-
     // Llama 3 / Tekken (ignore_merges): a piece that is a whole token is that token.
-    if (pre_->ignore_merges) {
+    if (pre_->ignore_merges && n > 1) {
+        const Gpt2ByteMap & bm = gpt2_bytes();
+        s.mapped.clear();
+        for (size_t i = 0; i < n; i++) s.mapped += bm.byte_utf8[(unsigned char) piece[i]];
         const int32_t id = text_token(s.mapped);
         if (id >= 0) {
             out.push_back(id);
@@ -686,37 +690,56 @@ void Tokenizer::bpe_piece(const char * piece, size_t n, BpeScratch & s, std::vec
         }
     }
 
+    // One symbol per byte (its byte-mapped code point), merged by rank; symbols are identified by vocabulary id.
     std::vector<Symbol> & syms = s.syms;
     syms.resize(n);
-    for (size_t i = 0; i < n; i++) syms[i] = {(int32_t) i - 1, (int32_t) i + 1, i, 1};
+    s.key.resize(n);
+    s.text.resize(n);
+    for (size_t i = 0; i < n; i++) {
+        syms[i] = {(int32_t) i - 1, (int32_t) i + 1, i, 1};
+        s.key[i] = byte_key_[(unsigned char) piece[i]];
+        s.text[i] = byte_tokens_[(unsigned char) piece[i]];
+    }
     syms.back().next = -1;
 
     s.queue.v.clear();
+    auto find = [&](int32_t left, int32_t right) -> const Merge * {
+        if (s.key[left] < 0 || s.key[right] < 0) return nullptr;
+        auto it = merges_.find(((uint64_t) (uint32_t) s.key[left] << 32) | (uint32_t) s.key[right]);
+        return it == merges_.end() ? nullptr : &it->second;
+    };
     auto try_add = [&](int32_t left, int32_t right) {
         if (left < 0 || right < 0) return;
-        const Symbol & l = syms[left];
-        const Symbol & r = syms[right];
-        s.key.assign(s.mapped, s.moff[l.off], s.moff[l.off + l.n] - s.moff[l.off]);
-        s.key += ' ';
-        s.key.append(s.mapped, s.moff[r.off], s.moff[r.off + r.n] - s.moff[r.off]);
-        auto it = merge_rank_.find(s.key);
-        if (it == merge_rank_.end()) return;
+        const Merge * m = find(left, right);
         // Lowest rank merges first: negate for the max-heap. Ranks beyond 2^24 lose float precision, which can
         // only reorder merges whose ranks differ by less than that; real vocabularies have < 2^18 merges.
-        s.queue.push({left, right, -(float) it->second, l.n + r.n});
+        if (m) s.queue.push({left, right, -(float) m->rank, syms[left].n + syms[right].n});
     };
     for (int32_t i = 1; i < (int32_t) n; i++) try_add(i - 1, i);
 
-    merge_best_first(syms, s.queue, try_add);
+    while (!s.queue.empty()) {
+        const Bigram bg = s.queue.pop();
+        Symbol & l = syms[bg.left];
+        Symbol & r = syms[bg.right];
+        if (l.n == 0 || r.n == 0 || l.n + r.n != bg.size) continue; // stale: a side changed since it was queued
+        const Merge * m = find(bg.left, bg.right);
+        s.key[bg.left] = m->result;
+        s.text[bg.left] = m->result_text;
+        l.n += r.n;
+        r.n = 0;
+        l.next = r.next;
+        if (r.next >= 0) syms[r.next].prev = bg.left;
+        try_add(l.prev, bg.left);
+        try_add(bg.left, l.next);
+    }
 
     for (int32_t i = 0; i >= 0; i = syms[i].next) {
         const Symbol & sym = syms[i];
-        s.key.assign(s.mapped, s.moff[sym.off], s.moff[sym.off + sym.n] - s.moff[sym.off]);
-        const int32_t id = text_token(s.key);
-        if (id >= 0) {
-            out.push_back(id);
+        if (s.text[i] >= 0) {
+            out.push_back(s.text[i]);
         } else {
-            // No token for the symbol (a single byte the vocabulary lacks): spell the bytes instead.
+            // No token plain text may produce for the symbol (a byte the vocabulary lacks, or a merge whose result
+            // is a control token): spell the bytes instead.
             for (size_t b = 0; b < sym.n; b++) push_byte((uint8_t) piece[sym.off + b], out);
         }
     }

@@ -83,7 +83,15 @@ private:
     std::vector<float> scores_;
     std::vector<int32_t> token_types_; // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
     std::unordered_map<std::string, int32_t> token_to_id_; // only tokens plain text may produce (no control/byte/unk)
-    std::unordered_map<std::string, int32_t> merge_rank_;  // gpt2: "left right" -> rank
+    // gpt2 merges by the vocabulary ids of their halves (left << 32 | right; ids of the first token with that text),
+    // so that BPE never builds or hashes strings.
+    struct Merge {
+        int32_t rank;
+        int32_t result;      // id of the merged text (first token with it)
+        int32_t result_text; // the id plain text may produce for it (text_token), or -1
+    };
+    std::unordered_map<uint64_t, Merge> merges_;
+    int32_t byte_key_[256]; // gpt2: id of the first token spelling the byte's mapped symbol, or -1
     int32_t byte_tokens_[256];     // llama: <0xXX> ids; gpt2: the byte's mapped symbol (-1 if absent)
     std::vector<int32_t> eog_ids_; // EOS, EOT, EOM plus end-of-turn control tokens (small, scanned)
     std::vector<std::string> warnings_;
