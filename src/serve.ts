@@ -154,6 +154,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     throw e;
   }
   logger.info({ model: settings.engine.model, modelName: settings.server.modelName, loadMs: engine.info.loadMs, kernels: engine.info.kernels }, 'model loaded');
+  // Tokenizer load-time warnings (a missing tokenizer.ggml.pre, turn-end tokens not typed control): docs/tokenizers.md.
+  for (const warning of engine.info.tokenizer.warnings) logger.warn({ tokenizer: engine.info.tokenizer.model, pre: engine.info.tokenizer.pre }, warning);
   const chatTemplate = await modelChatTemplate(engine, logger);
   let server;
   let tuner: RunningTuner;
