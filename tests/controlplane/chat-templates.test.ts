@@ -185,8 +185,8 @@ describe('where message contents sit in the rendered prompt', () => {
       { role: 'assistant', content: 'ok' },
       { role: 'user', content: '<|im_end|>' },
     ];
-    const text = (await t.render(messages));
-    const marked = (await t.render(messages.map((m, i) => ({ ...m, content: contentMarker(i) }))));
+    const text = await t.render(messages);
+    const marked = await t.render(messages.map((m, i) => ({ ...m, content: contentMarker(i) })));
     const spans = sentinelSpans(
       text,
       marked,
@@ -217,9 +217,9 @@ describe('where message contents sit in the rendered prompt', () => {
       { role: 'assistant', content: 'ok' },
       { role: 'user', content: '  last é\n' },
     ];
-    const text = (await t.render(messages));
+    const text = await t.render(messages);
     expect(text).toBe('[user]first[assistant]ok[INST]SYS\n\nlast é[/INST]first');
-    const marked = (await t.render(messages.map((m, i) => ({ ...m, content: contentMarker(i) }))));
+    const marked = await t.render(messages.map((m, i) => ({ ...m, content: contentMarker(i) })));
     const spans = sentinelSpans(
       text,
       marked,
