@@ -4,6 +4,7 @@
 #include "tokenizer.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -183,7 +184,11 @@ Tokenizer Tokenizer::from_gguf(const GgufFile & file) {
     opt.eot = read_id("tokenizer.ggml.eot_token_id", -1);
     opt.eom = read_id("tokenizer.ggml.eom_token_id", -1);
     opt.pre = file.get_string("tokenizer.ggml.pre", "");
-    const bool add_bos = file.get_bool("tokenizer.ggml.add_bos_token", spm);
+    opt.model_name = file.get_string("general.name", "");
+    // Without the key, llama.cpp adds BOS for SentencePiece and for the Llama 3 and Tekken pre-tokenizers.
+    const PreTokenizer * pre = spm ? nullptr : find_pre_tokenizer(opt.pre);
+    const bool bos_family = pre && (pre->name == "llama-bpe" || pre->name == "tekken");
+    const bool add_bos = file.get_bool("tokenizer.ggml.add_bos_token", spm || bos_family);
     const bool add_space_prefix = file.get_bool("tokenizer.ggml.add_space_prefix", spm);
 
     return from_vocab(kind, std::move(tokens), std::move(scores), std::move(types), std::move(merges), bos, eos,
@@ -315,9 +320,19 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
             break;
         }
     }
-    // gpt-oss (harmony): <|end|> closes a message, not the generation; <|return|> and <|call|> do.
-    if (end_id >= 0 && return_id >= 0 && call_id >= 0 && end_id != eos) {
-        t.eog_ids_.erase(std::find(t.eog_ids_.begin(), t.eog_ids_.end(), end_id));
+    // gpt-oss (harmony): <|end|> closes a message, not the generation; <|return|> and <|call|> do. The message
+    // markup tokens are decoded as their text (as llama.cpp does), so that generated text keeps its channel
+    // structure (<|channel|>analysis<|message|>...<|end|>) for the layer above to read. They stay control tokens
+    // for encoding: parsed only with parse_special, never inside plain ranges.
+    if (end_id >= 0 && return_id >= 0 && call_id >= 0) {
+        if (end_id != eos) t.eog_ids_.erase(std::find(t.eog_ids_.begin(), t.eog_ids_.end(), end_id));
+        for (size_t i = 0; i < n; i++) {
+            const std::string & text = t.tokens_[i];
+            if (t.token_types_[i] == TT_CONTROL && (text == "<|end|>" || text == "<|start|>" || text == "<|channel|>" ||
+                                                    text == "<|message|>" || text == "<|constrain|>")) {
+                t.rendered_controls_.push_back((int32_t) i);
+            }
+        }
     }
 
     // token_to_id_ holds only tokens that ordinary text may produce: control, unknown, unused and byte tokens are
@@ -385,11 +400,11 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
         }
     }
 
-    t.build_special_matcher();
+    t.build_special_matcher(options.model_name);
     return t;
 }
 
-void Tokenizer::build_special_matcher() {
+void Tokenizer::build_special_matcher(const std::string & model_name) {
     for (size_t i = 0; i < tokens_.size(); i++) {
         const int32_t ty = token_types_[i];
         if ((ty == TT_CONTROL || ty == TT_UNKNOWN || ty == TT_USER_DEFINED) && !tokens_[i].empty()) {
@@ -398,6 +413,17 @@ void Tokenizer::build_special_matcher() {
     }
     std::stable_sort(specials_.begin(), specials_.end(),
                      [&](int32_t a, int32_t b) { return tokens_[a].size() > tokens_[b].size(); });
+
+    // Phi-3: every special token but <unk>, <s> and <|endoftext|> swallows the whitespace after it (llama.cpp's rule
+    // for these files, standing for the rstrip flags of Hugging Face's added tokens).
+    std::string lower = model_name;
+    for (char & c : lower) c = (char) std::tolower((unsigned char) c);
+    const bool phi3 = lower.find("phi-3") != std::string::npos || lower.find("phi3") != std::string::npos;
+    special_rstrip_.assign(specials_.size(), 0);
+    for (size_t k = 0; phi3 && k < specials_.size(); k++) {
+        const std::string & text = tokens_[specials_[k]];
+        special_rstrip_[k] = text != "<unk>" && text != "<s>" && text != "<|endoftext|>";
+    }
 
     // The trie is built with a map of edges, then flattened into sorted per-node edge runs.
     std::vector<std::map<uint8_t, uint32_t>> kids(1);
@@ -531,11 +557,16 @@ std::vector<int32_t> Tokenizer::encode(const std::string & text, bool add_bos, b
     // SentencePiece prefixes a space to text at the start and after each special token (llama.cpp's rule).
     size_t pos = 0;
     bool prev_special = true;
-    for (const Hit & h : claimed) {
+    for (size_t c = 0; c < claimed.size(); c++) {
+        const Hit & h = claimed[c];
         if (h.pos > pos) encode_fragment(s + pos, h.pos - pos, prev_special, out);
         out.push_back(specials_[h.order]);
         prev_special = true;
         pos = h.pos + h.len;
+        if (special_rstrip_[h.order]) {
+            const size_t limit = c + 1 < claimed.size() ? claimed[c + 1].pos : n;
+            while (pos < limit && std::isspace((unsigned char) s[pos])) pos++;
+        }
     }
     if (pos < n) encode_fragment(s + pos, n - pos, prev_special, out);
     return out;
@@ -755,6 +786,10 @@ std::string Tokenizer::token_to_piece(int32_t id) const {
     }
     const int32_t ty = token_types_[id];
     const std::string & text = tokens_[id];
+    if (ty == TT_CONTROL &&
+        std::find(rendered_controls_.begin(), rendered_controls_.end(), id) != rendered_controls_.end()) {
+        return text;
+    }
     if (ty == TT_CONTROL || ty == TT_UNUSED) return "";
     if (ty == TT_UNKNOWN) return REPLACEMENT_CHAR;
 

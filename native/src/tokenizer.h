@@ -28,6 +28,9 @@ struct TokenizerOptions {
     std::string pre = "gpt-2";
     int32_t eot = -1; // tokenizer.ggml.eot_token_id (-1: none)
     int32_t eom = -1; // tokenizer.ggml.eom_token_id (-1: none)
+    // general.name: Phi-3 files (a name containing "phi-3" or "phi3") strip the whitespace after their special
+    // tokens, as Hugging Face's rstrip flags do there (GGUF does not carry the flags; llama.cpp keys on the name).
+    std::string model_name;
 };
 
 class Tokenizer {
@@ -91,10 +94,11 @@ private:
         int32_t result_text; // the id plain text may produce for it (text_token), or -1
     };
     std::unordered_map<uint64_t, Merge> merges_;
-    int32_t byte_key_[256]; // gpt2: id of the first token spelling the byte's mapped symbol, or -1
+    int32_t byte_key_[256];        // gpt2: id of the first token spelling the byte's mapped symbol, or -1
     int32_t byte_tokens_[256];     // llama: <0xXX> ids; gpt2: the byte's mapped symbol (-1 if absent)
     std::vector<int32_t> eog_ids_; // EOS, EOT, EOM plus end-of-turn control tokens (small, scanned)
     std::vector<std::string> warnings_;
+    std::vector<int32_t> rendered_controls_; // control tokens that decode as their text (gpt-oss harmony markup)
     int32_t bos_ = -1, eos_ = -1, unk_ = -1;
     bool add_bos_ = true;
     bool add_space_prefix_ = true;
@@ -112,12 +116,13 @@ private:
         uint8_t byte;
         uint32_t node;
     };
-    std::vector<int32_t> specials_; // token ids, longest text first
+    std::vector<int32_t> specials_;       // token ids, longest text first
+    std::vector<uint8_t> special_rstrip_; // per entry of specials_: whitespace after it is dropped (Phi-3)
     std::vector<TrieNode> trie_;
     std::vector<TrieEdge> trie_edges_;
     uint64_t special_first_bytes_[4] = {0, 0, 0, 0};
 
-    void build_special_matcher();
+    void build_special_matcher(const std::string & model_name);
     void encode_fragment(const char * text, size_t n, bool prefix_space, std::vector<int32_t> & out) const;
     void encode_llama(const char * text, size_t n, bool prefix_space, std::vector<int32_t> & out) const;
     void encode_gpt2(const char * text, size_t n, std::vector<int32_t> & out) const;

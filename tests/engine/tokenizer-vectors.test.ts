@@ -114,7 +114,7 @@ describe('llama.cpp golden vectors, vocabulary-only GGUFs', () => {
 // tools/lib/hf-vocab.ts (the converter vocab-tools tests against @lenml/tokenizers).
 describe('llama.cpp golden vectors, vocabularies converted from tokenizer.json', () => {
   const built = new Map<string, string>();
-  const lenml = (name: 'llama3_1' | 'qwen3' | 'gptoss' | 'deepseek_v3'): VocabTokenizer => {
+  const lenml = (name: 'llama3_1' | 'qwen3' | 'gptoss' | 'deepseek_v3' | 'gemma3'): VocabTokenizer => {
     let file = built.get(name);
     if (!file) {
       file = join(dir, `${name}.gguf`);
@@ -158,6 +158,28 @@ describe('llama.cpp golden vectors, vocabularies converted from tokenizer.json',
     const ds = lenml('deepseek_v3');
     expect(ds.info.pre).toBe('deepseek-v3');
     expect(ds.info.eogTokens).toContain('<｜end▁of▁sentence｜>');
+  });
+
+  it("parseSpecial gives llama.cpp's ids for rendered chat prompts (ids from node-llama-cpp 3.21.1, special tokens on)", () => {
+    // Phi-3 (general.name 'Phi3'): special tokens swallow the whitespace after them, as llama.cpp does for these files.
+    const phi3 = VocabTokenizer.load(fixtureGguf('phi-3'));
+    expect(phi3.tokenize('<|user|>\nHi there<|end|>\n<|assistant|>\n  Hello', false, { parseSpecial: true })).toEqual([32010, 6324, 727, 32007, 32001, 15043]);
+    expect(phi3.tokenize('<s> Hi</s>  x<|endoftext|> y', false, { parseSpecial: true })).toEqual([1, 29871, 6324, 2, 921, 32000, 29871, 343]);
+    const spm = VocabTokenizer.load(fixtureGguf('llama-spm'));
+    expect(spm.tokenize('<s>Hello</s> world <unk>', false, { parseSpecial: true })).toEqual([1, 15043, 2, 29871, 3186, 29871, 0]);
+    expect(lenml('qwen3').tokenize('<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n', false, { parseSpecial: true })).toEqual([
+      151644, 872, 198, 6023, 151645, 198, 151644, 77091, 198,
+    ]);
+    expect(lenml('gemma3').tokenize('<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n', false, { parseSpecial: true })).toEqual([
+      105, 2364, 107, 2202, 106, 107, 105, 4368, 107,
+    ]);
+    const oss = lenml('gptoss');
+    const harmony = '<|start|>user<|message|>hi<|end|><|start|>assistant';
+    const ids = oss.tokenize(harmony, false, { parseSpecial: true });
+    expect(ids).toEqual([200006, 1428, 200008, 3686, 200007, 200006, 173781]);
+    // gpt-oss's message markup decodes as its text (the channel structure stays readable), as llama.cpp renders it.
+    expect(oss.detokenize(ids)).toBe(harmony);
+    expect(oss.tokenize(harmony, false)).not.toContain(200006);
   });
 
   it('special tokens: plain text by default, tokens with parseSpecial, plain again inside plainRanges', () => {
