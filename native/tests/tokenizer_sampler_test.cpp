@@ -20,7 +20,9 @@
 
 #include "errors.h"
 #include "gguf.h"
+#include "pretokenizer.h"
 #include "sampler.h"
+#include "split_pattern.h"
 #include "tokenizer.h"
 
 using namespace tl;
@@ -944,6 +946,66 @@ static void test_stop_matcher() {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Pre-tokenizers (split patterns) on small texts, worked out by hand from the patterns' semantics
+
+static std::vector<std::string> pieces(const char * pre, const std::string & text) {
+    const PreTokenizer * p = find_pre_tokenizer(pre);
+    CHECK_MSG(p != nullptr, pre);
+    if (!p) return {};
+    SplitScratch scratch;
+    std::vector<uint32_t> ranges;
+    pre_tokenize(*p, text.data(), text.size(), scratch, ranges);
+    std::vector<std::string> out;
+    for (size_t i = 0; i < ranges.size(); i += 2) out.push_back(text.substr(ranges[i], ranges[i + 1] - ranges[i]));
+    return out;
+}
+
+static void test_pre_tokenizers() {
+    using S = std::vector<std::string>;
+    CHECK(pieces("gpt-2", "Hello world's  x") == (S{"Hello", " world", "'s", " ", " x"}));
+    // Llama 3: contractions in any case, a lone space before digits, digits in threes, punctuation with its newlines.
+    CHECK(pieces("llama-bpe", "I'M 12345 ok!!\n\n") == (S{"I", "'M", " ", "123", "45", " ok", "!!\n\n"}));
+    CHECK(pieces("llama3", "I'M 12345 ok!!\n\n") == pieces("llama-bpe", "I'M 12345 ok!!\n\n")); // alias
+    CHECK(pieces("qwen2", "I'M 12345") == (S{"I", "'M", " ", "1", "2", "3", "4", "5"}));
+    CHECK(pieces("deepseek-v3", "abc123def") == (S{"abc", "123", "def"}));
+    // o200k: words split where lower case turns upper, contractions attached.
+    CHECK(pieces("gpt-4o", "HelloWorld isn't") == (S{"Hello", "World", " isn't"}));
+    // DeepSeek LLM: newlines alone, letters with one leading space, the trailing whitespace run of a piece.
+    CHECK(pieces("deepseek-llm", "Hi  \n") == (S{"Hi", "  ", "\n"}));
+    // Every piece non-empty and in order, for text with invalid UTF-8.
+    const std::string bad = "a\xFF\xC3 b\xE2\x82";
+    for (const std::string & name : pre_tokenizer_names()) {
+        std::string joined;
+        for (const std::string & p : pieces(name.c_str(), bad)) {
+            CHECK_MSG(!p.empty(), name);
+            joined += p;
+        }
+        CHECK_MSG(joined == bad, name);
+    }
+    CHECK(find_pre_tokenizer("no-such") == nullptr);
+    CHECK(known_pre_tokenizers().find("tekken") != std::string::npos);
+
+    // The pattern compiler refuses what it does not support.
+    for (const char * badpat : {"(", "[a-", "\\q", "a{2,1}", "a**", "\\p{Xx}", "(?<x>a)"}) {
+        bool threw = false;
+        try {
+            SplitPattern p(badpat);
+        } catch (const std::invalid_argument &) {
+            threw = true;
+        }
+        CHECK_MSG(threw, badpat);
+    }
+
+    // An unknown pre value is refused by from_vocab too.
+    std::vector<std::string> tokens = {"a", "b", "ab"};
+    TokenizerOptions opt;
+    opt.pre = "no-such";
+    CHECK(thrown_code([&] {
+              Tokenizer::from_vocab(TokenizerKind::GPT2, tokens, {}, {}, {"a b"}, -1, -1, false, false, -1, opt);
+          }) == (int) ErrorCode::UNSUPPORTED_ARCHITECTURE);
+}
+
 int main(int argc, char ** argv) {
     try {
         if (argc > 1) {
@@ -956,6 +1018,8 @@ int main(int argc, char ** argv) {
         test_llama_small_vocab();
         std::printf("gpt2 tokenizer (in-memory vocabulary)\n");
         test_gpt2();
+        std::printf("pre-tokenizers\n");
+        test_pre_tokenizers();
         std::printf("gguf tokenizer metadata errors\n");
         test_from_gguf_errors();
         std::printf("sampler\n");
