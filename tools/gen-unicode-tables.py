@@ -8,6 +8,11 @@ guesses. The table comes from Python's unicodedata (its Unicode version is writt
     python3 tools/gen-unicode-tables.py > native/src/unicode_tables.h
 
 Unassigned code points (Cn) are left out of the runs: a lookup that finds no run answers Cn.
+
+It also writes what NFC normalization needs (the Qwen2 family's tokenizer.json normalizes to NFC): canonical
+combining classes, canonical decompositions (one level; applied recursively), the primary composites (pairs that NFC
+composes, derived with unicodedata.normalize so that composition exclusions are honoured), and the code points whose
+NFC quick check is not Yes (text without them and with ordered combining marks is already NFC). Hangul is algorithmic.
 """
 import sys
 import unicodedata
@@ -52,7 +57,73 @@ def main():
             w(line + "\n")
             line = "   "
         line += item
-    w(line + "\n};\n\n} // namespace tl::unicode_data\n// clang-format on\n")
+    w(line + "\n};\n\n")
+    nfc_tables(w)
+    w("} // namespace tl::unicode_data\n// clang-format on\n")
+
+
+def ranges_of(cps):
+    out = []
+    for c in sorted(cps):
+        if out and out[-1][1] == c - 1:
+            out[-1][1] = c
+        else:
+            out.append([c, c])
+    return out
+
+
+def emit_list(w, decl, items, fmt):
+    w(decl + " = {\n")
+    line = "   "
+    for it in items:
+        item = " " + fmt(it) + ","
+        if len(line) + len(item) > 118:
+            w(line + "\n")
+            line = "   "
+        line += item
+    w(line + "\n};\n\n")
+
+
+def nfc_tables(w):
+    ccc_runs = []
+    for c in range(0x110000):
+        k = unicodedata.combining(chr(c))
+        if k == 0:
+            continue
+        if ccc_runs and ccc_runs[-1][1] == c - 1 and ccc_runs[-1][2] == k:
+            ccc_runs[-1][1] = c
+        else:
+            ccc_runs.append([c, c, k])
+    decomp, data, pairs = [], [], []
+    for c in range(0x110000):
+        d = unicodedata.decomposition(chr(c))
+        if not d or d.startswith("<"):
+            continue
+        parts = [int(x, 16) for x in d.split()]
+        decomp.append((c, len(data), len(parts)))
+        data.extend(parts)
+        if len(parts) == 2 and unicodedata.normalize("NFC", chr(parts[0]) + chr(parts[1])) == chr(c):
+            pairs.append((parts[0], parts[1], c))
+    pairs.sort()
+    qc = [c for c in range(0x110000) if unicodedata.normalize("NFC", chr(c)) != chr(c)]
+    qc += [b for a, b, c in pairs]
+    qc += list(range(0x1161, 0x1176)) + list(range(0x11A8, 0x11C3))  # Hangul V and T jamo compose algorithmically
+    qc_ranges = ranges_of(set(qc))
+    w("struct CccRun {\n    uint32_t first;\n    uint32_t last;\n    uint8_t ccc;\n};\n")
+    w("struct Decomposition {\n    uint32_t cp;\n    uint16_t offset;\n    uint8_t length;\n};\n")
+    w("struct Composition {\n    uint32_t first;\n    uint32_t second;\n    uint32_t composite;\n};\n")
+    w("struct Range {\n    uint32_t first;\n    uint32_t last;\n};\n\n")
+    w("constexpr uint32_t N_CCC_RUNS = %d;\n" % len(ccc_runs))
+    emit_list(w, "constexpr CccRun CCC_RUNS[N_CCC_RUNS]", ccc_runs, lambda r: "{0x%X, 0x%X, %d}" % tuple(r))
+    w("constexpr uint32_t N_DECOMPOSITIONS = %d;\n" % len(decomp))
+    emit_list(w, "constexpr Decomposition DECOMPOSITIONS[N_DECOMPOSITIONS]", decomp, lambda r: "{0x%X, %d, %d}" % r)
+    w("constexpr uint32_t N_DECOMPOSITION_DATA = %d;\n" % len(data))
+    emit_list(w, "constexpr uint32_t DECOMPOSITION_DATA[N_DECOMPOSITION_DATA]", data, lambda c: "0x%X" % c)
+    w("constexpr uint32_t N_COMPOSITIONS = %d;\n" % len(pairs))
+    emit_list(w, "constexpr Composition COMPOSITIONS[N_COMPOSITIONS]", pairs, lambda r: "{0x%X, 0x%X, 0x%X}" % r)
+    w("// Code points whose NFC quick check is No or Maybe.\n")
+    w("constexpr uint32_t N_NFC_QC_RANGES = %d;\n" % len(qc_ranges))
+    emit_list(w, "constexpr Range NFC_QC_RANGES[N_NFC_QC_RANGES]", qc_ranges, lambda r: "{0x%X, 0x%X}" % tuple(r))
 
 
 if __name__ == "__main__":

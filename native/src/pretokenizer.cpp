@@ -43,6 +43,7 @@ struct Family {
     std::vector<const char *> names; // canonical first
     std::vector<const char *> stages;
     bool ignore_merges;
+    bool nfc = false;
 };
 
 const std::vector<Family> & families() {
@@ -50,7 +51,8 @@ const std::vector<Family> & families() {
         {{"default"}, {R"([\p{P}\$\+<=>\^~\|]+)", GPT2, R"(\p{N}+)", R"([0-9][0-9][0-9])"}, false},
         {{"gpt-2", "mpt", "olmo", "phi-2", "jais"}, {GPT2}, false},
         {{"llama-bpe", "llama3", "llama-v3", "falcon3", "pixtral"}, {LLAMA3}, true},
-        {{"qwen2", "deepseek-r1-qwen", "stablelm2", "megrez"}, {QWEN2}, false},
+        {{"qwen2", "deepseek-r1-qwen"}, {QWEN2}, false, true},
+        {{"stablelm2", "megrez"}, {QWEN2}, false}, // Qwen2's split as llama.cpp runs it, without a normalizer
         {{"deepseek-llm"},
          {R"([\r\n])", DEEPSEEK_LLM_LETTERS, DEEPSEEK_LLM_PUNCT, TRAILING_WS, DEEPSEEK_CJK, R"(\p{N}+)"},
          false},
@@ -73,6 +75,7 @@ struct Registry {
             PreTokenizer p;
             p.name = fam.names[0];
             p.ignore_merges = fam.ignore_merges;
+            p.nfc = fam.nfc;
             for (const char * st : fam.stages) {
                 p.stages.push_back(st ? std::make_shared<const SplitPattern>(st) : nullptr);
             }

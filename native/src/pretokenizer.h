@@ -23,6 +23,8 @@ struct PreTokenizer {
     // Llama 3 and Tekken: a piece that is itself a vocabulary token is emitted whole, without merging (HF's
     // BPE ignore_merges).
     bool ignore_merges = false;
+    // Qwen2: the tokenizer.json normalizes text to NFC before splitting (unicode.h nfc()).
+    bool nfc = false;
 };
 
 // The pre-tokenizer of a tokenizer.ggml.pre value, or null if nobody knows it. Aliases (llama3, llama-v3 for

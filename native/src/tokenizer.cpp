@@ -698,6 +698,14 @@ struct Tokenizer::BpeScratch {
 };
 
 void Tokenizer::encode_gpt2(const char * text, size_t n, std::vector<int32_t> & out) const {
+    // Families whose tokenizer normalizes to NFC (Qwen2) see the normalized text; most text already is NFC, which
+    // the quick check finds without copying.
+    std::string normalized;
+    if (pre_->nfc && unicode::needs_nfc(text, n)) {
+        unicode::nfc(text, n, normalized);
+        text = normalized.data();
+        n = normalized.size();
+    }
     SplitScratch split;
     std::vector<uint32_t> pieces;
     pre_tokenize(*pre_, text, n, split, pieces);

