@@ -16,7 +16,16 @@ import { parseArgs } from 'node:util';
 
 import { readGgufFile } from './lib/gguf-reader.js';
 import { writeGgufFile, type GgufModel } from './lib/gguf-writer.js';
-import { ARCH_PRESETS, archParameterCount, buildSyntheticArch, vocabFromGguf, vocabSize, type ArchSpec, type ArchVocab } from './lib/synthetic-arch.js';
+import {
+  ARCH_PRESETS,
+  archParameterCount,
+  buildSyntheticArch,
+  syntheticArchName,
+  vocabFromGguf,
+  vocabSize,
+  type ArchSpec,
+  type ArchVocab,
+} from './lib/synthetic-arch.js';
 import {
   SHAPE_PRESETS,
   SYNTHETIC_FILE_TYPES,
@@ -171,7 +180,7 @@ function writeArch(values: Flags, seed: number): void {
   let model: GgufModel;
   let nVocab: number;
   try {
-    model = buildSyntheticArch({ spec, fileType, seed, vocab, name: str('name') ?? `synthetic-${name}-${fileType}` });
+    model = buildSyntheticArch({ spec, fileType, seed, vocab, name: str('name') ?? syntheticArchName(name, fileType, 'metadata' in vocab) });
     nVocab = 'metadata' in vocab ? vocabSize(vocab.metadata) : vocab.nVocab;
   } catch (e) {
     fail((e as Error).message);

@@ -1,8 +1,14 @@
 // The dense model families beyond plain Llama (issue 16), each as a synthetic file of a scaled-down real shape
 // (tools/lib/synthetic-arch.ts), run by tuneloop and by llama.cpp (node-llama-cpp, the oracle): next-token
-// distributions at every teacher-forced position of a ~160-token text must agree (mean cosine >= 0.999, top-1 >= 99%),
+// distributions at every teacher-forced position of a 160-token text must agree (mean cosine >= 0.999, top-1 >= 99%),
 // with sequences that pass the sliding windows (16 tokens) and the original contexts of RoPE scaling (64); and
 // tensor parallelism (2 ranks) must give the logits of 1 rank.
+//
+// Each family runs twice: with a small synthetic vocabulary of its tokenizer model (whole distributions compared), and
+// with its real vocabulary (Llama-3.1, Qwen3 for Qwen2/3, Gemma-3 for Gemma-2/3, Phi-3; 32k-262k tokens). There
+// llama.cpp hands back only its top 256 tokens per position (the full list costs ~0.5 s per position through
+// node-llama-cpp), renormalized over those; tuneloop's distribution is renormalized over the same 256 ids, and its
+// top-1 is taken over the whole vocabulary (a top token outside llama.cpp's 256 counts as a disagreement).
 //
 // That these comparisons can fail for the reason they exist is checked too: for each family's distinguishing feature
 // (RoPE scaling, biases, sliding window, soft-caps, LongRoPE factors), llama.cpp's distributions on the file without
@@ -19,7 +25,7 @@ import { Engine } from '../../src/engine/index.js';
 import { ARCH_PRESETS, type ArchSpec } from '../../tools/lib/synthetic-arch.js';
 import { SYNTHETIC_TENSOR_TYPES, type SyntheticFileType } from '../../tools/lib/synthetic-llama.js';
 import { ArchModels, ARCH_TEXT, type ArchModelFile } from '../helpers/arch-models.js';
-import { LlamaCppOracle, compareDistributions, softmaxRows, type Distribution, type DistributionAgreement } from '../helpers/llama-cpp.js';
+import { LlamaCppOracle, compareDistributions, softmaxRows, type Distribution, type DistributionAgreement, type SparseDistribution } from '../helpers/llama-cpp.js';
 import { argmaxRows, maxRelDiff } from '../helpers/serving.js';
 
 const THREADS = 2;
@@ -27,10 +33,15 @@ const THREADS = 2;
 const ORACLE_THREADS = 1;
 const CONTEXT = 256;
 const SEQ = 160;
+// llama.cpp's top-k list per position on the real vocabularies.
+const REAL_TOP_K = 256;
 // The agreement bar (issue 16) for float weights; block types: see the quantized presets test's reasoning.
 const FLOAT_BAR = { meanCosine: 0.999, top1: 0.99 };
 const BLOCK_BAR = { meanCosine: 0.995, top1: 0.9 };
 const FLOAT_TYPES: ReadonlySet<string> = new Set(['f32', 'f16', 'bf16']);
+// llama.cpp rounds the activations to bf16 for a bf16 matrix (8 mantissa bits) where tuneloop keeps them in f32: two
+// near-ties may flip on that rounding alone (measured 1 of 96 here), as in the quantized presets test.
+const BF16_TOP1_SLACK = 2;
 // TP 1 vs 2: max |diff| / max |logit| (float rounding of partial sums added in another order).
 const TP_REL_TOL = 1e-4;
 
@@ -65,15 +76,35 @@ afterAll(() => {
 
 /** llama.cpp's teacher-forced distributions of the architecture text (its own tokenization, BOS as the vocabulary
  *  says), and the tokens. */
-async function oracleRun(file: string, seq = SEQ): Promise<{ tokens: number[]; dists: Distribution[] }> {
+async function oracleRun(file: string, seq = SEQ, samplerTopK?: number): Promise<{ tokens: number[]; dists: Distribution[] }> {
   const oracle = await LlamaCppOracle.load(file, { threads: ORACLE_THREADS, contextSize: CONTEXT });
   try {
     const tokens = oracle.tokenize(ARCH_TEXT).slice(0, seq);
     expect(tokens.length).toBe(seq);
-    return { tokens, dists: await oracle.distributions(tokens) };
+    return { tokens, dists: await oracle.distributions(tokens, samplerTopK === undefined ? {} : { samplerTopK }) };
   } finally {
     await oracle.close();
   }
+}
+
+/** tuneloop's logits against llama.cpp's top-k lists: our softmax over the same ids, compared; top-1 over our whole
+ *  vocabulary against llama.cpp's first id. */
+function topKAgreement(logits: Float32Array, nVocab: number, ref: Distribution[]): DistributionAgreement {
+  const ours: SparseDistribution[] = [];
+  let top1 = 0;
+  ref.forEach((r, t) => {
+    if (r instanceof Float32Array) throw new Error('expected top-k lists');
+    const row = logits.subarray(t * nVocab, (t + 1) * nVocab);
+    let best = 0;
+    for (let i = 1; i < nVocab; i++) if (row[i]! > row[best]!) best = i;
+    if (best === r.ids[0]) top1++;
+    let max = -Infinity;
+    for (const id of r.ids) max = Math.max(max, row[id]!);
+    const probs = Float32Array.from(r.ids, (id) => Math.exp(row[id]! - max));
+    const sum = probs.reduce((a, b) => a + b, 0);
+    ours.push({ ids: r.ids, probs: probs.map((p) => p / sum) });
+  });
+  return { ...compareDistributions(ours, ref), top1Agreement: top1 / ref.length };
 }
 
 async function engineDists(engine: Engine, tokens: number[]): Promise<{ logits: Float32Array; dists: Distribution[] }> {
@@ -102,7 +133,7 @@ describe.each(Object.keys(ARCH_PRESETS))('%s', (family) => {
   let m: ArchModelFile;
   let ref: { tokens: number[]; dists: Distribution[] };
   beforeAll(async () => {
-    m = models.write(family);
+    m = models.write(family, { real: false });
     ref = await oracleRun(m.file);
   });
 
@@ -123,7 +154,7 @@ describe.each(Object.keys(ARCH_PRESETS))('%s', (family) => {
 
   const ablations = ABLATIONS[family] ?? {};
   it.each(Object.entries(ablations))("the test can fail: llama.cpp's distributions %s differ beyond the bar", async (_label, change) => {
-    const other = await oracleRun(models.write(family, { spec: change }).file);
+    const other = await oracleRun(models.write(family, { spec: change, real: false }).file);
     const cmp = compareDistributions(other.dists, ref.dists);
     console.log(`${family} ${_label}: ${summary(cmp)}`);
     expect(cmp.meanCosine < FLOAT_BAR.meanCosine || cmp.top1Agreement < FLOAT_BAR.top1, summary(cmp)).toBe(true);
@@ -159,7 +190,7 @@ describe.each(Object.keys(ARCH_PRESETS))('%s', (family) => {
         expect(tp2.info.layout).toMatchObject({ tpDegree: 2 });
         const b = await tp2.evaluate(ref.tokens, { allLogits: true });
         const rel = maxRelDiff(ours.logits, b);
-        const row = rows.find((r) => r.family === family && r.weights === 'f16');
+        const row = rows.find((r) => r.family === family && r.vocab === m.vocabLabel && r.weights === 'f16');
         if (row) row.tp = rel;
         expect(rel).toBeLessThan(TP_REL_TOL);
         expect(argmaxRows(b, tp1.info.nVocab)).toEqual(argmaxRows(ours.logits, tp1.info.nVocab));
@@ -169,7 +200,7 @@ describe.each(Object.keys(ARCH_PRESETS))('%s', (family) => {
     });
 
     it.each(['q8_0', 'q4_k'] as SyntheticFileType[])('a %s file agrees with llama.cpp too', async (fileType) => {
-      const q = models.write(family, { fileType });
+      const q = models.write(family, { fileType, real: false });
       const qref = await oracleRun(q.file);
       const e = await Engine.load({ model: q.file, threads: THREADS, contextLength: CONTEXT });
       try {
@@ -182,6 +213,25 @@ describe.each(Object.keys(ARCH_PRESETS))('%s', (family) => {
         await e.close();
       }
     });
+  });
+
+  const real = ARCH_PRESETS[family]!.vocab.real;
+  it.runIf(real !== undefined)(`with the real ${real} vocabulary, tuneloop agrees with llama.cpp at every position`, async () => {
+    const f = models.write(family, { real: true });
+    const fref = await oracleRun(f.file, SEQ, REAL_TOP_K);
+    const e = await Engine.load({ model: f.file, threads: THREADS, contextLength: CONTEXT });
+    try {
+      // The text is tokenized by the real tokenizer: the sequence is ordinary subword text, not letters.
+      expect(e.info.nVocab).toBeGreaterThan(30000);
+      const cmp = topKAgreement(await e.evaluate(fref.tokens, { allLogits: true }), e.info.nVocab, fref.dists);
+      rows.push({ family, vocab: f.vocabLabel, weights: 'f16', cmp });
+      console.log(`${family}, real ${f.vocabLabel} vocabulary, f16 (top ${REAL_TOP_K}): ${summary(cmp)}`);
+      expect(cmp.positions).toBe(SEQ);
+      expect(cmp.meanCosine).toBeGreaterThanOrEqual(FLOAT_BAR.meanCosine);
+      expect(cmp.top1Agreement).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
+    } finally {
+      await e.close();
+    }
   });
 });
 
@@ -196,7 +246,7 @@ describe('qwen3 in every weight type', () => {
     try {
       const cmp = compareDistributions((await engineDists(e, qref.tokens)).dists, qref.dists);
       rows.push({ family: 'qwen3 (256 wide)', vocab: f.vocabLabel, weights: type, cmp });
-      const bar = FLOAT_TYPES.has(type) ? FLOAT_BAR : BLOCK_BAR;
+      const bar = !FLOAT_TYPES.has(type) ? BLOCK_BAR : type === 'bf16' ? { ...FLOAT_BAR, top1: FLOAT_BAR.top1 - BF16_TOP1_SLACK / seq } : FLOAT_BAR;
       console.log(`qwen3 256-wide, ${type}: ${summary(cmp)}`);
       expect(cmp.meanCosine).toBeGreaterThanOrEqual(bar.meanCosine);
       expect(cmp.top1Agreement).toBeGreaterThanOrEqual(bar.top1);

@@ -7,7 +7,17 @@ import { gunzipSync } from 'node:zlib';
 
 import { parseGguf } from '../../tools/lib/gguf-reader.js';
 import { writeGgufFile, type GgufValue } from '../../tools/lib/gguf-writer.js';
-import { ARCH_PRESETS, buildSyntheticArch, vocabFromGguf, type ArchPreset, type ArchSpec, type ArchVocab } from '../../tools/lib/synthetic-arch.js';
+import { lenmlVocab } from '../../tools/lib/hf-vocab.js';
+import {
+  ARCH_PRESETS,
+  buildSyntheticArch,
+  syntheticArchName,
+  vocabFromGguf,
+  vocabSize,
+  type ArchPreset,
+  type ArchSpec,
+  type ArchVocab,
+} from '../../tools/lib/synthetic-arch.js';
 import type { SyntheticFileType, SyntheticTensorType } from '../../tools/lib/synthetic-llama.js';
 import { REPO_ROOT } from './shared.js';
 
@@ -23,7 +33,11 @@ export const SYNTHETIC_VOCAB = 512;
 /** The vocabulary of a preset: its real one when this checkout can provide it and `real` is asked for, else the
  *  synthetic one of the same tokenizer model. Says which it gave. */
 export function presetVocab(p: ArchPreset, real: boolean): { vocab: ArchVocab; label: string } {
-  if (real && p.vocab.real === 'phi3') return { vocab: { metadata: phi3Vocab() }, label: 'phi-3 (32064, llama.cpp vocab file)' };
+  const r = p.vocab.real;
+  if (real && r !== undefined) {
+    const metadata = r === 'phi3' ? phi3Vocab() : lenmlVocab(r);
+    return { vocab: { metadata }, label: `${r} (${vocabSize(metadata)})` };
+  }
   const n = p.vocab.syntheticSize ?? SYNTHETIC_VOCAB;
   return { vocab: { tokenizer: p.vocab.synthetic, nVocab: n }, label: `synthetic ${p.vocab.synthetic} (${n})` };
 }
@@ -46,10 +60,21 @@ export class ArchModels {
     const p = ARCH_PRESETS[preset];
     if (p === undefined) throw new Error(`unknown preset '${preset}'`);
     const spec = { ...p.spec, ...options.spec };
-    const { vocab, label } = presetVocab(p, options.real ?? true);
+    const real = options.real ?? true;
+    const { vocab, label } = presetVocab(p, real);
     const fileType = options.fileType ?? 'f16';
     const file = join(this.dir, `${preset}-${fileType}-${this.n++}.gguf`);
-    writeGgufFile(file, buildSyntheticArch({ spec, fileType, seed: options.seed ?? 7, vocab, name: `synthetic ${preset}`, tensorTypes: options.tensorTypes }));
+    writeGgufFile(
+      file,
+      buildSyntheticArch({
+        spec,
+        fileType,
+        seed: options.seed ?? 7,
+        vocab,
+        name: syntheticArchName(preset, fileType, real && p.vocab.real !== undefined),
+        tensorTypes: options.tensorTypes,
+      }),
+    );
     return { file, preset, spec, vocabLabel: label };
   }
 

@@ -405,6 +405,13 @@ export function longRopeAttnFactor(contextLength: number, originalContext: numbe
 // ---------------------------------------------------------------------------------------------------------------
 // Tensors.
 
+/** Gain of the output head (and token_embd): logits of std g over V tokens give a softmax of entropy ~ln V - g^2 / 2,
+ *  so g = sqrt(2 (ln V - 4)) keeps next-token distributions at ~4 nats whatever the vocabulary (2 for a few hundred
+ *  tokens, ~4 for 128k-262k). Near-uniform distributions would make any two engines agree in cosine. */
+export function headGain(nVocab: number): number {
+  return Math.max(2, Math.sqrt(2 * (Math.log(nVocab) - 4)));
+}
+
 /** One tensor of a synthetic file: random (plan.dist) or fixed values. */
 export interface ArchTensor {
   plan: TensorPlan;
@@ -442,12 +449,17 @@ export function archTensorPlan(
     plan: { name, ne: [n], type: GGML_TYPE.F32, dist: { mean, std } },
   });
   const norm = (name: string, n = s.dim): ArchTensor => vector(name, n, 1, 0.1);
+  // Gemma's residual stream starts at sqrt(dim)-scaled embeddings (RMS ~2 here) and every layer adds a normalized
+  // output: post-norm weights of ~2 keep the layers' share of it near a trained model's, instead of letting the
+  // input embedding dominate the (tied) head.
+  const postNorm = (name: string): ArchTensor => vector(name, s.dim, 2, 0.2);
   const fixed = (name: string, values: Float32Array): ArchTensor => ({
     plan: { name, ne: [values.length], type: GGML_TYPE.F32, dist: { mean: 0, std: 0 } },
     values,
   });
 
-  const out: ArchTensor[] = [matrix('token_embd.weight', s.dim, nVocab, 2)];
+  const head = headGain(nVocab);
+  const out: ArchTensor[] = [matrix('token_embd.weight', s.dim, nVocab, head)];
   // Global RoPE factor tensors come first, as the converters emit them (generate_extra_tensors).
   const rs = s.ropeScaling;
   if (rs?.type === 'llama3') out.push(fixed('rope_freqs.weight', llama3RopeFreqs(s.headDim, s.ropeTheta ?? 10000, rs)));
@@ -467,7 +479,7 @@ export function archTensorPlan(
     }
     if (s.arch === 'qwen3' || s.arch === 'gemma3') out.push(norm(`${p}attn_q_norm.weight`, s.headDim), norm(`${p}attn_k_norm.weight`, s.headDim));
     out.push(matrix(`${p}attn_output.weight`, q, s.dim, 1, i));
-    if (s.arch === 'gemma2' || s.arch === 'gemma3') out.push(norm(`${p}post_attention_norm.weight`));
+    if (s.arch === 'gemma2' || s.arch === 'gemma3') out.push(postNorm(`${p}post_attention_norm.weight`));
     out.push(norm(`${p}ffn_norm.weight`));
     if (s.arch === 'phi3') {
       out.push(matrix(`${p}ffn_up.weight`, s.dim, 2 * s.ffnDim, 1, i));
@@ -475,10 +487,10 @@ export function archTensorPlan(
       out.push(matrix(`${p}ffn_gate.weight`, s.dim, s.ffnDim, 1, i), matrix(`${p}ffn_up.weight`, s.dim, s.ffnDim, 1, i));
     }
     out.push(matrix(`${p}ffn_down.weight`, s.ffnDim, s.dim, 1, i));
-    if (s.arch === 'gemma2' || s.arch === 'gemma3') out.push(norm(`${p}post_ffw_norm.weight`));
+    if (s.arch === 'gemma2' || s.arch === 'gemma3') out.push(postNorm(`${p}post_ffw_norm.weight`));
   }
   out.push(norm('output_norm.weight'));
-  if (!s.tiedEmbeddings) out.push(matrix('output.weight', s.dim, nVocab, 2));
+  if (!s.tiedEmbeddings) out.push(matrix('output.weight', s.dim, nVocab, head));
   return out;
 }
 
@@ -574,6 +586,13 @@ export function archMetadata(spec: ArchSpec, nVocab: number, fileType: Synthetic
   if (s.attnSoftcap !== undefined) kv.push([`${a}.attn_logit_softcapping`, gv.f32(s.attnSoftcap)]);
   if (s.finalSoftcap !== undefined) kv.push([`${a}.final_logit_softcapping`, gv.f32(s.finalSoftcap)]);
   return kv;
+}
+
+/** A general.name for a synthetic file. llama.cpp sets token attributes by model name (a name containing "phi3" or
+ *  "phi-3" makes it look up Phi-3's special tokens, and a vocabulary without them fails to load), so a file with a
+ *  synthetic vocabulary gets a name that names no family. */
+export function syntheticArchName(preset: string, fileType: SyntheticFileType, realVocab: boolean): string {
+  return realVocab ? `synthetic ${preset} ${fileType}` : `synthetic ${fileType}`;
 }
 
 export interface SyntheticArchOptions {
