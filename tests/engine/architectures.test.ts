@@ -76,8 +76,8 @@ afterAll(() => {
 
 /** llama.cpp's teacher-forced distributions of the architecture text (its own tokenization, BOS as the vocabulary
  *  says), and the tokens. */
-async function oracleRun(file: string, seq = SEQ, samplerTopK?: number): Promise<{ tokens: number[]; dists: Distribution[] }> {
-  const oracle = await LlamaCppOracle.load(file, { threads: ORACLE_THREADS, contextSize: CONTEXT });
+async function oracleRun(file: string, seq = SEQ, samplerTopK?: number, contextSize = CONTEXT): Promise<{ tokens: number[]; dists: Distribution[] }> {
+  const oracle = await LlamaCppOracle.load(file, { threads: ORACLE_THREADS, contextSize });
   try {
     const tokens = oracle.tokenize(ARCH_TEXT).slice(0, seq);
     expect(tokens.length).toBe(seq);
@@ -127,6 +127,7 @@ const ABLATIONS: Record<string, Record<string, Partial<ArchSpec>>> = {
   gemma2: { 'no sliding window': { slidingWindow: 1 << 20 }, 'no soft-caps': { attnSoftcap: 1e6, finalSoftcap: 1e6 } },
   gemma3: { 'no sliding window': { slidingWindow: undefined }, 'no linear scaling on the global layer': { ropeScaling: undefined } },
   phi3: { 'no LongRoPE factors': { ropeScaling: undefined } },
+  'phi4-mini': { 'full rotary instead of partial': { ropeDims: undefined } },
 };
 
 describe.each(Object.keys(ARCH_PRESETS))('%s', (family) => {
@@ -250,6 +251,47 @@ describe('qwen3 in every weight type', () => {
       console.log(`qwen3 256-wide, ${type}: ${summary(cmp)}`);
       expect(cmp.meanCosine).toBeGreaterThanOrEqual(bar.meanCosine);
       expect(cmp.top1Agreement).toBeGreaterThanOrEqual(bar.top1);
+    } finally {
+      await e.close();
+    }
+  });
+});
+
+// Variants a family's files come in, each against llama.cpp on the same file.
+describe('variants', () => {
+  const cases: { label: string; preset: string; spec?: Partial<ArchSpec>; context?: number; seq?: number; ablation?: Partial<ArchSpec> }[] = [
+    // llama.cpp picks LongRoPE's short factors when the context it is given is within the original one, not by
+    // position; it pads every context to a multiple of 256, so the original context here is 256 and so is the
+    // context: the short factors apply (a file without factors would differ: the ablation).
+    {
+      label: 'phi3 within its original context (short factors)',
+      preset: 'phi3',
+      spec: { ropeScaling: { type: 'longrope', originalContext: 256, maxShortFactor: 1.5, maxLongFactor: 40 } },
+      context: 256,
+      ablation: { ropeScaling: undefined },
+    },
+    // Newer converters write rope.freq_base_swa for Gemma-3's local layers (older files rely on the default 10000).
+    { label: 'gemma3 with rope.freq_base_swa written (100000)', preset: 'gemma3', spec: { ropeThetaSwa: 1e5 }, ablation: { ropeThetaSwa: undefined } },
+    // Untied heads (Llama-3.1-8B, Qwen2.5-7B).
+    { label: 'llama3.1 untied', preset: 'llama3.1', spec: { tiedEmbeddings: false } },
+    { label: 'qwen2 untied', preset: 'qwen2', spec: { tiedEmbeddings: false } },
+  ];
+  it.each(cases)('$label', async (c) => {
+    const context = c.context ?? CONTEXT;
+    const f = models.write(c.preset, { real: false, spec: c.spec ?? {} });
+    const ref = await oracleRun(f.file, c.seq ?? SEQ, undefined, context);
+    if (c.ablation) {
+      const other = await oracleRun(models.write(c.preset, { real: false, spec: { ...c.spec, ...c.ablation } }).file, c.seq ?? SEQ, undefined, context);
+      const cmp = compareDistributions(other.dists, ref.dists);
+      expect(cmp.meanCosine < FLOAT_BAR.meanCosine || cmp.top1Agreement < FLOAT_BAR.top1, `the variant is observable: ${summary(cmp)}`).toBe(true);
+    }
+    const e = await Engine.load({ model: f.file, threads: THREADS, contextLength: context });
+    try {
+      const cmp = compareDistributions((await engineDists(e, ref.tokens)).dists, ref.dists);
+      rows.push({ family: c.label, vocab: f.vocabLabel, weights: 'f16', cmp });
+      console.log(`${c.label}: ${summary(cmp)}`);
+      expect(cmp.meanCosine).toBeGreaterThanOrEqual(FLOAT_BAR.meanCosine);
+      expect(cmp.top1Agreement).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
     } finally {
       await e.close();
     }

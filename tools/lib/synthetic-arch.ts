@@ -65,6 +65,8 @@ export interface ArchSpec {
   writeHeadDim: boolean;
   /** Write rope.dimension_count (Llama and Phi-3 converters do). */
   writeRopeDims: boolean;
+  /** Rotated dimensions per head when fewer than headDim (partial rotary, Phi-4-mini); default headDim. */
+  ropeDims?: number | undefined;
   /** Write <arch>.vocab_size (the Llama converter does). */
   writeVocabSize: boolean;
   ropeScaling?: RopeScaling | undefined;
@@ -336,6 +338,32 @@ export const ARCH_PRESETS: Readonly<Record<string, ArchPreset>> = {
     },
     vocab: { real: 'phi3', synthetic: 'llama' },
   },
+  // Phi-4-mini: the phi3 architecture with GQA (24 : 8), partial rotary (partial_rotary_factor 0.75: 96 of 128 head
+  // dimensions rotated, the LongRoPE factors that wide), a tied head, and sliding_window 0 (the converter writes 0
+  // for Phi-4). Its real vocabulary (o200k, 200k tokens) is not among the test packages: synthetic byte-level BPE.
+  'phi4-mini': {
+    spec: {
+      arch: 'phi3',
+      mimics: 'Phi-4-mini: phi3 layout with GQA 3:1, partial rotary 0.75 (24 of 32), tied head, LongRoPE',
+      dim: 192,
+      nLayers: 2,
+      nHeads: 6,
+      nKvHeads: 2,
+      headDim: 32,
+      ropeDims: 24,
+      ffnDim: 512,
+      contextLength: 32 * ORIGINAL_CONTEXT,
+      ropeTheta: 10000,
+      rmsEps: 1e-5,
+      tiedEmbeddings: true,
+      writeHeadDim: false,
+      writeRopeDims: true,
+      writeVocabSize: false,
+      ropeScaling: { type: 'longrope', originalContext: ORIGINAL_CONTEXT, maxShortFactor: 1.5, maxLongFactor: 40 },
+      slidingWindow: 0,
+    },
+    vocab: { real: undefined, synthetic: 'gpt2' },
+  },
 };
 
 export function validateArchSpec(s: ArchSpec): void {
@@ -346,6 +374,9 @@ export function validateArchSpec(s: ArchSpec): void {
   }
   if (!ARCH_NAMES.includes(s.arch)) throw new Error(`unknown architecture '${s.arch}' (known: ${ARCH_NAMES.join(', ')})`);
   if (s.headDim % 2 !== 0) throw new Error('headDim must be even (RoPE rotates pairs)');
+  const rot = s.ropeDims ?? s.headDim;
+  if (!Number.isInteger(rot) || rot <= 0 || rot % 2 !== 0 || rot > s.headDim) throw new Error(`ropeDims ${rot} must be even and at most headDim`);
+  if (rot !== s.headDim && (s.arch === 'llama' || !s.writeRopeDims)) throw new Error('partial rotary needs a non-llama architecture and writeRopeDims');
   if (s.nHeads % s.nKvHeads !== 0) throw new Error(`nHeads ${s.nHeads} is not a multiple of nKvHeads ${s.nKvHeads}`);
   // These loaders size Q and the output projection as dim x dim: head_dim must be dim / heads.
   if ((s.arch === 'qwen2' || s.arch === 'phi3') && s.headDim * s.nHeads !== s.dim) {
@@ -462,9 +493,10 @@ export function archTensorPlan(
   const out: ArchTensor[] = [matrix('token_embd.weight', s.dim, nVocab, head)];
   // Global RoPE factor tensors come first, as the converters emit them (generate_extra_tensors).
   const rs = s.ropeScaling;
-  if (rs?.type === 'llama3') out.push(fixed('rope_freqs.weight', llama3RopeFreqs(s.headDim, s.ropeTheta ?? 10000, rs)));
+  const rot = s.ropeDims ?? s.headDim;
+  if (rs?.type === 'llama3') out.push(fixed('rope_freqs.weight', llama3RopeFreqs(rot, s.ropeTheta ?? 10000, rs)));
   if (rs?.type === 'longrope') {
-    const f = longRopeFactors(s.headDim, rs);
+    const f = longRopeFactors(rot, rs);
     out.push(fixed('rope_factors_long.weight', f.long), fixed('rope_factors_short.weight', f.short));
   }
   for (let i = 0; i < s.nLayers; i++) {
@@ -563,7 +595,7 @@ export function archMetadata(spec: ArchSpec, nVocab: number, fileType: Synthetic
   ];
   if (s.ropeTheta !== undefined) kv.push([`${a}.rope.freq_base`, gv.f32(s.ropeTheta)]);
   if (s.ropeThetaSwa !== undefined) kv.push([`${a}.rope.freq_base_swa`, gv.f32(s.ropeThetaSwa)]);
-  if (s.writeRopeDims) kv.push([`${a}.rope.dimension_count`, gv.u32(s.headDim)]);
+  if (s.writeRopeDims) kv.push([`${a}.rope.dimension_count`, gv.u32(s.ropeDims ?? s.headDim)]);
   if (s.writeHeadDim) kv.push([`${a}.attention.key_length`, gv.u32(s.headDim)], [`${a}.attention.value_length`, gv.u32(s.headDim)]);
   if (s.writeVocabSize) kv.push([`${a}.vocab_size`, gv.u32(nVocab)]);
   const rs = s.ropeScaling;
