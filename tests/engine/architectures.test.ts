@@ -272,6 +272,11 @@ describe('variants', () => {
     },
     // Newer converters write rope.freq_base_swa for Gemma-3's local layers (older files rely on the default 10000).
     { label: 'gemma3 with rope.freq_base_swa written (100000)', preset: 'gemma3', spec: { ropeThetaSwa: 1e5 }, ablation: { ropeThetaSwa: undefined } },
+    // llama.cpp scales Gemma's queries by 1/sqrt(dim / heads) instead of 1/sqrt(head_dim) for the 27B shapes, which
+    // it recognises by layer count (Gemma-2: 46, Gemma-3: 62); here dim / heads = 16 != head_dim 32. The layers are
+    // tiny, so the real depths cost little.
+    { label: 'gemma2 with 46 layers (27B query scale)', preset: 'gemma2', spec: { nLayers: 46 } },
+    { label: 'gemma3 with 62 layers (27B query scale)', preset: 'gemma3', spec: { nLayers: 62 } },
     // Untied heads (Llama-3.1-8B, Qwen2.5-7B).
     { label: 'llama3.1 untied', preset: 'llama3.1', spec: { tiedEmbeddings: false } },
     { label: 'qwen2 untied', preset: 'qwen2', spec: { tiedEmbeddings: false } },
