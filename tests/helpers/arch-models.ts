@@ -56,13 +56,13 @@ export class ArchModels {
   write(
     preset: string,
     options: {
-      fileType?: SyntheticFileType;
-      real?: boolean;
-      seed?: number;
-      spec?: Partial<ArchSpec>;
-      tensorTypes?: Record<string, SyntheticTensorType>;
+      fileType?: SyntheticFileType | undefined;
+      real?: boolean | undefined;
+      seed?: number | undefined;
+      spec?: Partial<ArchSpec> | undefined;
+      tensorTypes?: Record<string, SyntheticTensorType> | undefined;
       /** Changes to the model before it is written (tensor data, metadata). */
-      edit?: (model: EditableGgufModel) => void;
+      edit?: ((model: EditableGgufModel) => void) | undefined;
     } = {},
   ): ArchModelFile {
     const p = ARCH_PRESETS[preset];
