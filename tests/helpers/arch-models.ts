@@ -35,7 +35,8 @@ export const SYNTHETIC_VOCAB = 512;
 export function presetVocab(p: ArchPreset, real: boolean): { vocab: ArchVocab; label: string } {
   const r = p.vocab.real;
   if (real && r !== undefined) {
-    const metadata = r === 'phi3' ? phi3Vocab() : lenmlVocab(r);
+    const size = p.vocab.realSize;
+    const metadata = r === 'phi3' ? phi3Vocab() : lenmlVocab(r, size === undefined ? {} : { vocabSize: size });
     return { vocab: { metadata }, label: `${r} (${vocabSize(metadata)})` };
   }
   const n = p.vocab.syntheticSize ?? SYNTHETIC_VOCAB;

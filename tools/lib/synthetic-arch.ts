@@ -88,6 +88,9 @@ export interface ArchSpec {
 export interface VocabChoice {
   real: 'llama3_1' | 'qwen3' | 'gemma3' | 'phi3' | undefined;
   synthetic: SyntheticTokenizer;
+  /** The real model's embedding rows when they exceed the tokenizer's tokens (config.json vocab_size: Qwen pads
+   *  151669 tokens to 151936); converters fill the gap with UNUSED [PADi] tokens. */
+  realSize?: number | undefined;
   /** Tokens of the synthetic vocabulary when the shape calls for a particular size (default: the caller's). */
   syntheticSize?: number | undefined;
 }
@@ -235,7 +238,7 @@ export const ARCH_PRESETS: Readonly<Record<string, ArchPreset>> = {
       writeVocabSize: false,
       qkvBias: true,
     },
-    vocab: { real: 'qwen3', synthetic: 'gpt2' },
+    vocab: { real: 'qwen3', realSize: 151936, synthetic: 'gpt2' },
   },
   // Qwen3-0.6B: per-head RMS norms of Q and K (attn_q_norm / attn_k_norm, head_dim wide) before RoPE, no biases,
   // head_dim 128 with dim 1024 / 16 heads (Q is 2x wider than the model).
@@ -257,7 +260,7 @@ export const ARCH_PRESETS: Readonly<Record<string, ArchPreset>> = {
       writeRopeDims: false,
       writeVocabSize: false,
     },
-    vocab: { real: 'qwen3', synthetic: 'gpt2' },
+    vocab: { real: 'qwen3', realSize: 151936, synthetic: 'gpt2' },
   },
   // Gemma-2-2B: embeddings scaled by sqrt(dim), post-attention and post-FFN norms, GELU(tanh) gating, local (sliding
   // window) and global layers alternating (llama.cpp's default period 2: layer 0 local, layer 1 global), attention
