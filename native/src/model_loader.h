@@ -57,7 +57,7 @@ ModelHParams read_transformer_hparams(const GgufFile & f, const std::string & ar
 // the factor tensors (the architecture loads them). An unknown scaling type is UNSUPPORTED_ARCHITECTURE.
 void read_rope_scaling(const GgufFile & f, ModelHParams & hp);
 // UNSUPPORTED_ARCHITECTURE naming the first "<arch>.*" key that is neither read by read_transformer_hparams (nor
-// documentary: rope.scaling.finetuned, vocab_size) nor in `extra` (the keys the architecture itself reads): a file
+// documentary: rope.scaling.finetuned, vocab_size, expert counts of 0) nor in `extra` (the keys the architecture itself reads): a file
 // whose math tuneloop would get wrong is refused, never run with the key ignored.
 void refuse_unknown_keys(const GgufFile & f, const std::string & arch, std::initializer_list<const char *> extra = {});
 // A [n] f32 vector tensor (norm weights), decoded; MODEL_CORRUPT on a wrong shape or a non-finite value.
