@@ -1,8 +1,8 @@
 // The building blocks of a decoder forward pass, shared by every architecture (models/*.cpp compose them): token
 // embedding, RoPE, RMSNorm, the attention block (Q/K/V projections, rotation, paged-cache write, causal attention over
-// the cache, output projection), the SwiGLU MLP, the residual add (an all-reduce under tensor parallelism) and the
-// output head. Each works on one rank's RankState for one forward batch and times itself into the rank's ModelTimes,
-// so per-operation stats mean the same whatever the architecture.
+// the cache, output projection), the gated MLP (SwiGLU / GeGLU), Gemma's post-norms, the residual add (an all-reduce
+// under tensor parallelism) and the output head. Each works on one rank's RankState for one forward batch and times
+// itself into the rank's ModelTimes, so per-operation stats mean the same whatever the architecture.
 #pragma once
 #include <cstdint>
 #include <initializer_list>
