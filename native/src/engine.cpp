@@ -30,6 +30,7 @@ std::unique_ptr<Engine::Instance> Engine::build_instance(const ModelLayout & lay
              "contextLength " + std::to_string(n_ctx) + " exceeds the model's context length of " +
                  std::to_string(hp.n_ctx_train) + " tokens (" + hp.arch + ".context_length)");
     if (n_ctx == 0) n_ctx = hp.n_ctx_train;
+    layout.n_ctx = n_ctx; // the architecture may depend on it (Phi-3's LongRoPE factors)
     if (layout.kv_block_size < 1 || layout.kv_block_size > 1024)
         fail(ErrorCode::INVALID_ARGUMENT, "kvBlockSizeTokens must be between 1 and 1024");
     const int32_t per_seq = (n_ctx + layout.kv_block_size - 1) / layout.kv_block_size;

@@ -27,18 +27,73 @@ TL_CLONES void add_inplace(float * y, const float * x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
+// gate[i] = gelu(gate[i]) * up[i] with the tanh approximation (ggml_gelu, Gemma's GeGLU).
+TL_CLONES void gelu_mul(float * gate, const float * up, int64_t n) {
+    const float k0 = 0.79788456080286535588f, k1 = 0.044715f; // sqrt(2 / pi)
+    for (int64_t i = 0; i < n; ++i) {
+        const float x = gate[i];
+        gate[i] = 0.5f * x * (1.0f + std::tanh(k0 * x * (1.0f + k1 * x * x))) * up[i];
+    }
+}
+
+TL_CLONES void softcap_inplace(float * y, int64_t n, float cap) {
+    const float inv = 1.0f / cap;
+    for (int64_t i = 0; i < n; ++i) y[i] = cap * std::tanh(y[i] * inv);
+}
+
+// One RoPE configuration's tables (ggml-cpu's rope_yarn / ggml_rope_yarn_corr_dims, in double for the angle): see
+// RopeConfig in model.h. With no scaling and no factors this is exactly pos * theta^(-2i / rope_dim).
+void fill_rope(std::vector<float> & cs, std::vector<float> & sn, const ForwardBatch & b, int rope_dim,
+               const RopeConfig & rc, const std::vector<float> & factors) {
+    const int n_pairs = rope_dim / 2;
+    cs.resize((size_t) b.n * n_pairs);
+    sn.resize((size_t) b.n * n_pairs);
+    float corr0 = 0.0f, corr1 = 0.0f;
+    double mscale = rc.attn_factor;
+    if (rc.ext_factor != 0.0f) {
+        // The dims where YaRN moves from extrapolation (high frequencies) to interpolation (low ones).
+        auto corr_dim = [&](float n_rot) {
+            return rope_dim * std::log(rc.n_ctx_orig / (n_rot * 2 * (float) M_PI)) / (2 * std::log(rc.base));
+        };
+        corr0 = std::max(0.0f, std::floor(corr_dim(rc.beta_fast)));
+        corr1 = std::min((float) (rope_dim - 1), std::ceil(corr_dim(rc.beta_slow)));
+        mscale *= 1.0f + 0.1f * std::log(1.0f / rc.freq_scale);
+    }
+    for (int t = 0; t < b.n; ++t) {
+        for (int i = 0; i < n_pairs; ++i) {
+            double extrap = b.tok_pos[t] * std::pow((double) rc.base, -2.0 * i / rope_dim);
+            if (!factors.empty()) extrap /= factors[i];
+            double a = extrap * rc.freq_scale;
+            if (rc.ext_factor != 0.0f) {
+                const float y = (i - corr0) / std::max(0.001f, corr1 - corr0);
+                const double mix = (1.0f - std::min(1.0f, std::max(0.0f, y))) * rc.ext_factor;
+                a = a * (1 - mix) + extrap * mix;
+            }
+            cs[(size_t) t * n_pairs + i] = (float) (std::cos(a) * mscale);
+            sn[(size_t) t * n_pairs + i] = (float) (std::sin(a) * mscale);
+        }
+    }
+}
+
+bool any_swa_layer(const ModelHParams & hp) {
+    for (int l = 0; l < hp.n_layers; ++l)
+        if (hp.layer_swa(l)) return true;
+    return false;
+}
+
 } // namespace
 
 RankState::RankState(int rank_, int n_ranks_, const ModelHParams & hp_, const ModelLayout & layout_,
                      const SharedWeights & shared_, Communicator & comm_, ShardWeights shard_)
     : rank(rank_), n_ranks(n_ranks_), hp(hp_), layout(layout_), shared(shared_), kernels(cpu_kernels()), comm(comm_),
       shard(std::move(shard_)), pool(layout_.threads_per_rank),
-      kv(hp_.n_layers, layout_.kv_blocks, layout_.kv_block_size, shard.n_kv_heads, hp_.head_dim, layout_.kv_dtype) {}
+      kv(hp_.n_layers, layout_.kv_blocks, layout_.kv_block_size, shard.n_kv_heads, hp_.head_dim, layout_.kv_dtype),
+      rope_swa_own(any_swa_layer(hp_) && !(hp_.rope_swa == hp_.rope)) {}
 
 size_t RankState::scratch_bytes() const {
     size_t n = x.capacity() + xn.capacity() + q.capacity() + k.capacity() + v.capacity() + att.capacity() +
                gate.capacity() + up.capacity() + partial.capacity() + scores.capacity() + rope_cos.capacity() +
-               rope_sin.capacity();
+               rope_sin.capacity() + rope_cos_swa.capacity() + rope_sin_swa.capacity();
     size_t a = 0;
     for (const AlignedBuffer & b : acts) a += b.size;
     return n * sizeof(float) + xq.q.size + xq.scales.size + xq.sums.size + a;
@@ -85,21 +140,18 @@ void embed(RankState & rs, const ForwardBatch & b) {
     for (const BatchEntry & e : b.entries)
         for (int i = 0; i < e.n_tokens; ++i, ++t)
             qmatrix_get_row(rs.shared.tok_embd, e.tokens[i], rs.x.data() + (size_t) t * dim);
+    if (rs.hp.embd_scale != 0.0f) { // Gemma: embeddings times sqrt(dim)
+        const float s = rs.hp.embd_scale;
+        for (size_t i = 0; i < (size_t) b.n * dim; ++i) rs.x[i] *= s;
+    }
     rs.times.embed += seconds_since(t0);
 }
 
 void rope_tables(RankState & rs, const ForwardBatch & b) {
     auto t0 = Clock::now();
-    const int n_pairs = rs.hp.rope_dim / 2;
-    rs.rope_cos.resize((size_t) b.n * n_pairs);
-    rs.rope_sin.resize((size_t) b.n * n_pairs);
-    for (int t = 0; t < b.n; ++t) {
-        for (int i = 0; i < n_pairs; ++i) {
-            double a = b.tok_pos[t] * std::pow((double) rs.hp.rope_theta, -2.0 * i / rs.hp.rope_dim);
-            rs.rope_cos[(size_t) t * n_pairs + i] = (float) std::cos(a);
-            rs.rope_sin[(size_t) t * n_pairs + i] = (float) std::sin(a);
-        }
-    }
+    fill_rope(rs.rope_cos, rs.rope_sin, b, rs.hp.rope_dim, rs.hp.rope, rs.shared.rope_factors);
+    if (rs.rope_swa_own)
+        fill_rope(rs.rope_cos_swa, rs.rope_sin_swa, b, rs.hp.rope_dim, rs.hp.rope_swa, rs.shared.rope_factors);
     rs.times.embed += seconds_since(t0);
 }
 
@@ -169,12 +221,24 @@ void rope_and_cache(RankState & rs, const ForwardBatch & b, int l) {
     const ShardWeights & S = rs.shard;
     const int hd = rs.hp.head_dim, q_loc = S.n_heads * hd, kv_loc = S.n_kv_heads * hd;
     const int n_pairs = rs.hp.rope_dim / 2, bs = rs.layout.kv_block_size;
+    const bool own = rs.rope_swa_own && rs.hp.layer_swa(l);
+    const std::vector<float> &cos_tab = own ? rs.rope_cos_swa : rs.rope_cos,
+                             &sin_tab = own ? rs.rope_sin_swa : rs.rope_sin;
+    const bool neox = rs.hp.rope_style == RopeStyle::NEOX;
     for (int t = 0; t < b.n; ++t) {
-        const float * cs = rs.rope_cos.data() + (size_t) t * n_pairs;
-        const float * sn = rs.rope_sin.data() + (size_t) t * n_pairs;
+        const float * cs = cos_tab.data() + (size_t) t * n_pairs;
+        const float * sn = sin_tab.data() + (size_t) t * n_pairs;
         auto rotate = [&](float * vec, int heads) {
             for (int h = 0; h < heads; ++h) {
                 float * p = vec + (size_t) h * hd;
+                if (neox) {
+                    for (int i = 0; i < n_pairs; ++i) {
+                        float a = p[i], c = p[i + n_pairs];
+                        p[i] = a * cs[i] - c * sn[i];
+                        p[i + n_pairs] = a * sn[i] + c * cs[i];
+                    }
+                    continue;
+                }
                 for (int i = 0; i < n_pairs; ++i) {
                     float a = p[2 * i], c = p[2 * i + 1];
                     p[2 * i] = a * cs[i] - c * sn[i];
@@ -202,7 +266,9 @@ void causal_attention(RankState & rs, const ForwardBatch & b, int l) {
     const int parts = (group + ATTN_MAX_ROWS - 1) / ATTN_MAX_ROWS, per_part = (group + parts - 1) / parts;
     const int64_t per_tok = (int64_t) S.n_kv_heads * parts, items = (int64_t) b.n * per_tok;
     const size_t scratch = attn_scratch_floats(per_part, b.max_ctx, hd);
-    const float scale = 1.0f / std::sqrt((float) hd);
+    const float scale = rs.hp.attn_scale > 0.0f ? rs.hp.attn_scale : 1.0f / std::sqrt((float) hd);
+    // The KV cache keeps every position; a sliding window is a lower bound on the keys a query reads.
+    const int window = rs.hp.layer_swa(l) ? rs.hp.n_swa : 0;
     rs.pool.run([&](int idx, int nth) {
         float * sc = rs.scores.data() + (size_t) idx * scratch;
         for (int64_t it = idx; it < items; it += nth) {
@@ -213,7 +279,9 @@ void causal_attention(RankState & rs, const ForwardBatch & b, int l) {
             rs.kv.fill_task(task, l, e.block_table, g);
             task.rows = std::min(per_part, g * group + group - h0);
             task.n_ctx = b.tok_pos[t] + 1;
+            task.kv0 = window > 0 ? std::max(0, b.tok_pos[t] + 1 - window) : 0;
             task.scale = scale;
+            task.softcap = rs.hp.attn_softcap;
             task.q = rs.q.data() + (size_t) t * q_loc + (size_t) h0 * hd;
             task.out = rs.att.data() + (size_t) t * q_loc + (size_t) h0 * hd;
             task.row_stride = hd;
@@ -225,19 +293,42 @@ void causal_attention(RankState & rs, const ForwardBatch & b, int l) {
 
 void attention(RankState & rs, const ForwardBatch & b, int l, const ShardWeights::Layer & w) {
     matmuls(rs, rs.xn.data(), b.n, rs.hp.dim, {{&w.wq, rs.q.data()}, {&w.wk, rs.k.data()}, {&w.wv, rs.v.data()}});
+    if (!w.bq.empty() || !w.bk.empty() || !w.bv.empty() || !rs.shared.attn_q_norm.empty()) {
+        auto t0 = Clock::now();
+        const int hd = rs.hp.head_dim, q_loc = rs.shard.n_heads * hd, kv_loc = rs.shard.n_kv_heads * hd;
+        auto add_bias = [&](std::vector<float> & y, const std::vector<float> & bias, int width) {
+            if (bias.empty()) return;
+            for (int t = 0; t < b.n; ++t) add_inplace(y.data() + (size_t) t * width, bias.data(), width);
+        };
+        add_bias(rs.q, w.bq, q_loc);
+        add_bias(rs.k, w.bk, kv_loc);
+        add_bias(rs.v, w.bv, kv_loc);
+        if (!rs.shared.attn_q_norm.empty()) {
+            // Qwen3 / Gemma3: each head of Q and K RMS-normed over head_dim before RoPE.
+            const float * wq = rs.shared.attn_q_norm[l].data();
+            const float * wk = rs.shared.attn_k_norm[l].data();
+            for (int h = 0; h < b.n * rs.shard.n_heads; ++h)
+                rmsnorm_row(rs.q.data() + (size_t) h * hd, rs.q.data() + (size_t) h * hd, wq, hd, rs.hp.rms_eps);
+            for (int h = 0; h < b.n * rs.shard.n_kv_heads; ++h)
+                rmsnorm_row(rs.k.data() + (size_t) h * hd, rs.k.data() + (size_t) h * hd, wk, hd, rs.hp.rms_eps);
+        }
+        rs.times.norm += seconds_since(t0);
+    }
     rope_and_cache(rs, b, l);
     causal_attention(rs, b, l);
     matmuls(rs, rs.att.data(), b.n, rs.shard.n_heads * rs.hp.head_dim, {{&w.wo, rs.partial.data()}});
 }
 
-void swiglu_mlp(RankState & rs, const ForwardBatch & b, const ShardWeights::Layer & w) {
+void gated_mlp(RankState & rs, const ForwardBatch & b, const ShardWeights::Layer & w) {
     const int ffn = rs.shard.ffn;
     matmuls(rs, rs.xn.data(), b.n, rs.hp.dim, {{&w.w_gate, rs.gate.data()}, {&w.w_up, rs.up.data()}});
     auto t0 = Clock::now();
     const int64_t n = (int64_t) b.n * ffn;
+    const bool gelu = rs.hp.ffn_act == FfnAct::GELU;
     rs.pool.run([&](int idx, int nth) {
         const int64_t lo = n * idx / nth / 16 * 16, hi = idx + 1 == nth ? n : n * (idx + 1) / nth / 16 * 16;
-        rs.kernels.silu_mul(rs.gate.data() + lo, rs.up.data() + lo, hi - lo);
+        if (gelu) gelu_mul(rs.gate.data() + lo, rs.up.data() + lo, hi - lo);
+        else rs.kernels.silu_mul(rs.gate.data() + lo, rs.up.data() + lo, hi - lo);
     });
     rs.times.ffn_act += seconds_since(t0);
     matmuls(rs, rs.gate.data(), b.n, ffn, {{&w.w_down, rs.partial.data()}});
@@ -256,6 +347,21 @@ void add_residual(RankState & rs, const ForwardBatch & b) {
     rs.comm.all_reduce_sum(rs.rank, rs.partial.data(), rs.x.data(), n);
     rs.allreduce += seconds_since(t0);
     ++rs.times.allreduces;
+}
+
+void add_residual_post_norm(RankState & rs, const ForwardBatch & b, const std::vector<float> & norm) {
+    const size_t n = (size_t) b.n * rs.hp.dim;
+    float * sum = rs.partial.data();
+    if (rs.n_ranks > 1) {
+        // The whole attention / FFN output first (xn is free: this layer's normed input has been used).
+        auto t0 = Clock::now();
+        rs.comm.all_reduce_sum(rs.rank, rs.partial.data(), rs.xn.data(), n);
+        rs.allreduce += seconds_since(t0);
+        ++rs.times.allreduces;
+        sum = rs.xn.data();
+    }
+    rms_norm(rs, sum, sum, norm, b.n);
+    add_inplace(rs.x.data(), sum, (int64_t) n);
 }
 
 void output_head(RankState & rs, const ForwardBatch & b, const std::vector<float> & norm, float * logits) {
@@ -277,6 +383,10 @@ void output_head(RankState & rs, const ForwardBatch & b, const std::vector<float
         t0 = Clock::now();
         const QMatrix & out = rs.shard.output_is_tok_embd ? rs.shared.tok_embd : rs.shard.output;
         matmuls(rs, rs.xn.data(), rows, dim, {{&out, logits + rs.shard.vocab_begin}}, rs.hp.n_vocab);
+        if (rs.hp.final_softcap > 0.0f) // Gemma 2: logits -> c * tanh(logits / c), on this rank's columns
+            for (int r = 0; r < rows; ++r)
+                softcap_inplace(logits + (size_t) r * rs.hp.n_vocab + rs.shard.vocab_begin, rs.shard.vocab,
+                                rs.hp.final_softcap);
         rs.times.output += seconds_since(t0);
     }
 }

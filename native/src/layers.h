@@ -1,8 +1,8 @@
 // The building blocks of a decoder forward pass, shared by every architecture (models/*.cpp compose them): token
 // embedding, RoPE, RMSNorm, the attention block (Q/K/V projections, rotation, paged-cache write, causal attention over
-// the cache, output projection), the SwiGLU MLP, the residual add (an all-reduce under tensor parallelism) and the
-// output head. Each works on one rank's RankState for one forward batch and times itself into the rank's ModelTimes,
-// so per-operation stats mean the same whatever the architecture.
+// the cache, output projection), the gated MLP (SwiGLU / GeGLU), Gemma's post-norms, the residual add (an all-reduce
+// under tensor parallelism) and the output head. Each works on one rank's RankState for one forward batch and times
+// itself into the rank's ModelTimes, so per-operation stats mean the same whatever the architecture.
 #pragma once
 #include <cstdint>
 #include <initializer_list>
@@ -32,6 +32,9 @@ struct RankState {
     double busy = 0, allreduce = 0;
     // Scratch, grown as needed: x/xn/partial full width; q/k/v/att/gate/up local width.
     std::vector<float> x, xn, q, k, v, att, gate, up, partial, scores, rope_cos, rope_sin;
+    // The sliding-window layers' RoPE tables when their frequencies differ from the others' (gemma3's local base).
+    std::vector<float> rope_cos_swa, rope_sin_swa;
+    const bool rope_swa_own; // hp.rope_swa != hp.rope and some layer slides
 
     RankState(int rank, int n_ranks, const ModelHParams & hp, const ModelLayout & layout, const SharedWeights & shared,
               Communicator & comm, ShardWeights shard);
@@ -54,7 +57,9 @@ namespace layers {
 void reserve(RankState & rs, const ForwardBatch & b);
 // x[t] = the embedding row of token t.
 void embed(RankState & rs, const ForwardBatch & b);
-// cos/sin of every token's RoPE angles: pos * theta^(-2i / rope_dim) for each rotated pair i.
+// cos/sin of every token's RoPE angles for each rotated pair i: pos * theta^(-2i / rope_dim), divided by the rope
+// factor of the pair (rope_freqs, LongRoPE) and scaled (linear, YaRN) as RopeConfig (model.h) says; both tables, with
+// the sliding-window layers' own when they differ.
 void rope_tables(RankState & rs, const ForwardBatch & b);
 // out[t] = RMSNorm(in[t]) * weight for the first `n` rows of width hp.dim.
 void rms_norm(RankState & rs, float * out, const float * in, const std::vector<float> & weight, int n);
@@ -64,20 +69,27 @@ void rms_norm(RankState & rs, float * out, const float * in, const std::vector<f
 // quant::matmul. y_stride 0: each output is [n][rows], else rows are written at that stride.
 void matmuls(RankState & rs, const float * x, int n, int64_t cols,
              std::initializer_list<std::pair<const QMatrix *, float *>> outs, int64_t y_stride = 0);
-// Rotates q and k of every token by its RoPE angles (adjacent pairs, as GGUF llama files expect) and writes k and v
-// into the paged cache of layer `l`.
+// Rotates q and k of every token by its RoPE angles (adjacent pairs for RopeStyle::NORM, as GGUF llama files expect;
+// (i, i + rope_dim / 2) for NEOX; dimensions past rope_dim are left as they are) and writes k and v into the paged
+// cache of layer `l`.
 void rope_and_cache(RankState & rs, const ForwardBatch & b, int l);
-// att[t][h] = causal attention of query head h of token t over its sequence's cache (positions 0..pos_t).
+// att[t][h] = causal attention of query head h of token t over its sequence's cache (positions 0..pos_t; only the
+// last n_swa of them on a sliding-window layer), scores scaled by hp.attn_scale and soft-capped by hp.attn_softcap.
 void causal_attention(RankState & rs, const ForwardBatch & b, int l);
-// The attention block of layer `l` from the normed input xn: Q/K/V, RoPE, cache, attention, then the output
-// projection into rs.partial (a partial sum under tensor parallelism).
+// The attention block of layer `l` from the normed input xn: Q/K/V (+ their biases when the layer has them), the
+// per-head Q/K RMSNorm when the model has it, RoPE, cache, attention, then the output projection into rs.partial (a
+// partial sum under tensor parallelism).
 void attention(RankState & rs, const ForwardBatch & b, int l, const ShardWeights::Layer & w);
-// The SwiGLU MLP from the normed input xn: down(silu(gate(xn)) * up(xn)) into rs.partial.
-void swiglu_mlp(RankState & rs, const ForwardBatch & b, const ShardWeights::Layer & w);
+// The gated MLP from the normed input xn: down(act(gate(xn)) * up(xn)) into rs.partial, act = silu (SwiGLU) or the
+// tanh-approximated gelu (GeGLU) as hp.ffn_act says.
+void gated_mlp(RankState & rs, const ForwardBatch & b, const ShardWeights::Layer & w);
 // x += partial: summed over the ranks (an all-reduce) under tensor parallelism.
 void add_residual(RankState & rs, const ForwardBatch & b);
+// x += RMSNorm(partial) * norm (Gemma's post-attention / post-FFN norms): the ranks' partial sums are all-reduced
+// first, since the norm needs the whole sum.
+void add_residual_post_norm(RankState & rs, const ForwardBatch & b, const std::vector<float> & norm);
 // Final norm of the rows whose logits are wanted, then this rank's vocabulary columns of the output head
-// (logits[row][vocab_begin ..]).
+// (logits[row][vocab_begin ..]), soft-capped by hp.final_softcap when set.
 void output_head(RankState & rs, const ForwardBatch & b, const std::vector<float> & norm, float * logits);
 
 } // namespace layers

@@ -74,14 +74,18 @@ std::vector<std::pair<std::string, size_t>> Model::weight_bytes() const {
     };
     add(shared_.tok_embd);
     size_t norms = shared_.output_norm.size() * sizeof(float);
-    for (size_t l = 0; l < shared_.attn_norm.size(); ++l)
-        norms += (shared_.attn_norm[l].size() + shared_.ffn_norm[l].size()) * sizeof(float);
-    by["f32"] += norms;
+    for (const auto * vs : {&shared_.attn_norm, &shared_.ffn_norm, &shared_.attn_post_norm, &shared_.ffn_post_norm,
+                            &shared_.attn_q_norm, &shared_.attn_k_norm})
+        for (const std::vector<float> & v : *vs) norms += v.size() * sizeof(float);
+    norms += shared_.rope_factors.size() * sizeof(float);
     for (const auto & r : ranks_) {
         if (!r->shard.output_is_tok_embd) add(r->shard.output);
-        for (const auto & L : r->shard.layers)
+        for (const auto & L : r->shard.layers) {
             for (const QMatrix * m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) add(*m);
+            norms += (L.bq.size() + L.bk.size() + L.bv.size()) * sizeof(float); // biases: f32 too
+        }
     }
+    by["f32"] += norms;
     return {by.begin(), by.end()};
 }
 

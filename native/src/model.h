@@ -31,6 +31,32 @@ namespace tl {
 class Architecture;
 struct RankState;
 
+// How RoPE pairs the dimensions of a head: NORM rotates adjacent pairs (2i, 2i+1) (GGUF llama files); NEOX rotates
+// (i, i + rope_dim/2) (GPT-NeoX layout: qwen2/qwen3/gemma2/gemma3/phi3), as llama_model_rope_type() says per architecture.
+enum class RopeStyle { NORM, NEOX };
+
+// One RoPE frequency setting, as llama.cpp's ggml_rope_ext arguments (ggml-cpu rope_yarn): the angle of pair i at
+// position p is theta_e = p * base^(-2i / rope_dim) / factor[i] (factor: the rope_freqs / LongRoPE tensor, else 1),
+// interpolated theta_i = freq_scale * theta_e, and with YaRN (ext_factor != 0) mixed back towards theta_e over the
+// correction dims [beta_fast, beta_slow]; cos and sin are multiplied by mscale = attn_factor (x (1 + 0.1 ln(1 /
+// freq_scale)) under YaRN).
+struct RopeConfig {
+    float base = 10000.0f;
+    float freq_scale = 1.0f; // 1 / rope.scaling.factor for linear and YaRN scaling
+    float ext_factor = 0.0f; // 1 for YaRN
+    float attn_factor = 1.0f;
+    float beta_fast = 32.0f, beta_slow = 1.0f;
+    int32_t n_ctx_orig = 0; // rope.scaling.original_context_length (YaRN's correction dims, LongRoPE's long/short)
+    bool operator==(const RopeConfig & o) const {
+        return base == o.base && freq_scale == o.freq_scale && ext_factor == o.ext_factor &&
+               attn_factor == o.attn_factor && beta_fast == o.beta_fast && beta_slow == o.beta_slow &&
+               n_ctx_orig == o.n_ctx_orig;
+    }
+};
+
+// The gated MLP's activation: SwiGLU (silu) or GeGLU (gelu, tanh approximation: gemma).
+enum class FfnAct { SILU, GELU };
+
 // Hyperparameters, read from the GGUF metadata by the architecture.
 struct ModelHParams {
     std::string arch; // general.architecture (also the prefix of its metadata keys)
@@ -39,16 +65,29 @@ struct ModelHParams {
     int32_t n_layers = 0;
     int32_t n_heads = 0;
     int32_t n_kv_heads = 0;
-    int32_t head_dim = 0;
+    int32_t head_dim = 0; // attention.key_length (= value_length), dim / n_heads when absent
     int32_t ffn_dim = 0;
     int32_t n_ctx_train = 0;
     int32_t rope_dim = 0; // dimensions rotated per head (<= head_dim)
     float rope_theta = 10000.0f;
     float rms_eps = 1e-5f;
     bool tied_output = false;
+    // --- What differs between the architectures (the defaults are llama's) ---
+    RopeStyle rope_style = RopeStyle::NORM;
+    RopeConfig rope;                   // every layer, or the global (full-attention) layers when some slide
+    RopeConfig rope_swa;               // the sliding-window layers (gemma3: base 10000 whatever rope.freq_base says)
+    std::string rope_scaling = "none"; // rope.scaling.type as applied: none, linear, yarn, longrope (shown by inspect)
+    int32_t n_swa = 0;                 // sliding window in tokens (0: none): a query at p sees keys p - n_swa + 1 .. p
+    std::vector<uint8_t> swa_layers;   // [n_layers]: 1 where the layer attends over the window only
+    float attn_scale = 0.0f;           // the query scale; 0: 1 / sqrt(head_dim)
+    float attn_softcap = 0.0f;         // scores -> c * tanh(scores / c) before the softmax (gemma2), 0: none
+    float final_softcap = 0.0f;        // the same on the output logits
+    float embd_scale = 0.0f;           // embeddings multiplied by it (gemma: sqrt(dim)), 0: none
+    FfnAct ffn_act = FfnAct::SILU;
 
     int32_t q_dim() const { return n_heads * head_dim; }
     int32_t kv_dim() const { return n_kv_heads * head_dim; }
+    bool layer_swa(int l) const { return n_swa > 0 && !swa_layers.empty() && swa_layers[l]; }
 };
 
 // Weight storage policy (see src/engine/types.ts WeightsPolicy). NATIVE runs every tensor in the type the file holds;
@@ -75,6 +114,7 @@ struct ModelLayout {
     int32_t kv_block_size = 16;
     int32_t kv_blocks = 0;          // blocks in the pool (each rank stores its heads of every block)
     int32_t allreduce_delay_us = 0; // injected per all-reduce: emulates a slow interconnect (seed 001)
+    int32_t n_ctx = 0;              // the context served (0: the trained one); picks Phi-3's long or short RoPE factors
 };
 
 // Weights every rank reads in full.
@@ -82,15 +122,20 @@ struct SharedWeights {
     QMatrix tok_embd;                                    // [n_vocab x dim]; rows decoded on lookup
     std::vector<float> output_norm;                      // [dim]
     std::vector<std::vector<float>> attn_norm, ffn_norm; // [n_layers][dim]
+    // Optional per architecture (empty when absent):
+    std::vector<std::vector<float>> attn_post_norm, ffn_post_norm; // [n_layers][dim] (gemma2/3)
+    std::vector<std::vector<float>> attn_q_norm, attn_k_norm; // [n_layers][head_dim]: per-head RMSNorm (qwen3, gemma3)
+    std::vector<float> rope_factors; // [rope_dim / 2]: rope_freqs (Llama 3.1) or the chosen LongRoPE factors (Phi-3)
 };
 
 // One rank's shard.
 struct ShardWeights {
     struct Layer {
-        QMatrix wq, wk, wv;   // [local heads * head_dim x dim]
-        QMatrix wo;           // [dim x local heads * head_dim]
-        QMatrix w_gate, w_up; // [local ffn x dim]
-        QMatrix w_down;       // [dim x local ffn]
+        QMatrix wq, wk, wv;            // [local heads * head_dim x dim]
+        QMatrix wo;                    // [dim x local heads * head_dim]
+        QMatrix w_gate, w_up;          // [local ffn x dim]
+        QMatrix w_down;                // [dim x local ffn]
+        std::vector<float> bq, bk, bv; // the local rows of the Q/K/V biases (qwen2; empty when absent)
     };
     int32_t head_begin = 0, n_heads = 0;       // query heads owned
     int32_t kv_head_begin = 0, n_kv_heads = 0; // KV heads owned

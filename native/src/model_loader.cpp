@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <set>
 
 #include "architecture.h"
 #include "errors.h"
@@ -203,6 +204,36 @@ void load_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolicy policy,
         if (!e.empty()) corrupt(f, e);
 }
 
+namespace {
+
+// Keys under "<arch>." that every decoder reads (read_transformer_hparams) or that change nothing in the forward pass.
+const char * const kCommonKeys[] = {
+    "context_length", "embedding_length", "block_count", "feed_forward_length", "attention.head_count",
+    "attention.head_count_kv", "attention.layer_norm_rms_epsilon", "attention.key_length", "attention.value_length",
+    "rope.dimension_count", "rope.freq_base", "rope.scaling.type", "rope.scaling.factor", "rope.scale_linear",
+    "rope.scaling.attn_factor", "rope.scaling.original_context_length",
+    // Documentary: llama.cpp reads them into hparams that no computation uses.
+    "rope.scaling.finetuned", "vocab_size"};
+
+} // namespace
+
+void refuse_unknown_keys(const GgufFile & f, const std::string & arch, std::initializer_list<const char *> extra) {
+    const std::string p = arch + ".";
+    for (const auto & [key, _] : f.metadata()) {
+        if (key.compare(0, p.size(), p) != 0) continue;
+        const std::string k = key.substr(p.size());
+        // Some converters write expert counts of 0 into dense models: that is a dense model.
+        if ((k == "expert_count" || k == "expert_used_count") && f.get_int(key, 0) == 0) continue;
+        bool known = false;
+        for (const char * c : kCommonKeys) known = known || k == c;
+        for (const char * c : extra) known = known || k == c;
+        if (!known)
+            fail(ErrorCode::UNSUPPORTED_ARCHITECTURE,
+                 "model '" + f.path() + "': metadata '" + key + "' changes how a " + arch +
+                     " model computes and tuneloop does not implement it (refused rather than ignored)");
+    }
+}
+
 ModelHParams read_transformer_hparams(const GgufFile & f, const std::string & arch) {
     const std::string p = arch + ".";
     ModelHParams hp;
@@ -213,13 +244,23 @@ ModelHParams read_transformer_hparams(const GgufFile & f, const std::string & ar
     hp.n_kv_heads = positive_int(f, p + "attention.head_count_kv", hp.n_heads, 1024);
     hp.ffn_dim = positive_int(f, p + "feed_forward_length", 0, 1 << 18);
     hp.n_ctx_train = positive_int(f, p + "context_length", 2048, 1 << 20);
-    if (hp.dim % hp.n_heads != 0)
+    // attention.key_length / value_length: a head's width when it is not embedding_length / head_count (Qwen3,
+    // Gemma); Q is then head_count * key_length wide and the output projection reads head_count * value_length.
+    const bool has_kl = f.find(p + "attention.key_length") != nullptr;
+    if (!has_kl && hp.dim % hp.n_heads != 0)
         corrupt(f, "embedding_length " + std::to_string(hp.dim) + " is not a multiple of head_count " +
                        std::to_string(hp.n_heads));
     if (hp.n_heads % hp.n_kv_heads != 0)
         corrupt(f, "head_count " + std::to_string(hp.n_heads) + " is not a multiple of head_count_kv " +
                        std::to_string(hp.n_kv_heads));
-    hp.head_dim = hp.dim / hp.n_heads;
+    hp.head_dim = positive_int(f, p + "attention.key_length", has_kl ? 0 : hp.dim / hp.n_heads, 4096);
+    const int32_t head_v = positive_int(f, p + "attention.value_length", hp.head_dim, 4096);
+    if (head_v != hp.head_dim)
+        fail(ErrorCode::UNSUPPORTED_ARCHITECTURE, "model '" + f.path() + "': attention.value_length " +
+                                                      std::to_string(head_v) + " differs from key_length " +
+                                                      std::to_string(hp.head_dim) +
+                                                      "; tuneloop's KV cache holds keys and values of one width");
+    if (hp.head_dim % 2 != 0) corrupt(f, "attention.key_length must be even (RoPE rotates pairs)");
     hp.rope_dim = positive_int(f, p + "rope.dimension_count", hp.head_dim, hp.head_dim);
     if (hp.rope_dim % 2 != 0) corrupt(f, "rope.dimension_count must be even");
     hp.rope_theta = (float) f.get_float(p + "rope.freq_base", 10000.0);
@@ -233,7 +274,173 @@ ModelHParams read_transformer_hparams(const GgufFile & f, const std::string & ar
                        ", expected embedding_length " + std::to_string(hp.dim));
     hp.n_vocab = (int32_t) embd->ne[1];
     hp.tied_output = f.find_tensor("output.weight") == nullptr;
+    read_rope_scaling(f, hp);
     return hp;
+}
+
+void read_rope_scaling(const GgufFile & f, ModelHParams & hp) {
+    const std::string p = hp.arch + ".";
+    RopeConfig & r = hp.rope;
+    r.base = hp.rope_theta;
+    // As llama.cpp's llama_model_base::load_hparams and llama_context's constructor: the type defaults to linear
+    // (a factor of 0 / absent means no scaling), "none" never scales.
+    const std::string type = f.get_string(p + "rope.scaling.type", "linear");
+    if (type != "none" && type != "linear" && type != "yarn" && type != "longrope")
+        fail(ErrorCode::UNSUPPORTED_ARCHITECTURE, "model '" + f.path() + "': metadata '" + p +
+                                                      "rope.scaling.type' = '" + type +
+                                                      "' is not a RoPE scaling tuneloop knows (none, linear, yarn, "
+                                                      "longrope)");
+    double factor = f.get_float(p + "rope.scaling.factor", 0.0);
+    if (factor == 0.0) factor = f.get_float(p + "rope.scale_linear", 0.0);
+    if (!std::isfinite(factor) || factor < 0) corrupt(f, "rope.scaling.factor must be a non-negative number");
+    r.freq_scale = factor == 0.0 || type == "none" ? 1.0f : (float) (1.0 / factor);
+    r.n_ctx_orig = positive_int(f, p + "rope.scaling.original_context_length", hp.n_ctx_train, 1 << 24);
+    const float rope_attn_factor = (float) f.get_float(p + "rope.scaling.attn_factor", 1.0);
+    if (!(rope_attn_factor > 0) || !std::isfinite(rope_attn_factor))
+        corrupt(f, "rope.scaling.attn_factor must be a positive number");
+    r.attn_factor = 1.0f;
+    if (type == "yarn") {
+        r.ext_factor = 1.0f;
+        // llama_context: attn_factor = get_mscale(factor) / (1 + 0.1 ln factor), because the rope kernel multiplies
+        // by (1 + 0.1 ln(1 / freq_scale)) again under YaRN; beta_fast / beta_slow are llama.cpp's defaults (32, 1).
+        const float fac = 1.0f / r.freq_scale;
+        const float mscale = fac <= 1.0f ? 1.0f : 0.1f * std::log(fac) + 1.0f;
+        r.attn_factor = mscale * (1.0f / (1.0f + 0.1f * std::log(fac)));
+    }
+    r.attn_factor *= rope_attn_factor;
+    hp.rope_scaling = type == "linear" && r.freq_scale == 1.0f ? "none" : type;
+    hp.rope_swa = r;
+}
+
+ModelWeights load_decoder(const GgufFile & f, const ModelHParams & hp, const ModelLayout & lay, ThreadPool & pool,
+                          const DecoderTensors & spec) {
+    const Range all_dim{0, hp.dim};
+    const MatrixRole attn = MatrixRole::ATTENTION, other = MatrixRole::OTHER;
+    std::set<std::string> used; // every tensor this architecture reads: any other one in the file is refused
+    auto present = [&](const std::string & name) { return f.find_tensor(name) != nullptr; };
+    // Every matrix of every rank, with where it goes: checked first (types, the policy's refusals, shard alignment),
+    // then loaded.
+    ModelWeights w;
+    SharedWeights & sh = w.shared;
+    w.shards.resize(lay.tp);
+    std::vector<std::pair<MatrixSpec, QMatrix *>> mats;
+    mats.push_back({{"token_embd.weight", hp.n_vocab, hp.dim, other, {0, hp.n_vocab}, all_dim}, &sh.tok_embd});
+    const int hd = hp.head_dim;
+    const int64_t q_dim = hp.q_dim(), kv_dim = hp.kv_dim(), ffn = hp.ffn_dim;
+    // Biases (whole vectors, decoded once) whose rows each rank keeps a slice of.
+    struct BiasSlice {
+        std::string name;
+        int64_t n, offset; // the tensor's length; where this part starts in it (fused QKV)
+        Range rows;        // the rank's rows within the part
+        std::vector<float> * out;
+    };
+    std::vector<BiasSlice> biases;
+    for (int r = 0; r < lay.tp; ++r) {
+        ShardWeights & S = w.shards[r];
+        assign_shard(hp, lay.tp, r, S);
+        const Range q_rows{(int64_t) S.head_begin * hd, (int64_t) (S.head_begin + S.n_heads) * hd};
+        const Range kv_rows{(int64_t) S.kv_head_begin * hd, (int64_t) (S.kv_head_begin + S.n_kv_heads) * hd};
+        const Range ffn_range{S.ffn_begin, S.ffn_begin + S.ffn};
+        const Range vocab_rows{S.vocab_begin, S.vocab_begin + S.vocab};
+        if (hp.tied_output && lay.tp == 1) {
+            S.output_is_tok_embd = true;
+        } else {
+            mats.push_back({{hp.tied_output ? "token_embd.weight" : "output.weight", hp.n_vocab, hp.dim, other,
+                             vocab_rows, all_dim},
+                            &S.output});
+        }
+        auto shifted = [](Range x, int64_t by) { return Range{x.begin + by, x.end + by}; };
+        S.layers.resize(hp.n_layers);
+        for (int l = 0; l < hp.n_layers; ++l) {
+            const std::string p = "blk." + std::to_string(l) + ".";
+            ShardWeights::Layer & L = S.layers[l];
+            if (present(p + "attn_qkv.weight")) {
+                // Fused Q, K, V (Phi-3): one [q + 2 kv] x dim matrix, split here by rows so that each rank holds its
+                // heads of each part exactly as separate matrices would be sharded.
+                const std::string n = p + "attn_qkv.weight";
+                const int64_t rows = q_dim + 2 * kv_dim;
+                mats.push_back({{n, rows, hp.dim, attn, q_rows, all_dim}, &L.wq});
+                mats.push_back({{n, rows, hp.dim, attn, shifted(kv_rows, q_dim), all_dim}, &L.wk});
+                mats.push_back({{n, rows, hp.dim, attn, shifted(kv_rows, q_dim + kv_dim), all_dim}, &L.wv});
+                if (present(p + "attn_qkv.bias")) {
+                    biases.push_back({p + "attn_qkv.bias", rows, 0, q_rows, &L.bq});
+                    biases.push_back({p + "attn_qkv.bias", rows, q_dim, kv_rows, &L.bk});
+                    biases.push_back({p + "attn_qkv.bias", rows, q_dim + kv_dim, kv_rows, &L.bv});
+                }
+            } else {
+                mats.push_back({{p + "attn_q.weight", q_dim, hp.dim, attn, q_rows, all_dim}, &L.wq});
+                mats.push_back({{p + "attn_k.weight", kv_dim, hp.dim, attn, kv_rows, all_dim}, &L.wk});
+                mats.push_back({{p + "attn_v.weight", kv_dim, hp.dim, attn, kv_rows, all_dim}, &L.wv});
+                // Q/K/V biases (Qwen2): optional for every architecture, as llama.cpp's create_tensor_qkv reads them.
+                if (present(p + "attn_q.bias")) biases.push_back({p + "attn_q.bias", q_dim, 0, q_rows, &L.bq});
+                if (present(p + "attn_k.bias")) biases.push_back({p + "attn_k.bias", kv_dim, 0, kv_rows, &L.bk});
+                if (present(p + "attn_v.bias")) biases.push_back({p + "attn_v.bias", kv_dim, 0, kv_rows, &L.bv});
+            }
+            mats.push_back({{p + "attn_output.weight", hp.dim, q_dim, attn, all_dim, q_rows}, &L.wo});
+            if (spec.fused_ffn_up) {
+                // [gate; up] in one 2 ffn x dim matrix (Phi-3: the first half goes through silu).
+                mats.push_back({{p + "ffn_up.weight", 2 * ffn, hp.dim, other, ffn_range, all_dim}, &L.w_gate});
+                mats.push_back(
+                    {{p + "ffn_up.weight", 2 * ffn, hp.dim, other, shifted(ffn_range, ffn), all_dim}, &L.w_up});
+            } else {
+                mats.push_back({{p + "ffn_gate.weight", ffn, hp.dim, other, ffn_range, all_dim}, &L.w_gate});
+                mats.push_back({{p + "ffn_up.weight", ffn, hp.dim, other, ffn_range, all_dim}, &L.w_up});
+            }
+            mats.push_back({{p + "ffn_down.weight", hp.dim, ffn, other, all_dim, ffn_range}, &L.w_down});
+        }
+    }
+    for (const auto & [spec_m, _] : mats) {
+        check_matrix(f, spec_m, lay.policy);
+        used.insert(spec_m.name);
+    }
+    auto vec = [&](const std::string & name, int64_t n) {
+        used.insert(name);
+        return load_vector(f, name, n);
+    };
+    sh.output_norm = vec("output_norm.weight", hp.dim);
+    for (int l = 0; l < hp.n_layers; ++l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        sh.attn_norm.push_back(vec(p + "attn_norm.weight", hp.dim));
+        sh.ffn_norm.push_back(vec(p + "ffn_norm.weight", hp.dim));
+        if (spec.post_norms) {
+            sh.attn_post_norm.push_back(vec(p + "post_attention_norm.weight", hp.dim));
+            sh.ffn_post_norm.push_back(vec(p + "post_ffw_norm.weight", hp.dim));
+        }
+        if (spec.qk_norm) {
+            // Per head (replicated on every rank whatever heads it owns).
+            sh.attn_q_norm.push_back(vec(p + "attn_q_norm.weight", hd));
+            sh.attn_k_norm.push_back(vec(p + "attn_k_norm.weight", hd));
+        }
+    }
+    for (const BiasSlice & b : biases) {
+        const std::vector<float> full = vec(b.name, b.n);
+        b.out->assign(full.begin() + b.offset + b.rows.begin, full.begin() + b.offset + b.rows.end);
+    }
+    const int64_t n_factors = hp.rope_dim / 2;
+    if (spec.rope_factors == DecoderTensors::RopeFactors::FREQS) {
+        // Llama 3.1: one divisor per rotated pair.
+        if (present("rope_freqs.weight")) sh.rope_factors = vec("rope_freqs.weight", n_factors);
+    } else if (spec.rope_factors == DecoderTensors::RopeFactors::LONGROPE) {
+        // Phi-3 LongRoPE: llama.cpp (llama_model::get_rope_factors) takes the long factors when the context served
+        // is longer than rope.scaling.original_context_length, else the short ones.
+        const int32_t n_ctx = lay.n_ctx > 0 ? lay.n_ctx : hp.n_ctx_train;
+        const std::string pick = n_ctx > hp.rope.n_ctx_orig ? "rope_factors_long.weight" : "rope_factors_short.weight";
+        for (const char * n : {"rope_factors_long.weight", "rope_factors_short.weight"}) {
+            if (!present(n)) continue;
+            std::vector<float> v = vec(n, n_factors);
+            if (pick == n) sh.rope_factors = std::move(v);
+        }
+    }
+    for (float x : sh.rope_factors)
+        if (!(x > 0)) corrupt(f, "RoPE frequency factors must be positive");
+    for (const GgufTensorInfo & t : f.tensors())
+        if (!used.count(t.name))
+            fail(
+                ErrorCode::UNSUPPORTED_ARCHITECTURE,
+                "model '" + f.path() + "': tensor '" + t.name + "' is not part of tuneloop's " + hp.arch +
+                    " architecture (refused rather than ignored, as llama.cpp refuses a file with unexpected tensors)");
+    for (const auto & [spec_m, out] : mats) load_matrix(f, spec_m, lay.policy, *out, pool);
+    return w;
 }
 
 void check_layout(const ModelHParams & hp, const ModelLayout & lay) {

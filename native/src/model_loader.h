@@ -4,6 +4,7 @@
 // against the metadata before touching data, keep or convert each matrix's GGUF type under the weights policy and cut
 // tensor-parallel shards.
 #pragma once
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,7 +49,17 @@ int32_t positive_int(const GgufFile & f, const std::string & key, int64_t def, i
 // The hyperparameters most GGUF decoder architectures share, under the `<arch>.` prefix: embedding_length,
 // block_count, attention.head_count(_kv), feed_forward_length, context_length, rope.dimension_count, rope.freq_base,
 // attention.layer_norm_rms_epsilon; the vocabulary from token_embd.weight and a tied head when output.weight is absent.
+// attention.key_length / value_length (head width; they must be equal) and the RoPE scaling (read_rope_scaling).
 ModelHParams read_transformer_hparams(const GgufFile & f, const std::string & arch);
+// hp.rope (and hp.rope_swa, a copy) from rope.freq_base and rope.scaling.{type, factor, attn_factor,
+// original_context_length} (or the old rope.scale_linear), computed as llama.cpp's context does: linear -> freq_scale
+// 1 / factor; yarn -> also ext_factor 1, beta_fast 32, beta_slow 1 and the mscale llama_context derives; longrope ->
+// the factor tensors (the architecture loads them). An unknown scaling type is UNSUPPORTED_ARCHITECTURE.
+void read_rope_scaling(const GgufFile & f, ModelHParams & hp);
+// UNSUPPORTED_ARCHITECTURE naming the first "<arch>.*" key that is neither read by read_transformer_hparams (nor
+// documentary: rope.scaling.finetuned, vocab_size, expert counts of 0) nor in `extra` (the keys the architecture itself reads): a file
+// whose math tuneloop would get wrong is refused, never run with the key ignored.
+void refuse_unknown_keys(const GgufFile & f, const std::string & arch, std::initializer_list<const char *> extra = {});
 // A [n] f32 vector tensor (norm weights), decoded; MODEL_CORRUPT on a wrong shape or a non-finite value.
 std::vector<float> load_vector(const GgufFile & f, const std::string & name, int64_t n);
 // A half-open range of rows or columns.
@@ -72,6 +83,21 @@ WeightChoice check_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolic
 // int8 / int4 kernels) when the type is kept, else decoded and quantized with quant::quantize_row. Every block's
 // scales are checked (quant::validate_blocks): MODEL_CORRUPT naming the tensor for a NaN or Inf.
 void load_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolicy policy, QMatrix & out, ThreadPool & pool);
+// The tensors of a GGUF decoder beyond llama's, by architecture (models/*.cpp fill it in).
+struct DecoderTensors {
+    bool qk_norm = false;      // blk.N.attn_q_norm / attn_k_norm.weight [head_dim], required (qwen3, gemma3)
+    bool post_norms = false;   // blk.N.post_attention_norm / post_ffw_norm.weight [dim], required (gemma2/3)
+    bool fused_ffn_up = false; // ffn_up.weight holds [gate; up] (2 ffn rows, the gate half first), no ffn_gate (phi3)
+    // FREQS: an optional rope_freqs.weight [rope_dim / 2] (Llama 3.1); LONGROPE: optional rope_factors_long /
+    // rope_factors_short.weight, the one the served context calls for (phi3, llama files with scaling longrope).
+    enum class RopeFactors { NONE, FREQS, LONGROPE } rope_factors = RopeFactors::NONE;
+};
+// Every rank's shard of a standard GGUF decoder: token_embd, output (or tied), output_norm, and per layer attn_norm,
+// Q/K/V (separate, or the fused attn_qkv split by rows at load), their optional biases (sliced with their rows),
+// attn_output, ffn_norm, gate/up (or the fused ffn_up split in halves), ffn_down, and what `spec` adds. Any tensor
+// in the file it does not read is refused (UNSUPPORTED_ARCHITECTURE naming it), as llama.cpp refuses one.
+ModelWeights load_decoder(const GgufFile & f, const ModelHParams & hp, const ModelLayout & layout, ThreadPool & pool,
+                          const DecoderTensors & spec);
 // Rank r's part of a tp-way Megatron split: its query heads, KV heads, FFN columns and vocabulary rows.
 void assign_shard(const ModelHParams & hp, int tp, int r, ShardWeights & shard);
 

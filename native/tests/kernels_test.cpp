@@ -601,82 +601,93 @@ static void test_gguf_blocks() {
 
 // Attention over a paged cache (AttnTask): every kernel set against a double-precision reference computed from the
 // same stored (f16- / int8-rounded) keys and values; head dims that are and are not multiples of the vector width
-// (the latter take the portable path), GQA row counts, contexts shorter and longer than a KV chunk, shuffled blocks.
+// (the latter take the portable path), GQA row counts, contexts shorter and longer than a KV chunk, shuffled blocks;
+// and with a sliding window (keys from kv0 on, a start that is not a chunk or block boundary) and Gemma-2's logit
+// soft-capping (a cap small enough that tanh bends the scores).
 static void test_attention() {
     const int block = 16, n_blocks = 12;
     for (int dtype = 0; dtype < 3; dtype++) {
         for (int hd : {64, 72, 128}) {
             for (int rows : {1, 8}) {
-                for (int n_ctx : {1, 5, 33, 150}) {
-                    const int heads = 2, kv_head = 1, row = heads * hd;
-                    const size_t slots = (size_t) n_blocks * block, elem = dtype == 0 ? 4 : dtype == 1 ? 2 : 1;
-                    std::vector<uint8_t> k(slots * row * elem), v(slots * row * elem);
-                    std::vector<float> ks(slots * heads), vs(slots * heads);
-                    std::vector<double> kd(slots * row), vd(slots * row); // the values as stored
-                    auto kf = gaussian(slots * row, 100 + hd + n_ctx, 1.0f), vf = gaussian(slots * row, 200 + hd, 1.0f);
-                    for (size_t i = 0; i < slots * row; i++) {
-                        const size_t slot = i / row, h = (i % row) / hd;
-                        for (int which = 0; which < 2; which++) {
-                            const float x = which ? vf[i] : kf[i];
-                            std::vector<uint8_t> & dst = which ? v : k;
-                            std::vector<double> & ref = which ? vd : kd;
-                            if (dtype == 0) {
-                                std::memcpy(&dst[i * 4], &x, 4);
-                                ref[i] = x;
-                            } else if (dtype == 1) {
-                                const uint16_t hb = quant::f32_to_f16(x);
-                                std::memcpy(&dst[i * 2], &hb, 2);
-                                ref[i] = quant::f16_to_f32(hb);
-                            } else {
-                                const float sc = 3.0f / 127.0f;
-                                (which ? vs : ks)[slot * heads + h] = sc;
-                                const int q = (int) std::lrint(std::fmax(-127.0f, std::fmin(127.0f, x / sc)));
-                                dst[i] = (uint8_t) (int8_t) q;
-                                ref[i] = (double) q * sc;
+                for (int variant = 0; variant < 4; variant++)
+                    for (int n_ctx : {1, 5, 33, 150}) {
+                        const int kv0 = (variant & 1) ? n_ctx / 3 + (n_ctx > 40 ? 7 : 0) : 0;
+                        const float softcap = (variant & 2) ? 1.5f : 0.0f;
+                        const int heads = 2, kv_head = 1, row = heads * hd;
+                        const size_t slots = (size_t) n_blocks * block, elem = dtype == 0 ? 4 : dtype == 1 ? 2 : 1;
+                        std::vector<uint8_t> k(slots * row * elem), v(slots * row * elem);
+                        std::vector<float> ks(slots * heads), vs(slots * heads);
+                        std::vector<double> kd(slots * row), vd(slots * row); // the values as stored
+                        auto kf = gaussian(slots * row, 100 + hd + n_ctx, 1.0f),
+                             vf = gaussian(slots * row, 200 + hd, 1.0f);
+                        for (size_t i = 0; i < slots * row; i++) {
+                            const size_t slot = i / row, h = (i % row) / hd;
+                            for (int which = 0; which < 2; which++) {
+                                const float x = which ? vf[i] : kf[i];
+                                std::vector<uint8_t> & dst = which ? v : k;
+                                std::vector<double> & ref = which ? vd : kd;
+                                if (dtype == 0) {
+                                    std::memcpy(&dst[i * 4], &x, 4);
+                                    ref[i] = x;
+                                } else if (dtype == 1) {
+                                    const uint16_t hb = quant::f32_to_f16(x);
+                                    std::memcpy(&dst[i * 2], &hb, 2);
+                                    ref[i] = quant::f16_to_f32(hb);
+                                } else {
+                                    const float sc = 3.0f / 127.0f;
+                                    (which ? vs : ks)[slot * heads + h] = sc;
+                                    const int q = (int) std::lrint(std::fmax(-127.0f, std::fmin(127.0f, x / sc)));
+                                    dst[i] = (uint8_t) (int8_t) q;
+                                    ref[i] = (double) q * sc;
+                                }
                             }
                         }
-                    }
-                    std::vector<int32_t> table(n_blocks);
-                    for (int b = 0; b < n_blocks; b++) table[b] = (b * 7 + 3) % n_blocks; // shuffled, a permutation
-                    auto q = gaussian((size_t) rows * hd, 300 + rows, 0.5f);
-                    const float scale = 1.0f / std::sqrt((float) hd);
-                    std::vector<double> ref((size_t) rows * hd, 0.0);
-                    for (int r = 0; r < rows; r++) {
-                        std::vector<double> sc(n_ctx);
-                        double m = -1e300, sum = 0;
-                        for (int j = 0; j < n_ctx; j++) {
-                            const size_t slot = (size_t) table[j / block] * block + j % block;
-                            double d = 0;
-                            for (int i = 0; i < hd; i++)
-                                d += (double) q[(size_t) r * hd + i] * kd[slot * row + kv_head * hd + i];
-                            sc[j] = d * scale;
-                            m = std::fmax(m, sc[j]);
+                        std::vector<int32_t> table(n_blocks);
+                        for (int b = 0; b < n_blocks; b++) table[b] = (b * 7 + 3) % n_blocks; // shuffled, a permutation
+                        auto q = gaussian((size_t) rows * hd, 300 + rows, 0.5f);
+                        const float scale = 1.0f / std::sqrt((float) hd);
+                        std::vector<double> ref((size_t) rows * hd, 0.0);
+                        for (int r = 0; r < rows; r++) {
+                            std::vector<double> sc(n_ctx);
+                            double m = -1e300, sum = 0;
+                            for (int j = kv0; j < n_ctx; j++) {
+                                const size_t slot = (size_t) table[j / block] * block + j % block;
+                                double d = 0;
+                                for (int i = 0; i < hd; i++)
+                                    d += (double) q[(size_t) r * hd + i] * kd[slot * row + kv_head * hd + i];
+                                sc[j] = d * scale;
+                                if (softcap > 0) sc[j] = softcap * std::tanh(sc[j] / softcap);
+                                m = std::fmax(m, sc[j]);
+                            }
+                            for (int j = kv0; j < n_ctx; j++) sum += (sc[j] = std::exp(sc[j] - m));
+                            for (int j = kv0; j < n_ctx; j++) {
+                                const size_t slot = (size_t) table[j / block] * block + j % block;
+                                for (int i = 0; i < hd; i++)
+                                    ref[(size_t) r * hd + i] += sc[j] / sum * vd[slot * row + kv_head * hd + i];
+                            }
                         }
-                        for (int j = 0; j < n_ctx; j++) sum += (sc[j] = std::exp(sc[j] - m));
-                        for (int j = 0; j < n_ctx; j++) {
-                            const size_t slot = (size_t) table[j / block] * block + j % block;
-                            for (int i = 0; i < hd; i++)
-                                ref[(size_t) r * hd + i] += sc[j] / sum * vd[slot * row + kv_head * hd + i];
+                        for (const CpuKernels * ks_ : kernel_sets()) {
+                            AttnTask t;
+                            t.hd = hd, t.rows = rows, t.n_ctx = n_ctx, t.scale = scale;
+                            t.kv0 = kv0, t.softcap = softcap;
+                            std::vector<float> out((size_t) rows * hd, NAN);
+                            t.q = q.data(), t.out = out.data(), t.row_stride = hd;
+                            t.kv_dtype = dtype;
+                            t.k = k.data() + (size_t) kv_head * hd * elem,
+                            t.v = v.data() + (size_t) kv_head * hd * elem;
+                            t.kv_row_bytes = (int64_t) (row * elem);
+                            t.k_scale = ks.data() + kv_head, t.v_scale = vs.data() + kv_head, t.scale_stride = heads;
+                            t.block_table = table.data(), t.block_size = block;
+                            std::vector<float> scratch(attn_scratch_floats(rows, n_ctx, hd));
+                            ks_->attend(t, scratch.data());
+                            double worst = 0;
+                            for (size_t i = 0; i < out.size(); i++)
+                                worst = std::fmax(worst, std::fabs(out[i] - ref[i]));
+                            CHECK(worst < 2e-5,
+                                  "attention %s dtype %d hd %d rows %d n_ctx %d kv0 %d softcap %g: max abs diff %g",
+                                  ks_->name, dtype, hd, rows, n_ctx, kv0, softcap, worst);
                         }
                     }
-                    for (const CpuKernels * ks_ : kernel_sets()) {
-                        AttnTask t;
-                        t.hd = hd, t.rows = rows, t.n_ctx = n_ctx, t.scale = scale;
-                        std::vector<float> out((size_t) rows * hd, NAN);
-                        t.q = q.data(), t.out = out.data(), t.row_stride = hd;
-                        t.kv_dtype = dtype;
-                        t.k = k.data() + (size_t) kv_head * hd * elem, t.v = v.data() + (size_t) kv_head * hd * elem;
-                        t.kv_row_bytes = (int64_t) (row * elem);
-                        t.k_scale = ks.data() + kv_head, t.v_scale = vs.data() + kv_head, t.scale_stride = heads;
-                        t.block_table = table.data(), t.block_size = block;
-                        std::vector<float> scratch(attn_scratch_floats(rows, n_ctx, hd));
-                        ks_->attend(t, scratch.data());
-                        double worst = 0;
-                        for (size_t i = 0; i < out.size(); i++) worst = std::fmax(worst, std::fabs(out[i] - ref[i]));
-                        CHECK(worst < 2e-5, "attention %s dtype %d hd %d rows %d n_ctx %d: max abs diff %g", ks_->name,
-                              dtype, hd, rows, n_ctx, worst);
-                    }
-                }
             }
         }
     }

@@ -105,21 +105,30 @@ export class LlamaCppOracle {
    * Teacher-forced next-token distributions: evaluates `tokens` from position 0 (a fresh sequence) and returns, for
    * each position i in `positions` (default: every position), llama.cpp's softmax over the vocabulary for the token
    * after tokens[0..i] (the raw logits' softmax: a greedy sampler, no temperature, penalties or truncation).
-   * `topK` returns sparse top-k distributions instead of dense ones.
+   * `topK` returns sparse top-k distributions instead of dense ones; `samplerTopK` has llama.cpp cut them (below).
    */
-  async distributions(tokens: readonly number[], options: { positions?: readonly number[]; topK?: number } = {}): Promise<Distribution[]> {
+  async distributions(tokens: readonly number[], options: { positions?: readonly number[]; topK?: number; samplerTopK?: number } = {}): Promise<Distribution[]> {
     if (tokens.length === 0) return [];
     if (tokens.length > this.contextSize) throw new Error(`${tokens.length} tokens do not fit the context of ${this.contextSize}`);
     const want = new Set(options.positions ?? tokens.map((_, i) => i));
     await this.sequence.clearHistory();
-    const input = tokens.map((t, i) => (want.has(i) ? ([t as Token, { generateNext: { probabilities: true } }] as const) : (t as Token)));
+    // samplerTopK: llama.cpp's own top-k sampler cuts the list to the K most likely tokens before the probabilities
+    // are taken (so they are renormalized over those K). On 100k-260k-token vocabularies the full list costs ~0.5 s
+    // per position (a full sort and a JS Map of every token); this is what keeps real-vocabulary tests fast. Top-p 1,
+    // min-p 0 and temperature 1 leave the K logits as they are.
+    const next =
+      options.samplerTopK !== undefined
+        ? { probabilities: true, options: { topK: options.samplerTopK, topP: 1, minP: 0, temperature: 1, seed: 1 } }
+        : { probabilities: true };
+    const input = tokens.map((t, i) => (want.has(i) ? ([t as Token, { generateNext: next }] as const) : (t as Token)));
     const out = await this.sequence.controlledEvaluate(input as Parameters<LlamaContextSequence['controlledEvaluate']>[0]);
     const result: Distribution[] = [];
     for (let i = 0; i < tokens.length; i++) {
       if (!want.has(i)) continue;
       const probs = out[i]?.next.probabilities;
       if (probs === undefined) throw new Error(`llama.cpp returned no probabilities at position ${i}`);
-      result.push(options.topK !== undefined ? sparseFromMap(probs, options.topK) : denseFromMap(probs, this.nVocab || probs.size));
+      const sparse = options.topK ?? options.samplerTopK;
+      result.push(sparse !== undefined ? sparseFromMap(probs, sparse) : denseFromMap(probs, this.nVocab || probs.size));
     }
     await this.sequence.clearHistory();
     return result;

@@ -125,6 +125,11 @@ const FILE_TYPE_LLAMA_FTYPE: Record<SyntheticFileType, number> = {
   bf16: 32,
 };
 
+/** llama.cpp's LLAMA_FTYPE of a file type (general.file_type). */
+export function llamaFileType(t: SyntheticFileType): number {
+  return FILE_TYPE_LLAMA_FTYPE[t];
+}
+
 /** The ggml type id of a tensor type name. */
 export function ggmlTypeOf(t: SyntheticTensorType): number {
   return TENSOR_TYPE_GGML[t];
@@ -526,7 +531,8 @@ export function gpt2Vocab(nVocab: number): VocabDescription {
   return { tokens, tokenTypes, merges, bos: eot, eos: eot, addBos: false };
 }
 
-function tokenizerMetadata(kind: SyntheticTokenizer, nVocab: number): [string, GgufValue][] {
+/** GGUF tokenizer metadata (tokenizer.ggml.*) of a synthetic vocabulary. */
+export function tokenizerMetadata(kind: SyntheticTokenizer, nVocab: number): [string, GgufValue][] {
   const v = kind === 'llama' ? llamaVocab(nVocab) : gpt2Vocab(nVocab);
   const kv: [string, GgufValue][] = [
     ['tokenizer.ggml.model', gv.str(kind)],

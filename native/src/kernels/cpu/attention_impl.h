@@ -39,7 +39,8 @@ template <class O>
 void attend_impl(const AttnTask & t, float * scratch) {
     using V = typename O::V;
     constexpr int W = O::W;
-    const int hd = t.hd, R = t.rows, n = t.n_ctx;
+    // Keys j0 .. n_ctx - 1 (j0 > 0 under a sliding window): score column c is key j0 + c.
+    const int hd = t.hd, R = t.rows, j0 = t.kv0, n = t.n_ctx - t.kv0;
     float * s = scratch;               // [R][n]
     float * kbuf = s + (size_t) R * n; // [KV_CHUNK][hd]
     const float * rows[KV_CHUNK];
@@ -47,7 +48,7 @@ void attend_impl(const AttnTask & t, float * scratch) {
     // Pass 1: scores.
     for (int c0 = 0; c0 < n; c0 += KV_CHUNK) {
         const int cn = n - c0 < KV_CHUNK ? n - c0 : KV_CHUNK;
-        for (int c = 0; c < cn; ++c) rows[c] = kv_row<O>(t, t.k, t.k_scale, c0 + c, kbuf + (size_t) c * hd);
+        for (int c = 0; c < cn; ++c) rows[c] = kv_row<O>(t, t.k, t.k_scale, j0 + c0 + c, kbuf + (size_t) c * hd);
         for (int r = 0; r < R; ++r) {
             const float * q = t.q + (size_t) r * t.row_stride;
             float * sr = s + (size_t) r * n + c0;
@@ -73,6 +74,12 @@ void attend_impl(const AttnTask & t, float * scratch) {
                 sr[c] = O::hsum(a) * t.scale;
             }
         }
+    }
+
+    // Logit soft-capping (Gemma 2), as llama.cpp applies it to the scaled scores: c * tanh(s / c).
+    if (t.softcap > 0.0f) {
+        const float cap = t.softcap, inv_cap = 1.0f / t.softcap;
+        for (size_t i = 0; i < (size_t) R * n; ++i) s[i] = cap * std::tanh(s[i] * inv_cap);
     }
 
     // Softmax per row: p = exp(s - max) / sum. The 1/sum is applied to the output at the end.
@@ -113,7 +120,7 @@ void attend_impl(const AttnTask & t, float * scratch) {
     }
     for (int c0 = 0; c0 < n; c0 += KV_CHUNK) {
         const int cn = n - c0 < KV_CHUNK ? n - c0 : KV_CHUNK;
-        for (int c = 0; c < cn; ++c) rows[c] = kv_row<O>(t, t.v, t.v_scale, c0 + c, kbuf + (size_t) c * hd);
+        for (int c = 0; c < cn; ++c) rows[c] = kv_row<O>(t, t.v, t.v_scale, j0 + c0 + c, kbuf + (size_t) c * hd);
         for (int r = 0; r < R; ++r) {
             float * o = t.out + (size_t) r * t.row_stride;
             const float * p = s + (size_t) r * n + c0;
