@@ -217,35 +217,37 @@ describe.each(Object.keys(ARCH_PRESETS))('%s', (family) => {
   });
 
   const real = ARCH_PRESETS[family]!.vocab.real;
-  it.runIf(real !== undefined)(`with the real ${real} vocabulary, tuneloop agrees with llama.cpp at every position`, async () => {
-    const f = models.write(family, { real: true });
-    const fref = await oracleRun(f.file, SEQ, REAL_TOP_K);
-    const e = await Engine.load({ model: f.file, threads: THREADS, contextLength: CONTEXT });
-    try {
-      // The text is tokenized by the real tokenizer: the sequence is ordinary subword text, not letters.
-      expect(e.info.nVocab).toBeGreaterThan(30000);
-      const logits = await e.evaluate(fref.tokens, { allLogits: true });
-      const cmp = topKAgreement(logits, e.info.nVocab, fref.dists);
-      const row: Row = { family, vocab: f.vocabLabel, weights: 'f16', cmp };
-      rows.push(row);
-      console.log(`${family}, real ${f.vocabLabel} vocabulary, f16 (top ${REAL_TOP_K}): ${summary(cmp)}`);
-      expect(cmp.positions).toBe(SEQ);
-      expect(cmp.meanCosine).toBeGreaterThanOrEqual(FLOAT_BAR.meanCosine);
-      expect(cmp.top1Agreement).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
-      await e.close();
-      // The head split over 2 ranks at a real vocabulary's size (Gemma's 262145 rows are odd).
-      const tp2 = await Engine.load({ model: f.file, threads: THREADS, tpDegree: 2, threadsPerRank: 1, contextLength: CONTEXT });
+  // Only the presets that name a real vocabulary get this case (the others have none: no skipped placeholder).
+  if (real !== undefined)
+    it(`with the real ${real} vocabulary, tuneloop agrees with llama.cpp at every position`, async () => {
+      const f = models.write(family, { real: true });
+      const fref = await oracleRun(f.file, SEQ, REAL_TOP_K);
+      const e = await Engine.load({ model: f.file, threads: THREADS, contextLength: CONTEXT });
       try {
-        const b = await tp2.evaluate(fref.tokens, { allLogits: true });
-        row.tp = maxRelDiff(logits, b);
-        expect(row.tp).toBeLessThan(TP_REL_TOL);
+        // The text is tokenized by the real tokenizer: the sequence is ordinary subword text, not letters.
+        expect(e.info.nVocab).toBeGreaterThan(30000);
+        const logits = await e.evaluate(fref.tokens, { allLogits: true });
+        const cmp = topKAgreement(logits, e.info.nVocab, fref.dists);
+        const row: Row = { family, vocab: f.vocabLabel, weights: 'f16', cmp };
+        rows.push(row);
+        console.log(`${family}, real ${f.vocabLabel} vocabulary, f16 (top ${REAL_TOP_K}): ${summary(cmp)}`);
+        expect(cmp.positions).toBe(SEQ);
+        expect(cmp.meanCosine).toBeGreaterThanOrEqual(FLOAT_BAR.meanCosine);
+        expect(cmp.top1Agreement).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
+        await e.close();
+        // The head split over 2 ranks at a real vocabulary's size (Gemma's 262145 rows are odd).
+        const tp2 = await Engine.load({ model: f.file, threads: THREADS, tpDegree: 2, threadsPerRank: 1, contextLength: CONTEXT });
+        try {
+          const b = await tp2.evaluate(fref.tokens, { allLogits: true });
+          row.tp = maxRelDiff(logits, b);
+          expect(row.tp).toBeLessThan(TP_REL_TOL);
+        } finally {
+          await tp2.close();
+        }
       } finally {
-        await tp2.close();
+        await e.close();
       }
-    } finally {
-      await e.close();
-    }
-  });
+    });
 });
 
 // Qwen3 at widths of 256 (dim, Q and FFN rows), so that every block type applies to every matrix, in every type.
