@@ -185,7 +185,9 @@ describe('no leaked blocks', () => {
           engine.generate({ tokens: promptOf(80, 12), maxTokens: 40, temperature: 0, stopAtEos: false, ...(stopAt ? { stop: [stopAt] } : {}) }), // stop
           engine.generate({ tokens: promptOf(84 + round, 9), maxTokens: 50, temperature: 1, seed: round }), // sampled, may hit EOS
           engine.generate(greedy(promptOf(87 + round, 40), 200, { pauseAfterTokens: 2 })), // cancelled while running (paused: cannot finish first)
-          engine.generate(greedy(promptOf(90 + round, 10), 200, { deadlineMs: 15 })), // timed out while running
+          // timed out while running; 10 + 150 tokens fit the 24-block pool (192 tokens), so its ending is TIMEOUT or length,
+          // never the oversized-request OUT_OF_MEMORY (with 200 it raced its deadline against outgrowing the pool)
+          engine.generate(greedy(promptOf(90 + round, 10), 150, { deadlineMs: 15 })),
           engine.generate(greedy(promptOf(93 + round, 64), 100)), // long: pressure on the pool
           engine.generate(greedy(promptOf(96 + round, 20), 100)), // waiting (batch is 6): cancelled
           engine.generate(greedy(promptOf(99 + round, 20), 100, { deadlineMs: 1 })), // waiting: timed out
