@@ -51,24 +51,6 @@ size_t utf8_char_len(const std::string & s, size_t i) {
     return n;
 }
 
-void append_utf8(std::string & out, uint32_t cp) {
-    if (cp < 0x80) {
-        out += (char) cp;
-    } else if (cp < 0x800) {
-        out += (char) (0xC0 | (cp >> 6));
-        out += (char) (0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += (char) (0xE0 | (cp >> 12));
-        out += (char) (0x80 | ((cp >> 6) & 0x3F));
-        out += (char) (0x80 | (cp & 0x3F));
-    } else {
-        out += (char) (0xF0 | (cp >> 18));
-        out += (char) (0x80 | ((cp >> 12) & 0x3F));
-        out += (char) (0x80 | ((cp >> 6) & 0x3F));
-        out += (char) (0x80 | (cp & 0x3F));
-    }
-}
-
 // Decodes one code point at s[i]; *len gets its byte length. Malformed sequences decode as U+FFFD, one byte long.
 uint32_t decode_utf8(const std::string & s, size_t i, size_t * len) {
     const unsigned char c = (unsigned char) s[i];
@@ -116,7 +98,7 @@ struct Gpt2ByteMap {
         for (int b = 0; b < 256; b++) {
             const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
             const uint32_t cp = printable ? (uint32_t) b : (uint32_t) (256 + next++);
-            append_utf8(byte_utf8[b], cp);
+            unicode::append_utf8(byte_utf8[b], cp);
             cp_to_byte[cp] = (int16_t) b;
         }
     }
