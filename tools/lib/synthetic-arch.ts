@@ -1,6 +1,8 @@
 // Synthetic GGUF files of the dense model families beyond plain Llama: the Llama RoPE variants (Llama-3.1 rope_freqs,
 // linear and YaRN scaling, attention.key_length != dim / heads, Mistral-style files), Qwen2, Qwen3, Gemma-2, Gemma-3
-// and Phi-3, each at a scaled-down version of a real model's shape, with seeded random weights.
+// and Phi-3, each at a scaled-down version of a real model's shape, with seeded random weights; and (MOE_PRESETS) the
+// Mixture-of-Experts families Qwen3-MoE and DeepSeek-V2 / V3 (deepseek2: MLA, shared experts, leading dense layers),
+// with routers skewed the way trained ones are (docs/architecture-tests.md).
 //
 // Every file holds exactly the tensor names, shapes and metadata keys that llama.cpp's loaders read for that
 // architecture and that its Hugging Face converter (convert_hf_to_gguf.py) writes; where the converter leaves a key
