@@ -99,6 +99,9 @@ def parse_args(argv=None):
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--bos-fraction", type=float, default=0.125, help="share of rows that start with BOS + a speech")
     p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--skip-first-eval", action="store_true", help="no evaluation at step 0 (saves time on CPU)")
+    p.add_argument("--time-limit", type=float, default=0, help="seconds of training: after 5 steps, --max-steps is "
+                   "lowered to what fits (the cosine schedule follows it); 0 = no limit")
     p.add_argument("--patience", type=int, default=10, help="stop after this many evaluations without a new best")
     # export
     p.add_argument("--file-type", default="f16", choices=["f16", "bf16", "f32"])
@@ -250,7 +253,11 @@ def main(argv=None):
     model.train()
     step = 0
     for step in range(a.max_steps + 1):
-        if step % a.eval_every == 0 or step == a.max_steps:
+        if a.time_limit and step == 5:
+            per_step = (time.time() - t_train0) / 5
+            a.max_steps = min(a.max_steps, 5 + int((a.time_limit - (time.time() - t_train0)) / per_step))
+            print(f"time limit {a.time_limit:.0f}s: {per_step:.2f}s per step -> --max-steps {a.max_steps}", flush=True)
+        if (step % a.eval_every == 0 and not (step == 0 and a.skip_first_eval)) or step == a.max_steps:
             vl, _ = evaluate_nll(model, val_eval, ctx, device)
             tl, _ = evaluate_nll(model, train_probe, ctx, device)
             tb = running / running_n if running_n else float("nan")
@@ -286,6 +293,8 @@ def main(argv=None):
             model.update_router_bias(a.bias_update_rate)
         running += loss.item() if step % 10 == 0 else 0.0
         running_n += 1 if step % 10 == 0 else 0
+        if step % 20 == 0:
+            print(f"  step {step:5d} lr {lr_at(step, a):.2e} batch loss {loss.item():.4f} {time.time() - t_train0:.0f}s", flush=True)
     log_f.close()
     t_train = time.time() - t_train0
     print(f"training: {step} steps in {t_train:.1f}s; best validation loss {best[0]:.4f} at step {best[1]}", flush=True)
