@@ -100,7 +100,7 @@ def parse_args(argv=None):
     p.add_argument("--bos-fraction", type=float, default=0.125, help="share of rows that start with BOS + a speech")
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--skip-first-eval", action="store_true", help="no evaluation at step 0 (saves time on CPU)")
-    p.add_argument("--time-limit", type=float, default=0, help="seconds of training: after 5 steps, --max-steps is "
+    p.add_argument("--time-limit", type=float, default=0, help="seconds of training: after 10 steps, --max-steps is "
                    "lowered to what fits (the cosine schedule follows it); 0 = no limit")
     p.add_argument("--patience", type=int, default=10, help="stop after this many evaluations without a new best")
     # export
@@ -254,8 +254,10 @@ def main(argv=None):
     step = 0
     for step in range(a.max_steps + 1):
         if a.time_limit and step == 5:
-            per_step = (time.time() - t_train0) / 5
-            a.max_steps = min(a.max_steps, 5 + int((a.time_limit - (time.time() - t_train0)) / per_step))
+            t_step5 = time.time()
+        if a.time_limit and step == 10:  # steps 5..9 (the first ones are slower: allocation, warm-up)
+            per_step = (time.time() - t_step5) / 5
+            a.max_steps = min(a.max_steps, 10 + int((a.time_limit - (time.time() - t_train0)) / per_step))
             print(f"time limit {a.time_limit:.0f}s: {per_step:.2f}s per step -> --max-steps {a.max_steps}", flush=True)
         if (step % a.eval_every == 0 and not (step == 0 and a.skip_first_eval)) or step == a.max_steps:
             vl, _ = evaluate_nll(model, val_eval, ctx, device)
