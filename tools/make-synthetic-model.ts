@@ -18,6 +18,8 @@ import { readGgufFile } from './lib/gguf-reader.js';
 import { writeGgufFile, type GgufModel } from './lib/gguf-writer.js';
 import {
   ARCH_PRESETS,
+  archPreset,
+  MOE_PRESETS,
   archParameterCount,
   buildSyntheticArch,
   syntheticArchName,
@@ -37,7 +39,7 @@ import {
 } from './lib/synthetic-llama.js';
 
 const USAGE = `usage: make-synthetic-model (--shape ${Object.keys(SHAPE_PRESETS).join('|')}
-  | --arch ${Object.keys(ARCH_PRESETS).join('|')} [--head-dim N] [--vocab-from FILE.gguf])
+  | --arch ${[...Object.keys(ARCH_PRESETS), ...Object.keys(MOE_PRESETS)].join('|')} [--head-dim N] [--vocab-from FILE.gguf])
   [--dim N --layers N --heads N --kv-heads N --ffn N --vocab N --ctx N --rope-theta X --rms-eps X --tied|--untied]
   --type ${SYNTHETIC_FILE_TYPES.join('|')} [--tokenizer llama|gpt2] [--name NAME] [--alignment N] --seed N --out FILE`;
 
@@ -143,7 +145,7 @@ type Flags = Record<string, string | boolean | undefined>;
 /** A family preset (--arch), its fields overridden by the shape flags given. */
 function writeArch(values: Flags, seed: number): void {
   const name = values.arch as string;
-  const preset = ARCH_PRESETS[name];
+  const preset = archPreset(name);
   if (preset === undefined) fail(`unknown --arch '${name}'`);
   const str = (k: string): string | undefined => values[k] as string | undefined;
   const spec: ArchSpec = {

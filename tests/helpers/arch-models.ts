@@ -9,7 +9,7 @@ import { parseGguf } from '../../tools/lib/gguf-reader.js';
 import { GGML_TYPE, f32ToF16, writeGgufFile, type GgufValue, type TensorChunk } from '../../tools/lib/gguf-writer.js';
 import { lenmlVocab } from '../../tools/lib/hf-vocab.js';
 import {
-  ARCH_PRESETS,
+  archPreset,
   buildSyntheticArch,
   syntheticArchName,
   vocabFromGguf,
@@ -66,7 +66,7 @@ export class ArchModels {
       edit?: ((model: EditableGgufModel) => void) | undefined;
     } = {},
   ): ArchModelFile {
-    const p = ARCH_PRESETS[preset];
+    const p = archPreset(preset);
     if (p === undefined) throw new Error(`unknown preset '${preset}'`);
     const spec = { ...p.spec, ...options.spec };
     const real = options.real ?? true;
