@@ -155,9 +155,10 @@ class MoE(nn.Module):
         c = self.c
         B, T, D = x.shape
         xt = x.reshape(-1, D)
-        scores = torch.sigmoid(F.linear(xt.float(), self.gate.weight.float()))        # [N, E]
+        with torch.autocast(device_type=x.device.type, enabled=False):  # the router in fp32, as llama.cpp runs it
+            scores = torch.sigmoid(F.linear(xt.float(), self.gate.weight.float()))    # [N, E]
         sel = torch.topk(scores + self.e_score_correction_bias[None], c.n_experts_used, dim=-1).indices
-        w = scores.gather(1, sel)
+        w = scores.gather(1, sel).float()
         if c.norm_topk_prob:
             w = w / w.sum(-1, keepdim=True).clamp_min(6.103515625e-5)
         w = w * c.routed_scaling_factor
