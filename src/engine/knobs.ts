@@ -27,10 +27,10 @@ export const LAYOUT_DEFAULTS: Readonly<Pick<Required<LayoutSettings>, 'epDegree'
 
 /** A knob's value with its default filled in, and the expert set in one canonical order (layer, then expert), so that
  *  two settings that mean the same compare equal. */
-export function layoutValue<K extends ColdKnob>(layout: Partial<LayoutSettings>, k: K): LayoutSettings[K] {
+export function layoutValue<K extends ColdKnob>(layout: Partial<LayoutSettings>, k: K): Required<LayoutSettings>[K] {
   const v = layout[k] ?? (LAYOUT_DEFAULTS as Partial<LayoutSettings>)[k];
-  if (k === 'redundantExperts' && Array.isArray(v)) return sortExperts(v) as LayoutSettings[K];
-  return v as LayoutSettings[K];
+  if (k === 'redundantExperts' && Array.isArray(v)) return sortExperts(v) as Required<LayoutSettings>[K];
+  return v as Required<LayoutSettings>[K];
 }
 
 export function sortExperts(experts: readonly ExpertRef[]): ExpertRef[] {

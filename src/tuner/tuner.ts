@@ -282,7 +282,13 @@ export class Tuner implements TunerControl {
       slo: this.slo,
       policy: { forbid: this.cfg.forbid, maxCandidates: this.cfg.maxCandidates },
       recentlyFailed: [...recentlyFailed, ...open],
-      model: { nKvHeads: info.nKvHeads, ffnDim: info.ffnDim, cores: availableParallelism(), weights: this.weightFacts(info) },
+      model: {
+        nKvHeads: info.nKvHeads,
+        ffnDim: info.ffnDim,
+        cores: availableParallelism(),
+        weights: this.weightFacts(info),
+        alltoallDelayUs: info.layout.alltoallDelayUs ?? 0,
+      },
     });
     const version = this.liveVersion();
     const proposals = candidates.map((c) =>
