@@ -28,6 +28,19 @@ export function defineMoeFamilies(f: FamilyBuilder): void {
   f.labelled('tuneloop_moe_redundant_experts', 'Experts replicated on a second rank (the redundantExperts knob).', 'gauge', (s) =>
     s.stats.moe ? [[{}, s.stats.moe.redundantExperts.length]] : [],
   );
+  f.labelled(
+    'tuneloop_moe_experts',
+    'Experts per MoE layer: kind="routed" (the router chooses among them), "used" (chosen per token, top-k), "shared" (every token).',
+    'gauge',
+    (s) =>
+      s.stats.moe
+        ? [
+            [{ kind: 'routed' }, s.stats.moe.expertCount],
+            [{ kind: 'used' }, s.stats.moe.expertUsed],
+            [{ kind: 'shared' }, s.stats.moe.sharedExperts],
+          ]
+        : [],
+  );
   f.labelled('tuneloop_config_ep_degree', 'Live expert-parallel degree (MoE models).', 'gauge', (s) => (s.stats.moe ? [[{}, s.stats.moe.epDegree]] : []));
   f.labelled(
     'tuneloop_model_parameters',

@@ -120,6 +120,7 @@ describe('MoE metric families', () => {
     expect(of(s, 'tuneloop_moe_expert_busy_seconds_total').map((x) => x.value)).toEqual([9.5, 3.25]);
     expect(of(s, 'tuneloop_moe_redundant_experts').map((x) => x.value)).toEqual([1]);
     expect(of(s, 'tuneloop_config_ep_degree').map((x) => x.value)).toEqual([2]);
+    expect(Object.fromEntries(of(s, 'tuneloop_moe_experts').map((x) => [x.labels['kind'], x.value]))).toEqual({ routed: 8, used: 2, shared: 1 });
     expect(Object.fromEntries(of(s, 'tuneloop_model_parameters').map((x) => [x.labels['kind'], x.value]))).toEqual({ active: 1_900_000, total: 5_400_000 });
     expect(of(s, 'tuneloop_model_active_weight_bytes_per_token').map((x) => x.value)).toEqual([3_800_000]);
     expect(Object.fromEntries(of(s, 'tuneloop_kv_cache_bytes_per_token').map((x) => [x.labels['kind'], x.value]))).toEqual({ model: 4608, mha: 32768 });
