@@ -191,7 +191,7 @@ export function buildEngineDashboard(): dashboard.Dashboard {
         timeseriesPanel(ids, {
           title: 'All-to-all share of busy time',
           description:
-            "Share of each expert-parallel rank's busy time spent dispatching tokens to other ranks and combining them back (injected alltoallDelayUs included).",
+            "Share of each expert-parallel rank's busy time spent in all-to-alls, combining the routed experts' outputs across ranks (injected alltoallDelayUs included).",
           unit: 'percentunit',
           min: 0,
           targets: [

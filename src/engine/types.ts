@@ -70,8 +70,8 @@ export interface EngineOptions extends Partial<ModelLayoutSettings> {
   kvCacheMaxBytes?: number;
   /** Injected delay per all-reduce, microseconds: emulates a slow interconnect in benchmarks (seed 001). */
   allreduceDelayUs?: number;
-  /** Injected delay per expert-parallel all-to-all (dispatch and combine each count one), microseconds: the same
-   *  slow-interconnect emulation for expert parallelism. */
+  /** Injected delay per expert-parallel all-to-all (one per MoE layer and step: the combine, after the ranks' routed
+   *  experts ran), microseconds: the same slow-interconnect emulation for expert parallelism. */
   alltoallDelayUs?: number;
   scheduler?: Partial<SchedulerSettings>;
 }
@@ -220,7 +220,7 @@ export interface MoeStats {
   tokensPerExpert: number[][];
   epDegree: number;
   redundantExperts: ExpertRef[];
-  /** Per rank: seconds in dispatch/combine all-to-alls (injected delay included). */
+  /** Per rank: seconds in expert-parallel all-to-alls (the combine; injected delay included). */
   allToAllSeconds: number[];
   allToAlls: number;
   /** Per rank: seconds in routed-expert matmuls. */

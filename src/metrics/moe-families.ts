@@ -18,8 +18,11 @@ export function defineMoeFamilies(f: FamilyBuilder): void {
     'gauge',
     (s) => (s.stats.moe ? imbalanceSeries(s.stats.moe.moeLayers, s.expertImbalance) : []),
   );
-  f.labelled('tuneloop_moe_alltoall_seconds_total', 'Time each expert-parallel rank spent in dispatch/combine all-to-alls (injected delay included).', 'counter', (s) =>
-    (s.stats.moe?.allToAllSeconds ?? []).map((v, rank) => [{ rank }, v]),
+  f.labelled(
+    'tuneloop_moe_alltoall_seconds_total',
+    'Time each expert-parallel rank spent in all-to-alls (the combine after routed experts; injected delay included).',
+    'counter',
+    (s) => (s.stats.moe?.allToAllSeconds ?? []).map((v, rank) => [{ rank }, v]),
   );
   f.labelled('tuneloop_moe_alltoalls_total', 'Expert-parallel all-to-all operations run.', 'counter', (s) => (s.stats.moe ? [[{}, s.stats.moe.allToAlls]] : []));
   f.labelled('tuneloop_moe_expert_busy_seconds_total', 'Time each expert-parallel rank spent in routed-expert matmuls.', 'counter', (s) =>

@@ -28,7 +28,7 @@
 //
 // Mixture-of-Experts layouts (epDegree, redundantExperts). A step of an MoE model spends part of its time in the
 // routed experts; with R expert-parallel ranks each layer's expert phase lasts as long as its busiest rank, and each
-// MoE layer adds a dispatch and a combine all-to-all. priceMoeChange() prices a layout against the live one from what
+// MoE layer adds an all-to-all (the combine: ALLTOALLS_PER_MOE_LAYER). priceMoeChange() prices a layout against the live one from what
 // the windows measured (expert-load.ts observeMoe):
 //   work  W = Σ_r expertSecondsPerRank / steps       rank-seconds of routed-expert matmuls per step (layout-invariant:
 //                                                    the same tokens meet the same experts wherever they run)
@@ -37,7 +37,7 @@
 //                                                    ownership and replicas, expert-load.ts layoutBalance); t the
 //                                                    threads per rank
 //   a2a(L)    = 0 at R_L = 1, else ops · perOp       ops per step = measured all-to-alls / steps when the live layout
-//                                                    has R > 1, else 2 per MoE layer (dispatch + combine); perOp =
+//                                                    has R > 1, else ALLTOALLS_PER_MOE_LAYER per MoE layer; perOp =
 //                                                    measured mean rank all-to-all seconds / all-to-alls when the live
 //                                                    layout has R > 1, else ALLTOALL_PRIOR_SECONDS + alltoallDelayUs
 //   Δ = expert(cand) + a2a(cand) − expert(live) − a2a(live)
@@ -176,6 +176,11 @@ export function priceWeightsChange(
  *  through shared memory and waiting for each other, before any injected delay. A prior; verification measures. */
 export const ALLTOALL_PRIOR_SECONDS = 20e-6;
 
+/** All-to-alls per MoE layer and step when none was measured: the engine's expert parallelism shares memory between
+ *  rank threads, so the dispatch is each rank reading its tokens in place and only the combine synchronizes (the
+ *  operation the engine counts in MoeStats.allToAlls and delays by alltoallDelayUs). */
+export const ALLTOALLS_PER_MOE_LAYER = 1;
+
 /** The expert-parallel part of a layout. */
 export interface MoeLayout {
   epDegree: number;
@@ -211,7 +216,7 @@ export function moeStepCost(obs: MoeObservation, live: MoeLayout, layout: MoeLay
   let allToAllS = 0;
   if (ranks > 1) {
     const measured = live.epDegree > 1 && obs.allToAlls > 0 && obs.allToAllSeconds.length > 0;
-    const ops = measured ? obs.allToAlls / steps : 2 * obs.moeLayers.length;
+    const ops = measured ? obs.allToAlls / steps : ALLTOALLS_PER_MOE_LAYER * obs.moeLayers.length;
     const perOp = measured ? obs.allToAllSeconds.reduce((a, b) => a + b, 0) / obs.allToAllSeconds.length / obs.allToAlls : ALLTOALL_PRIOR_SECONDS + alltoallDelayUs / 1e6;
     allToAllS = ops * perOp;
   }

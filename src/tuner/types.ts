@@ -112,7 +112,7 @@ export interface MoeWindow {
   redundantExperts: ExpertRef[];
   /** Per rank, seconds in routed-expert matmuls in the window. */
   expertSecondsPerRank: number[];
-  /** Per rank, seconds in dispatch/combine all-to-alls in the window. */
+  /** Per rank, seconds in expert-parallel all-to-alls (combines) in the window. */
   allToAllSeconds: number[];
   allToAlls: number;
 }

@@ -110,8 +110,8 @@ const series = (n: number, m: MoeSpec, seed = 7): WindowSummary[] => {
 //   layer 1: 27168 | 59952, layer 2: 60249 | 26871, layer 3: 27595 | 59525 (mean 43560)
 // so the busiest rank runs 1.376, 1.383, 1.367 × the mean, balance factor (59952 + 60249 + 59525)·2 / 261360 = 1.3753.
 // Measured rank seconds follow: 11 s of 16 on the busiest rank each minute (11 / 8 = 1.375).
-const EP2_SKEWED: MoeSpec = { counts: SKEWED, ep: 2, expertSeconds: [5, 11], allToAllSeconds: [1.2, 1.2], allToAlls: 12000 };
-const EP2_BALANCED: MoeSpec = { counts: BALANCED, ep: 2, expertSeconds: [8, 8.1], allToAllSeconds: [1.2, 1.2], allToAlls: 12000 };
+const EP2_SKEWED: MoeSpec = { counts: SKEWED, ep: 2, expertSeconds: [5, 11], allToAllSeconds: [1.2, 1.2], allToAlls: 6000 };
+const EP2_BALANCED: MoeSpec = { counts: BALANCED, ep: 2, expertSeconds: [8, 8.1], allToAllSeconds: [1.2, 1.2], allToAlls: 6000 };
 const EP1_SKEWED: MoeSpec = { counts: SKEWED, ep: 1, expertSeconds: [16] };
 const EP1_BALANCED: MoeSpec = { counts: BALANCED, ep: 1, expertSeconds: [16] };
 
@@ -272,7 +272,7 @@ describe('cost model: the MoE term', () => {
     const price = priceMoeChange(model, obs, live, cand)!;
     // Work per step: Σ rank seconds / steps ≈ 16 · 15 / 30000 = 8 ms. Live: 8 ms · 1.3753 / 2 = 5.50 ms. Replicated:
     // rank loads 45332.5, 45035.5, 45759.5 → balance 136127.5 · 2 / 261360 = 1.0417 → 4.17 ms. All-to-all measured:
-    // 12000 / 2000 = 6 per step at 1.2 · 15 / 180000 = 0.1 ms each = 0.6 ms, both sides.
+    // 6000 / 2000 = 3 per step (one per MoE layer) at 1.2 · 15 / 90000 = 0.2 ms each = 0.6 ms, both sides.
     const work = obs.expertSecondsPerRank.reduce((a, b) => a + b, 0) / obs.steps;
     expect(work).toBeCloseTo(0.008, 3);
     // (±3% jitter on the counts of each window.)
@@ -290,11 +290,11 @@ describe('cost model: the MoE term', () => {
     expect(price.model.perSequenceS).toBeCloseTo(model.perSequenceS * price.ratio, 12);
   });
 
-  it('going from one rank to two pays the prior all-to-all plus the injected delay, twice per MoE layer', () => {
+  it('going from one rank to two pays the prior all-to-all plus the injected delay, once per MoE layer', () => {
     const obs = observeMoe(series(15, EP1_SKEWED))!;
     const live = { epDegree: 1, redundantExperts: [], threadsPerRank: 1 };
     const two = moeStepCost(obs, live, { ...live, epDegree: 2 }, 500);
-    expect(two.allToAllS).toBeCloseTo(6 * (ALLTOALL_PRIOR_SECONDS + 500e-6), 12);
+    expect(two.allToAllS).toBeCloseTo(3 * (ALLTOALL_PRIOR_SECONDS + 500e-6), 12);
     expect(moeStepCost(obs, live, live).allToAllS).toBe(0);
     // Two ranks halve the expert work but wait on the busier one: 8 ms · 1.3753 / 2.
     expect(two.expertS / moeStepCost(obs, live, live).expertS).toBeCloseTo(1.3753 / 2, 3);
@@ -346,7 +346,7 @@ describe('optimize: expert_imbalance', () => {
     const ep1 = series(15, EP1_SKEWED);
     const cheap = optimize(input({ windows: ep1, settings: settings(1), model: { nKvHeads: 4, ffnDim: 768, cores: 4, alltoallDelayUs: 0 } }));
     expect(cheap.some((c) => c.change.layout?.epDegree === 2)).toBe(true);
-    // 6 all-to-alls of 2 ms each per step cost more than the expert phase two ranks save.
+    // 3 all-to-alls of 2 ms each per step cost more than the expert phase two ranks save.
     const slow = optimize(input({ windows: ep1, settings: settings(1), model: { nKvHeads: 4, ffnDim: 768, cores: 4, alltoallDelayUs: 2000 } }));
     expect(slow.some((c) => c.change.layout?.epDegree === 2)).toBe(false);
   });
