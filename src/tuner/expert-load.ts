@@ -107,28 +107,46 @@ export function chooseReplicas(counts: readonly number[], ranks: number, existin
   return added;
 }
 
-/** The window's routing and expert-parallel work: `cur − prev` per counter (a counter that went down restarted, and
- *  counts from zero), everything of `cur` when `prev` has another shape (another model, or none). */
+/** The window's routing and expert-parallel work: `cur − prev`, or everything of `cur` when the counters restarted
+ *  in between — any of them went down (a reload starts a model instance's counters from 0), the layout changed
+ *  (another epDegree or replica set means a reload) or the model did (other MoE layers or expert count). Restarts are
+ *  judged on the whole section, not per counter: an expert whose new count passed its old one within the window would
+ *  otherwise be differenced against the dead instance. */
 export function moeWindowOf(prev: MoeStats | undefined, cur: MoeStats | undefined): MoeWindow | undefined {
   if (!cur) return undefined;
-  const d = (c: number, p: number | undefined): number => (p !== undefined && c >= p ? c - p : c);
-  const sameModel =
+  const sameArrays = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((x, i) => b[i]! >= x);
+  const continued =
     prev !== undefined &&
     prev.expertCount === cur.expertCount &&
+    prev.epDegree === cur.epDegree &&
+    sameExperts(prev.redundantExperts, cur.redundantExperts) &&
     prev.moeLayers.length === cur.moeLayers.length &&
-    prev.moeLayers.every((l, i) => l === cur.moeLayers[i]);
-  const perRank = (c: readonly number[], p: readonly number[] | undefined): number[] => c.map((v, r) => d(v, p && p.length === c.length ? p[r] : undefined));
+    prev.moeLayers.every((l, i) => l === cur.moeLayers[i]) &&
+    prev.tokensPerExpert.every((row, i) => sameArrays(row, cur.tokensPerExpert[i] ?? [])) &&
+    sameArrays(prev.expertSecondsPerRank, cur.expertSecondsPerRank) &&
+    sameArrays(prev.allToAllSeconds, cur.allToAllSeconds) &&
+    prev.allToAlls <= cur.allToAlls;
+  const minus = (c: readonly number[], p: readonly number[] | undefined): number[] => c.map((v, i) => (continued && p ? v - p[i]! : v));
   return {
     expertCount: cur.expertCount,
     expertUsed: cur.expertUsed,
     moeLayers: [...cur.moeLayers],
-    tokensPerExpert: cur.tokensPerExpert.map((row, i) => row.map((c, e) => d(c, sameModel ? prev.tokensPerExpert[i]?.[e] : undefined))),
+    tokensPerExpert: cur.tokensPerExpert.map((row, i) => minus(row, prev?.tokensPerExpert[i])),
     epDegree: cur.epDegree,
     redundantExperts: cur.redundantExperts.map((r) => ({ layer: r.layer, expert: r.expert })),
-    expertSecondsPerRank: perRank(cur.expertSecondsPerRank, sameModel ? prev.expertSecondsPerRank : undefined),
-    allToAllSeconds: perRank(cur.allToAllSeconds, sameModel ? prev.allToAllSeconds : undefined),
-    allToAlls: d(cur.allToAlls, sameModel ? prev.allToAlls : undefined),
+    expertSecondsPerRank: minus(cur.expertSecondsPerRank, prev?.expertSecondsPerRank),
+    allToAllSeconds: minus(cur.allToAllSeconds, prev?.allToAllSeconds),
+    allToAlls: continued ? cur.allToAlls - prev.allToAlls : cur.allToAlls,
   };
+}
+
+function sameExperts(a: readonly ExpertRef[], b: readonly ExpertRef[]): boolean {
+  const key = (xs: readonly ExpertRef[]): string =>
+    xs
+      .map((r) => `${r.layer}:${r.expert}`)
+      .sort()
+      .join(',');
+  return key(a) === key(b);
 }
 
 /** Several windows of one layout summed: what the analyzer and the cost model read. */

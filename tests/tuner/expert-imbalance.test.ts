@@ -181,6 +181,27 @@ describe('monitor', () => {
 
   it('counts from zero when the counters went down (a new engine) or the model changed', () => {
     const cur = moeStats(SKEWED, [5, 11], [0, 0], 0);
+    // A reload restarted the counters: the hot expert of layer 1 already passed its old count, the others did not;
+    // the whole section is new, none of it differenced against the old instance.
+    const old = moeStats(
+      SKEWED.map((row) => row.map((c, e) => (e === 7 ? 100 : c + 1))),
+      [1, 1],
+      [0, 0],
+      0,
+    );
+    expect(moeWindowOf(old, cur)?.tokensPerExpert).toEqual(SKEWED);
+    // Another replica set means another instance too (differenced, rank seconds would read [4, 10]).
+    const before = {
+      ...moeStats(
+        SKEWED.map((r) => r.map(() => 0)),
+        [1, 1],
+        [0, 0],
+        0,
+      ),
+      redundantExperts: [],
+    };
+    expect(moeWindowOf(before, cur)?.expertSecondsPerRank).toEqual([5, 11]);
+    expect(moeWindowOf({ ...before, redundantExperts: cur.redundantExperts }, cur)?.expertSecondsPerRank).toEqual([4, 10]);
     expect(
       moeWindowOf(
         moeStats(
