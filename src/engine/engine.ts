@@ -5,7 +5,17 @@ import { Generation } from './generation.js';
 import { native, type NativeEngineHandle } from './native.js';
 import { normalizeTokenizeArgs } from './tokenize-args.js';
 import { validateEngineOptions, validateGenerateRequest, validateLayout, validateScheduler, validateTokens } from './validate.js';
-import type { EngineOptions, EngineStats, GenerateRequest, ModelInfo, ModelInspection, ModelLayoutSettings, SchedulerSettings, TokenizeOptions } from './types.js';
+import type {
+  EngineOptions,
+  EngineStats,
+  GenerateRequest,
+  ModelInfo,
+  ModelInspection,
+  ModelLayoutSettings,
+  MoeLayoutSettings,
+  SchedulerSettings,
+  TokenizeOptions,
+} from './types.js';
 
 export class Engine {
   private infoCache: ModelInfo;
@@ -150,7 +160,7 @@ export class Engine {
 
   /** Change cold settings: a new model instance is built beside the old one, new and waiting requests move to it,
    *  running ones finish on the old one, which is then freed. No request fails because of a reload. */
-  async reload(settings: Partial<ModelLayoutSettings> & { kvCacheBlocks?: number; allreduceDelayUs?: number }): Promise<ModelInfo> {
+  async reload(settings: Partial<ModelLayoutSettings> & Partial<MoeLayoutSettings> & { kvCacheBlocks?: number; allreduceDelayUs?: number }): Promise<ModelInfo> {
     this.checkOpen();
     validateLayout(settings);
     const done = this.handle.reload({ ...settings });

@@ -57,7 +57,62 @@ export interface EngineOptions extends Partial<ModelLayoutSettings> {
   kvCacheMaxBytes?: number;
   /** Injected delay per all-reduce, microseconds: emulates a slow interconnect in benchmarks (seed 001). */
   allreduceDelayUs?: number;
+  /** MoE models: ranks the routed experts are spread over (expert parallelism); default 1 (docs/architecture.md). */
+  epDegree?: number;
+  /** MoE models: experts also held by one more rank, which takes part of their tokens (needs epDegree > 1). */
+  redundantExperts?: RedundantExpert[];
+  /** Injected delay per expert-parallel combine (all-to-all), microseconds, like allreduceDelayUs. */
+  alltoallDelayUs?: number;
   scheduler?: Partial<SchedulerSettings>;
+}
+
+/** One routed expert of one MoE layer (a layer index of the model, an expert index of that layer). */
+export interface RedundantExpert {
+  layer: number;
+  expert: number;
+}
+
+/** The Mixture-of-Experts layout settings (cold), beside allreduceDelayUs. */
+export interface MoeLayoutSettings {
+  epDegree: number;
+  redundantExperts: RedundantExpert[];
+  alltoallDelayUs: number;
+}
+
+/** Static facts of a Mixture-of-Experts model (ModelInfo.moe; absent for a dense model). */
+export interface MoeModelInfo {
+  expertCount: number;
+  /** Routed experts per token (top-k). */
+  expertUsed: number;
+  sharedExperts: number;
+  /** The first layers that have a dense FFN instead of experts. */
+  leadingDenseLayers: number;
+  gating: 'softmax' | 'sigmoid';
+  /** Parameters one token uses: embedding row, attention, dense and shared FFNs, routers, expertUsed routed experts
+   *  per MoE layer, the output head. */
+  activeParams: number;
+  totalParams: number;
+  /** Weight bytes (as held, after the weights policy) those active parameters take: what one decode token reads. */
+  activeWeightBytesPerToken: number;
+}
+
+/** Routing statistics of a Mixture-of-Experts model (EngineStats.moe; absent for a dense model). Cumulative since the
+ *  model instance loaded (a reload starts again from 0). */
+export interface MoeStats {
+  expertCount: number;
+  expertUsed: number;
+  sharedExperts: number;
+  /** The layer indices that are MoE. */
+  moeLayers: number[];
+  /** Tokens routed to each expert: [i over moeLayers][expert]. */
+  tokensPerExpert: number[][];
+  epDegree: number;
+  redundantExperts: RedundantExpert[];
+  /** Seconds each rank spent in the expert-parallel combine (all-to-all), [rank]. */
+  allToAllSeconds: number[];
+  allToAlls: number;
+  /** Seconds each rank spent in routed-expert matmuls, [rank]. */
+  expertSecondsPerRank: number[];
 }
 
 export interface GenerateRequest {
@@ -166,7 +221,9 @@ export interface ModelInfo {
   quantKernels: string;
   loadMs: number;
   trainedContextLength: number;
-  layout: ModelLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number };
+  layout: ModelLayoutSettings & MoeLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number };
+  /** Mixture-of-Experts facts; absent for a dense model. */
+  moe?: MoeModelInfo;
 }
 
 /** What the GGUF's tokenizer metadata says and how the engine reads it (Engine.info.tokenizer, VocabTokenizer.info). */
@@ -288,11 +345,13 @@ export interface EngineStats {
   };
   opSeconds: Record<'matmul' | 'attention' | 'norm' | 'rope' | 'ffn_activation' | 'embedding' | 'output' | 'sampling', number>;
   tensorParallel: { rankBusySeconds: number[]; rankAllreduceSeconds: number[]; allreduces: number };
+  /** Routing statistics of a Mixture-of-Experts model; absent for a dense model. */
+  moe?: MoeStats;
   memoryBytes: { weights: number; kv: number; scratch: number };
   weightBytesByDtype: Record<string, number>;
   busySeconds: number;
   uptimeSeconds: number;
   reloads: number;
   reconfigures: number;
-  settings: SchedulerSettings & ModelLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number };
+  settings: SchedulerSettings & ModelLayoutSettings & MoeLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number };
 }

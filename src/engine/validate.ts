@@ -1,7 +1,15 @@
 // Validation of everything that crosses into C++: the native side trusts what it receives.
 // Messages name the field, what was expected and what was received (sharp's style).
 import { EngineError } from './errors.js';
-import { KV_DTYPES, WEIGHTS_POLICIES, type EngineOptions, type GenerateRequest, type ModelLayoutSettings, type SchedulerSettings } from './types.js';
+import {
+  KV_DTYPES,
+  WEIGHTS_POLICIES,
+  type EngineOptions,
+  type GenerateRequest,
+  type ModelLayoutSettings,
+  type MoeLayoutSettings,
+  type SchedulerSettings,
+} from './types.js';
 
 function describe(v: unknown): string {
   if (typeof v === 'number') return `${v} of type number`;
@@ -39,7 +47,7 @@ export function validateEngineOptions(o: EngineOptions): void {
 }
 
 /** Cold settings (load and reload). */
-export function validateLayout(o: Partial<ModelLayoutSettings> & { kvCacheBlocks?: number; allreduceDelayUs?: number }): void {
+export function validateLayout(o: Partial<ModelLayoutSettings> & Partial<MoeLayoutSettings> & { kvCacheBlocks?: number; allreduceDelayUs?: number }): void {
   if (typeof o !== 'object' || o === null) throw invalid('settings', 'an object', o);
   if (o.weights !== undefined && !WEIGHTS_POLICIES.includes(o.weights)) {
     throw invalid('weights', `one of ${WEIGHTS_POLICIES.join(', ')}`, o.weights);
@@ -51,6 +59,16 @@ export function validateLayout(o: Partial<ModelLayoutSettings> & { kvCacheBlocks
   if (o.contextLength !== undefined) checkInt('contextLength', o.contextLength, 2, 1 << 20);
   if (o.kvCacheBlocks !== undefined) checkInt('kvCacheBlocks', o.kvCacheBlocks, 1, 1 << 24);
   if (o.allreduceDelayUs !== undefined) checkInt('allreduceDelayUs', o.allreduceDelayUs, 0, 1_000_000);
+  if (o.epDegree !== undefined) checkInt('epDegree', o.epDegree, 1, 64);
+  if (o.alltoallDelayUs !== undefined) checkInt('alltoallDelayUs', o.alltoallDelayUs, 0, 1_000_000);
+  if (o.redundantExperts !== undefined) {
+    if (!Array.isArray(o.redundantExperts)) throw invalid('redundantExperts', 'an array of {layer, expert}', o.redundantExperts);
+    o.redundantExperts.forEach((r, i) => {
+      if (typeof r !== 'object' || r === null) throw invalid(`redundantExperts[${i}]`, 'an object {layer, expert}', r);
+      checkInt(`redundantExperts[${i}].layer`, r.layer, 0, 1023);
+      checkInt(`redundantExperts[${i}].expert`, r.expert, 0, 4095);
+    });
+  }
 }
 
 /** Hot settings (load and reconfigure). */
