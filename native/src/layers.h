@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -13,6 +14,8 @@
 #include "quant/types.h"
 
 namespace tl {
+
+struct MoeScratch; // moe.h
 
 // One rank of a model instance: its shard, threads, KV storage, timings and scratch.
 struct RankState {
@@ -34,10 +37,12 @@ struct RankState {
     std::vector<float> x, xn, q, k, v, att, gate, up, partial, scores, rope_cos, rope_sin;
     // The sliding-window layers' RoPE tables when their frequencies differ from the others' (gemma3's local base).
     std::vector<float> rope_cos_swa, rope_sin_swa;
-    const bool rope_swa_own; // hp.rope_swa != hp.rope and some layer slides
+    const bool rope_swa_own;         // hp.rope_swa != hp.rope and some layer slides
+    std::unique_ptr<MoeScratch> moe; // MoE routing scratch and counters (null for a dense model)
 
     RankState(int rank, int n_ranks, const ModelHParams & hp, const ModelLayout & layout, const SharedWeights & shared,
               Communicator & comm, ShardWeights shard);
+    ~RankState();
     size_t scratch_bytes() const;
 };
 
