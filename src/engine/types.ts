@@ -111,6 +111,9 @@ export interface MoeStats {
   /** Seconds each rank spent in the expert-parallel combine (all-to-all), [rank]. */
   allToAllSeconds: number[];
   allToAlls: number;
+  /** Routed rows computed on a rank other than their token's home rank (token index mod ranks): the rows a real
+   *  interconnect would dispatch to the expert's rank and return, cumulative. */
+  allToAllRows: number;
   /** Seconds each rank spent in routed-expert matmuls, [rank]. */
   expertSecondsPerRank: number[];
 }
