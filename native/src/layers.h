@@ -37,10 +37,11 @@ struct RankState {
     double alltoall = 0;    // seconds in the expert combine (expert parallelism / MoE under tensor parallelism)
     uint64_t alltoalls = 0; // combines (rank 0's count)
     uint64_t a2a_rows = 0;  // routed rows computed away from their token's home rank (see moe.h)
-    // What rs.partial holds, set by the op that wrote it: a partial sum over the ranks (tensor-parallel attention or
-    // FFN, the routed experts of a MoE layer), or the whole value on every rank (attention replicated beside
-    // expert parallelism); and whether it is a MoE layer's (its sum is timed as the all-to-all combine).
-    bool partial_split = false, partial_moe = false;
+    // What rs.partial holds, said by the op that wrote it and reset by add_residual: by default a share of a sum
+    // over the ranks (tensor-parallel attention or FFN); partial_whole: the whole value on every rank (attention or a
+    // dense FFN replicated beside expert parallelism, tpDegree 1: set it in any op that writes a replicated
+    // partial); partial_moe: a MoE layer's share, summed by the expert combine (timed as the all-to-all).
+    bool partial_whole = false, partial_moe = false;
     // Scratch, grown as needed: x/xn/partial full width; q/k/v/att/gate/up local width.
     std::vector<float> x, xn, q, k, v, att, gate, up, partial, scores, rope_cos, rope_sin;
     // The sliding-window layers' RoPE tables when their frequencies differ from the others' (gemma3's local base).
@@ -96,7 +97,7 @@ void attention(RankState & rs, const ForwardBatch & b, int l, const ShardWeights
 // The gated MLP from the normed input xn: down(act(gate(xn)) * up(xn)) into rs.partial, act = silu (SwiGLU) or the
 // tanh-approximated gelu (GeGLU) as hp.ffn_act says.
 void gated_mlp(RankState & rs, const ForwardBatch & b, const ShardWeights::Layer & w);
-// x += partial: summed over the ranks (an all-reduce) when the partial is split (rs.partial_split), the MoE combine
+// x += partial: summed over the ranks (an all-reduce) unless rs.partial_whole, the MoE combine
 // (timed as all-to-all, through comm_moe) when a MoE layer wrote it; a local add when every rank has the whole value.
 void add_residual(RankState & rs, const ForwardBatch & b);
 // x += RMSNorm(partial) * norm (Gemma's post-attention / post-FFN norms): the ranks' partial sums are all-reduced

@@ -331,8 +331,7 @@ void moe_ffn(RankState & rs, const ForwardBatch & b, int layer, const MoeLayerWe
         matmuls(rs, s.sg.data(), n, sf, {{&w.sh_down, s.sd.data()}});
         for (size_t i = 0; i < (size_t) n * dim; ++i) rs.partial[i] += s.sd[i];
     }
-    rs.partial_split = rs.n_ranks > 1;
-    rs.partial_moe = true;
+    rs.partial_moe = true; // a share of the sum on each rank, combined by add_residual
 }
 
 } // namespace layers
