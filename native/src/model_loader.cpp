@@ -231,7 +231,9 @@ void refuse_unknown_keys(const GgufFile & f, const std::string & arch, std::init
         if (key.compare(0, p.size(), p) != 0) continue;
         const std::string k = key.substr(p.size());
         // Some converters write expert counts of 0 into dense models: that is a dense model.
-        if ((k == "expert_count" || k == "expert_used_count") && f.get_int(key, 0) == 0) continue;
+        if ((k == "expert_count" || k == "expert_used_count") && f.find(key)->type != GgufType::ARRAY &&
+            f.get_int(key, 0) == 0)
+            continue;
         bool known = false;
         for (const char * c : kCommonKeys) known = known || k == c;
         for (const char * c : extra) known = known || k == c;

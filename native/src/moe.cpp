@@ -339,11 +339,22 @@ void moe_ffn(RankState & rs, const ForwardBatch & b, int layer, const MoeLayerWe
 void read_moe_hparams(const GgufFile & f, ModelHParams & hp, int64_t expert_ffn_default) {
     const std::string p = hp.arch + ".";
     MoeHParams & m = hp.moe;
+    // llama.cpp also accepts per-layer arrays for these (models that route a different number of experts per layer);
+    // tuneloop reads one value for every layer.
+    for (const char * k : {"expert_used_count", "expert_feed_forward_length"}) {
+        const GgufValue * v = f.find(p + k);
+        if (v && v->type == GgufType::ARRAY)
+            fail(ErrorCode::UNSUPPORTED_ARCHITECTURE,
+                 "model '" + f.path() + "': metadata '" + p + k +
+                     "' is a per-layer array; tuneloop supports one value for every layer (refused rather than "
+                     "ignored)");
+    }
     m.n_expert = positive_int(f, p + "expert_count", 0, 4096);
     m.n_expert_used = positive_int(f, p + "expert_used_count", 0, 4096);
     if (m.n_expert_used > m.n_expert)
         corrupt(f, "metadata '" + p + "expert_used_count' = " + std::to_string(m.n_expert_used) + " exceeds '" + p +
                        "expert_count' = " + std::to_string(m.n_expert));
+    if (expert_ffn_default < 0) expert_ffn_default = hp.ffn_dim / m.n_expert_used; // llama.cpp's qwen3moe default
     m.expert_ffn_dim = positive_int(f, p + "expert_feed_forward_length", expert_ffn_default, 1 << 18);
     const int64_t groups = f.get_int(p + "expert_group_count", 0);
     const int64_t used = f.get_int(p + "expert_group_used_count", 0);

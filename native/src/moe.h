@@ -76,7 +76,8 @@ void plan_moe_layer(const GgufFile & f, const ModelHParams & hp, const ModelLayo
                     std::vector<std::pair<MatrixSpec, QMatrix *>> & mats, std::set<std::string> & used);
 
 // The MoE keys every MoE architecture reads (under "<arch>."): expert_count, expert_used_count,
-// expert_feed_forward_length (required when expert_ffn_default is 0), expert_group_count / expert_group_used_count (optional: group-limited
+// expert_feed_forward_length (required when expert_ffn_default is 0; -1: feed_forward_length / expert_used_count when
+// absent), expert_group_count / expert_group_used_count (optional: group-limited
 // routing, applied by llama.cpp to any architecture). MODEL_CORRUPT naming the key when out of range
 // (expert_used_count 0 or above expert_count, groups that do not divide the experts...).
 void read_moe_hparams(const GgufFile & f, ModelHParams & hp, int64_t expert_ffn_default = 0);

@@ -61,6 +61,12 @@ describe('qwen3moe', () => {
   it.each([
     ['expert_used_count above expert_count', setKey('qwen3moe.expert_used_count', gv.u32(17)), 'MODEL_CORRUPT', ["'qwen3moe.expert_used_count' = 17", 'expert_count']],
     ['expert_used_count 0', setKey('qwen3moe.expert_used_count', gv.u32(0)), 'MODEL_CORRUPT', ["'qwen3moe.expert_used_count' = 0"]],
+    [
+      'a per-layer expert_used_count array',
+      setKey('qwen3moe.expert_used_count', gv.arr('uint32', [4, 2])),
+      'UNSUPPORTED_ARCHITECTURE',
+      ["'qwen3moe.expert_used_count'", 'per-layer array'],
+    ],
     ['expert_count 0 (a qwen3moe has experts)', setKey('qwen3moe.expert_count', gv.u32(0)), 'MODEL_CORRUPT', ["'qwen3moe.expert_count'"]],
     // The file's tensors hold 16 experts: the counts disagree with their shapes.
     [
