@@ -319,7 +319,7 @@ Napi::Value NativeEngine::info(const Napi::CallbackInfo & info) {
         fallbacks.Set((uint32_t) i, f);
     }
     o.Set("weightFallbacks", fallbacks);
-    o.Set("threads", layout.tp * layout.threads_per_rank);
+    o.Set("threads", layout.n_ranks() * layout.threads_per_rank);
     o.Set("kernels", tl::cpu_kernels().name);
     o.Set("quantKernels", tl::quant::kernels().name);
     o.Set("loadMs", e.load_ms());
@@ -624,6 +624,7 @@ Napi::Value NativeEngine::stats(const Napi::CallbackInfo & info) {
         };
         m.Set("allToAllSeconds", arr(s.rank_alltoall_seconds));
         m.Set("allToAlls", (double) s.alltoalls);
+        m.Set("allToAllRows", (double) s.alltoall_rows);
         m.Set("expertSecondsPerRank", arr(s.rank_expert_seconds));
         o.Set("moe", m);
     }

@@ -43,7 +43,7 @@ std::unique_ptr<Engine::Instance> Engine::build_instance(const ModelLayout & lay
     }
     auto inst = std::make_unique<Instance>();
     inst->n_ctx = n_ctx;
-    ThreadPool load_pool(layout.tp * layout.threads_per_rank);
+    ThreadPool load_pool(layout.n_ranks() * layout.threads_per_rank);
     inst->model = load_model(*file_, layout, load_pool);
     inst->layout = layout;
     inst->pool = std::make_unique<BlockPool>(layout.kv_blocks, layout.kv_block_size);

@@ -26,6 +26,7 @@ struct RankState {
     const SharedWeights & shared;
     const CpuKernels & kernels;
     Communicator & comm;
+    Communicator & comm_moe; // the expert combine (its own injected delay: alltoall_delay_us)
     ShardWeights shard;
     ThreadPool pool;
     KvStorage kv;
@@ -33,6 +34,14 @@ struct RankState {
     AlignedBuffer acts[quant::kTypeCount]; // activations of the quant kernels, by format (Q8_0, Q8_1, Q8_K, BF16)
     ModelTimes times;                      // this rank's share (rank_busy / rank_allreduce unused here)
     double busy = 0, allreduce = 0;
+    double alltoall = 0;    // seconds in the expert combine (expert parallelism / MoE under tensor parallelism)
+    uint64_t alltoalls = 0; // combines (rank 0's count)
+    uint64_t a2a_rows = 0;  // routed rows computed away from their token's home rank (see moe.h)
+    // What rs.partial holds, said by the op that wrote it and reset by add_residual: by default a share of a sum
+    // over the ranks (tensor-parallel attention or FFN); partial_whole: the whole value on every rank (attention or a
+    // dense FFN replicated beside expert parallelism, tpDegree 1: set it in any op that writes a replicated
+    // partial); partial_moe: a MoE layer's share, summed by the expert combine (timed as the all-to-all).
+    bool partial_whole = false, partial_moe = false;
     // Scratch, grown as needed: x/xn/partial full width; q/k/v/att/gate/up local width.
     std::vector<float> x, xn, q, k, v, att, gate, up, partial, scores, rope_cos, rope_sin;
     // The sliding-window layers' RoPE tables when their frequencies differ from the others' (gemma3's local base).
@@ -41,7 +50,7 @@ struct RankState {
     std::unique_ptr<MoeScratch> moe; // MoE routing scratch and counters (null for a dense model)
 
     RankState(int rank, int n_ranks, const ModelHParams & hp, const ModelLayout & layout, const SharedWeights & shared,
-              Communicator & comm, ShardWeights shard);
+              Communicator & comm, Communicator & comm_moe, ShardWeights shard);
     ~RankState();
     size_t scratch_bytes() const;
 };
@@ -88,7 +97,8 @@ void attention(RankState & rs, const ForwardBatch & b, int l, const ShardWeights
 // The gated MLP from the normed input xn: down(act(gate(xn)) * up(xn)) into rs.partial, act = silu (SwiGLU) or the
 // tanh-approximated gelu (GeGLU) as hp.ffn_act says.
 void gated_mlp(RankState & rs, const ForwardBatch & b, const ShardWeights::Layer & w);
-// x += partial: summed over the ranks (an all-reduce) under tensor parallelism.
+// x += partial: summed over the ranks (an all-reduce) unless rs.partial_whole, the MoE combine
+// (timed as all-to-all, through comm_moe) when a MoE layer wrote it; a local add when every rank has the whole value.
 void add_residual(RankState & rs, const ForwardBatch & b);
 // x += RMSNorm(partial) * norm (Gemma's post-attention / post-FFN norms): the ranks' partial sums are all-reduced
 // first, since the norm needs the whole sum.

@@ -58,9 +58,10 @@ Model::Model(const Architecture & arch, ModelHParams hp, ModelWeights weights, M
     : arch_(arch), hp_(std::move(hp)), shared_(std::move(weights.shared)), layout_(layout) {
     const int n = (int) weights.shards.size();
     comm_ = std::make_unique<SharedMemoryCommunicator>(n, layout_.allreduce_delay_us);
+    comm_moe_ = std::make_unique<SharedMemoryCommunicator>(n, layout_.alltoall_delay_us);
     for (int r = 0; r < n; ++r)
         ranks_.push_back(
-            std::make_unique<RankState>(r, n, hp_, layout_, shared_, *comm_, std::move(weights.shards[r])));
+            std::make_unique<RankState>(r, n, hp_, layout_, shared_, *comm_, *comm_moe_, std::move(weights.shards[r])));
     rank_threads_ = std::make_unique<RankThreads>(n);
     std::map<std::string, WeightFallback> fb;
     auto note = [&](const QMatrix & m) {
@@ -133,13 +134,17 @@ ModelTimes Model::times() const {
         t.rank_allreduce.push_back(r->allreduce);
         t.allreduces += r->times.allreduces;
         if (r->moe) t.rank_expert.push_back(r->moe->expert_seconds);
+        t.rank_alltoall.push_back(r->alltoall);
+        t.alltoall_rows += r->a2a_rows;
     }
+    t.alltoalls = ranks_[0]->alltoalls;
     if (hp_.moe.enabled()) {
         // Rank 0 counts every routed token (each rank routes all of them the same way).
         const MoeScratch & s = *ranks_[0]->moe;
         for (int l = 0; l < hp_.n_layers; ++l)
             if (hp_.moe.layer_is_moe(l)) t.moe_tokens.push_back(s.tokens[l]);
-        t.rank_alltoall.assign(ranks_.size(), 0.0);
+    } else {
+        t.rank_alltoall.clear();
     }
     return t;
 }
@@ -171,9 +176,11 @@ MoeActiveCounts Model::active_counts() const {
             for (const QMatrix * m : {&L.moe->sh_gate, &L.moe->sh_up, &L.moe->sh_down}) both(*m);
             double p = 0, bytes = 0;
             for (const auto * v : {&L.moe->gate, &L.moe->up, &L.moe->down})
-                for (const QMatrix & m : *v) {
-                    p += params(m);
-                    bytes += (double) m.bytes();
+                for (size_t e = 0; e < v->size(); ++e) {
+                    // A redundant expert's replica (expert parallelism) is the same parameters again.
+                    if (L.moe->part[e] == MoeLayerWeights::SECOND) continue;
+                    p += params((*v)[e]);
+                    bytes += (double) (*v)[e].bytes();
                 }
             c.total_params += p;
             const double share = (double) hp_.moe.n_expert_used / hp_.moe.n_expert;
@@ -198,11 +205,11 @@ void Model::forward(const std::vector<BatchEntry> & batch, float * logits) {
 void Model::rank_forward(int r, const std::vector<BatchEntry> & batch, float * logits) {
     RankState & R = *ranks_[r];
     const auto t_start = Clock::now();
-    const double allreduce_before = R.allreduce;
+    const double allreduce_before = R.allreduce + R.alltoall;
     const ForwardBatch b(batch);
     if (b.n == 0) return;
     arch_.forward(R, b, logits);
-    R.busy += seconds_since(t_start) - (R.allreduce - allreduce_before);
+    R.busy += seconds_since(t_start) - (R.allreduce + R.alltoall - allreduce_before);
 }
 
 } // namespace tl

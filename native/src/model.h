@@ -147,6 +147,17 @@ struct ModelLayout {
     int32_t ep_degree = 1;
     std::vector<std::pair<int32_t, int32_t>> redundant_experts;
     int32_t alltoall_delay_us = 0;
+
+    // Rank threads: max(tp, ep_degree). With tp 1 and ep_degree > 1 every rank runs the attention (and any dense
+    // FFN) in full, replicated; with tp = ep_degree the attention is tensor-parallel as without experts.
+    int32_t n_ranks() const { return tp > ep_degree ? tp : ep_degree; }
+    // The rank holding expert e of layer l: e % ep_degree; a redundant expert also on the next rank.
+    int32_t expert_owner(int32_t e) const { return e % ep_degree; }
+    bool expert_redundant(int32_t l, int32_t e) const {
+        for (const auto & [rl, re] : redundant_experts)
+            if (rl == l && re == e) return true;
+        return false;
+    }
 };
 
 // Weights every rank reads in full.
@@ -168,6 +179,10 @@ struct SharedWeights {
 // is (gate / up by rows, down by columns: expert_ffn_dim / tp each); under expert parallelism a rank holds only the
 // experts it owns (the others are empty matrices).
 struct MoeLayerWeights {
+    // Which of each expert's routed rows this rank computes (expert parallelism): NONE (not held), ALL, or one half of
+    // the expert's rows of a batch (FIRST: the first ceil(n / 2), SECOND: the rest) when the expert is redundant.
+    enum Part : uint8_t { NONE = 0, ALL = 1, FIRST = 2, SECOND = 3 };
+    std::vector<uint8_t> part;     // [n_expert]
     std::vector<QMatrix> gate, up; // [n_expert] of [local expert ffn x dim]
     std::vector<QMatrix> down;     // [n_expert] of [dim x local expert ffn]
     QMatrix sh_gate, sh_up;        // shared experts (empty when none): [local shared ffn x dim]
@@ -223,6 +238,7 @@ struct ModelTimes {
     std::vector<std::vector<uint64_t>> moe_tokens;
     std::vector<double> rank_expert, rank_alltoall;
     uint64_t alltoalls = 0;
+    uint64_t alltoall_rows = 0; // routed rows computed on a rank other than their token's home rank
 };
 
 // What one token reads of a Mixture-of-Experts model. Active: the embedding row, attention, dense and shared FFNs, the
@@ -262,7 +278,8 @@ private:
     SharedWeights shared_;
     ModelLayout layout_;
     std::vector<std::unique_ptr<RankState>> ranks_;
-    std::unique_ptr<Communicator> comm_; // all-reduces between the ranks (tp.h)
+    std::unique_ptr<Communicator> comm_;     // all-reduces between the ranks (tp.h)
+    std::unique_ptr<Communicator> comm_moe_; // the expert combine (MoE), with its own injected delay
     std::unique_ptr<RankThreads> rank_threads_;
     std::vector<WeightFallback> fallbacks_;
 

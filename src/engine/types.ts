@@ -223,6 +223,10 @@ export interface MoeStats {
   /** Per rank: seconds in expert-parallel all-to-alls (the combine; injected delay included). */
   allToAllSeconds: number[];
   allToAlls: number;
+  /** Routed rows computed on a rank other than their token's home rank (token index mod ranks): the rows a real
+   *  interconnect would dispatch to the expert's rank and return, cumulative. Always set by the engine; absent in
+   *  windows the tuner reads back from Prometheus (no metric carries it). */
+  allToAllRows?: number;
   /** Per rank: seconds in routed-expert matmuls. */
   expertSecondsPerRank: number[];
 }

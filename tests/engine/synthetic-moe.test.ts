@@ -11,7 +11,9 @@
 //   - tuneloop's engine (native/src/moe.cpp) agrees with llama.cpp on the qwen3moe files (f16, q8_0, q4_k: mean cosine
 //     >= 0.999, top-1 >= 99% at every teacher-forced position), and refuses deepseek2 (MLA) with
 //     UNSUPPORTED_ARCHITECTURE until that architecture lands (the MLA work converts those cases);
-//   - MoE serving: tensor parallelism (tp 1 vs 2), batch invariance (a request alone vs among 15 others), routing
+//   - a `deepseek` (DeepSeek-MoE 16B layout) file rewritten from the qwen3moe preset: shared experts, a leading
+//     dense layer and the routed-weight scale agree with llama.cpp (tp 1, tp 2, ep 2);
+//   - MoE serving (moe-serving.test.ts): tensor parallelism (tp 1 vs 2), batch invariance (a request alone vs among 15 others), routing
 //     statistics in stats() and the active-parameter facts in info().
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -331,6 +333,80 @@ describe('group-limited routing on a qwen3moe file', () => {
       expect(cmp.top1Agreement).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
     } finally {
       await e.close();
+    }
+  });
+});
+
+describe('deepseek (DeepSeek-MoE 16B layout): shared experts, a leading dense layer, a routed-weight scale', () => {
+  // The synthetic tool has no `deepseek` preset (deepseek2's MLA is another file); this one is the qwen3moe preset
+  // rewritten into llama.cpp's deepseek layout: no QK-norm, heads of dim / head_count, NORM RoPE, layer 0 dense
+  // (ffn_gate/up/down), layers 1-2 MoE with 2 shared experts (ffn_*_shexp) and expert_weights_scale 1.5, softmax
+  // without renormalization. f32 weights: both engines multiply in f32.
+  const SHARED = 2;
+  const rand = (seed: number): (() => number) => {
+    let s = seed >>> 0;
+    return () => {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      return s / 2 ** 32 - 0.5;
+    };
+  };
+  const matrix = (name: string, cols: number, rows: number, seed: number): { name: string; ne: number[]; type: number; data: () => Float32Array[] } => {
+    const r = rand(seed);
+    const scale = Math.sqrt(12 / cols); // uniform of variance 1 / cols
+    const values = Float32Array.from({ length: cols * rows }, () => r() * scale);
+    return { name, ne: [cols, rows], type: GGML_TYPE.F32, data: () => [values] };
+  };
+  const toDeepseek =
+    (scale: number, zeroShared = false) =>
+    (m: Parameters<typeof editTensor>[0]): void => {
+      const s = spec('qwen3moe');
+      const ef = s.moe!.expertFfnDim;
+      m.metadata = m.metadata.map(([k, v]) => {
+        if (k === 'general.architecture') return [k, gv.str('deepseek')];
+        return [k.startsWith('qwen3moe.') ? 'deepseek.' + k.slice('qwen3moe.'.length) : k, v];
+      });
+      m.metadata.push(
+        ['deepseek.leading_dense_block_count', gv.u32(1)],
+        ['deepseek.expert_shared_count', gv.u32(SHARED)],
+        ['deepseek.expert_weights_scale', gv.f32(scale)],
+      );
+      m.tensors = m.tensors.filter((t) => !/attn_[qk]_norm/.test(t.name) && !/^blk\.0\.(ffn_gate_inp|ffn_\w+_exps)/.test(t.name));
+      m.tensors.push(
+        matrix('blk.0.ffn_gate.weight', s.dim, s.ffnDim, 11),
+        matrix('blk.0.ffn_up.weight', s.dim, s.ffnDim, 12),
+        matrix('blk.0.ffn_down.weight', s.ffnDim, s.dim, 13),
+      );
+      for (const l of [1, 2]) {
+        const down = matrix(`blk.${l}.ffn_down_shexp.weight`, ef * SHARED, s.dim, 30 + l);
+        if (zeroShared) down.data = () => [new Float32Array(ef * SHARED * s.dim)];
+        m.tensors.push(matrix(`blk.${l}.ffn_gate_shexp.weight`, s.dim, ef * SHARED, 10 + l), matrix(`blk.${l}.ffn_up_shexp.weight`, s.dim, ef * SHARED, 20 + l), down);
+      }
+    };
+  const file = (scale: number, zeroShared = false): string =>
+    models.write('qwen3moe', { real: false, fileType: 'f32', spec: { nLayers: 3, headDim: 16, writeHeadDim: false }, edit: toDeepseek(scale, zeroShared) }).file;
+
+  it('tuneloop agrees with llama.cpp; the shared experts and the scale each move llama.cpp past the bar', async () => {
+    const ref = await oracleRun(file(1.5));
+    for (const [label, other] of [
+      ['shared experts zeroed', file(1.5, true)],
+      ['routed scale 1 instead of 1.5', file(1)],
+    ] as const) {
+      const cmp = compareDistributions((await oracleRun(other)).dists, ref.dists);
+      console.log(`deepseek ${label} (llama.cpp): ${summary(cmp)}`);
+      expect(cmp.meanCosine < FLOAT_BAR.meanCosine || cmp.top1Agreement < FLOAT_BAR.top1, label).toBe(true);
+    }
+    for (const options of [{}, { tpDegree: 2, threadsPerRank: 1 }, { epDegree: 2, threadsPerRank: 1 }]) {
+      const e = await Engine.load({ model: file(1.5), threads: 2, contextLength: CONTEXT, ...options });
+      try {
+        expect(e.info.moe).toMatchObject({ sharedExperts: SHARED, leadingDenseLayers: 1, gating: 'softmax' });
+        const cmp = compareDistributions(softmaxRows(await e.evaluate(ref.tokens, { allLogits: true }), e.info.nVocab), ref.dists);
+        console.log(`deepseek ${JSON.stringify(options)}: ${summary(cmp)}`);
+        expect(cmp.meanCosine).toBeGreaterThanOrEqual(FLOAT_BAR.meanCosine);
+        expect(cmp.top1Agreement).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
+        expect(e.stats().moe!.moeLayers).toEqual([1, 2]);
+      } finally {
+        await e.close();
+      }
     }
   });
 });
