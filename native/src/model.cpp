@@ -1,6 +1,7 @@
 // The architecture-neutral model instance (model.h): ranks, weights accounting, and the forward dispatch.
 #include "model.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 
@@ -43,6 +44,52 @@ bool parse_weights_policy(const std::string & s, WeightsPolicy * out) {
     return false;
 }
 
+std::vector<KvLayerShape> kv_layer_shapes(const ModelHParams & hp, int32_t local_kv_heads) {
+    KvLayerShape s;
+    if (hp.is_mla()) {
+        // One row per token: the latent (kv_lora), then the shared RoPE key part; the value is the latent.
+        s.heads = 1;
+        s.k_width = hp.mla.kv_lora + hp.mla.rope;
+        s.v_width = hp.mla.kv_lora;
+        s.v_in_k = true;
+    } else {
+        s.heads = local_kv_heads;
+        s.k_width = s.v_width = hp.head_dim;
+    }
+    return std::vector<KvLayerShape>(hp.n_layers, s);
+}
+
+size_t kv_bytes_per_token(const ModelHParams & hp, KvDtype dtype, int32_t tp) {
+    size_t b = 0;
+    // Ranks own n_kv_heads / tp heads each (the MLA latent: all of it).
+    for (const KvLayerShape & s : kv_layer_shapes(hp, hp.n_kv_heads / std::max(1, tp))) b += s.bytes_per_token(dtype);
+    return b * (size_t) std::max(1, tp);
+}
+
+size_t kv_bytes_per_token_mha(const ModelHParams & hp, KvDtype dtype) {
+    KvLayerShape s;
+    s.heads = hp.n_heads;
+    s.k_width = hp.is_mla() ? hp.mla.nope + hp.mla.rope : hp.head_dim;
+    s.v_width = hp.is_mla() ? hp.mla.v_head : hp.head_dim;
+    // bytes_per_token as if keys and values had one width each: (k + v) elements per head, two scales under int8.
+    size_t per_layer = (size_t) s.heads * (s.k_width + s.v_width) * kv_dtype_bytes(dtype);
+    if (dtype == KvDtype::I8) per_layer += (size_t) s.heads * 2 * sizeof(float);
+    return per_layer * (size_t) hp.n_layers;
+}
+
+namespace {
+
+// Every weight matrix of one layer of a shard, the MLA ones included (empty ones have no rows).
+std::vector<const QMatrix *> layer_matrices(const ShardWeights::Layer & L) {
+    std::vector<const QMatrix *> out = {&L.wq,   &L.wk,     &L.wv,       &L.wo,     &L.w_gate,
+                                        &L.w_up, &L.w_down, &L.mla.wq_a, &L.mla.wq, &L.mla.wkv_a};
+    for (const QMatrix & m : L.mla.wk_b) out.push_back(&m);
+    for (const QMatrix & m : L.mla.wv_b) out.push_back(&m);
+    return out;
+}
+
+} // namespace
+
 Model::Model(const Architecture & arch, ModelHParams hp, ModelWeights weights, ModelLayout layout)
     : arch_(arch), hp_(std::move(hp)), shared_(std::move(weights.shared)), layout_(layout) {
     const int n = (int) weights.shards.size();
@@ -60,7 +107,7 @@ Model::Model(const Architecture & arch, ModelHParams hp, ModelWeights weights, M
     for (const auto & r : ranks_) {
         if (!r->shard.output_is_tok_embd) note(r->shard.output);
         for (const auto & L : r->shard.layers)
-            for (const QMatrix * m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) note(*m);
+            for (const QMatrix * m : layer_matrices(L)) note(*m);
     }
     for (auto & [_, f] : fb) fallbacks_.push_back(f);
 }
@@ -74,14 +121,15 @@ std::vector<std::pair<std::string, size_t>> Model::weight_bytes() const {
     };
     add(shared_.tok_embd);
     size_t norms = shared_.output_norm.size() * sizeof(float);
-    for (const auto * vs : {&shared_.attn_norm, &shared_.ffn_norm, &shared_.attn_post_norm, &shared_.ffn_post_norm,
-                            &shared_.attn_q_norm, &shared_.attn_k_norm})
+    for (const auto * vs :
+         {&shared_.attn_norm, &shared_.ffn_norm, &shared_.attn_post_norm, &shared_.ffn_post_norm, &shared_.attn_q_norm,
+          &shared_.attn_k_norm, &shared_.attn_q_a_norm, &shared_.attn_kv_a_norm})
         for (const std::vector<float> & v : *vs) norms += v.size() * sizeof(float);
     norms += shared_.rope_factors.size() * sizeof(float);
     for (const auto & r : ranks_) {
         if (!r->shard.output_is_tok_embd) add(r->shard.output);
         for (const auto & L : r->shard.layers) {
-            for (const QMatrix * m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) add(*m);
+            for (const QMatrix * m : layer_matrices(L)) add(*m);
             norms += (L.bq.size() + L.bk.size() + L.bv.size()) * sizeof(float); // biases: f32 too
         }
     }

@@ -52,14 +52,16 @@ void require_supported_type(const GgufFile & f, const GgufTensorInfo & t) {
          "model '" + f.path() + "': tensor '" + t.name + "' has " + what + "; supported: " + supported_types());
 }
 
-const GgufTensorInfo & require_tensor(const GgufFile & f, const std::string & name, int64_t ne0, int64_t ne1) {
+const GgufTensorInfo & require_tensor(const GgufFile & f, const std::string & name, int64_t ne0, int64_t ne1,
+                                      int64_t ne2 = 1) {
     const GgufTensorInfo * t = f.find_tensor(name);
     if (!t) corrupt(f, "required tensor '" + name + "' is missing");
     require_supported_type(f, *t);
-    bool ok = t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == 1 && t->ne[3] == 1;
+    bool ok = t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == ne2 && t->ne[3] == 1;
     if (!ok)
         corrupt(f, "tensor '" + name + "' has shape " + shape_str(*t) + ", expected [" + std::to_string(ne0) +
-                       (ne1 > 1 ? ", " + std::to_string(ne1) : "") + "] from the metadata");
+                       (ne1 > 1 || ne2 > 1 ? ", " + std::to_string(ne1) : "") +
+                       (ne2 > 1 ? ", " + std::to_string(ne2) : "") + "] from the metadata");
     return *t;
 }
 
@@ -146,7 +148,7 @@ std::vector<float> load_vector(const GgufFile & f, const std::string & name, int
 }
 
 WeightChoice check_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolicy policy) {
-    const GgufTensorInfo & t = require_tensor(f, m.name, m.cols, m.rows);
+    const GgufTensorInfo & t = require_tensor(f, m.name, m.cols, m.rows / m.slabs, m.slabs);
     const WeightChoice c = choose_weight_type(f, m.name, policy, m.role, t.type, m.cols);
     if (m.cr.begin != 0 || m.cr.end != m.cols) {
         // A row-split shard: its columns must be whole blocks of the type it is held in (the file's blocks are
@@ -167,7 +169,7 @@ WeightChoice check_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolic
 }
 
 void load_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolicy policy, QMatrix & out, ThreadPool & pool) {
-    const GgufTensorInfo & t = require_tensor(f, m.name, m.cols, m.rows);
+    const GgufTensorInfo & t = require_tensor(f, m.name, m.cols, m.rows / m.slabs, m.slabs);
     const WeightChoice c = check_matrix(f, m, policy);
     const quant::Type src = (quant::Type) t.type;
     const quant::TypeTraits * ts = quant::traits(src);
@@ -447,9 +449,15 @@ void check_layout(const ModelHParams & hp, const ModelLayout & lay) {
     auto invalid = [](const std::string & m) { fail(ErrorCode::INVALID_ARGUMENT, m); };
     if (lay.tp < 1 || lay.tp > 64) invalid("tpDegree must be between 1 and 64");
     if (lay.threads_per_rank < 1 || lay.threads_per_rank > 256) invalid("threadsPerRank must be between 1 and 256");
-    if (hp.n_kv_heads % lay.tp != 0)
+    if (hp.is_mla()) {
+        // MLA splits the query heads (their absorbed products and values); every rank keeps the whole latent cache.
+        if (hp.n_heads % lay.tp != 0)
+            invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's " +
+                    std::to_string(hp.n_heads) + " attention heads");
+    } else if (hp.n_kv_heads % lay.tp != 0) {
         invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's " + std::to_string(hp.n_kv_heads) +
                 " KV heads");
+    }
     if (hp.ffn_dim % lay.tp != 0)
         invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's FFN width " +
                 std::to_string(hp.ffn_dim));

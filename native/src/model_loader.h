@@ -74,6 +74,9 @@ struct MatrixSpec {
     int64_t rows, cols;
     MatrixRole role;
     Range rr, cr;
+    // > 1: a 3-D tensor ne [cols, rows / slabs, slabs] (one slab per head: MLA's attn_k_b / attn_v_b), read as the
+    // [rows x cols] matrix of its slabs one after the other (the same bytes); rr picks a slab's rows.
+    int64_t slabs = 1;
 };
 // Everything load_matrix would refuse, without touching the data: the shape, the type (choose_weight_type) and, for a
 // column range, block alignment (INVALID_ARGUMENT naming the tensor and its block size: tensor parallelism cannot cut

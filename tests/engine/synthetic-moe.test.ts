@@ -138,7 +138,7 @@ describe('what each MoE file holds', () => {
     ['a deepseek2 without shared experts', moeWith('deepseek3', { nShared: 0 }), 'deepseek3', /shared expert/],
     ['groups that do not divide the experts', moeWith('deepseek3', { groups: { count: 3, used: 1 } }), 'deepseek3', /groups/],
     ['a DeepSeek key on qwen3moe', moeWith('qwen3moe', { gating: 'sigmoid' }), 'qwen3moe', /not read/],
-    ['only dense layers', moeWith('deepseek3', { leadingDense: 4 }), 'deepseek3', /no MoE layer/],
+    ['more dense layers than layers', moeWith('deepseek3', { leadingDense: 5 }), 'deepseek3', /exceeds nLayers/],
     ['MLA head widths that disagree', { headDim: 40 }, 'deepseek3', /qkNopeDim \+ qkRopeDim/],
   ])('refuses %s', (_label, over, preset, message) => {
     expect(() => validateArchSpec({ ...spec(preset), ...over })).toThrow(message);
