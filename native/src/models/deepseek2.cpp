@@ -10,6 +10,11 @@
 // 0, V2-Lite) attn_q [dim, heads * (nope + rope)]; attn_kv_a_mqa [dim, kv_lora + rope] + attn_kv_a_norm [kv_lora];
 // attn_k_b [nope, kv_lora, heads] and attn_v_b [kv_lora, v_head, heads]; attn_output [heads * v_head, dim].
 //
+// A multi-token-prediction module (nextn_predict_layers K, DeepSeek-V3's MTP): block_count counts it and its blocks
+// blk.<n>.. blk.<n + K - 1> (n = block_count - K) hold a decoder block plus nextn.* tensors. It predicts a further
+// token for speculative decoding; the model's own next-token logits never use it, and llama.cpp skips it unless asked
+// for an MTP context. tuneloop runs the n trunk layers and accepts those blocks without loading them.
+//
 // The query . key scale under YaRN (llama.cpp's deepseek2 graph and llama_context): with rope.scaling.
 // yarn_log_multiplier (the converter writes 0.1 * mscale_all_dim), the RoPE magnitude is rope.scaling.attn_factor
 // alone (llama_context cancels ggml's own YaRN factor and, for deepseek2, mscale = mscale_all_dim makes the ratio
@@ -48,6 +53,30 @@ int32_t dense_layers(const GgufFile & f, int32_t n_layers) {
     return non_negative_int(f, std::string(kArch) + ".leading_dense_block_count", 0, n_layers);
 }
 
+// The trunk's layers: block_count less the MTP module's (nextn_predict_layers).
+int32_t trunk_layers(const GgufFile & f) {
+    const std::string p = std::string(kArch) + ".";
+    const int32_t blocks = positive_int(f, p + "block_count", 0, 1024);
+    const int32_t mtp = non_negative_int(f, p + "nextn_predict_layers", 0, 1024);
+    if (mtp >= blocks)
+        corrupt(f, "metadata '" + p + "nextn_predict_layers' = " + std::to_string(mtp) + " leaves no trunk layer of " +
+                       p + "block_count = " + std::to_string(blocks));
+    return blocks - mtp;
+}
+
+// Whether `name` is a tensor of the MTP module's blocks (layers n_layers .. blocks - 1).
+bool mtp_tensor(const std::string & name, int32_t n_layers, int32_t blocks) {
+    if (name.compare(0, 4, "blk.") != 0) return false;
+    const size_t dot = name.find('.', 4);
+    if (dot == std::string::npos || dot == 4) return false;
+    int64_t layer = 0;
+    for (size_t i = 4; i < dot; ++i) {
+        if (name[i] < '0' || name[i] > '9' || layer > (1 << 20)) return false;
+        layer = layer * 10 + (name[i] - '0');
+    }
+    return layer >= n_layers && layer < blocks;
+}
+
 class Deepseek2Architecture final : public Architecture {
 public:
     const char * name() const override { return kArch; }
@@ -58,15 +87,15 @@ public:
         // file whose every layer is dense runs without them; one with MoE layers is refused below).
         refuse_unknown_keys(
             f, kArch,
-            {"leading_dense_block_count", "attention.q_lora_rank", "attention.kv_lora_rank", "attention.key_length_mla",
-             "attention.value_length_mla", "rope.scaling.yarn_log_multiplier", "rope.scaling.yarn_beta_fast",
-             "rope.scaling.yarn_beta_slow", "expert_count", "expert_used_count", "expert_feed_forward_length",
-             "expert_shared_count", "expert_weights_scale", "expert_weights_norm", "expert_gating_func",
-             "expert_group_count", "expert_group_used_count"});
+            {"leading_dense_block_count", "nextn_predict_layers", "attention.q_lora_rank", "attention.kv_lora_rank",
+             "attention.key_length_mla", "attention.value_length_mla", "rope.scaling.yarn_log_multiplier",
+             "rope.scaling.yarn_beta_fast", "rope.scaling.yarn_beta_slow", "expert_count", "expert_used_count",
+             "expert_feed_forward_length", "expert_shared_count", "expert_weights_scale", "expert_weights_norm",
+             "expert_gating_func", "expert_group_count", "expert_group_used_count"});
         ModelHParams hp;
         hp.arch = kArch;
         hp.dim = positive_int(f, p + "embedding_length", 0, 1 << 16);
-        hp.n_layers = positive_int(f, p + "block_count", 0, 1024);
+        hp.n_layers = trunk_layers(f);
         hp.n_heads = positive_int(f, p + "attention.head_count", 0, 1024);
         hp.n_kv_heads = positive_int(f, p + "attention.head_count_kv", hp.n_heads, 1024);
         hp.ffn_dim = positive_int(f, p + "feed_forward_length", 0, 1 << 18);
@@ -103,6 +132,7 @@ public:
         const Range all_dim{0, hp.dim};
         const int64_t qk = m.nope + m.rope, H = hp.n_heads, ffn = hp.ffn_dim;
         const int32_t dense = dense_layers(f, hp.n_layers);
+        const int32_t blocks = (int32_t) f.get_int(std::string(kArch) + ".block_count", hp.n_layers);
         auto present = [&](const std::string & name) { return f.find_tensor(name) != nullptr; };
         std::set<std::string> used;
         ModelWeights w;
@@ -201,7 +231,7 @@ public:
             sh.attn_kv_a_norm.push_back(vec(p + "attn_kv_a_norm.weight", m.kv_lora));
         }
         for (const GgufTensorInfo & t : f.tensors())
-            if (!used.count(t.name))
+            if (!used.count(t.name) && !mtp_tensor(t.name, hp.n_layers, blocks))
                 unsupported(f, "tensor '" + t.name +
                                    "' is not part of tuneloop's deepseek2 architecture (refused "
                                    "rather than ignored, as llama.cpp refuses a file with unexpected "
