@@ -96,6 +96,7 @@ const CASES: Case[] = [
   { label: 'V2-Lite (attn_q)', preset: 'deepseek2-lite', fileType: 'f16', spec: allDense('deepseek2-lite') },
   { label: 'V2-Lite (attn_q)', preset: 'deepseek2-lite', fileType: 'q8_0', spec: allDense('deepseek2-lite') },
   { label: 'V2-Lite attention widths', preset: 'deepseek2-lite', fileType: 'q4_k', spec: V2_LITE_ATTENTION },
+  { label: 'V2-Lite attention widths', preset: 'deepseek2-lite', fileType: 'q4_0', spec: V2_LITE_ATTENTION },
   { label: 'V3 (q_lora)', preset: 'deepseek3', fileType: 'f16', spec: allDense('deepseek3') },
   { label: 'V3 (q_lora)', preset: 'deepseek3', fileType: 'q8_0', spec: allDense('deepseek3') },
   { label: 'V3 (q_lora), 256-wide', preset: 'deepseek3', fileType: 'q4_k', spec: V3_WIDE },
@@ -184,6 +185,39 @@ describe("the comparison can fail: llama.cpp's distributions without a DeepSeek 
   });
 });
 
+describe('weights policies: the per-head slabs in every storage layout', () => {
+  // The attn_k_b / attn_v_b slabs re-quantized at load into the bf16 and int8 layouts (the q8_0, q4_0 and q4_k files
+  // of the llama.cpp comparison cover the int8, int4 and block layouts against the oracle); each policy's logits
+  // against the f16 file's own.
+  let file: string;
+  let tokens: number[];
+  let ref: Float32Array;
+  beforeAll(async () => {
+    file = models.write('deepseek2-lite', { real: false, spec: V2_LITE_ATTENTION }).file;
+    tokens = Array.from({ length: 64 }, (_, i) => 1 + ((i * 53) % 500));
+    const e = await load(file);
+    ref = await e.evaluate(tokens, { allLogits: true });
+    await e.close();
+  });
+  it.each([
+    ['bf16', 0.9999],
+    ['mixed', 0.999],
+    ['q8_0', 0.999],
+  ] as const)('%s', async (weights, bar) => {
+    const e = await load(file, { weights });
+    try {
+      const got = await e.evaluate(tokens, { allLogits: true });
+      const V = e.info.nVocab;
+      let mean = 0;
+      for (let t = 0; t < tokens.length; t++) mean += cosine(ref, got, t * V, (t + 1) * V) / tokens.length;
+      console.log(`weights ${weights}: mean logits cosine vs f16 ${mean.toFixed(6)}; held as ${JSON.stringify(e.info.weightBytes)}`);
+      expect(mean).toBeGreaterThan(bar);
+    } finally {
+      await e.close();
+    }
+  });
+});
+
 describe('KV bytes per token', () => {
   it('a DeepSeek-V2-Lite attention shape stores one latent row per layer: below a quarter of MHA, reported by info() and inspect', async () => {
     const f = models.write('deepseek2-lite', { real: false, fileType: 'f16', spec: V2_LITE_ATTENTION });
@@ -267,6 +301,20 @@ describe('serving with a latent KV cache', () => {
       handles[3]!.cancel();
       const ends = await Promise.all(handles.map((h) => h.result.then((r) => r.finishReason)));
       expect(ends).toEqual(['length', 'cancelled', 'length', 'cancelled']);
+      await expectNoLeakedBlocks(engine);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('a repeated prompt reuses its cached latent blocks and gives the same tokens', async () => {
+    const engine = await load(file, { kvBlockSizeTokens: 16 });
+    try {
+      const r = greedy(prompt(30, 70), 16);
+      const first = await engine.generate(r).result;
+      const again = await engine.generate(r).result;
+      expect(again.usage.cachedPromptTokens).toBe(64); // the prompt's 4 full blocks
+      expect(again.tokens).toEqual(first.tokens);
       await expectNoLeakedBlocks(engine);
     } finally {
       await engine.close();
