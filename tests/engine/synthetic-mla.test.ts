@@ -478,6 +478,13 @@ describe('hostile deepseek2 files: clear errors naming the key or tensor', () =>
       message: /attention\.key_length_mla' and 'deepseek2\.attention\.value_length_mla' are required/,
     },
     {
+      label: 'no RMSNorm epsilon (llama.cpp requires it)',
+      preset: 'deepseek2-lite',
+      edit: setKey('deepseek2.attention.layer_norm_rms_epsilon', undefined),
+      code: 'MODEL_CORRUPT',
+      message: /attention\.layer_norm_rms_epsilon' is required/,
+    },
+    {
       label: 'a YaRN beta that llama.cpp would not use',
       preset: 'deepseek2-lite',
       edit: setKey('deepseek2.rope.scaling.yarn_beta_fast', gv.f32(16)),

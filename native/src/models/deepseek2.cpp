@@ -101,7 +101,10 @@ public:
         hp.ffn_dim = positive_int(f, p + "feed_forward_length", 0, 1 << 18);
         hp.n_ctx_train = positive_int(f, p + "context_length", 2048, 1 << 20);
         hp.rope_theta = (float) f.get_float(p + "rope.freq_base", 10000.0);
-        hp.rms_eps = (float) f.get_float(p + "attention.layer_norm_rms_epsilon", 1e-6);
+        // Required, as llama.cpp's deepseek2 loader requires it (no family default to fall back on).
+        if (!f.find(p + "attention.layer_norm_rms_epsilon"))
+            corrupt(f, "metadata '" + p + "attention.layer_norm_rms_epsilon' is required");
+        hp.rms_eps = (float) f.get_float(p + "attention.layer_norm_rms_epsilon", 0.0);
         if (!(hp.rope_theta > 0) || !std::isfinite(hp.rope_theta))
             corrupt(f, "rope.freq_base must be a positive number");
         if (!(hp.rms_eps > 0) || !std::isfinite(hp.rms_eps))
