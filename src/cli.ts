@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { Engine, EngineError, WEIGHTS_POLICIES, type WeightsPolicy } from './engine/index.js';
-import { defaultModelPath } from './defaults.js';
+import { defaultModelPath, resolveModelArg } from './defaults.js';
 import { SERVE_USAGE, serveCommand } from './serve.js';
 import { LOAD_USAGE, loadCommand } from './loadgen/index.js';
 import { DASHBOARDS_USAGE, dashboardsCommand } from './observability/dashboards.js';
@@ -45,7 +45,7 @@ async function generate(argv: string[]): Promise<number> {
     },
     strict: true,
   });
-  const model = values.model ?? defaultModelPath();
+  const model = values.model !== undefined ? resolveModelArg(values.model) : defaultModelPath();
   if (!values.model && !existsSync(model)) {
     throw new EngineError('MODEL_NOT_FOUND', `the embedded default model ${model} is missing; pass --model PATH`);
   }

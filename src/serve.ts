@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { EMBEDDED_MODELS, resolveModelArg } from './defaults.js';
 import { Engine } from './engine/engine.js';
 import { EngineError } from './engine/errors.js';
 import type { EngineOptions } from './engine/types.js';
@@ -21,6 +22,7 @@ import { TemplateSandbox } from './controlplane/openai/template-sandbox.js';
 export const SERVE_USAGE = `usage:
   tuneloop serve [--config FILE] [--model PATH] [--host H] [--port N] [--threads N]
                  [--log-level fatal|error|warn|info|debug|trace|silent] [--set SECTION.KEY=VALUE]...
+  --model takes a GGUF path or a shipped model's name: tuneloop-shakespeare (the default), tuneloop-deepseek-tiny.
   Precedence: defaults < --config file < TUNELOOP_<SECTION>_<KEY> env vars < flags (--set, then the named flags).
 `;
 
@@ -92,9 +94,11 @@ export function resolveServeSettings(argv: string[], env: NodeJS.ProcessEnv = pr
     overrides[kv.slice(0, eq)] = kv.slice(eq + 1);
   }
   if (values.model !== undefined) {
-    overrides['model.path'] = values.model;
+    // A path, or the name of a model shipped in models/ (EMBEDDED_MODELS).
+    const path = resolveModelArg(values.model);
+    overrides['model.path'] = path;
     // A model given by path is served under its file name unless a name is set explicitly.
-    overrides['model.name'] ??= modelNameOf(values.model);
+    overrides['model.name'] ??= modelNameOf(path);
   }
   if (values.host !== undefined) overrides['server.host'] = values.host;
   if (values.port !== undefined) overrides['server.port'] = values.port;
@@ -102,7 +106,10 @@ export function resolveServeSettings(argv: string[], env: NodeJS.ProcessEnv = pr
   if (values['log-level'] !== undefined) overrides['logging.level'] = values['log-level'];
   const config = loadConfig({ ...(values.config !== undefined ? { file: values.config } : {}), env, overrides });
   if (!existsSync(config.model.path)) {
-    throw new EngineError('MODEL_NOT_FOUND', `model file ${config.model.path} does not exist; pass --model PATH`);
+    throw new EngineError(
+      'MODEL_NOT_FOUND',
+      `model file ${config.model.path} does not exist; pass --model PATH (or the name of a shipped model: ${Object.keys(EMBEDDED_MODELS).join(', ')})`,
+    );
   }
   return { config, engine: engineOptionsFromConfig(config), server: serverOptionsFromConfig(config) };
 }

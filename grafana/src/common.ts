@@ -114,6 +114,30 @@ export function heatmapPanel(ids: PanelIds, o: PanelOpts): heatmap.PanelBuilder 
   return withTargets(p, o.targets);
 }
 
+/** A heatmap whose rows are plain series (one per label set, e.g. per expert), not histogram buckets: the
+ *  query stays a time series and Grafana must not re-bucket it. */
+export function seriesHeatmapPanel(ids: PanelIds, o: PanelOpts): heatmap.PanelBuilder {
+  const p = new heatmap.PanelBuilder()
+    .id(ids.take())
+    .title(o.title)
+    .description(o.description)
+    .datasource(DATASOURCE)
+    .unit(o.unit)
+    .span(o.width ?? 12)
+    .height(o.height ?? 8)
+    .calculate(false)
+    .color(
+      new heatmap.HeatmapColorOptionsBuilder()
+        .mode(heatmap.HeatmapColorMode.Scheme)
+        .scheme('Oranges')
+        .scale(heatmap.HeatmapColorScale.Exponential)
+        .exponent(0.5)
+        .steps(64)
+        .reverse(false),
+    );
+  return withTargets(p, o.targets);
+}
+
 function queryVariable(name: string, label: string, query: string): dashboard.QueryVariableBuilder {
   return (
     new dashboard.QueryVariableBuilder(name)

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Document, type Node as YamlNode } from 'yaml';
 import { validateDetailed as validateCron } from 'node-cron';
-import type { EngineOptions } from '../engine/types.js';
+import type { EngineOptions, ExpertRef } from '../engine/types.js';
 import { API_ROLES, CONFIG_SCHEMA, DEFAULT_CONFIG, envKeyOf, type ApiToken, type FieldSpec, type SectionName, type StringFormat, type TuneloopConfig } from './schema.js';
 
 export { API_ROLES, CONFIG_SCHEMA, DEFAULT_CONFIG, METRICS_SOURCES, TUNER_KNOBS, configKeyDocs, envKeyOf } from './schema.js';
@@ -81,6 +81,9 @@ export function engineOptionsFromConfig(cfg: TuneloopConfig): EngineOptions {
     kvDtype: m.kvDtype,
     tpDegree: m.tpDegree,
     kvBlockSizeTokens: m.kvBlockSizeTokens,
+    // MoE layout only when set away from the defaults: an engine that predates MoE never sees the keys.
+    ...(m.epDegree !== 1 ? { epDegree: m.epDegree } : {}),
+    ...(m.redundantExperts.length > 0 ? { redundantExperts: parseExpertRefs(m.redundantExperts) } : {}),
     kvCacheMaxBytes: m.kvCacheMaxBytes,
     scheduler: { ...cfg.scheduler },
   };
@@ -88,6 +91,14 @@ export function engineOptionsFromConfig(cfg: TuneloopConfig): EngineOptions {
   if (m.threads !== undefined) opts.threads = m.threads;
   if (m.contextLength !== undefined) opts.contextLength = m.contextLength;
   return opts;
+}
+
+/** `LAYER:EXPERT` strings (format 'expertRef', already checked) to {layer, expert}. */
+export function parseExpertRefs(refs: readonly string[]): ExpertRef[] {
+  return refs.map((r) => {
+    const [layer, expert] = r.split(':').map(Number) as [number, number];
+    return { layer, expert };
+  });
 }
 
 // ---- layers ----
@@ -264,7 +275,7 @@ function checkValue(path: string, spec: FieldSpec, v: unknown, origin: string): 
         if (values && !values.includes(item)) {
           throw new ConfigError(at, `unknown name ${describe(item)}${suggest(item, values)} (known: ${values.join(', ')})`, origin);
         }
-        if (values && v.indexOf(item) !== i) throw new ConfigError(at, `${describe(item)} is listed twice`, origin);
+        if ((values || spec.format === 'expertRef') && v.indexOf(item) !== i) throw new ConfigError(at, `${describe(item)} is listed twice`, origin);
         const problem = spec.format ? formatProblem(spec.format, item) : undefined;
         if (problem) throw new ConfigError(at, `${problem}, got ${describe(item)}`, origin);
       });
@@ -339,6 +350,9 @@ function formatProblem(format: StringFormat, v: string): string | undefined {
     case 'apiKey':
       // A prefixed entry must be a whole digest: a typo would otherwise lock every client out with no hint why.
       return !v.startsWith('sha256:') || /^sha256:[0-9a-f]{64}$/.test(v) ? undefined : 'expected sha256: followed by 64 lowercase hex digits (tuneloop hash-token KEY)';
+    case 'expertRef':
+      // The canonical spelling only (no leading zeros), so a repeat is a repeated string.
+      return /^(0|[1-9]\d{0,4}):(0|[1-9]\d{0,4})$/.test(v) ? undefined : 'expected LAYER:EXPERT, two whole numbers such as 3:17';
     case 'origin': {
       // Browsers send the serialized origin (lower-case host, no default port, no path); anything else never matches.
       const expected = 'expected an origin such as https://ops.example.com (scheme://host[:port], no path or trailing slash)';

@@ -32,6 +32,10 @@ export interface ModelConfig {
   weights: WeightsPolicy;
   kvDtype: KvDtype;
   tpDegree: number;
+  /** Expert-parallel ranks (MoE models). */
+  epDegree: number;
+  /** Replicated experts as `LAYER:EXPERT` (MoE models). */
+  redundantExperts: string[];
   threadsPerRank: number | undefined;
   threads: number | undefined;
   contextLength: number | undefined;
@@ -189,7 +193,7 @@ export type FieldSpec = FieldBase &
   );
 
 /** What a string must also be, beyond its kind (checked in config.ts). */
-export type StringFormat = 'cron' | 'timezone' | 'url' | 'origin' | 'apiKey';
+export type StringFormat = 'cron' | 'timezone' | 'url' | 'origin' | 'apiKey' | 'expertRef';
 
 /** Every key of every section must have a spec: the mapped type makes a missing one a compile error. */
 export type ConfigSchema = { [S in SectionName]: { [K in keyof TuneloopConfig[S]]-?: FieldSpec } };
@@ -288,6 +292,23 @@ export const CONFIG_SCHEMA: ConfigSchema = {
       min: 1,
       max: 64,
       doc: "Tensor-parallel ranks; must divide the model's KV heads and FFN width (cold setting).",
+    },
+    epDegree: {
+      kind: 'integer',
+      min: 1,
+      max: 64,
+      doc:
+        "Mixture-of-Experts models: expert-parallel ranks, each owning a slice of every MoE layer's routed experts; tokens " +
+        'go to the rank that owns their expert and come back (an all-to-all). Must divide the expert count; a dense model ' +
+        'takes only 1 (cold setting, a tuner knob).',
+    },
+    redundantExperts: {
+      kind: 'stringList',
+      format: 'expertRef',
+      doc:
+        'Mixture-of-Experts models: experts also held on a second rank, as LAYER:EXPERT (3:17 = expert 17 of block 3), so ' +
+        "the hottest experts' tokens split between two ranks. Only meaningful with epDegree > 1 (cold setting, a tuner " +
+        'knob). In env vars and CLI overrides: comma-separated.',
     },
     threadsPerRank: {
       kind: 'integer',
@@ -575,6 +596,8 @@ export const DEFAULT_CONFIG: Readonly<TuneloopConfig> = deepFreeze({
     weights: 'native',
     kvDtype: 'f32',
     tpDegree: 1,
+    epDegree: 1,
+    redundantExperts: [],
     threadsPerRank: undefined,
     threads: undefined,
     contextLength: undefined,
@@ -602,7 +625,7 @@ export const DEFAULT_CONFIG: Readonly<TuneloopConfig> = deepFreeze({
     alertTriggersAnalysis: true,
     maxCandidates: 3,
     autoApply: ['maxBatchSize', 'maxBatchTokens', 'maxQueueDelayMs', 'queueGrowThreshold', 'maxQueueLength'],
-    requireApproval: ['weights', 'kvDtype', 'tpDegree', 'threadsPerRank'],
+    requireApproval: ['weights', 'kvDtype', 'tpDegree', 'threadsPerRank', 'epDegree', 'redundantExperts'],
     forbid: [],
     failedCooldownHours: 24,
     proposalTtlHours: 72,
@@ -673,6 +696,7 @@ const STRING_FORMAT_DOCS: Record<StringFormat, string> = {
   url: 'http(s) URL',
   origin: 'origin (scheme://host[:port])',
   apiKey: 'sha256:HEX digest (or a plain key)',
+  expertRef: 'LAYER:EXPERT',
 };
 
 export function typeDoc(spec: FieldSpec): string {

@@ -150,7 +150,7 @@ export class Engine {
 
   /** Change cold settings: a new model instance is built beside the old one, new and waiting requests move to it,
    *  running ones finish on the old one, which is then freed. No request fails because of a reload. */
-  async reload(settings: Partial<ModelLayoutSettings> & { kvCacheBlocks?: number; allreduceDelayUs?: number }): Promise<ModelInfo> {
+  async reload(settings: Partial<ModelLayoutSettings> & { kvCacheBlocks?: number; allreduceDelayUs?: number; alltoallDelayUs?: number }): Promise<ModelInfo> {
     this.checkOpen();
     validateLayout(settings);
     const done = this.handle.reload({ ...settings });

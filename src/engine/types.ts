@@ -44,6 +44,19 @@ export interface ModelLayoutSettings {
   kvBlockSizeTokens: number;
   /** Context window in tokens; default and maximum: the model's trained context (`<architecture>.context_length`). */
   contextLength: number;
+  /** Mixture-of-Experts models only: expert-parallel ranks, each owning a slice of every MoE layer's routed experts
+   *  (tokens are dispatched to the owning rank and combined back: an all-to-all). Default 1. Optional in the type: an
+   *  engine built before MoE does not report it; a dense model takes only 1. */
+  epDegree?: number;
+  /** Mixture-of-Experts models only: experts held on one more rank beside their owner, so the hottest experts'
+   *  tokens split across two ranks (DeepSeek-V3's redundant experts). Default none. */
+  redundantExperts?: ExpertRef[];
+}
+
+/** One routed expert of one MoE layer: `layer` is the model's block index (blk.N), `expert` the expert's index. */
+export interface ExpertRef {
+  layer: number;
+  expert: number;
 }
 
 export interface EngineOptions extends Partial<ModelLayoutSettings> {
@@ -57,6 +70,9 @@ export interface EngineOptions extends Partial<ModelLayoutSettings> {
   kvCacheMaxBytes?: number;
   /** Injected delay per all-reduce, microseconds: emulates a slow interconnect in benchmarks (seed 001). */
   allreduceDelayUs?: number;
+  /** Injected delay per expert-parallel all-to-all (one per MoE layer and step: the combine, after the ranks' routed
+   *  experts ran), microseconds: the same slow-interconnect emulation for expert parallelism. */
+  alltoallDelayUs?: number;
   scheduler?: Partial<SchedulerSettings>;
 }
 
@@ -166,7 +182,9 @@ export interface ModelInfo {
   quantKernels: string;
   loadMs: number;
   trainedContextLength: number;
-  layout: ModelLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number };
+  layout: ModelLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number; alltoallDelayUs?: number };
+  /** Mixture-of-Experts models only (absent for dense ones). */
+  moe?: MoeModelInfo;
   /** KV-cache bytes one token takes as laid out (layout.kvDtype, every tensor-parallel rank, int8 scales included):
    *  what the pool is sized by. For an MLA model, one row of kvLoraRank + qkRopeDim values per layer (per rank). */
   kvBytesPerToken: number;
@@ -176,6 +194,24 @@ export interface ModelInfo {
   kvBytesPerTokenMha: number;
   /** Multi-head Latent Attention (deepseek2), when the model has it (docs/architecture.md, MLA). */
   mla?: MlaInfo;
+}
+
+/** The expert structure of a Mixture-of-Experts model (ModelInfo.moe). */
+export interface MoeModelInfo {
+  /** Routed experts per MoE layer. */
+  expertCount: number;
+  /** Experts each token is routed to (top-k). */
+  expertUsed: number;
+  /** Shared experts every token runs through (deepseek2), 0 for qwen3moe. */
+  sharedExperts: number;
+  /** Leading layers with a dense FFN (deepseek2's leading_dense_block_count). */
+  leadingDenseLayers: number;
+  gating: 'softmax' | 'sigmoid';
+  /** Parameters one token runs through (dense parts, shared experts and expertUsed routed experts) and in all. */
+  activeParams: number;
+  totalParams: number;
+  /** Weight bytes a single token's forward pass reads, as the weights are held. */
+  activeWeightBytesPerToken: number;
 }
 
 /** The MLA shape of a deepseek2 model, as the file declares it. */
@@ -190,6 +226,24 @@ export interface MlaInfo {
   vHeadDim: number;
   /** The query . key scale: mscale^2 / sqrt(qkNopeDim + qkRopeDim) under YaRN, as llama.cpp computes it. */
   kqScale: number;
+}
+
+/** Routing and expert-parallel counters of a Mixture-of-Experts model (EngineStats.moe), cumulative since load. */
+export interface MoeStats {
+  expertCount: number;
+  expertUsed: number;
+  sharedExperts: number;
+  /** The layer indices that are MoE, ascending. */
+  moeLayers: number[];
+  /** [i over moeLayers][expert]: tokens routed to each expert (each token counts once per expert it selects). */
+  tokensPerExpert: number[][];
+  epDegree: number;
+  redundantExperts: ExpertRef[];
+  /** Per rank: seconds in expert-parallel all-to-alls (the combine; injected delay included). */
+  allToAllSeconds: number[];
+  allToAlls: number;
+  /** Per rank: seconds in routed-expert matmuls. */
+  expertSecondsPerRank: number[];
 }
 
 /** What the GGUF's tokenizer metadata says and how the engine reads it (Engine.info.tokenizer, VocabTokenizer.info). */
@@ -321,5 +375,7 @@ export interface EngineStats {
   uptimeSeconds: number;
   reloads: number;
   reconfigures: number;
-  settings: SchedulerSettings & ModelLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number };
+  settings: SchedulerSettings & ModelLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number; alltoallDelayUs?: number };
+  /** Mixture-of-Experts models only (absent for dense ones). */
+  moe?: MoeStats;
 }

@@ -35,11 +35,12 @@ export function validateEngineOptions(o: EngineOptions): void {
   if (o.kvCacheBlocks !== undefined) checkInt('kvCacheBlocks', o.kvCacheBlocks, 1, 1 << 24);
   if (o.kvCacheMaxBytes !== undefined) checkInt('kvCacheMaxBytes', o.kvCacheMaxBytes, 1 << 16, Number.MAX_SAFE_INTEGER);
   if (o.allreduceDelayUs !== undefined) checkInt('allreduceDelayUs', o.allreduceDelayUs, 0, 1_000_000);
+  if (o.alltoallDelayUs !== undefined) checkInt('alltoallDelayUs', o.alltoallDelayUs, 0, 1_000_000);
   if (o.scheduler !== undefined) validateScheduler(o.scheduler);
 }
 
 /** Cold settings (load and reload). */
-export function validateLayout(o: Partial<ModelLayoutSettings> & { kvCacheBlocks?: number; allreduceDelayUs?: number }): void {
+export function validateLayout(o: Partial<ModelLayoutSettings> & { kvCacheBlocks?: number; allreduceDelayUs?: number; alltoallDelayUs?: number }): void {
   if (typeof o !== 'object' || o === null) throw invalid('settings', 'an object', o);
   if (o.weights !== undefined && !WEIGHTS_POLICIES.includes(o.weights)) {
     throw invalid('weights', `one of ${WEIGHTS_POLICIES.join(', ')}`, o.weights);
@@ -51,6 +52,31 @@ export function validateLayout(o: Partial<ModelLayoutSettings> & { kvCacheBlocks
   if (o.contextLength !== undefined) checkInt('contextLength', o.contextLength, 2, 1 << 20);
   if (o.kvCacheBlocks !== undefined) checkInt('kvCacheBlocks', o.kvCacheBlocks, 1, 1 << 24);
   if (o.allreduceDelayUs !== undefined) checkInt('allreduceDelayUs', o.allreduceDelayUs, 0, 1_000_000);
+  if (o.epDegree !== undefined) checkInt('epDegree', o.epDegree, 1, 64);
+  if (o.redundantExperts !== undefined) validateExperts('redundantExperts', o.redundantExperts);
+  if (o.alltoallDelayUs !== undefined) checkInt('alltoallDelayUs', o.alltoallDelayUs, 0, 1_000_000);
+}
+
+/** Most replicated experts one layout may name (DeepSeek-V3 serves with 32 redundant experts per layer group). */
+export const MAX_REDUNDANT_EXPERTS = 4096;
+
+/** A set of {layer, expert}: whole numbers, no repeats. Whether each names an MoE layer and an expert the model has is
+ *  the engine's to check at load (it knows the model); here only the shape. */
+function validateExperts(field: string, v: unknown): void {
+  if (!Array.isArray(v) || v.length > MAX_REDUNDANT_EXPERTS) throw invalid(field, `an array of at most ${MAX_REDUNDANT_EXPERTS} {layer, expert} objects`, v);
+  const seen = new Set<string>();
+  v.forEach((e: unknown, i) => {
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) throw invalid(`${field}[${i}]`, 'an object {layer, expert}', e);
+    const keys = Object.keys(e);
+    const extra = keys.find((k) => k !== 'layer' && k !== 'expert');
+    if (extra !== undefined) throw new EngineError('INVALID_ARGUMENT', `Unknown key '${extra}' in ${field}[${i}] (known: layer, expert)`);
+    const { layer, expert } = e as { layer?: unknown; expert?: unknown };
+    checkInt(`${field}[${i}].layer`, layer, 0, 65_535);
+    checkInt(`${field}[${i}].expert`, expert, 0, 65_535);
+    const key = `${String(layer)}:${String(expert)}`;
+    if (seen.has(key)) throw new EngineError('INVALID_ARGUMENT', `${field}[${i}] repeats layer ${String(layer)} expert ${String(expert)}`);
+    seen.add(key);
+  });
 }
 
 /** Hot settings (load and reconfigure). */

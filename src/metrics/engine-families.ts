@@ -58,16 +58,6 @@ export function defineEngineFamilies(f: FamilyBuilder): void {
   );
   f.counter('tuneloop_prefix_cache_queries_total', 'Prompt KV blocks looked up in the prefix cache (blocks).', (s) => s.stats.kvCache.prefixQueries);
   f.counter('tuneloop_prefix_cache_hits_total', 'Prompt KV blocks found in the prefix cache (blocks).', (s) => s.stats.kvCache.prefixHits);
-  // MLA's point (issue 17): a latent row per token and layer against what plain multi-head attention would store.
-  f.labelled(
-    'tuneloop_kv_cache_bytes_per_token',
-    'KV-cache bytes one token takes: as laid out (attention="model": kv dtype, every rank; MLA stores one latent row per layer), and what multi-head attention over the same query heads would take (attention="mha").',
-    'gauge',
-    (s) => [
-      [{ attention: 'model' }, s.info.kvBytesPerToken],
-      [{ attention: 'mha' }, s.info.kvBytesPerTokenMha],
-    ],
-  );
 
   // ---- compute ----
   f.labelled('tuneloop_tp_rank_busy_seconds_total', 'Time each tensor-parallel rank spent computing.', 'counter', (s) =>

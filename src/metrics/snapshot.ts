@@ -2,6 +2,7 @@
 // agree with each other (e.g. the e2e histogram's _count and requests_finished_total), and a scrape costs one crossing
 // into the addon per engine however many families there are.
 import type { EngineStats, ModelInfo } from '../engine/types.js';
+import { RoutingWindow } from './expert-routing.js';
 
 /** What the metrics need from an engine (Engine satisfies it). */
 export interface StatsSource {
@@ -27,6 +28,9 @@ export interface SourceSnapshot {
   info?: ModelInfo;
   /** Busy time over wall time since the previous scrape (since start on the first). */
   utilizationRatio: number;
+  /** MoE models: each MoE layer's expert load imbalance (max / mean) over its routing window, undefined while the
+   *  window holds too few tokens (expert-routing.ts); empty for dense models. */
+  expertImbalance: (number | undefined)[];
 }
 
 export type UpSnapshot = SourceSnapshot & { stats: EngineStats; info: ModelInfo };
@@ -35,6 +39,7 @@ export class ScrapeSnapshots {
   private cached: SourceSnapshot[] | undefined;
   private pinned = 0;
   private readonly previous = new Map<EngineBinding, { busy: number; uptime: number }>();
+  private readonly routing = new Map<EngineBinding, RoutingWindow>();
 
   constructor(private readonly bindings: () => readonly EngineBinding[]) {}
 
@@ -81,7 +86,8 @@ export class ScrapeSnapshots {
     }
     if (!stats || !info) {
       this.previous.delete(binding);
-      return { binding, labels, utilizationRatio: 0 };
+      this.routing.delete(binding);
+      return { binding, labels, utilizationRatio: 0, expertImbalance: [] };
     }
     const prev = this.previous.get(binding);
     const now = { busy: stats.busySeconds, uptime: stats.uptimeSeconds };
@@ -90,6 +96,14 @@ export class ScrapeSnapshots {
     const base = prev && prev.uptime <= now.uptime && prev.busy <= now.busy ? prev : { busy: 0, uptime: 0 };
     const dUptime = now.uptime - base.uptime;
     const ratio = dUptime > 0 ? Math.min(1, Math.max(0, (now.busy - base.busy) / dUptime)) : 0;
-    return { binding, labels, stats, info, utilizationRatio: ratio };
+    let expertImbalance: (number | undefined)[] = [];
+    if (stats.moe) {
+      let window = this.routing.get(binding);
+      if (!window) this.routing.set(binding, (window = new RoutingWindow()));
+      expertImbalance = window.advance(stats.moe.tokensPerExpert);
+    } else {
+      this.routing.delete(binding);
+    }
+    return { binding, labels, stats, info, utilizationRatio: ratio, expertImbalance };
   }
 }

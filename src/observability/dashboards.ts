@@ -34,7 +34,12 @@ export interface DashboardQuery {
   panel: string;
   expr: string;
   unit: string;
+  /** Title of the row the panel sits under (e.g. 'Mixture of Experts'); absent before any row. */
+  row?: string;
 }
+
+/** The engine dashboard's row whose panels read families only a Mixture-of-Experts model reports. */
+export const MOE_ROW = 'Mixture of Experts';
 
 export function dashboardsDir(): string {
   return join(packageRoot(), 'grafana', 'dashboards');
@@ -52,7 +57,9 @@ export function loadDashboards(dir = dashboardsDir()): DashboardFile[] {
 export function listDashboardQueries(dir?: string): DashboardQuery[] {
   const out: DashboardQuery[] = [];
   for (const { file, dashboard } of loadDashboards(dir)) {
+    let row: string | undefined;
     for (const panel of dashboard.panels ?? []) {
+      if (panel.type === 'row') row = panel.title;
       for (const t of panel.targets ?? []) {
         if (t.expr === undefined) continue;
         out.push({
@@ -60,6 +67,7 @@ export function listDashboardQueries(dir?: string): DashboardQuery[] {
           panel: panel.title ?? `panel ${panel.id ?? '?'}`,
           expr: t.expr,
           unit: panel.fieldConfig?.defaults?.unit ?? '',
+          ...(row !== undefined ? { row } : {}),
         });
       }
     }
@@ -77,6 +85,11 @@ export function renderDashboardSummary(dir?: string): string {
     if (vars) lines.push(`  variables: ${vars}`);
     for (const a of dashboard.annotations?.list ?? []) lines.push(`  annotation: ${a.name}: ${a.expr ?? ''}`);
     for (const p of panels) {
+      // A row only groups the panels after it (the MoE row of the engine dashboard): a heading, no queries.
+      if (p.type === 'row') {
+        lines.push(`  == ${p.title ?? `row ${p.id ?? '?'}`} ==`);
+        continue;
+      }
       lines.push(`  - ${p.title ?? `panel ${p.id ?? '?'}`} [${p.type}, unit ${p.fieldConfig?.defaults?.unit ?? 'none'}]`);
       for (const t of p.targets ?? []) {
         if (t.expr !== undefined) lines.push(`      ${t.refId ?? '?'}: ${t.expr}`);

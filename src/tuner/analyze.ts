@@ -18,9 +18,14 @@
 //   compute_bound: request-latency seconds per minute added by batching beyond one sequence (tokens × slope × (size−1));
 //   tail_latency: seconds per minute by which the slowest 1% of requests exceed the median (count × 1% × (p99 − p50));
 //   errors: failed or refused requests per minute;  kv_pressure: preempted requests per minute;
-//   quality_drift: requests per minute served by the drifted settings.
+//   quality_drift: requests per minute served by the drifted settings;
+//   expert_imbalance: rank-seconds per minute that expert-parallel ranks wait on the busiest one (measured at
+//   epDegree > 1: Σ over ranks of busiest − own expert seconds; at epDegree 1, what a 2-rank layout would wait given
+//   the routing counts: expert seconds × (balance factor − 1), expert-load.ts).
 // The tests themselves (t, Welch, binomial, slope, CUSUM) live in statistics.ts.
 import { median } from 'simple-statistics';
+import { formatExperts } from '../engine/knobs.js';
+import { layoutBalance, meanRoutingImbalance, routingImbalance } from './expert-load.js';
 import { binomialUpperTail, changePoint, slopeTest, tTestGreater } from './statistics.js';
 import type { BottleneckKind, Finding, LiveSettings, SloTargets, WindowSummary } from './types.js';
 
@@ -41,6 +46,14 @@ export const KV_HIGH_USAGE = 0.9;
 export const KV_BACKGROUND_RATE = 0.1;
 export const TAIL_RATIO = 3;
 export const QUALITY_MIN_SAMPLES = 20;
+/** epDegree > 1: the busiest rank's routed-expert seconds over the mean rank's above which it holds the others up. */
+export const RANK_IMBALANCE = 1.25;
+/** epDegree 1: mean over layers of the per-layer routing max/mean above which an expert-parallel layout would be
+ *  unbalanced (the alert's threshold, TuneloopExpertImbalanceHigh). */
+export const ROUTING_IMBALANCE = 2;
+/** Layers whose routing counts go into a finding's evidence (the most skewed), and experts listed as hottest. */
+export const EVIDENCE_LAYERS = 4;
+export const EVIDENCE_HOT_EXPERTS = 8;
 
 export interface QualityInput {
   meanCosine: number;
@@ -404,6 +417,100 @@ function qualityDrift(c: Ctx, q: QualityInput | undefined): Finding | undefined 
   };
 }
 
+const sumOf = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
+/** The busiest rank's expert seconds over the mean rank's (NaN without work). */
+const rankImbalanceOf = (secs: readonly number[]): number => (sumOf(secs) > 0 ? Math.max(...secs) / (sumOf(secs) / secs.length) : NaN);
+
+function expertImbalance(c: Ctx): Finding | undefined {
+  const withMoe = c.windows.filter((w) => w.moe !== undefined && w.moe.tokensPerExpert.some((row) => sumOf(row) > 0));
+  const last = withMoe[withMoe.length - 1]?.moe;
+  if (!last) return undefined;
+  // Judge only windows of the live expert-parallel degree: another degree's rank times say nothing about this one.
+  const all = withMoe.filter((w) => w.moe!.epDegree === last.epDegree);
+  const ep = last.epDegree;
+  const byRank = ep > 1;
+  const stat = (w: WindowSummary): number => (byRank ? rankImbalanceOf(w.moe!.expertSecondsPerRank) : meanRoutingImbalance(w.moe!.tokensPerExpert));
+  const usable = all.filter((w) => finite(stat(w)));
+  const threshold = byRank ? RANK_IMBALANCE : ROUTING_IMBALANCE;
+  const { rows, values, evidence: change } = focused(usable, usable.map(stat));
+  if (rows.length < MIN_WINDOWS || requestsIn(rows) < c.minRequests) return undefined;
+  const ratio = median(values);
+  if (!(ratio > threshold)) return undefined;
+  // Ratios are skewed (bounded below by 1): test their logs, as tail_latency does.
+  const test = tTestGreater(
+    values.map((v) => Math.log(v)),
+    Math.log(threshold),
+  );
+  if (!(test.pValue < ALPHA)) return undefined;
+
+  // Evidence: the routing counts summed over the judged windows, the most skewed layers in full.
+  const m = rows[rows.length - 1]!.moe!;
+  const counts = m.tokensPerExpert.map((row, i) => row.map((_, e) => total(rows, (w) => w.moe!.tokensPerExpert[i]?.[e] ?? 0)));
+  const rankSeconds = m.expertSecondsPerRank.map((_, r) => total(rows, (w) => w.moe!.expertSecondsPerRank[r] ?? 0));
+  const perLayer = counts.map(routingImbalance);
+  const skewed = perLayer
+    .map((r, i) => [r, i] as const)
+    .filter(([r]) => finite(r))
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, EVIDENCE_LAYERS);
+  const routing: Record<string, string> = {};
+  for (const [, i] of skewed) routing[`routingLayer${m.moeLayers[i] ?? i}`] = counts[i]!.join(',');
+  const hot = counts
+    .flatMap((row, i) => {
+      const layerTotal = sumOf(row);
+      return row.map((cnt, e) => ({ layer: m.moeLayers[i] ?? i, expert: e, share: layerTotal > 0 ? cnt / layerTotal : 0 }));
+    })
+    .sort((a, b) => b.share - a.share)
+    .slice(0, EVIDENCE_HOT_EXPERTS);
+  // Rank-seconds waiting on the busiest rank (measured), or what two ranks would wait on the routing seen.
+  const waited = byRank
+    ? total(rows, (w) => {
+        const s = w.moe!.expertSecondsPerRank;
+        return s.length * Math.max(...s) - sumOf(s);
+      })
+    : total(rows, (w) => {
+        const work = sumOf(w.moe!.expertSecondsPerRank);
+        const f = layoutBalance(w.moe!.moeLayers, w.moe!.tokensPerExpert, 2, []).factor;
+        return finite(f) ? work * (f - 1) : 0;
+      });
+  const worst = skewed[0];
+  return {
+    kind: 'expert_imbalance',
+    confidence: sig(1 - test.pValue),
+    impact: sig(waited / minutesOf(rows)),
+    summary: byRank
+      ? `Expert-parallel rank ${rankSeconds.indexOf(Math.max(...rankSeconds))} spends ${sig(ratio, 3)}× the mean rank's time in routed experts ` +
+        `(epDegree=${ep}, median of ${rows.length} windows): routing is skewed onto its experts (worst layer ${worst ? (m.moeLayers[worst[1]] ?? worst[1]) : '?'} ` +
+        `at ${worst ? sig(worst[0], 3) : '?'}× the mean expert load), the other ranks wait.`
+      : `Routing is skewed: the hottest expert of a layer takes ${sig(ratio, 3)}× the mean expert load (mean over ${m.moeLayers.length} MoE layers, ` +
+        `median of ${rows.length} windows; worst layer ${worst ? (m.moeLayers[worst[1]] ?? worst[1]) : '?'} at ${worst ? sig(worst[0], 3) : '?'}×): ` +
+        `an expert-parallel layout would wait on the rank owning it.`,
+    evidence: {
+      metric: byRank ? 'rank_expert_seconds' : 'routing',
+      imbalance: sig(ratio),
+      threshold,
+      epDegree: ep,
+      expertCount: m.expertCount,
+      expertUsed: m.expertUsed,
+      redundantExperts: formatExperts(m.redundantExperts),
+      rankExpertSeconds: rankSeconds.map((x) => sig(x)).join(','),
+      rankImbalance: sig(rankImbalanceOf(rankSeconds)),
+      meanLayerImbalance: sig(meanRoutingImbalance(counts)),
+      hottestExperts: hot.map((h) => `${h.layer}:${h.expert} ${pct(h.share)}`).join(', '),
+      ...routing,
+      windows: rows.length,
+      requests: requestsIn(rows),
+      tStatistic: sig(test.statistic),
+      pValue: sig(test.pValue, 3),
+      ...change,
+    },
+    ...spanOf(
+      rows,
+      values.map((v) => v > threshold),
+    ),
+  };
+}
+
 const RULES: Record<Exclude<BottleneckKind, 'quality_drift'>, (c: Ctx) => Finding | undefined> = {
   queueing,
   batch_starved: batchStarved,
@@ -411,6 +518,7 @@ const RULES: Record<Exclude<BottleneckKind, 'quality_drift'>, (c: Ctx) => Findin
   kv_pressure: kvPressure,
   tail_latency: tailLatency,
   errors,
+  expert_imbalance: expertImbalance,
 };
 
 /** JSON has no NaN or Infinity (the store and the REST API would turn them into null): spell them out. */

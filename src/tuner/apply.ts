@@ -7,7 +7,9 @@
 import type { Engine } from '../engine/engine.js';
 import type { SchedulerSettings } from '../engine/types.js';
 import type { LayoutSettings, LiveSettings, RequestSample, SloTargets } from './types.js';
-import { HOT_KNOBS, COLD_KNOBS } from '../engine/knobs.js';
+import { HOT_KNOBS, COLD_KNOBS, LAYOUT_DEFAULTS, sameLayoutValue } from '../engine/knobs.js';
+
+const LAYOUT_DEFAULTS_OF: Readonly<Partial<Record<string, unknown>>> = LAYOUT_DEFAULTS;
 import { meetsSlo } from './monitor.js';
 
 export interface SettingsDiff {
@@ -20,7 +22,8 @@ export function diffSettings(from: LiveSettings, to: LiveSettings): SettingsDiff
   const scheduler: Partial<SchedulerSettings> = {};
   const layout: Partial<LayoutSettings> = {};
   for (const k of HOT_KNOBS) if (from.scheduler[k] !== to.scheduler[k]) scheduler[k] = to.scheduler[k];
-  for (const k of COLD_KNOBS) if (from.layout[k] !== to.layout[k]) (layout as Record<string, unknown>)[k] = to.layout[k];
+  // MoE knobs absent from a layout stand for their defaults (epDegree 1, no replicas); the expert set compares as a set.
+  for (const k of COLD_KNOBS) if (!sameLayoutValue(from.layout, to.layout, k)) (layout as Record<string, unknown>)[k] = to.layout[k] ?? LAYOUT_DEFAULTS_OF[k];
   return { scheduler, layout, knobs: [...Object.keys(scheduler), ...Object.keys(layout)] };
 }
 
@@ -35,7 +38,15 @@ export function engineSettings(engine: Engine): LiveSettings {
       queueGrowThreshold: s.queueGrowThreshold,
       maxQueueLength: s.maxQueueLength,
     },
-    layout: { weights: s.weights, kvDtype: s.kvDtype, tpDegree: s.tpDegree, threadsPerRank: s.threadsPerRank },
+    layout: {
+      weights: s.weights,
+      kvDtype: s.kvDtype,
+      tpDegree: s.tpDegree,
+      threadsPerRank: s.threadsPerRank,
+      // MoE knobs only where the engine reports them (an MoE model); diffSettings reads absent as the default.
+      ...(s.epDegree !== undefined ? { epDegree: s.epDegree } : {}),
+      ...(s.redundantExperts !== undefined ? { redundantExperts: s.redundantExperts } : {}),
+    },
   };
 }
 
@@ -45,8 +56,8 @@ export async function applySettings(engine: Engine, from: LiveSettings, to: Live
   const d = diffSettings(from, to);
   if (Object.keys(d.layout).length > 0) {
     const layout = { ...d.layout };
-    // tpDegree without threadsPerRank would let the engine re-split the threads; pin what the target says.
-    if (layout.tpDegree !== undefined && layout.threadsPerRank === undefined) layout.threadsPerRank = to.layout.threadsPerRank;
+    // tpDegree (or epDegree) without threadsPerRank would let the engine re-split the threads; pin what the target says.
+    if ((layout.tpDegree !== undefined || layout.epDegree !== undefined) && layout.threadsPerRank === undefined) layout.threadsPerRank = to.layout.threadsPerRank;
     await engine.reload(layout);
   }
   if (Object.keys(d.scheduler).length > 0) engine.reconfigure(d.scheduler);

@@ -25,8 +25,27 @@
 // candidate bytes / live bytes, both from the per-tensor plans of the file (what each tensor would be held in,
 // fallbacks included), and anchors the absolute figures on the bytes by type the engine reports for the live weights
 // (ModelInfo.weightBytes). The per-sequence part `b` (attention over the sequence's own KV) does not change.
+//
+// Mixture-of-Experts layouts (epDegree, redundantExperts). A step of an MoE model spends part of its time in the
+// routed experts; with R expert-parallel ranks each layer's expert phase lasts as long as its busiest rank, and each
+// MoE layer adds an all-to-all (the combine: ALLTOALLS_PER_MOE_LAYER). priceMoeChange() prices a layout against the live one from what
+// the windows measured (expert-load.ts observeMoe):
+//   work  W = Σ_r expertSecondsPerRank / steps       rank-seconds of routed-expert matmuls per step (layout-invariant:
+//                                                    the same tokens meet the same experts wherever they run)
+//   expert(L) = W · (t_live / t_L) · balance(L) / R_L  seconds per step, balance(L) = Σ_layers busiest rank's tokens ·
+//                                                    R_L / all tokens (1 = even; from the routing counts and L's
+//                                                    ownership and replicas, expert-load.ts layoutBalance); t the
+//                                                    threads per rank
+//   a2a(L)    = 0 at R_L = 1, else ops · perOp       ops per step = measured all-to-alls / steps when the live layout
+//                                                    has R > 1, else ALLTOALLS_PER_MOE_LAYER per MoE layer; perOp =
+//                                                    measured mean rank all-to-all seconds / all-to-alls when the live
+//                                                    layout has R > 1, else ALLTOALL_PRIOR_SECONDS + alltoallDelayUs
+//   Δ = expert(cand) + a2a(cand) − expert(live) − a2a(live)
+// and scales the step model by (s̄ + Δ) / s̄, s̄ the observed mean step: the MoE share of a step moves, the rest stays.
+// Attention and the dense parts are taken as unchanged by the expert layout (replicated or tensor-parallel as today).
 import { linearRegression, mean } from 'simple-statistics';
-import type { SchedulerSettings } from '../engine/types.js';
+import type { ExpertRef, SchedulerSettings } from '../engine/types.js';
+import { layoutBalance, type MoeObservation } from './expert-load.js';
 import type { SloTargets, WindowSummary } from './types.js';
 import type { WeightsPlan } from './weight-formats.js';
 
@@ -151,4 +170,67 @@ export function priceWeightsChange(
   const reported = Object.values(reportedLiveBytes ?? {}).reduce((a, b) => a + b, 0);
   const fromBytes = reported > 0 && live.bytes > 0 ? reported * (live.streamedBytes / live.bytes) : live.streamedBytes;
   return { fromBytes, toBytes: fromBytes * ratio, ratio, model: { ...model, fixedS: model.fixedS * ratio } };
+}
+
+/** Seconds one all-to-all takes when none was measured (expert parallelism off now): rank threads handing tokens over
+ *  through shared memory and waiting for each other, before any injected delay. A prior; verification measures. */
+export const ALLTOALL_PRIOR_SECONDS = 20e-6;
+
+/** All-to-alls per MoE layer and step when none was measured: the engine's expert parallelism shares memory between
+ *  rank threads, so the dispatch is each rank reading its tokens in place and only the combine synchronizes (the
+ *  operation the engine counts in MoeStats.allToAlls and delays by alltoallDelayUs). */
+export const ALLTOALLS_PER_MOE_LAYER = 1;
+
+/** The expert-parallel part of a layout. */
+export interface MoeLayout {
+  epDegree: number;
+  redundantExperts: readonly ExpertRef[];
+  threadsPerRank: number;
+}
+
+/** Per-step seconds of one layout's MoE part. */
+export interface MoeStepCost {
+  /** Routed-expert wall seconds per step. */
+  expertS: number;
+  /** All-to-all seconds per step. */
+  allToAllS: number;
+  /** Busiest rank over the balanced ideal (layoutBalance().factor). */
+  balance: number;
+}
+
+export interface MoeChangePrice {
+  from: MoeStepCost;
+  to: MoeStepCost;
+  /** (s̄ + Δ) / s̄: the factor on the step model. */
+  ratio: number;
+  model: StepCostModel;
+}
+
+/** The MoE part of a step under `layout`, from what was observed under `live` (see the design note). */
+export function moeStepCost(obs: MoeObservation, live: MoeLayout, layout: MoeLayout, alltoallDelayUs = 0): MoeStepCost {
+  const steps = Math.max(1, obs.steps);
+  const work = obs.expertSecondsPerRank.reduce((a, b) => a + b, 0) / steps;
+  const ranks = Math.max(1, layout.epDegree);
+  const balance = layoutBalance(obs.moeLayers, obs.tokensPerExpert, ranks, layout.redundantExperts).factor;
+  const expertS = (work * (live.threadsPerRank / Math.max(1, layout.threadsPerRank)) * (Number.isFinite(balance) ? balance : 1)) / ranks;
+  let allToAllS = 0;
+  if (ranks > 1) {
+    const measured = live.epDegree > 1 && obs.allToAlls > 0 && obs.allToAllSeconds.length > 0;
+    const ops = measured ? obs.allToAlls / steps : ALLTOALLS_PER_MOE_LAYER * obs.moeLayers.length;
+    const perOp = measured ? obs.allToAllSeconds.reduce((a, b) => a + b, 0) / obs.allToAllSeconds.length / obs.allToAlls : ALLTOALL_PRIOR_SECONDS + alltoallDelayUs / 1e6;
+    allToAllS = ops * perOp;
+  }
+  return { expertS, allToAllS, balance };
+}
+
+/** Price an expert-layout change (epDegree, redundantExperts): the step model scaled by how the MoE part of a step
+ *  moves. Undefined when the windows ran no steps to anchor it. */
+export function priceMoeChange(model: StepCostModel, obs: MoeObservation, live: MoeLayout, candidate: MoeLayout, alltoallDelayUs = 0): MoeChangePrice | undefined {
+  if (!(obs.steps > 0) || !(obs.meanStepSeconds > 0)) return undefined;
+  const from = moeStepCost(obs, live, live, alltoallDelayUs);
+  const to = moeStepCost(obs, live, candidate, alltoallDelayUs);
+  const delta = to.expertS + to.allToAllS - (from.expertS + from.allToAllS);
+  // A step never gets faster than its non-MoE part: keep the factor above what removing all MoE time would give.
+  const ratio = Math.max(0.05, (obs.meanStepSeconds + delta) / obs.meanStepSeconds);
+  return { from, to, ratio, model: { ...model, fixedS: model.fixedS * ratio, perSequenceS: model.perSequenceS * ratio } };
 }

@@ -10,6 +10,7 @@
 // through the same summarizeWindow, so both sources compute every field by one rule.
 import { mean, quantileSorted } from 'simple-statistics';
 import type { EngineStats, GenerationResult, HistogramSnapshot } from '../engine/types.js';
+import { moeWindowOf } from './expert-load.js';
 import { EMPTY_LATENCY, diffHistogram, emptyHistogram, histogramMean, latencyFromHistogram, shareAtOrBelow } from './histogram.js';
 import type { LatencySummary, RequestSample, SloTargets, WindowSummary } from './types.js';
 
@@ -84,7 +85,9 @@ export function requestSampleFromResult(result: GenerationResult, atMs: number):
   };
 }
 
-/** An all-zero snapshot: the baseline before an engine exists, and the shape a fleet delta is built on. */
+/** An all-zero snapshot: the baseline before an engine exists, and the shape a fleet delta is built on. It has no
+ *  `moe` section: that is how a dense model's stats look, and a Mixture-of-Experts engine's first window then counts
+ *  its routing since load (moeWindowOf). */
 export function emptyEngineStats(): EngineStats {
   const latency = (): HistogramSnapshot => emptyHistogram();
   return {
@@ -265,6 +268,8 @@ export function summarizeWindow(input: WindowInput): WindowSummary {
     },
     utilization: perS(d((s) => s.busySeconds)),
     cpuSeconds: input.cpuSeconds,
+    // Mixture-of-Experts models: the window's routing counts and per-rank expert / all-to-all seconds.
+    ...(cur.moe ? { moe: moeWindowOf(prev.moe, cur.moe)! } : {}),
   };
 }
 

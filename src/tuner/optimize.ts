@@ -2,8 +2,20 @@
 // (tokens/s of requests meeting every SLO) for the observed workload. We do not search a grid: each bottleneck kind
 // maps to the knobs that can relieve it, the cost model ranks the values, and shadow verification decides.
 // Candidates that policy forbids, that change nothing, or that failed verification recently are never returned.
-import type { KvDtype, WeightsPolicy } from '../engine/types.js';
-import { fitStepCost, predict, priceWeightsChange, workloadOf, type Prediction, type StepCostModel, type WorkloadProfile } from './cost-model.js';
+import type { ExpertRef, KvDtype, WeightsPolicy } from '../engine/types.js';
+import { formatExperts, layoutValue, ranksOf, sameLayoutValue, sortExperts } from '../engine/knobs.js';
+import {
+  fitStepCost,
+  predict,
+  priceMoeChange,
+  priceWeightsChange,
+  workloadOf,
+  type MoeLayout,
+  type Prediction,
+  type StepCostModel,
+  type WorkloadProfile,
+} from './cost-model.js';
+import { chooseReplicas, observeMoe, replicatedIn, type MoeObservation } from './expert-load.js';
 import type { BottleneckKind, Candidate, Finding, LiveSettings, SettingsChange, SloTargets, WindowSummary } from './types.js';
 import {
   bitsPerWeight,
@@ -32,6 +44,9 @@ export interface ModelFacts {
   /** The weights the file holds and the engine holds now; without it, weights changes assume a 32-bit file of
    *  nominal llama proportions (NOMINAL_TENSORS) and nothing is proposed from `native`. */
   weights?: WeightFacts | undefined;
+  /** Injected delay per all-to-all of the live engine (benchmarks), microseconds: priced into expert-parallel layouts
+   *  that have no measured all-to-all yet. Default 0. */
+  alltoallDelayUs?: number | undefined;
 }
 
 /** The model file's weights and the live ones: what a weights change is priced and vetted against. */
@@ -171,7 +186,9 @@ function effective(s: LiveSettings, c: SettingsChange): SettingsChange | undefin
     if ((s.scheduler as unknown as Record<string, unknown>)[k] !== v) (out.scheduler ??= {})[k as keyof LiveSettings['scheduler']] = v;
   }
   for (const [k, v] of Object.entries(c.layout ?? {})) {
-    if ((s.layout as unknown as Record<string, unknown>)[k] !== v) (out.layout ??= {})[k as keyof LiveSettings['layout']] = v as never;
+    // Absent MoE knobs are their defaults, and the expert set compares as a set (knobs.ts sameLayoutValue).
+    const knob = k as keyof LiveSettings['layout'];
+    if (!sameLayoutValue(s.layout, c.layout!, knob)) (out.layout ??= {})[knob] = v as never;
   }
   return out.scheduler || out.layout ? out : undefined;
 }
@@ -400,6 +417,8 @@ function draftsFor(kind: BottleneckKind, ctx: Ctx): Draft[] {
         ];
       }
       return [];
+    case 'expert_imbalance':
+      return expertLayoutDrafts(ctx);
     case 'quality_drift': {
       const heavier = heavierWeights(ctx.model.weights, l.weights);
       if (!heavier) return [];
@@ -413,4 +432,67 @@ function draftsFor(kind: BottleneckKind, ctx: Ctx): Draft[] {
       ];
     }
   }
+}
+
+/** Replicas one layer may gain in one proposal: a rank's worth of experts over two (E / 2R), at least one. More at once
+ *  would be a reload's worth of memory on a guess; the next cycle can add more. */
+export function maxNewReplicasPerLayer(expertCount: number, ranks: number): number {
+  return Math.max(1, Math.floor(expertCount / (2 * ranks)));
+}
+
+/** Experts to replicate under `ranks` ranks: per layer, chooseReplicas from the routing counts on top of `keep`. */
+export function replicasFor(obs: MoeObservation, ranks: number, keep: readonly ExpertRef[]): ExpertRef[] {
+  if (ranks < 2) return [];
+  const out: ExpertRef[] = keep.filter((r) => obs.moeLayers.includes(r.layer));
+  obs.tokensPerExpert.forEach((counts, i) => {
+    const layer = obs.moeLayers[i] ?? i;
+    for (const expert of chooseReplicas(counts, ranks, replicatedIn(keep, layer), maxNewReplicasPerLayer(obs.expertCount, ranks))) out.push({ layer, expert });
+  });
+  return sortExperts(out);
+}
+
+/** expert_imbalance: replicate the hottest experts on the live degree, or another expert-parallel degree (with the
+ *  replicas that balance it), each priced by the cost model's MoE term. */
+function expertLayoutDrafts(ctx: Ctx): Draft[] {
+  const obs = observeMoe(ctx.windows);
+  if (!obs) return [];
+  const l = ctx.settings.layout;
+  const ep = layoutValue(l, 'epDegree');
+  const current = layoutValue(l, 'redundantExperts');
+  const live: MoeLayout = { epDegree: ep, redundantExperts: current, threadsPerRank: l.threadsPerRank };
+  const delay = ctx.model.alltoallDelayUs ?? 0;
+  const out: Draft[] = [];
+  const draft = (epDegree: number, redundantExperts: ExpertRef[], why: string): void => {
+    const cand: MoeLayout = { epDegree, redundantExperts, threadsPerRank: l.threadsPerRank };
+    const price = priceMoeChange(ctx.cost, obs, live, cand, delay);
+    if (!price) return;
+    const p = predict(price.model, ctx.load, ctx.settings.scheduler, ctx.slo);
+    const ms = (x: number): string => `${fmt(x * 1000)} ms`;
+    out.push({
+      change: { layout: { ...(epDegree !== ep ? { epDegree } : {}), redundantExperts } },
+      addresses: 'expert_imbalance',
+      prediction: p,
+      rationale:
+        `${why}: busiest expert rank ${fmt(price.from.balance)}× → ${fmt(price.to.balance)}× the even share, routed experts ` +
+        `${ms(price.from.expertS)} → ${ms(price.to.expertS)} and all-to-all ${ms(price.from.allToAllS)} → ${ms(price.to.allToAllS)} per step ` +
+        `(step ×${fmt(price.ratio)}), predicting ${fmt(p.goodputTokensPerS)} tok/s goodput (now ${fmt(ctx.base.goodputTokensPerS)})`,
+    });
+  };
+  const fits = (ranks: number): boolean =>
+    ranks >= 1 && ranks <= 64 && obs.expertCount % ranks === 0 && ranksOf({ tpDegree: l.tpDegree, epDegree: ranks }) * l.threadsPerRank <= ctx.model.cores;
+  if (ep > 1) {
+    const more = replicasFor(obs, ep, current);
+    if (more.length > current.length) {
+      draft(
+        ep,
+        more,
+        `replicate ${more.length - current.length} hot experts on epDegree ${ep} (${formatExperts(more.filter((r) => !current.some((c) => c.layer === r.layer && c.expert === r.expert)))})`,
+      );
+    }
+    const fewer = ep / 2;
+    if (Number.isInteger(fewer) && fits(fewer)) draft(fewer, replicasFor(obs, fewer, []), `epDegree ${ep} → ${fewer} (fewer all-to-alls, ranks share the skew)`);
+  }
+  const wider = ep * 2;
+  if (fits(wider)) draft(wider, replicasFor(obs, wider, []), `epDegree ${ep} → ${wider} on idle cores, hot experts replicated`);
+  return out;
 }

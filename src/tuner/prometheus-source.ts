@@ -13,9 +13,13 @@
 //   - there are no per-request samples: quantiles come from bucket interpolation, and goodput is approximated as
 //     generated-token rate × the share of requests under the TTFT and e2e targets read from the buckets at or below
 //     each target (monitor.ts approximateAttainment); the inter-token target cannot be judged per request;
-//   - KV usage is the *largest* instance's (pressure and preemption happen per instance), utilization the mean one.
+//   - KV usage is the *largest* instance's (pressure and preemption happen per instance), utilization the mean one;
+//   - Mixture-of-Experts: routing counts, expert and all-to-all seconds are summed over instances per layer / expert /
+//     rank index (instances of one fleet run one model and layout, so their skew adds up); the replica set is not
+//     exported (only its size), and a model whose labels were capped (`other`, more than 64 experts or MoE layers)
+//     gives no MoE section: its per-expert counts cannot be rebuilt.
 // Prometheus unreachable or answering an error: MetricsSourceError. The tuner pauses on it; this source never guesses.
-import type { EngineStats, HistogramSnapshot } from '../engine/types.js';
+import type { EngineStats, HistogramSnapshot, MoeStats } from '../engine/types.js';
 import { histogramFromCumulative } from './histogram.js';
 import { emptyEngineStats, summarizeWindow, type MetricsSource } from './monitor.js';
 import type { SloTargets, WindowSummary } from './types.js';
@@ -238,6 +242,54 @@ class Queries {
     return { prefill: phase('prefill'), decode: phase('decode'), mixed: phase('mixed') };
   }
 
+  /** Per-rank window increases of a counter with a `rank` label, rank 0 first (missing ranks 0). */
+  private async byRank(name: string): Promise<number[]> {
+    const m = await this.counterBy(name, 'rank');
+    const ranks = [...m.keys()].map(Number).filter((r) => Number.isInteger(r) && r >= 0);
+    const out = new Array<number>(ranks.length ? Math.max(...ranks) + 1 : 0).fill(0);
+    for (const [r, v] of m) if (Number.isInteger(Number(r)) && Number(r) >= 0) out[Number(r)] = v;
+    return out;
+  }
+
+  /** The window's MoE counters, or undefined for a dense fleet (no routing series) or capped labels. */
+  async moe(): Promise<MoeStats | undefined> {
+    const [routed, experts, ep, expertSeconds, allToAllSeconds, allToAlls] = await Promise.all([
+      this.vector(`sum by (layer, expert) (increase(tuneloop_moe_expert_tokens_total${this.engineSel()}${this.range}))`),
+      this.vector(`max by (kind) (tuneloop_moe_experts${this.engineSel()})`),
+      this.gauge('max', 'tuneloop_config_ep_degree'),
+      this.byRank('tuneloop_moe_expert_busy_seconds_total'),
+      this.byRank('tuneloop_moe_alltoall_seconds_total'),
+      this.counter('tuneloop_moe_alltoalls_total'),
+    ]);
+    if (routed.length === 0) return undefined;
+    const kinds = new Map(experts.map((e) => [e.labels['kind'] ?? '', e.value]));
+    const expertCount = kinds.get('routed');
+    if (expertCount === undefined || !Number.isInteger(expertCount) || expertCount <= 0) return undefined;
+    const layers = new Set<number>();
+    for (const r of routed) {
+      const layer = Number(r.labels['layer']),
+        expert = Number(r.labels['expert']);
+      // `other` (capped labels) or anything else not a whole index: the per-expert counts cannot be rebuilt.
+      if (!Number.isInteger(layer) || !Number.isInteger(expert) || expert < 0 || expert >= expertCount) return undefined;
+      layers.add(layer);
+    }
+    const moeLayers = [...layers].sort((a, b) => a - b);
+    const tokensPerExpert = moeLayers.map(() => new Array<number>(expertCount).fill(0));
+    for (const r of routed) tokensPerExpert[moeLayers.indexOf(Number(r.labels['layer']))]![Number(r.labels['expert'])] = r.value;
+    return {
+      expertCount,
+      expertUsed: kinds.get('used') ?? 0,
+      sharedExperts: kinds.get('shared') ?? 0,
+      moeLayers,
+      tokensPerExpert,
+      epDegree: Number.isFinite(ep) ? ep : 1,
+      redundantExperts: [],
+      allToAllSeconds,
+      allToAlls,
+      expertSecondsPerRank: expertSeconds,
+    };
+  }
+
   /** The window as an EngineStats delta (gauges as they are at the end). */
   async stats(): Promise<EngineStats> {
     const s = emptyEngineStats();
@@ -266,6 +318,7 @@ class Queries {
       size,
       tokens,
       phases,
+      moe,
     ] = await Promise.all([
       this.counter('tuneloop_requests_finished_total'),
       this.counter('tuneloop_requests_failed_total'),
@@ -292,6 +345,7 @@ class Queries {
       this.sumCount('tuneloop_batch_size'),
       this.sumCount('tuneloop_batch_tokens'),
       this.stepPhases(),
+      this.moe(),
     ]);
     Object.assign(s.requests, { finished, failed, timedOut, cancelled, running, waiting });
     s.requests.rejected.queue_full = queueFull;
@@ -309,6 +363,7 @@ class Queries {
     Object.assign(s.kvCache, { usageRatio: usage, fragmentationRatio: fragmentation, prefixHits, prefixQueries });
     // summarizeWindow divides busy seconds by the window: give it the busy seconds of one mean instance.
     s.busySeconds = utilization * this.windowS;
+    if (moe) s.moe = moe;
     return s;
   }
 }

@@ -34,6 +34,7 @@
 //    path (mirror() is fire-and-forget): the error is recorded, shadow work stops, and finish() returns 'fail'
 //    with the error among its reasons.
 import { Engine } from '../engine/engine.js';
+import { ranksOf, sameLayoutValue } from '../engine/knobs.js';
 import type { EngineOptions, GenerationResult } from '../engine/types.js';
 import type { DistributionComparison, LiveSettings, RequestSample, SloTargets, VerificationEvidence } from './types.js';
 import { compareLogitRows } from './logit-similarity.js';
@@ -122,14 +123,13 @@ export class MirrorSampler {
   }
 }
 
-/** A candidate changing batching or parallelism is proposed for speed; one changing only storage (weights, KV dtype)
- *  saves memory, and only has to hold quality and latency. */
+/** A candidate changing batching or parallelism (tensor or expert ranks, replicated experts) is proposed for speed;
+ *  one changing only storage (weights, KV dtype) saves memory, and only has to hold quality and latency. */
 export function inferExpectFaster(baseline: LiveSettings, candidate: LiveSettings): boolean {
   const sched = Object.keys(candidate.scheduler) as (keyof LiveSettings['scheduler'])[];
   return (
     sched.some((k) => candidate.scheduler[k] !== baseline.scheduler[k]) ||
-    candidate.layout.tpDegree !== baseline.layout.tpDegree ||
-    candidate.layout.threadsPerRank !== baseline.layout.threadsPerRank
+    (['tpDegree', 'threadsPerRank', 'epDegree', 'redundantExperts'] as const).some((k) => !sameLayoutValue(baseline.layout, candidate.layout, k))
   );
 }
 
@@ -141,14 +141,19 @@ export function shadowEngineOptions(
   extra: { contextLength?: number | undefined; kvCacheMaxBytes?: number | undefined },
 ): EngineOptions {
   const tp = settings.layout.tpDegree;
+  // Rank threads: expert-parallel ranks are rank threads as tensor-parallel ones are (ranksOf, knobs.ts).
+  const ranks = ranksOf(settings.layout);
   const opts: EngineOptions = {
     model: modelPath,
     threads: cfg.shadowThreads,
     weights: settings.layout.weights,
     kvDtype: settings.layout.kvDtype,
     tpDegree: tp,
+    // MoE layout as the settings say (absent: the engine's defaults, as for the primary).
+    ...(settings.layout.epDegree !== undefined ? { epDegree: settings.layout.epDegree } : {}),
+    ...(settings.layout.redundantExperts !== undefined ? { redundantExperts: settings.layout.redundantExperts } : {}),
     // The live threadsPerRank is sized for the primary's cores; a shadow gets shadowThreads in all.
-    threadsPerRank: Math.max(1, Math.floor(cfg.shadowThreads / tp)),
+    threadsPerRank: Math.max(1, Math.floor(cfg.shadowThreads / ranks)),
     kvCacheMaxBytes: extra.kvCacheMaxBytes ?? SHADOW_KV_CACHE_MAX_BYTES,
     scheduler: { ...settings.scheduler },
   };
@@ -552,10 +557,10 @@ export class ShadowVerifier {
     arm.samples.push(...samples);
   }
 
-  /** Cores an arm computes on: tpDegree × threadsPerRank as loaded (= shadowThreads for tpDegree 1). */
+  /** Cores an arm computes on: ranks × threadsPerRank as loaded (= shadowThreads for one rank). */
   private cores(role: ShadowRole): number {
     const layout = this.engines[role]?.info.layout;
-    return layout ? layout.tpDegree * layout.threadsPerRank : this.cfg.shadowThreads;
+    return layout ? ranksOf(layout) * layout.threadsPerRank : this.cfg.shadowThreads;
   }
 
   private qualityEvidence(): QualityEvidence {

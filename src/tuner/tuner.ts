@@ -10,6 +10,8 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { Engine } from '../engine/engine.js';
+import { ranksOf } from '../engine/knobs.js';
+import { parseExpertRefs } from '../config/load.js';
 import type { GenerateRequest, GenerationResult, ModelInfo } from '../engine/types.js';
 import type { TuneloopConfig } from '../config/schema.js';
 import type { Metrics } from '../metrics/registry.js';
@@ -52,7 +54,15 @@ export function settingsFromConfig(cfg: TuneloopConfig, threads = availableParal
   const total = cfg.model.threads ?? threads;
   return {
     scheduler: { ...cfg.scheduler },
-    layout: { weights: cfg.model.weights, kvDtype: cfg.model.kvDtype, tpDegree: tp, threadsPerRank: cfg.model.threadsPerRank ?? Math.max(1, Math.floor(total / tp)) },
+    layout: {
+      weights: cfg.model.weights,
+      kvDtype: cfg.model.kvDtype,
+      tpDegree: tp,
+      threadsPerRank: cfg.model.threadsPerRank ?? Math.max(1, Math.floor(total / ranksOf({ tpDegree: tp, epDegree: cfg.model.epDegree }))),
+      // MoE knobs only away from their defaults: settings of dense models (and their reports) stay as they were.
+      ...(cfg.model.epDegree !== 1 ? { epDegree: cfg.model.epDegree } : {}),
+      ...(cfg.model.redundantExperts.length > 0 ? { redundantExperts: parseExpertRefs(cfg.model.redundantExperts) } : {}),
+    },
   };
 }
 
@@ -272,7 +282,13 @@ export class Tuner implements TunerControl {
       slo: this.slo,
       policy: { forbid: this.cfg.forbid, maxCandidates: this.cfg.maxCandidates },
       recentlyFailed: [...recentlyFailed, ...open],
-      model: { nKvHeads: info.nKvHeads, ffnDim: info.ffnDim, cores: availableParallelism(), weights: this.weightFacts(info) },
+      model: {
+        nKvHeads: info.nKvHeads,
+        ffnDim: info.ffnDim,
+        cores: availableParallelism(),
+        weights: this.weightFacts(info),
+        alltoallDelayUs: info.layout.alltoallDelayUs ?? 0,
+      },
     });
     const version = this.liveVersion();
     const proposals = candidates.map((c) =>

@@ -1,7 +1,7 @@
 // The tuner's shared vocabulary: what each stage takes and returns. Stages are functions over these plain,
 // JSON-serialisable shapes (they are what the store persists and what the REST API shows), so each can be tested
 // without a clock, a server or an engine. Times are unix milliseconds (`…Ms`) or seconds (`…S`, `…Seconds`).
-import type { SchedulerSettings } from '../engine/types.js';
+import type { ExpertRef, SchedulerSettings } from '../engine/types.js';
 import type { LayoutSettings } from '../engine/knobs.js';
 import { PROPOSAL_STATES } from '../metrics/tuner-families.js';
 
@@ -95,10 +95,39 @@ export interface WindowSummary {
   utilization: number;
   /** Process CPU seconds used in the window (user + system). */
   cpuSeconds: number;
+  /** Mixture-of-Experts models only: routing and expert-parallel work in the window (absent for dense models). */
+  moe?: MoeWindow;
 }
 
-export type BottleneckKind = 'queueing' | 'batch_starved' | 'compute_bound' | 'kv_pressure' | 'tail_latency' | 'errors' | 'quality_drift';
-export const BOTTLENECK_KINDS: readonly BottleneckKind[] = ['queueing', 'batch_starved', 'compute_bound', 'kv_pressure', 'tail_latency', 'errors', 'quality_drift'];
+/** What a Mixture-of-Experts engine did in one window: the EngineStats.moe counters differenced, the layout as it is
+ *  at the window's end. */
+export interface MoeWindow {
+  expertCount: number;
+  expertUsed: number;
+  /** Block indices of the MoE layers. */
+  moeLayers: number[];
+  /** Tokens routed in the window, [i over moeLayers][expert]. */
+  tokensPerExpert: number[][];
+  epDegree: number;
+  redundantExperts: ExpertRef[];
+  /** Per rank, seconds in routed-expert matmuls in the window. */
+  expertSecondsPerRank: number[];
+  /** Per rank, seconds in expert-parallel all-to-alls (combines) in the window. */
+  allToAllSeconds: number[];
+  allToAlls: number;
+}
+
+export type BottleneckKind = 'queueing' | 'batch_starved' | 'compute_bound' | 'kv_pressure' | 'tail_latency' | 'errors' | 'quality_drift' | 'expert_imbalance';
+export const BOTTLENECK_KINDS: readonly BottleneckKind[] = [
+  'queueing',
+  'batch_starved',
+  'compute_bound',
+  'kv_pressure',
+  'tail_latency',
+  'errors',
+  'quality_drift',
+  'expert_imbalance',
+];
 
 /** A named bottleneck with the numbers behind it. */
 export interface Finding {

@@ -265,6 +265,25 @@ describe('engineOptionsFromConfig', () => {
     expect(opts.scheduler?.maxQueueDelayMs).toBe(0);
     expect(() => validateEngineOptions(opts)).not.toThrow();
   });
+
+  it('passes the MoE layout only when set, as {layer, expert}, and refuses malformed or repeated experts', () => {
+    const dense = engineOptionsFromConfig(loadConfig({}));
+    expect('epDegree' in dense || 'redundantExperts' in dense).toBe(false);
+    const opts = engineOptionsFromConfig(loadConfig({ overrides: { 'model.epDegree': '2', 'model.redundantExperts': '3:17, 0:5' } }));
+    expect(opts).toMatchObject({
+      epDegree: 2,
+      redundantExperts: [
+        { layer: 3, expert: 17 },
+        { layer: 0, expert: 5 },
+      ],
+    });
+    expect(() => validateEngineOptions(opts)).not.toThrow();
+    const bad = configErrorOf(() => loadConfig({ overrides: { 'model.redundantExperts': '3:17,3-18' } }));
+    expect([bad.path, bad.reason]).toEqual(['model.redundantExperts[1]', 'expected LAYER:EXPERT, two whole numbers such as 3:17, got "3-18"']);
+    const twice = configErrorOf(() => loadConfig({ overrides: { 'model.redundantExperts': '3:17,3:17' } }));
+    expect([twice.path, twice.reason]).toEqual(['model.redundantExperts[1]', '"3:17" is listed twice']);
+    expect(configErrorOf(() => loadConfig({ overrides: { 'model.epDegree': '0' } })).path).toBe('model.epDegree');
+  });
 });
 
 describe('documentation', () => {
@@ -302,7 +321,7 @@ describe('tuner, verify and auth sections', () => {
       analysisWindowMinutes: 15,
       maxCandidates: 3,
       autoApply: ['maxBatchSize', 'maxBatchTokens', 'maxQueueDelayMs', 'queueGrowThreshold', 'maxQueueLength'],
-      requireApproval: ['weights', 'kvDtype', 'tpDegree', 'threadsPerRank'],
+      requireApproval: ['weights', 'kvDtype', 'tpDegree', 'threadsPerRank', 'epDegree', 'redundantExperts'],
       forbid: [],
       rollupRetentionDays: 42,
       watchChecks: 5,
@@ -427,7 +446,9 @@ describe('tuner, verify and auth sections', () => {
     expect(loadConfig({ env: { TUNELOOP_TUNER_FORBID: 'tpDegree, kvDtype' } }).tuner.forbid).toEqual(['tpDegree', 'kvDtype']);
     const e = configErrorOf(() => loadConfig({ file: yamlFile('tuner:\n  forbid: [maxBatchSise]\n') }));
     expect(e.path).toBe('tuner.forbid[0]');
-    expect(e.reason).toMatch(/^unknown name "maxBatchSise" \(did you mean 'maxBatchSize'\?\) \(known: maxBatchSize, maxBatchTokens, .*threadsPerRank\)$/);
+    expect(e.reason).toMatch(
+      /^unknown name "maxBatchSise" \(did you mean 'maxBatchSize'\?\) \(known: maxBatchSize, maxBatchTokens, .*threadsPerRank, epDegree, redundantExperts\)$/,
+    );
     const o = configErrorOf(() => loadConfig({ overrides: { 'tuner.autoApply': 'maxBatchSize,bogus' } }));
     expect([o.path, o.origin]).toEqual(['tuner.autoApply[1]', 'override tuner.autoApply']);
     expect(o.reason).toContain('"bogus"');

@@ -192,8 +192,8 @@ describe('metrics registry on a real engine', () => {
     expect(single(samples, 'tuneloop_requests_running', base)).toBe(0);
     expect(single(samples, 'tuneloop_engine_up', base)).toBe(1);
     // The shipped model: 6 layers x 4 KV heads x (32 + 32) values, f32 by default; MHA over its 8 heads: twice that.
-    expect(single(samples, 'tuneloop_kv_cache_bytes_per_token', { ...base, attention: 'model' })).toBe(6 * 4 * 64 * 4);
-    expect(single(samples, 'tuneloop_kv_cache_bytes_per_token', { ...base, attention: 'mha' })).toBe(6 * 8 * 64 * 4);
+    expect(single(samples, 'tuneloop_kv_cache_bytes_per_token', { ...base, kind: 'model' })).toBe(6 * 4 * 64 * 4);
+    expect(single(samples, 'tuneloop_kv_cache_bytes_per_token', { ...base, kind: 'mha' })).toBe(6 * 8 * 64 * 4);
     const util = single(samples, 'tuneloop_engine_utilization_ratio', base);
     expect(util).toBeGreaterThan(0);
     expect(util).toBeLessThanOrEqual(1);

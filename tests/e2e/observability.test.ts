@@ -29,7 +29,7 @@ import { createMetrics } from '../../src/metrics/registry.js';
 import { AlertInbox } from '../../src/alerts/inbox.js';
 import { startServer, type RunningServer } from '../../src/controlplane/http-server.js';
 import { runLoad } from '../../src/loadgen/index.js';
-import { listDashboardQueries } from '../../src/observability/dashboards.js';
+import { MOE_ROW, listDashboardQueries } from '../../src/observability/dashboards.js';
 import { listAlerts, listRecordingRules } from '../../src/observability/alert-rules.js';
 import { MODEL, MODEL_NAME, sleep } from '../controlplane/harness.js';
 import { REPO_ROOT } from '../helpers/shared.js';
@@ -319,7 +319,10 @@ describe.skipIf(MISSING.length > 0)(`observability against live Prometheus + Ale
   });
 
   it('every dashboard panel query returns data', async () => {
-    const queries = listDashboardQueries();
+    // The shipped model is dense: the MoE row's families have no series for it (tests/observability/dashboards.test.ts
+    // checks those queries against the families' names and labels). After the engine's MoE lands, a run serving the
+    // tiny DeepSeek-style model covers them here too.
+    const queries = listDashboardQueries().filter((q) => q.row !== MOE_ROW);
     expect(queries.length).toBeGreaterThan(0);
     const failures: string[] = [];
     for (const q of queries) {

@@ -16,7 +16,16 @@
                 s = sigmoid(gate(n2)) (fp32); experts chosen by top-k of s + e_score_correction_bias (`exp_probs_b`);
                 w = s[chosen] / sum(s[chosen]) * routed_scaling_factor
      x = h + FFN
-  logits = RMSNorm(x) @ tok_embeddings^T   (tied output head)
+  h = RMSNorm(x) (output_norm); logits = h @ tok_embeddings^T   (tied output head)
+
+MTP (multi-token prediction, DeepSeek-V3's module of depth 1, as llama.cpp's deepseek2 `graph_mtp` computes it): at
+position i, from the trunk's normed hidden state h_i and the embedding of the next token t_(i+1), predict t_(i+2):
+  m = eh_proj([RMSNorm_e(embed(t_(i+1))) | RMSNorm_h(h_i)])     (embedding half first, as ggml_concat(e, h))
+  m = one more decoder block (MLA + MoE with the shared expert), over the positions of the sequence, causal
+  logits_mtp = RMSNorm_head(m) @ tok_embeddings^T                (nextn.shared_head_norm; the head is shared)
+In the file the block is `blk.<n_layers>` (block_count = n_layers + 1, nextn_predict_layers = 1) with its
+`nextn.{eh_proj,enorm,hnorm,shared_head_norm}` tensors; llama.cpp skips it when it does not load MTP. The speculative
+decoding issue uses it as a draft model.
 
 The selection bias is not trained by gradient: after every optimizer step train.py calls `update_router_bias()`,
 DeepSeek-V3's auxiliary-loss-free balancing: b_e += gamma * sign(mean_load - load_e) over the batch's selections.
@@ -54,6 +63,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     dropout: float = 0.0
+    n_mtp: int = 1                   # MTP modules (nextn_predict_layers); 0 or 1
 
 
 class RMSNorm(nn.Module):
@@ -145,9 +155,10 @@ class MoE(nn.Module):
         c = self.c
         B, T, D = x.shape
         xt = x.reshape(-1, D)
-        scores = torch.sigmoid(F.linear(xt.float(), self.gate.weight.float()))        # [N, E]
+        with torch.autocast(device_type=x.device.type, enabled=False):  # the router in fp32, as llama.cpp runs it
+            scores = torch.sigmoid(F.linear(xt.float(), self.gate.weight.float()))    # [N, E]
         sel = torch.topk(scores + self.e_score_correction_bias[None], c.n_experts_used, dim=-1).indices
-        w = scores.gather(1, sel)
+        w = scores.gather(1, sel).float()
         if c.norm_topk_prob:
             w = w / w.sum(-1, keepdim=True).clamp_min(6.103515625e-5)
         w = w * c.routed_scaling_factor
@@ -182,6 +193,22 @@ class Block(nn.Module):
         return h + self.drop(self.feed_forward(self.ffn_norm(h)))
 
 
+class MTPModule(nn.Module):
+    """DeepSeek-V3's multi-token-prediction module (see the module docstring)."""
+
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.enorm = RMSNorm(c.dim, c.norm_eps)
+        self.hnorm = RMSNorm(c.dim, c.norm_eps)
+        self.eh_proj = nn.Linear(2 * c.dim, c.dim, bias=False)
+        self.block = Block(c, c.n_layers)  # past the dense layers: an MoE block
+        self.head_norm = RMSNorm(c.dim, c.norm_eps)
+
+    def forward(self, h, next_emb, cos, sin):
+        m = self.eh_proj(torch.cat([self.enorm(next_emb), self.hnorm(h)], -1))
+        return self.head_norm(self.block(m, cos, sin))
+
+
 class DeepSeekTiny(nn.Module):
     def __init__(self, c: ModelConfig):
         super().__init__()
@@ -189,6 +216,7 @@ class DeepSeekTiny(nn.Module):
         self.tok_embeddings = nn.Embedding(c.vocab_size, c.dim)
         self.layers = nn.ModuleList(Block(c, i) for i in range(c.n_layers))
         self.norm = RMSNorm(c.dim, c.norm_eps)
+        self.mtp = nn.ModuleList(MTPModule(c) for _ in range(c.n_mtp))
         cos, sin = rope_tables(c.qk_rope_dim, c.context_length, c.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -200,12 +228,18 @@ class DeepSeekTiny(nn.Module):
                 nn.init.normal_(p, mean=0.0, std=std)
 
     def moe_layers(self):
+        """The trunk's MoE layers (what routing statistics describe)."""
         return [l.feed_forward for l in self.layers if l.is_moe]
+
+    def all_moe_layers(self):
+        return self.moe_layers() + [m.block.feed_forward for m in self.mtp]
 
     @torch.no_grad()
     def update_router_bias(self, gamma: float):
         """DeepSeek-V3 auxiliary-loss-free balancing: raise the bias of under-loaded experts, lower over-loaded ones."""
-        for m in self.moe_layers():
+        for m in self.all_moe_layers():
+            if m.last_load is None:
+                continue
             load = m.last_load.float()
             m.e_score_correction_bias += gamma * torch.sign(load.mean() - load)
 
@@ -219,9 +253,15 @@ class DeepSeekTiny(nn.Module):
             m.count = None
         return out
 
-    def forward(self, tokens):
+    def forward(self, tokens, return_hidden: bool = False):
         x = self.tok_embeddings(tokens)
         for layer in self.layers:
             x = layer(x, self.rope_cos, self.rope_sin)
-        x = self.norm(x)
-        return F.linear(x, self.tok_embeddings.weight).float()
+        h = self.norm(x)
+        logits = F.linear(h, self.tok_embeddings.weight).float()
+        return (logits, h) if return_hidden else logits
+
+    def mtp_logits(self, h, next_tokens):
+        """Logits of t_(i+2) at each position i from the trunk's normed hidden h [B, T, D] and t_(i+1) [B, T]."""
+        m = self.mtp[0](h, self.tok_embeddings(next_tokens), self.rope_cos, self.rope_sin)
+        return F.linear(m, self.tok_embeddings.weight).float()

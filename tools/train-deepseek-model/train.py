@@ -66,7 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--vocab-size", type=int, default=2048, help="256 bytes + merges + 1 control token")
     # model
     p.add_argument("--dim", type=int, default=256)
-    p.add_argument("--n-layers", type=int, default=6)
+    p.add_argument("--n-layers", type=int, default=5, help="trunk layers (the MTP block is one more)")
     p.add_argument("--n-dense-layers", type=int, default=1)
     p.add_argument("--n-heads", type=int, default=8)
     p.add_argument("--q-lora-rank", type=int, default=128)
@@ -83,6 +83,8 @@ def parse_args(argv=None):
     p.add_argument("--bias-update-rate", type=float, default=1e-3, help="gamma of the aux-loss-free balancing")
     p.add_argument("--bias-update-until", type=float, default=1.0,
                    help="stop updating the selection bias after this fraction of --max-steps (DeepSeek-V3 stops near the end)")
+    p.add_argument("--n-mtp", type=int, default=1, choices=[0, 1], help="DeepSeek-V3 MTP modules (depth 1)")
+    p.add_argument("--mtp-weight", type=float, default=0.3, help="lambda of the MTP loss (DeepSeek-V3: 0.3, then 0.1)")
     p.add_argument("--context", type=int, default=256)
     p.add_argument("--rope-theta", type=float, default=10000.0)
     p.add_argument("--norm-eps", type=float, default=1e-5)
@@ -141,6 +143,34 @@ def evaluate_nll(model, tokens, ctx: int, device, batch: int = 64):
         n += x.shape[0] * (x.shape[1] - 1)
     model.train(was_training)
     return total / n, n
+
+
+@torch.no_grad()
+def evaluate_mtp(model, tokens, ctx: int, device, batch: int = 64):
+    """The MTP head over the engine's windows: at each position i (with i + 2 inside the window), from the trunk's
+    normed hidden h_i and the true t_(i+1), its prediction of t_(i+2). Returns the mean NLL, top-1 accuracy against the
+    text, and the rate at which its argmax equals the trunk's own argmax at position i + 1 (what greedy speculative
+    decoding would accept), and the number of positions."""
+    was_training = model.training
+    model.eval()
+    windows = [tokens[s:s + ctx] for s in range(0, len(tokens) - 1, ctx)]
+    windows = [w for w in windows if len(w) >= 3]
+    full = [w for w in windows if len(w) == ctx]
+    rest = [w for w in windows if len(w) != ctx]
+    groups = [full[i:i + batch] for i in range(0, len(full), batch)] + [[w] for w in rest]
+    total, correct, agree, n = 0.0, 0, 0, 0
+    for g in groups:
+        x = torch.tensor(g, dtype=torch.long, device=device)
+        logits, h = model(x, return_hidden=True)
+        m = model.mtp_logits(h[:, :-1], x[:, 1:])[:, :-1].double()   # predicts x[:, 2:]
+        tgt = x[:, 2:]
+        total += F.cross_entropy(m.reshape(-1, m.shape[-1]), tgt.reshape(-1), reduction="sum").item()
+        guess = m.argmax(-1)
+        correct += (guess == tgt).sum().item()
+        agree += (guess == logits[:, 1:-1].argmax(-1)).sum().item()
+        n += tgt.numel()
+    model.train(was_training)
+    return {"nll": total / n, "top1_vs_text": correct / n, "top1_vs_trunk_greedy": agree / n, "positions": n}
 
 
 @torch.no_grad()
@@ -206,12 +236,15 @@ def main(argv=None):
                       qk_nope_dim=a.qk_nope_dim, qk_rope_dim=a.qk_rope_dim, v_dim=a.v_dim, ffn_dim=a.ffn_dim,
                       n_experts=a.n_experts, n_experts_used=a.n_experts_used, n_shared_experts=a.n_shared_experts,
                       expert_ffn_dim=a.expert_ffn_dim, routed_scaling_factor=a.routed_scaling_factor,
-                      context_length=a.context, rope_theta=a.rope_theta, norm_eps=a.norm_eps, dropout=a.dropout)
+                      context_length=a.context, rope_theta=a.rope_theta, norm_eps=a.norm_eps, dropout=a.dropout,
+                      n_mtp=a.n_mtp)
     model = DeepSeekTiny(cfg).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_mtp_params = sum(p.numel() for p in model.mtp.parameters())
+    n_params = sum(p.numel() for p in model.parameters()) - n_mtp_params  # the trunk
     c_ = cfg
     active = n_params - sum(3 * (c_.n_experts - c_.n_experts_used) * c_.dim * c_.expert_ffn_dim for _ in model.moe_layers())
-    print(f"model: {n_params} parameters ({active} active per token), device {device}", flush=True)
+    print(f"model: {n_params} trunk parameters ({active} active per token) + {n_mtp_params} in the MTP module, "
+          f"device {device}", flush=True)
 
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -284,8 +317,16 @@ def main(argv=None):
             g["lr"] = lr_at(step, a)
         x, y = get_batch()
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            logits = model(x)
+            if a.n_mtp:
+                logits, h = model(x, return_hidden=True)
+                mtp = model.mtp_logits(h[:, :-1], y[:, :-1])   # at i, from h_i and t_(i+1) = y_i: predicts y_(i+1)
+            else:
+                logits = model(x)
         loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
+        if a.n_mtp:
+            loss_mtp = F.cross_entropy(mtp.reshape(-1, mtp.shape[-1]), y[:, 1:].reshape(-1))
+            loss_main = loss
+            loss = loss + a.mtp_weight * loss_mtp
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if a.grad_clip > 0:
@@ -296,7 +337,9 @@ def main(argv=None):
         running += loss.item() if step % 10 == 0 else 0.0
         running_n += 1 if step % 10 == 0 else 0
         if step % 20 == 0:
-            print(f"  step {step:5d} lr {lr_at(step, a):.2e} batch loss {loss.item():.4f} {time.time() - t_train0:.0f}s", flush=True)
+            extra = f" (trunk {loss_main.item():.4f}, mtp {loss_mtp.item():.4f})" if a.n_mtp else ""
+            print(f"  step {step:5d} lr {lr_at(step, a):.2e} batch loss {loss.item():.4f}{extra} "
+                  f"{time.time() - t_train0:.0f}s", flush=True)
     log_f.close()
     t_train = time.time() - t_train0
     print(f"training: {step} steps in {t_train:.1f}s; best validation loss {best[0]:.4f} at step {best[1]}", flush=True)
@@ -319,6 +362,10 @@ def main(argv=None):
         "slice": evaluate_nll(model, slice_eval, ctx, device),
         "train_probe": evaluate_nll(model, train_probe, ctx, device),
     }
+    mtp_eval = None
+    if a.n_mtp:
+        mtp_eval = {"val": evaluate_mtp(model, val_eval, ctx, device), "slice": evaluate_mtp(model, slice_eval, ctx, device)}
+        print(f"mtp (file weights): {mtp_eval}", flush=True)
     model.start_counting()
     evaluate_nll(model, val_eval, ctx, device)
     routing_counts = model.stop_counting()
@@ -351,7 +398,7 @@ def main(argv=None):
     export_cfg = {k: getattr(cfg, k) for k in ["dim", "n_layers", "n_dense_layers", "n_heads", "q_lora_rank", "kv_lora_rank",
                                                 "qk_nope_dim", "qk_rope_dim", "v_dim", "ffn_dim", "n_experts", "n_experts_used",
                                                 "n_shared_experts", "expert_ffn_dim", "routed_scaling_factor", "norm_topk_prob",
-                                                "context_length", "rope_theta", "norm_eps"]}
+                                                "context_length", "rope_theta", "norm_eps", "n_mtp"]}
     size = export_gguf(model_path, export_cfg, weights, tok, a.file_type,
                        extra={"general.description": "a tiny DeepSeek-V3-style model (MLA + MoE) trained on tinyshakespeare "
                                                      "(tools/train-deepseek-model)",
@@ -389,6 +436,10 @@ def main(argv=None):
         "file_weights": f"matrices as stored in the file ({a.file_type}), norms, router and selection bias f32",
         "routing_validation": {"what": "tokens routed to each expert per MoE layer over the validation split "
                                        "(file weights, the windows above, every position)", "layers": routing},
+        "mtp": ({"what": "the MTP module (blk.<n_layers>, nextn_predict_layers = 1): at position i, from the trunk's "
+                        "normed hidden state and the true t(i+1), its prediction of t(i+2); top1_vs_trunk_greedy is "
+                        "the share where it equals the trunk's own argmax at i + 1 (greedy speculative acceptance of "
+                        "one drafted token, teacher-forced)", **mtp_eval} if mtp_eval else None),
         "reference": {"prompt_tokens": prompt, "top10_ids": top.indices.tolist(),
                       "top10_logits": [round(float(v), 5) for v in top.values]},
     }
@@ -404,7 +455,7 @@ def main(argv=None):
         "split": {"train_chars": len(train_text), "val_chars": len(val_text), "train_tokens": len(train_ids),
                   "val_tokens": len(val_ids)},
         "tokenizer": {"vocab_size": tok.vocab_size, "merges": len(merges), "bos_eos_id": BOS, "merges_sha256": merges_sha},
-        "model": {"parameters": n_params, "active_parameters": active, **export_cfg, "tied_embeddings": True},
+        "model": {"parameters": n_params, "active_parameters": active, "mtp_parameters": n_mtp_params, **export_cfg, "tied_embeddings": True},
         "best": {"step": best[1], "val_loss": best[0], "val_ppl": math.exp(best[0])},
         "steps_run": step,
         "file": {"name": MODEL_FILE, "bytes": size, "sha256": model_sha, "file_type": a.file_type},

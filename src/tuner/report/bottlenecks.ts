@@ -33,6 +33,7 @@ export const KIND_TITLES: Record<BottleneckKind, string> = {
   tail_latency: 'Tail latency',
   errors: 'Errors and refusals',
   quality_drift: 'Quality drift',
+  expert_imbalance: 'Expert load imbalance',
 };
 
 /** The unit of analyze.ts' impact × minutes, per kind. */
@@ -44,6 +45,7 @@ export const ANALYZER_UNITS: Record<BottleneckKind, string> = {
   tail_latency: 'tail latency-seconds over the median',
   errors: 'failed or refused requests',
   quality_drift: 'requests served by drifted settings',
+  expert_imbalance: 'rank-seconds spent waiting on the busiest expert rank',
 };
 
 /** What helps each kind when the tuner applied nothing (mirrors what optimize.ts would try, plus what it cannot). */
@@ -56,6 +58,8 @@ const KIND_ADVICE: Record<BottleneckKind, string> = {
   tail_latency: 'long prompts hold others up: lower scheduler.maxBatchTokens (chunked prefill) and scheduler.maxQueueDelayMs',
   errors: 'read the error reasons (tuneloop_request_errors_total, the logs); refusals call for a longer scheduler.maxQueueLength or more capacity',
   quality_drift: 'roll back to the last settings whose outputs matched (POST /api/config/rollback/:version)',
+  expert_imbalance:
+    'routing is skewed onto a few experts: replicate the hottest ones (model.redundantExperts) or change model.epDegree (both need approval); see alerts/RUNBOOK.md#tuneloopexpertimbalancehigh',
 };
 
 const LIVE_STATES = new Set(['watching', 'confirmed']);

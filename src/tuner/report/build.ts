@@ -8,7 +8,7 @@
 // later; the report carries no "generated at", so identical store data gives identical output. A week under the
 // thresholds (figures.ts) says "not enough data" and ranks nothing.
 import type { LiveSettings, SloTargets, WindowSummary } from '../types.js';
-import { COLD_KNOBS, HOT_KNOBS } from '../../engine/knobs.js';
+import { COLD_KNOBS, HOT_KNOBS, formatExperts } from '../../engine/knobs.js';
 import type { SettingsVersion, StoredAlert, StoredFinding, TunerStore, Verification } from '../store.js';
 import { formatIsoWeek, formatLocal, isoWeekRange, parseIsoWeek, previousIsoWeek, type IsoWeek, type WeekRange } from './iso-week.js';
 import { DEFAULT_REPORT_THRESHOLDS, costOf, coverageOf, fin, seriesOf, sloOf, throughputOf, trafficOf } from './figures.js';
@@ -55,8 +55,11 @@ export interface BuildReportOptions {
 /** Lists are unbounded within a week: the store's default page (1000) is for the REST API. */
 const ALL = 1_000_000;
 
+/** Flat knob → value; the expert set as `layer:expert,…` text. MoE knobs appear only in settings that carry them, so
+ *  the reports of dense models are unchanged. */
 function knobsOf(s: LiveSettings): Record<string, number | string> {
-  return { ...s.scheduler, ...s.layout };
+  const { redundantExperts, ...layout } = s.layout;
+  return { ...s.scheduler, ...layout, ...(redundantExperts !== undefined ? { redundantExperts: formatExperts(redundantExperts) } : {}) };
 }
 
 const KNOB_ORDER: readonly string[] = [...HOT_KNOBS, ...COLD_KNOBS];
