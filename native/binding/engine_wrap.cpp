@@ -126,6 +126,26 @@ tl::ModelLayout parse_layout(Napi::Env env, const Napi::Object & o, tl::ModelLay
     l.kv_block_size = (int32_t) get_number(o, "kvBlockSizeTokens", l.kv_block_size);
     l.kv_blocks = (int32_t) get_number(o, "kvCacheBlocks", 0);
     l.allreduce_delay_us = (int32_t) get_number(o, "allreduceDelayUs", l.allreduce_delay_us);
+    l.ep_degree = (int32_t) get_number(o, "epDegree", l.ep_degree);
+    l.alltoall_delay_us = (int32_t) get_number(o, "alltoallDelayUs", l.alltoall_delay_us);
+    if (o.Has("redundantExperts") && !o.Get("redundantExperts").IsUndefined()) {
+        Napi::Value v = o.Get("redundantExperts");
+        if (!v.IsArray())
+            throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT,
+                                                     "redundantExperts must be an array of {layer, expert}"));
+        Napi::Array a = v.As<Napi::Array>();
+        l.redundant_experts.clear();
+        for (uint32_t i = 0; i < a.Length(); ++i) {
+            Napi::Value e = a.Get(i);
+            if (!e.IsObject())
+                throw Napi::Error(env, make_engine_error(env, tl::ErrorCode::INVALID_ARGUMENT,
+                                                         "redundantExperts[" + std::to_string(i) +
+                                                             "] must be an object {layer, expert}"));
+            Napi::Object eo = e.As<Napi::Object>();
+            l.redundant_experts.push_back(
+                {(int32_t) get_number(eo, "layer", -1), (int32_t) get_number(eo, "expert", -1)});
+        }
+    }
     return l;
 }
 
@@ -150,6 +170,16 @@ Napi::Object layout_to_js(Napi::Env env, const tl::ModelLayout & l, int n_ctx) {
     o.Set("kvBlockSizeTokens", l.kv_block_size);
     o.Set("kvCacheBlocks", l.kv_blocks);
     o.Set("allreduceDelayUs", l.allreduce_delay_us);
+    o.Set("epDegree", l.ep_degree);
+    Napi::Array red = Napi::Array::New(env, l.redundant_experts.size());
+    for (size_t i = 0; i < l.redundant_experts.size(); ++i) {
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("layer", l.redundant_experts[i].first);
+        r.Set("expert", l.redundant_experts[i].second);
+        red.Set((uint32_t) i, r);
+    }
+    o.Set("redundantExperts", red);
+    o.Set("alltoallDelayUs", l.alltoall_delay_us);
     o.Set("contextLength", n_ctx);
     return o;
 }
@@ -307,6 +337,20 @@ Napi::Value NativeEngine::info(const Napi::CallbackInfo & info) {
         mla.Set("vHeadDim", hp.mla.v_head);
         mla.Set("kqScale", hp.mla.kq_scale);
         o.Set("mla", mla);
+    }
+    if (hp.moe.enabled()) {
+        // Static Mixture-of-Experts facts (docs/metrics.md).
+        const tl::MoeActiveCounts a = e.active_counts();
+        Napi::Object m = Napi::Object::New(env);
+        m.Set("expertCount", hp.moe.n_expert);
+        m.Set("expertUsed", hp.moe.n_expert_used);
+        m.Set("sharedExperts", hp.moe.n_expert_shared);
+        m.Set("leadingDenseLayers", hp.moe.n_leading_dense);
+        m.Set("gating", hp.moe.gating == tl::MoeGating::SIGMOID ? "sigmoid" : "softmax");
+        m.Set("activeParams", a.active_params);
+        m.Set("totalParams", a.total_params);
+        m.Set("activeWeightBytesPerToken", a.active_bytes_per_token);
+        o.Set("moe", m);
     }
     return o;
 }
@@ -557,6 +601,46 @@ Napi::Value NativeEngine::stats(const Napi::CallbackInfo & info) {
     tp.Set("rankAllreduceSeconds", ra);
     tp.Set("allreduces", (double) s.allreduces);
     o.Set("tensorParallel", tp);
+    const tl::ModelHParams & hp = engine(env).hparams();
+    if (hp.moe.enabled()) {
+        // Routing statistics (docs/metrics.md): cumulative since the instance loaded.
+        Napi::Object m = Napi::Object::New(env);
+        m.Set("expertCount", hp.moe.n_expert);
+        m.Set("expertUsed", hp.moe.n_expert_used);
+        m.Set("sharedExperts", hp.moe.n_expert_shared);
+        std::vector<int> moe_layers;
+        for (int l = 0; l < hp.n_layers; ++l)
+            if (hp.moe.layer_is_moe(l)) moe_layers.push_back(l);
+        Napi::Array ml = Napi::Array::New(env, moe_layers.size());
+        for (size_t i = 0; i < moe_layers.size(); ++i) ml.Set((uint32_t) i, moe_layers[i]);
+        m.Set("moeLayers", ml);
+        Napi::Array tpe = Napi::Array::New(env, moe_layers.size());
+        for (size_t i = 0; i < moe_layers.size(); ++i) {
+            Napi::Array row = Napi::Array::New(env, hp.moe.n_expert);
+            for (int x = 0; x < hp.moe.n_expert; ++x)
+                row.Set((uint32_t) x, i < s.moe_tokens.size() ? (double) s.moe_tokens[i][x] : 0.0);
+            tpe.Set((uint32_t) i, row);
+        }
+        m.Set("tokensPerExpert", tpe);
+        m.Set("epDegree", s.layout.ep_degree);
+        Napi::Array red = Napi::Array::New(env, s.layout.redundant_experts.size());
+        for (size_t i = 0; i < s.layout.redundant_experts.size(); ++i) {
+            Napi::Object r = Napi::Object::New(env);
+            r.Set("layer", s.layout.redundant_experts[i].first);
+            r.Set("expert", s.layout.redundant_experts[i].second);
+            red.Set((uint32_t) i, r);
+        }
+        m.Set("redundantExperts", red);
+        auto arr = [&](const std::vector<double> & v) {
+            Napi::Array a = Napi::Array::New(env, v.size());
+            for (size_t i = 0; i < v.size(); ++i) a.Set((uint32_t) i, v[i]);
+            return a;
+        };
+        m.Set("allToAllSeconds", arr(s.rank_alltoall_seconds));
+        m.Set("allToAlls", (double) s.alltoalls);
+        m.Set("expertSecondsPerRank", arr(s.rank_expert_seconds));
+        o.Set("moe", m);
+    }
     Napi::Object mem = Napi::Object::New(env);
     mem.Set("weights", (double) s.weight_bytes);
     mem.Set("kv", (double) s.kv_bytes);

@@ -66,9 +66,9 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig & cfg) {
         fail(ErrorCode::MODEL_CORRUPT,
              "model '" + cfg.model_path + "': tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
                  " tokens but token_embd.weight only " + std::to_string(e->hparams_.n_vocab) + " rows");
-    check_layout(e->hparams_,
-                 ModelLayout{cfg.layout.policy, cfg.layout.tp, cfg.layout.threads_per_rank, cfg.layout.kv_dtype,
-                             cfg.layout.kv_block_size, 1, cfg.layout.allreduce_delay_us});
+    ModelLayout checked = cfg.layout; // the pool is sized later: any block count passes here
+    checked.kv_blocks = 1;
+    check_layout(e->hparams_, checked);
     e->instances_.push_back(e->build_instance(cfg.layout, cfg.n_ctx));
     e->board_.publish(*e->instances_.back());
     e->load_ms_ = ms_between(t0, Clock::now());
@@ -88,6 +88,7 @@ SchedulerConfig Engine::scheduler_config() const {
 }
 std::vector<std::pair<std::string, size_t>> Engine::weight_bytes() const { return board_.weight_bytes(); }
 std::vector<WeightFallback> Engine::weight_fallbacks() const { return board_.weight_fallbacks(); }
+MoeActiveCounts Engine::active_counts() const { return board_.active_counts(); }
 
 uint64_t Engine::enqueue(std::shared_ptr<Request> r) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -195,8 +196,9 @@ void Engine::reconfigure(const SchedulerConfig & cfg) {
 
 void Engine::reload(const ModelLayout & layout, int n_ctx) {
     file_->check_unchanged(); // the new instance re-reads every tensor from the mapping made at load
-    check_layout(hparams_, ModelLayout{layout.policy, layout.tp, layout.threads_per_rank, layout.kv_dtype,
-                                       layout.kv_block_size, 1, layout.allreduce_delay_us});
+    ModelLayout checked = layout;
+    checked.kv_blocks = 1;
+    check_layout(hparams_, checked);
     std::unique_ptr<Instance> inst = build_instance(layout, n_ctx);
     std::unique_lock<std::mutex> lock(mu_);
     if (closing_) fail(ErrorCode::ENGINE_CLOSED, "the engine is closed");

@@ -117,6 +117,7 @@ public:
     int n_ctx() const;
     std::vector<std::pair<std::string, size_t>> weight_bytes() const;
     std::vector<WeightFallback> weight_fallbacks() const;
+    MoeActiveCounts active_counts() const;
 
     // Queue a generation. Validation errors throw at once (INVALID_ARGUMENT, CONTEXT_OVERFLOW, QUEUE_FULL,
     // ENGINE_CLOSED); everything after is reported through `sink`, which always receives exactly one final event.

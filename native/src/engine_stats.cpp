@@ -20,8 +20,11 @@ void EngineStatsBoard::publish(const EngineInstance & inst) {
     scratch_bytes_ = inst.model->scratch_bytes() + inst.logits.capacity() * sizeof(float);
     weight_bytes_ = inst.model->weight_bytes_total();
     weight_by_dtype_ = inst.model->weight_bytes();
-    if (weight_fallbacks_.size() != inst.model->weight_fallbacks().size() || layout_.policy != inst.layout.policy)
+    if (weight_fallbacks_.size() != inst.model->weight_fallbacks().size() || layout_.policy != inst.layout.policy ||
+        layout_.tp != inst.layout.tp || active_.total_params == 0) {
         weight_fallbacks_ = inst.model->weight_fallbacks();
+        active_ = inst.model->active_counts(); // walks every matrix: only when the instance changes
+    }
     layout_ = inst.layout;
     n_ctx_ = inst.n_ctx;
 }
@@ -39,6 +42,11 @@ int EngineStatsBoard::n_ctx() const {
 std::vector<std::pair<std::string, size_t>> EngineStatsBoard::weight_bytes() const {
     std::lock_guard<std::mutex> l(mu_);
     return weight_by_dtype_;
+}
+
+MoeActiveCounts EngineStatsBoard::active_counts() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return active_;
 }
 
 std::vector<WeightFallback> EngineStatsBoard::weight_fallbacks() const {
@@ -100,6 +108,10 @@ EngineStatsSnapshot EngineStatsBoard::snapshot(const EngineCounters & c, Clock::
         s.rank_busy_seconds = t.rank_busy;
         s.rank_allreduce_seconds = t.rank_allreduce;
         s.allreduces = t.allreduces;
+        s.moe_tokens = t.moe_tokens;
+        s.rank_expert_seconds = t.rank_expert;
+        s.rank_alltoall_seconds = t.rank_alltoall;
+        s.alltoalls = t.alltoalls;
         s.weight_bytes = weight_bytes_;
         s.kv_bytes = kv_bytes_;
         s.scratch_bytes = scratch_bytes_;

@@ -35,6 +35,10 @@ struct EngineStatsSnapshot {
         op_seconds_embed, op_seconds_output;
     std::vector<double> rank_busy_seconds, rank_allreduce_seconds;
     uint64_t allreduces;
+    // Mixture-of-Experts (empty for a dense model): ModelTimes' moe_tokens, rank_expert, rank_alltoall, alltoalls.
+    std::vector<std::vector<uint64_t>> moe_tokens;
+    std::vector<double> rank_expert_seconds, rank_alltoall_seconds;
+    uint64_t alltoalls;
     size_t weight_bytes, kv_bytes, scratch_bytes;
     std::vector<std::pair<std::string, size_t>> weight_bytes_by_dtype;
     SchedulerConfig scheduler;
@@ -51,6 +55,7 @@ public:
     int n_ctx() const;
     std::vector<std::pair<std::string, size_t>> weight_bytes() const;
     std::vector<WeightFallback> weight_fallbacks() const;
+    MoeActiveCounts active_counts() const;
     // Counters plus the last published state; `scheduler` is the live batching config, `started` the engine's start.
     EngineStatsSnapshot snapshot(const EngineCounters & c, Clock::time_point started,
                                  const SchedulerConfig & scheduler) const;
@@ -64,6 +69,7 @@ private:
     size_t kv_bytes_ = 0, scratch_bytes_ = 0, weight_bytes_ = 0;
     std::vector<std::pair<std::string, size_t>> weight_by_dtype_;
     std::vector<WeightFallback> weight_fallbacks_;
+    MoeActiveCounts active_;
     ModelLayout layout_;
     int32_t n_ctx_ = 0;
 };

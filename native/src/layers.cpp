@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "moe.h"
 #include "quant/quant.h"
 #include "simd_clones.h"
 
@@ -88,7 +89,15 @@ RankState::RankState(int rank_, int n_ranks_, const ModelHParams & hp_, const Mo
     : rank(rank_), n_ranks(n_ranks_), hp(hp_), layout(layout_), shared(shared_), kernels(cpu_kernels()), comm(comm_),
       shard(std::move(shard_)), pool(layout_.threads_per_rank),
       kv(kv_layer_shapes(hp_, shard.n_kv_heads), layout_.kv_blocks, layout_.kv_block_size, layout_.kv_dtype),
-      rope_swa_own(any_swa_layer(hp_) && !(hp_.rope_swa == hp_.rope)) {}
+      rope_swa_own(any_swa_layer(hp_) && !(hp_.rope_swa == hp_.rope)) {
+    if (hp_.moe.enabled()) {
+        moe = std::make_unique<MoeScratch>();
+        // Indexed by layer (dense layers' rows stay zero; stats report the MoE layers only).
+        moe->tokens.assign(hp_.n_layers, std::vector<uint64_t>(hp_.moe.n_expert));
+    }
+}
+
+RankState::~RankState() = default;
 
 size_t RankState::scratch_bytes() const {
     size_t n = x.capacity() + xn.capacity() + q.capacity() + k.capacity() + v.capacity() + att.capacity() +
@@ -98,7 +107,7 @@ size_t RankState::scratch_bytes() const {
     size_t a = 0;
     for (const AlignedBuffer & b : acts) a += b.size;
     for (const QActs & q : mla_xq) a += q.q.size + q.scales.size + q.sums.size;
-    return n * sizeof(float) + xq.q.size + xq.scales.size + xq.sums.size + a;
+    return n * sizeof(float) + xq.q.size + xq.scales.size + xq.sums.size + a + (moe ? moe->bytes() : 0);
 }
 
 ForwardBatch::ForwardBatch(const std::vector<BatchEntry> & batch) : entries(batch) {

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -13,6 +14,8 @@
 #include "quant/types.h"
 
 namespace tl {
+
+struct MoeScratch; // moe.h
 
 // One rank of a model instance: its shard, threads, KV storage, timings and scratch.
 struct RankState {
@@ -36,11 +39,13 @@ struct RankState {
     std::vector<float> rope_cos_swa, rope_sin_swa;
     // MLA (mla.h): the q_lora bottleneck, the full query, per-head inputs of the absorbed products, the heads' values.
     std::vector<float> mla_qa, mla_q, mla_heads, mla_o;
-    std::vector<QActs> mla_xq; // per head, activations of int8 / int4 attn_k_b / attn_v_b slabs
-    const bool rope_swa_own;   // hp.rope_swa != hp.rope and some layer slides
+    std::vector<QActs> mla_xq;       // per head, activations of int8 / int4 attn_k_b / attn_v_b slabs
+    const bool rope_swa_own;         // hp.rope_swa != hp.rope and some layer slides
+    std::unique_ptr<MoeScratch> moe; // MoE routing scratch and counters (null for a dense model)
 
     RankState(int rank, int n_ranks, const ModelHParams & hp, const ModelLayout & layout, const SharedWeights & shared,
               Communicator & comm, ShardWeights shard);
+    ~RankState();
     size_t scratch_bytes() const;
 };
 

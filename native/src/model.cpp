@@ -7,6 +7,7 @@
 
 #include "architecture.h"
 #include "layers.h"
+#include "moe.h"
 #include "quant/formats.h"
 
 namespace tl {
@@ -15,6 +16,20 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Every weight matrix of a layer shard, the MoE experts included.
+template <typename F>
+void for_each_matrix(const ShardWeights::Layer & L, F && f) {
+    for (const QMatrix * m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) f(*m);
+    // MLA (deepseek2): the compressions and the per-head slabs.
+    for (const QMatrix * m : {&L.mla.wq_a, &L.mla.wq, &L.mla.wkv_a}) f(*m);
+    for (const auto * v : {&L.mla.wk_b, &L.mla.wv_b})
+        for (const QMatrix & m : *v) f(m);
+    if (!L.moe) return;
+    for (const auto * v : {&L.moe->gate, &L.moe->up, &L.moe->down})
+        for (const QMatrix & m : *v) f(m);
+    for (const QMatrix * m : {&L.moe->sh_gate, &L.moe->sh_up, &L.moe->sh_down}) f(*m);
+}
 
 } // namespace
 
@@ -77,19 +92,6 @@ size_t kv_bytes_per_token_mha(const ModelHParams & hp, KvDtype dtype) {
     return per_layer * (size_t) hp.n_layers;
 }
 
-namespace {
-
-// Every weight matrix of one layer of a shard, the MLA ones included (empty ones have no rows).
-std::vector<const QMatrix *> layer_matrices(const ShardWeights::Layer & L) {
-    std::vector<const QMatrix *> out = {&L.wq,   &L.wk,     &L.wv,       &L.wo,     &L.w_gate,
-                                        &L.w_up, &L.w_down, &L.mla.wq_a, &L.mla.wq, &L.mla.wkv_a};
-    for (const QMatrix & m : L.mla.wk_b) out.push_back(&m);
-    for (const QMatrix & m : L.mla.wv_b) out.push_back(&m);
-    return out;
-}
-
-} // namespace
-
 Model::Model(const Architecture & arch, ModelHParams hp, ModelWeights weights, ModelLayout layout)
     : arch_(arch), hp_(std::move(hp)), shared_(std::move(weights.shared)), layout_(layout) {
     const int n = (int) weights.shards.size();
@@ -106,8 +108,7 @@ Model::Model(const Architecture & arch, ModelHParams hp, ModelWeights weights, M
     note(shared_.tok_embd);
     for (const auto & r : ranks_) {
         if (!r->shard.output_is_tok_embd) note(r->shard.output);
-        for (const auto & L : r->shard.layers)
-            for (const QMatrix * m : layer_matrices(L)) note(*m);
+        for (const auto & L : r->shard.layers) for_each_matrix(L, note);
     }
     for (auto & [_, f] : fb) fallbacks_.push_back(f);
 }
@@ -126,10 +127,12 @@ std::vector<std::pair<std::string, size_t>> Model::weight_bytes() const {
           &shared_.attn_k_norm, &shared_.attn_q_a_norm, &shared_.attn_kv_a_norm})
         for (const std::vector<float> & v : *vs) norms += v.size() * sizeof(float);
     norms += shared_.rope_factors.size() * sizeof(float);
+    for (const QMatrix & m : shared_.moe_router) add(m);
+    for (const std::vector<float> & v : shared_.moe_sel_bias) norms += v.size() * sizeof(float);
     for (const auto & r : ranks_) {
         if (!r->shard.output_is_tok_embd) add(r->shard.output);
         for (const auto & L : r->shard.layers) {
-            for (const QMatrix * m : layer_matrices(L)) add(*m);
+            for_each_matrix(L, add);
             norms += (L.bq.size() + L.bk.size() + L.bv.size()) * sizeof(float); // biases: f32 too
         }
     }
@@ -168,8 +171,60 @@ ModelTimes Model::times() const {
         t.rank_busy.push_back(r->busy);
         t.rank_allreduce.push_back(r->allreduce);
         t.allreduces += r->times.allreduces;
+        if (r->moe) t.rank_expert.push_back(r->moe->expert_seconds);
+    }
+    if (hp_.moe.enabled()) {
+        // Rank 0 counts every routed token (each rank routes all of them the same way).
+        const MoeScratch & s = *ranks_[0]->moe;
+        for (int l = 0; l < hp_.n_layers; ++l)
+            if (hp_.moe.layer_is_moe(l)) t.moe_tokens.push_back(s.tokens[l]);
+        t.rank_alltoall.assign(ranks_.size(), 0.0);
     }
     return t;
+}
+
+MoeActiveCounts Model::active_counts() const {
+    MoeActiveCounts c;
+    auto params = [](const QMatrix & m) { return (double) m.rows * (double) m.cols; };
+    auto both = [&](const QMatrix & m) {
+        c.active_params += params(m);
+        c.total_params += params(m);
+        c.active_bytes_per_token += (double) m.bytes();
+    };
+    const QMatrix & embd = shared_.tok_embd;
+    c.total_params += params(embd);
+    c.active_params += (double) embd.cols; // one row looked up
+    c.active_bytes_per_token += (double) embd.row_bytes();
+    for (const QMatrix & m : shared_.moe_router) both(m);
+    for (const auto & r : ranks_) {
+        const ShardWeights & S = r->shard;
+        if (S.output_is_tok_embd) { // the whole embedding matrix is read as the head
+            c.active_params += params(embd);
+            c.active_bytes_per_token += (double) embd.bytes();
+        } else {
+            both(S.output);
+        }
+        for (const auto & L : S.layers) {
+            for (const QMatrix * m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) both(*m);
+            // MLA: every token runs the compressions and each of the rank's heads' slabs.
+            for (const QMatrix * m : {&L.mla.wq_a, &L.mla.wq, &L.mla.wkv_a}) both(*m);
+            for (const auto * v : {&L.mla.wk_b, &L.mla.wv_b})
+                for (const QMatrix & m : *v) both(m);
+            if (!L.moe) continue;
+            for (const QMatrix * m : {&L.moe->sh_gate, &L.moe->sh_up, &L.moe->sh_down}) both(*m);
+            double p = 0, bytes = 0;
+            for (const auto * v : {&L.moe->gate, &L.moe->up, &L.moe->down})
+                for (const QMatrix & m : *v) {
+                    p += params(m);
+                    bytes += (double) m.bytes();
+                }
+            c.total_params += p;
+            const double share = (double) hp_.moe.n_expert_used / hp_.moe.n_expert;
+            c.active_params += p * share;
+            c.active_bytes_per_token += bytes * share;
+        }
+    }
+    return c;
 }
 
 int64_t Model::logits_rows(const std::vector<BatchEntry> & batch) {

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
@@ -69,6 +70,30 @@ struct MlaHParams {
     float kq_scale = 0.0f; // the query . key scale (mscale^2 / sqrt(nope + rope) under DeepSeek's YaRN)
 };
 
+// How a Mixture-of-Experts layer scores its experts (llama.cpp's llama_expert_gating_func_type 1 and 2).
+enum class MoeGating { SOFTMAX, SIGMOID };
+
+// The router and expert shapes of a Mixture-of-Experts model (all zero for a dense model). An architecture reads its
+// keys into these (qwen3moe: expert_count, expert_used_count, expert_feed_forward_length, expert_group_*; deepseek2
+// also leading_dense_block_count, expert_shared_count, expert_gating_func, expert_weights_norm / _scale), and the
+// MoE FFN (moe.h) routes as llama.cpp's build_moe_ffn does with them.
+struct MoeHParams {
+    int32_t n_expert = 0;        // routed experts per MoE layer (0: dense model)
+    int32_t n_expert_used = 0;   // top-k
+    int32_t n_expert_shared = 0; // shared experts (ffn_*_shexp, one gated MLP of width expert_ffn_dim * n_shared)
+    int32_t expert_ffn_dim = 0;  // one routed expert's FFN width
+    int32_t n_leading_dense = 0; // the first layers have a dense FFN (ffn_gate/up/down) instead
+    MoeGating gating = MoeGating::SOFTMAX;
+    bool norm_weights = false;  // the chosen weights divided by their sum (clamped below at 6.103515625e-5)
+    float weights_scale = 0.0f; // the routed weights times it; 0 or 1: not applied (as llama.cpp)
+    int32_t n_groups = 0;       // group-limited routing when > 1: experts in n_groups equal groups, ...
+    int32_t n_groups_used = 0;  // ... a token's experts come from its best n_groups_used groups
+    bool has_bias = false;      // exp_probs_b.bias: a selection bias added to the scores when choosing only
+
+    bool enabled() const { return n_expert > 0; }
+    bool layer_is_moe(int l) const { return n_expert > 0 && l >= n_leading_dense; }
+};
+
 // Hyperparameters, read from the GGUF metadata by the architecture.
 struct ModelHParams {
     std::string arch; // general.architecture (also the prefix of its metadata keys)
@@ -98,6 +123,7 @@ struct ModelHParams {
     FfnAct ffn_act = FfnAct::SILU;
     // MLA (deepseek2): head_dim is then the cached row, kv_lora + rope, and n_kv_heads 1 (MQA over the latent).
     MlaHParams mla;
+    MoeHParams moe; // Mixture-of-Experts FFN layers (moe.n_expert 0: dense)
 
     bool is_mla() const { return mla.kv_lora > 0; }
     int32_t q_dim() const { return n_heads * head_dim; }
@@ -130,6 +156,12 @@ struct ModelLayout {
     int32_t kv_blocks = 0;          // blocks in the pool (each rank stores its heads of every block)
     int32_t allreduce_delay_us = 0; // injected per all-reduce: emulates a slow interconnect (seed 001)
     int32_t n_ctx = 0;              // the context served (0: the trained one); picks Phi-3's long or short RoPE factors
+    // Expert parallelism (MoE models; docs/architecture.md "Expert parallelism"): the routed experts of every MoE layer
+    // are spread over ep_degree ranks; redundant_experts (layer, expert) are also held by one more rank, which takes
+    // part of their tokens; alltoall_delay_us is spun per expert combine (like allreduce_delay_us).
+    int32_t ep_degree = 1;
+    std::vector<std::pair<int32_t, int32_t>> redundant_experts;
+    int32_t alltoall_delay_us = 0;
 };
 
 // Weights every rank reads in full.
@@ -142,6 +174,10 @@ struct SharedWeights {
     std::vector<std::vector<float>> attn_q_norm, attn_k_norm; // [n_layers][head_dim]: per-head RMSNorm (qwen3, gemma3)
     std::vector<float> rope_factors; // [rope_dim / 2]: rope_freqs (Llama 3.1) or the chosen LongRoPE factors (Phi-3)
     std::vector<std::vector<float>> attn_q_a_norm, attn_kv_a_norm; // [n_layers][q_lora / kv_lora] (MLA)
+    // Mixture-of-Experts routers, replicated (every rank routes every token the same way); [n_layers], empty
+    // matrices / vectors on dense layers:
+    std::vector<QMatrix> moe_router;              // ffn_gate_inp [n_expert x dim], held in f32 whatever the file has
+    std::vector<std::vector<float>> moe_sel_bias; // exp_probs_b.bias [n_expert] (DeepSeek-V3), empty when absent
 };
 
 // One layer's MLA weights on one rank (mla.h): the compressions are replicated, the per-head parts are this rank's
@@ -154,19 +190,32 @@ struct MlaLayerWeights {
     std::vector<QMatrix> wv_b; // per local head, attn_v_b's slab [v_head x kv_lora]: attended latent -> value
 };
 
+// One rank's part of a Mixture-of-Experts FFN layer. Under tensor parallelism every expert is split as the dense FFN
+// is (gate / up by rows, down by columns: expert_ffn_dim / tp each); under expert parallelism a rank holds only the
+// experts it owns (the others are empty matrices).
+struct MoeLayerWeights {
+    std::vector<QMatrix> gate, up; // [n_expert] of [local expert ffn x dim]
+    std::vector<QMatrix> down;     // [n_expert] of [dim x local expert ffn]
+    QMatrix sh_gate, sh_up;        // shared experts (empty when none): [local shared ffn x dim]
+    QMatrix sh_down;               // [dim x local shared ffn]
+};
+
 // One rank's shard.
 struct ShardWeights {
     struct Layer {
-        QMatrix wq, wk, wv;            // [local heads * head_dim x dim]
-        QMatrix wo;                    // [dim x local heads * head_dim]
-        QMatrix w_gate, w_up;          // [local ffn x dim]
-        QMatrix w_down;                // [dim x local ffn]
-        std::vector<float> bq, bk, bv; // the local rows of the Q/K/V biases (qwen2; empty when absent)
-        MlaLayerWeights mla;           // deepseek2 (empty otherwise)
+        QMatrix wq, wk, wv;                   // [local heads * head_dim x dim]
+        QMatrix wo;                           // [dim x local heads * head_dim]
+        QMatrix w_gate, w_up;                 // [local ffn x dim]
+        QMatrix w_down;                       // [dim x local ffn]
+        std::vector<float> bq, bk, bv;        // the local rows of the Q/K/V biases (qwen2; empty when absent)
+        std::unique_ptr<MoeLayerWeights> moe; // a Mixture-of-Experts FFN layer (then w_gate/up/down are empty)
+        MlaLayerWeights mla;                  // deepseek2 (empty otherwise)
     };
     int32_t head_begin = 0, n_heads = 0;       // query heads owned
     int32_t kv_head_begin = 0, n_kv_heads = 0; // KV heads owned
     int32_t ffn_begin = 0, ffn = 0;
+    int32_t expert_ffn_begin = 0, expert_ffn = 0; // the local columns of every routed expert (MoE)
+    int32_t shexp_ffn_begin = 0, shexp_ffn = 0;   // the local columns of the shared experts' MLP (MoE)
     int32_t vocab_begin = 0, vocab = 0;
     std::vector<Layer> layers;
     QMatrix output; // [vocab x dim] rows of the output head (a copy of tok_embd rows when tied and tp > 1)
@@ -195,6 +244,19 @@ struct ModelTimes {
     double matmul = 0, attention = 0, norm = 0, rope = 0, ffn_act = 0, embed = 0, output = 0;
     std::vector<double> rank_busy, rank_allreduce;
     uint64_t allreduces = 0;
+    // Mixture-of-Experts (empty for a dense model): tokens routed to each expert of each MoE layer since load
+    // ([i over the MoE layers][expert], counted by rank 0), seconds each rank spent in routed-expert matmuls, in the
+    // expert-parallel combine (all-to-all), and the number of combines.
+    std::vector<std::vector<uint64_t>> moe_tokens;
+    std::vector<double> rank_expert, rank_alltoall;
+    uint64_t alltoalls = 0;
+};
+
+// What one token reads of a Mixture-of-Experts model. Active: the embedding row, attention, dense and shared FFNs, the
+// routers, expert_used routed experts per MoE layer (an average expert of the layer) and the output head; total:
+// every weight once (a tied head counted once). Bytes as held (after the weights policy), all ranks together.
+struct MoeActiveCounts {
+    double active_params = 0, total_params = 0, active_bytes_per_token = 0;
 };
 
 // What each layer's KV cache holds per token on a rank that owns `local_kv_heads` KV heads (an MLA layer: the latent
@@ -229,6 +291,8 @@ public:
     void forward(const std::vector<BatchEntry> & batch, float * logits);
 
     ModelTimes times() const;
+    // Active / total parameters and bytes per token (a dense model: everything is active).
+    MoeActiveCounts active_counts() const;
 
 private:
     const Architecture & arch_;

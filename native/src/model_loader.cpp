@@ -8,6 +8,7 @@
 
 #include "architecture.h"
 #include "errors.h"
+#include "moe.h"
 #include "quant/formats.h"
 #include "tensor_convert.h"
 
@@ -52,6 +53,7 @@ void require_supported_type(const GgufFile & f, const GgufTensorInfo & t) {
          "model '" + f.path() + "': tensor '" + t.name + "' has " + what + "; supported: " + supported_types());
 }
 
+// ne2 > 1: a stack of ne2 matrices (the 3-D expert tensors of a MoE layer).
 const GgufTensorInfo & require_tensor(const GgufFile & f, const std::string & name, int64_t ne0, int64_t ne1,
                                       int64_t ne2 = 1) {
     const GgufTensorInfo * t = f.find_tensor(name);
@@ -148,7 +150,9 @@ std::vector<float> load_vector(const GgufFile & f, const std::string & name, int
 }
 
 WeightChoice check_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolicy policy) {
-    const GgufTensorInfo & t = require_tensor(f, m.name, m.cols, m.rows / m.slabs, m.slabs);
+    const GgufTensorInfo & t = require_tensor(f, m.name, m.cols, m.rows, m.n_mats);
+    if (m.mat < 0 || m.mat >= m.n_mats) corrupt(f, "tensor '" + m.name + "': matrix index out of range");
+    if (m.force_f32) policy = WeightsPolicy::F32;
     const WeightChoice c = choose_weight_type(f, m.name, policy, m.role, t.type, m.cols);
     if (m.cr.begin != 0 || m.cr.end != m.cols) {
         // A row-split shard: its columns must be whole blocks of the type it is held in (the file's blocks are
@@ -169,8 +173,8 @@ WeightChoice check_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolic
 }
 
 void load_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolicy policy, QMatrix & out, ThreadPool & pool) {
-    const GgufTensorInfo & t = require_tensor(f, m.name, m.cols, m.rows / m.slabs, m.slabs);
-    const WeightChoice c = check_matrix(f, m, policy);
+    const GgufTensorInfo & t = require_tensor(f, m.name, m.cols, m.rows, m.n_mats);
+    const WeightChoice c = check_matrix(f, m, m.force_f32 ? WeightsPolicy::F32 : policy);
     const quant::Type src = (quant::Type) t.type;
     const quant::TypeTraits * ts = quant::traits(src);
     qmatrix_alloc_typed(out, c.type, m.rr.size(), m.cr.size());
@@ -183,13 +187,15 @@ void load_matrix(const GgufFile & f, const MatrixSpec & m, WeightsPolicy policy,
         const int64_t n = m.rr.size();
         std::vector<float> row;
         for (int64_t r = n * idx / nth; r < n * (idx + 1) / nth; ++r) {
-            const uint8_t * src_row = t.data + (m.rr.begin + r) * row_bytes;
+            // Matrix m.mat of a stack is the m.mat-th [rows x cols] slice (ggml's ne2 is the slowest index).
+            const uint8_t * src_row = t.data + (m.mat * m.rows + m.rr.begin + r) * row_bytes;
             std::string why;
             if (!quant::validate_blocks(src, src_row, blocks_per_row, &why)) {
                 // Again from the tensor's start, so that the message counts blocks (or elements) of the tensor.
-                quant::validate_blocks(src, t.data, (m.rr.begin + r + 1) * blocks_per_row, &why);
+                quant::validate_blocks(src, t.data, (m.mat * m.rows + m.rr.begin + r + 1) * blocks_per_row, &why);
                 errors[idx] = "tensor '" + m.name + "' holds a non-finite value: " + why + " (row " +
-                              std::to_string(m.rr.begin + r) + ")";
+                              std::to_string(m.rr.begin + r) +
+                              (m.n_mats > 1 ? " of matrix " + std::to_string(m.mat) : std::string()) + ")";
                 return;
             }
             if (c.type == src) {
@@ -379,6 +385,7 @@ ModelWeights load_decoder(const GgufFile & f, const ModelHParams & hp, const Mod
                 if (present(p + "attn_v.bias")) biases.push_back({p + "attn_v.bias", kv_dim, 0, kv_rows, &L.bv});
             }
             mats.push_back({{p + "attn_output.weight", hp.dim, q_dim, attn, all_dim, q_rows}, &L.wo});
+            if (hp.moe.layer_is_moe(l)) continue; // planned below, for every rank at once
             if (spec.fused_ffn_up) {
                 // [gate; up] in one 2 ffn x dim matrix (Phi-3: the first half goes through silu).
                 mats.push_back({{p + "ffn_up.weight", 2 * ffn, hp.dim, other, ffn_range, all_dim}, &L.w_gate});
@@ -391,6 +398,8 @@ ModelWeights load_decoder(const GgufFile & f, const ModelHParams & hp, const Mod
             mats.push_back({{p + "ffn_down.weight", hp.dim, ffn, other, all_dim, ffn_range}, &L.w_down});
         }
     }
+    for (int l = 0; l < hp.n_layers; ++l)
+        if (hp.moe.layer_is_moe(l)) plan_moe_layer(f, hp, l, spec.moe_selection_bias, sh, w.shards, mats, used);
     for (const auto & [spec_m, _] : mats) {
         check_matrix(f, spec_m, lay.policy);
         used.insert(spec_m.name);
@@ -458,9 +467,23 @@ void check_layout(const ModelHParams & hp, const ModelLayout & lay) {
         invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's " + std::to_string(hp.n_kv_heads) +
                 " KV heads");
     }
-    if (hp.ffn_dim % lay.tp != 0)
+    // A MoE model without dense layers never uses feed_forward_length (qwen3moe writes it all the same).
+    const bool dense_ffn = !hp.moe.enabled() || hp.moe.n_leading_dense > 0;
+    if (dense_ffn && hp.ffn_dim % lay.tp != 0)
         invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's FFN width " +
                 std::to_string(hp.ffn_dim));
+    if (hp.moe.enabled() && hp.moe.expert_ffn_dim % lay.tp != 0)
+        invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's expert FFN width " +
+                std::to_string(hp.moe.expert_ffn_dim));
+    if (lay.ep_degree < 1 || lay.ep_degree > 64) invalid("epDegree must be between 1 and 64");
+    if (lay.alltoall_delay_us < 0 || lay.alltoall_delay_us > 1000000)
+        invalid("alltoallDelayUs must be between 0 and 1000000");
+    if (!hp.moe.enabled() && (lay.ep_degree > 1 || !lay.redundant_experts.empty()))
+        invalid("epDegree / redundantExperts: the model has no experts (a dense " + hp.arch + " model)");
+    if (lay.ep_degree > 1)
+        invalid("epDegree " + std::to_string(lay.ep_degree) +
+                ": expert parallelism is not implemented yet (use epDegree 1; tpDegree splits every expert)");
+    if (!lay.redundant_experts.empty()) invalid("redundantExperts need epDegree > 1");
     if (lay.kv_block_size < 1 || lay.kv_block_size > 1024) invalid("kvBlockSizeTokens must be between 1 and 1024");
     if (lay.kv_blocks < 1) invalid("the KV cache needs at least one block");
 }
@@ -482,6 +505,10 @@ void assign_shard(const ModelHParams & hp, int tp, int r, ShardWeights & S) {
     S.head_begin = r * S.n_heads;
     S.ffn = hp.ffn_dim / tp;
     S.ffn_begin = r * S.ffn;
+    S.expert_ffn = hp.moe.expert_ffn_dim / tp;
+    S.expert_ffn_begin = r * S.expert_ffn;
+    S.shexp_ffn = hp.moe.expert_ffn_dim * hp.moe.n_expert_shared / tp;
+    S.shexp_ffn_begin = r * S.shexp_ffn;
     S.vocab_begin = (int32_t) ((int64_t) hp.n_vocab * r / tp);
     S.vocab = (int32_t) ((int64_t) hp.n_vocab * (r + 1) / tp) - S.vocab_begin;
 }

@@ -74,9 +74,9 @@ struct MatrixSpec {
     int64_t rows, cols;
     MatrixRole role;
     Range rr, cr;
-    // > 1: a 3-D tensor ne [cols, rows / slabs, slabs] (one slab per head: MLA's attn_k_b / attn_v_b), read as the
-    // [rows x cols] matrix of its slabs one after the other (the same bytes); rr picks a slab's rows.
-    int64_t slabs = 1;
+    // A 3-D tensor (ne [cols, rows, n_mats]: MoE experts) is a stack of n_mats matrices; this spec is matrix `mat`.
+    int64_t n_mats = 1, mat = 0;
+    bool force_f32 = false; // held in f32 whatever the weights policy (MoE routers)
 };
 // Everything load_matrix would refuse, without touching the data: the shape, the type (choose_weight_type) and, for a
 // column range, block alignment (INVALID_ARGUMENT naming the tensor and its block size: tensor parallelism cannot cut
@@ -94,6 +94,9 @@ struct DecoderTensors {
     // FREQS: an optional rope_freqs.weight [rope_dim / 2] (Llama 3.1); LONGROPE: optional rope_factors_long /
     // rope_factors_short.weight, the one the served context calls for (phi3, llama files with scaling longrope).
     enum class RopeFactors { NONE, FREQS, LONGROPE } rope_factors = RopeFactors::NONE;
+    // Layers where hp.moe.layer_is_moe(l) get the MoE tensors (moe.h plan_moe_layer) instead of ffn_gate/up/down;
+    // true: each may have an exp_probs_b.bias selection bias (deepseek2).
+    bool moe_selection_bias = false;
 };
 // Every rank's shard of a standard GGUF decoder: token_embd, output (or tied), output_norm, and per layer attn_norm,
 // Q/K/V (separate, or the fused attn_qkv split by rows at load), their optional biases (sliced with their rows),

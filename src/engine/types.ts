@@ -379,3 +379,6 @@ export interface EngineStats {
   /** Mixture-of-Experts models only (absent for dense ones). */
   moe?: MoeStats;
 }
+
+/** The native side's name for ExpertRef (one routed expert of one MoE layer). */
+export type RedundantExpert = ExpertRef;

@@ -151,6 +151,9 @@ export function emptyEngineStats(): EngineStats {
       contextLength: NaN,
       kvCacheBlocks: NaN,
       allreduceDelayUs: NaN,
+      epDegree: NaN,
+      redundantExperts: [],
+      alltoallDelayUs: NaN,
     },
   };
 }

@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Engine, EngineError, type EngineErrorCode, type WeightsPolicy } from '../../src/engine/index.js';
 import { encodeGguf, type GgufLayout } from '../../tools/lib/gguf-writer.js';
+import { buildSyntheticArch, MOE_PRESETS } from '../../tools/lib/synthetic-arch.js';
 import { Xoshiro128, buildSyntheticLlama, hashSeed, type LlamaShape } from '../../tools/lib/synthetic-llama.js';
 
 const ITERATIONS = Number(process.env.TL_FUZZ_ITERATIONS ?? 300);
@@ -58,12 +59,23 @@ const bases: Base[] = [];
 
 beforeAll(() => {
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tl-fuzz-'));
-  // Three bases so that both tokenizers' metadata, plain and block-quantized tensor data, and a K-quant file (rows of
+  // Bases so that both tokenizers' metadata, plain and block-quantized tensor data, and a K-quant file (rows of
   // 256; its ffn_down of 64-element rows falls back to q5_0 as llama.cpp's does) get mutated.
   const q8 = encodeGguf(buildSyntheticLlama({ shape: SHAPE, fileType: 'q8_0', seed: 3, tokenizer: 'llama' }));
   const f16 = encodeGguf(buildSyntheticLlama({ shape: { ...SHAPE, tiedEmbeddings: true }, fileType: 'f16', seed: 4, tokenizer: 'gpt2' }));
   const kq = encodeGguf(buildSyntheticLlama({ shape: { ...SHAPE, dim: 256, nHeads: 2, nKvHeads: 1 }, fileType: 'q4_k_m', seed: 5, tokenizer: 'llama' }));
   bases.push({ label: 'q8_0/llama', ...q8 }, { label: 'f16/gpt2/tied', ...f16 }, { label: 'q4_k_m/llama', ...kq });
+  // A Mixture-of-Experts file (qwen3moe): expert counts, 3-D expert tensors and the f32 router get mutated too.
+  const moeSpec = { ...MOE_PRESETS.qwen3moe!.spec, dim: 64, nLayers: 1, nHeads: 2, nKvHeads: 1, headDim: 32, ffnDim: 64, contextLength: 64 };
+  const moe = encodeGguf(
+    buildSyntheticArch({
+      spec: { ...moeSpec, moe: { nExperts: 4, nExpertsUsed: 2, expertFfnDim: 32, routerSkew: 2 } },
+      fileType: 'q8_0',
+      seed: 6,
+      vocab: { tokenizer: 'gpt2', nVocab: 262 },
+    }),
+  );
+  bases.push({ label: 'q8_0/qwen3moe', ...moe });
 });
 afterAll(() => {
   if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });

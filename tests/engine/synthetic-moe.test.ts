@@ -8,16 +8,19 @@
 //     routing, routed-weight scale and renormalization) moves llama.cpp's distributions by more than the agreement bar,
 //     so the agreement test the engine work adds can fail for the reason it exists;
 //   - the router is skewed (some experts take far more tokens than others), as trained routers are;
-//   - tuneloop refuses the files today with UNSUPPORTED_ARCHITECTURE (this becomes the agreement test when the engine
-//     gains MoE: replace the refusal with compareDistributions against the oracle, FLOAT_BAR below).
+//   - tuneloop's engine (native/src/moe.cpp, and for deepseek2 native/src/mla.cpp) agrees with llama.cpp on every
+//     preset (f16, q8_0, q4_k: mean cosine >= 0.999, top-1 >= 99% at every teacher-forced position, near-ties of
+//     block-type files excepted as below);
+//   - MoE serving: tensor parallelism (tp 1 vs 2), batch invariance (a request alone vs among 15 others), routing
+//     statistics in stats() and the active-parameter facts in info().
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { Engine, EngineError } from '../../src/engine/index.js';
-import { GGML_TYPE } from '../../tools/lib/gguf-writer.js';
+import { Engine } from '../../src/engine/index.js';
+import { GGML_TYPE, gv } from '../../tools/lib/gguf-writer.js';
 import { archTensorPlan, buildSyntheticArch, MOE_PRESETS, routerGains, validateArchSpec, type ArchSpec, type MoeSpec } from '../../tools/lib/synthetic-arch.js';
 import type { SyntheticFileType } from '../../tools/lib/synthetic-llama.js';
 import { ArchModels, ARCH_TEXT, editTensor } from '../helpers/arch-models.js';
-import { LlamaCppOracle, compareDistributions, type Distribution, type DistributionAgreement } from '../helpers/llama-cpp.js';
+import { LlamaCppOracle, compareDistributions, softmaxRows, type Distribution, type DistributionAgreement } from '../helpers/llama-cpp.js';
 
 // llama.cpp's threads spin at barriers: on a loaded two-core machine one is faster than two.
 const ORACLE_THREADS = 1;
@@ -26,6 +29,10 @@ const CONTEXT = 256;
 const SEQ = 160;
 // The agreement bar the engine will have to meet (issue 17: mean cosine >= 0.999, top-1 >= 99%).
 const FLOAT_BAR = { meanCosine: 0.999, top1: 0.99 };
+// A top-1 disagreement on a block-type file where llama.cpp's probability of tuneloop's token is within this factor
+// of its own top token's is a near-tie (see the agreement test); never more than BLOCK_TOP1_FLOOR of them.
+const NEAR_TIE = 0.95;
+const BLOCK_TOP1_FLOOR = 0.975;
 // Widths of 256 so that every expert row is whole q4_K blocks (256 values).
 const WIDE: Partial<ArchSpec> = { dim: 256 };
 
@@ -47,6 +54,7 @@ async function oracleRun(file: string, twice = false): Promise<{ tokens: number[
   }
 }
 
+const argmaxOf = (d: Float32Array): number => d.reduce((best, x, i) => (x > d[best]! ? i : best), 0);
 const summary = (c: DistributionAgreement): string => `mean cos ${c.meanCosine.toFixed(6)}, min ${c.minCosine.toFixed(4)}, top-1 ${(100 * c.top1Agreement).toFixed(1)}%`;
 
 describe('what each MoE file holds', () => {
@@ -196,6 +204,40 @@ describe('router skew', () => {
   });
 });
 
+/**
+ * deepseek2 (MLA + MoE with sigmoid scores, a selection bias and group-limited routing): a token's experts change when
+ * two scores swap, and llama.cpp rounds every product's activations (to f16 for f16 weights, to 8 bits for block
+ * types), which moves the hidden state enough to swap near-tied scores at some positions; the token then runs other
+ * experts and its distribution differs outright. Measured on the 256-wide deepseek3 q4_k file: llama.cpp on it vs
+ * llama.cpp on its F32 twin (the same weights decoded, no activation rounding) mean cosine 0.944, top-1 81%; tuneloop
+ * vs llama.cpp 0.948 / 82.5%; tuneloop vs the twin 1.000000 at every position. So:
+ *   - exactness: tuneloop on the file's own weights (weights 'f32') against llama.cpp on the F32 twin, at every
+ *     position (min cosine >= 0.9999, mean >= 0.99999, top-1 >= 99%);
+ *   - the file as it is: tuneloop against llama.cpp at the agreement bar, or, where llama.cpp's own rounding moves
+ *     it further from its exact result (its quantized run vs its twin run), within that distance (0.005 of mean
+ *     cosine, 3 points of top-1).
+ */
+async function expectDeepseekAgreement(
+  f: { file: string; twin?: string | undefined },
+  run: { tokens: number[]; dists: Distribution[] },
+  ours: DistributionAgreement,
+): Promise<void> {
+  const twin = await oracleRun(f.twin!);
+  const self = compareDistributions(run.dists, twin.dists);
+  const e = await Engine.load({ model: f.file, threads: 2, contextLength: CONTEXT, weights: 'f32' });
+  try {
+    const exact = compareDistributions(softmaxRows(await e.evaluate(run.tokens, { allLogits: true }), e.info.nVocab), twin.dists);
+    console.log(`  llama.cpp vs its F32 twin: ${summary(self)}; tuneloop (weights f32) vs the twin: ${summary(exact)}`);
+    expect(exact.minCosine).toBeGreaterThanOrEqual(0.9999);
+    expect(exact.meanCosine).toBeGreaterThanOrEqual(0.99999);
+    expect(exact.top1Agreement).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
+  } finally {
+    await e.close();
+  }
+  expect(ours.meanCosine).toBeGreaterThanOrEqual(Math.min(FLOAT_BAR.meanCosine, self.meanCosine - 0.005));
+  expect(ours.top1Agreement).toBeGreaterThanOrEqual(Math.min(FLOAT_BAR.top1, self.top1Agreement - 0.03));
+}
+
 describe('llama.cpp runs each preset', () => {
   const cases: { preset: string; fileType: SyntheticFileType; spec?: Partial<ArchSpec> }[] = [
     { preset: 'qwen3moe', fileType: 'f16' },
@@ -206,8 +248,9 @@ describe('llama.cpp runs each preset', () => {
     { preset: 'deepseek3', fileType: 'f16' },
     { preset: 'deepseek3', fileType: 'q4_k', spec: wide('deepseek3') },
   ];
-  it.each(cases)('$preset $fileType: finite, normalized, deterministic distributions; tuneloop refuses it (UNSUPPORTED_ARCHITECTURE)', async (c) => {
-    const f = models.write(c.preset, { real: false, fileType: c.fileType, spec: c.spec ?? {} });
+  it.each(cases)('$preset $fileType: finite, normalized, deterministic distributions; tuneloop agrees', async (c) => {
+    const deepseek = c.preset !== 'qwen3moe';
+    const f = models.write(c.preset, { real: false, fileType: c.fileType, spec: c.spec ?? {}, f32Twin: deepseek });
     const run = await oracleRun(f.file, true);
     expect(run.dists).toHaveLength(SEQ);
     for (const d of run.dists) {
@@ -221,18 +264,35 @@ describe('llama.cpp runs each preset', () => {
     }
     const same = compareDistributions(run.again!, run.dists);
     expect(same.maxAbsDiff).toBe(0);
-    // Today's engine has no MoE: the load is refused, naming the architecture. When it gains MoE, this becomes the
-    // agreement test (engine distributions vs run.dists at FLOAT_BAR, block types at the quantized bars).
-    let err: unknown;
+    // tuneloop's MoE FFN: the same next-token distributions at every teacher-forced position.
+    const e = await Engine.load({ model: f.file, threads: 2, contextLength: CONTEXT });
     try {
-      const e = await Engine.load({ model: f.file, threads: 2, contextLength: CONTEXT });
+      const logits = await e.evaluate(run.tokens, { allLogits: true });
+      const ours = softmaxRows(logits, e.info.nVocab);
+      const cmp = compareDistributions(ours, run.dists);
+      // Block types: llama.cpp and tuneloop sum the block products in different orders, so where llama.cpp's own
+      // two best tokens are a near-tie the top-1 may differ; such a position counts as agreeing (measured: 2 of
+      // 160 in q8_0, gaps of 0.1% and 3%), any other disagreement does not.
+      let nearTies = 0;
+      ours.forEach((d, p) => {
+        const ref = run.dists[p] as Float32Array;
+        const a = argmaxOf(d),
+          r = argmaxOf(ref);
+        if (a === r) return;
+        console.log(`position ${p}: tuneloop's top-1 ${a} (llama.cpp p ${ref[a]}), llama.cpp's ${r} (p ${ref[r]})`);
+        if (c.fileType !== 'f16' && ref[a]! >= NEAR_TIE * ref[r]!) nearTies++;
+      });
+      console.log(`${c.preset} ${c.fileType}: ${summary(cmp)}; near-ties ${nearTies}`);
+      if (deepseek) {
+        await expectDeepseekAgreement(f, run, cmp);
+        return;
+      }
+      expect(cmp.meanCosine).toBeGreaterThanOrEqual(FLOAT_BAR.meanCosine);
+      expect(cmp.top1Agreement + nearTies / cmp.positions).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
+      expect(cmp.top1Agreement).toBeGreaterThanOrEqual(BLOCK_TOP1_FLOOR);
+    } finally {
       await e.close();
-    } catch (x) {
-      err = x;
     }
-    expect(err).toBeInstanceOf(EngineError);
-    expect((err as EngineError).code, String(err)).toBe('UNSUPPORTED_ARCHITECTURE');
-    expect((err as EngineError).message).toContain(f.spec.arch);
   });
 });
 
@@ -270,5 +330,32 @@ describe("each preset's distinguishing feature moves llama.cpp's distributions p
     const cmp = compareDistributions(other.dists, ref.dists);
     console.log(`${c.label}: ${summary(cmp)}`);
     expect(cmp.meanCosine < FLOAT_BAR.meanCosine || cmp.top1Agreement < FLOAT_BAR.top1, `the feature is observable: ${summary(cmp)}`).toBe(true);
+  });
+});
+
+describe('group-limited routing on a qwen3moe file', () => {
+  // llama.cpp reads expert_group_count / expert_group_used_count for every architecture (llama-model.cpp) and
+  // build_moe_ffn applies them whenever there are groups, so a qwen3moe file with the keys routes each token within
+  // its best 2 of 4 groups: the engine's group routing (moe.cpp moe_route) checked against llama.cpp, and the keys
+  // shown to change llama.cpp's distributions (so the check can fail).
+  const withGroups = (m: Parameters<typeof editTensor>[0]): void => {
+    m.metadata.push(['qwen3moe.expert_group_count', gv.u32(4)], ['qwen3moe.expert_group_used_count', gv.u32(2)]);
+  };
+  it('tuneloop agrees with llama.cpp, whose distributions the groups move past the bar', async () => {
+    const grouped = models.write('qwen3moe', { real: false, fileType: 'f16', edit: withGroups });
+    const ref = await oracleRun(grouped.file);
+    const plain = await oracleRun(models.write('qwen3moe', { real: false, fileType: 'f16' }).file);
+    const moved = compareDistributions(plain.dists, ref.dists);
+    console.log(`qwen3moe groups 4/2 vs none (llama.cpp): ${summary(moved)}`);
+    expect(moved.meanCosine < FLOAT_BAR.meanCosine || moved.top1Agreement < FLOAT_BAR.top1).toBe(true);
+    const e = await Engine.load({ model: grouped.file, threads: 2, contextLength: CONTEXT });
+    try {
+      const cmp = compareDistributions(softmaxRows(await e.evaluate(ref.tokens, { allLogits: true }), e.info.nVocab), ref.dists);
+      console.log(`qwen3moe groups 4/2: ${summary(cmp)}`);
+      expect(cmp.meanCosine).toBeGreaterThanOrEqual(FLOAT_BAR.meanCosine);
+      expect(cmp.top1Agreement).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
+    } finally {
+      await e.close();
+    }
   });
 });

@@ -1,7 +1,8 @@
 // general.architecture = deepseek2 (DeepSeek-V2, V2-Lite, V3 and their GGUF descendants): Multi-head Latent Attention
 // (mla.h) in every layer, a SwiGLU FFN in the first leading_dense_block_count layers and a Mixture-of-Experts FFN in
-// the others (not run yet: such files are refused), NORM (adjacent-pair) RoPE on the rope part only, YaRN as DeepSeek
-// declares it, and a head tied to token_embd when output.weight is absent.
+// the others (moe.h: shared experts, softmax or sigmoid scores, the exp_probs_b selection bias, group-limited routing,
+// renormalized and scaled weights, as the file's expert_* keys say), NORM (adjacent-pair) RoPE on the rope part only,
+// YaRN as DeepSeek declares it, and a head tied to token_embd when output.weight is absent.
 //
 // What the file holds, as llama.cpp's deepseek2 loader reads it (MLA form; see tools/train-deepseek-model/README.md):
 // MLA is stored as MQA over the latent: head_count_kv 1, attention.key_length = kv_lora_rank + rope,
@@ -28,6 +29,7 @@
 #include "layers.h"
 #include "mla.h"
 #include "model_loader.h"
+#include "moe.h"
 
 namespace tl {
 
@@ -84,7 +86,7 @@ public:
     ModelHParams read_hparams(const GgufFile & f) const override {
         const std::string p = std::string(kArch) + ".";
         // Beyond the common keys: the MLA and YaRN keys read here, and the MoE keys, which only MoE layers read (a
-        // file whose every layer is dense runs without them; one with MoE layers is refused below).
+        // file whose every layer is dense runs without them, as llama.cpp's graph does).
         refuse_unknown_keys(
             f, kArch,
             {"leading_dense_block_count", "nextn_predict_layers", "attention.q_lora_rank", "attention.kv_lora_rank",
@@ -119,12 +121,7 @@ public:
         hp.tied_output = f.find_tensor("output.weight") == nullptr;
         read_yarn(f, hp);
         const int32_t dense = dense_layers(f, hp.n_layers);
-        if (dense < hp.n_layers)
-            unsupported(f, "deepseek2 layers " + std::to_string(dense) + ".." + std::to_string(hp.n_layers - 1) +
-                               " are Mixture-of-Experts layers (" + p + "leading_dense_block_count = " +
-                               std::to_string(dense) + " of " + std::to_string(hp.n_layers) +
-                               " blocks), which tuneloop does not run yet; only the MLA attention and dense FFN "
-                               "layers are implemented");
+        if (dense < hp.n_layers) read_moe(f, hp, dense);
         return hp;
     }
 
@@ -134,7 +131,6 @@ public:
         const MatrixRole attn = MatrixRole::ATTENTION, other = MatrixRole::OTHER;
         const Range all_dim{0, hp.dim};
         const int64_t qk = m.nope + m.rope, H = hp.n_heads, ffn = hp.ffn_dim;
-        const int32_t dense = dense_layers(f, hp.n_layers);
         const int32_t blocks = (int32_t) f.get_int(std::string(kArch) + ".block_count", hp.n_layers);
         auto present = [&](const std::string & name) { return f.find_tensor(name) != nullptr; };
         std::set<std::string> used;
@@ -190,33 +186,29 @@ public:
                     unsupported(f, "tensor '" + p +
                                        "attn_kv_b.weight' is the unsplit legacy layout; tuneloop runs MLA from the "
                                        "split attn_k_b / attn_v_b that current converters write");
-                // One slab per head: rows [h * kv_lora, (h + 1) * kv_lora) of attn_k_b viewed as [H * kv_lora x nope].
+                // One matrix per head of the 3-D attn_k_b [nope, kv_lora, heads] / attn_v_b [kv_lora, v_head, heads].
                 M.wk_b.resize(S.n_heads);
                 M.wv_b.resize(S.n_heads);
                 for (int h = 0; h < S.n_heads; ++h) {
                     const int64_t g = S.head_begin + h;
-                    MatrixSpec kb{p + "attn_k_b.weight",
-                                  H * m.kv_lora,
-                                  m.nope,
-                                  attn,
-                                  {g * m.kv_lora, (g + 1) * m.kv_lora},
-                                  {0, m.nope}};
-                    kb.slabs = H;
+                    MatrixSpec kb{p + "attn_k_b.weight", m.kv_lora, m.nope, attn, {0, m.kv_lora}, {0, m.nope}, H, g};
+                    MatrixSpec vb{p + "attn_v_b.weight", m.v_head,       m.kv_lora, attn,
+                                  {0, m.v_head},         {0, m.kv_lora}, H,         g};
                     mats.push_back({kb, &M.wk_b[h]});
-                    MatrixSpec vb{
-                        p + "attn_v_b.weight", H * m.v_head, m.kv_lora, attn, {g * m.v_head, (g + 1) * m.v_head},
-                        {0, m.kv_lora}};
-                    vb.slabs = H;
                     mats.push_back({vb, &M.wv_b[h]});
                 }
                 mats.push_back({{p + "attn_output.weight", hp.dim, H * m.v_head, attn, all_dim, o_cols}, &L.wo});
-                if (l < dense) {
+                if (!hp.moe.layer_is_moe(l)) {
                     mats.push_back({{p + "ffn_gate.weight", ffn, hp.dim, other, ffn_range, all_dim}, &L.w_gate});
                     mats.push_back({{p + "ffn_up.weight", ffn, hp.dim, other, ffn_range, all_dim}, &L.w_up});
                     mats.push_back({{p + "ffn_down.weight", hp.dim, ffn, other, all_dim, ffn_range}, &L.w_down});
                 }
             }
         }
+        // The MoE layers' router, selection bias (DeepSeek-V3's exp_probs_b, when the file has it), routed and shared
+        // experts, for every rank at once.
+        for (int l = 0; l < hp.n_layers; ++l)
+            if (hp.moe.layer_is_moe(l)) plan_moe_layer(f, hp, l, /*selection_bias=*/true, sh, w.shards, mats, used);
         for (const auto & [spec_m, _] : mats) {
             check_matrix(f, spec_m, lay.policy);
             used.insert(spec_m.name);
@@ -254,13 +246,46 @@ public:
             layers::mla_attention(rs, b, l, w);
             layers::add_residual(rs, b);
             layers::rms_norm(rs, rs.xn.data(), rs.x.data(), sh.ffn_norm[l], b.n);
-            layers::gated_mlp(rs, b, w); // leading dense layers (read_hparams refuses MoE ones)
+            if (rs.hp.moe.layer_is_moe(l)) layers::moe_ffn(rs, b, l, *w.moe); // routed + shared experts
+            else layers::gated_mlp(rs, b, w);                                 // the leading dense layers
             layers::add_residual(rs, b);
         }
         layers::output_head(rs, b, sh.output_norm, logits);
     }
 
 private:
+    // The MoE layers' keys (llama.cpp's deepseek2 loader, then build_moe_ffn's arguments): expert_count,
+    // expert_used_count, expert_feed_forward_length, groups (read_moe_hparams), expert_shared_count (required: the
+    // graph always adds the shared experts), expert_gating_func (1 softmax, 2 sigmoid; absent: softmax, except the
+    // GLM-4.7-Lite shape llama.cpp recognizes), expert_weights_norm, expert_weights_scale (0 or 1: not applied).
+    static void read_moe(const GgufFile & f, ModelHParams & hp, int32_t dense) {
+        const std::string p = std::string(kArch) + ".";
+        read_moe_hparams(f, hp);
+        MoeHParams & moe = hp.moe;
+        moe.n_leading_dense = dense;
+        if (!f.find(p + "expert_shared_count"))
+            corrupt(f, "metadata '" + p + "expert_shared_count' is required for a model with MoE layers");
+        moe.n_expert_shared = positive_int(f, p + "expert_shared_count", 0, 1024);
+        const int64_t gating = f.get_int(p + "expert_gating_func", 0);
+        if (gating == 2) {
+            moe.gating = MoeGating::SIGMOID;
+        } else if (gating == 0 || gating == 1) {
+            moe.gating = MoeGating::SOFTMAX;
+            // llama.cpp: GLM-4.7-Lite files (47 or 48 layers, a 154880-token vocabulary) without the key are sigmoid.
+            const int64_t n_vocab = f.get_int(p + "vocab_size", hp.n_vocab);
+            if (gating == 0 && (hp.n_layers == 47 || hp.n_layers == 48) && n_vocab == 154880)
+                moe.gating = MoeGating::SIGMOID;
+        } else {
+            unsupported(f, "metadata '" + p + "expert_gating_func' = " + std::to_string(gating) +
+                               " is not a gating tuneloop implements (1 softmax, 2 sigmoid)");
+        }
+        moe.norm_weights = f.get_bool(p + "expert_weights_norm", false);
+        const double scale = f.get_float(p + "expert_weights_scale", 0.0);
+        if (!std::isfinite(scale) || scale < 0)
+            corrupt(f, "metadata '" + p + "expert_weights_scale' must be a non-negative number");
+        moe.weights_scale = (float) scale;
+    }
+
     // The MLA shape keys, checked against each other (the tensors are checked against them at load).
     static void read_mla(const GgufFile & f, ModelHParams & hp) {
         const std::string p = std::string(kArch) + ".";

@@ -339,7 +339,10 @@ void qacts_quantize(QActs & out, const float * x, int n, int64_t cols, int64_t c
                 gq[i] = (int8_t) iv;
                 sum += iv;
             }
-            sc[g] = d;
+            // The scale rounded to f16 as llama.cpp's Q8_0 activations store it (the integers above use the exact
+            // 1 / d as it does), so that an int8 product equals its q8_0 x q8_0 dot up to summation order: a MoE
+            // router fed by those products picks the same experts on near-ties.
+            sc[g] = quant::f16_to_f32(quant::f32_to_f16(d));
             sm[g] = sum;
         }
     }
