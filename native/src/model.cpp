@@ -193,19 +193,36 @@ MoeActiveCounts Model::active_counts() const {
     };
     const QMatrix & embd = shared_.tok_embd;
     c.total_params += params(embd);
-    c.active_params += (double) embd.cols; // one row looked up
-    c.active_bytes_per_token += (double) embd.row_bytes();
+    if (!hp_.tied_output) {
+        c.active_params += (double) embd.cols; // one row looked up (a tied head reads the whole matrix below)
+        c.active_bytes_per_token += (double) embd.row_bytes();
+    }
     for (const QMatrix & m : shared_.moe_router) both(m);
+    // Norm weights (read by every token, in f32).
+    auto vec = [&](const std::vector<float> & v) {
+        c.active_params += (double) v.size();
+        c.total_params += (double) v.size();
+        c.active_bytes_per_token += (double) (v.size() * sizeof(float));
+    };
+    vec(shared_.output_norm);
+    for (const auto * vs :
+         {&shared_.attn_norm, &shared_.ffn_norm, &shared_.attn_post_norm, &shared_.ffn_post_norm, &shared_.attn_q_norm,
+          &shared_.attn_k_norm, &shared_.attn_q_a_norm, &shared_.attn_kv_a_norm})
+        for (const std::vector<float> & v : *vs) vec(v);
     for (const auto & r : ranks_) {
         const ShardWeights & S = r->shard;
         if (S.output_is_tok_embd) { // the whole embedding matrix is read as the head
             c.active_params += params(embd);
             c.active_bytes_per_token += (double) embd.bytes();
+        } else if (hp_.tied_output) { // this rank's copy of its vocabulary rows of token_embd (tp > 1), counted once
+            c.active_params += params(S.output);
+            c.active_bytes_per_token += (double) S.output.bytes();
         } else {
             both(S.output);
         }
         for (const auto & L : S.layers) {
             for (const QMatrix * m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) both(*m);
+            for (const auto * v : {&L.bq, &L.bk, &L.bv}) vec(*v);
             // MLA: every token runs the compressions and each of the rank's heads' slabs.
             for (const QMatrix * m : {&L.mla.wq_a, &L.mla.wq, &L.mla.wkv_a}) both(*m);
             for (const auto * v : {&L.mla.wk_b, &L.mla.wv_b})

@@ -253,8 +253,11 @@ struct ModelTimes {
 };
 
 // What one token reads of a Mixture-of-Experts model. Active: the embedding row, attention, dense and shared FFNs, the
-// routers, expert_used routed experts per MoE layer (an average expert of the layer) and the output head; total:
-// every weight once (a tied head counted once). Bytes as held (after the weights policy), all ranks together.
+// routers, expert_used routed experts per MoE layer (an average expert of the layer) and the output head (with a tied
+// head, the embedding matrix once: the looked-up row is part of it); total: every weight once (a tied head counted
+// once). The norm weights and Q/K/V biases count as parameters (as a training framework counts them); the selection
+// bias and RoPE factors (buffers, not trained weights) do not. Bytes as held (after the weights policy), all ranks
+// together.
 struct MoeActiveCounts {
     double active_params = 0, total_params = 0, active_bytes_per_token = 0;
 };
