@@ -5,8 +5,12 @@
 //
 // The files are the synthetic DeepSeek-V2-Lite (attn_q directly) and DeepSeek-V3 (q_lora bottleneck) presets of
 // tools/lib/synthetic-arch.ts with every layer dense (leading_dense_block_count = block_count; llama.cpp loads such a
-// file and runs each layer's MLA attention with a SwiGLU FFN): the MoE FFN is another piece of work, and tuneloop
-// refuses deepseek2 files with MoE layers until it lands (tests/engine/synthetic-moe.test.ts). Also checked:
+// file and runs each layer's MLA attention with a SwiGLU FFN), so that MLA is compared on its own; the presets with
+// their MoE layers are compared in tests/engine/synthetic-moe.test.ts. Also checked:
+//   - on the quantized files' F32 twins (the same weights decoded) tuneloop equals llama.cpp at every position;
+//   - with the MoE layers (moe.h): TP 2 equals TP 1, and the shipped tuneloop-deepseek-tiny gives llama.cpp's
+//     perplexity;
+//   - an MTP module's blocks (nextn_predict_layers) are accepted and change nothing;
 //   - the features are observable: llama.cpp's distributions without DeepSeek's YaRN mscale (yarn_log_multiplier), or
 //     without YaRN, differ beyond the bar, so an engine that ignored them would fail;
 //   - tensor parallelism (heads split over 2 ranks, the latent cache on each) gives the logits of 1 rank;
@@ -468,7 +472,24 @@ describe('MLA beside MoE layers (moe.h)', () => {
 });
 
 describe('hostile deepseek2 files: clear errors naming the key or tensor', () => {
-  const cases: { label: string; preset: string; edit: (m: EditableGgufModel) => void; code: string; message: RegExp }[] = [
+  // `withMoe`: the preset as it is (MoE layers), else every layer dense.
+  const cases: { label: string; preset: string; withMoe?: boolean; edit: (m: EditableGgufModel) => void; code: string; message: RegExp }[] = [
+    {
+      label: 'MoE layers without expert_shared_count',
+      preset: 'deepseek3',
+      withMoe: true,
+      edit: setKey('deepseek2.expert_shared_count', undefined),
+      code: 'MODEL_CORRUPT',
+      message: /expert_shared_count' is required for a model with MoE layers/,
+    },
+    {
+      label: 'an expert gating function other than softmax or sigmoid',
+      preset: 'deepseek3',
+      withMoe: true,
+      edit: setKey('deepseek2.expert_gating_func', gv.u32(3)),
+      code: 'UNSUPPORTED_ARCHITECTURE',
+      message: /expert_gating_func' = 3 is not a gating tuneloop implements/,
+    },
     {
       label: 'kv_lora_rank that does not fit attn_kv_a_mqa (key lengths consistent with it)',
       preset: 'deepseek2-lite',
@@ -573,7 +594,7 @@ describe('hostile deepseek2 files: clear errors naming the key or tensor', () =>
     },
   ];
   it.each(cases)('$label', async (c) => {
-    const f = models.write(c.preset, { real: false, spec: allDense(c.preset), edit: c.edit });
+    const f = models.write(c.preset, { real: false, spec: c.withMoe ? {} : allDense(c.preset), edit: c.edit });
     let err: unknown;
     try {
       await (await load(f.file)).close();
