@@ -88,7 +88,7 @@ RankState::RankState(int rank_, int n_ranks_, const ModelHParams & hp_, const Mo
                      const SharedWeights & shared_, Communicator & comm_, Communicator & comm_moe_, ShardWeights shard_)
     : rank(rank_), n_ranks(n_ranks_), hp(hp_), layout(layout_), shared(shared_), kernels(cpu_kernels()), comm(comm_),
       comm_moe(comm_moe_), shard(std::move(shard_)), pool(layout_.threads_per_rank),
-      kv(hp_.n_layers, layout_.kv_blocks, layout_.kv_block_size, shard.n_kv_heads, hp_.head_dim, layout_.kv_dtype),
+      kv(kv_layer_shapes(hp_, shard.n_kv_heads), layout_.kv_blocks, layout_.kv_block_size, layout_.kv_dtype),
       rope_swa_own(any_swa_layer(hp_) && !(hp_.rope_swa == hp_.rope)) {
     if (hp_.moe.enabled()) {
         moe = std::make_unique<MoeScratch>();
@@ -102,9 +102,11 @@ RankState::~RankState() = default;
 size_t RankState::scratch_bytes() const {
     size_t n = x.capacity() + xn.capacity() + q.capacity() + k.capacity() + v.capacity() + att.capacity() +
                gate.capacity() + up.capacity() + partial.capacity() + scores.capacity() + rope_cos.capacity() +
-               rope_sin.capacity() + rope_cos_swa.capacity() + rope_sin_swa.capacity();
+               rope_sin.capacity() + rope_cos_swa.capacity() + rope_sin_swa.capacity() + mla_qa.capacity() +
+               mla_q.capacity() + mla_heads.capacity() + mla_o.capacity();
     size_t a = 0;
     for (const AlignedBuffer & b : acts) a += b.size;
+    for (const QActs & q : mla_xq) a += q.q.size + q.scales.size + q.sums.size;
     return n * sizeof(float) + xq.q.size + xq.scales.size + xq.sums.size + a + (moe ? moe->bytes() : 0);
 }
 
@@ -169,6 +171,12 @@ void rms_norm(RankState & rs, float * out, const float * in, const std::vector<f
     const int dim = rs.hp.dim;
     for (int t = 0; t < n; ++t)
         rmsnorm_row(out + (size_t) t * dim, in + (size_t) t * dim, weight.data(), dim, rs.hp.rms_eps);
+    rs.times.norm += seconds_since(t0);
+}
+
+void rms_norm_part(RankState & rs, float * rows, const std::vector<float> & weight, int n, int width, int64_t stride) {
+    auto t0 = Clock::now();
+    for (int t = 0; t < n; ++t) rmsnorm_row(rows + t * stride, rows + t * stride, weight.data(), width, rs.hp.rms_eps);
     rs.times.norm += seconds_since(t0);
 }
 

@@ -46,6 +46,9 @@ struct RankState {
     std::vector<float> x, xn, q, k, v, att, gate, up, partial, scores, rope_cos, rope_sin;
     // The sliding-window layers' RoPE tables when their frequencies differ from the others' (gemma3's local base).
     std::vector<float> rope_cos_swa, rope_sin_swa;
+    // MLA (mla.h): the q_lora bottleneck, the full query, per-head inputs of the absorbed products, the heads' values.
+    std::vector<float> mla_qa, mla_q, mla_heads, mla_o;
+    std::vector<QActs> mla_xq;       // per head, activations of int8 / int4 attn_k_b / attn_v_b slabs
     const bool rope_swa_own;         // hp.rope_swa != hp.rope and some layer slides
     std::unique_ptr<MoeScratch> moe; // MoE routing scratch and counters (null for a dense model)
 
@@ -77,6 +80,9 @@ void embed(RankState & rs, const ForwardBatch & b);
 void rope_tables(RankState & rs, const ForwardBatch & b);
 // out[t] = RMSNorm(in[t]) * weight for the first `n` rows of width hp.dim.
 void rms_norm(RankState & rs, float * out, const float * in, const std::vector<float> & weight, int n);
+// The first `width` values of each of n rows (at `stride`) RMS-normed in place with `weight` [width] (MLA's latent
+// and q_lora bottleneck).
+void rms_norm_part(RankState & rs, float * rows, const std::vector<float> & weight, int n, int width, int64_t stride);
 // Several products of one input [n x cols] in one parallel region. The input is quantized once per activation format
 // the matrices need (their types may differ: attn_v in q6_K beside q4_K Q and K), then every thread multiplies its
 // share of rows of each matrix: int8 / int4 / f32 / bf16 layouts with the kernels/cpu kernels, GGUF blocks with

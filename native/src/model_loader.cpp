@@ -461,9 +461,15 @@ void check_layout(const ModelHParams & hp, const ModelLayout & lay) {
     auto invalid = [](const std::string & m) { fail(ErrorCode::INVALID_ARGUMENT, m); };
     if (lay.tp < 1 || lay.tp > 64) invalid("tpDegree must be between 1 and 64");
     if (lay.threads_per_rank < 1 || lay.threads_per_rank > 256) invalid("threadsPerRank must be between 1 and 256");
-    if (hp.n_kv_heads % lay.tp != 0)
+    if (hp.is_mla()) {
+        // MLA splits the query heads (their absorbed products and values); every rank keeps the whole latent cache.
+        if (hp.n_heads % lay.tp != 0)
+            invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's " +
+                    std::to_string(hp.n_heads) + " attention heads");
+    } else if (hp.n_kv_heads % lay.tp != 0) {
         invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's " + std::to_string(hp.n_kv_heads) +
                 " KV heads");
+    }
     // A MoE model without dense layers never uses feed_forward_length (qwen3moe writes it all the same).
     const bool dense_ffn = !hp.moe.enabled() || hp.moe.n_leading_dense > 0;
     if (dense_ffn && hp.ffn_dim % lay.tp != 0)

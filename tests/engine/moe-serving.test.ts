@@ -191,15 +191,17 @@ describe('qwen3moe: routing statistics and active parameters', () => {
     try {
       const info = e.info;
       expect(info.moe).toMatchObject({ expertCount: moe.nExperts, expertUsed: moe.nExpertsUsed, sharedExperts: 0, leadingDenseLayers: 0, gating: 'softmax' });
-      // Independently from the preset's shapes: embedding row + per layer (Q, K, V, O, router, top-k experts) + head.
+      // Independently from the preset's shapes: embedding row + per layer (Q, K, V, O, router, top-k experts) + head,
+      // and the f32 norm weights (output norm; per layer attention and FFN norms, Q and K head norms).
       const attn = spec.dim * spec.nHeads * spec.headDim * 2 + spec.dim * spec.nKvHeads * spec.headDim * 2;
       const expert = 3 * spec.dim * moe.expertFfnDim;
       const router = spec.dim * moe.nExperts;
       const head = info.nVocab * spec.dim;
-      expect(info.moe!.activeParams).toBe(spec.dim + spec.nLayers * (attn + router + moe.nExpertsUsed * expert) + head);
-      expect(info.moe!.totalParams).toBe(head + spec.nLayers * (attn + router + moe.nExperts * expert) + head);
-      // f16 weights (2 bytes), the f32 router (4).
-      expect(info.moe!.activeWeightBytesPerToken).toBe(2 * (spec.dim + spec.nLayers * (attn + moe.nExpertsUsed * expert) + head) + 4 * spec.nLayers * router);
+      const norms = spec.dim + spec.nLayers * (2 * spec.dim + 2 * spec.headDim);
+      expect(info.moe!.activeParams).toBe(spec.dim + spec.nLayers * (attn + router + moe.nExpertsUsed * expert) + head + norms);
+      expect(info.moe!.totalParams).toBe(head + spec.nLayers * (attn + router + moe.nExperts * expert) + head + norms);
+      // f16 weights (2 bytes), the f32 router and norms (4).
+      expect(info.moe!.activeWeightBytesPerToken).toBe(2 * (spec.dim + spec.nLayers * (attn + moe.nExpertsUsed * expert) + head) + 4 * (spec.nLayers * router + norms));
 
       const before = e.stats().moe!;
       expect(before.moeLayers).toEqual([0, 1]);
