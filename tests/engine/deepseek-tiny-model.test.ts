@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/index.js';
 import { embeddedModelPath } from '../../src/defaults.js';
 import { LlamaCppOracle } from '../helpers/llama-cpp.js';
+import { waitFor } from '../helpers/serving.js';
 import { REPO_ROOT } from '../helpers/shared.js';
 
 const MODEL = join(REPO_ROOT, 'models', 'tuneloop-deepseek-tiny.gguf');
@@ -108,6 +109,8 @@ describe('shipped MoE model: tuneloop-deepseek-tiny', () => {
     try {
       const window = sliceIds.slice(0, ev.context_length);
       await e.evaluate(window, { allLogits: true });
+      // Stats are published by the engine thread after the step: wait until this one is in.
+      await waitFor(() => e.stats().moe!.tokensPerExpert[0]!.reduce((a, b) => a + b, 0) > 0, 2000);
       const moe = e.stats().moe!;
       expect(moe.moeLayers).toEqual(ev.routing_validation.layers.map((l) => l.layer));
       let worst = 0;

@@ -156,7 +156,7 @@ describe('qwen3moe', () => {
           { layer: 1, expert: 2 },
         ],
       },
-      ['redundantExperts[1]', 'listed twice'],
+      ['redundantExperts[1]', 'repeats layer'],
     ],
     ['a tpDegree that does not divide the heads', { tpDegree: 3 }, ['tpDegree 3']],
   ] as const)('layout: refuses %s', async (_label, options, mentions) => {
