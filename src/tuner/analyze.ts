@@ -46,7 +46,8 @@ export const KV_HIGH_USAGE = 0.9;
 export const KV_BACKGROUND_RATE = 0.1;
 export const TAIL_RATIO = 3;
 export const QUALITY_MIN_SAMPLES = 20;
-/** epDegree > 1: the busiest rank's routed-expert seconds over the mean rank's above which it holds the others up. */
+/** epDegree > 1: the live layout's balance over the routing counts (Σ per-layer busiest rank's routed tokens over the
+ *  even share) above which the busiest ranks hold the others up. */
 export const RANK_IMBALANCE = 1.25;
 /** epDegree 1: mean over layers of the per-layer routing max/mean above which an expert-parallel layout would be
  *  unbalanced (the alert's threshold, TuneloopExpertImbalanceHigh). */
@@ -429,7 +430,16 @@ function expertImbalance(c: Ctx): Finding | undefined {
   const all = withMoe.filter((w) => w.moe!.epDegree === last.epDegree);
   const ep = last.epDegree;
   const byRank = ep > 1;
-  const stat = (w: WindowSummary): number => (byRank ? rankImbalanceOf(w.moe!.expertSecondsPerRank) : meanRoutingImbalance(w.moe!.tokensPerExpert));
+  // At epDegree > 1 the statistic is the live layout's balance over the window's routing counts (expert-load.ts
+  // layoutBalance: Σ per-layer busiest rank's tokens × R / all tokens), not the measured per-rank expert seconds they
+  // used to be. Two reasons, both seen on the shipped tiny DeepSeek model at epDegree 2 (tests/tuner/moe-closed-loop):
+  // summed over layers, rank seconds hide the per-layer waits (rank 1 busiest in layers 3 and 4, rank 0 in layer 2:
+  // the sums come out even while every layer waits on its busiest rank), and on a small model they are dominated by
+  // per-call overhead and the box's load (a rank with 21% fewer routed tokens measured 14% more seconds), so the
+  // finding never fired on a layout whose routing was 1.3× off balance. The counts are exact and are what the cost
+  // model prices the candidates with; the measured seconds stay in the evidence and the impact.
+  const stat = (w: WindowSummary): number =>
+    byRank ? layoutBalance(w.moe!.moeLayers, w.moe!.tokensPerExpert, ep, w.moe!.redundantExperts).factor : meanRoutingImbalance(w.moe!.tokensPerExpert);
   const usable = all.filter((w) => finite(stat(w)));
   const threshold = byRank ? RANK_IMBALANCE : ROUTING_IMBALANCE;
   const { rows, values, evidence: change } = focused(usable, usable.map(stat));
@@ -479,14 +489,14 @@ function expertImbalance(c: Ctx): Finding | undefined {
     confidence: sig(1 - test.pValue),
     impact: sig(waited / minutesOf(rows)),
     summary: byRank
-      ? `Expert-parallel rank ${rankSeconds.indexOf(Math.max(...rankSeconds))} spends ${sig(ratio, 3)}× the mean rank's time in routed experts ` +
+      ? `Expert-parallel ranks wait on the busiest one: it serves ${sig(ratio, 3)}× the even share of routed tokens, layer by layer ` +
         `(epDegree=${ep}, median of ${rows.length} windows): routing is skewed onto its experts (worst layer ${worst ? (m.moeLayers[worst[1]] ?? worst[1]) : '?'} ` +
         `at ${worst ? sig(worst[0], 3) : '?'}× the mean expert load), the other ranks wait.`
       : `Routing is skewed: the hottest expert of a layer takes ${sig(ratio, 3)}× the mean expert load (mean over ${m.moeLayers.length} MoE layers, ` +
         `median of ${rows.length} windows; worst layer ${worst ? (m.moeLayers[worst[1]] ?? worst[1]) : '?'} at ${worst ? sig(worst[0], 3) : '?'}×): ` +
         `an expert-parallel layout would wait on the rank owning it.`,
     evidence: {
-      metric: byRank ? 'rank_expert_seconds' : 'routing',
+      metric: byRank ? 'rank_routed_tokens' : 'routing',
       imbalance: sig(ratio),
       threshold,
       epDegree: ep,

@@ -222,15 +222,15 @@ describe('analyze: expert_imbalance', () => {
   const findingOf = (windows: WindowSummary[], s: LiveSettings): Finding | undefined =>
     analyze({ windows, settings: s, slo: SLO }).find((f) => f.kind === 'expert_imbalance');
 
-  it('at epDegree 2: the rank that owns the hot experts spends 1.375× the mean rank time; routing counts as evidence', () => {
+  it('at epDegree 2: the rank that owns the hot experts serves 1.375× the even share of routed tokens; routing counts as evidence', () => {
     const f = findingOf(series(15, EP2_SKEWED), settings(2));
     expect(f).toBeDefined();
-    expect(f!.evidence['metric']).toBe('rank_expert_seconds');
+    expect(f!.evidence['metric']).toBe('rank_routed_tokens');
     expect(f!.evidence['imbalance']).toBeGreaterThan(RANK_IMBALANCE);
     expect(f!.evidence['imbalance']).toBeCloseTo(1.375, 1);
     expect(f!.evidence['epDegree']).toBe(2);
     expect(f!.confidence).toBeGreaterThan(0.95);
-    expect(f!.summary).toMatch(/^Expert-parallel rank 1 spends 1\.3\d× the mean rank's time/);
+    expect(f!.summary).toMatch(/^Expert-parallel ranks wait on the busiest one: it serves 1\.3\d× the even share/);
     // The routing counts behind it: every layer's counts summed over the 15 windows, the hottest experts named.
     const layer1 = String(f!.evidence['routingLayer1']).split(',').map(Number);
     expect(layer1).toHaveLength(8);
