@@ -1,14 +1,17 @@
 // Issue 17 end to end: the shipped tiny DeepSeek-style model (deepseek2: MLA + MoE, routing trained skewed) served at
-// epDegree 2 over real HTTP, fed Shakespeare prompts whose routing leaves one expert-parallel rank with the larger share
-// of the routed tokens. A tuner cycle triggered over REST finds `expert_imbalance` (routing counts as evidence), proposes
-// replicating the hot experts (priced by the cost model's MoE term), verifies it on shadow engines loaded with the
-// baseline's and the candidate's layout, and an approver applies it; the engine then runs the applied replica set, its
-// greedy outputs are unchanged, and the routing counts put less load on the busiest rank.
+// epDegree 2 over real HTTP, fed Shakespeare prompts whose routing leaves the layers' busiest expert-parallel ranks
+// ~1.29× the even share of routed tokens. A tuner cycle triggered over REST finds `expert_imbalance` (routing counts as
+// evidence) and proposes both answers, priced by the cost model's MoE term: replicate the hot experts on two ranks, and
+// go back to one rank (no all-to-alls: on one box they cost most of this tiny model's step). Both are verified on
+// shadow engines loaded with the baseline's and the candidate's layout; the replicas' gain is too small to measure
+// (inconclusive → rejected, or pass; never fail), the single rank passes by a wide margin and an approver applies it:
+// the engine reloads with that layout and its greedy outputs are unchanged. A second case loads the proposed replica
+// set as the shadow did and checks it by the routing counts: the engine reports exactly that set, outputs are
+// unchanged, and the busiest rank's share comes down.
 //
-// Nothing here is judged by wall time: the finding and the per-rank loads come from the routing counts (exact for a
-// given prompt set, temperature 0), the quality check from the shadows' teacher-forced logits. The one measured
-// figure that could move, the shadow A/B verdict, is accepted as pass or inconclusive (a replica saves a sliver of a
-// tiny model's step: no measurable gain is a legitimate outcome on a shared 2-core box), never fail.
+// Nothing here is judged by wall time but the verdicts: the finding and the per-rank loads come from the routing
+// counts (exact for a given prompt set at temperature 0), outputs from greedy text and the shadows' teacher-forced
+// logits. The replication verdict is accepted as pass or inconclusive; the single-rank pass has several times the bar.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddedModelPath } from '../../src/defaults.js';
 import { Engine } from '../../src/engine/index.js';
@@ -170,7 +173,7 @@ describe('closed loop on the tiny DeepSeek model: skewed routing → expert repl
     expect(repDetail.state).toBe(repDetail.evidence.verdict === 'pass' ? 'verified' : 'rejected');
     expect(repDetail.evidence.quality.meanCosine).toBeGreaterThanOrEqual(0.98);
     expect(repDetail.evidence.quality.greedyAgreement).toBeGreaterThanOrEqual(0.9);
-    // Dropping expert parallelism is predicted to more than double goodput and measures so (+300–500% seen): a pass.
+    // Dropping expert parallelism is predicted to more than double goodput and measures so (goodput per core +240% to +525% seen, bar +5%): a pass.
     expect(fewerDetail.evidence.verdict, JSON.stringify(fewerDetail.evidence.reasons)).toBe('pass');
     expect(fewerDetail.state).toBe('verified');
     expect(fewerDetail.evidence.quality.meanCosine).toBeGreaterThanOrEqual(0.98);
