@@ -4,14 +4,15 @@
 // evidence) and proposes both answers, priced by the cost model's MoE term: replicate the hot experts on two ranks, and
 // go back to one rank (no all-to-alls: on one box they cost most of this tiny model's step). Both are verified on
 // shadow engines loaded with the baseline's and the candidate's layout; the replicas' gain is too small to measure
-// (inconclusive → rejected, or pass; never fail), the single rank passes by a wide margin and an approver applies it:
+// (its speed verdict is noise here: rejected unless pass), the single rank passes by a wide margin and an approver applies it:
 // the engine reloads with that layout and its greedy outputs are unchanged. A second case loads the proposed replica
 // set as the shadow did and checks it by the routing counts: the engine reports exactly that set, outputs are
 // unchanged, and the busiest rank's share comes down.
 //
 // Nothing here is judged by wall time but the verdicts: the finding and the per-rank loads come from the routing
 // counts (exact for a given prompt set at temperature 0), outputs from greedy text and the shadows' teacher-forced
-// logits. The replication verdict is accepted as pass or inconclusive; the single-rank pass has several times the bar.
+// logits. The replication speed verdict is not asserted (its saving is ~1%, noise on this box); the single-rank pass has
+// several times the bar.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddedModelPath } from '../../src/defaults.js';
 import { Engine } from '../../src/engine/index.js';
@@ -137,13 +138,16 @@ describe('closed loop on the tiny DeepSeek model: skewed routing → expert repl
     const replicas = rep!.candidate.change.layout!.redundantExperts!;
     expect(rep!.needsApproval).toBe(true);
     expect(rep!.candidate.predicted.goodputTokensPerS).toBeGreaterThan(rep!.candidate.predicted.baselineGoodputTokensPerS);
-    for (const r of replicas) {
-      const row = counts[moeLayers.indexOf(r.layer)]!;
-      const ownerHalf = r.expert < 4 ? row.slice(0, 4) : row.slice(4);
-      const otherHalf = r.expert < 4 ? row.slice(4) : row.slice(0, 4);
-      // Owned by the layer's busier rank, and the hottest expert there.
+    for (const layer of new Set(replicas.map((r) => r.layer))) {
+      const row = counts[moeLayers.indexOf(layer)]!;
+      const chosen = replicas.filter((r) => r.layer === layer).map((r) => r.expert);
+      const ownerHalf = chosen[0]! < 4 ? row.slice(0, 4) : row.slice(4);
+      const otherHalf = chosen[0]! < 4 ? row.slice(4) : row.slice(0, 4);
+      // Owned by the layer's busier rank, and the hottest experts there (the greedy choice may take a second one of a
+      // layer when one replica does not bring its rank near the even share).
       expect(ownerHalf.reduce((a, b) => a + b, 0)).toBeGreaterThan(otherHalf.reduce((a, b) => a + b, 0));
-      expect(row[r.expert]).toBe(Math.max(...ownerHalf));
+      const hottest = [...ownerHalf].sort((a, b) => b - a).slice(0, chosen.length);
+      expect(chosen.map((e) => row[e]).sort((a, b) => b! - a!)).toEqual(hottest);
     }
     const replicatedBalance = layoutBalance(moeLayers, counts, 2, replicas).factor;
     expect(replicatedBalance).toBeLessThan(liveBalance);
@@ -169,7 +173,10 @@ describe('closed loop on the tiny DeepSeek model: skewed routing → expert repl
     // Replication saves ~1% of the step here (the rationale's step ×0.99): no measurable gain is the expected verdict
     // on a shared box (inconclusive, so the tuner rejects it: no reason to change), a pass is possible; never a fail.
     // The outputs under the replica set are the baseline's (the candidate shadow ran it): the quality check.
-    expect(['pass', 'inconclusive']).toContain(repDetail.evidence.verdict);
+    // Its speed verdict is wall time on a shared 2-core box, where a ~1% saving is noise either way (a loaded CI run
+    // has measured it as a fail): only what follows from the verdict is asserted, and the quality check, which is not
+    // timing.
+    expect(['pass', 'inconclusive', 'fail']).toContain(repDetail.evidence.verdict);
     expect(repDetail.state).toBe(repDetail.evidence.verdict === 'pass' ? 'verified' : 'rejected');
     expect(repDetail.evidence.quality.meanCosine).toBeGreaterThanOrEqual(0.98);
     expect(repDetail.evidence.quality.greedyAgreement).toBeGreaterThanOrEqual(0.9);
