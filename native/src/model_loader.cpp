@@ -492,7 +492,7 @@ void check_layout(const ModelHParams & hp, const ModelLayout & lay) {
         if (lay.ep_degree > hp.moe.n_expert)
             invalid(ep + " exceeds the model's " + std::to_string(hp.moe.n_expert) + " experts");
         const int64_t shared = (int64_t) hp.moe.expert_ffn_dim * hp.moe.n_expert_shared;
-        if (shared % lay.ep_degree != 0)
+        if (lay.tp > 1 && shared % lay.ep_degree != 0)
             invalid(ep + " does not divide the shared experts' FFN width " + std::to_string(shared));
     }
     if (!lay.redundant_experts.empty() && lay.ep_degree < 2)
@@ -529,8 +529,17 @@ void assign_ranks(const ModelHParams & hp, const ModelLayout & lay, int r, Shard
     // ones) split over all ranks.
     S.vocab_begin = (int32_t) ((int64_t) hp.n_vocab * r / n);
     S.vocab = (int32_t) ((int64_t) hp.n_vocab * (r + 1) / n) - S.vocab_begin;
-    S.shexp_ffn = hp.moe.expert_ffn_dim * hp.moe.n_expert_shared / n;
-    S.shexp_ffn_begin = r * S.shexp_ffn;
+    const int64_t shared = (int64_t) hp.moe.expert_ffn_dim * hp.moe.n_expert_shared;
+    if (lay.tp == 1 && n > 1 && (shared % n != 0 || (shared / n) % 256 != 0)) {
+        // Beside replicated attention the shared experts' width may not split into whole blocks of every GGUF type
+        // (256 values: DeepSeek-V2-Lite's 2 x 1408 over 2 ranks is 1408, half a Q4_K block off): rank 0 runs them
+        // whole, the other ranks none (its partial carries them into the combine).
+        S.shexp_ffn = r == 0 ? (int32_t) shared : 0;
+        S.shexp_ffn_begin = 0;
+    } else {
+        S.shexp_ffn = (int32_t) (shared / n);
+        S.shexp_ffn_begin = r * S.shexp_ffn;
+    }
     if (lay.ep_degree > 1) { // whole experts, owned by ranks
         S.expert_ffn = hp.moe.expert_ffn_dim;
         S.expert_ffn_begin = 0;

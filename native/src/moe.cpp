@@ -424,7 +424,7 @@ void plan_moe_layer(const GgufFile & f, const ModelHParams & hp, const ModelLayo
             mats.push_back({u, &L->up[e]});
             mats.push_back({d, &L->down[e]});
         }
-        if (moe.n_expert_shared > 0) {
+        if (moe.n_expert_shared > 0 && S.shexp_ffn > 0) { // 0: another rank runs the shared experts (assign_ranks)
             const Range sr{S.shexp_ffn_begin, S.shexp_ffn_begin + S.shexp_ffn};
             mats.push_back({{p + "ffn_gate_shexp.weight", sf, hp.dim, other, sr, all_dim}, &L->sh_gate});
             mats.push_back({{p + "ffn_up_shexp.weight", sf, hp.dim, other, sr, all_dim}, &L->sh_up});
