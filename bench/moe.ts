@@ -40,7 +40,9 @@
 // with injected all-to-all delays (alltoallDelayUs, --delays), and TP 2 with the same all-reduce delays
 // (allreduceDelayUs; 2 per layer and step): does seed 001's TP collapse (the single stream pays the delay per layer
 // per token) appear for EP? Single-stream decode tok/s and 16-stream aggregate decode tok/s, and rank 0's share of
-// its busy time in the collective. A layout the engine refuses prints "refused: <its message>".
+// its busy time in the collective. A layout the engine refuses prints "refused [n]" and the message under the table.
+// TP 2 halves every expert's 768 / 1408 columns, which are not whole 256-blocks of Q4_K: the engine refuses that, and
+// the TP reference then runs on the same file dequantized to bf16 (weights 'bf16'), against its own one-rank row.
 //
 // Concurrency: --streams (16) greedy generations of --decode-tokens each, 8-token prompts, started together, vs 1:
 // aggregate decode tok/s = every stream's tokens after its first, over the time from the earliest first token to the
@@ -417,6 +419,8 @@ interface ParallelRow {
   family: string;
   layout: string;
   delayUs: number;
+  /** Weights policy: 'native' (the file's types) or 'bf16' for the TP reference (see the TP rows). */
+  weights: 'native' | 'bf16';
   single?: number;
   multi?: number;
   collectiveShare?: number | undefined;
@@ -518,23 +522,20 @@ async function main(): Promise<void> {
     if (values['skip-parallel']) continue;
     // Expert parallel vs tensor parallel, tuneloop alone (both engines above are closed: one copy in memory).
     const half = Math.max(1, Math.floor(THREADS / 2));
-    const layouts: { layout: string; delayUs: number; opts: Partial<EngineOptions> }[] = [{ layout: 'EP 1', delayUs: 0, opts: {} }];
-    for (const d of DELAYS) layouts.push({ layout: 'EP 2', delayUs: d, opts: { epDegree: 2, threadsPerRank: half, alltoallDelayUs: d } });
-    for (const d of DELAYS) layouts.push({ layout: 'TP 2', delayUs: d, opts: { tpDegree: 2, threadsPerRank: half, allreduceDelayUs: d } });
-    for (const l of layouts) {
-      const row: ParallelRow = { family: f.key, layout: l.layout, delayUs: l.delayUs };
+    const measureLayout = async (layout: string, delayUs: number, weights: 'native' | 'bf16', opts: Partial<EngineOptions>): Promise<ParallelRow> => {
+      const row: ParallelRow = { family: f.key, layout, delayUs, weights };
       parallel.push(row);
       if (!tuneloopServes) {
         row.refused = 'tuneloop does not serve this file (above)';
-        continue;
+        return row;
       }
       let engine: Engine;
       try {
-        engine = await Engine.load(tuneloopOptions(cached.file, l.opts));
+        engine = await Engine.load(tuneloopOptions(cached.file, { ...opts, weights }));
       } catch (e) {
         row.refused = errorText(e);
-        console.error(`${f.key} ${l.layout} delay ${l.delayUs}: refused: ${row.refused}`);
-        continue;
+        console.error(`${f.key} ${layout} delay ${delayUs}: refused: ${row.refused}`);
+        return row;
       }
       try {
         await warm(engine);
@@ -549,9 +550,9 @@ async function main(): Promise<void> {
         row.single = median(singles);
         const busy = (after.tensorParallel.rankBusySeconds[0] ?? 0) - (before.tensorParallel.rankBusySeconds[0] ?? 0);
         const coll =
-          l.layout.startsWith('EP') && l.layout !== 'EP 1'
+          (opts.epDegree ?? 1) > 1
             ? (after.moe?.allToAllSeconds[0] ?? 0) - (before.moe?.allToAllSeconds[0] ?? 0)
-            : l.layout.startsWith('TP')
+            : (opts.tpDegree ?? 1) > 1
               ? (after.tensorParallel.rankAllreduceSeconds[0] ?? 0) - (before.tensorParallel.rankAllreduceSeconds[0] ?? 0)
               : 0;
         row.collectiveShare = busy > 0 ? coll / busy : undefined;
@@ -562,12 +563,24 @@ async function main(): Promise<void> {
               Array.from({ length: STREAMS }, () => fresh(SHORT)),
             )
           ).decode;
-        process.stderr.write(`${f.key} ${l.layout} delay ${l.delayUs} us: 1 stream ${row.single.toFixed(1)}, ${STREAMS} streams ${row.multi?.toFixed(1) ?? '-'} tok/s\n`);
+        process.stderr.write(`${f.key} ${layout} delay ${delayUs} us: 1 stream ${row.single.toFixed(1)}, ${STREAMS} streams ${row.multi?.toFixed(1) ?? '-'} tok/s\n`);
       } catch (e) {
         row.refused = errorText(e);
       } finally {
         await engine.close();
       }
+      return row;
+    };
+    await measureLayout('EP 1', 0, 'native', {});
+    for (const d of DELAYS) await measureLayout('EP 2', d, 'native', { epDegree: 2, threadsPerRank: half, alltoallDelayUs: d });
+    // TP 2 cuts every expert's 768 (Qwen) or 1408 (DeepSeek) columns in half: not whole 256-blocks of Q4_K, which the
+    // engine refuses. Then the TP reference runs on the same file dequantized to bf16 (any column splits), against its own TP 1.
+    const tp0 = await measureLayout('TP 2', DELAYS[0]!, 'native', { tpDegree: 2, threadsPerRank: half, allreduceDelayUs: DELAYS[0]! });
+    if (tp0.refused === undefined) {
+      for (const d of DELAYS.slice(1)) await measureLayout('TP 2', d, 'native', { tpDegree: 2, threadsPerRank: half, allreduceDelayUs: d });
+    } else if (tuneloopServes && /block/.test(tp0.refused)) {
+      await measureLayout('TP 1', 0, 'bf16', {});
+      for (const d of DELAYS) await measureLayout('TP 2', d, 'bf16', { tpDegree: 2, threadsPerRank: half, allreduceDelayUs: d });
     }
   }
   measureBandwidth();
@@ -668,15 +681,20 @@ async function main(): Promise<void> {
 
   if (parallel.length > 0) {
     console.log(`\n### Expert parallel vs tensor parallel (tuneloop, ${THREADS} threads in all; decode tok/s, ${ROUNDS} single-stream runs' median)\n`);
-    const base = new Map(parallel.filter((p) => p.layout === 'EP 1').map((p) => [p.family, p]));
+    const from = refusals.length;
+    // Each row against the one-rank row of the same weights (EP 1 native, or TP 1 bf16).
+    const isBase = (p: ParallelRow) => p.layout === 'EP 1' || p.layout === 'TP 1';
+    const base = new Map(parallel.filter(isBase).map((p) => [`${p.family} ${p.weights}`, p]));
     const prow = parallel.map((p) => {
-      const b = base.get(p.family);
-      if (p.refused !== undefined) return [p.family, p.layout, p.layout === 'EP 1' ? '-' : String(p.delayUs), refusedCell(p.refused), '', '', '', ''];
+      const b = base.get(`${p.family} ${p.weights}`);
+      const delay = isBase(p) ? '-' : String(p.delayUs);
+      if (p.refused !== undefined) return [p.family, p.layout, p.weights, delay, refusedCell(p.refused), '', '', '', ''];
       const vs = (x: number | undefined, y: number | undefined) => (x !== undefined && y !== undefined && y > 0 ? `${(x / y).toFixed(2)}x` : '');
       return [
         p.family,
         p.layout,
-        p.layout === 'EP 1' ? '-' : String(p.delayUs),
+        p.weights,
+        delay,
         f1(p.single),
         vs(p.single, b?.single),
         f1(p.multi),
@@ -684,8 +702,9 @@ async function main(): Promise<void> {
         p.collectiveShare === undefined ? '-' : `${(100 * p.collectiveShare).toFixed(0)}%`,
       ];
     });
-    const from = refusals.length;
-    out.push(printTable(['model', 'layout', 'delay us', '1-stream tok/s', 'vs EP 1', `${STREAMS}-stream agg`, 'vs EP 1', 'collective share (rank 0)'], prow));
+    out.push(
+      printTable(['model', 'layout', 'weights', 'delay us', '1-stream tok/s', 'vs 1 rank', `${STREAMS}-stream agg`, 'vs 1 rank', 'collective share (rank 0)'], prow),
+    );
     out.push(printRefusals(from));
   }
 
