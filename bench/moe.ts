@@ -626,7 +626,13 @@ async function main(): Promise<void> {
     const pre = median(r.samples.map((s) => s.prefill)),
       dec = median(r.samples.map((s) => s.decode));
     const peer = rows.find((o) => o.family === r.family && o.engine !== r.engine && o.refused === undefined);
-    const ratio = (mine: number, g: (s: Sample) => number) => (peer && r.engine === 'tuneloop' ? `${(mine / median(peer.samples.map(g))).toFixed(2)}x` : '');
+    // Ratio of the medians, and in brackets the median of the per-round ratios: the two engines of one round run back
+    // to back, so the paired figure is the steadier one when the machine's load changes between rounds.
+    const ratio = (mine: number, g: (s: Sample) => number): string => {
+      if (!peer || r.engine !== 'tuneloop') return '';
+      const paired = median(r.samples.map((s, i) => g(s) / g(peer.samples[i]!)));
+      return `${(mine / median(peer.samples.map(g))).toFixed(2)}x (${paired.toFixed(2)}x)`;
+    };
     const one = median(r.streams.one.map((s) => s.decode)),
       many = median(r.streams.many.map((s) => s.decode));
     mainRows.push([
@@ -652,9 +658,9 @@ async function main(): Promise<void> {
         'engine',
         'active MB/token',
         'prefill tok/s',
-        'vs peer',
+        'vs peer (paired)',
         'decode tok/s',
-        'vs peer',
+        'vs peer (paired)',
         'ceiling tok/s',
         'of ceiling',
         '1-stream agg',
@@ -723,7 +729,7 @@ async function main(): Promise<void> {
     ),
   );
   console.log(
-    `\n"vs peer" = tuneloop / llama.cpp; ceiling = ${bandwidth.toFixed(1)} GB/s / active weight bytes per token; "of ceiling" = decode / ceiling; ` +
+    `\n"vs peer" = tuneloop / llama.cpp, medians' ratio (median of the per-round ratios); ceiling = ${bandwidth.toFixed(1)} GB/s / active weight bytes per token; "of ceiling" = decode / ceiling; ` +
       `"N-stream agg" = aggregate decode tok/s of N concurrent greedy streams (tokens after each stream's first, over the time from the first first token to the last token); gain = ${STREAMS}-stream / 1-stream.`,
   );
   const jsonPath = values.json ?? join(CACHE, 'last-run.json');
