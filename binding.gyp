@@ -58,6 +58,7 @@
         "native/src/model_loader.cpp",
         "native/src/model.cpp",
         "native/src/layers.cpp",
+        "native/src/mla.cpp",
         "native/src/moe.cpp",
         "native/src/architecture.cpp",
         "<!@(node -p \"require('fs').readdirSync('native/src/models').filter(f => f.endsWith('.cpp')).map(f => 'native/src/models/' + f).join(' ')\")",

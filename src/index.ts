@@ -31,4 +31,4 @@ export { startServer } from './controlplane/http-server.js';
 export { createApp } from './controlplane/app.js';
 
 // The embedded default model (models/tuneloop-shakespeare.gguf) and the package root it is found from.
-export { defaultModelPath, DEFAULT_MODEL_FILE, packageRoot } from './defaults.js';
+export { defaultModelPath, DEFAULT_MODEL_FILE, EMBEDDED_MODELS, embeddedModelPath, packageRoot, resolveModelArg } from './defaults.js';

@@ -111,6 +111,13 @@ function table(rows: string[][], rightAligned: readonly boolean[]): string[] {
   );
 }
 
+/** "18 KiB at f16 (MLA latent), 10.0% of multi-head attention's 180 KiB". */
+function kvCacheLine(kv: ModelInspection['kvCache']): string {
+  if ('error' in kv) return `- (${kv.error.replace(/\s*\n\s*/g, ' ')})`;
+  const share = kv.bytesPerTokenMha > 0 ? `, ${((100 * kv.bytesPerToken) / kv.bytesPerTokenMha).toFixed(1)}% of` : ', vs';
+  return `${size(kv.bytesPerToken)} at ${kv.dtype}${kv.latent ? ' (MLA latent)' : ''}${share} multi-head attention's ${size(kv.bytesPerTokenMha)}`;
+}
+
 /** The human-readable report of an inspection (ends with a newline). */
 export function formatInspection(ins: ModelInspection, options: InspectFormatOptions = {}): string {
   const out: string[] = [];
@@ -129,6 +136,7 @@ export function formatInspection(ins: ModelInspection, options: InspectFormatOpt
     ['vocabulary', `${stated(ins.vocabSize)} tokens`],
     ['tokenizer', `${tk.model || '-'}, pre ${tk.pre || '-'}, ${special}${tk.tokens !== ins.vocabSize ? `, ${int(tk.tokens)} tokens` : ''}`],
     ...(options.vocabulary ? vocabularyFields(options.vocabulary) : []),
+    ['KV cache per token', kvCacheLine(ins.kvCache)],
     ['weights', `${size(tensorBytes)} in ${int(ins.tensors.length)} tensors, ${ins.bitsPerWeight.toFixed(2)} bits per weight`],
     ['file size', `${size(ins.fileBytes)} (${int(ins.fileBytes)} bytes)`],
   ];

@@ -319,11 +319,25 @@ Napi::Value NativeEngine::info(const Napi::CallbackInfo & info) {
         fallbacks.Set((uint32_t) i, f);
     }
     o.Set("weightFallbacks", fallbacks);
-    o.Set("threads", layout.tp * layout.threads_per_rank);
+    o.Set("threads", layout.n_ranks() * layout.threads_per_rank);
     o.Set("kernels", tl::cpu_kernels().name);
     o.Set("quantKernels", tl::quant::kernels().name);
     o.Set("loadMs", e.load_ms());
     o.Set("layout", layout_to_js(env, layout, e.n_ctx()));
+    // KV-cache bytes per token as laid out (kv dtype, every rank) and what plain multi-head attention over the same
+    // query heads would take in that dtype (MLA's and GQA's saving).
+    o.Set("kvBytesPerToken", (double) tl::kv_bytes_per_token(hp, layout.kv_dtype, layout.tp));
+    o.Set("kvBytesPerTokenMha", (double) tl::kv_bytes_per_token_mha(hp, layout.kv_dtype));
+    if (hp.is_mla()) {
+        Napi::Object mla = Napi::Object::New(env);
+        mla.Set("qLoraRank", hp.mla.q_lora);
+        mla.Set("kvLoraRank", hp.mla.kv_lora);
+        mla.Set("qkNopeDim", hp.mla.nope);
+        mla.Set("qkRopeDim", hp.mla.rope);
+        mla.Set("vHeadDim", hp.mla.v_head);
+        mla.Set("kqScale", hp.mla.kq_scale);
+        o.Set("mla", mla);
+    }
     if (hp.moe.enabled()) {
         // Static Mixture-of-Experts facts (docs/metrics.md).
         const tl::MoeActiveCounts a = e.active_counts();
@@ -624,6 +638,7 @@ Napi::Value NativeEngine::stats(const Napi::CallbackInfo & info) {
         };
         m.Set("allToAllSeconds", arr(s.rank_alltoall_seconds));
         m.Set("allToAlls", (double) s.alltoalls);
+        m.Set("allToAllRows", (double) s.alltoall_rows);
         m.Set("expertSecondsPerRank", arr(s.rank_expert_seconds));
         o.Set("moe", m);
     }

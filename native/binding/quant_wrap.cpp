@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gguf.h"
+#include "model_loader.h"
 #include "quant/kernels.h"
 #include "quant/quant.h"
 
@@ -122,6 +123,23 @@ std::string type_label(uint32_t id) {
     return tt ? tt->name : "unknown(" + std::to_string(id) + ")";
 }
 
+// KV-cache bytes per token at f16 (llama.cpp's default cache type) as tuneloop would lay the model out on one rank,
+// and what plain multi-head attention over the same query heads would take; null when tuneloop cannot read the
+// file's hyperparameters (an architecture it does not run), with the reason.
+Napi::Value kv_cache_summary(Napi::Env env, const tl::GgufFile & f) {
+    Napi::Object kv = Napi::Object::New(env);
+    try {
+        const tl::ModelHParams hp = tl::read_model_hparams(f);
+        kv.Set("dtype", tl::kv_dtype_name(tl::KvDtype::F16));
+        kv.Set("bytesPerToken", (double) tl::kv_bytes_per_token(hp, tl::KvDtype::F16, 1));
+        kv.Set("bytesPerTokenMha", (double) tl::kv_bytes_per_token_mha(hp, tl::KvDtype::F16));
+        kv.Set("latent", hp.is_mla());
+    } catch (const tl::EngineException & ex) {
+        kv.Set("error", std::string(tl::error_code_name(ex.code())) + ": " + ex.what());
+    }
+    return kv;
+}
+
 Napi::Value inspect_model(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     if (!info[0].IsString()) invalid(env, "Expected a path string for path");
@@ -196,6 +214,7 @@ Napi::Value inspect_model(const Napi::CallbackInfo & info) {
         o.Set("bitsPerWeight", known_params > 0 ? 8.0 * (double) known_bytes / (double) known_params : 0.0);
         o.Set("fileBytes", (double) f.file_size());
         o.Set("tensors", tensors);
+        o.Set("kvCache", kv_cache_summary(env, f));
         return o;
     } catch (const tl::EngineException & ex) {
         throw Napi::Error(env, make_engine_error(env, ex.code(), ex.what()));

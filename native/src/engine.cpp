@@ -36,14 +36,15 @@ std::unique_ptr<Engine::Instance> Engine::build_instance(const ModelLayout & lay
     const int32_t per_seq = (n_ctx + layout.kv_block_size - 1) / layout.kv_block_size;
     if (layout.kv_blocks <= 0) {
         // Size the pool from the byte budget: at least one full-context sequence, at most 64 of them.
-        const size_t elem = layout.kv_dtype == KvDtype::F32 ? 4 : layout.kv_dtype == KvDtype::F16 ? 2 : 1;
-        const size_t per_block = (size_t) hp.n_layers * layout.kv_block_size * hp.kv_dim() * 2 * elem;
+        // The real bytes a token takes on every rank (an MLA latent row: kv_lora + rope values per layer, replicated
+        // per rank; int8 scales included), so a compact cache gets more blocks from the same budget.
+        const size_t per_block = kv_bytes_per_token(hp, layout.kv_dtype, layout.tp) * layout.kv_block_size;
         int64_t fit = cfg_.kv_cache_max_bytes / (int64_t) std::max<size_t>(1, per_block);
         layout.kv_blocks = (int32_t) std::clamp<int64_t>(fit, per_seq, (int64_t) per_seq * 64);
     }
     auto inst = std::make_unique<Instance>();
     inst->n_ctx = n_ctx;
-    ThreadPool load_pool(layout.tp * layout.threads_per_rank);
+    ThreadPool load_pool(layout.n_ranks() * layout.threads_per_rank);
     inst->model = load_model(*file_, layout, load_pool);
     inst->layout = layout;
     inst->pool = std::make_unique<BlockPool>(layout.kv_blocks, layout.kv_block_size);

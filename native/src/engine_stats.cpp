@@ -112,6 +112,7 @@ EngineStatsSnapshot EngineStatsBoard::snapshot(const EngineCounters & c, Clock::
         s.rank_expert_seconds = t.rank_expert;
         s.rank_alltoall_seconds = t.rank_alltoall;
         s.alltoalls = t.alltoalls;
+        s.alltoall_rows = t.alltoall_rows;
         s.weight_bytes = weight_bytes_;
         s.kv_bytes = kv_bytes_;
         s.scratch_bytes = scratch_bytes_;

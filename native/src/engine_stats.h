@@ -38,7 +38,7 @@ struct EngineStatsSnapshot {
     // Mixture-of-Experts (empty for a dense model): ModelTimes' moe_tokens, rank_expert, rank_alltoall, alltoalls.
     std::vector<std::vector<uint64_t>> moe_tokens;
     std::vector<double> rank_expert_seconds, rank_alltoall_seconds;
-    uint64_t alltoalls;
+    uint64_t alltoalls, alltoall_rows;
     size_t weight_bytes, kv_bytes, scratch_bytes;
     std::vector<std::pair<std::string, size_t>> weight_bytes_by_dtype;
     SchedulerConfig scheduler;

@@ -85,10 +85,10 @@ bool any_swa_layer(const ModelHParams & hp) {
 } // namespace
 
 RankState::RankState(int rank_, int n_ranks_, const ModelHParams & hp_, const ModelLayout & layout_,
-                     const SharedWeights & shared_, Communicator & comm_, ShardWeights shard_)
+                     const SharedWeights & shared_, Communicator & comm_, Communicator & comm_moe_, ShardWeights shard_)
     : rank(rank_), n_ranks(n_ranks_), hp(hp_), layout(layout_), shared(shared_), kernels(cpu_kernels()), comm(comm_),
-      shard(std::move(shard_)), pool(layout_.threads_per_rank),
-      kv(hp_.n_layers, layout_.kv_blocks, layout_.kv_block_size, shard.n_kv_heads, hp_.head_dim, layout_.kv_dtype),
+      comm_moe(comm_moe_), shard(std::move(shard_)), pool(layout_.threads_per_rank),
+      kv(kv_layer_shapes(hp_, shard.n_kv_heads), layout_.kv_blocks, layout_.kv_block_size, layout_.kv_dtype),
       rope_swa_own(any_swa_layer(hp_) && !(hp_.rope_swa == hp_.rope)) {
     if (hp_.moe.enabled()) {
         moe = std::make_unique<MoeScratch>();
@@ -102,9 +102,11 @@ RankState::~RankState() = default;
 size_t RankState::scratch_bytes() const {
     size_t n = x.capacity() + xn.capacity() + q.capacity() + k.capacity() + v.capacity() + att.capacity() +
                gate.capacity() + up.capacity() + partial.capacity() + scores.capacity() + rope_cos.capacity() +
-               rope_sin.capacity() + rope_cos_swa.capacity() + rope_sin_swa.capacity();
+               rope_sin.capacity() + rope_cos_swa.capacity() + rope_sin_swa.capacity() + mla_qa.capacity() +
+               mla_q.capacity() + mla_heads.capacity() + mla_o.capacity();
     size_t a = 0;
     for (const AlignedBuffer & b : acts) a += b.size;
+    for (const QActs & q : mla_xq) a += q.q.size + q.scales.size + q.sums.size;
     return n * sizeof(float) + xq.q.size + xq.scales.size + xq.sums.size + a + (moe ? moe->bytes() : 0);
 }
 
@@ -169,6 +171,12 @@ void rms_norm(RankState & rs, float * out, const float * in, const std::vector<f
     const int dim = rs.hp.dim;
     for (int t = 0; t < n; ++t)
         rmsnorm_row(out + (size_t) t * dim, in + (size_t) t * dim, weight.data(), dim, rs.hp.rms_eps);
+    rs.times.norm += seconds_since(t0);
+}
+
+void rms_norm_part(RankState & rs, float * rows, const std::vector<float> & weight, int n, int width, int64_t stride) {
+    auto t0 = Clock::now();
+    for (int t = 0; t < n; ++t) rmsnorm_row(rows + t * stride, rows + t * stride, weight.data(), width, rs.hp.rms_eps);
     rs.times.norm += seconds_since(t0);
 }
 
@@ -326,6 +334,7 @@ void attention(RankState & rs, const ForwardBatch & b, int l, const ShardWeights
     rope_and_cache(rs, b, l);
     causal_attention(rs, b, l);
     matmuls(rs, rs.att.data(), b.n, rs.shard.n_heads * rs.hp.head_dim, {{&w.wo, rs.partial.data()}});
+    rs.partial_whole = rs.layout.tp == 1; // replicated on every rank beside expert parallelism
 }
 
 void gated_mlp(RankState & rs, const ForwardBatch & b, const ShardWeights::Layer & w) {
@@ -341,18 +350,28 @@ void gated_mlp(RankState & rs, const ForwardBatch & b, const ShardWeights::Layer
     });
     rs.times.ffn_act += seconds_since(t0);
     matmuls(rs, rs.gate.data(), b.n, ffn, {{&w.w_down, rs.partial.data()}});
+    rs.partial_whole = rs.layout.tp == 1; // replicated on every rank beside expert parallelism
 }
 
 // Under tensor parallelism rank 0 adds the residual into its partial, so that the all-reduced sum is
 // x + partial_0 + partial_1 + ... in rank order, the same on every rank (and as a single rank would add).
 void add_residual(RankState & rs, const ForwardBatch & b) {
     const size_t n = (size_t) b.n * rs.hp.dim;
-    if (rs.n_ranks == 1) {
+    const bool whole = rs.partial_whole, moe = rs.partial_moe;
+    rs.partial_whole = rs.partial_moe = false; // each op that writes the partial says what it holds
+    if (rs.n_ranks == 1 || whole) {
         add_inplace(rs.x.data(), rs.partial.data(), (int64_t) n);
         return;
     }
     auto t0 = Clock::now();
     if (rs.rank == 0) add_inplace(rs.partial.data(), rs.x.data(), (int64_t) n);
+    if (moe) {
+        // The expert combine: each rank's routed (and shared-expert) outputs summed back to every token.
+        rs.comm_moe.all_reduce_sum(rs.rank, rs.partial.data(), rs.x.data(), n);
+        rs.alltoall += seconds_since(t0);
+        if (rs.rank == 0) ++rs.alltoalls;
+        return;
+    }
     rs.comm.all_reduce_sum(rs.rank, rs.partial.data(), rs.x.data(), n);
     rs.allreduce += seconds_since(t0);
     ++rs.times.allreduces;
@@ -361,7 +380,9 @@ void add_residual(RankState & rs, const ForwardBatch & b) {
 void add_residual_post_norm(RankState & rs, const ForwardBatch & b, const std::vector<float> & norm) {
     const size_t n = (size_t) b.n * rs.hp.dim;
     float * sum = rs.partial.data();
-    if (rs.n_ranks > 1) {
+    const bool whole = rs.partial_whole;
+    rs.partial_whole = rs.partial_moe = false;
+    if (rs.n_ranks > 1 && !whole) {
         // The whole attention / FFN output first (xn is free: this layer's normed input has been used).
         auto t0 = Clock::now();
         rs.comm.all_reduce_sum(rs.rank, rs.partial.data(), rs.xn.data(), n);

@@ -26,6 +26,7 @@ struct RankState {
     const SharedWeights & shared;
     const CpuKernels & kernels;
     Communicator & comm;
+    Communicator & comm_moe; // the expert combine (its own injected delay: alltoall_delay_us)
     ShardWeights shard;
     ThreadPool pool;
     KvStorage kv;
@@ -33,15 +34,26 @@ struct RankState {
     AlignedBuffer acts[quant::kTypeCount]; // activations of the quant kernels, by format (Q8_0, Q8_1, Q8_K, BF16)
     ModelTimes times;                      // this rank's share (rank_busy / rank_allreduce unused here)
     double busy = 0, allreduce = 0;
+    double alltoall = 0;    // seconds in the expert combine (expert parallelism / MoE under tensor parallelism)
+    uint64_t alltoalls = 0; // combines (rank 0's count)
+    uint64_t a2a_rows = 0;  // routed rows computed away from their token's home rank (see moe.h)
+    // What rs.partial holds, said by the op that wrote it and reset by add_residual: by default a share of a sum
+    // over the ranks (tensor-parallel attention or FFN); partial_whole: the whole value on every rank (attention or a
+    // dense FFN replicated beside expert parallelism, tpDegree 1: set it in any op that writes a replicated
+    // partial); partial_moe: a MoE layer's share, summed by the expert combine (timed as the all-to-all).
+    bool partial_whole = false, partial_moe = false;
     // Scratch, grown as needed: x/xn/partial full width; q/k/v/att/gate/up local width.
     std::vector<float> x, xn, q, k, v, att, gate, up, partial, scores, rope_cos, rope_sin;
     // The sliding-window layers' RoPE tables when their frequencies differ from the others' (gemma3's local base).
     std::vector<float> rope_cos_swa, rope_sin_swa;
+    // MLA (mla.h): the q_lora bottleneck, the full query, per-head inputs of the absorbed products, the heads' values.
+    std::vector<float> mla_qa, mla_q, mla_heads, mla_o;
+    std::vector<QActs> mla_xq;       // per head, activations of int8 / int4 attn_k_b / attn_v_b slabs
     const bool rope_swa_own;         // hp.rope_swa != hp.rope and some layer slides
     std::unique_ptr<MoeScratch> moe; // MoE routing scratch and counters (null for a dense model)
 
     RankState(int rank, int n_ranks, const ModelHParams & hp, const ModelLayout & layout, const SharedWeights & shared,
-              Communicator & comm, ShardWeights shard);
+              Communicator & comm, Communicator & comm_moe, ShardWeights shard);
     ~RankState();
     size_t scratch_bytes() const;
 };
@@ -68,6 +80,9 @@ void embed(RankState & rs, const ForwardBatch & b);
 void rope_tables(RankState & rs, const ForwardBatch & b);
 // out[t] = RMSNorm(in[t]) * weight for the first `n` rows of width hp.dim.
 void rms_norm(RankState & rs, float * out, const float * in, const std::vector<float> & weight, int n);
+// The first `width` values of each of n rows (at `stride`) RMS-normed in place with `weight` [width] (MLA's latent
+// and q_lora bottleneck).
+void rms_norm_part(RankState & rs, float * rows, const std::vector<float> & weight, int n, int width, int64_t stride);
 // Several products of one input [n x cols] in one parallel region. The input is quantized once per activation format
 // the matrices need (their types may differ: attn_v in q6_K beside q4_K Q and K), then every thread multiplies its
 // share of rows of each matrix: int8 / int4 / f32 / bf16 layouts with the kernels/cpu kernels, GGUF blocks with
@@ -88,7 +103,8 @@ void attention(RankState & rs, const ForwardBatch & b, int l, const ShardWeights
 // The gated MLP from the normed input xn: down(act(gate(xn)) * up(xn)) into rs.partial, act = silu (SwiGLU) or the
 // tanh-approximated gelu (GeGLU) as hp.ffn_act says.
 void gated_mlp(RankState & rs, const ForwardBatch & b, const ShardWeights::Layer & w);
-// x += partial: summed over the ranks (an all-reduce) under tensor parallelism.
+// x += partial: summed over the ranks (an all-reduce) unless rs.partial_whole, the MoE combine
+// (timed as all-to-all, through comm_moe) when a MoE layer wrote it; a local add when every rank has the whole value.
 void add_residual(RankState & rs, const ForwardBatch & b);
 // x += RMSNorm(partial) * norm (Gemma's post-attention / post-FFN norms): the ranks' partial sums are all-reduced
 // first, since the norm needs the whole sum.

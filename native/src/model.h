@@ -58,6 +58,18 @@ struct RopeConfig {
 // The gated MLP's activation: SwiGLU (silu) or GeGLU (gelu, tanh approximation: gemma).
 enum class FfnAct { SILU, GELU };
 
+// Multi-head Latent Attention (DeepSeek-V2/V3, mla.h): queries (optionally through a low-rank q_lora bottleneck) of
+// nope + rope per head; keys and values decompressed per head from one shared latent of kv_lora values plus one RoPE
+// key part of `rope` values shared by every head. The KV cache holds only the latent and that RoPE part per token.
+struct MlaHParams {
+    int32_t q_lora = 0;    // attention.q_lora_rank; 0: the query projection reads the layer input directly (attn_q)
+    int32_t kv_lora = 0;   // attention.kv_lora_rank: the latent's width; 0: not an MLA model
+    int32_t nope = 0;      // per head, the query/key part without position (key_length_mla - rope)
+    int32_t rope = 0;      // per head, the rotated query part; the key's is shared by all heads (rope.dimension_count)
+    int32_t v_head = 0;    // attention.value_length_mla: a head's value width after decompression
+    float kq_scale = 0.0f; // the query . key scale (mscale^2 / sqrt(nope + rope) under DeepSeek's YaRN)
+};
+
 // How a Mixture-of-Experts layer scores its experts (llama.cpp's llama_expert_gating_func_type 1 and 2).
 enum class MoeGating { SOFTMAX, SIGMOID };
 
@@ -109,8 +121,11 @@ struct ModelHParams {
     float final_softcap = 0.0f;        // the same on the output logits
     float embd_scale = 0.0f;           // embeddings multiplied by it (gemma: sqrt(dim)), 0: none
     FfnAct ffn_act = FfnAct::SILU;
+    // MLA (deepseek2): head_dim is then the cached row, kv_lora + rope, and n_kv_heads 1 (MQA over the latent).
+    MlaHParams mla;
     MoeHParams moe; // Mixture-of-Experts FFN layers (moe.n_expert 0: dense)
 
+    bool is_mla() const { return mla.kv_lora > 0; }
     int32_t q_dim() const { return n_heads * head_dim; }
     int32_t kv_dim() const { return n_kv_heads * head_dim; }
     bool layer_swa(int l) const { return n_swa > 0 && !swa_layers.empty() && swa_layers[l]; }
@@ -147,6 +162,17 @@ struct ModelLayout {
     int32_t ep_degree = 1;
     std::vector<std::pair<int32_t, int32_t>> redundant_experts;
     int32_t alltoall_delay_us = 0;
+
+    // Rank threads: max(tp, ep_degree). With tp 1 and ep_degree > 1 every rank runs the attention (and any dense
+    // FFN) in full, replicated; with tp = ep_degree the attention is tensor-parallel as without experts.
+    int32_t n_ranks() const { return tp > ep_degree ? tp : ep_degree; }
+    // The rank holding expert e of layer l: e % ep_degree; a redundant expert also on the next rank.
+    int32_t expert_owner(int32_t e) const { return e % ep_degree; }
+    bool expert_redundant(int32_t l, int32_t e) const {
+        for (const auto & [rl, re] : redundant_experts)
+            if (rl == l && re == e) return true;
+        return false;
+    }
 };
 
 // Weights every rank reads in full.
@@ -158,16 +184,31 @@ struct SharedWeights {
     std::vector<std::vector<float>> attn_post_norm, ffn_post_norm; // [n_layers][dim] (gemma2/3)
     std::vector<std::vector<float>> attn_q_norm, attn_k_norm; // [n_layers][head_dim]: per-head RMSNorm (qwen3, gemma3)
     std::vector<float> rope_factors; // [rope_dim / 2]: rope_freqs (Llama 3.1) or the chosen LongRoPE factors (Phi-3)
+    std::vector<std::vector<float>> attn_q_a_norm, attn_kv_a_norm; // [n_layers][q_lora / kv_lora] (MLA)
     // Mixture-of-Experts routers, replicated (every rank routes every token the same way); [n_layers], empty
     // matrices / vectors on dense layers:
     std::vector<QMatrix> moe_router;              // ffn_gate_inp [n_expert x dim], held in f32 whatever the file has
     std::vector<std::vector<float>> moe_sel_bias; // exp_probs_b.bias [n_expert] (DeepSeek-V3), empty when absent
 };
 
+// One layer's MLA weights on one rank (mla.h): the compressions are replicated, the per-head parts are this rank's
+// heads. The output projection is ShardWeights::Layer::wo ([dim x local heads * v_head]).
+struct MlaLayerWeights {
+    QMatrix wq_a;              // attn_q_a [q_lora x dim] (absent when q_lora is 0)
+    QMatrix wq;                // attn_q_b [local heads * (nope + rope) x q_lora], or attn_q [.. x dim] without q_lora
+    QMatrix wkv_a;             // attn_kv_a_mqa [kv_lora + rope x dim]: the latent, then the shared RoPE key part
+    std::vector<QMatrix> wk_b; // per local head, attn_k_b's slab [kv_lora x nope]: q_nope -> latent space (absorbed)
+    std::vector<QMatrix> wv_b; // per local head, attn_v_b's slab [v_head x kv_lora]: attended latent -> value
+};
+
 // One rank's part of a Mixture-of-Experts FFN layer. Under tensor parallelism every expert is split as the dense FFN
 // is (gate / up by rows, down by columns: expert_ffn_dim / tp each); under expert parallelism a rank holds only the
 // experts it owns (the others are empty matrices).
 struct MoeLayerWeights {
+    // Which of each expert's routed rows this rank computes (expert parallelism): NONE (not held), ALL, or one half of
+    // the expert's rows of a batch (FIRST: the first ceil(n / 2), SECOND: the rest) when the expert is redundant.
+    enum Part : uint8_t { NONE = 0, ALL = 1, FIRST = 2, SECOND = 3 };
+    std::vector<uint8_t> part;     // [n_expert]
     std::vector<QMatrix> gate, up; // [n_expert] of [local expert ffn x dim]
     std::vector<QMatrix> down;     // [n_expert] of [dim x local expert ffn]
     QMatrix sh_gate, sh_up;        // shared experts (empty when none): [local shared ffn x dim]
@@ -183,6 +224,7 @@ struct ShardWeights {
         QMatrix w_down;                       // [dim x local ffn]
         std::vector<float> bq, bk, bv;        // the local rows of the Q/K/V biases (qwen2; empty when absent)
         std::unique_ptr<MoeLayerWeights> moe; // a Mixture-of-Experts FFN layer (then w_gate/up/down are empty)
+        MlaLayerWeights mla;                  // deepseek2 (empty otherwise)
     };
     int32_t head_begin = 0, n_heads = 0;       // query heads owned
     int32_t kv_head_begin = 0, n_kv_heads = 0; // KV heads owned
@@ -223,14 +265,29 @@ struct ModelTimes {
     std::vector<std::vector<uint64_t>> moe_tokens;
     std::vector<double> rank_expert, rank_alltoall;
     uint64_t alltoalls = 0;
+    uint64_t alltoall_rows = 0; // routed rows computed on a rank other than their token's home rank
 };
 
 // What one token reads of a Mixture-of-Experts model. Active: the embedding row, attention, dense and shared FFNs, the
-// routers, expert_used routed experts per MoE layer (an average expert of the layer) and the output head; total:
-// every weight once (a tied head counted once). Bytes as held (after the weights policy), all ranks together.
+// routers, expert_used routed experts per MoE layer (an average expert of the layer) and the output head (with a tied
+// head, the embedding matrix once: the looked-up row is part of it); total: every weight once (a tied head counted
+// once). The norm weights and Q/K/V biases count as parameters (as a training framework counts them); the selection
+// bias and RoPE factors (buffers, not trained weights) do not. Bytes as held (after the weights policy), all ranks
+// together.
 struct MoeActiveCounts {
     double active_params = 0, total_params = 0, active_bytes_per_token = 0;
 };
+
+// What each layer's KV cache holds per token on a rank that owns `local_kv_heads` KV heads (an MLA layer: the latent
+// row, whatever the rank).
+std::vector<KvLayerShape> kv_layer_shapes(const ModelHParams & hp, int32_t local_kv_heads);
+// KV-cache bytes per token, every layer of every one of `tp` ranks (the MLA latent is replicated on each), in `dtype`:
+// what sizes the block pool.
+size_t kv_bytes_per_token(const ModelHParams & hp, KvDtype dtype, int32_t tp);
+// What plain multi-head attention over the same query heads would store per token: n_layers * n_heads * (k_head +
+// v_head) elements (k_head = nope + rope, v_head = value_length_mla for MLA; head_dim for the others). Equal to
+// kv_bytes_per_token for MHA models, above it for GQA and MLA ones.
+size_t kv_bytes_per_token_mha(const ModelHParams & hp, KvDtype dtype);
 
 class Model {
 public:
@@ -262,7 +319,8 @@ private:
     SharedWeights shared_;
     ModelLayout layout_;
     std::vector<std::unique_ptr<RankState>> ranks_;
-    std::unique_ptr<Communicator> comm_; // all-reduces between the ranks (tp.h)
+    std::unique_ptr<Communicator> comm_;     // all-reduces between the ranks (tp.h)
+    std::unique_ptr<Communicator> comm_moe_; // the expert combine (MoE), with its own injected delay
     std::unique_ptr<RankThreads> rank_threads_;
     std::vector<WeightFallback> fallbacks_;
 

@@ -231,7 +231,9 @@ void refuse_unknown_keys(const GgufFile & f, const std::string & arch, std::init
         if (key.compare(0, p.size(), p) != 0) continue;
         const std::string k = key.substr(p.size());
         // Some converters write expert counts of 0 into dense models: that is a dense model.
-        if ((k == "expert_count" || k == "expert_used_count") && f.get_int(key, 0) == 0) continue;
+        if ((k == "expert_count" || k == "expert_used_count") && f.find(key)->type != GgufType::ARRAY &&
+            f.get_int(key, 0) == 0)
+            continue;
         bool known = false;
         for (const char * c : kCommonKeys) known = known || k == c;
         for (const char * c : extra) known = known || k == c;
@@ -330,7 +332,8 @@ ModelWeights load_decoder(const GgufFile & f, const ModelHParams & hp, const Mod
     // then loaded.
     ModelWeights w;
     SharedWeights & sh = w.shared;
-    w.shards.resize(lay.tp);
+    const int n_ranks = lay.n_ranks();
+    w.shards.resize(n_ranks);
     std::vector<std::pair<MatrixSpec, QMatrix *>> mats;
     mats.push_back({{"token_embd.weight", hp.n_vocab, hp.dim, other, {0, hp.n_vocab}, all_dim}, &sh.tok_embd});
     const int hd = hp.head_dim;
@@ -343,14 +346,14 @@ ModelWeights load_decoder(const GgufFile & f, const ModelHParams & hp, const Mod
         std::vector<float> * out;
     };
     std::vector<BiasSlice> biases;
-    for (int r = 0; r < lay.tp; ++r) {
+    for (int r = 0; r < n_ranks; ++r) {
         ShardWeights & S = w.shards[r];
-        assign_shard(hp, lay.tp, r, S);
+        assign_ranks(hp, lay, r, S);
         const Range q_rows{(int64_t) S.head_begin * hd, (int64_t) (S.head_begin + S.n_heads) * hd};
         const Range kv_rows{(int64_t) S.kv_head_begin * hd, (int64_t) (S.kv_head_begin + S.n_kv_heads) * hd};
         const Range ffn_range{S.ffn_begin, S.ffn_begin + S.ffn};
         const Range vocab_rows{S.vocab_begin, S.vocab_begin + S.vocab};
-        if (hp.tied_output && lay.tp == 1) {
+        if (hp.tied_output && n_ranks == 1) {
             S.output_is_tok_embd = true;
         } else {
             mats.push_back({{hp.tied_output ? "token_embd.weight" : "output.weight", hp.n_vocab, hp.dim, other,
@@ -399,7 +402,7 @@ ModelWeights load_decoder(const GgufFile & f, const ModelHParams & hp, const Mod
         }
     }
     for (int l = 0; l < hp.n_layers; ++l)
-        if (hp.moe.layer_is_moe(l)) plan_moe_layer(f, hp, l, spec.moe_selection_bias, sh, w.shards, mats, used);
+        if (hp.moe.layer_is_moe(l)) plan_moe_layer(f, hp, lay, l, spec.moe_selection_bias, sh, w.shards, mats, used);
     for (const auto & [spec_m, _] : mats) {
         check_matrix(f, spec_m, lay.policy);
         used.insert(spec_m.name);
@@ -458,15 +461,21 @@ void check_layout(const ModelHParams & hp, const ModelLayout & lay) {
     auto invalid = [](const std::string & m) { fail(ErrorCode::INVALID_ARGUMENT, m); };
     if (lay.tp < 1 || lay.tp > 64) invalid("tpDegree must be between 1 and 64");
     if (lay.threads_per_rank < 1 || lay.threads_per_rank > 256) invalid("threadsPerRank must be between 1 and 256");
-    if (hp.n_kv_heads % lay.tp != 0)
+    if (hp.is_mla()) {
+        // MLA splits the query heads (their absorbed products and values); every rank keeps the whole latent cache.
+        if (hp.n_heads % lay.tp != 0)
+            invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's " +
+                    std::to_string(hp.n_heads) + " attention heads");
+    } else if (hp.n_kv_heads % lay.tp != 0) {
         invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's " + std::to_string(hp.n_kv_heads) +
                 " KV heads");
+    }
     // A MoE model without dense layers never uses feed_forward_length (qwen3moe writes it all the same).
     const bool dense_ffn = !hp.moe.enabled() || hp.moe.n_leading_dense > 0;
     if (dense_ffn && hp.ffn_dim % lay.tp != 0)
         invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's FFN width " +
                 std::to_string(hp.ffn_dim));
-    if (hp.moe.enabled() && hp.moe.expert_ffn_dim % lay.tp != 0)
+    if (hp.moe.enabled() && lay.ep_degree == 1 && hp.moe.expert_ffn_dim % lay.tp != 0)
         invalid("tpDegree " + std::to_string(lay.tp) + " does not divide the model's expert FFN width " +
                 std::to_string(hp.moe.expert_ffn_dim));
     if (lay.ep_degree < 1 || lay.ep_degree > 64) invalid("epDegree must be between 1 and 64");
@@ -474,10 +483,30 @@ void check_layout(const ModelHParams & hp, const ModelLayout & lay) {
         invalid("alltoallDelayUs must be between 0 and 1000000");
     if (!hp.moe.enabled() && (lay.ep_degree > 1 || !lay.redundant_experts.empty()))
         invalid("epDegree / redundantExperts: the model has no experts (a dense " + hp.arch + " model)");
-    if (lay.ep_degree > 1)
-        invalid("epDegree " + std::to_string(lay.ep_degree) +
-                ": expert parallelism is not implemented yet (use epDegree 1; tpDegree splits every expert)");
-    if (!lay.redundant_experts.empty()) invalid("redundantExperts need epDegree > 1");
+    if (lay.ep_degree > 1) {
+        const std::string ep = "epDegree " + std::to_string(lay.ep_degree);
+        if (lay.tp != 1 && lay.tp != lay.ep_degree)
+            invalid(ep + " with tpDegree " + std::to_string(lay.tp) +
+                    ": expert parallelism runs either beside replicated attention (tpDegree 1) or on the "
+                    "tensor-parallel ranks (tpDegree = epDegree)");
+        if (lay.ep_degree > hp.moe.n_expert)
+            invalid(ep + " exceeds the model's " + std::to_string(hp.moe.n_expert) + " experts");
+        const int64_t shared = (int64_t) hp.moe.expert_ffn_dim * hp.moe.n_expert_shared;
+        if (shared % lay.ep_degree != 0)
+            invalid(ep + " does not divide the shared experts' FFN width " + std::to_string(shared));
+    }
+    if (!lay.redundant_experts.empty() && lay.ep_degree < 2)
+        invalid("redundantExperts need epDegree > 1 (a replica lives on another rank)");
+    for (size_t i = 0; i < lay.redundant_experts.size(); ++i) {
+        const auto [l, e] = lay.redundant_experts[i];
+        const std::string what = "redundantExperts[" + std::to_string(i) + "] {layer " + std::to_string(l) +
+                                 ", expert " + std::to_string(e) + "}";
+        if (l < 0 || l >= hp.n_layers || !hp.moe.layer_is_moe(l)) invalid(what + ": not a MoE layer of the model");
+        if (e < 0 || e >= hp.moe.n_expert)
+            invalid(what + ": the layer has experts 0.." + std::to_string(hp.moe.n_expert - 1));
+        for (size_t j = 0; j < i; ++j)
+            if (lay.redundant_experts[j] == lay.redundant_experts[i]) invalid(what + ": listed twice");
+    }
     if (lay.kv_block_size < 1 || lay.kv_block_size > 1024) invalid("kvBlockSizeTokens must be between 1 and 1024");
     if (lay.kv_blocks < 1) invalid("the KV cache needs at least one block");
 }
@@ -490,6 +519,22 @@ std::unique_ptr<Model> load_model(const GgufFile & f, const ModelLayout & lay, T
     check_layout(hp, lay);
     ModelWeights w = arch.load(f, hp, lay, pool);
     return std::make_unique<Model>(arch, std::move(hp), std::move(w), lay);
+}
+
+void assign_ranks(const ModelHParams & hp, const ModelLayout & lay, int r, ShardWeights & S) {
+    // Attention and dense FFN: tensor-parallel over the tp ranks (each of the ranks beyond, if any, a replica).
+    assign_shard(hp, lay.tp, r % lay.tp, S);
+    const int n = lay.n_ranks();
+    // Every rank has the whole residual stream, so the vocabulary (and the shared experts, summed with the routed
+    // ones) split over all ranks.
+    S.vocab_begin = (int32_t) ((int64_t) hp.n_vocab * r / n);
+    S.vocab = (int32_t) ((int64_t) hp.n_vocab * (r + 1) / n) - S.vocab_begin;
+    S.shexp_ffn = hp.moe.expert_ffn_dim * hp.moe.n_expert_shared / n;
+    S.shexp_ffn_begin = r * S.shexp_ffn;
+    if (lay.ep_degree > 1) { // whole experts, owned by ranks
+        S.expert_ffn = hp.moe.expert_ffn_dim;
+        S.expert_ffn_begin = 0;
+    }
 }
 
 void assign_shard(const ModelHParams & hp, int tp, int r, ShardWeights & S) {

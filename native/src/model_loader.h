@@ -106,5 +106,9 @@ ModelWeights load_decoder(const GgufFile & f, const ModelHParams & hp, const Mod
                           const DecoderTensors & spec);
 // Rank r's part of a tp-way Megatron split: its query heads, KV heads, FFN columns and vocabulary rows.
 void assign_shard(const ModelHParams & hp, int tp, int r, ShardWeights & shard);
+// Rank r of layout.n_ranks(): assign_shard over the tp ranks (r % tp: with tp 1 and expert parallelism every rank
+// holds the attention whole), the vocabulary and the shared experts over all ranks, whole experts under expert
+// parallelism (which experts: plan_moe_layer).
+void assign_ranks(const ModelHParams & hp, const ModelLayout & lay, int r, ShardWeights & S);
 
 } // namespace tl

@@ -128,7 +128,7 @@ size_t MoeScratch::bytes() const {
     size_t f = logits.capacity() + scores.capacity() + choose.capacity() + wsel.capacity() + xg.capacity() +
                g.capacity() + u.capacity() + d.capacity() + sg.capacity() + su.capacity() + sd.capacity();
     size_t i = sel.capacity() + count.capacity() + offset.capacity() + fill.capacity() + row_token.capacity() +
-               tok_row.capacity();
+               tok_row.capacity() + lo.capacity() + hi.capacity() + mine.capacity() / 4;
     size_t a = xq.q.size + xq.scales.size + xq.sums.size;
     for (const AlignedBuffer & b : acts) a += b.size;
     return f * sizeof(float) + i * sizeof(int32_t) + a;
@@ -241,13 +241,34 @@ void moe_ffn(RankState & rs, const ForwardBatch & b, int layer, const MoeLayerWe
     std::vector<const QMatrix *> used;
     for (int e = 0; e < E; ++e)
         if (s.count[e] && w.gate[e].rows) used.insert(used.end(), {&w.gate[e], &w.up[e]});
+    // (Activations are prepared for every gathered row: under expert parallelism some are not this rank's, which
+    // costs a quantization of rows the rank does not multiply, small beside the products.)
     prepare_acts(rs, s, used, s.xg.data(), M, dim);
+    // The rows of each expert this rank computes: all of them, none (another rank owns the expert), or one half of
+    // a redundant expert's (its replicas split its rows: the first ceil(n / 2) and the rest).
+    s.lo.assign(E, 0);
+    s.hi.assign(E, 0);
+    s.mine.assign(M, 0);
+    for (int e = 0; e < E; ++e) {
+        const int cnt = s.count[e], half = (cnt + 1) / 2;
+        const uint8_t part = w.part.empty() ? (uint8_t) MoeLayerWeights::ALL : w.part[e];
+        if (!cnt || part == MoeLayerWeights::NONE || !w.gate[e].rows) continue;
+        s.lo[e] = part == MoeLayerWeights::SECOND ? half : 0;
+        s.hi[e] = part == MoeLayerWeights::FIRST ? half : cnt;
+        for (int i = s.lo[e]; i < s.hi[e]; ++i) {
+            const int r = s.offset[e] + i;
+            s.mine[r] = 1;
+            // Under expert parallelism a token's home is rank t % n_ranks (as if the batch were spread over them):
+            // rows computed elsewhere are what a real interconnect would dispatch and return.
+            if (s.row_token[r] % rs.n_ranks != rs.rank) ++rs.a2a_rows;
+        }
+    }
     std::vector<Tile> tiles;
     std::vector<QActs> views(E);
     const int64_t tr1 = tile_rows((int64_t) 2 * ffn * std::max(1, (int) used.size() / 2), rs.pool.size());
     for (int e = 0; e < E; ++e) {
-        if (!s.count[e] || !w.gate[e].rows) continue;
-        const int r0 = s.offset[e], cnt = s.count[e];
+        if (s.hi[e] <= s.lo[e]) continue;
+        const int r0 = s.offset[e] + s.lo[e], cnt = s.hi[e] - s.lo[e];
         const bool q = w.gate[e].type == WeightType::I8 || w.gate[e].type == WeightType::I4 ||
                        w.up[e].type == WeightType::I8 || w.up[e].type == WeightType::I4;
         if (q) views[e] = qacts_view(s.xq, r0, cnt);
@@ -265,13 +286,13 @@ void moe_ffn(RankState & rs, const ForwardBatch & b, int layer, const MoeLayerWe
     }
     used.clear();
     for (int e = 0; e < E; ++e)
-        if (s.count[e] && w.down[e].rows) used.push_back(&w.down[e]);
+        if (s.hi[e] > s.lo[e]) used.push_back(&w.down[e]);
     prepare_acts(rs, s, used, s.g.data(), M, ffn);
     tiles.clear();
     const int64_t tr2 = tile_rows((int64_t) dim * std::max(1, (int) used.size()), rs.pool.size());
     for (int e = 0; e < E; ++e) {
-        if (!s.count[e] || !w.down[e].rows) continue;
-        const int r0 = s.offset[e], cnt = s.count[e];
+        if (s.hi[e] <= s.lo[e]) continue;
+        const int r0 = s.offset[e] + s.lo[e], cnt = s.hi[e] - s.lo[e];
         const bool q = w.down[e].type == WeightType::I8 || w.down[e].type == WeightType::I4;
         if (q) views[e] = qacts_view(s.xq, r0, cnt);
         add_tiles(tiles, w.down[e], r0, cnt, s.d.data() + (size_t) r0 * dim, dim, q ? &views[e] : nullptr, tr2);
@@ -284,15 +305,17 @@ void moe_ffn(RankState & rs, const ForwardBatch & b, int layer, const MoeLayerWe
     // partial[t] = sum over j in top-k order of w_j * d[row of (t, j)] (llama.cpp adds the weighted experts in
     // that order), then the shared experts' MLP.
     t0 = Clock::now();
+    // Only this rank's rows: the combine (add_residual) sums the ranks' partials. 0 + w d is w d exactly, so one
+    // rank adds exactly as llama.cpp does.
+    std::fill(rs.partial.begin(), rs.partial.begin() + (size_t) n * dim, 0.0f);
     for (int t = 0; t < n; ++t) {
         float * out = rs.partial.data() + (size_t) t * dim;
         for (int j = 0; j < k; ++j) {
+            const int r = s.tok_row[(size_t) t * k + j];
+            if (!s.mine[r]) continue;
             const float wj = s.wsel[(size_t) t * k + j];
-            const float * dr = s.d.data() + (size_t) s.tok_row[(size_t) t * k + j] * dim;
-            if (j == 0)
-                for (int i = 0; i < dim; ++i) out[i] = wj * dr[i];
-            else
-                for (int i = 0; i < dim; ++i) out[i] += wj * dr[i];
+            const float * dr = s.d.data() + (size_t) r * dim;
+            for (int i = 0; i < dim; ++i) out[i] += wj * dr[i];
         }
     }
     rs.times.ffn_act += seconds_since(t0);
@@ -308,6 +331,7 @@ void moe_ffn(RankState & rs, const ForwardBatch & b, int layer, const MoeLayerWe
         matmuls(rs, s.sg.data(), n, sf, {{&w.sh_down, s.sd.data()}});
         for (size_t i = 0; i < (size_t) n * dim; ++i) rs.partial[i] += s.sd[i];
     }
+    rs.partial_moe = true; // a share of the sum on each rank, combined by add_residual
 }
 
 } // namespace layers
@@ -315,11 +339,22 @@ void moe_ffn(RankState & rs, const ForwardBatch & b, int layer, const MoeLayerWe
 void read_moe_hparams(const GgufFile & f, ModelHParams & hp, int64_t expert_ffn_default) {
     const std::string p = hp.arch + ".";
     MoeHParams & m = hp.moe;
+    // llama.cpp also accepts per-layer arrays for these (models that route a different number of experts per layer);
+    // tuneloop reads one value for every layer.
+    for (const char * k : {"expert_used_count", "expert_feed_forward_length"}) {
+        const GgufValue * v = f.find(p + k);
+        if (v && v->type == GgufType::ARRAY)
+            fail(ErrorCode::UNSUPPORTED_ARCHITECTURE,
+                 "model '" + f.path() + "': metadata '" + p + k +
+                     "' is a per-layer array; tuneloop supports one value for every layer (refused rather than "
+                     "ignored)");
+    }
     m.n_expert = positive_int(f, p + "expert_count", 0, 4096);
     m.n_expert_used = positive_int(f, p + "expert_used_count", 0, 4096);
     if (m.n_expert_used > m.n_expert)
         corrupt(f, "metadata '" + p + "expert_used_count' = " + std::to_string(m.n_expert_used) + " exceeds '" + p +
                        "expert_count' = " + std::to_string(m.n_expert));
+    if (expert_ffn_default < 0) expert_ffn_default = hp.ffn_dim / m.n_expert_used; // llama.cpp's qwen3moe default
     m.expert_ffn_dim = positive_int(f, p + "expert_feed_forward_length", expert_ffn_default, 1 << 18);
     const int64_t groups = f.get_int(p + "expert_group_count", 0);
     const int64_t used = f.get_int(p + "expert_group_used_count", 0);
@@ -343,9 +378,9 @@ void read_moe_hparams(const GgufFile & f, ModelHParams & hp, int64_t expert_ffn_
     }
 }
 
-void plan_moe_layer(const GgufFile & f, const ModelHParams & hp, int l, bool selection_bias, SharedWeights & sh,
-                    std::vector<ShardWeights> & shards, std::vector<std::pair<MatrixSpec, QMatrix *>> & mats,
-                    std::set<std::string> & used) {
+void plan_moe_layer(const GgufFile & f, const ModelHParams & hp, const ModelLayout & lay, int l, bool selection_bias,
+                    SharedWeights & sh, std::vector<ShardWeights> & shards,
+                    std::vector<std::pair<MatrixSpec, QMatrix *>> & mats, std::set<std::string> & used) {
     const MoeHParams & moe = hp.moe;
     const std::string p = "blk." + std::to_string(l) + ".";
     const Range all_dim{0, hp.dim};
@@ -362,13 +397,26 @@ void plan_moe_layer(const GgufFile & f, const ModelHParams & hp, int l, bool sel
         sh.moe_sel_bias[l] = load_vector(f, p + "exp_probs_b.bias", moe.n_expert);
     }
     const int64_t ef = moe.expert_ffn_dim, sf = (int64_t) moe.expert_ffn_dim * moe.n_expert_shared;
-    for (ShardWeights & S : shards) {
+    for (int r = 0; r < (int) shards.size(); ++r) {
+        ShardWeights & S = shards[r];
         auto L = std::make_unique<MoeLayerWeights>();
         L->gate.resize(moe.n_expert);
         L->up.resize(moe.n_expert);
         L->down.resize(moe.n_expert);
+        L->part.assign(moe.n_expert, MoeLayerWeights::ALL);
         const Range fr{S.expert_ffn_begin, S.expert_ffn_begin + S.expert_ffn};
         for (int e = 0; e < moe.n_expert; ++e) {
+            if (lay.ep_degree > 1) {
+                // Expert parallelism: e lives on rank e % ep; a redundant one also on the next rank, each replica
+                // computing one half of the expert's rows.
+                const int owner = lay.expert_owner(e), replica = (owner + 1) % lay.ep_degree;
+                const bool red = lay.expert_redundant(l, e);
+                uint8_t part = MoeLayerWeights::NONE;
+                if (r == owner) part = red ? MoeLayerWeights::FIRST : MoeLayerWeights::ALL;
+                else if (red && r == replica) part = MoeLayerWeights::SECOND;
+                L->part[e] = part;
+                if (part == MoeLayerWeights::NONE) continue;
+            }
             MatrixSpec g{p + "ffn_gate_exps.weight", ef, hp.dim, other, fr, all_dim, moe.n_expert, e};
             MatrixSpec u{p + "ffn_up_exps.weight", ef, hp.dim, other, fr, all_dim, moe.n_expert, e};
             MatrixSpec d{p + "ffn_down_exps.weight", hp.dim, ef, other, all_dim, fr, moe.n_expert, e};

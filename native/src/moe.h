@@ -36,6 +36,8 @@ struct MoeScratch {
     std::vector<int32_t> count, offset, fill;  // [n_expert]
     std::vector<int32_t> row_token;            // [n * k] the token of each gathered row (grouped by expert)
     std::vector<int32_t> tok_row;              // [n][k] where token t's j-th expert's row went
+    std::vector<int32_t> lo, hi;               // [n_expert] the expert's rows this rank computes: [lo, hi)
+    std::vector<uint8_t> mine;                 // [n * k] 1 where this rank computes the row
     std::vector<float> xg, g, u, d;            // gathered inputs [n k][dim], gate / up [n k][ffn], down out [n k][dim]
     std::vector<float> sg, su, sd;             // shared experts: gate / up [n][shexp ffn], down out [n][dim]
     AlignedBuffer acts[quant::kTypeCount];     // gathered rows quantized for the block kernels, by activation format
@@ -69,12 +71,13 @@ void moe_route(const MoeHParams & moe, const float * logits, int n, const float 
 // n_expert_shared > 0. Matrices are appended to `mats` (the caller checks, then loads them, and marks their names
 // used); vectors are loaded here and their names added to `used`. The shards have been assign_shard'ed; each gets a
 // MoeLayerWeights for layer l. sh.moe_router / moe_sel_bias are resized to hp.n_layers when smaller.
-void plan_moe_layer(const GgufFile & f, const ModelHParams & hp, int l, bool selection_bias, SharedWeights & sh,
-                    std::vector<ShardWeights> & shards, std::vector<std::pair<MatrixSpec, QMatrix *>> & mats,
-                    std::set<std::string> & used);
+void plan_moe_layer(const GgufFile & f, const ModelHParams & hp, const ModelLayout & lay, int l, bool selection_bias,
+                    SharedWeights & sh, std::vector<ShardWeights> & shards,
+                    std::vector<std::pair<MatrixSpec, QMatrix *>> & mats, std::set<std::string> & used);
 
 // The MoE keys every MoE architecture reads (under "<arch>."): expert_count, expert_used_count,
-// expert_feed_forward_length (required when expert_ffn_default is 0), expert_group_count / expert_group_used_count (optional: group-limited
+// expert_feed_forward_length (required when expert_ffn_default is 0; -1: feed_forward_length / expert_used_count when
+// absent), expert_group_count / expert_group_used_count (optional: group-limited
 // routing, applied by llama.cpp to any architecture). MODEL_CORRUPT naming the key when out of range
 // (expert_used_count 0 or above expert_count, groups that do not divide the experts...).
 void read_moe_hparams(const GgufFile & f, ModelHParams & hp, int64_t expert_ffn_default = 0);

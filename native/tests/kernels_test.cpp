@@ -25,6 +25,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
@@ -705,6 +706,94 @@ static void test_attention() {
     }
 }
 
+// MLA's latent attention (mla.h): one KV "head" whose row is [latent (hd_v) | rope part], all query heads of a token
+// in one task, the values being the first hd_v elements of the key rows (v points at the keys, one int8 scale per row
+// serves both), and outputs written at their own stride (head-major o_lat). Against a double reference; the output
+// gaps between rows stay untouched. Widths: the synthetic presets' (64 + 16), DeepSeek's (512 + 64), and one that is
+// not a multiple of 16 (the AVX-512 set then takes the portable path).
+static void test_attention_latent() {
+    const int block = 16, n_blocks = 12;
+    for (int dtype = 0; dtype < 3; dtype++) {
+        for (auto [hd_v, rope] : {std::pair<int, int>{64, 16}, {512, 64}, {56, 16}}) {
+            const int hd = hd_v + rope;
+            for (int rows : {1, 16}) {
+                for (int n_ctx : {1, 33, 150}) {
+                    const size_t slots = (size_t) n_blocks * block, elem = dtype == 0 ? 4 : dtype == 1 ? 2 : 1;
+                    std::vector<uint8_t> k(slots * hd * elem);
+                    std::vector<float> ks(slots);
+                    std::vector<double> kd(slots * hd);
+                    auto kf = gaussian(slots * hd, 400 + hd + n_ctx, 1.0f);
+                    for (size_t i = 0; i < slots * hd; i++) {
+                        const float x = kf[i];
+                        if (dtype == 0) {
+                            std::memcpy(&k[i * 4], &x, 4);
+                            kd[i] = x;
+                        } else if (dtype == 1) {
+                            const uint16_t hb = quant::f32_to_f16(x);
+                            std::memcpy(&k[i * 2], &hb, 2);
+                            kd[i] = quant::f16_to_f32(hb);
+                        } else {
+                            const float sc = 3.0f / 127.0f;
+                            ks[i / hd] = sc;
+                            const int q = (int) std::lrint(std::fmax(-127.0f, std::fmin(127.0f, x / sc)));
+                            k[i] = (uint8_t) (int8_t) q;
+                            kd[i] = (double) q * sc;
+                        }
+                    }
+                    std::vector<int32_t> table(n_blocks);
+                    for (int b = 0; b < n_blocks; b++) table[b] = (b * 5 + 2) % n_blocks;
+                    auto q = gaussian((size_t) rows * hd, 500 + rows, 0.3f);
+                    const float scale = 0.2f;
+                    std::vector<double> ref((size_t) rows * hd_v, 0.0);
+                    for (int r = 0; r < rows; r++) {
+                        std::vector<double> sc(n_ctx);
+                        double m = -1e300, sum = 0;
+                        for (int j = 0; j < n_ctx; j++) {
+                            const size_t slot = (size_t) table[j / block] * block + j % block;
+                            double d = 0;
+                            for (int i = 0; i < hd; i++) d += (double) q[(size_t) r * hd + i] * kd[slot * hd + i];
+                            m = std::fmax(m, sc[j] = d * scale);
+                        }
+                        for (int j = 0; j < n_ctx; j++) sum += (sc[j] = std::exp(sc[j] - m));
+                        for (int j = 0; j < n_ctx; j++) {
+                            const size_t slot = (size_t) table[j / block] * block + j % block;
+                            for (int i = 0; i < hd_v; i++)
+                                ref[(size_t) r * hd_v + i] += sc[j] / sum * kd[slot * hd + i];
+                        }
+                    }
+                    const int64_t out_stride = 3 * hd_v; // other tokens' rows in between, as o_lat's [head][token]
+                    for (const CpuKernels * ks_ : kernel_sets()) {
+                        AttnTask t;
+                        t.hd = hd, t.hd_v = hd_v, t.rows = rows, t.n_ctx = n_ctx, t.scale = scale;
+                        std::vector<float> out((size_t) rows * out_stride, NAN);
+                        t.q = q.data(), t.row_stride = hd, t.out = out.data(), t.out_stride = out_stride;
+                        t.kv_dtype = dtype;
+                        t.k = t.v = k.data();
+                        t.kv_row_bytes = (int64_t) (hd * elem);
+                        t.k_scale = t.v_scale = ks.data(), t.scale_stride = 1;
+                        t.block_table = table.data(), t.block_size = block;
+                        std::vector<float> scratch(attn_scratch_floats(rows, n_ctx, hd));
+                        ks_->attend(t, scratch.data());
+                        double worst = 0;
+                        bool gaps_kept = true;
+                        for (int r = 0; r < rows; r++) {
+                            for (int i = 0; i < hd_v; i++)
+                                worst = std::fmax(
+                                    worst, std::fabs(out[(size_t) r * out_stride + i] - ref[(size_t) r * hd_v + i]));
+                            for (int64_t i = hd_v; i < out_stride; i++)
+                                gaps_kept = gaps_kept && std::isnan(out[(size_t) r * out_stride + i]);
+                        }
+                        CHECK(worst < 2e-5 && gaps_kept,
+                              "latent attention %s dtype %d hd %d (values %d) rows %d n_ctx %d: max abs diff %g, "
+                              "gaps kept %d",
+                              ks_->name, dtype, hd, hd_v, rows, n_ctx, worst, (int) gaps_kept);
+                    }
+                }
+            }
+        }
+    }
+}
+
 int main(int argc, char ** argv) {
     bool do_bench = false, do_tests = true;
     size_t mb = 600;
@@ -736,6 +825,7 @@ int main(int argc, char ** argv) {
         test_accuracy();
         test_gguf_blocks();
         test_attention();
+        test_attention_latent();
         std::printf(g_failures ? "FAILED: %d check(s)\n" : "all checks passed\n", g_failures);
     }
     if (do_bench) bench(mb, want);

@@ -26,12 +26,14 @@ export class Engine {
   static async load(options: EngineOptions): Promise<Engine> {
     validateEngineOptions(options);
     const tp = options.tpDegree ?? 1;
+    // Rank threads: max(tpDegree, epDegree) (expert parallelism beside replicated attention has epDegree ranks).
+    const ranks = Math.max(tp, options.epDegree ?? 1);
     const threads = options.threads ?? availableParallelism();
     const handle = await native().loadEngine({
       ...options,
       weights: options.weights ?? 'native',
       tpDegree: tp,
-      threadsPerRank: options.threadsPerRank ?? Math.max(1, Math.floor(threads / tp)),
+      threadsPerRank: options.threadsPerRank ?? Math.max(1, Math.floor(threads / ranks)),
       contextLength: options.contextLength ?? 0,
     });
     return new Engine(handle);

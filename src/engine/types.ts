@@ -185,10 +185,15 @@ export interface ModelInfo {
   layout: ModelLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number; alltoallDelayUs?: number };
   /** Mixture-of-Experts models only (absent for dense ones). */
   moe?: MoeModelInfo;
-  /** KV-cache bytes one token takes in all layers as the engine stores it (MLA: the compressed latent plus the RoPE
-   *  part), and what plain multi-head attention with the same heads would take; equal for models without MLA. */
-  kvBytesPerToken?: number;
-  kvBytesPerTokenMha?: number;
+  /** KV-cache bytes one token takes as laid out (layout.kvDtype, every tensor-parallel rank, int8 scales included):
+   *  what the pool is sized by. For an MLA model, one row of kvLoraRank + qkRopeDim values per layer (per rank). */
+  kvBytesPerToken: number;
+  /** What plain multi-head attention over the same query heads would take per token in that dtype: nLayers x nHeads x
+   *  (key head + value head) values (MLA: qkNopeDim + qkRopeDim and vHeadDim). Equal to kvBytesPerToken for MHA
+   *  models (at tpDegree 1), larger for GQA and MLA ones. */
+  kvBytesPerTokenMha: number;
+  /** Multi-head Latent Attention (deepseek2), when the model has it (docs/architecture.md, MLA). */
+  mla?: MlaInfo;
 }
 
 /** The expert structure of a Mixture-of-Experts model (ModelInfo.moe). */
@@ -209,6 +214,20 @@ export interface MoeModelInfo {
   activeWeightBytesPerToken: number;
 }
 
+/** The MLA shape of a deepseek2 model, as the file declares it. */
+export interface MlaInfo {
+  /** attention.q_lora_rank: 0 when the query projection reads the layer input directly. */
+  qLoraRank: number;
+  /** attention.kv_lora_rank: the cached latent's width. */
+  kvLoraRank: number;
+  /** Per head: the query/key part without position, the rotated part (shared by all heads' keys), the value width. */
+  qkNopeDim: number;
+  qkRopeDim: number;
+  vHeadDim: number;
+  /** The query . key scale: mscale^2 / sqrt(qkNopeDim + qkRopeDim) under YaRN, as llama.cpp computes it. */
+  kqScale: number;
+}
+
 /** Routing and expert-parallel counters of a Mixture-of-Experts model (EngineStats.moe), cumulative since load. */
 export interface MoeStats {
   expertCount: number;
@@ -223,6 +242,10 @@ export interface MoeStats {
   /** Per rank: seconds in expert-parallel all-to-alls (the combine; injected delay included). */
   allToAllSeconds: number[];
   allToAlls: number;
+  /** Routed rows computed on a rank other than their token's home rank (token index mod ranks): the rows a real
+   *  interconnect would dispatch to the expert's rank and return, cumulative. Always set by the engine; absent in
+   *  windows the tuner reads back from Prometheus (no metric carries it). */
+  allToAllRows?: number;
   /** Per rank: seconds in routed-expert matmuls. */
   expertSecondsPerRank: number[];
 }
@@ -293,6 +316,10 @@ export interface ModelInspection {
   bitsPerWeight: number;
   fileBytes: number;
   tensors: { name: string; type: string; shape: number[]; bytes: number }[];
+  /** KV-cache bytes per token at f16 (one rank) as tuneloop lays the model out, next to plain multi-head attention's
+   *  over the same query heads (ModelInfo.kvBytesPerToken / kvBytesPerTokenMha); `latent` for MLA. `error` instead
+   *  when tuneloop cannot read the file's hyperparameters. */
+  kvCache: { dtype: 'f16'; bytesPerToken: number; bytesPerTokenMha: number; latent: boolean } | { error: string };
 }
 
 export interface HistogramSnapshot {

@@ -143,6 +143,7 @@ describe('metrics registry on a real engine', () => {
       tuneloop_kv_cache_blocks: 'gauge',
       tuneloop_kv_cache_usage_ratio: 'gauge',
       tuneloop_kv_cache_fragmentation_ratio: 'gauge',
+      tuneloop_kv_cache_bytes_per_token: 'gauge',
       tuneloop_prefix_cache_queries_total: 'counter',
       tuneloop_prefix_cache_hits_total: 'counter',
       tuneloop_tp_rank_busy_seconds_total: 'counter',
@@ -190,6 +191,9 @@ describe('metrics registry on a real engine', () => {
     expect(single(samples, 'tuneloop_inter_token_latency_seconds_count', base)).toBe(completion - N_REQUESTS);
     expect(single(samples, 'tuneloop_requests_running', base)).toBe(0);
     expect(single(samples, 'tuneloop_engine_up', base)).toBe(1);
+    // The shipped model: 6 layers x 4 KV heads x (32 + 32) values, f32 by default; MHA over its 8 heads: twice that.
+    expect(single(samples, 'tuneloop_kv_cache_bytes_per_token', { ...base, kind: 'model' })).toBe(6 * 4 * 64 * 4);
+    expect(single(samples, 'tuneloop_kv_cache_bytes_per_token', { ...base, kind: 'mha' })).toBe(6 * 8 * 64 * 4);
     const util = single(samples, 'tuneloop_engine_utilization_ratio', base);
     expect(util).toBeGreaterThan(0);
     expect(util).toBeLessThanOrEqual(1);

@@ -72,6 +72,8 @@ describe('tuneloop inspect', () => {
     expect(field('tokenizer')).toBe('gpt2, pre gpt-2, bos 2047, eos 2047');
     expect(field('end of generation')).toBe('2047 <|endoftext|>');
     expect(field('chat template')).toBe("none (chats use the server's simple default)");
+    // 6 layers x 4 KV heads x (32 + 32) values at 2 bytes; multi-head attention over its 8 query heads: twice that.
+    expect(field('KV cache per token')).toBe("3.00 KiB at f16, 50.0% of multi-head attention's 6.00 KiB");
     expect(field('weights')).toBe('9.17 MiB in 56 tensors, 16.01 bits per weight');
     expect(field('file size')).toBe('9.23 MiB (9,676,960 bytes)');
     const rows = typeRows(r.stdout);

@@ -11,7 +11,7 @@ import { ArchModels } from '../helpers/arch-models.js';
 const models = new ArchModels();
 afterAll(() => models.cleanup());
 
-async function loadError(file: string, options: { tpDegree?: number; epDegree?: number } = {}): Promise<unknown> {
+async function loadError(file: string, options: Record<string, unknown> = {}): Promise<unknown> {
   try {
     const e = await Engine.load({ model: file, threads: 2, threadsPerRank: 1, contextLength: 128, ...options });
     await e.close();
@@ -61,6 +61,12 @@ describe('qwen3moe', () => {
   it.each([
     ['expert_used_count above expert_count', setKey('qwen3moe.expert_used_count', gv.u32(17)), 'MODEL_CORRUPT', ["'qwen3moe.expert_used_count' = 17", 'expert_count']],
     ['expert_used_count 0', setKey('qwen3moe.expert_used_count', gv.u32(0)), 'MODEL_CORRUPT', ["'qwen3moe.expert_used_count' = 0"]],
+    [
+      'a per-layer expert_used_count array',
+      setKey('qwen3moe.expert_used_count', gv.arr('uint32', [4, 2])),
+      'UNSUPPORTED_ARCHITECTURE',
+      ["'qwen3moe.expert_used_count'", 'per-layer array'],
+    ],
     ['expert_count 0 (a qwen3moe has experts)', setKey('qwen3moe.expert_count', gv.u32(0)), 'MODEL_CORRUPT', ["'qwen3moe.expert_count'"]],
     // The file's tensors hold 16 experts: the counts disagree with their shapes.
     [
@@ -131,8 +137,29 @@ describe('qwen3moe', () => {
     expectRefusal(await loadError(file), 'MODEL_CORRUPT', ["'blk.1.ffn_up_exps.weight'", 'non-finite', 'of matrix 5']);
   });
 
-  it('layout: epDegree > 1 is refused until expert parallelism exists; a tpDegree that does not divide the heads', async () => {
-    expectRefusal(await loadError(write(), { epDegree: 2 }), 'INVALID_ARGUMENT', ['epDegree 2']);
-    expectRefusal(await loadError(write(), { tpDegree: 3 }), 'INVALID_ARGUMENT', ['tpDegree 3']);
+  it.each([
+    ['epDegree beside a tpDegree other than 1 or itself', { epDegree: 4, tpDegree: 2 }, ['epDegree 4 with tpDegree 2']],
+    ['epDegree above the experts', { epDegree: 32 }, ['epDegree 32 exceeds', '16 experts']],
+    ['redundant experts without expert parallelism', { redundantExperts: [{ layer: 0, expert: 1 }] }, ['redundantExperts need epDegree > 1']],
+    [
+      'a redundant expert of a layer that does not exist',
+      { epDegree: 2, redundantExperts: [{ layer: 5, expert: 1 }] },
+      ['redundantExperts[0] {layer 5, expert 1}', 'not a MoE layer'],
+    ],
+    ['a redundant expert out of range', { epDegree: 2, redundantExperts: [{ layer: 0, expert: 16 }] }, ['redundantExperts[0] {layer 0, expert 16}', 'experts 0..15']],
+    [
+      'a redundant expert listed twice',
+      {
+        epDegree: 2,
+        redundantExperts: [
+          { layer: 1, expert: 2 },
+          { layer: 1, expert: 2 },
+        ],
+      },
+      ['redundantExperts[1]', 'listed twice'],
+    ],
+    ['a tpDegree that does not divide the heads', { tpDegree: 3 }, ['tpDegree 3']],
+  ] as const)('layout: refuses %s', async (_label, options, mentions) => {
+    expectRefusal(await loadError(write(), options), 'INVALID_ARGUMENT', [...mentions]);
   });
 });

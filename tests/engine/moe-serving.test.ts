@@ -70,6 +70,85 @@ describe('qwen3moe: tensor parallelism splits every expert', () => {
   });
 });
 
+describe('qwen3moe: expert parallelism', () => {
+  // Every layout computes the same sums (each routed row on exactly one rank, the combine adding the ranks' outputs),
+  // so the logits are those of one rank within float rounding; greedy tokens are equal.
+  const layouts: { label: string; options: Record<string, unknown>; ranks: number }[] = [
+    { label: 'epDegree 2 beside replicated attention', options: { epDegree: 2, threadsPerRank: 1 }, ranks: 2 },
+    { label: 'epDegree 2 on tensor-parallel ranks (tpDegree 2)', options: { epDegree: 2, tpDegree: 2, threadsPerRank: 1 }, ranks: 2 },
+    {
+      label: 'epDegree 2 with the hottest experts of both layers replicated',
+      options: { epDegree: 2, threadsPerRank: 1, redundantExperts: [0, 1, 2, 3, 4, 5, 6, 7].map((e) => ({ layer: e % 2, expert: e })) },
+      ranks: 2,
+    },
+    { label: 'epDegree 4 (4 experts a rank) with an injected all-to-all delay', options: { epDegree: 4, threadsPerRank: 1, alltoallDelayUs: 50 }, ranks: 4 },
+  ];
+  it.each(['f16', 'q8_0'] as const)('%s: every layout gives the logits of one rank', async (fileType) => {
+    const f = models.write('qwen3moe', { real: false, fileType });
+    const one = await load(f.file, { threads: 1, contextLength: CONTEXT });
+    let ref: Float32Array, tokens: number[];
+    try {
+      tokens = one.tokenize(ARCH_TEXT).slice(0, 80);
+      ref = await one.evaluate(tokens, { allLogits: true });
+    } finally {
+      await one.close();
+    }
+    for (const l of layouts) {
+      const e = await load(f.file, { contextLength: CONTEXT, ...l.options });
+      try {
+        expect(e.info.layout).toMatchObject({ epDegree: l.options.epDegree, redundantExperts: l.options.redundantExperts ?? [] });
+        const b = await e.evaluate(tokens, { allLogits: true });
+        const rel = maxRelDiff(ref, b);
+        console.log(`qwen3moe ${fileType} ${l.label}: max rel diff ${rel.toExponential(2)}`);
+        expect(rel, l.label).toBeLessThan(TP_REL_TOL);
+        expect(argmaxRows(b, e.info.nVocab), l.label).toEqual(argmaxRows(ref, e.info.nVocab));
+        await waitFor(() => e.stats().moe!.allToAlls > 0, 2000);
+        const s = e.stats().moe!;
+        expect(s.epDegree).toBe(l.options.epDegree);
+        // One combine per MoE layer per forward pass; every rank waits in it; rows computed away from home.
+        expect(s.allToAlls).toBe(2);
+        expect(s.allToAllSeconds).toHaveLength(l.ranks);
+        expect(s.allToAllSeconds.every((x) => x > 0)).toBe(true);
+        expect(s.expertSecondsPerRank).toHaveLength(l.ranks);
+        expect(s.allToAllRows).toBeGreaterThan(0);
+        expect(s.tokensPerExpert.map((r) => r.reduce((a, x) => a + x, 0))).toEqual([tokens.length * 4, tokens.length * 4]);
+      } finally {
+        await e.close();
+      }
+    }
+  });
+
+  it('each rank holds only its experts (and the replicas): weight bytes grow by the replicas only', async () => {
+    const f = models.write('qwen3moe', { real: false, fileType: 'f16' });
+    const bytes = async (options: Record<string, unknown>): Promise<{ total: number; info: Record<string, unknown> }> => {
+      const e = await load(f.file, { contextLength: CONTEXT, threadsPerRank: 1, ...options });
+      try {
+        return { total: e.stats().memoryBytes.weights, info: e.info.moe as unknown as Record<string, unknown> };
+      } finally {
+        await e.close();
+      }
+    };
+    const spec = f.spec;
+    const expertBytes = 2 * 3 * spec.dim * spec.moe!.expertFfnDim; // f16
+    const base = await bytes({});
+    const tp2 = await bytes({ tpDegree: 2 });
+    const ep2 = await bytes({ epDegree: 2, tpDegree: 2 });
+    const red = await bytes({
+      epDegree: 2,
+      tpDegree: 2,
+      redundantExperts: [
+        { layer: 0, expert: 3 },
+        { layer: 1, expert: 8 },
+      ],
+    });
+    // tp 2 and tp 2 + ep 2 hold the same attention; their experts add up to the same bytes (split vs owned).
+    expect(ep2.total).toBe(tp2.total);
+    expect(red.total - ep2.total).toBe(2 * expertBytes);
+    // Active / total parameters do not depend on the layout.
+    expect(red.info).toEqual(base.info);
+  });
+});
+
 describe('qwen3moe: batch invariance', () => {
   // Not q8_0: the int8 kernels take another path for 8 or more tokens (kernels/cpu: packed vs direct), whose float
   // rounding differs by ~1e-7; int8 activation rounding and then the router can amplify that into a different greedy
@@ -112,15 +191,17 @@ describe('qwen3moe: routing statistics and active parameters', () => {
     try {
       const info = e.info;
       expect(info.moe).toMatchObject({ expertCount: moe.nExperts, expertUsed: moe.nExpertsUsed, sharedExperts: 0, leadingDenseLayers: 0, gating: 'softmax' });
-      // Independently from the preset's shapes: embedding row + per layer (Q, K, V, O, router, top-k experts) + head.
+      // Independently from the preset's shapes: embedding row + per layer (Q, K, V, O, router, top-k experts) + head,
+      // and the f32 norm weights (output norm; per layer attention and FFN norms, Q and K head norms).
       const attn = spec.dim * spec.nHeads * spec.headDim * 2 + spec.dim * spec.nKvHeads * spec.headDim * 2;
       const expert = 3 * spec.dim * moe.expertFfnDim;
       const router = spec.dim * moe.nExperts;
       const head = info.nVocab * spec.dim;
-      expect(info.moe!.activeParams).toBe(spec.dim + spec.nLayers * (attn + router + moe.nExpertsUsed * expert) + head);
-      expect(info.moe!.totalParams).toBe(head + spec.nLayers * (attn + router + moe.nExperts * expert) + head);
-      // f16 weights (2 bytes), the f32 router (4).
-      expect(info.moe!.activeWeightBytesPerToken).toBe(2 * (spec.dim + spec.nLayers * (attn + moe.nExpertsUsed * expert) + head) + 4 * spec.nLayers * router);
+      const norms = spec.dim + spec.nLayers * (2 * spec.dim + 2 * spec.headDim);
+      expect(info.moe!.activeParams).toBe(spec.dim + spec.nLayers * (attn + router + moe.nExpertsUsed * expert) + head + norms);
+      expect(info.moe!.totalParams).toBe(head + spec.nLayers * (attn + router + moe.nExperts * expert) + head + norms);
+      // f16 weights (2 bytes), the f32 router and norms (4).
+      expect(info.moe!.activeWeightBytesPerToken).toBe(2 * (spec.dim + spec.nLayers * (attn + moe.nExpertsUsed * expert) + head) + 4 * (spec.nLayers * router + norms));
 
       const before = e.stats().moe!;
       expect(before.moeLayers).toEqual([0, 1]);

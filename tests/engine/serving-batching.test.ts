@@ -276,6 +276,9 @@ describe('stats snapshot', () => {
         kvBlockSizeTokens: 16,
         kvCacheBlocks: 48,
         allreduceDelayUs: 0,
+        epDegree: 1,
+        redundantExperts: [],
+        alltoallDelayUs: 0,
         contextLength: 512,
       });
       expect(s.kvCache.blocksTotal).toBe(48);

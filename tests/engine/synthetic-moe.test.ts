@@ -8,14 +8,16 @@
 //     routing, routed-weight scale and renormalization) moves llama.cpp's distributions by more than the agreement bar,
 //     so the agreement test the engine work adds can fail for the reason it exists;
 //   - the router is skewed (some experts take far more tokens than others), as trained routers are;
-//   - tuneloop's engine (native/src/moe.cpp) agrees with llama.cpp on the qwen3moe files (f16, q8_0, q4_k: mean cosine
-//     >= 0.999, top-1 >= 99% at every teacher-forced position), and refuses deepseek2 (MLA) with
-//     UNSUPPORTED_ARCHITECTURE until that architecture lands (the MLA work converts those cases);
-//   - MoE serving: tensor parallelism (tp 1 vs 2), batch invariance (a request alone vs among 15 others), routing
+//   - tuneloop's engine (native/src/moe.cpp, and for deepseek2 native/src/mla.cpp) agrees with llama.cpp on every
+//     preset (f16, q8_0, q4_k: mean cosine >= 0.999, top-1 >= 99% at every teacher-forced position, near-ties of
+//     block-type files excepted as below);
+//   - a `deepseek` (DeepSeek-MoE 16B layout) file rewritten from the qwen3moe preset: shared experts, a leading
+//     dense layer and the routed-weight scale agree with llama.cpp (tp 1, tp 2, ep 2);
+//   - MoE serving (moe-serving.test.ts): tensor parallelism (tp 1 vs 2), batch invariance (a request alone vs among 15 others), routing
 //     statistics in stats() and the active-parameter facts in info().
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { Engine, EngineError } from '../../src/engine/index.js';
+import { Engine } from '../../src/engine/index.js';
 import { GGML_TYPE, gv } from '../../tools/lib/gguf-writer.js';
 import { archTensorPlan, buildSyntheticArch, MOE_PRESETS, routerGains, validateArchSpec, type ArchSpec, type MoeSpec } from '../../tools/lib/synthetic-arch.js';
 import type { SyntheticFileType } from '../../tools/lib/synthetic-llama.js';
@@ -146,7 +148,7 @@ describe('what each MoE file holds', () => {
     ['a deepseek2 without shared experts', moeWith('deepseek3', { nShared: 0 }), 'deepseek3', /shared expert/],
     ['groups that do not divide the experts', moeWith('deepseek3', { groups: { count: 3, used: 1 } }), 'deepseek3', /groups/],
     ['a DeepSeek key on qwen3moe', moeWith('qwen3moe', { gating: 'sigmoid' }), 'qwen3moe', /not read/],
-    ['only dense layers', moeWith('deepseek3', { leadingDense: 4 }), 'deepseek3', /no MoE layer/],
+    ['more dense layers than layers', moeWith('deepseek3', { leadingDense: 5 }), 'deepseek3', /exceeds nLayers/],
     ['MLA head widths that disagree', { headDim: 40 }, 'deepseek3', /qkNopeDim \+ qkRopeDim/],
   ])('refuses %s', (_label, over, preset, message) => {
     expect(() => validateArchSpec({ ...spec(preset), ...over })).toThrow(message);
@@ -204,6 +206,40 @@ describe('router skew', () => {
   });
 });
 
+/**
+ * deepseek2 (MLA + MoE with sigmoid scores, a selection bias and group-limited routing): a token's experts change when
+ * two scores swap, and llama.cpp rounds every product's activations (to f16 for f16 weights, to 8 bits for block
+ * types), which moves the hidden state enough to swap near-tied scores at some positions; the token then runs other
+ * experts and its distribution differs outright. Measured on the 256-wide deepseek3 q4_k file: llama.cpp on it vs
+ * llama.cpp on its F32 twin (the same weights decoded, no activation rounding) mean cosine 0.944, top-1 81%; tuneloop
+ * vs llama.cpp 0.948 / 82.5%; tuneloop vs the twin 1.000000 at every position. So:
+ *   - exactness: tuneloop on the file's own weights (weights 'f32') against llama.cpp on the F32 twin, at every
+ *     position (min cosine >= 0.9999, mean >= 0.99999, top-1 >= 99%);
+ *   - the file as it is: tuneloop against llama.cpp at the agreement bar, or, where llama.cpp's own rounding moves
+ *     it further from its exact result (its quantized run vs its twin run), within that distance (0.005 of mean
+ *     cosine, 3 points of top-1).
+ */
+async function expectDeepseekAgreement(
+  f: { file: string; twin?: string | undefined },
+  run: { tokens: number[]; dists: Distribution[] },
+  ours: DistributionAgreement,
+): Promise<void> {
+  const twin = await oracleRun(f.twin!);
+  const self = compareDistributions(run.dists, twin.dists);
+  const e = await Engine.load({ model: f.file, threads: 2, contextLength: CONTEXT, weights: 'f32' });
+  try {
+    const exact = compareDistributions(softmaxRows(await e.evaluate(run.tokens, { allLogits: true }), e.info.nVocab), twin.dists);
+    console.log(`  llama.cpp vs its F32 twin: ${summary(self)}; tuneloop (weights f32) vs the twin: ${summary(exact)}`);
+    expect(exact.minCosine).toBeGreaterThanOrEqual(0.9999);
+    expect(exact.meanCosine).toBeGreaterThanOrEqual(0.99999);
+    expect(exact.top1Agreement).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
+  } finally {
+    await e.close();
+  }
+  expect(ours.meanCosine).toBeGreaterThanOrEqual(Math.min(FLOAT_BAR.meanCosine, self.meanCosine - 0.005));
+  expect(ours.top1Agreement).toBeGreaterThanOrEqual(Math.min(FLOAT_BAR.top1, self.top1Agreement - 0.03));
+}
+
 describe('llama.cpp runs each preset', () => {
   const cases: { preset: string; fileType: SyntheticFileType; spec?: Partial<ArchSpec> }[] = [
     { preset: 'qwen3moe', fileType: 'f16' },
@@ -214,8 +250,9 @@ describe('llama.cpp runs each preset', () => {
     { preset: 'deepseek3', fileType: 'f16' },
     { preset: 'deepseek3', fileType: 'q4_k', spec: wide('deepseek3') },
   ];
-  it.each(cases)('$preset $fileType: finite, normalized, deterministic distributions; tuneloop agrees (qwen3moe) or refuses it (deepseek2)', async (c) => {
-    const f = models.write(c.preset, { real: false, fileType: c.fileType, spec: c.spec ?? {} });
+  it.each(cases)('$preset $fileType: finite, normalized, deterministic distributions; tuneloop agrees', async (c) => {
+    const deepseek = c.preset !== 'qwen3moe';
+    const f = models.write(c.preset, { real: false, fileType: c.fileType, spec: c.spec ?? {}, f32Twin: deepseek });
     const run = await oracleRun(f.file, true);
     expect(run.dists).toHaveLength(SEQ);
     for (const d of run.dists) {
@@ -229,45 +266,35 @@ describe('llama.cpp runs each preset', () => {
     }
     const same = compareDistributions(run.again!, run.dists);
     expect(same.maxAbsDiff).toBe(0);
-    if (c.preset === 'qwen3moe') {
-      // tuneloop's MoE FFN: the same next-token distributions at every teacher-forced position.
-      const e = await Engine.load({ model: f.file, threads: 2, contextLength: CONTEXT });
-      try {
-        const logits = await e.evaluate(run.tokens, { allLogits: true });
-        const ours = softmaxRows(logits, e.info.nVocab);
-        const cmp = compareDistributions(ours, run.dists);
-        // Block types: llama.cpp and tuneloop sum the block products in different orders, so where llama.cpp's own
-        // two best tokens are a near-tie the top-1 may differ; such a position counts as agreeing (measured: 2 of
-        // 160 in q8_0, gaps of 0.1% and 3%), any other disagreement does not.
-        let nearTies = 0;
-        ours.forEach((d, p) => {
-          const ref = run.dists[p] as Float32Array;
-          const a = argmaxOf(d),
-            r = argmaxOf(ref);
-          if (a === r) return;
-          console.log(`position ${p}: tuneloop's top-1 ${a} (llama.cpp p ${ref[a]}), llama.cpp's ${r} (p ${ref[r]})`);
-          if (c.fileType !== 'f16' && ref[a]! >= NEAR_TIE * ref[r]!) nearTies++;
-        });
-        console.log(`${c.preset} ${c.fileType}: ${summary(cmp)}; near-ties ${nearTies}`);
-        expect(cmp.meanCosine).toBeGreaterThanOrEqual(FLOAT_BAR.meanCosine);
-        expect(cmp.top1Agreement + nearTies / cmp.positions).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
-        expect(cmp.top1Agreement).toBeGreaterThanOrEqual(BLOCK_TOP1_FLOOR);
-      } finally {
-        await e.close();
-      }
-      return;
-    }
-    // deepseek2 (MLA) is not in the engine yet: the load is refused, naming the architecture.
-    let err: unknown;
+    // tuneloop's MoE FFN: the same next-token distributions at every teacher-forced position.
+    const e = await Engine.load({ model: f.file, threads: 2, contextLength: CONTEXT });
     try {
-      const e = await Engine.load({ model: f.file, threads: 2, contextLength: CONTEXT });
+      const logits = await e.evaluate(run.tokens, { allLogits: true });
+      const ours = softmaxRows(logits, e.info.nVocab);
+      const cmp = compareDistributions(ours, run.dists);
+      // Block types: llama.cpp and tuneloop sum the block products in different orders, so where llama.cpp's own
+      // two best tokens are a near-tie the top-1 may differ; such a position counts as agreeing (measured: 2 of
+      // 160 in q8_0, gaps of 0.1% and 3%), any other disagreement does not.
+      let nearTies = 0;
+      ours.forEach((d, p) => {
+        const ref = run.dists[p] as Float32Array;
+        const a = argmaxOf(d),
+          r = argmaxOf(ref);
+        if (a === r) return;
+        console.log(`position ${p}: tuneloop's top-1 ${a} (llama.cpp p ${ref[a]}), llama.cpp's ${r} (p ${ref[r]})`);
+        if (c.fileType !== 'f16' && ref[a]! >= NEAR_TIE * ref[r]!) nearTies++;
+      });
+      console.log(`${c.preset} ${c.fileType}: ${summary(cmp)}; near-ties ${nearTies}`);
+      if (deepseek) {
+        await expectDeepseekAgreement(f, run, cmp);
+        return;
+      }
+      expect(cmp.meanCosine).toBeGreaterThanOrEqual(FLOAT_BAR.meanCosine);
+      expect(cmp.top1Agreement + nearTies / cmp.positions).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
+      expect(cmp.top1Agreement).toBeGreaterThanOrEqual(BLOCK_TOP1_FLOOR);
+    } finally {
       await e.close();
-    } catch (x) {
-      err = x;
     }
-    expect(err).toBeInstanceOf(EngineError);
-    expect((err as EngineError).code, String(err)).toBe('UNSUPPORTED_ARCHITECTURE');
-    expect((err as EngineError).message).toContain(f.spec.arch);
   });
 });
 
@@ -331,6 +358,80 @@ describe('group-limited routing on a qwen3moe file', () => {
       expect(cmp.top1Agreement).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
     } finally {
       await e.close();
+    }
+  });
+});
+
+describe('deepseek (DeepSeek-MoE 16B layout): shared experts, a leading dense layer, a routed-weight scale', () => {
+  // The synthetic tool has no `deepseek` preset (deepseek2's MLA is another file); this one is the qwen3moe preset
+  // rewritten into llama.cpp's deepseek layout: no QK-norm, heads of dim / head_count, NORM RoPE, layer 0 dense
+  // (ffn_gate/up/down), layers 1-2 MoE with 2 shared experts (ffn_*_shexp) and expert_weights_scale 1.5, softmax
+  // without renormalization. f32 weights: both engines multiply in f32.
+  const SHARED = 2;
+  const rand = (seed: number): (() => number) => {
+    let s = seed >>> 0;
+    return () => {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      return s / 2 ** 32 - 0.5;
+    };
+  };
+  const matrix = (name: string, cols: number, rows: number, seed: number): { name: string; ne: number[]; type: number; data: () => Float32Array[] } => {
+    const r = rand(seed);
+    const scale = Math.sqrt(12 / cols); // uniform of variance 1 / cols
+    const values = Float32Array.from({ length: cols * rows }, () => r() * scale);
+    return { name, ne: [cols, rows], type: GGML_TYPE.F32, data: () => [values] };
+  };
+  const toDeepseek =
+    (scale: number, zeroShared = false) =>
+    (m: Parameters<typeof editTensor>[0]): void => {
+      const s = spec('qwen3moe');
+      const ef = s.moe!.expertFfnDim;
+      m.metadata = m.metadata.map(([k, v]) => {
+        if (k === 'general.architecture') return [k, gv.str('deepseek')];
+        return [k.startsWith('qwen3moe.') ? 'deepseek.' + k.slice('qwen3moe.'.length) : k, v];
+      });
+      m.metadata.push(
+        ['deepseek.leading_dense_block_count', gv.u32(1)],
+        ['deepseek.expert_shared_count', gv.u32(SHARED)],
+        ['deepseek.expert_weights_scale', gv.f32(scale)],
+      );
+      m.tensors = m.tensors.filter((t) => !/attn_[qk]_norm/.test(t.name) && !/^blk\.0\.(ffn_gate_inp|ffn_\w+_exps)/.test(t.name));
+      m.tensors.push(
+        matrix('blk.0.ffn_gate.weight', s.dim, s.ffnDim, 11),
+        matrix('blk.0.ffn_up.weight', s.dim, s.ffnDim, 12),
+        matrix('blk.0.ffn_down.weight', s.ffnDim, s.dim, 13),
+      );
+      for (const l of [1, 2]) {
+        const down = matrix(`blk.${l}.ffn_down_shexp.weight`, ef * SHARED, s.dim, 30 + l);
+        if (zeroShared) down.data = () => [new Float32Array(ef * SHARED * s.dim)];
+        m.tensors.push(matrix(`blk.${l}.ffn_gate_shexp.weight`, s.dim, ef * SHARED, 10 + l), matrix(`blk.${l}.ffn_up_shexp.weight`, s.dim, ef * SHARED, 20 + l), down);
+      }
+    };
+  const file = (scale: number, zeroShared = false): string =>
+    models.write('qwen3moe', { real: false, fileType: 'f32', spec: { nLayers: 3, headDim: 16, writeHeadDim: false }, edit: toDeepseek(scale, zeroShared) }).file;
+
+  it('tuneloop agrees with llama.cpp; the shared experts and the scale each move llama.cpp past the bar', async () => {
+    const ref = await oracleRun(file(1.5));
+    for (const [label, other] of [
+      ['shared experts zeroed', file(1.5, true)],
+      ['routed scale 1 instead of 1.5', file(1)],
+    ] as const) {
+      const cmp = compareDistributions((await oracleRun(other)).dists, ref.dists);
+      console.log(`deepseek ${label} (llama.cpp): ${summary(cmp)}`);
+      expect(cmp.meanCosine < FLOAT_BAR.meanCosine || cmp.top1Agreement < FLOAT_BAR.top1, label).toBe(true);
+    }
+    for (const options of [{}, { tpDegree: 2, threadsPerRank: 1 }, { epDegree: 2, threadsPerRank: 1 }]) {
+      const e = await Engine.load({ model: file(1.5), threads: 2, contextLength: CONTEXT, ...options });
+      try {
+        expect(e.info.moe).toMatchObject({ sharedExperts: SHARED, leadingDenseLayers: 1, gating: 'softmax' });
+        const cmp = compareDistributions(softmaxRows(await e.evaluate(ref.tokens, { allLogits: true }), e.info.nVocab), ref.dists);
+        console.log(`deepseek ${JSON.stringify(options)}: ${summary(cmp)}`);
+        expect(cmp.meanCosine).toBeGreaterThanOrEqual(FLOAT_BAR.meanCosine);
+        expect(cmp.top1Agreement).toBeGreaterThanOrEqual(FLOAT_BAR.top1);
+        expect(e.stats().moe!.moeLayers).toEqual([1, 2]);
+      } finally {
+        await e.close();
+      }
     }
   });
 });

@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
+import { native } from '../../src/engine/index.js';
 import { parseGguf } from '../../tools/lib/gguf-reader.js';
-import { GGML_TYPE, f32ToF16, writeGgufFile, type GgufValue, type TensorChunk } from '../../tools/lib/gguf-writer.js';
+import { GGML_TYPE, f32ToF16, ggmlTypeName, writeGgufFile, type GgufValue, type TensorChunk } from '../../tools/lib/gguf-writer.js';
 import { lenmlVocab } from '../../tools/lib/hf-vocab.js';
 import {
   archPreset,
@@ -48,6 +49,27 @@ export interface ArchModelFile {
   preset: string;
   spec: ArchSpec;
   vocabLabel: string;
+  /** With options.f32Twin: the same weights, every tensor decoded to F32 (f32Twin below). */
+  twin?: string | undefined;
+}
+
+/**
+ * Writes to `out` the model of `file` (written from `model`) with every tensor that is not F32 decoded to F32 by the
+ * engine's own decoder: the same weights, value for value. llama.cpp rounds the activations of a block-type (or
+ * f16) product to 8 (or 16) bits, so on such a twin it computes in f32 throughout: tuneloop running the original file
+ * with weights 'f32' (or the twin) must then agree with it to float rounding, which separates what the engine
+ * computes from llama.cpp's rounding of activations.
+ */
+export function writeF32Twin(model: EditableGgufModel, file: string, out: string): void {
+  const parsed = parseGguf(readFileSync(file));
+  const tensors = model.tensors.map((t) => {
+    if (t.type === GGML_TYPE.F32) return t;
+    const stored = parsed.tensors.get(t.name);
+    const type = ggmlTypeName(t.type);
+    if (stored === undefined || type === undefined) throw new Error(`f32 twin: tensor ${t.name} (type ${t.type}) not readable`);
+    return { ...t, type: GGML_TYPE.F32, data: () => [native().dequantizeRows(type, stored.bytes, t.ne[0]!)] };
+  });
+  writeGgufFile(out, { metadata: model.metadata, tensors });
 }
 
 export class ArchModels {
@@ -64,6 +86,8 @@ export class ArchModels {
       tensorTypes?: Record<string, SyntheticTensorType> | undefined;
       /** Changes to the model before it is written (tensor data, metadata). */
       edit?: ((model: EditableGgufModel) => void) | undefined;
+      /** Also write the F32 twin (writeF32Twin). */
+      f32Twin?: boolean | undefined;
     } = {},
   ): ArchModelFile {
     const p = archPreset(preset);
@@ -83,7 +107,9 @@ export class ArchModels {
     });
     options.edit?.(model);
     writeGgufFile(file, model);
-    return { file, preset, spec, vocabLabel: label };
+    const twin = options.f32Twin ? file.replace(/\.gguf$/, '-f32twin.gguf') : undefined;
+    if (twin !== undefined) writeF32Twin(model, file, twin);
+    return { file, preset, spec, vocabLabel: label, twin };
   }
 
   cleanup(): void {

@@ -107,7 +107,8 @@ export interface MoeSpec {
   routerSkew: number;
   /** deepseek2: expert_shared_count; ffn_{gate,up,down}_shexp of width expertFfnDim * nShared. */
   nShared?: number | undefined;
-  /** deepseek2: leading_dense_block_count (those layers have a plain ffn_gate/up/down of ffnDim). */
+  /** deepseek2: leading_dense_block_count (those layers have a plain ffn_gate/up/down of ffnDim); nLayers: no MoE
+   *  layer at all (the expert keys are still written; llama.cpp reads them and runs every layer dense). */
   leadingDense?: number | undefined;
   /** deepseek2: expert_gating_func (softmax 1, sigmoid 2). qwen3moe: not written (llama.cpp always uses softmax). */
   gating?: 'softmax' | 'sigmoid' | undefined;
@@ -578,7 +579,8 @@ function validateMoe(s: ArchSpec): void {
     posInt(m.leadingDense, 'leadingDense', true);
     if (m.nExpertsUsed > m.nExperts) throw new Error(`moe.nExpertsUsed ${m.nExpertsUsed} exceeds nExperts ${m.nExperts}`);
     if (!(m.routerSkew >= 0)) throw new Error('moe.routerSkew must be >= 0');
-    if ((m.leadingDense ?? 0) >= s.nLayers) throw new Error('moe.leadingDense leaves no MoE layer');
+    // leadingDense = nLayers: every layer dense (a deepseek2 file that exercises MLA alone; llama.cpp loads it).
+    if ((m.leadingDense ?? 0) > s.nLayers) throw new Error(`moe.leadingDense ${m.leadingDense} exceeds nLayers ${s.nLayers}`);
     if (s.arch === 'qwen3moe') {
       const dsOnly = ['nShared', 'leadingDense', 'gating', 'normTopK', 'weightsScale', 'selectionBias', 'groups'] as const;
       const bad = dsOnly.find((k) => m[k] !== undefined);

@@ -35,8 +35,7 @@ public:
         if (!f.find("qwen3moe.expert_count") || f.get_int("qwen3moe.expert_count", 0) == 0)
             corrupt(f, "metadata 'qwen3moe.expert_count' is missing or 0 (a qwen3moe model has experts)");
         // llama.cpp: n_ff_exp defaults to feed_forward_length / expert_used_count when the key is absent.
-        const int64_t used = f.get_int("qwen3moe.expert_used_count", 0);
-        read_moe_hparams(f, hp, used > 0 ? hp.ffn_dim / used : 0);
+        read_moe_hparams(f, hp, -1);
         hp.moe.gating = MoeGating::SOFTMAX;
         hp.moe.norm_weights = true;
         hp.moe.weights_scale = 0.0f;

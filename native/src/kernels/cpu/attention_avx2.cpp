@@ -70,7 +70,7 @@ struct O {
 
 namespace kern {
 void attend_avx2(const AttnTask & t, float * scratch) {
-    if (t.hd % O::W != 0) return attend_scalar(t, scratch);
+    if (t.hd % O::W != 0 || t.hd_v % O::W != 0) return attend_scalar(t, scratch);
     attend_impl<O>(t, scratch);
 }
 void silu_mul_avx2(float * gate, const float * up, int64_t n) { silu_mul_impl<O>(gate, up, n); }

@@ -6,7 +6,7 @@
 //   1. scores s[r][j] = q_r . k_j * scale, keys in chunks of KV_CHUNK whose rows are widened into an L1 buffer;
 //      four keys at a time per query row so the FMA chains overlap;
 //   2. per row, softmax over s[r][*] (vectorised exp, keys in lanes), then out_r = sum_j p[r][j] v_j with out_r's
-//      head_dim lanes in registers, again chunk by chunk.
+//      hd_v lanes in registers, again chunk by chunk (values may be the first hd_v elements of the key rows: MLA).
 // Two passes rather than an online softmax: scores are rows x n_ctx floats (L2-sized for any context we serve), and
 // the exact maximum keeps the result equal to the reference softmax to float rounding.
 //
@@ -19,18 +19,20 @@
 
 constexpr int KV_CHUNK = 32;
 
+// Row j's first `width` values as floats (widened into buf unless the cache holds f32).
 template <class O>
-inline const float * kv_row(const AttnTask & t, const uint8_t * base, const float * scales, int j, float * buf) {
+inline const float * kv_row(const AttnTask & t, const uint8_t * base, const float * scales, int j, float * buf,
+                            int width) {
     const int64_t slot = (int64_t) t.block_table[j / t.block_size] * t.block_size + j % t.block_size;
     const uint8_t * p = base + slot * t.kv_row_bytes;
     if (t.kv_dtype == 0) return reinterpret_cast<const float *>(p);
     if (t.kv_dtype == 1) {
         const uint16_t * h = reinterpret_cast<const uint16_t *>(p);
-        for (int d = 0; d < t.hd; d += O::W) O::store(buf + d, O::load_f16(h + d));
+        for (int d = 0; d < width; d += O::W) O::store(buf + d, O::load_f16(h + d));
     } else {
         const typename O::V s = O::set1(scales[slot * t.scale_stride]);
         const int8_t * q = reinterpret_cast<const int8_t *>(p);
-        for (int d = 0; d < t.hd; d += O::W) O::store(buf + d, O::mul(O::load_i8(q + d), s));
+        for (int d = 0; d < width; d += O::W) O::store(buf + d, O::mul(O::load_i8(q + d), s));
     }
     return buf;
 }
@@ -40,7 +42,8 @@ void attend_impl(const AttnTask & t, float * scratch) {
     using V = typename O::V;
     constexpr int W = O::W;
     // Keys j0 .. n_ctx - 1 (j0 > 0 under a sliding window): score column c is key j0 + c.
-    const int hd = t.hd, R = t.rows, j0 = t.kv0, n = t.n_ctx - t.kv0;
+    const int hd = t.hd, hdv = t.hd_v > 0 ? t.hd_v : t.hd, R = t.rows, j0 = t.kv0, n = t.n_ctx - t.kv0;
+    const int64_t os = t.out_stride > 0 ? t.out_stride : t.row_stride;
     float * s = scratch;               // [R][n]
     float * kbuf = s + (size_t) R * n; // [KV_CHUNK][hd]
     const float * rows[KV_CHUNK];
@@ -48,7 +51,7 @@ void attend_impl(const AttnTask & t, float * scratch) {
     // Pass 1: scores.
     for (int c0 = 0; c0 < n; c0 += KV_CHUNK) {
         const int cn = n - c0 < KV_CHUNK ? n - c0 : KV_CHUNK;
-        for (int c = 0; c < cn; ++c) rows[c] = kv_row<O>(t, t.k, t.k_scale, j0 + c0 + c, kbuf + (size_t) c * hd);
+        for (int c = 0; c < cn; ++c) rows[c] = kv_row<O>(t, t.k, t.k_scale, j0 + c0 + c, kbuf + (size_t) c * hd, hd);
         for (int r = 0; r < R; ++r) {
             const float * q = t.q + (size_t) r * t.row_stride;
             float * sr = s + (size_t) r * n + c0;
@@ -115,17 +118,17 @@ void attend_impl(const AttnTask & t, float * scratch) {
 
     // Pass 2: out_r = sum_j p[r][j] v_j, head_dim in lanes, four vectors of it per sweep over a chunk.
     for (int r = 0; r < R; ++r) {
-        float * o = t.out + (size_t) r * t.row_stride;
-        for (int d = 0; d < hd; ++d) o[d] = 0.0f;
+        float * o = t.out + (size_t) r * os;
+        for (int d = 0; d < hdv; ++d) o[d] = 0.0f;
     }
     for (int c0 = 0; c0 < n; c0 += KV_CHUNK) {
         const int cn = n - c0 < KV_CHUNK ? n - c0 : KV_CHUNK;
-        for (int c = 0; c < cn; ++c) rows[c] = kv_row<O>(t, t.v, t.v_scale, j0 + c0 + c, kbuf + (size_t) c * hd);
+        for (int c = 0; c < cn; ++c) rows[c] = kv_row<O>(t, t.v, t.v_scale, j0 + c0 + c, kbuf + (size_t) c * hd, hdv);
         for (int r = 0; r < R; ++r) {
-            float * o = t.out + (size_t) r * t.row_stride;
+            float * o = t.out + (size_t) r * os;
             const float * p = s + (size_t) r * n + c0;
             int d = 0;
-            for (; d + 4 * W <= hd; d += 4 * W) {
+            for (; d + 4 * W <= hdv; d += 4 * W) {
                 V a0 = O::load(o + d), a1 = O::load(o + d + W), a2 = O::load(o + d + 2 * W),
                   a3 = O::load(o + d + 3 * W);
                 for (int c = 0; c < cn; ++c) {
@@ -141,7 +144,7 @@ void attend_impl(const AttnTask & t, float * scratch) {
                 O::store(o + d + 2 * W, a2);
                 O::store(o + d + 3 * W, a3);
             }
-            for (; d < hd; d += W) {
+            for (; d < hdv; d += W) {
                 V a = O::load(o + d);
                 for (int c = 0; c < cn; ++c) a = O::fma(O::set1(p[c]), O::load(rows[c] + d), a);
                 O::store(o + d, a);
@@ -149,9 +152,9 @@ void attend_impl(const AttnTask & t, float * scratch) {
         }
     }
     for (int r = 0; r < R; ++r) {
-        float * o = t.out + (size_t) r * t.row_stride;
+        float * o = t.out + (size_t) r * os;
         const V iv = O::set1(inv[r]);
-        for (int d = 0; d < hd; d += W) O::store(o + d, O::mul(O::load(o + d), iv));
+        for (int d = 0; d < hdv; d += W) O::store(o + d, O::mul(O::load(o + d), iv));
     }
 }
 

@@ -28,18 +28,21 @@ void qmatrix_get_row(const QMatrix & m, int64_t row, float * dst);
 void qacts_quantize(QActs & out, const float * x, int n, int64_t cols, int64_t cols_padded);
 
 // One causal-attention task: `rows` query heads sharing one KV head (GQA) attend over key positions [kv0, n_ctx) of a
-// sequence in the paged KV cache (kv_cache.h fills the KV fields). Query row r is q + r * row_stride, its output
-// out + r * row_stride (floats). Key/value position j lives at slot block_table[j / block_size] * block_size +
+// sequence in the paged KV cache (kv_cache.h fills the KV fields). Query row r is q + r * row_stride (hd floats), its
+// output out + r * out_stride (hd_v floats; out_stride 0: row_stride). Values are hd_v wide (0: hd): a value row may be
+// the first hd_v elements of its key row (MLA's latent, kv_cache.h), v then points at the keys. Key/value position j lives at slot block_table[j / block_size] * block_size +
 // j % block_size, at k / v + slot * kv_row_bytes; kv_dtype 0 = f32, 1 = f16, 2 = int8 with one float scale per slot at
 // k_scale / v_scale + slot * scale_stride.
 struct AttnTask {
     int hd = 0, rows = 0, n_ctx = 0;
-    int kv0 = 0; // first key position read (a sliding window: keys kv0 .. n_ctx - 1)
+    int hd_v = 0; // value width (0: hd), at most hd
+    int kv0 = 0;  // first key position read (a sliding window: keys kv0 .. n_ctx - 1)
     float scale = 1.0f;
     float softcap = 0.0f; // > 0: scores -> softcap * tanh(scores / softcap) before the softmax (Gemma 2)
     const float * q = nullptr;
     float * out = nullptr;
     int64_t row_stride = 0;
+    int64_t out_stride = 0; // 0: row_stride
     int kv_dtype = 0;
     const uint8_t * k = nullptr;
     const uint8_t * v = nullptr;
