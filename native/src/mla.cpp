@@ -166,6 +166,7 @@ void mla_attention(RankState & rs, const ForwardBatch & b, int l, const ShardWei
     rs.mla_o.resize((size_t) n * H * m.v_head);
     head_matmuls(rs, W.wv_b, o_lat, n, kvl, rs.mla_o.data(), m.v_head, (int64_t) H * m.v_head);
     matmuls(rs, rs.mla_o.data(), n, (int64_t) H * m.v_head, {{&w.wo, rs.partial.data()}});
+    rs.partial_whole = rs.layout.tp == 1; // every head on every rank beside expert parallelism: not summed
 }
 
 } // namespace layers

@@ -66,7 +66,7 @@ describe('shipped MoE model: tuneloop-deepseek-tiny', () => {
     expect(moe.totalParams).toBe(7_343_808);
     expect(moe.activeParams).toBe(3_804_864);
     // MLA: 64 latent + 32 rope values per token per layer vs 8 heads x (64 + 32) for plain MHA.
-    expect(engine.info.kvBytesPerToken! * 8).toBe(engine.info.kvBytesPerTokenMha!);
+    expect(engine.info.kvBytesPerToken * 8).toBe(engine.info.kvBytesPerTokenMha);
   });
 
   it('tokenizes the slice as the training tokenizer did', () => {

@@ -136,7 +136,8 @@ public:
         std::set<std::string> used;
         ModelWeights w;
         SharedWeights & sh = w.shared;
-        w.shards.resize(lay.tp);
+        const int n_ranks = lay.n_ranks(); // max(tp, ep): expert parallelism beside replicated attention
+        w.shards.resize(n_ranks);
         std::vector<std::pair<MatrixSpec, QMatrix *>> mats;
         mats.push_back({{"token_embd.weight", hp.n_vocab, hp.dim, other, {0, hp.n_vocab}, all_dim}, &sh.tok_embd});
         for (int l = 0; l < hp.n_layers; ++l) {
@@ -149,16 +150,16 @@ public:
                 corrupt(f, "tensor '" + p + "attn_q_a.weight' is present but " + kArch +
                                ".attention.q_lora_rank is 0 or absent (the query is attn_q)");
         }
-        for (int r = 0; r < lay.tp; ++r) {
+        for (int r = 0; r < n_ranks; ++r) {
             ShardWeights & S = w.shards[r];
-            assign_shard(hp, lay.tp, r, S);
+            assign_ranks(hp, lay, r, S);
             // MLA: the query heads are split; the one latent "KV head" is on every rank.
             S.n_kv_heads = 1;
             S.kv_head_begin = 0;
             const Range q_rows{S.head_begin * qk, (S.head_begin + S.n_heads) * qk};
             const Range o_cols{(int64_t) S.head_begin * m.v_head, (int64_t) (S.head_begin + S.n_heads) * m.v_head};
             const Range ffn_range{S.ffn_begin, S.ffn_begin + S.ffn};
-            if (hp.tied_output && lay.tp == 1) {
+            if (hp.tied_output && n_ranks == 1) {
                 S.output_is_tok_embd = true;
             } else {
                 mats.push_back({{hp.tied_output ? "token_embd.weight" : "output.weight",
@@ -208,7 +209,8 @@ public:
         // The MoE layers' router, selection bias (DeepSeek-V3's exp_probs_b, when the file has it), routed and shared
         // experts, for every rank at once.
         for (int l = 0; l < hp.n_layers; ++l)
-            if (hp.moe.layer_is_moe(l)) plan_moe_layer(f, hp, l, /*selection_bias=*/true, sh, w.shards, mats, used);
+            if (hp.moe.layer_is_moe(l))
+                plan_moe_layer(f, hp, lay, l, /*selection_bias=*/true, sh, w.shards, mats, used);
         for (const auto & [spec_m, _] : mats) {
             check_matrix(f, spec_m, lay.policy);
             used.insert(spec_m.name);
