@@ -555,7 +555,8 @@ async function main(): Promise<void> {
             : (opts.tpDegree ?? 1) > 1
               ? (after.tensorParallel.rankAllreduceSeconds[0] ?? 0) - (before.tensorParallel.rankAllreduceSeconds[0] ?? 0)
               : 0;
-        row.collectiveShare = busy > 0 ? coll / busy : undefined;
+        // Busy seconds exclude the collective's (bench/serving.ts's share, the same way).
+        row.collectiveShare = busy + coll > 0 ? coll / (busy + coll) : undefined;
         if (!values['skip-streams'])
           row.multi = (
             await tuneloopStreams(
