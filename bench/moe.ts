@@ -4,6 +4,9 @@
 //   npm run bench:moe                                  4 layers, 5 rounds, prompt 256, decode 64, EP/TP delays 0,50,200
 //   npm run bench:moe -- --quick                       2 layers, 2 rounds, prompt 64, decode 16, delays 0,200 (smoke run)
 //   npm run bench:moe -- --only qwen3moe --layers 6 --rounds 3
+//   npm run bench:moe -- --files-only                  write the cached files and stop
+//   other flags: --threads 2 --prompt-tokens --decode-tokens --streams 16 --delays --vocab --skip-parallel
+//   --skip-streams --json PATH (default bench/.cache/moe/last-run.json)
 //
 // Files (generated once into bench/.cache/moe/, seed 1, by tools/lib/synthetic-arch.ts, Q4_K_M as llama.cpp mixes it:
 // Q6_K head and use_more_bits attn_v / ffn_down, Q4_K elsewhere, Q5_0 / Q8_0 where a row is not whole 256-blocks):
