@@ -1,7 +1,7 @@
 // A memory-read probe for the roofline of the benchmarks: its own small C++ program (AVX-512/AVX2 loads by T
 // persistent threads over a buffer, best of its repeats), built into the benchmark's cache at first use. It reads
 // ~10% above the engine's own probe (native().measureBandwidth) on this machine; benchmarks take the higher of the
-// two. The same program as bench/quant.ts's inline copy (kept there so that benchmark stays as it was run).
+// two. bench/quant.ts and bench/moe.ts both use it.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
