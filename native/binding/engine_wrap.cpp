@@ -2,6 +2,7 @@
 // settled from libuv workers, and per-request event batching through one thread-safe function.
 #include "engine_wrap.h"
 
+#include <algorithm>
 #include <functional>
 #include <mutex>
 #include <vector>
@@ -385,6 +386,18 @@ Napi::Value NativeEngine::generate(const Napi::CallbackInfo & info) {
     p.sampling.top_p = (float) get_number(o, "topP", 1.0);
     p.sampling.seed = (uint64_t) get_number(o, "seed", 0);
     p.sampling.n_logprobs = (int) get_number(o, "logprobs", -1);
+    p.sampling.repetition_penalty = (float) get_number(o, "repetitionPenalty", 1.0);
+    p.sampling.frequency_penalty = (float) get_number(o, "frequencyPenalty", 0.0);
+    p.sampling.presence_penalty = (float) get_number(o, "presencePenalty", 0.0);
+    p.sampling.min_p = (float) get_number(o, "minP", 0.0);
+    // logitBias arrives as two parallel typed arrays (engine.ts flattens the record; validate.ts checked it).
+    Napi::Value bias_ids = o.Get("logitBiasIds"), bias_values = o.Get("logitBiasValues");
+    if (bias_ids.IsTypedArray() && bias_values.IsTypedArray()) {
+        Napi::Int32Array ids = bias_ids.As<Napi::Int32Array>();
+        Napi::Float32Array values = bias_values.As<Napi::Float32Array>();
+        const size_t nb = std::min(ids.ElementLength(), values.ElementLength());
+        for (size_t i = 0; i < nb; ++i) p.sampling.logit_bias.emplace_back(ids[i], values[i]);
+    }
     p.stop_at_eos = get_bool(o, "stopAtEos", true);
     p.deadline_ms = get_number(o, "deadlineMs", 0);
     p.pause_after_tokens = (int) get_number(o, "pauseAfterTokens", 0);

@@ -145,7 +145,7 @@ uint64_t Engine::submit(GenerateParams params, EventSink sink) {
     auto r = std::make_shared<Request>();
     r->seq.tokens = params.prompt;
     r->seq.n_prompt = (int32_t) params.prompt.size();
-    r->sampler = std::make_unique<Sampler>(params.sampling);
+    r->sampler = std::make_unique<Sampler>(params.sampling, params.prompt);
     r->stops = std::make_unique<StopMatcher>(params.stop);
     r->params = std::move(params);
     r->sink = std::move(sink);

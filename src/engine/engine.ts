@@ -4,7 +4,7 @@ import { EngineError } from './errors.js';
 import { Generation } from './generation.js';
 import { native, type NativeEngineHandle } from './native.js';
 import { normalizeTokenizeArgs } from './tokenize-args.js';
-import { validateEngineOptions, validateGenerateRequest, validateLayout, validateScheduler, validateTokens } from './validate.js';
+import { flattenLogitBias, validateEngineOptions, validateGenerateRequest, validateLayout, validateScheduler, validateTokens } from './validate.js';
 import type { EngineOptions, EngineStats, GenerateRequest, ModelInfo, ModelInspection, ModelLayoutSettings, SchedulerSettings, TokenizeOptions } from './types.js';
 
 export class Engine {
@@ -86,6 +86,8 @@ export class Engine {
         temperature: request.temperature ?? 1,
         seed: request.seed ?? Math.floor(Math.random() * 2 ** 32),
         logprobs: request.logprobs ?? -1,
+        logitBias: undefined,
+        ...flattenLogitBias(request.logitBias),
       },
       (events) => {
         // Events are delivered on a later turn of the event loop, so `gen` exists by then; buffer just in case.
