@@ -408,41 +408,51 @@ Napi::Value NativeEngine::generate(const Napi::CallbackInfo & info) {
     }
     const int n_prompt = (int) p.prompt.size();
 
-    auto ch = std::make_shared<EventChannel>();
-    ch->tsfn = Napi::ThreadSafeFunction::New(env, cb, "tuneloop:generate", 0, 1);
-    auto sink = [ch](tl::GenerateEvent && ev) {
-        bool final = ev.final, schedule;
-        {
-            std::lock_guard<std::mutex> lock(ch->mu);
-            ch->events.push_back(std::move(ev));
-            schedule = !ch->scheduled;
-            ch->scheduled = true;
-        }
-        if (schedule) {
-            ch->tsfn.NonBlockingCall([ch](Napi::Env env, Napi::Function fn) {
-                std::vector<tl::GenerateEvent> batch;
-                {
-                    std::lock_guard<std::mutex> lock(ch->mu);
-                    batch.swap(ch->events);
-                    ch->scheduled = false;
-                }
-                if (batch.empty()) return;
-                Napi::Array arr = Napi::Array::New(env, batch.size());
-                for (size_t i = 0; i < batch.size(); ++i) arr.Set((uint32_t) i, event_to_js(env, batch[i]));
-                fn.Call({arr});
-            });
-        }
-        if (final) ch->tsfn.Release();
-    };
-    uint64_t id;
+    // n choices (engine.h submit_n): one channel each, all calling onEvents(events, choiceIndex).
+    const int n = std::max(1, (int) get_number(o, "n", 1));
+    std::vector<std::shared_ptr<EventChannel>> channels;
+    std::vector<tl::EventSink> sinks;
+    for (int choice = 0; choice < n; ++choice) {
+        auto ch = std::make_shared<EventChannel>();
+        ch->tsfn = Napi::ThreadSafeFunction::New(env, cb, "tuneloop:generate", 0, 1);
+        channels.push_back(ch);
+        sinks.push_back([ch, choice](tl::GenerateEvent && ev) {
+            bool final = ev.final, schedule;
+            {
+                std::lock_guard<std::mutex> lock(ch->mu);
+                ch->events.push_back(std::move(ev));
+                schedule = !ch->scheduled;
+                ch->scheduled = true;
+            }
+            if (schedule) {
+                ch->tsfn.NonBlockingCall([ch, choice](Napi::Env env, Napi::Function fn) {
+                    std::vector<tl::GenerateEvent> batch;
+                    {
+                        std::lock_guard<std::mutex> lock(ch->mu);
+                        batch.swap(ch->events);
+                        ch->scheduled = false;
+                    }
+                    if (batch.empty()) return;
+                    Napi::Array arr = Napi::Array::New(env, batch.size());
+                    for (size_t i = 0; i < batch.size(); ++i) arr.Set((uint32_t) i, event_to_js(env, batch[i]));
+                    fn.Call({arr, Napi::Number::New(env, choice)});
+                });
+            }
+            if (final) ch->tsfn.Release();
+        });
+    }
+    std::vector<uint64_t> ids;
     try {
-        id = e.submit(std::move(p), sink);
+        ids = e.submit_n(std::move(p), std::move(sinks));
     } catch (const tl::EngineException & ex) {
-        ch->tsfn.Release();
+        for (auto & ch : channels) ch->tsfn.Release();
         throw_engine_error(env, ex);
     }
     Napi::Object r = Napi::Object::New(env);
-    r.Set("id", (double) id);
+    r.Set("id", (double) ids[0]);
+    Napi::Array all = Napi::Array::New(env, ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) all.Set((uint32_t) i, (double) ids[i]);
+    r.Set("ids", all);
     r.Set("promptTokens", n_prompt);
     return r;
 }

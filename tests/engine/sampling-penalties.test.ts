@@ -30,7 +30,7 @@ function processLogits(raw: Float32Array, r: GenerateRequest, prompt: number[], 
   }
   const counts = new Map<number, number>();
   for (const t of generated) counts.set(t, (counts.get(t) ?? 0) + 1);
-  for (const [t, c] of counts) l[t]! -= c * (r.frequencyPenalty ?? 0);
+  for (const [t, c] of counts) l[t]! -= c * (r.frequencyPenalty ?? 0) + (r.presencePenalty ?? 0);
   return l;
 }
 
