@@ -16,7 +16,7 @@ afterAll(async () => {
 });
 
 /** A request body with our extension fields (the SDK passes unknown fields through). */
-const ext = <T>(body: T, extra: Record<string, unknown>): T => ({ ...body, ...extra }) as T;
+const ext = <T>(body: T, extra: Record<string, unknown>): T => ({ ...body, ...extra });
 
 describe('n choices', () => {
   it('n: 3 greedy completions: three identical choices, the prompt prefilled once, usage as OpenAI sums it', async () => {
@@ -107,7 +107,7 @@ describe('echo, prompt logprobs and max_tokens 0', () => {
     expect(lps.tokens).toEqual(tokens.map((t) => h.engine.detokenize([t])));
     expect(lps.token_logprobs![0]).toBeNull();
     expect(lps.top_logprobs![0]).toBeNull();
-    const scored = lps.token_logprobs!.slice(1) as number[];
+    const scored = lps.token_logprobs!.slice(1);
     const ppl = await h.engine.perplexity(tokens);
     expect(scored).toHaveLength(ppl.tokens);
     expect(-scored.reduce((a, b) => a + b, 0) / scored.length).toBeCloseTo(ppl.nll, 9);
