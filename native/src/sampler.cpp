@@ -328,13 +328,6 @@ Sampler::Sampler(const SamplingParams & params, const std::vector<int32_t> & pro
     if (params_.repetition_penalty != 1.0f) seen_.insert(prompt.begin(), prompt.end());
 }
 
-std::unique_ptr<Sampler> Sampler::fork(uint64_t seed) const {
-    auto s = std::make_unique<Sampler>(*this);
-    s->params_.seed = seed;
-    s->rng_.seed(seed);
-    return s;
-}
-
 void Sampler::record(int32_t token) {
     if (params_.repetition_penalty != 1.0f) seen_.insert(token);
     if (params_.frequency_penalty != 0.0f || params_.presence_penalty != 0.0f) ++counts_[token];

@@ -95,8 +95,6 @@ public:
     // logprobs are always those of the raw logits (before bias, penalties, min_p, temperature). The chosen id is
     // recorded as generated: every sampled token is one of the sequence's (an end-of-generation one ends it).
     int32_t sample(float * logits, int32_t n_vocab, TokenLogprob * lp);
-    // A copy of this sampler's state (penalty counts, parameters) with its own random stream: choice i > 0 of n.
-    std::unique_ptr<Sampler> fork(uint64_t seed) const;
     const SamplingParams & params() const { return params_; }
 
 private:
