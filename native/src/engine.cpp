@@ -8,6 +8,8 @@
 
 #include "engine_output.h"
 #include "engine_request.h"
+#include "grammar_matcher.h"
+#include "grammar_sampling.h"
 #include "model_loader.h"
 
 namespace tl {
@@ -62,6 +64,7 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig & cfg) {
     e->tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_gguf(*e->file_));
     e->output_ =
         std::make_unique<RequestOutput>(*e->tokenizer_, e->counters_, [p = e.get()](uint64_t id) { p->retire(id); });
+    e->grammars_ = std::make_unique<GrammarRegistry>(*e->tokenizer_, e->counters_.grammar);
     if (e->tokenizer_->n_vocab() > e->hparams_.n_vocab)
         fail(ErrorCode::MODEL_CORRUPT,
              "model '" + cfg.model_path + "': tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
@@ -160,9 +163,20 @@ std::vector<uint64_t> Engine::submit_n(GenerateParams params, std::vector<EventS
     if (sinks.empty() || (int) sinks.size() > MAX_CHOICES)
         reject(RejectReason::INVALID, ErrorCode::INVALID_ARGUMENT,
                "n must be between 1 and " + std::to_string(MAX_CHOICES) + ", got " + std::to_string(sinks.size()));
+    // One compiled grammar for every choice; each choice's matcher state is its own (made at its first token).
+    std::shared_ptr<const CompiledGrammar> grammar_def;
+    if (!params.grammar.empty()) {
+        try {
+            grammar_def = grammars_->compile(params.grammar, !params.grammar_triggers.empty());
+        } catch (const EngineException & ex) {
+            reject(RejectReason::INVALID, ex.code(), ex.what());
+        }
+        counters_.grammar.requests.fetch_add(sinks.size(), std::memory_order_relaxed);
+    }
     std::vector<std::shared_ptr<Request>> group;
     for (size_t i = 0; i < sinks.size(); ++i) {
         auto r = std::make_shared<Request>();
+        r->grammar_def = grammar_def;
         r->seq.tokens = params.prompt;
         r->seq.n_prompt = (int32_t) params.prompt.size();
         SamplingParams sp = params.sampling;
@@ -328,12 +342,9 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         float * logits = inst.logits.data() + row * V;
         row += 1;
         if (!r.forks.empty()) fork_choices(inst, r, logits); // before r's sampler overwrites the row
-        auto ts = Clock::now();
         TokenLogprob lp;
-        // Only ids the tokenizer knows can be sampled: a vocabulary padded in token_embd has rows beyond it.
-        const int32_t tok =
-            r.sampler->sample(logits, tokenizer_->n_vocab(), r.params.sampling.n_logprobs >= 0 ? &lp : nullptr);
-        counters_.sampling_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
+        TokenLogprob * want_lp = r.params.sampling.n_logprobs >= 0 ? &lp : nullptr;
+        const int32_t tok = sample_token(r, logits, want_lp);
         auto now = Clock::now();
         if (r.prefill_done == Clock::time_point::max()) {
             r.prefill_done = now;
@@ -342,7 +353,7 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
             counters_.inter_token.observe(s_between(r.last_token, now));
         }
         r.last_token = now;
-        output_->token(r, tok, r.params.sampling.n_logprobs >= 0 ? &lp : nullptr); // may end it
+        deliver_token(r, tok, want_lp); // may end it
     }
 
     counters_.busy_ns.fetch_add((uint64_t) (s_between(t0, Clock::now()) * 1e9), std::memory_order_relaxed);
@@ -402,14 +413,61 @@ void Engine::fork_choices(Instance & inst, Request & parent, const float * logit
         // Its first token comes from the same logits as choice 0's, with its own sampler.
         row.assign(logits, logits + V);
         TokenLogprob lp;
-        const bool want_lp = c.params.sampling.n_logprobs >= 0;
-        const int32_t tok = c.sampler->sample(row.data(), tokenizer_->n_vocab(), want_lp ? &lp : nullptr);
+        TokenLogprob * want_lp = c.params.sampling.n_logprobs >= 0 ? &lp : nullptr;
+        const int32_t tok = sample_token(c, row.data(), want_lp); // its own grammar state, if any
         now = Clock::now();
         c.prefill_done = now;
         c.last_token = now;
         counters_.ttft.observe(s_between(cs.arrival, now));
-        output_->token(c, tok, want_lp ? &lp : nullptr); // may end it (its blocks go back through the scheduler)
+        deliver_token(c, tok, want_lp); // may end it (its blocks go back through the scheduler)
     }
+}
+
+int32_t Engine::sample_token(Request & r, float * logits, TokenLogprob * lp) {
+    auto ts = Clock::now();
+    // Only ids the tokenizer knows can be sampled: a vocabulary padded in token_embd has rows beyond it.
+    if (!r.grammar_def) {
+        const int32_t tok = r.sampler->sample(logits, tokenizer_->n_vocab(), lp);
+        counters_.sampling_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
+        return tok;
+    }
+    // Grammar-constrained (grammar_sampling.h); its time counts as mask time, not sampling.
+    if (!r.grammar)
+        r.grammar = std::make_unique<GrammarConstraint>(grammars_->runtime(r.grammar_def), r.params.grammar_triggers);
+    const int32_t tok =
+        sample_with_grammar(*r.grammar, *r.sampler, logits, tokenizer_->n_vocab(), lp, counters_.grammar);
+    counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
+    return tok;
+}
+
+void Engine::deliver_token(Request & r, int32_t tok, const TokenLogprob * lp) {
+    if (tok < 0) {
+        // Grammar dead end: no token can continue the text (docs/structured-output.md).
+        counters_.grammar.dead_ends.fetch_add(1, std::memory_order_relaxed);
+        output_->stop(r);
+        return;
+    }
+    r.sampler->accept(tok);     // the penalties count it from the next token on
+    output_->token(r, tok, lp); // may end it
+    if (r.grammar && !r.done) grammar_accept(r, tok);
+}
+
+void Engine::grammar_accept(Request & r, int32_t tok) {
+    auto t0 = Clock::now();
+    const bool was_active = r.grammar->active();
+    // A lazy grammar looks for its triggers in the text, control tokens included (Qwen's <tool_call> is one).
+    const std::string text =
+        tokenizer_->token_type(tok) == 3 ? tokenizer_->token_text(tok) : tokenizer_->token_to_piece(tok);
+    const bool ok = r.grammar->accept(tok, text);
+    if (!was_active && r.grammar->active()) counters_.grammar.triggered.fetch_add(1, std::memory_order_relaxed);
+    if (!ok) {
+        counters_.grammar.dead_ends.fetch_add(1, std::memory_order_relaxed);
+        output_->stop(r);
+    } else if (r.grammar->complete()) {
+        counters_.grammar.completed.fetch_add(1, std::memory_order_relaxed);
+        output_->stop(r);
+    }
+    counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(t0, Clock::now()) * 1e9), std::memory_order_relaxed);
 }
 
 void Engine::fail_running(Instance * inst, ErrorCode code, const std::string & msg) {

@@ -328,7 +328,7 @@ Sampler::Sampler(const SamplingParams & params, const std::vector<int32_t> & pro
     if (params_.repetition_penalty != 1.0f) seen_.insert(prompt.begin(), prompt.end());
 }
 
-void Sampler::record(int32_t token) {
+void Sampler::accept(int32_t token) {
     if (params_.repetition_penalty != 1.0f) seen_.insert(token);
     if (params_.frequency_penalty != 0.0f || params_.presence_penalty != 0.0f) ++counts_[token];
 }
@@ -364,7 +364,6 @@ int32_t Sampler::sample(float * logits, int32_t n_vocab, TokenLogprob * lp) {
         sampling::apply_min_p(logits, n_vocab, am.max_logit, 1.0f / params_.temperature, params_.min_p);
     const int32_t chosen = greedy ? am.best : sample_tempered(logits, n_vocab, am);
     if (want_lp) sampling::logprobs(lp_logits, n_vocab, raw_max, chosen, params_.n_logprobs, weights_, lp);
-    record(chosen);
     return chosen;
 }
 

@@ -92,9 +92,11 @@ public:
     // `prompt`: the request's prompt ids, which the repetition penalty counts as seen (ignored when it is off).
     explicit Sampler(const SamplingParams & params, const std::vector<int32_t> & prompt = {});
     // logits: float[n_vocab]; may be modified in place (scratch). Fills *lp when params.n_logprobs >= 0 and lp != null:
-    // logprobs are always those of the raw logits (before bias, penalties, min_p, temperature). The chosen id is
-    // recorded as generated: every sampled token is one of the sequence's (an end-of-generation one ends it).
+    // logprobs are those of the logits as given (before bias, penalties, min_p, temperature).
     int32_t sample(float * logits, int32_t n_vocab, TokenLogprob * lp);
+    // The token the sequence actually took: the penalties count it from the next sample on. Separate from sample()
+    // because a caller may sample speculatively and discard the draw (the grammar stage's sample-first path).
+    void accept(int32_t token);
     const SamplingParams & params() const { return params_; }
 
 private:
@@ -103,7 +105,6 @@ private:
     std::unordered_set<int32_t> seen_;            // prompt + generated ids (repetition penalty only)
     std::unordered_map<int32_t, int32_t> counts_; // generated id -> count (frequency / presence penalties only)
     std::vector<float> raw_;                      // scratch: the raw logits, when logprobs and processing both apply
-    void record(int32_t token);
     std::vector<std::pair<float, int32_t>> candidates_; // scratch
     std::vector<float> weights_;                        // scratch: exp((logit - max) / T) per token
     sampling::NucleusScratch nucleus_scratch_;

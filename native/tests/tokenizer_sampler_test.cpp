@@ -1088,7 +1088,18 @@ static void test_sampler_processing() {
         p.presence_penalty = 100.0f;
         Sampler s(p);
         std::set<int32_t> got;
-        for (int i = 0; i < 20; i++) got.insert(sample_copy(s, logits));
+        for (int i = 0; i < 20; i++) {
+            const int32_t t = sample_copy(s, logits);
+            got.insert(t);
+            s.accept(t);
+        }
+        // A draw that is not accepted (a speculative one) leaves the counts alone.
+        SamplingParams g;
+        g.temperature = 0.0f;
+        g.presence_penalty = 100.0f;
+        Sampler spec(g);
+        const int32_t first = sample_copy(spec, logits);
+        CHECK(sample_copy(spec, logits) == first);
         CHECK(got.size() == 20);
         // The repetition penalty counts the prompt: a prompt holding the argmax moves greedy off it.
         SamplingParams r;
