@@ -309,6 +309,10 @@ public:
     // Runs the batch. logits: float[logits_rows(batch)][n_vocab], rows in batch order.
     void forward(const std::vector<BatchEntry> & batch, float * logits);
 
+    // Copy KV block `src` into `dst` on every rank (copy-on-write of a forked sequence's partial block). Call between
+    // forward passes only.
+    void copy_kv_block(int32_t src, int32_t dst);
+
     ModelTimes times() const;
     // Active / total parameters and bytes per token (a dense model: everything is active).
     MoeActiveCounts active_counts() const;

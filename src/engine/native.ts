@@ -24,7 +24,7 @@ export interface NativeEngineHandle {
   info(): Record<string, unknown>;
   tokenize(text: string, addBos?: boolean, options?: TokenizeOptions): Int32Array;
   detokenize(ids: Int32Array | number[]): string;
-  generate(params: Record<string, unknown>, onEvents: (events: NativeEvent[]) => void): { id: number; promptTokens: number };
+  generate(params: Record<string, unknown>, onEvents: (events: NativeEvent[], choice: number) => void): { id: number; ids: number[]; promptTokens: number };
   cancel(id: number): boolean;
   resume(id: number): boolean;
   evaluate(tokens: Int32Array, allLogits: boolean): Promise<Float32Array>;

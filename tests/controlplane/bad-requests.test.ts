@@ -44,7 +44,7 @@ const CASES: Case[] = [
   ['stop too many', C, { ...OK_COMP, stop: ['a', 'b', 'c', 'd', 'e'] }, 400, 'invalid_request_error', 'stop', 'at most 4'],
   ['stop empty string', C, { ...OK_COMP, stop: [''] }, 400, 'invalid_request_error', 'stop', 'non-empty'],
   ['seed negative', C, { ...OK_COMP, seed: -5 }, 400, 'invalid_request_error', 'seed', 'between'],
-  ['n = 2', C, { ...OK_COMP, n: 2 }, 400, 'invalid_request_error', 'n', 'must be 1'],
+  ['n = 17', C, { ...OK_COMP, n: 17 }, 400, 'invalid_request_error', 'n', 'between 1 and 16'],
   ['logprobs 6', C, { ...OK_COMP, logprobs: 6 }, 400, 'invalid_request_error', 'logprobs', 'between'],
   ['chat logprobs not boolean', CH, { ...OK_CHAT, logprobs: 3 }, 400, 'invalid_request_error', 'logprobs', 'boolean'],
   ['top_logprobs without logprobs', CH, { ...OK_CHAT, top_logprobs: 2 }, 400, 'invalid_request_error', 'top_logprobs', 'requires'],

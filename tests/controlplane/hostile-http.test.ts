@@ -548,6 +548,18 @@ const FIELD_VALUES: Record<string, fc.Arbitrary<unknown>> = {
   top_logprobs: fc.integer({ min: -1, max: 22 }),
   n: fc.integer({ min: -1, max: 3 }),
   ignore_eos: fc.boolean(),
+  // Sampling extensions (schema-sampling.ts): edges, just outside, and keys that are not token ids.
+  presence_penalty: fc.oneof(fc.double({ min: -3, max: 3 }), fc.constantFrom(-2, 2, 2.0000001)),
+  frequency_penalty: fc.oneof(fc.double({ min: -3, max: 3 }), fc.constantFrom(-2, 2, -2.0000001)),
+  repetition_penalty: fc.oneof(fc.double({ min: -1, max: 12 }), fc.constantFrom(0, Number.MIN_VALUE, 1, 10)),
+  min_p: fc.oneof(fc.double({ min: -0.5, max: 1.5 }), fc.constantFrom(0, 1)),
+  logit_bias: fc.oneof(
+    fc.dictionary(fc.oneof(fc.integer({ min: -5, max: 70_000 }).map(String), fc.string({ maxLength: 6 })), fc.oneof(fc.double({ min: -150, max: 150 }), WRONG), {
+      maxKeys: 5,
+    }),
+    WRONG,
+  ),
+  echo: fc.oneof(fc.boolean(), WRONG),
 };
 
 /** A valid request, then 1-3 fields replaced (or deleted) by field-aimed or wrong values. */
@@ -590,6 +602,10 @@ function mutatedRequest(kind: 'completion' | 'chat'): fc.Arbitrary<Record<string
           'echo',
           'suffix',
           'logit_bias',
+          'presence_penalty',
+          'frequency_penalty',
+          'repetition_penalty',
+          'min_p',
           'user',
         ]
       : [
@@ -610,6 +626,11 @@ function mutatedRequest(kind: 'completion' | 'chat'): fc.Arbitrary<Record<string
           'ignore_eos',
           'tools',
           'response_format',
+          'logit_bias',
+          'presence_penalty',
+          'frequency_penalty',
+          'repetition_penalty',
+          'min_p',
           'user',
         ];
   // max_tokens and max_completion_tokens only ever get MAX_TOKENS values (wrong ones included), so no run is long.

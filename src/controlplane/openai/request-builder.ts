@@ -6,6 +6,7 @@ import type { GenerateRequest } from '../../engine/types.js';
 import { ControlPlaneError } from '../errors.js';
 import type { ChatTemplate } from './chat-template.js';
 import type { ChatRequest, CompletionRequest } from './schema.js';
+import { applySamplingExtensions } from './schema-sampling.js';
 
 export type ParsedRequest = CompletionRequest | ChatRequest;
 
@@ -24,6 +25,8 @@ export interface BuildContext {
   maxTokensLimit?: number | undefined;
   /** server.requestTimeoutMs, handed to the engine as deadlineMs; 0 = none. */
   requestTimeoutMs: number;
+  /** The model's vocabulary size (engine.info.nVocab), for logit_bias keys; absent: the engine's check answers. */
+  nVocab?: number | undefined;
 }
 
 export interface BuiltRequest {
@@ -100,5 +103,6 @@ export function buildGenerateRequest(p: ParsedRequest, ctx: BuildContext): Built
   if (stop !== undefined) request.stop = stop;
   if (p.logprobs !== undefined) request.logprobs = p.logprobs;
   if (ctx.requestTimeoutMs > 0) request.deadlineMs = ctx.requestTimeoutMs;
+  applySamplingExtensions(p, request, ctx.nVocab);
   return { request, promptTokens: tokens.length };
 }

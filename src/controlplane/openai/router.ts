@@ -10,6 +10,7 @@ import type { FinishedRequest, GenerationEndpoint } from '../hooks.js';
 import type { ConcurrencyLimiter } from '../security.js';
 import type { ChatTemplate } from './chat-template.js';
 import { chatPromptTokens, engineChatTokenizer } from './chat-prompt.js';
+import { answerChoices, needsChoices } from './completion-choices.js';
 import { buildGenerateRequest, type ParsedRequest } from './request-builder.js';
 import { modelEntry, newIdentity, responseBody } from './responses.js';
 import { parseChatRequest, parseCompletionRequest } from './schema.js';
@@ -86,7 +87,10 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
           maxPromptTokens: options.maxPromptTokens,
           maxTokensLimit: options.maxTokensLimit,
           requestTimeoutMs: options.requestTimeoutMs,
+          nVocab: engine.info.nVocab,
         });
+        // n > 1, echo and max_tokens 0 (completion-choices.ts).
+        if (needsChoices(parsed, built)) return answerChoices({ sr, req, res, parsed, built, engine, modelName: options.modelName });
         const gen = sr.submit(built, (r) => engine.generate(r));
         if (!gen) return;
         req.log?.debug({ generation: gen.id, promptTokens: built.promptTokens, maxTokens: built.request.maxTokens, stream: parsed.stream }, 'generation started');
