@@ -139,7 +139,7 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
 
   // POST /tokenize and /detokenize at the root (llama.cpp's and vLLM's paths), guarded as /v1 is.
   app.use(
-    tokenizeRouter({ engine, modelName: options.modelName, template: deps.chatTemplate ?? DEFAULT_CHAT_TEMPLATE }, [
+    tokenizeRouter({ engine, modelName: options.modelName, template: deps.chatTemplate ?? DEFAULT_CHAT_TEMPLATE, observeError }, [
       refuseWhileDraining(state),
       createV1Auth(options.apiKeys),
       express.json({ limit: options.bodyLimit }),

@@ -15,6 +15,7 @@
 import express, { type Request, type Response } from 'express';
 import type { Engine } from '../engine/engine.js';
 import { ControlPlaneError, modelNotFound, toControlPlaneError } from './errors.js';
+import { answerError } from './openai/embeddings.js';
 import type { ChatTemplate } from './openai/chat-template.js';
 import { chatPromptTokens, engineChatTokenizer } from './openai/chat-prompt.js';
 import { parseChatRequest } from './openai/schema.js';
@@ -72,6 +73,8 @@ export interface TokenizeRouterDeps {
   engine: Engine;
   modelName: string;
   template: ChatTemplate;
+  /** Error answers by wire code (MetricsHook.observeError). */
+  observeError?: ((reason: string) => void) | undefined;
 }
 
 /** The routes alone; app.ts puts auth, draining and the body parser in front of them. */
@@ -130,7 +133,7 @@ export function tokenizeRouter(deps: TokenizeRouterDeps, guards: express.Request
       if (optBool(body, 'return_token_strs', false)) out.token_strs = tokens.map(piece);
       res.json(out);
     } catch (err) {
-      throw toControlPlaneError(err, 'messages');
+      answerError(req, res, toControlPlaneError(err, 'messages'), deps.observeError);
     }
   });
 
@@ -147,7 +150,7 @@ export function tokenizeRouter(deps: TokenizeRouterDeps, guards: express.Request
       const text = t.length === 0 ? '' : engine.detokenize(t as number[]);
       res.json({ content: text, prompt: text });
     } catch (err) {
-      throw toControlPlaneError(err, 'tokens');
+      answerError(req, res, toControlPlaneError(err, 'tokens'), deps.observeError);
     }
   });
   return router;

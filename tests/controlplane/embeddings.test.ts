@@ -3,12 +3,19 @@
 // same file): for a decoder model without pooling metadata it returns the last token's final-normed hidden state
 // (llama_get_embeddings_ith(ctx, -1)), which is our documented default (last pooling) before the L2 normalisation; for
 // files that carry a pooling_type (mean, cls, last) llama.cpp pools as the file says, and so must we.
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine, EngineError, l2Normalize } from '../../src/engine/index.js';
 import { gv } from '../../tools/lib/gguf-writer.js';
 import { ArchModels } from '../helpers/arch-models.js';
 import { llamaCpp } from '../helpers/llama-cpp.js';
+import { REPO_ROOT } from '../helpers/shared.js';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config/load.js';
+import { DEFAULT_SERVER_OPTIONS } from '../../src/controlplane/app.js';
+import { startServer } from '../../src/controlplane/http-server.js';
+import { createMetrics } from '../../src/metrics/registry.js';
 import { MODEL, MODEL_NAME, postJson, startHarness, type Harness } from './harness.js';
 
 const TEXTS = ['To be, or not to be: that is the question.', 'ROMEO: But, soft! what light through yonder window breaks?', 'Now is the winter of our discontent'];
@@ -152,6 +159,50 @@ describe('POST /v1/embeddings (openai SDK) on the shipped model', () => {
   });
 });
 
+describe('embeddings metrics (a server with the Prometheus registry)', () => {
+  it('counts answered requests, their inputs and tokens; the HTTP family labels the route', async () => {
+    const config = loadConfig({ overrides: { 'model.threads': '1', 'model.name': MODEL_NAME } });
+    const engine = await Engine.load({ model: MODEL, threads: 1 });
+    const metrics = createMetrics({ engine, config });
+    const server = await startServer({
+      engine,
+      options: { ...DEFAULT_SERVER_OPTIONS, port: 0, modelName: MODEL_NAME },
+      logger: pino({ level: 'silent' }),
+      metricsHook: metrics,
+    });
+    try {
+      const ok = await postJson(`${server.url}/v1/embeddings`, {
+        model: MODEL_NAME,
+        input: [
+          [1, 2, 3],
+          [4, 5],
+        ],
+      });
+      expect(ok.status).toBe(200);
+      expect((await postJson(`${server.url}/v1/embeddings`, { model: MODEL_NAME, input: '' })).status).toBe(400);
+      expect((await postJson(`${server.url}/tokenize`, { content: 'hi' })).status).toBe(200);
+      const text = await metrics.metricsText();
+      const value = (line: RegExp): number =>
+        Number(
+          text
+            .split('\n')
+            .find((l) => line.test(l))
+            ?.split(' ')
+            .at(-1),
+        );
+      expect(value(/^tuneloop_embedding_requests_total\{/)).toBe(1);
+      expect(value(/^tuneloop_embedding_inputs_total\{/)).toBe(2);
+      expect(value(/^tuneloop_embedding_input_tokens_total\{/)).toBe(5);
+      expect(value(/^tuneloop_requests_total\{.*endpoint="\/v1\/embeddings".*status="200"/)).toBe(1);
+      expect(value(/^tuneloop_requests_total\{.*endpoint="\/v1\/embeddings".*status="400"/)).toBe(1);
+      expect(value(/^tuneloop_requests_total\{.*endpoint="\/tokenize".*status="200"/)).toBe(1);
+    } finally {
+      await server.close();
+      await engine.close();
+    }
+  });
+});
+
 describe('pooling from the GGUF (synthetic qwen2 files with <arch>.pooling_type), against llama.cpp', () => {
   const models = new ArchModels();
   afterAll(() => models.cleanup());
@@ -167,6 +218,19 @@ describe('pooling from the GGUF (synthetic qwen2 files with <arch>.pooling_type)
       expect(engine.info.poolingType).toBe(type);
       const inputs = [engine.tokenize('the quick brown fox jumps over the lazy dog'), engine.tokenize('hello world, hello')];
       const oracle = await llamaEmbeddings(f.file, inputs);
+      for (let i = 0; i < inputs.length; i++) expectClose(await engine.embed(inputs[i]!), oracle[i]!);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('a model of another family (tuneloop-deepseek-tiny: MLA, MoE) pools its last token as llama.cpp does', async () => {
+    const file = join(REPO_ROOT, 'models', 'tuneloop-deepseek-tiny.gguf');
+    const engine = await Engine.load({ model: file, threads: 1, contextLength: 256 });
+    try {
+      expect(engine.info.poolingType).toBe(-1);
+      const inputs = [engine.tokenize('the quick brown fox jumps over the lazy dog'), engine.tokenize('hello world, hello')];
+      const oracle = await llamaEmbeddings(file, inputs);
       for (let i = 0; i < inputs.length; i++) expectClose(await engine.embed(inputs[i]!), oracle[i]!);
     } finally {
       await engine.close();

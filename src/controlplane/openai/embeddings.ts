@@ -5,7 +5,7 @@
 import type { Request, Response } from 'express';
 import type { Engine } from '../../engine/engine.js';
 import { modelPooling } from '../../engine/pooling.js';
-import { ControlPlaneError, modelNotFound, toControlPlaneError } from '../errors.js';
+import { ControlPlaneError, modelNotFound, refusalLog, sendError, toControlPlaneError } from '../errors.js';
 import { checkFields } from './field-policy.js';
 
 /** Most inputs in one request (OpenAI's own limit). */
@@ -105,6 +105,19 @@ export interface EmbeddingsRouteDeps {
   maxPromptTokens?: number | undefined;
   /** One answered embeddings request: its input count and tokens (metrics). */
   observeEmbeddings?: ((inputs: number, tokens: number) => void) | undefined;
+  /** Error answers by wire code (MetricsHook.observeError). */
+  observeError?: ((reason: string) => void) | undefined;
+}
+
+/** Answered here rather than thrown to the app's error handler, so the request metrics keep this route's label. */
+export function answerError(req: Request, res: Response, cpe: ControlPlaneError, observeError?: (reason: string) => void): void {
+  if (cpe.status >= 500) req.log?.error({ err: cpe }, 'request failed');
+  else req.log?.info(refusalLog(cpe), 'request refused');
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  sendError(res, cpe, observeError);
 }
 
 export function embeddingsHandler(deps: EmbeddingsRouteDeps): (req: Request, res: Response) => Promise<void> {
@@ -154,7 +167,7 @@ export function embeddingsHandler(deps: EmbeddingsRouteDeps): (req: Request, res
         usage: { prompt_tokens: total, total_tokens: total },
       });
     } catch (err) {
-      throw toControlPlaneError(err, 'input');
+      answerError(req, res, toControlPlaneError(err, 'input'), deps.observeError);
     }
   };
 }

@@ -131,7 +131,7 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
   router.post('/chat/completions', serve('chat_completions'));
   router.post(
     '/embeddings',
-    embeddingsHandler({ engine, modelName: options.modelName, maxPromptTokens: options.maxPromptTokens, observeEmbeddings: deps.observeEmbeddings }),
+    embeddingsHandler({ engine, modelName: options.modelName, maxPromptTokens: options.maxPromptTokens, observeEmbeddings: deps.observeEmbeddings, observeError }),
   );
   return router;
 }
