@@ -6,6 +6,7 @@ import type { Request, Response } from 'express';
 import type { Engine } from '../../engine/engine.js';
 import { modelPooling } from '../../engine/pooling.js';
 import { ControlPlaneError, modelNotFound, refusalLog, sendError, toControlPlaneError } from '../errors.js';
+import type { ServerState } from '../server-state.js';
 import { checkFields } from './field-policy.js';
 
 /** Most inputs in one request (OpenAI's own limit). */
@@ -107,6 +108,8 @@ export interface EmbeddingsRouteDeps {
   observeEmbeddings?: ((inputs: number, tokens: number) => void) | undefined;
   /** Error answers by wire code (MetricsHook.observeError). */
   observeError?: ((reason: string) => void) | undefined;
+  /** Counted in while handled, so a graceful drain waits for the embeddings in flight (server-state.ts). */
+  server?: ServerState | undefined;
 }
 
 /** Answered here rather than thrown to the app's error handler, so the request metrics keep this route's label. */
@@ -123,6 +126,7 @@ export function answerError(req: Request, res: Response, cpe: ControlPlaneError,
 export function embeddingsHandler(deps: EmbeddingsRouteDeps): (req: Request, res: Response) => Promise<void> {
   return async (req, res) => {
     const { engine } = deps;
+    deps.server?.begin();
     try {
       if (req.body === undefined) throw bad('body', "Expected a JSON body with 'Content-Type: application/json'");
       const parsed = parseEmbeddingRequest(req.body);
@@ -168,6 +172,8 @@ export function embeddingsHandler(deps: EmbeddingsRouteDeps): (req: Request, res
       });
     } catch (err) {
       answerError(req, res, toControlPlaneError(err, 'input'), deps.observeError);
+    } finally {
+      deps.server?.end();
     }
   };
 }

@@ -131,7 +131,14 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
   router.post('/chat/completions', serve('chat_completions'));
   router.post(
     '/embeddings',
-    embeddingsHandler({ engine, modelName: options.modelName, maxPromptTokens: options.maxPromptTokens, observeEmbeddings: deps.observeEmbeddings, observeError }),
+    embeddingsHandler({
+      engine,
+      modelName: options.modelName,
+      maxPromptTokens: options.maxPromptTokens,
+      observeEmbeddings: deps.observeEmbeddings,
+      observeError,
+      server,
+    }),
   );
   return router;
 }
