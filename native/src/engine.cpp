@@ -196,7 +196,7 @@ std::vector<uint64_t> Engine::submit_n(GenerateParams params, std::vector<EventS
     return ids;
 }
 
-uint64_t Engine::submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done) {
+uint64_t Engine::submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done, bool hidden_states) {
     if (tokens.empty()) fail(ErrorCode::INVALID_ARGUMENT, "tokens must not be empty");
     const int ctx = n_ctx();
     if ((int) tokens.size() > ctx)
@@ -210,7 +210,9 @@ uint64_t Engine::submit_evaluate(std::vector<int32_t> tokens, bool all_logits, E
     r->seq.tokens = std::move(tokens);
     r->seq.n_prompt = (int32_t) r->seq.tokens.size();
     r->seq.use_prefix_cache = false; // every position's logits are computed
-    r->seq.all_logits = all_logits;
+    r->seq.all_logits = all_logits && !hidden_states;
+    r->is_embed = hidden_states;
+    if (hidden_states) r->eval_logits.assign(r->seq.tokens.size() * (size_t) hparams_.dim, 0.0f);
     r->eval_done = std::move(done);
     return enqueue(r);
 }
@@ -274,7 +276,9 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
     counters_.preemptions.fetch_add(plan.preempted.size(), std::memory_order_relaxed);
     for (SeqState * s : plan.preempted) {
         Request & r = Request::of(s);
-        r.eval_logits.clear(); // an evaluation is recomputed from its first token
+        if (!r.is_embed)
+            r.eval_logits.clear(); // an evaluation is recomputed from its first token (hidden rows:
+                                   // rewritten in place)
     }
     if (plan.seqs.empty()) {
         // A sequence that needs more blocks than the whole pool would wait (or be preempted) forever.
@@ -307,7 +311,8 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         e.tokens = s->tokens.data() + s->n_computed;
         e.n_tokens = q.n_tokens;
         e.all_logits = s->all_logits;
-        e.want_logits = s->all_logits || q.completes_prefill;
+        e.want_logits = !r.is_embed && (s->all_logits || q.completes_prefill);
+        if (r.is_embed) e.hidden = r.eval_logits.data() + (size_t) s->n_computed * hparams_.dim;
         batch.push_back(e);
         if (s->n_computed < s->n_prompt)
             counters_.prefill_tokens_computed.fetch_add(q.n_tokens, std::memory_order_relaxed);
@@ -331,7 +336,7 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         const BatchEntry & e = batch[i];
         if (r.is_evaluate) {
             const size_t rows = e.all_logits ? (size_t) e.n_tokens : (e.want_logits ? 1 : 0);
-            if (e.all_logits || e.want_logits)
+            if (!r.is_embed && (e.all_logits || e.want_logits))
                 r.eval_logits.insert(r.eval_logits.end(), inst.logits.begin() + row * V,
                                      inst.logits.begin() + (row + rows) * V);
             row += rows;

@@ -134,7 +134,9 @@ public:
     std::vector<uint64_t> submit_n(GenerateParams params, std::vector<EventSink> sinks);
     static constexpr int MAX_CHOICES = 16;
     // Queue a forward pass over `tokens` from position 0; `done` gets the logits ([n or 1][n_vocab]) or an error.
-    uint64_t submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done);
+    // hidden_states: `done` gets the final hidden state of every token instead ([n][dim], after output_norm, before the
+    // output head: what embeddings pool).
+    uint64_t submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done, bool hidden_states = false);
     bool cancel(uint64_t id);
     // Lets a request paused by pause_after_tokens go on to its end (the pause is disarmed, so a resume that comes
     // before the pause point means no pause). False if it already ended.

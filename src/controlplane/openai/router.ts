@@ -1,5 +1,6 @@
 // The OpenAI-compatible routes, mounted at /v1 after the draining check, API-key auth and the JSON body parser
-// (app.ts): GET /models, POST /completions, POST /chat/completions (plain, or server-sent events with `stream: true`).
+// (app.ts): GET /models, POST /completions, POST /chat/completions (plain, or server-sent events with `stream: true`),
+// POST /embeddings (embeddings.ts).
 // Each generation request is one ServingRequest (serving-request.ts); this file only wires the pieces in order:
 // schema.ts parses the body, request-builder.ts makes the engine request, responses.ts and sse.ts write the answer.
 import express, { type Request, type Response } from 'express';
@@ -12,6 +13,7 @@ import type { ChatTemplate } from './chat-template.js';
 import { chatPromptTokens, engineChatTokenizer } from './chat-prompt.js';
 import { answerChoices, needsChoices } from './completion-choices.js';
 import { buildGenerateRequest, type ParsedRequest } from './request-builder.js';
+import { embeddingsHandler } from './embeddings.js';
 import { modelEntry, newIdentity, responseBody } from './responses.js';
 import { parseChatRequest, parseCompletionRequest } from './schema.js';
 import type { ServerState } from '../server-state.js';
@@ -33,6 +35,8 @@ export interface OpenAIRouterDeps {
   server: ServerState;
   streams: ConcurrencyLimiter;
   observeError?: ((reason: string) => void) | undefined;
+  /** One answered embeddings request: inputs and tokens (MetricsHook.observeEmbeddings). */
+  observeEmbeddings?: ((inputs: number, tokens: number) => void) | undefined;
   /** Every generation request's one FinishedRequest (hooks.ts fanOutFinished). */
   onFinished(f: FinishedRequest, log: Request['log']): void;
 }
@@ -129,5 +133,16 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
 
   router.post('/completions', serve('completions'));
   router.post('/chat/completions', serve('chat_completions'));
+  router.post(
+    '/embeddings',
+    embeddingsHandler({
+      engine,
+      modelName: options.modelName,
+      maxPromptTokens: options.maxPromptTokens,
+      observeEmbeddings: deps.observeEmbeddings,
+      observeError,
+      server,
+    }),
+  );
   return router;
 }
