@@ -16,6 +16,7 @@ import { parseChatRequest, parseCompletionRequest } from './schema.js';
 import type { ServerState } from '../server-state.js';
 import { ServingRequest } from './serving-request.js';
 import { SSE_DONE, StreamEncoder, sseFrame, writeSseHead } from './sse.js';
+import { SseWriter, coalesce } from './sse-writer.js';
 
 /** The server options the routes read, at request time (ServerOptions). */
 export interface OpenAIRouteOptions {
@@ -101,24 +102,23 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
     sr.answered();
   }
 
+  // One event per batch of delivered tokens, one write per event, waiting out a full socket (sse-writer.ts).
   async function answerStream(sr: ServingRequest, req: Request, res: Response, p: ParsedRequest, gen: Generation, promptTokens: number): Promise<void> {
     const enc = new StreamEncoder(p, newIdentity(p.kind, options.modelName));
-    const send = (payload: unknown): void => {
-      if (!res.writableEnded) res.write(sseFrame(payload));
-    };
+    const out = new SseWriter(res);
     writeSseHead(res);
     sr.streaming();
-    for (const c of enc.opening()) send(c);
-    for await (const chunk of gen) {
+    out.write(enc.opening().map(sseFrame).join(''));
+    for await (const batch of gen.batches()) {
       if (sr.cancelled) break;
-      const c = enc.piece(chunk);
-      if (c !== undefined) send(c);
+      const c = enc.piece(coalesce(batch));
+      if (c !== undefined) out.write(sseFrame(c));
+      const full = out.ready();
+      if (full) await full;
     }
     const r = await gen.result;
     if (!sr.resultArrived(r)) return;
-    for (const c of enc.closing(r, promptTokens)) send(c);
-    res.write(SSE_DONE);
-    res.end();
+    out.end(enc.closing(r, promptTokens).map(sseFrame).join('') + SSE_DONE);
     sr.answered();
     req.log?.debug({ generation: gen.id, finishReason: r.finishReason, completionTokens: r.usage.completionTokens }, 'stream finished');
   }
