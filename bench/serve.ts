@@ -7,6 +7,7 @@
 //   npm run bench:serve -- --streams 16 --tokens 64 --seconds 20 --rounds 3 --threads 2
 //   npm run bench:serve -- --model path/to/model.gguf --weights int8 --json bench-serve.json
 //   npm run bench:serve -- --shared-client       (the old method: the HTTP client inside the server's process)
+//   npm run bench:serve -- --stream-interval 4   (server.streamInterval: events of 4 tokens after the first)
 //
 // Workload (src/loadgen): C streams back to back, built-in Shakespeare prompts, exactly N tokens each (ignore EOS),
 // temperature 0.8, per-request seeds: both sides generate the same tokens. Request count: enough for about
@@ -46,6 +47,8 @@ const { values } = parseArgs({
     // The default now; kept so that older command lines still run.
     'client-process': { type: 'boolean', default: true },
     'shared-client': { type: 'boolean', default: false },
+    // server.streamInterval: tokens per event after the first (1 = every delivered batch as it comes).
+    'stream-interval': { type: 'string', default: '1' },
   },
   strict: true,
 });
@@ -61,6 +64,7 @@ const rounds = int('rounds', values.rounds);
 const seed = Number(values.seed);
 const modelPath = values.model ?? defaultModelPath();
 const sharedClient = values['shared-client'];
+const streamInterval = int('stream-interval', values['stream-interval']);
 
 /** CPU seconds of this process's main thread (utime + stime of /proc/self/task/<pid>/stat); undefined off Linux. */
 function mainThreadCpuS(): number | undefined {
@@ -104,7 +108,7 @@ const engine = await Engine.load({ model: modelPath, weights: values.weights as 
 const modelName = engine.info.name || 'model';
 const server = await startServer({
   engine,
-  options: { ...DEFAULT_SERVER_OPTIONS, port: 0, modelName },
+  options: { ...DEFAULT_SERVER_OPTIONS, port: 0, modelName, streamInterval },
   logger: pino({ level: 'silent' }),
 });
 const client = sharedClient ? undefined : new LoadClientProcess();
@@ -129,7 +133,7 @@ try {
     values.requests !== undefined
       ? int('requests', values.requests)
       : Math.max(1, Math.round((warm.throughput.requestsPerS * Number(values.seconds)) / streams)) * streams;
-  console.log(`${streams} streams x ${tokens} tokens, ${requests} requests per run (~${values.seconds} s), ${rounds} round(s)\n`);
+  console.log(`${streams} streams x ${tokens} tokens, ${requests} requests per run (~${values.seconds} s), ${rounds} round(s), stream interval ${streamInterval}\n`);
 
   const inproc: Measured[] = [],
     http: Measured[] = [];
@@ -203,6 +207,7 @@ try {
           tokens,
           requests,
           rounds,
+          streamInterval,
           clientProcess: !sharedClient,
           httpCostPercent: cost,
           httpRatio: ratio,

@@ -24,7 +24,12 @@ export class LoadClientProcess {
   private exited: Error | undefined;
 
   constructor() {
-    this.child = fork(fileURLToPath(import.meta.url), ['--child'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // `node --cpu-prof … bench/serve.ts` profiles the client too (its own .cpuprofile file).
+    const prof = process.execArgv.filter((a) => a.startsWith('--cpu-prof'));
+    this.child = fork(fileURLToPath(import.meta.url), ['--child'], {
+      execArgv: ['--import', 'tsx', ...prof],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     this.child.once('exit', (code, signal) => (this.exited = new Error(`the load client process exited (code ${code}, signal ${signal})`)));
   }
 

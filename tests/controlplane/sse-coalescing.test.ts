@@ -139,6 +139,46 @@ describe('coalesced SSE streams', () => {
   });
 });
 
+describe('server.streamInterval', () => {
+  let h: Harness;
+  let client: OpenAI;
+  beforeAll(async () => {
+    h = await startHarness({ streamInterval: 4 });
+    client = new OpenAI({ baseURL: `${h.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it('sends the first token at once, then events of at least 4 tokens, with the plain answer’s content', async () => {
+    const params = {
+      model: MODEL_NAME,
+      messages: [{ role: 'user' as const, content: 'Who art thou?' }],
+      max_tokens: 41,
+      ignore_eos: true,
+      temperature: 1,
+      seed: 3,
+      logprobs: true,
+    };
+    const plain = await client.chat.completions.create(params);
+    const stream = await client.chat.completions.create({ ...params, stream: true });
+    const sizes: number[] = [];
+    let content = '';
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      if (!c?.logprobs?.content) continue;
+      sizes.push(c.logprobs.content.length);
+      content += c.delta.content ?? '';
+    }
+    expect(content).toBe(plain.choices[0]!.message.content);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(41);
+    // Every event between the first and the last holds at least the interval's worth of tokens.
+    expect(sizes.length).toBeGreaterThan(2);
+    for (const n of sizes.slice(1, -1)) expect(n).toBeGreaterThanOrEqual(4);
+    expect(sizes.length).toBeLessThanOrEqual(2 + Math.ceil(40 / 4));
+  });
+});
+
 describe('coalesce', () => {
   const lp = (text: string, logprob: number) => ({ token: 0, logprob, text, top: [] });
   it('concatenates text, token ids and logprobs in order', () => {

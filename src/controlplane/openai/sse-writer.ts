@@ -5,6 +5,8 @@
 // the time the event loop gets to the stream) and sends each batch as one event, the pieces concatenated
 // (coalesce), in one res.write. Nothing ever waits for more tokens: a stream whose reader and event loop keep up
 // gets one event per token as before; one that fell behind (a busy loop, a slow reader) catches up in one event.
+// server.streamInterval (default 1) can ask for fewer, larger events: after the first event, tokens are held until that
+// many have gathered (HeldTokens) — a latency cost per token for a smaller per-event cost, as in vLLM and SGLang.
 // The concatenation is exact — text, token ids and logprobs in order — so a client that joins the deltas (the
 // openai SDK's stream helpers, for one) sees the same answer either way.
 //
@@ -29,6 +31,40 @@ export function coalesce(batch: readonly TokenChunk[]): TokenChunk {
     }
   }
   return logprobs ? { text, tokens, logprobs } : { text, tokens };
+}
+
+/**
+ * The chunks not yet sent, and when to send them: at once until the first event has gone out (the first token never
+ * waits), then once at least `interval` tokens have gathered (server.streamInterval, as vLLM's and SGLang's
+ * --stream-interval; 1 = every delivered batch), and whatever is left at the end. `take` hands the held chunks,
+ * coalesced, to the encoder.
+ */
+export class HeldTokens {
+  private chunks: TokenChunk[] = [];
+  private tokens = 0;
+  private sentFirst = false;
+
+  constructor(private readonly interval: number) {}
+
+  /** Holds a batch; true when the held chunks should be sent now. */
+  add(batch: readonly TokenChunk[]): boolean {
+    for (const c of batch) {
+      this.chunks.push(c);
+      this.tokens += c.tokens.length;
+    }
+    return !this.sentFirst || this.tokens >= this.interval;
+  }
+
+  /** The encoder's event for everything held (undefined when there is nothing, or nothing the encoder sends). */
+  take<T>(encode: (chunk: TokenChunk) => T | undefined): T | undefined {
+    if (this.chunks.length === 0) return undefined;
+    const out = encode(coalesce(this.chunks));
+    this.chunks = [];
+    this.tokens = 0;
+    // Only an event actually sent ends the first-token rule: text held back (a possible stop sequence) is not one.
+    if (out !== undefined) this.sentFirst = true;
+    return out;
+  }
 }
 
 /** Writes an event stream's bytes, one res.write per call, and tells when the socket wants no more for now. */
