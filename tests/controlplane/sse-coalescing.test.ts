@@ -11,7 +11,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Generation } from '../../src/engine/generation.js';
 import type { TokenChunk } from '../../src/engine/types.js';
-import { SseWriter, coalesce } from '../../src/controlplane/openai/sse-writer.js';
+import { HeldTokens, SseWriter, coalesce } from '../../src/controlplane/openai/sse-writer.js';
 import { MODEL_NAME, sseData, startHarness, waitFor, type Harness } from './harness.js';
 
 describe('coalesced SSE streams', () => {
@@ -194,6 +194,31 @@ describe('coalesce', () => {
         { text: 'y', tokens: [8] },
       ]),
     ).toEqual({ text: 'xy', tokens: [7, 8] });
+  });
+});
+
+describe('HeldTokens', () => {
+  const enc = (c: TokenChunk) => (c.text.length > 0 ? c.text : undefined);
+  it('interval 1: every batch goes out at once, text-only pieces too', () => {
+    const h = new HeldTokens(1);
+    expect(h.add([{ text: 'a', tokens: [1] }])).toBe(true);
+    expect(h.take(enc)).toBe('a');
+    expect(h.add([{ text: 'b', tokens: [] }])).toBe(true);
+    expect(h.take(enc)).toBe('b');
+  });
+  it('interval 3: the first event at once (held-back text does not count), then 3 tokens or more per event', () => {
+    const h = new HeldTokens(3);
+    expect(h.add([{ text: '', tokens: [1] }])).toBe(true);
+    expect(h.take(enc)).toBeUndefined(); // nothing sent: the first-event rule still holds
+    expect(h.add([{ text: 'ab', tokens: [2] }])).toBe(true);
+    expect(h.take(enc)).toBe('ab');
+    expect(h.add([{ text: 'c', tokens: [3] }])).toBe(false);
+    expect(h.add([{ text: 'd', tokens: [4] }])).toBe(false);
+    expect(h.add([{ text: 'e', tokens: [5] }])).toBe(true);
+    expect(h.take(enc)).toBe('cde');
+    expect(h.add([{ text: 'f', tokens: [6] }])).toBe(false);
+    expect(h.take(enc)).toBe('f'); // the end of the stream takes what is left
+    expect(h.take(enc)).toBeUndefined();
   });
 });
 

@@ -117,12 +117,18 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
     writeSseHead(res);
     sr.streaming();
     out.write(enc.opening().map(sseFrame).join(''));
-    for await (const batch of gen.batches()) {
-      if (sr.cancelled) break;
-      if (!held.add(batch)) continue;
+    try {
+      for await (const batch of gen.batches()) {
+        if (sr.cancelled) break;
+        if (!held.add(batch)) continue;
+        out.write(pieceFrame());
+        const full = out.ready();
+        if (full) await full;
+      }
+    } catch (err) {
+      // The tokens held for the interval go out before the in-band error (ServingRequest.fail).
       out.write(pieceFrame());
-      const full = out.ready();
-      if (full) await full;
+      throw err;
     }
     const r = await gen.result;
     if (!sr.resultArrived(r)) return;

@@ -52,7 +52,7 @@ export class HeldTokens {
       this.chunks.push(c);
       this.tokens += c.tokens.length;
     }
-    return !this.sentFirst || this.tokens >= this.interval;
+    return !this.sentFirst || this.interval <= 1 || this.tokens >= this.interval;
   }
 
   /** The encoder's event for everything held (undefined when there is nothing, or nothing the encoder sends). */
