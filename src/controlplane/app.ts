@@ -60,6 +60,8 @@ export interface ServerOptions {
   maxPromptTokens?: number | undefined;
   /** Largest max_tokens accepted (and the cap of the default); absent: the context window decides. */
   maxTokensLimit?: number | undefined;
+  /** Tokens per streamed event after the first (server.streamInterval); absent: 1. */
+  streamInterval?: number | undefined;
 }
 
 export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelName'> = {
