@@ -306,6 +306,8 @@ Napi::Value NativeEngine::info(const Napi::CallbackInfo & info) {
     o.Set("bos", e.tokenizer().bos());
     o.Set("eos", e.tokenizer().eos());
     o.Set("addBos", e.tokenizer().add_bos_default());
+    // llama.cpp's pooling enum (0 none, 1 mean, 2 cls, 3 last, 4 rank); -1 when the file does not say (decoder LMs).
+    o.Set("poolingType", (double) e.file().get_int(e.hparams().arch + ".pooling_type", -1));
     o.Set("weights", tl::weights_policy_name(layout.policy));
     Napi::Object bytes = Napi::Object::New(env);
     for (auto & [name, b] : e.weight_bytes()) bytes.Set(name, (double) b);
@@ -474,12 +476,14 @@ Napi::Value NativeEngine::resume(const Napi::CallbackInfo & info) {
     return Napi::Boolean::New(env, engine(env).resume((uint64_t) info[0].As<Napi::Number>().Int64Value()));
 }
 
-// evaluate(tokens, allLogits) -> Promise<Float32Array>
+// evaluate(tokens, allLogits, hiddenStates?) -> Promise<Float32Array>: logits, or with hiddenStates the final hidden
+// state of every token ([n][dim], embeddings)
 Napi::Value NativeEngine::evaluate(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     tl::Engine & e = engine(env);
     std::vector<int32_t> tokens = to_tokens(info[0]);
     bool all = info.Length() > 1 && info[1].ToBoolean().Value();
+    bool hidden = info.Length() > 2 && info[2].ToBoolean().Value();
     auto deferred = std::make_shared<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
     auto tsfn = std::make_shared<Napi::ThreadSafeFunction>(Napi::ThreadSafeFunction::New(
         env, Napi::Function::New(env, [](const Napi::CallbackInfo &) {}), "tuneloop:evaluate", 0, 1));
@@ -500,7 +504,7 @@ Napi::Value NativeEngine::evaluate(const Napi::CallbackInfo & info) {
         tsfn->Release();
     };
     try {
-        e.submit_evaluate(std::move(tokens), all, done);
+        e.submit_evaluate(std::move(tokens), all, done, hidden);
     } catch (const tl::EngineException & ex) {
         tsfn->Release();
         throw_engine_error(env, ex);

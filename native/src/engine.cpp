@@ -163,7 +163,7 @@ std::vector<uint64_t> Engine::submit_n(GenerateParams params, std::vector<EventS
     if (sinks.empty() || (int) sinks.size() > MAX_CHOICES)
         reject(RejectReason::INVALID, ErrorCode::INVALID_ARGUMENT,
                "n must be between 1 and " + std::to_string(MAX_CHOICES) + ", got " + std::to_string(sinks.size()));
-    // One compiled grammar for every choice; each choice's matcher state is its own (made at its first token).
+    // One compiled grammar for every choice (each gets its own matcher state at its first token).
     std::shared_ptr<const CompiledGrammar> grammar_def;
     if (!params.grammar.empty()) {
         try {
@@ -176,13 +176,13 @@ std::vector<uint64_t> Engine::submit_n(GenerateParams params, std::vector<EventS
     std::vector<std::shared_ptr<Request>> group;
     for (size_t i = 0; i < sinks.size(); ++i) {
         auto r = std::make_shared<Request>();
-        r->grammar_def = grammar_def;
         r->seq.tokens = params.prompt;
         r->seq.n_prompt = (int32_t) params.prompt.size();
         SamplingParams sp = params.sampling;
         sp.seed += i; // choice i's documented seed (wraps)
         r->sampler = std::make_unique<Sampler>(sp, params.prompt);
         r->stops = std::make_unique<StopMatcher>(params.stop);
+        r->grammar_def = grammar_def;
         r->params = params;
         r->params.sampling.seed = sp.seed;
         r->sink = std::move(sinks[i]);
@@ -196,7 +196,7 @@ std::vector<uint64_t> Engine::submit_n(GenerateParams params, std::vector<EventS
     return ids;
 }
 
-uint64_t Engine::submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done) {
+uint64_t Engine::submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done, bool hidden_states) {
     if (tokens.empty()) fail(ErrorCode::INVALID_ARGUMENT, "tokens must not be empty");
     const int ctx = n_ctx();
     if ((int) tokens.size() > ctx)
@@ -210,7 +210,9 @@ uint64_t Engine::submit_evaluate(std::vector<int32_t> tokens, bool all_logits, E
     r->seq.tokens = std::move(tokens);
     r->seq.n_prompt = (int32_t) r->seq.tokens.size();
     r->seq.use_prefix_cache = false; // every position's logits are computed
-    r->seq.all_logits = all_logits;
+    r->seq.all_logits = all_logits && !hidden_states;
+    r->is_embed = hidden_states;
+    if (hidden_states) r->eval_logits.assign(r->seq.tokens.size() * (size_t) hparams_.dim, 0.0f);
     r->eval_done = std::move(done);
     return enqueue(r);
 }
@@ -274,7 +276,9 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
     counters_.preemptions.fetch_add(plan.preempted.size(), std::memory_order_relaxed);
     for (SeqState * s : plan.preempted) {
         Request & r = Request::of(s);
-        r.eval_logits.clear(); // an evaluation is recomputed from its first token
+        if (!r.is_embed)
+            r.eval_logits.clear(); // an evaluation is recomputed from its first token (hidden rows:
+                                   // rewritten in place)
     }
     if (plan.seqs.empty()) {
         // A sequence that needs more blocks than the whole pool would wait (or be preempted) forever.
@@ -307,7 +311,8 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         e.tokens = s->tokens.data() + s->n_computed;
         e.n_tokens = q.n_tokens;
         e.all_logits = s->all_logits;
-        e.want_logits = s->all_logits || q.completes_prefill;
+        e.want_logits = !r.is_embed && (s->all_logits || q.completes_prefill);
+        if (r.is_embed) e.hidden = r.eval_logits.data() + (size_t) s->n_computed * hparams_.dim;
         batch.push_back(e);
         if (s->n_computed < s->n_prompt)
             counters_.prefill_tokens_computed.fetch_add(q.n_tokens, std::memory_order_relaxed);
@@ -331,7 +336,7 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         const BatchEntry & e = batch[i];
         if (r.is_evaluate) {
             const size_t rows = e.all_logits ? (size_t) e.n_tokens : (e.want_logits ? 1 : 0);
-            if (e.all_logits || e.want_logits)
+            if (!r.is_embed && (e.all_logits || e.want_logits))
                 r.eval_logits.insert(r.eval_logits.end(), inst.logits.begin() + row * V,
                                      inst.logits.begin() + (row + rows) * V);
             row += rows;
@@ -353,13 +358,60 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
             counters_.inter_token.observe(s_between(r.last_token, now));
         }
         r.last_token = now;
-        deliver_token(r, tok, want_lp); // may end it
+        deliver_token(r, tok, want_lp);
     }
 
     counters_.busy_ns.fetch_add((uint64_t) (s_between(t0, Clock::now()) * 1e9), std::memory_order_relaxed);
     // Stats describe the newest instance: an old one still draining after a reload must not overwrite them.
     if (&inst == instances_.back().get()) board_.publish(inst);
     return true;
+}
+
+int32_t Engine::sample_token(Request & r, float * logits, TokenLogprob * lp) {
+    // Only ids the tokenizer knows can be sampled: a vocabulary padded in token_embd has rows beyond it.
+    auto ts = Clock::now();
+    if (r.grammar_def) {
+        // Grammar-constrained (grammar_sampling.h); its time counts as mask time, not sampling.
+        if (!r.grammar)
+            r.grammar =
+                std::make_unique<GrammarConstraint>(grammars_->runtime(r.grammar_def), r.params.grammar_triggers);
+        const int32_t tok =
+            sample_with_grammar(*r.grammar, *r.sampler, logits, tokenizer_->n_vocab(), lp, counters_.grammar);
+        counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
+        return tok;
+    }
+    const int32_t tok = r.sampler->sample(logits, tokenizer_->n_vocab(), lp);
+    counters_.sampling_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
+    return tok;
+}
+
+void Engine::deliver_token(Request & r, int32_t tok, const TokenLogprob * lp) {
+    if (tok < 0) {
+        // Grammar dead end: no token can continue the text (docs/structured-output.md).
+        counters_.grammar.dead_ends.fetch_add(1, std::memory_order_relaxed);
+        output_->stop(r);
+        return;
+    }
+    output_->token(r, tok, lp); // may end it
+    if (r.grammar && !r.done) grammar_accept(r, tok);
+}
+
+void Engine::grammar_accept(Request & r, int32_t tok) {
+    auto t0 = Clock::now();
+    const bool was_active = r.grammar->active();
+    // A lazy grammar looks for its triggers in the text, control tokens included (Qwen's <tool_call> is one).
+    const std::string text =
+        tokenizer_->token_type(tok) == 3 ? tokenizer_->token_text(tok) : tokenizer_->token_to_piece(tok);
+    const bool ok = r.grammar->accept(tok, text);
+    if (!was_active && r.grammar->active()) counters_.grammar.triggered.fetch_add(1, std::memory_order_relaxed);
+    if (!ok) {
+        counters_.grammar.dead_ends.fetch_add(1, std::memory_order_relaxed);
+        output_->stop(r);
+    } else if (r.grammar->complete()) {
+        counters_.grammar.completed.fetch_add(1, std::memory_order_relaxed);
+        output_->stop(r);
+    }
+    counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(t0, Clock::now()) * 1e9), std::memory_order_relaxed);
 }
 
 void Engine::fork_choices(Instance & inst, Request & parent, const float * logits) {
@@ -413,61 +465,14 @@ void Engine::fork_choices(Instance & inst, Request & parent, const float * logit
         // Its first token comes from the same logits as choice 0's, with its own sampler.
         row.assign(logits, logits + V);
         TokenLogprob lp;
-        TokenLogprob * want_lp = c.params.sampling.n_logprobs >= 0 ? &lp : nullptr;
-        const int32_t tok = sample_token(c, row.data(), want_lp); // its own grammar state, if any
+        const bool want_lp = c.params.sampling.n_logprobs >= 0;
+        const int32_t tok = sample_token(c, row.data(), want_lp ? &lp : nullptr);
         now = Clock::now();
         c.prefill_done = now;
         c.last_token = now;
         counters_.ttft.observe(s_between(cs.arrival, now));
-        deliver_token(c, tok, want_lp); // may end it (its blocks go back through the scheduler)
+        deliver_token(c, tok, want_lp ? &lp : nullptr); // may end it (its blocks go back through the scheduler)
     }
-}
-
-int32_t Engine::sample_token(Request & r, float * logits, TokenLogprob * lp) {
-    auto ts = Clock::now();
-    // Only ids the tokenizer knows can be sampled: a vocabulary padded in token_embd has rows beyond it.
-    if (!r.grammar_def) {
-        const int32_t tok = r.sampler->sample(logits, tokenizer_->n_vocab(), lp);
-        counters_.sampling_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
-        return tok;
-    }
-    // Grammar-constrained (grammar_sampling.h); its time counts as mask time, not sampling.
-    if (!r.grammar)
-        r.grammar = std::make_unique<GrammarConstraint>(grammars_->runtime(r.grammar_def), r.params.grammar_triggers);
-    const int32_t tok =
-        sample_with_grammar(*r.grammar, *r.sampler, logits, tokenizer_->n_vocab(), lp, counters_.grammar);
-    counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
-    return tok;
-}
-
-void Engine::deliver_token(Request & r, int32_t tok, const TokenLogprob * lp) {
-    if (tok < 0) {
-        // Grammar dead end: no token can continue the text (docs/structured-output.md).
-        counters_.grammar.dead_ends.fetch_add(1, std::memory_order_relaxed);
-        output_->stop(r);
-        return;
-    }
-    r.sampler->accept(tok);     // the penalties count it from the next token on
-    output_->token(r, tok, lp); // may end it
-    if (r.grammar && !r.done) grammar_accept(r, tok);
-}
-
-void Engine::grammar_accept(Request & r, int32_t tok) {
-    auto t0 = Clock::now();
-    const bool was_active = r.grammar->active();
-    // A lazy grammar looks for its triggers in the text, control tokens included (Qwen's <tool_call> is one).
-    const std::string text =
-        tokenizer_->token_type(tok) == 3 ? tokenizer_->token_text(tok) : tokenizer_->token_to_piece(tok);
-    const bool ok = r.grammar->accept(tok, text);
-    if (!was_active && r.grammar->active()) counters_.grammar.triggered.fetch_add(1, std::memory_order_relaxed);
-    if (!ok) {
-        counters_.grammar.dead_ends.fetch_add(1, std::memory_order_relaxed);
-        output_->stop(r);
-    } else if (r.grammar->complete()) {
-        counters_.grammar.completed.fetch_add(1, std::memory_order_relaxed);
-        output_->stop(r);
-    }
-    counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(t0, Clock::now()) * 1e9), std::memory_order_relaxed);
 }
 
 void Engine::fail_running(Instance * inst, ErrorCode code, const std::string & msg) {

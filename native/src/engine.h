@@ -134,7 +134,9 @@ public:
     std::vector<uint64_t> submit_n(GenerateParams params, std::vector<EventSink> sinks);
     static constexpr int MAX_CHOICES = 16;
     // Queue a forward pass over `tokens` from position 0; `done` gets the logits ([n or 1][n_vocab]) or an error.
-    uint64_t submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done);
+    // hidden_states: `done` gets the final hidden state of every token instead ([n][dim], after output_norm, before the
+    // output head: what embeddings pool).
+    uint64_t submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done, bool hidden_states = false);
     bool cancel(uint64_t id);
     // Lets a request paused by pause_after_tokens go on to its end (the pause is disarmed, so a resume that comes
     // before the pause point means no pause). False if it already ended.
@@ -189,9 +191,10 @@ private:
     bool run_step(Instance & inst, const SchedulerConfig & cfg);
     void fail_running(Instance * inst, ErrorCode code, const std::string & msg);
     void grammar_accept(Request & r, int32_t tok); // advance its grammar; ends it when complete or dead
-    // One token for `r` from `logits` (its grammar's mask first, when it has one); -1 at a grammar dead end.
+    // The request's next token from its logits row (grammar-masked when it has a grammar; -1 at a grammar dead end),
+    // timed as sampling or mask time.
     int32_t sample_token(Request & r, float * logits, TokenLogprob * lp);
-    // Hands a sampled token to the output (or stops `r` at a dead end) and advances its grammar.
+    // Hands a sampled token to the request's output (or stops it at a dead end) and advances its grammar.
     void deliver_token(Request & r, int32_t tok, const TokenLogprob * lp);
     void retire(uint64_t id); // its id no longer cancellable
 };

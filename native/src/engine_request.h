@@ -39,6 +39,7 @@ struct EngineRequest {
     SeqState seq;
     EngineInstance * inst = nullptr; // the instance whose scheduler holds `seq`
     bool is_evaluate = false;
+    bool is_embed = false; // an evaluation whose eval_logits holds hidden states ([n_prompt][dim], sized at submit)
     GenerateParams params;
     EventSink sink;
     EvalDone eval_done;

@@ -251,6 +251,9 @@ struct BatchEntry {
     int32_t n_tokens = 0;
     bool want_logits = true; // false: a prefill chunk that is not the prompt's last
     bool all_logits = false; // logits for every token (perplexity, verification) or only the last
+    // Embeddings: when set, the final hidden state of every token (after output_norm, before the output head) is
+    // written here, [n_tokens][dim], and the entry wants no logits.
+    float * hidden = nullptr;
 };
 
 // Seconds spent per operation (summed over ranks) and per rank. Written only by the forward pass; read racily by stats

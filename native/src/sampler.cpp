@@ -328,12 +328,19 @@ Sampler::Sampler(const SamplingParams & params, const std::vector<int32_t> & pro
     if (params_.repetition_penalty != 1.0f) seen_.insert(prompt.begin(), prompt.end());
 }
 
-void Sampler::accept(int32_t token) {
+std::unique_ptr<Sampler> Sampler::fork(uint64_t seed) const {
+    auto s = std::make_unique<Sampler>(*this);
+    s->params_.seed = seed;
+    s->rng_.seed(seed);
+    return s;
+}
+
+void Sampler::record(int32_t token) {
     if (params_.repetition_penalty != 1.0f) seen_.insert(token);
     if (params_.frequency_penalty != 0.0f || params_.presence_penalty != 0.0f) ++counts_[token];
 }
 
-int32_t Sampler::sample(float * logits, int32_t n_vocab, TokenLogprob * lp) {
+int32_t Sampler::sample(float * logits, int32_t n_vocab, TokenLogprob * lp, bool record_choice) {
     if (logits == nullptr || n_vocab <= 0) fail(ErrorCode::INVALID_ARGUMENT, "sample: empty logits");
     sampling::Argmax am = sampling::sanitize_and_argmax(logits, n_vocab);
     const bool want_lp = lp != nullptr && params_.n_logprobs >= 0;
@@ -364,6 +371,7 @@ int32_t Sampler::sample(float * logits, int32_t n_vocab, TokenLogprob * lp) {
         sampling::apply_min_p(logits, n_vocab, am.max_logit, 1.0f / params_.temperature, params_.min_p);
     const int32_t chosen = greedy ? am.best : sample_tempered(logits, n_vocab, am);
     if (want_lp) sampling::logprobs(lp_logits, n_vocab, raw_max, chosen, params_.n_logprobs, weights_, lp);
+    if (record_choice) record(chosen);
     return chosen;
 }
 

@@ -92,11 +92,15 @@ public:
     // `prompt`: the request's prompt ids, which the repetition penalty counts as seen (ignored when it is off).
     explicit Sampler(const SamplingParams & params, const std::vector<int32_t> & prompt = {});
     // logits: float[n_vocab]; may be modified in place (scratch). Fills *lp when params.n_logprobs >= 0 and lp != null:
-    // logprobs are those of the logits as given (before bias, penalties, min_p, temperature).
-    int32_t sample(float * logits, int32_t n_vocab, TokenLogprob * lp);
-    // The token the sequence actually took: the penalties count it from the next sample on. Separate from sample()
-    // because a caller may sample speculatively and discard the draw (the grammar stage's sample-first path).
-    void accept(int32_t token);
+    // logprobs are always those of the raw logits (before bias, penalties, min_p, temperature). The chosen id is
+    // recorded as generated: every sampled token is one of the sequence's (an end-of-generation one ends it).
+    // `record_choice` false leaves the choice unrecorded: the grammar stage's trial draw, which records the token it
+    // finally takes with record().
+    int32_t sample(float * logits, int32_t n_vocab, TokenLogprob * lp, bool record_choice = true);
+    // Counts `token` as generated (for the frequency / presence / repetition penalties).
+    void record(int32_t token);
+    // A copy of this sampler's state (penalty counts, parameters) with its own random stream: choice i > 0 of n.
+    std::unique_ptr<Sampler> fork(uint64_t seed) const;
     const SamplingParams & params() const { return params_; }
 
 private:

@@ -1088,18 +1088,19 @@ static void test_sampler_processing() {
         p.presence_penalty = 100.0f;
         Sampler s(p);
         std::set<int32_t> got;
-        for (int i = 0; i < 20; i++) {
-            const int32_t t = sample_copy(s, logits);
-            got.insert(t);
-            s.accept(t);
-        }
-        // A draw that is not accepted (a speculative one) leaves the counts alone.
+        for (int i = 0; i < 20; i++) got.insert(sample_copy(s, logits)); // sample() records its choice
+        // A trial draw left unrecorded (the grammar stage's) leaves the counts alone; record() counts it.
         SamplingParams g;
         g.temperature = 0.0f;
         g.presence_penalty = 100.0f;
         Sampler spec(g);
-        const int32_t first = sample_copy(spec, logits);
-        CHECK(sample_copy(spec, logits) == first);
+        std::vector<float> scratch = logits;
+        const int32_t first = spec.sample(scratch.data(), (int32_t) scratch.size(), nullptr, false);
+        scratch = logits;
+        CHECK(spec.sample(scratch.data(), (int32_t) scratch.size(), nullptr, false) == first);
+        spec.record(first);
+        scratch = logits;
+        CHECK(spec.sample(scratch.data(), (int32_t) scratch.size(), nullptr, false) != first);
         CHECK(got.size() == 20);
         // The repetition penalty counts the prompt: a prompt holding the argmax moves greedy off it.
         SamplingParams r;

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { EngineError } from './errors.js';
 import { Generation } from './generation.js';
 import { native, type NativeEngineHandle } from './native.js';
+import { l2Normalize, modelPooling, poolHidden, type Pooling } from './pooling.js';
 import { normalizeTokenizeArgs } from './tokenize-args.js';
 import { MAX_CHOICES, flattenLogitBias, validateEngineOptions, validateGenerateRequest, validateLayout, validateScheduler, validateTokens } from './validate.js';
 import type { EngineOptions, EngineStats, GenerateRequest, ModelInfo, ModelInspection, ModelLayoutSettings, SchedulerSettings, TokenizeOptions } from './types.js';
@@ -138,6 +139,22 @@ export class Engine {
     this.checkOpen();
     validateTokens('tokens', tokens, this.info.nVocab);
     return this.handle.evaluate(Int32Array.from(tokens), options.allLogits ?? false);
+  }
+
+  /** The final hidden state of every token (after the output norm, before the output head) of one forward pass over
+   *  `tokens` from position 0: [tokens.length][info.dim], row-major. What embed() pools. */
+  async hiddenStates(tokens: number[]): Promise<Float32Array> {
+    this.checkOpen();
+    validateTokens('tokens', tokens, this.info.nVocab);
+    return this.handle.evaluate(Int32Array.from(tokens), false, true);
+  }
+
+  /** One embedding of `tokens`: hiddenStates() pooled (default: the model's pooling, src/engine/pooling.ts) and
+   *  L2-normalised unless `normalize` is false. */
+  async embed(tokens: number[], options: { pooling?: Pooling; normalize?: boolean } = {}): Promise<Float32Array> {
+    const pooling = options.pooling ?? modelPooling(this.info.poolingType);
+    const pooled = poolHidden(await this.hiddenStates(tokens), this.info.dim, pooling);
+    return options.normalize === false ? pooled : l2Normalize(pooled);
   }
 
   /** Mean negative log-likelihood (nats/token) and perplexity of `tokens`. Inputs longer than the context are

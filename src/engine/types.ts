@@ -181,6 +181,9 @@ export interface ModelInfo {
   name: string;
   nVocab: number;
   dim: number;
+  /** `<arch>.pooling_type` (llama.cpp's enum: 0 none, 1 mean, 2 cls, 3 last, 4 rank); -1 when the file has none,
+   *  as decoder LMs do. What embed() pools with by default (src/engine/pooling.ts). */
+  poolingType: number;
   nLayers: number;
   nHeads: number;
   nKvHeads: number;

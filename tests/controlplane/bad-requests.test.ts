@@ -91,9 +91,13 @@ describe('bad requests', () => {
     expect(r.status).toBe(200);
   });
 
-  it('ignores unknown extra fields, like OpenAI', async () => {
-    const r = await postJson(h.url + C, { ...OK_COMP, user: 'u1', frequency_penalty: 0, some_future_field: { x: 1 } }, AUTH);
-    expect(r.status).toBe(200);
+  it('accepts the documented accepted-and-ignored fields; refuses unknown ones naming them, like OpenAI', async () => {
+    expect((await postJson(h.url + C, { ...OK_COMP, user: 'u1' }, AUTH)).status).toBe(200);
+    const r = await postJson(h.url + C, { ...OK_COMP, some_future_field: { x: 1 } }, AUTH);
+    const j = (await r.json()) as ErrBody;
+    expect(r.status).toBe(400);
+    expect(j.error.param).toBe('some_future_field');
+    expect(j.error.message).toContain('Unrecognized request argument supplied: some_future_field');
   });
 
   it('400 for malformed JSON, in the OpenAI error shape', async () => {
@@ -133,7 +137,7 @@ describe('bad requests', () => {
   });
 
   it('404 in the OpenAI shape for unknown routes', async () => {
-    const r = await fetch(h.url + '/v1/embeddings', { method: 'POST', headers: AUTH });
+    const r = await fetch(h.url + '/v1/images/generations', { method: 'POST', headers: AUTH });
     expect(r.status).toBe(404);
     expect(((await r.json()) as ErrBody).error.type).toBe('invalid_request_error');
   });

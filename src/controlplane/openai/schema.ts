@@ -1,9 +1,11 @@
 // Validation of OpenAI completions and chat-completions bodies. Hand-written rather than a schema library: the
 // subset is small, and each refusal names the field and why, in the words OpenAI's own errors use, with `param`
-// set so clients can point at it. Unknown extra fields are ignored, as OpenAI does. `null` counts as absent for
-// every optional field (the SDKs send nulls).
+// set so clients can point at it. Which fields a route takes at all (implemented, accepted-and-ignored, refused,
+// unknown) is field-policy.ts's table, checked first. `null` counts as absent for every optional field (the SDKs
+// send nulls).
 import { ControlPlaneError } from '../errors.js';
 import { parseEcho, parseSamplingExtensions, type SamplingExtensions } from './schema-sampling.js';
+import { checkFields } from './field-policy.js';
 
 export type ChatRole = 'system' | 'user' | 'assistant';
 export const CHAT_ROLES: readonly string[] = ['system', 'user', 'assistant', 'developer'];
@@ -161,6 +163,7 @@ function parseCommon(body: Body): SamplingParams {
 
 export function parseCompletionRequest(raw: unknown): CompletionRequest {
   const body = requireObject(raw);
+  checkFields('completions', body);
   const common = parseCommon(body);
   if (!present(body, 'prompt')) throw bad('prompt', "'prompt' is a required property");
   let prompt: string | number[];
@@ -204,6 +207,7 @@ function parseContent(v: unknown, i: number): string {
 
 export function parseChatRequest(raw: unknown): ChatRequest {
   const body = requireObject(raw);
+  checkFields('chat_completions', body);
   const common = parseCommon(body);
   if (!present(body, 'messages')) throw bad('messages', "'messages' is a required property");
   const m = body.messages;
