@@ -314,13 +314,17 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         TokenLogprob * want_lp = r.params.sampling.n_logprobs >= 0 ? &lp : nullptr;
         int32_t tok;
         if (r.grammar_def) {
-            // Grammar-constrained (grammar_sampling.h); its time counts as mask time, not sampling.
+            // Grammar-constrained (grammar_sampling.h): the one draw an unconstrained request makes too counts as
+            // sampling time, everything else (check, mask, a resample) as grammar mask time.
             if (!r.grammar)
                 r.grammar =
                     std::make_unique<GrammarConstraint>(grammars_->runtime(r.grammar_def), r.params.grammar_triggers);
-            tok =
-                sample_with_grammar(*r.grammar, *r.sampler, logits, tokenizer_->n_vocab(), want_lp, counters_.grammar);
-            counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9),
+            uint64_t sampler_ns = 0;
+            tok = sample_with_grammar(*r.grammar, *r.sampler, logits, tokenizer_->n_vocab(), want_lp, counters_.grammar,
+                                      &sampler_ns);
+            const uint64_t total_ns = (uint64_t) (s_between(ts, Clock::now()) * 1e9);
+            counters_.sampling_ns.fetch_add(sampler_ns, std::memory_order_relaxed);
+            counters_.grammar.mask_ns.fetch_add(total_ns > sampler_ns ? total_ns - sampler_ns : 0,
                                                 std::memory_order_relaxed);
         } else {
             tok = r.sampler->sample(logits, tokenizer_->n_vocab(), want_lp);

@@ -167,6 +167,9 @@ public:
     bool accept(int32_t token, const std::string & text);
     bool complete() const { return active_ && rt_->complete(state_); }
     std::vector<float> scratch; // the logits row kept for a masked resample
+    // The fast path's recent record (grammar_sampling.h): consecutive misses, and tokens sampled under the grammar.
+    int fast_misses = 0;
+    uint64_t n_sampled = 0;
 
 private:
     std::shared_ptr<GrammarRuntime> rt_;
