@@ -198,7 +198,7 @@ private:
     std::once_flag trie_once_;
     std::shared_ptr<const TokenTrie> trie_;
     std::mutex mu_;
-    std::list<std::pair<std::string, std::shared_ptr<const CompiledGrammar>>> compiled_; // LRU, newest first
+    std::list<std::pair<std::string, std::shared_ptr<const CompiledGrammar>>> compiled_; // LRU by (lazy, text)
     std::list<std::shared_ptr<GrammarRuntime>> runtimes_;                                // engine thread; LRU
 };
 
