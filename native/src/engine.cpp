@@ -65,6 +65,9 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig & cfg) {
     e->output_ =
         std::make_unique<RequestOutput>(*e->tokenizer_, e->counters_, [p = e.get()](uint64_t id) { p->retire(id); });
     e->grammars_ = std::make_unique<GrammarRegistry>(*e->tokenizer_, e->counters_.grammar);
+    // The vocabulary trie of grammar-constrained decoding, built here (off the event loop) rather than at the first
+    // grammar request, which would otherwise block its caller (~20 MB and tens of ms for a 128k vocabulary).
+    e->grammars_->trie();
     if (e->tokenizer_->n_vocab() > e->hparams_.n_vocab)
         fail(ErrorCode::MODEL_CORRUPT,
              "model '" + cfg.model_path + "': tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
