@@ -10,6 +10,7 @@ import { defineMoeFamilies } from './moe-families.js';
 import { defineGrammarFamilies } from './grammar-families.js';
 import { FamilyBuilder } from './families.js';
 import { defineHttpFamilies, type HttpRecorders } from './http-families.js';
+import { defineStructuredFamilies, type StructuredRecorders } from './structured-families.js';
 import { ScrapeSnapshots, type EngineBinding, type Role, type StatsSource } from './snapshot.js';
 import { defineTunerFamilies, type TunerMetrics } from './tuner-families.js';
 import { defineVllmFamilies } from './vllm-families.js';
@@ -27,7 +28,7 @@ export interface CreateMetricsOptions {
   modelName?: string;
 }
 
-export interface Metrics extends HttpRecorders {
+export interface Metrics extends HttpRecorders, StructuredRecorders {
   registry: Registry;
   /** Content-Type for the /metrics response. */
   contentType: string;
@@ -62,6 +63,7 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
   defineUpFamily(registry, snapshots);
   defineStaticFamilies(registry, opts.config);
   const http = defineHttpFamilies(registry, { model: modelName, role });
+  const structured = defineStructuredFamilies(registry, { model: modelName, role });
   const tuner = defineTunerFamilies(registry);
   if (opts.config.metrics.compat === 'vllm') defineVllmFamilies(registry, snapshots);
 
@@ -79,5 +81,6 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
     },
     tuner,
     ...http,
+    ...structured,
   };
 }

@@ -101,7 +101,6 @@ export function buildGenerateRequest(p: ParsedRequest, ctx: BuildContext): Built
   if (stop !== undefined) request.stop = stop;
   if (p.logprobs !== undefined) request.logprobs = p.logprobs;
   if (ctx.requestTimeoutMs > 0) request.deadlineMs = ctx.requestTimeoutMs;
-  // GenerateRequest.grammar lands with the native grammar work (wip/18-grammar); the cast goes when it is merged.
-  if (p.structured) (request as GenerateRequest & { grammar?: string }).grammar = structuredGrammar(p.structured);
+  if (p.structured) request.grammar = structuredGrammar(p.structured);
   return { request, promptTokens: tokens.length };
 }

@@ -73,6 +73,7 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
         }
         const parsed: ParsedRequest = endpoint === 'chat_completions' ? parseChatRequest(req.body) : parseCompletionRequest(req.body);
         sr.stream = parsed.stream;
+        sr.structured = parsed.structured;
         if (parsed.model !== options.modelName) throw modelNotFound(parsed.model, options.modelName);
         // A chat prompt is rendered (maybe on the template worker) and tokenized before the limits are checked.
         const chatTokens =

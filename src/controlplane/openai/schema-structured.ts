@@ -5,6 +5,8 @@
 // `response_format` naming the keyword and its JSON pointer. docs/api.md "Structured output".
 import { JSON_OBJECT_GRAMMAR, SchemaUnsupportedError, compileJsonSchema } from '../../structured/json-schema-grammar.js';
 import { isEngineError } from '../../engine/errors.js';
+import type { GenerationResult } from '../../engine/types.js';
+import { validateJson } from '../../structured/json-validate.js';
 import { ControlPlaneError } from '../errors.js';
 
 export type StructuredMode = 'json_object' | 'json_schema' | 'grammar';
@@ -107,4 +109,18 @@ export function withGrammarParam<T>(submit: () => T, s: StructuredOutput | undef
   } catch (err) {
     throw grammarRefusal(err, s) ?? err;
   }
+}
+
+/** Whether a finished structured answer is what was asked for (metrics: tuneloop_structured_parse_failures_total).
+ *  A raw grammar need not be JSON, and a request without an answer (failed, cancelled) has nothing to check. */
+export function structuredOutcome(s: StructuredOutput, r: GenerationResult | undefined): 'valid' | 'invalid_json' | 'schema_mismatch' | 'unchecked' {
+  if (s.mode === 'grammar' || !r || r.finishReason === 'cancelled') return 'unchecked';
+  let value: unknown;
+  try {
+    value = JSON.parse(r.text);
+  } catch {
+    return 'invalid_json';
+  }
+  if (s.mode === 'json_object') return typeof value === 'object' && value !== null && !Array.isArray(value) ? 'valid' : 'schema_mismatch';
+  return validateJson(s.schema, value).length === 0 ? 'valid' : 'schema_mismatch';
 }
