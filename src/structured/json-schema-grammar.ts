@@ -48,12 +48,15 @@ export interface SchemaLimits {
 
 export const DEFAULT_SCHEMA_LIMITS: SchemaLimits = { maxNodes: 10_000, maxDepth: 64, maxRefs: 1_000, maxRepeat: 10_000, maxRules: 20_000, maxChars: 4 * 1024 * 1024 };
 
+export type Whitespace = 'single' | 'flexible' | 'compact';
+
 export interface CompileOptions {
   /** json_schema.strict. Accepted; it changes nothing: decoding is always constrained to the schema (see docs). */
   strict?: boolean;
-  /** 'flexible' (default): each whitespace slot takes nothing, a space, or a newline and up to 20 spaces/tabs.
-   *  'compact': no whitespace at all. */
-  whitespace?: 'flexible' | 'compact';
+  /** 'single' (default): each whitespace slot takes nothing or one space — one-line JSON, so a model cannot spend
+   *  its token budget on indentation. 'flexible': nothing, a space, or a newline and up to 20 spaces/tabs (pretty
+   *  printing, as llama.cpp allows). 'compact': no whitespace at all. */
+  whitespace?: Whitespace;
   limits?: Partial<SchemaLimits>;
 }
 
@@ -131,9 +134,14 @@ interface Common {
   object(): Expr;
 }
 
-function commonRules(b: GrammarBuilder, whitespace: 'flexible' | 'compact'): Common {
+function commonRules(b: GrammarBuilder, whitespace: Whitespace): Common {
+  // Every slot is bounded (MAX_INDENT for the flexible form), so whitespace alone cannot run on.
   const ws =
-    whitespace === 'compact' ? EMPTY : ref(b.intern('ws', alt(EMPTY, lit(' '), seq(lit('\n'), rep(cls([' ', '\t']), 0, MAX_INDENT))))); /* bounded: see MAX_INDENT */
+    whitespace === 'compact'
+      ? EMPTY
+      : whitespace === 'single'
+        ? ref(b.intern('ws', alt(EMPTY, lit(' '))))
+        : ref(b.intern('ws-nl', alt(EMPTY, lit(' '), seq(lit('\n'), rep(cls([' ', '\t']), 0, MAX_INDENT)))));
   const hex = cls([
     ['0', '9'],
     ['a', 'f'],
@@ -227,7 +235,7 @@ class SchemaCompiler {
     private readonly b: GrammarBuilder,
     private readonly root: unknown,
     private readonly limits: SchemaLimits,
-    whitespace: 'flexible' | 'compact',
+    whitespace: Whitespace,
   ) {
     this.c = commonRules(b, whitespace);
   }
@@ -736,7 +744,7 @@ function limitsOf(opts: CompileOptions | undefined): SchemaLimits {
  */
 export function addSchemaRule(builder: GrammarBuilder, schema: unknown, name: string, opts?: CompileOptions): string {
   const limits = limitsOf(opts);
-  const c = new SchemaCompiler(builder, schema, limits, opts?.whitespace ?? 'flexible');
+  const c = new SchemaCompiler(builder, schema, limits, opts?.whitespace ?? 'single');
   const rule = builder.has(name) ? name : builder.name(name);
   if (rule !== name) throw new Error(`internal: rule name ${JSON.stringify(name)} is not a valid, unused GBNF rule name`);
   try {

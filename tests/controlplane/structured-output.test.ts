@@ -96,7 +96,8 @@ const Tree: z.ZodType<TreeNode> = z.object({
   },
 });
 
-const MAX_TOKENS = 400;
+/** The whole context after a short prompt: the shipped model's window is 256 tokens. */
+const budget = (s: Served): number => Math.min(400, s.engine.info.contextLength - 48);
 
 interface Served {
   name: string;
@@ -153,7 +154,7 @@ describe.each([0, 1])('chat.completions.parse with zod schemas (model %i)', (whi
             model: s.model,
             messages: [{ role: 'user', content: `Answer with a JSON object for: ${item.name}` }],
             response_format: format,
-            max_tokens: MAX_TOKENS,
+            max_tokens: budget(s),
             ...sampling,
           });
           return { item, format, r };
@@ -182,7 +183,7 @@ describe.each([0, 1])('chat.completions.parse with zod schemas (model %i)', (whi
       model: s.model,
       messages: [{ role: 'user', content: 'A tree, please.' }],
       response_format: zodResponseFormat(Tree, 'tree'),
-      max_tokens: MAX_TOKENS,
+      max_tokens: budget(s),
       temperature: 0,
     });
     const c = r.choices[0]!;

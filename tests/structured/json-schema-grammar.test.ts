@@ -9,7 +9,8 @@ import type { Llama, LlamaContext, LlamaGrammar, LlamaModel } from 'node-llama-c
 import { LlamaCompletion } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { compileJsonSchema, JSON_OBJECT_GRAMMAR, SchemaUnsupportedError } from '../../src/structured/json-schema-grammar.js';
+import { alt, lit, ref, seq } from '../../src/structured/gbnf.js';
+import { addSchemaRule, compileJsonSchema, JSON_OBJECT_GRAMMAR, schemaGrammarBuilder, SchemaUnsupportedError } from '../../src/structured/json-schema-grammar.js';
 import { validateJson } from '../../src/structured/json-validate.js';
 import { llamaCpp } from '../helpers/llama-cpp.js';
 import { REPO_ROOT } from '../helpers/shared.js';
@@ -34,8 +35,17 @@ const CASES: Case[] = [
       required: ['a', 'c'],
       additionalProperties: false,
     },
-    good: ['{"a":"x","c":true}', '{"a":"","b":7,"c":false}', '{ "a" : "hi" ,\n  "b": 99, "c": true }'],
-    bad: ['{"c":true,"a":"x"}', '{"a":"x"}', '{"a":"x","b":100,"c":true}', '{"a":"x","c":true,"d":1}', '{"a":"123456789","c":true}', '{"a":"x","c":true} '],
+    good: ['{"a":"x","c":true}', '{"a":"","b":7,"c":false}', '{ "a" : "hi" , "b": 99, "c": true }'],
+    bad: [
+      '{"a":"x",\n"c":true}',
+      '{"a":"x",  "c":true}',
+      '{"c":true,"a":"x"}',
+      '{"a":"x"}',
+      '{"a":"x","b":100,"c":true}',
+      '{"a":"x","c":true,"d":1}',
+      '{"a":"123456789","c":true}',
+      '{"a":"x","c":true} ',
+    ],
     generate: true,
   },
   {
@@ -290,7 +300,38 @@ describe('compileJsonSchema against llama.cpp (node-llama-cpp 3.21.1)', () => {
   test('json_object grammar: any JSON object', async () => {
     const g = await grammarOf(JSON_OBJECT_GRAMMAR);
     for (const s of ['{}', '{"a":1}', '{ "a" : [ 1 , "x" , null , true , { } ] }']) expect(accepts(g, s)).toBe(true);
+    expect(accepts(g, '{\n"a":1}')).toBe(false);
     for (const s of ['[]', '1', '{"a":}', '{a:1}', '']) expect(accepts(g, s)).toBe(false);
+  });
+
+  test('addSchemaRule: two schemas embedded in one larger grammar (how tool-call arguments use it)', async () => {
+    const b = schemaGrammarBuilder();
+    const root = b.name('root');
+    const a = addSchemaRule(
+      b,
+      { type: 'object', properties: { city: { type: 'string', maxLength: 5 } }, required: ['city'], additionalProperties: false },
+      'args-weather',
+    );
+    const t = addSchemaRule(
+      b,
+      { type: 'object', properties: { n: { type: 'integer', minimum: 1, maximum: 3 } }, required: ['n'], additionalProperties: false },
+      'args-roll',
+    );
+    b.define(root, alt(seq(lit('<call>weather '), ref(a), lit('</call>')), seq(lit('<call>roll '), ref(t), lit('</call>'))));
+    const g = await grammarOf(b.print());
+    expect(accepts(g, '<call>weather {"city":"Paris"}</call>')).toBe(true);
+    expect(accepts(g, '<call>roll {"n":2}</call>')).toBe(true);
+    expect(accepts(g, '<call>roll {"city":"Paris"}</call>')).toBe(false);
+    expect(accepts(g, '<call>weather {"n":2}</call>')).toBe(false);
+  });
+
+  test('flexible whitespace option: newline and bounded indentation', async () => {
+    const { grammar } = compileJsonSchema({ type: 'array', items: { type: 'integer', minimum: 0, maximum: 9 } }, { whitespace: 'flexible' });
+    const g = await grammarOf(grammar);
+    expect(accepts(g, '[\n  1,\n  2\n]')).toBe(true);
+    expect(accepts(g, `[\n${' '.repeat(20)}1]`)).toBe(true);
+    expect(accepts(g, `[\n${' '.repeat(21)}1]`)).toBe(false);
+    expect(accepts(g, '[\n\n1]')).toBe(false);
   });
 
   test('compact whitespace option: no whitespace slots', async () => {
