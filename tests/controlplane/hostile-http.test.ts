@@ -548,6 +548,25 @@ const FIELD_VALUES: Record<string, fc.Arbitrary<unknown>> = {
   top_logprobs: fc.integer({ min: -1, max: 22 }),
   n: fc.integer({ min: -1, max: 3 }),
   ignore_eos: fc.boolean(),
+  // Structured output (schema-structured.ts): well-formed formats, schemas the compiler refuses, malformed shapes.
+  response_format: fc.oneof(
+    fc.constantFrom(
+      { type: 'text' },
+      { type: 'json_object' },
+      { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { type: 'integer' } } } } },
+      { type: 'json_schema', json_schema: { name: 'x', schema: { $ref: '#' } } },
+      { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a' } } },
+      { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'array', minItems: 9, maxItems: 1 } } },
+      { type: 'json_schema' },
+      { type: 'xml' },
+    ),
+    fc.record({
+      type: fc.constant('json_schema'),
+      json_schema: fc.record({ name: fc.constantFrom('a', '', 'a b'), schema: fc.oneof(fc.jsonValue({ maxDepth: 3 }), WRONG), strict: fc.oneof(fc.boolean(), WRONG) }),
+    }),
+    WRONG,
+  ),
+  grammar: fc.oneof(fc.constantFrom('root ::= "a"', 'root ::= x', 'root ::= ("a"', '', 'root ::= [a-z]*', 'a ::= "b"', 'root ::= root "a"'), TEXT, WRONG),
 };
 
 /** A valid request, then 1-3 fields replaced (or deleted) by field-aimed or wrong values. */
@@ -591,6 +610,8 @@ function mutatedRequest(kind: 'completion' | 'chat'): fc.Arbitrary<Record<string
           'suffix',
           'logit_bias',
           'user',
+          'response_format',
+          'grammar',
         ]
       : [
           'model',
@@ -610,6 +631,7 @@ function mutatedRequest(kind: 'completion' | 'chat'): fc.Arbitrary<Record<string
           'ignore_eos',
           'tools',
           'response_format',
+          'grammar',
           'user',
         ];
   // max_tokens and max_completion_tokens only ever get MAX_TOKENS values (wrong ones included), so no run is long.
