@@ -177,6 +177,33 @@ describe.each([0, 1])('chat.completions.parse with zod schemas (model %i)', (whi
     });
   }
 
+  test('streamed (the SDK chat.completions.stream helper): the final answer parses and validates', { timeout: 300_000 }, async () => {
+    const s = served[which]!;
+    const picked = SUITE.filter((_, i) => i % 4 === 0);
+    const failures: string[] = [];
+    await Promise.all(
+      picked.map(async (item) => {
+        const stream = s.client.chat.completions.stream({
+          model: s.model,
+          messages: [{ role: 'user', content: `Stream a JSON object for: ${item.name}` }],
+          response_format: zodResponseFormat(item.schema, 'streamed'),
+          max_tokens: budget(s),
+          temperature: 1,
+          seed: 5,
+        });
+        let deltas = '';
+        stream.on('content.delta', (e: { delta: string }) => (deltas += e.delta));
+        const final = await stream.finalChatCompletion();
+        const c = final.choices[0]!;
+        if (c.finish_reason !== 'stop' || c.message.parsed == null || !item.schema.safeParse(c.message.parsed).success) {
+          failures.push(`${s.name} '${item.name}': ${c.finish_reason} ${JSON.stringify(c.message.content)}`);
+        }
+        if (deltas !== c.message.content) failures.push(`${s.name} '${item.name}': the deltas do not add up to the content`);
+      }),
+    );
+    expect(failures).toEqual([]);
+  });
+
   test('recursive schema (zod getter → $ref "#"): a complete answer validates', { timeout: 300_000 }, async () => {
     const s = served[which]!;
     const r = await s.client.chat.completions.parse({
