@@ -54,6 +54,7 @@ export function serverOptionsFromConfig(cfg: TuneloopConfig): ServerOptions {
     maxConcurrentStreamsPerKey: cfg.server.maxConcurrentStreamsPerKey,
     maxPromptTokens: cfg.server.maxPromptTokens,
     maxTokensLimit: cfg.server.maxTokensLimit,
+    streamInterval: cfg.server.streamInterval,
   };
 }
 

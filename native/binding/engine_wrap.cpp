@@ -2,6 +2,7 @@
 // settled from libuv workers, and per-request event batching through one thread-safe function.
 #include "engine_wrap.h"
 
+#include <algorithm>
 #include <functional>
 #include <mutex>
 #include <vector>
@@ -305,6 +306,8 @@ Napi::Value NativeEngine::info(const Napi::CallbackInfo & info) {
     o.Set("bos", e.tokenizer().bos());
     o.Set("eos", e.tokenizer().eos());
     o.Set("addBos", e.tokenizer().add_bos_default());
+    // llama.cpp's pooling enum (0 none, 1 mean, 2 cls, 3 last, 4 rank); -1 when the file does not say (decoder LMs).
+    o.Set("poolingType", (double) e.file().get_int(e.hparams().arch + ".pooling_type", -1));
     o.Set("weights", tl::weights_policy_name(layout.policy));
     Napi::Object bytes = Napi::Object::New(env);
     for (auto & [name, b] : e.weight_bytes()) bytes.Set(name, (double) b);
@@ -385,6 +388,18 @@ Napi::Value NativeEngine::generate(const Napi::CallbackInfo & info) {
     p.sampling.top_p = (float) get_number(o, "topP", 1.0);
     p.sampling.seed = (uint64_t) get_number(o, "seed", 0);
     p.sampling.n_logprobs = (int) get_number(o, "logprobs", -1);
+    p.sampling.repetition_penalty = (float) get_number(o, "repetitionPenalty", 1.0);
+    p.sampling.frequency_penalty = (float) get_number(o, "frequencyPenalty", 0.0);
+    p.sampling.presence_penalty = (float) get_number(o, "presencePenalty", 0.0);
+    p.sampling.min_p = (float) get_number(o, "minP", 0.0);
+    // logitBias arrives as two parallel typed arrays (engine.ts flattens the record; validate.ts checked it).
+    Napi::Value bias_ids = o.Get("logitBiasIds"), bias_values = o.Get("logitBiasValues");
+    if (bias_ids.IsTypedArray() && bias_values.IsTypedArray()) {
+        Napi::Int32Array ids = bias_ids.As<Napi::Int32Array>();
+        Napi::Float32Array values = bias_values.As<Napi::Float32Array>();
+        const size_t nb = std::min(ids.ElementLength(), values.ElementLength());
+        for (size_t i = 0; i < nb; ++i) p.sampling.logit_bias.emplace_back(ids[i], values[i]);
+    }
     p.stop_at_eos = get_bool(o, "stopAtEos", true);
     p.deadline_ms = get_number(o, "deadlineMs", 0);
     p.pause_after_tokens = (int) get_number(o, "pauseAfterTokens", 0);
@@ -402,41 +417,51 @@ Napi::Value NativeEngine::generate(const Napi::CallbackInfo & info) {
     }
     const int n_prompt = (int) p.prompt.size();
 
-    auto ch = std::make_shared<EventChannel>();
-    ch->tsfn = Napi::ThreadSafeFunction::New(env, cb, "tuneloop:generate", 0, 1);
-    auto sink = [ch](tl::GenerateEvent && ev) {
-        bool final = ev.final, schedule;
-        {
-            std::lock_guard<std::mutex> lock(ch->mu);
-            ch->events.push_back(std::move(ev));
-            schedule = !ch->scheduled;
-            ch->scheduled = true;
-        }
-        if (schedule) {
-            ch->tsfn.NonBlockingCall([ch](Napi::Env env, Napi::Function fn) {
-                std::vector<tl::GenerateEvent> batch;
-                {
-                    std::lock_guard<std::mutex> lock(ch->mu);
-                    batch.swap(ch->events);
-                    ch->scheduled = false;
-                }
-                if (batch.empty()) return;
-                Napi::Array arr = Napi::Array::New(env, batch.size());
-                for (size_t i = 0; i < batch.size(); ++i) arr.Set((uint32_t) i, event_to_js(env, batch[i]));
-                fn.Call({arr});
-            });
-        }
-        if (final) ch->tsfn.Release();
-    };
-    uint64_t id;
+    // n choices (engine.h submit_n): one channel each, all calling onEvents(events, choiceIndex).
+    const int n = std::max(1, (int) get_number(o, "n", 1));
+    std::vector<std::shared_ptr<EventChannel>> channels;
+    std::vector<tl::EventSink> sinks;
+    for (int choice = 0; choice < n; ++choice) {
+        auto ch = std::make_shared<EventChannel>();
+        ch->tsfn = Napi::ThreadSafeFunction::New(env, cb, "tuneloop:generate", 0, 1);
+        channels.push_back(ch);
+        sinks.push_back([ch, choice](tl::GenerateEvent && ev) {
+            bool final = ev.final, schedule;
+            {
+                std::lock_guard<std::mutex> lock(ch->mu);
+                ch->events.push_back(std::move(ev));
+                schedule = !ch->scheduled;
+                ch->scheduled = true;
+            }
+            if (schedule) {
+                ch->tsfn.NonBlockingCall([ch, choice](Napi::Env env, Napi::Function fn) {
+                    std::vector<tl::GenerateEvent> batch;
+                    {
+                        std::lock_guard<std::mutex> lock(ch->mu);
+                        batch.swap(ch->events);
+                        ch->scheduled = false;
+                    }
+                    if (batch.empty()) return;
+                    Napi::Array arr = Napi::Array::New(env, batch.size());
+                    for (size_t i = 0; i < batch.size(); ++i) arr.Set((uint32_t) i, event_to_js(env, batch[i]));
+                    fn.Call({arr, Napi::Number::New(env, choice)});
+                });
+            }
+            if (final) ch->tsfn.Release();
+        });
+    }
+    std::vector<uint64_t> ids;
     try {
-        id = e.submit(std::move(p), sink);
+        ids = e.submit_n(std::move(p), std::move(sinks));
     } catch (const tl::EngineException & ex) {
-        ch->tsfn.Release();
+        for (auto & ch : channels) ch->tsfn.Release();
         throw_engine_error(env, ex);
     }
     Napi::Object r = Napi::Object::New(env);
-    r.Set("id", (double) id);
+    r.Set("id", (double) ids[0]);
+    Napi::Array all = Napi::Array::New(env, ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) all.Set((uint32_t) i, (double) ids[i]);
+    r.Set("ids", all);
     r.Set("promptTokens", n_prompt);
     return r;
 }
@@ -451,12 +476,14 @@ Napi::Value NativeEngine::resume(const Napi::CallbackInfo & info) {
     return Napi::Boolean::New(env, engine(env).resume((uint64_t) info[0].As<Napi::Number>().Int64Value()));
 }
 
-// evaluate(tokens, allLogits) -> Promise<Float32Array>
+// evaluate(tokens, allLogits, hiddenStates?) -> Promise<Float32Array>: logits, or with hiddenStates the final hidden
+// state of every token ([n][dim], embeddings)
 Napi::Value NativeEngine::evaluate(const Napi::CallbackInfo & info) {
     Napi::Env env = info.Env();
     tl::Engine & e = engine(env);
     std::vector<int32_t> tokens = to_tokens(info[0]);
     bool all = info.Length() > 1 && info[1].ToBoolean().Value();
+    bool hidden = info.Length() > 2 && info[2].ToBoolean().Value();
     auto deferred = std::make_shared<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
     auto tsfn = std::make_shared<Napi::ThreadSafeFunction>(Napi::ThreadSafeFunction::New(
         env, Napi::Function::New(env, [](const Napi::CallbackInfo &) {}), "tuneloop:evaluate", 0, 1));
@@ -477,7 +504,7 @@ Napi::Value NativeEngine::evaluate(const Napi::CallbackInfo & info) {
         tsfn->Release();
     };
     try {
-        e.submit_evaluate(std::move(tokens), all, done);
+        e.submit_evaluate(std::move(tokens), all, done, hidden);
     } catch (const tl::EngineException & ex) {
         tsfn->Release();
         throw_engine_error(env, ex);

@@ -94,6 +94,11 @@ std::vector<WeightFallback> Engine::weight_fallbacks() const { return board_.wei
 MoeActiveCounts Engine::active_counts() const { return board_.active_counts(); }
 
 uint64_t Engine::enqueue(std::shared_ptr<Request> r) {
+    enqueue_group({r});
+    return r->seq.id;
+}
+
+void Engine::enqueue_group(const std::vector<std::shared_ptr<Request>> & group) {
     std::lock_guard<std::mutex> lock(mu_);
     if (closing_) {
         counters_.rejected[(int) RejectReason::CLOSED].fetch_add(1, std::memory_order_relaxed);
@@ -112,23 +117,33 @@ uint64_t Engine::enqueue(std::shared_ptr<Request> r) {
                                         " waiting, maxQueueLength " + std::to_string(sched_cfg_.max_queue_length) +
                                         ")");
     }
-    r->seq.id = next_id_++;
-    r->seq.owner = r.get();
-    r->seq.arrival = Clock::now();
-    if (!r->is_evaluate && r->params.deadline_ms > 0)
-        r->deadline = r->seq.arrival + std::chrono::microseconds((int64_t) (r->params.deadline_ms * 1000.0));
-    counters_.requests_submitted.fetch_add(1, std::memory_order_relaxed);
-    active_ids_.insert(r->seq.id);
-    if (!r->is_evaluate) {
-        counters_.prompt_tokens.fetch_add(r->seq.n_prompt, std::memory_order_relaxed);
-        counters_.prompt_len.observe(r->seq.n_prompt);
+    // A group (n choices) is admitted or refused whole, under one lock, so the engine thread takes all of it at once:
+    // only its first request ever waits in a queue (the others are held until it forks).
+    const auto arrival = Clock::now();
+    for (const auto & r : group) {
+        r->seq.id = next_id_++;
+        r->seq.owner = r.get();
+        r->seq.arrival = arrival;
+        if (!r->is_evaluate && r->params.deadline_ms > 0)
+            r->deadline = r->seq.arrival + std::chrono::microseconds((int64_t) (r->params.deadline_ms * 1000.0));
+        counters_.requests_submitted.fetch_add(1, std::memory_order_relaxed);
+        active_ids_.insert(r->seq.id);
+        if (!r->is_evaluate) {
+            counters_.prompt_tokens.fetch_add(r->seq.n_prompt, std::memory_order_relaxed);
+            counters_.prompt_len.observe(r->seq.n_prompt);
+        }
+        incoming_.push_back(r);
     }
-    incoming_.push_back(r);
     cv_.notify_one();
-    return r->seq.id;
 }
 
 uint64_t Engine::submit(GenerateParams params, EventSink sink) {
+    std::vector<EventSink> sinks;
+    sinks.push_back(std::move(sink));
+    return submit_n(std::move(params), std::move(sinks))[0];
+}
+
+std::vector<uint64_t> Engine::submit_n(GenerateParams params, std::vector<EventSink> sinks) {
     auto reject = [&](RejectReason why, ErrorCode code, const std::string & msg) {
         counters_.rejected[(int) why].fetch_add(1, std::memory_order_relaxed);
         fail(code, msg);
@@ -145,25 +160,43 @@ uint64_t Engine::submit(GenerateParams params, EventSink sink) {
         reject(RejectReason::CONTEXT_OVERFLOW, ErrorCode::CONTEXT_OVERFLOW,
                "prompt of " + std::to_string(params.prompt.size()) + " tokens does not fit the context window of " +
                    std::to_string(ctx) + " tokens (at least one token must be left to generate)");
-    auto r = std::make_shared<Request>();
+    if (sinks.empty() || (int) sinks.size() > MAX_CHOICES)
+        reject(RejectReason::INVALID, ErrorCode::INVALID_ARGUMENT,
+               "n must be between 1 and " + std::to_string(MAX_CHOICES) + ", got " + std::to_string(sinks.size()));
+    // One compiled grammar for every choice (each gets its own matcher state at its first token).
+    std::shared_ptr<const CompiledGrammar> grammar_def;
     if (!params.grammar.empty()) {
         try {
-            r->grammar_def = grammars_->compile(params.grammar, !params.grammar_triggers.empty());
+            grammar_def = grammars_->compile(params.grammar, !params.grammar_triggers.empty());
         } catch (const EngineException & ex) {
             reject(RejectReason::INVALID, ex.code(), ex.what());
         }
-        counters_.grammar.requests.fetch_add(1, std::memory_order_relaxed);
+        counters_.grammar.requests.fetch_add(sinks.size(), std::memory_order_relaxed);
     }
-    r->seq.tokens = params.prompt;
-    r->seq.n_prompt = (int32_t) params.prompt.size();
-    r->sampler = std::make_unique<Sampler>(params.sampling);
-    r->stops = std::make_unique<StopMatcher>(params.stop);
-    r->params = std::move(params);
-    r->sink = std::move(sink);
-    return enqueue(r);
+    std::vector<std::shared_ptr<Request>> group;
+    for (size_t i = 0; i < sinks.size(); ++i) {
+        auto r = std::make_shared<Request>();
+        r->seq.tokens = params.prompt;
+        r->seq.n_prompt = (int32_t) params.prompt.size();
+        SamplingParams sp = params.sampling;
+        sp.seed += i; // choice i's documented seed (wraps)
+        r->sampler = std::make_unique<Sampler>(sp, params.prompt);
+        r->stops = std::make_unique<StopMatcher>(params.stop);
+        r->grammar_def = grammar_def;
+        r->params = params;
+        r->params.sampling.seed = sp.seed;
+        r->sink = std::move(sinks[i]);
+        r->held = i > 0;
+        if (i > 0) group[0]->forks.push_back(r);
+        group.push_back(r);
+    }
+    enqueue_group(group);
+    std::vector<uint64_t> ids;
+    for (const auto & r : group) ids.push_back(r->seq.id);
+    return ids;
 }
 
-uint64_t Engine::submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done) {
+uint64_t Engine::submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done, bool hidden_states) {
     if (tokens.empty()) fail(ErrorCode::INVALID_ARGUMENT, "tokens must not be empty");
     const int ctx = n_ctx();
     if ((int) tokens.size() > ctx)
@@ -177,7 +210,9 @@ uint64_t Engine::submit_evaluate(std::vector<int32_t> tokens, bool all_logits, E
     r->seq.tokens = std::move(tokens);
     r->seq.n_prompt = (int32_t) r->seq.tokens.size();
     r->seq.use_prefix_cache = false; // every position's logits are computed
-    r->seq.all_logits = all_logits;
+    r->seq.all_logits = all_logits && !hidden_states;
+    r->is_embed = hidden_states;
+    if (hidden_states) r->eval_logits.assign(r->seq.tokens.size() * (size_t) hparams_.dim, 0.0f);
     r->eval_done = std::move(done);
     return enqueue(r);
 }
@@ -241,7 +276,9 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
     counters_.preemptions.fetch_add(plan.preempted.size(), std::memory_order_relaxed);
     for (SeqState * s : plan.preempted) {
         Request & r = Request::of(s);
-        r.eval_logits.clear(); // an evaluation is recomputed from its first token
+        if (!r.is_embed)
+            r.eval_logits.clear(); // an evaluation is recomputed from its first token (hidden rows:
+                                   // rewritten in place)
     }
     if (plan.seqs.empty()) {
         // A sequence that needs more blocks than the whole pool would wait (or be preempted) forever.
@@ -274,7 +311,8 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         e.tokens = s->tokens.data() + s->n_computed;
         e.n_tokens = q.n_tokens;
         e.all_logits = s->all_logits;
-        e.want_logits = s->all_logits || q.completes_prefill;
+        e.want_logits = !r.is_embed && (s->all_logits || q.completes_prefill);
+        if (r.is_embed) e.hidden = r.eval_logits.data() + (size_t) s->n_computed * hparams_.dim;
         batch.push_back(e);
         if (s->n_computed < s->n_prompt)
             counters_.prefill_tokens_computed.fetch_add(q.n_tokens, std::memory_order_relaxed);
@@ -298,7 +336,7 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         const BatchEntry & e = batch[i];
         if (r.is_evaluate) {
             const size_t rows = e.all_logits ? (size_t) e.n_tokens : (e.want_logits ? 1 : 0);
-            if (e.all_logits || e.want_logits)
+            if (!r.is_embed && (e.all_logits || e.want_logits))
                 r.eval_logits.insert(r.eval_logits.end(), inst.logits.begin() + row * V,
                                      inst.logits.begin() + (row + rows) * V);
             row += rows;
@@ -308,24 +346,10 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         if (!e.want_logits) continue;
         float * logits = inst.logits.data() + row * V;
         row += 1;
-        auto ts = Clock::now();
+        if (!r.forks.empty()) fork_choices(inst, r, logits); // before r's sampler overwrites the row
         TokenLogprob lp;
-        // Only ids the tokenizer knows can be sampled: a vocabulary padded in token_embd has rows beyond it.
         TokenLogprob * want_lp = r.params.sampling.n_logprobs >= 0 ? &lp : nullptr;
-        int32_t tok;
-        if (r.grammar_def) {
-            // Grammar-constrained (grammar_sampling.h); its time counts as mask time, not sampling.
-            if (!r.grammar)
-                r.grammar =
-                    std::make_unique<GrammarConstraint>(grammars_->runtime(r.grammar_def), r.params.grammar_triggers);
-            tok =
-                sample_with_grammar(*r.grammar, *r.sampler, logits, tokenizer_->n_vocab(), want_lp, counters_.grammar);
-            counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9),
-                                                std::memory_order_relaxed);
-        } else {
-            tok = r.sampler->sample(logits, tokenizer_->n_vocab(), want_lp);
-            counters_.sampling_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
-        }
+        const int32_t tok = sample_token(r, logits, want_lp);
         auto now = Clock::now();
         if (r.prefill_done == Clock::time_point::max()) {
             r.prefill_done = now;
@@ -334,20 +358,42 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
             counters_.inter_token.observe(s_between(r.last_token, now));
         }
         r.last_token = now;
-        if (tok < 0) {
-            // Grammar dead end: no token can continue the text (docs/structured-output.md).
-            counters_.grammar.dead_ends.fetch_add(1, std::memory_order_relaxed);
-            output_->stop(r);
-            continue;
-        }
-        output_->token(r, tok, want_lp); // may end it
-        if (r.grammar && !r.done) grammar_accept(r, tok);
+        deliver_token(r, tok, want_lp);
     }
 
     counters_.busy_ns.fetch_add((uint64_t) (s_between(t0, Clock::now()) * 1e9), std::memory_order_relaxed);
     // Stats describe the newest instance: an old one still draining after a reload must not overwrite them.
     if (&inst == instances_.back().get()) board_.publish(inst);
     return true;
+}
+
+int32_t Engine::sample_token(Request & r, float * logits, TokenLogprob * lp) {
+    // Only ids the tokenizer knows can be sampled: a vocabulary padded in token_embd has rows beyond it.
+    auto ts = Clock::now();
+    if (r.grammar_def) {
+        // Grammar-constrained (grammar_sampling.h); its time counts as mask time, not sampling.
+        if (!r.grammar)
+            r.grammar =
+                std::make_unique<GrammarConstraint>(grammars_->runtime(r.grammar_def), r.params.grammar_triggers);
+        const int32_t tok =
+            sample_with_grammar(*r.grammar, *r.sampler, logits, tokenizer_->n_vocab(), lp, counters_.grammar);
+        counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
+        return tok;
+    }
+    const int32_t tok = r.sampler->sample(logits, tokenizer_->n_vocab(), lp);
+    counters_.sampling_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
+    return tok;
+}
+
+void Engine::deliver_token(Request & r, int32_t tok, const TokenLogprob * lp) {
+    if (tok < 0) {
+        // Grammar dead end: no token can continue the text (docs/structured-output.md).
+        counters_.grammar.dead_ends.fetch_add(1, std::memory_order_relaxed);
+        output_->stop(r);
+        return;
+    }
+    output_->token(r, tok, lp); // may end it
+    if (r.grammar && !r.done) grammar_accept(r, tok);
 }
 
 void Engine::grammar_accept(Request & r, int32_t tok) {
@@ -366,6 +412,67 @@ void Engine::grammar_accept(Request & r, int32_t tok) {
         output_->stop(r);
     }
     counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(t0, Clock::now()) * 1e9), std::memory_order_relaxed);
+}
+
+void Engine::fork_choices(Instance & inst, Request & parent, const float * logits) {
+    std::vector<std::shared_ptr<Request>> forks;
+    forks.swap(parent.forks);
+    const SeqState & ps = parent.seq;
+    // The first sample of choice 0 comes right after its prompt is computed (a preempted choice 0 recomputes only
+    // once it has generated, by which time it has forked): the cache holds exactly the prompt.
+    if (ps.n_computed != ps.n_prompt || (int32_t) ps.tokens.size() != ps.n_prompt)
+        fail(ErrorCode::INTERNAL, "fork_choices: choice 0 is not at the end of its prompt");
+    BlockPool & pool = *inst.pool;
+    const int32_t bs = pool.block_size();
+    const int32_t n_full = ps.n_prompt / bs; // never written again: shared by reference
+    const bool partial = ps.n_prompt % bs != 0;
+    const int32_t V = hparams_.n_vocab;
+    std::vector<float> row;
+    for (auto & cp : forks) {
+        Request & c = *cp;
+        if (c.done) continue; // cancelled or timed out while held
+        c.held = false;
+        c.inst = &inst;
+        SeqState & cs = c.seq;
+        auto now = Clock::now();
+        c.first_scheduled = now;
+        counters_.queue_time.observe(s_between(cs.arrival, now));
+        int32_t copy = -1;
+        if (partial) copy = pool.allocate();
+        if (partial && copy < 0) {
+            // No block for the copy: this choice is recomputed from its prompt (plus the token sampled below) like a
+            // preempted sequence; the prefix cache may still give it the full blocks.
+            c.cached_prompt_tokens = 0;
+            inst.sched->add_front(&cs);
+        } else {
+            for (int32_t b = 0; b < n_full; ++b) {
+                pool.retain(ps.blocks[b]);
+                cs.blocks.push_back(ps.blocks[b]);
+            }
+            if (partial) {
+                inst.model->copy_kv_block(ps.blocks[n_full], copy); // copy-on-write: this choice writes past it
+                cs.blocks.push_back(copy);
+            }
+            cs.n_computed = ps.n_computed;
+            cs.n_hashed = ps.n_hashed;
+            cs.last_hash = ps.last_hash;
+            cs.use_prefix_cache = ps.use_prefix_cache;
+            cs.admitted_once = true;
+            c.cached_prompt_tokens = ps.n_prompt;
+            counters_.cached_prompt_tokens.fetch_add(ps.n_prompt, std::memory_order_relaxed);
+            inst.sched->add_running(&cs);
+        }
+        // Its first token comes from the same logits as choice 0's, with its own sampler.
+        row.assign(logits, logits + V);
+        TokenLogprob lp;
+        const bool want_lp = c.params.sampling.n_logprobs >= 0;
+        const int32_t tok = sample_token(c, row.data(), want_lp ? &lp : nullptr);
+        now = Clock::now();
+        c.prefill_done = now;
+        c.last_token = now;
+        counters_.ttft.observe(s_between(cs.arrival, now));
+        deliver_token(c, tok, want_lp ? &lp : nullptr); // may end it (its blocks go back through the scheduler)
+    }
 }
 
 void Engine::fail_running(Instance * inst, ErrorCode code, const std::string & msg) {
@@ -401,7 +508,7 @@ void Engine::thread_main() {
                 std::shared_ptr<Request> r = incoming_.front();
                 incoming_.pop_front();
                 r->inst = target;
-                target->sched->add(&r->seq);
+                if (!r->held) target->sched->add(&r->seq);
                 live_.push_back(r);
             }
             cancels.swap(cancel_ids_);

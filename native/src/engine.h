@@ -127,8 +127,16 @@ public:
     // Queue a generation. Validation errors throw at once (INVALID_ARGUMENT, CONTEXT_OVERFLOW, QUEUE_FULL,
     // ENGINE_CLOSED); everything after is reported through `sink`, which always receives exactly one final event.
     uint64_t submit(GenerateParams params, EventSink sink);
+    // n = sinks.size() choices of one prompt (1..MAX_CHOICES): the prompt is prefilled once, by choice 0; when its
+    // logits are ready every choice samples its first token from them, choices 1..n-1 taking the prompt's full KV
+    // blocks by reference and a copy of the partial last one. Choice i samples with seed params.sampling.seed + i.
+    // Each choice is its own request (own id, events, cancel, deadline, preemption). Returns the ids in order.
+    std::vector<uint64_t> submit_n(GenerateParams params, std::vector<EventSink> sinks);
+    static constexpr int MAX_CHOICES = 16;
     // Queue a forward pass over `tokens` from position 0; `done` gets the logits ([n or 1][n_vocab]) or an error.
-    uint64_t submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done);
+    // hidden_states: `done` gets the final hidden state of every token instead ([n][dim], after output_norm, before the
+    // output head: what embeddings pool).
+    uint64_t submit_evaluate(std::vector<int32_t> tokens, bool all_logits, EvalDone done, bool hidden_states = false);
     bool cancel(uint64_t id);
     // Lets a request paused by pause_after_tokens go on to its end (the pause is disarmed, so a resume that comes
     // before the pause point means no pause). False if it already ended.
@@ -176,11 +184,19 @@ private:
 
     std::unique_ptr<Instance> build_instance(const ModelLayout & layout, int n_ctx) const;
     uint64_t enqueue(std::shared_ptr<Request> r);
+    void enqueue_group(const std::vector<std::shared_ptr<Request>> & group); // one admission decision for all
+    // Choice 0's prompt logits are ready: start its held choices from its KV blocks (see submit_n).
+    void fork_choices(Instance & inst, Request & parent, const float * logits);
     void thread_main();
     bool run_step(Instance & inst, const SchedulerConfig & cfg);
     void fail_running(Instance * inst, ErrorCode code, const std::string & msg);
     void grammar_accept(Request & r, int32_t tok); // advance its grammar; ends it when complete or dead
-    void retire(uint64_t id);                      // its id no longer cancellable
+    // The request's next token from its logits row (grammar-masked when it has a grammar; -1 at a grammar dead end),
+    // timed as sampling or mask time.
+    int32_t sample_token(Request & r, float * logits, TokenLogprob * lp);
+    // Hands a sampled token to the request's output (or stops it at a dead end) and advances its grammar.
+    void deliver_token(Request & r, int32_t tok, const TokenLogprob * lp);
+    void retire(uint64_t id); // its id no longer cancellable
 };
 
 } // namespace tl

@@ -26,6 +26,15 @@ void RequestOutput::end(EngineRequest & r) {
     r.done = true;
     retire_(r.seq.id);
     if (r.inst) r.inst->sched->remove(&r.seq);
+    // Choices still waiting to fork from this one's prompt lose their source: they queue on their own (the prefix
+    // cache may still serve them the prompt's full blocks).
+    for (auto & c : r.forks) {
+        if (c->done || !c->held) continue;
+        c->held = false;
+        c->inst = r.inst;
+        if (c->inst) c->inst->sched->add(&c->seq);
+    }
+    r.forks.clear();
 }
 
 void RequestOutput::token(EngineRequest & r, int32_t tok, const TokenLogprob * lp) {

@@ -39,6 +39,7 @@ struct EngineRequest {
     SeqState seq;
     EngineInstance * inst = nullptr; // the instance whose scheduler holds `seq`
     bool is_evaluate = false;
+    bool is_embed = false; // an evaluation whose eval_logits holds hidden states ([n_prompt][dim], sized at submit)
     GenerateParams params;
     EventSink sink;
     EvalDone eval_done;
@@ -53,6 +54,11 @@ struct EngineRequest {
     Clock::time_point deadline = Clock::time_point::max();
     Clock::time_point first_scheduled = Clock::time_point::max(), prefill_done = Clock::time_point::max(), last_token;
     bool done = false; // ended (set only by RequestOutput)
+    // n > 1 (Engine::submit_n): choices 1..n-1 ride on choice 0 until its prompt is computed, then fork from its KV
+    // blocks (engine.cpp, fork_choices). A held choice is in live_ (cancel, deadline, close reach it) but in no
+    // scheduler. If choice 0 ends before its prefill completes, the held ones are queued as ordinary requests.
+    std::vector<std::shared_ptr<EngineRequest>> forks;
+    bool held = false;
 
     bool started() const { return first_scheduled != Clock::time_point::max(); }
     static EngineRequest & of(const SeqState * s) { return *static_cast<EngineRequest *>(s->owner); }

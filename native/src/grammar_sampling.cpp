@@ -17,8 +17,9 @@ int32_t sample_with_grammar(GrammarConstraint & gc, Sampler & sampler, float * l
     float * masked = logits;
     if (!lp) {
         gc.scratch.assign(logits, logits + n_vocab); // the sampler may rewrite its input
-        const int32_t tok = sampler.sample(logits, n_vocab, nullptr);
+        const int32_t tok = sampler.sample(logits, n_vocab, nullptr, /*record_choice=*/false);
         if (rt.allowed(state, tok)) {
+            sampler.record(tok); // the trial draw stands: count it for the penalties
             counters.fast_accepts.fetch_add(1, std::memory_order_relaxed);
             return tok;
         }

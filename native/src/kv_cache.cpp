@@ -115,6 +115,29 @@ void KvStorage::write(int32_t layer, int32_t block, int32_t slot, const float * 
     }
 }
 
+void KvStorage::copy_block(int32_t src, int32_t dst) {
+    if (src == dst) return;
+    const size_t elem = kv_dtype_bytes(dtype_);
+    // One block of one layer is contiguous in each buffer (layout in kv_cache.h's header comment).
+    for (const Layer & L : layers_) {
+        const size_t rows = (size_t) block_size_;
+        const size_t s0 = slot_index(src, 0), d0 = slot_index(dst, 0);
+        std::memcpy(k_.data() + (L.k_off + d0 * L.k_row) * elem, k_.data() + (L.k_off + s0 * L.k_row) * elem,
+                    rows * L.k_row * elem);
+        if (L.v_row)
+            std::memcpy(v_.data() + (L.v_off + d0 * L.v_row) * elem, v_.data() + (L.v_off + s0 * L.v_row) * elem,
+                        rows * L.v_row * elem);
+        if (dtype_ == KvDtype::I8) {
+            const size_t h = (size_t) L.shape.heads, fs = sizeof(float);
+            std::memcpy(k_scale_.data() + (L.s_off + d0 * h) * fs, k_scale_.data() + (L.s_off + s0 * h) * fs,
+                        rows * h * fs);
+            if (L.v_row)
+                std::memcpy(v_scale_.data() + (L.s_off + d0 * h) * fs, v_scale_.data() + (L.s_off + s0 * h) * fs,
+                            rows * h * fs);
+        }
+    }
+}
+
 void KvStorage::fill_task(AttnTask & t, int32_t layer, const int32_t * block_table, int32_t kv_head) const {
     const Layer & L = layers_[layer];
     const size_t elem = kv_dtype_bytes(dtype_);

@@ -47,6 +47,10 @@ public:
     // v_in_k) of the token at `slot` of `block`.
     void write(int32_t layer, int32_t block, int32_t slot, const float * k, const float * v);
 
+    // Copy every layer's rows (and int8 scales) of block `src` into block `dst`: the copy-on-write of a shared
+    // partial block when a sequence forks (n > 1 choices of one prompt).
+    void copy_block(int32_t src, int32_t dst);
+
     // The KV fields of an attention task (kernels.h: dtype, widths, row addresses, scales, block table) for KV head
     // `kv_head` of layer `layer` of the sequence whose blocks are `block_table`; the caller sets the query side.
     void fill_task(AttnTask & t, int32_t layer, const int32_t * block_table, int32_t kv_head) const;

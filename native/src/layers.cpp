@@ -401,6 +401,10 @@ void output_head(RankState & rs, const ForwardBatch & b, const std::vector<float
     int rows = 0, t = 0;
     for (const BatchEntry & e : b.entries) {
         for (int i = 0; i < e.n_tokens; ++i, ++t) {
+            // x is whole on every rank here (the last residual was all-reduced): rank 0 writes the hidden states.
+            if (e.hidden && rs.rank == 0)
+                rmsnorm_row(e.hidden + (size_t) i * dim, rs.x.data() + (size_t) t * dim, norm.data(), dim,
+                            rs.hp.rms_eps);
             if (e.want_logits && (e.all_logits || i == e.n_tokens - 1)) {
                 rmsnorm_row(rs.xn.data() + (size_t) rows * dim, rs.x.data() + (size_t) t * dim, norm.data(), dim,
                             rs.hp.rms_eps);

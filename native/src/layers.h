@@ -110,7 +110,9 @@ void add_residual(RankState & rs, const ForwardBatch & b);
 // first, since the norm needs the whole sum.
 void add_residual_post_norm(RankState & rs, const ForwardBatch & b, const std::vector<float> & norm);
 // Final norm of the rows whose logits are wanted, then this rank's vocabulary columns of the output head
-// (logits[row][vocab_begin ..]), soft-capped by hp.final_softcap when set.
+// (logits[row][vocab_begin ..]), soft-capped by hp.final_softcap when set. An entry with `hidden` gets its tokens'
+// normed rows written there instead (rank 0; the one place every architecture's forward ends, so embeddings need no
+// per-architecture code).
 void output_head(RankState & rs, const ForwardBatch & b, const std::vector<float> & norm, float * logits);
 
 } // namespace layers

@@ -147,6 +147,10 @@ size_t Model::weight_bytes_total() const {
     return total;
 }
 
+void Model::copy_kv_block(int32_t src, int32_t dst) {
+    for (auto & r : ranks_) r->kv.copy_block(src, dst);
+}
+
 size_t Model::kv_bytes() const {
     size_t b = 0;
     for (const auto & r : ranks_) b += r->kv.bytes();

@@ -251,6 +251,9 @@ struct BatchEntry {
     int32_t n_tokens = 0;
     bool want_logits = true; // false: a prefill chunk that is not the prompt's last
     bool all_logits = false; // logits for every token (perplexity, verification) or only the last
+    // Embeddings: when set, the final hidden state of every token (after output_norm, before the output head) is
+    // written here, [n_tokens][dim], and the entry wants no logits.
+    float * hidden = nullptr;
 };
 
 // Seconds spent per operation (summed over ranks) and per rank. Written only by the forward pass; read racily by stats
@@ -308,6 +311,10 @@ public:
     static int64_t logits_rows(const std::vector<BatchEntry> & batch);
     // Runs the batch. logits: float[logits_rows(batch)][n_vocab], rows in batch order.
     void forward(const std::vector<BatchEntry> & batch, float * logits);
+
+    // Copy KV block `src` into `dst` on every rank (copy-on-write of a forked sequence's partial block). Call between
+    // forward passes only.
+    void copy_kv_block(int32_t src, int32_t dst);
 
     ModelTimes times() const;
     // Active / total parameters and bytes per token (a dense model: everything is active).

@@ -221,7 +221,9 @@ const char * const kCommonKeys[] = {
     "rope.dimension_count", "rope.freq_base", "rope.scaling.type", "rope.scaling.factor", "rope.scale_linear",
     "rope.scaling.attn_factor", "rope.scaling.original_context_length",
     // Documentary: llama.cpp reads them into hparams that no computation uses.
-    "rope.scaling.finetuned", "vocab_size"};
+    "rope.scaling.finetuned", "vocab_size",
+    // How embeddings are pooled (llama.cpp's enum): read by the embeddings route, not by the forward pass.
+    "pooling_type"};
 
 } // namespace
 

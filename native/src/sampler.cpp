@@ -280,22 +280,98 @@ void logprobs(const float * logits, int32_t n, float max_logit, int32_t chosen, 
     }
 }
 
+void apply_logit_bias(float * logits, int32_t n, const std::vector<std::pair<int32_t, float>> & bias) {
+    for (const auto & [id, b] : bias)
+        if (id >= 0 && id < n) logits[id] += b;
+}
+
+void apply_penalties(float * logits, int32_t n, const std::unordered_set<int32_t> & seen, float repetition,
+                     const std::unordered_map<int32_t, int32_t> & counts, float frequency, float presence) {
+    // Repetition first, then frequency / presence: vLLM's and llama.cpp's order.
+    if (repetition != 1.0f) {
+        for (int32_t id : seen) {
+            if (id < 0 || id >= n) continue;
+            float & l = logits[id];
+            l = l > 0.0f ? l / repetition : l * repetition;
+        }
+    }
+    if (frequency != 0.0f || presence != 0.0f) {
+        for (const auto & [id, c] : counts) {
+            if (id < 0 || id >= n || c <= 0) continue;
+            logits[id] -= (float) c * frequency + presence;
+        }
+    }
+}
+
+int32_t apply_min_p(float * logits, int32_t n, float max_logit, float inv_t, float min_p) {
+    // p_i / p_max = exp((l_i - max) * inv_t) >= min_p  <=>  l_i >= max + ln(min_p) / inv_t: a logit threshold, so no
+    // softmax is needed. The top logit always passes (ln(min_p) <= 0).
+    if (!(min_p > 0.0f) || !std::isfinite(max_logit)) return n;
+    const float NEG_INF = -std::numeric_limits<float>::infinity();
+    const float threshold = max_logit + std::log(min_p) / inv_t;
+    int32_t kept = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const bool keep = logits[i] >= threshold;
+        logits[i] = keep ? logits[i] : NEG_INF;
+        kept += keep;
+    }
+    return kept;
+}
+
 } // namespace sampling
 
 // ---------------------------------------------------------------------------------------------------------------
 // The composition
 
-Sampler::Sampler(const SamplingParams & params) : params_(params), rng_(params.seed) {}
+Sampler::Sampler(const SamplingParams & params, const std::vector<int32_t> & prompt)
+    : params_(params), rng_(params.seed) {
+    if (params_.repetition_penalty != 1.0f) seen_.insert(prompt.begin(), prompt.end());
+}
 
-int32_t Sampler::sample(float * logits, int32_t n_vocab, TokenLogprob * lp) {
+std::unique_ptr<Sampler> Sampler::fork(uint64_t seed) const {
+    auto s = std::make_unique<Sampler>(*this);
+    s->params_.seed = seed;
+    s->rng_.seed(seed);
+    return s;
+}
+
+void Sampler::record(int32_t token) {
+    if (params_.repetition_penalty != 1.0f) seen_.insert(token);
+    if (params_.frequency_penalty != 0.0f || params_.presence_penalty != 0.0f) ++counts_[token];
+}
+
+int32_t Sampler::sample(float * logits, int32_t n_vocab, TokenLogprob * lp, bool record_choice) {
     if (logits == nullptr || n_vocab <= 0) fail(ErrorCode::INVALID_ARGUMENT, "sample: empty logits");
-    const sampling::Argmax am = sampling::sanitize_and_argmax(logits, n_vocab);
+    sampling::Argmax am = sampling::sanitize_and_argmax(logits, n_vocab);
+    const bool want_lp = lp != nullptr && params_.n_logprobs >= 0;
+    const float raw_max = am.max_logit;
+    const bool modifies = params_.modifies_logits();
+    const float * lp_logits = logits;
+    if (modifies) {
+        // Logprobs report the raw distribution (docs/api.md): keep a copy only when both are asked for, so the plain
+        // paths pay nothing.
+        if (want_lp) {
+            raw_.assign(logits, logits + n_vocab);
+            lp_logits = raw_.data();
+        }
+        const bool sparse = !params_.logit_bias.empty() || params_.has_penalties();
+        if (!params_.logit_bias.empty()) sampling::apply_logit_bias(logits, n_vocab, params_.logit_bias);
+        if (params_.has_penalties())
+            sampling::apply_penalties(logits, n_vocab, seen_, params_.repetition_penalty, counts_,
+                                      params_.frequency_penalty, params_.presence_penalty);
+        // A bias of +-inf-like size or a penalty can move the maximum anywhere: find it again (NaN cannot arise from
+        // finite inputs, but a sanitizing pass costs the same as a plain one).
+        if (sparse) am = sampling::sanitize_and_argmax(logits, n_vocab);
+    }
     // Greedy when asked, and when there is nothing to sample from: every logit -inf (no finite distribution) or a
     // +inf logit (all mass on it). Only the tempered path draws a random number.
     const bool greedy = !(params_.temperature > 0.0f && std::isfinite(am.max_logit));
+    // min_p cannot change the argmax: it only matters to the tempered draw.
+    if (!greedy && params_.min_p > 0.0f)
+        sampling::apply_min_p(logits, n_vocab, am.max_logit, 1.0f / params_.temperature, params_.min_p);
     const int32_t chosen = greedy ? am.best : sample_tempered(logits, n_vocab, am);
-    if (lp != nullptr && params_.n_logprobs >= 0)
-        sampling::logprobs(logits, n_vocab, am.max_logit, chosen, params_.n_logprobs, weights_, lp);
+    if (want_lp) sampling::logprobs(lp_logits, n_vocab, raw_max, chosen, params_.n_logprobs, weights_, lp);
+    if (record_choice) record(chosen);
     return chosen;
 }
 

@@ -1,8 +1,12 @@
 // Token sampling and stop-sequence matching.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 namespace tl {
@@ -13,6 +17,18 @@ struct SamplingParams {
     float top_p = 1.0f;       // 1 = off
     uint64_t seed = 0;
     int n_logprobs = -1; // -1: no logprobs; 0: logprob of the chosen token only; k>0: also the top-k alternatives
+    // Logit processing, applied in this order before any truncation or temperature (docs/api.md, "Sampling"):
+    std::vector<std::pair<int32_t, float>> logit_bias; // added to the raw logit of each id (OpenAI: -100..100)
+    float repetition_penalty = 1.0f; // CTRL / vLLM / llama.cpp: over prompt + generated ids, l > 0 ? l / p : l * p
+    float frequency_penalty = 0.0f;  // OpenAI: l -= count * frequency_penalty, count over generated tokens
+    float presence_penalty = 0.0f;   // OpenAI: l -= presence_penalty once a token has been generated
+    float min_p = 0.0f;              // keep tokens whose tempered probability is >= min_p x the top one; 0 = off
+
+    bool has_penalties() const {
+        return repetition_penalty != 1.0f || frequency_penalty != 0.0f || presence_penalty != 0.0f;
+    }
+    // Anything that changes logits before the draw (so logprobs must be taken from a copy of the raw ones).
+    bool modifies_logits() const { return !logit_bias.empty() || has_penalties() || min_p > 0.0f; }
 };
 
 struct TokenLogprob {
@@ -59,18 +75,40 @@ int32_t draw(const std::vector<std::pair<float, int32_t>> & candidates, size_t n
 // Fills *lp: the chosen token's log-softmax of the raw logits (temperature 1) and the n_top best alternatives.
 void logprobs(const float * logits, int32_t n, float max_logit, int32_t chosen, int n_top, std::vector<float> & scratch,
               TokenLogprob * lp);
+// logits[id] += bias for each (id, bias) with id < n.
+void apply_logit_bias(float * logits, int32_t n, const std::vector<std::pair<int32_t, float>> & bias);
+// Repetition penalty over the ids in `seen` (positive logits divided by `penalty`, others multiplied), then
+// logits[t] -= counts[t] * frequency + presence for each generated id t. Touches only the ids in the two maps.
+void apply_penalties(float * logits, int32_t n, const std::unordered_set<int32_t> & seen, float repetition,
+                     const std::unordered_map<int32_t, int32_t> & counts, float frequency, float presence);
+// min_p at temperature 1 / inv_t: every logit below max + ln(min_p) / inv_t becomes -inf (the top one always stays).
+// Returns how many remain.
+int32_t apply_min_p(float * logits, int32_t n, float max_logit, float inv_t, float min_p);
 
 } // namespace sampling
 
 class Sampler {
 public:
-    explicit Sampler(const SamplingParams & params);
-    // logits: float[n_vocab]; may be modified in place (scratch). Fills *lp when params.n_logprobs >= 0 and lp != null.
-    int32_t sample(float * logits, int32_t n_vocab, TokenLogprob * lp);
+    // `prompt`: the request's prompt ids, which the repetition penalty counts as seen (ignored when it is off).
+    explicit Sampler(const SamplingParams & params, const std::vector<int32_t> & prompt = {});
+    // logits: float[n_vocab]; may be modified in place (scratch). Fills *lp when params.n_logprobs >= 0 and lp != null:
+    // logprobs are always those of the raw logits (before bias, penalties, min_p, temperature). The chosen id is
+    // recorded as generated: every sampled token is one of the sequence's (an end-of-generation one ends it).
+    // `record_choice` false leaves the choice unrecorded: the grammar stage's trial draw, which records the token it
+    // finally takes with record().
+    int32_t sample(float * logits, int32_t n_vocab, TokenLogprob * lp, bool record_choice = true);
+    // Counts `token` as generated (for the frequency / presence / repetition penalties).
+    void record(int32_t token);
+    // A copy of this sampler's state (penalty counts, parameters) with its own random stream: choice i > 0 of n.
+    std::unique_ptr<Sampler> fork(uint64_t seed) const;
+    const SamplingParams & params() const { return params_; }
 
 private:
     SamplingParams params_;
     std::mt19937_64 rng_;
+    std::unordered_set<int32_t> seen_;            // prompt + generated ids (repetition penalty only)
+    std::unordered_map<int32_t, int32_t> counts_; // generated id -> count (frequency / presence penalties only)
+    std::vector<float> raw_;                      // scratch: the raw logits, when logprobs and processing both apply
     std::vector<std::pair<float, int32_t>> candidates_; // scratch
     std::vector<float> weights_;                        // scratch: exp((logit - max) / T) per token
     sampling::NucleusScratch nucleus_scratch_;

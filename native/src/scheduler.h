@@ -80,6 +80,10 @@ public:
     Scheduler(BlockPool & pool, int32_t n_ctx) : pool_(pool), n_ctx_(n_ctx) {}
 
     void add(SeqState * s) { waiting_.push_back(s); }
+    // A forked choice (engine.cpp): already holds the blocks of its computed tokens, so it joins the running ones as
+    // the newest; or, when no block was left for its copy, it waits at the front to be recomputed like a preempted one.
+    void add_running(SeqState * s) { running_.push_back(s); }
+    void add_front(SeqState * s) { waiting_.push_front(s); }
     size_t n_waiting() const { return waiting_.size(); }
     size_t n_running() const { return running_.size(); }
     const std::deque<SeqState *> & waiting() const { return waiting_; }

@@ -23,6 +23,8 @@ export interface ServerConfig {
   maxPromptTokens: number | undefined;
   /** Largest max_tokens accepted; undefined = only the context window bounds it. */
   maxTokensLimit: number | undefined;
+  /** Tokens per streamed event after the first; 1 = every delivered batch at once. */
+  streamInterval: number;
 }
 
 /** Engine settings. Keys left undefined are chosen by the engine (see EngineOptions). */
@@ -265,6 +267,16 @@ export const CONFIG_SCHEMA: ConfigSchema = {
       optional: true,
       defaultDoc: 'no limit but the context window',
       doc: 'Largest max_tokens (max_completion_tokens) a request may ask for; more is 400 naming the field. Requests without ' + 'one are capped to it.',
+    },
+    streamInterval: {
+      kind: 'integer',
+      min: 1,
+      max: 4096,
+      doc:
+        "Tokens per server-sent event of a stream after its first (as vLLM's and SGLang's --stream-interval): tokens are " +
+        'held until that many have gathered, so clients get fewer, larger events and each token waits up to that many ' +
+        'decode steps. The first event never waits. 1 sends every batch of tokens as soon as it is delivered (tokens that ' +
+        'arrive together always share one event).',
     },
   },
   model: {
@@ -589,6 +601,7 @@ export const DEFAULT_CONFIG: Readonly<TuneloopConfig> = deepFreeze({
     maxConcurrentStreamsPerKey: 64,
     maxPromptTokens: undefined,
     maxTokensLimit: undefined,
+    streamInterval: 1,
   },
   model: {
     path: defaultModelPath(),

@@ -1,8 +1,8 @@
 // The HTTP app (express 5): the order of the middleware and the mounts, nothing else.
 //
 //   request id + request log (middleware.ts) → security headers, CORS (security.ts) → /healthz /readyz /metrics
-//   → per-key rate limit on /v1 and /api → /v1: draining refusal, API-key auth (auth.ts), JSON body, the OpenAI routes
-//   (openai/router.ts) → /api: alerts webhook (alerts-api.ts), tuner (tuner-api.ts), reports (reports-api.ts)
+//   → per-key rate limit on /v1, /api, /tokenize, /detokenize → /v1: draining refusal, API-key auth (auth.ts), JSON
+//   body, the OpenAI routes (openai/router.ts) → /tokenize, /detokenize (tokenize-api.ts, the same guards) → /api: alerts webhook (alerts-api.ts), tuner (tuner-api.ts), reports (reports-api.ts)
 //   → 404 → error handler (every error in OpenAI's shape, errors.ts)
 //
 // Generation requests end in one FinishedRequest each, fanned out once (hooks.ts) to the request metrics and the
@@ -23,6 +23,7 @@ import { openaiRouter } from './openai/router.js';
 import { ServerState, type AppState } from './server-state.js';
 import { reportsRouter, type ReportsRouterOptions } from './reports-api.js';
 import { ConcurrencyLimiter, RateLimiter, apiKeyDigest, clientKeyOf, cors, credentialDigest, rateLimit, securityHeaders } from './security.js';
+import { tokenizeRouter } from './tokenize-api.js';
 import { tunerRouter } from './tuner-api.js';
 
 export type { FinishedRequest, GenerationEvent, GenerationHook, MetricsHook, RequestRecord } from './hooks.js';
@@ -59,6 +60,8 @@ export interface ServerOptions {
   maxPromptTokens?: number | undefined;
   /** Largest max_tokens accepted (and the cap of the default); absent: the context window decides. */
   maxTokensLimit?: number | undefined;
+  /** Tokens per streamed event after the first (server.streamInterval); absent: 1. */
+  streamInterval?: number | undefined;
 }
 
 export const DEFAULT_SERVER_OPTIONS: Omit<ServerOptions, 'modelName'> = {
@@ -117,7 +120,7 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
   ];
   const perMinute = options.rateLimitPerMinute ?? 0;
   const limiter = perMinute > 0 ? new RateLimiter(perMinute, options.rateLimitBurst ?? perMinute) : undefined;
-  app.use(['/v1', '/api'], rateLimit(clientKeyOf(known), limiter));
+  app.use(['/v1', '/api', '/tokenize', '/detokenize'], rateLimit(clientKeyOf(known), limiter));
 
   app.use(
     '/v1',
@@ -129,10 +132,20 @@ export function createApp(deps: AppDeps): { app: express.Express; state: AppStat
       options,
       server: state,
       observeError,
+      observeEmbeddings: metrics?.observeEmbeddings?.bind(metrics),
       template: deps.chatTemplate ?? DEFAULT_CHAT_TEMPLATE,
       streams: new ConcurrencyLimiter(options.maxConcurrentStreamsPerKey ?? 0),
       onFinished: fanOutFinished({ metrics, onGeneration: deps.onGeneration }),
     }),
+  );
+
+  // POST /tokenize and /detokenize at the root (llama.cpp's and vLLM's paths), guarded as /v1 is.
+  app.use(
+    tokenizeRouter({ engine, modelName: options.modelName, template: deps.chatTemplate ?? DEFAULT_CHAT_TEMPLATE, observeError }, [
+      refuseWhileDraining(state),
+      createV1Auth(options.apiKeys),
+      express.json({ limit: options.bodyLimit }),
+    ]),
   );
 
   if (deps.alerts) {

@@ -71,6 +71,8 @@ export interface MetricsHook {
   observeRequest?(endpoint: string, status: number): void;
   /** Every error answer, by its stable wire code (invalid_request, queue_full, …). */
   observeError?(reason: string): void;
+  /** One answered POST /v1/embeddings: its inputs and their tokens. */
+  observeEmbeddings?(inputs: number, tokens: number): void;
   /** Generation requests, with tokens and finish reason, once they have finished (fanOutFinished). */
   onRequest?(record: RequestRecord): void;
   /** Structured-output requests that reached the engine, and whether the answer is what was asked (parse failures). */

@@ -26,8 +26,8 @@ export const DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'";
  * Security headers on every response, set before routing. A route that serves something a browser renders replaces
  * the policy with its own `res.setHeader('Content-Security-Policy', …)` before it answers: the later header wins.
  * GET /api/reports/:week?format=html does so (reports-api.ts: inline <style> and data: images, nothing else).
- * Cache-Control no-store on /api and /v1: their answers carry prompts, completions and the tuner's state, and must not
- * stay in a browser or proxy cache (SSE responses set their own no-cache).
+ * Cache-Control no-store on /api, /v1, /tokenize and /detokenize: their answers carry prompts, completions and the
+ * tuner's state, and must not stay in a browser or proxy cache (SSE responses set their own no-cache).
  */
 export function securityHeaders(): RequestHandler {
   return (req: Request, res: Response, next: NextFunction): void => {
@@ -35,7 +35,7 @@ export function securityHeaders(): RequestHandler {
     res.setHeader('X-Frame-Options', 'DENY');
     res.setHeader('Content-Security-Policy', DEFAULT_CSP);
     res.setHeader('Referrer-Policy', 'no-referrer');
-    if (/^\/(api|v1)(\/|$)/.test(req.path)) res.setHeader('Cache-Control', 'no-store');
+    if (/^\/(api|v1|tokenize|detokenize)(\/|$)/.test(req.path)) res.setHeader('Cache-Control', 'no-store');
     next();
   };
 }

@@ -3,8 +3,9 @@ import { availableParallelism } from 'node:os';
 import { EngineError } from './errors.js';
 import { Generation } from './generation.js';
 import { native, type NativeEngineHandle } from './native.js';
+import { l2Normalize, modelPooling, poolHidden, type Pooling } from './pooling.js';
 import { normalizeTokenizeArgs } from './tokenize-args.js';
-import { validateEngineOptions, validateGenerateRequest, validateLayout, validateScheduler, validateTokens } from './validate.js';
+import { MAX_CHOICES, flattenLogitBias, validateEngineOptions, validateGenerateRequest, validateLayout, validateScheduler, validateTokens } from './validate.js';
 import type { EngineOptions, EngineStats, GenerateRequest, ModelInfo, ModelInspection, ModelLayoutSettings, SchedulerSettings, TokenizeOptions } from './types.js';
 
 export class Engine {
@@ -74,28 +75,50 @@ export class Engine {
 
   /** Start a generation. Invalid requests throw EngineError at once; later failures reject `result`. */
   generate(request: GenerateRequest): Generation {
+    return this.start(request, 1)[0]!;
+  }
+
+  /** `n` choices of one request (1..16, MAX_CHOICES). The prompt is prefilled once; every choice then starts from its
+   *  KV blocks (full blocks shared by reference, the partial last one copied) and samples with its own sampler:
+   *  choice i uses seed `request.seed + i` (a random base seed when none is given), so a seeded call is reproducible.
+   *  Each Generation is its own request: cancelling, a deadline or preemption of one leaves the others running. */
+  generateN(request: GenerateRequest, n: number): Generation[] {
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_CHOICES) {
+      throw new EngineError('INVALID_ARGUMENT', `Expected an integer between 1 and ${MAX_CHOICES} for n but received ${String(n)}`);
+    }
+    return this.start(request, n);
+  }
+
+  private start(request: GenerateRequest, n: number): Generation[] {
     this.checkOpen();
     validateGenerateRequest(request, this.info.nVocab);
-    let gen: Generation | undefined;
-    const pending: Parameters<Generation['onEvents']>[0][] = [];
-    const { id, promptTokens } = this.handle.generate(
+    const gens: Generation[] = [];
+    const pending: [Parameters<Generation['onEvents']>[0], number][] = [];
+    const { ids, id, promptTokens } = this.handle.generate(
       {
         ...request,
         tokens: request.tokens ? Int32Array.from(request.tokens) : undefined,
         maxTokens: request.maxTokens ?? 16,
         temperature: request.temperature ?? 1,
+        // Choice i samples with seed + i: keep the base low enough that every choice's seed stays exact.
         seed: request.seed ?? Math.floor(Math.random() * 2 ** 32),
         logprobs: request.logprobs ?? -1,
+        logitBias: undefined,
+        ...flattenLogitBias(request.logitBias),
+        n,
       },
-      (events) => {
-        // Events are delivered on a later turn of the event loop, so `gen` exists by then; buffer just in case.
-        if (gen) gen.onEvents(events);
-        else pending.push(events);
+      (events, choice) => {
+        // Events are delivered on a later turn of the event loop, so the Generations exist by then; buffer just in case.
+        const g = gens[choice ?? 0];
+        if (g) g.onEvents(events);
+        else pending.push([events, choice ?? 0]);
       },
     );
-    gen = new Generation(id, promptTokens, (gid) => this.handle.cancel(gid), request.logprobs !== undefined);
-    for (const evs of pending) gen.onEvents(evs);
-    return gen;
+    (ids ?? [id]).forEach((gid, i) => {
+      gens[i] = new Generation(gid, promptTokens, (cid) => this.handle.cancel(cid), request.logprobs !== undefined);
+    });
+    for (const [evs, choice] of pending) gens[choice]!.onEvents(evs);
+    return gens;
   }
 
   /** Cancel a generation by id; false if it already ended. */
@@ -116,6 +139,22 @@ export class Engine {
     this.checkOpen();
     validateTokens('tokens', tokens, this.info.nVocab);
     return this.handle.evaluate(Int32Array.from(tokens), options.allLogits ?? false);
+  }
+
+  /** The final hidden state of every token (after the output norm, before the output head) of one forward pass over
+   *  `tokens` from position 0: [tokens.length][info.dim], row-major. What embed() pools. */
+  async hiddenStates(tokens: number[]): Promise<Float32Array> {
+    this.checkOpen();
+    validateTokens('tokens', tokens, this.info.nVocab);
+    return this.handle.evaluate(Int32Array.from(tokens), false, true);
+  }
+
+  /** One embedding of `tokens`: hiddenStates() pooled (default: the model's pooling, src/engine/pooling.ts) and
+   *  L2-normalised unless `normalize` is false. */
+  async embed(tokens: number[], options: { pooling?: Pooling; normalize?: boolean } = {}): Promise<Float32Array> {
+    const pooling = options.pooling ?? modelPooling(this.info.poolingType);
+    const pooled = poolHidden(await this.hiddenStates(tokens), this.info.dim, pooling);
+    return options.normalize === false ? pooled : l2Normalize(pooled);
   }
 
   /** Mean negative log-likelihood (nats/token) and perplexity of `tokens`. Inputs longer than the context are

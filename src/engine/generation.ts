@@ -107,6 +107,26 @@ export class Generation implements AsyncIterable<TokenChunk> {
     }
   }
 
+  /**
+   * The same chunks, but each step yields every chunk buffered by then, in order (at least one): a consumer that
+   * fell behind the engine (a busy event loop, a slow socket) catches up in one step instead of one per token. It
+   * never waits for more than is there, so the first chunk comes as soon as it is delivered. Use either this or
+   * the per-chunk iterator on one Generation, not both.
+   */
+  async *batches(): AsyncGenerator<TokenChunk[]> {
+    for (;;) {
+      if (this.chunks.length > 0) {
+        yield this.chunks.splice(0);
+        continue;
+      }
+      if (this.done) {
+        if (this.error) throw this.error;
+        return;
+      }
+      await new Promise<void>((res) => (this.waiter = res));
+    }
+  }
+
   /** Milliseconds since generate() was called. */
   get ageMs(): number {
     return performance.now() - this.startedAt;

@@ -5,3 +5,4 @@ export { EngineError, ENGINE_ERROR_CODES, isEngineError, type EngineErrorCode } 
 export { native } from './native.js';
 export * from './types.js';
 export * from './knobs.js';
+export { POOLINGS, l2Normalize, modelPooling, poolHidden, type Pooling } from './pooling.js';

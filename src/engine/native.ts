@@ -24,10 +24,11 @@ export interface NativeEngineHandle {
   info(): Record<string, unknown>;
   tokenize(text: string, addBos?: boolean, options?: TokenizeOptions): Int32Array;
   detokenize(ids: Int32Array | number[]): string;
-  generate(params: Record<string, unknown>, onEvents: (events: NativeEvent[]) => void): { id: number; promptTokens: number };
+  generate(params: Record<string, unknown>, onEvents: (events: NativeEvent[], choice: number) => void): { id: number; ids: number[]; promptTokens: number };
   cancel(id: number): boolean;
   resume(id: number): boolean;
-  evaluate(tokens: Int32Array, allLogits: boolean): Promise<Float32Array>;
+  /** Logits ([n or 1][nVocab]), or with hiddenStates the final hidden state of every token ([n][dim]). */
+  evaluate(tokens: Int32Array, allLogits: boolean, hiddenStates?: boolean): Promise<Float32Array>;
   close(): Promise<void>;
   reconfigure(settings: Record<string, unknown>): Record<string, unknown>;
   reload(settings: Record<string, unknown>): Promise<void>;

@@ -93,9 +93,24 @@ export interface GenerateRequest {
   topP?: number;
   /** RNG seed; default random. The same seed and settings give the same tokens. */
   seed?: number;
+  /** Added to the raw logit of each token id before sampling (OpenAI's logit_bias: -100..100; ids < nVocab).
+   *  Stages run in the order bias → repetition → frequency/presence → temperature → min_p → top-k → top-p
+   *  (docs/api.md, "Sampling"). */
+  logitBias?: Record<number, number>;
+  /** OpenAI's presence penalty (-2..2): subtracted from the logit of every token generated so far. Default 0. */
+  presencePenalty?: number;
+  /** OpenAI's frequency penalty (-2..2): subtracted count × penalty, count over the generated tokens. Default 0. */
+  frequencyPenalty?: number;
+  /** vLLM's / llama.cpp's repetition penalty (> 0, at most 10; 1 = off): over prompt and generated tokens, a
+   *  positive logit is divided by it and a negative one multiplied. */
+  repetitionPenalty?: number;
+  /** min-p (0..1; 0 = off): drop tokens whose tempered probability is below minP × the top token's. */
+  minP?: number;
   /** Stop sequences (at most 4 by OpenAI's rule; we allow 16); never included in the output. */
   stop?: string[];
-  /** Per-token logprobs: 0 = chosen token only, k = also the top-k alternatives (k ≤ 20). Off when absent. */
+  /** Per-token logprobs: 0 = chosen token only, k = also the top-k alternatives (k ≤ 20). Off when absent. They are
+   *  the log-softmax of the model's raw logits (before bias, penalties, temperature and truncation), as vLLM reports
+   *  them by default and as engine.evaluate / perplexity compute them. */
   logprobs?: number;
   /** Stop at the end-of-generation token (default true). */
   stopAtEos?: boolean;
@@ -166,6 +181,9 @@ export interface ModelInfo {
   name: string;
   nVocab: number;
   dim: number;
+  /** `<arch>.pooling_type` (llama.cpp's enum: 0 none, 1 mean, 2 cls, 3 last, 4 rank); -1 when the file has none,
+   *  as decoder LMs do. What embed() pools with by default (src/engine/pooling.ts). */
+  poolingType: number;
   nLayers: number;
   nHeads: number;
   nKvHeads: number;

@@ -117,6 +117,7 @@ export function validateGenerateRequest(r: GenerateRequest, nVocab: number): voi
   }
   if (r.seed !== undefined) checkInt('seed', r.seed, 0, Number.MAX_SAFE_INTEGER);
   if (r.logprobs !== undefined) checkInt('logprobs', r.logprobs, 0, MAX_LOGPROBS);
+  validateSamplingExtensions(r, nVocab);
   if (r.stopAtEos !== undefined && typeof r.stopAtEos !== 'boolean') throw invalid('stopAtEos', 'a boolean', r.stopAtEos);
   if (r.deadlineMs !== undefined) checkNumber('deadlineMs', r.deadlineMs, 0, 86_400_000);
   if (r.pauseAfterTokens !== undefined) checkInt('pauseAfterTokens', r.pauseAfterTokens, 0, 1 << 20);
@@ -149,6 +150,39 @@ function validateGrammarFields(r: GenerateRequest): void {
       }
     });
   }
+}
+
+/** Most logit_bias entries one request may carry (OpenAI allows 300; each costs one add per sampled token). */
+export const MAX_LOGIT_BIAS = 1024;
+/** Choices per engine.generateN call (they share the prompt's KV blocks; each holds a batch slot). */
+export const MAX_CHOICES = 16;
+
+function validateSamplingExtensions(r: GenerateRequest, nVocab: number): void {
+  if (r.presencePenalty !== undefined) checkNumber('presencePenalty', r.presencePenalty, -2, 2);
+  if (r.frequencyPenalty !== undefined) checkNumber('frequencyPenalty', r.frequencyPenalty, -2, 2);
+  if (r.repetitionPenalty !== undefined) {
+    checkNumber('repetitionPenalty', r.repetitionPenalty, 0, 10);
+    if (r.repetitionPenalty === 0) throw invalid('repetitionPenalty', 'a number in (0, 10]', r.repetitionPenalty);
+  }
+  if (r.minP !== undefined) checkNumber('minP', r.minP, 0, 1);
+  if (r.logitBias !== undefined) {
+    const b: unknown = r.logitBias;
+    if (typeof b !== 'object' || b === null || Array.isArray(b)) throw invalid('logitBias', 'an object of token id → bias', b);
+    const entries = Object.entries(b as Record<string, unknown>);
+    if (entries.length > MAX_LOGIT_BIAS) throw invalid('logitBias', `at most ${MAX_LOGIT_BIAS} entries`, entries.length);
+    for (const [k, v] of entries) {
+      if (!/^(0|[1-9][0-9]*)$/.test(k) || Number(k) >= nVocab) throw invalid(`logitBias key '${k.slice(0, 20)}'`, `a token id between 0 and ${nVocab - 1}`, k);
+      checkNumber(`logitBias[${k}]`, v, -100, 100);
+    }
+  }
+}
+
+/** logitBias as the native side takes it: two parallel typed arrays. */
+export function flattenLogitBias(b: Record<number, number> | undefined): { logitBiasIds?: Int32Array; logitBiasValues?: Float32Array } {
+  if (b === undefined) return {};
+  const entries = Object.entries(b);
+  if (entries.length === 0) return {};
+  return { logitBiasIds: Int32Array.from(entries.map(([k]) => Number(k))), logitBiasValues: Float32Array.from(entries.map(([, v]) => v)) };
 }
 
 export function validateTokens(field: string, tokens: unknown, nVocab: number): asserts tokens is number[] {

@@ -1,6 +1,8 @@
 // One streaming completion over HTTP (OpenAI's /v1/completions with stream: true), stamped on the client: TTFT at the
-// first non-empty text chunk, a gap per later chunk, e2e at [DONE]. Plain fetch, no SDK: the load generator ships
-// in the package and the openai SDK is a dev dependency only.
+// first non-empty text chunk, a gap per later chunk, e2e at [DONE]. node:http, no SDK: the load generator ships in the
+// package and the openai SDK is a dev dependency only.
+import http from 'node:http';
+import https from 'node:https';
 import type { RequestRecord } from './types.js';
 import type { RequestSpec } from './workload.js';
 
@@ -11,17 +13,20 @@ export class SseParser {
   private data: string[] = [];
 
   push(text: string): string[] {
-    this.buf += text;
+    // One scan per pushed text, from where the last line ended (no re-scan and no copy of the rest per line).
+    const buf = this.buf.length > 0 ? this.buf + text : text;
     const out: string[] = [];
-    for (;;) {
-      const m = /\r\n|\r|\n/.exec(this.buf);
-      if (!m) break;
+    let start = 0;
+    for (let i = 0; i < buf.length; i++) {
+      const c = buf.charCodeAt(i);
+      if (c !== 10 && c !== 13) continue;
       // A lone \r at the very end may be the first half of \r\n: wait for the next chunk to tell.
-      if (m[0] === '\r' && m.index === this.buf.length - 1) break;
-      const line = this.buf.slice(0, m.index);
-      this.buf = this.buf.slice(m.index + m[0].length);
-      this.line(line, out);
+      if (c === 13 && i === buf.length - 1) break;
+      this.line(buf.slice(start, i), out);
+      if (c === 13 && buf.charCodeAt(i + 1) === 10) i++;
+      start = i + 1;
     }
+    this.buf = start === 0 ? buf : buf.slice(start);
     return out;
   }
 
@@ -90,7 +95,12 @@ interface CompletionChunk {
   error?: { message?: string; type?: string } | string;
 }
 
-export async function streamCompletion(o: StreamOptions): Promise<RequestRecord> {
+/** Keep-alive connections for the load: fetch's (undici's) per-chunk path — web streams, promise per read — costs
+ *  the client several times node:http's, and in benchmarks the client shares the machine with the server. */
+const httpAgent = new http.Agent({ keepAlive: true });
+const httpsAgent = new https.Agent({ keepAlive: true });
+
+export function streamCompletion(o: StreamOptions): Promise<RequestRecord> {
   const t0 = performance.now();
   const rec: RequestRecord = { index: o.spec.index, startS: (t0 - o.runStartMs) / 1000, ok: false, itlS: [], e2eS: 0, completionTokens: 0 };
   let chunks = 0;
@@ -103,36 +113,6 @@ export async function streamCompletion(o: StreamOptions): Promise<RequestRecord>
     rec.completionTokens = usageTokens ?? chunks;
     return rec;
   };
-  let res: Response;
-  try {
-    res = await fetch(`${apiRoot(o.url)}/completions`, {
-      method: 'POST',
-      headers: headers(o.apiKey),
-      body: JSON.stringify({
-        model: o.model,
-        prompt: o.spec.prompt,
-        max_tokens: o.spec.maxTokens,
-        temperature: o.temperature,
-        seed: o.spec.seed,
-        stream: true,
-        stream_options: { include_usage: true },
-        ...(o.ignoreEos ? { ignore_eos: true } : {}),
-      }),
-      ...(o.signal ? { signal: o.signal } : {}),
-    });
-  } catch (e) {
-    return o.signal?.aborted ? fail('aborted', 'the run ended first') : fail('network', (e as Error).message);
-  }
-  if (!res.ok || !res.body) {
-    // A refusal says when to come back; overload runs check that every shed request was told.
-    const retryAfter = res.headers.get('retry-after');
-    if (retryAfter !== null) rec.retryAfterS = Number(retryAfter);
-    const text = await res.text().catch(() => '');
-    return fail(`http_${res.status}`, text.slice(0, 300));
-  }
-  const parser = new SseParser();
-  const decoder = new TextDecoder();
-  const reader = res.body.getReader();
   const onData = (data: string): 'done' | 'error' | undefined => {
     if (data === '[DONE]') return 'done';
     let msg: CompletionChunk;
@@ -160,28 +140,86 @@ export async function streamCompletion(o: StreamOptions): Promise<RequestRecord>
     }
     return undefined;
   };
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      const events = done ? parser.end() : parser.push(decoder.decode(value, { stream: true }));
-      for (const ev of events) {
-        const r = onData(ev);
-        if (r === 'error') {
-          await reader.cancel().catch(() => undefined);
-          return rec;
-        }
-        if (r === 'done') {
-          // Anything after [DONE] is ignored; release the connection.
-          await reader.cancel().catch(() => undefined);
-          rec.ok = true;
-          rec.e2eS = (performance.now() - t0) / 1000;
-          rec.completionTokens = usageTokens ?? chunks;
-          return rec;
-        }
-      }
-      if (done) return fail('protocol', 'the stream ended without [DONE]');
+  const body = JSON.stringify({
+    model: o.model,
+    prompt: o.spec.prompt,
+    max_tokens: o.spec.maxTokens,
+    temperature: o.temperature,
+    seed: o.spec.seed,
+    stream: true,
+    stream_options: { include_usage: true },
+    ...(o.ignoreEos ? { ignore_eos: true } : {}),
+  });
+  return new Promise<RequestRecord>((resolve) => {
+    let settled = false;
+    const settle = (r: RequestRecord): void => {
+      if (settled) return;
+      settled = true;
+      resolve(r);
+    };
+    const networkError = (e: Error): void => settle(o.signal?.aborted ? fail('aborted', 'the run ended first') : fail('network', e.message));
+    let url: URL;
+    try {
+      url = new URL(`${apiRoot(o.url)}/completions`);
+    } catch (e) {
+      settle(fail('network', (e as Error).message));
+      return;
     }
-  } catch (e) {
-    return o.signal?.aborted ? fail('aborted', 'the run ended first') : fail('network', (e as Error).message);
-  }
+    const secure = url.protocol === 'https:';
+    const req = (secure ? https : http).request(url, {
+      method: 'POST',
+      headers: { ...headers(o.apiKey), 'content-length': Buffer.byteLength(body) },
+      agent: secure ? httpsAgent : httpAgent,
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
+    req.on('error', networkError);
+    req.on('response', (res) => {
+      res.on('error', networkError);
+      res.setEncoding('utf8');
+      if (res.statusCode !== 200) {
+        // A refusal says when to come back; overload runs check that every shed request was told.
+        const retryAfter = res.headers['retry-after'];
+        if (typeof retryAfter === 'string') rec.retryAfterS = Number(retryAfter);
+        let text = '';
+        res.on('data', (d: string) => {
+          if (text.length < 300) text += d;
+        });
+        res.on('end', () => settle(fail(`http_${res.statusCode}`, text.slice(0, 300))));
+        return;
+      }
+      const parser = new SseParser();
+      const handle = (events: string[]): boolean => {
+        for (const ev of events) {
+          const r = onData(ev);
+          if (r === 'error') {
+            res.destroy();
+            settle(rec);
+            return true;
+          }
+          if (r === 'done') {
+            // Anything after [DONE] is ignored; the rest of the body (the chunked terminator) is read so that the
+            // connection goes back to the pool.
+            rec.ok = true;
+            rec.e2eS = (performance.now() - t0) / 1000;
+            rec.completionTokens = usageTokens ?? chunks;
+            settle(rec);
+            res.resume();
+            return true;
+          }
+        }
+        return false;
+      };
+      let finished = false;
+      res.on('data', (text: string) => {
+        if (!finished) finished = handle(parser.push(text));
+      });
+      res.on('end', () => {
+        if (!finished && !handle(parser.end())) settle(fail('protocol', 'the stream ended without [DONE]'));
+      });
+      res.on('close', () => {
+        if (!res.complete) networkError(new Error('the connection closed mid-stream'));
+      });
+    });
+    req.end(body);
+  });
 }

@@ -44,7 +44,7 @@ const CASES: Case[] = [
   ['stop too many', C, { ...OK_COMP, stop: ['a', 'b', 'c', 'd', 'e'] }, 400, 'invalid_request_error', 'stop', 'at most 4'],
   ['stop empty string', C, { ...OK_COMP, stop: [''] }, 400, 'invalid_request_error', 'stop', 'non-empty'],
   ['seed negative', C, { ...OK_COMP, seed: -5 }, 400, 'invalid_request_error', 'seed', 'between'],
-  ['n = 2', C, { ...OK_COMP, n: 2 }, 400, 'invalid_request_error', 'n', 'must be 1'],
+  ['n = 17', C, { ...OK_COMP, n: 17 }, 400, 'invalid_request_error', 'n', 'between 1 and 16'],
   ['logprobs 6', C, { ...OK_COMP, logprobs: 6 }, 400, 'invalid_request_error', 'logprobs', 'between'],
   ['chat logprobs not boolean', CH, { ...OK_CHAT, logprobs: 3 }, 400, 'invalid_request_error', 'logprobs', 'boolean'],
   ['top_logprobs without logprobs', CH, { ...OK_CHAT, top_logprobs: 2 }, 400, 'invalid_request_error', 'top_logprobs', 'requires'],
@@ -91,9 +91,13 @@ describe('bad requests', () => {
     expect(r.status).toBe(200);
   });
 
-  it('ignores unknown extra fields, like OpenAI', async () => {
-    const r = await postJson(h.url + C, { ...OK_COMP, user: 'u1', frequency_penalty: 0, some_future_field: { x: 1 } }, AUTH);
-    expect(r.status).toBe(200);
+  it('accepts the documented accepted-and-ignored fields; refuses unknown ones naming them, like OpenAI', async () => {
+    expect((await postJson(h.url + C, { ...OK_COMP, user: 'u1' }, AUTH)).status).toBe(200);
+    const r = await postJson(h.url + C, { ...OK_COMP, some_future_field: { x: 1 } }, AUTH);
+    const j = (await r.json()) as ErrBody;
+    expect(r.status).toBe(400);
+    expect(j.error.param).toBe('some_future_field');
+    expect(j.error.message).toContain('Unrecognized request argument supplied: some_future_field');
   });
 
   it('400 for malformed JSON, in the OpenAI error shape', async () => {
@@ -133,7 +137,7 @@ describe('bad requests', () => {
   });
 
   it('404 in the OpenAI shape for unknown routes', async () => {
-    const r = await fetch(h.url + '/v1/embeddings', { method: 'POST', headers: AUTH });
+    const r = await fetch(h.url + '/v1/images/generations', { method: 'POST', headers: AUTH });
     expect(r.status).toBe(404);
     expect(((await r.json()) as ErrBody).error.type).toBe('invalid_request_error');
   });

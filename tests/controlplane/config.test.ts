@@ -43,6 +43,7 @@ describe('loadConfig defaults', () => {
       maxConcurrentStreamsPerKey: 64,
       maxPromptTokens: undefined,
       maxTokensLimit: undefined,
+      streamInterval: 1,
     });
     expect(cfg.model.path).toBe(defaultModelPath());
     expect(cfg.model.name).toBe('tuneloop-shakespeare');

@@ -145,6 +145,9 @@ async function check(prop: fc.IAsyncProperty<[Sent]>, numRuns: number): Promise<
 const ROUTES: readonly (readonly [string, string])[] = [
   ['POST', '/v1/completions'],
   ['POST', '/v1/chat/completions'],
+  ['POST', '/v1/embeddings'],
+  ['POST', '/tokenize'],
+  ['POST', '/detokenize'],
   ['GET', '/v1/models'],
   ['GET', '/healthz'],
   ['GET', '/readyz'],
@@ -548,25 +551,94 @@ const FIELD_VALUES: Record<string, fc.Arbitrary<unknown>> = {
   top_logprobs: fc.integer({ min: -1, max: 22 }),
   n: fc.integer({ min: -1, max: 3 }),
   ignore_eos: fc.boolean(),
-  // Structured output (schema-structured.ts): well-formed formats, schemas the compiler refuses, malformed shapes.
+  // Issue 18's fields: they may be refused until their owners land; the property is the same (never 5xx or a hang).
   response_format: fc.oneof(
-    fc.constantFrom(
-      { type: 'text' },
-      { type: 'json_object' },
-      { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object', properties: { a: { type: 'integer' } } } } },
-      { type: 'json_schema', json_schema: { name: 'x', schema: { $ref: '#' } } },
-      { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a' } } },
-      { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'array', minItems: 9, maxItems: 1 } } },
-      { type: 'json_schema' },
-      { type: 'xml' },
-    ),
+    fc.constantFrom({ type: 'text' }, { type: 'json_object' }, { type: 'json_schema' }, { type: 'xml' }, { type: 'json_schema', json_schema: {} }),
     fc.record({
       type: fc.constant('json_schema'),
-      json_schema: fc.record({ name: fc.constantFrom('a', '', 'a b'), schema: fc.oneof(fc.jsonValue({ maxDepth: 3 }), WRONG), strict: fc.oneof(fc.boolean(), WRONG) }),
+      json_schema: fc.record(
+        {
+          name: fc.oneof(fc.constantFrom('answer', '', 'a b'), WRONG),
+          strict: fc.oneof(fc.boolean(), WRONG),
+          schema: fc.oneof(
+            fc.constantFrom(
+              { type: 'object', properties: { a: { type: 'string' } }, required: ['a'], additionalProperties: false },
+              { type: 'array', items: { type: 'integer' }, minItems: 1, maxItems: 2 },
+              { enum: ['x', 'y', 1, null] },
+              { $ref: '#/$defs/n', $defs: { n: { anyOf: [{ type: 'null' }, { $ref: '#/$defs/n' }] } } },
+              { type: 'string', pattern: '^(a+)+$' },
+              { type: 'integer', minimum: 5, maximum: 1 },
+              { not: {} },
+              { type: 'object', properties: { a: { const: 1 } }, required: ['a', 'b'] },
+            ),
+            fc.jsonValue({ maxDepth: 4 }),
+            WRONG,
+          ),
+        },
+        { requiredKeys: [] },
+      ),
     }),
     WRONG,
   ),
-  grammar: fc.oneof(fc.constantFrom('root ::= "a"', 'root ::= x', 'root ::= ("a"', '', 'root ::= [a-z]*', 'a ::= "b"', 'root ::= root "a"'), TEXT, WRONG),
+  tools: fc.oneof(
+    fc.array(
+      fc.oneof(
+        fc.record({
+          type: fc.constant('function'),
+          function: fc.record(
+            {
+              name: fc.oneof(fc.constantFrom('get_weather', 'f', '', 'a'.repeat(100), 'bad name!'), WRONG),
+              description: fc.oneof(TEXT, WRONG),
+              parameters: fc.oneof(
+                fc.constantFrom({ type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }, {}),
+                fc.jsonValue({ maxDepth: 3 }),
+                WRONG,
+              ),
+              strict: fc.oneof(fc.boolean(), WRONG),
+            },
+            { requiredKeys: ['name'] },
+          ),
+        }),
+        fc.record({ type: fc.constantFrom('custom', 'web_search', 'FUNCTION'), function: WRONG }),
+        WRONG,
+      ),
+      { maxLength: 3 },
+    ),
+    WRONG,
+  ),
+  tool_choice: fc.oneof(
+    fc.constantFrom(
+      'auto',
+      'none',
+      'required',
+      'any',
+      { type: 'function', function: { name: 'get_weather' } },
+      { type: 'function', function: { name: 'nope' } },
+      { type: 'function' },
+    ),
+    WRONG,
+  ),
+  parallel_tool_calls: fc.oneof(fc.boolean(), WRONG),
+  logit_bias: fc.oneof(
+    fc.dictionary(
+      fc.oneof(fc.nat(2100).map(String), fc.constantFrom('-1', '1.5', 'abc', '', '99999999999999999999', '__proto__')),
+      fc.oneof(fc.double({ min: -150, max: 150 }), fc.constantFrom(-100, 100, 100.0001, 'x', null)),
+      { maxKeys: 4 },
+    ),
+    WRONG,
+  ),
+  presence_penalty: fc.oneof(fc.double({ min: -3, max: 3 }), fc.constantFrom(-2, 2, 2.0000001)),
+  frequency_penalty: fc.oneof(fc.double({ min: -3, max: 3 }), fc.constantFrom(-2, 2, -2.0000001)),
+  repetition_penalty: fc.oneof(fc.double({ min: -1, max: 5 }), fc.constantFrom(0, 1, Number.MIN_VALUE)),
+  min_p: fc.oneof(fc.double({ min: -0.5, max: 1.5 }), fc.constantFrom(0, 1)),
+  echo: fc.oneof(fc.boolean(), WRONG),
+  grammar: fc.oneof(fc.constantFrom('root ::= "a"', 'root ::= root', 'root ::= [', 'x ::= "a"', 'root ::= "a"*', ''), fc.string({ maxLength: 60 }), WRONG),
+  // Accepted-and-ignored and refused fields (docs/api.md's table): right and wrong types.
+  user: fc.oneof(TEXT, WRONG),
+  metadata: fc.oneof(fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 3 }), WRONG),
+  store: fc.oneof(fc.boolean(), WRONG),
+  modalities: fc.oneof(fc.constantFrom(['text'], ['text', 'audio'], []), WRONG),
+  best_of: fc.oneof(fc.integer({ min: -1, max: 4 }), WRONG),
 };
 
 /** A valid request, then 1-3 fields replaced (or deleted) by field-aimed or wrong values. */
@@ -609,9 +681,14 @@ function mutatedRequest(kind: 'completion' | 'chat'): fc.Arbitrary<Record<string
           'echo',
           'suffix',
           'logit_bias',
+          'presence_penalty',
+          'frequency_penalty',
+          'repetition_penalty',
+          'min_p',
           'user',
           'response_format',
           'grammar',
+          'best_of',
         ]
       : [
           'model',
@@ -631,8 +708,20 @@ function mutatedRequest(kind: 'completion' | 'chat'): fc.Arbitrary<Record<string
           'ignore_eos',
           'tools',
           'response_format',
-          'grammar',
+          'logit_bias',
+          'presence_penalty',
+          'frequency_penalty',
+          'repetition_penalty',
+          'min_p',
           'user',
+          'tool_choice',
+          'parallel_tool_calls',
+          'grammar',
+          'metadata',
+          'store',
+          'modalities',
+          'audio',
+          'chat_template_name',
         ];
   // max_tokens and max_completion_tokens only ever get MAX_TOKENS values (wrong ones included), so no run is long.
   const mutation = fc
@@ -723,6 +812,72 @@ describe('hostile HTTP input: always a well-formed 4xx (or a 2xx), never a 5xx o
       mutatedRequest('chat').map((b) => jsonRequest('POST', '/v1/chat/completions', `Bearer ${API_KEY}`, b)),
     );
     await check(fc.asyncProperty(req, send), 500);
+  });
+
+  it('embeddings requests with inputs and fields of the wrong type, range or shape', async () => {
+    // Small inputs: each is its own forward pass; long ones are refused by the context check before any runs.
+    const input = fc.oneof(
+      TEXT,
+      fc.array(TEXT, { maxLength: 4 }),
+      TOKEN_IDS,
+      fc.array(TOKEN_IDS, { maxLength: 3 }),
+      fc.constantFrom([], [[]], ['a', [1]], [1, 'a'], [[1], 'a'], [-1], [1.5], '', [''], [[1, 2], [2048]]),
+      fc.integer({ min: 257, max: 400 }).map((n) => Array.from({ length: n }, (_v, i) => i % 2048)),
+      WRONG,
+    );
+    const body = fc
+      .record(
+        {
+          model: fc.oneof({ weight: 6, arbitrary: fc.constant(MODEL_NAME) }, { weight: 1, arbitrary: FIELD_VALUES.model! }),
+          input,
+          encoding_format: fc.oneof(fc.constantFrom('float', 'base64', 'FLOAT', 'int8', ''), WRONG),
+          dimensions: fc.oneof(fc.constantFrom(256, 255, 1, 0, -1, 4096, 256.5), WRONG),
+          user: fc.oneof(TEXT, WRONG),
+          extraKey: fc.oneof(fc.constantFrom('pooling', 'input_type', 'truncate', 'normalize', '__proto__', 'constructor'), fc.string({ maxLength: 12 })),
+          extraValue: WRONG,
+        },
+        { requiredKeys: ['model', 'input'] },
+      )
+      .map(({ extraKey, extraValue, ...b }) => (extraKey === undefined || extraValue === DELETE ? b : { ...b, [extraKey]: extraValue }));
+    const req = body.map((b) => jsonRequest('POST', '/v1/embeddings', `Bearer ${API_KEY}`, b));
+    await check(fc.asyncProperty(req, send), 200);
+  });
+
+  it('tokenize and detokenize bodies in either shape, with wrong fields', async () => {
+    const tokenize = fc.record(
+      {
+        content: fc.oneof(TEXT, WRONG),
+        prompt: fc.oneof(TEXT, WRONG),
+        messages: FIELD_VALUES.messages!,
+        model: FIELD_VALUES.model!,
+        add_special: fc.oneof(fc.boolean(), WRONG),
+        add_special_tokens: fc.oneof(fc.boolean(), WRONG),
+        parse_special: fc.oneof(fc.boolean(), WRONG),
+        with_pieces: fc.oneof(fc.boolean(), WRONG),
+        return_token_strs: fc.oneof(fc.boolean(), WRONG),
+        add_generation_prompt: fc.oneof(fc.boolean(), WRONG),
+        tools: FIELD_VALUES.tools!,
+        chat_template_name: fc.oneof(TEXT, WRONG),
+        chat_template: fc.oneof(TEXT, WRONG),
+      },
+      { requiredKeys: [] },
+    );
+    const detokenize = fc.record(
+      { tokens: fc.oneof(TOKEN_IDS, fc.array(WRONG, { maxLength: 3 }), fc.constant([]), WRONG), model: FIELD_VALUES.model!, content: WRONG },
+      { requiredKeys: [] },
+    );
+    const req = fc.oneof(
+      tokenize.map((b) => jsonRequest('POST', '/tokenize', `Bearer ${API_KEY}`, b)),
+      detokenize.map((b) => jsonRequest('POST', '/detokenize', `Bearer ${API_KEY}`, b)),
+      fc
+        .oneof(BODY, WRONG.map(safeStringify))
+        .chain((b) =>
+          fc
+            .constantFrom('/tokenize', '/detokenize')
+            .map((path): Sent => ({ method: 'POST', path, headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' }, body: b ?? '' })),
+        ),
+    );
+    await check(fc.asyncProperty(req, send), 300);
   });
 
   it('tuner decisions, rollbacks and runs with any ids and bodies', async () => {

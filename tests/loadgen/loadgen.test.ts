@@ -367,7 +367,10 @@ describe('runLoad against startServer with the shipped model', () => {
     expect(http.model).toBe('shakespeare');
     expect(http.requests).toMatchObject({ sent: 8, completed: 8, failed: 0 });
     expect(http.records!.every((r) => r.completionTokens === 16 && (r.promptTokens ?? 0) > 0 && r.ttftS !== undefined)).toBe(true);
-    expect(http.latency.interTokenSeconds.count).toBeGreaterThan(8 * 8);
+    // One gap per text event after the first: the server sends the tokens delivered together as one event
+    // (coalescing), so how many events a request gets depends on the machine's pace — at most one per token.
+    expect(http.latency.interTokenSeconds.count).toBeGreaterThan(0);
+    expect(http.latency.interTokenSeconds.count).toBeLessThanOrEqual(8 * 15);
     const { runLoadInProcess } = await import('../../src/loadgen/index.js');
     const local = await runLoadInProcess(engine, w);
     expect(local.requests).toMatchObject({ sent: 8, completed: 8 });

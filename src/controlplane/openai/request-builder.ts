@@ -7,6 +7,7 @@ import { ControlPlaneError } from '../errors.js';
 import type { ChatTemplate } from './chat-template.js';
 import type { ChatRequest, CompletionRequest } from './schema.js';
 import { structuredGrammar } from './schema-structured.js';
+import { applySamplingExtensions } from './schema-sampling.js';
 
 export type ParsedRequest = CompletionRequest | ChatRequest;
 
@@ -25,6 +26,8 @@ export interface BuildContext {
   maxTokensLimit?: number | undefined;
   /** server.requestTimeoutMs, handed to the engine as deadlineMs; 0 = none. */
   requestTimeoutMs: number;
+  /** The model's vocabulary size (engine.info.nVocab), for logit_bias keys; absent: the engine's check answers. */
+  nVocab?: number | undefined;
 }
 
 export interface BuiltRequest {
@@ -102,5 +105,6 @@ export function buildGenerateRequest(p: ParsedRequest, ctx: BuildContext): Built
   if (p.logprobs !== undefined) request.logprobs = p.logprobs;
   if (ctx.requestTimeoutMs > 0) request.deadlineMs = ctx.requestTimeoutMs;
   if (p.structured) request.grammar = structuredGrammar(p.structured);
+  applySamplingExtensions(p, request, ctx.nVocab);
   return { request, promptTokens: tokens.length };
 }

@@ -1,5 +1,6 @@
 // The OpenAI-compatible routes, mounted at /v1 after the draining check, API-key auth and the JSON body parser
-// (app.ts): GET /models, POST /completions, POST /chat/completions (plain, or server-sent events with `stream: true`).
+// (app.ts): GET /models, POST /completions, POST /chat/completions (plain, or server-sent events with `stream: true`),
+// POST /embeddings (embeddings.ts).
 // Each generation request is one ServingRequest (serving-request.ts); this file only wires the pieces in order:
 // schema.ts parses the body, request-builder.ts makes the engine request, responses.ts and sse.ts write the answer.
 import express, { type Request, type Response } from 'express';
@@ -10,13 +11,16 @@ import type { FinishedRequest, GenerationEndpoint } from '../hooks.js';
 import type { ConcurrencyLimiter } from '../security.js';
 import type { ChatTemplate } from './chat-template.js';
 import { chatPromptTokens, engineChatTokenizer } from './chat-prompt.js';
+import { answerChoices, needsChoices } from './completion-choices.js';
 import { buildGenerateRequest, type ParsedRequest } from './request-builder.js';
+import { embeddingsHandler } from './embeddings.js';
 import { modelEntry, newIdentity, responseBody } from './responses.js';
 import { parseChatRequest, parseCompletionRequest } from './schema.js';
 import { withGrammarParam } from './schema-structured.js';
 import type { ServerState } from '../server-state.js';
 import { ServingRequest } from './serving-request.js';
 import { SSE_DONE, StreamEncoder, sseFrame, writeSseHead } from './sse.js';
+import { HeldTokens, SseWriter } from './sse-writer.js';
 
 /** The server options the routes read, at request time (ServerOptions). */
 export interface OpenAIRouteOptions {
@@ -24,6 +28,8 @@ export interface OpenAIRouteOptions {
   requestTimeoutMs: number;
   maxPromptTokens?: number | undefined;
   maxTokensLimit?: number | undefined;
+  /** Tokens per streamed event after the first (server.streamInterval); default 1: every delivered batch at once. */
+  streamInterval?: number | undefined;
 }
 
 export interface OpenAIRouterDeps {
@@ -33,6 +39,8 @@ export interface OpenAIRouterDeps {
   server: ServerState;
   streams: ConcurrencyLimiter;
   observeError?: ((reason: string) => void) | undefined;
+  /** One answered embeddings request: inputs and tokens (MetricsHook.observeEmbeddings). */
+  observeEmbeddings?: ((inputs: number, tokens: number) => void) | undefined;
   /** Every generation request's one FinishedRequest (hooks.ts fanOutFinished). */
   onFinished(f: FinishedRequest, log: Request['log']): void;
 }
@@ -88,7 +96,10 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
           maxPromptTokens: options.maxPromptTokens,
           maxTokensLimit: options.maxTokensLimit,
           requestTimeoutMs: options.requestTimeoutMs,
+          nVocab: engine.info.nVocab,
         });
+        // n > 1, echo and max_tokens 0 (completion-choices.ts).
+        if (needsChoices(parsed, built)) return answerChoices({ sr, req, res, parsed, built, engine, modelName: options.modelName });
         // The engine parses the grammar at submit: its refusal points at the field the grammar came from.
         const gen = sr.submit(built, (r) => withGrammarParam(() => engine.generate(r), parsed.structured));
         if (!gen) return;
@@ -104,29 +115,51 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
     sr.answered();
   }
 
+  // One event per batch of delivered tokens (at least server.streamInterval tokens after the first event), one write
+  // per event, waiting out a full socket (sse-writer.ts).
   async function answerStream(sr: ServingRequest, req: Request, res: Response, p: ParsedRequest, gen: Generation, promptTokens: number): Promise<void> {
     const enc = new StreamEncoder(p, newIdentity(p.kind, options.modelName));
-    const send = (payload: unknown): void => {
-      if (!res.writableEnded) res.write(sseFrame(payload));
+    const out = new SseWriter(res);
+    const held = new HeldTokens(options.streamInterval ?? 1);
+    const pieceFrame = (): string => {
+      const c = held.take((chunk) => enc.piece(chunk));
+      return c === undefined ? '' : sseFrame(c);
     };
     writeSseHead(res);
     sr.streaming();
-    for (const c of enc.opening()) send(c);
-    for await (const chunk of gen) {
-      if (sr.cancelled) break;
-      const c = enc.piece(chunk);
-      if (c !== undefined) send(c);
+    out.write(enc.opening().map(sseFrame).join(''));
+    try {
+      for await (const batch of gen.batches()) {
+        if (sr.cancelled) break;
+        if (!held.add(batch)) continue;
+        out.write(pieceFrame());
+        const full = out.ready();
+        if (full) await full;
+      }
+    } catch (err) {
+      // The tokens held for the interval go out before the in-band error (ServingRequest.fail).
+      out.write(pieceFrame());
+      throw err;
     }
     const r = await gen.result;
     if (!sr.resultArrived(r)) return;
-    for (const c of enc.closing(r, promptTokens)) send(c);
-    res.write(SSE_DONE);
-    res.end();
+    out.end(pieceFrame() + enc.closing(r, promptTokens).map(sseFrame).join('') + SSE_DONE);
     sr.answered();
     req.log?.debug({ generation: gen.id, finishReason: r.finishReason, completionTokens: r.usage.completionTokens }, 'stream finished');
   }
 
   router.post('/completions', serve('completions'));
   router.post('/chat/completions', serve('chat_completions'));
+  router.post(
+    '/embeddings',
+    embeddingsHandler({
+      engine,
+      modelName: options.modelName,
+      maxPromptTokens: options.maxPromptTokens,
+      observeEmbeddings: deps.observeEmbeddings,
+      observeError,
+      server,
+    }),
+  );
   return router;
 }

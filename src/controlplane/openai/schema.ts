@@ -1,9 +1,12 @@
 // Validation of OpenAI completions and chat-completions bodies. Hand-written rather than a schema library: the
 // subset is small, and each refusal names the field and why, in the words OpenAI's own errors use, with `param`
-// set so clients can point at it. Unknown extra fields are ignored, as OpenAI does. `null` counts as absent for
-// every optional field (the SDKs send nulls).
+// set so clients can point at it. Which fields a route takes at all (implemented, accepted-and-ignored, refused,
+// unknown) is field-policy.ts's table, checked first. `null` counts as absent for every optional field (the SDKs
+// send nulls).
 import { ControlPlaneError } from '../errors.js';
 import { parseStructuredOutput, type StructuredOutput } from './schema-structured.js';
+import { parseEcho, parseSamplingExtensions, type SamplingExtensions } from './schema-sampling.js';
+import { checkFields } from './field-policy.js';
 
 export type ChatRole = 'system' | 'user' | 'assistant';
 export const CHAT_ROLES: readonly string[] = ['system', 'user', 'assistant', 'developer'];
@@ -13,8 +16,8 @@ export interface ChatMessage {
   content: string;
 }
 
-/** What both endpoints share, already in engine terms. */
-export interface SamplingParams {
+/** What both endpoints share, already in engine terms (n, penalties, logit_bias, min_p: schema-sampling.ts). */
+export interface SamplingParams extends SamplingExtensions {
   model: string;
   /** Absent: the endpoint's default (16 for completions, the rest of the context for chat). */
   maxTokens?: number;
@@ -40,6 +43,8 @@ export interface CompletionRequest extends SamplingParams {
   prompt: string | number[];
   /** Top alternatives per token (0..5); absent when logprobs were not asked for. */
   logprobs?: number;
+  /** The prompt prepended to each choice's text, and its tokens' logprobs to logprobs (completion-choices.ts). */
+  echo?: boolean;
 }
 
 export interface ChatRequest extends SamplingParams {
@@ -113,8 +118,7 @@ function parseCommon(body: Body): SamplingParams {
   if (typeof body.model !== 'string' || body.model.length === 0) {
     throw bad('model', `'model' must be a non-empty string, got ${describe(body.model)}`);
   }
-  const n = optInt(body, 'n', 1, 128);
-  if (n !== undefined && n !== 1) throw bad('n', `'n' must be 1: this server generates one choice per request, got ${n}`);
+  const extensions = parseSamplingExtensions(body);
   const temperature = optNumber(body, 'temperature', 0, 2);
   const topP = optNumber(body, 'top_p', 0, 1);
   if (topP === 0) throw bad('top_p', "'top_p' must be greater than 0 (use temperature 0 for greedy decoding), got 0");
@@ -151,7 +155,7 @@ function parseCommon(body: Body): SamplingParams {
   }
   const ignoreEos = optBool(body, 'ignore_eos') ?? false;
 
-  const out: SamplingParams = { model: body.model, ignoreEos, stream, includeUsage };
+  const out: SamplingParams = { model: body.model, ignoreEos, stream, includeUsage, ...extensions };
   if (temperature !== undefined) out.temperature = temperature;
   if (topP !== undefined) out.topP = topP;
   if (topK !== undefined) out.topK = topK;
@@ -164,6 +168,7 @@ function parseCommon(body: Body): SamplingParams {
 
 export function parseCompletionRequest(raw: unknown): CompletionRequest {
   const body = requireObject(raw);
+  checkFields('completions', body);
   const common = parseCommon(body);
   if (!present(body, 'prompt')) throw bad('prompt', "'prompt' is a required property");
   let prompt: string | number[];
@@ -184,6 +189,7 @@ export function parseCompletionRequest(raw: unknown): CompletionRequest {
   const out: CompletionRequest = { kind: 'completion', ...common, prompt };
   if (maxTokens !== undefined) out.maxTokens = maxTokens;
   if (logprobs !== undefined) out.logprobs = logprobs;
+  if (parseEcho(body)) out.echo = true;
   return out;
 }
 
@@ -206,6 +212,7 @@ function parseContent(v: unknown, i: number): string {
 
 export function parseChatRequest(raw: unknown): ChatRequest {
   const body = requireObject(raw);
+  checkFields('chat_completions', body);
   const common = parseCommon(body);
   if (!present(body, 'messages')) throw bad('messages', "'messages' is a required property");
   const m = body.messages;
