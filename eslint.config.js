@@ -20,6 +20,7 @@ const FLOORS = {
   config: { allow: ['engine', ...LEAVES], why: 'src/config/ imports only src/engine/ and the shared leaves' },
   metrics: { allow: ['engine', 'config', ...LEAVES], why: 'src/metrics/ imports only src/engine/, src/config/ and the shared leaves' },
   alerts: { allow: [...LEAVES], why: 'src/alerts/ imports nothing else of src/ but the shared leaves' },
+  structured: { allow: [], why: 'src/structured/ (JSON Schema → grammar) imports nothing else of src/' },
   loadgen: { allow: ['engine', ...LEAVES], why: 'src/loadgen/ imports only src/engine/ and the shared leaves' },
   tuner: { deny: ['controlplane', ...TOPS], why: 'src/tuner/ never imports src/controlplane/, src/serve.ts, src/cli.ts or src/index.ts' },
   controlplane: { deny: ['loadgen', ...TOPS], why: 'src/controlplane/ never imports src/loadgen/, src/serve.ts, src/cli.ts or src/index.ts' },

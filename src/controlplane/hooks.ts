@@ -8,6 +8,7 @@
 import type { Logger } from 'pino';
 import type { FinishReason, GenerateRequest, GenerationResult } from '../engine/types.js';
 import type { ControlPlaneErrorCode } from './errors.js';
+import { structuredOutcome, type StructuredOutput } from './openai/schema-structured.js';
 
 export type GenerationEndpoint = 'completions' | 'chat_completions';
 
@@ -31,6 +32,8 @@ export interface FinishedRequest {
   request?: GenerateRequest;
   /** The engine's result; absent when the generation failed or never ran. */
   result?: GenerationResult;
+  /** response_format / grammar, when the request asked for structured output. */
+  structured?: StructuredOutput;
 }
 
 /** One finished HTTP generation request, for request-level metrics (`MetricsHook.onRequest`). */
@@ -72,6 +75,8 @@ export interface MetricsHook {
   observeEmbeddings?(inputs: number, tokens: number): void;
   /** Generation requests, with tokens and finish reason, once they have finished (fanOutFinished). */
   onRequest?(record: RequestRecord): void;
+  /** Structured-output requests that reached the engine, and whether the answer is what was asked (parse failures). */
+  observeStructured?(mode: StructuredOutput['mode'], outcome: 'valid' | 'invalid_json' | 'schema_mismatch' | 'unchecked'): void;
   /** GET /metrics exposition. */
   metricsText?(): Promise<string>;
   contentType?: string;
@@ -113,6 +118,8 @@ export function fanOutFinished(listeners: { metrics?: MetricsHook | undefined; o
   };
   return (f, log) => {
     if (metrics?.onRequest) guarded('onRequest', log, () => metrics.onRequest!(toRequestRecord(f)));
+    const s = f.structured;
+    if (s && f.request && metrics?.observeStructured) guarded('observeStructured', log, () => metrics.observeStructured!(s.mode, structuredOutcome(s, f.result)));
     if (!onGeneration) return;
     const e = toGenerationEvent(f);
     if (e) guarded('onGeneration', log, () => onGeneration(e));

@@ -10,6 +10,7 @@ import { defineMoeFamilies } from './moe-families.js';
 import { defineGrammarFamilies } from './grammar-families.js';
 import { FamilyBuilder } from './families.js';
 import { defineHttpFamilies, type HttpRecorders } from './http-families.js';
+import { defineStructuredFamilies, type StructuredRecorders } from './structured-families.js';
 import { defineEmbeddingFamilies, type EmbeddingRecorders } from './embedding-families.js';
 import { ScrapeSnapshots, type EngineBinding, type Role, type StatsSource } from './snapshot.js';
 import { defineTunerFamilies, type TunerMetrics } from './tuner-families.js';
@@ -28,7 +29,7 @@ export interface CreateMetricsOptions {
   modelName?: string;
 }
 
-export interface Metrics extends HttpRecorders, EmbeddingRecorders {
+export interface Metrics extends HttpRecorders, StructuredRecorders, EmbeddingRecorders {
   registry: Registry;
   /** Content-Type for the /metrics response. */
   contentType: string;
@@ -63,6 +64,7 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
   defineUpFamily(registry, snapshots);
   defineStaticFamilies(registry, opts.config);
   const http = defineHttpFamilies(registry, { model: modelName, role });
+  const structured = defineStructuredFamilies(registry, { model: modelName, role });
   const embeddings = defineEmbeddingFamilies(registry, { model: modelName, role });
   const tuner = defineTunerFamilies(registry);
   if (opts.config.metrics.compat === 'vllm') defineVllmFamilies(registry, snapshots);
@@ -81,6 +83,7 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
     },
     tuner,
     ...http,
+    ...structured,
     ...embeddings,
   };
 }

@@ -686,6 +686,7 @@ function mutatedRequest(kind: 'completion' | 'chat'): fc.Arbitrary<Record<string
           'repetition_penalty',
           'min_p',
           'user',
+          'response_format',
           'grammar',
           'best_of',
         ]

@@ -35,6 +35,7 @@ const violations: [string, string, string][] = [
   ['src/metrics/planted.ts', "import { startServer } from '../controlplane/http-server.js';", 'src/metrics/ imports only'],
   ['src/alerts/planted.ts', "import type { EngineOptions } from '../engine/types.js';", 'src/alerts/ imports nothing else of src/ but the shared leaves'],
   ['src/alerts/planted.ts', "import { loadConfig } from '../config/load.js';", 'src/alerts/ imports nothing else'],
+  ['src/structured/planted.ts', "import { ControlPlaneError } from '../controlplane/errors.js';", 'src/structured/ (JSON Schema → grammar) imports nothing else of src/'],
   ['src/tuner/planted.ts', "import { createApp } from '../controlplane/app.js';", 'src/tuner/ never imports src/controlplane/'],
   ['src/tuner/report/planted.ts', "import { errorBody } from '../../controlplane/errors.js';", 'src/tuner/ never imports src/controlplane/'],
   ['src/tuner/planted.ts', "import { serveCommand } from '../serve.js';", 'src/tuner/ never imports'],

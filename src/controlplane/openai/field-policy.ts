@@ -112,7 +112,8 @@ export const FIELD_POLICY: Readonly<Record<PolicyRoute, RoutePolicy>> = {
       'frequency_penalty',
       'logit_bias',
     ],
-    extensions: [...SAMPLING_EXTENSIONS],
+    // response_format on completions: vLLM's extension (OpenAI's completions API has no such field).
+    extensions: [...SAMPLING_EXTENSIONS, 'response_format'],
     ignored: { user: USER },
     refused: {
       best_of: {

@@ -6,6 +6,7 @@ import type { GenerateRequest } from '../../engine/types.js';
 import { ControlPlaneError } from '../errors.js';
 import type { ChatTemplate } from './chat-template.js';
 import type { ChatRequest, CompletionRequest } from './schema.js';
+import { structuredGrammar } from './schema-structured.js';
 import { applySamplingExtensions } from './schema-sampling.js';
 
 export type ParsedRequest = CompletionRequest | ChatRequest;
@@ -103,6 +104,7 @@ export function buildGenerateRequest(p: ParsedRequest, ctx: BuildContext): Built
   if (stop !== undefined) request.stop = stop;
   if (p.logprobs !== undefined) request.logprobs = p.logprobs;
   if (ctx.requestTimeoutMs > 0) request.deadlineMs = ctx.requestTimeoutMs;
+  if (p.structured) request.grammar = structuredGrammar(p.structured);
   applySamplingExtensions(p, request, ctx.nVocab);
   return { request, promptTokens: tokens.length };
 }

@@ -16,6 +16,7 @@ import { buildGenerateRequest, type ParsedRequest } from './request-builder.js';
 import { embeddingsHandler } from './embeddings.js';
 import { modelEntry, newIdentity, responseBody } from './responses.js';
 import { parseChatRequest, parseCompletionRequest } from './schema.js';
+import { withGrammarParam } from './schema-structured.js';
 import type { ServerState } from '../server-state.js';
 import { ServingRequest } from './serving-request.js';
 import { SSE_DONE, StreamEncoder, sseFrame, writeSseHead } from './sse.js';
@@ -80,6 +81,7 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
         }
         const parsed: ParsedRequest = endpoint === 'chat_completions' ? parseChatRequest(req.body) : parseCompletionRequest(req.body);
         sr.stream = parsed.stream;
+        sr.structured = parsed.structured;
         if (parsed.model !== options.modelName) throw modelNotFound(parsed.model, options.modelName);
         // A chat prompt is rendered (maybe on the template worker) and tokenized before the limits are checked.
         const chatTokens =
@@ -98,7 +100,8 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
         });
         // n > 1, echo and max_tokens 0 (completion-choices.ts).
         if (needsChoices(parsed, built)) return answerChoices({ sr, req, res, parsed, built, engine, modelName: options.modelName });
-        const gen = sr.submit(built, (r) => engine.generate(r));
+        // The engine parses the grammar at submit: its refusal points at the field the grammar came from.
+        const gen = sr.submit(built, (r) => withGrammarParam(() => engine.generate(r), parsed.structured));
         if (!gen) return;
         req.log?.debug({ generation: gen.id, promptTokens: built.promptTokens, maxTokens: built.request.maxTokens, stream: parsed.stream }, 'generation started');
         if (parsed.stream) await answerStream(sr, req, res, parsed, gen, built.promptTokens);

@@ -4,6 +4,7 @@
 // unknown) is field-policy.ts's table, checked first. `null` counts as absent for every optional field (the SDKs
 // send nulls).
 import { ControlPlaneError } from '../errors.js';
+import { parseStructuredOutput, type StructuredOutput } from './schema-structured.js';
 import { parseEcho, parseSamplingExtensions, type SamplingExtensions } from './schema-sampling.js';
 import { checkFields } from './field-policy.js';
 
@@ -32,6 +33,8 @@ export interface SamplingParams extends SamplingExtensions {
   ignoreEos: boolean;
   stream: boolean;
   includeUsage: boolean;
+  /** response_format json_object / json_schema, or the raw `grammar` extension (schema-structured.ts). */
+  structured?: StructuredOutput;
 }
 
 export interface CompletionRequest extends SamplingParams {
@@ -158,6 +161,8 @@ function parseCommon(body: Body): SamplingParams {
   if (topK !== undefined) out.topK = topK;
   if (seed !== undefined) out.seed = seed;
   if (stop !== undefined) out.stop = stop;
+  const structured = parseStructuredOutput(body);
+  if (structured) out.structured = structured;
   return out;
 }
 

@@ -20,6 +20,7 @@ import type { ServerState } from '../server-state.js';
 import type { ConcurrencyLimiter } from '../security.js';
 import type { BuiltRequest } from './request-builder.js';
 import { sseFrame } from './sse.js';
+import type { StructuredOutput } from './schema-structured.js';
 
 export type ServingState = 'parsing' | 'running' | 'streaming' | 'finished' | 'failed' | 'cancelled';
 
@@ -61,6 +62,8 @@ export class ServingRequest {
   private release: (() => void) | undefined;
   private gen: Generation | undefined;
   private submitted: GenerateRequest | undefined;
+  /** The request's response_format / grammar (router.ts), for the structured-output metrics. */
+  structured: StructuredOutput | undefined;
   private promptTokens: number | undefined;
   private result: GenerationResult | undefined;
   private error: ControlPlaneError | undefined;
@@ -196,6 +199,7 @@ export class ServingRequest {
     if (this.promptTokens !== undefined) f.promptTokens = this.promptTokens;
     if (this.submitted) f.request = this.submitted;
     if (this.result) f.result = this.result;
+    if (this.structured) f.structured = this.structured;
     return f;
   }
 }
