@@ -16,6 +16,10 @@ import { parseChatRequest, parseCompletionRequest } from './schema.js';
 import type { ServerState } from '../server-state.js';
 import { ServingRequest } from './serving-request.js';
 import { SSE_DONE, StreamEncoder, sseFrame, writeSseHead } from './sse.js';
+import type { ChatMessage } from './schema.js';
+import { parsedChoice, streamedChunks, StreamedAnswer, toolFinishReason } from './tools/answer.js';
+import type { OutputParserOptions } from './tools/output-parser.js';
+import { needsParser, outputOptions, toolPlan } from './tools/plan.js';
 
 /** The server options the routes read, at request time (ServerOptions). */
 export interface OpenAIRouteOptions {
@@ -73,11 +77,13 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
         const parsed: ParsedRequest = endpoint === 'chat_completions' ? parseChatRequest(req.body) : parseCompletionRequest(req.body);
         sr.stream = parsed.stream;
         if (parsed.model !== options.modelName) throw modelNotFound(parsed.model, options.modelName);
-        // A chat prompt is rendered (maybe on the template worker) and tokenized before the limits are checked.
-        const chatTokens =
-          parsed.kind === 'chat'
-            ? (await chatPromptTokens(parsed.messages, template, engineChatTokenizer(engine), { tools: parsed.tools, templateName: parsed.templateName })).tokens
-            : undefined;
+        // A chat prompt is rendered (maybe on the template worker) and tokenized before the limits are checked. Tools
+        // and reasoning (tools/plan.ts) decide what the template gets and how the answer is parsed.
+        const plan = parsed.kind === 'chat' ? toolPlan(parsed, template) : undefined;
+        const prompt = plan ? await chatPromptTokens(plan.messages as unknown as ChatMessage[], template, engineChatTokenizer(engine), plan.render) : undefined;
+        const chatTokens = prompt?.tokens;
+        const outOpts = plan && prompt ? outputOptions(plan, prompt.text) : undefined;
+        const parse = outOpts && needsParser(outOpts) ? outOpts : undefined;
         const built = buildGenerateRequest(parsed, {
           chatTokens,
           tokenize: (text) => engine.tokenize(text),
@@ -90,19 +96,30 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
         const gen = sr.submit(built, (r) => engine.generate(r));
         if (!gen) return;
         req.log?.debug({ generation: gen.id, promptTokens: built.promptTokens, maxTokens: built.request.maxTokens, stream: parsed.stream }, 'generation started');
-        if (parsed.stream) await answerStream(sr, req, res, parsed, gen, built.promptTokens);
-        else await answerPlain(sr, res, parsed, gen, built.promptTokens);
+        if (parsed.stream) await answerStream(sr, req, res, parsed, gen, built.promptTokens, parse);
+        else await answerPlain(sr, res, parsed, gen, built.promptTokens, parse);
       });
 
-  async function answerPlain(sr: ServingRequest, res: Response, p: ParsedRequest, gen: Generation, promptTokens: number): Promise<void> {
+  async function answerPlain(sr: ServingRequest, res: Response, p: ParsedRequest, gen: Generation, promptTokens: number, parse?: OutputParserOptions): Promise<void> {
     const r = await gen.result;
     if (!sr.resultArrived(r)) return;
-    res.json(responseBody(p, r, promptTokens, options.modelName));
+    const body = responseBody(p, r, promptTokens, options.modelName);
+    if (parse) parsedChoice(body.choices[0] as { message: unknown; finish_reason: string }, r, parse);
+    res.json(body);
     sr.answered();
   }
 
-  async function answerStream(sr: ServingRequest, req: Request, res: Response, p: ParsedRequest, gen: Generation, promptTokens: number): Promise<void> {
+  async function answerStream(
+    sr: ServingRequest,
+    req: Request,
+    res: Response,
+    p: ParsedRequest,
+    gen: Generation,
+    promptTokens: number,
+    parse?: OutputParserOptions,
+  ): Promise<void> {
     const enc = new StreamEncoder(p, newIdentity(p.kind, options.modelName));
+    const answer = parse ? new StreamedAnswer(parse) : undefined;
     const send = (payload: unknown): void => {
       if (!res.writableEnded) res.write(sseFrame(payload));
     };
@@ -111,12 +128,17 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
     for (const c of enc.opening()) send(c);
     for await (const chunk of gen) {
       if (sr.cancelled) break;
+      if (answer) {
+        for (const c of streamedChunks(enc, answer.push(chunk.text), chunk.logprobs)) send(c);
+        continue;
+      }
       const c = enc.piece(chunk);
       if (c !== undefined) send(c);
     }
     const r = await gen.result;
     if (!sr.resultArrived(r)) return;
-    for (const c of enc.closing(r, promptTokens)) send(c);
+    if (answer) for (const c of streamedChunks(enc, answer.finish())) send(c);
+    for (const c of enc.closing(r, promptTokens, answer ? toolFinishReason(r.finishReason, answer.callCount) : undefined)) send(c);
     res.write(SSE_DONE);
     res.end();
     sr.answered();
