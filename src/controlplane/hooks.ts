@@ -31,6 +31,22 @@ export interface FinishedRequest {
   request?: GenerateRequest;
   /** The engine's result; absent when the generation failed or never ran. */
   result?: GenerationResult;
+  /** Tools and reasoning of a chat request that had either (openai/tools/). */
+  tools?: ToolOutcome;
+}
+
+/** What a chat request's tools and reasoning came to (src/metrics/tool-families.ts). */
+export interface ToolOutcome {
+  /** The tool-call family of the template (openai/tools/families.ts). */
+  family: string;
+  /** tool_choice's mode; absent when the request had no tools. */
+  toolChoice?: 'none' | 'auto' | 'required' | 'named';
+  /** Calls parsed out of the answer. */
+  calls: number;
+  /** Blocks that opened like calls and were not valid ones. */
+  failures: number;
+  /** The answer carried reasoning_content. */
+  reasoning: boolean;
 }
 
 /** One finished HTTP generation request, for request-level metrics (`MetricsHook.onRequest`). */
@@ -46,6 +62,7 @@ export interface RequestRecord {
   completionTokens?: number;
   /** True when the client went away before the response finished. */
   clientDisconnected: boolean;
+  tools?: ToolOutcome;
 }
 
 /** One finished generation request as the engine ran it: what the tuner records (request log, shadow mirror). */
@@ -83,6 +100,7 @@ export function toRequestRecord(f: FinishedRequest): RequestRecord {
   const r: RequestRecord = { endpoint: f.endpoint, status: f.status, stream: f.stream, durationS: f.durationS, clientDisconnected: f.clientDisconnected };
   if (f.errorCode !== undefined) r.errorCode = f.errorCode;
   if (f.promptTokens !== undefined) r.promptTokens = f.promptTokens;
+  if (f.tools) r.tools = f.tools;
   if (f.result) {
     r.finishReason = f.result.finishReason;
     r.completionTokens = f.result.usage.completionTokens;

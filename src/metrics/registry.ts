@@ -4,12 +4,14 @@
 // this object, never prom-client's global one, so tests and a shadow server can each have their own.
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { TuneloopConfig } from '../config/schema.js';
+import type { RequestRecord } from '../controlplane/hooks.js';
 import { defineConfigFamilies, defineStaticFamilies, defineUpFamily } from './config-families.js';
 import { defineEngineFamilies } from './engine-families.js';
 import { defineMoeFamilies } from './moe-families.js';
 import { FamilyBuilder } from './families.js';
 import { defineHttpFamilies, type HttpRecorders } from './http-families.js';
 import { ScrapeSnapshots, type EngineBinding, type Role, type StatsSource } from './snapshot.js';
+import { defineToolFamilies } from './tool-families.js';
 import { defineTunerFamilies, type TunerMetrics } from './tuner-families.js';
 import { defineVllmFamilies } from './vllm-families.js';
 
@@ -36,6 +38,8 @@ export interface Metrics extends HttpRecorders {
   attachEngine(engine: StatsSource | (() => StatsSource | undefined), role: Role, modelName: string): () => void;
   /** The tuner's families, for the tuner to drive. */
   tuner: TunerMetrics;
+  /** Each finished generation request (hooks.ts fanOutFinished): the tool-call and reasoning families. */
+  onRequest(record: RequestRecord): void;
 }
 
 /** prom-client reports these gauges with a _total suffix, which Prometheus' linter rejects for non-counters
@@ -61,6 +65,7 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
   defineStaticFamilies(registry, opts.config);
   const http = defineHttpFamilies(registry, { model: modelName, role });
   const tuner = defineTunerFamilies(registry);
+  const tools = defineToolFamilies(registry, { model: modelName, role });
   if (opts.config.metrics.compat === 'vllm') defineVllmFamilies(registry, snapshots);
 
   return {
@@ -76,6 +81,9 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
       };
     },
     tuner,
+    onRequest(record) {
+      if (record.tools) tools.observeTools(record.tools);
+    },
     ...http,
   };
 }

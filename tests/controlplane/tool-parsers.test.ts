@@ -135,6 +135,15 @@ describe('Mistral [TOOL_CALLS]', () => {
     expect(o.toolCalls).toEqual([{ id: 'call_0', name: 'search', arguments: '{"q":"z"}' }]);
   });
 
+  it('the call array opening the answer (a vocabulary whose [TOOL_CALLS] is a control token, dropped from the text)', () => {
+    expect(calls(' [{"name": "search", "arguments": {"q": 1}}]', opts('mistral'))).toMatchObject({
+      content: null,
+      toolCalls: [{ name: 'search', arguments: '{"q":1}' }],
+    });
+    // A JSON array that is no call list is the answer.
+    expect(calls('[1, 2] are numbers', opts('mistral'))).toMatchObject({ content: '[1, 2] are numbers', toolCalls: [], failures: [] });
+  });
+
   it('malformed: content and a failure', () => {
     const text = '[TOOL_CALLS][{"name": "search", "arguments": {"q": }]';
     const o = calls(text, opts('mistral'));
@@ -258,6 +267,8 @@ describe('streaming', () => {
       '<think>\nplan\n</think>\n\nOK <tool_call>\n{"name": "search", "arguments": {"q": "a}b"}}\n</tool_call>\n<tool_call>{"name": "x"}</tool_call> tail ',
     ],
     ['hermes', 'off', '<tool_call>{"name": "get_weather", "arguments": {"c": [1, {"d": "</tool_call>"}]}}</tool_call><tool_'],
+    ['mistral', 'off', '[{"name": "search", "arguments": {}}] [TOOL_CALLS][{"name": "x", "arguments": {}}]'],
+    ['mistral', 'off', '[TOOL_CALLS]search[ARGS]{"a": [1]}'],
     ['mistral', 'off', 'Sure [TOOL_CALLS][{"name": "search", "arguments": {"q": "]"}}] and [TOOL_CALLS]search[ARGS]{"a": 1} [TOOL_CALLS]{bad'],
     [
       'deepseek',

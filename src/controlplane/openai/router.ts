@@ -18,8 +18,8 @@ import { ServingRequest } from './serving-request.js';
 import { SSE_DONE, StreamEncoder, sseFrame, writeSseHead } from './sse.js';
 import type { ChatMessage } from './schema.js';
 import { parsedChoice, streamedChunks, StreamedAnswer, toolFinishReason } from './tools/answer.js';
-import type { OutputParserOptions } from './tools/output-parser.js';
-import { needsParser, outputOptions, toolPlan } from './tools/plan.js';
+import type { AssistantOutput, OutputParserOptions } from './tools/output-parser.js';
+import { applyToolGrammar, needsParser, outputOptions, toolGrammarFor, toolPlan } from './tools/plan.js';
 
 /** The server options the routes read, at request time (ServerOptions). */
 export interface OpenAIRouteOptions {
@@ -84,6 +84,7 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
         const chatTokens = prompt?.tokens;
         const outOpts = plan && prompt ? outputOptions(plan, prompt.text) : undefined;
         const parse = outOpts && needsParser(outOpts) ? outOpts : undefined;
+        if (plan && parse) sr.tools = { family: plan.family, ...(plan.choice !== undefined ? { toolChoice: plan.choice } : {}), calls: 0, failures: 0, reasoning: false };
         const built = buildGenerateRequest(parsed, {
           chatTokens,
           tokenize: (text) => engine.tokenize(text),
@@ -93,6 +94,7 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
           maxTokensLimit: options.maxTokensLimit,
           requestTimeoutMs: options.requestTimeoutMs,
         });
+        if (plan && parsed.kind === 'chat' && outOpts) applyToolGrammar(built.request, toolGrammarFor(plan, parsed, outOpts), plan.choice);
         const gen = sr.submit(built, (r) => engine.generate(r));
         if (!gen) return;
         req.log?.debug({ generation: gen.id, promptTokens: built.promptTokens, maxTokens: built.request.maxTokens, stream: parsed.stream }, 'generation started');
@@ -104,7 +106,7 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
     const r = await gen.result;
     if (!sr.resultArrived(r)) return;
     const body = responseBody(p, r, promptTokens, options.modelName);
-    if (parse) parsedChoice(body.choices[0] as { message: unknown; finish_reason: string }, r, parse);
+    if (parse) recordOutput(sr, parsedChoice(body.choices[0] as { message: unknown; finish_reason: string }, r, parse));
     res.json(body);
     sr.answered();
   }
@@ -137,12 +139,20 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
     }
     const r = await gen.result;
     if (!sr.resultArrived(r)) return;
-    if (answer) for (const c of streamedChunks(enc, answer.finish())) send(c);
+    if (answer) {
+      for (const c of streamedChunks(enc, answer.finish())) send(c);
+      recordOutput(sr, answer.output());
+    }
     for (const c of enc.closing(r, promptTokens, answer ? toolFinishReason(r.finishReason, answer.callCount) : undefined)) send(c);
     res.write(SSE_DONE);
     res.end();
     sr.answered();
     req.log?.debug({ generation: gen.id, finishReason: r.finishReason, completionTokens: r.usage.completionTokens }, 'stream finished');
+  }
+
+  /** The parsed answer's counts, for the tool-call metrics. */
+  function recordOutput(sr: ServingRequest, o: AssistantOutput): void {
+    if (sr.tools) sr.tools = { ...sr.tools, calls: o.toolCalls.length, failures: o.failures.length, reasoning: o.reasoning !== null };
   }
 
   router.post('/completions', serve('completions'));

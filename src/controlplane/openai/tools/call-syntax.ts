@@ -24,8 +24,9 @@ export type BlockScan =
 export interface CallSyntax {
   /** Markers that open a block anywhere in the text. */
   openers: readonly string[];
-  /** A block may also open with a JSON object as the first thing in the answer (after whitespace). */
-  jsonAtStart: boolean;
+  /** A block may also open with JSON as the first thing in the answer (after whitespace): the characters it may
+   *  start with (none: only openers open blocks). */
+  jsonAtStart: readonly string[];
   /** The block opening at `at` (an opener, or `{` for jsonAtStart). With `final`, the text is all there is. */
   scan(text: string, at: number, final: boolean): BlockScan;
 }
@@ -95,15 +96,27 @@ function jsonCallBody(inner: string): RawCall[] | string {
 
 const hermes: CallSyntax = {
   openers: ['<tool_call>'],
-  jsonAtStart: false,
+  jsonAtStart: [],
   scan: (text, at, final) => delimited('<tool_call>', '</tool_call>', jsonCallBody, text, at, final),
 };
 
-/** [TOOL_CALLS] then a JSON array of calls (or one call object); Mistral-Small-3.2's `[TOOL_CALLS]name[ARGS]{…}` too. */
+/** [TOOL_CALLS] then a JSON array of calls (or one call object); Mistral-Small-3.2's `[TOOL_CALLS]name[ARGS]{…}` too.
+ *  In Mistral's own vocabularies [TOOL_CALLS] is a control token, which the engine's detokenizer drops from the text
+ *  (as it drops every control token): what is left is the call array opening the answer, so that is a block too. */
 const mistral: CallSyntax = {
   openers: ['[TOOL_CALLS]'],
-  jsonAtStart: false,
+  jsonAtStart: ['['],
   scan(text, at, final) {
+    if (!text.startsWith('[TOOL_CALLS]', at)) {
+      const end = jsonExtent(text, at);
+      if (end < 0) return final ? { kind: 'not-a-call' } : { kind: 'incomplete' };
+      const j = parseJson(text.slice(at, end));
+      const list = j.ok && Array.isArray(j.value) ? j.value : undefined;
+      if (list === undefined || list.length === 0) return { kind: 'not-a-call' };
+      const calls = list.map(callOf);
+      if (calls.every((c) => c !== undefined)) return { kind: 'calls', end, calls: calls as RawCall[] };
+      return list.some((v) => looksLikeCall('', { ok: true, value: v })) ? { kind: 'invalid', end, reason: 'an entry is not a call object' } : { kind: 'not-a-call' };
+    }
     const start = skipWs(text, at + '[TOOL_CALLS]'.length);
     if (start >= text.length) return final ? { kind: 'invalid', end: text.length, reason: 'nothing follows [TOOL_CALLS]' } : { kind: 'incomplete' };
     if (text[start] !== '[' && text[start] !== '{') {
@@ -156,7 +169,7 @@ function deepseekCalls(inner: string): RawCall[] | string {
 
 const deepseek: CallSyntax = {
   openers: [DEEPSEEK.callsBegin, DEEPSEEK.callBegin],
-  jsonAtStart: false,
+  jsonAtStart: [],
   scan(text, at, final) {
     if (text.startsWith(DEEPSEEK.callsBegin, at)) return delimited(DEEPSEEK.callsBegin, DEEPSEEK.callsEnd, deepseekCalls, text, at, final);
     // A lone call without the outer markers.
@@ -214,7 +227,7 @@ const llama3: CallSyntax = {
   // <|python_tag|> is a control token in Llama 3's vocabulary, so the engine's detokenizer drops it: it is only
   // seen in text when a converter typed it otherwise. The JSON object at the start is what is seen.
   openers: ['<|python_tag|>'],
-  jsonAtStart: true,
+  jsonAtStart: ['{'],
   scan(text, at, final) {
     if (text.startsWith('<|python_tag|>', at)) {
       const start = skipWs(text, at + '<|python_tag|>'.length);
@@ -244,7 +257,7 @@ const genericShape = (v: unknown): RawCall[] | undefined => {
 
 const generic: CallSyntax = {
   openers: [],
-  jsonAtStart: true,
+  jsonAtStart: ['{'],
   scan: (text, at, final) => jsonObjects(text, at, final, genericShape),
 };
 

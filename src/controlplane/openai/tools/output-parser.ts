@@ -159,7 +159,7 @@ export class AssistantOutputParser {
 
   private emitContent(text: string, out: OutputEvent[]): void {
     if (text === '') return;
-    if (this.syntax?.jsonAtStart && this.atStart && !isWs(text)) this.atStart = false;
+    if (this.atStart && !isWs(text)) this.atStart = false;
     const t = this.content.push(text);
     if (t !== '') out.push({ kind: 'content', text: t });
   }
@@ -206,7 +206,7 @@ export class AssistantOutputParser {
     }
     for (;;) {
       // A JSON call opening the answer (Llama 3.x, generic).
-      if (syntax.jsonAtStart && this.atStart) {
+      if (syntax.jsonAtStart.length > 0 && this.atStart) {
         const first = this.buf.slice(this.pos).search(/\S/);
         if (first < 0) {
           // Whitespace only so far: held (it is dropped before a call, and kept as content otherwise).
@@ -215,7 +215,7 @@ export class AssistantOutputParser {
           return;
         }
         const at = this.pos + first;
-        if (this.buf[at] === '{') {
+        if (syntax.jsonAtStart.includes(this.buf[at]!)) {
           const scan = syntax.scan(this.buf, at, final);
           if (scan.kind === 'incomplete') return;
           if (scan.kind !== 'not-a-call') {

@@ -2,9 +2,12 @@
 // given (the tools unless tool_choice is "none"; earlier calls in the shape the family's templates expect), how the
 // answer is parsed, and the grammar that constrains it (call-grammar.ts). The router calls toolPlan before rendering
 // and outputOptions after (the reasoning mode is read off the rendered prompt).
+import type { GenerateRequest } from '../../../engine/types.js';
+import { ControlPlaneError } from '../../errors.js';
 import type { ChatRenderOptions, ChatTemplate } from '../chat-template.js';
 import type { ChatMessage, ChatRequest } from '../schema.js';
 import { argumentsAsObject, detectToolFamily, familyToolCallId, promptOpensThink, templateReasons, type ToolFamily } from './families.js';
+import { toolCallGrammar, type ToolGrammar } from './call-grammar.js';
 import type { OutputParserOptions } from './output-parser.js';
 
 export type ToolChoiceMode = 'none' | 'auto' | 'required' | 'named';
@@ -85,4 +88,34 @@ function parsedArguments(text: string): unknown {
   } catch {
     return text;
   }
+}
+
+/** The grammar of a request's tool_choice (call-grammar.ts): none for "none" or no tools; lazy for "auto". */
+export function toolGrammarFor(plan: ToolPlan, p: ChatRequest, output: OutputParserOptions): ToolGrammar | undefined {
+  if (!plan.parseCalls || plan.choice === undefined || plan.choice === 'none') return undefined;
+  const definitions = p.toolDefinitions ?? [];
+  const tools = definitions.map((definition, index) => ({ index, definition })).filter((t) => plan.toolNames.includes(t.definition.name));
+  return toolCallGrammar({
+    family: plan.family,
+    tools,
+    single: plan.choice === 'named' || p.parallelToolCalls === false,
+    lazy: plan.choice === 'auto',
+    thinkOpen: output.reasoning === 'open',
+  });
+}
+
+/** Puts the tool grammar on the engine request; a request that already carries a grammar (response_format, the raw
+ *  `grammar` field) cannot take a second one. */
+export function applyToolGrammar(request: GenerateRequest, g: ToolGrammar | undefined, choice: ToolChoiceMode | undefined): void {
+  if (g === undefined) return;
+  const r = request as GenerateRequest & { grammar?: string; grammarTriggers?: string[] };
+  if (r.grammar !== undefined) {
+    throw new ControlPlaneError(
+      'CP_ERR_INVALID_REQUEST',
+      `'tools' with tool_choice "${choice}" constrain the answer to tool calls, which cannot be combined with 'response_format' or 'grammar'; send tool_choice "none" to use them`,
+      { param: 'tool_choice' },
+    );
+  }
+  r.grammar = g.grammar;
+  if (g.triggers !== undefined) r.grammarTriggers = g.triggers;
 }
