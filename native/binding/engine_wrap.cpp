@@ -388,6 +388,13 @@ Napi::Value NativeEngine::generate(const Napi::CallbackInfo & info) {
     p.stop_at_eos = get_bool(o, "stopAtEos", true);
     p.deadline_ms = get_number(o, "deadlineMs", 0);
     p.pause_after_tokens = (int) get_number(o, "pauseAfterTokens", 0);
+    Napi::Value grammar = o.Get("grammar");
+    if (grammar.IsString()) p.grammar = grammar.As<Napi::String>().Utf8Value();
+    Napi::Value triggers = o.Get("grammarTriggers");
+    if (triggers.IsArray()) {
+        Napi::Array a = triggers.As<Napi::Array>();
+        for (uint32_t i = 0; i < a.Length(); ++i) p.grammar_triggers.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    }
     Napi::Value stop = o.Get("stop");
     if (stop.IsArray()) {
         Napi::Array a = stop.As<Napi::Array>();
@@ -592,6 +599,18 @@ Napi::Value NativeEngine::stats(const Napi::CallbackInfo & info) {
     ops.Set("output", s.op_seconds_output);
     ops.Set("sampling", s.sampling_seconds);
     o.Set("opSeconds", ops);
+    Napi::Object gr = Napi::Object::New(env);
+    gr.Set("requests", (double) s.grammar.requests);
+    gr.Set("tokens", (double) s.grammar.tokens);
+    gr.Set("maskSeconds", s.grammar.mask_seconds);
+    gr.Set("fastAccepts", (double) s.grammar.fast_accepts);
+    gr.Set("masksComputed", (double) s.grammar.masks_computed);
+    gr.Set("maskCacheHits", (double) s.grammar.mask_cache_hits);
+    gr.Set("deadEnds", (double) s.grammar.dead_ends);
+    gr.Set("limitHits", (double) s.grammar.limit_hits);
+    gr.Set("completed", (double) s.grammar.completed);
+    gr.Set("triggered", (double) s.grammar.triggered);
+    o.Set("grammar", gr);
     Napi::Array rb = Napi::Array::New(env, s.rank_busy_seconds.size()),
                 ra = Napi::Array::New(env, s.rank_allreduce_seconds.size());
     for (size_t i = 0; i < s.rank_busy_seconds.size(); ++i) rb.Set((uint32_t) i, s.rank_busy_seconds[i]);

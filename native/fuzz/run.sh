@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Fuzzing the GGUF reader and the tokenizers (gguf_fuzz.cpp, tokenizer_fuzz.cpp: LLVMFuzzerTestOneInput targets).
+# Fuzzing the GGUF reader, the tokenizers and the GBNF grammar parser/matcher (gguf_fuzz.cpp, tokenizer_fuzz.cpp,
+# grammar_fuzz.cpp: LLVMFuzzerTestOneInput targets).
 #
 #   native/fuzz/run.sh ci                      replay the seed corpora under ASan+LSan+UBSan with g++ (what CI runs,
 #                                              through tests/native/sanitizers.test.ts); exit non-zero on any finding
-#   native/fuzz/run.sh libfuzzer [T] [SECS]    fuzz target T (gguf | tokenizer | both, default both) with libFuzzer
+#   native/fuzz/run.sh libfuzzer [T] [SECS]    fuzz target T (gguf | tokenizer | grammar | both = all three, default both) with libFuzzer
 #                                              for SECS seconds each (default 300); needs clang (apt-get install clang)
 #   native/fuzz/run.sh valgrind                the native tests and the corpora under valgrind memcheck (no sanitizers)
 #
@@ -24,7 +25,7 @@ Q="$SRC/quant"
 # The reader and what the targets touch through it: the quant library's portable files (block geometry, validators,
 # decoders, kernel dispatch) and the engine's weight layouts; its two ISA files are compiled apart (isa_objects).
 ENGINE=("$SRC/gguf.cpp" "$SRC/tokenizer.cpp" "$SRC/pretokenizer.cpp" "$SRC/split_pattern.cpp" "$SRC/unicode.cpp"
-  "$SRC/errors.cpp" "$SRC/tensor_convert.cpp" "$SRC/kernels/cpu/quantize.cpp"
+  "$SRC/errors.cpp" "$SRC/tensor_convert.cpp" "$SRC/grammar.cpp" "$SRC/grammar_matcher.cpp" "$SRC/kernels/cpu/quantize.cpp"
   "$Q/formats.cpp" "$Q/dequantize.cpp" "$Q/quantize_weights.cpp" "$Q/quantize_acts.cpp" "$Q/dot_scalar.cpp"
   "$Q/dispatch.cpp" "$Q/matmul.cpp")
 AVX512=(-mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c -mavx2)
@@ -44,21 +45,21 @@ mkdir -p "$OUT"
 
 targets() {
   case "${1:-both}" in
-    both) echo gguf tokenizer ;;
-    gguf | tokenizer) echo "$1" ;;
-    *) echo "unknown target '$1' (gguf | tokenizer | both)" >&2; exit 2 ;;
+    both | all) echo gguf tokenizer grammar ;;
+    gguf | tokenizer | grammar) echo "$1" ;;
+    *) echo "unknown target '$1' (gguf | tokenizer | grammar | both)" >&2; exit 2 ;;
   esac
 }
 
 case "${1:-ci}" in
   ci)
     isa_objects g++ san -O1 -g "${SAN[@]}"
-    for t in gguf tokenizer; do
+    for t in gguf tokenizer grammar; do
       g++ -std=c++17 -O1 -g "${SAN[@]}" -I"$SRC" "$FUZZ/${t}_fuzz.cpp" "$FUZZ/driver.cpp" "${ENGINE[@]}" \
         "$OUT/san-qavx512.o" "$OUT/san-qavx2.o" -o "$OUT/${t}_replay" &
     done
     wait
-    for t in gguf tokenizer; do "$OUT/${t}_replay" "$FUZZ/corpus/$t"; done
+    for t in gguf tokenizer grammar; do "$OUT/${t}_replay" "$FUZZ/corpus/$t"; done
     ;;
   libfuzzer)
     secs="${3:-300}"
@@ -84,13 +85,13 @@ case "${1:-ci}" in
     QOBJ=("$OUT/vg-qavx512.o" "$OUT/vg-qavx2.o")
     g++ -std=c++17 -O2 -g -I"$SRC" "$ROOT/native/tests/kernels_test.cpp" "$K/matmul_scalar.cpp" "$K/attention_scalar.cpp" "$K/dispatch.cpp" "${ENGINE[@]}" "$OUT/avx512.o" "$OUT/avx2.o" "$OUT/att-avx512.o" "$OUT/att-avx2.o" "${QOBJ[@]}" -o "$OUT/kernels_test" -lpthread
     g++ -std=c++17 -O2 -g -I"$SRC" "$ROOT/native/tests/tokenizer_sampler_test.cpp" "${ENGINE[@]}" "${QOBJ[@]}" "$SRC/sampler.cpp" -o "$OUT/tokenizer_sampler_test"
-    for t in gguf tokenizer; do g++ -std=c++17 -O2 -g -I"$SRC" "$FUZZ/${t}_fuzz.cpp" "$FUZZ/driver.cpp" "${ENGINE[@]}" "${QOBJ[@]}" -o "$OUT/${t}_plain"; done
+    for t in gguf tokenizer grammar; do g++ -std=c++17 -O2 -g -I"$SRC" "$FUZZ/${t}_fuzz.cpp" "$FUZZ/driver.cpp" "${ENGINE[@]}" "${QOBJ[@]}" -o "$OUT/${t}_plain"; done
     vg=(valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 --track-origins=yes)
     stories="$ROOT/../shared/models/stories260K-f32.gguf"
     # valgrind does not emulate AVX-512: the kernel dispatch sees AVX2 at most under it.
     TL_TEST_NO_TIMING=1 "${vg[@]}" "$OUT/kernels_test" > /dev/null
     TL_TEST_NO_TIMING=1 "${vg[@]}" "$OUT/tokenizer_sampler_test" $([ -f "$stories" ] && echo "$stories") > /dev/null
-    for t in gguf tokenizer; do "${vg[@]}" "$OUT/${t}_plain" "$FUZZ/corpus/$t"; done
+    for t in gguf tokenizer grammar; do "${vg[@]}" "$OUT/${t}_plain" "$FUZZ/corpus/$t"; done
     ;;
   *)
     sed -n '2,10p' "$0" >&2

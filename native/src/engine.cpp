@@ -8,6 +8,8 @@
 
 #include "engine_output.h"
 #include "engine_request.h"
+#include "grammar_matcher.h"
+#include "grammar_sampling.h"
 #include "model_loader.h"
 
 namespace tl {
@@ -62,6 +64,7 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig & cfg) {
     e->tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_gguf(*e->file_));
     e->output_ =
         std::make_unique<RequestOutput>(*e->tokenizer_, e->counters_, [p = e.get()](uint64_t id) { p->retire(id); });
+    e->grammars_ = std::make_unique<GrammarRegistry>(*e->tokenizer_, e->counters_.grammar);
     if (e->tokenizer_->n_vocab() > e->hparams_.n_vocab)
         fail(ErrorCode::MODEL_CORRUPT,
              "model '" + cfg.model_path + "': tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
@@ -143,6 +146,14 @@ uint64_t Engine::submit(GenerateParams params, EventSink sink) {
                "prompt of " + std::to_string(params.prompt.size()) + " tokens does not fit the context window of " +
                    std::to_string(ctx) + " tokens (at least one token must be left to generate)");
     auto r = std::make_shared<Request>();
+    if (!params.grammar.empty()) {
+        try {
+            r->grammar_def = grammars_->compile(params.grammar, !params.grammar_triggers.empty());
+        } catch (const EngineException & ex) {
+            reject(RejectReason::INVALID, ex.code(), ex.what());
+        }
+        counters_.grammar.requests.fetch_add(1, std::memory_order_relaxed);
+    }
     r->seq.tokens = params.prompt;
     r->seq.n_prompt = (int32_t) params.prompt.size();
     r->sampler = std::make_unique<Sampler>(params.sampling);
@@ -300,9 +311,21 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
         auto ts = Clock::now();
         TokenLogprob lp;
         // Only ids the tokenizer knows can be sampled: a vocabulary padded in token_embd has rows beyond it.
-        const int32_t tok =
-            r.sampler->sample(logits, tokenizer_->n_vocab(), r.params.sampling.n_logprobs >= 0 ? &lp : nullptr);
-        counters_.sampling_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
+        TokenLogprob * want_lp = r.params.sampling.n_logprobs >= 0 ? &lp : nullptr;
+        int32_t tok;
+        if (r.grammar_def) {
+            // Grammar-constrained (grammar_sampling.h); its time counts as mask time, not sampling.
+            if (!r.grammar)
+                r.grammar =
+                    std::make_unique<GrammarConstraint>(grammars_->runtime(r.grammar_def), r.params.grammar_triggers);
+            tok =
+                sample_with_grammar(*r.grammar, *r.sampler, logits, tokenizer_->n_vocab(), want_lp, counters_.grammar);
+            counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9),
+                                                std::memory_order_relaxed);
+        } else {
+            tok = r.sampler->sample(logits, tokenizer_->n_vocab(), want_lp);
+            counters_.sampling_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
+        }
         auto now = Clock::now();
         if (r.prefill_done == Clock::time_point::max()) {
             r.prefill_done = now;
@@ -311,13 +334,38 @@ bool Engine::run_step(Instance & inst, const SchedulerConfig & cfg) {
             counters_.inter_token.observe(s_between(r.last_token, now));
         }
         r.last_token = now;
-        output_->token(r, tok, r.params.sampling.n_logprobs >= 0 ? &lp : nullptr); // may end it
+        if (tok < 0) {
+            // Grammar dead end: no token can continue the text (docs/structured-output.md).
+            counters_.grammar.dead_ends.fetch_add(1, std::memory_order_relaxed);
+            output_->stop(r);
+            continue;
+        }
+        output_->token(r, tok, want_lp); // may end it
+        if (r.grammar && !r.done) grammar_accept(r, tok);
     }
 
     counters_.busy_ns.fetch_add((uint64_t) (s_between(t0, Clock::now()) * 1e9), std::memory_order_relaxed);
     // Stats describe the newest instance: an old one still draining after a reload must not overwrite them.
     if (&inst == instances_.back().get()) board_.publish(inst);
     return true;
+}
+
+void Engine::grammar_accept(Request & r, int32_t tok) {
+    auto t0 = Clock::now();
+    const bool was_active = r.grammar->active();
+    // A lazy grammar looks for its triggers in the text, control tokens included (Qwen's <tool_call> is one).
+    const std::string text =
+        tokenizer_->token_type(tok) == 3 ? tokenizer_->token_text(tok) : tokenizer_->token_to_piece(tok);
+    const bool ok = r.grammar->accept(tok, text);
+    if (!was_active && r.grammar->active()) counters_.grammar.triggered.fetch_add(1, std::memory_order_relaxed);
+    if (!ok) {
+        counters_.grammar.dead_ends.fetch_add(1, std::memory_order_relaxed);
+        output_->stop(r);
+    } else if (r.grammar->complete()) {
+        counters_.grammar.completed.fetch_add(1, std::memory_order_relaxed);
+        output_->stop(r);
+    }
+    counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(t0, Clock::now()) * 1e9), std::memory_order_relaxed);
 }
 
 void Engine::fail_running(Instance * inst, ErrorCode code, const std::string & msg) {

@@ -37,6 +37,7 @@ namespace tl {
 struct EngineRequest;
 struct EngineInstance;
 class RequestOutput;
+class GrammarRegistry;
 
 struct EngineConfig {
     std::string model_path;
@@ -57,6 +58,10 @@ struct GenerateParams {
     // stepped) until resume(id), cancel(id), its deadline or close(). Lets a test act at a known token count however
     // late its event loop runs. 0 = never.
     int pause_after_tokens = 0;
+    // GBNF grammar (grammar.h) the generated text must match; "" = unconstrained. With grammar_triggers the grammar
+    // is lazy: unconstrained until the text contains a trigger, then constrained from the trigger's first byte.
+    std::string grammar;
+    std::vector<std::string> grammar_triggers;
 };
 
 enum class FinishReason { STOP, LENGTH, CANCELLED };
@@ -163,7 +168,8 @@ private:
     // Owned by the engine thread.
     std::vector<std::unique_ptr<Instance>> instances_; // oldest first; the last one takes new work
     std::vector<std::shared_ptr<Request>> live_;
-    std::unique_ptr<RequestOutput> output_; // ends requests; the loop never does it itself
+    std::unique_ptr<RequestOutput> output_;     // ends requests; the loop never does it itself
+    std::unique_ptr<GrammarRegistry> grammars_; // compiled grammars, their runtimes, the vocabulary trie
 
     EngineCounters counters_;
     EngineStatsBoard board_; // published by the engine thread after each step, read by stats()
@@ -173,7 +179,8 @@ private:
     void thread_main();
     bool run_step(Instance & inst, const SchedulerConfig & cfg);
     void fail_running(Instance * inst, ErrorCode code, const std::string & msg);
-    void retire(uint64_t id); // its id no longer cancellable
+    void grammar_accept(Request & r, int32_t tok); // advance its grammar; ends it when complete or dead
+    void retire(uint64_t id);                      // its id no longer cancellable
 };
 
 } // namespace tl

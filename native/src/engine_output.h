@@ -31,6 +31,8 @@ public:
     void evaluated(EngineRequest & r);
     // Ends a request as cancelled (by its caller or by close()). No-op on an ended request.
     void cancel(EngineRequest & r) { finish(r, FinishReason::CANCELLED); }
+    // Ends a generation with `stop` where its grammar ends it (complete, or a dead end). No-op on an ended request.
+    void stop(EngineRequest & r) { finish(r, FinishReason::STOP); }
     // Ends a request with an error (deadline, unservable, failed step). No-op on an ended request.
     void fail(EngineRequest & r, ErrorCode code, const std::string & msg);
 

@@ -77,6 +77,16 @@ EngineStatsSnapshot EngineStatsBoard::snapshot(const EngineCounters & c, Clock::
     for (int i = 0; i < N_FLUSH_REASONS; ++i) s.flushes[i] = ld(c.flushes[i]);
     s.busy_seconds = ld(c.busy_ns) / 1e9;
     s.sampling_seconds = ld(c.sampling_ns) / 1e9;
+    s.grammar.requests = ld(c.grammar.requests);
+    s.grammar.tokens = ld(c.grammar.tokens);
+    s.grammar.fast_accepts = ld(c.grammar.fast_accepts);
+    s.grammar.masks_computed = ld(c.grammar.masks_computed);
+    s.grammar.mask_cache_hits = ld(c.grammar.mask_cache_hits);
+    s.grammar.dead_ends = ld(c.grammar.dead_ends);
+    s.grammar.limit_hits = ld(c.grammar.limit_hits);
+    s.grammar.completed = ld(c.grammar.completed);
+    s.grammar.triggered = ld(c.grammar.triggered);
+    s.grammar.mask_seconds = ld(c.grammar.mask_ns) / 1e9;
     s.uptime_seconds = s_between(started, Clock::now());
     s.queue_time = c.queue_time.snapshot();
     s.ttft = c.ttft.snapshot();

@@ -44,6 +44,7 @@ struct EngineStatsSnapshot {
     SchedulerConfig scheduler;
     ModelLayout layout;
     int32_t n_ctx;
+    GrammarStatsSnapshot grammar;
 };
 
 class EngineStatsBoard {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "grammar_stats.h"
+
 namespace tl {
 
 // Upper bounds (le) of the latency buckets, seconds.
@@ -82,6 +84,7 @@ struct EngineCounters {
     std::atomic<uint64_t> busy_ns{0}; // time inside steps (utilisation = busy / wall)
     std::atomic<uint64_t> sampling_ns{0};
     std::atomic<uint64_t> reloads{0}, reconfigures{0};
+    GrammarCounters grammar;
 
     LatencyHistogram queue_time{LATENCY_BUCKETS_S}, ttft{LATENCY_BUCKETS_S}, inter_token{LATENCY_BUCKETS_S},
         e2e{LATENCY_BUCKETS_S};

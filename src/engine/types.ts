@@ -105,6 +105,13 @@ export interface GenerateRequest {
    *  is not stepped — until engine.resume(id), a cancel, its deadline or close(). Lets a test act at a known token
    *  count however late its event loop runs. Absent or 0: never. */
   pauseAfterTokens?: number;
+  /** A GBNF grammar (llama.cpp's dialect, start rule `root`; docs/structured-output.md) the generated text must
+   *  match: tokens the grammar refuses are masked out before sampling, and the request ends with 'stop' once the
+   *  grammar can take no further character. Invalid grammar → EngineError INVALID_ARGUMENT naming line:column. */
+  grammar?: string;
+  /** Lazy grammar: unconstrained until the generated text contains one of these strings (control tokens count by
+   *  their text); from the trigger's first character on, the text must match `root`. Requires `grammar`. */
+  grammarTriggers?: string[];
 }
 
 export interface TokenLogprob {
@@ -382,6 +389,32 @@ export interface EngineStats {
   settings: SchedulerSettings & ModelLayoutSettings & { kvCacheBlocks: number; allreduceDelayUs: number; alltoallDelayUs?: number };
   /** Mixture-of-Experts models only (absent for dense ones). */
   moe?: MoeStats;
+  /** Grammar-constrained decoding (docs/structured-output.md); absent from engines built before it. */
+  grammar?: GrammarStats;
+}
+
+/** engine.stats().grammar: cumulative since load. */
+export interface GrammarStats {
+  /** Requests submitted with a grammar. */
+  requests: number;
+  /** Tokens sampled while a grammar was active. */
+  tokens: number;
+  /** Time spent constraining those tokens: the allowed-check, full masks, the masked resample, advancing the state. */
+  maskSeconds: number;
+  /** Tokens the unconstrained sampler picked that the grammar allowed (no mask needed). */
+  fastAccepts: number;
+  /** Full masks computed by walking the vocabulary trie. */
+  masksComputed: number;
+  /** Full masks served from the per-grammar cache. */
+  maskCacheHits: number;
+  /** Requests ended with 'stop' because no token could continue the text. */
+  deadEnds: number;
+  /** Transitions refused by a matcher bound (live stacks, stack depth, expansion steps). */
+  limitHits: number;
+  /** Requests ended with 'stop' because the grammar was complete. */
+  completed: number;
+  /** Lazy grammars whose trigger appeared. */
+  triggered: number;
 }
 
 /** The native side's name for ExpertRef (one routed expert of one MoE layer). */

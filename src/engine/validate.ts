@@ -92,6 +92,10 @@ export function validateScheduler(s: Partial<SchedulerSettings>): void {
 }
 
 export const MAX_STOP_SEQUENCES = 16;
+/** Grammar text the engine accepts (the native parser's limit, GrammarLimits::MAX_TEXT_BYTES, counts bytes). */
+export const MAX_GRAMMAR_BYTES = 1 << 20;
+export const MAX_GRAMMAR_TRIGGERS = 16;
+export const MAX_GRAMMAR_TRIGGER_LENGTH = 256;
 export const MAX_LOGPROBS = 20;
 
 export function validateGenerateRequest(r: GenerateRequest, nVocab: number): void {
@@ -122,6 +126,27 @@ export function validateGenerateRequest(r: GenerateRequest, nVocab: number): voi
     }
     r.stop.forEach((s, i) => {
       if (typeof s !== 'string' || s.length === 0) throw invalid(`stop[${i}]`, 'a non-empty string', s);
+    });
+  }
+  validateGrammarFields(r);
+}
+
+function validateGrammarFields(r: GenerateRequest): void {
+  if (r.grammar !== undefined) {
+    if (typeof r.grammar !== 'string' || r.grammar.length === 0) throw invalid('grammar', 'a non-empty GBNF string', r.grammar);
+    if (Buffer.byteLength(r.grammar, 'utf8') > MAX_GRAMMAR_BYTES) {
+      throw new EngineError('INVALID_ARGUMENT', `grammar: the text is ${Buffer.byteLength(r.grammar, 'utf8')} bytes; at most ${MAX_GRAMMAR_BYTES} are accepted`);
+    }
+  }
+  if (r.grammarTriggers !== undefined) {
+    if (r.grammar === undefined) throw new EngineError('INVALID_ARGUMENT', 'grammarTriggers requires grammar');
+    if (!Array.isArray(r.grammarTriggers) || r.grammarTriggers.length === 0 || r.grammarTriggers.length > MAX_GRAMMAR_TRIGGERS) {
+      throw invalid('grammarTriggers', `an array of 1 to ${MAX_GRAMMAR_TRIGGERS} strings`, r.grammarTriggers);
+    }
+    r.grammarTriggers.forEach((t, i) => {
+      if (typeof t !== 'string' || t.length === 0 || Buffer.byteLength(t, 'utf8') > MAX_GRAMMAR_TRIGGER_LENGTH) {
+        throw invalid(`grammarTriggers[${i}]`, `a non-empty string of at most ${MAX_GRAMMAR_TRIGGER_LENGTH} bytes`, t);
+      }
     });
   }
 }

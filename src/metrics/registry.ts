@@ -8,6 +8,7 @@ import type { RequestRecord } from '../controlplane/hooks.js';
 import { defineConfigFamilies, defineStaticFamilies, defineUpFamily } from './config-families.js';
 import { defineEngineFamilies } from './engine-families.js';
 import { defineMoeFamilies } from './moe-families.js';
+import { defineGrammarFamilies } from './grammar-families.js';
 import { FamilyBuilder } from './families.js';
 import { defineHttpFamilies, type HttpRecorders } from './http-families.js';
 import { ScrapeSnapshots, type EngineBinding, type Role, type StatsSource } from './snapshot.js';
@@ -60,6 +61,7 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
   const builder = new FamilyBuilder(registry, snapshots);
   defineEngineFamilies(builder);
   defineMoeFamilies(builder);
+  defineGrammarFamilies(builder);
   defineConfigFamilies(builder);
   defineUpFamily(registry, snapshots);
   defineStaticFamilies(registry, opts.config);

@@ -75,6 +75,7 @@ describe('native code under AddressSanitizer, LeakSanitizer and UBSan', () => {
       ...quant.map((f) => compile(join(QUANT, `${f}.cpp`), `q_${f}.o`)),
       ...['quantize', 'matmul_scalar', 'attention_scalar', 'dispatch'].map((f) => compile(join(KERNELS, `${f}.cpp`), `${f}.o`)),
       ...common.map((f) => compile(join(SRC, `${f}.cpp`), `${f}.o`)),
+      ...['grammar', 'grammar_matcher'].map((f) => compile(join(SRC, `${f}.cpp`), `${f}.o`)),
       compile(join(FUZZ, 'driver.cpp'), 'driver.o'),
       gxx([
         join(REPO_ROOT, 'native', 'tests', 'kernels_test.cpp'),
@@ -87,6 +88,7 @@ describe('native code under AddressSanitizer, LeakSanitizer and UBSan', () => {
       gxx([join(REPO_ROOT, 'native', 'tests', 'tokenizer_sampler_test.cpp'), ...common.map((f) => o(`${f}.o`)), ...quantObjs, '-o', o('tokenizer_sampler_test')]),
       gxx([join(FUZZ, 'gguf_fuzz.cpp'), o('driver.o'), ...engine, '-o', o('gguf_fuzz')]),
       gxx([join(FUZZ, 'tokenizer_fuzz.cpp'), o('driver.o'), ...engine, '-o', o('tokenizer_fuzz')]),
+      gxx([join(FUZZ, 'grammar_fuzz.cpp'), o('driver.o'), o('grammar.o'), o('grammar_matcher.o'), ...engine, '-o', o('grammar_fuzz')]),
     ]);
   }, 600_000);
   afterAll(() => rmSync(out, { recursive: true, force: true }));
@@ -105,5 +107,9 @@ describe('native code under AddressSanitizer, LeakSanitizer and UBSan', () => {
 
   it('the tokenizer fuzz corpus replays clean', async () => {
     expect(await run('tokenizer_fuzz', [join(FUZZ, 'corpus', 'tokenizer')])).toMatch(/replayed [1-9]\d* inputs, no findings/);
+  });
+
+  it('the grammar fuzz corpus replays clean', async () => {
+    expect(await run('grammar_fuzz', [join(FUZZ, 'corpus', 'grammar')])).toMatch(/replayed [1-9]\d* inputs, no findings/);
   });
 });

@@ -6,6 +6,7 @@ import type { GenerateRequest } from '../../engine/types.js';
 import { ControlPlaneError } from '../errors.js';
 import type { ChatTemplate } from './chat-template.js';
 import type { ChatRequest, CompletionRequest } from './schema.js';
+import { structuredGrammar } from './schema-structured.js';
 
 export type ParsedRequest = CompletionRequest | ChatRequest;
 
@@ -100,5 +101,7 @@ export function buildGenerateRequest(p: ParsedRequest, ctx: BuildContext): Built
   if (stop !== undefined) request.stop = stop;
   if (p.logprobs !== undefined) request.logprobs = p.logprobs;
   if (ctx.requestTimeoutMs > 0) request.deadlineMs = ctx.requestTimeoutMs;
+  // GenerateRequest.grammar lands with the native grammar work (wip/18-grammar); the cast goes when it is merged.
+  if (p.structured) (request as GenerateRequest & { grammar?: string }).grammar = structuredGrammar(p.structured);
   return { request, promptTokens: tokens.length };
 }

@@ -13,6 +13,7 @@ import { chatPromptTokens, engineChatTokenizer } from './chat-prompt.js';
 import { buildGenerateRequest, type ParsedRequest } from './request-builder.js';
 import { modelEntry, newIdentity, responseBody } from './responses.js';
 import { parseChatRequest, parseCompletionRequest } from './schema.js';
+import { withGrammarParam } from './schema-structured.js';
 import type { ServerState } from '../server-state.js';
 import { ServingRequest } from './serving-request.js';
 import { SSE_DONE, StreamEncoder, sseFrame, writeSseHead } from './sse.js';
@@ -95,7 +96,8 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
           requestTimeoutMs: options.requestTimeoutMs,
         });
         if (plan && parsed.kind === 'chat' && outOpts) applyToolGrammar(built.request, toolGrammarFor(plan, parsed, outOpts), plan.choice);
-        const gen = sr.submit(built, (r) => engine.generate(r));
+        // The engine parses the grammar at submit: its refusal points at the field the grammar came from.
+        const gen = sr.submit(built, (r) => withGrammarParam(() => engine.generate(r), parsed.structured));
         if (!gen) return;
         req.log?.debug({ generation: gen.id, promptTokens: built.promptTokens, maxTokens: built.request.maxTokens, stream: parsed.stream }, 'generation started');
         if (parsed.stream) await answerStream(sr, req, res, parsed, gen, built.promptTokens, parse);

@@ -3,6 +3,7 @@
 // set so clients can point at it. Unknown extra fields are ignored, as OpenAI does. `null` counts as absent for
 // every optional field (the SDKs send nulls).
 import { ControlPlaneError } from '../errors.js';
+import { parseStructuredOutput, type StructuredOutput } from './schema-structured.js';
 
 import { parseChatMessages, parseToolFields, type ChatMessage, type ToolChoice, type ToolDefinition } from './schema-tools.js';
 
@@ -25,6 +26,8 @@ export interface SamplingParams {
   ignoreEos: boolean;
   stream: boolean;
   includeUsage: boolean;
+  /** response_format json_object / json_schema, or the raw `grammar` extension (schema-structured.ts). */
+  structured?: StructuredOutput;
 }
 
 export interface CompletionRequest extends SamplingParams {
@@ -155,6 +158,8 @@ function parseCommon(body: Body): SamplingParams {
   if (topK !== undefined) out.topK = topK;
   if (seed !== undefined) out.seed = seed;
   if (stop !== undefined) out.stop = stop;
+  const structured = parseStructuredOutput(body);
+  if (structured) out.structured = structured;
   return out;
 }
 
