@@ -4,7 +4,6 @@
 // this object, never prom-client's global one, so tests and a shadow server can each have their own.
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { TuneloopConfig } from '../config/schema.js';
-import type { RequestRecord } from '../controlplane/hooks.js';
 import { defineConfigFamilies, defineStaticFamilies, defineUpFamily } from './config-families.js';
 import { defineEngineFamilies } from './engine-families.js';
 import { defineMoeFamilies } from './moe-families.js';
@@ -12,7 +11,7 @@ import { defineGrammarFamilies } from './grammar-families.js';
 import { FamilyBuilder } from './families.js';
 import { defineHttpFamilies, type HttpRecorders } from './http-families.js';
 import { ScrapeSnapshots, type EngineBinding, type Role, type StatsSource } from './snapshot.js';
-import { defineToolFamilies } from './tool-families.js';
+import { defineToolFamilies, type ToolOutcome } from './tool-families.js';
 import { defineTunerFamilies, type TunerMetrics } from './tuner-families.js';
 import { defineVllmFamilies } from './vllm-families.js';
 
@@ -40,7 +39,7 @@ export interface Metrics extends HttpRecorders {
   /** The tuner's families, for the tuner to drive. */
   tuner: TunerMetrics;
   /** Each finished generation request (hooks.ts fanOutFinished): the tool-call and reasoning families. */
-  onRequest(record: RequestRecord): void;
+  onRequest(record: { tools?: ToolOutcome | undefined }): void;
 }
 
 /** prom-client reports these gauges with a _total suffix, which Prometheus' linter rejects for non-counters

@@ -3,8 +3,17 @@
 // Metrics.onRequest turns it into these counters. Labels are closed sets (the tool_choice modes, the families), so no
 // request text can reach a label value.
 import { Counter, type Registry } from 'prom-client';
-import type { ToolOutcome } from '../controlplane/hooks.js';
 import type { Role } from './snapshot.js';
+
+/** A chat request's tools and reasoning (structurally the control plane's hooks.ts ToolOutcome: src/metrics does
+ *  not import the control plane). */
+export interface ToolOutcome {
+  family: string;
+  toolChoice?: string;
+  calls: number;
+  failures: number;
+  reasoning: boolean;
+}
 
 const MODES = new Set(['none', 'auto', 'required', 'named']);
 const FAMILIES = new Set(['deepseek', 'mistral', 'hermes', 'llama3', 'generic']);

@@ -78,6 +78,8 @@ const TOOLS: OpenAI.ChatCompletionTool[] = [
 ];
 
 const CITIES = ['Paris', 'Lima', 'Oslo'];
+// Enough for a call whose every whitespace slot a random model fills to the grammar's bound (a newline and 20 tabs).
+const CALL_TOKENS = 400;
 
 /** The arguments a call of TOOLS may have, checked by hand against the schemas above. */
 function checkArguments(name: string, args: string): void {
@@ -227,7 +229,7 @@ describe.each(FAMILIES)('$name tool calls', (fam) => {
       tools: TOOLS,
       tool_choice: 'required',
       parallel_tool_calls: false,
-      max_tokens: 96,
+      max_tokens: CALL_TOKENS,
       temperature: 0,
     });
     const ch = r.choices[0]!;
@@ -248,7 +250,7 @@ describe.each(FAMILIES)('$name tool calls', (fam) => {
       messages: ASK,
       tools: TOOLS,
       tool_choice: { type: 'function', function: { name: 'set_alarm' } },
-      max_tokens: 96,
+      max_tokens: CALL_TOKENS,
       temperature: 0,
     });
     const calls = callsOf(r.choices[0]!.message);
@@ -258,7 +260,16 @@ describe.each(FAMILIES)('$name tool calls', (fam) => {
   });
 
   it('streamed (sampled, seeded): the accumulated deltas equal the plain answer, and the SDK stream helper agrees', async () => {
-    const params = { model: MODEL, messages: ASK, tools: TOOLS, tool_choice: 'required' as const, parallel_tool_calls: false, max_tokens: 96, temperature: 1, seed: 11 };
+    const params = {
+      model: MODEL,
+      messages: ASK,
+      tools: TOOLS,
+      tool_choice: 'required' as const,
+      parallel_tool_calls: false,
+      max_tokens: CALL_TOKENS,
+      temperature: 1,
+      seed: 11,
+    };
     const plain = await s.client.chat.completions.create(params);
     const streamed = await accumulate(await s.client.chat.completions.create({ ...params, stream: true }));
     const expected = callsOf(plain.choices[0]!.message);
@@ -280,7 +291,7 @@ describe.each(FAMILIES)('$name tool calls', (fam) => {
       tools: TOOLS,
       tool_choice: 'required',
       parallel_tool_calls: false,
-      max_tokens: 96,
+      max_tokens: CALL_TOKENS,
       temperature: 0,
     });
     const call = first.choices[0]!.message.tool_calls![0]!;
@@ -334,7 +345,7 @@ describe.each(FAMILIES.filter((f) => f.opener !== undefined))('$name tool_choice
 
   it('the lazy grammar makes the call valid once the opener is written; streamed equals plain', async () => {
     s.seen.length = 0;
-    const params = { model: MODEL, messages: ASK, tools: TOOLS, parallel_tool_calls: false, max_tokens: 96, temperature: 0 };
+    const params = { model: MODEL, messages: ASK, tools: TOOLS, parallel_tool_calls: false, max_tokens: CALL_TOKENS, temperature: 0 };
     const r = await s.client.chat.completions.create(params);
     const req = s.seen[0] as GenerateRequest & { grammarTriggers?: string[] };
     expect(req.grammarTriggers).toEqual([fam.opener]);

@@ -114,7 +114,7 @@ const mistral: CallSyntax = {
       const list = j.ok && Array.isArray(j.value) ? j.value : undefined;
       if (list === undefined || list.length === 0) return { kind: 'not-a-call' };
       const calls = list.map(callOf);
-      if (calls.every((c) => c !== undefined)) return { kind: 'calls', end, calls: calls as RawCall[] };
+      if (calls.every((c) => c !== undefined)) return { kind: 'calls', end, calls: calls };
       return list.some((v) => looksLikeCall('', { ok: true, value: v })) ? { kind: 'invalid', end, reason: 'an entry is not a call object' } : { kind: 'not-a-call' };
     }
     const start = skipWs(text, at + '[TOOL_CALLS]'.length);

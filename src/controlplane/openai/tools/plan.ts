@@ -69,6 +69,9 @@ export function templateMessages(messages: readonly ChatMessage[], family: ToolF
   const asObject = argumentsAsObject(family);
   return messages.map((m) => {
     const out: Record<string, unknown> = { ...m };
+    // An assistant turn that only called tools: DeepSeek's templates test `content is none` to render the calls;
+    // the others concatenate or test the content as a string (Qwen3: `'</think>' in message.content`), so they get ''.
+    if (m.content === null && family !== 'deepseek') out.content = '';
     if (m.tool_calls) {
       out.tool_calls = m.tool_calls.map((c) => ({
         id: familyToolCallId(family, c.id),
@@ -108,14 +111,13 @@ export function toolGrammarFor(plan: ToolPlan, p: ChatRequest, output: OutputPar
  *  `grammar` field) cannot take a second one. */
 export function applyToolGrammar(request: GenerateRequest, g: ToolGrammar | undefined, choice: ToolChoiceMode | undefined): void {
   if (g === undefined) return;
-  const r = request as GenerateRequest & { grammar?: string; grammarTriggers?: string[] };
-  if (r.grammar !== undefined) {
+  if (request.grammar !== undefined) {
     throw new ControlPlaneError(
       'CP_ERR_INVALID_REQUEST',
       `'tools' with tool_choice "${choice}" constrain the answer to tool calls, which cannot be combined with 'response_format' or 'grammar'; send tool_choice "none" to use them`,
       { param: 'tool_choice' },
     );
   }
-  r.grammar = g.grammar;
-  if (g.triggers !== undefined) r.grammarTriggers = g.triggers;
+  request.grammar = g.grammar;
+  if (g.triggers !== undefined) request.grammarTriggers = g.triggers;
 }
