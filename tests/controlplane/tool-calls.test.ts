@@ -19,6 +19,8 @@ import { DEFAULT_SERVER_OPTIONS } from '../../src/controlplane/app.js';
 import { startServer, type RunningServer } from '../../src/controlplane/http-server.js';
 import { TemplateSandbox } from '../../src/controlplane/openai/template-sandbox.js';
 import { Engine, type GenerateRequest, type GenerationResult } from '../../src/engine/index.js';
+import { loadConfig } from '../../src/config/load.js';
+import { createMetrics, type Metrics } from '../../src/metrics/registry.js';
 import { modelChatTemplate } from '../../src/serve.js';
 import { writeGgufFile, type GgufValue } from '../../tools/lib/gguf-writer.js';
 import { lenmlVocab } from '../../tools/lib/hf-vocab.js';
@@ -143,6 +145,7 @@ interface Served {
   seen: GenerateRequest[];
   /** The engine's results, in order. */
   results: Promise<GenerationResult>[];
+  metrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -159,11 +162,13 @@ async function serve(file: string): Promise<Served> {
     return g;
   };
   const logger = pino({ level: 'silent' });
+  const metrics = createMetrics({ engine, config: loadConfig({ overrides: { 'model.name': MODEL } }) });
   const server = await startServer({
     engine,
     options: { ...DEFAULT_SERVER_OPTIONS, port: 0, modelName: MODEL },
     logger,
     chatTemplate: await modelChatTemplate(engine, logger, sandbox),
+    metricsHook: metrics,
   });
   const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
   return {
@@ -172,6 +177,7 @@ async function serve(file: string): Promise<Served> {
     client,
     seen,
     results,
+    metrics,
     async close() {
       await server.close();
       await engine.close();
@@ -203,6 +209,16 @@ async function accumulate(stream: AsyncIterable<OpenAI.ChatCompletionChunk>) {
     finish = c.finish_reason ?? finish;
   }
   return { content, reasoning, finish, calls };
+}
+
+/** A counter's value in the server's registry, summed over the series whose labels include `labels`. */
+async function counter(m: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = (await m.registry.getMetricsAsJSON()).find((x) => x.name === name);
+  let sum = 0;
+  for (const v of metric?.values ?? []) {
+    if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) sum += v.value;
+  }
+  return sum;
 }
 
 const callsOf = (m: OpenAI.ChatCompletionMessage): { name: string; arguments: string }[] =>
@@ -239,9 +255,12 @@ describe.each(FAMILIES)('$name tool calls', (fam) => {
     expect(calls).toHaveLength(1);
     checkArguments(calls[0]!.name, calls[0]!.arguments);
     expect(ch.message.tool_calls![0]!.id).toMatch(/^call_[A-Za-z0-9]{24}$/);
-    const req = s.seen[0] as GenerateRequest & { grammar?: string; grammarTriggers?: string[] };
+    const req = s.seen[0]!;
     expect(req.grammar).toContain('root ::=');
     expect(req.grammarTriggers).toBeUndefined();
+    expect(await counter(s.metrics, 'tuneloop_tool_requests_total', { tool_choice: 'required', family: fam.name })).toBe(1);
+    expect(await counter(s.metrics, 'tuneloop_tool_calls_total', { family: fam.name })).toBe(1);
+    expect(await counter(s.metrics, 'tuneloop_tool_call_parse_failures_total')).toBe(0);
   });
 
   it('a named function: exactly that function', async () => {
@@ -316,7 +335,7 @@ describe.each(FAMILIES)('$name tool calls', (fam) => {
     const r = await s.client.chat.completions.create({ model: MODEL, messages: ASK, tools: TOOLS, tool_choice: 'none', max_tokens: 4, temperature: 0 });
     expect(r.choices[0]!.message.tool_calls ?? []).toEqual([]);
     expect(typeof r.choices[0]!.message.content).toBe('string');
-    const req = s.seen[0] as GenerateRequest & { grammar?: string };
+    const req = s.seen[0]!;
     expect(req.grammar).toBeUndefined();
     expect(s.engine.detokenize(req.tokens!)).not.toContain('Sets an alarm.');
   });
@@ -347,14 +366,26 @@ describe.each(FAMILIES.filter((f) => f.opener !== undefined))('$name tool_choice
     s.seen.length = 0;
     const params = { model: MODEL, messages: ASK, tools: TOOLS, parallel_tool_calls: false, max_tokens: CALL_TOKENS, temperature: 0 };
     const r = await s.client.chat.completions.create(params);
-    const req = s.seen[0] as GenerateRequest & { grammarTriggers?: string[] };
-    expect(req.grammarTriggers).toEqual([fam.opener]);
+    expect(s.seen[0]!.grammarTriggers).toEqual([fam.opener]);
     const calls = callsOf(r.choices[0]!.message);
     expect(calls.length).toBeGreaterThanOrEqual(1);
     checkArguments(calls[0]!.name, calls[0]!.arguments);
     const streamed = await accumulate(await s.client.chat.completions.create({ ...params, stream: true }));
     expect(streamed.calls.map((c) => ({ name: c.name, arguments: c.arguments }))).toEqual(calls);
     expect(streamed.finish).toBe(r.choices[0]!.finish_reason);
+  });
+
+  it('a call cut off by max_tokens comes back as content, finish_reason length, and counts as a parse failure', async () => {
+    const before = await counter(s.metrics, 'tuneloop_tool_call_parse_failures_total', { family: fam.name });
+    const r = await s.client.chat.completions.create({ model: MODEL, messages: ASK, tools: TOOLS, max_tokens: 3, temperature: 0 });
+    const raw = (await s.results.at(-1)!).text;
+    // The opener is in the text: DeepSeek's tool-call tokens are control tokens that decode as their text
+    // (native/src/tokenizer.cpp, as llama.cpp preserves them), else no parser could see the call.
+    expect(raw.slice(0, fam.opener!.length)).toBe(fam.opener);
+    expect(r.choices[0]!.message.tool_calls ?? []).toEqual([]);
+    expect(r.choices[0]!.message.content).toBe(raw);
+    expect(r.choices[0]!.finish_reason).toBe('length');
+    expect(await counter(s.metrics, 'tuneloop_tool_call_parse_failures_total', { family: fam.name })).toBe(before + 1);
   });
 });
 
@@ -387,5 +418,6 @@ describe.each([
     const streamed = await accumulate(await s.client.chat.completions.create({ ...params, stream: true }));
     expect(streamed.reasoning).toBe(m.reasoning_content);
     expect(streamed.content).toBe('');
+    expect(await counter(s.metrics, 'tuneloop_reasoning_responses_total')).toBe(2);
   });
 });
