@@ -338,18 +338,22 @@ describe.each(FAMILIES)('$name tool calls', (fam) => {
     const req = s.seen[0]!;
     expect(req.grammar).toBeUndefined();
     expect(s.engine.detokenize(req.tokens!)).not.toContain('Sets an alarm.');
+    expect(await counter(s.metrics, 'tuneloop_tool_requests_total', { tool_choice: 'none', family: fam.name })).toBe(1);
   });
 
   it('refusals: a named function not in tools, an unsupported schema keyword, the deprecated functions field', async () => {
     await expect(
       s.client.chat.completions.create({ model: MODEL, messages: ASK, tools: TOOLS, tool_choice: { type: 'function', function: { name: 'nope' } } }),
     ).rejects.toMatchObject({ status: 400, param: 'tool_choice' });
+    const before = await counter(s.metrics, 'tuneloop_tool_requests_total');
     const bad: OpenAI.ChatCompletionTool[] = [{ type: 'function', function: { name: 'f', parameters: { type: 'object', not: { required: ['a'] } } } }];
     const err = await s.client.chat.completions.create({ model: MODEL, messages: ASK, tools: bad, tool_choice: 'required' }).catch((e: unknown) => e);
     expect(err).toMatchObject({ status: 400, param: 'tools[0].function.parameters' });
     expect((err as Error).message).toContain('not');
     const body = { model: MODEL, messages: ASK, functions: [{ name: 'f' }] } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming;
     await expect(s.client.chat.completions.create(body)).rejects.toMatchObject({ status: 400, param: 'functions' });
+    // Refused requests never ran: not counted.
+    expect(await counter(s.metrics, 'tuneloop_tool_requests_total')).toBe(before);
   });
 });
 

@@ -85,7 +85,6 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
         const chatTokens = prompt?.tokens;
         const outOpts = plan && prompt ? outputOptions(plan, prompt.text) : undefined;
         const parse = outOpts && needsParser(outOpts) ? outOpts : undefined;
-        if (plan && parse) sr.tools = { family: plan.family, ...(plan.choice !== undefined ? { toolChoice: plan.choice } : {}), calls: 0, failures: 0, reasoning: false };
         const built = buildGenerateRequest(parsed, {
           chatTokens,
           tokenize: (text) => engine.tokenize(text),
@@ -99,6 +98,9 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
         // The engine parses the grammar at submit: its refusal points at the field the grammar came from.
         const gen = sr.submit(built, (r) => withGrammarParam(() => engine.generate(r), parsed.structured));
         if (!gen) return;
+        // Counted once the request runs (tool-families.ts); the answer fills in calls, failures and reasoning.
+        if (plan && (parse || plan.choice !== undefined))
+          sr.tools = { family: plan.family, ...(plan.choice !== undefined ? { toolChoice: plan.choice } : {}), calls: 0, failures: 0, reasoning: false };
         req.log?.debug({ generation: gen.id, promptTokens: built.promptTokens, maxTokens: built.request.maxTokens, stream: parsed.stream }, 'generation started');
         if (parsed.stream) await answerStream(sr, req, res, parsed, gen, built.promptTokens, parse);
         else await answerPlain(sr, res, parsed, gen, built.promptTokens, parse);
