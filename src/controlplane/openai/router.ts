@@ -110,7 +110,7 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
     const r = await gen.result;
     if (!sr.resultArrived(r)) return;
     const body = responseBody(p, r, promptTokens, options.modelName);
-    if (parse) recordOutput(sr, parsedChoice(body.choices[0] as { message: unknown; finish_reason: string }, r, parse));
+    if (parse) recordOutput(sr, parsedChoice(body.choices[0] as { message: unknown; finish_reason: string }, r, parse), res.req.log);
     res.json(body);
     sr.answered();
   }
@@ -145,7 +145,7 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
     if (!sr.resultArrived(r)) return;
     if (answer) {
       for (const c of streamedChunks(enc, answer.finish())) send(c);
-      recordOutput(sr, answer.output());
+      recordOutput(sr, answer.output(), req.log);
     }
     for (const c of enc.closing(r, promptTokens, answer ? toolFinishReason(r.finishReason, answer.callCount) : undefined)) send(c);
     res.write(SSE_DONE);
@@ -155,8 +155,11 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
   }
 
   /** The parsed answer's counts, for the tool-call metrics. */
-  function recordOutput(sr: ServingRequest, o: AssistantOutput): void {
+  function recordOutput(sr: ServingRequest, o: AssistantOutput, log: Request['log']): void {
     if (sr.tools) sr.tools = { ...sr.tools, calls: o.toolCalls.length, failures: o.failures.length, reasoning: o.reasoning !== null };
+    // Why a would-be call went back as content (the text is the client's to see; the reasons name no request text
+    // beyond a truncated tool name).
+    if (o.failures.length > 0) log?.info({ toolCallFailures: o.failures, family: sr.tools?.family }, 'tool call not parsed: returned as content');
   }
 
   router.post('/completions', serve('completions'));
