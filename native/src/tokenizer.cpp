@@ -317,6 +317,45 @@ Tokenizer Tokenizer::from_vocab(TokenizerKind kind, std::vector<std::string> tok
         }
     }
 
+    // Tool-call markup (DeepSeek-V3/R1's <｜tool▁calls▁begin｜>…, Mistral's [TOOL_CALLS] [ARGS] [CALL_ID]) decodes as
+    // its text too, as llama.cpp's server keeps them (its chat formats' "preserved tokens"): the tool-call parser of
+    // the layer above (src/controlplane/openai/tools/) reads the calls off the text, and without these markers it
+    // could not tell a call from an answer. Like the harmony markup they stay control tokens for encoding.
+    static const char * const tool_markup[] = {
+        "<\xEF\xBD\x9C"
+        "tool\xE2\x96\x81"
+        "calls\xE2\x96\x81"
+        "begin\xEF\xBD\x9C>", // <｜tool▁calls▁begin｜>
+        "<\xEF\xBD\x9C"
+        "tool\xE2\x96\x81"
+        "calls\xE2\x96\x81"
+        "end\xEF\xBD\x9C>", // <｜tool▁calls▁end｜>
+        "<\xEF\xBD\x9C"
+        "tool\xE2\x96\x81"
+        "call\xE2\x96\x81"
+        "begin\xEF\xBD\x9C>", // <｜tool▁call▁begin｜>
+        "<\xEF\xBD\x9C"
+        "tool\xE2\x96\x81"
+        "call\xE2\x96\x81"
+        "end\xEF\xBD\x9C>", // <｜tool▁call▁end｜>
+        "<\xEF\xBD\x9C"
+        "tool\xE2\x96\x81"
+        "sep\xEF\xBD\x9C>", // <｜tool▁sep｜>
+        "[TOOL_CALLS]",
+        "[ARGS]",
+        "[CALL_ID]",
+    };
+    for (size_t i = 0; i < n; i++) {
+        const std::string & text = t.tokens_[i];
+        if (t.token_types_[i] != TT_CONTROL || text.size() < 6 || text.size() > 40) continue;
+        for (const char * m : tool_markup) {
+            if (text == m) {
+                t.rendered_controls_.push_back((int32_t) i);
+                break;
+            }
+        }
+    }
+
     // token_to_id_ holds only tokens that ordinary text may produce: control, unknown, unused and byte tokens are
     // left out so that text such as "</s>" or "<0x41>" in a prompt encodes as plain characters, never as the
     // special token. The first of duplicate entries wins.

@@ -98,7 +98,8 @@ private:
     int32_t byte_tokens_[256];     // llama: <0xXX> ids; gpt2: the byte's mapped symbol (-1 if absent)
     std::vector<int32_t> eog_ids_; // EOS, EOT, EOM plus end-of-turn control tokens (small, scanned)
     std::vector<std::string> warnings_;
-    std::vector<int32_t> rendered_controls_; // control tokens that decode as their text (gpt-oss harmony markup)
+    std::vector<int32_t>
+        rendered_controls_; // control tokens that decode as their text (gpt-oss harmony markup, tool-call markup)
     int32_t bos_ = -1, eos_ = -1, unk_ = -1;
     bool add_bos_ = true;
     bool add_space_prefix_ = true;

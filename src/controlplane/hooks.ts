@@ -34,6 +34,22 @@ export interface FinishedRequest {
   result?: GenerationResult;
   /** response_format / grammar, when the request asked for structured output. */
   structured?: StructuredOutput;
+  /** Tools and reasoning of a chat request that had either (openai/tools/). */
+  tools?: ToolOutcome;
+}
+
+/** What a chat request's tools and reasoning came to (src/metrics/tool-families.ts). */
+export interface ToolOutcome {
+  /** The tool-call family of the template (openai/tools/families.ts). */
+  family: string;
+  /** tool_choice's mode; absent when the request had no tools. */
+  toolChoice?: 'none' | 'auto' | 'required' | 'named';
+  /** Calls parsed out of the answer. */
+  calls: number;
+  /** Blocks that opened like calls and were not valid ones. */
+  failures: number;
+  /** The answer carried reasoning_content. */
+  reasoning: boolean;
 }
 
 /** One finished HTTP generation request, for request-level metrics (`MetricsHook.onRequest`). */
@@ -49,6 +65,7 @@ export interface RequestRecord {
   completionTokens?: number;
   /** True when the client went away before the response finished. */
   clientDisconnected: boolean;
+  tools?: ToolOutcome;
 }
 
 /** One finished generation request as the engine ran it: what the tuner records (request log, shadow mirror). */
@@ -90,6 +107,7 @@ export function toRequestRecord(f: FinishedRequest): RequestRecord {
   const r: RequestRecord = { endpoint: f.endpoint, status: f.status, stream: f.stream, durationS: f.durationS, clientDisconnected: f.clientDisconnected };
   if (f.errorCode !== undefined) r.errorCode = f.errorCode;
   if (f.promptTokens !== undefined) r.promptTokens = f.promptTokens;
+  if (f.tools) r.tools = f.tools;
   if (f.result) {
     r.finishReason = f.result.finishReason;
     r.completionTokens = f.result.usage.completionTokens;

@@ -13,6 +13,7 @@ import { defineHttpFamilies, type HttpRecorders } from './http-families.js';
 import { defineStructuredFamilies, type StructuredRecorders } from './structured-families.js';
 import { defineEmbeddingFamilies, type EmbeddingRecorders } from './embedding-families.js';
 import { ScrapeSnapshots, type EngineBinding, type Role, type StatsSource } from './snapshot.js';
+import { defineToolFamilies, type ToolOutcome } from './tool-families.js';
 import { defineTunerFamilies, type TunerMetrics } from './tuner-families.js';
 import { defineVllmFamilies } from './vllm-families.js';
 
@@ -39,6 +40,8 @@ export interface Metrics extends HttpRecorders, StructuredRecorders, EmbeddingRe
   attachEngine(engine: StatsSource | (() => StatsSource | undefined), role: Role, modelName: string): () => void;
   /** The tuner's families, for the tuner to drive. */
   tuner: TunerMetrics;
+  /** Each finished generation request (hooks.ts fanOutFinished): the tool-call and reasoning families. */
+  onRequest(record: { tools?: ToolOutcome | undefined }): void;
 }
 
 /** prom-client reports these gauges with a _total suffix, which Prometheus' linter rejects for non-counters
@@ -67,6 +70,7 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
   const structured = defineStructuredFamilies(registry, { model: modelName, role });
   const embeddings = defineEmbeddingFamilies(registry, { model: modelName, role });
   const tuner = defineTunerFamilies(registry);
+  const tools = defineToolFamilies(registry, { model: modelName, role });
   if (opts.config.metrics.compat === 'vllm') defineVllmFamilies(registry, snapshots);
 
   return {
@@ -82,6 +86,9 @@ export function createMetrics(opts: CreateMetricsOptions): Metrics {
       };
     },
     tuner,
+    onRequest(record) {
+      if (record.tools) tools.observeTools(record.tools);
+    },
     ...http,
     ...structured,
     ...embeddings,

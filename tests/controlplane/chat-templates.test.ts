@@ -190,7 +190,7 @@ describe('where message contents sit in the rendered prompt', () => {
     const spans = sentinelSpans(
       text,
       marked,
-      messages.map((m) => m.content),
+      messages.map((m) => m.content ?? ''),
     )!;
     expect(spans.map(([i, a, b]) => [i, text.slice(a, b)])).toEqual([
       [0, 'user'],
@@ -223,7 +223,7 @@ describe('where message contents sit in the rendered prompt', () => {
     const spans = sentinelSpans(
       text,
       marked,
-      messages.map((m) => m.content),
+      messages.map((m) => m.content ?? ''),
     )!;
     expect(texts(text, byteRanges(text, spans))).toEqual(['first', 'ok', 'SYS', 'last é', 'first']);
   });

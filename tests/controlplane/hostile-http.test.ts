@@ -527,8 +527,46 @@ const CONTENT = fc.oneof(
   ),
   WRONG,
 );
+// Tools (issue 18): definitions near the valid shape, tool_choice values, tool-call turns.
+const TOOL_NAME = fc.oneof(fc.constantFrom('get_weather', 'f', '', 'a b', 'x'.repeat(65), 'ünï'), WRONG);
+const SCHEMA = fc.oneof(
+  fc.constantFrom({ type: 'object' }, { type: 'object', properties: { a: { type: 'string' } }, required: ['a'] }, { not: {} }, { $ref: '#' }, { type: 'string' }, {}),
+  WRONG,
+);
+const TOOL = fc.oneof(
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      type: fc.constant('function'),
+      function: fc.record({ name: TOOL_NAME, parameters: SCHEMA, strict: fc.oneof(fc.boolean(), WRONG) }, { requiredKeys: ['name'] }),
+    }),
+  },
+  { weight: 1, arbitrary: fc.record({ type: fc.constantFrom('function', 'code_interpreter'), function: WRONG }) },
+  { weight: 1, arbitrary: WRONG },
+);
+const TOOL_CALL = fc.oneof(
+  fc.record({
+    id: fc.oneof(fc.constantFrom('call_1', 'abcdefghi'), WRONG),
+    type: fc.constantFrom('function', 'x'),
+    function: fc.record({ name: TOOL_NAME, arguments: fc.oneof(fc.constantFrom('{}', '{"a": 1}', 'not json', '[1]'), WRONG) }),
+  }),
+  WRONG,
+);
 const MESSAGE = fc.oneof(
   { weight: 4, arbitrary: fc.record({ role: ROLE, content: CONTENT }) },
+  { weight: 1, arbitrary: fc.record({ role: fc.constant('tool'), content: CONTENT, tool_call_id: fc.oneof(fc.constant('call_1'), WRONG) }, { requiredKeys: ['role'] }) },
+  {
+    weight: 1,
+    arbitrary: fc.record(
+      {
+        role: fc.constant('assistant'),
+        content: fc.oneof(fc.constant(null), CONTENT),
+        tool_calls: fc.array(TOOL_CALL, { maxLength: 3 }),
+        reasoning_content: fc.oneof(TEXT, WRONG),
+      },
+      { requiredKeys: ['role'] },
+    ),
+  },
   { weight: 1, arbitrary: fc.record({ role: ROLE, content: CONTENT, name: WRONG, tool_calls: WRONG }, { requiredKeys: ['role'] }) },
   { weight: 1, arbitrary: WRONG },
 );
@@ -580,36 +618,11 @@ const FIELD_VALUES: Record<string, fc.Arbitrary<unknown>> = {
     }),
     WRONG,
   ),
-  tools: fc.oneof(
-    fc.array(
-      fc.oneof(
-        fc.record({
-          type: fc.constant('function'),
-          function: fc.record(
-            {
-              name: fc.oneof(fc.constantFrom('get_weather', 'f', '', 'a'.repeat(100), 'bad name!'), WRONG),
-              description: fc.oneof(TEXT, WRONG),
-              parameters: fc.oneof(
-                fc.constantFrom({ type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }, {}),
-                fc.jsonValue({ maxDepth: 3 }),
-                WRONG,
-              ),
-              strict: fc.oneof(fc.boolean(), WRONG),
-            },
-            { requiredKeys: ['name'] },
-          ),
-        }),
-        fc.record({ type: fc.constantFrom('custom', 'web_search', 'FUNCTION'), function: WRONG }),
-        WRONG,
-      ),
-      { maxLength: 3 },
-    ),
-    WRONG,
-  ),
+  tools: fc.oneof(fc.array(TOOL, { maxLength: 3 }), WRONG),
   tool_choice: fc.oneof(
     fc.constantFrom(
-      'auto',
       'none',
+      'auto',
       'required',
       'any',
       { type: 'function', function: { name: 'get_weather' } },
@@ -639,6 +652,7 @@ const FIELD_VALUES: Record<string, fc.Arbitrary<unknown>> = {
   store: fc.oneof(fc.boolean(), WRONG),
   modalities: fc.oneof(fc.constantFrom(['text'], ['text', 'audio'], []), WRONG),
   best_of: fc.oneof(fc.integer({ min: -1, max: 4 }), WRONG),
+  functions: fc.oneof(fc.array(WRONG, { maxLength: 2 }), WRONG),
 };
 
 /** A valid request, then 1-3 fields replaced (or deleted) by field-aimed or wrong values. */
@@ -707,6 +721,9 @@ function mutatedRequest(kind: 'completion' | 'chat'): fc.Arbitrary<Record<string
           'n',
           'ignore_eos',
           'tools',
+          'tool_choice',
+          'parallel_tool_calls',
+          'functions',
           'response_format',
           'logit_bias',
           'presence_penalty',
@@ -714,8 +731,6 @@ function mutatedRequest(kind: 'completion' | 'chat'): fc.Arbitrary<Record<string
           'repetition_penalty',
           'min_p',
           'user',
-          'tool_choice',
-          'parallel_tool_calls',
           'grammar',
           'metadata',
           'store',

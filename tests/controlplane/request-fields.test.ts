@@ -157,11 +157,9 @@ describe('a real server follows the lists (openai SDK client)', () => {
   });
 
   // "Implemented" must mean read: a parser that never looks at a field would accept any value of it. Each implemented
-  // field and extension with a value no field takes must be a 400 naming it. PENDING: fields the team implements
-  // this round in other branches (issue 18: H4 tool_choice, parallel_tool_calls) — the merge empties this list.
-  const PENDING = new Set(['tool_choice', 'parallel_tool_calls']);
+  // field and extension with a value no field takes must be a 400 naming it.
   const implemented = ROUTES.flatMap((r) => [...FIELD_POLICY[r].implemented, ...FIELD_POLICY[r].extensions].map((f): [PolicyRoute, string] => [r, f]));
-  it.each(implemented.filter(([, f]) => !PENDING.has(f)))('%s: implemented field %s is read (a value of no valid shape is a 400 naming it)', async (route, field) => {
+  it.each(implemented)('%s: implemented field %s is read (a value of no valid shape is a 400 naming it)', async (route, field) => {
     const err = (await call(route, { [field]: { not: ['a valid value'] } }).catch((e: unknown) => e)) as BadRequestError;
     expect(err).toBeInstanceOf(BadRequestError);
     expect(err.param).toBe(field);

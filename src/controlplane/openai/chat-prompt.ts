@@ -105,14 +105,15 @@ export async function chatPromptTokens(
 ): Promise<{ text: string; tokens: number[] }> {
   const text = await template.render(messages, options);
   if (!template.specialTokens) return { text, tokens: tokenizer.tokenize(text) };
-  const contents = messages.map((m) => m.content);
+  const contents = messages.map((m) => m.content ?? '');
   const special = contents.flatMap((c, i) => (holdsSpecialText(c, tokenizer) ? [i] : []));
   let ranges: Int32Array | undefined;
   if (special.length > 0) {
     let spans: ContentSpan[] | undefined;
     try {
       const marked = await template.render(
-        messages.map((m, i) => ({ ...m, content: contentMarker(i) })),
+        // A null content (an assistant turn that only calls tools) stays null: templates branch on it.
+        messages.map((m, i) => (m.content === null ? m : { ...m, content: contentMarker(i) })),
         options,
       );
       spans = sentinelSpans(text, marked, contents)?.filter(([i]) => special.includes(i));

@@ -47,6 +47,9 @@ export interface ChatTemplate {
   stop: readonly string[];
   /** The rendered text carries the model's special tokens: tokenize it with special-token parsing (chat-prompt.ts). */
   specialTokens: boolean;
+  /** The Jinja source a render with these options uses (undefined for the built-in default): the tool-call family
+   *  and the reasoning convention are read off it (tools/families.ts). */
+  sourceFor?(options?: ChatRenderOptions): string | undefined;
 }
 
 export const DEFAULT_CHAT_STOP: readonly string[] = ['\nuser:'];
@@ -82,7 +85,7 @@ function defaultTemplate(warnings: string[] = [], names: string[] = []): SyncCha
     summary: { source: 'tuneloop-default', names, warnings },
     render(messages, options) {
       refuseOptions('the built-in tuneloop-default template', options, names);
-      return messages.map((m) => `${m.role}: ${m.content}\n`).join('') + 'assistant:';
+      return messages.map((m) => `${m.role}: ${m.content ?? ''}\n`).join('') + 'assistant:';
     },
     stop: DEFAULT_CHAT_STOP,
     specialTokens: false,
@@ -158,6 +161,11 @@ export async function loadChatTemplate(tokenizer: ChatTokenizerInfo | undefined,
     summary: { source: 'gguf', names, warnings },
     specialTokens: true,
     stop: [],
+    sourceFor(options) {
+      if (options?.templateName !== undefined) return usable.get(options.templateName);
+      if (options?.tools !== undefined && options.tools.length > 0 && usable.has('tool_use')) return usable.get('tool_use');
+      return main;
+    },
     async render(messages, options) {
       let name = 'gguf';
       let source: string | undefined = main;

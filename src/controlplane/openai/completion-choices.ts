@@ -14,6 +14,8 @@ import { chatCompletionBody, completionBody, finishReasonOf, newIdentity, usageO
 import type { CompletionRequest } from './schema.js';
 import type { ServingRequest } from './serving-request.js';
 import { SSE_DONE, StreamEncoder, sseFrame, writeSseHead } from './sse.js';
+import { parsedChoice, streamedChunks, StreamedAnswer, toolFinishReason } from './tools/answer.js';
+import type { AssistantOutput, OutputParserOptions } from './tools/output-parser.js';
 
 /** Whether the request needs this path rather than the single-generation one. */
 export function needsChoices(p: ParsedRequest, built: BuiltRequest): boolean {
@@ -143,6 +145,21 @@ export interface ChoicesDeps {
   built: BuiltRequest;
   engine: Engine;
   modelName: string;
+  /** Chat with tools or reasoning: every choice's text goes through the answer parser (tools/answer.ts). */
+  parse?: OutputParserOptions | undefined;
+  /** Receives the parsed answers' counts for the tool metrics (all choices together). */
+  recordOutput?: ((o: AssistantOutput) => void) | undefined;
+}
+
+/** The choices' parsed answers as one, for the metrics: calls and failures summed, reasoning if any had it. */
+function mergedOutput(outputs: AssistantOutput[]): AssistantOutput | undefined {
+  if (outputs.length === 0) return undefined;
+  return {
+    ...outputs[0]!,
+    toolCalls: outputs.flatMap((o) => o.toolCalls),
+    failures: outputs.flatMap((o) => o.failures),
+    reasoning: outputs.find((o) => o.reasoning !== null)?.reasoning ?? null,
+  };
 }
 
 /** The whole answer for needsChoices() requests. */
@@ -189,8 +206,13 @@ async function answerPlain(d: ChoicesDeps, gens: Generation[], group: Generation
   const rs = gens.length > 0 ? await Promise.all(gens.map((g) => g.result)) : Array.from({ length: p.n }, () => emptyResult(promptTokens));
   const promptLps = echo?.logprobs ? await echo.logprobs : undefined;
   const who = newIdentity(p.kind, d.modelName);
+  const outputs: AssistantOutput[] = [];
   const choices = rs.map((r, index) => {
-    if (p.kind === 'chat') return { ...chatCompletionBody(p, r, promptTokens, who).choices[0]!, index };
+    if (p.kind === 'chat') {
+      const c = { ...chatCompletionBody(p, r, promptTokens, who).choices[0]!, index };
+      if (d.parse) outputs.push(parsedChoice(c, r, d.parse));
+      return c;
+    }
     const c = { ...completionBody(p, r, promptTokens, who).choices[0]!, index };
     if (!echo) return c;
     const lps = promptLps ? echoLogprobs(promptLps, c.logprobs, echo.text.length) : c.logprobs;
@@ -200,6 +222,8 @@ async function answerPlain(d: ChoicesDeps, gens: Generation[], group: Generation
     promptTokens,
     rs.reduce((a, r) => a + r.usage.completionTokens, 0),
   );
+  const merged = mergedOutput(outputs);
+  if (merged) d.recordOutput?.(merged);
   res.json({ id: who.id, object: p.kind === 'chat' ? 'chat.completion' : 'text_completion', created: who.created, model: who.model, choices, usage });
   sr.answered();
 }
@@ -233,10 +257,15 @@ async function answerStream(d: ChoicesDeps, gens: Generation[], group: Generatio
       encoders[i]!.piece({ text: echo.text });
     }
   }
+  const answers = d.parse ? gens.map(() => new StreamedAnswer(d.parse!)) : undefined;
   await Promise.all(
     gens.map(async (g, i) => {
       for await (const chunk of g) {
         if (sr.cancelled) break;
+        if (answers) {
+          for (const c of streamedChunks(encoders[i]!, answers[i]!.push(chunk.text), chunk.logprobs)) send(withIndex(c, i));
+          continue;
+        }
         const c = encoders[i]!.piece(chunk);
         if (c !== undefined) send(withIndex(c, i));
       }
@@ -245,8 +274,15 @@ async function answerStream(d: ChoicesDeps, gens: Generation[], group: Generatio
   const total = await group.result;
   if (!sr.resultArrived(total)) return;
   const rs = gens.length > 0 ? await Promise.all(gens.map((g) => g.result)) : Array.from({ length: p.n }, () => emptyResult(promptTokens));
+  if (answers) {
+    answers.forEach((a, i) => {
+      for (const c of streamedChunks(encoders[i]!, a.finish())) send(withIndex(c, i));
+    });
+    const merged = mergedOutput(answers.map((a) => a.output()));
+    if (merged) d.recordOutput?.(merged);
+  }
   rs.forEach((r, i) => {
-    const fr = finishReasonOf(r.finishReason);
+    const fr = answers ? toolFinishReason(r.finishReason, answers[i]!.callCount) : finishReasonOf(r.finishReason);
     send(
       p.kind === 'chat'
         ? { ...base, choices: [{ index: i, delta: {}, logprobs: null, finish_reason: fr }], ...usageField }

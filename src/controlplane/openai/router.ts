@@ -6,6 +6,7 @@
 import express, { type Request, type Response } from 'express';
 import { Engine } from '../../engine/engine.js';
 import type { Generation } from '../../engine/generation.js';
+import type { TokenChunk } from '../../engine/types.js';
 import { ControlPlaneError, modelNotFound } from '../errors.js';
 import type { FinishedRequest, GenerationEndpoint } from '../hooks.js';
 import type { ConcurrencyLimiter } from '../security.js';
@@ -21,6 +22,10 @@ import type { ServerState } from '../server-state.js';
 import { ServingRequest } from './serving-request.js';
 import { SSE_DONE, StreamEncoder, sseFrame, writeSseHead } from './sse.js';
 import { HeldTokens, SseWriter } from './sse-writer.js';
+import type { ChatMessage } from './schema.js';
+import { parsedChoice, streamedChunks, StreamedAnswer, toolFinishReason } from './tools/answer.js';
+import type { AssistantOutput, OutputParserOptions } from './tools/output-parser.js';
+import { applyToolGrammar, needsParser, outputOptions, toolGrammarFor, toolPlan } from './tools/plan.js';
 
 /** The server options the routes read, at request time (ServerOptions). */
 export interface OpenAIRouteOptions {
@@ -83,11 +88,13 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
         sr.stream = parsed.stream;
         sr.structured = parsed.structured;
         if (parsed.model !== options.modelName) throw modelNotFound(parsed.model, options.modelName);
-        // A chat prompt is rendered (maybe on the template worker) and tokenized before the limits are checked.
-        const chatTokens =
-          parsed.kind === 'chat'
-            ? (await chatPromptTokens(parsed.messages, template, engineChatTokenizer(engine), { tools: parsed.tools, templateName: parsed.templateName })).tokens
-            : undefined;
+        // A chat prompt is rendered (maybe on the template worker) and tokenized before the limits are checked. Tools
+        // and reasoning (tools/plan.ts) decide what the template gets and how the answer is parsed.
+        const plan = parsed.kind === 'chat' ? toolPlan(parsed, template) : undefined;
+        const prompt = plan ? await chatPromptTokens(plan.messages as unknown as ChatMessage[], template, engineChatTokenizer(engine), plan.render) : undefined;
+        const chatTokens = prompt?.tokens;
+        const outOpts = plan && prompt ? outputOptions(plan, prompt.text) : undefined;
+        const parse = outOpts && needsParser(outOpts) ? outOpts : undefined;
         const built = buildGenerateRequest(parsed, {
           chatTokens,
           tokenize: (text) => engine.tokenize(text),
@@ -98,33 +105,55 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
           requestTimeoutMs: options.requestTimeoutMs,
           nVocab: engine.info.nVocab,
         });
-        // n > 1, echo and max_tokens 0 (completion-choices.ts).
-        if (needsChoices(parsed, built)) return answerChoices({ sr, req, res, parsed, built, engine, modelName: options.modelName });
+        if (plan && parsed.kind === 'chat' && outOpts) applyToolGrammar(built.request, toolGrammarFor(plan, parsed, outOpts), plan.choice);
+        // n > 1, echo and max_tokens 0 (completion-choices.ts); each choice's answer parsed for tool calls as below.
+        if (needsChoices(parsed, built))
+          return answerChoices({ sr, req, res, parsed, built, engine, modelName: options.modelName, parse, recordOutput: (o) => recordOutput(sr, o, req.log) });
         // The engine parses the grammar at submit: its refusal points at the field the grammar came from.
         const gen = sr.submit(built, (r) => withGrammarParam(() => engine.generate(r), parsed.structured));
         if (!gen) return;
+        // Counted once the request runs (tool-families.ts); the answer fills in calls, failures and reasoning.
+        if (plan && (parse || plan.choice !== undefined))
+          sr.tools = { family: plan.family, ...(plan.choice !== undefined ? { toolChoice: plan.choice } : {}), calls: 0, failures: 0, reasoning: false };
         req.log?.debug({ generation: gen.id, promptTokens: built.promptTokens, maxTokens: built.request.maxTokens, stream: parsed.stream }, 'generation started');
-        if (parsed.stream) await answerStream(sr, req, res, parsed, gen, built.promptTokens);
-        else await answerPlain(sr, res, parsed, gen, built.promptTokens);
+        if (parsed.stream) await answerStream(sr, req, res, parsed, gen, built.promptTokens, parse);
+        else await answerPlain(sr, res, parsed, gen, built.promptTokens, parse);
       });
 
-  async function answerPlain(sr: ServingRequest, res: Response, p: ParsedRequest, gen: Generation, promptTokens: number): Promise<void> {
+  async function answerPlain(sr: ServingRequest, res: Response, p: ParsedRequest, gen: Generation, promptTokens: number, parse?: OutputParserOptions): Promise<void> {
     const r = await gen.result;
     if (!sr.resultArrived(r)) return;
-    res.json(responseBody(p, r, promptTokens, options.modelName));
+    const body = responseBody(p, r, promptTokens, options.modelName);
+    if (parse) recordOutput(sr, parsedChoice(body.choices[0] as { message: unknown; finish_reason: string }, r, parse), res.req.log);
+    res.json(body);
     sr.answered();
   }
 
   // One event per batch of delivered tokens (at least server.streamInterval tokens after the first event), one write
-  // per event, waiting out a full socket (sse-writer.ts).
-  async function answerStream(sr: ServingRequest, req: Request, res: Response, p: ParsedRequest, gen: Generation, promptTokens: number): Promise<void> {
+  // per event, waiting out a full socket (sse-writer.ts). With tools or reasoning the text goes through the answer
+  // parser (tools/answer.ts), whose deltas become the batch's events.
+  async function answerStream(
+    sr: ServingRequest,
+    req: Request,
+    res: Response,
+    p: ParsedRequest,
+    gen: Generation,
+    promptTokens: number,
+    parse?: OutputParserOptions,
+  ): Promise<void> {
     const enc = new StreamEncoder(p, newIdentity(p.kind, options.modelName));
+    const answer = parse ? new StreamedAnswer(parse) : undefined;
     const out = new SseWriter(res);
     const held = new HeldTokens(options.streamInterval ?? 1);
-    const pieceFrame = (): string => {
-      const c = held.take((chunk) => enc.piece(chunk));
-      return c === undefined ? '' : sseFrame(c);
+    const encode = (chunk: TokenChunk): string | undefined => {
+      if (answer) {
+        const cs = streamedChunks(enc, answer.push(chunk.text), chunk.logprobs);
+        return cs.length > 0 ? cs.map(sseFrame).join('') : undefined;
+      }
+      const c = enc.piece(chunk);
+      return c === undefined ? undefined : sseFrame(c);
     };
+    const pieceFrame = (): string => held.take(encode) ?? '';
     writeSseHead(res);
     sr.streaming();
     out.write(enc.opening().map(sseFrame).join(''));
@@ -143,9 +172,23 @@ export function openaiRouter(deps: OpenAIRouterDeps): express.Router {
     }
     const r = await gen.result;
     if (!sr.resultArrived(r)) return;
-    out.end(pieceFrame() + enc.closing(r, promptTokens).map(sseFrame).join('') + SSE_DONE);
+    let tail = pieceFrame();
+    if (answer) {
+      tail += streamedChunks(enc, answer.finish()).map(sseFrame).join('');
+      recordOutput(sr, answer.output(), req.log);
+    }
+    const finish = answer ? toolFinishReason(r.finishReason, answer.callCount) : undefined;
+    out.end(tail + enc.closing(r, promptTokens, finish).map(sseFrame).join('') + SSE_DONE);
     sr.answered();
     req.log?.debug({ generation: gen.id, finishReason: r.finishReason, completionTokens: r.usage.completionTokens }, 'stream finished');
+  }
+
+  /** The parsed answer's counts, for the tool-call metrics. */
+  function recordOutput(sr: ServingRequest, o: AssistantOutput, log: Request['log']): void {
+    if (sr.tools) sr.tools = { ...sr.tools, calls: o.toolCalls.length, failures: o.failures.length, reasoning: o.reasoning !== null };
+    // Why a would-be call went back as content (the text is the client's to see; the reasons name no request text
+    // beyond a truncated tool name).
+    if (o.failures.length > 0) log?.info({ toolCallFailures: o.failures, family: sr.tools?.family }, 'tool call not parsed: returned as content');
   }
 
   router.post('/completions', serve('completions'));

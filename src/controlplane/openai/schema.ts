@@ -8,13 +8,9 @@ import { parseStructuredOutput, type StructuredOutput } from './schema-structure
 import { parseEcho, parseSamplingExtensions, type SamplingExtensions } from './schema-sampling.js';
 import { checkFields } from './field-policy.js';
 
-export type ChatRole = 'system' | 'user' | 'assistant';
-export const CHAT_ROLES: readonly string[] = ['system', 'user', 'assistant', 'developer'];
+import { parseChatMessages, parseToolFields, type ChatMessage, type ToolChoice, type ToolDefinition } from './schema-tools.js';
 
-export interface ChatMessage {
-  role: ChatRole;
-  content: string;
-}
+export { CHAT_ROLES, type ChatMessage, type ChatRole } from './schema-tools.js';
 
 /** What both endpoints share, already in engine terms (n, penalties, logit_bias, min_p: schema-sampling.ts). */
 export interface SamplingParams extends SamplingExtensions {
@@ -50,9 +46,14 @@ export interface CompletionRequest extends SamplingParams {
 export interface ChatRequest extends SamplingParams {
   kind: 'chat';
   messages: ChatMessage[];
-  /** OpenAI `tools` (function definitions), handed to the model's chat template as `tools`. Tool calls in the answer
-   *  are not parsed out: the model's text comes back as content (docs/chat-templates.md). */
+  /** OpenAI `tools` (function definitions) as sent, handed to the model's chat template as `tools`; the answer's
+   *  calls are parsed per model family (tools/, docs/api.md "Tools and reasoning"). */
   tools?: Record<string, unknown>[];
+  /** The checked definitions of `tools` (schema-tools.ts). */
+  toolDefinitions?: ToolDefinition[];
+  /** Absent: "auto" with tools, "none" without. */
+  toolChoice?: ToolChoice;
+  parallelToolCalls?: boolean;
   /** Extension: one of the model file's named chat templates (`tokenizer.chat_template.NAME`). */
   templateName?: string;
   /** Top alternatives per token (0..20); absent when logprobs is not true. */
@@ -193,41 +194,12 @@ export function parseCompletionRequest(raw: unknown): CompletionRequest {
   return out;
 }
 
-function parseContent(v: unknown, i: number): string {
-  if (typeof v === 'string') return v;
-  // The array-of-parts form; only text parts mean anything to a text model.
-  if (Array.isArray(v)) {
-    return v
-      .map((part: unknown, j) => {
-        const pt = part as Body | null;
-        if (typeof pt !== 'object' || pt === null || pt.type !== 'text' || typeof pt.text !== 'string') {
-          throw bad(`messages[${i}].content`, `'messages[${i}].content[${j}]' must be a text part {type: "text", text: string}`);
-        }
-        return pt.text;
-      })
-      .join('');
-  }
-  throw bad(`messages[${i}].content`, `'messages[${i}].content' must be a string, got ${describe(v)}`);
-}
-
 export function parseChatRequest(raw: unknown): ChatRequest {
   const body = requireObject(raw);
   checkFields('chat_completions', body);
   const common = parseCommon(body);
   if (!present(body, 'messages')) throw bad('messages', "'messages' is a required property");
-  const m = body.messages;
-  if (!Array.isArray(m) || m.length === 0) throw bad('messages', `'messages' must be a non-empty array, got ${describe(m)}`);
-  const messages: ChatMessage[] = m.map((msg: unknown, i) => {
-    if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) {
-      throw bad(`messages[${i}]`, `'messages[${i}]' must be an object with role and content, got ${describe(msg)}`);
-    }
-    const { role, content } = msg as Body;
-    if (typeof role !== 'string' || !CHAT_ROLES.includes(role)) {
-      throw bad(`messages[${i}].role`, `'messages[${i}].role' must be one of system, user, assistant, got ${describe(role)}`);
-    }
-    // OpenAI's newer 'developer' role plays the system role.
-    return { role: (role === 'developer' ? 'system' : role) as ChatRole, content: parseContent(content, i) };
-  });
+  const messages: ChatMessage[] = parseChatMessages(body.messages);
   // max_completion_tokens replaced max_tokens in OpenAI's chat API; honour both, the newer one first.
   const maxCompletionTokens = optInt(body, 'max_completion_tokens', 0, 1 << 20);
   const maxTokens = maxCompletionTokens ?? optInt(body, 'max_tokens', 0, 1 << 20);
@@ -235,25 +207,11 @@ export function parseChatRequest(raw: unknown): ChatRequest {
   const top = optInt(body, 'top_logprobs', 0, MAX_CHAT_TOP_LOGPROBS);
   if (top !== undefined && !wantLogprobs) throw bad('top_logprobs', "'top_logprobs' requires 'logprobs' to be true");
   const out: ChatRequest = { kind: 'chat', ...common, messages };
-  if (present(body, 'tools')) {
-    const tools = body.tools;
-    if (!Array.isArray(tools)) throw bad('tools', `'tools' must be an array of tool definitions, got ${describe(tools)}`);
-    tools.forEach((t: unknown, i) => {
-      const fn = (t as Body | null)?.function as Body | null | undefined;
-      if (
-        typeof t !== 'object' ||
-        t === null ||
-        Array.isArray(t) ||
-        (t as Body).type !== 'function' ||
-        typeof fn !== 'object' ||
-        fn === null ||
-        typeof fn.name !== 'string'
-      ) {
-        throw bad(`tools[${i}]`, `'tools[${i}]' must be {type: "function", function: {name: string, ...}}`);
-      }
-    });
-    if (tools.length > 0) out.tools = tools as Record<string, unknown>[];
-  }
+  const tf = parseToolFields(body);
+  if (tf.tools !== undefined) out.tools = tf.tools;
+  if (tf.definitions !== undefined) out.toolDefinitions = tf.definitions;
+  if (tf.toolChoice !== undefined) out.toolChoice = tf.toolChoice;
+  if (tf.parallelToolCalls !== undefined) out.parallelToolCalls = tf.parallelToolCalls;
   if (present(body, 'chat_template_name')) {
     const n = body.chat_template_name;
     if (typeof n !== 'string' || n.length === 0) throw bad('chat_template_name', `'chat_template_name' must be a non-empty string, got ${describe(n)}`);

@@ -15,7 +15,7 @@ import type { Request, Response } from 'express';
 import type { Generation } from '../../engine/generation.js';
 import type { GenerateRequest, GenerationResult } from '../../engine/types.js';
 import { CP_ERRORS, ControlPlaneError, RETRY_AFTER_S, refusalLog, sendError, toControlPlaneError } from '../errors.js';
-import type { FinishedRequest, GenerationEndpoint } from '../hooks.js';
+import type { FinishedRequest, GenerationEndpoint, ToolOutcome } from '../hooks.js';
 import type { ServerState } from '../server-state.js';
 import type { ConcurrencyLimiter } from '../security.js';
 import type { BuiltRequest } from './request-builder.js';
@@ -56,6 +56,8 @@ interface ResponseEnd {
 export class ServingRequest {
   /** Whether the answer is a stream (set once the body is parsed; refusals before that count as plain). */
   stream = false;
+  /** Set by the router for a chat request with tools or a reasoning template (hooks.ts ToolOutcome). */
+  tools: ToolOutcome | undefined;
   private current: ServingState = 'parsing';
   private readonly startedMs = performance.now();
   private readonly responseEnded: Promise<ResponseEnd>;
@@ -200,6 +202,7 @@ export class ServingRequest {
     if (this.submitted) f.request = this.submitted;
     if (this.result) f.result = this.result;
     if (this.structured) f.structured = this.structured;
+    if (this.tools) f.tools = this.tools;
     return f;
   }
 }

@@ -64,9 +64,17 @@ export class StreamEncoder {
     return out;
   }
 
-  /** The chunks after the last token: the finish_reason chunk, then the usage chunk when include_usage asked for it. */
-  closing(r: GenerationResult, promptTokens: number): unknown[] {
-    const fr = finishReasonOf(r.finishReason);
+  /** A chat chunk with a given delta (tools/answer.ts: content, reasoning_content or tool_calls), with the logprobs
+   *  of the engine chunk it came from when they were asked for. */
+  chatDelta(delta: object, logprobs?: readonly TextLogprob[]): unknown {
+    const lp = this.p.logprobs !== undefined && logprobs?.length ? chatLogprobs(logprobs) : null;
+    return { ...this.base, choices: [{ index: 0, delta, logprobs: lp, finish_reason: null }], ...this.usageField };
+  }
+
+  /** The chunks after the last token: the finish_reason chunk, then the usage chunk when include_usage asked for it.
+   *  `finishReason` overrides the engine's mapping (tool_calls). */
+  closing(r: GenerationResult, promptTokens: number, finishReason?: string): unknown[] {
+    const fr = finishReason ?? finishReasonOf(r.finishReason);
     const out: unknown[] = [
       this.p.kind === 'chat'
         ? { ...this.base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: fr }], ...this.usageField }
