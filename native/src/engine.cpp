@@ -65,6 +65,9 @@ std::unique_ptr<Engine> Engine::load(const EngineConfig & cfg) {
     e->output_ =
         std::make_unique<RequestOutput>(*e->tokenizer_, e->counters_, [p = e.get()](uint64_t id) { p->retire(id); });
     e->grammars_ = std::make_unique<GrammarRegistry>(*e->tokenizer_, e->counters_.grammar);
+    // The vocabulary trie of grammar-constrained decoding, built here (off the event loop) rather than at the first
+    // grammar request, which would otherwise block its caller (~20 MB and tens of ms for a 128k vocabulary).
+    e->grammars_->trie();
     if (e->tokenizer_->n_vocab() > e->hparams_.n_vocab)
         fail(ErrorCode::MODEL_CORRUPT,
              "model '" + cfg.model_path + "': tokenizer has " + std::to_string(e->tokenizer_->n_vocab()) +
@@ -371,13 +374,18 @@ int32_t Engine::sample_token(Request & r, float * logits, TokenLogprob * lp) {
     // Only ids the tokenizer knows can be sampled: a vocabulary padded in token_embd has rows beyond it.
     auto ts = Clock::now();
     if (r.grammar_def) {
-        // Grammar-constrained (grammar_sampling.h); its time counts as mask time, not sampling.
+        // Grammar-constrained (grammar_sampling.h): the one draw an unconstrained request makes too counts as
+        // sampling time, everything else (check, mask, a resample) as grammar mask time.
         if (!r.grammar)
             r.grammar =
                 std::make_unique<GrammarConstraint>(grammars_->runtime(r.grammar_def), r.params.grammar_triggers);
-        const int32_t tok =
-            sample_with_grammar(*r.grammar, *r.sampler, logits, tokenizer_->n_vocab(), lp, counters_.grammar);
-        counters_.grammar.mask_ns.fetch_add((uint64_t) (s_between(ts, Clock::now()) * 1e9), std::memory_order_relaxed);
+        uint64_t sampler_ns = 0;
+        const int32_t tok = sample_with_grammar(*r.grammar, *r.sampler, logits, tokenizer_->n_vocab(), lp,
+                                                counters_.grammar, &sampler_ns);
+        const uint64_t total_ns = (uint64_t) (s_between(ts, Clock::now()) * 1e9);
+        counters_.sampling_ns.fetch_add(sampler_ns, std::memory_order_relaxed);
+        counters_.grammar.mask_ns.fetch_add(total_ns > sampler_ns ? total_ns - sampler_ns : 0,
+                                            std::memory_order_relaxed);
         return tok;
     }
     const int32_t tok = r.sampler->sample(logits, tokenizer_->n_vocab(), lp);

@@ -440,10 +440,12 @@ std::shared_ptr<const TokenTrie> GrammarRegistry::trie() {
 }
 
 std::shared_ptr<const CompiledGrammar> GrammarRegistry::compile(const std::string & text, bool lazy) {
+    // Lazy grammars skip the start check, so they are cached under their own key: an eager use still gets the check.
+    const std::string key = (lazy ? "L" : "E") + text;
     {
         std::lock_guard<std::mutex> l(mu_);
         for (auto it = compiled_.begin(); it != compiled_.end(); ++it)
-            if (it->first == text) {
+            if (it->first == key) {
                 compiled_.splice(compiled_.begin(), compiled_, it);
                 return it->second;
             }
@@ -461,8 +463,7 @@ std::shared_ptr<const CompiledGrammar> GrammarRegistry::compile(const std::strin
         fail(ErrorCode::INVALID_ARGUMENT,
              "grammar matches nothing: no token of the model's vocabulary can start a text that matches 'root'");
     std::lock_guard<std::mutex> l(mu_);
-    // Lazy grammars skip the start check; they are cached apart so an eager use still gets it.
-    if (!lazy) compiled_.emplace_front(text, g);
+    compiled_.emplace_front(key, g);
     while (compiled_.size() > 16) compiled_.pop_back();
     return g;
 }

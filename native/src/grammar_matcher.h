@@ -167,6 +167,9 @@ public:
     bool accept(int32_t token, const std::string & text);
     bool complete() const { return active_ && rt_->complete(state_); }
     std::vector<float> scratch; // the logits row kept for a masked resample
+    // The fast path's recent record (grammar_sampling.h): consecutive misses, and tokens sampled under the grammar.
+    int fast_misses = 0;
+    uint64_t n_sampled = 0;
 
 private:
     std::shared_ptr<GrammarRuntime> rt_;
@@ -195,7 +198,7 @@ private:
     std::once_flag trie_once_;
     std::shared_ptr<const TokenTrie> trie_;
     std::mutex mu_;
-    std::list<std::pair<std::string, std::shared_ptr<const CompiledGrammar>>> compiled_; // LRU, newest first
+    std::list<std::pair<std::string, std::shared_ptr<const CompiledGrammar>>> compiled_; // LRU by (lazy, text)
     std::list<std::shared_ptr<GrammarRuntime>> runtimes_;                                // engine thread; LRU
 };
 

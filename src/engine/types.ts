@@ -417,7 +417,8 @@ export interface GrammarStats {
   requests: number;
   /** Tokens sampled while a grammar was active. */
   tokens: number;
-  /** Time spent constraining those tokens: the allowed-check, full masks, the masked resample, advancing the state. */
+  /** Time spent constraining those tokens: the row copy, the allowed-check, full masks, a second draw, advancing the
+   *  state (the one draw an unconstrained request makes too counts in opSeconds.sampling). */
   maskSeconds: number;
   /** Tokens the unconstrained sampler picked that the grammar allowed (no mask needed). */
   fastAccepts: number;

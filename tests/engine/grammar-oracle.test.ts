@@ -4,7 +4,7 @@
 // the argmax somewhere). llama.cpp ends a complete grammar with an end token, tuneloop with finish 'stop' and no
 // token: the comparison drops llama.cpp's trailing end token.
 import { join } from 'node:path';
-import { LlamaGrammarEvaluationState, type Token } from 'node-llama-cpp';
+import { LlamaGrammarEvaluationState, type LlamaContext, type LlamaModel, type Token } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/index.js';
 import { ArchModels, forceToken } from '../helpers/arch-models.js';
@@ -14,20 +14,42 @@ import { JSON_GBNF, JSON_OBJECT_GBNF, REGULAR_CASES } from './grammar-fixtures.j
 
 const SHAKESPEARE = join(REPO_ROOT, 'models', 'tuneloop-shakespeare.gguf');
 
-async function llamaGreedy(file: string, prompt: number[], grammar: string, maxTokens: number): Promise<{ tokens: number[]; eog: boolean }> {
-  const llama = await llamaCpp();
-  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+/** llama.cpp with one context per file, loaded once (disposeLlamaModels frees them). */
+const loaded = new Map<string, Promise<{ model: LlamaModel; context: LlamaContext }>>();
+function llamaModel(file: string, contextSize: number): Promise<{ model: LlamaModel; context: LlamaContext }> {
+  let p = loaded.get(file);
+  if (p === undefined) {
+    p = (async () => {
+      const model = await (await llamaCpp()).loadModel({ modelPath: file, gpuLayers: 0 });
+      const context = await model.createContext({
+        contextSize,
+        threads: 2,
+        sequences: 1,
+        flashAttention: false,
+        experimentalKvCacheKeyType: 'F32',
+        experimentalKvCacheValueType: 'F32',
+      });
+      return { model, context };
+    })();
+    loaded.set(file, p);
+  }
+  return p;
+}
+async function disposeLlamaModels(): Promise<void> {
+  for (const p of loaded.values()) {
+    const { model, context } = await p;
+    await context.dispose();
+    await model.dispose();
+  }
+  loaded.clear();
+}
+afterAll(disposeLlamaModels);
+
+async function llamaGreedy(file: string, prompt: number[], grammar: string, maxTokens: number, contextSize = 512): Promise<{ tokens: number[]; eog: boolean }> {
+  const { model, context } = await llamaModel(file, contextSize);
+  const seq = context.getSequence();
   try {
-    const context = await model.createContext({
-      contextSize: 512,
-      threads: 2,
-      sequences: 1,
-      flashAttention: false,
-      experimentalKvCacheKeyType: 'F32',
-      experimentalKvCacheValueType: 'F32',
-    });
-    const seq = context.getSequence();
-    const g = await llama.createGrammar({ grammar });
+    const g = await (await llamaCpp()).createGrammar({ grammar });
     const state = new LlamaGrammarEvaluationState({ model, grammar: g });
     const tokens: number[] = [];
     let eog = false;
@@ -39,10 +61,9 @@ async function llamaGreedy(file: string, prompt: number[], grammar: string, maxT
       tokens.push(Number(t));
       if (tokens.length >= maxTokens) break;
     }
-    await context.dispose();
     return { tokens, eog };
   } finally {
-    await model.dispose();
+    await seq.dispose();
   }
 }
 
@@ -56,7 +77,7 @@ describe('greedy tokens equal llama.cpp under the same grammar', () => {
   describe('shipped model', () => {
     let engine: Engine;
     beforeAll(async () => {
-      engine = await Engine.load({ model: SHAKESPEARE, threads: 2, contextLength: 512 });
+      engine = await Engine.load({ model: SHAKESPEARE, threads: 2 });
     });
     afterAll(() => engine?.close());
     for (const { name, grammar } of ORACLE_GRAMMARS) {
@@ -64,7 +85,7 @@ describe('greedy tokens equal llama.cpp under the same grammar', () => {
         for (const text of ['ROMEO:\n', 'First Citizen:\nWe are']) {
           const prompt = engine.tokenize(text);
           const ours = await engine.generate({ tokens: prompt, grammar, maxTokens: 64, temperature: 0 }).result;
-          const theirs = await llamaGreedy(SHAKESPEARE, prompt, grammar, 64);
+          const theirs = await llamaGreedy(SHAKESPEARE, prompt, grammar, 64, 256);
           expect(ours.tokens, `${JSON.stringify(ours.text)} vs llama.cpp`).toEqual(theirs.tokens);
           if (ours.finishReason === 'stop') expect(theirs.eog || theirs.tokens.length === ours.tokens.length).toBe(true);
         }
@@ -116,18 +137,18 @@ describe('greedy tokens equal llama.cpp under the same grammar', () => {
     });
 
     it('a control-token trigger starts a lazy grammar (matched on the token text)', async () => {
-      // <|python_tag|> (128010) is one control token in Llama-3's vocabulary. A copy of the model made to pick it at
-      // every position generates it first; from there the grammar, which starts with its text, constrains the rest.
-      const TAG = 128010;
+      // <|start_header_id|> (128006) is one control token in Llama-3's vocabulary. A copy of the model made to pick it
+      // at every position generates it first; from there the grammar, which starts with its text, constrains the rest.
+      const TAG = 128006;
       const forced = models.write('llama3.1', { real: true, edit: (mm) => forceToken(mm, TAG) });
       const e = await Engine.load({ model: forced.file, threads: 2, contextLength: 256 });
       try {
-        expect(e.tokenize('<|python_tag|>', { addBos: false, parseSpecial: true })).toEqual([TAG]);
+        expect(e.tokenize('<|start_header_id|>', { addBos: false, parseSpecial: true })).toEqual([TAG]);
         const before = e.stats().grammar!;
         const r = await e.generate({
           prompt: 'Call',
-          grammar: 'root ::= "<|python_tag|>" [a-z]{3} "."',
-          grammarTriggers: ['<|python_tag|>'],
+          grammar: 'root ::= "<|start_header_id|>" [a-z]{3} "."',
+          grammarTriggers: ['<|start_header_id|>'],
           maxTokens: 30,
           temperature: 0,
         }).result;

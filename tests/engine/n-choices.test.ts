@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine, GenerationResult } from '../../src/engine/index.js';
 import { SERVE_SHAPE, expectNoLeakedBlocks, greedy, load, promptOf, thrownBy, waitFor } from '../helpers/serving.js';
 import { TempModels } from '../helpers/synthetic.js';
+import { REPO_ROOT } from '../helpers/shared.js';
+import { join } from 'node:path';
 
 const models = new TempModels();
 let model: string;
@@ -155,6 +157,20 @@ describe('generateN', () => {
       }
     });
   }
+
+  it('with a grammar every choice keeps its own matcher state (shipped model), penalties counting accepted tokens only', async () => {
+    const shipped = await load(join(REPO_ROOT, 'models', 'tuneloop-shakespeare.gguf'));
+    try {
+      const req = { prompt: 'ROMEO:', grammar: 'root ::= ([a-z]+ " "?)+', maxTokens: 40, temperature: 1, seed: 5, frequencyPenalty: 0.8, presencePenalty: 0.5 };
+      const rs = await results(shipped.generateN(req, 3));
+      for (const r of rs) expect(r.text).toMatch(/^([a-z]+ ?)+$/);
+      expect(new Set(rs.map((r) => r.text)).size).toBeGreaterThan(1);
+      // Choice i is the solo request with seed + i: the grammar's speculative first draw never leaks into the counts.
+      for (let i = 0; i < 3; i++) expect((await shipped.generate({ ...req, seed: 5 + i }).result).text).toBe(rs[i]!.text);
+    } finally {
+      await shipped.close();
+    }
+  });
 
   it('refuses n outside 1..16', () => {
     for (const n of [0, 17, 1.5]) expect(thrownBy(() => engine.generateN(greedy([1, 2, 3], 2), n)).message).toContain('n');

@@ -150,6 +150,45 @@ describe('min_p', () => {
   });
 });
 
+describe('sampled: the draw follows the processed distribution', () => {
+  it('logit_bias and the repetition penalty shape the tempered distribution as defined', async () => {
+    const prompt = promptOf(11, 12);
+    const raw = await engine.evaluate(prompt);
+    const order = [...raw.keys()].sort((a, b) => raw[b]! - raw[a]!);
+    const a = prompt[3]!; // in the prompt: the repetition penalty applies to it
+    const [b, c] = order.filter((t) => !prompt.includes(t)).slice(0, 2) as [number, number];
+    // Biases that bring a, b, c to 1, 0.5, 0 and push every other token out (-100).
+    const target = new Map([
+      [a, 1],
+      [b, 0.5],
+      [c, 0],
+    ]);
+    const logitBias: Record<number, number> = {};
+    for (let t = 0; t < V; t++) logitBias[t] = target.has(t) ? Math.fround(target.get(t)! - raw[t]!) : -100;
+    const req: GenerateRequest = { tokens: prompt, maxTokens: 1, temperature: 1, repetitionPenalty: 2, logitBias, stopAtEos: false };
+    const p = processLogits(raw, req, prompt, []);
+    const probs = new Map([...target.keys()].map((t) => [t, Math.exp(logSoftmax(p, t))]));
+    // a: 1 / 2 = 0.5, b: 0.5, c: 0 → about 0.38, 0.38, 0.23.
+    expect(probs.get(a)!).toBeCloseTo(probs.get(b)!, 3);
+    const N = 600;
+    const counts = new Map<number, number>();
+    for (let seed = 0; seed < N; seed++) {
+      const t = (await engine.generate({ ...req, seed }).result).tokens[0]!;
+      counts.set(t, (counts.get(t) ?? 0) + 1);
+    }
+    expect(
+      [...counts.keys()].every((t) => target.has(t)),
+      `only a, b, c are drawn: ${JSON.stringify([...counts])}`,
+    ).toBe(true);
+    for (const [t, pt] of probs) {
+      // Five standard deviations of a binomial frequency: deterministic seeds, so this never flakes, yet a stage
+      // applied in another order (penalty before bias: a at 1 - x or 2x) moves a's share far outside it.
+      const tol = 5 * Math.sqrt((pt * (1 - pt)) / N);
+      expect(Math.abs((counts.get(t) ?? 0) / N - pt), `token ${t}: drawn ${counts.get(t) ?? 0}/${N}, expected p ${pt.toFixed(3)}`).toBeLessThan(tol);
+    }
+  });
+});
+
 describe('validation', () => {
   const base = { tokens: [1, 2, 3] };
   const cases: [Partial<GenerateRequest>, string][] = [

@@ -49,4 +49,13 @@ describe('native C++ test programs', () => {
     const { stdout } = await exec(bin, STORIES_260K ? [STORIES_260K] : [], { maxBuffer: 16 << 20, env: { ...process.env, TL_TEST_NO_TIMING: '1' } });
     expect(stdout).toMatch(/\b0 fail/i);
   });
+
+  it('grammar_test: the GBNF parser and matcher', async () => {
+    const bin = join(out, 'grammar_test');
+    await gxx([join(REPO_ROOT, 'native', 'tests', 'grammar_test.cpp'),
+      ...['grammar', 'grammar_matcher', 'tokenizer', 'pretokenizer', 'split_pattern', 'unicode', 'gguf', 'errors', 'tensor_convert'].map((f) => join(SRC, `${f}.cpp`)),
+      join(QUANT, 'formats.cpp'), join(QUANT, 'dequantize.cpp'), '-o', bin]);
+    const { stdout } = await exec(bin, [], { maxBuffer: 16 << 20 });
+    expect(stdout).toMatch(/[1-9]\d* checks, 0 failures/);
+  });
 });

@@ -157,9 +157,15 @@ export async function answerChoices(d: ChoicesDeps): Promise<void> {
     return groupHandle(gens, promptTokens);
   });
   if (!group) return;
+  d.req.log?.debug({ generations: gens.map((g) => g.id), choices: p.n, promptTokens, maxTokens: built.request.maxTokens, stream: p.stream }, 'generation started');
   const echo = p.kind === 'completion' && p.echo === true ? echoOf(engine, p, tokens) : undefined;
-  if (p.stream) await answerStream(d, gens, group, echo);
-  else await answerPlain(d, gens, group, echo);
+  try {
+    if (p.stream) await answerStream(d, gens, group, echo);
+    else await answerPlain(d, gens, group, echo);
+  } catch (err) {
+    group.cancel(); // one choice failed (or the echo's evaluation): the others would run on for nothing
+    throw err;
+  }
 }
 
 interface Echo {
