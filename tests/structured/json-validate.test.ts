@@ -56,13 +56,21 @@ const near = fc.oneof(
   fc.dictionary(fc.constantFrom('a', 'b', 'c'), fc.oneof(fc.integer({ min: -3, max: 3 }), fc.constant(null), fc.string({ maxLength: 4 }))),
 );
 
+/** ajv's deep equality (const/enum) calls a.valueOf()/toString(): JSON objects with such keys make the oracle throw. */
+const oracleSafe = (v: unknown): boolean =>
+  Array.isArray(v)
+    ? v.every(oracleSafe)
+    : typeof v === 'object' && v !== null
+      ? Object.entries(v).every(([k, x]) => k !== 'valueOf' && k !== 'toString' && oracleSafe(x))
+      : true;
+
 describe('validateJson agrees with ajv', () => {
   const ajv = new Ajv({ nullable: true });
   SCHEMAS.forEach((schema, i) => {
     test(`schema ${i}`, () => {
       const check = ajv.compile(schema);
       fc.assert(
-        fc.property(near, (v) => {
+        fc.property(near.filter(oracleSafe), (v) => {
           expect(validateJson(schema, v).length === 0).toBe(check(v));
         }),
         { numRuns: 500 },
