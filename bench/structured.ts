@@ -7,8 +7,9 @@
 //
 // Models: the shipped one (models/tuneloop-shakespeare.gguf) and a synthetic llama3.1-preset model with the real
 // 128k-token Llama-3 vocabulary (tests/helpers/arch-models.ts; random weights: its unconstrained choice is rarely
-// JSON, so nearly every token needs the full mask — the worst case for the fast path). Grammar: the generic JSON
-// object grammar (tests/engine/grammar-fixtures.ts JSON_GBNF; the lead swaps in compileJsonSchema output).
+// JSON, so nearly every token needs the full mask — the worst case for the fast path). Grammar: what
+// `response_format: {type: "json_schema"}` compiles for a typical extraction schema (BENCH_SCHEMA below: nested
+// object, bounded strings, an enum, an integer range, an array of numbers, a nullable field), via compileJsonSchema.
 // Each round runs the plain and the constrained batch back to back in one process, the order alternating between
 // rounds; figures are medians over rounds. Sampling at --temperature (default 1; 0 = greedy) with fixed seeds: greedy
 // JSON on a random-weight model closes its object within a few tokens, sampled JSON runs long. The plain runs ignore
@@ -20,7 +21,28 @@ import { loadavg } from 'node:os';
 import { Engine, type GenerationResult } from '../src/engine/index.js';
 import { ArchModels } from '../tests/helpers/arch-models.js';
 import { REPO_ROOT } from '../tests/helpers/shared.js';
-import { JSON_GBNF } from '../tests/engine/grammar-fixtures.js';
+import { compileJsonSchema } from '../src/structured/json-schema-grammar.js';
+
+/** A typical extraction schema (what an app sends with response_format json_schema, strict). */
+const BENCH_SCHEMA = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', maxLength: 40 },
+    age: { type: 'integer', minimum: 0, maximum: 150 },
+    role: { enum: ['lord', 'servant', 'soldier', 'other'] },
+    scores: { type: 'array', items: { type: 'number' }, maxItems: 4 },
+    home: {
+      type: 'object',
+      properties: { city: { type: 'string', maxLength: 24 }, verona: { type: 'boolean' } },
+      required: ['city', 'verona'],
+      additionalProperties: false,
+    },
+    note: { anyOf: [{ type: 'string', maxLength: 60 }, { type: 'null' }] },
+  },
+  required: ['name', 'age', 'role', 'scores', 'home', 'note'],
+  additionalProperties: false,
+};
+const JSON_GBNF = compileJsonSchema(BENCH_SCHEMA).grammar;
 
 const { values } = parseArgs({
   options: {
