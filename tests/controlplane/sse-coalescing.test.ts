@@ -137,6 +137,46 @@ describe('coalesced SSE streams', () => {
     expect(chunks.at(-1)!.choices[0]!.finish_reason).toBe('length');
     expect(h.server.state.active).toBe(0);
   });
+
+  it('n = 3: a paused reader gets every choice whole, in order, and each equals the plain answer’s choice', async () => {
+    // The n > 1 path (completion-choices.ts) writes through the same writer: batches per choice, drain waited out.
+    const params = {
+      model: MODEL_NAME,
+      messages: [{ role: 'user' as const, content: 'Speak.' }],
+      max_tokens: 120,
+      temperature: 1,
+      seed: 21,
+      n: 3,
+      ignore_eos: true,
+      logprobs: true,
+      top_logprobs: 20,
+    };
+    const plain = await client.chat.completions.create(params);
+    const before = h.engine.stats().requests.finished;
+    const u = new URL(`${h.url}/v1/chat/completions`);
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json' } });
+    req.end(JSON.stringify({ ...params, stream: true }));
+    const [res] = (await once(req, 'response')) as [http.IncomingMessage];
+    expect(res.statusCode).toBe(200);
+    res.pause();
+    expect(await waitFor(() => h.engine.stats().requests.finished >= before + 3, 30_000)).toBe(true);
+    res.setEncoding('utf8');
+    let body = '';
+    res.on('data', (d: string) => (body += d));
+    res.resume();
+    await once(res, 'end');
+
+    const events = sseData(body);
+    expect(events.at(-1)).toBe('[DONE]');
+    const chunks = events.slice(0, -1) as OpenAI.ChatCompletionChunk[];
+    for (let i = 0; i < 3; i++) {
+      const mine = chunks.map((c) => c.choices[0]).filter((c) => c?.index === i);
+      expect(mine.map((c) => c!.delta.content ?? '').join('')).toBe(plain.choices[i]!.message.content);
+      expect(mine.flatMap((c) => c!.logprobs?.content ?? [])).toEqual(plain.choices[i]!.logprobs!.content);
+      expect(mine.at(-1)!.finish_reason).toBe('length');
+    }
+    expect(h.server.state.active).toBe(0);
+  });
 });
 
 describe('server.streamInterval', () => {

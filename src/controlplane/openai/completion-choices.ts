@@ -14,6 +14,7 @@ import { chatCompletionBody, completionBody, finishReasonOf, newIdentity, usageO
 import type { CompletionRequest } from './schema.js';
 import type { ServingRequest } from './serving-request.js';
 import { SSE_DONE, StreamEncoder, sseFrame, writeSseHead } from './sse.js';
+import { coalesce, SseWriter } from './sse-writer.js';
 import { parsedChoice, streamedChunks, StreamedAnswer, toolFinishReason } from './tools/answer.js';
 import type { AssistantOutput, OutputParserOptions } from './tools/output-parser.js';
 
@@ -239,9 +240,10 @@ async function answerStream(d: ChoicesDeps, gens: Generation[], group: Generatio
   const { sr, req, res, parsed: p, built } = d;
   const promptTokens = built.promptTokens;
   const who: ResponseIdentity = newIdentity(p.kind, d.modelName);
-  const send = (payload: unknown): void => {
-    if (!res.writableEnded) res.write(sseFrame(payload));
-  };
+  // Writes go through sse-writer.ts as on the one-choice path: each choice's delivered batch of tokens is one event,
+  // and a full socket (a slow reader) is waited out rather than buffered without bound.
+  const out = new SseWriter(res);
+  const send = (payload: unknown): void => out.write(sseFrame(payload));
   const encoders = Array.from({ length: p.n }, () => new StreamEncoder(p, who));
   writeSseHead(res);
   sr.streaming();
@@ -260,14 +262,17 @@ async function answerStream(d: ChoicesDeps, gens: Generation[], group: Generatio
   const answers = d.parse ? gens.map(() => new StreamedAnswer(d.parse!)) : undefined;
   await Promise.all(
     gens.map(async (g, i) => {
-      for await (const chunk of g) {
+      for await (const batch of g.batches()) {
         if (sr.cancelled) break;
+        const chunk = coalesce(batch);
         if (answers) {
           for (const c of streamedChunks(encoders[i]!, answers[i]!.push(chunk.text), chunk.logprobs)) send(withIndex(c, i));
-          continue;
+        } else {
+          const c = encoders[i]!.piece(chunk);
+          if (c !== undefined) send(withIndex(c, i));
         }
-        const c = encoders[i]!.piece(chunk);
-        if (c !== undefined) send(withIndex(c, i));
+        const full = out.ready();
+        if (full) await full;
       }
     }),
   );
@@ -298,8 +303,7 @@ async function answerStream(d: ChoicesDeps, gens: Generation[], group: Generatio
         rs.reduce((a, r) => a + r.usage.completionTokens, 0),
       ),
     });
-  res.write(SSE_DONE);
-  res.end();
+  out.end(SSE_DONE);
   sr.answered();
   req.log?.debug({ generations: gens.map((g) => g.id), choices: p.n }, 'stream finished');
 }
