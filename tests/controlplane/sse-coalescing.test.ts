@@ -98,6 +98,25 @@ describe('coalesced SSE streams', () => {
     expect(usage).toEqual(plain.usage);
   });
 
+  /** Streams `params` from a reader that reads not a byte until the engine has finished `generations` more requests
+   *  (the whole answer), so the server's writes meet a full socket; returns the body once the reader has caught up. */
+  const pausedStream = async (params: object, generations: number): Promise<string> => {
+    const before = h.engine.stats().requests.finished;
+    const u = new URL(`${h.url}/v1/chat/completions`);
+    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json' } });
+    req.end(JSON.stringify({ ...params, stream: true }));
+    const [res] = (await once(req, 'response')) as [http.IncomingMessage];
+    expect(res.statusCode).toBe(200);
+    res.pause();
+    expect(await waitFor(() => h.engine.stats().requests.finished >= before + generations, 30_000)).toBe(true);
+    res.setEncoding('utf8');
+    let body = '';
+    res.on('data', (d: string) => (body += d));
+    res.resume();
+    await once(res, 'end');
+    return body;
+  };
+
   it('a paused reader gets the whole stream, in order, once it reads again', async () => {
     // Large events (20 alternatives per token) so that the paused socket fills and the writer waits for 'drain'.
     const params = {
@@ -111,22 +130,7 @@ describe('coalesced SSE streams', () => {
       top_logprobs: 20,
     };
     const plain = await client.chat.completions.create(params);
-    const before = h.engine.stats().requests.finished;
-    const u = new URL(`${h.url}/v1/chat/completions`);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json' } });
-    req.end(JSON.stringify({ ...params, stream: true }));
-    const [res] = (await once(req, 'response')) as [http.IncomingMessage];
-    expect(res.statusCode).toBe(200);
-    res.pause();
-    // Not a byte is read until the engine has finished the whole answer.
-    expect(await waitFor(() => h.engine.stats().requests.finished > before, 30_000)).toBe(true);
-    res.setEncoding('utf8');
-    let body = '';
-    res.on('data', (d: string) => (body += d));
-    res.resume();
-    await once(res, 'end');
-
-    const events = sseData(body);
+    const events = sseData(await pausedStream(params, 1));
     expect(events.at(-1)).toBe('[DONE]');
     type Chunk = OpenAI.ChatCompletionChunk;
     const chunks = events.slice(0, -1) as Chunk[];
@@ -152,21 +156,7 @@ describe('coalesced SSE streams', () => {
       top_logprobs: 20,
     };
     const plain = await client.chat.completions.create(params);
-    const before = h.engine.stats().requests.finished;
-    const u = new URL(`${h.url}/v1/chat/completions`);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json' } });
-    req.end(JSON.stringify({ ...params, stream: true }));
-    const [res] = (await once(req, 'response')) as [http.IncomingMessage];
-    expect(res.statusCode).toBe(200);
-    res.pause();
-    expect(await waitFor(() => h.engine.stats().requests.finished >= before + 3, 30_000)).toBe(true);
-    res.setEncoding('utf8');
-    let body = '';
-    res.on('data', (d: string) => (body += d));
-    res.resume();
-    await once(res, 'end');
-
-    const events = sseData(body);
+    const events = sseData(await pausedStream(params, 3));
     expect(events.at(-1)).toBe('[DONE]');
     const chunks = events.slice(0, -1) as OpenAI.ChatCompletionChunk[];
     for (let i = 0; i < 3; i++) {
