@@ -12,7 +12,9 @@ import type { ChatMessage } from '../../src/controlplane/openai/schema.js';
 
 const CTX = { messages: [{ role: 'user', content: 'hi' }], addGenerationPrompt: true, bosToken: '<s>', eosToken: '</s>' };
 // Never ends in any time a test waits for: 10^12 iterations.
-const RUNAWAY = '{% for i in range(1000000) %}{% for j in range(1000000) %}{% endfor %}{% endfor %}';
+// Pure CPU: three nested loops over small ranges (10^12 iterations). Ranges of a million allocated a million-value
+// array per outer step, so on a fast run the worker could hit its heap limit before the time limit.
+const RUNAWAY = '{% for i in range(10000) %}{% for j in range(10000) %}{% for k in range(10000) %}{% endfor %}{% endfor %}{% endfor %}';
 const CHATML =
   "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 const ALTERNATING =
