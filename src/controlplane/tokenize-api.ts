@@ -14,11 +14,12 @@
 // naming it. Same auth as /v1 (API keys), mounted by app.ts.
 import express, { type Request, type Response } from 'express';
 import type { Engine } from '../engine/engine.js';
-import { ControlPlaneError, modelNotFound, toControlPlaneError } from './errors.js';
+import { modelNotFound, toControlPlaneError } from './errors.js';
 import { answerError } from './openai/embeddings.js';
 import type { ChatTemplate } from './openai/chat-template.js';
 import { chatPromptTokens, engineChatTokenizer } from './openai/chat-prompt.js';
 import { parseChatRequest } from './openai/schema.js';
+import { bad } from './openai/request-errors.js';
 
 /** Most token ids one /detokenize accepts (the body limit bounds it too). */
 export const MAX_DETOKENIZE_TOKENS = 1 << 20;
@@ -40,10 +41,6 @@ const TOKENIZE_FIELDS = [
 const DETOKENIZE_FIELDS = ['tokens', 'model'] as const;
 
 type Body = Record<string, unknown>;
-
-function bad(param: string, message: string): ControlPlaneError {
-  return new ControlPlaneError('CP_ERR_INVALID_REQUEST', message, { param });
-}
 
 function objectBody(raw: unknown, known: readonly string[]): Body {
   if (raw === undefined) throw bad('body', "Expected a JSON body with 'Content-Type: application/json'");

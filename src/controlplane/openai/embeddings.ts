@@ -8,6 +8,7 @@ import { modelPooling } from '../../engine/pooling.js';
 import { ControlPlaneError, modelNotFound, refusalLog, sendError, toControlPlaneError } from '../errors.js';
 import type { ServerState } from '../server-state.js';
 import { checkFields } from './field-policy.js';
+import { bad } from './request-errors.js';
 
 /** Most inputs in one request (OpenAI's own limit). */
 export const MAX_EMBEDDING_INPUTS = 2048;
@@ -26,10 +27,6 @@ export interface EmbeddingRequest {
   single: boolean;
   /** The vector width asked for; only the model's own is accepted (see parseEmbeddingRequest). */
   dimensions?: number;
-}
-
-function bad(param: string, message: string): ControlPlaneError {
-  return new ControlPlaneError('CP_ERR_INVALID_REQUEST', message, { param });
 }
 
 const isTokenId = (t: unknown): t is number => typeof t === 'number' && Number.isInteger(t) && t >= 0;

@@ -5,6 +5,7 @@
 import type { GenerateRequest } from '../../engine/types.js';
 import { MAX_CHOICES, MAX_LOGIT_BIAS } from '../../engine/validate.js';
 import { ControlPlaneError } from '../errors.js';
+import { describe } from './request-errors.js';
 
 export interface SamplingExtensions {
   /** Choices (1..16); default 1. */
@@ -22,14 +23,6 @@ export interface SamplingExtensions {
 type Body = Record<string, unknown>;
 
 const bad = (param: string, message: string): ControlPlaneError => new ControlPlaneError('CP_ERR_INVALID_REQUEST', message, { param });
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
-  if (typeof v === 'number') return String(v);
-  return typeof v;
-}
 
 const present = (body: Body, key: string): boolean => body[key] !== undefined && body[key] !== null;
 

@@ -7,7 +7,8 @@ import { JSON_OBJECT_GRAMMAR, SchemaUnsupportedError, compileJsonSchema } from '
 import { isEngineError } from '../../engine/errors.js';
 import type { GenerationResult } from '../../engine/types.js';
 import { validateJson } from '../../structured/json-validate.js';
-import { ControlPlaneError } from '../errors.js';
+import { type ControlPlaneError } from '../errors.js';
+import { bad } from './request-errors.js';
 
 export type StructuredMode = 'json_object' | 'json_schema' | 'grammar';
 
@@ -25,10 +26,6 @@ export interface StructuredOutput {
 /** Longest raw grammar accepted here; the engine has its own (larger) limit. */
 export const MAX_GRAMMAR_CHARS = 256 * 1024;
 const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
-
-function bad(param: string, message: string): ControlPlaneError {
-  return new ControlPlaneError('CP_ERR_INVALID_REQUEST', message, { param });
-}
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const present = (body: Record<string, unknown>, k: string): boolean => body[k] !== undefined && body[k] !== null;

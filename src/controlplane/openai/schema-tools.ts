@@ -2,7 +2,7 @@
 // shapes the rest uses: `tools`, `tool_choice`, `parallel_tool_calls`; messages with role `tool` (tool_call_id,
 // content) and assistant messages with `tool_calls` (content may then be null) and `reasoning_content`. Each refusal
 // names the field (docs/api.md, "Tools and reasoning").
-import { ControlPlaneError } from '../errors.js';
+import { bad, describe } from './request-errors.js';
 
 export type ChatRole = 'system' | 'user' | 'assistant' | 'tool';
 
@@ -49,18 +49,6 @@ export interface ToolFields {
 }
 
 type Body = Record<string, unknown>;
-
-function bad(param: string, message: string): ControlPlaneError {
-  return new ControlPlaneError('CP_ERR_INVALID_REQUEST', message, { param });
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
-  if (typeof v === 'number') return String(v);
-  return typeof v;
-}
 
 const isObject = (v: unknown): v is Body => typeof v === 'object' && v !== null && !Array.isArray(v);
 const present = (v: unknown): boolean => v !== undefined && v !== null;

@@ -3,12 +3,12 @@
 // set so clients can point at it. Which fields a route takes at all (implemented, accepted-and-ignored, refused,
 // unknown) is field-policy.ts's table, checked first. `null` counts as absent for every optional field (the SDKs
 // send nulls).
-import { ControlPlaneError } from '../errors.js';
 import { parseStructuredOutput, type StructuredOutput } from './schema-structured.js';
 import { parseEcho, parseSamplingExtensions, type SamplingExtensions } from './schema-sampling.js';
 import { checkFields } from './field-policy.js';
 
 import { parseChatMessages, parseToolFields, type ChatMessage, type ToolChoice, type ToolDefinition } from './schema-tools.js';
+import { bad, describe } from './request-errors.js';
 
 export { CHAT_ROLES, type ChatMessage, type ChatRole } from './schema-tools.js';
 
@@ -65,18 +65,6 @@ export const MAX_STOP = 4;
 export const MAX_STOP_CHARS = 256;
 export const MAX_COMPLETION_LOGPROBS = 5;
 export const MAX_CHAT_TOP_LOGPROBS = 20;
-
-function bad(param: string, message: string): ControlPlaneError {
-  return new ControlPlaneError('CP_ERR_INVALID_REQUEST', message, { param });
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
-  if (typeof v === 'number') return String(v);
-  return typeof v;
-}
 
 type Body = Record<string, unknown>;
 
